@@ -1,0 +1,68 @@
+/*
+ * cli: what every `tlsgate` command shares — the exit codes of the CLI contract, the parsed
+ * global options, the store and config a command works on, and small output helpers.
+ *
+ * A command is `int cmd_NAME(struct cli *cli, int argc, char **argv)`: argv[0] is the command
+ * word, the global options (--db, --config, --json) are already removed wherever they stood.
+ * It returns one of the EXIT_* codes. Messages for the user go to stderr through cli_error(),
+ * which prefixes "tlsgate: ".
+ */
+#ifndef TLSGATE_CLI_H
+#define TLSGATE_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "config.h"
+
+enum {
+    EXIT_OK = 0,       /* done / passes */
+    EXIT_BLOCKED = 1,  /* gate or phase blocked */
+    EXIT_USAGE = 2,    /* usage error */
+    EXIT_BADINPUT = 3, /* bad input: file, report, config */
+    EXIT_SYSTEM = 4,   /* database or system error */
+};
+
+struct store;
+
+struct cli {
+    const char *db_path;     /* --db, $TLSGATE_DB, or "tlsgate.db" */
+    const char *config_path; /* --config, $TLSGATE_CONFIG, or NULL (built-in defaults) */
+    bool json;               /* --json */
+    struct config config;    /* loaded before the command runs */
+    struct store *store;     /* opened lazily by cli_store() */
+    char *command_line;      /* the whole invocation, for the audit log */
+};
+
+/* Opens the database (creating and migrating it when `create` is true, else it must exist and be
+ * at the current schema). Prints the error and returns NULL on failure; *code gets the exit code. */
+struct store *cli_store(struct cli *cli, bool create, int *code);
+
+/* Prints "tlsgate: " + message + newline to stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The OS user running the command (for audit rows and phase history). Never NULL. */
+const char *cli_user(void);
+
+/* Appends one audit row (time, user, command line, outcome) in the store's current
+ * transaction or its own. Returns 0 or a negative errno-style code (message on the store). */
+int cli_audit(struct cli *cli, const char *outcome);
+
+/* Writes `s` as a JSON string literal (with quotes) to `out`. */
+void cli_json_string(FILE *out, const char *s);
+
+/* Current time in seconds since the epoch. Tests and tools may set $TLSGATE_NOW (seconds) to
+ * pin the clock; everything that decides on time asks this function. */
+long long cli_now(void);
+
+/* Formats `t` (epoch seconds) as ISO 8601 UTC "YYYY-MM-DDTHH:MM:SSZ" into buf (>= 21 bytes). */
+const char *cli_iso8601(long long t, char *buf, size_t size);
+
+/* Parses "YYYY-MM-DD" or "YYYY-MM-DDTHH:MM:SSZ" (UTC); returns 0 and sets *t, or -EINVAL. */
+int cli_parse_time(const char *s, long long *t);
+
+/* The commands. Each lives in the module that owns it. */
+int cmd_init(struct cli *cli, int argc, char **argv);
+int cmd_inventory(struct cli *cli, int argc, char **argv);
+
+#endif

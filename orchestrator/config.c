@@ -1,0 +1,167 @@
+/*
+ * config.c — the JSON settings file of DESIGN's CLI contract. Strict: unknown keys and wrong
+ * types are errors that name the file and the key, so a typo never silently means "default".
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void config_init(struct config *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->interval = 900;
+    c->jitter = 0.1;
+    c->concurrency = 64;
+    c->connect_timeout = 5;
+    c->timeout = 15;
+    c->stale_after = 86400;
+    c->backoff_max = 3600;
+    c->log_level = LOG_INFO;
+}
+
+void config_release(struct config *c)
+{
+    free(c->tls_ca);
+    free(c->tls_cert);
+    free(c->tls_key);
+    c->tls_ca = c->tls_cert = c->tls_key = NULL;
+}
+
+/* A path from the config, made relative to the config file's folder unless absolute. */
+static char *resolve_path(const char *config_path, const char *p)
+{
+    if (p[0] == '/')
+        return strdup(p);
+    char *copy = strdup(config_path);
+    if (!copy)
+        return NULL;
+    const char *dir = dirname(copy);
+    char *out = NULL;
+    if (asprintf(&out, "%s/%s", dir, p) < 0)
+        out = NULL;
+    free(copy);
+    return out;
+}
+
+static int load_tls(struct config *c, const char *path, json_t *tls, char *err, size_t errsize)
+{
+    if (!json_is_object(tls)) {
+        snprintf(err, errsize, "%s: tls: must be an object", path);
+        return -EINVAL;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(tls, key, v) {
+        char **slot = !strcmp(key, "ca") ? &c->tls_ca
+                      : !strcmp(key, "cert") ? &c->tls_cert
+                      : !strcmp(key, "key") ? &c->tls_key : NULL;
+        if (!slot) {
+            snprintf(err, errsize, "%s: tls.%s: unknown key (known: ca, cert, key)", path, key);
+            return -EINVAL;
+        }
+        if (!json_is_string(v) || json_string_length(v) == 0) {
+            snprintf(err, errsize, "%s: tls.%s: must be a non-empty string (a file path)", path,
+                     key);
+            return -EINVAL;
+        }
+        free(*slot);
+        if (!(*slot = resolve_path(path, json_string_value(v)))) {
+            snprintf(err, errsize, "%s: out of memory", path);
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+struct int_key {
+    const char *name;
+    size_t offset;
+    long min, max;
+};
+
+static const struct int_key int_keys[] = {
+    {"interval", offsetof(struct config, interval), 1, 31 * 86400},
+    {"concurrency", offsetof(struct config, concurrency), 1, 65536},
+    {"connect_timeout", offsetof(struct config, connect_timeout), 1, 3600},
+    {"timeout", offsetof(struct config, timeout), 1, 86400},
+    {"stale_after", offsetof(struct config, stale_after), 1, 366L * 86400},
+    {"backoff_max", offsetof(struct config, backoff_max), 1, 31 * 86400},
+};
+
+int config_load(struct config *c, const char *path, char *err, size_t errsize)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        snprintf(err, errsize, "%s:%d: %s", path, jerr.line, jerr.text);
+        return -EINVAL;
+    }
+    int rc = 0;
+    if (!json_is_object(root)) {
+        snprintf(err, errsize, "%s: the config must be a JSON object", path);
+        rc = -EINVAL;
+        goto out;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(root, key, v) {
+        if (!strcmp(key, "tls")) {
+            if ((rc = load_tls(c, path, v, err, errsize)))
+                goto out;
+            continue;
+        }
+        if (!strcmp(key, "jitter")) {
+            if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1) {
+                snprintf(err, errsize, "%s: jitter: must be a number from 0 to 1", path);
+                rc = -EINVAL;
+                goto out;
+            }
+            c->jitter = json_number_value(v);
+            continue;
+        }
+        if (!strcmp(key, "log_level")) {
+            const char *s = json_string_value(v);
+            static const char *const levels[] = {"error", "warn", "info", "debug"};
+            int found = -1;
+            for (int i = 0; s && i < 4; i++)
+                if (!strcmp(s, levels[i]))
+                    found = i;
+            if (found < 0) {
+                snprintf(err, errsize, "%s: log_level: must be one of error, warn, info, debug",
+                         path);
+                rc = -EINVAL;
+                goto out;
+            }
+            c->log_level = (enum log_level)found;
+            continue;
+        }
+        const struct int_key *k = NULL;
+        for (size_t i = 0; i < sizeof(int_keys) / sizeof(int_keys[0]); i++)
+            if (!strcmp(key, int_keys[i].name))
+                k = &int_keys[i];
+        if (!k) {
+            snprintf(err, errsize,
+                     "%s: %s: unknown key (known: tls, interval, jitter, concurrency, "
+                     "connect_timeout, timeout, stale_after, backoff_max, log_level)",
+                     path, key);
+            rc = -EINVAL;
+            goto out;
+        }
+        if (!json_is_integer(v) || json_integer_value(v) < k->min ||
+            json_integer_value(v) > k->max) {
+            snprintf(err, errsize, "%s: %s: must be a whole number from %ld to %ld", path, key,
+                     k->min, k->max);
+            rc = -EINVAL;
+            goto out;
+        }
+        *(long *)((char *)c + k->offset) = (long)json_integer_value(v);
+    }
+out:
+    json_decref(root);
+    return rc;
+}

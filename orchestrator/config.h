@@ -1,0 +1,35 @@
+/*
+ * config: the settings every deciding command reads (DESIGN, "CLI contract"). Loaded from a
+ * JSON file; an unknown key or a wrong type is an error naming the file and the key.
+ */
+#ifndef TLSGATE_CONFIG_H
+#define TLSGATE_CONFIG_H
+
+#include <stddef.h>
+
+enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+struct config {
+    char *tls_ca;            /* fleet CA (PEM path) */
+    char *tls_cert;          /* orchestrator client certificate */
+    char *tls_key;           /* its key */
+    long interval;           /* seconds between two polls of one host (900) */
+    double jitter;           /* fraction of interval used to spread hosts (0.1) */
+    long concurrency;        /* transfers in flight at most (64) */
+    long connect_timeout;    /* seconds (5) */
+    long timeout;            /* seconds, whole transfer (15) */
+    long stale_after;        /* seconds after which a report no longer counts (86400) */
+    long backoff_max;        /* seconds, upper bound of a failing host's retry delay (3600) */
+    enum log_level log_level;
+};
+
+/* Fills `c` with the built-in defaults. */
+void config_init(struct config *c);
+
+/* Reads `path` over the defaults already in `c`. Paths in "tls" are taken relative to the
+ * config file's folder. Returns 0, or -EINVAL with a message "FILE: key: why" in err. */
+int config_load(struct config *c, const char *path, char *err, size_t errsize);
+
+void config_release(struct config *c);
+
+#endif

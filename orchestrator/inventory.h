@@ -1,0 +1,57 @@
+/*
+ * inventory: hosts (name, site, roles, collector address, OS label) and their dependency edges.
+ *
+ * Roles are a bit mask in the order DESIGN.md lists them. Derived edges are not stored (see
+ * schema/001_init.sql): `inv_derived` below is the one table that says who depends on whom by
+ * role, and every query that needs dependents (inventory deps, gate, export) goes through it.
+ */
+#ifndef TLSGATE_INVENTORY_H
+#define TLSGATE_INVENTORY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct store;
+
+enum role {
+    ROLE_CLIENT = 1 << 0,
+    ROLE_SITE_SERVER = 1 << 1,
+    ROLE_SECONDARY_SITE_SERVER = 1 << 2,
+    ROLE_SITE_DATABASE = 1 << 3,
+    ROLE_MANAGEMENT_POINT = 1 << 4,
+    ROLE_DISTRIBUTION_POINT = 1 << 5,
+    ROLE_SOFTWARE_UPDATE_POINT = 1 << 6,
+    ROLE_REPORTING_POINT = 1 << 7,
+    ROLE_SMS_PROVIDER = 1 << 8,
+    ROLE_CLOUD_MANAGEMENT_GATEWAY = 1 << 9,
+    ROLE_CONSOLE = 1 << 10,
+};
+#define ROLE_COUNT 11
+/* Every role but `client` and `console` makes a host a site system ("server") with a gate. */
+#define ROLE_SERVER_MASK (((1 << ROLE_COUNT) - 1) & ~(ROLE_CLIENT | ROLE_CONSOLE))
+
+/* The role's name in the DESIGN vocabulary, by bit index 0..ROLE_COUNT-1. */
+extern const char *const inv_role_names[ROLE_COUNT];
+
+/* Parses "a;b;c" (empty = client). Returns 0, or -EINVAL and the offending word in bad. */
+int inv_roles_parse(const char *text, unsigned *roles, char *bad, size_t badsize);
+/* Writes the roles joined with ';' in vocabulary order. */
+void inv_roles_format(unsigned roles, char *buf, size_t size);
+
+/* A derived dependency: hosts of the same site with any of `dependent_roles` depend on each
+ * host with `server_role`, over `channel`. */
+struct inv_derived_edge {
+    unsigned server_role;
+    unsigned dependent_roles;
+    const char *channel;
+};
+extern const struct inv_derived_edge inv_derived[];
+extern const size_t inv_derived_count;
+
+/* Validation shared by import and other commands. */
+bool inv_valid_fqdn(const char *name);
+bool inv_valid_site(const char *site);
+/* ADDRESS:PORT with a port 1..65535; IPv6 as [addr]:port. */
+bool inv_valid_collector(const char *addr);
+
+#endif

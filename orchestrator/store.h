@@ -1,0 +1,70 @@
+/*
+ * store: the one SQLite database file that holds inventory, reports, verdicts, phases, waivers
+ * and the audit log (schema/NNN_*.sql). One `struct store` per process, owned by whoever opened
+ * it (the CLI for a command, the daemon for its lifetime).
+ *
+ * Opening sets WAL, foreign_keys=ON and a busy timeout, and brings the schema to the version
+ * this binary knows: migrations run in order inside one transaction together with the
+ * `PRAGMA user_version` bump, so a half-applied migration cannot exist. A database written by
+ * a newer tlsgate is refused (-EPROTO).
+ *
+ * Functions return 0 or a negative errno-style code and leave a message on the store
+ * (store_errmsg), in the manner of sqlite3_errmsg.
+ */
+#ifndef TLSGATE_STORE_H
+#define TLSGATE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sqlite3.h>
+
+struct store;
+
+/* Busy timeout: how long a writer waits for another (daemon vs CLI) before giving up. */
+#define STORE_BUSY_TIMEOUT_MS 30000
+
+/*
+ * Opens `path`. With `create`, a missing file is created and migrated (`tlsgate init`);
+ * without, the file must exist and hold a tlsgate database. Returns 0 and *out, or:
+ *   -ENOENT  no such database (message says to run `tlsgate init`)
+ *   -EPROTO  written by a newer tlsgate; refused untouched
+ *   -EINVAL  not a tlsgate database
+ *   -EIO     any other SQLite or system failure
+ * On failure *out is NULL and the message is copied to err.
+ */
+int store_open(const char *path, bool create, struct store **out, char *err, size_t errsize);
+
+void store_close(struct store *s);
+
+sqlite3 *store_db(struct store *s);
+const char *store_path(const struct store *s);
+
+/* The message of the last failure on this store. */
+const char *store_errmsg(const struct store *s);
+
+/* Sets the store's message (for module-level failures); returns `code` for `return` chaining. */
+int store_fail(struct store *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Records SQLite's current error for `what` and returns the errno-style code for it
+ * (-EBUSY for SQLITE_BUSY/LOCKED, -EIO otherwise). */
+int store_sqlite_fail(struct store *s, const char *what);
+
+/* Runs statements without results (no parameters: never for data from outside). */
+int store_exec(struct store *s, const char *sql);
+
+/* Prepares `sql`; on failure records the error and returns it. */
+int store_prepare(struct store *s, const char *sql, sqlite3_stmt **stmt);
+
+/* Transactions. `immediate` takes the write lock at once (for check-then-change). */
+int store_begin(struct store *s, bool immediate);
+int store_commit(struct store *s);
+void store_rollback(struct store *s); /* safe to call when no transaction is open */
+
+/* The schema version this binary writes (the number of migrations it carries). */
+int store_schema_latest(void);
+
+/* Reads/writes a `meta` row. store_meta_get returns 0 and a malloc'd copy, -ENOENT, or -EIO. */
+int store_meta_get(struct store *s, const char *key, char **value);
+int store_meta_set(struct store *s, const char *key, const char *value);
+
+#endif

@@ -1,0 +1,161 @@
+/*
+ * test_store.c — the store's migrations and refusals, on real database files.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store.h"
+#include "testutil.h"
+
+static char *dir;
+
+static void setup(void) { dir = tu_tmpdir(); }
+static void teardown(void)
+{
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static int query_int(struct store *s, const char *sql)
+{
+    sqlite3_stmt *st;
+    ck_assert_int_eq(store_prepare(s, sql, &st), 0);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    int v = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+START_TEST(test_migrations_create_every_table_on_empty_file)
+{
+    struct store *s;
+    char err[512];
+    ck_assert_int_eq(store_open(tu_path(dir, "a.db"), true, &s, err, sizeof(err)), 0);
+    ck_assert_int_eq(query_int(s, "PRAGMA user_version"), store_schema_latest());
+    ck_assert_int_eq(query_int(s, "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND "
+                                  "name IN ('site','host','edge','report','verdict','poll',"
+                                  "'waiver','phase_history','audit','meta')"),
+                     10);
+    ck_assert_int_eq(query_int(s, "PRAGMA foreign_keys"), 1);
+    sqlite3_stmt *st;
+    ck_assert_int_eq(store_prepare(s, "PRAGMA journal_mode", &st), 0);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "wal");
+    sqlite3_finalize(st);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(test_migrations_rerun_is_idempotent)
+{
+    struct store *s;
+    char err[512];
+    const char *db = tu_path(dir, "a.db");
+    ck_assert_int_eq(store_open(db, true, &s, err, sizeof(err)), 0);
+    ck_assert_int_eq(store_exec(s, "INSERT INTO meta VALUES ('k', 'v')"), 0);
+    store_close(s);
+    ck_assert_int_eq(store_open(db, true, &s, err, sizeof(err)), 0);
+    ck_assert_int_eq(query_int(s, "SELECT count(*) FROM meta"), 1);
+    ck_assert_int_eq(query_int(s, "PRAGMA user_version"), store_schema_latest());
+    store_close(s);
+    ck_assert_int_eq(store_open(db, false, &s, err, sizeof(err)), 0);
+    store_close(s);
+}
+END_TEST
+
+START_TEST(test_newer_database_is_refused_untouched)
+{
+    struct store *s;
+    char err[512];
+    const char *db = tu_path(dir, "a.db");
+    ck_assert_int_eq(store_open(db, true, &s, err, sizeof(err)), 0);
+    char sql[64];
+    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", store_schema_latest() + 1);
+    ck_assert_int_eq(store_exec(s, sql), 0);
+    store_close(s);
+
+    ck_assert_int_eq(store_open(db, true, &s, err, sizeof(err)), -EPROTO);
+    ck_assert_ptr_null(s);
+    ck_assert_ptr_nonnull(strstr(err, "newer tlsgate"));
+
+    char *out, *errout;
+    ck_assert_int_eq(tu_tlsgate(db, &out, &errout, "init", NULL), 4);
+    ck_assert_ptr_nonnull(strstr(errout, "newer tlsgate"));
+    free(out);
+    free(errout);
+
+    sqlite3 *raw;
+    ck_assert_int_eq(sqlite3_open(db, &raw), SQLITE_OK);
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_prepare_v2(raw, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    ck_assert_int_eq(sqlite3_column_int(st, 0), store_schema_latest() + 1);
+    sqlite3_finalize(st);
+    sqlite3_close(raw);
+}
+END_TEST
+
+START_TEST(test_missing_database_is_not_created_by_other_commands)
+{
+    struct store *s;
+    char err[512];
+    const char *db = tu_path(dir, "missing.db");
+    ck_assert_int_eq(store_open(db, false, &s, err, sizeof(err)), -ENOENT);
+    ck_assert_ptr_nonnull(strstr(err, "tlsgate init"));
+    ck_assert_ptr_null(tu_read_file(db, NULL));
+}
+END_TEST
+
+START_TEST(test_foreign_file_is_refused)
+{
+    struct store *s;
+    char err[512];
+    const char *junk = tu_path(dir, "junk.db");
+    tu_write_file(junk, "hello, not sqlite at all\n", 25);
+    ck_assert_int_eq(store_open(junk, true, &s, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "not a tlsgate database"));
+
+    /* Someone else's SQLite database is not ours to migrate either. */
+    const char *other = tu_path(dir, "other.db");
+    sqlite3 *raw;
+    ck_assert_int_eq(sqlite3_open(other, &raw), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(raw, "CREATE TABLE t (x)", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(raw);
+    ck_assert_int_eq(store_open(other, true, &s, err, sizeof(err)), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_audit_rows_cannot_be_changed)
+{
+    struct store *s;
+    char err[512];
+    ck_assert_int_eq(store_open(tu_path(dir, "a.db"), true, &s, err, sizeof(err)), 0);
+    ck_assert_int_eq(store_exec(s, "INSERT INTO audit (at, user, command, outcome) "
+                                   "VALUES (1, 'u', 'c', 'ok')"), 0);
+    ck_assert_int_ne(store_exec(s, "UPDATE audit SET outcome = 'x'"), 0);
+    ck_assert_int_ne(store_exec(s, "DELETE FROM audit"), 0);
+    ck_assert_int_eq(query_int(s, "SELECT count(*) FROM audit WHERE outcome = 'ok'"), 1);
+    store_close(s);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *suite = suite_create("store");
+    TCase *tc = tcase_create("migrations");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_migrations_create_every_table_on_empty_file);
+    tcase_add_test(tc, test_migrations_rerun_is_idempotent);
+    tcase_add_test(tc, test_newer_database_is_refused_untouched);
+    tcase_add_test(tc, test_missing_database_is_not_created_by_other_commands);
+    tcase_add_test(tc, test_foreign_file_is_refused);
+    tcase_add_test(tc, test_audit_rows_cannot_be_changed);
+    suite_add_tcase(suite, tc);
+    SRunner *sr = srunner_create(suite);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
