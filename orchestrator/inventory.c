@@ -1,0 +1,154 @@
+/*
+ * inventory.c — the role vocabulary, the derived dependency table and the validation of host
+ * names, site codes and collector addresses. The commands live in invcmd.c.
+ */
+#include "inventory.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+const char *const inv_role_names[ROLE_COUNT] = {
+    "client",
+    "site_server",
+    "secondary_site_server",
+    "site_database",
+    "management_point",
+    "distribution_point",
+    "software_update_point",
+    "reporting_point",
+    "sms_provider",
+    "cloud_management_gateway",
+    "console",
+};
+
+/*
+ * DESIGN "Inventory and dependencies": client -> MP/DP/SUP/CMG; MP, SMS Provider, site server,
+ * SUP, reporting point -> site database; site server -> SUP (WSUS); console -> SMS Provider and
+ * reporting point. All within one site.
+ */
+const struct inv_derived_edge inv_derived[] = {
+    {ROLE_MANAGEMENT_POINT, ROLE_CLIENT, "https-mp"},
+    {ROLE_DISTRIBUTION_POINT, ROLE_CLIENT, "https-dp"},
+    {ROLE_SOFTWARE_UPDATE_POINT, ROLE_CLIENT, "https-sup"},
+    {ROLE_CLOUD_MANAGEMENT_GATEWAY, ROLE_CLIENT, "https-cmg"},
+    {ROLE_SITE_DATABASE,
+     ROLE_MANAGEMENT_POINT | ROLE_SMS_PROVIDER | ROLE_SITE_SERVER | ROLE_SOFTWARE_UPDATE_POINT |
+         ROLE_REPORTING_POINT,
+     "sql"},
+    {ROLE_SOFTWARE_UPDATE_POINT, ROLE_SITE_SERVER, "wsus"},
+    {ROLE_SMS_PROVIDER, ROLE_CONSOLE, "sms-provider"},
+    {ROLE_REPORTING_POINT, ROLE_CONSOLE, "ssrs"},
+};
+const size_t inv_derived_count = sizeof(inv_derived) / sizeof(inv_derived[0]);
+
+static void trim(const char **start, size_t *len)
+{
+    while (*len && isspace((unsigned char)**start)) {
+        (*start)++;
+        (*len)--;
+    }
+    while (*len && isspace((unsigned char)(*start)[*len - 1]))
+        (*len)--;
+}
+
+int inv_roles_parse(const char *text, unsigned *roles, char *bad, size_t badsize)
+{
+    unsigned mask = 0;
+    const char *p = text;
+    for (;;) {
+        const char *end = strchr(p, ';');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *word = p;
+        trim(&word, &len);
+        if (len) {
+            int found = -1;
+            for (int i = 0; i < ROLE_COUNT; i++)
+                if (strlen(inv_role_names[i]) == len && !strncasecmp(word, inv_role_names[i], len))
+                    found = i;
+            if (found < 0) {
+                snprintf(bad, badsize, "%.*s", (int)(len > 64 ? 64 : len), word);
+                return -EINVAL;
+            }
+            mask |= 1u << found;
+        }
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    *roles = mask ? mask : ROLE_CLIENT;
+    return 0;
+}
+
+void inv_roles_format(unsigned roles, char *buf, size_t size)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < ROLE_COUNT; i++) {
+        if (!(roles & (1u << i)))
+            continue;
+        int n = snprintf(buf + used, size - used, "%s%s", used ? ";" : "", inv_role_names[i]);
+        if (n < 0 || (size_t)n >= size - used)
+            return;
+        used += (size_t)n;
+    }
+}
+
+bool inv_valid_fqdn(const char *name)
+{
+    size_t len = strlen(name);
+    if (len == 0 || len > 253 || name[0] == '.' || name[len - 1] == '.')
+        return false;
+    size_t label = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c == '.') {
+            if (label == 0 || name[i - 1] == '-')
+                return false;
+            label = 0;
+            continue;
+        }
+        if (!(isalnum(c) || c == '-' || c == '_') || (c == '-' && label == 0) || ++label > 63)
+            return false;
+    }
+    return name[len - 1] != '-';
+}
+
+bool inv_valid_site(const char *site)
+{
+    if (strlen(site) != 3)
+        return false;
+    for (int i = 0; i < 3; i++)
+        if (!isalnum((unsigned char)site[i]))
+            return false;
+    return true;
+}
+
+bool inv_valid_collector(const char *addr)
+{
+    const char *colon;
+    if (addr[0] == '[') {
+        const char *close = strchr(addr, ']');
+        if (!close || close == addr + 1 || close[1] != ':')
+            return false;
+        colon = close + 1;
+    } else {
+        colon = strrchr(addr, ':');
+        if (!colon || colon == addr || memchr(addr, ':', (size_t)(colon - addr)))
+            return false;
+        for (const char *p = addr; p < colon; p++)
+            if (!(isalnum((unsigned char)*p) || *p == '.' || *p == '-' || *p == '_'))
+                return false;
+    }
+    const char *port = colon + 1;
+    if (!*port || strlen(port) > 5)
+        return false;
+    for (const char *p = port; *p; p++)
+        if (!isdigit((unsigned char)*p))
+            return false;
+    long v = strtol(port, NULL, 10);
+    return v >= 1 && v <= 65535;
+}
