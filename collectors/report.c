@@ -432,12 +432,29 @@ static int check_warnings(json_t *facts, struct path *p, char *err, size_t errsi
     return rc;
 }
 
+/* The collector maps PROCESSOR_ARCHITECTURE to these three names; rules match on them. */
+static int check_arch(json_t *facts, char *err, size_t errsize)
+{
+    json_t *arch = json_object_get(json_object_get(facts, "os"), "arch");
+    if (!json_is_string(arch))
+        return 0;
+    const char *a = json_string_value(arch);
+    if (strcmp(a, "x64") && strcmp(a, "x86") && strcmp(a, "arm64")) {
+        snprintf(err, errsize, "os.arch: must be \"x64\", \"x86\", \"arm64\" or null, not \"%.32s\"",
+                 a);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 int report_validate_facts(json_t *facts, char *err, size_t errsize)
 {
     struct path p = {.buf = "", .len = 0};
     if (!json_is_object(facts))
         return fail(&p, err, errsize, "must be a JSON object");
     int rc = check_leaf_object(facts, "os", os_members, COUNT(os_members), &p, err, errsize);
+    if (!rc)
+        rc = check_arch(facts, err, errsize);
     if (!rc)
         rc = check_hotfixes(facts, &p, err, errsize);
     if (!rc)

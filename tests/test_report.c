@@ -1,13 +1,16 @@
 /*
  * test_report.c — suite 'report': what report_validate / report_parse accept and refuse, with
  * the exact message (the daemon stores it as the reason a report was refused), and the RFC 3339
- * time helpers. Starts from schema/report.example.json, the wire format by example.
+ * time helpers, and the two ways facts become a report: facts files (--facts) and
+ * facts_build_report. Starts from schema/report.example.json, the wire format by example.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "facts.h"
+#include "regview.h"
 #include "report.h"
 #include "testutil.h"
 
@@ -161,6 +164,8 @@ static const struct bad_value bad_values[] = {
     {"os.build", "\"7601\"", "os.build: must be an integer or null"},
     {"os.ubr", "1.5", "os.ubr: must be an integer or null"},
     {"os.product_name", "7", "os.product_name: must be a string or null"},
+    {"os.arch", "\"AMD64\"", "os.arch: must be \"x64\", \"x86\", \"arm64\" or null, not \"AMD64\""},
+    {"os.arch", "1", "os.arch: must be a string or null"},
     {"hotfixes", "{}", "hotfixes: must be an array or null"},
     {"hotfixes[1]", "\"3140245\"", "hotfixes[1]: must be a string \"KB\" followed by digits"},
     {"hotfixes[0]", "\"kb2533623\"", "hotfixes[0]: must be a string \"KB\" followed by digits"},
@@ -383,6 +388,153 @@ START_TEST(test_report_parse_refuses_non_object_and_validates)
 }
 END_TEST
 
+
+/* ---- facts files and built reports ------------------------------------------------------ */
+
+static char *dir;
+
+static void setup(void) { dir = tu_tmpdir(); }
+static void teardown(void)
+{
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static json_t *fixture_facts(const char *reg)
+{
+    char rel[256];
+    snprintf(rel, sizeof(rel), "tests/fixtures/reg/%s", reg);
+    const char *path = tu_source_path(rel);
+    struct regview *v = NULL;
+    char err[512] = "";
+    ck_assert_msg(regview_open_files(&path, 1, &v, err, sizeof(err)) == 0, "%s", err);
+    json_t *facts = NULL;
+    ck_assert_msg(facts_extract(v, &facts, err, sizeof(err)) == 0, "%s", err);
+    regview_free(v);
+    return facts;
+}
+
+static const char *const fixture_files[] = {
+    "win7-sp1-x64-unpatched.reg", "win7-kb3140245-native-only.reg", "win81.reg",
+    "win10-22h2.reg", "win11-23h2.reg", "server2012-wsus.reg",
+    "server2012r2-sql2014sp1-snac.reg", "server2016-sql2016sp2-express.reg",
+    "server2019-site-server.reg", "server2008r2-regedit4-ansi.reg",
+};
+
+START_TEST(test_built_report_passes_validation_and_round_trips_as_facts_file)
+{
+    json_t *facts = fixture_facts(fixture_files[_i]);
+    json_t *r = facts_build_report(facts, "cl-w7-0001.corp.contoso.com", 1795608000LL, "regfile",
+                                   900);
+    ck_assert_ptr_nonnull(r);
+    char err[256] = "";
+    ck_assert_msg(report_validate(r, err, sizeof(err)) == 0, "%s: %s", fixture_files[_i], err);
+    ck_assert_str_eq(json_string_value(json_object_get(r, "schema")), "tlsgate.report/1");
+    ck_assert_str_eq(json_string_value(json_object_get(r, "collected_at")), "2026-11-25T12:00:00Z");
+    json_t *c = json_object_get(r, "collector");
+    ck_assert_str_eq(json_string_value(json_object_get(c, "version")), TLSGATE_VERSION);
+    ck_assert_str_eq(json_string_value(json_object_get(c, "source")), "regfile");
+    ck_assert_int_eq(json_integer_value(json_object_get(c, "interval")), 900);
+
+    /* Serialised, parsed back as the daemon would, and loaded again as a facts file: the same
+     * facts come out (the envelope is left behind). */
+    char *text = json_dumps(r, JSON_COMPACT);
+    json_t *parsed = NULL;
+    ck_assert_msg(report_parse(text, strlen(text), &parsed, err, sizeof(err)) == 0, "%s", err);
+    ck_assert(json_equal(parsed, r));
+    const char *path = tu_path(dir, "report.json");
+    tu_write_file(path, text, strlen(text));
+    json_t *back = NULL;
+    ck_assert_msg(facts_load_file(path, &back, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(json_equal(back, facts), "%s: facts changed in the round trip", fixture_files[_i]);
+    ck_assert_ptr_null(json_object_get(back, "host"));
+    ck_assert_ptr_null(json_object_get(back, "collector"));
+
+    /* The report holds copies: changing the caller's facts afterwards does not reach it. */
+    json_object_set_new(json_object_get(facts, "os"), "build", json_integer(1));
+    ck_assert(json_equal(parsed, r));
+    free(text);
+    json_decref(parsed);
+    json_decref(back);
+    json_decref(r);
+    json_decref(facts);
+}
+END_TEST
+
+START_TEST(test_facts_file_of_facts_only_loads_and_keeps_warnings)
+{
+    json_t *f = NULL;
+    char err[256] = "";
+    const char *path = tu_source_path("tests/fixtures/facts/win81.json");
+    ck_assert_msg(facts_load_file(path, &f, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_uint_eq(json_array_size(json_object_get(f, "extraction_warnings")), 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(f, "os"), "build")), 9600);
+    json_decref(f);
+
+    /* A whole report is a facts file too; unknown members are dropped. */
+    ck_assert_int_eq(facts_load_file(tu_source_path("schema/report.example.json"), &f, err,
+                                     sizeof(err)),
+                     0);
+    ck_assert_uint_eq(json_object_size(f), 8);
+    ck_assert(json_is_false(json_object_get(f, "fips")));
+    json_decref(f);
+}
+END_TEST
+
+START_TEST(test_facts_file_refusals_name_file_and_field)
+{
+    json_t *f = (json_t *)1;
+    char err[512] = "", want[600];
+    const char *missing = tu_path(dir, "missing.json");
+    ck_assert_int_eq(facts_load_file(missing, &f, err, sizeof(err)), -ENOENT);
+    ck_assert_ptr_null(f);
+    snprintf(want, sizeof(want), "%s: No such file or directory", missing);
+    ck_assert_str_eq(err, want);
+
+    const char *bad = tu_path(dir, "bad.json");
+    tu_write_file(bad, "{\"os\": {}\n,", 11);
+    ck_assert_int_eq(facts_load_file(bad, &f, err, sizeof(err)), -EINVAL);
+    snprintf(want, sizeof(want), "%s:2:1: invalid JSON: string or '}' expected near end of file",
+             bad);
+    ck_assert_str_eq(err, want);
+
+    /* The example with one fact of the wrong type. */
+    json_t *r = load_example();
+    edit(r, "schannel.tls12.client.enabled", "\"1\"");
+    char *text = json_dumps(r, 0);
+    tu_write_file(bad, text, strlen(text));
+    ck_assert_int_eq(facts_load_file(bad, &f, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_null(f);
+    snprintf(want, sizeof(want), "%s: schannel.tls12.client.enabled: must be an integer or null",
+             bad);
+    ck_assert_str_eq(err, want);
+    free(text);
+    /* Facts only: the envelope is not required of a facts file. */
+    edit(r, "schannel.tls12.client.enabled", "1");
+    edit(r, "host", NULL);
+    edit(r, "schema", NULL);
+    edit(r, "dotnet.v4", NULL);
+    text = json_dumps(r, 0);
+    tu_write_file(bad, text, strlen(text));
+    ck_assert_int_eq(facts_load_file(bad, &f, err, sizeof(err)), -EINVAL);
+    snprintf(want, sizeof(want), "%s: dotnet.v4: missing", bad);
+    ck_assert_str_eq(err, want);
+    free(text);
+    json_decref(r);
+
+    /* Over the cap: 256 KiB + 1 of otherwise valid JSON. */
+    size_t big = REPORT_MAX_BYTES + 1;
+    char *buf = malloc(big);
+    memset(buf, ' ', big);
+    memcpy(buf, "{}", 2);
+    tu_write_file(bad, buf, big);
+    ck_assert_int_eq(facts_load_file(bad, &f, err, sizeof(err)), -E2BIG);
+    snprintf(want, sizeof(want), "%s: facts file is over the 262144-byte cap", bad);
+    ck_assert_str_eq(err, want);
+    free(buf);
+}
+END_TEST
+
 static Suite *report_suite(void)
 {
     Suite *s = suite_create("report");
@@ -404,6 +556,13 @@ static Suite *report_suite(void)
     tcase_add_test(tp, test_report_parse_refuses_duplicate_key);
     tcase_add_test(tp, test_report_parse_refuses_non_object_and_validates);
     suite_add_tcase(s, tp);
+    TCase *tf = tcase_create("facts");
+    tcase_add_checked_fixture(tf, setup, teardown);
+    tcase_add_loop_test(tf, test_built_report_passes_validation_and_round_trips_as_facts_file, 0,
+                        sizeof(fixture_files) / sizeof(fixture_files[0]));
+    tcase_add_test(tf, test_facts_file_of_facts_only_loads_and_keeps_warnings);
+    tcase_add_test(tf, test_facts_file_refusals_name_file_and_field);
+    suite_add_tcase(s, tf);
     return s;
 }
 
