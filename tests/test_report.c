@@ -535,6 +535,61 @@ START_TEST(test_facts_file_refusals_name_file_and_field)
 }
 END_TEST
 
+START_TEST(test_report_parse_every_truncation_is_refused)
+{
+    size_t len;
+    char *example = tu_read_file(tu_source_path("schema/report.example.json"), &len);
+    size_t end = (size_t)(strrchr(example, '}') - example) + 1;
+    for (size_t n = 0; n <= len; n++) {
+        json_t *r = (json_t *)1;
+        char err[256] = "";
+        int rc = report_parse(example, n, &r, err, sizeof(err));
+        if (n < end) {
+            ck_assert_msg(rc == -EINVAL && r == NULL, "cut at %zu accepted", n);
+            ck_assert_msg(strncmp(err, "report:", 7) == 0, "cut at %zu: %s", n, err);
+        } else {
+            ck_assert_msg(rc == 0, "cut at %zu: %s", n, err);
+            json_decref(r);
+        }
+    }
+    free(example);
+}
+END_TEST
+
+START_TEST(test_report_parse_every_byte_mutation_is_handled)
+{
+    /* Each byte replaced by each of a few hostile bytes: never a crash (the ASan build runs
+     * this too), a refusal always carries a message, an acceptance is a valid report. */
+    static const char subst[] = {'"', '{', ']', '0', '\\', '\0', (char)0xff, '-', 'e'};
+    size_t len;
+    char *example = tu_read_file(tu_source_path("schema/report.example.json"), &len);
+    char *buf = malloc(len);
+    size_t accepted = 0;
+    for (size_t i = 0; i < len; i++) {
+        for (size_t k = 0; k < sizeof(subst); k++) {
+            memcpy(buf, example, len);
+            buf[i] = subst[k];
+            json_t *r = (json_t *)1;
+            char err[256] = "";
+            int rc = report_parse(buf, len, &r, err, sizeof(err));
+            ck_assert_msg(rc == 0 || rc == -EINVAL, "byte %zu: rc %d", i, rc);
+            if (rc == 0) {
+                ck_assert_int_eq(report_validate(r, err, sizeof(err)), 0);
+                json_decref(r);
+                accepted++;
+            } else {
+                ck_assert_ptr_null(r);
+                ck_assert_msg(err[0] != '\0', "byte %zu: refusal without a message", i);
+            }
+        }
+    }
+    /* Mutations inside free text (product name, edition) stay valid reports. */
+    ck_assert_uint_gt(accepted, 0);
+    free(buf);
+    free(example);
+}
+END_TEST
+
 static Suite *report_suite(void)
 {
     Suite *s = suite_create("report");
@@ -555,6 +610,8 @@ static Suite *report_suite(void)
     tcase_add_test(tp, test_report_parse_refuses_truncated_json);
     tcase_add_test(tp, test_report_parse_refuses_duplicate_key);
     tcase_add_test(tp, test_report_parse_refuses_non_object_and_validates);
+    tcase_add_test(tp, test_report_parse_every_truncation_is_refused);
+    tcase_add_test(tp, test_report_parse_every_byte_mutation_is_handled);
     suite_add_tcase(s, tp);
     TCase *tf = tcase_create("facts");
     tcase_add_checked_fixture(tf, setup, teardown);
