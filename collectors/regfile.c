@@ -1163,9 +1163,15 @@ static int read_file(const char *path, unsigned char **out, size_t *outlen, char
     }
     struct stat st;
     size_t cap = 64 * 1024;
-    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
-        cap = (size_t)st.st_size <= REGFILE_MAX_FILE_BYTES ? (size_t)st.st_size + 1
-                                                           : REGFILE_MAX_FILE_BYTES + 1;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+        if ((unsigned long long)st.st_size > REGFILE_MAX_FILE_BYTES) {
+            close(fd);
+            set_err(err, errsize, "%s: %llu bytes, over the %zu-byte cap of a .reg file", path,
+                    (unsigned long long)st.st_size, REGFILE_MAX_FILE_BYTES);
+            return -E2BIG;
+        }
+        cap = (size_t)st.st_size + 1;
+    }
     unsigned char *buf = malloc(cap);
     size_t len = 0;
     int rc = buf ? 0 : -ENOMEM;
@@ -1198,7 +1204,7 @@ static int read_file(const char *path, unsigned char **out, size_t *outlen, char
     if (rc == -ENOMEM)
         set_err(err, errsize, "%s: out of memory", path);
     if (rc == 0 && len > REGFILE_MAX_FILE_BYTES) {
-        set_err(err, errsize, "%s: over the %zu-byte cap of a .reg file", path,
+        set_err(err, errsize, "%s: more than %zu bytes, over the cap of a .reg file", path,
                 REGFILE_MAX_FILE_BYTES);
         rc = -E2BIG;
     }
