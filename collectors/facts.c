@@ -50,6 +50,15 @@
 #define KEY_MAX 512
 /* A CBS package name with more KB digits than this is not a KB number. */
 #define KB_DIGITS_MAX 12
+/*
+ * Caps that keep any report well under REPORT_MAX_BYTES whatever the registry holds (a value
+ * may be 1 MiB): a string fact longer than any real version or product name is not one; an old
+ * Windows 7 has a few hundred KBs, a SQL host a handful of instances.
+ */
+#define STRING_FACT_MAX 256
+#define HOTFIXES_MAX 4096
+#define SQL_INSTANCES_MAX 64
+#define WARNINGS_MAX 32
 
 /* One extraction: the view, the warnings so far, and the first hard error (ENOMEM, I/O). */
 struct extraction {
@@ -91,7 +100,15 @@ static const char *type_found(struct regview *v, const char *key, const char *na
 static void warn(struct extraction *x, const char *key, const char *name, const char *why)
 {
     char msg[KEY_MAX + 256];
-    snprintf(msg, sizeof(msg), "%s\\%s: %s", key, name && *name ? name : "(Default)", why);
+    size_t n = json_array_size(x->warnings);
+    if (n > WARNINGS_MAX)
+        return;
+    if (n == WARNINGS_MAX)
+        snprintf(msg, sizeof(msg), "more than %d warnings; the rest are not listed", WARNINGS_MAX);
+    else if (!name) /* about the key itself */
+        snprintf(msg, sizeof(msg), "%s: %s", key, why);
+    else
+        snprintf(msg, sizeof(msg), "%s\\%.128s: %s", key, *name ? name : "(Default)", why);
     if (json_array_append_new(x->warnings, json_string(msg)) != 0)
         hard_error(x, -ENOMEM, key, name);
 }
@@ -139,6 +156,15 @@ static json_t *dword_fact(struct extraction *x, const char *key, const char *nam
 /* Takes ownership of s. */
 static json_t *string_json(struct extraction *x, const char *key, const char *name, char *s)
 {
+    if (!s) {
+        hard_error(x, -ENOMEM, key, name);
+        return json_null();
+    }
+    if (strlen(s) > STRING_FACT_MAX) {
+        free(s);
+        warn(x, key, name, "longer than 256 bytes; reported as null");
+        return json_null();
+    }
     json_t *j = json_string(s);
     if (!j)
         warn(x, key, name, "not valid UTF-8; reported as null");
@@ -300,6 +326,10 @@ static json_t *extract_hotfixes(struct extraction *x)
     for (size_t i = 0; a && i < l.n; i++) {
         if (i > 0 && strcmp(l.items[i], l.items[i - 1]) == 0)
             continue;
+        if (json_array_size(a) == HOTFIXES_MAX) {
+            warn(x, K_CBS_PACKAGES, NULL, "more than 4096 KB numbers; the highest are not listed");
+            break;
+        }
         char kb[KB_DIGITS_MAX + 3];
         snprintf(kb, sizeof(kb), "KB%s", l.items[i]);
         if (json_array_append_new(a, json_string(kb)) != 0) {
@@ -392,7 +422,7 @@ static json_t *sql_instance(struct extraction *x, const char *name)
     json_t *inst = json_object();
     if (!inst)
         return NULL;
-    put(x, inst, "name", json_string(name));
+    put(x, inst, "name", string_json(x, K_SQL_INSTANCES, name, strdup(name)));
     char *id = NULL;
     char setup[KEY_MAX] = "";
     if (read_string(x, K_SQL_INSTANCES, name, &id) == 0) {
@@ -430,6 +460,10 @@ static json_t *sql_instances(struct extraction *x)
     for (size_t i = 0; i < n; i++) {
         if (names[i][0] == '\0') /* the key's default value is not an instance */
             continue;
+        if (json_array_size(list) == SQL_INSTANCES_MAX) {
+            warn(x, K_SQL_INSTANCES, NULL, "more than 64 instances; the rest are not listed");
+            break;
+        }
         if (json_array_append_new(list, sql_instance(x, names[i])) != 0)
             hard_error(x, -ENOMEM, K_SQL_INSTANCES, names[i]);
     }

@@ -331,6 +331,74 @@ START_TEST(test_facts_snac_falls_back_to_installed_version_and_wsus_without_vers
 }
 END_TEST
 
+START_TEST(test_facts_caps_keep_any_registry_under_the_report_cap)
+{
+    /* A hostile or broken registry: a huge product name, 5000 KBs, 70 SQL instances whose ids
+     * are all of the wrong type (70 warnings). */
+    size_t cap = 2 * 1024 * 1024, len = 0;
+    char *text = malloc(cap);
+    len += (size_t)snprintf(text + len, cap - len,
+                            "REGEDIT4\r\n\r\n[HKLM\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion]"
+                            "\r\n\"ProductName\"=\"");
+    memset(text + len, 'A', 300);
+    len += 300;
+    len += (size_t)snprintf(text + len, cap - len, "\"\r\n\r\n");
+    for (int kb = 1; kb <= 5000; kb++)
+        len += (size_t)snprintf(text + len, cap - len,
+                                "[HKLM\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Component Based"
+                                " Servicing\\Packages\\Package_for_KB%d~31bf3856ad364e35~amd64~~6.1.1.0]"
+                                "\r\n\r\n",
+                                kb);
+    len += (size_t)snprintf(text + len, cap - len,
+                            "[HKLM\\SOFTWARE\\Microsoft\\Microsoft SQL Server\\Instance Names\\SQL]"
+                            "\r\n");
+    for (int i = 0; i < 70; i++)
+        len += (size_t)snprintf(text + len, cap - len, "\"I%02d\"=dword:00000001\r\n", i);
+    ck_assert_uint_lt(len, cap);
+
+    struct regview *v = NULL;
+    char err[512] = "";
+    ck_assert_msg(regview_open_buffer("huge.reg", text, len, &v, err, sizeof(err)) == 0, "%s", err);
+    json_t *facts = NULL;
+    ck_assert_msg(facts_extract(v, &facts, err, sizeof(err)) == 0, "%s", err);
+    regview_free(v);
+    free(text);
+
+    ck_assert(json_is_null(json_object_get(json_object_get(facts, "os"), "product_name")));
+    json_t *hf = json_object_get(facts, "hotfixes");
+    ck_assert_uint_eq(json_array_size(hf), 4096);
+    ck_assert_str_eq(json_string_value(json_array_get(hf, 0)), "KB1");
+    ck_assert_str_eq(json_string_value(json_array_get(hf, 4095)), "KB4096");
+    json_t *inst = json_object_get(json_object_get(facts, "sql"), "instances");
+    ck_assert_uint_eq(json_array_size(inst), 64);
+    ck_assert_str_eq(json_string_value(json_object_get(json_array_get(inst, 63), "name")), "I63");
+    json_t *w = json_object_get(facts, "extraction_warnings");
+    ck_assert_uint_eq(json_array_size(w), 33);
+    ck_assert_str_eq(json_string_value(json_array_get(w, 0)),
+                     "HKLM\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\\ProductName: longer"
+                     " than 256 bytes; reported as null");
+    ck_assert_str_eq(json_string_value(json_array_get(w, 1)),
+                     "HKLM\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Component Based Servicing"
+                     "\\Packages: more than 4096 KB numbers; the highest are not listed");
+    ck_assert_str_eq(json_string_value(json_array_get(w, 2)),
+                     "HKLM\\SOFTWARE\\Microsoft\\Microsoft SQL Server\\Instance Names\\SQL\\I00:"
+                     " REG_DWORD where REG_SZ was expected; reported as null");
+    ck_assert_str_eq(json_string_value(json_array_get(w, 32)),
+                     "more than 32 warnings; the rest are not listed");
+
+    json_t *r = facts_build_report(facts, "big.corp.contoso.com", 0, "regfile", 900);
+    ck_assert_ptr_nonnull(r);
+    char *out = json_dumps(r, JSON_COMPACT);
+    ck_assert_uint_lt(strlen(out), REPORT_MAX_BYTES);
+    json_t *parsed = NULL;
+    ck_assert_msg(report_parse(out, strlen(out), &parsed, err, sizeof(err)) == 0, "%s", err);
+    json_decref(parsed);
+    free(out);
+    json_decref(r);
+    json_decref(facts);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("facts");
@@ -345,6 +413,7 @@ int main(void)
     tcase_add_test(tr, test_facts_wrong_types_are_null_and_named_in_warnings);
     tcase_add_test(tr, test_facts_os_version_needs_both_major_and_minor);
     tcase_add_test(tr, test_facts_snac_falls_back_to_installed_version_and_wsus_without_version);
+    tcase_add_test(tr, test_facts_caps_keep_any_registry_under_the_report_cap);
     suite_add_tcase(s, tr);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
