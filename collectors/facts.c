@@ -564,13 +564,14 @@ static int read_capped(const char *path, char **buf, size_t *len, char *err, siz
         snprintf(err, errsize, "%s: out of memory", path);
         return -ENOMEM;
     }
+    errno = 0;
     size_t n = fread(b, 1, REPORT_MAX_BYTES + 1, f);
-    int failed = ferror(f);
+    int e = ferror(f) ? (errno ? errno : EIO) : 0;
     fclose(f);
-    if (failed) {
+    if (e) {
         free(b);
-        snprintf(err, errsize, "%s: read error", path);
-        return -EIO;
+        snprintf(err, errsize, "%s: %s", path, strerror(e));
+        return -e;
     }
     if (n > REPORT_MAX_BYTES) {
         free(b);

@@ -491,6 +491,11 @@ START_TEST(test_facts_file_refusals_name_file_and_field)
     snprintf(want, sizeof(want), "%s: No such file or directory", missing);
     ck_assert_str_eq(err, want);
 
+    /* A folder opens but cannot be read. */
+    ck_assert_int_eq(facts_load_file(dir, &f, err, sizeof(err)), -EISDIR);
+    snprintf(want, sizeof(want), "%s: Is a directory", dir);
+    ck_assert_str_eq(err, want);
+
     const char *bad = tu_path(dir, "bad.json");
     tu_write_file(bad, "{\"os\": {}\n,", 11);
     ck_assert_int_eq(facts_load_file(bad, &f, err, sizeof(err)), -EINVAL);
