@@ -34,6 +34,13 @@
 
 #define REGFILE_MAX_FILE_BYTES ((size_t)64 << 20)
 
+#ifndef O_CLOEXEC
+#define O_CLOEXEC 0
+#endif
+#ifndef O_BINARY
+#define O_BINARY 0 /* Windows (MinGW) opens in text mode without it */
+#endif
+
 static const char HEADER_V5[] = "Windows Registry Editor Version 5.00";
 static const char HEADER_V4[] = "REGEDIT4";
 
@@ -1155,7 +1162,7 @@ static int parse_into(struct regfile *rf, const char *file, const unsigned char 
 static int read_file(const char *path, unsigned char **out, size_t *outlen, char *err,
                      size_t errsize)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_BINARY);
     if (fd < 0) {
         int e = errno;
         set_err(err, errsize, "%s: cannot open: %s", path, strerror(e));

@@ -16,7 +16,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 static const struct {
     const char *lng;
@@ -27,11 +26,23 @@ static const struct {
     {"HKEY_CURRENT_CONFIG", "HKCC"},
 };
 
+/* ASCII-only: hive names are ASCII, and this must not depend on the C locale. */
+static bool ascii_case_eq(const char *a, size_t len, const char *b)
+{
+    if (strlen(b) != len)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char x = a[i] >= 'a' && a[i] <= 'z' ? (char)(a[i] - 32) : a[i];
+        if (x != b[i])
+            return false;
+    }
+    return true;
+}
+
 int regview_hive_index(const char *name, size_t len)
 {
     for (int i = 0; i < REGVIEW_HIVES; i++) {
-        if ((strlen(hives[i].lng) == len && strncasecmp(name, hives[i].lng, len) == 0) ||
-            (strlen(hives[i].shrt) == len && strncasecmp(name, hives[i].shrt, len) == 0))
+        if (ascii_case_eq(name, len, hives[i].lng) || ascii_case_eq(name, len, hives[i].shrt))
             return i;
     }
     return -1;
