@@ -46,12 +46,17 @@ static const char HEADER_V4[] = "REGEDIT4";
 
 /* ---- the in-memory registry ---- */
 
-/* What both hash tables chain: the owner (parent key or the value's key) and the folded name. */
+/*
+ * What both hash tables chain. Keys are found by their whole folded path in one probe: `folded`
+ * is the hive's index as one digit followed by "\\NAME" per level ("0\\SOFTWARE\\MICROSOFT"),
+ * `owner` is NULL. Values are found by (owner key, folded name). The folded text lives in the
+ * same allocation as the key or value, so a probe touches one block per candidate.
+ */
 struct rf_node {
     struct rf_node *hnext;
     const void *owner;
     uint64_t hash;
-    char *folded;
+    const char *folded;
     size_t flen;
 };
 
@@ -64,24 +69,26 @@ struct rf_table {
 struct rf_key;
 
 struct rf_value {
-    struct rf_node node; /* first: the table hands back nodes */
+    struct rf_node node;  /* first: the table hands back nodes */
     struct rf_key *key;
-    size_t slot; /* index in key->values */
-    char *name;  /* as spelled in the file; "" is the default value */
+    size_t slot;          /* index in key->values */
+    const char *name;     /* as spelled in the file; "" is the default value */
     uint32_t type;
     size_t len;
     unsigned char *data;
+    /* then: folded name, NUL, name, NUL */
 };
 
 struct rf_key {
     struct rf_node node;
     struct rf_key *parent; /* NULL for a hive root */
     size_t slot;           /* index in parent->children */
-    char *name;
+    const char *name;      /* this level's name, first spelling seen */
     struct rf_key **children;
     size_t nchildren, cchildren;
     struct rf_value **values;
     size_t nvalues, cvalues;
+    /* then: folded path, NUL, name, NUL */
 };
 
 struct regfile {
@@ -93,7 +100,7 @@ struct regfile {
 
 static uint64_t rf_hash(const void *owner, const char *folded, size_t len)
 {
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
     uintptr_t o = (uintptr_t)owner;
     for (size_t i = 0; i < sizeof(o); i++) {
         h ^= (o >> (8 * i)) & 0xFF;
@@ -103,14 +110,15 @@ static uint64_t rf_hash(const void *owner, const char *folded, size_t len)
         h ^= (unsigned char)folded[i];
         h *= 1099511628211ull;
     }
-    return h;
+    return h ^ (h >> 29); /* the table masks the low bits: fold the better-mixed high ones in */
 }
 
 static struct rf_node *table_find(const struct rf_table *t, const void *owner, const char *folded,
-                                  size_t flen, uint64_t hash)
+                                  size_t flen)
 {
     if (t->nbuckets == 0)
         return NULL;
+    uint64_t hash = rf_hash(owner, folded, flen);
     for (struct rf_node *n = t->buckets[hash & (t->nbuckets - 1)]; n; n = n->hnext) {
         if (n->hash == hash && n->owner == owner && n->flen == flen &&
             memcmp(n->folded, folded, flen) == 0)
@@ -121,6 +129,7 @@ static struct rf_node *table_find(const struct rf_table *t, const void *owner, c
 
 static int table_insert(struct rf_table *t, struct rf_node *node)
 {
+    node->hash = rf_hash(node->owner, node->folded, node->flen);
     if (t->count >= t->nbuckets) {
         size_t nb = t->nbuckets ? t->nbuckets * 2 : 64;
         struct rf_node **b = calloc(nb, sizeof(*b));
@@ -184,28 +193,6 @@ static int grow_values(struct rf_key *k)
     return 0;
 }
 
-/* Sets node->folded/flen/hash for `name` (len bytes) under `owner`. */
-static int node_init(struct rf_node *node, const void *owner, const char *name, size_t len)
-{
-    node->folded = malloc(len + 1);
-    if (!node->folded)
-        return -ENOMEM;
-    regview_fold(name, len, node->folded);
-    node->folded[len] = '\0';
-    node->flen = len;
-    node->owner = owner;
-    node->hash = rf_hash(owner, node->folded, len);
-    return 0;
-}
-
-static void value_free(struct rf_value *val)
-{
-    free(val->node.folded);
-    free(val->name);
-    free(val->data);
-    free(val);
-}
-
 /* Frees `k` and everything below it; with `untable`, first takes each from the hash tables. */
 static void key_destroy(struct regfile *rf, struct rf_key *k, bool untable)
 {
@@ -214,14 +201,13 @@ static void key_destroy(struct regfile *rf, struct rf_key *k, bool untable)
     for (size_t i = 0; i < k->nvalues; i++) {
         if (untable)
             table_remove(&rf->values, &k->values[i]->node);
-        value_free(k->values[i]);
+        free(k->values[i]->data);
+        free(k->values[i]);
     }
     if (untable && k->parent)
         table_remove(&rf->keys, &k->node);
     free(k->children);
     free(k->values);
-    free(k->node.folded);
-    free(k->name);
     free(k);
 }
 
@@ -235,46 +221,35 @@ static void key_delete(struct regfile *rf, struct rf_key *k)
     key_destroy(rf, k, true);
 }
 
-static struct rf_key *key_new(const char *name, size_t len)
+/* A key block: the struct, then the folded path and the name, each NUL-terminated. */
+static struct rf_key *key_new(const char *fpath, size_t flen, const char *name, size_t nlen)
 {
-    struct rf_key *k = calloc(1, sizeof(*k));
+    struct rf_key *k = calloc(1, sizeof(*k) + flen + nlen + 2);
     if (!k)
         return NULL;
-    k->name = strndup(name, len);
-    if (!k->name) {
-        free(k);
-        return NULL;
-    }
+    char *f = (char *)(k + 1);
+    memcpy(f, fpath, flen);
+    f[flen] = '\0';
+    memcpy(f + flen + 1, name, nlen);
+    f[flen + 1 + nlen] = '\0';
+    k->node.folded = f;
+    k->node.flen = flen;
+    k->name = f + flen + 1;
     return k;
 }
 
-/* Finds the child `name` (len bytes) of `parent`; with `create`, makes it when absent.
- * Returns 0 and *out (NULL when absent and not created) or -ENOMEM. */
-static int key_child(struct regfile *rf, struct rf_key *parent, const char *name, size_t len,
-                     bool create, struct rf_key **out)
+static struct rf_key *key_find(struct regfile *rf, const char *fpath, size_t flen)
 {
-    char small[256];
-    char *folded = len <= sizeof(small) ? small : malloc(len);
-    if (!folded)
-        return -ENOMEM;
-    regview_fold(name, len, folded);
-    uint64_t hash = rf_hash(parent, folded, len);
-    struct rf_node *n = table_find(&rf->keys, parent, folded, len, hash);
-    if (folded != small)
-        free(folded);
-    *out = (struct rf_key *)n;
-    if (n || !create)
-        return 0;
+    return (struct rf_key *)table_find(&rf->keys, NULL, fpath, flen);
+}
 
-    struct rf_key *k = key_new(name, len);
-    if (!k || node_init(&k->node, parent, name, len) < 0 ||
-        grow_children(parent) < 0 ||
-        table_insert(&rf->keys, &k->node) < 0) {
-        if (k) {
-            free(k->node.folded);
-            free(k->name);
-            free(k);
-        }
+/* Makes `name` (nlen bytes) a child of `parent`; fpath is the child's folded path. */
+static int key_add(struct regfile *rf, struct rf_key *parent, const char *fpath, size_t flen,
+                   const char *name, size_t nlen, struct rf_key **out)
+{
+    struct rf_key *k = key_new(fpath, flen, name, nlen);
+    if (!k || grow_children(parent) < 0 || table_insert(&rf->keys, &k->node) < 0) {
+        free(k);
         return -ENOMEM;
     }
     k->parent = parent;
@@ -284,6 +259,33 @@ static int key_child(struct regfile *rf, struct rf_key *parent, const char *name
     return 0;
 }
 
+/*
+ * The key at folded path `fpath` under hive root `root`, created with its missing parents.
+ * `orig` is the path as written after the hive ("\\Software\\X"): byte i of orig matches byte
+ * i + 1 of fpath, since folding keeps lengths. `ends` holds the end offset in fpath of each of
+ * the `depth` levels.
+ */
+static int key_ensure(struct regfile *rf, struct rf_key *root, const char *fpath,
+                      const char *orig, const size_t *ends, size_t depth, struct rf_key **out)
+{
+    size_t d = depth;
+    struct rf_key *k = NULL;
+    while (d > 0 && !(k = key_find(rf, fpath, ends[d - 1])))
+        d--; /* usually one or two probes: the parent of a new key exists */
+    if (!k)
+        k = root;
+    for (; d < depth; d++) {
+        size_t start = d == 0 ? 1 : ends[d - 1];
+        /* orig[start - 1] is the '\\' before the name; the name runs to ends[d] - 1 in orig. */
+        int rc = key_add(rf, k, fpath, ends[d], orig + start, ends[d] - start - 1, &k);
+        if (rc < 0)
+            return rc;
+    }
+    *out = k;
+    return 0;
+}
+
+/* A value block: the struct, then the folded name and the name, each NUL-terminated. */
 static struct rf_value *value_find(struct regfile *rf, struct rf_key *k, const char *name,
                                    size_t len, int *rc)
 {
@@ -295,7 +297,7 @@ static struct rf_value *value_find(struct regfile *rf, struct rf_key *k, const c
         return NULL;
     }
     regview_fold(name, len, folded);
-    struct rf_node *n = table_find(&rf->values, k, folded, len, rf_hash(k, folded, len));
+    struct rf_node *n = table_find(&rf->values, k, folded, len);
     if (folded != small)
         free(folded);
     return (struct rf_value *)n;
@@ -318,14 +320,22 @@ static int value_set(struct regfile *rf, struct rf_key *k, const char *name, siz
         val->len = len;
         return 0;
     }
-    val = calloc(1, sizeof(*val));
-    if (!val || !(val->name = strndup(name, nlen)) || node_init(&val->node, k, name, nlen) < 0 ||
-        grow_values(k) < 0 || table_insert(&rf->values, &val->node) < 0) {
-        if (val) {
-            free(val->node.folded);
-            free(val->name);
-            free(val);
-        }
+    val = calloc(1, sizeof(*val) + 2 * nlen + 2);
+    if (!val) {
+        free(data);
+        return -ENOMEM;
+    }
+    char *f = (char *)(val + 1);
+    regview_fold(name, nlen, f);
+    f[nlen] = '\0';
+    memcpy(f + nlen + 1, name, nlen);
+    f[2 * nlen + 1] = '\0';
+    val->node.owner = k;
+    val->node.folded = f;
+    val->node.flen = nlen;
+    val->name = f + nlen + 1;
+    if (grow_values(k) < 0 || table_insert(&rf->values, &val->node) < 0) {
+        free(val);
         free(data);
         return -ENOMEM;
     }
@@ -348,11 +358,13 @@ static int value_delete(struct regfile *rf, struct rf_key *k, const char *name, 
     k->values[val->slot] = last;
     last->slot = val->slot;
     table_remove(&rf->values, &val->node);
-    value_free(val);
+    free(val->data);
+    free(val);
     return 0;
 }
 
-/* Resolves a caller's path ("HKLM\\A\\B"); absent, malformed or over-long paths are absent. */
+/* Resolves a caller's path ("HKLM\\A\\B") with one hash probe. A path no key can have (empty
+ * level, trailing '\\', unknown hive) is simply absent. */
 static int key_resolve(struct regfile *rf, const char *path, struct rf_key **out)
 {
     const char *sep = strchr(path, '\\');
@@ -360,20 +372,22 @@ static int key_resolve(struct regfile *rf, const char *path, struct rf_key **out
     int hive = regview_hive_index(path, hlen);
     if (hive < 0)
         return -ENOENT;
-    struct rf_key *k = rf->roots[hive];
-    const char *p = sep;
-    while (p) {
-        const char *name = p + 1;
-        p = strchr(name, '\\');
-        size_t len = p ? (size_t)(p - name) : strlen(name);
-        if (len == 0 || len > REGVIEW_MAX_KEY_NAME * 4)
-            return -ENOENT;
-        int rc = key_child(rf, k, name, len, false, &k);
-        if (rc < 0)
-            return rc;
-        if (!k)
-            return -ENOENT;
+    if (!sep) {
+        *out = rf->roots[hive];
+        return 0;
     }
+    size_t rlen = strlen(sep);
+    char small[512];
+    char *fpath = rlen + 1 <= sizeof(small) ? small : malloc(rlen + 1);
+    if (!fpath)
+        return -ENOMEM;
+    fpath[0] = (char)('0' + hive);
+    regview_fold(sep, rlen, fpath + 1);
+    struct rf_key *k = key_find(rf, fpath, rlen + 1);
+    if (fpath != small)
+        free(fpath);
+    if (!k)
+        return -ENOENT;
     *out = k;
     return 0;
 }
@@ -446,8 +460,9 @@ static struct regfile *regfile_new(void)
     rf->base.ops = &regfile_ops;
     for (int i = 0; i < REGVIEW_HIVES; i++) {
         const char *name = regview_hive_name(i);
-        rf->roots[i] = key_new(name, strlen(name));
-        if (!rf->roots[i] || node_init(&rf->roots[i]->node, NULL, name, strlen(name)) < 0) {
+        char digit = (char)('0' + i);
+        rf->roots[i] = key_new(&digit, 1, name, strlen(name));
+        if (!rf->roots[i]) {
             rf_free(&rf->base);
             return NULL;
         }
@@ -1091,10 +1106,12 @@ static int parse_key_line(struct rf_parser *p, const char *s, size_t n)
                        "HKEY_CURRENT_USER, HKCU, HKEY_CLASSES_ROOT, HKCR, HKEY_USERS, HKU, "
                        "HKEY_CURRENT_CONFIG or HKCC)",
                     (int)(hlen > 40 ? 40 : hlen), path);
-    struct rf_key *k = p->rf->roots[hive];
-    const char *end = path + plen;
+    /* Check every level, noting where each ends in the folded path (the hive's digit, then
+     * the text from the first '\\' on, folded: same length as written). */
+    size_t ends[REGVIEW_MAX_DEPTH];
     size_t depth = 0;
-    for (const char *c = sep; c; ) {
+    const char *end = path + plen;
+    for (const char *c = sep; c;) {
         const char *name = c + 1;
         const char *next = memchr(name, '\\', (size_t)(end - name));
         size_t len = next ? (size_t)(next - name) : (size_t)(end - name);
@@ -1102,27 +1119,41 @@ static int parse_key_line(struct rf_parser *p, const char *s, size_t n)
             return perr(p, "empty key name in the path (a doubled or trailing '\\')");
         if (regview_utf16_units(name, len) > REGVIEW_MAX_KEY_NAME)
             return perr(p, "key name over %d characters", REGVIEW_MAX_KEY_NAME);
-        if (++depth > REGVIEW_MAX_DEPTH)
+        if (depth == REGVIEW_MAX_DEPTH)
             return perr(p, "key path deeper than %d levels", REGVIEW_MAX_DEPTH);
-        if (k) {
-            int rc = key_child(p->rf, k, name, len, !del, &k);
-            if (rc < 0)
-                return pnomem(p);
-        }
+        ends[depth++] = 1 + (size_t)(name + len - sep);
         c = next;
     }
-    if (del) {
-        if (depth == 0)
+    if (depth == 0) {
+        if (del)
             return perr(p, "cannot delete a hive root");
+        p->cur = p->rf->roots[hive];
+        p->cur_deleted = false;
+        return 0;
+    }
+    size_t flen = 1 + (size_t)(end - sep);
+    char *fpath = malloc(flen);
+    if (!fpath)
+        return pnomem(p);
+    fpath[0] = (char)('0' + hive);
+    regview_fold(sep, (size_t)(end - sep), fpath + 1);
+    int rc = 0;
+    if (del) {
+        struct rf_key *k = key_find(p->rf, fpath, flen);
         if (k)
             key_delete(p->rf, k);
         p->cur = NULL;
         p->cur_deleted = true;
     } else {
-        p->cur = k;
+        rc = key_ensure(p->rf, p->rf->roots[hive], fpath, sep, ends, depth, &p->cur);
         p->cur_deleted = false;
+        if (rc < 0) {
+            p->cur = NULL;
+            rc = pnomem(p);
+        }
     }
-    return 0;
+    free(fpath);
+    return rc;
 }
 
 /* Applies one file's text over the view. */
