@@ -764,6 +764,22 @@ static bool rest_is_empty(const char *s, size_t n, size_t i)
     return i == n || s[i] == ';';
 }
 
+/* The character at s[i] for a message: the whole UTF-8 sequence, or \xNN for a control. */
+static const char *show_char(const char *s, size_t n, size_t i, char out[8])
+{
+    unsigned char c = (unsigned char)s[i];
+    if (c < 0x20 || c == 0x7F) {
+        snprintf(out, 8, "\\x%02X", c);
+        return out;
+    }
+    size_t len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    if (len > n - i)
+        len = n - i;
+    memcpy(out, s + i, len);
+    out[len] = '\0';
+    return out;
+}
+
 static int hexval(char c)
 {
     if (c >= '0' && c <= '9')
@@ -779,18 +795,20 @@ static int hexval(char c)
 struct rf_buf {
     unsigned char *d;
     size_t len, cap;
+    size_t max; /* 0: REGVIEW_MAX_VALUE_BYTES */
 };
 
 static int buf_put(struct rf_buf *b, const void *data, size_t n)
 {
-    if (n > REGVIEW_MAX_VALUE_BYTES - b->len)
+    size_t max = b->max ? b->max : REGVIEW_MAX_VALUE_BYTES;
+    if (n > max - b->len)
         return -E2BIG;
     if (b->len + n > b->cap) {
         size_t nc = b->cap ? b->cap : 64;
         while (nc < b->len + n)
             nc *= 2;
-        if (nc > REGVIEW_MAX_VALUE_BYTES)
-            nc = REGVIEW_MAX_VALUE_BYTES;
+        if (nc > max)
+            nc = max;
         unsigned char *d = realloc(b->d, nc);
         if (!d)
             return -ENOMEM;
@@ -807,23 +825,25 @@ static int buf_fail(struct rf_parser *p, struct rf_buf *b, int rc, const char *w
     free(b->d);
     b->d = NULL;
     if (rc == -E2BIG)
-        return perr(p, "%s is over the %u-byte cap of a value", what, REGVIEW_MAX_VALUE_BYTES);
+        return perr(p, "%s is over the %u-byte cap", what, REGVIEW_MAX_VALUE_BYTES);
     return pnomem(p);
 }
 
 /*
  * A quoted string starting at s[*i] == '"', with the escapes \\ and \" (the only ones regedit
  * writes). The UTF-8 result goes to b (not NUL-terminated); *i ends past the closing quote.
+ * `what` names it in messages: "value name" or "value data" (a string value).
  */
 static int parse_quoted(struct rf_parser *p, const char *s, size_t n, size_t *i, struct rf_buf *b,
                         const char *what)
 {
+    const char *what_str = strcmp(what, "value data") == 0 ? "string" : what;
     size_t j = *i + 1;
     for (;;) {
         if (j >= n) {
             free(b->d);
             b->d = NULL;
-            return perr(p, "unterminated %s (no closing '\"')", what);
+            return perr(p, "unterminated %s (no closing '\"')", what_str);
         }
         char c = s[j];
         if (c == '"')
@@ -833,9 +853,10 @@ static int parse_quoted(struct rf_parser *p, const char *s, size_t n, size_t *i,
                 free(b->d);
                 b->d = NULL;
                 if (j + 1 >= n)
-                    return perr(p, "bad escape in %s: '\\' at the end of the line", what);
-                return perr(p, "bad escape \"\\%c\" in %s (only \\\\ and \\\" are allowed)",
-                            s[j + 1], what);
+                    return perr(p, "bad escape in %s: '\\' at the end of the line", what_str);
+                char ch[8];
+                return perr(p, "bad escape \"\\%s\" in %s (only \\\\ and \\\" are allowed)",
+                            show_char(s, n, j + 1, ch), what_str);
             }
             c = s[++j];
         }
@@ -900,8 +921,9 @@ static int parse_hex_list(struct rf_parser *p, const char *s, size_t n, size_t i
         if (s[i] == ',')
             return perr(p, "bad hex: empty byte between commas");
         int hi = hexval(s[i]);
+        char ch[8];
         if (hi < 0)
-            return perr(p, "bad hex: '%c' is not a hex digit", s[i]);
+            return perr(p, "bad hex: '%s' is not a hex digit", show_char(s, n, i, ch));
         if (!want_byte)
             return perr(p, "bad hex: missing ',' between bytes");
         unsigned v = (unsigned)hi;
@@ -914,16 +936,14 @@ static int parse_hex_list(struct rf_parser *p, const char *s, size_t n, size_t i
         }
         unsigned char byte = (unsigned char)v;
         int rc = buf_put(b, &byte, 1);
-        if (rc == -E2BIG)
-            return perr(p, "value is over the %u-byte cap", REGVIEW_MAX_VALUE_BYTES);
         if (rc < 0)
-            return pnomem(p);
+            return buf_fail(p, b, rc, "value data");
         i = skip_ws(s, n, i);
         want_byte = i < n && s[i] == ',';
         if (want_byte)
             i++;
         else if (i < n && s[i] != ';' && s[i] != '\\' && hexval(s[i]) < 0)
-            return perr(p, "bad hex: '%c' is not a hex digit", s[i]);
+            return perr(p, "bad hex: '%s' is not a hex digit", show_char(s, n, i, ch));
     }
 }
 
@@ -958,8 +978,9 @@ static int parse_dword(struct rf_parser *p, const char *s, size_t n, size_t i, s
         return perr(p, "bad dword: %zu hex digits, at most 8", digits);
     if (digits == 0)
         return perr(p, "bad dword: expected 1 to 8 hex digits after \"dword:\"");
+    char ch[8];
     if (!rest_is_empty(s, n, i))
-        return perr(p, "bad dword: '%c' is not a hex digit", s[skip_ws(s, n, i)]);
+        return perr(p, "bad dword: '%s' is not a hex digit", show_char(s, n, skip_ws(s, n, i), ch));
     unsigned char le[4] = {v & 0xFF, (v >> 8) & 0xFF, (v >> 16) & 0xFF, (v >> 24) & 0xFF};
     int rc = buf_put(b, le, 4);
     return rc < 0 ? pnomem(p) : 0;
@@ -976,7 +997,7 @@ static int ansi_to_utf16(struct rf_parser *p, struct rf_buf *b)
         if (rc < 0) {
             free(b->d);
             b->d = NULL;
-            return buf_fail(p, &u, rc, "value");
+            return buf_fail(p, &u, rc, "value data");
         }
     }
     free(b->d);
@@ -1028,8 +1049,10 @@ static int parse_value_line(struct rf_parser *p, const char *s, size_t n)
             rc = pnomem(p);
         goto out;
     } else if (i < n && s[i] == '"') {
-        struct rf_buf text = {0};
-        rc = parse_quoted(p, s, n, &i, &text, "string");
+        /* UTF-8 takes at most 3 bytes where UTF-16 takes 2: room for any string that fits
+         * the cap once converted; utf8_to_utf16 applies the exact cap. */
+        struct rf_buf text = {.max = REGVIEW_MAX_VALUE_BYTES / 2 * 3};
+        rc = parse_quoted(p, s, n, &i, &text, "value data");
         if (rc < 0)
             goto out;
         if (!rest_is_empty(s, n, i)) {
@@ -1040,7 +1063,7 @@ static int parse_value_line(struct rf_parser *p, const char *s, size_t n)
         rc = utf8_to_utf16(text.d ? text.d : (const unsigned char *)"", text.len, &data);
         free(text.d);
         if (rc < 0) {
-            rc = buf_fail(p, &data, rc, "string");
+            rc = buf_fail(p, &data, rc, "value data");
             goto out;
         }
         type = REGVIEW_SZ;

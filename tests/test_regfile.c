@@ -512,6 +512,22 @@ START_TEST(test_missing_file_is_named)
 }
 END_TEST
 
+START_TEST(test_fault_character_is_shown_whole)
+{
+    struct regview *v;
+    char err[256];
+    ck_assert_int_eq(open_text("REGEDIT4\n[HKLM\\A]\n\"b\"=hex:01,é2\n", &v, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_str_eq(err, "mem.reg:3: bad hex: 'é' is not a hex digit");
+    ck_assert_int_eq(open_text("REGEDIT4\n[HKLM\\A]\n\"b\"=dword:1\x01\n", &v, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_str_eq(err, "mem.reg:3: bad dword: '\\x01' is not a hex digit");
+    ck_assert_int_eq(open_text("REGEDIT4\n[HKLM\\A]\n\"s\"=\"\\Ж\"\n", &v, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_str_eq(err, "mem.reg:3: bad escape \"\\Ж\" in string (only \\\\ and \\\" are allowed)");
+}
+END_TEST
+
 START_TEST(test_deleting_a_hive_root_is_refused)
 {
     struct regview *v;
@@ -569,12 +585,19 @@ START_TEST(test_value_over_1_mib_is_refused)
     /* ...one byte more is not. */
     t = repeat_text("\"b\"=hex:", "00,", (1u << 20) + 1, "");
     ck_assert_int_eq(open_text(t, &v, err, sizeof(err)), -EINVAL);
-    ck_assert_str_eq(err, "mem.reg:3: value is over the 1048576-byte cap");
+    ck_assert_str_eq(err, "mem.reg:3: value data is over the 1048576-byte cap");
+    free(t);
+    /* 400,000 CJK characters: 1.2 MB of UTF-8 but 800,002 bytes of UTF-16, within the cap. */
+    t = repeat_text("\"s\"=\"", "中", 400000, "\"");
+    ck_assert_int_eq(open_text(t, &v, err, sizeof(err)), 0);
+    ck_assert_int_eq(v->ops->get_raw(v, "HKLM\\A", "s", &raw), 0);
+    ck_assert_uint_eq(raw.len, 800002);
+    regview_free(v);
     free(t);
     /* A string of 512 Ki characters is 1 MiB + its NUL in UTF-16. */
     t = repeat_text("\"s\"=\"", "x", 1u << 19, "\"");
     ck_assert_int_eq(open_text(t, &v, err, sizeof(err)), -EINVAL);
-    ck_assert_str_eq(err, "mem.reg:3: string is over the 1048576-byte cap of a value");
+    ck_assert_str_eq(err, "mem.reg:3: value data is over the 1048576-byte cap");
     free(t);
 }
 END_TEST
@@ -660,6 +683,7 @@ int main(void)
     tcase_add_test(bad, test_malformed_later_file_discards_the_whole_view);
     tcase_add_test(bad, test_missing_file_is_named);
     tcase_add_test(bad, test_deleting_a_hive_root_is_refused);
+    tcase_add_test(bad, test_fault_character_is_shown_whole);
     tcase_add_test(bad, test_file_over_64_mib_is_refused);
     tcase_add_test(bad, test_value_over_1_mib_is_refused);
     tcase_add_test(bad, test_name_lengths_and_depth_are_capped);
