@@ -504,31 +504,6 @@ static bool header_is(const unsigned char *d, size_t n, size_t stride, const cha
     return true;
 }
 
-static size_t put_utf8(uint32_t cp, char *out)
-{
-    unsigned char *o = (unsigned char *)out;
-    if (cp < 0x80) {
-        o[0] = (unsigned char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (unsigned char)(0xC0 | (cp >> 6));
-        o[1] = (unsigned char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (unsigned char)(0xE0 | (cp >> 12));
-        o[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (unsigned char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (unsigned char)(0xF0 | (cp >> 18));
-    o[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (unsigned char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 /* Windows-1252 0x80..0x9F; the five unassigned bytes map to C1 controls, as Windows maps them. */
 static const uint16_t cp1252_high[32] = {
     0x20AC, 0x0081, 0x201A, 0x0192, 0x201E, 0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160,
@@ -644,7 +619,7 @@ static int decode_text(const char *file, const unsigned char *d, size_t n, char 
                 goto fail;
             }
             count_char(&lc, u);
-            w += put_utf8(u, out + w);
+            w += regview_utf8_put(u, out + w);
         }
         if (sn % 2) {
             set_err(err, errsize,
@@ -682,7 +657,7 @@ static int decode_text(const char *file, const unsigned char *d, size_t n, char 
                 goto fail;
             }
             count_char(&lc, cp);
-            w += put_utf8(cp, out + w);
+            w += regview_utf8_put(cp, out + w);
             i += len;
         }
     }

@@ -70,8 +70,9 @@ static uint32_t utf8_next(const unsigned char *s, size_t len, size_t *i)
     return cp;
 }
 
-static size_t utf8_put(uint32_t cp, unsigned char *out)
+size_t regview_utf8_put(uint32_t cp, char *buf)
 {
+    unsigned char *out = (unsigned char *)buf;
     if (cp < 0x80) {
         out[0] = (unsigned char)cp;
         return 1;
@@ -145,7 +146,7 @@ void regview_fold(const char *in, size_t len, char *out)
             memcpy(o + w, s + start, i - start);
             w += i - start;
         } else {
-            w += utf8_put(f, o + w);
+            w += regview_utf8_put(f, (char *)o + w);
         }
     }
 }
@@ -202,7 +203,7 @@ static char *utf16_to_utf8(const unsigned char *d, size_t units, size_t *consume
         } else if (u >= 0xD800 && u <= 0xDFFF) {
             cp = 0xFFFD;
         }
-        w += utf8_put(cp, (unsigned char *)out + w);
+        w += regview_utf8_put(cp, out + w);
     }
     out[w] = '\0';
     if (consumed)

@@ -78,6 +78,9 @@ void regview_fold(const char *in, size_t len, char *out);
  * order. */
 int regview_name_cmp(const char *a, const char *b);
 
+/* Writes code point `cp` as UTF-8 (1 to 4 bytes) to buf; returns the byte count. */
+size_t regview_utf8_put(uint32_t cp, char *buf);
+
 /* Number of UTF-16 code units `s` (valid UTF-8, `len` bytes) takes. */
 size_t regview_utf16_units(const char *s, size_t len);
 
