@@ -424,8 +424,12 @@ static int rf_list(struct regview *v, const char *key, enum regview_list_kind ki
     if (!strv)
         return -ENOMEM;
     for (size_t i = 0; i < n; i++) {
-        strv[i] = strdup(kind == REGVIEW_LIST_SUBKEYS ? k->children[i]->name : k->values[i]->name);
-        if (!strv[i]) {
+        const char *name = kind == REGVIEW_LIST_SUBKEYS ? k->children[i]->name : k->values[i]->name;
+        size_t len = strlen(name) + 1;
+        strv[i] = malloc(len);
+        if (strv[i])
+            memcpy(strv[i], name, len);
+        else {
             regview_strv_free(strv);
             return -ENOMEM;
         }

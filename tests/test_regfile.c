@@ -20,6 +20,34 @@
 
 #define TYPES "HKLM\\SOFTWARE\\Tlsgate\\Types"
 
+/*
+ * Allocation failure injection: the suite links with -Wl,--wrap for malloc, calloc and realloc,
+ * so the parser's and the view's allocations come here. With alloc_fail_at = N the Nth one from
+ * then on fails (curl's torture tests, SQLite's faultsim); 0 never fails.
+ */
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+static long alloc_count, alloc_fail_at;
+
+static int alloc_should_fail(void)
+{
+    return alloc_fail_at && ++alloc_count == alloc_fail_at;
+}
+
+void *__wrap_malloc(size_t n) { return alloc_should_fail() ? NULL : __real_malloc(n); }
+void *__wrap_calloc(size_t n, size_t size)
+{
+    return alloc_should_fail() ? NULL : __real_calloc(n, size);
+}
+void *__wrap_realloc(void *p, size_t n) { return alloc_should_fail() ? NULL : __real_realloc(p, n); }
+
+static void fail_allocation(long n)
+{
+    alloc_count = 0;
+    alloc_fail_at = n;
+}
+
 static char *dir;
 
 static void setup(void) { dir = tu_tmpdir(); }
@@ -638,6 +666,57 @@ START_TEST(test_name_lengths_and_depth_are_capped)
 }
 END_TEST
 
+START_TEST(test_every_allocation_failure_while_parsing_is_enomem_and_no_view)
+{
+    const char *paths[4] = {format_path("types.reg"), format_path("layer-base.reg"),
+                            format_path("layer-over.reg"), format_path("regedit4-ansi.reg")};
+    long n;
+    for (n = 1;; n++) {
+        struct regview *v = (struct regview *)&n;
+        char err[8192] = "";
+        fail_allocation(n);
+        int rc = regview_open_files(paths, 4, &v, err, sizeof(err));
+        fail_allocation(0);
+        if (rc == 0) {
+            assert_dword(v, "HKLM\\SOFTWARE\\Layer", "Override", 2);
+            regview_free(v);
+            break;
+        }
+        ck_assert_msg(rc == -ENOMEM, "allocation %ld: %d %s", n, rc, err);
+        ck_assert_ptr_null(v);
+        ck_assert_msg(strstr(err, "out of memory") != NULL, "allocation %ld: %s", n, err);
+    }
+    ck_assert_int_gt(n, 200); /* the parse makes 230 allocations: each one failed in turn */
+}
+END_TEST
+
+START_TEST(test_every_allocation_failure_in_a_getter_is_enomem)
+{
+    struct regview *v = open_format("types.reg", NULL);
+    for (int call = 0; call < 4; call++) {
+        long n;
+        for (n = 1;; n++) {
+            char *s = NULL;
+            char **m = NULL;
+            fail_allocation(n);
+            int rc = call == 0   ? regview_get_string(v, TYPES, "Ünïcödé Имя", &s)
+                     : call == 1 ? regview_get_multi(v, TYPES, "Multi", &m)
+                     : call == 2 ? regview_list_subkeys(v, "HKLM\\SOFTWARE\\Tlsgate", &m)
+                                 : regview_list_values(v, TYPES, &m);
+            fail_allocation(0);
+            if (rc == 0) {
+                free(s);
+                regview_strv_free(m);
+                break;
+            }
+            ck_assert_msg(rc == -ENOMEM, "call %d allocation %ld: %d", call, n, rc);
+        }
+        ck_assert_int_gt(n, 1);
+    }
+    regview_free(v);
+}
+END_TEST
+
 START_TEST(test_no_files_is_an_empty_registry)
 {
     struct regview *v = NULL;
@@ -687,6 +766,8 @@ int main(void)
     tcase_add_test(bad, test_file_over_64_mib_is_refused);
     tcase_add_test(bad, test_value_over_1_mib_is_refused);
     tcase_add_test(bad, test_name_lengths_and_depth_are_capped);
+    tcase_add_test(bad, test_every_allocation_failure_while_parsing_is_enomem_and_no_view);
+    tcase_add_test(bad, test_every_allocation_failure_in_a_getter_is_enomem);
     suite_add_tcase(suite, bad);
 
     SRunner *sr = srunner_create(suite);
