@@ -47,10 +47,11 @@ static const char HEADER_V4[] = "REGEDIT4";
 /* ---- the in-memory registry ---- */
 
 /*
- * What both hash tables chain. Keys are found by their whole folded path in one probe: `folded`
- * is the hive's index as one digit followed by "\\NAME" per level ("0\\SOFTWARE\\MICROSOFT"),
- * `owner` is NULL. Values are found by (owner key, folded name). The folded text lives in the
- * same allocation as the key or value, so a probe touches one block per candidate.
+ * What both hash tables chain. Keys are found by their whole folded path in one probe: the
+ * hash covers the hive's index as one digit followed by "\\NAME" per level
+ * ("0\\SOFTWARE\\MICROSOFT"), `owner` is NULL and `folded` is the key's own folded name (the
+ * path is checked by walking up the parents). Values are found by (owner key, folded name).
+ * The folded text lives in the same allocation as the key or value.
  */
 struct rf_node {
     struct rf_node *hnext;
@@ -96,29 +97,56 @@ struct regfile {
     struct rf_key *roots[REGVIEW_HIVES];
     struct rf_table keys;
     struct rf_table values;
+    size_t max_entries; /* keys + values; a deep [KEY] line makes hundreds of keys */
 };
 
-static uint64_t rf_hash(const void *owner, const char *folded, size_t len)
+/* Room for `more` new keys or values? */
+static bool room_for(const struct regfile *rf, size_t more)
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    return rf->keys.count + rf->values.count + more <= rf->max_entries;
+}
+
+/*
+ * FNV-1a over the owner pointer, then the folded text. It is incremental on purpose: the hashes
+ * of every prefix of a key path ("0\\A", "0\\A\\B", ...) come out of one pass, so finding
+ * the deepest existing parent of a new key costs one pass over its path, not one per level.
+ */
+static uint64_t rf_hash_start(const void *owner)
+{
+    uint64_t h = 1469598103934665603ull;
     uintptr_t o = (uintptr_t)owner;
     for (size_t i = 0; i < sizeof(o); i++) {
         h ^= (o >> (8 * i)) & 0xFF;
         h *= 1099511628211ull;
     }
+    return h;
+}
+
+static uint64_t rf_hash_feed(uint64_t h, const char *s, size_t len)
+{
     for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)folded[i];
+        h ^= (unsigned char)s[i];
         h *= 1099511628211ull;
     }
-    return h ^ (h >> 29); /* the table masks the low bits: fold the better-mixed high ones in */
+    return h;
+}
+
+/* The table masks the low bits: fold the better-mixed high ones in. */
+static uint64_t rf_hash_end(uint64_t h)
+{
+    return h ^ (h >> 29);
+}
+
+static uint64_t rf_hash(const void *owner, const char *folded, size_t len)
+{
+    return rf_hash_end(rf_hash_feed(rf_hash_start(owner), folded, len));
 }
 
 static struct rf_node *table_find(const struct rf_table *t, const void *owner, const char *folded,
-                                  size_t flen)
+                                  size_t flen, uint64_t hash)
 {
     if (t->nbuckets == 0)
         return NULL;
-    uint64_t hash = rf_hash(owner, folded, flen);
     for (struct rf_node *n = t->buckets[hash & (t->nbuckets - 1)]; n; n = n->hnext) {
         if (n->hash == hash && n->owner == owner && n->flen == flen &&
             memcmp(n->folded, folded, flen) == 0)
@@ -127,9 +155,9 @@ static struct rf_node *table_find(const struct rf_table *t, const void *owner, c
     return NULL;
 }
 
+/* Inserts `node`; node->hash must already be rf_hash(owner, folded, flen). */
 static int table_insert(struct rf_table *t, struct rf_node *node)
 {
-    node->hash = rf_hash(node->owner, node->folded, node->flen);
     if (t->count >= t->nbuckets) {
         size_t nb = t->nbuckets ? t->nbuckets * 2 : 64;
         struct rf_node **b = calloc(nb, sizeof(*b));
@@ -221,14 +249,14 @@ static void key_delete(struct regfile *rf, struct rf_key *k)
     key_destroy(rf, k, true);
 }
 
-/* A key block: the struct, then the folded path and the name, each NUL-terminated. */
-static struct rf_key *key_new(const char *fpath, size_t flen, const char *name, size_t nlen)
+/* A key block: the struct, then the folded name (a root's: its hive digit) and the name. */
+static struct rf_key *key_new(const char *folded, size_t flen, const char *name, size_t nlen)
 {
     struct rf_key *k = calloc(1, sizeof(*k) + flen + nlen + 2);
     if (!k)
         return NULL;
     char *f = (char *)(k + 1);
-    memcpy(f, fpath, flen);
+    memcpy(f, folded, flen);
     f[flen] = '\0';
     memcpy(f + flen + 1, name, nlen);
     f[flen + 1 + nlen] = '\0';
@@ -238,16 +266,42 @@ static struct rf_key *key_new(const char *fpath, size_t flen, const char *name, 
     return k;
 }
 
-static struct rf_key *key_find(struct regfile *rf, const char *fpath, size_t flen)
+/* Is `k` the key at folded path `fpath`? Compares level by level from the leaf up, so a key
+ * stores only its own name (a full path per key would cost memory quadratic in depth). */
+static bool key_is(const struct rf_key *k, const char *fpath, size_t flen)
 {
-    return (struct rf_key *)table_find(&rf->keys, NULL, fpath, flen);
+    size_t pos = flen;
+    for (; k->parent; k = k->parent) {
+        size_t n = k->node.flen;
+        if (pos < n + 2 || fpath[pos - n - 1] != '\\' ||
+            memcmp(fpath + pos - n, k->node.folded, n) != 0)
+            return false;
+        pos -= n + 1;
+    }
+    return pos == 1 && fpath[0] == k->node.folded[0];
 }
 
-/* Makes `name` (nlen bytes) a child of `parent`; fpath is the child's folded path. */
-static int key_add(struct regfile *rf, struct rf_key *parent, const char *fpath, size_t flen,
+/* One probe: keys are hashed by their whole folded path. */
+static struct rf_key *key_find(struct regfile *rf, const char *fpath, size_t flen, uint64_t hash)
+{
+    const struct rf_table *t = &rf->keys;
+    if (t->nbuckets == 0)
+        return NULL;
+    for (struct rf_node *n = t->buckets[hash & (t->nbuckets - 1)]; n; n = n->hnext) {
+        if (n->hash == hash && key_is((const struct rf_key *)n, fpath, flen))
+            return (struct rf_key *)n;
+    }
+    return NULL;
+}
+
+/* Makes `name` (nlen bytes, `folded` its folded form) a child of `parent`; `hash` is the hash
+ * of the child's whole folded path. */
+static int key_add(struct regfile *rf, struct rf_key *parent, uint64_t hash, const char *folded,
                    const char *name, size_t nlen, struct rf_key **out)
 {
-    struct rf_key *k = key_new(fpath, flen, name, nlen);
+    struct rf_key *k = key_new(folded, nlen, name, nlen);
+    if (k)
+        k->node.hash = hash;
     if (!k || grow_children(parent) < 0 || table_insert(&rf->keys, &k->node) < 0) {
         free(k);
         return -ENOMEM;
@@ -268,16 +322,25 @@ static int key_add(struct regfile *rf, struct rf_key *parent, const char *fpath,
 static int key_ensure(struct regfile *rf, struct rf_key *root, const char *fpath,
                       const char *orig, const size_t *ends, size_t depth, struct rf_key **out)
 {
+    uint64_t hashes[REGVIEW_MAX_DEPTH];
+    uint64_t h = rf_hash_start(NULL);
+    for (size_t d = 0, from = 0; d < depth; from = ends[d++]) {
+        h = rf_hash_feed(h, fpath + from, ends[d] - from);
+        hashes[d] = rf_hash_end(h);
+    }
     size_t d = depth;
     struct rf_key *k = NULL;
-    while (d > 0 && !(k = key_find(rf, fpath, ends[d - 1])))
+    while (d > 0 && !(k = key_find(rf, fpath, ends[d - 1], hashes[d - 1])))
         d--; /* usually one or two probes: the parent of a new key exists */
     if (!k)
         k = root;
+    if (!room_for(rf, depth - d))
+        return -E2BIG;
     for (; d < depth; d++) {
         size_t start = d == 0 ? 1 : ends[d - 1];
         /* orig[start - 1] is the '\\' before the name; the name runs to ends[d] - 1 in orig. */
-        int rc = key_add(rf, k, fpath, ends[d], orig + start, ends[d] - start - 1, &k);
+        int rc = key_add(rf, k, hashes[d], fpath + start + 1, orig + start, ends[d] - start - 1,
+                         &k);
         if (rc < 0)
             return rc;
     }
@@ -297,7 +360,7 @@ static struct rf_value *value_find(struct regfile *rf, struct rf_key *k, const c
         return NULL;
     }
     regview_fold(name, len, folded);
-    struct rf_node *n = table_find(&rf->values, k, folded, len);
+    struct rf_node *n = table_find(&rf->values, k, folded, len, rf_hash(k, folded, len));
     if (folded != small)
         free(folded);
     return (struct rf_value *)n;
@@ -320,6 +383,10 @@ static int value_set(struct regfile *rf, struct rf_key *k, const char *name, siz
         val->len = len;
         return 0;
     }
+    if (!room_for(rf, 1)) {
+        free(data);
+        return -E2BIG;
+    }
     val = calloc(1, sizeof(*val) + 2 * nlen + 2);
     if (!val) {
         free(data);
@@ -333,6 +400,7 @@ static int value_set(struct regfile *rf, struct rf_key *k, const char *name, siz
     val->node.owner = k;
     val->node.folded = f;
     val->node.flen = nlen;
+    val->node.hash = rf_hash(k, f, nlen);
     val->name = f + nlen + 1;
     if (grow_values(k) < 0 || table_insert(&rf->values, &val->node) < 0) {
         free(val);
@@ -383,7 +451,7 @@ static int key_resolve(struct regfile *rf, const char *path, struct rf_key **out
         return -ENOMEM;
     fpath[0] = (char)('0' + hive);
     regview_fold(sep, rlen, fpath + 1);
-    struct rf_key *k = key_find(rf, fpath, rlen + 1);
+    struct rf_key *k = key_find(rf, fpath, rlen + 1, rf_hash(NULL, fpath, rlen + 1));
     if (fpath != small)
         free(fpath);
     if (!k)
@@ -456,12 +524,13 @@ static const struct regview_ops regfile_ops = {
     .free = rf_free,
 };
 
-static struct regfile *regfile_new(void)
+static struct regfile *regfile_new(size_t max_entries)
 {
     struct regfile *rf = calloc(1, sizeof(*rf));
     if (!rf)
         return NULL;
     rf->base.ops = &regfile_ops;
+    rf->max_entries = max_entries;
     for (int i = 0; i < REGVIEW_HIVES; i++) {
         const char *name = regview_hive_name(i);
         char digit = (char)('0' + i);
@@ -710,6 +779,12 @@ static int pnomem(struct rf_parser *p)
 {
     set_err(p->err, p->errsize, "%s: out of memory", p->file);
     return -ENOMEM;
+}
+
+static int ptoomany(struct rf_parser *p)
+{
+    perr(p, "over %zu keys and values in all the files together", p->rf->max_entries);
+    return -E2BIG;
 }
 
 static bool next_line(struct rf_parser *p, const char **s, size_t *n)
@@ -1083,7 +1158,7 @@ static int parse_value_line(struct rf_parser *p, const char *s, size_t n)
     }
     rc = value_set(p->rf, p->cur, nm, name.len, type, data.d, data.len);
     if (rc < 0)
-        rc = pnomem(p);
+        rc = rc == -E2BIG ? ptoomany(p) : pnomem(p);
 out:
     free(name.d);
     return rc;
@@ -1141,7 +1216,7 @@ static int parse_key_line(struct rf_parser *p, const char *s, size_t n)
     regview_fold(sep, (size_t)(end - sep), fpath + 1);
     int rc = 0;
     if (del) {
-        struct rf_key *k = key_find(p->rf, fpath, flen);
+        struct rf_key *k = key_find(p->rf, fpath, flen, rf_hash(NULL, fpath, flen));
         if (k)
             key_delete(p->rf, k);
         p->cur = NULL;
@@ -1151,7 +1226,7 @@ static int parse_key_line(struct rf_parser *p, const char *s, size_t n)
         p->cur_deleted = false;
         if (rc < 0) {
             p->cur = NULL;
-            rc = pnomem(p);
+            rc = rc == -E2BIG ? ptoomany(p) : pnomem(p);
         }
     }
     free(fpath);
@@ -1260,42 +1335,41 @@ static int read_file(const char *path, unsigned char **out, size_t *outlen, char
 int regview_open_files(const char *const *paths, size_t n, struct regview **out, char *err,
                        size_t errsize)
 {
-    *out = NULL;
-    struct regfile *rf = regfile_new();
-    if (!rf) {
-        set_err(err, errsize, "out of memory");
-        return -ENOMEM;
-    }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char *data = NULL;
-        size_t len = 0;
-        int rc = read_file(paths[i], &data, &len, err, errsize);
-        if (rc == 0) {
-            rc = parse_into(rf, paths[i], data, len, err, errsize);
-            free(data);
-        }
-        if (rc < 0) {
-            rf_free(&rf->base);
-            return rc;
-        }
-    }
-    *out = &rf->base;
-    return 0;
+    return regfile_open(paths, NULL, NULL, n, REGFILE_MAX_ENTRIES, out, err, errsize);
 }
 
 int regview_open_buffer(const char *name, const void *data, size_t len, struct regview **out,
                         char *err, size_t errsize)
 {
+    return regfile_open(&name, &data, &len, 1, REGFILE_MAX_ENTRIES, out, err, errsize);
+}
+
+int regfile_open(const char *const *names, const void *const *datas, const size_t *lens, size_t n,
+                 size_t max_entries, struct regview **out, char *err, size_t errsize)
+{
     *out = NULL;
-    struct regfile *rf = regfile_new();
+    struct regfile *rf = regfile_new(max_entries);
     if (!rf) {
         set_err(err, errsize, "out of memory");
         return -ENOMEM;
     }
-    int rc = parse_into(rf, name, data, len, err, errsize);
-    if (rc < 0) {
-        rf_free(&rf->base);
-        return rc;
+    for (size_t i = 0; i < n; i++) {
+        int rc;
+        if (datas) {
+            rc = parse_into(rf, names[i], datas[i], lens[i], err, errsize);
+        } else {
+            unsigned char *data = NULL;
+            size_t len = 0;
+            rc = read_file(names[i], &data, &len, err, errsize);
+            if (rc == 0) {
+                rc = parse_into(rf, names[i], data, len, err, errsize);
+                free(data);
+            }
+        }
+        if (rc < 0) {
+            rf_free(&rf->base);
+            return rc;
+        }
     }
     *out = &rf->base;
     return 0;

@@ -47,9 +47,10 @@ void regview_free(struct regview *v);
  * the "Windows Registry Editor Version 5.00" header, and "REGEDIT4" in ANSI (Windows-1252) or
  * UTF-8. On a malformed file returns -EINVAL with "FILE:LINE: reason" in err and no view:
  * a half-read view is never returned. Other failures, also with *out NULL and a message naming
- * the file: -E2BIG (a file over 64 MiB), -ENOMEM, or the -errno of opening / reading the file.
- * Limits, as Windows has them: a value at most 1 MiB, a key name 255 and a value name 16,383
- * UTF-16 units, 512 levels below the hive. Zero files give an empty registry.
+ * the file: -E2BIG (a file over 64 MiB, or over 2,097,152 keys and values in all the files
+ * together), -ENOMEM, or the -errno of opening / reading the file. Limits, as Windows has them:
+ * a value at most 1 MiB, a key name 255 and a value name 16,383 UTF-16 units, 512 levels below
+ * the hive. Zero files give an empty registry.
  */
 int regview_open_files(const char *const *paths, size_t n, struct regview **out, char *err,
                        size_t errsize);

@@ -32,6 +32,20 @@ enum {
 #define REGVIEW_MAX_DEPTH 512         /* components below the hive */
 #define REGVIEW_MAX_VALUE_BYTES (1u << 20)
 
+/* The regfile backend holds at most this many keys and values in one view (about 200 bytes
+ * each): the 64 MiB file cap alone would let a file of deep [KEY] lines (two bytes per new key)
+ * cost gigabytes. A real 64 MiB UTF-16 export holds well under 2 million. */
+#define REGFILE_MAX_ENTRIES ((size_t)1 << 21)
+
+/*
+ * What regview_open_files (datas == NULL: names are paths) and regview_open_buffer (datas and
+ * lens given; names name the buffers in messages) both run, with the entry cap as a parameter
+ * so tests can reach it without building millions of keys. Over the cap: -E2BIG with
+ * "NAME:LINE: over N keys and values in all the files together".
+ */
+int regfile_open(const char *const *names, const void *const *datas, const size_t *lens, size_t n,
+                 size_t max_entries, struct regview **out, char *err, size_t errsize);
+
 /* A value as the registry holds it. `data` stays valid until `owned` is freed (regfile points
  * into the view and leaves `owned` NULL; winreg hands over a malloc'd buffer). */
 struct regview_raw {

@@ -717,6 +717,38 @@ START_TEST(test_every_allocation_failure_in_a_getter_is_enomem)
 }
 END_TEST
 
+START_TEST(test_keys_and_values_are_capped_across_files)
+{
+    const char *a = "REGEDIT4\n[HKLM\\a\\b\\c]\n\"1\"=dword:1\n\"2\"=dword:2\n[HKLM\\a\\d]\n"
+                    "\"3\"=dword:3\n";
+    const char *b = "REGEDIT4\n[HKLM\\a\\d]\n\"3\"=dword:4\n\"3\"=-\n\"5\"=dword:5\n"
+                    "\"6\"=dword:6\n";
+    const char *names[2] = {"a.reg", "b.reg"};
+    const void *datas[2] = {a, b};
+    size_t lens[2] = {strlen(a), strlen(b)};
+    struct regview *v = NULL;
+    char err[256];
+    /* a.reg makes keys a, b, c, d and values 1, 2, 3: seven entries. */
+    ck_assert_int_eq(regfile_open(names, datas, lens, 1, 7, &v, err, sizeof(err)), 0);
+    regview_free(v);
+    ck_assert_int_eq(regfile_open(names, datas, lens, 1, 6, &v, err, sizeof(err)), -E2BIG);
+    ck_assert_ptr_null(v);
+    ck_assert_str_eq(err, "a.reg:6: over 6 keys and values in all the files together");
+    ck_assert_int_eq(regfile_open(names, datas, lens, 1, 5, &v, err, sizeof(err)), -E2BIG);
+    ck_assert_str_eq(err, "a.reg:5: over 5 keys and values in all the files together");
+    /* b.reg: replacing "3" is free, deleting it makes room for "5"; "6" is one too many. */
+    ck_assert_int_eq(regfile_open(names, datas, lens, 2, 7, &v, err, sizeof(err)), -E2BIG);
+    ck_assert_str_eq(err, "b.reg:6: over 7 keys and values in all the files together");
+    ck_assert_int_eq(regfile_open(names, datas, lens, 2, 8, &v, err, sizeof(err)), 0);
+    assert_dword(v, "HKLM\\a\\d", "6", 6);
+    regview_free(v);
+    /* The public functions use the default cap. */
+    ck_assert_int_eq(regview_open_buffer("a.reg", a, strlen(a), &v, err, sizeof(err)), 0);
+    regview_free(v);
+    ck_assert_uint_eq(REGFILE_MAX_ENTRIES, 2097152);
+}
+END_TEST
+
 START_TEST(test_no_files_is_an_empty_registry)
 {
     struct regview *v = NULL;
@@ -766,6 +798,7 @@ int main(void)
     tcase_add_test(bad, test_file_over_64_mib_is_refused);
     tcase_add_test(bad, test_value_over_1_mib_is_refused);
     tcase_add_test(bad, test_name_lengths_and_depth_are_capped);
+    tcase_add_test(bad, test_keys_and_values_are_capped_across_files);
     tcase_add_test(bad, test_every_allocation_failure_while_parsing_is_enomem_and_no_view);
     tcase_add_test(bad, test_every_allocation_failure_in_a_getter_is_enomem);
     suite_add_tcase(suite, bad);
