@@ -5,6 +5,7 @@
  *
  * Every input must either give a view that can be walked completely (every key listed, every
  * value read through every getter) or be refused with a message that names the input and a line.
+ * An accepted input is then parsed again layered over itself (regfile_open with two buffers).
  * A crash, a leak, a sanitizer report or an abort() below is a finding.
  */
 #include <errno.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 
 #include "regview.h"
+#include "regview_backend.h"
 
 /* Bounds the walk so one input cannot take seconds. */
 static size_t budget;
@@ -67,6 +69,14 @@ static void walk(struct regview *v, const char *key, int depth)
     regview_strv_free(names);
 }
 
+static void walk_all(struct regview *v)
+{
+    static const char *const hives[] = {"HKLM", "HKEY_CURRENT_USER", "HKCR", "HKU", "HKCC"};
+    budget = 20000;
+    for (size_t i = 0; i < sizeof(hives) / sizeof(hives[0]); i++)
+        walk(v, hives[i], 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct regview *v = NULL;
@@ -77,10 +87,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         return 0;
     }
-    static const char *const hives[] = {"HKLM", "HKEY_CURRENT_USER", "HKCR", "HKU", "HKCC"};
-    budget = 20000;
-    for (size_t i = 0; i < sizeof(hives) / sizeof(hives[0]); i++)
-        walk(v, hives[i], 0);
+    walk_all(v);
+    regview_free(v);
+
+    /* The same file layered over itself: values replaced, existing keys deleted and rebuilt. */
+    const char *names[2] = {"fuzz.reg", "again.reg"};
+    const void *datas[2] = {data, data};
+    size_t lens[2] = {size, size};
+    rc = regfile_open(names, datas, lens, 2, REGFILE_MAX_ENTRIES, &v, err, sizeof(err));
+    if (rc != 0) {
+        /* The text was accepted once: only the entry cap can refuse it the second time. */
+        if (rc != -E2BIG || v != NULL || strncmp(err, "again.reg:", 10) != 0)
+            abort();
+        return 0;
+    }
+    walk_all(v);
     regview_free(v);
     return 0;
 }
