@@ -1178,11 +1178,15 @@ static int parse_key_line(struct rf_parser *p, const char *s, size_t n)
     const char *sep = memchr(path, '\\', plen);
     size_t hlen = sep ? (size_t)(sep - path) : plen;
     int hive = regview_hive_index(path, hlen);
-    if (hive < 0)
+    if (hive < 0) {
+        size_t show = hlen > 40 ? 40 : hlen; /* a long name is cut, not inside a character */
+        while (show < hlen && ((unsigned char)path[show] & 0xC0) == 0x80)
+            show--;
         return perr(p, "unknown hive \"%.*s\" (expected HKEY_LOCAL_MACHINE, HKLM, "
                        "HKEY_CURRENT_USER, HKCU, HKEY_CLASSES_ROOT, HKCR, HKEY_USERS, HKU, "
                        "HKEY_CURRENT_CONFIG or HKCC)",
-                    (int)(hlen > 40 ? 40 : hlen), path);
+                    (int)show, path);
+    }
     /* Check every level, noting where each ends in the folded path (the hive's digit, then
      * the text from the first '\\' on, folded: same length as written). */
     size_t ends[REGVIEW_MAX_DEPTH];

@@ -556,6 +556,19 @@ START_TEST(test_fault_character_is_shown_whole)
 }
 END_TEST
 
+START_TEST(test_long_unknown_hive_is_cut_between_characters)
+{
+    struct regview *v;
+    char err[512];
+    /* 39 ASCII bytes then 'é' (2 bytes): 40 bytes would split it. */
+    ck_assert_int_eq(open_text("REGEDIT4\n[HKEY_LOCAL_MACHINE_IS_NOT_SPELLED_LIKE_é\\A]\n", &v,
+                               err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "mem.reg:2: unknown hive \"HKEY_LOCAL_MACHINE_IS_NOT_SPELLED_"
+                                      "LIKE_\" (expected"));
+}
+END_TEST
+
 START_TEST(test_deleting_a_hive_root_is_refused)
 {
     struct regview *v;
@@ -794,6 +807,7 @@ int main(void)
     tcase_add_test(bad, test_malformed_later_file_discards_the_whole_view);
     tcase_add_test(bad, test_missing_file_is_named);
     tcase_add_test(bad, test_deleting_a_hive_root_is_refused);
+    tcase_add_test(bad, test_long_unknown_hive_is_cut_between_characters);
     tcase_add_test(bad, test_fault_character_is_shown_whole);
     tcase_add_test(bad, test_file_over_64_mib_is_refused);
     tcase_add_test(bad, test_value_over_1_mib_is_refused);
