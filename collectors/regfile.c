@@ -34,17 +34,30 @@
 
 #define REGFILE_MAX_FILE_BYTES ((size_t)64 << 20)
 
+#ifndef O_CLOEXEC
+#define O_CLOEXEC 0
+#endif
+#ifndef O_BINARY
+#define O_BINARY 0 /* Windows (MinGW) opens in text mode without it */
+#endif
+
 static const char HEADER_V5[] = "Windows Registry Editor Version 5.00";
 static const char HEADER_V4[] = "REGEDIT4";
 
 /* ---- the in-memory registry ---- */
 
-/* What both hash tables chain: the owner (parent key or the value's key) and the folded name. */
+/*
+ * What both hash tables chain. Keys are found by their whole folded path in one probe: the
+ * hash covers the hive's index as one digit followed by "\\NAME" per level
+ * ("0\\SOFTWARE\\MICROSOFT"), `owner` is NULL and `folded` is the key's own folded name (the
+ * path is checked by walking up the parents). Values are found by (owner key, folded name).
+ * The folded text lives in the same allocation as the key or value.
+ */
 struct rf_node {
     struct rf_node *hnext;
     const void *owner;
     uint64_t hash;
-    char *folded;
+    const char *folded;
     size_t flen;
 };
 
@@ -57,24 +70,26 @@ struct rf_table {
 struct rf_key;
 
 struct rf_value {
-    struct rf_node node; /* first: the table hands back nodes */
+    struct rf_node node;  /* first: the table hands back nodes */
     struct rf_key *key;
-    size_t slot; /* index in key->values */
-    char *name;  /* as spelled in the file; "" is the default value */
+    size_t slot;          /* index in key->values */
+    const char *name;     /* as spelled in the file; "" is the default value */
     uint32_t type;
     size_t len;
     unsigned char *data;
+    /* then: folded name, NUL, name, NUL */
 };
 
 struct rf_key {
     struct rf_node node;
     struct rf_key *parent; /* NULL for a hive root */
     size_t slot;           /* index in parent->children */
-    char *name;
+    const char *name;      /* this level's name, first spelling seen */
     struct rf_key **children;
     size_t nchildren, cchildren;
     struct rf_value **values;
     size_t nvalues, cvalues;
+    /* then: folded path, NUL, name, NUL */
 };
 
 struct regfile {
@@ -82,9 +97,21 @@ struct regfile {
     struct rf_key *roots[REGVIEW_HIVES];
     struct rf_table keys;
     struct rf_table values;
+    size_t max_entries; /* keys + values; a deep [KEY] line makes hundreds of keys */
 };
 
-static uint64_t rf_hash(const void *owner, const char *folded, size_t len)
+/* Room for `more` new keys or values? */
+static bool room_for(const struct regfile *rf, size_t more)
+{
+    return rf->keys.count + rf->values.count + more <= rf->max_entries;
+}
+
+/*
+ * FNV-1a over the owner pointer, then the folded text. It is incremental on purpose: the hashes
+ * of every prefix of a key path ("0\\A", "0\\A\\B", ...) come out of one pass, so finding
+ * the deepest existing parent of a new key costs one pass over its path, not one per level.
+ */
+static uint64_t rf_hash_start(const void *owner)
 {
     uint64_t h = 1469598103934665603ull;
     uintptr_t o = (uintptr_t)owner;
@@ -92,11 +119,27 @@ static uint64_t rf_hash(const void *owner, const char *folded, size_t len)
         h ^= (o >> (8 * i)) & 0xFF;
         h *= 1099511628211ull;
     }
+    return h;
+}
+
+static uint64_t rf_hash_feed(uint64_t h, const char *s, size_t len)
+{
     for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)folded[i];
+        h ^= (unsigned char)s[i];
         h *= 1099511628211ull;
     }
     return h;
+}
+
+/* The table masks the low bits: fold the better-mixed high ones in. */
+static uint64_t rf_hash_end(uint64_t h)
+{
+    return h ^ (h >> 29);
+}
+
+static uint64_t rf_hash(const void *owner, const char *folded, size_t len)
+{
+    return rf_hash_end(rf_hash_feed(rf_hash_start(owner), folded, len));
 }
 
 static struct rf_node *table_find(const struct rf_table *t, const void *owner, const char *folded,
@@ -112,6 +155,7 @@ static struct rf_node *table_find(const struct rf_table *t, const void *owner, c
     return NULL;
 }
 
+/* Inserts `node`; node->hash must already be rf_hash(owner, folded, flen). */
 static int table_insert(struct rf_table *t, struct rf_node *node)
 {
     if (t->count >= t->nbuckets) {
@@ -177,28 +221,6 @@ static int grow_values(struct rf_key *k)
     return 0;
 }
 
-/* Sets node->folded/flen/hash for `name` (len bytes) under `owner`. */
-static int node_init(struct rf_node *node, const void *owner, const char *name, size_t len)
-{
-    node->folded = malloc(len + 1);
-    if (!node->folded)
-        return -ENOMEM;
-    regview_fold(name, len, node->folded);
-    node->folded[len] = '\0';
-    node->flen = len;
-    node->owner = owner;
-    node->hash = rf_hash(owner, node->folded, len);
-    return 0;
-}
-
-static void value_free(struct rf_value *val)
-{
-    free(val->node.folded);
-    free(val->name);
-    free(val->data);
-    free(val);
-}
-
 /* Frees `k` and everything below it; with `untable`, first takes each from the hash tables. */
 static void key_destroy(struct regfile *rf, struct rf_key *k, bool untable)
 {
@@ -207,14 +229,13 @@ static void key_destroy(struct regfile *rf, struct rf_key *k, bool untable)
     for (size_t i = 0; i < k->nvalues; i++) {
         if (untable)
             table_remove(&rf->values, &k->values[i]->node);
-        value_free(k->values[i]);
+        free(k->values[i]->data);
+        free(k->values[i]);
     }
     if (untable && k->parent)
         table_remove(&rf->keys, &k->node);
     free(k->children);
     free(k->values);
-    free(k->node.folded);
-    free(k->name);
     free(k);
 }
 
@@ -228,46 +249,61 @@ static void key_delete(struct regfile *rf, struct rf_key *k)
     key_destroy(rf, k, true);
 }
 
-static struct rf_key *key_new(const char *name, size_t len)
+/* A key block: the struct, then the folded name (a root's: its hive digit) and the name. */
+static struct rf_key *key_new(const char *folded, size_t flen, const char *name, size_t nlen)
 {
-    struct rf_key *k = calloc(1, sizeof(*k));
+    struct rf_key *k = calloc(1, sizeof(*k) + flen + nlen + 2);
     if (!k)
         return NULL;
-    k->name = strndup(name, len);
-    if (!k->name) {
-        free(k);
-        return NULL;
-    }
+    char *f = (char *)(k + 1);
+    memcpy(f, folded, flen);
+    f[flen] = '\0';
+    memcpy(f + flen + 1, name, nlen);
+    f[flen + 1 + nlen] = '\0';
+    k->node.folded = f;
+    k->node.flen = flen;
+    k->name = f + flen + 1;
     return k;
 }
 
-/* Finds the child `name` (len bytes) of `parent`; with `create`, makes it when absent.
- * Returns 0 and *out (NULL when absent and not created) or -ENOMEM. */
-static int key_child(struct regfile *rf, struct rf_key *parent, const char *name, size_t len,
-                     bool create, struct rf_key **out)
+/* Is `k` the key at folded path `fpath`? Compares level by level from the leaf up, so a key
+ * stores only its own name (a full path per key would cost memory quadratic in depth). */
+static bool key_is(const struct rf_key *k, const char *fpath, size_t flen)
 {
-    char small[256];
-    char *folded = len <= sizeof(small) ? small : malloc(len);
-    if (!folded)
-        return -ENOMEM;
-    regview_fold(name, len, folded);
-    uint64_t hash = rf_hash(parent, folded, len);
-    struct rf_node *n = table_find(&rf->keys, parent, folded, len, hash);
-    if (folded != small)
-        free(folded);
-    *out = (struct rf_key *)n;
-    if (n || !create)
-        return 0;
+    size_t pos = flen;
+    for (; k->parent; k = k->parent) {
+        size_t n = k->node.flen;
+        if (pos < n + 2 || fpath[pos - n - 1] != '\\' ||
+            memcmp(fpath + pos - n, k->node.folded, n) != 0)
+            return false;
+        pos -= n + 1;
+    }
+    return pos == 1 && fpath[0] == k->node.folded[0];
+}
 
-    struct rf_key *k = key_new(name, len);
-    if (!k || node_init(&k->node, parent, name, len) < 0 ||
-        grow_children(parent) < 0 ||
-        table_insert(&rf->keys, &k->node) < 0) {
-        if (k) {
-            free(k->node.folded);
-            free(k->name);
-            free(k);
-        }
+/* One probe: keys are hashed by their whole folded path. */
+static struct rf_key *key_find(struct regfile *rf, const char *fpath, size_t flen, uint64_t hash)
+{
+    const struct rf_table *t = &rf->keys;
+    if (t->nbuckets == 0)
+        return NULL;
+    for (struct rf_node *n = t->buckets[hash & (t->nbuckets - 1)]; n; n = n->hnext) {
+        if (n->hash == hash && key_is((const struct rf_key *)n, fpath, flen))
+            return (struct rf_key *)n;
+    }
+    return NULL;
+}
+
+/* Makes `name` (nlen bytes, `folded` its folded form) a child of `parent`; `hash` is the hash
+ * of the child's whole folded path. */
+static int key_add(struct regfile *rf, struct rf_key *parent, uint64_t hash, const char *folded,
+                   const char *name, size_t nlen, struct rf_key **out)
+{
+    struct rf_key *k = key_new(folded, nlen, name, nlen);
+    if (k)
+        k->node.hash = hash;
+    if (!k || grow_children(parent) < 0 || table_insert(&rf->keys, &k->node) < 0) {
+        free(k);
         return -ENOMEM;
     }
     k->parent = parent;
@@ -277,6 +313,42 @@ static int key_child(struct regfile *rf, struct rf_key *parent, const char *name
     return 0;
 }
 
+/*
+ * The key at folded path `fpath` under hive root `root`, created with its missing parents.
+ * `orig` is the path as written after the hive ("\\Software\\X"): byte i of orig matches byte
+ * i + 1 of fpath, since folding keeps lengths. `ends` holds the end offset in fpath of each of
+ * the `depth` levels.
+ */
+static int key_ensure(struct regfile *rf, struct rf_key *root, const char *fpath,
+                      const char *orig, const size_t *ends, size_t depth, struct rf_key **out)
+{
+    uint64_t hashes[REGVIEW_MAX_DEPTH];
+    uint64_t h = rf_hash_start(NULL);
+    for (size_t d = 0, from = 0; d < depth; from = ends[d++]) {
+        h = rf_hash_feed(h, fpath + from, ends[d] - from);
+        hashes[d] = rf_hash_end(h);
+    }
+    size_t d = depth;
+    struct rf_key *k = NULL;
+    while (d > 0 && !(k = key_find(rf, fpath, ends[d - 1], hashes[d - 1])))
+        d--; /* usually one or two probes: the parent of a new key exists */
+    if (!k)
+        k = root;
+    if (!room_for(rf, depth - d))
+        return -E2BIG;
+    for (; d < depth; d++) {
+        size_t start = d == 0 ? 1 : ends[d - 1];
+        /* orig[start - 1] is the '\\' before the name; the name runs to ends[d] - 1 in orig. */
+        int rc = key_add(rf, k, hashes[d], fpath + start + 1, orig + start, ends[d] - start - 1,
+                         &k);
+        if (rc < 0)
+            return rc;
+    }
+    *out = k;
+    return 0;
+}
+
+/* A value block: the struct, then the folded name and the name, each NUL-terminated. */
 static struct rf_value *value_find(struct regfile *rf, struct rf_key *k, const char *name,
                                    size_t len, int *rc)
 {
@@ -311,14 +383,27 @@ static int value_set(struct regfile *rf, struct rf_key *k, const char *name, siz
         val->len = len;
         return 0;
     }
-    val = calloc(1, sizeof(*val));
-    if (!val || !(val->name = strndup(name, nlen)) || node_init(&val->node, k, name, nlen) < 0 ||
-        grow_values(k) < 0 || table_insert(&rf->values, &val->node) < 0) {
-        if (val) {
-            free(val->node.folded);
-            free(val->name);
-            free(val);
-        }
+    if (!room_for(rf, 1)) {
+        free(data);
+        return -E2BIG;
+    }
+    val = calloc(1, sizeof(*val) + 2 * nlen + 2);
+    if (!val) {
+        free(data);
+        return -ENOMEM;
+    }
+    char *f = (char *)(val + 1);
+    regview_fold(name, nlen, f);
+    f[nlen] = '\0';
+    memcpy(f + nlen + 1, name, nlen);
+    f[2 * nlen + 1] = '\0';
+    val->node.owner = k;
+    val->node.folded = f;
+    val->node.flen = nlen;
+    val->node.hash = rf_hash(k, f, nlen);
+    val->name = f + nlen + 1;
+    if (grow_values(k) < 0 || table_insert(&rf->values, &val->node) < 0) {
+        free(val);
         free(data);
         return -ENOMEM;
     }
@@ -341,11 +426,13 @@ static int value_delete(struct regfile *rf, struct rf_key *k, const char *name, 
     k->values[val->slot] = last;
     last->slot = val->slot;
     table_remove(&rf->values, &val->node);
-    value_free(val);
+    free(val->data);
+    free(val);
     return 0;
 }
 
-/* Resolves a caller's path ("HKLM\\A\\B"); absent, malformed or over-long paths are absent. */
+/* Resolves a caller's path ("HKLM\\A\\B") with one hash probe. A path no key can have (empty
+ * level, trailing '\\', unknown hive) is simply absent. */
 static int key_resolve(struct regfile *rf, const char *path, struct rf_key **out)
 {
     const char *sep = strchr(path, '\\');
@@ -353,20 +440,22 @@ static int key_resolve(struct regfile *rf, const char *path, struct rf_key **out
     int hive = regview_hive_index(path, hlen);
     if (hive < 0)
         return -ENOENT;
-    struct rf_key *k = rf->roots[hive];
-    const char *p = sep;
-    while (p) {
-        const char *name = p + 1;
-        p = strchr(name, '\\');
-        size_t len = p ? (size_t)(p - name) : strlen(name);
-        if (len == 0 || len > REGVIEW_MAX_KEY_NAME * 4)
-            return -ENOENT;
-        int rc = key_child(rf, k, name, len, false, &k);
-        if (rc < 0)
-            return rc;
-        if (!k)
-            return -ENOENT;
+    if (!sep) {
+        *out = rf->roots[hive];
+        return 0;
     }
+    size_t rlen = strlen(sep);
+    char small[512];
+    char *fpath = rlen + 1 <= sizeof(small) ? small : malloc(rlen + 1);
+    if (!fpath)
+        return -ENOMEM;
+    fpath[0] = (char)('0' + hive);
+    regview_fold(sep, rlen, fpath + 1);
+    struct rf_key *k = key_find(rf, fpath, rlen + 1, rf_hash(NULL, fpath, rlen + 1));
+    if (fpath != small)
+        free(fpath);
+    if (!k)
+        return -ENOENT;
     *out = k;
     return 0;
 }
@@ -403,8 +492,12 @@ static int rf_list(struct regview *v, const char *key, enum regview_list_kind ki
     if (!strv)
         return -ENOMEM;
     for (size_t i = 0; i < n; i++) {
-        strv[i] = strdup(kind == REGVIEW_LIST_SUBKEYS ? k->children[i]->name : k->values[i]->name);
-        if (!strv[i]) {
+        const char *name = kind == REGVIEW_LIST_SUBKEYS ? k->children[i]->name : k->values[i]->name;
+        size_t len = strlen(name) + 1;
+        strv[i] = malloc(len);
+        if (strv[i])
+            memcpy(strv[i], name, len);
+        else {
             regview_strv_free(strv);
             return -ENOMEM;
         }
@@ -431,16 +524,18 @@ static const struct regview_ops regfile_ops = {
     .free = rf_free,
 };
 
-static struct regfile *regfile_new(void)
+static struct regfile *regfile_new(size_t max_entries)
 {
     struct regfile *rf = calloc(1, sizeof(*rf));
     if (!rf)
         return NULL;
     rf->base.ops = &regfile_ops;
+    rf->max_entries = max_entries;
     for (int i = 0; i < REGVIEW_HIVES; i++) {
         const char *name = regview_hive_name(i);
-        rf->roots[i] = key_new(name, strlen(name));
-        if (!rf->roots[i] || node_init(&rf->roots[i]->node, NULL, name, strlen(name)) < 0) {
+        char digit = (char)('0' + i);
+        rf->roots[i] = key_new(&digit, 1, name, strlen(name));
+        if (!rf->roots[i]) {
             rf_free(&rf->base);
             return NULL;
         }
@@ -480,31 +575,6 @@ static bool header_is(const unsigned char *d, size_t n, size_t stride, const cha
             return false;
     }
     return true;
-}
-
-static size_t put_utf8(uint32_t cp, char *out)
-{
-    unsigned char *o = (unsigned char *)out;
-    if (cp < 0x80) {
-        o[0] = (unsigned char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (unsigned char)(0xC0 | (cp >> 6));
-        o[1] = (unsigned char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (unsigned char)(0xE0 | (cp >> 12));
-        o[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (unsigned char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (unsigned char)(0xF0 | (cp >> 18));
-    o[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (unsigned char)(0x80 | (cp & 0x3F));
-    return 4;
 }
 
 /* Windows-1252 0x80..0x9F; the five unassigned bytes map to C1 controls, as Windows maps them. */
@@ -622,7 +692,7 @@ static int decode_text(const char *file, const unsigned char *d, size_t n, char 
                 goto fail;
             }
             count_char(&lc, u);
-            w += put_utf8(u, out + w);
+            w += regview_utf8_put(u, out + w);
         }
         if (sn % 2) {
             set_err(err, errsize,
@@ -660,7 +730,7 @@ static int decode_text(const char *file, const unsigned char *d, size_t n, char 
                 goto fail;
             }
             count_char(&lc, cp);
-            w += put_utf8(cp, out + w);
+            w += regview_utf8_put(cp, out + w);
             i += len;
         }
     }
@@ -711,6 +781,12 @@ static int pnomem(struct rf_parser *p)
     return -ENOMEM;
 }
 
+static int ptoomany(struct rf_parser *p)
+{
+    perr(p, "over %zu keys and values in all the files together", p->rf->max_entries);
+    return -E2BIG;
+}
+
 static bool next_line(struct rf_parser *p, const char **s, size_t *n)
 {
     if (p->pos >= p->len)
@@ -742,6 +818,22 @@ static bool rest_is_empty(const char *s, size_t n, size_t i)
     return i == n || s[i] == ';';
 }
 
+/* The character at s[i] for a message: the whole UTF-8 sequence, or \xNN for a control. */
+static const char *show_char(const char *s, size_t n, size_t i, char out[8])
+{
+    unsigned char c = (unsigned char)s[i];
+    if (c < 0x20 || c == 0x7F) {
+        snprintf(out, 8, "\\x%02X", c);
+        return out;
+    }
+    size_t len = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+    if (len > n - i)
+        len = n - i;
+    memcpy(out, s + i, len);
+    out[len] = '\0';
+    return out;
+}
+
 static int hexval(char c)
 {
     if (c >= '0' && c <= '9')
@@ -757,18 +849,20 @@ static int hexval(char c)
 struct rf_buf {
     unsigned char *d;
     size_t len, cap;
+    size_t max; /* 0: REGVIEW_MAX_VALUE_BYTES */
 };
 
 static int buf_put(struct rf_buf *b, const void *data, size_t n)
 {
-    if (n > REGVIEW_MAX_VALUE_BYTES - b->len)
+    size_t max = b->max ? b->max : REGVIEW_MAX_VALUE_BYTES;
+    if (n > max - b->len)
         return -E2BIG;
     if (b->len + n > b->cap) {
         size_t nc = b->cap ? b->cap : 64;
         while (nc < b->len + n)
             nc *= 2;
-        if (nc > REGVIEW_MAX_VALUE_BYTES)
-            nc = REGVIEW_MAX_VALUE_BYTES;
+        if (nc > max)
+            nc = max;
         unsigned char *d = realloc(b->d, nc);
         if (!d)
             return -ENOMEM;
@@ -785,23 +879,25 @@ static int buf_fail(struct rf_parser *p, struct rf_buf *b, int rc, const char *w
     free(b->d);
     b->d = NULL;
     if (rc == -E2BIG)
-        return perr(p, "%s is over the %u-byte cap of a value", what, REGVIEW_MAX_VALUE_BYTES);
+        return perr(p, "%s is over the %u-byte cap", what, REGVIEW_MAX_VALUE_BYTES);
     return pnomem(p);
 }
 
 /*
  * A quoted string starting at s[*i] == '"', with the escapes \\ and \" (the only ones regedit
  * writes). The UTF-8 result goes to b (not NUL-terminated); *i ends past the closing quote.
+ * `what` names it in messages: "value name" or "value data" (a string value).
  */
 static int parse_quoted(struct rf_parser *p, const char *s, size_t n, size_t *i, struct rf_buf *b,
                         const char *what)
 {
+    const char *what_str = strcmp(what, "value data") == 0 ? "string" : what;
     size_t j = *i + 1;
     for (;;) {
         if (j >= n) {
             free(b->d);
             b->d = NULL;
-            return perr(p, "unterminated %s (no closing '\"')", what);
+            return perr(p, "unterminated %s (no closing '\"')", what_str);
         }
         char c = s[j];
         if (c == '"')
@@ -811,9 +907,10 @@ static int parse_quoted(struct rf_parser *p, const char *s, size_t n, size_t *i,
                 free(b->d);
                 b->d = NULL;
                 if (j + 1 >= n)
-                    return perr(p, "bad escape in %s: '\\' at the end of the line", what);
-                return perr(p, "bad escape \"\\%c\" in %s (only \\\\ and \\\" are allowed)",
-                            s[j + 1], what);
+                    return perr(p, "bad escape in %s: '\\' at the end of the line", what_str);
+                char ch[8];
+                return perr(p, "bad escape \"\\%s\" in %s (only \\\\ and \\\" are allowed)",
+                            show_char(s, n, j + 1, ch), what_str);
             }
             c = s[++j];
         }
@@ -878,8 +975,9 @@ static int parse_hex_list(struct rf_parser *p, const char *s, size_t n, size_t i
         if (s[i] == ',')
             return perr(p, "bad hex: empty byte between commas");
         int hi = hexval(s[i]);
+        char ch[8];
         if (hi < 0)
-            return perr(p, "bad hex: '%c' is not a hex digit", s[i]);
+            return perr(p, "bad hex: '%s' is not a hex digit", show_char(s, n, i, ch));
         if (!want_byte)
             return perr(p, "bad hex: missing ',' between bytes");
         unsigned v = (unsigned)hi;
@@ -892,16 +990,14 @@ static int parse_hex_list(struct rf_parser *p, const char *s, size_t n, size_t i
         }
         unsigned char byte = (unsigned char)v;
         int rc = buf_put(b, &byte, 1);
-        if (rc == -E2BIG)
-            return perr(p, "value is over the %u-byte cap", REGVIEW_MAX_VALUE_BYTES);
         if (rc < 0)
-            return pnomem(p);
+            return buf_fail(p, b, rc, "value data");
         i = skip_ws(s, n, i);
         want_byte = i < n && s[i] == ',';
         if (want_byte)
             i++;
         else if (i < n && s[i] != ';' && s[i] != '\\' && hexval(s[i]) < 0)
-            return perr(p, "bad hex: '%c' is not a hex digit", s[i]);
+            return perr(p, "bad hex: '%s' is not a hex digit", show_char(s, n, i, ch));
     }
 }
 
@@ -936,8 +1032,9 @@ static int parse_dword(struct rf_parser *p, const char *s, size_t n, size_t i, s
         return perr(p, "bad dword: %zu hex digits, at most 8", digits);
     if (digits == 0)
         return perr(p, "bad dword: expected 1 to 8 hex digits after \"dword:\"");
+    char ch[8];
     if (!rest_is_empty(s, n, i))
-        return perr(p, "bad dword: '%c' is not a hex digit", s[skip_ws(s, n, i)]);
+        return perr(p, "bad dword: '%s' is not a hex digit", show_char(s, n, skip_ws(s, n, i), ch));
     unsigned char le[4] = {v & 0xFF, (v >> 8) & 0xFF, (v >> 16) & 0xFF, (v >> 24) & 0xFF};
     int rc = buf_put(b, le, 4);
     return rc < 0 ? pnomem(p) : 0;
@@ -954,7 +1051,7 @@ static int ansi_to_utf16(struct rf_parser *p, struct rf_buf *b)
         if (rc < 0) {
             free(b->d);
             b->d = NULL;
-            return buf_fail(p, &u, rc, "value");
+            return buf_fail(p, &u, rc, "value data");
         }
     }
     free(b->d);
@@ -1006,8 +1103,10 @@ static int parse_value_line(struct rf_parser *p, const char *s, size_t n)
             rc = pnomem(p);
         goto out;
     } else if (i < n && s[i] == '"') {
-        struct rf_buf text = {0};
-        rc = parse_quoted(p, s, n, &i, &text, "string");
+        /* UTF-8 takes at most 3 bytes where UTF-16 takes 2: room for any string that fits
+         * the cap once converted; utf8_to_utf16 applies the exact cap. */
+        struct rf_buf text = {.max = REGVIEW_MAX_VALUE_BYTES / 2 * 3};
+        rc = parse_quoted(p, s, n, &i, &text, "value data");
         if (rc < 0)
             goto out;
         if (!rest_is_empty(s, n, i)) {
@@ -1018,7 +1117,7 @@ static int parse_value_line(struct rf_parser *p, const char *s, size_t n)
         rc = utf8_to_utf16(text.d ? text.d : (const unsigned char *)"", text.len, &data);
         free(text.d);
         if (rc < 0) {
-            rc = buf_fail(p, &data, rc, "string");
+            rc = buf_fail(p, &data, rc, "value data");
             goto out;
         }
         type = REGVIEW_SZ;
@@ -1059,7 +1158,7 @@ static int parse_value_line(struct rf_parser *p, const char *s, size_t n)
     }
     rc = value_set(p->rf, p->cur, nm, name.len, type, data.d, data.len);
     if (rc < 0)
-        rc = pnomem(p);
+        rc = rc == -E2BIG ? ptoomany(p) : pnomem(p);
 out:
     free(name.d);
     return rc;
@@ -1079,15 +1178,21 @@ static int parse_key_line(struct rf_parser *p, const char *s, size_t n)
     const char *sep = memchr(path, '\\', plen);
     size_t hlen = sep ? (size_t)(sep - path) : plen;
     int hive = regview_hive_index(path, hlen);
-    if (hive < 0)
+    if (hive < 0) {
+        size_t show = hlen > 40 ? 40 : hlen; /* a long name is cut, not inside a character */
+        while (show < hlen && ((unsigned char)path[show] & 0xC0) == 0x80)
+            show--;
         return perr(p, "unknown hive \"%.*s\" (expected HKEY_LOCAL_MACHINE, HKLM, "
                        "HKEY_CURRENT_USER, HKCU, HKEY_CLASSES_ROOT, HKCR, HKEY_USERS, HKU, "
                        "HKEY_CURRENT_CONFIG or HKCC)",
-                    (int)(hlen > 40 ? 40 : hlen), path);
-    struct rf_key *k = p->rf->roots[hive];
-    const char *end = path + plen;
+                    (int)show, path);
+    }
+    /* Check every level, noting where each ends in the folded path (the hive's digit, then
+     * the text from the first '\\' on, folded: same length as written). */
+    size_t ends[REGVIEW_MAX_DEPTH];
     size_t depth = 0;
-    for (const char *c = sep; c; ) {
+    const char *end = path + plen;
+    for (const char *c = sep; c;) {
         const char *name = c + 1;
         const char *next = memchr(name, '\\', (size_t)(end - name));
         size_t len = next ? (size_t)(next - name) : (size_t)(end - name);
@@ -1095,27 +1200,41 @@ static int parse_key_line(struct rf_parser *p, const char *s, size_t n)
             return perr(p, "empty key name in the path (a doubled or trailing '\\')");
         if (regview_utf16_units(name, len) > REGVIEW_MAX_KEY_NAME)
             return perr(p, "key name over %d characters", REGVIEW_MAX_KEY_NAME);
-        if (++depth > REGVIEW_MAX_DEPTH)
+        if (depth == REGVIEW_MAX_DEPTH)
             return perr(p, "key path deeper than %d levels", REGVIEW_MAX_DEPTH);
-        if (k) {
-            int rc = key_child(p->rf, k, name, len, !del, &k);
-            if (rc < 0)
-                return pnomem(p);
-        }
+        ends[depth++] = 1 + (size_t)(name + len - sep);
         c = next;
     }
-    if (del) {
-        if (depth == 0)
+    if (depth == 0) {
+        if (del)
             return perr(p, "cannot delete a hive root");
+        p->cur = p->rf->roots[hive];
+        p->cur_deleted = false;
+        return 0;
+    }
+    size_t flen = 1 + (size_t)(end - sep);
+    char *fpath = malloc(flen);
+    if (!fpath)
+        return pnomem(p);
+    fpath[0] = (char)('0' + hive);
+    regview_fold(sep, (size_t)(end - sep), fpath + 1);
+    int rc = 0;
+    if (del) {
+        struct rf_key *k = key_find(p->rf, fpath, flen, rf_hash(NULL, fpath, flen));
         if (k)
             key_delete(p->rf, k);
         p->cur = NULL;
         p->cur_deleted = true;
     } else {
-        p->cur = k;
+        rc = key_ensure(p->rf, p->rf->roots[hive], fpath, sep, ends, depth, &p->cur);
         p->cur_deleted = false;
+        if (rc < 0) {
+            p->cur = NULL;
+            rc = rc == -E2BIG ? ptoomany(p) : pnomem(p);
+        }
     }
-    return 0;
+    free(fpath);
+    return rc;
 }
 
 /* Applies one file's text over the view. */
@@ -1155,7 +1274,7 @@ static int parse_into(struct regfile *rf, const char *file, const unsigned char 
 static int read_file(const char *path, unsigned char **out, size_t *outlen, char *err,
                      size_t errsize)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_BINARY);
     if (fd < 0) {
         int e = errno;
         set_err(err, errsize, "%s: cannot open: %s", path, strerror(e));
@@ -1220,42 +1339,41 @@ static int read_file(const char *path, unsigned char **out, size_t *outlen, char
 int regview_open_files(const char *const *paths, size_t n, struct regview **out, char *err,
                        size_t errsize)
 {
-    *out = NULL;
-    struct regfile *rf = regfile_new();
-    if (!rf) {
-        set_err(err, errsize, "out of memory");
-        return -ENOMEM;
-    }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char *data = NULL;
-        size_t len = 0;
-        int rc = read_file(paths[i], &data, &len, err, errsize);
-        if (rc == 0) {
-            rc = parse_into(rf, paths[i], data, len, err, errsize);
-            free(data);
-        }
-        if (rc < 0) {
-            rf_free(&rf->base);
-            return rc;
-        }
-    }
-    *out = &rf->base;
-    return 0;
+    return regfile_open(paths, NULL, NULL, n, REGFILE_MAX_ENTRIES, out, err, errsize);
 }
 
 int regview_open_buffer(const char *name, const void *data, size_t len, struct regview **out,
                         char *err, size_t errsize)
 {
+    return regfile_open(&name, &data, &len, 1, REGFILE_MAX_ENTRIES, out, err, errsize);
+}
+
+int regfile_open(const char *const *names, const void *const *datas, const size_t *lens, size_t n,
+                 size_t max_entries, struct regview **out, char *err, size_t errsize)
+{
     *out = NULL;
-    struct regfile *rf = regfile_new();
+    struct regfile *rf = regfile_new(max_entries);
     if (!rf) {
         set_err(err, errsize, "out of memory");
         return -ENOMEM;
     }
-    int rc = parse_into(rf, name, data, len, err, errsize);
-    if (rc < 0) {
-        rf_free(&rf->base);
-        return rc;
+    for (size_t i = 0; i < n; i++) {
+        int rc;
+        if (datas) {
+            rc = parse_into(rf, names[i], datas[i], lens[i], err, errsize);
+        } else {
+            unsigned char *data = NULL;
+            size_t len = 0;
+            rc = read_file(names[i], &data, &len, err, errsize);
+            if (rc == 0) {
+                rc = parse_into(rf, names[i], data, len, err, errsize);
+                free(data);
+            }
+        }
+        if (rc < 0) {
+            rf_free(&rf->base);
+            return rc;
+        }
     }
     *out = &rf->base;
     return 0;

@@ -16,7 +16,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 static const struct {
     const char *lng;
@@ -27,11 +26,23 @@ static const struct {
     {"HKEY_CURRENT_CONFIG", "HKCC"},
 };
 
+/* ASCII-only: hive names are ASCII, and this must not depend on the C locale. */
+static bool ascii_case_eq(const char *a, size_t len, const char *b)
+{
+    if (strlen(b) != len)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char x = a[i] >= 'a' && a[i] <= 'z' ? (char)(a[i] - 32) : a[i];
+        if (x != b[i])
+            return false;
+    }
+    return true;
+}
+
 int regview_hive_index(const char *name, size_t len)
 {
     for (int i = 0; i < REGVIEW_HIVES; i++) {
-        if ((strlen(hives[i].lng) == len && strncasecmp(name, hives[i].lng, len) == 0) ||
-            (strlen(hives[i].shrt) == len && strncasecmp(name, hives[i].shrt, len) == 0))
+        if (ascii_case_eq(name, len, hives[i].lng) || ascii_case_eq(name, len, hives[i].shrt))
             return i;
     }
     return -1;
@@ -59,8 +70,9 @@ static uint32_t utf8_next(const unsigned char *s, size_t len, size_t *i)
     return cp;
 }
 
-static size_t utf8_put(uint32_t cp, unsigned char *out)
+size_t regview_utf8_put(uint32_t cp, char *buf)
 {
+    unsigned char *out = (unsigned char *)buf;
     if (cp < 0x80) {
         out[0] = (unsigned char)cp;
         return 1;
@@ -134,7 +146,7 @@ void regview_fold(const char *in, size_t len, char *out)
             memcpy(o + w, s + start, i - start);
             w += i - start;
         } else {
-            w += utf8_put(f, o + w);
+            w += regview_utf8_put(f, (char *)o + w);
         }
     }
 }
@@ -191,7 +203,7 @@ static char *utf16_to_utf8(const unsigned char *d, size_t units, size_t *consume
         } else if (u >= 0xD800 && u <= 0xDFFF) {
             cp = 0xFFFD;
         }
-        w += utf8_put(cp, (unsigned char *)out + w);
+        w += regview_utf8_put(cp, out + w);
     }
     out[w] = '\0';
     if (consumed)

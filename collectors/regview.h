@@ -34,7 +34,8 @@ int regview_get_multi(struct regview *v, const char *key, const char *name, char
 /* Names of the direct subkeys of `key` in a stable (case-insensitive sorted) order; NULL-ended,
  * free with regview_strv_free. An absent key is -ENOENT. */
 int regview_list_subkeys(struct regview *v, const char *key, char ***out);
-/* Names of the values of `key` (for keys like "Instance Names\\SQL" whose value names are data). */
+/* Names of the values of `key` (for keys like "Instance Names\\SQL" whose value names are data),
+ * in the same order; a default value that is set is listed as "". */
 int regview_list_values(struct regview *v, const char *key, char ***out);
 
 void regview_strv_free(char **strv);
@@ -45,7 +46,11 @@ void regview_free(struct regview *v);
  * ([-KEY] deletes a key and its subkeys, "v"=- deletes a value). Accepts UTF-16LE with BOM and
  * the "Windows Registry Editor Version 5.00" header, and "REGEDIT4" in ANSI (Windows-1252) or
  * UTF-8. On a malformed file returns -EINVAL with "FILE:LINE: reason" in err and no view:
- * a half-read view is never returned.
+ * a half-read view is never returned. Other failures, also with *out NULL and a message naming
+ * the file: -E2BIG (a file over 64 MiB, or over 2,097,152 keys and values in all the files
+ * together), -ENOMEM, or the -errno of opening / reading the file. Limits, as Windows has them:
+ * a value at most 1 MiB, a key name 255 and a value name 16,383 UTF-16 units, 512 levels below
+ * the hive. Zero files give an empty registry.
  */
 int regview_open_files(const char *const *paths, size_t n, struct regview **out, char *err,
                        size_t errsize);

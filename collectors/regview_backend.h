@@ -32,6 +32,20 @@ enum {
 #define REGVIEW_MAX_DEPTH 512         /* components below the hive */
 #define REGVIEW_MAX_VALUE_BYTES (1u << 20)
 
+/* The regfile backend holds at most this many keys and values in one view (about 200 bytes
+ * each): the 64 MiB file cap alone would let a file of deep [KEY] lines (two bytes per new key)
+ * cost gigabytes. A real 64 MiB UTF-16 export holds well under 2 million. */
+#define REGFILE_MAX_ENTRIES ((size_t)1 << 21)
+
+/*
+ * What regview_open_files (datas == NULL: names are paths) and regview_open_buffer (datas and
+ * lens given; names name the buffers in messages) both run, with the entry cap as a parameter
+ * so tests can reach it without building millions of keys. Over the cap: -E2BIG with
+ * "NAME:LINE: over N keys and values in all the files together".
+ */
+int regfile_open(const char *const *names, const void *const *datas, const size_t *lens, size_t n,
+                 size_t max_entries, struct regview **out, char *err, size_t errsize);
+
 /* A value as the registry holds it. `data` stays valid until `owned` is freed (regfile points
  * into the view and leaves `owned` NULL; winreg hands over a malloc'd buffer). */
 struct regview_raw {
@@ -77,6 +91,9 @@ void regview_fold(const char *in, size_t len, char *out);
 /* Compares two names case-insensitively (by folded code point), then byte-wise for a total
  * order. */
 int regview_name_cmp(const char *a, const char *b);
+
+/* Writes code point `cp` as UTF-8 (1 to 4 bytes) to buf; returns the byte count. */
+size_t regview_utf8_put(uint32_t cp, char *buf);
 
 /* Number of UTF-16 code units `s` (valid UTF-8, `len` bytes) takes. */
 size_t regview_utf16_units(const char *s, size_t len);

@@ -19,6 +19,7 @@ struct command {
 
 static const struct command commands[] = {
     {"init", cmd_init, "create or migrate the database"},
+    {"inventory", cmd_inventory, "import, list, show hosts and their dependencies"},
 };
 
 static void usage(FILE *out)
@@ -43,18 +44,18 @@ static void usage(FILE *out)
             "Run `tlsgate COMMAND --help` for a command's own options.\n");
 }
 
+/* The command line as the audit log records it: "tlsgate" and the arguments as given. */
 static char *join_args(int argc, char **argv)
 {
-    size_t len = 1;
+    size_t len = sizeof("tlsgate");
     for (int i = 0; i < argc; i++)
         len += strlen(argv[i]) + 1;
     char *s = malloc(len);
     if (!s)
         return NULL;
-    s[0] = '\0';
-    for (int i = 0; i < argc; i++) {
-        if (i)
-            strcat(s, " ");
+    strcpy(s, "tlsgate");
+    for (int i = 1; i < argc; i++) {
+        strcat(s, " ");
         strcat(s, argv[i]);
     }
     return s;

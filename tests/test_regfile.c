@@ -20,6 +20,34 @@
 
 #define TYPES "HKLM\\SOFTWARE\\Tlsgate\\Types"
 
+/*
+ * Allocation failure injection: the suite links with -Wl,--wrap for malloc, calloc and realloc,
+ * so the parser's and the view's allocations come here. With alloc_fail_at = N the Nth one from
+ * then on fails (curl's torture tests, SQLite's faultsim); 0 never fails.
+ */
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+static long alloc_count, alloc_fail_at;
+
+static int alloc_should_fail(void)
+{
+    return alloc_fail_at && ++alloc_count == alloc_fail_at;
+}
+
+void *__wrap_malloc(size_t n) { return alloc_should_fail() ? NULL : __real_malloc(n); }
+void *__wrap_calloc(size_t n, size_t size)
+{
+    return alloc_should_fail() ? NULL : __real_calloc(n, size);
+}
+void *__wrap_realloc(void *p, size_t n) { return alloc_should_fail() ? NULL : __real_realloc(p, n); }
+
+static void fail_allocation(long n)
+{
+    alloc_count = 0;
+    alloc_fail_at = n;
+}
+
 static char *dir;
 
 static void setup(void) { dir = tu_tmpdir(); }
@@ -512,6 +540,35 @@ START_TEST(test_missing_file_is_named)
 }
 END_TEST
 
+START_TEST(test_fault_character_is_shown_whole)
+{
+    struct regview *v;
+    char err[256];
+    ck_assert_int_eq(open_text("REGEDIT4\n[HKLM\\A]\n\"b\"=hex:01,é2\n", &v, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_str_eq(err, "mem.reg:3: bad hex: 'é' is not a hex digit");
+    ck_assert_int_eq(open_text("REGEDIT4\n[HKLM\\A]\n\"b\"=dword:1\x01\n", &v, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_str_eq(err, "mem.reg:3: bad dword: '\\x01' is not a hex digit");
+    ck_assert_int_eq(open_text("REGEDIT4\n[HKLM\\A]\n\"s\"=\"\\Ж\"\n", &v, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_str_eq(err, "mem.reg:3: bad escape \"\\Ж\" in string (only \\\\ and \\\" are allowed)");
+}
+END_TEST
+
+START_TEST(test_long_unknown_hive_is_cut_between_characters)
+{
+    struct regview *v;
+    char err[512];
+    /* 39 ASCII bytes then 'é' (2 bytes): 40 bytes would split it. */
+    ck_assert_int_eq(open_text("REGEDIT4\n[HKEY_LOCAL_MACHINE_IS_NOT_SPELLED_LIKE_é\\A]\n", &v,
+                               err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_ptr_nonnull(strstr(err, "mem.reg:2: unknown hive \"HKEY_LOCAL_MACHINE_IS_NOT_SPELLED_"
+                                      "LIKE_\" (expected"));
+}
+END_TEST
+
 START_TEST(test_deleting_a_hive_root_is_refused)
 {
     struct regview *v;
@@ -569,12 +626,19 @@ START_TEST(test_value_over_1_mib_is_refused)
     /* ...one byte more is not. */
     t = repeat_text("\"b\"=hex:", "00,", (1u << 20) + 1, "");
     ck_assert_int_eq(open_text(t, &v, err, sizeof(err)), -EINVAL);
-    ck_assert_str_eq(err, "mem.reg:3: value is over the 1048576-byte cap");
+    ck_assert_str_eq(err, "mem.reg:3: value data is over the 1048576-byte cap");
+    free(t);
+    /* 400,000 CJK characters: 1.2 MB of UTF-8 but 800,002 bytes of UTF-16, within the cap. */
+    t = repeat_text("\"s\"=\"", "中", 400000, "\"");
+    ck_assert_int_eq(open_text(t, &v, err, sizeof(err)), 0);
+    ck_assert_int_eq(v->ops->get_raw(v, "HKLM\\A", "s", &raw), 0);
+    ck_assert_uint_eq(raw.len, 800002);
+    regview_free(v);
     free(t);
     /* A string of 512 Ki characters is 1 MiB + its NUL in UTF-16. */
     t = repeat_text("\"s\"=\"", "x", 1u << 19, "\"");
     ck_assert_int_eq(open_text(t, &v, err, sizeof(err)), -EINVAL);
-    ck_assert_str_eq(err, "mem.reg:3: string is over the 1048576-byte cap of a value");
+    ck_assert_str_eq(err, "mem.reg:3: value data is over the 1048576-byte cap");
     free(t);
 }
 END_TEST
@@ -612,6 +676,89 @@ START_TEST(test_name_lengths_and_depth_are_capped)
     ck_assert_int_eq(open_text(t, &v, err, sizeof(err)), -EINVAL);
     ck_assert_str_eq(err, "mem.reg:3: key path deeper than 512 levels");
     free(t);
+}
+END_TEST
+
+START_TEST(test_every_allocation_failure_while_parsing_is_enomem_and_no_view)
+{
+    const char *paths[4] = {format_path("types.reg"), format_path("layer-base.reg"),
+                            format_path("layer-over.reg"), format_path("regedit4-ansi.reg")};
+    long n;
+    for (n = 1;; n++) {
+        struct regview *v = (struct regview *)&n;
+        char err[8192] = "";
+        fail_allocation(n);
+        int rc = regview_open_files(paths, 4, &v, err, sizeof(err));
+        fail_allocation(0);
+        if (rc == 0) {
+            assert_dword(v, "HKLM\\SOFTWARE\\Layer", "Override", 2);
+            regview_free(v);
+            break;
+        }
+        ck_assert_msg(rc == -ENOMEM, "allocation %ld: %d %s", n, rc, err);
+        ck_assert_ptr_null(v);
+        ck_assert_msg(strstr(err, "out of memory") != NULL, "allocation %ld: %s", n, err);
+    }
+    ck_assert_int_gt(n, 200); /* the parse makes 230 allocations: each one failed in turn */
+}
+END_TEST
+
+START_TEST(test_every_allocation_failure_in_a_getter_is_enomem)
+{
+    struct regview *v = open_format("types.reg", NULL);
+    for (int call = 0; call < 4; call++) {
+        long n;
+        for (n = 1;; n++) {
+            char *s = NULL;
+            char **m = NULL;
+            fail_allocation(n);
+            int rc = call == 0   ? regview_get_string(v, TYPES, "Ünïcödé Имя", &s)
+                     : call == 1 ? regview_get_multi(v, TYPES, "Multi", &m)
+                     : call == 2 ? regview_list_subkeys(v, "HKLM\\SOFTWARE\\Tlsgate", &m)
+                                 : regview_list_values(v, TYPES, &m);
+            fail_allocation(0);
+            if (rc == 0) {
+                free(s);
+                regview_strv_free(m);
+                break;
+            }
+            ck_assert_msg(rc == -ENOMEM, "call %d allocation %ld: %d", call, n, rc);
+        }
+        ck_assert_int_gt(n, 1);
+    }
+    regview_free(v);
+}
+END_TEST
+
+START_TEST(test_keys_and_values_are_capped_across_files)
+{
+    const char *a = "REGEDIT4\n[HKLM\\a\\b\\c]\n\"1\"=dword:1\n\"2\"=dword:2\n[HKLM\\a\\d]\n"
+                    "\"3\"=dword:3\n";
+    const char *b = "REGEDIT4\n[HKLM\\a\\d]\n\"3\"=dword:4\n\"3\"=-\n\"5\"=dword:5\n"
+                    "\"6\"=dword:6\n";
+    const char *names[2] = {"a.reg", "b.reg"};
+    const void *datas[2] = {a, b};
+    size_t lens[2] = {strlen(a), strlen(b)};
+    struct regview *v = NULL;
+    char err[256];
+    /* a.reg makes keys a, b, c, d and values 1, 2, 3: seven entries. */
+    ck_assert_int_eq(regfile_open(names, datas, lens, 1, 7, &v, err, sizeof(err)), 0);
+    regview_free(v);
+    ck_assert_int_eq(regfile_open(names, datas, lens, 1, 6, &v, err, sizeof(err)), -E2BIG);
+    ck_assert_ptr_null(v);
+    ck_assert_str_eq(err, "a.reg:6: over 6 keys and values in all the files together");
+    ck_assert_int_eq(regfile_open(names, datas, lens, 1, 5, &v, err, sizeof(err)), -E2BIG);
+    ck_assert_str_eq(err, "a.reg:5: over 5 keys and values in all the files together");
+    /* b.reg: replacing "3" is free, deleting it makes room for "5"; "6" is one too many. */
+    ck_assert_int_eq(regfile_open(names, datas, lens, 2, 7, &v, err, sizeof(err)), -E2BIG);
+    ck_assert_str_eq(err, "b.reg:6: over 7 keys and values in all the files together");
+    ck_assert_int_eq(regfile_open(names, datas, lens, 2, 8, &v, err, sizeof(err)), 0);
+    assert_dword(v, "HKLM\\a\\d", "6", 6);
+    regview_free(v);
+    /* The public functions use the default cap. */
+    ck_assert_int_eq(regview_open_buffer("a.reg", a, strlen(a), &v, err, sizeof(err)), 0);
+    regview_free(v);
+    ck_assert_uint_eq(REGFILE_MAX_ENTRIES, 2097152);
 }
 END_TEST
 
@@ -660,9 +807,14 @@ int main(void)
     tcase_add_test(bad, test_malformed_later_file_discards_the_whole_view);
     tcase_add_test(bad, test_missing_file_is_named);
     tcase_add_test(bad, test_deleting_a_hive_root_is_refused);
+    tcase_add_test(bad, test_long_unknown_hive_is_cut_between_characters);
+    tcase_add_test(bad, test_fault_character_is_shown_whole);
     tcase_add_test(bad, test_file_over_64_mib_is_refused);
     tcase_add_test(bad, test_value_over_1_mib_is_refused);
     tcase_add_test(bad, test_name_lengths_and_depth_are_capped);
+    tcase_add_test(bad, test_keys_and_values_are_capped_across_files);
+    tcase_add_test(bad, test_every_allocation_failure_while_parsing_is_enomem_and_no_view);
+    tcase_add_test(bad, test_every_allocation_failure_in_a_getter_is_enomem);
     suite_add_tcase(suite, bad);
 
     SRunner *sr = srunner_create(suite);

@@ -1,0 +1,356 @@
+/*
+ * test_inventory.c — `tlsgate inventory`: import (CSV, JSON, explicit edges), all-or-nothing
+ * refusals naming FILE:LINE:FIELD, and the dependency edges derived from roles. Runs the real
+ * binary on real database files.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store.h"
+#include "testutil.h"
+
+static char *dir;
+static const char *db;
+
+static void setup(void)
+{
+    dir = tu_tmpdir();
+    db = strdup(tu_path(dir, "t.db"));
+    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "init", NULL), 0);
+}
+
+static void teardown(void)
+{
+    tu_rmtree(dir);
+    free(dir);
+    free((char *)db);
+}
+
+/* Writes `text` to DIR/name and imports it; returns the exit code, stderr in *err. */
+static int import_text(const char *name, const char *text, char **err)
+{
+    const char *path = tu_path(dir, name);
+    tu_write_file(path, text, strlen(text));
+    char *p = strdup(path);
+    int code = tu_tlsgate(db, NULL, err, "inventory", "import", p, NULL);
+    free(p);
+    return code;
+}
+
+static long long query_int(const char *sql)
+{
+    sqlite3 *raw;
+    ck_assert_int_eq(sqlite3_open(db, &raw), SQLITE_OK);
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_prepare_v2(raw, sql, -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    long long v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(raw);
+    return v;
+}
+
+static char *query_text(const char *sql)
+{
+    sqlite3 *raw;
+    ck_assert_int_eq(sqlite3_open(db, &raw), SQLITE_OK);
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_prepare_v2(raw, sql, -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    char *v = strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(raw);
+    return v;
+}
+
+#define GOOD_HOSTS                                                                                 \
+    "name,site,roles,collector,os\n"                                                               \
+    "mp1.corp.example,PS1,management_point,,Windows Server 2019\n"                                 \
+    "ws1.corp.example,PS1,,10.0.0.5:9443,Windows 7 SP1\n"
+
+START_TEST(test_import_happy_path_upserts_hosts_and_sites)
+{
+    char *err;
+    ck_assert_int_eq(import_text("a.csv", GOOD_HOSTS, &err), 0);
+    free(err);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM host"), 2);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM site WHERE code = 'PS1' AND "
+                               "phase = 'inventory'"), 1);
+    char *collector = query_text("SELECT collector FROM host WHERE name = 'MP1.corp.example'");
+    ck_assert_str_eq(collector, "mp1.corp.example:8443");
+    free(collector);
+    ck_assert_int_eq(query_int("SELECT roles FROM host WHERE name = 'ws1.corp.example'"), 1);
+
+    /* Re-import with a changed OS updates in place, names compared case-insensitively. */
+    ck_assert_int_eq(import_text("b.csv", "name,site,os\nWS1.CORP.EXAMPLE,ps1,Windows 10\n",
+                                 &err), 0);
+    free(err);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM host"), 2);
+    char *os = query_text("SELECT os FROM host WHERE name = 'ws1.corp.example'");
+    ck_assert_str_eq(os, "Windows 10");
+    free(os);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM audit WHERE command LIKE "
+                               "'%inventory import%' AND outcome LIKE 'ok:%'"), 2);
+}
+END_TEST
+
+/* Each bad file: exit 3, FILE:LINE:FIELD in the message, nothing changed. */
+static void assert_refused(const char *text, const char *expect)
+{
+    char *err;
+    ck_assert_int_eq(import_text("good.csv", GOOD_HOSTS, &err), 0);
+    free(err);
+    long long hosts = query_int("SELECT count(*) FROM host");
+    long long sum = query_int("SELECT total(length(os) + roles + length(collector)) FROM host");
+    ck_assert_int_eq(import_text("bad.csv", text, &err), 3);
+    ck_assert_msg(strstr(err, expect) != NULL, "expected '%s' in: %s", expect, err);
+    ck_assert_ptr_nonnull(strstr(err, "nothing was imported"));
+    free(err);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM host"), hosts);
+    ck_assert_int_eq(query_int("SELECT total(length(os) + roles + length(collector)) FROM host"),
+                     sum);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM site"), 1);
+}
+
+START_TEST(test_import_refuses_missing_column)
+{
+    assert_refused("name,roles\nmp9.corp.example,management_point\n", "bad.csv:1:site: missing");
+}
+END_TEST
+
+START_TEST(test_import_refuses_unknown_role)
+{
+    /* The good first row would be written before the bad third: all of it must roll back. */
+    assert_refused("name,site,roles\nnew1.corp.example,PS2,\nmp1.corp.example,PS1,client\n"
+                   "x.corp.example,PS1,management_piont\n",
+                   "bad.csv:4:roles: unknown role 'management_piont'");
+}
+END_TEST
+
+START_TEST(test_import_refuses_duplicate_host)
+{
+    assert_refused("name,site\nnew1.corp.example,PS2\nNEW1.corp.example,PS2\n",
+                   "bad.csv:3:name: duplicate host 'NEW1.corp.example'");
+}
+END_TEST
+
+START_TEST(test_import_refuses_bad_site_code)
+{
+    assert_refused("name,site\nnew1.corp.example,PS12\n", "bad.csv:2:site: 'PS12' is not a site");
+    assert_refused("name,site\nnew1.corp.example,P-1\n", "bad.csv:2:site:");
+}
+END_TEST
+
+START_TEST(test_import_refuses_bad_port)
+{
+    assert_refused("name,site,collector\nnew1.corp.example,PS1,10.0.0.1:70000\n",
+                   "bad.csv:2:collector: '10.0.0.1:70000' is not ADDRESS:PORT");
+    assert_refused("name,site,collector\nnew1.corp.example,PS1,10.0.0.1:0\n",
+                   "bad.csv:2:collector:");
+    assert_refused("name,site,collector\nnew1.corp.example,PS1,10.0.0.1\n", "bad.csv:2:collector:");
+}
+END_TEST
+
+START_TEST(test_import_refuses_empty_name)
+{
+    assert_refused("name,site\n,PS1\n", "bad.csv:2:name: empty host name");
+    assert_refused("name,site\nnot a host,PS1\n", "bad.csv:2:name:");
+}
+END_TEST
+
+START_TEST(test_import_refuses_ragged_and_broken_rows)
+{
+    assert_refused("name,site,os\nnew1.corp.example,PS1\n", "bad.csv:2: 2 fields, the header has 3");
+    assert_refused("name,site,os\nnew1.corp.example,PS1,\"Windows\n", "unterminated quoted field");
+    assert_refused("", "empty file");
+    assert_refused("foo,bar\n1,2\n", "bad.csv:1: unknown header");
+}
+END_TEST
+
+START_TEST(test_import_accepts_bom_crlf_and_quoted_fields)
+{
+    const char *text = "\xEF\xBB\xBFname,site,roles,collector,os\r\n"
+                       "\"mp1.corp.example\",PS1,\"management_point;distribution_point\",,"
+                       "\"Windows Server 2019, \"\"Datacenter\"\"\"\r\n"
+                       "\r\n"
+                       "ws1.corp.example,PS1,,,\"Windows 10\r\nLTSC\"\r\n";
+    char *err;
+    ck_assert_int_eq(import_text("a.csv", text, &err), 0);
+    free(err);
+    char *os = query_text("SELECT os FROM host WHERE name = 'mp1.corp.example'");
+    ck_assert_str_eq(os, "Windows Server 2019, \"Datacenter\"");
+    free(os);
+    os = query_text("SELECT os FROM host WHERE name = 'ws1.corp.example'");
+    ck_assert_str_eq(os, "Windows 10\r\nLTSC");
+    free(os);
+    ck_assert_int_eq(query_int("SELECT roles FROM host WHERE name = 'mp1.corp.example'"),
+                     (1 << 4) | (1 << 5));
+}
+END_TEST
+
+START_TEST(test_import_keeps_sql_and_formula_lookalikes_verbatim)
+{
+    const char *text = "name,site,os\n"
+                       "drop-table-host.corp.example,PS1,\"'); DROP TABLE host; --\"\n"
+                       "select.corp.example,PS1,\"=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\"\n";
+    char *err;
+    ck_assert_int_eq(import_text("a.csv", text, &err), 0);
+    free(err);
+    char *out;
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "inventory", "list", "--json", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "\"'); DROP TABLE host; --\""));
+    ck_assert_ptr_nonnull(strstr(out, "\"=HYPERLINK(\\\"http://x\\\",\\\"y\\\")\""));
+    free(out);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM host"), 2);
+}
+END_TEST
+
+START_TEST(test_import_json_array)
+{
+    const char *text = "[{\"name\": \"mp1.corp.example\", \"site\": \"PS1\", "
+                       "\"roles\": [\"management_point\", \"distribution_point\"]},\n"
+                       " {\"name\": \"ws1.corp.example\", \"site\": \"PS1\", \"os\": \"Win7\"}]";
+    char *err;
+    ck_assert_int_eq(import_text("a.json", text, &err), 0);
+    free(err);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM host"), 2);
+    ck_assert_int_eq(import_text("b.json", "[{\"name\": \"x.corp.example\", \"site\": \"PS1\", "
+                                           "\"colour\": \"red\"}]", &err), 3);
+    ck_assert_ptr_nonnull(strstr(err, "element 0:colour: unknown member"));
+    free(err);
+    ck_assert_int_eq(import_text("c.json", "[{\"name\": \"x.corp.example\",", &err), 3);
+    ck_assert_ptr_nonnull(strstr(err, "c.json:1:"));
+    free(err);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM host"), 2);
+}
+END_TEST
+
+START_TEST(test_explicit_edges_import_and_refusals)
+{
+    char *err;
+    ck_assert_int_eq(import_text("a.csv", GOOD_HOSTS, &err), 0);
+    free(err);
+    ck_assert_int_eq(import_text("e.csv", "dependent,server,channel\n"
+                                          "mp1.corp.example,ws1.corp.example,custom-app\n", &err),
+                     0);
+    free(err);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM edge"), 1);
+    ck_assert_int_eq(import_text("f.csv", "dependent,server,channel\n"
+                                          "mp1.corp.example,nope.corp.example,x\n", &err), 3);
+    ck_assert_ptr_nonnull(strstr(err, "f.csv:2:server: unknown host 'nope.corp.example'"));
+    free(err);
+    ck_assert_int_eq(import_text("g.csv", "dependent,server,channel\n"
+                                          "mp1.corp.example,MP1.corp.example,x\n", &err), 3);
+    ck_assert_ptr_nonnull(strstr(err, "cannot depend on itself"));
+    free(err);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM edge"), 1);
+
+    char *out;
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "inventory", "deps", "ws1.corp.example", "--json",
+                                NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "{\"host\": \"mp1.corp.example\", \"channel\": "
+                                      "\"custom-app\", \"kind\": \"explicit\"}"));
+    free(out);
+}
+END_TEST
+
+/* The sample site: the derived edges of each server, written out by hand from DESIGN. */
+START_TEST(test_derived_edges_of_sample_site)
+{
+    char *err, *out;
+    const char *sample = tu_source_path("tools/sample-inventory.csv");
+    char *p = strdup(sample);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, &err, "inventory", "import", p, NULL), 0);
+    free(p);
+    free(err);
+
+    /* Every client of PS1 (32) depends on each MP, DP and SUP. */
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "inventory", "deps",
+                                "cm-ps1-mp01.corp.contoso.com", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "cm-ps1-mp01.corp.contoso.com depends on:\n"
+                                      "  cm-ps1-sql.corp.contoso.com              sql "));
+    ck_assert_ptr_nonnull(strstr(out, "  ws-w7-001.corp.contoso.com               https-mp"));
+    int clients = 0;
+    for (char *q = out; (q = strstr(q, "https-mp")); q++)
+        clients++;
+    ck_assert_int_eq(clients, 32);
+    free(out);
+
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "inventory", "deps", "cm-ps1-sql.corp.contoso.com",
+                                NULL), 0);
+    ck_assert_str_eq(out, "cm-ps1-sql.corp.contoso.com depends on:\n"
+                          "  (nothing)\n"
+                          "depend on cm-ps1-sql.corp.contoso.com:\n"
+                          "  cm-ps1-mp01.corp.contoso.com             sql            derived\n"
+                          "  cm-ps1-mp02.corp.contoso.com             sql            derived\n"
+                          "  cm-ps1-rsp.corp.contoso.com              sql            derived\n"
+                          "  cm-ps1-site.corp.contoso.com             sql            derived\n"
+                          "  cm-ps1-sup01.corp.contoso.com            sql            derived\n");
+    free(out);
+
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "inventory", "deps",
+                                "cm-ps1-sup01.corp.contoso.com", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "  cm-ps1-site.corp.contoso.com             wsus "));
+    ck_assert_ptr_nonnull(strstr(out, "  ws-w11-006.corp.contoso.com              https-sup "));
+    free(out);
+
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "inventory", "deps", "adm-ws01.corp.contoso.com",
+                                NULL), 0);
+    ck_assert_str_eq(out, "adm-ws01.corp.contoso.com depends on:\n"
+                          "  cm-ps1-site.corp.contoso.com             sms-provider   derived\n"
+                          "  cm-ps1-rsp.corp.contoso.com              ssrs           derived\n"
+                          "depend on adm-ws01.corp.contoso.com:\n"
+                          "  (nothing)\n");
+    free(out);
+
+    /* A Windows 7 client depends on 2 MPs, 3 DPs and the SUP. */
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "inventory", "show",
+                                "WS-W7-003.corp.contoso.com", "--json", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "\"depends_on\": 6, \"dependents\": 0}"));
+    free(out);
+}
+END_TEST
+
+START_TEST(test_unknown_host_and_usage_errors)
+{
+    char *err;
+    ck_assert_int_eq(tu_tlsgate(db, NULL, &err, "inventory", "show", "nope.corp.example", NULL), 3);
+    ck_assert_ptr_nonnull(strstr(err, "unknown host 'nope.corp.example'"));
+    free(err);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "inventory", "frobnicate", "x", NULL), 2);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "inventory", "list", "--bogus", NULL), 2);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "inventory", "import", NULL), 2);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, &err, "inventory", "import", "/nonexistent.csv", NULL),
+                     3);
+    ck_assert_ptr_nonnull(strstr(err, "/nonexistent.csv: cannot open"));
+    free(err);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *suite = suite_create("inventory");
+    TCase *tc = tcase_create("import");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_import_happy_path_upserts_hosts_and_sites);
+    tcase_add_test(tc, test_import_refuses_missing_column);
+    tcase_add_test(tc, test_import_refuses_unknown_role);
+    tcase_add_test(tc, test_import_refuses_duplicate_host);
+    tcase_add_test(tc, test_import_refuses_bad_site_code);
+    tcase_add_test(tc, test_import_refuses_bad_port);
+    tcase_add_test(tc, test_import_refuses_empty_name);
+    tcase_add_test(tc, test_import_refuses_ragged_and_broken_rows);
+    tcase_add_test(tc, test_import_accepts_bom_crlf_and_quoted_fields);
+    tcase_add_test(tc, test_import_keeps_sql_and_formula_lookalikes_verbatim);
+    tcase_add_test(tc, test_import_json_array);
+    tcase_add_test(tc, test_explicit_edges_import_and_refusals);
+    tcase_add_test(tc, test_derived_edges_of_sample_site);
+    tcase_add_test(tc, test_unknown_host_and_usage_errors);
+    suite_add_tcase(suite, tc);
+    SRunner *sr = srunner_create(suite);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
