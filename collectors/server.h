@@ -1,0 +1,89 @@
+/*
+ * server: one HTTPS identity (host name, certificate, key, port) serving a readiness report with
+ * mutual TLS, driven by a libuv loop the caller owns.
+ *
+ * libmicrohttpd runs in external epoll mode (no thread of its own): its epoll fd is watched by a
+ * uv_poll_t and a uv_timer_t follows MHD_get_timeout, so ONE loop can carry MANY servers (the
+ * collector runs one; the fleet simulator runs thousands). Per-server memory is the MHD daemon,
+ * its GnuTLS credentials, two libuv handles and the current report (held once, shared by every
+ * response in flight).
+ *
+ * Every request is refused unless its client certificate verifies against the CA given here,
+ * for TLS client authentication, and (when `client_cn` is set) names that client. MHD only
+ * *requests* a client certificate; the access handler is where the check happens.
+ *
+ *   GET /v1/readiness  200 application/json: the report set by server_set_report (503 before)
+ *   GET /v1/health     200 application/json: {status, host, last_refresh, last_error,
+ *                      report_bytes}; never touches the facts
+ *   other paths 404; other methods on these paths 405 with Allow; HEAD is answered like GET.
+ *   No request bodies (413). Headers over the connection memory limit: 431 or a closed
+ *   connection, and the server keeps serving.
+ *
+ * The caller must ignore SIGPIPE (the server tells MHD that the application handles it).
+ */
+#ifndef TLSGATE_SERVER_H
+#define TLSGATE_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct server;
+
+/* GnuTLS priority string: TLS 1.2 and 1.3 only (-VERS-ALL first, GnuTLS #1054). */
+#define SERVER_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+/* A PEM file (certificate, key or CA bundle) is at most this many bytes. */
+#define SERVER_PEM_MAX_BYTES (64 * 1024)
+/* last_error is cut to this many bytes. */
+#define SERVER_ERROR_MAX_BYTES 512
+
+struct server_options {
+    const char *host;     /* identity, reported by /v1/health */
+    const char *address;  /* numeric IPv4 or IPv6 address to bind ("127.0.0.1", "::1") */
+    uint16_t port;        /* 0: the kernel picks one; read it back with server_port */
+    const char *cert_pem; /* NUL-terminated PEM; copied */
+    const char *key_pem;  /* NUL-terminated PEM, unencrypted; copied */
+    const char *ca_pem;   /* NUL-terminated PEM of the CA that signs clients; copied */
+    const char *client_cn; /* when set, the client certificate's CN must equal it; copied */
+    /* 0 for the defaults below. */
+    unsigned connection_limit;     /* 64 */
+    unsigned per_ip_limit;         /* 16 */
+    unsigned connection_timeout_s; /* 10 */
+    size_t connection_memory;      /* 32 KiB: the cap on one request's headers */
+};
+
+/*
+ * Binds address:port and starts serving on `loop`. Returns 0 and *out, or a negative errno
+ * (-EINVAL bad address or TLS material, -EADDRINUSE, ...) with the reason in err; *out is NULL
+ * then and nothing is left on the loop.
+ */
+int server_start(uv_loop_t *loop, const struct server_options *o, struct server **out, char *err,
+                 size_t errsize);
+
+/* The port actually bound (useful after port 0). */
+uint16_t server_port(const struct server *s);
+
+/*
+ * Replaces the report served at /v1/readiness with a copy of `len` bytes of JSON, records
+ * `refreshed_at` (epoch seconds) as the last refresh and clears last_error. Responses already
+ * in flight keep the bytes they started with. Returns 0, -E2BIG over REPORT_MAX_BYTES, -ENOMEM.
+ */
+int server_set_report(struct server *s, const char *json, size_t len, long long refreshed_at);
+
+/* Records a failed refresh: the last good report keeps being served and /v1/health says why. */
+void server_set_error(struct server *s, const char *message);
+
+/* Counters since start, for tests and the simulator's statistics. */
+struct server_stats {
+    unsigned long served;  /* 200 answers */
+    unsigned long refused; /* 401/403 answers: no or unverified client certificate */
+};
+void server_get_stats(const struct server *s, struct server_stats *st);
+
+/*
+ * Stops accepting, ends every connection and closes the libuv handles. The memory is freed
+ * once the handles have closed; `done` (may be NULL) is then called. Call at most once.
+ */
+void server_close(struct server *s, void (*done)(void *arg), void *arg);
+
+#endif
