@@ -1,0 +1,797 @@
+/*
+ * collector.c — `tlsgate-collector`, the agent on every host: reads the host's facts (layered
+ * .reg exports through the regfile view, or a JSON facts file), builds its readiness report and
+ * serves the cached report over HTTPS with mutual TLS (server.c) until SIGTERM/SIGINT.
+ *
+ * Everything runs on one libuv loop: the server, a refresh timer (every --interval seconds,
+ * jittered ±10% from a per-process seed so a fleet restarted at once does not refresh in step),
+ * and the signals (SIGHUP refreshes now). A refresh that fails keeps the last good report and
+ * says why in /v1/health. Reading the inputs happens on the loop: they are local files of at
+ * most a few MiB, and doing it inline keeps the process free of worker threads.
+ *
+ * Start-up is strict: anything wrong with the inputs, the certificate, the key or the CA stops
+ * the collector before it listens (exit 3, naming the file), because a collector that serves a
+ * wrong identity or a half-read report is worse than one that is down.
+ *
+ * Exit codes follow the CLI contract: 0 stopped by a signal, 2 usage, 3 bad input, 4 system.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+#include <uv.h>
+
+#include "facts.h"
+#include "regview.h"
+#include "report.h"
+#include "server.h"
+
+#define EXIT_USAGE 2
+#define EXIT_INPUT 3
+#define EXIT_SYSTEM 4
+
+#define DEFAULT_INTERVAL 900
+#define MAX_INTERVAL (7 * 86400)
+#define MAX_REGFILES 64
+#define CONFIG_MAX_BYTES (64 * 1024)
+#define DEFAULT_CLIENT_CN "tlsgate-orchestrator"
+#define ERR_SIZE 1024
+
+struct options {
+    char *listen;
+    char *cert, *key, *ca;
+    char *regfiles[MAX_REGFILES];
+    size_t nregfiles;
+    char *facts;
+    char *host;
+    long interval;          /* 0 = not given */
+    char *client_cn;
+};
+
+struct collector {
+    uv_loop_t loop;
+    uv_timer_t refresh;
+    uv_signal_t sigterm, sigint, sighup;
+    struct server *server;
+    struct options opt;
+    char *host;             /* the identity served (from the certificate or --host) */
+    uint64_t rng;           /* xorshift64 state for the jitter */
+    bool stopping;
+};
+
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("tlsgate-collector: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static void usage(FILE *f)
+{
+    fputs("usage: tlsgate-collector --listen ADDR:PORT --cert FILE --key FILE --ca FILE\n"
+          "                         (--regfile FILE... | --facts FILE)\n"
+          "                         [--host FQDN] [--interval SECONDS] [--client-cn NAME]\n"
+          "                         [--config FILE]\n"
+          "\n"
+          "Serves this host's TLS 1.2 readiness report over HTTPS (TLS 1.2/1.3) with mutual TLS:\n"
+          "  GET /v1/readiness   the cached report (JSON)\n"
+          "  GET /v1/health      {status, host, last_refresh, last_error, report_bytes}\n"
+          "Only a client certificate signed by --ca, issued for TLS client authentication and\n"
+          "with CN equal to --client-cn (default " DEFAULT_CLIENT_CN ") may read.\n"
+          "\n"
+          "  --listen ADDR:PORT  numeric address to bind: 127.0.0.1:8443, [::1]:8443, 0.0.0.0:8443;\n"
+          "                      port 0 picks a free port (printed on stdout)\n"
+          "  --cert FILE         this host's certificate (PEM); --key FILE its unencrypted key\n"
+          "  --ca FILE           the fleet CA (PEM) that signs the orchestrator's certificate\n"
+          "  --regfile FILE      a .reg export (UTF-16LE or REGEDIT4); repeat to layer, in order\n"
+          "  --facts FILE        a JSON facts file instead of .reg exports\n"
+          "  --host FQDN         the host name reported; defaults to the certificate's first\n"
+          "                      dNSName (else its CN) and must match the certificate\n"
+          "  --interval SECONDS  refresh period, jittered by +-10% (default 900)\n"
+          "  --client-cn NAME    the CN a client certificate must carry (default "
+          DEFAULT_CLIENT_CN ")\n"
+          "  --config FILE       JSON object with the same names (\"listen\", \"cert\", \"key\",\n"
+          "                      \"ca\", \"regfile\": [..], \"facts\", \"host\", \"interval\",\n"
+          "                      \"client_cn\"); the command line wins\n"
+          "\n"
+          "Signals: SIGHUP re-reads the inputs now; SIGTERM/SIGINT stop.\n"
+          "Exit: 0 stopped, 2 usage, 3 bad input (facts, .reg, certificate, key, CA, config),\n"
+          "4 system error (cannot listen).\n",
+          f);
+}
+
+/* ---- files ---- */
+
+/* Reads a whole file of at most `cap` bytes, NUL-terminated. 0, -E2BIG or -errno. */
+static int read_capped(const char *path, size_t cap, char **out, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return -errno;
+    char *buf = malloc(cap + 2);
+    if (!buf) {
+        fclose(f);
+        return -ENOMEM;
+    }
+    size_t n = fread(buf, 1, cap + 1, f);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return -EIO;
+    }
+    if (n > cap) {
+        free(buf);
+        return -E2BIG;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    if (len)
+        *len = n;
+    return 0;
+}
+
+/* ---- options and the config file ---- */
+
+static int set_string(char **slot, const char *v)
+{
+    free(*slot);
+    *slot = strdup(v);
+    return *slot ? 0 : -ENOMEM;
+}
+
+static int parse_interval(const char *s, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < 1 || v > MAX_INTERVAL)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+/* Fills every option not already set from the JSON config file. 0 or EXIT_* with a message. */
+static int load_config(const char *path, struct options *o)
+{
+    char *text;
+    size_t len;
+    int rc = read_capped(path, CONFIG_MAX_BYTES, &text, &len);
+    if (rc < 0) {
+        fail("%s: %s", path, rc == -E2BIG ? "config over 65536 bytes" : strerror(-rc));
+        return EXIT_INPUT;
+    }
+    json_error_t je;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
+    free(text);
+    if (!root) {
+        fail("%s:%d:%d: %s", path, je.line, je.column, je.text);
+        return EXIT_INPUT;
+    }
+    int ret = 0;
+    if (!json_is_object(root)) {
+        fail("%s: the config must be a JSON object", path);
+        ret = EXIT_INPUT;
+        goto out;
+    }
+    const char *k;
+    json_t *v;
+    json_object_foreach(root, k, v) {
+        char **slot = strcmp(k, "listen") == 0      ? &o->listen
+                      : strcmp(k, "cert") == 0      ? &o->cert
+                      : strcmp(k, "key") == 0       ? &o->key
+                      : strcmp(k, "ca") == 0        ? &o->ca
+                      : strcmp(k, "facts") == 0     ? &o->facts
+                      : strcmp(k, "host") == 0      ? &o->host
+                      : strcmp(k, "client_cn") == 0 ? &o->client_cn
+                                                    : NULL;
+        if (slot) {
+            if (!json_is_string(v)) {
+                fail("%s: %s: must be a string", path, k);
+                ret = EXIT_INPUT;
+                goto out;
+            }
+            if (!*slot && set_string(slot, json_string_value(v)) < 0) {
+                ret = EXIT_SYSTEM;
+                goto out;
+            }
+        } else if (strcmp(k, "interval") == 0) {
+            if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+                json_integer_value(v) > MAX_INTERVAL) {
+                fail("%s: interval: must be an integer from 1 to %d seconds", path, MAX_INTERVAL);
+                ret = EXIT_INPUT;
+                goto out;
+            }
+            if (!o->interval)
+                o->interval = (long)json_integer_value(v);
+        } else if (strcmp(k, "regfile") == 0) {
+            json_t *list = json_is_string(v) ? json_pack("[O]", v) : json_incref(v);
+            size_t i;
+            json_t *item;
+            if (!json_is_array(list) || json_array_size(list) > MAX_REGFILES) {
+                fail("%s: regfile: must be a string or an array of at most %d strings", path,
+                     MAX_REGFILES);
+                json_decref(list);
+                ret = EXIT_INPUT;
+                goto out;
+            }
+            json_array_foreach(list, i, item) {
+                if (!json_is_string(item)) {
+                    fail("%s: regfile[%zu]: must be a string", path, i);
+                    json_decref(list);
+                    ret = EXIT_INPUT;
+                    goto out;
+                }
+            }
+            if (o->nregfiles == 0) {
+                json_array_foreach(list, i, item) {
+                    o->regfiles[o->nregfiles] = strdup(json_string_value(item));
+                    if (!o->regfiles[o->nregfiles++]) {
+                        json_decref(list);
+                        ret = EXIT_SYSTEM;
+                        goto out;
+                    }
+                }
+            }
+            json_decref(list);
+        } else {
+            fail("%s: unknown key \"%s\" (known: listen, cert, key, ca, regfile, facts, host, "
+                 "interval, client_cn)",
+                 path, k);
+            ret = EXIT_INPUT;
+            goto out;
+        }
+    }
+out:
+    json_decref(root);
+    return ret;
+}
+
+static void options_release(struct options *o)
+{
+    free(o->listen);
+    free(o->cert);
+    free(o->key);
+    free(o->ca);
+    for (size_t i = 0; i < o->nregfiles; i++)
+        free(o->regfiles[i]);
+    free(o->facts);
+    free(o->host);
+    free(o->client_cn);
+    memset(o, 0, sizeof(*o));
+}
+
+/* Parses argv (then the config file for what argv left unset). 0, -1 for --help, or EXIT_*. */
+static int parse_options(int argc, char **argv, struct options *o)
+{
+    enum { OPT_CLIENT_CN = 256 };
+    static const struct option longopts[] = {
+        {"listen", required_argument, NULL, 'l'},
+        {"cert", required_argument, NULL, 'c'},
+        {"key", required_argument, NULL, 'k'},
+        {"ca", required_argument, NULL, 'a'},
+        {"regfile", required_argument, NULL, 'r'},
+        {"facts", required_argument, NULL, 'f'},
+        {"host", required_argument, NULL, 'H'},
+        {"interval", required_argument, NULL, 'i'},
+        {"client-cn", required_argument, NULL, OPT_CLIENT_CN},
+        {"config", required_argument, NULL, 'C'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config = NULL;
+    int ch;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        int rc = 0;
+        switch (ch) {
+        case 'l': rc = set_string(&o->listen, optarg); break;
+        case 'c': rc = set_string(&o->cert, optarg); break;
+        case 'k': rc = set_string(&o->key, optarg); break;
+        case 'a': rc = set_string(&o->ca, optarg); break;
+        case 'f': rc = set_string(&o->facts, optarg); break;
+        case 'H': rc = set_string(&o->host, optarg); break;
+        case OPT_CLIENT_CN: rc = set_string(&o->client_cn, optarg); break;
+        case 'C': config = optarg; break;
+        case 'r':
+            if (o->nregfiles == MAX_REGFILES) {
+                fail("at most %d --regfile", MAX_REGFILES);
+                return EXIT_USAGE;
+            }
+            o->regfiles[o->nregfiles] = strdup(optarg);
+            rc = o->regfiles[o->nregfiles++] ? 0 : -ENOMEM;
+            break;
+        case 'i':
+            if (parse_interval(optarg, &o->interval) < 0) {
+                fail("--interval: '%s' is not a number of seconds from 1 to %d", optarg,
+                     MAX_INTERVAL);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'h': return -1;
+        case ':':
+            fail("%s needs a value (see --help)", argv[optind - 1]);
+            return EXIT_USAGE;
+        default:
+            fail("unknown option '%s' (see --help)", argv[optind - 1]);
+            return EXIT_USAGE;
+        }
+        if (rc < 0)
+            return EXIT_SYSTEM;
+    }
+    if (optind < argc) {
+        fail("unexpected argument '%s' (see --help)", argv[optind]);
+        return EXIT_USAGE;
+    }
+    if (config) {
+        int rc = load_config(config, o);
+        if (rc)
+            return rc;
+    }
+    const char *missing = !o->listen ? "--listen"
+                          : !o->cert ? "--cert"
+                          : !o->key  ? "--key"
+                          : !o->ca   ? "--ca"
+                                     : NULL;
+    if (missing) {
+        fail("%s is required (see --help)", missing);
+        return EXIT_USAGE;
+    }
+    if ((o->nregfiles > 0) == (o->facts != NULL)) {
+        fail("give exactly one source: --regfile FILE... or --facts FILE");
+        return EXIT_USAGE;
+    }
+    if (!o->interval)
+        o->interval = DEFAULT_INTERVAL;
+    if (!o->client_cn && set_string(&o->client_cn, DEFAULT_CLIENT_CN) < 0)
+        return EXIT_SYSTEM;
+    return 0;
+}
+
+/* "127.0.0.1:8443" or "[::1]:8443" into address and port. */
+static int parse_listen(const char *s, char *addr, size_t addrsize, uint16_t *port)
+{
+    const char *colon, *a = s;
+    size_t alen;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':')
+            return -EINVAL;
+        a = s + 1;
+        alen = (size_t)(close - a);
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon || memchr(s, ':', (size_t)(colon - s)))
+            return -EINVAL;
+        alen = (size_t)(colon - s);
+    }
+    if (alen == 0 || alen >= addrsize)
+        return -EINVAL;
+    memcpy(addr, a, alen);
+    addr[alen] = '\0';
+    char *end;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (errno || end == colon + 1 || *end || p < 0 || p > 65535)
+        return -EINVAL;
+    *port = (uint16_t)p;
+    return 0;
+}
+
+/* ---- TLS material ---- */
+
+struct identity {
+    char *cert_pem, *key_pem, *ca_pem;
+    char *host;
+};
+
+static void identity_release(struct identity *id)
+{
+    free(id->cert_pem);
+    if (id->key_pem) {
+        explicit_bzero(id->key_pem, strlen(id->key_pem));
+        free(id->key_pem);
+    }
+    free(id->ca_pem);
+    free(id->host);
+    memset(id, 0, sizeof(*id));
+}
+
+static int read_pem(const char *path, char **out, gnutls_datum_t *d)
+{
+    size_t len;
+    int rc = read_capped(path, SERVER_PEM_MAX_BYTES, out, &len);
+    if (rc < 0) {
+        fail("%s: %s", path,
+             rc == -E2BIG ? "over 65536 bytes, not a PEM file" : strerror(-rc));
+        return EXIT_INPUT;
+    }
+    d->data = (unsigned char *)*out;
+    d->size = (unsigned)len;
+    return 0;
+}
+
+/* True when `host` equals one of the certificate's dNSNames (or its CN when it has none). */
+static bool cert_names(gnutls_x509_crt_t crt, const char *host, char *first, size_t firstsize)
+{
+    bool match = false, any_dns = false;
+    first[0] = '\0';
+    for (unsigned i = 0;; i++) {
+        char name[256];
+        size_t n = sizeof(name) - 1;
+        int type = gnutls_x509_crt_get_subject_alt_name(crt, i, name, &n, NULL);
+        if (type == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+            break;
+        if (type == GNUTLS_E_SHORT_MEMORY_BUFFER)
+            continue;
+        if (type < 0)
+            break;
+        if (type != GNUTLS_SAN_DNSNAME)
+            continue;
+        name[n] = '\0';
+        if (!any_dns)
+            snprintf(first, firstsize, "%s", name);
+        any_dns = true;
+        if (host && strcasecmp(host, name) == 0)
+            match = true;
+    }
+    if (!any_dns) {
+        size_t n = firstsize;
+        if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, first, &n) < 0)
+            first[0] = '\0';
+        if (host && first[0] && strcasecmp(host, first) == 0)
+            match = true;
+    }
+    return match;
+}
+
+/*
+ * Loads and checks the certificate, key and CA: each parses, the key belongs to the certificate,
+ * every CA entry is a CA, and the host name is the certificate's. 0 or EXIT_INPUT (message out).
+ */
+static int load_identity(const struct options *o, struct identity *id)
+{
+    gnutls_datum_t cert_d, key_d, ca_d;
+    gnutls_x509_crt_t *chain = NULL, *cas = NULL;
+    unsigned nchain = 0, ncas = 0;
+    gnutls_x509_privkey_t key = NULL;
+    int ret = EXIT_INPUT, rc;
+
+    if (read_pem(o->cert, &id->cert_pem, &cert_d) || read_pem(o->key, &id->key_pem, &key_d) ||
+        read_pem(o->ca, &id->ca_pem, &ca_d))
+        return EXIT_INPUT;
+
+    rc = gnutls_x509_crt_list_import2(&chain, &nchain, &cert_d, GNUTLS_X509_FMT_PEM, 0);
+    if (rc < 0 || nchain == 0) {
+        fail("%s: not a PEM certificate: %s", o->cert, gnutls_strerror(rc));
+        goto out;
+    }
+    if (gnutls_x509_privkey_init(&key) < 0)
+        goto out;
+    rc = gnutls_x509_privkey_import2(key, &key_d, GNUTLS_X509_FMT_PEM, NULL, GNUTLS_PKCS_PLAIN);
+    if (rc < 0) {
+        fail("%s: not an unencrypted PEM private key: %s", o->key, gnutls_strerror(rc));
+        goto out;
+    }
+    unsigned char cert_id[64], key_id[64];
+    size_t cert_id_len = sizeof(cert_id), key_id_len = sizeof(key_id);
+    if (gnutls_x509_crt_get_key_id(chain[0], 0, cert_id, &cert_id_len) < 0 ||
+        gnutls_x509_privkey_get_key_id(key, 0, key_id, &key_id_len) < 0 ||
+        cert_id_len != key_id_len || memcmp(cert_id, key_id, cert_id_len) != 0) {
+        fail("%s: this key does not belong to the certificate in %s", o->key, o->cert);
+        goto out;
+    }
+    rc = gnutls_x509_crt_list_import2(&cas, &ncas, &ca_d, GNUTLS_X509_FMT_PEM, 0);
+    if (rc < 0 || ncas == 0) {
+        fail("%s: not a PEM CA certificate: %s", o->ca, gnutls_strerror(rc));
+        goto out;
+    }
+    for (unsigned i = 0; i < ncas; i++) {
+        unsigned critical;
+        if (gnutls_x509_crt_get_ca_status(cas[i], &critical) <= 0) {
+            fail("%s: certificate %u is not a CA (no basicConstraints CA:TRUE)", o->ca, i + 1);
+            goto out;
+        }
+    }
+
+    char first[256];
+    bool match = cert_names(chain[0], o->host, first, sizeof(first));
+    if (o->host && !match) {
+        fail("--host %s does not match the certificate in %s (it is issued to %s); refusing to "
+             "serve another host's name",
+             o->host, o->cert, first[0] ? first : "no name");
+        goto out;
+    }
+    if (!o->host && !first[0]) {
+        fail("%s: the certificate names no host (no dNSName, no CN); give --host", o->cert);
+        goto out;
+    }
+    id->host = strdup(o->host ? o->host : first);
+    ret = id->host ? 0 : EXIT_SYSTEM;
+out:
+    for (unsigned i = 0; i < nchain; i++)
+        gnutls_x509_crt_deinit(chain[i]);
+    gnutls_free(chain);
+    for (unsigned i = 0; i < ncas; i++)
+        gnutls_x509_crt_deinit(cas[i]);
+    gnutls_free(cas);
+    if (key)
+        gnutls_x509_privkey_deinit(key);
+    return ret;
+}
+
+/* ---- the report ---- */
+
+/* Reads the facts and builds the report JSON. 0 and *json (malloc'd) or -errno with err set. */
+static int build_report(const struct collector *c, long long now, char **json, size_t *len,
+                        char *err, size_t errsize)
+{
+    const struct options *o = &c->opt;
+    json_t *facts = NULL;
+    int rc;
+    if (o->nregfiles > 0) {
+        struct regview *v;
+        rc = regview_open_files((const char *const *)o->regfiles, o->nregfiles, &v, err, errsize);
+        if (rc < 0)
+            return rc;
+        rc = facts_extract(v, &facts, err, errsize);
+        regview_free(v);
+    } else {
+        rc = facts_load_file(o->facts, &facts, err, errsize);
+    }
+    if (rc < 0)
+        return rc;
+    json_t *report = facts_build_report(facts, c->host, now,
+                                        o->nregfiles > 0 ? "regfile" : "facts", o->interval);
+    json_decref(facts);
+    if (!report) {
+        snprintf(err, errsize, "out of memory building the report");
+        return -ENOMEM;
+    }
+    char why[512];
+    rc = report_validate(report, why, sizeof(why));
+    if (rc < 0) {
+        snprintf(err, errsize, "%s: the report built from it is invalid: %s",
+                 o->nregfiles > 0 ? o->regfiles[0] : o->facts, why);
+        json_decref(report);
+        return rc;
+    }
+    char *text = json_dumps(report, JSON_COMPACT);
+    json_decref(report);
+    if (!text) {
+        snprintf(err, errsize, "out of memory writing the report");
+        return -ENOMEM;
+    }
+    size_t n = strlen(text);
+    if (n > REPORT_MAX_BYTES) {
+        snprintf(err, errsize, "the report is %zu bytes, over the %d-byte cap", n,
+                 REPORT_MAX_BYTES);
+        free(text);
+        return -E2BIG;
+    }
+    *json = text;
+    *len = n;
+    return 0;
+}
+
+/* Builds the report and hands it to the server; on failure the server keeps the old one. */
+static int refresh(struct collector *c)
+{
+    char err[ERR_SIZE] = "";
+    char *json;
+    size_t len;
+    long long now = (long long)time(NULL);
+    int rc = build_report(c, now, &json, &len, err, sizeof(err));
+    if (rc == 0) {
+        rc = server_set_report(c->server, json, len, now);
+        free(json);
+        if (rc < 0)
+            snprintf(err, sizeof(err), "cannot store the report: %s", strerror(-rc));
+    }
+    if (rc < 0) {
+        server_set_error(c->server, err);
+        fail("refresh failed, still serving the last good report: %s", err);
+    }
+    return rc;
+}
+
+static uint64_t next_random(struct collector *c)
+{
+    uint64_t x = c->rng;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    c->rng = x;
+    return x;
+}
+
+static void on_refresh_timer(uv_timer_t *t);
+
+/* Arms the refresh timer for interval ±10%. */
+static void schedule_refresh(struct collector *c)
+{
+    uint64_t base = (uint64_t)c->opt.interval * 1000;
+    uint64_t spread = base / 5; /* 20% wide window centred on the interval */
+    uint64_t delay = base - spread / 2 + (spread ? next_random(c) % (spread + 1) : 0);
+    uv_timer_start(&c->refresh, on_refresh_timer, delay, 0);
+}
+
+static void on_refresh_timer(uv_timer_t *t)
+{
+    struct collector *c = t->data;
+    refresh(c);
+    schedule_refresh(c);
+}
+
+/* ---- signals and shutdown ---- */
+
+static void on_server_closed(void *arg)
+{
+    struct collector *c = arg;
+    c->server = NULL;
+}
+
+static void stop(struct collector *c)
+{
+    if (c->stopping)
+        return;
+    c->stopping = true;
+    server_close(c->server, on_server_closed, c);
+    uv_close((uv_handle_t *)&c->refresh, NULL);
+    uv_close((uv_handle_t *)&c->sigterm, NULL);
+    uv_close((uv_handle_t *)&c->sigint, NULL);
+    uv_close((uv_handle_t *)&c->sighup, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct collector *c = h->data;
+    if (signum == SIGHUP) {
+        if (refresh(c) == 0)
+            fprintf(stderr, "tlsgate-collector: SIGHUP: report refreshed\n");
+        schedule_refresh(c);
+        return;
+    }
+    stop(c);
+}
+
+static int start_signal(struct collector *c, uv_signal_t *h, int signum)
+{
+    uv_signal_init(&c->loop, h);
+    h->data = c;
+    return uv_signal_start(h, on_signal, signum);
+}
+
+static int run(struct collector *c)
+{
+    struct identity id = {0};
+    int ret = load_identity(&c->opt, &id);
+    if (ret)
+        goto out;
+    c->host = id.host;
+    id.host = NULL;
+
+    char addr[64];
+    uint16_t port;
+    if (parse_listen(c->opt.listen, addr, sizeof(addr), &port) < 0) {
+        fail("--listen %s: expected ADDR:PORT with a numeric address (127.0.0.1:8443, "
+             "[::1]:8443)",
+             c->opt.listen);
+        ret = EXIT_USAGE;
+        goto out;
+    }
+
+    /* The first report is built before listening: bad inputs stop the start (exit 3). */
+    char err[ERR_SIZE] = "";
+    char *json;
+    size_t len;
+    long long now = (long long)time(NULL);
+    if (build_report(c, now, &json, &len, err, sizeof(err)) < 0) {
+        fail("%s", err);
+        ret = EXIT_INPUT;
+        goto out;
+    }
+
+    int rc = uv_loop_init(&c->loop);
+    if (rc < 0) {
+        free(json);
+        fail("cannot create the event loop: %s", uv_strerror(rc));
+        ret = EXIT_SYSTEM;
+        goto out;
+    }
+    struct server_options so = {
+        .host = c->host,
+        .address = addr,
+        .port = port,
+        .cert_pem = id.cert_pem,
+        .key_pem = id.key_pem,
+        .ca_pem = id.ca_pem,
+        .client_cn = c->opt.client_cn,
+    };
+    rc = server_start(&c->loop, &so, &c->server, err, sizeof(err));
+    identity_release(&id); /* the server holds its own copies */
+    if (rc == 0)
+        rc = server_set_report(c->server, json, len, now);
+    free(json);
+    if (rc < 0) {
+        fail("%s", err[0] ? err : strerror(-rc));
+        if (c->server) {
+            server_close(c->server, on_server_closed, c);
+            uv_run(&c->loop, UV_RUN_DEFAULT);
+        }
+        uv_loop_close(&c->loop);
+        ret = rc == -EINVAL ? EXIT_INPUT : EXIT_SYSTEM;
+        goto out;
+    }
+
+    uv_timer_init(&c->loop, &c->refresh);
+    c->refresh.data = c;
+    if (start_signal(c, &c->sigterm, SIGTERM) < 0 || start_signal(c, &c->sigint, SIGINT) < 0 ||
+        start_signal(c, &c->sighup, SIGHUP) < 0) {
+        fail("cannot install signal handlers");
+        stop(c);
+        uv_run(&c->loop, UV_RUN_DEFAULT);
+        uv_loop_close(&c->loop);
+        ret = EXIT_SYSTEM;
+        goto out;
+    }
+    schedule_refresh(c);
+
+    printf("tlsgate-collector: serving %s on https://%s%s%s:%u (source %s, interval %ld s)\n",
+           c->host, strchr(addr, ':') ? "[" : "", addr, strchr(addr, ':') ? "]" : "",
+           (unsigned)server_port(c->server), c->opt.nregfiles > 0 ? "regfile" : "facts",
+           c->opt.interval);
+    fflush(stdout);
+
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    rc = uv_loop_close(&c->loop);
+    if (rc != 0) {
+        fail("event loop still has handles at exit: %s", uv_strerror(rc));
+        ret = EXIT_SYSTEM;
+        goto out;
+    }
+    ret = 0;
+out:
+    identity_release(&id);
+    return ret;
+}
+
+int main(int argc, char **argv)
+{
+    /* A client that hangs up mid-response must not kill the collector. */
+    signal(SIGPIPE, SIG_IGN);
+
+    struct collector c;
+    memset(&c, 0, sizeof(c));
+    int ret = parse_options(argc, argv, &c.opt);
+    if (ret == -1) {
+        usage(stdout);
+        options_release(&c.opt);
+        return 0;
+    }
+    if (ret == 0) {
+        if (getrandom(&c.rng, sizeof(c.rng), 0) != (ssize_t)sizeof(c.rng))
+            c.rng = (uint64_t)time(NULL) ^ ((uint64_t)uv_os_getpid() << 32);
+        c.rng |= 1; /* xorshift must not start at 0 */
+        ret = run(&c);
+    }
+    options_release(&c.opt);
+    free(c.host);
+    return ret;
+}

@@ -1,0 +1,1187 @@
+/*
+ * test_collector.c — the collector's HTTPS server and the tlsgate-collector binary, end to end:
+ * real certificates made by tools/gen-certs, real TLS on 127.0.0.1, real processes.
+ *
+ * Two kinds of peer:
+ * - a forked child running server.c on its own libuv loop (case "server"): the refusals, the
+ *   routes, the limits, and several identities on one loop as the fleet simulator will use it;
+ * - the real tlsgate-collector binary (case "collector"): start-up refusals, the report it
+ *   serves, signals, refresh.
+ * Readiness is waited for on a condition with a deadline (a port number arriving on a pipe, a
+ * health answer changing), never with a fixed sleep.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "report.h"
+#include "server.h"
+#include "testutil.h"
+
+#define HOST1 "host1.corp.example.com"
+#define HOST2 "host2.corp.example.com"
+#define DEADLINE_MS 15000
+
+static char *certs; /* the fleet: ca, HOST1, HOST2, orchestrator */
+static char *other; /* a second CA and its own orchestrator certificate */
+static char *dir;   /* per test */
+
+/* ---- time and waiting ---- */
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void pause_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Waits for pid to exit within deadline_ms; returns its exit code (128+signal), or -1. */
+static int wait_exit(pid_t pid, long deadline_ms)
+{
+    long long end = now_ms() + deadline_ms;
+    for (;;) {
+        int status;
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (now_ms() > end)
+            return -1;
+        pause_ms(10);
+    }
+}
+
+static char *read_text(const char *path)
+{
+    char *s = tu_read_file(path, NULL);
+    ck_assert_msg(s != NULL, "cannot read %s", path);
+    return s;
+}
+
+/* ---- the client: libcurl easy with the fleet's trust ---- */
+
+struct fetch {
+    const char *path;     /* "/v1/readiness" */
+    const char *host;     /* name in the URL, resolved to 127.0.0.1; HOST1 by default */
+    const char *certdir;  /* client cert from certdir/NAME.pem, or no client cert when NULL */
+    const char *certname; /* "orchestrator" by default */
+    const char *method;   /* CURLOPT_CUSTOMREQUEST */
+    const char *body;     /* POSTFIELDS */
+    struct curl_slist *headers;
+    long sslversion;      /* CURLOPT_SSLVERSION, 0 = TLS 1.2 minimum */
+    const char *ciphers;  /* CURLOPT_SSL_CIPHER_LIST */
+    int plain;            /* http:// instead of https:// */
+    /* results */
+    CURLcode rc;
+    long code;
+    char *out;
+    size_t len;
+    char allow[128];
+    char error[CURL_ERROR_SIZE];
+};
+
+static size_t on_body(char *p, size_t size, size_t n, void *arg)
+{
+    struct fetch *f = arg;
+    size_t add = size * n;
+    if (f->len + add > 4 * REPORT_MAX_BYTES)
+        return 0;
+    f->out = realloc(f->out, f->len + add + 1);
+    memcpy(f->out + f->len, p, add);
+    f->len += add;
+    f->out[f->len] = '\0';
+    return add;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *arg)
+{
+    struct fetch *f = arg;
+    size_t len = size * n;
+    if (len > 6 && strncasecmp(p, "Allow:", 6) == 0) {
+        size_t m = len - 6 < sizeof(f->allow) - 1 ? len - 6 : sizeof(f->allow) - 1;
+        memcpy(f->allow, p + 6, m);
+        f->allow[m] = '\0';
+        while (m > 0 && (f->allow[m - 1] == '\r' || f->allow[m - 1] == '\n'))
+            f->allow[--m] = '\0';
+    }
+    return len;
+}
+
+static void do_fetch(uint16_t port, struct fetch *f)
+{
+    const char *host = f->host ? f->host : HOST1;
+    char url[512], resolve[300];
+    snprintf(url, sizeof(url), "%s://%s:%u%s", f->plain ? "http" : "https", host, (unsigned)port,
+             f->path);
+    snprintf(resolve, sizeof(resolve), "%s:%u:127.0.0.1", host, (unsigned)port);
+    struct curl_slist *res = curl_slist_append(NULL, resolve);
+    CURL *h = curl_easy_init();
+    ck_assert_ptr_nonnull(h);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_RESOLVE, res);
+    curl_easy_setopt(h, CURLOPT_CAINFO, tu_path(certs, "ca.pem"));
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(h, CURLOPT_SSLVERSION, f->sslversion ? f->sslversion
+                                                          : (long)CURL_SSLVERSION_TLSv1_2);
+    if (f->ciphers)
+        curl_easy_setopt(h, CURLOPT_SSL_CIPHER_LIST, f->ciphers);
+    char cert[4096], key[4096];
+    if (f->certdir) {
+        const char *name = f->certname ? f->certname : "orchestrator";
+        snprintf(cert, sizeof(cert), "%s/%s.pem", f->certdir, name);
+        snprintf(key, sizeof(key), "%s/%s.key", f->certdir, name);
+        curl_easy_setopt(h, CURLOPT_SSLCERT, cert);
+        curl_easy_setopt(h, CURLOPT_SSLKEY, key);
+    }
+    if (f->method)
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, f->method);
+    if (f->method && strcmp(f->method, "HEAD") == 0)
+        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    if (f->body)
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, f->body);
+    if (f->headers)
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, f->headers);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, f);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, f);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, f->error);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)DEADLINE_MS);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    f->rc = curl_easy_perform(h);
+    f->code = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &f->code);
+    curl_easy_cleanup(h);
+    curl_slist_free_all(res);
+}
+
+/*
+ * Sends `len` raw bytes as the request over a mutual-TLS connection (curl CONNECT_ONLY, so
+ * libcurl's own 1 MiB request cap does not apply) and returns the status code of the answer,
+ * or 0 when the server closed the connection without one.
+ */
+static long raw_request(uint16_t port, const char *data, size_t len)
+{
+    char url[300], resolve[300], cert[4096], key[4096];
+    snprintf(url, sizeof(url), "https://%s:%u/", HOST1, (unsigned)port);
+    snprintf(resolve, sizeof(resolve), "%s:%u:127.0.0.1", HOST1, (unsigned)port);
+    snprintf(cert, sizeof(cert), "%s/orchestrator.pem", certs);
+    snprintf(key, sizeof(key), "%s/orchestrator.key", certs);
+    struct curl_slist *res = curl_slist_append(NULL, resolve);
+    CURL *h = curl_easy_init();
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_RESOLVE, res);
+    curl_easy_setopt(h, CURLOPT_CAINFO, tu_path(certs, "ca.pem"));
+    curl_easy_setopt(h, CURLOPT_SSLCERT, cert);
+    curl_easy_setopt(h, CURLOPT_SSLKEY, key);
+    curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
+    ck_assert_int_eq(curl_easy_perform(h), CURLE_OK);
+    curl_socket_t sock;
+    ck_assert_int_eq(curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &sock), CURLE_OK);
+
+    long long end = now_ms() + DEADLINE_MS;
+    size_t off = 0;
+    while (off < len && now_ms() < end) {
+        size_t sent = 0;
+        CURLcode rc = curl_easy_send(h, data + off, len - off, &sent);
+        if (rc == CURLE_AGAIN) {
+            struct pollfd pfd = {.fd = sock, .events = POLLOUT};
+            poll(&pfd, 1, 100);
+            continue;
+        }
+        if (rc != CURLE_OK)
+            break; /* the server stopped reading: what it answered is below */
+        off += sent;
+    }
+    char resp[512];
+    size_t got = 0;
+    while (got < sizeof(resp) - 1 && now_ms() < end) {
+        size_t n = 0;
+        CURLcode rc = curl_easy_recv(h, resp + got, sizeof(resp) - 1 - got, &n);
+        if (rc == CURLE_AGAIN) {
+            struct pollfd pfd = {.fd = sock, .events = POLLIN};
+            poll(&pfd, 1, 100);
+            continue;
+        }
+        if (rc != CURLE_OK || n == 0)
+            break;
+        got += n;
+    }
+    resp[got] = '\0';
+    curl_easy_cleanup(h);
+    curl_slist_free_all(res);
+    long code = 0;
+    if (strncmp(resp, "HTTP/1.1 ", 9) == 0)
+        code = strtol(resp + 9, NULL, 10);
+    return code;
+}
+
+/* A GET whose one header is 1 MiB long. */
+static char *huge_header_request(size_t *len)
+{
+    size_t n = 1024 * 1024;
+    char *req = malloc(n + 256);
+    int head = snprintf(req, 256, "GET /v1/readiness HTTP/1.1\r\nHost: %s\r\nX-Big: ", HOST1);
+    memset(req + head, 'a', n);
+    memcpy(req + head + n, "\r\n\r\n", 4);
+    *len = (size_t)head + n + 4;
+    return req;
+}
+
+static void fetch_release(struct fetch *f)
+{
+    free(f->out);
+    f->out = NULL;
+    f->len = 0;
+}
+
+/* GET path with the orchestrator's certificate; asserts 200 and returns the body (malloc'd). */
+static char *get_ok(uint16_t port, const char *host, const char *path)
+{
+    struct fetch f = {.path = path, .host = host, .certdir = certs};
+    do_fetch(port, &f);
+    ck_assert_msg(f.rc == CURLE_OK, "GET %s: %s", path, f.error);
+    ck_assert_int_eq(f.code, 200);
+    ck_assert_ptr_nonnull(f.out);
+    return f.out;
+}
+
+static json_t *get_json(uint16_t port, const char *host, const char *path)
+{
+    char *body = get_ok(port, host, path);
+    json_error_t je;
+    json_t *j = json_loads(body, 0, &je);
+    ck_assert_msg(j != NULL, "%s: not JSON: %s", path, body);
+    free(body);
+    return j;
+}
+
+/* ---- a forked child running server.c ---- */
+
+struct child {
+    pid_t pid;
+    uint16_t port[4];
+};
+
+struct child_loop {
+    uv_signal_t term;
+    struct server *srv[4];
+    int n;
+};
+
+static void child_on_term(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    struct child_loop *cl = h->data;
+    for (int i = 0; i < cl->n; i++)
+        server_close(cl->srv[i], NULL, NULL);
+    uv_close((uv_handle_t *)h, NULL);
+}
+
+static char *pem(const char *base, const char *name)
+{
+    return read_text(tu_path(base, name));
+}
+
+/*
+ * Forks a child that runs one server per host in hosts[] (NULL-ended) on one loop, each serving
+ * the report `{"host":"<host>"}`, and waits for their ports on a pipe. client_cn as in server.h.
+ */
+static struct child start_servers(const char *const *hosts, const char *client_cn)
+{
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    struct child ch = {0};
+    ch.pid = fork();
+    ck_assert_int_ge(ch.pid, 0);
+    if (ch.pid == 0) {
+        close(fds[0]);
+        signal(SIGPIPE, SIG_IGN);
+        uv_loop_t loop;
+        uv_loop_init(&loop);
+        struct child_loop cl = {0};
+        char *ca = pem(certs, "ca.pem");
+        for (; hosts[cl.n]; cl.n++) {
+            char certname[300], keyname[300], report[300], err[512];
+            snprintf(certname, sizeof(certname), "%s.pem", hosts[cl.n]);
+            snprintf(keyname, sizeof(keyname), "%s.key", hosts[cl.n]);
+            char *cert = pem(certs, certname), *key = pem(certs, keyname);
+            struct server_options o = {
+                .host = hosts[cl.n], .address = "127.0.0.1", .port = 0,
+                .cert_pem = cert, .key_pem = key, .ca_pem = ca, .client_cn = client_cn,
+            };
+            if (server_start(&loop, &o, &cl.srv[cl.n], err, sizeof(err)) != 0) {
+                fprintf(stderr, "server_start: %s\n", err);
+                _exit(90);
+            }
+            free(cert);
+            free(key);
+            int n = snprintf(report, sizeof(report), "{\"host\":\"%s\"}", hosts[cl.n]);
+            if (server_set_report(cl.srv[cl.n], report, (size_t)n, 1764072000) != 0)
+                _exit(91);
+            uint16_t port = server_port(cl.srv[cl.n]);
+            if (write(fds[1], &port, sizeof(port)) != sizeof(port))
+                _exit(92);
+        }
+        free(ca);
+        close(fds[1]);
+        uv_signal_init(&loop, &cl.term);
+        cl.term.data = &cl;
+        uv_signal_start(&cl.term, child_on_term, SIGTERM);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        /* Every handle must be gone: a leaked handle fails the test through this exit code. */
+        _exit(uv_loop_close(&loop) == 0 ? 0 : 93);
+    }
+    close(fds[1]);
+    for (int i = 0; hosts[i]; i++) {
+        ssize_t r;
+        while ((r = read(fds[0], &ch.port[i], sizeof(ch.port[i]))) < 0 && errno == EINTR)
+            ;
+        ck_assert_msg(r == sizeof(ch.port[i]), "server child did not start (exit %d)",
+                      wait_exit(ch.pid, DEADLINE_MS));
+    }
+    close(fds[0]);
+    return ch;
+}
+
+static struct child start_server(void)
+{
+    const char *hosts[] = {HOST1, NULL};
+    return start_servers(hosts, "tlsgate-orchestrator");
+}
+
+/* SIGTERM; the child must close every handle and exit 0 promptly. */
+static void stop_child(struct child *ch)
+{
+    ck_assert_int_eq(kill(ch->pid, SIGTERM), 0);
+    ck_assert_int_eq(wait_exit(ch->pid, DEADLINE_MS), 0);
+}
+
+/* ---- case "server" ---- */
+
+START_TEST(test_server_serves_report_to_orchestrator)
+{
+    struct child ch = start_server();
+    struct fetch f = {.path = "/v1/readiness", .certdir = certs};
+    do_fetch(ch.port[0], &f);
+    ck_assert_msg(f.rc == CURLE_OK, "%s", f.error);
+    ck_assert_int_eq(f.code, 200);
+    ck_assert_str_eq(f.out, "{\"host\":\"" HOST1 "\"}");
+    fetch_release(&f);
+    stop_child(&ch);
+}
+END_TEST
+
+START_TEST(test_server_refuses_client_without_certificate)
+{
+    struct child ch = start_server();
+    struct fetch f = {.path = "/v1/readiness"};
+    do_fetch(ch.port[0], &f);
+    ck_assert_msg(f.rc == CURLE_OK, "%s", f.error);
+    ck_assert_int_eq(f.code, 401);
+    ck_assert_ptr_null(strstr(f.out, HOST1));
+    fetch_release(&f);
+    /* Unknown paths are refused the same way: no 404 leaks what exists. */
+    struct fetch g = {.path = "/nowhere"};
+    do_fetch(ch.port[0], &g);
+    ck_assert_int_eq(g.code, 401);
+    fetch_release(&g);
+    stop_child(&ch);
+}
+END_TEST
+
+START_TEST(test_server_refuses_certificate_from_another_ca)
+{
+    struct child ch = start_server();
+    struct fetch f = {.path = "/v1/readiness", .certdir = other};
+    do_fetch(ch.port[0], &f);
+    /* GnuTLS only requests the certificate, so the handshake completes and the handler refuses. */
+    ck_assert_msg(f.rc == CURLE_OK, "%s", f.error);
+    ck_assert_int_eq(f.code, 403);
+    ck_assert_ptr_null(f.out ? strstr(f.out, HOST1) : NULL);
+    fetch_release(&f);
+    struct fetch h = {.path = "/v1/health", .certdir = other};
+    do_fetch(ch.port[0], &h);
+    ck_assert_int_eq(h.code, 403);
+    fetch_release(&h);
+    stop_child(&ch);
+}
+END_TEST
+
+START_TEST(test_server_refuses_fleet_host_certificate_as_client)
+{
+    /* HOST2's certificate is from the fleet CA and allows clientAuth, but it is not the
+     * orchestrator: one compromised host must not read every other host's report. */
+    struct child ch = start_server();
+    struct fetch f = {.path = "/v1/readiness", .certdir = certs, .certname = HOST2};
+    do_fetch(ch.port[0], &f);
+    ck_assert_msg(f.rc == CURLE_OK, "%s", f.error);
+    ck_assert_int_eq(f.code, 403);
+    fetch_release(&f);
+    stop_child(&ch);
+}
+END_TEST
+
+START_TEST(test_server_without_client_cn_accepts_any_fleet_client)
+{
+    const char *hosts[] = {HOST1, NULL};
+    struct child ch = start_servers(hosts, NULL);
+    struct fetch f = {.path = "/v1/readiness", .certdir = certs, .certname = HOST2};
+    do_fetch(ch.port[0], &f);
+    ck_assert_int_eq(f.code, 200);
+    fetch_release(&f);
+    struct fetch g = {.path = "/v1/readiness", .certdir = other};
+    do_fetch(ch.port[0], &g);
+    ck_assert_int_eq(g.code, 403);
+    fetch_release(&g);
+    stop_child(&ch);
+}
+END_TEST
+
+START_TEST(test_server_refuses_tls11_client)
+{
+    struct child ch = start_server();
+    /* SECLEVEL=0 lets OpenSSL 3 offer TLS 1.1 at all, so the refusal below is the server's. */
+    struct fetch f = {.path = "/v1/readiness", .certdir = certs,
+                      .sslversion = CURL_SSLVERSION_TLSv1_1 | CURL_SSLVERSION_MAX_TLSv1_1,
+                      .ciphers = "DEFAULT:@SECLEVEL=0"};
+    do_fetch(ch.port[0], &f);
+    ck_assert_int_eq(f.rc, CURLE_SSL_CONNECT_ERROR);
+    ck_assert_int_eq(f.code, 0);
+    ck_assert_ptr_null(f.out);
+    /* The same client capped at TLS 1.2 gets in: the limit is the protocol, not the client. */
+    struct fetch g = {.path = "/v1/readiness", .certdir = certs,
+                      .sslversion = CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2,
+                      .ciphers = "DEFAULT:@SECLEVEL=0"};
+    do_fetch(ch.port[0], &g);
+    ck_assert_msg(g.rc == CURLE_OK, "%s", g.error);
+    ck_assert_int_eq(g.code, 200);
+    fetch_release(&g);
+    stop_child(&ch);
+}
+END_TEST
+
+START_TEST(test_server_refuses_plain_http)
+{
+    struct child ch = start_server();
+    struct fetch f = {.path = "/v1/readiness", .plain = 1};
+    do_fetch(ch.port[0], &f);
+    ck_assert_int_ne(f.rc, CURLE_OK);
+    ck_assert_ptr_null(f.out);
+    fetch_release(&f);
+    char *body = get_ok(ch.port[0], HOST1, "/v1/readiness");
+    free(body);
+    stop_child(&ch);
+}
+END_TEST
+
+START_TEST(test_server_refuses_1mib_header_and_keeps_serving)
+{
+    struct child ch = start_server();
+    size_t len;
+    char *req = huge_header_request(&len);
+    long code = raw_request(ch.port[0], req, len);
+    ck_assert_msg(code == 431 || code == 0, "a 1 MiB header got %ld", code);
+    /* The same request with a small header is answered: the refusal is about the size. */
+    const char *small = "GET /v1/readiness HTTP/1.1\r\nHost: " HOST1 "\r\nX-Big: a\r\n\r\n";
+    ck_assert_int_eq(raw_request(ch.port[0], small, strlen(small)), 200);
+    free(req);
+    char *body = get_ok(ch.port[0], HOST1, "/v1/readiness");
+    ck_assert_str_eq(body, "{\"host\":\"" HOST1 "\"}");
+    free(body);
+    stop_child(&ch);
+}
+END_TEST
+
+START_TEST(test_server_routes_404_405_and_refuses_bodies)
+{
+    struct child ch = start_server();
+    struct fetch f = {.path = "/v1/other", .certdir = certs};
+    do_fetch(ch.port[0], &f);
+    ck_assert_int_eq(f.code, 404);
+    fetch_release(&f);
+
+    struct fetch p = {.path = "/v1/readiness", .certdir = certs, .method = "POST", .body = "x"};
+    do_fetch(ch.port[0], &p);
+    ck_assert_int_eq(p.code, 405);
+    ck_assert_str_eq(p.allow, " GET, HEAD");
+    fetch_release(&p);
+
+    struct fetch d = {.path = "/v1/health", .certdir = certs, .method = "DELETE"};
+    do_fetch(ch.port[0], &d);
+    ck_assert_int_eq(d.code, 405);
+    fetch_release(&d);
+
+    struct fetch g = {.path = "/v1/readiness", .certdir = certs, .method = "GET", .body = "x=1"};
+    do_fetch(ch.port[0], &g);
+    ck_assert_int_eq(g.code, 413);
+    fetch_release(&g);
+
+    struct fetch h = {.path = "/v1/readiness", .certdir = certs, .method = "HEAD"};
+    do_fetch(ch.port[0], &h);
+    ck_assert_int_eq(h.code, 200);
+    ck_assert_ptr_null(h.out);
+    fetch_release(&h);
+    stop_child(&ch);
+}
+END_TEST
+
+START_TEST(test_server_health_reports_identity_and_size)
+{
+    struct child ch = start_server();
+    json_t *j = get_json(ch.port[0], HOST1, "/v1/health");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "status")), "ok");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "host")), HOST1);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "last_refresh")),
+                     "2025-11-25T12:00:00Z");
+    ck_assert(json_is_null(json_object_get(j, "last_error")));
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "report_bytes")),
+                     (long long)strlen("{\"host\":\"" HOST1 "\"}"));
+    json_decref(j);
+    stop_child(&ch);
+}
+END_TEST
+
+START_TEST(test_one_loop_serves_several_identities)
+{
+    const char *hosts[] = {HOST1, HOST2, NULL};
+    struct child ch = start_servers(hosts, "tlsgate-orchestrator");
+    ck_assert_int_ne(ch.port[0], ch.port[1]);
+    /* Each port presents its own certificate (curl verifies the name) and its own report. */
+    char *a = get_ok(ch.port[0], HOST1, "/v1/readiness");
+    char *b = get_ok(ch.port[1], HOST2, "/v1/readiness");
+    ck_assert_str_eq(a, "{\"host\":\"" HOST1 "\"}");
+    ck_assert_str_eq(b, "{\"host\":\"" HOST2 "\"}");
+    free(a);
+    free(b);
+    struct fetch wrong = {.path = "/v1/readiness", .host = HOST2, .certdir = certs};
+    do_fetch(ch.port[0], &wrong);
+    ck_assert_int_eq(wrong.rc, CURLE_PEER_FAILED_VERIFICATION);
+    fetch_release(&wrong);
+    stop_child(&ch);
+}
+END_TEST
+
+START_TEST(test_server_start_refuses_key_of_another_certificate)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char *cert = pem(certs, HOST1 ".pem"), *key = pem(certs, HOST2 ".key"),
+         *ca = pem(certs, "ca.pem");
+    struct server_options o = {.host = HOST1, .address = "127.0.0.1", .cert_pem = cert,
+                               .key_pem = key, .ca_pem = ca};
+    struct server *s = (struct server *)&o;
+    char err[512];
+    ck_assert_int_eq(server_start(&loop, &o, &s, err, sizeof(err)), -EINVAL);
+    ck_assert_ptr_null(s);
+    ck_assert_msg(strstr(err, HOST1) != NULL, "%s", err);
+    o.key_pem = pem(certs, HOST1 ".key");
+    o.address = "localhost";
+    ck_assert_int_eq(server_start(&loop, &o, &s, err, sizeof(err)), -EINVAL);
+    ck_assert_str_eq(err, "localhost: not a numeric IPv4 or IPv6 address");
+    free((char *)o.key_pem);
+    free(cert);
+    free(key);
+    free(ca);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
+/* ---- case "collector": the real binary ---- */
+
+struct proc {
+    pid_t pid;
+    uint16_t port;
+    char errpath[4096];
+};
+
+static const char *collector_bin(void) { return tu_build_path("collectors/tlsgate-collector"); }
+
+/*
+ * Starts tlsgate-collector with the fleet's TLS options for HOST1 plus `extra` (NULL-ended), and
+ * waits (deadline) for the line that names its port. stderr goes to dir/collector.err.
+ */
+static struct proc start_collector(const char *const *extra)
+{
+    char *argv[64];
+    int n = 0;
+    argv[n++] = (char *)collector_bin();
+    argv[n++] = "--listen";
+    argv[n++] = "127.0.0.1:0";
+    argv[n++] = "--cert";
+    argv[n++] = strdup(tu_path(certs, HOST1 ".pem"));
+    argv[n++] = "--key";
+    argv[n++] = strdup(tu_path(certs, HOST1 ".key"));
+    argv[n++] = "--ca";
+    argv[n++] = strdup(tu_path(certs, "ca.pem"));
+    for (int i = 0; extra && extra[i] && n < 63; i++)
+        argv[n++] = (char *)extra[i];
+    argv[n] = NULL;
+
+    struct proc p = {0};
+    snprintf(p.errpath, sizeof(p.errpath), "%s/collector.err", dir);
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    p.pid = fork();
+    ck_assert_int_ge(p.pid, 0);
+    if (p.pid == 0) {
+        FILE *e = fopen(p.errpath, "w");
+        if (!e)
+            _exit(126);
+        dup2(fileno(e), 2);
+        dup2(fds[1], 1);
+        close(fds[0]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    free(argv[4]);
+    free(argv[6]);
+    free(argv[8]);
+
+    char line[1024];
+    size_t len = 0;
+    long long end = now_ms() + DEADLINE_MS;
+    const char *at = NULL;
+    while (!at) {
+        long long left = end - now_ms();
+        ck_assert_msg(left > 0, "collector did not start in time");
+        struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+        int r = poll(&pfd, 1, (int)left);
+        if (r <= 0)
+            continue;
+        ssize_t got = read(fds[0], line + len, sizeof(line) - 1 - len);
+        if (got <= 0) {
+            char *err = tu_read_file(p.errpath, NULL);
+            ck_abort_msg("collector exited before serving (exit %d): %s",
+                         wait_exit(p.pid, DEADLINE_MS), err ? err : "");
+        }
+        len += (size_t)got;
+        line[len] = '\0';
+        if (strchr(line, '\n'))
+            at = strstr(line, "https://127.0.0.1:");
+        ck_assert_msg(!strchr(line, '\n') || at, "unexpected output: %s", line);
+    }
+    close(fds[0]);
+    p.port = (uint16_t)atoi(at + strlen("https://127.0.0.1:"));
+    ck_assert_int_gt(p.port, 0);
+    return p;
+}
+
+static void stop_collector(struct proc *p)
+{
+    ck_assert_int_eq(kill(p->pid, SIGTERM), 0);
+    ck_assert_int_eq(wait_exit(p->pid, DEADLINE_MS), 0);
+}
+
+/* Runs the collector expecting it to refuse to start; returns the exit code, *err its stderr. */
+static int run_collector(const char *const *args, char **err)
+{
+    char *argv[64];
+    int n = 0;
+    argv[n++] = (char *)collector_bin();
+    for (int i = 0; args[i] && n < 63; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    return tu_run(argv, NULL, NULL, err);
+}
+
+static const char *facts_example(void) { return tu_source_path("schema/report.example.json"); }
+
+static void setup(void) { dir = tu_tmpdir(); }
+static void teardown(void)
+{
+    tu_rmtree(dir);
+    free(dir);
+}
+
+START_TEST(test_collector_serves_valid_report_for_its_host)
+{
+    const char *extra[] = {"--facts", facts_example(), NULL};
+    struct proc p = start_collector(extra);
+    char *body = get_ok(p.port, HOST1, "/v1/readiness");
+    json_t *r;
+    char err[512];
+    ck_assert_msg(report_parse(body, strlen(body), &r, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(json_string_value(json_object_get(r, "host")), HOST1);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(r, "collector"), "source")),
+                     "facts");
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(r, "os"), "build")), 7601);
+    json_decref(r);
+    json_t *h = get_json(p.port, HOST1, "/v1/health");
+    ck_assert_str_eq(json_string_value(json_object_get(h, "status")), "ok");
+    ck_assert_str_eq(json_string_value(json_object_get(h, "host")), HOST1);
+    ck_assert_int_eq(json_integer_value(json_object_get(h, "report_bytes")), (long long)strlen(body));
+    json_decref(h);
+    free(body);
+    stop_collector(&p);
+}
+END_TEST
+
+START_TEST(test_collector_refuses_unverified_clients)
+{
+    const char *extra[] = {"--facts", facts_example(), NULL};
+    struct proc p = start_collector(extra);
+    struct fetch none = {.path = "/v1/readiness"};
+    do_fetch(p.port, &none);
+    ck_assert_int_eq(none.code, 401);
+    fetch_release(&none);
+    struct fetch foreign = {.path = "/v1/readiness", .certdir = other};
+    do_fetch(p.port, &foreign);
+    ck_assert_int_eq(foreign.code, 403);
+    fetch_release(&foreign);
+    struct fetch old = {.path = "/v1/readiness", .certdir = certs,
+                        .sslversion = CURL_SSLVERSION_TLSv1_1 | CURL_SSLVERSION_MAX_TLSv1_1,
+                        .ciphers = "DEFAULT:@SECLEVEL=0"};
+    do_fetch(p.port, &old);
+    ck_assert_int_eq(old.rc, CURLE_SSL_CONNECT_ERROR);
+    fetch_release(&old);
+    struct fetch plain = {.path = "/v1/readiness", .plain = 1};
+    do_fetch(p.port, &plain);
+    ck_assert_int_ne(plain.rc, CURLE_OK);
+    ck_assert_ptr_null(plain.out);
+    fetch_release(&plain);
+    stop_collector(&p);
+}
+END_TEST
+
+START_TEST(test_collector_survives_1mib_header)
+{
+    const char *extra[] = {"--facts", facts_example(), NULL};
+    struct proc p = start_collector(extra);
+    size_t len;
+    char *req = huge_header_request(&len);
+    long code = raw_request(p.port, req, len);
+    ck_assert_msg(code == 431 || code == 0, "a 1 MiB header got %ld", code);
+    free(req);
+    char *body = get_ok(p.port, HOST1, "/v1/readiness");
+    free(body);
+    stop_collector(&p);
+}
+END_TEST
+
+START_TEST(test_collector_refuses_malformed_facts_file)
+{
+    const char *path = tu_path(dir, "broken.json");
+    const char *text = "{\n  \"os\": {\n    \"build\": 7601,\n  }\n}\n";
+    tu_write_file(path, text, strlen(text));
+    const char *args[] = {"--listen", "127.0.0.1:0", "--cert", tu_path(certs, HOST1 ".pem"),
+                          "--key", tu_path(certs, HOST1 ".key"), "--ca",
+                          tu_path(certs, "ca.pem"), "--facts", path, NULL};
+    char *err;
+    ck_assert_int_eq(run_collector(args, &err), 3);
+    char want[4200];
+    snprintf(want, sizeof(want), "%s:4", path);
+    ck_assert_msg(strstr(err, want) != NULL, "stderr lacks %s: %s", want, err);
+    free(err);
+}
+END_TEST
+
+/* A .reg file as `reg export` writes it: UTF-16LE with BOM, CRLF. */
+static void write_reg_utf16(const char *path, const char *text)
+{
+    size_t n = strlen(text);
+    char *buf = malloc(2 + 4 * n);
+    size_t len = 0;
+    buf[len++] = (char)0xFF;
+    buf[len++] = (char)0xFE;
+    for (size_t i = 0; i < n; i++) {
+        if (text[i] == '\n') {
+            buf[len++] = '\r';
+            buf[len++] = 0;
+        }
+        buf[len++] = text[i];
+        buf[len++] = 0;
+    }
+    tu_write_file(path, buf, len);
+    free(buf);
+}
+
+START_TEST(test_collector_refuses_malformed_regfile)
+{
+    const char *good = tu_path(dir, "good.reg"), *bad = tu_path(dir, "bad.reg");
+    write_reg_utf16(good, "Windows Registry Editor Version 5.00\n\n"
+                          "[HKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion]\n"
+                          "\"CurrentBuildNumber\"=\"7601\"\n");
+    write_reg_utf16(bad, "Windows Registry Editor Version 5.00\n\n"
+                         "[HKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion]\n"
+                         "\"UBR\"=dword:zz\n");
+    const char *args[] = {"--listen", "127.0.0.1:0", "--cert", tu_path(certs, HOST1 ".pem"),
+                          "--key", tu_path(certs, HOST1 ".key"), "--ca",
+                          tu_path(certs, "ca.pem"), "--regfile", good, "--regfile", bad, NULL};
+    char *err;
+    ck_assert_int_eq(run_collector(args, &err), 3);
+    char want[4200];
+    snprintf(want, sizeof(want), "%s:4", bad);
+    ck_assert_msg(strstr(err, want) != NULL, "stderr lacks %s: %s", want, err);
+    free(err);
+}
+END_TEST
+
+START_TEST(test_collector_serves_report_from_regfiles)
+{
+    const char *reg = tu_path(dir, "os.reg");
+    write_reg_utf16(reg, "Windows Registry Editor Version 5.00\n\n"
+                         "[HKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion]\n"
+                         "\"ProductName\"=\"Windows 7 Enterprise\"\n"
+                         "\"CurrentVersion\"=\"6.1\"\n"
+                         "\"CurrentBuildNumber\"=\"7601\"\n");
+    const char *extra[] = {"--regfile", reg, NULL};
+    struct proc p = start_collector(extra);
+    char *body = get_ok(p.port, HOST1, "/v1/readiness");
+    json_t *r;
+    char err[512];
+    ck_assert_msg(report_parse(body, strlen(body), &r, err, sizeof(err)) == 0, "%s", err);
+    json_t *os = json_object_get(r, "os");
+    ck_assert_str_eq(json_string_value(json_object_get(os, "product_name")),
+                     "Windows 7 Enterprise");
+    ck_assert_int_eq(json_integer_value(json_object_get(os, "build")), 7601);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(r, "collector"), "source")),
+                     "regfile");
+    json_decref(r);
+    free(body);
+    stop_collector(&p);
+}
+END_TEST
+
+START_TEST(test_collector_refuses_host_not_in_certificate)
+{
+    const char *args[] = {"--listen", "127.0.0.1:0", "--cert", tu_path(certs, HOST1 ".pem"),
+                          "--key", tu_path(certs, HOST1 ".key"), "--ca",
+                          tu_path(certs, "ca.pem"), "--facts", facts_example(),
+                          "--host", HOST2, NULL};
+    char *err;
+    ck_assert_int_eq(run_collector(args, &err), 3);
+    ck_assert_msg(strstr(err, "--host " HOST2 " does not match") != NULL, "%s", err);
+    free(err);
+}
+END_TEST
+
+START_TEST(test_collector_accepts_host_in_other_case)
+{
+    const char *extra[] = {"--facts", facts_example(), "--host", "HOST1.Corp.Example.com", NULL};
+    struct proc p = start_collector(extra);
+    json_t *h = get_json(p.port, HOST1, "/v1/health");
+    ck_assert_str_eq(json_string_value(json_object_get(h, "host")), "HOST1.Corp.Example.com");
+    json_decref(h);
+    stop_collector(&p);
+}
+END_TEST
+
+START_TEST(test_collector_refuses_bad_tls_material)
+{
+    char *err;
+    /* the key of another certificate */
+    const char *mismatch[] = {"--listen", "127.0.0.1:0", "--cert", tu_path(certs, HOST1 ".pem"),
+                              "--key", tu_path(certs, HOST2 ".key"), "--ca",
+                              tu_path(certs, "ca.pem"), "--facts", facts_example(), NULL};
+    ck_assert_int_eq(run_collector(mismatch, &err), 3);
+    ck_assert_msg(strstr(err, "does not belong to the certificate") != NULL, "%s", err);
+    free(err);
+    /* a CA file that holds a leaf certificate */
+    const char *notca[] = {"--listen", "127.0.0.1:0", "--cert", tu_path(certs, HOST1 ".pem"),
+                           "--key", tu_path(certs, HOST1 ".key"), "--ca",
+                           tu_path(certs, HOST2 ".pem"), "--facts", facts_example(), NULL};
+    ck_assert_int_eq(run_collector(notca, &err), 3);
+    ck_assert_msg(strstr(err, "is not a CA") != NULL, "%s", err);
+    free(err);
+    /* an unreadable certificate */
+    const char *missing = tu_path(dir, "missing.pem");
+    const char *nofile[] = {"--listen", "127.0.0.1:0", "--cert", missing,
+                            "--key", tu_path(certs, HOST1 ".key"), "--ca",
+                            tu_path(certs, "ca.pem"), "--facts", facts_example(), NULL};
+    ck_assert_int_eq(run_collector(nofile, &err), 3);
+    ck_assert_msg(strstr(err, missing) != NULL, "%s", err);
+    free(err);
+    /* a certificate file that is not PEM */
+    const char *junk = tu_path(dir, "junk.pem");
+    tu_write_file(junk, "not a certificate\n", 18);
+    const char *notpem[] = {"--listen", "127.0.0.1:0", "--cert", junk,
+                            "--key", tu_path(certs, HOST1 ".key"), "--ca",
+                            tu_path(certs, "ca.pem"), "--facts", facts_example(), NULL};
+    ck_assert_int_eq(run_collector(notpem, &err), 3);
+    ck_assert_msg(strstr(err, "not a PEM certificate") != NULL, "%s", err);
+    free(err);
+}
+END_TEST
+
+START_TEST(test_collector_usage_errors_and_help)
+{
+    char *err, *out;
+    const char *both[] = {"--listen", "127.0.0.1:0", "--cert", "a", "--key", "b", "--ca", "c",
+                          "--facts", "f", "--regfile", "r", NULL};
+    ck_assert_int_eq(run_collector(both, &err), 2);
+    ck_assert_msg(strstr(err, "exactly one source") != NULL, "%s", err);
+    free(err);
+    const char *bogus[] = {"--frobnicate", NULL};
+    ck_assert_int_eq(run_collector(bogus, &err), 2);
+    ck_assert_msg(strstr(err, "--frobnicate") != NULL, "%s", err);
+    free(err);
+    char *argv[] = {(char *)collector_bin(), "--help", NULL};
+    ck_assert_int_eq(tu_run(argv, NULL, &out, NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "--regfile FILE"));
+    ck_assert_ptr_nonnull(strstr(out, "/v1/readiness"));
+    free(out);
+}
+END_TEST
+
+START_TEST(test_collector_reads_config_file)
+{
+    const char *cfg = tu_path(dir, "collector.json");
+    json_t *c = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i}", "listen", "127.0.0.1:0", "cert",
+                          tu_path(certs, HOST1 ".pem"), "key", tu_path(certs, HOST1 ".key"), "ca",
+                          tu_path(certs, "ca.pem"), "facts", facts_example(), "interval", 60);
+    ck_assert_int_eq(json_dump_file(c, cfg, 0), 0);
+    json_decref(c);
+
+    /* The command line gives --listen/--cert/--key/--ca; the source and interval come from the
+     * config file. */
+    const char *extra[] = {"--config", cfg, NULL};
+    struct proc p = start_collector(extra);
+    char *body = get_ok(p.port, HOST1, "/v1/readiness");
+    ck_assert_ptr_nonnull(strstr(body, "\"interval\":60"));
+    free(body);
+    stop_collector(&p);
+
+    const char *bad = tu_path(dir, "bad.json");
+    const char *text = "{\"listen\": \"127.0.0.1:0\", \"colour\": 1}";
+    tu_write_file(bad, text, strlen(text));
+    const char *args[] = {"--config", bad, NULL};
+    char *err;
+    ck_assert_int_eq(run_collector(args, &err), 3);
+    ck_assert_msg(strstr(err, "unknown key \"colour\"") != NULL, "%s", err);
+    free(err);
+}
+END_TEST
+
+START_TEST(test_collector_sigterm_exits_zero)
+{
+    const char *extra[] = {"--facts", facts_example(), NULL};
+    struct proc p = start_collector(extra);
+    char *body = get_ok(p.port, HOST1, "/v1/health");
+    free(body);
+    ck_assert_int_eq(kill(p.pid, SIGTERM), 0);
+    ck_assert_int_eq(wait_exit(p.pid, 5000), 0);
+    char *err = read_text(p.errpath);
+    ck_assert_str_eq(err, "");
+    free(err);
+}
+END_TEST
+
+/* Polls /v1/health until last_error is (or is not) null; returns the health object. */
+static json_t *wait_health(uint16_t port, int want_error)
+{
+    long long end = now_ms() + DEADLINE_MS;
+    for (;;) {
+        json_t *h = get_json(port, HOST1, "/v1/health");
+        if (json_is_null(json_object_get(h, "last_error")) != want_error)
+            return h;
+        json_decref(h);
+        ck_assert_msg(now_ms() < end, "health did not change in time");
+        pause_ms(20);
+    }
+}
+
+START_TEST(test_collector_sighup_keeps_old_report_on_broken_facts)
+{
+    char *example = read_text(facts_example());
+    const char *facts = tu_path(dir, "facts.json");
+    tu_write_file(facts, example, strlen(example));
+    const char *extra[] = {"--facts", strdup(facts), NULL};
+    struct proc p = start_collector(extra);
+    char *before = get_ok(p.port, HOST1, "/v1/readiness");
+
+    tu_write_file(facts, "{\"os\": [", 8);
+    ck_assert_int_eq(kill(p.pid, SIGHUP), 0);
+    json_t *h = wait_health(p.port, 1);
+    ck_assert_str_eq(json_string_value(json_object_get(h, "status")), "degraded");
+    ck_assert_ptr_nonnull(strstr(json_string_value(json_object_get(h, "last_error")), "facts.json"));
+    json_decref(h);
+    char *after = get_ok(p.port, HOST1, "/v1/readiness");
+    ck_assert_str_eq(after, before);
+    free(after);
+
+    /* A good file again: the next SIGHUP clears the error and serves the new facts. */
+    char *fips = strstr(example, "\"fips\": false");
+    ck_assert_ptr_nonnull(fips);
+    memcpy(fips, "\"fips\": true ", 13);
+    tu_write_file(facts, example, strlen(example));
+    ck_assert_int_eq(kill(p.pid, SIGHUP), 0);
+    h = wait_health(p.port, 0);
+    ck_assert_str_eq(json_string_value(json_object_get(h, "status")), "ok");
+    json_decref(h);
+    after = get_ok(p.port, HOST1, "/v1/readiness");
+    ck_assert_ptr_nonnull(strstr(after, "\"fips\":true"));
+    free(after);
+    free(before);
+    free(example);
+    free((char *)extra[1]);
+    stop_collector(&p);
+}
+END_TEST
+
+START_TEST(test_collector_refreshes_on_interval)
+{
+    char *example = read_text(facts_example());
+    const char *facts = tu_path(dir, "facts.json");
+    tu_write_file(facts, example, strlen(example));
+    const char *extra[] = {"--facts", strdup(facts), "--interval", "1", NULL};
+    struct proc p = start_collector(extra);
+    char *body = get_ok(p.port, HOST1, "/v1/readiness");
+    ck_assert_ptr_nonnull(strstr(body, "\"fips\":false"));
+    free(body);
+
+    char *fips = strstr(example, "\"fips\": false");
+    memcpy(fips, "\"fips\": true ", 13);
+    tu_write_file(facts, example, strlen(example));
+    long long end = now_ms() + DEADLINE_MS;
+    for (;;) {
+        body = get_ok(p.port, HOST1, "/v1/readiness");
+        int done = strstr(body, "\"fips\":true") != NULL;
+        free(body);
+        if (done)
+            break;
+        ck_assert_msg(now_ms() < end, "the report was not refreshed in time");
+        pause_ms(50);
+    }
+    free(example);
+    free((char *)extra[1]);
+    stop_collector(&p);
+}
+END_TEST
+
+static Suite *collector_suite(void)
+{
+    Suite *s = suite_create("collector");
+    TCase *srv = tcase_create("server");
+    tcase_set_timeout(srv, 60);
+    tcase_add_test(srv, test_server_serves_report_to_orchestrator);
+    tcase_add_test(srv, test_server_refuses_client_without_certificate);
+    tcase_add_test(srv, test_server_refuses_certificate_from_another_ca);
+    tcase_add_test(srv, test_server_refuses_fleet_host_certificate_as_client);
+    tcase_add_test(srv, test_server_without_client_cn_accepts_any_fleet_client);
+    tcase_add_test(srv, test_server_refuses_tls11_client);
+    tcase_add_test(srv, test_server_refuses_plain_http);
+    tcase_add_test(srv, test_server_refuses_1mib_header_and_keeps_serving);
+    tcase_add_test(srv, test_server_routes_404_405_and_refuses_bodies);
+    tcase_add_test(srv, test_server_health_reports_identity_and_size);
+    tcase_add_test(srv, test_one_loop_serves_several_identities);
+    tcase_add_test(srv, test_server_start_refuses_key_of_another_certificate);
+    suite_add_tcase(s, srv);
+
+    TCase *col = tcase_create("collector");
+    tcase_set_timeout(col, 60);
+    tcase_add_checked_fixture(col, setup, teardown);
+    tcase_add_test(col, test_collector_serves_valid_report_for_its_host);
+    tcase_add_test(col, test_collector_refuses_unverified_clients);
+    tcase_add_test(col, test_collector_survives_1mib_header);
+    tcase_add_test(col, test_collector_refuses_malformed_facts_file);
+    tcase_add_test(col, test_collector_refuses_malformed_regfile);
+    tcase_add_test(col, test_collector_serves_report_from_regfiles);
+    tcase_add_test(col, test_collector_refuses_host_not_in_certificate);
+    tcase_add_test(col, test_collector_accepts_host_in_other_case);
+    tcase_add_test(col, test_collector_refuses_bad_tls_material);
+    tcase_add_test(col, test_collector_usage_errors_and_help);
+    tcase_add_test(col, test_collector_reads_config_file);
+    tcase_add_test(col, test_collector_sigterm_exits_zero);
+    tcase_add_test(col, test_collector_sighup_keeps_old_report_on_broken_facts);
+    tcase_add_test(col, test_collector_refreshes_on_interval);
+    suite_add_tcase(s, col);
+    return s;
+}
+
+/* Runs tools/gen-certs OUTDIR NAME... in main(), where Check's asserts cannot be used. */
+static void gen_certs(const char *out, const char *const *names)
+{
+    const char *root = getenv("TLSGATE_SOURCE_ROOT");
+    if (!root) {
+        fprintf(stderr, "TLSGATE_SOURCE_ROOT is not set (run the tests through meson test)\n");
+        exit(1);
+    }
+    char tool[4096];
+    snprintf(tool, sizeof(tool), "%s/tools/gen-certs", root);
+    char *argv[8] = {tool, (char *)out};
+    for (int i = 0; names[i] && i < 5; i++)
+        argv[2 + i] = (char *)names[i];
+    pid_t pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        execv(tool, argv);
+        _exit(127);
+    }
+    int status;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "%s %s failed\n", tool, out);
+        exit(1);
+    }
+}
+
+static char *make_tmpdir(void)
+{
+    const char *base = getenv("TMPDIR");
+    char *t;
+    if (asprintf(&t, "%s/tlsgate-certs-XXXXXX", base && *base ? base : "/tmp") < 0 || !mkdtemp(t)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    return t;
+}
+
+/* Makes the certificates once; every test (a forked child) reads them. */
+static void make_certs(void)
+{
+    certs = make_tmpdir();
+    other = make_tmpdir();
+    const char *fleet[] = {HOST1, HOST2, NULL};
+    const char *none[] = {NULL};
+    gen_certs(certs, fleet);
+    gen_certs(other, none);
+}
+
+static void remove_tree(const char *path)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        execlp("rm", "rm", "-rf", "--", path, (char *)NULL);
+        _exit(127);
+    }
+    if (pid > 0)
+        waitpid(pid, NULL, 0);
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    make_certs();
+    SRunner *sr = srunner_create(collector_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    remove_tree(certs);
+    remove_tree(other);
+    free(certs);
+    free(other);
+    curl_global_cleanup();
+    return failed ? 1 : 0;
+}
