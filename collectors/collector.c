@@ -166,9 +166,11 @@ static int parse_interval(const char *s, long *out)
     return 0;
 }
 
-/* Fills every option not already set from the JSON config file. 0 or EXIT_* with a message. */
+/* Fills every option not already set from the JSON config file; a source kind given on the
+ * command line replaces the config's source entirely. 0 or EXIT_* with a message. */
 static int load_config(const char *path, struct options *o)
 {
+    bool cli_source = o->nregfiles > 0 || o->facts;
     char *text;
     size_t len;
     int rc = read_capped(path, CONFIG_MAX_BYTES, &text, &len);
@@ -206,6 +208,8 @@ static int load_config(const char *path, struct options *o)
                 ret = EXIT_INPUT;
                 goto out;
             }
+            if (slot == &o->facts && cli_source)
+                continue;
             if (!*slot && set_string(slot, json_string_value(v)) < 0) {
                 ret = EXIT_SYSTEM;
                 goto out;
@@ -238,7 +242,7 @@ static int load_config(const char *path, struct options *o)
                     goto out;
                 }
             }
-            if (o->nregfiles == 0) {
+            if (!cli_source) {
                 json_array_foreach(list, i, item) {
                     o->regfiles[o->nregfiles] = strdup(json_string_value(item));
                     if (!o->regfiles[o->nregfiles++]) {
@@ -671,11 +675,10 @@ static void on_signal(uv_signal_t *h, int signum)
     stop(c);
 }
 
-static int start_signal(struct collector *c, uv_signal_t *h, int signum)
+static void init_signal(struct collector *c, uv_signal_t *h)
 {
     uv_signal_init(&c->loop, h);
     h->data = c;
-    return uv_signal_start(h, on_signal, signum);
 }
 
 static int run(struct collector *c)
@@ -742,8 +745,12 @@ static int run(struct collector *c)
 
     uv_timer_init(&c->loop, &c->refresh);
     c->refresh.data = c;
-    if (start_signal(c, &c->sigterm, SIGTERM) < 0 || start_signal(c, &c->sigint, SIGINT) < 0 ||
-        start_signal(c, &c->sighup, SIGHUP) < 0) {
+    init_signal(c, &c->sigterm);
+    init_signal(c, &c->sigint);
+    init_signal(c, &c->sighup);
+    if (uv_signal_start(&c->sigterm, on_signal, SIGTERM) < 0 ||
+        uv_signal_start(&c->sigint, on_signal, SIGINT) < 0 ||
+        uv_signal_start(&c->sighup, on_signal, SIGHUP) < 0) {
         fail("cannot install signal handlers");
         stop(c);
         uv_run(&c->loop, UV_RUN_DEFAULT);
