@@ -866,6 +866,36 @@ START_TEST(test_collector_serves_report_from_regfiles)
 }
 END_TEST
 
+START_TEST(test_collector_serves_layered_fixture_facts_over_tls)
+{
+    /* The win7-ready fixture is two exports layered in order (task B's fixtures): the report on
+     * the wire carries exactly the facts the extraction suite expects from them. */
+    const char *base = strdup(tu_source_path("tests/fixtures/reg/win7-sp1-x64-unpatched.reg"));
+    const char *over = strdup(tu_source_path("tests/fixtures/reg/win7-ready.reg"));
+    const char *extra[] = {"--regfile", base, "--regfile", over, NULL};
+    struct proc p = start_collector(extra);
+    char *body = get_ok(p.port, HOST1, "/v1/readiness");
+    json_t *r;
+    char err[512];
+    ck_assert_msg(report_parse(body, strlen(body), &r, err, sizeof(err)) == 0, "%s", err);
+    json_error_t je;
+    json_t *want = json_load_file(tu_source_path("tests/fixtures/facts/win7-ready.json"), 0, &je);
+    ck_assert_ptr_nonnull(want);
+    const char *k;
+    json_t *v;
+    json_object_foreach(want, k, v) {
+        ck_assert_msg(json_equal(json_object_get(r, k), v), "%s differs on the wire", k);
+    }
+    ck_assert_str_eq(json_string_value(json_object_get(r, "host")), HOST1);
+    json_decref(want);
+    json_decref(r);
+    free(body);
+    free((char *)base);
+    free((char *)over);
+    stop_collector(&p);
+}
+END_TEST
+
 START_TEST(test_collector_refuses_host_not_in_certificate)
 {
     const char *args[] = {"--listen", "127.0.0.1:0", "--cert", tu_path(certs, HOST1 ".pem"),
@@ -1100,6 +1130,7 @@ static Suite *collector_suite(void)
     tcase_add_test(col, test_collector_refuses_malformed_facts_file);
     tcase_add_test(col, test_collector_refuses_malformed_regfile);
     tcase_add_test(col, test_collector_serves_report_from_regfiles);
+    tcase_add_test(col, test_collector_serves_layered_fixture_facts_over_tls);
     tcase_add_test(col, test_collector_refuses_host_not_in_certificate);
     tcase_add_test(col, test_collector_accepts_host_in_other_case);
     tcase_add_test(col, test_collector_refuses_bad_tls_material);
