@@ -333,6 +333,21 @@ static int listen_on(const char *address, uint16_t port, uint16_t *bound, char *
     return fd;
 }
 
+/* How many certificates a PEM string holds, or a negative GnuTLS code. */
+static int count_certificates(const char *pem)
+{
+    gnutls_datum_t d = {(unsigned char *)pem, (unsigned)strlen(pem)};
+    gnutls_x509_crt_t *list = NULL;
+    unsigned n = 0;
+    int rc = gnutls_x509_crt_list_import2(&list, &n, &d, GNUTLS_X509_FMT_PEM, 0);
+    if (rc < 0)
+        return rc;
+    for (unsigned i = 0; i < n; i++)
+        gnutls_x509_crt_deinit(list[i]);
+    gnutls_free(list);
+    return (int)n;
+}
+
 int server_start(uv_loop_t *loop, const struct server_options *o, struct server **out, char *err,
                  size_t errsize)
 {
@@ -357,6 +372,14 @@ int server_start(uv_loop_t *loop, const struct server_options *o, struct server 
         return -ENOMEM;
     }
 
+    /* MHD accepts a trust PEM without a certificate in it; every client would then be refused
+     * with no word why. */
+    if (count_certificates(s->ca_pem) <= 0) {
+        set_err(err, errsize, "%s: the CA PEM holds no certificate", o->host);
+        server_free(s);
+        return -EINVAL;
+    }
+
     int fd = listen_on(o->address, o->port, &s->port, err, errsize);
     if (fd < 0) {
         server_free(s);
@@ -366,9 +389,9 @@ int server_start(uv_loop_t *loop, const struct server_options *o, struct server 
     s->start_err = err;
     s->start_errsize = errsize;
     s->mhd = MHD_start_daemon(
-        MHD_USE_EPOLL | MHD_USE_TLS, 0, NULL, NULL, on_request, s,
+        MHD_USE_EPOLL | MHD_USE_TLS | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, s,
+        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, /* first, or MHD logs the others itself */
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s,
         MHD_OPTION_HTTPS_MEM_CERT, s->cert_pem,
         MHD_OPTION_HTTPS_MEM_KEY, s->key_pem,
         MHD_OPTION_HTTPS_MEM_TRUST, s->ca_pem,
@@ -388,7 +411,7 @@ int server_start(uv_loop_t *loop, const struct server_options *o, struct server 
         /* Depending on where it failed MHD may have closed the socket already. */
         if (fcntl(fd, F_GETFD) >= 0)
             close(fd);
-        char why[256];
+        char why[512];
         snprintf(why, sizeof(why), "%s", err && err[0] ? err : "no reason given");
         set_err(err, errsize, "%s: cannot start the HTTPS server (bad certificate, key or CA?): %s",
                 o->host, why);

@@ -581,7 +581,7 @@ START_TEST(test_one_loop_serves_several_identities)
 }
 END_TEST
 
-START_TEST(test_server_start_refuses_key_of_another_certificate)
+START_TEST(test_server_start_refuses_bad_tls_material_and_address)
 {
     uv_loop_t loop;
     uv_loop_init(&loop);
@@ -593,8 +593,13 @@ START_TEST(test_server_start_refuses_key_of_another_certificate)
     char err[512];
     ck_assert_int_eq(server_start(&loop, &o, &s, err, sizeof(err)), -EINVAL);
     ck_assert_ptr_null(s);
-    ck_assert_msg(strstr(err, HOST1) != NULL, "%s", err);
+    ck_assert_msg(strstr(err, HOST1 ": cannot start the HTTPS server") != NULL, "%s", err);
+    ck_assert_msg(strstr(err, "do not match") != NULL, "%s", err);
     o.key_pem = pem(certs, HOST1 ".key");
+    o.ca_pem = o.key_pem; /* a PEM, but no certificate in it */
+    ck_assert_int_eq(server_start(&loop, &o, &s, err, sizeof(err)), -EINVAL);
+    ck_assert_str_eq(err, HOST1 ": the CA PEM holds no certificate");
+    o.ca_pem = ca;
     o.address = "localhost";
     ck_assert_int_eq(server_start(&loop, &o, &s, err, sizeof(err)), -EINVAL);
     ck_assert_str_eq(err, "localhost: not a numeric IPv4 or IPv6 address");
@@ -1118,7 +1123,7 @@ static Suite *collector_suite(void)
     tcase_add_test(srv, test_server_routes_404_405_and_refuses_bodies);
     tcase_add_test(srv, test_server_health_reports_identity_and_size);
     tcase_add_test(srv, test_one_loop_serves_several_identities);
-    tcase_add_test(srv, test_server_start_refuses_key_of_another_certificate);
+    tcase_add_test(srv, test_server_start_refuses_bad_tls_material_and_address);
     suite_add_tcase(s, srv);
 
     TCase *col = tcase_create("collector");
