@@ -11,6 +11,8 @@
  * health answer changing), never with a fixed sleep.
  */
 #include <curl/curl.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -20,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1107,6 +1110,129 @@ START_TEST(test_collector_refreshes_on_interval)
 }
 END_TEST
 
+/* ---- case "gen-certs" ---- */
+
+static gnutls_x509_crt_t load_crt(const char *path)
+{
+    char *text = read_text(path);
+    gnutls_datum_t d = {(unsigned char *)text, (unsigned)strlen(text)};
+    gnutls_x509_crt_t crt;
+    ck_assert_int_eq(gnutls_x509_crt_init(&crt), 0);
+    ck_assert_int_eq(gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_PEM), 0);
+    free(text);
+    return crt;
+}
+
+static int has_purpose(gnutls_x509_crt_t crt, const char *oid)
+{
+    for (unsigned i = 0;; i++) {
+        char buf[128];
+        size_t n = sizeof(buf);
+        if (gnutls_x509_crt_get_key_purpose_oid(crt, i, buf, &n, NULL) < 0)
+            return 0;
+        if (strcmp(buf, oid) == 0)
+            return 1;
+    }
+}
+
+static int gen_certs_run(const char *out, const char *name)
+{
+    char *argv[] = {(char *)tu_source_path("tools/gen-certs"), (char *)out, (char *)name, NULL};
+    return tu_run(argv, NULL, NULL, NULL);
+}
+
+START_TEST(test_gen_certs_makes_ca_host_and_orchestrator)
+{
+    ck_assert_int_eq(gen_certs_run(dir, "cl-w7-0001.corp.contoso.com"), 0);
+    struct stat st;
+    const char *keys[] = {"ca.key", "cl-w7-0001.corp.contoso.com.key", "orchestrator.key", NULL};
+    for (int i = 0; keys[i]; i++) {
+        ck_assert_int_eq(stat(tu_path(dir, keys[i]), &st), 0);
+        ck_assert_int_eq(st.st_mode & 0777, 0600);
+    }
+    gnutls_x509_crt_t ca = load_crt(tu_path(dir, "ca.pem"));
+    ck_assert_int_gt(gnutls_x509_crt_get_ca_status(ca, NULL), 0);
+    unsigned usage = 0;
+    ck_assert_int_ge(gnutls_x509_crt_get_key_usage(ca, &usage, NULL), 0);
+    ck_assert(usage & GNUTLS_KEY_KEY_CERT_SIGN);
+    ck_assert_int_eq(gnutls_x509_crt_get_pk_algorithm(ca, NULL), GNUTLS_PK_ECDSA);
+
+    gnutls_x509_crt_t host = load_crt(tu_path(dir, "cl-w7-0001.corp.contoso.com.pem"));
+    char name[256];
+    size_t n = sizeof(name);
+    ck_assert_int_eq(gnutls_x509_crt_get_subject_alt_name(host, 0, name, &n, NULL),
+                     GNUTLS_SAN_DNSNAME);
+    ck_assert_str_eq(name, "cl-w7-0001.corp.contoso.com");
+    ck_assert_int_eq(gnutls_x509_crt_get_ca_status(host, NULL), 0);
+    ck_assert(has_purpose(host, GNUTLS_KP_TLS_WWW_SERVER));
+    ck_assert(has_purpose(host, GNUTLS_KP_TLS_WWW_CLIENT));
+    unsigned status = 1;
+    ck_assert_int_eq(gnutls_x509_crt_verify(host, &ca, 1, 0, &status), 0);
+    ck_assert_uint_eq(status, 0);
+
+    gnutls_x509_crt_t orch = load_crt(tu_path(dir, "orchestrator.pem"));
+    n = sizeof(name);
+    ck_assert_int_eq(gnutls_x509_crt_get_dn_by_oid(orch, GNUTLS_OID_X520_COMMON_NAME, 0, 0, name,
+                                                   &n), 0);
+    ck_assert_str_eq(name, "tlsgate-orchestrator");
+    ck_assert(has_purpose(orch, GNUTLS_KP_TLS_WWW_CLIENT));
+    ck_assert(!has_purpose(orch, GNUTLS_KP_TLS_WWW_SERVER));
+    ck_assert_int_eq(gnutls_x509_crt_verify(orch, &ca, 1, 0, &status), 0);
+    ck_assert_uint_eq(status, 0);
+    gnutls_x509_crt_deinit(ca);
+    gnutls_x509_crt_deinit(host);
+    gnutls_x509_crt_deinit(orch);
+}
+END_TEST
+
+START_TEST(test_gen_certs_reuses_existing_ca)
+{
+    ck_assert_int_eq(gen_certs_run(dir, "a.example.com"), 0);
+    char *ca1 = read_text(tu_path(dir, "ca.pem"));
+    char *orch1 = read_text(tu_path(dir, "orchestrator.pem"));
+    ck_assert_int_eq(gen_certs_run(dir, "b.example.com"), 0);
+    char *ca2 = read_text(tu_path(dir, "ca.pem"));
+    char *orch2 = read_text(tu_path(dir, "orchestrator.pem"));
+    ck_assert_str_eq(ca1, ca2);
+    ck_assert_str_eq(orch1, orch2);
+    /* The host added later is signed by the same CA as the first one. */
+    gnutls_x509_crt_t ca = load_crt(tu_path(dir, "ca.pem"));
+    gnutls_x509_crt_t b = load_crt(tu_path(dir, "b.example.com.pem"));
+    unsigned status = 1;
+    ck_assert_int_eq(gnutls_x509_crt_verify(b, &ca, 1, 0, &status), 0);
+    ck_assert_uint_eq(status, 0);
+    gnutls_x509_crt_deinit(ca);
+    gnutls_x509_crt_deinit(b);
+    free(ca1);
+    free(ca2);
+    free(orch1);
+    free(orch2);
+}
+END_TEST
+
+START_TEST(test_gen_certs_refuses_names_that_are_not_host_names)
+{
+    ck_assert_int_eq(gen_certs_run(dir, "../evil"), 2);
+    ck_assert_int_eq(gen_certs_run(dir, "ca"), 2);
+    ck_assert_int_eq(gen_certs_run(dir, "-x"), 2);
+    struct stat st;
+    ck_assert_int_ne(stat(tu_path(dir, "ca.pem"), &st), 0);
+}
+END_TEST
+
+START_TEST(test_gen_certs_rsa_option)
+{
+    char *argv[] = {(char *)tu_source_path("tools/gen-certs"), "--rsa", dir, "r.example.com",
+                    NULL};
+    ck_assert_int_eq(tu_run(argv, NULL, NULL, NULL), 0);
+    gnutls_x509_crt_t host = load_crt(tu_path(dir, "r.example.com.pem"));
+    unsigned bits = 0;
+    ck_assert_int_eq(gnutls_x509_crt_get_pk_algorithm(host, &bits), GNUTLS_PK_RSA);
+    ck_assert_uint_eq(bits, 2048);
+    gnutls_x509_crt_deinit(host);
+}
+END_TEST
+
 static Suite *collector_suite(void)
 {
     Suite *s = suite_create("collector");
@@ -1145,6 +1271,15 @@ static Suite *collector_suite(void)
     tcase_add_test(col, test_collector_sighup_keeps_old_report_on_broken_facts);
     tcase_add_test(col, test_collector_refreshes_on_interval);
     suite_add_tcase(s, col);
+
+    TCase *gc = tcase_create("gen-certs");
+    tcase_set_timeout(gc, 60);
+    tcase_add_checked_fixture(gc, setup, teardown);
+    tcase_add_test(gc, test_gen_certs_makes_ca_host_and_orchestrator);
+    tcase_add_test(gc, test_gen_certs_reuses_existing_ca);
+    tcase_add_test(gc, test_gen_certs_refuses_names_that_are_not_host_names);
+    tcase_add_test(gc, test_gen_certs_rsa_option);
+    suite_add_tcase(s, gc);
     return s;
 }
 
