@@ -202,7 +202,6 @@ static void add_host(struct plan *p, int site, const char *prefix, int num, cons
  * a console; the rest of --hosts are clients spread over the sites, fixtures by the mix. */
 static void build_plan(struct plan *p)
 {
-    int per_site_servers = 5 + p->mps + p->dps;
     fleet.hosts = calloc((size_t)p->hosts, sizeof(struct host));
     if (!fleet.hosts) {
         fprintf(stderr, "fleetsim: out of memory\n");
@@ -219,7 +218,6 @@ static void build_plan(struct plan *p)
         add_host(p, s, "cm-rsp", -1, "reporting_point", p->server_fixture);
         add_host(p, s, "adm", 1, "console", p->console_fixture);
     }
-    (void)per_site_servers;
     int total_weight = 0;
     for (int i = 0; i < p->nmix; i++)
         total_weight += p->mix[i].weight;
@@ -924,7 +922,7 @@ int main(int argc, char **argv)
         }
         snprintf(p.sites[p.nsites++], 4, "%s", t);
     }
-    int servers = p.nsites * (7 + p.mps + p.dps);
+    int servers = p.nsites * (5 + p.mps + p.dps);
     if (p.nsites == 0 || p.hosts < servers) {
         fprintf(stderr, "fleetsim: --hosts must be at least %d (the site systems of %d sites)\n",
                 servers, p.nsites);

@@ -1,0 +1,236 @@
+/*
+ * test_fleetsim.c — the fleet simulator the demo and the benchmarks stand on: real
+ * certificates issued in-process from a gen-certs CA, real TLS on 127.0.0.1, real control
+ * commands changing what a host serves.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+static char *dir;
+static pid_t sim = -1;
+static char ctl_path[4200];
+
+struct body {
+    char buf[300 * 1024];
+    size_t len;
+};
+
+static size_t on_body(char *p, size_t size, size_t n, void *ud)
+{
+    struct body *b = ud;
+    size_t len = size * n;
+    if (b->len + len >= sizeof(b->buf))
+        return 0;
+    memcpy(b->buf + b->len, p, len);
+    b->len += len;
+    b->buf[b->len] = '\0';
+    return len;
+}
+
+/* GET https://HOST:PORT/v1/readiness with the orchestrator's certificate; returns the CURLcode
+ * and the body in b. */
+static CURLcode fetch(const char *host, int port, struct body *b)
+{
+    char url[300], resolve[300];
+    snprintf(url, sizeof(url), "https://%s:%d/v1/readiness", host, port);
+    snprintf(resolve, sizeof(resolve), "%s:%d:127.0.0.1", host, port);
+    struct curl_slist *res = curl_slist_append(NULL, resolve);
+    CURL *h = curl_easy_init();
+    b->len = 0;
+    b->buf[0] = '\0';
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_RESOLVE, res);
+    curl_easy_setopt(h, CURLOPT_CAINFO, tu_path(dir, "certs/ca.pem"));
+    curl_easy_setopt(h, CURLOPT_SSLCERT, tu_path(dir, "certs/orchestrator.pem"));
+    curl_easy_setopt(h, CURLOPT_SSLKEY, tu_path(dir, "certs/orchestrator.key"));
+    curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 3000L);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, b);
+    CURLcode rc = curl_easy_perform(h);
+    long status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(h);
+    curl_slist_free_all(res);
+    if (rc == CURLE_OK && status != 200)
+        rc = CURLE_HTTP_RETURNED_ERROR;
+    return rc;
+}
+
+static char *ctl(const char *a, const char *b, const char *c)
+{
+    char *argv[] = {(char *)tu_build_path("tools/fleetsim"), "ctl", ctl_path, (char *)a,
+                    (char *)b, (char *)c, NULL};
+    char *out;
+    tu_run(argv, NULL, &out, NULL);
+    return out;
+}
+
+/* Starts 40 hosts in two sites; the port base moves on if another test holds the ports. */
+static int start_sim(void)
+{
+    char *gen[] = {(char *)tu_source_path("tools/gen-certs"), (char *)tu_path(dir, "certs"),
+                   NULL};
+    ck_assert_int_eq(tu_run(gen, NULL, NULL, NULL), 0);
+    snprintf(ctl_path, sizeof(ctl_path), "%s", tu_path(dir, "ctl.sock"));
+    for (int attempt = 0; attempt < 8; attempt++) {
+        int base = 10000 + (int)((getpid() * 7 + attempt * 997) % 400) * 50;
+        char base_s[16];
+        snprintf(base_s, sizeof(base_s), "%d", base);
+        const char *log = tu_path(dir, "sim.log");
+        unlink(log);
+        sim = fork();
+        ck_assert_int_ge(sim, 0);
+        if (sim == 0) {
+            freopen(log, "w", stdout);
+            dup2(fileno(stdout), 2);
+            execl(tu_build_path("tools/fleetsim"), "fleetsim", "--certs", tu_path(dir, "certs"),
+                  "--fixtures", tu_source_path("tests/fixtures/reg"), "--hosts", "40", "--sites",
+                  "AA1,BB2", "--mps", "1", "--dps", "1", "--procs", "2", "--base-port", base_s,
+                  "--inventory", tu_path(dir, "inv.csv"), "--control", ctl_path, (char *)NULL);
+            _exit(127);
+        }
+        time_t deadline = time(NULL) + 60;
+        while (time(NULL) < deadline) {
+            char *text = tu_read_file(log, NULL);
+            int ready = text && strstr(text, "fleetsim: ready 40 hosts");
+            free(text);
+            if (ready)
+                return base;
+            int status;
+            if (waitpid(sim, &status, WNOHANG) == sim)
+                break; /* ports taken: try another base */
+            usleep(20000);
+        }
+        if (kill(sim, 0) == 0) {
+            kill(sim, SIGKILL);
+            waitpid(sim, NULL, 0);
+        }
+    }
+    ck_abort_msg("fleetsim did not start");
+    return -1;
+}
+
+static void setup(void)
+{
+    dir = tu_tmpdir();
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static void teardown(void)
+{
+    if (sim > 0) {
+        kill(sim, SIGTERM);
+        waitpid(sim, NULL, 0);
+    }
+    tu_rmtree(dir);
+    free(dir);
+}
+
+START_TEST(test_fleet_serves_one_identity_per_host_and_writes_inventory)
+{
+    int base = start_sim();
+    char *inv = tu_read_file(tu_path(dir, "inv.csv"), NULL);
+    ck_assert_ptr_nonnull(inv);
+    char expect[200];
+    snprintf(expect, sizeof(expect), "cm-mp-aa1-01.sim.contoso.com,AA1,management_point,"
+                                     "127.0.0.1:%d,server2019-site-server\n", base + 2);
+    ck_assert_msg(strstr(inv, expect), "no '%s' in %s", expect, inv);
+    ck_assert_ptr_nonnull(strstr(inv, "name,site,roles,collector,os\n"));
+    free(inv);
+
+    struct body b;
+    ck_assert_int_eq(fetch("cm-mp-aa1-01.sim.contoso.com", base + 2, &b), CURLE_OK);
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"host\":\"cm-mp-aa1-01.sim.contoso.com\""));
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"build\":17763"));
+    /* The certificate names the host: asking for it under another name fails verification. */
+    ck_assert_int_eq(fetch("cm-sql-aa1.sim.contoso.com", base + 2, &b), CURLE_PEER_FAILED_VERIFICATION);
+    char *status = ctl("status", NULL, NULL);
+    ck_assert_str_eq(status, "hosts 40 served 1 refused 0\n");
+    free(status);
+}
+END_TEST
+
+START_TEST(test_control_patches_stops_and_misbehaves_hosts)
+{
+    int base = start_sim();
+    /* The first client (index 14: 2 sites x 7 site systems) is a Windows 7 without KB3140245. */
+    const char *client = "ws000001-aa1.sim.contoso.com";
+    struct body b;
+    ck_assert_int_eq(fetch(client, base + 14, &b), CURLE_OK);
+    ck_assert_ptr_null(strstr(b.buf, "KB3140245"));
+    char *out = ctl("fixture-all", "win7-sp1-x64-unpatched", "win7-ready");
+    ck_assert_int_eq(strncmp(out, "ok ", 3), 0);
+    ck_assert_int_gt(atoi(out + 3), 0);
+    free(out);
+    ck_assert_int_eq(fetch(client, base + 14, &b), CURLE_OK);
+    ck_assert_ptr_nonnull(strstr(b.buf, "KB3140245"));
+
+    out = ctl("misbehave", client, "wrong-cert");
+    ck_assert_str_eq(out, "ok\n");
+    free(out);
+    ck_assert_int_eq(fetch(client, base + 14, &b), CURLE_PEER_FAILED_VERIFICATION);
+
+    out = ctl("misbehave", client, "silent");
+    free(out);
+    ck_assert_int_eq(fetch(client, base + 14, &b), CURLE_OPERATION_TIMEDOUT);
+
+    out = ctl("stop", client, NULL);
+    free(out);
+    ck_assert_int_eq(fetch(client, base + 14, &b), CURLE_COULDNT_CONNECT);
+
+    out = ctl("start", client, NULL);
+    free(out);
+    ck_assert_int_eq(fetch(client, base + 14, &b), CURLE_OK);
+
+    out = ctl("stop", "nope.sim.contoso.com", NULL);
+    ck_assert_str_eq(out, "error: unknown host\n");
+    free(out);
+    out = ctl("misbehave", client, "rude");
+    ck_assert_int_eq(strncmp(out, "error: mode must be", 19), 0);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_bad_options_are_refused)
+{
+    char *argv[] = {(char *)tu_build_path("tools/fleetsim"), "--certs", "/nonexistent",
+                    "--fixtures", (char *)tu_source_path("tests/fixtures/reg"), "--control",
+                    (char *)tu_path(dir, "c.sock"), NULL};
+    char *err;
+    ck_assert_int_eq(tu_run(argv, NULL, NULL, &err), 3);
+    ck_assert_ptr_nonnull(strstr(err, "/nonexistent/ca.pem"));
+    free(err);
+    char *argv2[] = {(char *)tu_build_path("tools/fleetsim"), "--certs", "/x", "--fixtures",
+                     "/y", "--control", "/z", "--hosts", "5", NULL};
+    ck_assert_int_eq(tu_run(argv2, NULL, NULL, &err), 2);
+    ck_assert_ptr_nonnull(strstr(err, "--hosts must be at least"));
+    free(err);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *suite = suite_create("fleetsim");
+    TCase *tc = tcase_create("fleet");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_fleet_serves_one_identity_per_host_and_writes_inventory);
+    tcase_add_test(tc, test_control_patches_stops_and_misbehaves_hosts);
+    tcase_add_test(tc, test_bad_options_are_refused);
+    suite_add_tcase(suite, tc);
+    SRunner *sr = srunner_create(suite);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
