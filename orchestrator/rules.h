@@ -85,7 +85,7 @@ typedef int (*rules_verdict_fn)(void *ctx, const struct rules_verdict *v);
 /*
  * Evaluates every rule that applies to a host with `roles` (ROLE_* mask) and the report's OS.
  * Only applicable rules produce verdicts. Returns 0, or the callback's non-zero value.
- * Tallies failed blockers/warnings into *blockers/*warnings when those are not NULL.
+ * Counts failed blockers and warnings into *blockers and *warnings (each may be NULL).
  */
 int rules_evaluate(const struct rules_catalog *c, json_t *report, unsigned roles,
                    rules_verdict_fn fn, void *ctx, int *blockers, int *warnings);
