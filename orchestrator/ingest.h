@@ -22,6 +22,7 @@
 
 struct store;
 struct rules_catalog;
+struct rules_verdict;
 
 /* Prepared statements kept for the daemon's hot path; one per store connection. */
 struct ingest {
@@ -31,6 +32,7 @@ struct ingest {
     sqlite3_stmt *put_report;
     sqlite3_stmt *del_verdicts;
     sqlite3_stmt *put_verdict;
+    struct rules_verdict *verdicts; /* room for one evaluation (rules_count of the catalog) */
 };
 
 /* Prepares the statements. Returns 0 or a negative code (message on the store). */

@@ -1,0 +1,455 @@
+/*
+ * ingest.c — the one write path of a report: evaluate it, then replace the host's report row
+ * and verdict rows inside a SAVEPOINT (see ingest.h). Also the bulk re-evaluation that a new
+ * catalog triggers (`tlsgate rules load`), which rewrites only what changed so that a million
+ * stored reports take seconds, not minutes.
+ */
+#include "ingest.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "rules.h"
+#include "store.h"
+
+/* RFC 3339 UTC as reports carry it: YYYY-MM-DDTHH:MM:SS[.fraction]Z. */
+static int parse_collected_at(json_t *report, long long *t)
+{
+    const char *s = json_string_value(json_object_get(report, "collected_at"));
+    if (!s)
+        return -EINVAL;
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!end)
+        return -EINVAL;
+    if (*end == '.') {
+        end++;
+        const char *digits = end;
+        while (*end >= '0' && *end <= '9')
+            end++;
+        if (end == digits)
+            return -EINVAL;
+    }
+    if (end[0] != 'Z' || end[1] != '\0')
+        return -EINVAL;
+    int mday = tm.tm_mday, mon = tm.tm_mon;
+    time_t v = timegm(&tm);
+    if (v == (time_t)-1 || tm.tm_mday != mday || tm.tm_mon != mon)
+        return -EINVAL;
+    *t = (long long)v;
+    return 0;
+}
+
+static int server_disabled(json_t *report, const char *proto)
+{
+    json_t *en = json_object_get(
+        json_object_get(json_object_get(json_object_get(report, "schannel"), proto), "server"),
+        "enabled");
+    return json_is_integer(en) && json_integer_value(en) == 0;
+}
+
+int ingest_legacy_disabled(json_t *report)
+{
+    return server_disabled(report, "ssl3") && server_disabled(report, "tls10") &&
+           server_disabled(report, "tls11");
+}
+
+int ingest_init(struct ingest *ig, struct store *s, const struct rules_catalog *c)
+{
+    memset(ig, 0, sizeof(*ig));
+    ig->store = s;
+    ig->catalog = c;
+    ig->verdicts = calloc(rules_count(c) ? rules_count(c) : 1, sizeof(*ig->verdicts));
+    if (!ig->verdicts)
+        return store_fail(s, -ENOMEM, "ingest: out of memory");
+    int rc;
+    if ((rc = store_prepare(s, "SELECT collected_at FROM report WHERE host_id = ?",
+                            &ig->get_collected)) ||
+        (rc = store_prepare(s,
+                            "INSERT INTO report (host_id, collected_at, received_at, body, "
+                            "catalog_version, blockers, warnings, legacy_disabled) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (host_id) DO UPDATE SET "
+                            "collected_at = excluded.collected_at, "
+                            "received_at = excluded.received_at, body = excluded.body, "
+                            "catalog_version = excluded.catalog_version, "
+                            "blockers = excluded.blockers, warnings = excluded.warnings, "
+                            "legacy_disabled = excluded.legacy_disabled",
+                            &ig->put_report)) ||
+        (rc = store_prepare(s, "DELETE FROM verdict WHERE host_id = ?", &ig->del_verdicts)) ||
+        (rc = store_prepare(s,
+                            "INSERT INTO verdict (host_id, rule, pass, severity, reason) "
+                            "VALUES (?, ?, ?, ?, ?)",
+                            &ig->put_verdict))) {
+        ingest_release(ig);
+        return rc;
+    }
+    return 0;
+}
+
+void ingest_release(struct ingest *ig)
+{
+    sqlite3_finalize(ig->get_collected);
+    sqlite3_finalize(ig->put_report);
+    sqlite3_finalize(ig->del_verdicts);
+    sqlite3_finalize(ig->put_verdict);
+    free(ig->verdicts);
+    memset(ig, 0, sizeof(*ig));
+}
+
+struct collect {
+    struct rules_verdict *out;
+    size_t n, cap;
+};
+
+static int collect_verdict(void *ctx, const struct rules_verdict *v)
+{
+    struct collect *c = ctx;
+    if (c->n == c->cap)
+        return -EOVERFLOW; /* cannot happen: one verdict per rule at most */
+    c->out[c->n++] = *v;
+    return 0;
+}
+
+/* Runs a stepped statement to completion; maps SQLite's answer to our codes. */
+static int step_done(struct store *s, sqlite3_stmt *st, const char *what)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE)
+        return 0;
+    if ((sqlite3_extended_errcode(store_db(s))) == SQLITE_CONSTRAINT_FOREIGNKEY) {
+        store_sqlite_fail(s, what);
+        return -ENOENT;
+    }
+    return store_sqlite_fail(s, what);
+}
+
+static int write_verdicts(struct ingest *ig, long long host_id, const struct rules_verdict *v,
+                          size_t n)
+{
+    sqlite3_bind_int64(ig->del_verdicts, 1, host_id);
+    int rc = step_done(ig->store, ig->del_verdicts, "delete verdicts");
+    for (size_t i = 0; !rc && i < n; i++) {
+        sqlite3_stmt *st = ig->put_verdict;
+        sqlite3_bind_int64(st, 1, host_id);
+        sqlite3_bind_text(st, 2, v[i].rule, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 3, v[i].pass);
+        sqlite3_bind_text(st, 4, rules_severity_name(v[i].severity), -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, v[i].reason, -1, SQLITE_STATIC);
+        rc = step_done(ig->store, st, "write verdict");
+    }
+    return rc;
+}
+
+int ingest_one(struct ingest *ig, long long host_id, unsigned roles, json_t *report,
+               long long received_at, char *err, size_t errsize)
+{
+    struct store *s = ig->store;
+    long long collected_at;
+    if (parse_collected_at(report, &collected_at)) {
+        snprintf(err, errsize, "host %lld: report: collected_at: missing or not RFC 3339 UTC",
+                 host_id);
+        return -EINVAL;
+    }
+    struct collect col = {.out = ig->verdicts, .cap = rules_count(ig->catalog)};
+    int blockers, warnings;
+    int rc = rules_evaluate(ig->catalog, report, roles, collect_verdict, &col, &blockers,
+                            &warnings);
+    if (rc) {
+        snprintf(err, errsize, "host %lld: evaluation failed (%d)", host_id, rc);
+        return rc < 0 ? rc : -EIO;
+    }
+    char *body = json_dumps(report, JSON_COMPACT);
+    if (!body) {
+        snprintf(err, errsize, "host %lld: out of memory", host_id);
+        return -ENOMEM;
+    }
+
+    /* On its own, take the write lock first: a read that later upgrades can fail at once
+     * (SQLITE_BUSY_SNAPSHOT) when another writer committed in between. */
+    bool own = sqlite3_get_autocommit(store_db(s));
+    if ((own && (rc = store_begin(s, true))) || (rc = store_exec(s, "SAVEPOINT ingest"))) {
+        snprintf(err, errsize, "host %lld: %s", host_id, store_errmsg(s));
+        if (own)
+            store_rollback(s);
+        free(body);
+        return rc;
+    }
+    sqlite3_stmt *st = ig->get_collected;
+    sqlite3_bind_int64(st, 1, host_id);
+    int step = sqlite3_step(st);
+    long long stored = step == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_reset(st);
+    if (step != SQLITE_ROW && step != SQLITE_DONE) {
+        rc = store_sqlite_fail(s, "read stored report");
+        goto fail;
+    }
+    if (stored > collected_at) {
+        char a[32], b[32];
+        struct tm tm;
+        time_t t1 = (time_t)collected_at, t2 = (time_t)stored;
+        strftime(a, sizeof(a), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t1, &tm));
+        strftime(b, sizeof(b), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t2, &tm));
+        store_fail(s, 0, "report collected at %s is older than the stored one (%s)", a, b);
+        rc = -ESTALE;
+        goto fail;
+    }
+
+    st = ig->put_report;
+    sqlite3_bind_int64(st, 1, host_id);
+    sqlite3_bind_int64(st, 2, collected_at);
+    sqlite3_bind_int64(st, 3, received_at);
+    sqlite3_bind_text(st, 4, body, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, rules_version(ig->catalog), -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 6, blockers);
+    sqlite3_bind_int(st, 7, warnings);
+    sqlite3_bind_int(st, 8, ingest_legacy_disabled(report));
+    rc = step_done(s, st, "write report");
+    sqlite3_clear_bindings(st);
+    if (rc == -ENOENT)
+        store_fail(s, 0, "no host with id %lld in the inventory", host_id);
+    if (rc || (rc = write_verdicts(ig, host_id, col.out, col.n)))
+        goto fail;
+    if ((rc = store_exec(s, "RELEASE ingest")))
+        goto fail;
+    if (own && (rc = store_commit(s))) {
+        snprintf(err, errsize, "host %lld: %s", host_id, store_errmsg(s));
+        store_rollback(s);
+        free(body);
+        return rc;
+    }
+    free(body);
+    return 0;
+
+fail:
+    snprintf(err, errsize, "host %lld: %s", host_id, store_errmsg(s));
+    sqlite3_exec(store_db(s), "ROLLBACK TO ingest; RELEASE ingest", NULL, NULL, NULL);
+    if (own)
+        store_rollback(s);
+    free(body);
+    return rc;
+}
+
+int ingest_report(struct store *s, const struct rules_catalog *c, long long host_id,
+                  unsigned roles, json_t *report, long long received_at, char *err,
+                  size_t errsize)
+{
+    struct ingest ig;
+    int rc = ingest_init(&ig, s, c);
+    if (rc) {
+        snprintf(err, errsize, "%s", store_errmsg(s));
+        return rc;
+    }
+    rc = ingest_one(&ig, host_id, roles, report, received_at, err, errsize);
+    ingest_release(&ig);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Re-evaluation of every stored report                                                       */
+
+#define REEVAL_CHUNK 1024
+
+struct reeval {
+    struct store *s;
+    const struct rules_catalog *c;
+    sqlite3_stmt *chunk, *old, *ins, *upd, *del, *summary;
+    struct rules_verdict *v;
+    size_t *order;
+};
+
+static int by_rule(const void *a, const void *b, void *ctx)
+{
+    const struct rules_verdict *v = ctx;
+    return strcmp(v[*(const size_t *)a].rule, v[*(const size_t *)b].rule);
+}
+
+/* Rewrites one host's verdicts where they differ from the stored ones (rows come sorted by
+ * rule, the verdict table's key order); unchanged verdicts are not touched. */
+static int sync_verdicts(struct reeval *R, long long host_id, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        R->order[i] = i;
+    qsort_r(R->order, n, sizeof(*R->order), by_rule, R->v);
+    sqlite3_bind_int64(R->old, 1, host_id);
+    size_t k = 0;
+    int rc = 0, step;
+    while (!rc && (step = sqlite3_step(R->old)) == SQLITE_ROW) {
+        const char *rule = (const char *)sqlite3_column_text(R->old, 0);
+        int cmp = 1;
+        while (k < n && (cmp = strcmp(R->v[R->order[k]].rule, rule)) < 0) {
+            const struct rules_verdict *v = &R->v[R->order[k++]];
+            sqlite3_bind_int64(R->ins, 1, host_id);
+            sqlite3_bind_text(R->ins, 2, v->rule, -1, SQLITE_STATIC);
+            sqlite3_bind_int(R->ins, 3, v->pass);
+            sqlite3_bind_text(R->ins, 4, rules_severity_name(v->severity), -1, SQLITE_STATIC);
+            sqlite3_bind_text(R->ins, 5, v->reason, -1, SQLITE_STATIC);
+            rc = step_done(R->s, R->ins, "write verdict");
+            if (rc)
+                break;
+        }
+        if (rc)
+            break;
+        if (k < n && cmp == 0) {
+            const struct rules_verdict *v = &R->v[R->order[k++]];
+            const char *sev = rules_severity_name(v->severity);
+            if (sqlite3_column_int(R->old, 1) != v->pass ||
+                strcmp((const char *)sqlite3_column_text(R->old, 2), sev) ||
+                strcmp((const char *)sqlite3_column_text(R->old, 3), v->reason)) {
+                sqlite3_bind_int(R->upd, 1, v->pass);
+                sqlite3_bind_text(R->upd, 2, sev, -1, SQLITE_STATIC);
+                sqlite3_bind_text(R->upd, 3, v->reason, -1, SQLITE_STATIC);
+                sqlite3_bind_int64(R->upd, 4, host_id);
+                sqlite3_bind_text(R->upd, 5, v->rule, -1, SQLITE_STATIC);
+                rc = step_done(R->s, R->upd, "update verdict");
+            }
+        } else {
+            /* A rule that no longer applies (or no longer exists). */
+            sqlite3_bind_int64(R->del, 1, host_id);
+            sqlite3_bind_text(R->del, 2, rule, -1, SQLITE_TRANSIENT);
+            rc = step_done(R->s, R->del, "delete verdict");
+        }
+    }
+    if (!rc && step != SQLITE_DONE && step != SQLITE_ROW)
+        rc = store_sqlite_fail(R->s, "read verdicts");
+    sqlite3_reset(R->old);
+    while (!rc && k < n) {
+        const struct rules_verdict *v = &R->v[R->order[k++]];
+        sqlite3_bind_int64(R->ins, 1, host_id);
+        sqlite3_bind_text(R->ins, 2, v->rule, -1, SQLITE_STATIC);
+        sqlite3_bind_int(R->ins, 3, v->pass);
+        sqlite3_bind_text(R->ins, 4, rules_severity_name(v->severity), -1, SQLITE_STATIC);
+        sqlite3_bind_text(R->ins, 5, v->reason, -1, SQLITE_STATIC);
+        rc = step_done(R->s, R->ins, "write verdict");
+    }
+    return rc;
+}
+
+struct row {
+    long long host_id;
+    unsigned roles;
+    char *body;
+};
+
+static int reeval_prepare(struct reeval *R)
+{
+    int rc;
+    size_t n = rules_count(R->c) ? rules_count(R->c) : 1;
+    R->v = calloc(n, sizeof(*R->v));
+    R->order = calloc(n, sizeof(*R->order));
+    if (!R->v || !R->order)
+        return store_fail(R->s, -ENOMEM, "re-evaluation: out of memory");
+    if ((rc = store_prepare(R->s,
+                            "SELECT r.host_id, h.roles, r.body FROM report r "
+                            "JOIN host h ON h.id = r.host_id WHERE r.host_id > ? "
+                            "ORDER BY r.host_id LIMIT " "1024", &R->chunk)) ||
+        (rc = store_prepare(R->s, "SELECT rule, pass, severity, reason FROM verdict "
+                                  "WHERE host_id = ? ORDER BY rule", &R->old)) ||
+        (rc = store_prepare(R->s, "INSERT INTO verdict (host_id, rule, pass, severity, reason) "
+                                  "VALUES (?, ?, ?, ?, ?)", &R->ins)) ||
+        (rc = store_prepare(R->s, "UPDATE verdict SET pass = ?, severity = ?, reason = ? "
+                                  "WHERE host_id = ? AND rule = ?", &R->upd)) ||
+        (rc = store_prepare(R->s, "DELETE FROM verdict WHERE host_id = ? AND rule = ?",
+                            &R->del)) ||
+        (rc = store_prepare(R->s, "UPDATE report SET catalog_version = ?, blockers = ?, "
+                                  "warnings = ? WHERE host_id = ?", &R->summary)))
+        return rc;
+    return 0;
+}
+
+static void reeval_release(struct reeval *R)
+{
+    sqlite3_finalize(R->chunk);
+    sqlite3_finalize(R->old);
+    sqlite3_finalize(R->ins);
+    sqlite3_finalize(R->upd);
+    sqlite3_finalize(R->del);
+    sqlite3_finalize(R->summary);
+    free(R->v);
+    free(R->order);
+}
+
+static int reeval_one(struct reeval *R, const struct row *row, long long *bad)
+{
+    json_t *report = json_loads(row->body, 0, NULL);
+    if (!report || !json_is_object(report)) {
+        json_decref(report);
+        (*bad)++;
+        return 0;
+    }
+    struct collect col = {.out = R->v, .cap = rules_count(R->c)};
+    int blockers, warnings;
+    int rc = rules_evaluate(R->c, report, row->roles, collect_verdict, &col, &blockers,
+                            &warnings);
+    json_decref(report);
+    if (rc)
+        return store_fail(R->s, rc < 0 ? rc : -EIO, "host %lld: evaluation failed",
+                          row->host_id);
+    if ((rc = sync_verdicts(R, row->host_id, col.n)))
+        return rc;
+    sqlite3_bind_text(R->summary, 1, rules_version(R->c), -1, SQLITE_STATIC);
+    sqlite3_bind_int(R->summary, 2, blockers);
+    sqlite3_bind_int(R->summary, 3, warnings);
+    sqlite3_bind_int64(R->summary, 4, row->host_id);
+    return step_done(R->s, R->summary, "update report summary");
+}
+
+int ingest_reevaluate_all(struct store *s, const struct rules_catalog *c,
+                          void (*progress)(void *ctx, long long done, long long total),
+                          void *ctx, long long *count, long long *bad, char *err,
+                          size_t errsize)
+{
+    struct reeval R = {.s = s, .c = c};
+    struct row *rows = calloc(REEVAL_CHUNK, sizeof(*rows));
+    long long total = 0, done = 0, last = 0;
+    *count = *bad = 0;
+    int rc = rows ? reeval_prepare(&R) : store_fail(s, -ENOMEM, "re-evaluation: out of memory");
+    if (!rc && progress) {
+        sqlite3_stmt *st;
+        if (!(rc = store_prepare(s, "SELECT count(*) FROM report", &st))) {
+            if (sqlite3_step(st) == SQLITE_ROW)
+                total = sqlite3_column_int64(st, 0);
+            sqlite3_finalize(st);
+        }
+    }
+    while (!rc) {
+        size_t n = 0;
+        int step;
+        sqlite3_bind_int64(R.chunk, 1, last);
+        while (n < REEVAL_CHUNK && (step = sqlite3_step(R.chunk)) == SQLITE_ROW) {
+            rows[n].host_id = sqlite3_column_int64(R.chunk, 0);
+            rows[n].roles = (unsigned)sqlite3_column_int64(R.chunk, 1);
+            rows[n].body = strdup((const char *)sqlite3_column_text(R.chunk, 2));
+            if (!rows[n].body) {
+                rc = store_fail(s, -ENOMEM, "re-evaluation: out of memory");
+                break;
+            }
+            n++;
+        }
+        if (!rc && n < REEVAL_CHUNK && step != SQLITE_DONE)
+            rc = store_sqlite_fail(s, "read reports");
+        sqlite3_reset(R.chunk);
+        for (size_t i = 0; i < n; i++) {
+            if (!rc)
+                rc = reeval_one(&R, &rows[i], bad);
+            free(rows[i].body);
+        }
+        if (rc || n == 0)
+            break;
+        last = rows[n - 1].host_id;
+        done += (long long)n;
+        if (progress)
+            progress(ctx, done, total);
+    }
+    *count = done;
+    if (rc)
+        snprintf(err, errsize, "%s", store_errmsg(s));
+    reeval_release(&R);
+    free(rows);
+    return rc;
+}
