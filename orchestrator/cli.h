@@ -64,5 +64,7 @@ int cli_parse_time(const char *s, long long *t);
 /* The commands. Each lives in the module that owns it. */
 int cmd_init(struct cli *cli, int argc, char **argv);
 int cmd_inventory(struct cli *cli, int argc, char **argv);
+int cmd_host(struct cli *cli, int argc, char **argv);
+int cmd_rules(struct cli *cli, int argc, char **argv);
 
 #endif

@@ -20,6 +20,8 @@ struct command {
 static const struct command commands[] = {
     {"init", cmd_init, "create or migrate the database"},
     {"inventory", cmd_inventory, "import, list, show hosts and their dependencies"},
+    {"host", cmd_host, "facts, verdicts, reasons and remedies of a host"},
+    {"rules", cmd_rules, "check, load and show the readiness rules; blockers by rule"},
 };
 
 static void usage(FILE *out)
