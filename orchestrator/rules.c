@@ -165,7 +165,7 @@ enum op {
     OP_VER_EQ, OP_VER_NE, OP_VER_LT, OP_VER_LE, OP_VER_GT, OP_VER_GE, OP_VER_IN,
     OP_HAS_BITS, OP_CONTAINS, OP_CONTAINS_ANY, OP_TEXT_CONTAINS,
     OP_IS_NULL, OP_PRESENT,
-    OP_PROTOCOL_ENABLED, OP_EVERY, OP_VERSION_BRANCH,
+    OP_PROTOCOL_ENABLED, OP_EVERY, OP_VERSION_BRANCH, OP_WHEN,
 };
 
 static const struct {
@@ -181,7 +181,7 @@ static const struct {
     {"text_contains", OP_TEXT_CONTAINS},
     {"is_null", OP_IS_NULL}, {"present", OP_PRESENT},
     {"protocol_enabled", OP_PROTOCOL_ENABLED}, {"every", OP_EVERY},
-    {"version_branch", OP_VERSION_BRANCH},
+    {"version_branch", OP_VERSION_BRANCH}, {"when", OP_WHEN},
 };
 
 /* Text of each comparison as a requirement, and of its negation (for leaves under `not`). */
@@ -641,6 +641,22 @@ static int compile(struct loader *L, json_t *j, bool in_every, struct node **out
         break;
     case OP_VERSION_BRANCH:
         rc = compile_branch_table(L, n, arg, in_every);
+        break;
+    case OP_WHEN:
+        /* {"when": {"if": P, "then": Q}}: Q must hold where P holds; elsewhere it is not asked */
+        if (!json_is_object(arg) || json_object_size(arg) != 2 || !json_object_get(arg, "if") ||
+            !json_object_get(arg, "then")) {
+            rc = load_fail(L, "\"when\" needs exactly {\"if\": ..., \"then\": ...}");
+            break;
+        }
+        n->nkids = 2;
+        if (!(n->kids = calloc(2, sizeof(*n->kids)))) {
+            rc = -ENOMEM;
+            break;
+        }
+        rc = compile(L, json_object_get(arg, "if"), in_every, &n->kids[0]);
+        if (!rc)
+            rc = compile(L, json_object_get(arg, "then"), in_every, &n->kids[1]);
         break;
     default:
         rc = compile_leaf(L, n, arg, in_every, opname);
@@ -1375,14 +1391,19 @@ static enum tri eval_node(const struct eval *E, const struct node *n, bool neg);
 
 /* Keeps, of the fragments written since each kid's start, those that explain `result`. */
 static void keep_fragments(struct text *t, const size_t *start, const enum tri *r, size_t k,
-                           enum tri result)
+                           enum tri result, bool conj)
 {
     if (!t || t->cut || k == 0)
         return;
     size_t w = start[0];
+    bool kept_hold = false;
     for (size_t i = 0; i < k; i++) {
         size_t end = i + 1 < k ? start[i + 1] : t->len;
-        if ((result == T_HOLD) == (r[i] == T_HOLD)) {
+        /* A passing "any" needs one reason, not all of them. */
+        bool keep = (result == T_HOLD) == (r[i] == T_HOLD) &&
+                    !(result == T_HOLD && !conj && kept_hold);
+        if (keep) {
+            kept_hold |= r[i] == T_HOLD;
             memmove(t->buf + w, t->buf + start[i], end - start[i]);
             w += end - start[i];
         }
@@ -1418,7 +1439,7 @@ static enum tri eval_list(const struct eval *E, const struct node *n, bool neg)
     /* Under `not`, all becomes any and any becomes all (De Morgan). */
     bool conj = (n->op == OP_ALL) != neg;
     enum tri res = combine(conj, r, n->nkids);
-    keep_fragments(E->text, start, r, n->nkids, res);
+    keep_fragments(E->text, start, r, n->nkids, res, conj);
     return res;
 }
 
@@ -1476,8 +1497,22 @@ static enum tri eval_every(const struct eval *E, const struct node *n, bool neg)
         return holds ? T_HOLD : T_FAIL;
     }
     enum tri res = combine(!neg, r, k);
-    keep_fragments(E->text, start, r, k, res);
+    keep_fragments(E->text, start, r, k, res, !neg);
     return res;
+}
+
+/* The condition speaks only when it cannot be decided; where it does not hold, the rule
+ * has nothing to ask (a 32-bit OS has no Wow6432Node), which is a pass. */
+static enum tri eval_when(const struct eval *E, const struct node *n, bool neg)
+{
+    struct eval quiet = *E;
+    quiet.text = NULL;
+    enum tri cond = eval_node(&quiet, n->kids[0], false);
+    if (cond == T_UNKNOWN)
+        return eval_node(E, n->kids[0], false);
+    if (cond == T_FAIL)
+        return flip(T_HOLD, neg);
+    return eval_node(E, n->kids[1], neg);
 }
 
 static enum tri eval_node(const struct eval *E, const struct node *n, bool neg)
@@ -1497,6 +1532,7 @@ static enum tri eval_node(const struct eval *E, const struct node *n, bool neg)
     case OP_PROTOCOL_ENABLED: return eval_protocol(E, n, neg);
     case OP_EVERY: return eval_every(E, n, neg);
     case OP_VERSION_BRANCH: return eval_branch(E, n, neg);
+    case OP_WHEN: return eval_when(E, n, neg);
     }
     return T_UNKNOWN;
 }
