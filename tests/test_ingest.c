@@ -1,0 +1,619 @@
+/*
+ * test_ingest.c — storing reports with their verdicts on real database files: the summary
+ * columns, all-or-nothing under a SAVEPOINT (alone and inside a caller's transaction), -ESTALE,
+ * and the commands built on it (`rules load` re-evaluation, `rules check`, `host show`,
+ * `rules blockers`) run as real processes.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "hoststate.h"
+#include "ingest.h"
+#include "inventory.h"
+#include "rules.h"
+#include "store.h"
+#include "testutil.h"
+
+static char *dir;
+static const char *db;
+static struct store *st;
+static struct rules_catalog *cat;
+
+/* 2026-11-25T12:00:00Z, the fixtures' collected_at */
+#define T0 1795608000LL
+#define NOW "1795611600" /* one hour later */
+
+static void setup(void)
+{
+    dir = tu_tmpdir();
+    db = strdup(tu_path(dir, "t.db"));
+    char err[512];
+    ck_assert_msg(store_open(db, true, &st, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(rules_load_default(&cat, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(store_exec(st, "INSERT INTO site (code, entered_at, entered_by) VALUES "
+                                    "('P01', 0, 'test'), ('P02', 0, 'test')"),
+                     0);
+}
+
+static void teardown(void)
+{
+    rules_free(cat);
+    store_close(st);
+    tu_rmtree(dir);
+    free((char *)db);
+    free(dir);
+}
+
+static long long add_host(const char *name, const char *site, unsigned roles)
+{
+    sqlite3_stmt *q;
+    ck_assert_int_eq(store_prepare(st, "INSERT INTO host (name, site, roles, collector, "
+                                       "added_at, updated_at) VALUES (?, ?, ?, '127.0.0.1:9', "
+                                       "0, 0)", &q), 0);
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 2, site, -1, SQLITE_STATIC);
+    sqlite3_bind_int(q, 3, (int)roles);
+    ck_assert_int_eq(sqlite3_step(q), SQLITE_DONE);
+    sqlite3_finalize(q);
+    return sqlite3_last_insert_rowid(store_db(st));
+}
+
+static json_t *fixture(const char *name)
+{
+    char rel[256];
+    snprintf(rel, sizeof(rel), "tests/fixtures/reports/%s.json", name);
+    json_error_t je;
+    json_t *r = json_load_file(tu_source_path(rel), JSON_REJECT_DUPLICATES, &je);
+    ck_assert_msg(r != NULL, "%s: %s", rel, je.text);
+    return r;
+}
+
+static long long query_int(const char *sql, ...)
+{
+    va_list ap;
+    va_start(ap, sql);
+    char buf[1024];
+    vsnprintf(buf, sizeof(buf), sql, ap);
+    va_end(ap);
+    sqlite3_stmt *q;
+    ck_assert_int_eq(store_prepare(st, buf, &q), 0);
+    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+    long long v = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return v;
+}
+
+static char *query_text(const char *sql, ...)
+{
+    va_list ap;
+    va_start(ap, sql);
+    char buf[1024];
+    vsnprintf(buf, sizeof(buf), sql, ap);
+    va_end(ap);
+    sqlite3_stmt *q;
+    ck_assert_int_eq(store_prepare(st, buf, &q), 0);
+    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+    char *v = strdup((const char *)sqlite3_column_text(q, 0));
+    sqlite3_finalize(q);
+    return v;
+}
+
+static int ingest(long long id, unsigned roles, json_t *r, char *err)
+{
+    return ingest_report(st, cat, id, roles, r, T0 + 5, err, 512);
+}
+
+static const char *state_of(long long id)
+{
+    static char s[16];
+    char *v = query_text("SELECT " HOSTSTATE_SQL("r", "%lld") " FROM host h LEFT JOIN report r "
+                         "ON r.host_id = h.id WHERE h.id = %lld", T0 - 3600, id);
+    snprintf(s, sizeof(s), "%s", v);
+    free(v);
+    return s;
+}
+
+START_TEST(test_ingest_stores_report_verdicts_and_summary)
+{
+    long long id = add_host("cl-w7-0002.corp.contoso.com", "P01", ROLE_CLIENT);
+    json_t *r = fixture("win7-sp1-x64-unpatched");
+    char err[512];
+    ck_assert_msg(ingest(id, ROLE_CLIENT, r, err) == 0, "%s", err);
+    ck_assert_int_eq(query_int("SELECT collected_at FROM report WHERE host_id = %lld", id), T0);
+    ck_assert_int_eq(query_int("SELECT received_at FROM report WHERE host_id = %lld", id), T0 + 5);
+    ck_assert_int_eq(query_int("SELECT blockers FROM report WHERE host_id = %lld", id), 4);
+    ck_assert_int_eq(query_int("SELECT warnings FROM report WHERE host_id = %lld", id), 2);
+    ck_assert_int_eq(query_int("SELECT legacy_disabled FROM report WHERE host_id = %lld", id), 0);
+    char *v = query_text("SELECT catalog_version FROM report WHERE host_id = %lld", id);
+    ck_assert_str_eq(v, "2026.11.1");
+    free(v);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE host_id = %lld", id), 8);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE host_id = %lld AND pass = 0 "
+                               "AND severity = 'blocker'", id), 4);
+    v = query_text("SELECT reason FROM verdict WHERE host_id = %lld AND rule = "
+                   "'winhttp-kb3140245'", id);
+    ck_assert_str_eq(v, "WinHTTP cannot default to TLS 1.2 without KB3140245: installed updates "
+                        "lack KB3140245");
+    free(v);
+    char *body = query_text("SELECT body FROM report WHERE host_id = %lld", id);
+    json_t *back = json_loads(body, 0, NULL);
+    ck_assert(json_equal(back, r));
+    json_decref(back);
+    free(body);
+    ck_assert_str_eq(state_of(id), "not_ready");
+    json_decref(r);
+
+    long long ok = add_host("cl-w7-0001.corp.contoso.com", "P01", ROLE_CLIENT);
+    r = fixture("win7-ready");
+    ck_assert_int_eq(ingest(ok, ROLE_CLIENT, r, err), 0);
+    ck_assert_str_eq(state_of(ok), "ready");
+    json_decref(r);
+}
+END_TEST
+
+START_TEST(test_legacy_disabled_needs_explicit_zero_on_all_three)
+{
+    long long id = add_host("ps1-2019.corp.contoso.com", "P01", ROLE_SITE_SERVER);
+    json_t *r = fixture("server2019-site-server");
+    char err[512];
+    ck_assert_int_eq(ingest(id, ROLE_SITE_SERVER, r, err), 0);
+    ck_assert_int_eq(query_int("SELECT legacy_disabled FROM report WHERE host_id = %lld", id), 1);
+    ck_assert_int_eq(ingest_legacy_disabled(r), 1);
+    json_t *tls11 = json_object_get(json_object_get(json_object_get(r, "schannel"), "tls11"),
+                                    "server");
+    json_object_set_new(tls11, "enabled", json_null()); /* absent = OS default = on */
+    ck_assert_int_eq(ingest_legacy_disabled(r), 0);
+    json_object_set_new(tls11, "enabled", json_integer(1));
+    ck_assert_int_eq(ingest_legacy_disabled(r), 0);
+    json_decref(r);
+}
+END_TEST
+
+static void set_time(json_t *r, const char *t)
+{
+    json_object_set_new(r, "collected_at", json_string(t));
+}
+
+START_TEST(test_older_report_is_stale_and_changes_nothing)
+{
+    long long id = add_host("cl-w7-0003.corp.contoso.com", "P01", ROLE_CLIENT);
+    json_t *r = fixture("win7-kb3140245-native-only");
+    char err[512];
+    ck_assert_int_eq(ingest(id, ROLE_CLIENT, r, err), 0);
+
+    json_t *older = fixture("win7-ready");
+    set_time(older, "2026-11-25T11:59:59Z");
+    ck_assert_int_eq(ingest(id, ROLE_CLIENT, older, err), -ESTALE);
+    ck_assert_str_eq(err, "host 1: report collected at 2026-11-25T11:59:59Z is older than the "
+                          "stored one (2026-11-25T12:00:00Z)");
+    ck_assert_int_eq(query_int("SELECT blockers FROM report WHERE host_id = %lld", id), 1);
+    ck_assert_int_eq(query_int("SELECT pass FROM verdict WHERE host_id = %lld AND rule = "
+                               "'winhttp-dsp-wow64'", id), 0);
+    char *body = query_text("SELECT body FROM report WHERE host_id = %lld", id);
+    json_t *back = json_loads(body, 0, NULL);
+    ck_assert(json_equal(back, r));
+    json_decref(back);
+    free(body);
+
+    /* the same collection time replaces (a re-pull of the same cached report) */
+    set_time(older, "2026-11-25T12:00:00Z");
+    ck_assert_int_eq(ingest(id, ROLE_CLIENT, older, err), 0);
+    ck_assert_int_eq(query_int("SELECT blockers FROM report WHERE host_id = %lld", id), 0);
+    /* and newer, with fractional seconds, too */
+    set_time(older, "2026-11-25T12:00:01.250Z");
+    ck_assert_int_eq(ingest(id, ROLE_CLIENT, older, err), 0);
+    ck_assert_int_eq(query_int("SELECT collected_at FROM report WHERE host_id = %lld", id),
+                     T0 + 1);
+    json_decref(r);
+    json_decref(older);
+}
+END_TEST
+
+START_TEST(test_report_without_collected_at_is_refused)
+{
+    long long id = add_host("cl-w7-0003.corp.contoso.com", "P01", ROLE_CLIENT);
+    json_t *r = fixture("win7-ready");
+    char err[512];
+    set_time(r, "yesterday");
+    ck_assert_int_eq(ingest(id, ROLE_CLIENT, r, err), -EINVAL);
+    ck_assert_str_eq(err, "host 1: report: collected_at: missing or not RFC 3339 UTC");
+    set_time(r, "2026-02-30T00:00:00Z");
+    ck_assert_int_eq(ingest(id, ROLE_CLIENT, r, err), -EINVAL);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM report"), 0);
+    json_decref(r);
+}
+END_TEST
+
+START_TEST(test_ingest_is_all_or_nothing)
+{
+    long long id = add_host("cl-w7-0003.corp.contoso.com", "P01", ROLE_CLIENT);
+    json_t *r = fixture("win7-kb3140245-native-only");
+    char err[512];
+    ck_assert_int_eq(ingest(id, ROLE_CLIENT, r, err), 0);
+    /* A failure after the report row and some verdicts are written (the last verdict). */
+    ck_assert_int_eq(store_exec(st, "CREATE TRIGGER fail_last BEFORE INSERT ON verdict "
+                                    "WHEN NEW.rule = 'fips-policy' "
+                                    "BEGIN SELECT RAISE(ABORT, 'injected failure'); END"),
+                     0);
+    json_t *newer = fixture("win7-ready");
+    set_time(newer, "2026-11-25T13:00:00Z");
+    ck_assert_int_eq(ingest(id, ROLE_CLIENT, newer, err), -EIO);
+    ck_assert_ptr_nonnull(strstr(err, "injected failure"));
+    ck_assert_int_eq(query_int("SELECT collected_at FROM report WHERE host_id = %lld", id), T0);
+    ck_assert_int_eq(query_int("SELECT blockers FROM report WHERE host_id = %lld", id), 1);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE host_id = %lld", id), 8);
+    ck_assert_int_eq(query_int("SELECT pass FROM verdict WHERE host_id = %lld AND rule = "
+                               "'winhttp-dsp-wow64'", id), 0);
+    ck_assert(sqlite3_get_autocommit(store_db(st)));
+    json_decref(r);
+    json_decref(newer);
+}
+END_TEST
+
+START_TEST(test_ingest_inside_caller_transaction_batches)
+{
+    long long a = add_host("cl-w7-0001.corp.contoso.com", "P01", ROLE_CLIENT);
+    long long b = add_host("cl-w10-0001.corp.contoso.com", "P01", ROLE_CLIENT);
+    json_t *ra = fixture("win7-ready"), *rb = fixture("win10-22h2");
+    char err[512];
+    struct ingest ig;
+    ck_assert_int_eq(ingest_init(&ig, st, cat), 0);
+    ck_assert_int_eq(store_begin(st, true), 0);
+    ck_assert_int_eq(ingest_one(&ig, a, ROLE_CLIENT, ra, T0, err, sizeof(err)), 0);
+    ck_assert_int_eq(ingest_one(&ig, 999, ROLE_CLIENT, rb, T0, err, sizeof(err)), -ENOENT);
+    ck_assert_str_eq(err, "host 999: no host with id 999 in the inventory");
+    set_time(ra, "2026-11-25T11:00:00Z");
+    ck_assert_int_eq(ingest_one(&ig, a, ROLE_CLIENT, ra, T0, err, sizeof(err)), -ESTALE);
+    ck_assert_int_eq(ingest_one(&ig, b, ROLE_CLIENT, rb, T0, err, sizeof(err)), 0);
+    ck_assert(!sqlite3_get_autocommit(store_db(st))); /* still the caller's transaction */
+    ck_assert_int_eq(store_commit(st), 0);
+    ingest_release(&ig);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM report"), 2);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE host_id = 999"), 0);
+    ck_assert_int_eq(query_int("SELECT collected_at FROM report WHERE host_id = %lld", a), T0);
+    ck_assert_int_eq(query_int("SELECT warnings FROM report WHERE host_id = %lld", b), 1);
+
+    /* a rolled-back batch leaves nothing */
+    long long c = add_host("ps1-2019.corp.contoso.com", "P01", ROLE_SITE_SERVER);
+    json_t *rc = fixture("server2019-site-server");
+    ck_assert_int_eq(ingest_init(&ig, st, cat), 0);
+    ck_assert_int_eq(store_begin(st, true), 0);
+    ck_assert_int_eq(ingest_one(&ig, c, ROLE_SITE_SERVER, rc, T0, err, sizeof(err)), 0);
+    store_rollback(st);
+    ingest_release(&ig);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE host_id = %lld", c), 0);
+    json_decref(ra);
+    json_decref(rb);
+    json_decref(rc);
+}
+END_TEST
+
+START_TEST(test_reevaluate_rewrites_only_changes_and_drops_gone_rules)
+{
+    long long a = add_host("cl-w10-0001.corp.contoso.com", "P01", ROLE_CLIENT);
+    json_t *r = fixture("win10-22h2");
+    char err[512];
+    ck_assert_int_eq(ingest(a, ROLE_CLIENT, r, err), 0);
+    /* same catalog: nothing to change in verdict */
+    long long count, bad;
+    int before = sqlite3_total_changes(store_db(st));
+    ck_assert_int_eq(ingest_reevaluate_all(st, cat, NULL, NULL, &count, &bad, err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(count, 1);
+    ck_assert_int_eq(bad, 0);
+    /* only the report summary row was rewritten */
+    ck_assert_int_eq(sqlite3_total_changes(store_db(st)) - before, 1);
+
+    /* a catalog without fips-policy and with a stricter Software Center rule */
+    const char *text = "{\"catalog\": \"tlsgate-rules\", \"version\": \"2026.12.1\", \"rules\": ["
+        "{\"id\": \"software-center-strong-crypto\", \"component\": \"Software Center\", "
+        "\"title\": \"t\", \"applies\": {\"roles\": [\"client\"]}, \"predicate\": {\"eq\": "
+        "[\"dotnet.v4.strong_crypto\", 1]}, \"severity\": \"blocker\", \"remedy\": \"set it\", "
+        "\"reference\": [\"S5\"], \"reason\": \"strong crypto: {detail}\"}, "
+        "{\"id\": \"new-rule\", \"component\": \"Schannel\", \"title\": \"t\", \"applies\": "
+        "{\"roles\": [\"any\"]}, \"predicate\": {\"present\": \"os.build\"}, \"severity\": "
+        "\"warning\", \"remedy\": \"r\", \"reference\": [\"S1\"], \"reason\": \"{detail}\"}]}";
+    struct rules_catalog *c2;
+    ck_assert_int_eq(rules_load(text, strlen(text), "new.json", &c2, err, sizeof(err)), 0);
+    ck_assert_int_eq(ingest_reevaluate_all(st, c2, NULL, NULL, &count, &bad, err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE host_id = %lld", a), 2);
+    char *v = query_text("SELECT reason FROM verdict WHERE host_id = %lld AND rule = "
+                         "'software-center-strong-crypto'", a);
+    ck_assert_str_eq(v, "strong crypto: .NETFramework\\v4.0.30319 SchUseStrongCrypto not "
+                        "reported");
+    free(v);
+    v = query_text("SELECT severity FROM verdict WHERE host_id = %lld AND rule = "
+                   "'software-center-strong-crypto'", a);
+    ck_assert_str_eq(v, "blocker");
+    free(v);
+    ck_assert_int_eq(query_int("SELECT pass FROM verdict WHERE host_id = %lld AND rule = "
+                               "'new-rule'", a), 1);
+    ck_assert_int_eq(query_int("SELECT blockers FROM report WHERE host_id = %lld", a), 1);
+    ck_assert_int_eq(query_int("SELECT warnings FROM report WHERE host_id = %lld", a), 0);
+    v = query_text("SELECT catalog_version FROM report WHERE host_id = %lld", a);
+    ck_assert_str_eq(v, "2026.12.1");
+    free(v);
+    ck_assert_str_eq(state_of(a), "not_ready");
+
+    /* a stored body that no longer parses is counted, not fatal */
+    ck_assert_int_eq(store_exec(st, "UPDATE report SET body = '{broken'"), 0);
+    ck_assert_int_eq(ingest_reevaluate_all(st, c2, NULL, NULL, &count, &bad, err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(bad, 1);
+    rules_free(c2);
+    json_decref(r);
+}
+END_TEST
+
+/* ---- the commands ---------------------------------------------------------------------- */
+
+static int run(char **out, char **errout, ...)
+{
+    char *argv[32];
+    int n = 0;
+    argv[n++] = (char *)tu_build_path("orchestrator/tlsgate");
+    argv[n++] = "--db";
+    argv[n++] = (char *)db;
+    va_list ap;
+    va_start(ap, errout);
+    char *a;
+    while ((a = va_arg(ap, char *)) && n < 31)
+        argv[n++] = a;
+    va_end(ap);
+    argv[n] = NULL;
+    char *env[] = {"TLSGATE_NOW=" NOW, "TLSGATE_USER=tester", NULL};
+    return tu_run(argv, env, out, errout);
+}
+
+/* A small estate in P01 (+ one client in P02), every report ingested with the default catalog. */
+static void estate(void)
+{
+    static const struct {
+        const char *name, *site, *fixture;
+        unsigned roles;
+    } hosts[] = {
+        {"cl-w7-0002.corp.contoso.com", "P01", "win7-sp1-x64-unpatched", ROLE_CLIENT},
+        {"cl-w7-0004.corp.contoso.com", "P01", "win7-sp1-x64-unpatched", ROLE_CLIENT},
+        {"cl-w7-0003.corp.contoso.com", "P01", "win7-kb3140245-native-only", ROLE_CLIENT},
+        {"cl-w10-0001.corp.contoso.com", "P01", "win10-22h2", ROLE_CLIENT},
+        {"sup-2012.corp.contoso.com", "P01", "server2012-wsus-unpatched",
+         ROLE_SOFTWARE_UPDATE_POINT},
+        {"cl-w7-0009.corp.contoso.com", "P02", "win7-sp1-x64-unpatched", ROLE_CLIENT},
+    };
+    char err[512];
+    for (size_t i = 0; i < sizeof(hosts) / sizeof(hosts[0]); i++) {
+        long long id = add_host(hosts[i].name, hosts[i].site, hosts[i].roles);
+        json_t *r = fixture(hosts[i].fixture);
+        json_object_set_new(r, "host", json_string(hosts[i].name));
+        ck_assert_msg(ingest(id, hosts[i].roles, r, err) == 0, "%s", err);
+        json_decref(r);
+    }
+    add_host("cl-new-0001.corp.contoso.com", "P01", ROLE_CLIENT); /* never reported */
+}
+
+START_TEST(test_rules_check_accepts_default_and_refuses_bad_file)
+{
+    char *out, *errout;
+    ck_assert_int_eq(run(&out, &errout, "rules", "check", tu_source_path("schema/rules.json"),
+                         NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "catalog 2026.11.1, 27 rules: valid"));
+    free(out);
+    free(errout);
+    const char *bad = tu_path(dir, "bad.json");
+    const char *text = "{\"catalog\": \"tlsgate-rules\", \"version\": \"2026.12.1\", \"rules\": ["
+        "{\"id\": \"winhttp-dsp-wow64\", \"component\": \"client WinHTTP\", \"title\": \"t\", "
+        "\"applies\": {\"roles\": [\"any\"]}, \"predicate\": {\"bitz\": "
+        "[\"winhttp.default_secure_protocols_wow64\", 2048]}, \"severity\": \"blocker\", "
+        "\"remedy\": \"r\", \"reference\": [\"S8\"], \"reason\": \"{detail}\"}]}";
+    tu_write_file(bad, text, strlen(text));
+    ck_assert_int_eq(run(&out, &errout, "rules", "check", bad, NULL), 3);
+    char want[1024];
+    snprintf(want, sizeof(want), "tlsgate: %s: rule winhttp-dsp-wow64: unknown operator "
+                                 "\"bitz\"\n", bad);
+    ck_assert_str_eq(errout, want);
+    free(out);
+    free(errout);
+    /* load refuses it too, and changes nothing */
+    ck_assert_int_eq(run(&out, &errout, "rules", "load", bad, NULL), 3);
+    ck_assert_ptr_nonnull(strstr(errout, "unknown operator \"bitz\""));
+    free(out);
+    free(errout);
+    char *v;
+    ck_assert_int_eq(store_meta_get(st, "catalog_version", &v), -ENOENT);
+}
+END_TEST
+
+START_TEST(test_rules_load_reevaluates_every_stored_report)
+{
+    estate();
+    /* the default catalog with fips-policy removed and Software Center strong crypto a blocker */
+    json_error_t je;
+    json_t *c = json_load_file(tu_source_path("schema/rules.json"), 0, &je);
+    ck_assert_ptr_nonnull(c);
+    json_object_set_new(c, "version", json_string("2026.12.1"));
+    json_t *rules = json_object_get(c, "rules");
+    for (size_t i = json_array_size(rules); i-- > 0;) {
+        json_t *r = json_array_get(rules, i);
+        const char *id = json_string_value(json_object_get(r, "id"));
+        if (!strcmp(id, "fips-policy"))
+            json_array_remove(rules, i);
+        else if (!strcmp(id, "software-center-strong-crypto"))
+            json_object_set_new(r, "severity", json_string("blocker"));
+    }
+    const char *file = tu_path(dir, "new.json");
+    ck_assert_int_eq(json_dump_file(c, file, JSON_INDENT(1)), 0);
+    json_decref(c);
+
+    char *out, *errout;
+    ck_assert_int_eq(run(&out, &errout, "rules", "load", file, NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "catalog 2026.12.1 loaded: 26 rules, 6 reports "
+                                      "re-evaluated in "));
+    free(out);
+    free(errout);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE rule = 'fips-policy'"), 0);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM report WHERE catalog_version = "
+                               "'2026.12.1'"), 6);
+    /* Windows 10 with default strong crypto is now held back by a blocker */
+    ck_assert_int_eq(query_int("SELECT r.blockers FROM report r JOIN host h ON h.id = r.host_id "
+                               "WHERE h.name = 'cl-w10-0001.corp.contoso.com'"), 1);
+    char *v;
+    ck_assert_int_eq(store_meta_get(st, "catalog_version", &v), 0);
+    ck_assert_str_eq(v, "2026.12.1");
+    free(v);
+    v = query_text("SELECT user || ' ' || outcome FROM audit ORDER BY id DESC LIMIT 1");
+    ck_assert_str_eq(v, "tester ok: catalog 2026.12.1, 6 reports re-evaluated");
+    free(v);
+
+    /* the stored catalog is now the active one for every command */
+    ck_assert_int_eq(run(&out, &errout, "rules", "show", "--json", NULL), 0);
+    json_t *shown = json_loads(out, 0, &je);
+    ck_assert_msg(shown != NULL, "%s", je.text);
+    ck_assert_str_eq(json_string_value(json_object_get(shown, "version")), "2026.12.1");
+    ck_assert_str_eq(json_string_value(json_object_get(shown, "source")), "stored");
+    ck_assert_uint_eq(json_array_size(json_object_get(shown, "rules")), 26);
+    json_decref(shown);
+    free(out);
+    free(errout);
+    struct rules_catalog *active;
+    ck_assert_int_eq(rules_load_active(st, &active), 0);
+    ck_assert_str_eq(rules_version(active), "2026.12.1");
+    rules_free(active);
+}
+END_TEST
+
+START_TEST(test_host_show_lists_failures_first_with_remedies)
+{
+    estate();
+    char *out, *errout;
+    ck_assert_int_eq(run(&out, &errout, "host", "show", "CL-W7-0003.corp.contoso.com", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "cl-w7-0003.corp.contoso.com\n  site P01, roles client"));
+    ck_assert_ptr_nonnull(strstr(out, "state: not_ready (1 blocker, 0 warnings failing;"));
+    ck_assert_ptr_nonnull(strstr(out, "last report: collected 2026-11-25T12:00:00Z"));
+    ck_assert_ptr_nonnull(strstr(out, "winhttp       DefaultSecureProtocols 0xA00, Wow6432Node "
+                                      "absent"));
+    const char *fail = strstr(out, "  FAIL blocker winhttp-dsp-wow64\n");
+    const char *first_ok = strstr(out, "  ok   ");
+    ck_assert_ptr_nonnull(fail);
+    ck_assert_ptr_nonnull(first_ok);
+    ck_assert(fail < first_ok);
+    ck_assert_ptr_nonnull(strstr(fail, "remedy: On x64, also set DefaultSecureProtocols"));
+    free(out);
+    free(errout);
+
+    ck_assert_int_eq(run(&out, &errout, "host", "show", "cl-w7-0002.corp.contoso.com", "--json",
+                         NULL), 0);
+    json_error_t je;
+    json_t *j = json_loads(out, 0, &je);
+    ck_assert_msg(j != NULL, "%s: %s", je.text, out);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "state")), "not_ready");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "last_report")),
+                     "2026-11-25T12:00:00Z");
+    ck_assert_int_eq(json_integer_value(json_object_get(j, "blockers")), 4);
+    json_t *vs = json_object_get(j, "verdicts");
+    ck_assert_uint_eq(json_array_size(vs), 8);
+    /* blockers first, then warnings, then passes */
+    const char *order[] = {"blocker", "blocker", "blocker", "blocker", "warning", "warning"};
+    for (size_t i = 0; i < 6; i++) {
+        json_t *v = json_array_get(vs, i);
+        ck_assert(json_is_false(json_object_get(v, "pass")));
+        ck_assert_str_eq(json_string_value(json_object_get(v, "severity")), order[i]);
+        ck_assert(json_string_length(json_object_get(v, "remedy")) > 0);
+    }
+    ck_assert(json_is_true(json_object_get(json_array_get(vs, 6), "pass")));
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "report"), "host")),
+                     "cl-w7-0002.corp.contoso.com");
+    json_decref(j);
+    free(out);
+    free(errout);
+
+    ck_assert_int_eq(run(&out, &errout, "host", "show", "cl-new-0001.corp.contoso.com", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "state: unknown (never reported)"));
+    free(out);
+    free(errout);
+
+    ck_assert_int_eq(run(&out, &errout, "host", "show", "nope.corp.contoso.com", NULL), 3);
+    ck_assert_str_eq(errout, "tlsgate: host show: unknown host 'nope.corp.contoso.com' (see "
+                             "`tlsgate inventory list`)\n");
+    free(out);
+    free(errout);
+}
+END_TEST
+
+START_TEST(test_rules_blockers_groups_failures_by_rule_per_site)
+{
+    estate();
+    char *out, *errout;
+    ck_assert_int_eq(run(&out, &errout, "rules", "blockers", "--site", "P01", NULL), 0);
+    ck_assert_str_eq(out,
+                     "3 clients: DefaultSecureProtocols (Wow6432Node) lacks TLS 1.2  "
+                     "[winhttp-dsp-wow64, blocker]\n"
+                     "2 clients: TLS 1.2 client side off in SCHANNEL  [schannel-tls12-client, "
+                     "blocker]\n"
+                     "2 clients: DefaultSecureProtocols lacks TLS 1.2  [winhttp-dsp, blocker]\n"
+                     "2 clients: KB3140245 missing  [winhttp-kb3140245, blocker]\n"
+                     "1 site system: KB4022721 missing on WSUS 2012  [wsus-2012-kb4022721, "
+                     "blocker]\n"
+                     "3 clients: strong cryptography not set for .NET 4  "
+                     "[software-center-strong-crypto, warning]\n"
+                     "2 clients: .NET Framework older than 4.6.2  [software-center-dotnet, "
+                     "warning]\n");
+    free(out);
+    free(errout);
+
+    ck_assert_int_eq(run(&out, &errout, "rules", "blockers", "--json", NULL), 0);
+    json_error_t je;
+    json_t *j = json_loads(out, 0, &je);
+    ck_assert_msg(j != NULL, "%s", je.text);
+    ck_assert(json_is_null(json_object_get(j, "site")));
+    json_t *first = json_array_get(json_object_get(j, "rules"), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(first, "rule")), "winhttp-dsp-wow64");
+    ck_assert_int_eq(json_integer_value(json_object_get(first, "hosts")), 4); /* + P02 */
+    ck_assert_int_eq(json_integer_value(json_object_get(first, "clients")), 4);
+    ck_assert_int_eq(json_integer_value(json_object_get(first, "site_systems")), 0);
+    json_decref(j);
+    free(out);
+    free(errout);
+
+    ck_assert_int_eq(run(&out, &errout, "rules", "blockers", "--site", "X99", NULL), 3);
+    ck_assert_str_eq(errout, "tlsgate: rules blockers: unknown site 'X99'\n");
+    free(out);
+    free(errout);
+}
+END_TEST
+
+static Suite *ingest_suite(void)
+{
+    Suite *s = suite_create("ingest");
+    TCase *t = tcase_create("store");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, test_ingest_stores_report_verdicts_and_summary);
+    tcase_add_test(t, test_legacy_disabled_needs_explicit_zero_on_all_three);
+    tcase_add_test(t, test_older_report_is_stale_and_changes_nothing);
+    tcase_add_test(t, test_report_without_collected_at_is_refused);
+    tcase_add_test(t, test_ingest_is_all_or_nothing);
+    tcase_add_test(t, test_ingest_inside_caller_transaction_batches);
+    tcase_add_test(t, test_reevaluate_rewrites_only_changes_and_drops_gone_rules);
+    suite_add_tcase(s, t);
+    t = tcase_create("commands");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, test_rules_check_accepts_default_and_refuses_bad_file);
+    tcase_add_test(t, test_rules_load_reevaluates_every_stored_report);
+    tcase_add_test(t, test_host_show_lists_failures_first_with_remedies);
+    tcase_add_test(t, test_rules_blockers_groups_failures_by_rule_per_site);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(ingest_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,861 @@
+/*
+ * test_rules.c — the readiness catalog and engine: every per-OS report fixture evaluated to its
+ * exact verdict set, the boundary of each version comparison, absent facts, and the catalog
+ * validation that refuses a malformed rule by its id.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "inventory.h"
+#include "rules.h"
+#include "testutil.h"
+
+static struct rules_catalog *cat;
+
+static void setup(void)
+{
+    char err[512];
+    ck_assert_msg(rules_load_default(&cat, err, sizeof(err)) == 0, "%s", err);
+}
+
+static void teardown(void) { rules_free(cat); }
+
+static json_t *fixture(const char *name)
+{
+    char rel[256];
+    snprintf(rel, sizeof(rel), "tests/fixtures/reports/%s.json", name);
+    json_error_t je;
+    json_t *r = json_load_file(tu_source_path(rel), JSON_REJECT_DUPLICATES, &je);
+    ck_assert_msg(r != NULL, "%s: %s", rel, je.text);
+    return r;
+}
+
+#define MAXV 64
+struct got {
+    size_t n;
+    struct rules_verdict v[MAXV];
+    int blockers, warnings;
+};
+
+static int collect(void *ctx, const struct rules_verdict *v)
+{
+    struct got *g = ctx;
+    ck_assert_uint_lt(g->n, MAXV);
+    g->v[g->n++] = *v;
+    return 0;
+}
+
+static void eval(json_t *report, unsigned roles, struct got *g)
+{
+    memset(g, 0, sizeof(*g));
+    ck_assert_int_eq(rules_evaluate(cat, report, roles, collect, g, &g->blockers, &g->warnings),
+                     0);
+}
+
+/* The verdicts as "rule:pass rule:FAIL ..." in catalog order. */
+static char *verdict_line(const struct got *g)
+{
+    static char buf[4096];
+    size_t n = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < g->n; i++)
+        n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%s%s:%s", i ? " " : "", g->v[i].rule,
+                              g->v[i].pass ? "pass" : "FAIL");
+    return buf;
+}
+
+static const struct rules_verdict *find(const struct got *g, const char *rule)
+{
+    for (size_t i = 0; i < g->n; i++)
+        if (!strcmp(g->v[i].rule, rule))
+            return &g->v[i];
+    return NULL;
+}
+
+static void expect(const char *name, unsigned roles, const char *line, int blockers,
+                   int warnings)
+{
+    json_t *r = fixture(name);
+    struct got g;
+    eval(r, roles, &g);
+    ck_assert_str_eq(verdict_line(&g), line);
+    ck_assert_int_eq(g.blockers, blockers);
+    ck_assert_int_eq(g.warnings, warnings);
+    json_decref(r);
+}
+
+#define SERVER_V4 "site-system-dotnet:pass site-system-strong-crypto:pass " \
+                  "site-system-strong-crypto-v2:pass "
+
+START_TEST(test_win7_unpatched_client_blocks_on_winhttp_and_schannel)
+{
+    expect("win7-sp1-x64-unpatched", ROLE_CLIENT,
+           "os-tls12-capable:pass schannel-tls12-client:FAIL winhttp-kb3140245:FAIL "
+           "winhttp-dsp:FAIL winhttp-dsp-wow64:FAIL software-center-dotnet:FAIL "
+           "software-center-strong-crypto:FAIL fips-policy:pass",
+           4, 2);
+    json_t *r = fixture("win7-sp1-x64-unpatched");
+    struct got g;
+    eval(r, ROLE_CLIENT, &g);
+    ck_assert_str_eq(find(&g, "winhttp-kb3140245")->reason,
+                     "WinHTTP cannot default to TLS 1.2 without KB3140245: installed updates "
+                     "lack KB3140245");
+    ck_assert_str_eq(find(&g, "schannel-tls12-client")->reason,
+                     "TLS 1.2 is not usable as a client: SCHANNEL TLS 1.2\\Client is off "
+                     "(Enabled=absent, DisabledByDefault=absent; build 7601 default: off), "
+                     "needs on");
+    ck_assert_str_eq(find(&g, "winhttp-dsp")->reason,
+                     "WinHTTP does not offer TLS 1.2 by default: WinHttp DefaultSecureProtocols "
+                     "(native) not reported");
+    json_decref(r);
+}
+END_TEST
+
+START_TEST(test_win7_dsp_native_only_fails_naming_wow6432node)
+{
+    expect("win7-kb3140245-native-only", ROLE_CLIENT,
+           "os-tls12-capable:pass schannel-tls12-client:pass winhttp-kb3140245:pass "
+           "winhttp-dsp:pass winhttp-dsp-wow64:FAIL software-center-dotnet:pass "
+           "software-center-strong-crypto:pass fips-policy:pass",
+           1, 0);
+    json_t *r = fixture("win7-kb3140245-native-only");
+    struct got g;
+    eval(r, ROLE_CLIENT, &g);
+    const struct rules_verdict *v = find(&g, "winhttp-dsp-wow64");
+    ck_assert_int_eq(v->severity, RULES_BLOCKER);
+    ck_assert_str_eq(v->reason, "32-bit WinHTTP (Wow6432Node) does not offer TLS 1.2 by "
+                                "default: WinHttp DefaultSecureProtocols (Wow6432Node) not "
+                                "reported");
+    ck_assert_str_eq(find(&g, "winhttp-dsp")->reason,
+                     "ok: WinHttp DefaultSecureProtocols (native) is 0xA00 (includes 0x800)");
+    json_decref(r);
+}
+END_TEST
+
+START_TEST(test_win7_ready_client_passes_every_rule)
+{
+    expect("win7-ready", ROLE_CLIENT,
+           "os-tls12-capable:pass schannel-tls12-client:pass winhttp-kb3140245:pass "
+           "winhttp-dsp:pass winhttp-dsp-wow64:pass software-center-dotnet:pass "
+           "software-center-strong-crypto:pass fips-policy:pass",
+           0, 0);
+}
+END_TEST
+
+START_TEST(test_win81_client_ready_by_os_defaults_warns_on_strong_crypto)
+{
+    expect("win81", ROLE_CLIENT,
+           "os-tls12-capable:pass schannel-tls12-client:pass software-center-dotnet:pass "
+           "software-center-strong-crypto:FAIL fips-policy:pass",
+           0, 1);
+}
+END_TEST
+
+START_TEST(test_win10_22h2_defaults_ready)
+{
+    expect("win10-22h2", ROLE_CLIENT,
+           "os-tls12-capable:pass schannel-tls12-client:pass software-center-dotnet:pass "
+           "software-center-strong-crypto:FAIL fips-policy:pass",
+           0, 1);
+    json_t *r = fixture("win10-22h2");
+    struct got g;
+    eval(r, ROLE_CLIENT, &g);
+    ck_assert_str_eq(find(&g, "schannel-tls12-client")->reason,
+                     "ok: SCHANNEL TLS 1.2\\Client is on (Enabled=absent, DisabledByDefault="
+                     "absent; build 19045 default: on)");
+    json_decref(r);
+}
+END_TEST
+
+START_TEST(test_win11_client_passes_every_rule)
+{
+    expect("win11-23h2", ROLE_CLIENT,
+           "os-tls12-capable:pass schannel-tls12-client:pass software-center-dotnet:pass "
+           "software-center-strong-crypto:pass fips-policy:pass",
+           0, 0);
+}
+END_TEST
+
+#define SUP2012(wsus)                                                                          \
+    "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-server:pass "             \
+    "winhttp-kb3140245:pass winhttp-dsp:pass winhttp-dsp-wow64:pass " SERVER_V4                \
+    "sql-native-client:pass sql-odbc18-version:pass sql-odbc18-known-bad:pass "                \
+    "wsus-2012-kb4022721:" wsus " fips-policy:pass"
+
+START_TEST(test_wsus_2012_with_kb4022721_passes)
+{
+    expect("server2012-wsus-kb4022721", ROLE_SOFTWARE_UPDATE_POINT, SUP2012("pass"), 0, 0);
+}
+END_TEST
+
+START_TEST(test_wsus_2012_without_kb4022721_blocks)
+{
+    expect("server2012-wsus-unpatched", ROLE_SOFTWARE_UPDATE_POINT, SUP2012("FAIL"), 1, 0);
+    /* The same host as a plain client has no WSUS rule at all. */
+    json_t *r = fixture("server2012-wsus-unpatched");
+    struct got g;
+    eval(r, ROLE_CLIENT, &g);
+    ck_assert_ptr_null(find(&g, "wsus-2012-kb4022721"));
+    json_decref(r);
+}
+END_TEST
+
+START_TEST(test_sql2014_sp1_below_4219_blocks_site_database)
+{
+    expect("server2012r2-sql2014sp1-snac", ROLE_SITE_DATABASE,
+           "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-server:pass "
+           SERVER_V4 "sql-engine-tls12:FAIL sql-engine-known-bad:pass sql-native-client:FAIL "
+           "sql-odbc18-version:FAIL fips-policy:pass",
+           2, 1);
+    json_t *r = fixture("server2012r2-sql2014sp1-snac");
+    struct got g;
+    eval(r, ROLE_SITE_DATABASE, &g);
+    ck_assert_str_eq(find(&g, "sql-engine-tls12")->reason,
+                     "the site database engine cannot use TLS 1.2: MSSQLSERVER: engine build is "
+                     "12.0.4100.1 (PatchLevel 12.1.4100.1), below 12.0.4219.0, the first TLS 1.2 "
+                     "build of SQL Server 2014 SP1 GDR");
+    ck_assert_str_eq(find(&g, "sql-native-client")->reason,
+                     "SQL Server Native Client cannot use TLS 1.2: SQL Server Native Client 11.0 "
+                     "is 11.3.6538.0, needs >= 11.*.7001.0");
+    json_decref(r);
+}
+END_TEST
+
+#define SECONDARY(express)                                                                     \
+    "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-server:pass " SERVER_V4   \
+    "sql-engine-tls12:pass sql-engine-known-bad:pass sql-express-secondary:" express " "       \
+    "sql-native-client:pass sql-odbc18-version:pass sql-odbc18-known-bad:pass "                \
+    "fips-policy:pass"
+
+static void set_instance_version(json_t *r, const char *v)
+{
+    json_t *inst = json_array_get(json_object_get(json_object_get(r, "sql"), "instances"), 0);
+    json_object_set_new(inst, "version", json_string(v));
+    json_object_set_new(inst, "patch_level", json_string(v));
+}
+
+START_TEST(test_sql_express_5026_passes_5025_fails_on_secondary)
+{
+    expect("server2016-sql2016sp2-express", ROLE_SECONDARY_SITE_SERVER, SECONDARY("pass"), 0, 0);
+    json_t *r = fixture("server2016-sql2016sp2-express");
+    set_instance_version(r, "13.2.5025.0");
+    struct got g;
+    eval(r, ROLE_SECONDARY_SITE_SERVER, &g);
+    ck_assert_str_eq(verdict_line(&g), SECONDARY("FAIL"));
+    ck_assert_str_eq(find(&g, "sql-express-secondary")->reason,
+                     "the secondary site's SQL Server Express is too old for TLS 1.2: "
+                     "CONFIGMGRSEC: engine build is 13.0.5025.0 (PatchLevel 13.2.5025.0), needs "
+                     ">= 13.0.5026.0");
+    /* A full (non-Express) edition on a secondary site is not held to the Express minimum. */
+    json_t *inst = json_array_get(json_object_get(json_object_get(r, "sql"), "instances"), 0);
+    json_object_set_new(inst, "edition", json_string("Standard Edition"));
+    eval(r, ROLE_SECONDARY_SITE_SERVER, &g);
+    ck_assert_int_eq(find(&g, "sql-express-secondary")->pass, 1);
+    json_decref(r);
+}
+END_TEST
+
+START_TEST(test_server2019_site_server_ready)
+{
+    expect("server2019-site-server", ROLE_SITE_SERVER,
+           "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-server:pass "
+           SERVER_V4 "sql-native-client:pass sql-odbc18-version:pass sql-odbc18-known-bad:pass "
+           "fips-policy:pass",
+           0, 0);
+}
+END_TEST
+
+START_TEST(test_only_applicable_rules_produce_verdicts)
+{
+    json_t *r = fixture("server2019-site-server");
+    struct got g;
+    eval(r, 0, &g);
+    ck_assert_uint_eq(g.n, 0);
+    eval(r, ROLE_CLIENT, &g);
+    ck_assert_ptr_null(find(&g, "site-system-dotnet"));
+    ck_assert_ptr_nonnull(find(&g, "software-center-dotnet"));
+    eval(r, ROLE_CONSOLE | ROLE_REPORTING_POINT | ROLE_CLOUD_MANAGEMENT_GATEWAY, &g);
+    ck_assert_ptr_nonnull(find(&g, "console-dotnet"));
+    ck_assert_ptr_nonnull(find(&g, "reporting-point-strong-crypto"));
+    ck_assert_ptr_nonnull(find(&g, "cmg-dotnet"));
+    ck_assert_ptr_null(find(&g, "site-system-dotnet"));
+    json_decref(r);
+}
+END_TEST
+
+/* ---- boundaries ------------------------------------------------------------------------ */
+
+static bool passes(json_t *r, unsigned roles, const char *rule)
+{
+    struct got g;
+    eval(r, roles, &g);
+    const struct rules_verdict *v = find(&g, rule);
+    ck_assert_msg(v != NULL, "rule %s did not apply", rule);
+    return v->pass;
+}
+
+START_TEST(test_dotnet_release_boundary_394802)
+{
+    json_t *r = fixture("server2019-site-server");
+    json_t *dn = json_object_get(r, "dotnet");
+    json_object_set_new(dn, "release", json_integer(394802));
+    ck_assert(passes(r, ROLE_MANAGEMENT_POINT, "site-system-dotnet"));
+    ck_assert(passes(r, ROLE_CONSOLE, "console-dotnet"));
+    json_object_set_new(dn, "release", json_integer(394801));
+    ck_assert(!passes(r, ROLE_MANAGEMENT_POINT, "site-system-dotnet"));
+    ck_assert(!passes(r, ROLE_CONSOLE, "console-dotnet"));
+    ck_assert(!passes(r, ROLE_REPORTING_POINT, "reporting-point-dotnet"));
+    json_decref(r);
+}
+END_TEST
+
+START_TEST(test_sql_engine_branch_boundaries)
+{
+    static const struct {
+        const char *patch_level;
+        bool pass;
+    } cases[] = {
+        {"12.1.4219.0", true},   {"12.1.4218.99", false}, /* 2014 SP1 GDR */
+        {"12.1.4439.1", true},   {"12.1.4439.0", false},  /* 2014 SP1 CU5 */
+        {"12.1.4416.0", false},                          /* SP1 CU1: above the GDR minimum */
+        {"12.0.2271.0", true},   {"12.0.2270.0", false},  /* 2014 RTM GDR */
+        {"12.0.2564.0", true},   {"12.0.2563.0", false},  /* 2014 RTM CU12 */
+        {"12.2.5000.0", true},   {"12.3.6024.0", true},   /* 2014 SP2, SP3 */
+        {"11.3.6216.27", true},  {"11.3.6216.26", false}, /* 2012 SP3 GDR */
+        {"11.3.6518.0", true},   {"11.3.6517.9", false},  /* 2012 SP3 CU */
+        {"11.2.5352.0", true},   {"11.2.5351.0", false},  /* 2012 SP2 GDR */
+        {"11.2.5644.2", true},   {"11.2.5644.1", false},  /* 2012 SP2 CU10 */
+        {"11.4.7001.0", true},   {"11.1.3000.0", false},  /* 2012 SP4; SP1: none */
+        {"10.53.6542.0", true},  {"10.53.6541.0", false}, /* 2008 R2 SP3 */
+        {"10.4.6547.0", true},   {"10.4.6546.0", false},  /* 2008 SP4 */
+        {"10.4.6542.0", false},  /* a 2008 build at 2008 R2's minimum still fails */
+        {"13.0.1601.5", true},   {"16.0.1000.6", true},   /* 2016 RTM, 2022 */
+        {"9.0.5000.0", false},                           /* 2005 */
+    };
+    json_t *r = fixture("server2012r2-sql2014sp1-snac");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        set_instance_version(r, cases[i].patch_level);
+        ck_assert_msg(passes(r, ROLE_SITE_DATABASE, "sql-engine-tls12") == cases[i].pass,
+                      "%s should %s", cases[i].patch_level, cases[i].pass ? "pass" : "fail");
+    }
+    /* patch_level wins over version */
+    json_t *inst = json_array_get(json_object_get(json_object_get(r, "sql"), "instances"), 0);
+    json_object_set_new(inst, "version", json_string("12.1.4100.1"));
+    json_object_set_new(inst, "patch_level", json_string("12.1.4219.0"));
+    ck_assert(passes(r, ROLE_SITE_DATABASE, "sql-engine-tls12"));
+    json_object_set_new(inst, "patch_level", json_null());
+    ck_assert(!passes(r, ROLE_SITE_DATABASE, "sql-engine-tls12"));
+    json_decref(r);
+}
+END_TEST
+
+START_TEST(test_sql_2005_reason_says_no_tls12_build)
+{
+    json_t *r = fixture("server2012r2-sql2014sp1-snac");
+    set_instance_version(r, "9.0.5000.0");
+    struct got g;
+    eval(r, ROLE_SITE_DATABASE, &g);
+    ck_assert_str_eq(find(&g, "sql-engine-tls12")->reason,
+                     "the site database engine cannot use TLS 1.2: MSSQLSERVER: engine build is "
+                     "9.0.5000.0 (PatchLevel 9.0.5000.0): SQL Server 2005 and earlier has no TLS "
+                     "1.2 build");
+    json_decref(r);
+}
+END_TEST
+
+START_TEST(test_sql_known_bad_build_warns)
+{
+    json_t *r = fixture("server2012r2-sql2014sp1-snac");
+    set_instance_version(r, "10.53.6537.0");
+    struct got g;
+    eval(r, ROLE_SITE_DATABASE, &g);
+    const struct rules_verdict *v = find(&g, "sql-engine-known-bad");
+    ck_assert_int_eq(v->pass, 0);
+    ck_assert_int_eq(v->severity, RULES_WARNING);
+    ck_assert_str_eq(v->reason, "known-bad SQL Server TLS 1.2 build: MSSQLSERVER: engine build "
+                                "is 10.50.6537.0 (PatchLevel 10.53.6537.0) (listed)");
+    set_instance_version(r, "10.53.6542.0");
+    ck_assert(passes(r, ROLE_SITE_DATABASE, "sql-engine-known-bad"));
+    json_decref(r);
+}
+END_TEST
+
+START_TEST(test_sql_engine_without_instances_fails_on_site_database)
+{
+    json_t *r = fixture("server2019-site-server");
+    struct got g;
+    eval(r, ROLE_SITE_DATABASE, &g);
+    const struct rules_verdict *v = find(&g, "sql-engine-tls12");
+    ck_assert_int_eq(v->pass, 0);
+    ck_assert_str_eq(v->reason, "the site database engine cannot use TLS 1.2: no entry in SQL "
+                                "Server instances");
+    json_object_set_new(json_object_get(r, "sql"), "instances", json_null());
+    eval(r, ROLE_SITE_DATABASE, &g);
+    ck_assert_str_eq(find(&g, "sql-engine-tls12")->reason,
+                     "the site database engine cannot use TLS 1.2: SQL Server instances not "
+                     "reported");
+    json_decref(r);
+}
+END_TEST
+
+START_TEST(test_snac_boundary_ignores_minor)
+{
+    json_t *r = fixture("server2019-site-server");
+    json_t *sql = json_object_get(r, "sql");
+    const struct {
+        const char *v;
+        bool pass;
+    } cases[] = {{"11.4.7001.0", true}, {"11.0.7001.0", true}, {"11.4.7000.99", false},
+                 {"11.3.6538.0", false}, {"10.50.6537.0", false}, {"12.0.0.0", true}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_object_set_new(sql, "native_client_11", json_string(cases[i].v));
+        ck_assert_msg(passes(r, ROLE_MANAGEMENT_POINT, "sql-native-client") == cases[i].pass,
+                      "%s", cases[i].v);
+    }
+    json_object_set_new(sql, "native_client_11", json_string("eleven"));
+    struct got g;
+    eval(r, ROLE_MANAGEMENT_POINT, &g);
+    ck_assert_str_eq(find(&g, "sql-native-client")->reason,
+                     "SQL Server Native Client cannot use TLS 1.2: SQL Server Native Client 11.0 "
+                     "is \"eleven\", not a version");
+    json_decref(r);
+}
+END_TEST
+
+START_TEST(test_odbc18_boundary_and_known_bad)
+{
+    json_t *r = fixture("server2019-site-server");
+    json_t *sql = json_object_get(r, "sql");
+    json_object_set_new(sql, "odbc_18", json_string("18.4.1.1"));
+    ck_assert(passes(r, ROLE_SITE_SERVER, "sql-odbc18-version"));
+    json_object_set_new(sql, "odbc_18", json_string("18.4.1.0"));
+    ck_assert(!passes(r, ROLE_SITE_SERVER, "sql-odbc18-version"));
+    json_object_set_new(sql, "odbc_18", json_string("18.6.1.1"));
+    ck_assert(passes(r, ROLE_SITE_SERVER, "sql-odbc18-version"));
+    struct got g;
+    eval(r, ROLE_CLIENT, &g);
+    const struct rules_verdict *v = find(&g, "sql-odbc18-known-bad");
+    ck_assert_int_eq(v->pass, 0);
+    ck_assert_str_eq(v->reason, "ODBC Driver 18.6.1.1 is known to break Configuration Manager: "
+                                "ODBC Driver 18 for SQL Server is 18.6.1.1, needs not 18.6.1.1");
+    json_object_set_new(sql, "odbc_18", json_string("18.6.2.1"));
+    ck_assert(passes(r, ROLE_CLIENT, "sql-odbc18-known-bad"));
+    json_object_set_new(sql, "odbc_18", json_null());
+    eval(r, ROLE_CLIENT, &g);
+    ck_assert_ptr_null(find(&g, "sql-odbc18-known-bad"));
+    json_decref(r);
+}
+END_TEST
+
+START_TEST(test_dsp_bit_boundary)
+{
+    json_t *r = fixture("win7-ready");
+    json_t *w = json_object_get(r, "winhttp");
+    json_object_set_new(w, "default_secure_protocols", json_integer(0x800));
+    ck_assert(passes(r, ROLE_CLIENT, "winhttp-dsp"));
+    json_object_set_new(w, "default_secure_protocols", json_integer(0x7FF));
+    ck_assert(!passes(r, ROLE_CLIENT, "winhttp-dsp"));
+    json_object_set_new(w, "default_secure_protocols", json_integer(0xA0));
+    struct got g;
+    eval(r, ROLE_CLIENT, &g);
+    ck_assert_str_eq(find(&g, "winhttp-dsp")->reason,
+                     "WinHTTP does not offer TLS 1.2 by default: WinHttp DefaultSecureProtocols "
+                     "(native) is 0xA0, lacks 0x800");
+    json_decref(r);
+}
+END_TEST
+
+START_TEST(test_winhttp_rules_cover_builds_below_9600_only)
+{
+    json_t *r = fixture("win10-22h2");
+    json_t *os = json_object_get(r, "os");
+    json_object_set_new(os, "build", json_integer(9599));
+    struct got g;
+    eval(r, ROLE_CLIENT, &g);
+    ck_assert_ptr_nonnull(find(&g, "winhttp-kb3140245"));
+    ck_assert_ptr_nonnull(find(&g, "winhttp-dsp-wow64"));
+    json_object_set_new(os, "build", json_integer(9600));
+    eval(r, ROLE_CLIENT, &g);
+    ck_assert_ptr_null(find(&g, "winhttp-kb3140245"));
+    /* Wow6432Node is asked only on x64 */
+    json_object_set_new(os, "build", json_integer(7601));
+    json_object_set_new(os, "arch", json_string("x86"));
+    eval(r, ROLE_CLIENT, &g);
+    ck_assert_ptr_nonnull(find(&g, "winhttp-dsp"));
+    ck_assert_ptr_null(find(&g, "winhttp-dsp-wow64"));
+    json_decref(r);
+}
+END_TEST
+
+static json_t *tls12_client(json_t *r)
+{
+    return json_object_get(json_object_get(json_object_get(r, "schannel"), "tls12"), "client");
+}
+
+START_TEST(test_schannel_tls12_defaults_by_build)
+{
+    json_t *r = fixture("win10-22h2");
+    json_t *os = json_object_get(r, "os"), *c = tls12_client(r);
+    json_object_set_new(os, "build", json_integer(9199));
+    ck_assert(!passes(r, ROLE_CLIENT, "schannel-tls12-client"));
+    json_object_set_new(os, "build", json_integer(9200));
+    ck_assert(passes(r, ROLE_CLIENT, "schannel-tls12-client"));
+    json_object_set_new(c, "enabled", json_integer(0));
+    ck_assert(!passes(r, ROLE_CLIENT, "schannel-tls12-client"));
+    json_object_set_new(c, "enabled", json_null());
+    json_object_set_new(c, "disabled_by_default", json_integer(1));
+    ck_assert(!passes(r, ROLE_CLIENT, "schannel-tls12-client"));
+    /* Windows 7 needs both values written */
+    json_object_set_new(os, "build", json_integer(7601));
+    json_object_set_new(c, "enabled", json_integer(1));
+    json_object_set_new(c, "disabled_by_default", json_null());
+    ck_assert(!passes(r, ROLE_CLIENT, "schannel-tls12-client"));
+    json_object_set_new(c, "enabled", json_null());
+    json_object_set_new(c, "disabled_by_default", json_integer(0));
+    ck_assert(!passes(r, ROLE_CLIENT, "schannel-tls12-client"));
+    json_object_set_new(c, "enabled", json_integer(0xffffffffLL));
+    ck_assert(passes(r, ROLE_CLIENT, "schannel-tls12-client"));
+    /* no build and an absent value: the default cannot be known */
+    json_object_set_new(c, "enabled", json_null());
+    json_object_set_new(os, "build", json_null());
+    struct got g;
+    eval(r, ROLE_CLIENT, &g);
+    const struct rules_verdict *v = find(&g, "schannel-tls12-client");
+    ck_assert_int_eq(v->pass, 0);
+    ck_assert_str_eq(v->reason, "TLS 1.2 is not usable as a client: SCHANNEL TLS 1.2\\Client: OS "
+                                "build not reported (needed for the default of an absent value)");
+    json_decref(r);
+}
+END_TEST
+
+START_TEST(test_absent_fact_fails_not_reported)
+{
+    json_t *r = fixture("server2019-site-server");
+    json_object_set_new(json_object_get(r, "dotnet"), "release", json_null());
+    struct got g;
+    eval(r, ROLE_SITE_SERVER, &g);
+    const struct rules_verdict *v = find(&g, "site-system-dotnet");
+    ck_assert_int_eq(v->pass, 0);
+    ck_assert_str_eq(v->reason, ".NET Framework does not negotiate TLS 1.2 by default: .NET "
+                                "Framework 4 Release not reported");
+    /* a whole member missing is the same as null */
+    json_object_del(r, "dotnet");
+    eval(r, ROLE_SITE_SERVER, &g);
+    ck_assert_int_eq(find(&g, "site-system-dotnet")->pass, 0);
+    ck_assert_int_eq(find(&g, "site-system-strong-crypto")->pass, 0);
+    /* an undecidable scope fails rather than being skipped */
+    json_object_set_new(json_object_get(r, "os"), "build", json_null());
+    eval(r, ROLE_CLIENT, &g);
+    v = find(&g, "winhttp-kb3140245");
+    ck_assert_ptr_nonnull(v);
+    ck_assert_int_eq(v->pass, 0);
+    ck_assert_str_eq(v->reason, "WinHTTP cannot default to TLS 1.2 without KB3140245: OS build not "
+                                "reported (the rule covers builds 7600..9599)");
+    json_decref(r);
+}
+END_TEST
+
+START_TEST(test_strong_crypto_names_each_failing_value)
+{
+    json_t *r = fixture("server2019-site-server");
+    json_t *dn = json_object_get(r, "dotnet");
+    json_object_set_new(json_object_get(dn, "v4"), "strong_crypto", json_integer(0));
+    json_object_set_new(json_object_get(dn, "v4_wow64"), "system_default_tls", json_null());
+    struct got g;
+    eval(r, ROLE_SITE_SERVER, &g);
+    ck_assert_str_eq(find(&g, "site-system-strong-crypto")->reason,
+                     ".NET 4 applications may not use TLS 1.2: .NETFramework\\v4.0.30319 "
+                     "SchUseStrongCrypto is 0, needs 1; Wow6432Node .NETFramework\\v4.0.30319 "
+                     "SystemDefaultTlsVersions not reported");
+    /* a 32-bit OS has no Wow6432Node keys to ask for */
+    json_object_set_new(json_object_get(dn, "v4"), "strong_crypto", json_integer(1));
+    json_object_set_new(json_object_get(r, "os"), "arch", json_string("x86"));
+    ck_assert(passes(r, ROLE_SITE_SERVER, "site-system-strong-crypto"));
+    json_decref(r);
+}
+END_TEST
+
+START_TEST(test_fips_on_warns)
+{
+    json_t *r = fixture("win11-23h2");
+    json_object_set_new(r, "fips", json_true());
+    struct got g;
+    eval(r, ROLE_CLIENT, &g);
+    const struct rules_verdict *v = find(&g, "fips-policy");
+    ck_assert_int_eq(v->pass, 0);
+    ck_assert_int_eq(v->severity, RULES_WARNING);
+    ck_assert_str_eq(v->reason, "FIPS policy is on: FIPS policy is true, needs false");
+    ck_assert_int_eq(g.blockers, 0);
+    ck_assert_int_eq(g.warnings, 1);
+    json_decref(r);
+}
+END_TEST
+
+START_TEST(test_server_2008_sp2_needs_kb4019276_and_vista_cannot)
+{
+    json_t *r = fixture("win7-ready");
+    json_t *os = json_object_get(r, "os");
+    json_object_set_new(os, "build", json_integer(6002));
+    json_object_set_new(os, "installation_type", json_string("Server"));
+    ck_assert(!passes(r, ROLE_MANAGEMENT_POINT, "os-2008sp2-kb4019276"));
+    ck_assert(passes(r, ROLE_MANAGEMENT_POINT, "os-tls12-capable"));
+    json_array_append_new(json_object_get(r, "hotfixes"), json_string("KB4019276"));
+    ck_assert(passes(r, ROLE_MANAGEMENT_POINT, "os-2008sp2-kb4019276"));
+    json_object_set_new(os, "installation_type", json_string("Client"));
+    struct got g;
+    eval(r, ROLE_CLIENT, &g);
+    ck_assert_ptr_null(find(&g, "os-2008sp2-kb4019276"));
+    ck_assert_int_eq(find(&g, "os-tls12-capable")->pass, 0);
+    json_decref(r);
+}
+END_TEST
+
+/* ---- the catalog ----------------------------------------------------------------------- */
+
+START_TEST(test_default_catalog_is_complete)
+{
+    ck_assert_str_eq(rules_version(cat), "2026.11.1");
+    ck_assert_uint_eq(rules_count(cat), 27);
+    static const char *const components[] = {
+        "client WinHTTP", "Schannel", ".NET Framework", "strong cryptography", "SQL Server",
+        "SQL client components", "SQL Express on secondary sites", "WSUS",
+        "reporting services point", "CMG", "console", "Software Center"};
+    for (size_t k = 0; k < sizeof(components) / sizeof(components[0]); k++) {
+        bool found = false;
+        for (size_t i = 0; i < rules_count(cat); i++)
+            found |= !strcmp(rules_at(cat, i)->component, components[k]);
+        ck_assert_msg(found, "no rule covers %s", components[k]);
+    }
+    for (size_t i = 0; i < rules_count(cat); i++) {
+        const struct rules_info *r = rules_at(cat, i);
+        ck_assert_msg(strstr(r->reference, "S") == r->reference, "%s: reference %s", r->id,
+                      r->reference);
+        ck_assert(*r->remedy && *r->title);
+        ck_assert_ptr_eq(rules_find(cat, r->id), r);
+    }
+    ck_assert_ptr_null(rules_find(cat, "no-such-rule"));
+    ck_assert_int_eq(rules_find(cat, "fips-policy")->severity, RULES_WARNING);
+}
+END_TEST
+
+static const char *RULE_OK =
+    "{\"id\": \"winhttp-dsp-wow64\", \"component\": \"client WinHTTP\", \"title\": \"t\", "
+    "\"applies\": {\"roles\": [\"client\"]}, \"predicate\": %s, \"severity\": \"%s\", "
+    "\"remedy\": \"%s\", \"reference\": [\"S8\"], \"reason\": \"r: {detail}\"}";
+
+static int load_rule(const char *predicate, const char *severity, const char *remedy,
+                     const char *extra_rule, char *err, size_t errsize)
+{
+    char rule[2048], text[4096];
+    snprintf(rule, sizeof(rule), RULE_OK, predicate, severity, remedy);
+    snprintf(text, sizeof(text),
+             "{\"catalog\": \"tlsgate-rules\", \"version\": \"2026.11.9\", \"rules\": [%s%s%s]}",
+             rule, extra_rule ? ", " : "", extra_rule ? extra_rule : "");
+    struct rules_catalog *c = NULL;
+    int rc = rules_load(text, strlen(text), "rules.json", &c, err, errsize);
+    if (rc == 0)
+        ck_assert_ptr_nonnull(c);
+    else
+        ck_assert_ptr_null(c);
+    rules_free(c);
+    return rc;
+}
+
+#define DSP_OK "{\"has_bits\": [\"winhttp.default_secure_protocols_wow64\", 2048]}"
+
+START_TEST(test_catalog_minimal_rule_loads)
+{
+    char err[512];
+    ck_assert_int_eq(load_rule(DSP_OK, "blocker", "set it", NULL, err, sizeof(err)), 0);
+}
+END_TEST
+
+START_TEST(test_catalog_unknown_operator_names_rule)
+{
+    char err[512];
+    ck_assert_int_eq(load_rule("{\"bitz\": [\"winhttp.default_secure_protocols_wow64\", 2048]}",
+                               "blocker", "set it", NULL, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_str_eq(err, "rules.json: rule winhttp-dsp-wow64: unknown operator \"bitz\"");
+}
+END_TEST
+
+START_TEST(test_catalog_unknown_fact_names_rule)
+{
+    char err[512];
+    ck_assert_int_eq(load_rule("{\"all\": [{\"ge\": [\"dotnet.relase\", 1]}]}", "blocker",
+                               "set it", NULL, err, sizeof(err)),
+                     -EINVAL);
+    ck_assert_str_eq(err, "rules.json: rule winhttp-dsp-wow64: unknown fact \"dotnet.relase\"");
+}
+END_TEST
+
+START_TEST(test_catalog_missing_remedy_names_rule)
+{
+    char err[512];
+    ck_assert_int_eq(load_rule(DSP_OK, "blocker", "", NULL, err, sizeof(err)), -EINVAL);
+    ck_assert_str_eq(err, "rules.json: rule winhttp-dsp-wow64: missing \"remedy\" (a non-empty "
+                          "string)");
+}
+END_TEST
+
+START_TEST(test_catalog_duplicate_id_names_rule)
+{
+    char err[512], second[1024];
+    snprintf(second, sizeof(second), RULE_OK, DSP_OK, "warning", "again");
+    ck_assert_int_eq(load_rule(DSP_OK, "blocker", "set it", second, err, sizeof(err)), -EINVAL);
+    ck_assert_str_eq(err, "rules.json: rule winhttp-dsp-wow64: duplicate id (also rule #1)");
+}
+END_TEST
+
+START_TEST(test_catalog_bad_severity_names_rule)
+{
+    char err[512];
+    ck_assert_int_eq(load_rule(DSP_OK, "fatal", "set it", NULL, err, sizeof(err)), -EINVAL);
+    ck_assert_str_eq(err, "rules.json: rule winhttp-dsp-wow64: severity \"fatal\": must be "
+                          "\"blocker\" or \"warning\"");
+}
+END_TEST
+
+START_TEST(test_catalog_type_mismatches_are_refused)
+{
+    static const struct {
+        const char *predicate, *message;
+    } cases[] = {
+        {"{\"version_ge\": [\"os.build\", \"1.0\"]}",
+         "\"version_ge\" cannot compare os.build (a number) with a string"},
+        {"{\"version_ge\": [\"sql.odbc_18\", \"18.x.1\"]}",
+         "\"18.x.1\" is not a version (up to four numbers or *, dot-separated)"},
+        {"{\"contains\": [\"os.build\", \"KB1\"]}",
+         "\"contains\" cannot compare os.build (a number) with a string"},
+        {"{\"ge\": [\"@.engine\", 1]}", "fact \"@.engine\" names an element outside \"every\""},
+        {"{\"protocol_enabled\": {\"protocol\": \"ssl2\", \"side\": \"client\"}}",
+         "protocol_enabled: no OS default known for protocol \"ssl2\" (one of ssl3, tls10, "
+         "tls11, tls12, tls13)"},
+        {"{\"all\": []}", "\"all\" needs a list of 1..32 predicates"},
+        {"{\"eq\": [\"fips\", true], \"ne\": [\"fips\", false]}",
+         "a predicate has one operator, found \"eq\" and \"ne\""},
+        {"{\"eq\": [\"fips\", true], \"if_absent\": 0}", "if_absent for fips must be a boolean"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char err[512], want[512];
+        ck_assert_int_eq(load_rule(cases[i].predicate, "blocker", "x", NULL, err, sizeof(err)),
+                         -EINVAL);
+        snprintf(want, sizeof(want), "rules.json: rule winhttp-dsp-wow64: %s", cases[i].message);
+        ck_assert_str_eq(err, want);
+    }
+}
+END_TEST
+
+START_TEST(test_catalog_structure_errors_are_refused)
+{
+    static const struct {
+        const char *text, *message;
+    } cases[] = {
+        {"{\"catalog\": \"tlsgate-rules\", \"version\": \"2026-11\", \"rules\": []}",
+         "rules.json: version: \"2026-11\" must be YYYY.MM.N"},
+        {"{\"catalog\": \"other\", \"version\": \"2026.11.1\", \"rules\": []}",
+         "rules.json: catalog: must be \"tlsgate-rules\""},
+        {"{\"catalog\": \"tlsgate-rules\",\n \"version\": \"2026.11.1\",, \"rules\": []}",
+         "rules.json:2:25: invalid JSON: string or '}' expected near ','"},
+        {"{\"catalog\": \"tlsgate-rules\", \"version\": \"2026.11.1\", \"rules\": [{\"id\": 5}]}",
+         "rules.json: rule #1: missing \"id\" (a string of 1..64 characters)"},
+        {"{\"catalog\": \"tlsgate-rules\", \"version\": \"2026.11.1\", \"rules\": [{\"id\": \"a\", "
+         "\"component\": \"c\", \"title\": \"t\", \"remedy\": \"r\", \"reason\": \"{os.bild}\", "
+         "\"severity\": \"warning\", \"reference\": [\"S1\"], \"applies\": {\"roles\": "
+         "[\"client\"]}, \"predicate\": {\"present\": \"fips\"}}]}",
+         "rules.json: rule a: reason: unknown placeholder \"{os.bild}\""},
+        {"{\"catalog\": \"tlsgate-rules\", \"version\": \"2026.11.1\", \"rules\": [{\"id\": \"a\", "
+         "\"component\": \"c\", \"title\": \"t\", \"remedy\": \"r\", \"reason\": \"x\", "
+         "\"severity\": \"warning\", \"reference\": [\"S1\"], \"applies\": {\"roles\": "
+         "[\"mp\"]}, \"predicate\": {\"present\": \"fips\"}}]}",
+         "rules.json: rule a: applies.roles: unknown role \"mp\""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char err[512];
+        struct rules_catalog *c = NULL;
+        ck_assert_int_eq(rules_load(cases[i].text, strlen(cases[i].text), "rules.json", &c, err,
+                                    sizeof(err)),
+                         -EINVAL);
+        ck_assert_ptr_null(c);
+        ck_assert_str_eq(err, cases[i].message);
+    }
+}
+END_TEST
+
+START_TEST(test_catalog_over_cap_is_refused)
+{
+    size_t len = RULES_MAX_BYTES + 1;
+    char *big = malloc(len);
+    memset(big, ' ', len);
+    char err[256];
+    struct rules_catalog *c;
+    ck_assert_int_eq(rules_load(big, len, "big.json", &c, err, sizeof(err)), -E2BIG);
+    ck_assert_str_eq(err, "big.json: catalog is 1048577 bytes, over the 1048576-byte cap");
+    free(big);
+}
+END_TEST
+
+static Suite *rules_suite(void)
+{
+    Suite *s = suite_create("rules");
+    TCase *t = tcase_create("fixtures");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, test_win7_unpatched_client_blocks_on_winhttp_and_schannel);
+    tcase_add_test(t, test_win7_dsp_native_only_fails_naming_wow6432node);
+    tcase_add_test(t, test_win7_ready_client_passes_every_rule);
+    tcase_add_test(t, test_win81_client_ready_by_os_defaults_warns_on_strong_crypto);
+    tcase_add_test(t, test_win10_22h2_defaults_ready);
+    tcase_add_test(t, test_win11_client_passes_every_rule);
+    tcase_add_test(t, test_wsus_2012_with_kb4022721_passes);
+    tcase_add_test(t, test_wsus_2012_without_kb4022721_blocks);
+    tcase_add_test(t, test_sql2014_sp1_below_4219_blocks_site_database);
+    tcase_add_test(t, test_sql_express_5026_passes_5025_fails_on_secondary);
+    tcase_add_test(t, test_server2019_site_server_ready);
+    tcase_add_test(t, test_only_applicable_rules_produce_verdicts);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("boundaries");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, test_dotnet_release_boundary_394802);
+    tcase_add_test(t, test_sql_engine_branch_boundaries);
+    tcase_add_test(t, test_sql_2005_reason_says_no_tls12_build);
+    tcase_add_test(t, test_sql_known_bad_build_warns);
+    tcase_add_test(t, test_sql_engine_without_instances_fails_on_site_database);
+    tcase_add_test(t, test_snac_boundary_ignores_minor);
+    tcase_add_test(t, test_odbc18_boundary_and_known_bad);
+    tcase_add_test(t, test_dsp_bit_boundary);
+    tcase_add_test(t, test_winhttp_rules_cover_builds_below_9600_only);
+    tcase_add_test(t, test_schannel_tls12_defaults_by_build);
+    tcase_add_test(t, test_absent_fact_fails_not_reported);
+    tcase_add_test(t, test_strong_crypto_names_each_failing_value);
+    tcase_add_test(t, test_fips_on_warns);
+    tcase_add_test(t, test_server_2008_sp2_needs_kb4019276_and_vista_cannot);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("catalog");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, test_default_catalog_is_complete);
+    tcase_add_test(t, test_catalog_minimal_rule_loads);
+    tcase_add_test(t, test_catalog_unknown_operator_names_rule);
+    tcase_add_test(t, test_catalog_unknown_fact_names_rule);
+    tcase_add_test(t, test_catalog_missing_remedy_names_rule);
+    tcase_add_test(t, test_catalog_duplicate_id_names_rule);
+    tcase_add_test(t, test_catalog_bad_severity_names_rule);
+    tcase_add_test(t, test_catalog_type_mismatches_are_refused);
+    tcase_add_test(t, test_catalog_structure_errors_are_refused);
+    tcase_add_test(t, test_catalog_over_cap_is_refused);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(rules_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
