@@ -13,6 +13,9 @@
  *
  * The active catalog of a store is the `meta` row 'catalog' (JSON text, with 'catalog_version'
  * beside it); without one, the catalog embedded at build time (schema_catalogs) is used.
+ * `tlsgate rules load` changes it while a daemon may run: a long-running process compares
+ * store_meta_get(s, "catalog_version") with rules_version() of the catalog it holds (say, once
+ * per write batch) and reloads with rules_load_active when they differ.
  */
 #ifndef TLSGATE_RULES_H
 #define TLSGATE_RULES_H
