@@ -156,8 +156,8 @@ static void print_facts(json_t *r)
                      true),
            fact_text(at(r, "winhttp", "default_secure_protocols_wow64", NULL, NULL), b,
                      sizeof(b), true));
-    printf("  .NET          Release %s; v4 SchUseStrongCrypto %s SystemDefaultTlsVersions %s; "
-           "Wow6432Node %s %s\n",
+    printf("  .NET          Release %s; v4.0.30319 SchUseStrongCrypto %s, SystemDefaultTlsVersions "
+           "%s; Wow6432Node SchUseStrongCrypto %s, SystemDefaultTlsVersions %s\n",
            fact_text(at(r, "dotnet", "release", NULL, NULL), a, sizeof(a), false),
            fact_text(at(r, "dotnet", "v4", "strong_crypto", NULL), b, sizeof(b), false),
            fact_text(at(r, "dotnet", "v4", "system_default_tls", NULL), c, sizeof(c), false),
@@ -177,9 +177,12 @@ static void print_facts(json_t *r)
            fact_text(at(r, "sql", "native_client_11", NULL, NULL), a, sizeof(a), false),
            fact_text(at(r, "sql", "odbc_17", NULL, NULL), b, sizeof(b), false),
            fact_text(at(r, "sql", "odbc_18", NULL, NULL), c, sizeof(c), false));
-    printf("  WSUS          %s %s\n",
-           fact_text(at(r, "wsus", "installed", NULL, NULL), a, sizeof(a), false),
-           fact_text(at(r, "wsus", "version", NULL, NULL), b, sizeof(b), false));
+    json_t *wsus = at(r, "wsus", "installed", NULL, NULL);
+    if (json_is_true(wsus))
+        printf("  WSUS          installed, version %s\n",
+               fact_text(at(r, "wsus", "version", NULL, NULL), b, sizeof(b), false));
+    else
+        printf("  WSUS          %s\n", json_is_false(wsus) ? "not installed" : "not reported");
     printf("  FIPS policy   %s\n", fact_text(json_object_get(r, "fips"), a, sizeof(a), false));
 }
 

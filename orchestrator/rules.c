@@ -231,7 +231,7 @@ struct node {
     /* every */
     struct node *where, *check;
     bool none_holds;
-    const char *elem_label; /* member naming an element, e.g. "name" */
+    const char *elem_label; /* member naming an element in reasons: "name" */
     /* version_branch */
     struct branch *branches;
     size_t nbranches;
@@ -521,7 +521,7 @@ static int compile_every(struct loader *L, struct node *n, json_t *arg, bool in_
     json_t *v;
     json_object_foreach(arg, key, v) {
         if (strcmp(key, "in") && strcmp(key, "where") && strcmp(key, "check") &&
-            strcmp(key, "label") && strcmp(key, "if_none"))
+            strcmp(key, "if_none"))
             return load_fail(L, "every: unknown member \"%s\"", key);
     }
     int rc = bind_fact(L, n, json_object_get(arg, "in"), false);
