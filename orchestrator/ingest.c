@@ -14,36 +14,15 @@
 #include <string.h>
 #include <time.h>
 
+#include "report.h"
 #include "rules.h"
 #include "store.h"
 
-/* RFC 3339 UTC as reports carry it: YYYY-MM-DDTHH:MM:SS[.fraction]Z. */
+/* collected_at as the report carries it (RFC 3339 UTC, collectors/report.h). */
 static int parse_collected_at(json_t *report, long long *t)
 {
     const char *s = json_string_value(json_object_get(report, "collected_at"));
-    if (!s)
-        return -EINVAL;
-    struct tm tm;
-    memset(&tm, 0, sizeof(tm));
-    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
-    if (!end)
-        return -EINVAL;
-    if (*end == '.') {
-        end++;
-        const char *digits = end;
-        while (*end >= '0' && *end <= '9')
-            end++;
-        if (end == digits)
-            return -EINVAL;
-    }
-    if (end[0] != 'Z' || end[1] != '\0')
-        return -EINVAL;
-    int mday = tm.tm_mday, mon = tm.tm_mon;
-    time_t v = timegm(&tm);
-    if (v == (time_t)-1 || tm.tm_mday != mday || tm.tm_mon != mon)
-        return -EINVAL;
-    *t = (long long)v;
-    return 0;
+    return s ? report_parse_time(s, t) : -EINVAL;
 }
 
 static int server_disabled(json_t *report, const char *proto)
@@ -192,10 +171,8 @@ int ingest_one(struct ingest *ig, long long host_id, unsigned roles, json_t *rep
     }
     if (stored > collected_at) {
         char a[32], b[32];
-        struct tm tm;
-        time_t t1 = (time_t)collected_at, t2 = (time_t)stored;
-        strftime(a, sizeof(a), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t1, &tm));
-        strftime(b, sizeof(b), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t2, &tm));
+        report_format_time(collected_at, a, sizeof(a));
+        report_format_time(stored, b, sizeof(b));
         store_fail(s, 0, "report collected at %s is older than the stored one (%s)", a, b);
         rc = -ESTALE;
         goto fail;

@@ -14,6 +14,7 @@
 #include "hoststate.h"
 #include "ingest.h"
 #include "inventory.h"
+#include "report.h"
 #include "rules.h"
 #include "store.h"
 #include "testutil.h"
@@ -116,6 +117,22 @@ static const char *state_of(long long id)
     free(v);
     return s;
 }
+
+START_TEST(test_report_fixtures_are_valid_wire_reports)
+{
+    static const char *const names[] = {
+        "win7-sp1-x64-unpatched", "win7-kb3140245-native-only", "win7-ready", "win81",
+        "win10-22h2", "win11-23h2", "server2012-wsus-kb4022721", "server2012-wsus-unpatched",
+        "server2012r2-sql2014sp1-snac", "server2016-sql2016sp2-express",
+        "server2019-site-server"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        json_t *r = fixture(names[i]);
+        char err[512];
+        ck_assert_msg(report_validate(r, err, sizeof(err)) == 0, "%s: %s", names[i], err);
+        json_decref(r);
+    }
+}
+END_TEST
 
 START_TEST(test_ingest_stores_report_verdicts_and_summary)
 {
@@ -591,6 +608,7 @@ static Suite *ingest_suite(void)
     Suite *s = suite_create("ingest");
     TCase *t = tcase_create("store");
     tcase_add_checked_fixture(t, setup, teardown);
+    tcase_add_test(t, test_report_fixtures_are_valid_wire_reports);
     tcase_add_test(t, test_ingest_stores_report_verdicts_and_summary);
     tcase_add_test(t, test_legacy_disabled_needs_explicit_zero_on_all_three);
     tcase_add_test(t, test_older_report_is_stale_and_changes_nothing);

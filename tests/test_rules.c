@@ -798,6 +798,79 @@ START_TEST(test_catalog_over_cap_is_refused)
 }
 END_TEST
 
+/* ---- the collector's own fixture set (tests/fixtures/facts: what facts.c extracts from the
+ * .reg exports), as reports, to the exact verdict set ------------------------------------- */
+
+static void expect_facts(const char *name, unsigned roles, const char *line)
+{
+    char rel[256];
+    snprintf(rel, sizeof(rel), "tests/fixtures/facts/%s.json", name);
+    json_error_t je;
+    json_t *r = json_load_file(tu_source_path(rel), JSON_REJECT_DUPLICATES, &je);
+    ck_assert_msg(r != NULL, "%s: %s", rel, je.text);
+    json_object_set_new(r, "schema", json_string("tlsgate.report/1"));
+    json_object_set_new(r, "host", json_string("host.corp.contoso.com"));
+    json_object_set_new(r, "collected_at", json_string("2026-11-25T12:00:00Z"));
+    struct got g;
+    eval(r, roles, &g);
+    ck_assert_msg(!strcmp(verdict_line(&g), line), "%s:\n got  %s\n want %s", name,
+                  verdict_line(&g), line);
+    json_decref(r);
+}
+
+START_TEST(test_collector_fixtures_evaluate_to_exact_verdicts)
+{
+    expect_facts("win7-sp1-x64-unpatched", ROLE_CLIENT,
+                 "os-tls12-capable:pass schannel-tls12-client:FAIL winhttp-kb3140245:FAIL "
+                 "winhttp-dsp:FAIL winhttp-dsp-wow64:FAIL software-center-dotnet:FAIL "
+                 "software-center-strong-crypto:FAIL fips-policy:pass");
+    expect_facts("win7-kb3140245-native-only", ROLE_CLIENT,
+                 "os-tls12-capable:pass schannel-tls12-client:pass winhttp-kb3140245:pass "
+                 "winhttp-dsp:pass winhttp-dsp-wow64:FAIL software-center-dotnet:FAIL "
+                 "software-center-strong-crypto:FAIL fips-policy:pass");
+    expect_facts("win7-ready", ROLE_CLIENT,
+                 "os-tls12-capable:pass schannel-tls12-client:pass winhttp-kb3140245:pass "
+                 "winhttp-dsp:pass winhttp-dsp-wow64:pass software-center-dotnet:pass "
+                 "software-center-strong-crypto:pass fips-policy:pass");
+    static const char *const defaults =
+        "os-tls12-capable:pass schannel-tls12-client:pass software-center-dotnet:pass "
+        "software-center-strong-crypto:FAIL fips-policy:pass";
+    expect_facts("win81", ROLE_CLIENT, defaults);
+    expect_facts("win10-22h2", ROLE_CLIENT, defaults);
+    expect_facts("win11-23h2", ROLE_CLIENT, defaults);
+    expect_facts("server2012-wsus", ROLE_SOFTWARE_UPDATE_POINT,
+                 "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-server:pass "
+                 "winhttp-kb3140245:FAIL winhttp-dsp:FAIL winhttp-dsp-wow64:FAIL "
+                 "site-system-dotnet:FAIL site-system-strong-crypto:FAIL "
+                 "site-system-strong-crypto-v2:FAIL sql-native-client:FAIL "
+                 "sql-odbc18-version:FAIL wsus-2012-kb4022721:pass fips-policy:pass");
+    expect_facts("server2012r2-sql2014sp1-snac", ROLE_SITE_DATABASE,
+                 "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-server:pass "
+                 "site-system-dotnet:pass site-system-strong-crypto:FAIL "
+                 "site-system-strong-crypto-v2:FAIL sql-engine-tls12:FAIL "
+                 "sql-engine-known-bad:pass sql-native-client:FAIL sql-odbc18-version:FAIL "
+                 "fips-policy:pass");
+    expect_facts("server2016-sql2016sp2-express", ROLE_SECONDARY_SITE_SERVER,
+                 "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-server:pass "
+                 SERVER_V4 "sql-engine-tls12:pass sql-engine-known-bad:pass "
+                 "sql-express-secondary:pass sql-native-client:pass sql-odbc18-version:FAIL "
+                 "fips-policy:FAIL");
+    expect_facts("server2019-site-server",
+                 ROLE_SITE_SERVER | ROLE_SITE_DATABASE | ROLE_SMS_PROVIDER,
+                 "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-server:pass "
+                 SERVER_V4 "sql-engine-tls12:pass sql-engine-known-bad:pass "
+                 "sql-native-client:pass sql-odbc18-version:pass sql-odbc18-known-bad:pass "
+                 "fips-policy:pass");
+    expect_facts("server2008r2-regedit4-ansi", ROLE_SITE_DATABASE,
+                 "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-server:pass "
+                 "winhttp-kb3140245:pass winhttp-dsp:pass winhttp-dsp-wow64:pass "
+                 "site-system-dotnet:pass site-system-strong-crypto:pass "
+                 "site-system-strong-crypto-v2:FAIL sql-engine-tls12:pass "
+                 "sql-engine-known-bad:pass sql-native-client:FAIL sql-odbc18-version:FAIL "
+                 "fips-policy:pass");
+}
+END_TEST
+
 static Suite *rules_suite(void)
 {
     Suite *s = suite_create("rules");
@@ -815,6 +888,7 @@ static Suite *rules_suite(void)
     tcase_add_test(t, test_sql_express_5026_passes_5025_fails_on_secondary);
     tcase_add_test(t, test_server2019_site_server_ready);
     tcase_add_test(t, test_only_applicable_rules_produce_verdicts);
+    tcase_add_test(t, test_collector_fixtures_evaluate_to_exact_verdicts);
     suite_add_tcase(s, t);
 
     t = tcase_create("boundaries");
