@@ -991,6 +991,25 @@ struct eval {
     struct text *text;
 };
 
+/*
+ * A string from a report as reasons quote it: at most `max` bytes, cut on a UTF-8 boundary, and
+ * control characters replaced by '?', so a hostile value cannot forge lines or terminal escapes
+ * in `host show` or break the JSON output.
+ */
+static const char *clean(const char *s, size_t max, char *buf, size_t size)
+{
+    size_t n = 0;
+    if (max > size - 1)
+        max = size - 1;
+    for (const unsigned char *p = (const unsigned char *)s; *p && n < max; p++)
+        buf[n++] = *p < 0x20 || *p == 0x7f ? '?' : (char)*p;
+    /* Cut inside a character (the next byte continues it): drop the partial character. */
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+        n--;
+    buf[n] = '\0';
+    return buf;
+}
+
 /* A fact's value: the JSON value, or (for @.engine) a derived version string. */
 struct val {
     json_t *j;
@@ -1032,7 +1051,9 @@ static bool fact_value(const struct eval *E, const struct node *n, struct val *o
         long minor = v.part[1] - v.part[1] % 10;
         snprintf(out->buf, sizeof(out->buf), "%ld.%ld.%ld.%ld", v.part[0], minor, v.part[2],
                  v.part[3]);
-        snprintf(out->dispbuf, sizeof(out->dispbuf), "%s (%s %.40s)", out->buf, from, raw);
+        char c[48];
+        snprintf(out->dispbuf, sizeof(out->dispbuf), "%s (%s %s)", out->buf, from,
+                 clean(raw, 40, c, sizeof(c)));
         out->disp = out->dispbuf;
         out->s = out->buf;
         return true;
@@ -1062,7 +1083,7 @@ static void format_json(const struct fact *f, json_t *v, char *buf, size_t size)
     } else if (json_is_real(v)) {
         snprintf(buf, size, "%g", json_real_value(v));
     } else if (json_is_string(v)) {
-        snprintf(buf, size, "%.80s", json_string_value(v));
+        clean(json_string_value(v), 80, buf, size);
     } else if (json_is_boolean(v)) {
         snprintf(buf, size, "%s", json_is_true(v) ? "true" : "false");
     } else if (json_is_array(v)) {
@@ -1077,7 +1098,7 @@ static void format_val(const struct node *n, const struct val *v, char *buf, siz
     if (v->disp)
         snprintf(buf, size, "%s", v->disp);
     else if (v->s)
-        snprintf(buf, size, "%.120s", v->s);
+        clean(v->s, 120, buf, size);
     else
         format_json(n->fact, v->j, buf, size);
 }
@@ -1165,7 +1186,9 @@ static enum tri eval_version(const struct eval *E, const struct node *n, bool ne
         return unexpected(E, n, "is not a version string");
     struct version a;
     if (version_parse(v.s, &a, false)) {
-        text_add(E->text, "; %s is \"%.60s\", not a version", fact_label(n->fact), v.s);
+        char c[64];
+        text_add(E->text, "; %s is \"%s\", not a version", fact_label(n->fact),
+                 clean(v.s, 60, c, sizeof(c)));
         return T_UNKNOWN;
     }
     char obs[160];
@@ -1275,10 +1298,12 @@ static enum tri eval_text(const struct eval *E, const struct node *n, bool neg)
     const char *want = json_string_value(n->value);
     bool raw = strcasestr(v.s, want) != NULL;
     enum tri r = flip(raw ? T_HOLD : T_FAIL, neg);
+    char c[96];
+    clean(v.s, 80, c, sizeof(c));
     if (r == T_HOLD)
-        text_add(E->text, "; %s is \"%.80s\"", fact_label(n->fact), v.s);
+        text_add(E->text, "; %s is \"%s\"", fact_label(n->fact), c);
     else
-        text_add(E->text, "; %s is \"%.80s\", %s \"%s\"", fact_label(n->fact), v.s,
+        text_add(E->text, "; %s is \"%s\", %s \"%s\"", fact_label(n->fact), c,
                  neg ? "must not contain" : "needs to contain", want);
     return r;
 }
@@ -1357,7 +1382,9 @@ static enum tri eval_branch(const struct eval *E, const struct node *n, bool neg
         return unexpected(E, n, "is not a version string");
     struct version a;
     if (version_parse(v.s, &a, false)) {
-        text_add(E->text, "; %s is \"%.60s\", not a version", fact_label(n->fact), v.s);
+        char c[64];
+        text_add(E->text, "; %s is \"%s\", not a version", fact_label(n->fact),
+                 clean(v.s, 60, c, sizeof(c)));
         return T_UNKNOWN;
     }
     char obs[160];
@@ -1472,8 +1499,9 @@ static enum tri eval_every(const struct eval *E, const struct node *n, bool neg)
         }
         start[k] = E->text ? E->text->len : 0;
         const char *name = json_string_value(json_object_get(elem, n->elem_label));
+        char c[72];
         if (name)
-            text_add(E->text, "; %.64s:", name);
+            text_add(E->text, "; %s:", clean(name, 64, c, sizeof(c)));
         else
             text_add(E->text, "; #%zu:", i + 1);
         size_t body = E->text ? E->text->len : 0;

@@ -424,6 +424,29 @@ START_TEST(test_snac_boundary_ignores_minor)
 }
 END_TEST
 
+START_TEST(test_reasons_neutralise_hostile_strings)
+{
+    json_t *r = fixture("server2019-site-server");
+    json_t *sql = json_object_get(r, "sql");
+    /* a control sequence and a multi-byte character cut by the 60-byte quote limit */
+    char bad[128];
+    memset(bad, 'x', sizeof(bad));
+    memcpy(bad, "\x1b[2J\nFAKE", 9);
+    memcpy(bad + 58, "\xc3\xa9", 2); /* e-acute at bytes 58..59: fits */
+    memcpy(bad + 60, "\xe2\x82\xac", 3); /* euro sign at 60..62: cut */
+    bad[100] = '\0';
+    json_object_set_new(sql, "native_client_11", json_string(bad));
+    struct got g;
+    eval(r, ROLE_MANAGEMENT_POINT, &g);
+    const char *reason = find(&g, "sql-native-client")->reason;
+    ck_assert_ptr_null(strchr(reason, '\x1b'));
+    ck_assert_ptr_null(strchr(reason, '\n'));
+    ck_assert_ptr_nonnull(strstr(reason, "is \"?[2J?FAKExx"));
+    ck_assert_ptr_nonnull(strstr(reason, "x\xc3\xa9\", not a version"));
+    json_decref(r);
+}
+END_TEST
+
 START_TEST(test_odbc18_boundary_and_known_bad)
 {
     json_t *r = fixture("server2019-site-server");
@@ -900,6 +923,7 @@ static Suite *rules_suite(void)
     tcase_add_test(t, test_sql_engine_without_instances_fails_on_site_database);
     tcase_add_test(t, test_snac_boundary_ignores_minor);
     tcase_add_test(t, test_odbc18_boundary_and_known_bad);
+    tcase_add_test(t, test_reasons_neutralise_hostile_strings);
     tcase_add_test(t, test_dsp_bit_boundary);
     tcase_add_test(t, test_winhttp_rules_cover_builds_below_9600_only);
     tcase_add_test(t, test_schannel_tls12_defaults_by_build);
