@@ -432,8 +432,8 @@ START_TEST(test_reasons_neutralise_hostile_strings)
     char bad[128];
     memset(bad, 'x', sizeof(bad));
     memcpy(bad, "\x1b[2J\nFAKE", 9);
-    memcpy(bad + 58, "\xc3\xa9", 2); /* e-acute at bytes 58..59: fits */
-    memcpy(bad + 60, "\xe2\x82\xac", 3); /* euro sign at 60..62: cut */
+    memcpy(bad + 57, "\xc3\xa9", 2); /* e-acute at bytes 57..58: fits */
+    memcpy(bad + 59, "\xe2\x82\xac", 3); /* euro sign at 59..61: cut */
     bad[100] = '\0';
     json_object_set_new(sql, "native_client_11", json_string(bad));
     struct got g;
