@@ -824,7 +824,8 @@ static int load_rule(struct loader *L, struct rule *r, json_t *j)
         strcat(r->reference, json_string_value(v));
     }
 
-    if (!(r->id = dup_string(id)) || !(r->component = dup_string(json_object_get(j, "component"))) ||
+    if (!(r->id = dup_string(id)) ||
+        !(r->component = dup_string(json_object_get(j, "component"))) ||
         !(r->title = dup_string(json_object_get(j, "title"))) ||
         !(r->remedy = dup_string(json_object_get(j, "remedy"))) ||
         !(r->reason = dup_string(json_object_get(j, "reason"))))
@@ -1362,11 +1363,13 @@ static enum tri eval_protocol(const struct eval *E, const struct node *n, bool n
     bool eff_dbd = has_dbd ? json_integer_value(dbd) != 0 : !def;
     bool on = eff_en && !eff_dbd;
     enum tri r = flip(on ? T_HOLD : T_FAIL, neg);
-    char e[24], d[24];
-    snprintf(e, sizeof(e), has_en ? "%lld" : "absent", (long long)json_integer_value(en));
-    snprintf(d, sizeof(d), has_dbd ? "%lld" : "absent", (long long)json_integer_value(dbd));
-    text_add(E->text, "; SCHANNEL %s\\%s is %s (Enabled=%s, DisabledByDefault=%s", proto_names[n->proto],
-             Side, on ? "on" : "off", e, d);
+    char e[24] = "absent", d[24] = "absent";
+    if (has_en)
+        snprintf(e, sizeof(e), "%lld", (long long)json_integer_value(en));
+    if (has_dbd)
+        snprintf(d, sizeof(d), "%lld", (long long)json_integer_value(dbd));
+    text_add(E->text, "; SCHANNEL %s\\%s is %s (Enabled=%s, DisabledByDefault=%s",
+             proto_names[n->proto], Side, on ? "on" : "off", e, d);
     if (!has_en || !has_dbd)
         text_add(E->text, "; build %ld default: %s", build, def ? "on" : "off");
     text_add(E->text, ")%s", r == T_HOLD ? "" : neg ? ", needs off" : ", needs on");

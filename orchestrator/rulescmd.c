@@ -19,12 +19,14 @@
 static void rules_usage(FILE *out)
 {
     fprintf(out,
-            "usage: tlsgate rules check FILE          validate a catalog file\n"
-            "       tlsgate rules load FILE           make it the active catalog and re-evaluate\n"
-            "                                         every stored report\n"
-            "       tlsgate rules show [--json]       the active catalog\n"
+            "usage: tlsgate rules check FILE      validate a catalog file\n"
+            "       tlsgate rules load FILE       make it the active catalog and re-evaluate\n"
+            "                                     every stored report (one transaction)\n"
+            "       tlsgate rules show [--json]   the active catalog\n"
             "       tlsgate rules blockers [--site S] [--json]\n"
-            "                                         failing rules with the hosts they hold back\n");
+            "                                     failing rules, grouped, with the number of\n"
+            "                                     clients / site systems / consoles they hold\n"
+            "                                     back (last stored report of each host)\n");
 }
 
 /* Reads a catalog file with the size cap; 0 or an exit code (message printed). */
