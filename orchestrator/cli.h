@@ -66,5 +66,10 @@ int cmd_init(struct cli *cli, int argc, char **argv);
 int cmd_inventory(struct cli *cli, int argc, char **argv);
 int cmd_host(struct cli *cli, int argc, char **argv);
 int cmd_rules(struct cli *cli, int argc, char **argv);
+int cmd_gate(struct cli *cli, int argc, char **argv);
+int cmd_phase(struct cli *cli, int argc, char **argv);
+int cmd_waive(struct cli *cli, int argc, char **argv);
+int cmd_unwaive(struct cli *cli, int argc, char **argv);
+int cmd_audit(struct cli *cli, int argc, char **argv);
 
 #endif

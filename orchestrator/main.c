@@ -22,6 +22,11 @@ static const struct command commands[] = {
     {"inventory", cmd_inventory, "import, list, show hosts and their dependencies"},
     {"host", cmd_host, "facts, verdicts, reasons and remedies of a host"},
     {"rules", cmd_rules, "check, load and show the readiness rules; blockers by rule"},
+    {"gate", cmd_gate, "gate check SERVER, gate list: may a server drop legacy TLS now"},
+    {"phase", cmd_phase, "phase status|advance|rollback: move a site through its phases"},
+    {"waive", cmd_waive, "waive HOST --reason R [--until DATE]: the host stops blocking"},
+    {"unwaive", cmd_unwaive, "unwaive HOST: remove a host's waiver"},
+    {"audit", cmd_audit, "the audit log of every state change"},
 };
 
 static void usage(FILE *out)
