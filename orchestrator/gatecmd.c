@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "gate.h"
 #include "inventory.h"
+#include "rules.h"
 #include "store.h"
 
 /* Hosts listed per rule group by default; --all lists every one. */
@@ -44,6 +45,7 @@ struct check {
     struct cli *cli;
     struct store *s;
     const struct gate_time *t;
+    const struct rules_catalog *catalog; /* remedies; rule ids not in it have none */
     long limit;
     bool open;
     long shown, group_hosts, groups, waived_shown;
@@ -64,14 +66,22 @@ static int print_blocking(const struct gate_failing *f, void *arg)
     struct check *c = arg;
     bool json = c->cli->json;
     if (!f->host) {
+        const struct rules_info *rule = c->catalog ? rules_find(c->catalog, f->rule) : NULL;
         close_group(c);
         if (json) {
             fputs(c->groups ? ",{\"rule\":" : "{\"rule\":", stdout);
             cli_json_string(stdout, f->rule);
-            printf(",\"hosts\":%ld,\"list\":[", f->hosts);
+            printf(",\"hosts\":%ld,\"remedy\":", f->hosts);
+            if (rule)
+                cli_json_string(stdout, rule->remedy);
+            else
+                fputs("null", stdout);
+            fputs(",\"list\":[", stdout);
         } else {
             printf("    %ld %s: %s: %s\n", f->hosts, f->hosts == 1 ? "dependent" : "dependents",
                    f->rule, f->reason ? f->reason : "");
+            if (rule)
+                printf("      remedy: %s\n", rule->remedy);
         }
         c->groups++;
         c->shown = 0;
@@ -131,14 +141,22 @@ static int print_own_failures(struct check *c, const struct gate_server *g)
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         const char *rule = (const char *)sqlite3_column_text(st, 0);
         const char *reason = (const char *)sqlite3_column_text(st, 1);
+        const struct rules_info *info = c->catalog ? rules_find(c->catalog, rule) : NULL;
         if (c->cli->json) {
             fputs(n ? ",{\"rule\":" : "{\"rule\":", stdout);
             cli_json_string(stdout, rule);
             fputs(",\"reason\":", stdout);
             cli_json_string(stdout, reason);
+            fputs(",\"remedy\":", stdout);
+            if (info)
+                cli_json_string(stdout, info->remedy);
+            else
+                fputs("null", stdout);
             fputc('}', stdout);
         } else {
             printf("    %s: %s\n", rule, reason);
+            if (info)
+                printf("      remedy: %s\n", info->remedy);
         }
         n++;
     }
@@ -227,13 +245,17 @@ static int gate_check(struct cli *cli, const char *server, bool all)
     if (!s)
         return code;
     struct gate_time t = gate_time_make(cli_now(), cli->config.stale_after);
-    struct check c = {cli, s, &t, all ? 0 : GATE_LIST_LIMIT, false, 0, 0, 0, 0};
+    struct check c = {cli, s, &t, NULL, all ? 0 : GATE_LIST_LIMIT, false, 0, 0, 0, 0};
     struct kept_server k = {0};
+    struct rules_catalog *catalog = NULL;
     int rc = store_begin(s, false);
     if (!rc)
         rc = gate_server_get(s, server, &t, keep_server, &k);
-    if (!rc && k.found)
+    if (!rc && k.found && !(rc = rules_load_active(s, &catalog))) {
+        c.catalog = catalog;
         rc = check_server(&c, &k.g);
+    }
+    rules_free(catalog);
     store_rollback(s);
     if (rc)
         return report_failure(s, rc);

@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "gate.h"
 #include "inventory.h"
+#include "rules.h"
 #include "store.h"
 
 /* Hosts listed per rule group by default; --all lists every one. */
@@ -77,6 +78,7 @@ struct failing_print {
     FILE *out;
     bool json;
     enum phase_id phase;
+    const struct rules_catalog *catalog; /* remedies; rule ids not in it have none */
     long shown, group_hosts, groups;
 };
 
@@ -96,6 +98,8 @@ static int print_failing(const struct gate_failing *f, void *arg)
 {
     struct failing_print *p = arg;
     if (!f->host) {
+        const struct rules_info *rule = p->catalog ? rules_find(p->catalog, f->rule) : NULL;
+        const char *remedy = rule ? rule->remedy : NULL;
         close_group(p);
         if (p->json) {
             fputs(p->groups ? "," : "", p->out);
@@ -103,10 +107,17 @@ static int print_failing(const struct gate_failing *f, void *arg)
             cli_json_string(p->out, f->rule);
             fprintf(p->out, ",\"hosts\":%ld,\"reason\":", f->hosts);
             cli_json_string(p->out, f->reason ? f->reason : "");
+            fputs(",\"remedy\":", p->out);
+            if (remedy)
+                cli_json_string(p->out, remedy);
+            else
+                fputs("null", p->out);
             fputs(",\"list\":[", p->out);
         } else {
             fprintf(p->out, "  %ld %s: %s: %s\n", f->hosts, criterion_noun(p->phase, f->hosts),
                     f->rule, f->reason ? f->reason : "");
+            if (remedy)
+                fprintf(p->out, "    remedy: %s\n", remedy);
         }
         p->groups++;
         p->shown = 0;
@@ -383,9 +394,14 @@ static int phase_advance(struct cli *cli, const struct move_args *a)
                     criterion_text(sp.phase));
             print_waived_note(&sp);
         }
-        rc = gate_failing_for_phase(s, sp.code, sp.phase, &t, a->all ? 0 : PHASE_LIST_LIMIT,
-                                    print_failing, &p);
+        struct rules_catalog *catalog = NULL;
+        rc = rules_load_active(s, &catalog);
+        p.catalog = catalog;
+        if (!rc)
+            rc = gate_failing_for_phase(s, sp.code, sp.phase, &t,
+                                        a->all ? 0 : PHASE_LIST_LIMIT, print_failing, &p);
         close_group(&p);
+        rules_free(catalog);
         if (cli->json)
             printf("]}\n");
         if (rc)

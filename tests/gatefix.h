@@ -95,7 +95,7 @@ static inline void fx_fail(struct store *s, const char *name, const char *rule,
 /* The Windows 7 client of the tests: TLS 1.2 not usable by WinHTTP without KB3140245. */
 static inline void fx_win7_without_kb(struct store *s, const char *name)
 {
-    fx_fail(s, name, "client-winhttp-kb3140245", "KB3140245 missing");
+    fx_fail(s, name, "winhttp-kb3140245", "KB3140245 missing");
 }
 
 static inline void fx_fix(struct store *s, const char *name)

@@ -7,8 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "gate.h"
 #include "gatefix.h"
+#include "ingest.h"
+#include "rules.h"
 
 static char *dir;
 static const char *db;
@@ -104,7 +108,7 @@ START_TEST(test_gate_win7_client_without_kb3140245_blocks_its_sites_mp_dp_sup_on
         char *out;
         ck_assert_int_eq(fx_run(db, &out, NULL, "gate", "check", blocked[i], NULL), 1);
         ck_assert_ptr_nonnull(strstr(out, "gate BLOCKED"));
-        ck_assert_ptr_nonnull(strstr(out, "1 dependent: client-winhttp-kb3140245: "
+        ck_assert_ptr_nonnull(strstr(out, "1 dependent: winhttp-kb3140245: "
                                           "KB3140245 missing"));
         ck_assert_ptr_nonnull(strstr(out, "pc2.p01.example  not_ready  KB3140245 missing"));
         free(out);
@@ -357,20 +361,20 @@ START_TEST(test_gate_blockers_one_row_per_failed_rule_in_order)
     ck_assert_int_eq(gate_blockers(s, "P01", NULL, &t, collect_blocker, &r), 0);
     ck_assert_str_eq(r.buf,
                      "dp1.p01.example,pc1.p01.example,unknown,no-report,never reported\n"
-                     "dp1.p01.example,pc2.p01.example,not_ready,client-winhttp-kb3140245,"
-                     "KB3140245 missing\n"
                      "dp1.p01.example,pc2.p01.example,not_ready,schannel-tls12-client,"
                      "TLS 1.2 client disabled\n"
-                     "mp1.p01.example,pc1.p01.example,unknown,no-report,never reported\n"
-                     "mp1.p01.example,pc2.p01.example,not_ready,client-winhttp-kb3140245,"
+                     "dp1.p01.example,pc2.p01.example,not_ready,winhttp-kb3140245,"
                      "KB3140245 missing\n"
+                     "mp1.p01.example,pc1.p01.example,unknown,no-report,never reported\n"
                      "mp1.p01.example,pc2.p01.example,not_ready,schannel-tls12-client,"
                      "TLS 1.2 client disabled\n"
-                     "sup1.p01.example,pc1.p01.example,unknown,no-report,never reported\n"
-                     "sup1.p01.example,pc2.p01.example,not_ready,client-winhttp-kb3140245,"
+                     "mp1.p01.example,pc2.p01.example,not_ready,winhttp-kb3140245,"
                      "KB3140245 missing\n"
+                     "sup1.p01.example,pc1.p01.example,unknown,no-report,never reported\n"
                      "sup1.p01.example,pc2.p01.example,not_ready,schannel-tls12-client,"
-                     "TLS 1.2 client disabled\n");
+                     "TLS 1.2 client disabled\n"
+                     "sup1.p01.example,pc2.p01.example,not_ready,winhttp-kb3140245,"
+                     "KB3140245 missing\n");
     memset(&r, 0, sizeof(r));
     ck_assert_int_eq(gate_blockers(s, NULL, "MP1.P01.EXAMPLE", &t, collect_blocker, &r), 0);
     ck_assert_int_eq(r.n, 3);
@@ -389,10 +393,10 @@ START_TEST(test_gate_blockers_of_every_site_in_site_server_order_with_cross_site
     struct rows r = {{0}, 0};
     ck_assert_int_eq(gate_blockers(s, NULL, NULL, &t, collect_blocker, &r), 0);
     ck_assert_str_eq(r.buf,
-                     "dp1.p01.example,pc1.p02.example,not_ready,client-winhttp-kb3140245,"
+                     "dp1.p01.example,pc1.p02.example,not_ready,winhttp-kb3140245,"
                      "KB3140245 missing\n"
                      "sup1.p01.example,db1.p01.example,unknown,no-report,never reported\n"
-                     "mp1.p02.example,pc1.p02.example,not_ready,client-winhttp-kb3140245,"
+                     "mp1.p02.example,pc1.p02.example,not_ready,winhttp-kb3140245,"
                      "KB3140245 missing\n");
 }
 END_TEST
@@ -585,6 +589,60 @@ START_TEST(test_gate_on_imported_inventory_with_explicit_edge)
 }
 END_TEST
 
+/* D's real ingest and catalog: reports from the fixtures, evaluated by the rules engine. */
+#define FIXTURE_TIME 1795608000LL /* 2026-11-25T12:00:00Z, the fixtures' collected_at */
+
+static void ingest_fixture(struct rules_catalog *cat, const char *host, const char *fixture)
+{
+    char rel[128], err[512];
+    snprintf(rel, sizeof(rel), "tests/fixtures/reports/%s.json", fixture);
+    json_error_t je;
+    json_t *r = json_load_file(tu_source_path(rel), 0, &je);
+    ck_assert_msg(r != NULL, "%s: %s", rel, je.text);
+    long long id = fx_id(s, host);
+    unsigned roles = (unsigned)fx_int(s, "SELECT roles FROM host WHERE id = %lld", id);
+    fx_sql(s, "DELETE FROM report WHERE host_id = %lld", id); /* fx_host's placeholder */
+    ck_assert_msg(ingest_report(s, cat, id, roles, r, FIXTURE_TIME + 5, err, sizeof(err)) == 0,
+                  "%s", err);
+    json_decref(r);
+}
+
+START_TEST(test_gate_on_ingested_reports_names_rule_and_remedy)
+{
+    struct rules_catalog *cat;
+    char err[512];
+    ck_assert_msg(rules_load_default(&cat, err, sizeof(err)) == 0, "%s", err);
+    fx_site(s, "P01", "enforce");
+    fx_host(s, "ps1-2019.corp.contoso.com", "P01", MP);
+    fx_host(s, "cl-w7-0001.corp.contoso.com", "P01", ROLE_CLIENT);
+    fx_host(s, "cl-w7-0002.corp.contoso.com", "P01", ROLE_CLIENT);
+    ingest_fixture(cat, "ps1-2019.corp.contoso.com", "server2019-site-server");
+    ingest_fixture(cat, "cl-w7-0001.corp.contoso.com", "win7-ready");
+    ingest_fixture(cat, "cl-w7-0002.corp.contoso.com", "win7-sp1-x64-unpatched");
+    rules_free(cat);
+
+    t = gate_time_make(FIXTURE_TIME + 60, FX_STALE_AFTER);
+    struct gate_server g = server("ps1-2019.corp.contoso.com");
+    ck_assert_int_eq(g.state, GATE_READY);
+    ck_assert_int_eq(g.dependents, 2);
+    ck_assert_int_eq(g.blocking, 1);
+    char *out;
+    ck_assert_int_eq(fx_run_at(db, FIXTURE_TIME + 60, &out, NULL, "gate", "check",
+                               "ps1-2019.corp.contoso.com", NULL), 1);
+    ck_assert_ptr_nonnull(strstr(out, "dependent: winhttp-kb3140245: "));
+    ck_assert_ptr_nonnull(strstr(out, "remedy: Install KB3140245"));
+    ck_assert_ptr_nonnull(strstr(out, "cl-w7-0002.corp.contoso.com  not_ready  "));
+    ck_assert_ptr_null(strstr(out, "cl-w7-0001"));
+    free(out);
+    /* A day later nothing has reported since: every host is unknown, the MP itself too. */
+    ck_assert_int_eq(fx_run_at(db, FIXTURE_TIME + FX_STALE_AFTER + 61, &out, NULL, "gate",
+                               "check", "ps1-2019.corp.contoso.com", NULL), 1);
+    ck_assert_ptr_nonnull(strstr(out, "server itself: unknown"));
+    ck_assert_ptr_nonnull(strstr(out, "2 dependents: " GATE_RULE_STALE));
+    free(out);
+}
+END_TEST
+
 /* ---- CLI edges ---------------------------------------------------------------------------- */
 
 START_TEST(test_gate_check_refuses_unknown_host_non_server_and_bad_usage)
@@ -618,7 +676,7 @@ START_TEST(test_gate_check_lists_limited_groups_unless_all)
     }
     char *out;
     ck_assert_int_eq(fx_run(db, &out, NULL, "gate", "check", "mp1.p01.example", NULL), 1);
-    ck_assert_ptr_nonnull(strstr(out, "25 dependents: client-winhttp-kb3140245"));
+    ck_assert_ptr_nonnull(strstr(out, "25 dependents: winhttp-kb3140245"));
     ck_assert_ptr_nonnull(strstr(out, "w7-19.p01.example"));
     ck_assert_ptr_null(strstr(out, "w7-20.p01.example"));
     ck_assert_ptr_nonnull(strstr(out, "... and 5 more"));
@@ -699,6 +757,7 @@ int main(void)
     tcase_add_test(tc, test_gate_site_summary_counts);
     tcase_add_loop_test(tc, test_gate_aggregate_equals_brute_force_on_random_fleets, 0, 12);
     tcase_add_test(tc, test_gate_on_imported_inventory_with_explicit_edge);
+    tcase_add_test(tc, test_gate_on_ingested_reports_names_rule_and_remedy);
     tcase_add_test(tc, test_gate_check_refuses_unknown_host_non_server_and_bad_usage);
     tcase_add_test(tc, test_gate_check_lists_limited_groups_unless_all);
     tcase_add_test(tc, test_waive_parses_dates_and_refuses_bad_ones);

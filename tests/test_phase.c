@@ -151,10 +151,19 @@ START_TEST(test_phase_win7_client_blocks_clients_to_servers_and_lists_groups)
     ck_assert_str_eq(out,
                      "site P01: clients -> servers refused: 3 clients fail \"every client is "
                      "ready or waived\"\n"
-                     "  2 clients: client-winhttp-kb3140245: KB3140245 missing\n"
+                     "  2 clients: winhttp-kb3140245: KB3140245 missing\n"
+                     "    remedy: Install KB3140245 (Update to enable TLS 1.1 and TLS 1.2 as "
+                     "default secure protocols in WinHTTP), then set DefaultSecureProtocols "
+                     "(rules winhttp-dsp, winhttp-dsp-wow64); reinstall it after adding a "
+                     "language pack.\n"
                      "    pc1.p01.example  not_ready  KB3140245 missing\n"
                      "    pc3.p01.example  not_ready  KB3140245 missing\n"
                      "  1 client: schannel-tls12-client: TLS 1.2 client disabled\n"
+                     "    remedy: Under HKLM\\SYSTEM\\CurrentControlSet\\Control\\"
+                     "SecurityProviders\\SCHANNEL\\Protocols\\TLS 1.2\\Client set Enabled=1 "
+                     "and DisabledByDefault=0 (DWORD; required on Windows 7 / Server 2008 R2 / "
+                     "Server 2008 SP2, where TLS 1.2 is off by default), remove any Enabled=0, "
+                     "restart.\n"
                      "    pc3.p01.example  not_ready  TLS 1.2 client disabled\n"
                      "  1 client: stale-report: last report 2027-01-14T07:59:59Z is older than "
                      "stale_after\n"
@@ -171,8 +180,9 @@ START_TEST(test_phase_win7_client_blocks_clients_to_servers_and_lists_groups)
     ck_assert_ptr_nonnull(strstr(out, "{\"site\":\"P01\",\"from\":\"clients\",\"to\":\"servers\","
                                       "\"dry_run\":true,\"advanced\":false,\"blocking\":3,"
                                       "\"waived\":0,\"groups\":[{\"rule\":"
-                                      "\"client-winhttp-kb3140245\","
-                                      "\"hosts\":2,"));
+                                      "\"winhttp-kb3140245\","
+                                      "\"hosts\":2,\"reason\":\"KB3140245 missing\","
+                                      "\"remedy\":\"Install KB3140245 "));
     free(out);
 
     /* A waiver lets the site pass; an unrelated site's state does not matter. */
