@@ -64,5 +64,10 @@ int cli_parse_time(const char *s, long long *t);
 /* The commands. Each lives in the module that owns it. */
 int cmd_init(struct cli *cli, int argc, char **argv);
 int cmd_inventory(struct cli *cli, int argc, char **argv);
+int cmd_gate(struct cli *cli, int argc, char **argv);
+int cmd_phase(struct cli *cli, int argc, char **argv);
+int cmd_waive(struct cli *cli, int argc, char **argv);
+int cmd_unwaive(struct cli *cli, int argc, char **argv);
+int cmd_audit(struct cli *cli, int argc, char **argv);
 
 #endif

@@ -75,6 +75,8 @@ struct gate_site {
     long servers;                   /* hosts with a ROLE_SERVER_MASK role */
     long servers_gate_open;
     long orphan_risk;               /* servers flagged as orphan risk */
+    long exit_blocking;             /* hosts failing the exit criterion of `phase` (phase.h;
+                                       0 in complete) */
 };
 
 /* One server and its gate. */
@@ -132,5 +134,43 @@ int gate_server_get(struct store *s, const char *name, const struct gate_time *t
  * Streams: memory does not grow with the number of rows. */
 int gate_blockers(struct store *s, const char *site, const char *server,
                   const struct gate_time *t, gate_blocker_fn fn, void *arg);
+
+/*
+ * What blocks, grouped by rule and counted, for `gate check` and `phase advance`: one call per
+ * group with host == NULL (rule, hosts = the group's host count), then one call per host of
+ * the group, at most `limit` of them (0: all), ordered by name. Groups come largest first.
+ * A host fails once per failed blocker verdict, so it may appear in several groups.
+ */
+struct gate_failing {
+    const char *rule;
+    long hosts;                  /* hosts in the group */
+    const char *host;            /* NULL on the group's own call */
+    enum gate_host_state state;
+    const char *reason;          /* the host's; on the group's call, one of the group's */
+};
+typedef int (*gate_failing_fn)(const struct gate_failing *f, void *arg);
+
+/* The dependents of `server` that block its gate. */
+int gate_failing_for_server(struct store *s, const struct gate_server *server,
+                            const struct gate_time *t, long limit, gate_failing_fn fn, void *arg);
+
+/* The hosts of `site` that fail the exit criterion of phase `p` (phase.h). */
+int gate_failing_for_phase(struct store *s, const char *site, enum phase_id p,
+                           const struct gate_time *t, long limit, gate_failing_fn fn, void *arg);
+
+/* The dependents of `server` under an active waiver (they do not block; shown as waived),
+ * ordered by name, at most `limit` (0: all). */
+struct gate_waived {
+    const char *host;
+    enum gate_host_state state;
+    const char *reason;          /* the waiver's */
+    long long until_at;          /* 0: until unwaived */
+};
+typedef int (*gate_waived_fn)(const struct gate_waived *w, void *arg);
+int gate_waived_for_server(struct store *s, const struct gate_server *server,
+                           const struct gate_time *t, long limit, gate_waived_fn fn, void *arg);
+
+/* Rule id of an `enforce` exit failure: the server's report says legacy protocols are on. */
+#define GATE_RULE_LEGACY_ENABLED "legacy-enabled"
 
 #endif

@@ -20,6 +20,11 @@ struct command {
 static const struct command commands[] = {
     {"init", cmd_init, "create or migrate the database"},
     {"inventory", cmd_inventory, "import, list, show hosts and their dependencies"},
+    {"gate", cmd_gate, "gate check SERVER, gate list: may a server drop legacy TLS now"},
+    {"phase", cmd_phase, "phase status|advance|rollback: move a site through its phases"},
+    {"waive", cmd_waive, "waive HOST --reason R [--until DATE]: the host stops blocking"},
+    {"unwaive", cmd_unwaive, "unwaive HOST: remove a host's waiver"},
+    {"audit", cmd_audit, "the audit log of every state change"},
 };
 
 static void usage(FILE *out)

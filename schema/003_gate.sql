@@ -1,0 +1,11 @@
+-- 003_gate: indexes for the gate and phase decisions (orchestrator/gate.c).
+--
+-- host_by_site_roles: the per-site count of hosts by role mask reads this index alone, in
+-- (roles) order inside the site, so a 150,000-client site is grouped without a sort.
+-- host_systems: the servers and consoles of a site, without walking its clients (nearly every
+-- host is a plain client, roles = 1). Queries name the same `roles <> 1` term so SQLite can
+-- use this partial index.
+-- IF NOT EXISTS: numbers 002 and 003 are written in parallel; a development database may have
+-- seen this file under another number.
+CREATE INDEX IF NOT EXISTS host_by_site_roles ON host (site, roles);
+CREATE INDEX IF NOT EXISTS host_systems ON host (site, name) WHERE roles <> 1;
