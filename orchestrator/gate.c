@@ -110,7 +110,8 @@ static void site_ctx_release(struct site_ctx *c)
 
 /* The joins every per-host query here shares: state and active waiver of host h. */
 #define HOST_JOINS                                                                                \
-    " FROM host h LEFT JOIN report r ON r.host_id = h.id LEFT JOIN waiver w ON w.host_id = h.id "
+    " FROM host h LEFT JOIN report r INDEXED BY report_state ON r.host_id = h.id"                 \
+    " LEFT JOIN waiver w ON w.host_id = h.id "
 #define STATE_SQL HOSTSTATE_SQL("r", ":cutoff")
 #define WAIVED_SQL GATE_WAIVER_ACTIVE_SQL("w", ":now")
 
@@ -130,48 +131,83 @@ static void bind_site(sqlite3_stmt *st, const char *site)
         sqlite3_bind_text(st, i, site, -1, SQLITE_TRANSIENT);
 }
 
+static struct mask_count *mask_slot(struct site_ctx *c, unsigned roles, size_t *cap)
+{
+    for (size_t i = 0; i < c->nmasks; i++)
+        if (c->masks[i].roles == roles)
+            return &c->masks[i];
+    if (c->nmasks == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16;
+        struct mask_count *m = realloc(c->masks, ncap * sizeof(*m));
+        if (!m)
+            return NULL;
+        c->masks = m;
+        *cap = ncap;
+    }
+    struct mask_count *m = &c->masks[c->nmasks++];
+    memset(m, 0, sizeof(*m));
+    m->roles = roles;
+    return m;
+}
+
+/*
+ * Two queries: the hosts of the site by role mask (the one pass over every host, joined only
+ * to the narrow report_state index, with the state expression evaluated as few times as
+ * possible), then the waived hosts, driven by the small waiver table. The waiver-dependent
+ * counts follow by subtraction.
+ */
 static int load_masks(struct store *s, struct site_ctx *c, const struct gate_time *t)
 {
-    static const char sql[] =
-        "SELECT roles, count(*), sum(st = 'ready'), sum(st = 'not_ready'), sum(st = 'unknown'),"
-        " sum(wv), sum(st <> 'ready' AND NOT wv), sum(st = 'unknown' AND NOT wv),"
-        " sum(NOT wv AND (st = 'unknown' OR legacy = 0))"
-        " FROM (SELECT h.roles AS roles, " STATE_SQL " AS st, " WAIVED_SQL " AS wv,"
-        "       coalesce(r.legacy_disabled, 0) AS legacy" HOST_JOINS "WHERE h.site = :site)"
-        " GROUP BY roles";
-    sqlite3_stmt *st;
-    int rc = store_prepare(s, sql, &st);
-    if (rc)
-        return rc;
-    bind_time(st, t);
-    bind_site(st, c->code);
+    static const char hosts_sql[] =
+        "SELECT h.roles, count(*), sum(" STATE_SQL " = 'ready'), sum(" STATE_SQL " = 'not_ready'),"
+        " sum(h.roles <> 1 AND " STATE_SQL " <> 'unknown' AND r.legacy_disabled = 1)"
+        " FROM host h LEFT JOIN report r INDEXED BY report_state ON r.host_id = h.id"
+        " WHERE h.site = :site GROUP BY h.roles";
+    static const char waived_sql[] =
+        "SELECT h.roles, count(*), sum(" STATE_SQL " = 'ready'), sum(" STATE_SQL " = 'unknown'),"
+        " sum(" STATE_SQL " <> 'unknown' AND r.legacy_disabled = 1)"
+        " FROM waiver w CROSS JOIN host h ON h.id = w.host_id"
+        " LEFT JOIN report r INDEXED BY report_state ON r.host_id = h.id"
+        " WHERE h.site = :site AND " WAIVED_SQL " GROUP BY h.roles";
     size_t cap = 0;
-    int step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (c->nmasks == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            struct mask_count *m = realloc(c->masks, ncap * sizeof(*m));
+    for (int pass = 0; pass < 2; pass++) {
+        sqlite3_stmt *st;
+        int rc = store_prepare(s, pass ? waived_sql : hosts_sql, &st);
+        if (rc)
+            return rc;
+        bind_time(st, t);
+        bind_site(st, c->code);
+        int step;
+        while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+            struct mask_count *m = mask_slot(c, (unsigned)sqlite3_column_int64(st, 0), &cap);
             if (!m) {
                 sqlite3_finalize(st);
                 return store_fail(s, -ENOMEM, "site %s: out of memory", c->code);
             }
-            c->masks = m;
-            cap = ncap;
+            long n = (long)sqlite3_column_int64(st, 1), a = (long)sqlite3_column_int64(st, 2),
+                 b = (long)sqlite3_column_int64(st, 3), legacy_ok = (long)sqlite3_column_int64(st, 4);
+            if (!pass) {
+                m->n = n;
+                m->ready = a;
+                m->not_ready = b;
+                m->unknown = n - a - b;
+                m->blocking = n - a;
+                m->unknown_blocking = m->unknown;
+                m->legacy_blocking = (m->roles & ROLE_SERVER_MASK) ? n - legacy_ok : 0;
+            } else { /* waived hosts stop blocking */
+                m->waived = n;
+                m->blocking -= n - a;
+                m->unknown_blocking -= b;
+                if (m->roles & ROLE_SERVER_MASK)
+                    m->legacy_blocking -= n - legacy_ok;
+            }
         }
-        struct mask_count *m = &c->masks[c->nmasks++];
-        m->roles = (unsigned)sqlite3_column_int64(st, 0);
-        m->n = (long)sqlite3_column_int64(st, 1);
-        m->ready = (long)sqlite3_column_int64(st, 2);
-        m->not_ready = (long)sqlite3_column_int64(st, 3);
-        m->unknown = (long)sqlite3_column_int64(st, 4);
-        m->waived = (long)sqlite3_column_int64(st, 5);
-        m->blocking = (long)sqlite3_column_int64(st, 6);
-        m->unknown_blocking = (long)sqlite3_column_int64(st, 7);
-        m->legacy_blocking = (long)sqlite3_column_int64(st, 8);
+        rc = step == SQLITE_DONE ? 0 : store_sqlite_fail(s, "count hosts by role");
+        sqlite3_finalize(st);
+        if (rc)
+            return rc;
     }
-    rc = step == SQLITE_DONE ? 0 : store_sqlite_fail(s, "count hosts by role");
-    sqlite3_finalize(st);
-    return rc;
+    return 0;
 }
 
 static int load_explicit(struct store *s, struct site_ctx *c, const struct gate_time *t)
@@ -180,7 +216,8 @@ static int load_explicit(struct store *s, struct site_ctx *c, const struct gate_
         "SELECT DISTINCT e.server, h.id, h.roles, h.site = sv.site, "
         STATE_SQL " <> 'ready' AND NOT " WAIVED_SQL ", " WAIVED_SQL
         " FROM edge e JOIN host sv ON sv.id = e.server JOIN host h ON h.id = e.dependent"
-        " LEFT JOIN report r ON r.host_id = h.id LEFT JOIN waiver w ON w.host_id = h.id"
+        " LEFT JOIN report r INDEXED BY report_state ON r.host_id = h.id"
+        " LEFT JOIN waiver w ON w.host_id = h.id"
         " WHERE sv.site = :site ORDER BY e.server";
     sqlite3_stmt *st;
     int rc = store_prepare(s, sql, &st);
@@ -707,7 +744,8 @@ int gate_waived_for_server(struct store *s, const struct gate_server *server,
     /* Driven by the waiver table, which is small: no scan of the site's hosts. */
     static const char sql[] =
         "SELECT h.name, " STATE_SQL ", w.reason, coalesce(w.until_at, 0)"
-        " FROM waiver w JOIN host h ON h.id = w.host_id LEFT JOIN report r ON r.host_id = h.id"
+        " FROM waiver w CROSS JOIN host h ON h.id = w.host_id"
+        " LEFT JOIN report r INDEXED BY report_state ON r.host_id = h.id"
         " WHERE " WAIVED_SQL " AND h.id <> :self AND ((h.site = :site AND (h.roles & :mask) <> 0)"
         "  OR h.id IN (SELECT dependent FROM edge WHERE server = :self))"
         " ORDER BY h.name LIMIT :limit";
