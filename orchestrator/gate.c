@@ -251,7 +251,7 @@ static int load_explicit(struct store *s, struct site_ctx *c, const struct gate_
     return rc;
 }
 
-static int load_site_row(sqlite3_stmt *st, struct site_ctx *c)
+static void load_site_row(sqlite3_stmt *st, struct site_ctx *c)
 {
     snprintf(c->code, sizeof(c->code), "%s", (const char *)sqlite3_column_text(st, 0));
     if (phase_parse((const char *)sqlite3_column_text(st, 1), &c->phase))
@@ -259,7 +259,6 @@ static int load_site_row(sqlite3_stmt *st, struct site_ctx *c)
     c->entered_at = sqlite3_column_int64(st, 2);
     snprintf(c->entered_by, sizeof(c->entered_by), "%s",
              (const char *)sqlite3_column_text(st, 3));
-    return 0;
 }
 
 /*
@@ -485,7 +484,6 @@ int gate_server_get(struct store *s, const char *name, const struct gate_time *t
 struct site_walk {
     gate_site_fn fn;
     void *arg;
-    struct gate_site *cur;
 };
 
 static int count_server(const struct gate_server *srv, void *arg)
@@ -539,7 +537,7 @@ static int summarize_site(struct store *s, struct site_ctx *c, const struct gate
 int gate_sites(struct store *s, const char *site, const struct gate_time *t, gate_site_fn fn,
                void *arg)
 {
-    struct site_walk w = {fn, arg, NULL};
+    struct site_walk w = {fn, arg};
     return for_each_site(s, site, t, summarize_site, &w);
 }
 
@@ -785,7 +783,6 @@ struct blocker_walk {
     void *arg;
     sqlite3_stmt *rows;
     struct store *s;
-    bool found;
 };
 
 static int server_blockers(const struct gate_server *srv, void *arg)
@@ -793,7 +790,6 @@ static int server_blockers(const struct gate_server *srv, void *arg)
     struct blocker_walk *w = arg;
     if (w->server && srv->id != w->server_id)
         return 0;
-    w->found = true;
     if (srv->blocking == 0)
         return 0;
     struct fail_filter f = {.kind = 0, .mask = gate_dependent_roles(srv->roles),

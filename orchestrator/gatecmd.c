@@ -45,7 +45,7 @@ struct check {
     struct store *s;
     const struct gate_time *t;
     long limit;
-    bool found, open;
+    bool open;
     long shown, group_hosts, groups, waived_shown;
 };
 
@@ -171,7 +171,6 @@ static int check_server(struct check *c, const struct gate_server *g)
 {
     bool json = c->cli->json;
     bool in_enforce = g->phase == PHASE_ENFORCE || g->phase == PHASE_COMPLETE;
-    c->found = true;
     c->open = g->open;
     if (json) {
         fputc('{', stdout);
@@ -228,7 +227,7 @@ static int gate_check(struct cli *cli, const char *server, bool all)
     if (!s)
         return code;
     struct gate_time t = gate_time_make(cli_now(), cli->config.stale_after);
-    struct check c = {cli, s, &t, all ? 0 : GATE_LIST_LIMIT, false, false, 0, 0, 0, 0};
+    struct check c = {cli, s, &t, all ? 0 : GATE_LIST_LIMIT, false, 0, 0, 0, 0};
     struct kept_server k = {0};
     int rc = store_begin(s, false);
     if (!rc)

@@ -535,6 +535,39 @@ START_TEST(test_gate_aggregate_equals_brute_force_on_random_fleets)
 }
 END_TEST
 
+/* The lead's real import: the sample inventory plus an explicit edge, then stored reports. */
+START_TEST(test_gate_on_imported_inventory_with_explicit_edge)
+{
+    ck_assert_int_eq(fx_run(db, NULL, NULL, "inventory", "import",
+                            tu_source_path("tools/sample-inventory.csv"), NULL), 0);
+    const char *edges = tu_path(dir, "edges.csv");
+    const char *csv = "dependent,server,channel\n"
+                      "adm-ws01.corp.contoso.com,cm-ps1-dp01.corp.contoso.com,content-admin\n";
+    tu_write_file(edges, csv, strlen(csv));
+    ck_assert_int_eq(fx_run(db, NULL, NULL, "inventory", "import", edges, NULL), 0);
+    fx_sql(s, "INSERT INTO report SELECT id, %lld, %lld, '{}', 't', 0, 0, 0 FROM host",
+           FX_NOW - 60, FX_NOW - 60);
+    fx_win7_without_kb(s, "ws-w7-001.corp.contoso.com");
+    fx_stale(s, "adm-ws01.corp.contoso.com");
+
+    char *out;
+    ck_assert_int_eq(fx_run(db, &out, NULL, "gate", "check", "cm-ps1-dp01.corp.contoso.com",
+                            NULL), 1);
+    ck_assert_ptr_nonnull(strstr(out, "ws-w7-001.corp.contoso.com  not_ready  KB3140245 missing"));
+    ck_assert_ptr_nonnull(strstr(out, "adm-ws01.corp.contoso.com  unknown  last report"));
+    free(out);
+    /* DP02 has no edge from the console: only the Windows 7 client blocks it. */
+    struct gate_server dp2 = server("cm-ps1-dp02.corp.contoso.com");
+    struct gate_server dp1 = server("cm-ps1-dp01.corp.contoso.com");
+    ck_assert_int_eq(dp1.dependents, dp2.dependents + 1);
+    ck_assert_int_eq(dp1.blocking, 2);
+    ck_assert_int_eq(dp2.blocking, 1);
+    /* The SMS Provider (on the site server) serves consoles: the stale one blocks it. */
+    ck_assert_int_eq(server("cm-ps1-site.corp.contoso.com").blocking, 1);
+    ck_assert_int_eq(server("cm-ps1-sql.corp.contoso.com").blocking, 0);
+}
+END_TEST
+
 /* ---- CLI edges ---------------------------------------------------------------------------- */
 
 START_TEST(test_gate_check_refuses_unknown_host_non_server_and_bad_usage)
@@ -647,6 +680,7 @@ int main(void)
     tcase_add_test(tc, test_gate_blockers_one_row_per_failed_rule_in_order);
     tcase_add_test(tc, test_gate_site_summary_counts);
     tcase_add_loop_test(tc, test_gate_aggregate_equals_brute_force_on_random_fleets, 0, 12);
+    tcase_add_test(tc, test_gate_on_imported_inventory_with_explicit_edge);
     tcase_add_test(tc, test_gate_check_refuses_unknown_host_non_server_and_bad_usage);
     tcase_add_test(tc, test_gate_check_lists_limited_groups_unless_all);
     tcase_add_test(tc, test_waive_parses_dates_and_refuses_bad_ones);
