@@ -231,6 +231,7 @@ struct site_phase {
     bool found;
     enum phase_id phase;
     long exit_blocking;
+    long waived;
     char code[16];
 };
 
@@ -240,8 +241,17 @@ static int take_site(const struct gate_site *g, void *arg)
     sp->found = true;
     sp->phase = g->phase;
     sp->exit_blocking = g->exit_blocking;
+    sp->waived = g->waived;
     snprintf(sp->code, sizeof(sp->code), "%s", g->code);
     return 0;
+}
+
+/* Waived hosts pass every criterion: say so, so a pass is never read as "all ready". */
+static void print_waived_note(const struct site_phase *sp)
+{
+    if (sp->waived)
+        printf("  %ld waived %s of %s pass by waiver (see `tlsgate gate check`, `tlsgate audit`)\n",
+               sp->waived, sp->waived == 1 ? "host" : "hosts", sp->code);
 }
 
 /* Moves `site` to `to`, records the history row. Inside the caller's transaction. */
@@ -356,15 +366,16 @@ static int phase_advance(struct cli *cli, const struct move_args *a)
             printf("{\"site\":");
             cli_json_string(stdout, sp.code);
             printf(",\"from\":\"%s\",\"to\":\"%s\",\"dry_run\":%s,\"advanced\":false,"
-                   "\"blocking\":%ld,\"groups\":[",
+                   "\"blocking\":%ld,\"waived\":%ld,\"groups\":[",
                    phase_name(sp.phase), phase_name(to), a->dry_run ? "true" : "false",
-                   sp.exit_blocking);
+                   sp.exit_blocking, sp.waived);
         } else {
             printf("site %s: %s -> %s %s: %ld %s fail \"%s\"\n", sp.code,
                     phase_name(sp.phase), phase_name(to), a->dry_run ? "would be refused"
                                                                      : "refused",
                     sp.exit_blocking, criterion_noun(sp.phase, sp.exit_blocking),
                     criterion_text(sp.phase));
+            print_waived_note(&sp);
         }
         rc = gate_failing_for_phase(s, sp.code, sp.phase, &t, a->all ? 0 : PHASE_LIST_LIMIT,
                                     print_failing, &p);
@@ -386,15 +397,17 @@ static int phase_advance(struct cli *cli, const struct move_args *a)
         printf("{\"site\":");
         cli_json_string(stdout, sp.code);
         printf(",\"from\":\"%s\",\"to\":\"%s\",\"dry_run\":%s,\"advanced\":%s,\"blocking\":0,"
-               "\"groups\":[]}\n",
+               "\"waived\":%ld,\"groups\":[]}\n",
                phase_name(sp.phase), phase_name(to), a->dry_run ? "true" : "false",
-               a->dry_run ? "false" : "true");
+               a->dry_run ? "false" : "true", sp.waived);
     }
     if (a->dry_run) {
         store_rollback(s);
-        if (!cli->json)
+        if (!cli->json) {
             printf("site %s: %s -> %s would pass (%s)\n", sp.code, phase_name(sp.phase),
                    phase_name(to), criterion_text(sp.phase));
+            print_waived_note(&sp);
+        }
         return EXIT_OK;
     }
     if (set_phase(s, sp.code, sp.phase, to, t.now, a->reason))
@@ -404,8 +417,10 @@ static int phase_advance(struct cli *cli, const struct move_args *a)
     snprintf(outcome, sizeof(outcome), "ok: %s -> %s", phase_name(sp.phase), phase_name(to));
     if ((code = audit_and_commit(cli, s, outcome)))
         return code;
-    if (!cli->json)
+    if (!cli->json) {
         printf("site %s: %s -> %s\n", sp.code, phase_name(sp.phase), phase_name(to));
+        print_waived_note(&sp);
+    }
     return EXIT_OK;
 }
 
