@@ -350,6 +350,13 @@ static int phase_advance(struct cli *cli, const struct move_args *a)
     char outcome[160];
     if (sp.phase == PHASE_COMPLETE) {
         cli_error("site %s is already complete: there is no phase after it", sp.code);
+        if (cli->json) {
+            printf("{\"site\":");
+            cli_json_string(stdout, sp.code);
+            printf(",\"from\":\"complete\",\"to\":null,\"dry_run\":%s,\"advanced\":false,"
+                   "\"blocking\":0,\"waived\":%ld,\"groups\":[]}\n",
+                   a->dry_run ? "true" : "false", sp.waived);
+        }
         if (a->dry_run) {
             store_rollback(s);
             return EXIT_BLOCKED;
