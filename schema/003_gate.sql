@@ -12,4 +12,5 @@ CREATE INDEX IF NOT EXISTS host_systems ON host (site, name) WHERE roles <> 1;
 -- report_state: what a host's state needs (hoststate.h) and the legacy flag, without touching
 -- the report rows, whose bodies (kilobytes each) would make every lookup read its own page.
 -- gate.c names it with INDEXED BY: the planner would otherwise take the rowid lookup.
-CREATE INDEX IF NOT EXISTS report_state ON report (host_id, collected_at, blockers, legacy_disabled);
+CREATE INDEX IF NOT EXISTS report_state
+    ON report (host_id, collected_at, blockers, legacy_disabled);

@@ -170,7 +170,8 @@ START_TEST(test_phase_win7_client_blocks_clients_to_servers_and_lists_groups)
                             "--dry-run", NULL), 1);
     ck_assert_ptr_nonnull(strstr(out, "{\"site\":\"P01\",\"from\":\"clients\",\"to\":\"servers\","
                                       "\"dry_run\":true,\"advanced\":false,\"blocking\":3,"
-                                      "\"waived\":0,\"groups\":[{\"rule\":\"client-winhttp-kb3140245\","
+                                      "\"waived\":0,\"groups\":[{\"rule\":"
+                                      "\"client-winhttp-kb3140245\","
                                       "\"hosts\":2,"));
     free(out);
 
