@@ -380,6 +380,23 @@ START_TEST(test_gate_blockers_one_row_per_failed_rule_in_order)
 }
 END_TEST
 
+START_TEST(test_gate_blockers_of_every_site_in_site_server_order_with_cross_site_edge)
+{
+    two_sites();
+    fx_edge(s, "pc1.p02.example", "dp1.p01.example");
+    fx_win7_without_kb(s, "pc1.p02.example");
+    fx_unreported(s, "db1.p01.example");
+    struct rows r = {{0}, 0};
+    ck_assert_int_eq(gate_blockers(s, NULL, NULL, &t, collect_blocker, &r), 0);
+    ck_assert_str_eq(r.buf,
+                     "dp1.p01.example,pc1.p02.example,not_ready,client-winhttp-kb3140245,"
+                     "KB3140245 missing\n"
+                     "sup1.p01.example,db1.p01.example,unknown,no-report,never reported\n"
+                     "mp1.p02.example,pc1.p02.example,not_ready,client-winhttp-kb3140245,"
+                     "KB3140245 missing\n");
+}
+END_TEST
+
 struct totals {
     long servers, open, orphan;
 };
@@ -678,6 +695,7 @@ int main(void)
     tcase_add_test(tc, test_gate_orphan_risk_server_disabled_legacy_while_blocked);
     tcase_add_test(tc, test_gate_orphan_risk_when_dependent_goes_stale_after_disable);
     tcase_add_test(tc, test_gate_blockers_one_row_per_failed_rule_in_order);
+    tcase_add_test(tc, test_gate_blockers_of_every_site_in_site_server_order_with_cross_site_edge);
     tcase_add_test(tc, test_gate_site_summary_counts);
     tcase_add_loop_test(tc, test_gate_aggregate_equals_brute_force_on_random_fleets, 0, 12);
     tcase_add_test(tc, test_gate_on_imported_inventory_with_explicit_edge);
