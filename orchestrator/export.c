@@ -28,6 +28,7 @@
 
 #include "cli.h"
 #include "csv.h"
+#include "gate.h"
 #include "hoststate.h"
 #include "inventory.h"
 #include "store.h"
@@ -238,14 +239,11 @@ static int stream_rows(struct export_ctx *x, sqlite3_stmt *st, const char *what,
     return 0;
 }
 
-#define WAIVED_SQL(host_id, now)                                                                  \
-    "EXISTS (SELECT 1 FROM waiver wv WHERE wv.host_id = " host_id                                 \
-    " AND (wv.until_at IS NULL OR wv.until_at > " now "))"
-
 #define HOSTS_SQL(where)                                                                          \
     "SELECT h.name, h.site, h.roles, h.os, " HOSTSTATE_SQL("r", "?1") ", r.blockers, "            \
-    "r.warnings, r.collected_at, " WAIVED_SQL("h.id", "?2") " "                                   \
-    "FROM host h LEFT JOIN report r ON r.host_id = h.id " where " ORDER BY h.site, h.name"
+    "r.warnings, r.collected_at, " GATE_WAIVER_ACTIVE_SQL("w", "?2") " FROM host h "               \
+    "LEFT JOIN report r ON r.host_id = h.id LEFT JOIN waiver w ON w.host_id = h.id " where      \
+    " ORDER BY h.site, h.name"
 
 static int hosts_row(struct export_ctx *x, sqlite3_stmt *st)
 {
