@@ -31,6 +31,7 @@
 #include "gate.h"
 #include "hoststate.h"
 #include "inventory.h"
+#include "phase.h"
 #include "store.h"
 
 enum export_view {
@@ -49,15 +50,22 @@ static const char *const view_names[VIEW_COUNT] = {
 static const char *const hosts_columns[] = {
     "name", "site", "roles", "os", "state", "blockers", "warnings", "last_report", "waived", NULL,
 };
+static const char *const servers_columns[] = {
+    "name", "site", "roles", "phase", "gate", "dependents", "blocking", "legacy_disabled",
+    "orphan_risk", NULL,
+};
+static const char *const blockers_columns[] = {"server", "dependent", "rule", "reason", NULL};
 static const char *const phases_columns[] = {"site", "phase", "entered_at", "entered_by", NULL};
+static const char *const summary_columns[] = {
+    "site", "phase", "hosts", "ready", "not_ready", "unknown", "waived", "servers_gate_open", NULL,
+};
 
 /* What every view needs: the writer, the store, and the decisions' inputs. */
 struct export_ctx {
     struct csv_writer *w;
     struct store *store;
     const char *site; /* NULL: every site */
-    long long now;
-    long long cutoff; /* now - stale_after: an older report makes a host unknown */
+    struct gate_time time; /* now and the stale cutoff (now - stale_after) */
     unsigned roles_mask; /* the role set last formatted into roles (0: none yet) */
     char roles[512];
 };
@@ -206,14 +214,18 @@ static int time_cell(struct csv_writer *w, sqlite3_stmt *st, int col)
 }
 
 /* Runs of rows share a role set (clients above all): each set is formatted once per run. */
-static int roles_cell(struct export_ctx *x, sqlite3_stmt *st, int col)
+static int roles_cell_mask(struct export_ctx *x, unsigned mask)
 {
-    unsigned mask = (unsigned)sqlite3_column_int64(st, col);
     if (mask != x->roles_mask) {
         inv_roles_format(mask, x->roles, sizeof(x->roles));
         x->roles_mask = mask;
     }
     return csv_cell_str(x->w, x->roles);
+}
+
+static int roles_cell(struct export_ctx *x, sqlite3_stmt *st, int col)
+{
+    return roles_cell_mask(x, (unsigned)sqlite3_column_int64(st, col));
 }
 
 static int int_or_empty_cell(struct csv_writer *w, sqlite3_stmt *st, int col)
@@ -266,8 +278,8 @@ static int view_hosts(struct export_ctx *x)
     int rc = store_prepare(x->store, x->site ? HOSTS_SQL("WHERE h.site = ?3") : HOSTS_SQL(""), &st);
     if (rc)
         return rc;
-    sqlite3_bind_int64(st, 1, x->cutoff);
-    sqlite3_bind_int64(st, 2, x->now);
+    sqlite3_bind_int64(st, 1, x->time.cutoff);
+    sqlite3_bind_int64(st, 2, x->time.now);
     bind_site(st, 3, x->site);
     rc = csv_header(x->w, hosts_columns);
     if (!rc)
@@ -305,9 +317,75 @@ static int view_phases(struct export_ctx *x)
     return rc;
 }
 
+/* The servers, blockers and summary views are gate.h's decisions, written out: the export never
+ * computes a gate itself, so it cannot disagree with `gate list` or `phase status`. */
+
+static int servers_row(const struct gate_server *g, void *arg)
+{
+    struct export_ctx *x = arg;
+    struct csv_writer *w = x->w;
+    csv_cell_str(w, g->name);
+    csv_cell_str(w, g->site);
+    roles_cell_mask(x, g->roles);
+    csv_cell_str(w, phase_name(g->phase));
+    csv_cell_str(w, g->open ? "open" : "blocked");
+    csv_cell_int(w, g->dependents);
+    csv_cell_int(w, g->blocking);
+    csv_cell_bool(w, g->legacy_disabled);
+    csv_cell_bool(w, g->orphan_risk);
+    return csv_end_row(w);
+}
+
+static int view_servers(struct export_ctx *x)
+{
+    int rc = csv_header(x->w, servers_columns);
+    return rc ? rc : gate_servers(x->store, x->site, &x->time, servers_row, x);
+}
+
+static int blockers_row(const struct gate_blocker *b, void *arg)
+{
+    struct export_ctx *x = arg;
+    struct csv_writer *w = x->w;
+    csv_cell_str(w, b->server);
+    csv_cell_str(w, b->dependent);
+    csv_cell_str(w, b->rule);
+    csv_cell_str(w, b->reason);
+    return csv_end_row(w);
+}
+
+static int view_blockers(struct export_ctx *x)
+{
+    int rc = csv_header(x->w, blockers_columns);
+    return rc ? rc : gate_blockers(x->store, x->site, NULL, &x->time, blockers_row, x);
+}
+
+static int summary_row(const struct gate_site *g, void *arg)
+{
+    struct export_ctx *x = arg;
+    struct csv_writer *w = x->w;
+    csv_cell_str(w, g->code);
+    csv_cell_str(w, phase_name(g->phase));
+    csv_cell_int(w, g->hosts);
+    csv_cell_int(w, g->ready);
+    csv_cell_int(w, g->not_ready);
+    csv_cell_int(w, g->unknown);
+    csv_cell_int(w, g->waived);
+    csv_cell_int(w, g->servers_gate_open);
+    return csv_end_row(w);
+}
+
+static int view_summary(struct export_ctx *x)
+{
+    int rc = csv_header(x->w, summary_columns);
+    return rc ? rc : gate_sites(x->store, x->site, &x->time, summary_row, x);
+}
+
 static int (*const view_run[VIEW_COUNT])(struct export_ctx *) = {
     [VIEW_HOSTS] = view_hosts,
+    [VIEW_SERVERS] = view_servers,
+    [VIEW_BLOCKERS] = view_blockers,
     [VIEW_PHASES] = view_phases,
+    [VIEW_SUMMARY] = view_summary,
 };
 
 /* ---- the command ---- */
@@ -454,11 +532,6 @@ int cmd_export(struct cli *cli, int argc, char **argv)
     }
     if (code)
         return code;
-    if (!view_run[a.view]) {
-        cli_error("export: view '%s' is not available in this build", view_names[a.view]);
-        return EXIT_USAGE;
-    }
-
     struct export_out out;
     if (out_open(&out, a.out))
         return EXIT_SYSTEM;
@@ -478,9 +551,8 @@ int cmd_export(struct cli *cli, int argc, char **argv)
         .w = &w,
         .store = s,
         .site = a.site,
-        .now = cli_now(),
+        .time = gate_time_make(cli_now(), cli->config.stale_after),
     };
-    x.cutoff = x.now - cli->config.stale_after;
 
     int rc = store_begin(s, false);
     if (!rc && a.bom)

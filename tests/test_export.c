@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,7 +88,14 @@ static void make_known_db(void)
                "INSERT INTO waiver VALUES"
                " (4, 'lab machine', NULL, 1, 'alice'),"
                " (5, 'was broken', 1764000000 - 1, 1, 'alice'),"
-               " (7, 'vendor fix due', 1764000000 + 100, 1, 'bob');");
+               " (7, 'vendor fix due', 1764000000 + 100, 1, 'bob');"
+               "INSERT INTO verdict VALUES"
+               " (1, 'winhttp.kb3140245', 0, 'blocker', 'KB3140245 is not installed'),"
+               " (1, 'schannel.tls12.client', 0, 'blocker',"
+               "  'Enabled = 0 in \"TLS 1.2\\Client\", disabled'),"
+               " (1, 'dotnet.strong_crypto', 0, 'warning', 'SchUseStrongCrypto is not 1'),"
+               " (2, 'dotnet.strong_crypto', 0, 'warning', 'SchUseStrongCrypto is not 1'),"
+               " (2, 'winhttp.kb3140245', 1, 'blocker', 'ok');");
     store_close(s);
 }
 
@@ -221,6 +229,59 @@ START_TEST(test_unknown_site_is_bad_input)
     ck_assert_ptr_nonnull(strstr(err, "--site 'X99': no such site"));
     free(out);
     free(err);
+}
+END_TEST
+
+START_TEST(test_servers_view_exact_bytes)
+{
+    make_known_db();
+    /* mp1 serves P01's four clients: cl-b (not ready) and cl-c (stale) block, cl-d is waived.
+     * sql.p02 has no dependents in P02 and its site is in enforce: open. */
+    assert_export("name,site,roles,phase,gate,dependents,blocking,legacy_disabled,orphan_risk\r\n"
+                  "mp1.p01.example,P01,management_point;distribution_point,clients,blocked,4,2,"
+                  "false,false\r\n"
+                  "sql.p02.example,P02,site_database,enforce,open,0,0,true,false\r\n",
+                  "--view", "servers", NULL, NULL);
+}
+END_TEST
+
+START_TEST(test_servers_view_shows_orphan_risk)
+{
+    make_known_db();
+    struct store *s = open_db();
+    /* mp1 turned the legacy protocols off while cl-b still cannot do TLS 1.2. */
+    exec_ok(s, "UPDATE report SET legacy_disabled = 1 WHERE host_id = 5");
+    store_close(s);
+    assert_export("name,site,roles,phase,gate,dependents,blocking,legacy_disabled,orphan_risk\r\n"
+                  "mp1.p01.example,P01,management_point;distribution_point,clients,blocked,4,2,"
+                  "true,true\r\n",
+                  "--view", "servers", "--site", "P01");
+}
+END_TEST
+
+START_TEST(test_blockers_view_exact_bytes)
+{
+    make_known_db();
+    /* One row per failed blocker verdict (not the warning, not the passed rule), and the stale
+     * host with the reason it is unknown; the waived cl-d is not listed. */
+    assert_export("server,dependent,rule,reason\r\n"
+                  "mp1.p01.example,cl-b.p01.example,schannel.tls12.client,"
+                  "\"Enabled = 0 in \"\"TLS 1.2\\Client\"\", disabled\"\r\n"
+                  "mp1.p01.example,cl-b.p01.example,winhttp.kb3140245,KB3140245 is not installed\r\n"
+                  "mp1.p01.example,cl-c.p01.example,stale-report,"
+                  "last report 2025-11-23T15:00:00Z is older than stale_after\r\n",
+                  "--view", "blockers", NULL, NULL);
+    assert_export("server,dependent,rule,reason\r\n", "--view", "blockers", "--site", "P02");
+}
+END_TEST
+
+START_TEST(test_summary_view_exact_bytes)
+{
+    make_known_db();
+    assert_export("site,phase,hosts,ready,not_ready,unknown,waived,servers_gate_open\r\n"
+                  "P01,clients,5,2,1,2,1,0\r\n"
+                  "P02,enforce,2,2,0,0,1,1\r\n",
+                  "--view", "summary", NULL, NULL);
 }
 END_TEST
 
@@ -605,6 +666,73 @@ START_TEST(test_hostile_cells_round_trip_through_python_csv)
 }
 END_TEST
 
+START_TEST(test_hostile_reasons_round_trip_in_blockers_view)
+{
+    /* A management point with a hostile name; every hostile name is a not-ready client of it
+     * whose failed verdict has a hostile rule id and reason. */
+    const char *server = "=mp,\"1\".example";
+    const char *rule = "-rule;1,x";
+    struct store *s = open_db();
+    exec_ok(s, "INSERT INTO site VALUES ('S01', 'clients', 1763000000, 'alice')");
+    sqlite3 *raw = store_db(s);
+    sqlite3_stmt *host, *report, *verdict;
+    ck_assert_int_eq(sqlite3_prepare_v2(raw, "INSERT INTO host (name, site, roles, collector, "
+                                             "added_at, updated_at) VALUES (?1, 'S01', ?2, 'x:1', "
+                                             "1, 1)", -1, &host, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_prepare_v2(raw, "INSERT INTO report VALUES (last_insert_rowid(), "
+                                             "1764000000, 1764000000, '{}', 't', ?1, 0, 0)", -1,
+                                        &report, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_prepare_v2(raw, "INSERT INTO verdict VALUES (last_insert_rowid(), "
+                                             "?1, 0, 'blocker', ?2)", -1, &verdict, NULL),
+                     SQLITE_OK);
+    for (size_t i = 0; i <= HOSTILE_COUNT; i++) {
+        bool is_server = i == HOSTILE_COUNT;
+        sqlite3_reset(host);
+        sqlite3_bind_text(host, 1, is_server ? server : hostile[i], -1, SQLITE_STATIC);
+        sqlite3_bind_int(host, 2, is_server ? 16 : 1);
+        ck_assert_int_eq(sqlite3_step(host), SQLITE_DONE);
+        sqlite3_reset(report);
+        sqlite3_bind_int(report, 1, is_server ? 0 : 1);
+        ck_assert_int_eq(sqlite3_step(report), SQLITE_DONE);
+        if (is_server)
+            continue;
+        sqlite3_reset(verdict);
+        sqlite3_bind_text(verdict, 1, rule, -1, SQLITE_STATIC);
+        sqlite3_bind_text(verdict, 2, hostile[(i + 1) % HOSTILE_COUNT], -1, SQLITE_STATIC);
+        ck_assert_int_eq(sqlite3_step(verdict), SQLITE_DONE);
+    }
+    sqlite3_finalize(host);
+    sqlite3_finalize(report);
+    sqlite3_finalize(verdict);
+    store_close(s);
+
+    const char *sorted[HOSTILE_COUNT];
+    memcpy(sorted, hostile, sizeof(hostile));
+    qsort(sorted, HOSTILE_COUNT, sizeof(sorted[0]), by_name_nocase);
+    json_t *rows = json_array();
+    json_array_append_new(rows, json_pack("[ssss]", "server", "dependent", "rule", "reason"));
+    for (size_t i = 0; i < HOSTILE_COUNT; i++) {
+        size_t k = 0;
+        while (hostile[k] != sorted[i])
+            k++;
+        char a[256], b[256], c[256], d[256];
+        json_array_append_new(rows, json_pack("[ssss]", guarded(server, a, sizeof(a)),
+                                              guarded(sorted[i], b, sizeof(b)),
+                                              guarded(rule, c, sizeof(c)),
+                                              guarded(hostile[(k + 1) % HOSTILE_COUNT], d,
+                                                      sizeof(d))));
+    }
+    const char *csv_path = tu_path(dir, "blockers.csv");
+    char *out, *err;
+    int code = export(&out, &err, "--view", "blockers", "--out", csv_path, NULL, NULL);
+    ck_assert_msg(code == 0, "exit %d: %s", code, err);
+    free(out);
+    free(err);
+    run_roundtrip(csv_path, rows, NULL);
+    json_decref(rows);
+}
+END_TEST
+
 /* ---- the writer itself ---- */
 
 /* Writes cells through csv.c into a file and returns its bytes. */
@@ -688,7 +816,11 @@ int main(void)
     tcase_add_test(views, test_hosts_view_exact_bytes);
     tcase_add_test(views, test_hosts_view_site_filter);
     tcase_add_test(views, test_hosts_view_uses_configured_stale_after);
+    tcase_add_test(views, test_servers_view_exact_bytes);
+    tcase_add_test(views, test_servers_view_shows_orphan_risk);
+    tcase_add_test(views, test_blockers_view_exact_bytes);
     tcase_add_test(views, test_phases_view_exact_bytes);
+    tcase_add_test(views, test_summary_view_exact_bytes);
     tcase_add_test(views, test_bom_prefixes_utf8_mark);
     tcase_add_test(views, test_unknown_site_is_bad_input);
     suite_add_tcase(suite, views);
@@ -712,6 +844,7 @@ int main(void)
     TCase *csv = tcase_create("csv");
     tcase_add_checked_fixture(csv, setup, teardown);
     tcase_add_test(csv, test_hostile_cells_round_trip_through_python_csv);
+    tcase_add_test(csv, test_hostile_reasons_round_trip_in_blockers_view);
     tcase_add_test(csv, test_writer_quotes_doubles_and_guards);
     tcase_add_test(csv, test_writer_streams_past_its_buffer);
     tcase_add_test(csv, test_writer_reports_first_write_error);
