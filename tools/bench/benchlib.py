@@ -1,9 +1,14 @@
 """benchlib — what the tools/bench scripts share: locating the binaries and the big database,
-and running a command to measure its wall time and peak RSS (os.wait4's rusage of that child, so
-no /usr/bin/time is needed)."""
+and running a command to measure its wall time and peak RSS.
+
+Peak RSS comes from GNU time (/usr/bin/time, Debian package `time`), not from os.wait4 here: a
+child forked from this Python process starts with Python's own resident set counted in its
+ru_maxrss (Linux keeps the pre-exec high-water mark), which would hide anything smaller than the
+interpreter. /usr/bin/time is a small C program that forks the command itself."""
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -36,13 +41,19 @@ def bench_now(db):
     return out
 
 
+GNU_TIME = "/usr/bin/time"
+
+
 def measure(argv, stdout=subprocess.DEVNULL, env=None, ok=(0,)):
     """Runs argv; returns (seconds, peak RSS in MiB, exit code). Exits on an unexpected code."""
-    start = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=stdout, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.monotonic() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode not in ok:
-        sys.exit(f"bench: {argv[0]} exited {proc.returncode}")
-    return seconds, usage.ru_maxrss / 1024.0, proc.returncode
+    if not os.access(GNU_TIME, os.X_OK):
+        sys.exit(f"bench: {GNU_TIME} missing (tools/bootstrap installs the `time` package)")
+    with tempfile.NamedTemporaryFile(mode="r", prefix="bench-rss-") as rss:
+        start = time.monotonic()
+        code = subprocess.run([GNU_TIME, "-q", "-f", "%M", "-o", rss.name] + argv,
+                              stdout=stdout, env=env).returncode
+        seconds = time.monotonic() - start
+        if code not in ok:
+            sys.exit(f"bench: {argv[0]} exited {code}")
+        kib = int(rss.read().split()[-1])
+    return seconds, kib / 1024.0, code
