@@ -72,8 +72,9 @@ struct export_ctx {
 
 /* ---- the temp file behind --out, and the signals that must not leave it behind ---- */
 
-/* The one path a signal handler may unlink. Set before the temp file exists, cleared after it is
- * renamed or removed; a process has at most one export running. */
+/* The one path a signal handler may unlink: armed (with the cleanup signals blocked) as soon as
+ * mkstemp has made the file, disarmed once it is renamed or removed. Process-wide because signal
+ * dispositions are; a process runs at most one export. */
 static char signal_tmp_path[PATH_MAX];
 static volatile sig_atomic_t signal_tmp_armed;
 
@@ -111,7 +112,6 @@ static int out_open(struct export_out *o, const char *path)
         cli_error("export: --out '%s': path too long", path);
         return -ENAMETOOLONG;
     }
-    memcpy(signal_tmp_path, o->tmp, sizeof(signal_tmp_path));
 
     struct sigaction sa = {0};
     sa.sa_handler = on_fatal_signal;
@@ -252,9 +252,9 @@ static int stream_rows(struct export_ctx *x, sqlite3_stmt *st, const char *what,
 }
 
 #define HOSTS_SQL(where)                                                                          \
-    "SELECT h.name, h.site, h.roles, h.os, " HOSTSTATE_SQL("r", "?1") ", r.blockers, "            \
-    "r.warnings, r.collected_at, " GATE_WAIVER_ACTIVE_SQL("w", "?2") " FROM host h "               \
-    "LEFT JOIN report r ON r.host_id = h.id LEFT JOIN waiver w ON w.host_id = h.id " where      \
+    "SELECT h.name, h.site, h.roles, h.os, " HOSTSTATE_SQL("r", "?1") ", r.blockers, r.warnings," \
+    " r.collected_at, " GATE_WAIVER_ACTIVE_SQL("w", "?2") " FROM host h"                          \
+    " LEFT JOIN report r ON r.host_id = h.id LEFT JOIN waiver w ON w.host_id = h.id " where       \
     " ORDER BY h.site, h.name"
 
 static int hosts_row(struct export_ctx *x, sqlite3_stmt *st)
@@ -533,8 +533,9 @@ int cmd_export(struct cli *cli, int argc, char **argv)
     if (code)
         return code;
     struct export_out out;
-    if (out_open(&out, a.out))
-        return EXIT_SYSTEM;
+    int rc = out_open(&out, a.out);
+    if (rc)
+        return rc == -EISDIR || rc == -ENAMETOOLONG ? EXIT_USAGE : EXIT_SYSTEM;
     struct store *s = cli_store(cli, false, &code);
     if (!s) {
         out_discard(&out);
@@ -554,7 +555,7 @@ int cmd_export(struct cli *cli, int argc, char **argv)
         .time = gate_time_make(cli_now(), cli->config.stale_after),
     };
 
-    int rc = store_begin(s, false);
+    rc = store_begin(s, false);
     if (!rc && a.bom)
         rc = csv_bom(&w);
     if (!rc)

@@ -2,8 +2,9 @@
 """csv_roundtrip.py CSV EXPECTED.json [--bom] — reads CSV with Python's csv module (a real,
 independent RFC 4180 reader, strict mode) and checks that it yields exactly the rows of
 EXPECTED.json (a JSON array of arrays of strings, header first). Also checks the bytes: UTF-8,
-a BOM only with --bom, CRLF after every record, minimal quoting. Exit 0 when everything matches, 1 with
-the first difference on stderr otherwise. Used by tests/test_export.c (suite 'export')."""
+a BOM only with --bom, CRLF after every record, minimal quoting. Exit 0 when everything
+matches, 1 with the first difference on stderr otherwise. Used by tests/test_export.c (suite
+'export')."""
 import csv
 import io
 import json

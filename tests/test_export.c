@@ -70,7 +70,8 @@ static void make_known_db(void)
     struct store *s = open_db();
     exec_ok(s, "INSERT INTO site VALUES ('P01', 'clients', 1763000000, 'alice'),"
                " ('P02', 'enforce', 1763500000, 'bob');"
-               "INSERT INTO host (id, name, site, roles, collector, os, added_at, updated_at) VALUES"
+               "INSERT INTO host (id, name, site, roles, collector, os, added_at, updated_at)"
+               " VALUES"
                " (1, 'cl-b.p01.example', 'P01', 1, 'cl-b:9443', 'Windows 7 Enterprise', 1, 1),"
                " (2, 'CL-A.p01.example', 'P01', 1, 'cl-a:9443', 'Windows 10 Enterprise', 1, 1),"
                " (3, 'cl-c.p01.example', 'P01', 1, 'cl-c:9443', 'Windows 7', 1, 1),"
@@ -267,7 +268,8 @@ START_TEST(test_blockers_view_exact_bytes)
     assert_export("server,dependent,rule,reason\r\n"
                   "mp1.p01.example,cl-b.p01.example,schannel.tls12.client,"
                   "\"Enabled = 0 in \"\"TLS 1.2\\Client\"\", disabled\"\r\n"
-                  "mp1.p01.example,cl-b.p01.example,winhttp.kb3140245,KB3140245 is not installed\r\n"
+                  "mp1.p01.example,cl-b.p01.example,winhttp.kb3140245,"
+                  "KB3140245 is not installed\r\n"
                   "mp1.p01.example,cl-c.p01.example,stale-report,"
                   "last report 2025-11-23T15:00:00Z is older than stale_after\r\n",
                   "--view", "blockers", NULL, NULL);
