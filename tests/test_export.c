@@ -147,6 +147,19 @@ static void assert_export(const char *expected, const char *a1, const char *a2, 
     free(err);
 }
 
+/* Whether `dir` holds an export temp file of hosts.csv. */
+static bool has_temp_file(void)
+{
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    bool found = false;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        found |= !strncmp(e->d_name, ".hosts.csv.tmp-", 15);
+    closedir(d);
+    return found;
+}
+
 /* Names in `dir` other than the database files. */
 static int count_other_files(char *first, size_t size)
 {
@@ -447,10 +460,7 @@ static pid_t start_stuck_export(const char *target, sqlite3 **lock)
     struct timespec deadline, now;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     deadline.tv_sec += 20;
-    char name[256];
-    for (;;) {
-        if (count_other_files(name, sizeof(name)) == 1 && !strncmp(name, ".hosts.csv.tmp-", 15))
-            break;
+    while (!has_temp_file()) {
         clock_gettime(CLOCK_MONOTONIC, &now);
         ck_assert_msg(now.tv_sec < deadline.tv_sec, "the export never created its temp file");
         ck_assert_int_eq(waitpid(pid, NULL, WNOHANG), 0); /* still running */
@@ -464,6 +474,7 @@ START_TEST(test_sigterm_mid_export_removes_temp_file)
 {
     make_known_db();
     const char *target = tu_path(dir, "hosts.csv");
+    tu_write_file(target, "old contents\r\n", 14);
     sqlite3 *lock;
     pid_t pid = start_stuck_export(target, &lock);
     ck_assert_int_eq(kill(pid, SIGTERM), 0);
@@ -471,7 +482,12 @@ START_TEST(test_sigterm_mid_export_removes_temp_file)
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert(WIFSIGNALED(status));
     ck_assert_int_eq(WTERMSIG(status), SIGTERM);
-    ck_assert_int_eq(count_other_files(NULL, 0), 0);
+    char name[256];
+    ck_assert_int_eq(count_other_files(name, sizeof(name)), 1); /* the temp file is gone */
+    ck_assert_str_eq(name, "hosts.csv");
+    char *got = tu_read_file(target, NULL);
+    ck_assert_str_eq(got, "old contents\r\n"); /* and the previous export is untouched */
+    free(got);
     sqlite3_close(lock);
 }
 END_TEST
@@ -480,9 +496,7 @@ START_TEST(test_sigkill_mid_export_leaves_no_out_file)
 {
     make_known_db();
     const char *target = tu_path(dir, "hosts.csv");
-    tu_write_file(target, "old contents\r\n", 14);
-    unlink(target); /* start with no file at all: a kill must not make one */
-    sqlite3 *lock;
+    sqlite3 *lock; /* no hosts.csv before: a kill must not make one */
     pid_t pid = start_stuck_export(target, &lock);
     ck_assert_int_eq(kill(pid, SIGKILL), 0);
     int status;
