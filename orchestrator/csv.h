@@ -37,7 +37,7 @@ int csv_bom(struct csv_writer *w);
 int csv_cell(struct csv_writer *w, const char *s, size_t len);
 /* The same for a NUL-terminated string (NULL: an empty cell). */
 int csv_cell_str(struct csv_writer *w, const char *s);
-/* A decimal integer. */
+/* A decimal integer (an ordinary cell: a negative one would get the formula guard too). */
 int csv_cell_int(struct csv_writer *w, long long v);
 /* "true" or "false". */
 int csv_cell_bool(struct csv_writer *w, bool v);

@@ -504,11 +504,12 @@ static int parse_args(int argc, char **argv, struct export_args *a, bool *help)
 static int check_site(struct store *s, const char *site)
 {
     sqlite3_stmt *st;
-    int rc = store_prepare(s, "SELECT 1 FROM site WHERE code = ?1", &st);
-    if (rc)
+    if (store_prepare(s, "SELECT 1 FROM site WHERE code = ?1", &st)) {
+        cli_error("%s", store_errmsg(s));
         return EXIT_SYSTEM;
+    }
     sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
+    int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc == SQLITE_ROW)
         return EXIT_OK;
