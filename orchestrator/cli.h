@@ -71,5 +71,6 @@ int cmd_phase(struct cli *cli, int argc, char **argv);
 int cmd_waive(struct cli *cli, int argc, char **argv);
 int cmd_unwaive(struct cli *cli, int argc, char **argv);
 int cmd_audit(struct cli *cli, int argc, char **argv);
+int cmd_export(struct cli *cli, int argc, char **argv);
 
 #endif

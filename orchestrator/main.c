@@ -27,6 +27,7 @@ static const struct command commands[] = {
     {"waive", cmd_waive, "waive HOST --reason R [--until DATE]: the host stops blocking"},
     {"unwaive", cmd_unwaive, "unwaive HOST: remove a host's waiver"},
     {"audit", cmd_audit, "the audit log of every state change"},
+    {"export", cmd_export, "dashboard CSV (export csv --view V)"},
 };
 
 static void usage(FILE *out)
