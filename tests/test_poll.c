@@ -1,0 +1,823 @@
+/*
+ * test_poll.c — the pull engine, `tlsgate collect` and `tlsgate daemon`, with real processes:
+ * the real tlsgate binary, collectors played by tests/daemon/peer.py (python3 ssl, mutual TLS
+ * with certificates from tools/gen-certs), a real database file, loopback only.
+ *
+ * Every wait is on a condition with a deadline; nothing asserts on wall time.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <sys/poll.h> /* not <poll.h>: orchestrator/poll.h shadows it */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "poll.h"
+#include "store.h"
+#include "testutil.h"
+
+/* Certificates are made once per suite (unchecked fixture); each test gets its own folder. */
+static char *certs;
+static char *dir;
+static char db[4096];
+static char config_path[4096];
+
+static const char *const cert_names[] = {
+    "good.test", "ready.test", "unpatched.test", "down.test", "silent.test", "slow.test",
+    "huge.test", "badjson.test", "status.test", "wrongcert.test", "other.test", "future.test",
+    "stale.test", "late.test", NULL,
+};
+
+static void make_certs(void)
+{
+    certs = tu_tmpdir();
+    char *argv[32];
+    int n = 0;
+    argv[n++] = (char *)tu_source_path("tools/gen-certs");
+    argv[n++] = certs;
+    for (int i = 0; cert_names[i]; i++)
+        argv[n++] = (char *)cert_names[i];
+    for (int i = 0; i < 20; i++) {
+        char *name;
+        ck_assert_int_ge(asprintf(&name, "fleet%02d.test", i), 0);
+        argv[n++] = name;
+    }
+    argv[n] = NULL;
+    char *err = NULL;
+    int rc = tu_run(argv, NULL, NULL, &err);
+    ck_assert_msg(rc == 0, "gen-certs failed: %s", err);
+    free(err);
+}
+
+static void drop_certs(void)
+{
+    tu_rmtree(certs);
+    free(certs);
+}
+
+static const char *cert_file(const char *name, const char *ext)
+{
+    static char bufs[8][4096];
+    static int next;
+    char *b = bufs[next++ % 8];
+    snprintf(b, sizeof(bufs[0]), "%s/%s.%s", certs, name, ext);
+    return b;
+}
+
+/* Writes the config: short timeouts keep the suite fast, unless `extra` sets its own. */
+static void write_config(const char *extra)
+{
+    char buf[8192];
+    bool own_timeouts = extra && strstr(extra, "timeout");
+    snprintf(buf, sizeof(buf),
+             "{\"tls\": {\"ca\": \"%s/ca.pem\", \"cert\": \"%s/orchestrator.pem\", "
+             "\"key\": \"%s/orchestrator.key\"}%s%s%s}",
+             certs, certs, certs, own_timeouts ? "" : ", \"connect_timeout\": 2, \"timeout\": 3",
+             extra ? ", " : "", extra ? extra : "");
+    tu_write_file(config_path, buf, strlen(buf));
+}
+
+static void setup(void)
+{
+    dir = tu_tmpdir();
+    snprintf(db, sizeof(db), "%s", tu_path(dir, "t.db"));
+    snprintf(config_path, sizeof(config_path), "%s", tu_path(dir, "config.json"));
+    write_config("\"interval\": 3600, \"jitter\": 0, \"concurrency\": 16");
+    char *err = NULL;
+    ck_assert_int_eq(tu_tlsgate(db, NULL, &err, "init", NULL), 0);
+    free(err);
+    struct store *s;
+    char e[512];
+    ck_assert_int_eq(store_open(db, false, &s, e, sizeof(e)), 0);
+    ck_assert_int_eq(store_exec(s, "INSERT INTO site (code, entered_at, entered_by) "
+                                   "VALUES ('S01', 0, 'test')"),
+                     0);
+    store_close(s);
+}
+
+static void teardown(void)
+{
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* ---------------------------------------------------------------- database helpers */
+
+static struct store *open_db(void)
+{
+    struct store *s;
+    char e[512];
+    ck_assert_msg(store_open(db, false, &s, e, sizeof(e)) == 0, "%s", e);
+    return s;
+}
+
+static void add_host(const char *name, unsigned roles, int port)
+{
+    struct store *s = open_db();
+    sqlite3_stmt *st;
+    ck_assert_int_eq(store_prepare(s,
+                                   "INSERT INTO host (name, site, roles, collector, added_at, "
+                                   "updated_at) VALUES (?, 'S01', ?, ?, 0, 0)",
+                                   &st),
+                     0);
+    char collector[64];
+    snprintf(collector, sizeof(collector), "127.0.0.1:%d", port);
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, (int)roles);
+    sqlite3_bind_text(st, 3, collector, -1, SQLITE_STATIC);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
+    sqlite3_finalize(st);
+    store_close(s);
+}
+
+static long long query_int(const char *sql, const char *param)
+{
+    struct store *s = open_db();
+    sqlite3_stmt *st;
+    ck_assert_int_eq(store_prepare(s, sql, &st), 0);
+    if (param)
+        sqlite3_bind_text(st, 1, param, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    ck_assert_msg(step == SQLITE_ROW, "no row for %s (%s)", sql, param ? param : "");
+    long long v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    store_close(s);
+    return v;
+}
+
+/* poll.last_error of a host (malloc'd; NULL when none). */
+static char *last_error(const char *host)
+{
+    struct store *s = open_db();
+    sqlite3_stmt *st;
+    ck_assert_int_eq(store_prepare(s,
+                                   "SELECT p.last_error FROM poll p JOIN host h ON h.id = "
+                                   "p.host_id WHERE h.name = ?",
+                                   &st),
+                     0);
+    sqlite3_bind_text(st, 1, host, -1, SQLITE_STATIC);
+    ck_assert_msg(sqlite3_step(st) == SQLITE_ROW, "no poll row for %s", host);
+    const unsigned char *t = sqlite3_column_text(st, 0);
+    char *v = t ? strdup((const char *)t) : NULL;
+    sqlite3_finalize(st);
+    store_close(s);
+    return v;
+}
+
+static long long reports_of(const char *host)
+{
+    return query_int("SELECT count(*) FROM report r JOIN host h ON h.id = r.host_id "
+                     "WHERE h.name = ?",
+                     host);
+}
+
+static void assert_error_contains(const char *host, const char *needle)
+{
+    char *e = last_error(host);
+    ck_assert_msg(e && strstr(e, needle), "%s: last_error \"%s\" lacks \"%s\"", host,
+                  e ? e : "(none)", needle);
+    free(e);
+}
+
+/* ---------------------------------------------------------------- reports */
+
+/* The example report, made to belong to `host`, collected `age` seconds ago; `edit` may change
+ * it further. Written to DIR/NAME.json; returns that path. */
+static const char *write_report(const char *file, const char *host, long long age,
+                                void (*edit)(json_t *))
+{
+    json_error_t je;
+    json_t *r = json_load_file(tu_source_path("schema/report.example.json"), 0, &je);
+    ck_assert_msg(r != NULL, "report.example.json: %s", je.text);
+    json_object_set_new(r, "host", json_string(host));
+    char when[32];
+    time_t t = time(NULL) - age;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    json_object_set_new(r, "collected_at", json_string(when));
+    if (edit)
+        edit(r);
+    const char *path = tu_path(dir, file);
+    ck_assert_int_eq(json_dump_file(r, path, JSON_COMPACT), 0);
+    json_decref(r);
+    return path;
+}
+
+/* Windows 7 as it ships: no KB3140245, no WinHTTP or SCHANNEL TLS 1.2 settings. */
+static void make_unpatched(json_t *r)
+{
+    json_object_set_new(r, "hotfixes", json_pack("[s]", "KB976932"));
+    json_t *w = json_object_get(r, "winhttp");
+    json_object_set_new(w, "default_secure_protocols", json_null());
+    json_object_set_new(w, "default_secure_protocols_wow64", json_null());
+    json_t *tls12 = json_object_get(json_object_get(r, "schannel"), "tls12");
+    json_t *tls11 = json_object_get(json_object_get(r, "schannel"), "tls11");
+    const char *sides[] = {"client", "server"};
+    for (int i = 0; i < 2; i++) {
+        json_t *a = json_object_get(tls12, sides[i]), *b = json_object_get(tls11, sides[i]);
+        json_object_set_new(a, "enabled", json_null());
+        json_object_set_new(a, "disabled_by_default", json_null());
+        json_object_set_new(b, "enabled", json_null());
+        json_object_set_new(b, "disabled_by_default", json_null());
+    }
+}
+
+/* ---------------------------------------------------------------- processes */
+
+struct peer {
+    pid_t pid;
+    int in_fd; /* closing it ends the peer */
+    int ports[32];
+    int nports;
+};
+
+static bool wait_fd_readable(int fd, int ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, ms) == 1;
+}
+
+/* Starts peer.py with the given specs ("MODE,NAME[,FILE]": NAME's cert and key) and reads
+ * back its ports. */
+static void peer_start(struct peer *pr, const char *const specs[])
+{
+    char *argv[40];
+    int n = 0;
+    argv[n++] = "python3";
+    argv[n++] = (char *)tu_source_path("tests/daemon/peer.py");
+    argv[n++] = "--ca";
+    argv[n++] = strdup(cert_file("ca", "pem"));
+    for (int i = 0; specs[i]; i++) {
+        char mode[32], name[128], file[2048] = "";
+        ck_assert_int_ge(sscanf(specs[i], "%31[^,],%127[^,],%2047s", mode, name, file), 2);
+        char *spec;
+        ck_assert_int_ge(asprintf(&spec, "%s,%s,%s%s%s", mode, cert_file(name, "pem"),
+                                  cert_file(name, "key"), file[0] ? "," : "", file),
+                         0);
+        argv[n++] = spec;
+    }
+    argv[n] = NULL;
+    int in[2], out[2];
+    ck_assert_int_eq(pipe(in), 0);
+    ck_assert_int_eq(pipe(out), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[1]);
+        close(out[0]);
+        execvp("python3", argv);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    pr->pid = pid;
+    pr->in_fd = in[1];
+    char line[512];
+    size_t len = 0;
+    while (len < sizeof(line) - 1 && !memchr(line, '\n', len)) {
+        ck_assert_msg(wait_fd_readable(out[0], 20000), "peer.py did not report its ports");
+        ssize_t r = read(out[0], line + len, sizeof(line) - 1 - len);
+        ck_assert_msg(r > 0, "peer.py exited before listening");
+        len += (size_t)r;
+    }
+    line[len] = '\0';
+    close(out[0]);
+    pr->nports = 0;
+    for (char *tok = strtok(line, " \n"); tok && pr->nports < 32; tok = strtok(NULL, " \n"))
+        pr->ports[pr->nports++] = atoi(tok);
+}
+
+static void peer_stop(struct peer *pr)
+{
+    close(pr->in_fd);
+    kill(pr->pid, SIGKILL);
+    waitpid(pr->pid, NULL, 0);
+}
+
+/* A loopback port where nothing listens: bound, then released. */
+static int closed_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t l = sizeof(a);
+    getsockname(fd, (struct sockaddr *)&a, &l);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* Starts `tlsgate --db DB --config CONFIG daemon` with stderr into DIR/daemon.log. */
+static pid_t daemon_start(const char *log_name)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int fd = open(tu_path(dir, log_name), O_WRONLY | O_CREAT | O_APPEND, 0600);
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(devnull, 0);
+        dup2(devnull, 1);
+        dup2(fd, 2);
+        execl(tu_build_path("orchestrator/tlsgate"), "tlsgate", "--db", db, "--config",
+              config_path, "daemon", (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Waits for `pid` to exit within `ms`; returns its exit code, 128+signal, or -1 on timeout. */
+static int wait_exit(pid_t pid, int ms)
+{
+    struct timespec step = {0, 10 * 1000 * 1000};
+    for (int waited = 0; waited <= ms; waited += 10) {
+        int status;
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        nanosleep(&step, NULL);
+    }
+    return -1;
+}
+
+/* Polls `sql` (one integer, optional text parameter) until it reaches `want` or `ms` pass. */
+static bool wait_count(const char *sql, const char *param, long long want, int ms)
+{
+    struct timespec step = {0, 20 * 1000 * 1000};
+    for (int waited = 0; waited <= ms; waited += 20) {
+        if (query_int(sql, param) >= want)
+            return true;
+        nanosleep(&step, NULL);
+    }
+    return false;
+}
+
+/* Fails the test with the daemon's log when `ok` is false. */
+static void assert_daemon(bool ok, const char *what)
+{
+    if (ok)
+        return;
+    char *log = tu_read_file(tu_path(dir, "daemon.log"), NULL);
+    ck_abort_msg("%s; daemon log:\n%s", what, log ? log : "(none)");
+}
+
+static int collect(char **out, char **err, const char *host)
+{
+    if (host)
+        return tu_tlsgate(db, out, err, "--config", config_path, "collect", "--host", host,
+                          NULL);
+    return tu_tlsgate(db, out, err, "--config", config_path, "collect", NULL);
+}
+
+/* ---------------------------------------------------------------- schedule arithmetic */
+
+START_TEST(test_first_poll_is_spread_by_a_stable_per_host_offset)
+{
+    struct config c;
+    config_init(&c);
+    c.interval = 1000;
+    c.jitter = 0.5;
+    long long lo = 1000000, hi = 0;
+    for (int i = 0; i < 200; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "host%03d.corp.test", i);
+        long long at = poll_first_at(&c, name, 1000000);
+        ck_assert_int_ge(at, 1000000);
+        ck_assert_int_lt(at, 1000000 + 500);
+        ck_assert_int_eq(at, poll_first_at(&c, name, 1000000));
+        lo = at < lo ? at : lo;
+        hi = at > hi ? at : hi;
+    }
+    /* 200 hosts are not all in one second: the fleet never arrives at once. */
+    ck_assert_int_gt(hi - lo, 400);
+    ck_assert_int_eq(poll_first_at(&c, "A.Corp.Test", 0), poll_first_at(&c, "a.corp.test", 0));
+    c.jitter = 0;
+    ck_assert_int_eq(poll_first_at(&c, "host001.corp.test", 5), 5);
+}
+END_TEST
+
+START_TEST(test_failures_back_off_exponentially_up_to_backoff_max)
+{
+    struct config c;
+    config_init(&c);
+    c.interval = 900;
+    c.backoff_max = 300;
+    ck_assert_int_eq(poll_next_at(&c, "h.test", 0, 1000), 1900);
+    long long prev = 0;
+    for (int n = 1; n <= 12; n++) {
+        long long d = POLL_BACKOFF_BASE_SECONDS;
+        for (int i = 1; i < n && d < c.backoff_max; i++)
+            d *= 2;
+        if (d > c.backoff_max)
+            d = c.backoff_max;
+        long long delay = poll_next_at(&c, "h.test", n, 1000) - 1000;
+        ck_assert_int_ge(delay, d / 2);
+        ck_assert_int_le(delay, d);
+        ck_assert_int_eq(delay, poll_next_at(&c, "h.test", n, 1000) - 1000);
+        if (n <= 4)
+            ck_assert_int_gt(delay, prev / 2);
+        prev = delay;
+    }
+    ck_assert_int_le(poll_next_at(&c, "h.test", 40, 0), 300);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- collect */
+
+START_TEST(test_collect_stores_reports_and_poll_state)
+{
+    const char *ready = write_report("ready.json", "ready.test", 60, NULL);
+    const char *unpatched = write_report("unpatched.json", "unpatched.test", 60, make_unpatched);
+    char s1[4200], s2[4200];
+    snprintf(s1, sizeof(s1), "good,ready.test,%s", ready);
+    snprintf(s2, sizeof(s2), "good,unpatched.test,%s", unpatched);
+    const char *specs[] = {s1, s2, NULL};
+    struct peer pr;
+    peer_start(&pr, specs);
+    add_host("ready.test", 1, pr.ports[0]);
+    add_host("UNPATCHED.test", 1, pr.ports[1]);
+    add_host("never.test", 1, closed_port());
+
+    char *out = NULL, *err = NULL;
+    int rc = collect(&out, &err, NULL);
+    ck_assert_msg(rc == 0, "collect: %d\n%s\n%s", rc, out, err);
+    ck_assert_ptr_nonnull(strstr(out, "ok ready.test"));
+    ck_assert_ptr_nonnull(strstr(out, "ok UNPATCHED.test"));
+    ck_assert_ptr_nonnull(strstr(out, "failed never.test: "));
+    ck_assert_ptr_nonnull(strstr(out, "collect: 3 hosts, 2 ok, 1 failed"));
+    free(out);
+    free(err);
+
+    ck_assert_int_eq(reports_of("ready.test"), 1);
+    ck_assert_int_eq(reports_of("unpatched.test"), 1);
+    ck_assert_int_eq(reports_of("never.test"), 0);
+    /* The stored body is the report that was served, and its verdicts are there. */
+    ck_assert_int_eq(query_int("SELECT count(*) FROM report r JOIN host h ON h.id = r.host_id "
+                               "WHERE h.name = ? AND json_extract(r.body, '$.host') = h.name",
+                               "ready.test"),
+                     1);
+    ck_assert_int_eq(query_int("SELECT r.blockers FROM report r JOIN host h ON h.id = r.host_id "
+                               "WHERE h.name = ?", "ready.test"), 0);
+    ck_assert_int_gt(query_int("SELECT r.blockers FROM report r JOIN host h ON h.id = r.host_id "
+                               "WHERE h.name = ?", "unpatched.test"), 0);
+    ck_assert_int_gt(query_int("SELECT count(*) FROM verdict v JOIN host h ON h.id = v.host_id "
+                               "WHERE h.name = ?", "unpatched.test"), 0);
+    /* poll rows: success clears the error and failures; the down host counts one failure. */
+    ck_assert_int_eq(query_int("SELECT count(*) FROM poll p JOIN host h ON h.id = p.host_id "
+                               "WHERE h.name = ? AND p.last_error IS NULL AND p.failures = 0 "
+                               "AND p.last_success_at IS NOT NULL AND p.next_at >= "
+                               "p.last_attempt_at + 3600", "ready.test"),
+                     1);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM poll p JOIN host h ON h.id = p.host_id "
+                               "WHERE h.name = ? AND p.failures = 1 AND p.last_success_at IS NULL "
+                               "AND p.next_at > p.last_attempt_at", "never.test"),
+                     1);
+    assert_error_contains("never.test", "via 127.0.0.1:");
+
+    /* --host: one host only; the other rows are untouched. */
+    long long before = query_int("SELECT last_attempt_at FROM poll p JOIN host h ON "
+                                 "h.id = p.host_id WHERE h.name = ?", "never.test");
+    rc = collect(&out, &err, "ready.TEST");
+    ck_assert_msg(rc == 0, "collect --host: %d\n%s", rc, err);
+    ck_assert_ptr_nonnull(strstr(out, "collect: 1 hosts, 1 ok, 0 failed"));
+    free(out);
+    free(err);
+    ck_assert_int_eq(query_int("SELECT failures FROM poll p JOIN host h ON h.id = p.host_id "
+                               "WHERE h.name = ?", "never.test"), 1);
+    ck_assert_int_eq(query_int("SELECT last_attempt_at FROM poll p JOIN host h ON "
+                               "h.id = p.host_id WHERE h.name = ?", "never.test"), before);
+    peer_stop(&pr);
+}
+END_TEST
+
+static void make_future(json_t *r)
+{
+    char when[32];
+    time_t t = time(NULL) + 3600;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    json_object_set_new(r, "collected_at", json_string(when));
+}
+
+START_TEST(test_misbehaving_collectors_are_each_recorded_with_a_reason)
+{
+    const char *good = write_report("good.json", "good.test", 60, NULL);
+    const char *other = write_report("other.json", "other.test", 60, NULL);
+    const char *future = write_report("future.json", "future.test", 60, make_future);
+    const char *stale = write_report("stale.json", "stale.test", 60, NULL);
+    char sg[4200], so[4200], sf[4200], ss[4200], sw[4200];
+    snprintf(sg, sizeof(sg), "good,good.test,%s", good);
+    /* wrongcert.test is answered with other.test's certificate. */
+    snprintf(sw, sizeof(sw), "good,other.test,%s", good);
+    /* other.test presents its own certificate but serves good.test's report. */
+    snprintf(so, sizeof(so), "good,other.test,%s", good);
+    snprintf(sf, sizeof(sf), "good,future.test,%s", future);
+    snprintf(ss, sizeof(ss), "good,stale.test,%s", stale);
+    (void)other;
+    const char *specs[] = {sg, "silent,silent.test", "slow,slow.test", "huge,huge.test",
+                           "badjson,badjson.test", sw, so, sf, ss, "status,status.test", NULL};
+    struct peer pr;
+    peer_start(&pr, specs);
+    ck_assert_int_eq(pr.nports, 10);
+    const char *names[] = {"good.test", "silent.test", "slow.test", "huge.test", "badjson.test",
+                           "wrongcert.test", "other.test", "future.test", "stale.test",
+                           "status.test"};
+    for (int i = 0; i < 10; i++)
+        add_host(names[i], 1, pr.ports[i]);
+    add_host("down.test", 1, closed_port());
+
+    /* First round: stale.test's report is stored; then it serves an older one. */
+    char *out = NULL, *err = NULL;
+    int rc = collect(&out, &err, NULL);
+    ck_assert_msg(rc == 0, "collect: %d\n%s\n%s", rc, out, err);
+    free(out);
+    free(err);
+    ck_assert_int_eq(reports_of("stale.test"), 1);
+    write_report("stale.json", "stale.test", 7200, NULL);
+    rc = collect(&out, &err, NULL);
+    ck_assert_msg(rc == 0, "collect: %d\n%s\n%s", rc, out, err);
+    ck_assert_ptr_nonnull(strstr(out, "collect: 11 hosts, 1 ok, 10 failed"));
+    free(out);
+    free(err);
+
+    ck_assert_int_eq(reports_of("good.test"), 1);
+    ck_assert_ptr_null(last_error("good.test"));
+    assert_error_contains("down.test", "Failed to connect to 127.0.0.1 port");
+    assert_error_contains("silent.test", "timeout");
+    assert_error_contains("slow.test", "timed out");
+    assert_error_contains("huge.test", "report over 262144 bytes");
+    assert_error_contains("badjson.test", "invalid report");
+    assert_error_contains("wrongcert.test", "certificate");
+    assert_error_contains("other.test", "report is for host \"good.test\", not other.test");
+    assert_error_contains("future.test", "in the future");
+    assert_error_contains("stale.test", "older than stored report");
+    assert_error_contains("status.test", "HTTP status 503");
+    /* Rejected: nothing stored for them, and stale.test keeps its previous report. */
+    ck_assert_int_eq(query_int("SELECT count(*) FROM report", NULL), 2);
+    ck_assert_int_eq(query_int("SELECT failures FROM poll p JOIN host h ON h.id = p.host_id "
+                               "WHERE h.name = ?", "stale.test"), 1);
+    ck_assert_int_eq(query_int("SELECT failures FROM poll p JOIN host h ON h.id = p.host_id "
+                               "WHERE h.name = ?", "silent.test"), 2);
+    /* The good host was not held up by the others: stored within its own timeout. */
+    ck_assert_int_le(query_int("SELECT r.received_at - p.last_attempt_at FROM report r JOIN poll "
+                               "p ON p.host_id = r.host_id JOIN host h ON h.id = r.host_id "
+                               "WHERE h.name = ?", "good.test"), 3);
+    peer_stop(&pr);
+}
+END_TEST
+
+START_TEST(test_collect_refuses_missing_tls_config_with_exit_3)
+{
+    tu_write_file(config_path, "{\"timeout\": 3}", 14);
+    add_host("good.test", 1, closed_port());
+    char *err = NULL;
+    ck_assert_int_eq(collect(NULL, &err, NULL), 3);
+    ck_assert_ptr_nonnull(strstr(err, "tls.ca is not set"));
+    free(err);
+    write_config("\"concurrency\": 1");
+    char *argv_cfg = strdup(config_path);
+    char buf[4096];
+    snprintf(buf, sizeof(buf), "{\"tls\": {\"ca\": \"%s/nope.pem\", \"cert\": \"x\", \"key\": "
+             "\"y\"}}", certs);
+    tu_write_file(config_path, buf, strlen(buf));
+    ck_assert_int_eq(collect(NULL, &err, NULL), 3);
+    ck_assert_ptr_nonnull(strstr(err, "nope.pem"));
+    free(err);
+    free(argv_cfg);
+    /* An unknown host for --host is bad input too. */
+    write_config(NULL);
+    ck_assert_int_eq(collect(NULL, &err, "nosuch.test"), 3);
+    ck_assert_ptr_nonnull(strstr(err, "no host named 'nosuch.test'"));
+    free(err);
+}
+END_TEST
+
+START_TEST(test_collect_without_database_exits_4)
+{
+    char *err = NULL;
+    ck_assert_int_eq(tu_tlsgate(tu_path(dir, "missing.db"), NULL, &err, "--config", config_path,
+                                "collect", NULL),
+                     4);
+    ck_assert_ptr_nonnull(strstr(err, "tlsgate init"));
+    free(err);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- daemon */
+
+START_TEST(test_daemon_sigterm_abandons_hung_transfers_and_exits_zero)
+{
+    const char *good = write_report("good.json", "good.test", 60, NULL);
+    char sg[4200];
+    snprintf(sg, sizeof(sg), "good,good.test,%s", good);
+    const char *specs[] = {sg, "silent,silent.test", "slow,slow.test", NULL};
+    struct peer pr;
+    peer_start(&pr, specs);
+    add_host("good.test", 1, pr.ports[0]);
+    add_host("silent.test", 1, pr.ports[1]);
+    add_host("slow.test", 1, pr.ports[2]);
+    /* Long timeouts: the shutdown grace, not the transfer timeout, must end them. */
+    write_config("\"interval\": 3600, \"jitter\": 0, \"connect_timeout\": 60, \"timeout\": 120");
+    pid_t d = daemon_start("daemon.log");
+    assert_daemon(wait_count("SELECT count(*) FROM report", NULL, 1, 20000), "no report stored");
+    kill(d, SIGTERM);
+    int rc = wait_exit(d, 30000);
+    char *log = tu_read_file(tu_path(dir, "daemon.log"), NULL);
+    ck_assert_msg(rc == 0, "daemon exit %d\n%s", rc, log);
+    ck_assert_ptr_nonnull(strstr(log, "transfer abandoned at shutdown"));
+    ck_assert_ptr_nonnull(strstr(log, "daemon stopped"));
+    ck_assert_ptr_null(strstr(log, "did not close cleanly"));
+    /* Log lines carry time, level, host and event. */
+    ck_assert_ptr_nonnull(strstr(log, "info host=good.test report stored"));
+    free(log);
+    peer_stop(&pr);
+}
+END_TEST
+
+START_TEST(test_daemon_sighup_polls_new_hosts_and_drops_removed)
+{
+    const char *a = write_report("a.json", "fleet00.test", 60, NULL);
+    const char *b = write_report("b.json", "fleet01.test", 60, NULL);
+    char sa[4200], sb[4200];
+    snprintf(sa, sizeof(sa), "good,fleet00.test,%s", a);
+    snprintf(sb, sizeof(sb), "good,fleet01.test,%s", b);
+    const char *specs[] = {sa, sb, NULL};
+    struct peer pr;
+    peer_start(&pr, specs);
+    add_host("fleet00.test", 1, pr.ports[0]);
+    pid_t d = daemon_start("daemon.log");
+    assert_daemon(wait_count("SELECT count(*) FROM report", NULL, 1, 20000), "no report stored");
+    add_host("fleet01.test", 1, pr.ports[1]);
+    struct store *s = open_db();
+    ck_assert_int_eq(store_exec(s, "DELETE FROM host WHERE name = 'fleet00.test'"), 0);
+    store_close(s);
+    kill(d, SIGHUP);
+    assert_daemon(wait_count("SELECT count(*) FROM report r JOIN host h ON h.id = r.host_id "
+                             "WHERE h.name = ?", "fleet01.test", 1, 20000),
+                  "new host not polled after SIGHUP");
+    kill(d, SIGTERM);
+    int rc = wait_exit(d, 30000);
+    char *log = tu_read_file(tu_path(dir, "daemon.log"), NULL);
+    ck_assert_msg(rc == 0, "daemon exit %d\n%s", rc, log);
+    ck_assert_ptr_nonnull(strstr(log, "SIGHUP: settings and inventory reloaded"));
+    ck_assert_ptr_nonnull(strstr(log, "inventory: 1 hosts scheduled"));
+    free(log);
+    peer_stop(&pr);
+}
+END_TEST
+
+/* Every stored report is whole: valid JSON, and its summary columns agree with its verdicts. */
+static void assert_store_consistent(void)
+{
+    ck_assert_int_eq(query_int("SELECT count(*) FROM pragma_integrity_check WHERE "
+                               "integrity_check <> 'ok'", NULL), 0);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM report WHERE NOT json_valid(body)", NULL),
+                     0);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM report r WHERE r.blockers <> (SELECT "
+                               "count(*) FROM verdict v WHERE v.host_id = r.host_id AND v.pass = "
+                               "0 AND v.severity = 'blocker') OR r.warnings <> (SELECT count(*) "
+                               "FROM verdict v WHERE v.host_id = r.host_id AND v.pass = 0 AND "
+                               "v.severity = 'warning') OR NOT EXISTS (SELECT 1 FROM verdict v "
+                               "WHERE v.host_id = r.host_id)", NULL),
+                     0);
+}
+
+START_TEST(test_daemon_killed_mid_round_restarts_with_a_whole_store)
+{
+    /* 20 hosts spread over 20 s (jitter 1 x interval 20): the kill lands mid-round. */
+    char specs_buf[20][4200];
+    const char *specs[21];
+    for (int i = 0; i < 20; i++) {
+        char name[32], file[32];
+        snprintf(name, sizeof(name), "fleet%02d.test", i);
+        snprintf(file, sizeof(file), "fleet%02d.json", i);
+        const char *path = write_report(file, name, 60, i % 2 ? make_unpatched : NULL);
+        snprintf(specs_buf[i], sizeof(specs_buf[i]), "good,%s,%s", name, path);
+        specs[i] = specs_buf[i];
+    }
+    specs[20] = NULL;
+    struct peer pr;
+    peer_start(&pr, specs);
+    for (int i = 0; i < 20; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "fleet%02d.test", i);
+        add_host(name, 1, pr.ports[i]);
+    }
+    write_config("\"interval\": 20, \"jitter\": 1, \"concurrency\": 4");
+    pid_t d = daemon_start("daemon.log");
+    assert_daemon(wait_count("SELECT count(*) FROM report", NULL, 1, 30000), "no report stored");
+    kill(d, SIGKILL);
+    ck_assert_int_eq(wait_exit(d, 10000), 128 + SIGKILL);
+    long long stored = query_int("SELECT count(*) FROM report", NULL);
+    ck_assert_int_lt(stored, 20);
+    assert_store_consistent();
+
+    /* Restarted as a one-shot round: everything completes. */
+    char *out = NULL, *err = NULL;
+    int rc = collect(&out, &err, NULL);
+    ck_assert_msg(rc == 0, "collect after kill: %d\n%s\n%s", rc, out, err);
+    ck_assert_ptr_nonnull(strstr(out, "collect: 20 hosts, 20 ok, 0 failed"));
+    free(out);
+    free(err);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM report", NULL), 20);
+    assert_store_consistent();
+    peer_stop(&pr);
+}
+END_TEST
+
+START_TEST(test_cli_writers_during_daemon_writes_never_see_locked)
+{
+    char specs_buf[20][4200];
+    const char *specs[21];
+    for (int i = 0; i < 20; i++) {
+        char name[32], file[32];
+        snprintf(name, sizeof(name), "fleet%02d.test", i);
+        snprintf(file, sizeof(file), "fleet%02d.json", i);
+        const char *path = write_report(file, name, 60, NULL);
+        snprintf(specs_buf[i], sizeof(specs_buf[i]), "good,%s,%s", name, path);
+        specs[i] = specs_buf[i];
+    }
+    specs[20] = NULL;
+    struct peer pr;
+    peer_start(&pr, specs);
+    for (int i = 0; i < 20; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "fleet%02d.test", i);
+        add_host(name, 1, pr.ports[i]);
+    }
+    /* interval 1: the daemon writes all the time. */
+    write_config("\"interval\": 1, \"jitter\": 0, \"concurrency\": 8");
+    pid_t d = daemon_start("daemon.log");
+    assert_daemon(wait_count("SELECT count(*) FROM report", NULL, 20, 30000),
+                  "not every host stored");
+    for (int round = 0; round < 3; round++) {
+        pid_t kids[2];
+        for (int k = 0; k < 2; k++) {
+            kids[k] = fork();
+            ck_assert_int_ge(kids[k], 0);
+            if (kids[k] == 0) {
+                char *out = NULL, *err = NULL;
+                int rc = collect(&out, &err, NULL);
+                bool locked = (err && strstr(err, "locked")) || (out && strstr(out, "locked"));
+                if (rc != 0 || locked)
+                    fprintf(stderr, "collect %d: exit %d\n%s\n%s\n", k, rc, out, err);
+                _exit(rc != 0 || locked ? 1 : 0);
+            }
+        }
+        for (int k = 0; k < 2; k++)
+            ck_assert_int_eq(wait_exit(kids[k], 60000), 0);
+    }
+    kill(d, SIGTERM);
+    int rc = wait_exit(d, 30000);
+    char *log = tu_read_file(tu_path(dir, "daemon.log"), NULL);
+    ck_assert_msg(rc == 0, "daemon exit %d\n%s", rc, log);
+    ck_assert_ptr_null(strstr(log, "locked"));
+    free(log);
+    assert_store_consistent();
+    peer_stop(&pr);
+}
+END_TEST
+
+static Suite *poll_suite(void)
+{
+    Suite *s = suite_create("poll");
+    TCase *unit = tcase_create("schedule");
+    tcase_add_test(unit, test_first_poll_is_spread_by_a_stable_per_host_offset);
+    tcase_add_test(unit, test_failures_back_off_exponentially_up_to_backoff_max);
+    suite_add_tcase(s, unit);
+
+    TCase *tc = tcase_create("processes");
+    tcase_add_unchecked_fixture(tc, make_certs, drop_certs);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_collect_stores_reports_and_poll_state);
+    tcase_add_test(tc, test_misbehaving_collectors_are_each_recorded_with_a_reason);
+    tcase_add_test(tc, test_collect_refuses_missing_tls_config_with_exit_3);
+    tcase_add_test(tc, test_collect_without_database_exits_4);
+    tcase_add_test(tc, test_daemon_sigterm_abandons_hung_transfers_and_exits_zero);
+    tcase_add_test(tc, test_daemon_sighup_polls_new_hosts_and_drops_removed);
+    tcase_add_test(tc, test_daemon_killed_mid_round_restarts_with_a_whole_store);
+    tcase_add_test(tc, test_cli_writers_during_daemon_writes_never_see_locked);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(poll_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
