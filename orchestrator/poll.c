@@ -204,6 +204,8 @@ static int host_cmp_id(const void *a, const void *b)
 static struct host *host_find(struct poll *p, long long id)
 {
     struct host key = {.id = id};
+    if (!p->nhosts)
+        return NULL;
     return bsearch(&key, p->hosts, p->nhosts, sizeof(*p->hosts), host_cmp_id);
 }
 
@@ -947,14 +949,20 @@ static void after_work(uv_work_t *w, int status)
     } else if (kind == JOB_FLUSH) {
         if (rc) {
             /* Kept whole and retried; in a one-shot round only a busy store is worth waiting. */
-            poll_log(LOG_WARN, NULL, "writing %zu results failed, will retry: %s",
-                     p->writing.count, p->job_err);
-            if (p->opt.round && rc != -EBUSY) {
+            if (p->stopping) {
+                /* Shutting down: waiting longer could hold the exit forever; the collectors
+                 * still have these reports and the next start fetches them again. */
+                poll_log(LOG_ERROR, NULL, "%zu results not written at shutdown: %s",
+                         p->writing.count, p->job_err);
+                batch_release(&p->writing);
+            } else if (p->opt.round && rc != -EBUSY) {
                 snprintf(p->store_error, sizeof(p->store_error), "%s", p->job_err);
                 p->round_left = 0;
                 batch_release(&p->writing);
                 p->stopping = true;
             } else {
+                poll_log(LOG_WARN, NULL, "writing %zu results failed, will retry: %s",
+                         p->writing.count, p->job_err);
                 p->retry_ms = p->retry_ms ? (p->retry_ms < 5000 ? p->retry_ms * 2 : 5000) : 100;
                 uv_timer_start(&p->flush_timer, on_retry_timer, (uint64_t)p->retry_ms, 0);
                 check_finished(p);

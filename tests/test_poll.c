@@ -40,7 +40,7 @@ static const char *const cert_names[] = {
 static void make_certs(void)
 {
     certs = tu_tmpdir();
-    char *argv[32];
+    char *argv[64];
     int n = 0;
     argv[n++] = (char *)tu_source_path("tools/gen-certs");
     argv[n++] = certs;
