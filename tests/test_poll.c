@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "hoststate.h"
 #include "poll.h"
 #include "store.h"
 #include "testutil.h"
@@ -32,7 +33,7 @@ static char db[4096];
 static char config_path[4096];
 
 static const char *const cert_names[] = {
-    "good.test", "ready.test", "unpatched.test", "down.test", "silent.test", "slow.test",
+    "w7ready.test", "w7unpatched.test", "w7native.test", "w10.test", "good.test", "ready.test", "unpatched.test", "down.test", "silent.test", "slow.test",
     "huge.test", "badjson.test", "status.test", "wrongcert.test", "other.test", "future.test",
     "stale.test", "late.test", NULL,
 };
@@ -318,6 +319,73 @@ static int closed_port(void)
     return ntohs(a.sin_port);
 }
 
+/* Starts the real tlsgate-collector for `name` serving the .reg fixture `fixture` (layered
+ * over `base` when not NULL, as the facts suite does) on a free loopback port; returns its pid
+ * and sets *port from the line it prints. */
+static pid_t collector_start(const char *name, const char *base, const char *fixture, int *port)
+{
+    int out[2];
+    ck_assert_int_eq(pipe(out), 0);
+    char reg[4096];
+    snprintf(reg, sizeof(reg), "tests/fixtures/reg/%s.reg", fixture);
+    char *regpath = strdup(tu_source_path(reg));
+    snprintf(reg, sizeof(reg), "tests/fixtures/reg/%s.reg", base ? base : fixture);
+    char *basepath = strdup(tu_source_path(reg));
+    char *cert = strdup(cert_file(name, "pem")), *key = strdup(cert_file(name, "key"));
+    char *ca = strdup(cert_file("ca", "pem"));
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(devnull, 0);
+        dup2(out[1], 1);
+        close(out[0]);
+        execl(tu_build_path("collectors/tlsgate-collector"), "tlsgate-collector", "--listen",
+              "127.0.0.1:0", "--cert", cert, "--key", key, "--ca", ca, "--regfile", basepath,
+              "--regfile", regpath, (char *)NULL);
+        _exit(127);
+    }
+    close(out[1]);
+    free(regpath);
+    free(basepath);
+    free(cert);
+    free(key);
+    free(ca);
+    char line[512];
+    size_t len = 0;
+    while (len < sizeof(line) - 1 && !memchr(line, '\n', len)) {
+        ck_assert_msg(wait_fd_readable(out[0], 20000), "%s: collector did not start", name);
+        ssize_t r = read(out[0], line + len, sizeof(line) - 1 - len);
+        ck_assert_msg(r > 0, "%s: collector exited before listening", name);
+        len += (size_t)r;
+    }
+    line[len] = '\0';
+    close(out[0]);
+    const char *at = strstr(line, "https://127.0.0.1:");
+    ck_assert_msg(at != NULL, "unexpected collector output: %s", line);
+    *port = atoi(at + strlen("https://127.0.0.1:"));
+    return pid;
+}
+
+/* The host's state by the one definition (hoststate.h), stale after a day. */
+static char *state_of(const char *host)
+{
+    struct store *s = open_db();
+    sqlite3_stmt *st;
+    ck_assert_int_eq(store_prepare(s,
+                                   "SELECT " HOSTSTATE_SQL("r", "(unixepoch() - 86400)")
+                                   " FROM host h LEFT JOIN report r ON r.host_id = h.id "
+                                   "WHERE h.name = ?",
+                                   &st),
+                     0);
+    sqlite3_bind_text(st, 1, host, -1, SQLITE_STATIC);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    char *v = strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    store_close(s);
+    return v;
+}
+
 /* Starts `tlsgate --db DB --config CONFIG daemon` with stderr into DIR/daemon.log. */
 static pid_t daemon_start(const char *log_name)
 {
@@ -433,6 +501,43 @@ START_TEST(test_failures_back_off_exponentially_up_to_backoff_max)
 END_TEST
 
 /* ---------------------------------------------------------------- collect */
+
+START_TEST(test_round_over_real_collectors_stores_the_right_states)
+{
+    static const struct {
+        const char *name, *base, *fixture, *state;
+    } hosts[] = {
+        {"w7ready.test", "win7-sp1-x64-unpatched", "win7-ready", "ready"},
+        {"w7unpatched.test", NULL, "win7-sp1-x64-unpatched", "not_ready"},
+        {"w7native.test", NULL, "win7-kb3140245-native-only", "not_ready"},
+        {"w10.test", NULL, "win10-22h2", "ready"},
+    };
+    pid_t pids[4];
+    for (int i = 0; i < 4; i++) {
+        int port;
+        pids[i] = collector_start(hosts[i].name, hosts[i].base, hosts[i].fixture, &port);
+        add_host(hosts[i].name, 1, port);
+    }
+    add_host("down.test", 1, closed_port());
+    char *out = NULL, *err = NULL;
+    int rc = collect(&out, &err, NULL);
+    ck_assert_msg(rc == 0, "collect: %d\n%s\n%s", rc, out, err);
+    ck_assert_msg(strstr(out, "collect: 5 hosts, 4 ok, 1 failed") != NULL, "%s", out);
+    free(out);
+    free(err);
+    for (int i = 0; i < 4; i++) {
+        char *state = state_of(hosts[i].name);
+        ck_assert_msg(!strcmp(state, hosts[i].state), "%s (%s): state %s, expected %s",
+                      hosts[i].name, hosts[i].fixture, state, hosts[i].state);
+        free(state);
+        kill(pids[i], SIGTERM);
+        ck_assert_int_eq(wait_exit(pids[i], 10000), 0);
+    }
+    char *state = state_of("down.test");
+    ck_assert_str_eq(state, "unknown");
+    free(state);
+}
+END_TEST
 
 START_TEST(test_collect_stores_reports_and_poll_state)
 {
@@ -801,6 +906,7 @@ static Suite *poll_suite(void)
     tcase_add_unchecked_fixture(tc, make_certs, drop_certs);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_round_over_real_collectors_stores_the_right_states);
     tcase_add_test(tc, test_collect_stores_reports_and_poll_state);
     tcase_add_test(tc, test_misbehaving_collectors_are_each_recorded_with_a_reason);
     tcase_add_test(tc, test_collect_refuses_missing_tls_config_with_exit_3);
