@@ -609,16 +609,18 @@ static int load_catalog(struct poll *p, char *err, size_t errsize)
         snprintf(err, errsize, "rule catalog: %s", store_errmsg(p->store));
         return rc;
     }
-    if (p->catalog) {
-        ingest_release(&p->ingest);
-        rules_free(p->catalog);
-        p->catalog = NULL;
-    }
-    if ((rc = ingest_init(&p->ingest, p->store, cat))) {
+    struct ingest ig;
+    if ((rc = ingest_init(&ig, p->store, cat))) {
         snprintf(err, errsize, "%s", store_errmsg(p->store));
         rules_free(cat);
         return rc;
     }
+    /* Swapped only once the new pair is ready: a failure keeps the old catalog working. */
+    if (p->catalog) {
+        ingest_release(&p->ingest);
+        rules_free(p->catalog);
+    }
+    p->ingest = ig;
     p->catalog = cat;
     return 0;
 }
@@ -769,6 +771,26 @@ static int write_result(struct poll *p, struct result *r, sqlite3_stmt *host_q,
     return 0;
 }
 
+/* `tlsgate rules load` may change the active catalog while we run (rules.h): checked under the
+ * batch's write lock, so no report is judged by a catalog that was replaced before it. */
+static int refresh_catalog(struct poll *p)
+{
+    char *version = NULL;
+    int rc = store_meta_get(p->store, "catalog_version", &version);
+    if (rc == -ENOENT)
+        return 0;
+    if (rc)
+        return rc;
+    bool same = !strcmp(version, rules_version(p->catalog));
+    free(version);
+    if (same)
+        return 0;
+    if ((rc = load_catalog(p, p->job_err, sizeof(p->job_err))))
+        return store_fail(p->store, rc, "%s", p->job_err);
+    poll_log(LOG_INFO, NULL, "rule catalog %s now in use", rules_version(p->catalog));
+    return 0;
+}
+
 static int job_flush(struct poll *p)
 {
     struct batch *b = &p->writing;
@@ -777,7 +799,8 @@ static int job_flush(struct poll *p)
     int rc = store_begin(p->store, true);
     if (rc)
         goto out;
-    if ((rc = store_prepare(p->store, "SELECT roles FROM host WHERE id = ?", &host_q)) ||
+    if ((rc = refresh_catalog(p)) ||
+        (rc = store_prepare(p->store, "SELECT roles FROM host WHERE id = ?", &host_q)) ||
         (rc = store_prepare(p->store, "SELECT failures FROM poll WHERE host_id = ?", &fail_q)) ||
         (rc = store_prepare(p->store,
                             "INSERT INTO poll (host_id, last_attempt_at, last_success_at, "

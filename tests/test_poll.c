@@ -23,6 +23,7 @@
 #include "config.h"
 #include "hoststate.h"
 #include "poll.h"
+#include "rules.h"
 #include "store.h"
 #include "testutil.h"
 
@@ -782,6 +783,49 @@ START_TEST(test_daemon_sighup_polls_new_hosts_and_drops_removed)
 }
 END_TEST
 
+START_TEST(test_daemon_judges_by_a_catalog_loaded_while_it_runs)
+{
+    const char *a = write_report("a.json", "fleet00.test", 60, NULL);
+    char sa[4200];
+    snprintf(sa, sizeof(sa), "good,fleet00.test,%s", a);
+    const char *specs[] = {sa, NULL};
+    struct peer pr;
+    peer_start(&pr, specs);
+    add_host("fleet00.test", 1, pr.ports[0]);
+    write_config("\"interval\": 1, \"jitter\": 0");
+    pid_t d = daemon_start("daemon.log");
+    assert_daemon(wait_count("SELECT count(*) FROM report", NULL, 1, 20000), "no report stored");
+
+    /* What `tlsgate rules load` does: a new catalog becomes the store's active one. */
+    json_error_t je;
+    json_t *cat = json_load_file(tu_source_path("schema/rules.json"), 0, &je);
+    ck_assert_msg(cat != NULL, "rules.json: %s", je.text);
+    json_object_set_new(cat, "version", json_string("2099.12.7"));
+    char *text = json_dumps(cat, JSON_COMPACT);
+    json_decref(cat);
+    struct rules_catalog *c;
+    char err[512];
+    ck_assert_msg(rules_load(text, strlen(text), "new", &c, err, sizeof(err)) == 0, "%s", err);
+    struct store *s = open_db();
+    ck_assert_int_eq(store_begin(s, true), 0);
+    ck_assert_int_eq(rules_store_active(s, c, text), 0);
+    ck_assert_int_eq(store_commit(s), 0);
+    store_close(s);
+    rules_free(c);
+    free(text);
+
+    assert_daemon(wait_count("SELECT count(*) FROM report WHERE catalog_version = ?",
+                             "2099.12.7", 1, 20000),
+                  "the new catalog was not used");
+    kill(d, SIGTERM);
+    ck_assert_int_eq(wait_exit(d, 30000), 0);
+    char *log = tu_read_file(tu_path(dir, "daemon.log"), NULL);
+    ck_assert_ptr_nonnull(strstr(log, "rule catalog 2099.12.7 now in use"));
+    free(log);
+    peer_stop(&pr);
+}
+END_TEST
+
 /* Every stored report is whole: valid JSON, and its summary columns agree with its verdicts. */
 static void assert_store_consistent(void)
 {
@@ -916,6 +960,7 @@ static Suite *poll_suite(void)
     tcase_add_test(tc, test_collect_without_database_exits_4);
     tcase_add_test(tc, test_daemon_sigterm_abandons_hung_transfers_and_exits_zero);
     tcase_add_test(tc, test_daemon_sighup_polls_new_hosts_and_drops_removed);
+    tcase_add_test(tc, test_daemon_judges_by_a_catalog_loaded_while_it_runs);
     tcase_add_test(tc, test_daemon_killed_mid_round_restarts_with_a_whole_store);
     tcase_add_test(tc, test_cli_writers_during_daemon_writes_never_see_locked);
     suite_add_tcase(s, tc);
