@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <netinet/in.h>
+#include <pty.h>
 #include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
@@ -683,6 +684,50 @@ START_TEST(test_misbehaving_collectors_are_each_recorded_with_a_reason)
 }
 END_TEST
 
+START_TEST(test_collect_on_a_terminal_draws_a_progress_line)
+{
+    const char *good = write_report("good.json", "good.test", 60, NULL);
+    char sg[4200];
+    snprintf(sg, sizeof(sg), "good,good.test,%s", good);
+    const char *specs[] = {sg, NULL};
+    struct peer pr;
+    peer_start(&pr, specs);
+    add_host("good.test", 1, pr.ports[0]);
+    add_host("down.test", 1, closed_port());
+    int master;
+    char *tlsgate = strdup(tu_build_path("orchestrator/tlsgate"));
+    pid_t pid = forkpty(&master, NULL, NULL, NULL);
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        execl(tlsgate, "tlsgate", "--db", db, "--config", config_path, "collect", (char *)NULL);
+        _exit(127);
+    }
+    free(tlsgate);
+    char out[16384];
+    size_t len = 0;
+    for (;;) {
+        ck_assert_msg(wait_fd_readable(master, 20000), "collect on a tty did not finish");
+        ssize_t r = read(master, out + len, sizeof(out) - 1 - len);
+        if (r <= 0)
+            break; /* EIO once the child has closed the terminal */
+        len += (size_t)r;
+        ck_assert_uint_lt(len, sizeof(out) - 1);
+    }
+    out[len] = '\0';
+    close(master);
+    ck_assert_int_eq(wait_exit(pid, 10000), 0);
+    ck_assert_msg(strstr(out, "\r\033[Kcollect: ") != NULL, "no progress line: %s", out);
+    ck_assert_msg(strstr(out, " done, ") && strstr(out, " failed, ") &&
+                      strstr(out, " remaining, ") && strstr(out, " hosts/s"),
+                  "progress line lacks done/failed/remaining/rate: %s", out);
+    ck_assert_msg(strstr(out, "failed down.test: ") != NULL, "%s", out);
+    ck_assert_msg(strstr(out, "collect: 2 hosts, 1 ok, 1 failed") != NULL, "%s", out);
+    /* Plain "ok HOST" lines are for pipes, not terminals. */
+    ck_assert_msg(strstr(out, "ok good.test") == NULL, "%s", out);
+    peer_stop(&pr);
+}
+END_TEST
+
 START_TEST(test_collect_refuses_missing_tls_config_with_exit_3)
 {
     tu_write_file(config_path, "{\"timeout\": 3}", 14);
@@ -956,6 +1001,7 @@ static Suite *poll_suite(void)
     tcase_add_test(tc, test_round_over_real_collectors_stores_the_right_states);
     tcase_add_test(tc, test_collect_stores_reports_and_poll_state);
     tcase_add_test(tc, test_misbehaving_collectors_are_each_recorded_with_a_reason);
+    tcase_add_test(tc, test_collect_on_a_terminal_draws_a_progress_line);
     tcase_add_test(tc, test_collect_refuses_missing_tls_config_with_exit_3);
     tcase_add_test(tc, test_collect_without_database_exits_4);
     tcase_add_test(tc, test_daemon_sigterm_abandons_hung_transfers_and_exits_zero);
