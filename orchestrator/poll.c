@@ -111,6 +111,7 @@ struct result {
     size_t len;
     char error[512]; /* the transfer's failure; then the writer's verdict */
     bool ok;
+    int failures; /* in a row, this one included */
     long long next_at;
 };
 
@@ -493,7 +494,8 @@ static void drain_messages(struct poll *p)
         }
         curl_multi_remove_handle(p->multi, easy);
         xfer_unlink(p, x);
-        poll_log(error ? LOG_INFO : LOG_DEBUG, x->name, "%s", error ? error : "fetched");
+        /* The outcome is logged once it is stored (after_flush); this is the raw event. */
+        poll_log(LOG_DEBUG, x->name, "%s", error ? error : "fetched");
         xfer_finish(p, x, error);
     }
     if (p->filling.count) {
@@ -750,6 +752,7 @@ static int write_result(struct poll *p, struct result *r, sqlite3_stmt *host_q,
         sqlite3_reset(fail_q);
         failures++;
     }
+    r->failures = failures;
     r->next_at = poll_next_at(&p->cfg, r->name, failures, now);
 
     sqlite3_reset(upsert);
@@ -924,7 +927,7 @@ static void after_flush(struct poll *p)
             if (r->ok)
                 poll_log(LOG_INFO, r->name, "report stored");
             else
-                poll_log(LOG_WARN, r->name, "rejected: %s", r->error);
+                poll_log(LOG_WARN, r->name, "failed (%d in a row): %s", r->failures, r->error);
         }
         if (h && h->state == HOST_BUSY) {
             h->state = HOST_IDLE;
