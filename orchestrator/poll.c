@@ -189,7 +189,7 @@ struct poll {
     struct rules_catalog *catalog;
     int retry_ms;
 
-    bool started, stopping, abandoned, stopped_called, round_done_called;
+    bool started, stopping, abandoned, closing, stopped_called, round_done_called;
     char store_error[512];
     size_t stat_ok, stat_failed;
 };
@@ -300,9 +300,19 @@ static void on_sock_event(uv_poll_t *h, int status, int events)
         if (events & UV_WRITABLE)
             flags |= CURL_CSELECT_OUT;
     }
+    if (!s->p->multi)
+        return; /* cleaned up; the handle is closing */
     int running = 0;
     curl_multi_socket_action(s->p->multi, s->fd, flags, &running);
     drain_messages(s->p);
+}
+
+static void sock_close(struct poll *p, struct sock *s)
+{
+    uv_poll_stop(&s->handle);
+    uv_close((uv_handle_t *)&s->handle, on_sock_closed);
+    if (p->multi && !p->closing)
+        curl_multi_assign(p->multi, s->fd, NULL);
 }
 
 static int on_curl_socket(CURL *easy, curl_socket_t fd, int action, void *userp, void *socketp)
@@ -310,6 +320,13 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int action, void *userp,
     (void)easy;
     struct poll *p = userp;
     struct sock *s = socketp;
+    if (p->closing) {
+        /* curl_multi_cleanup may still announce sockets (cached connections shutting down):
+         * nothing is polled any more, and every context is closed. */
+        if (s)
+            sock_close(p, s);
+        return 0;
+    }
     switch (action) {
     case CURL_POLL_IN:
     case CURL_POLL_OUT:
@@ -334,12 +351,8 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int action, void *userp,
         return 0;
     }
     case CURL_POLL_REMOVE:
-        if (s) {
-            /* REMOVE does not mean closed: libcurl may announce the fd again (curl #9799). */
-            uv_poll_stop(&s->handle);
-            uv_close((uv_handle_t *)&s->handle, on_sock_closed);
-            curl_multi_assign(p->multi, fd, NULL);
-        }
+        if (s) /* REMOVE does not mean closed: libcurl may announce the fd again (#9799) */
+            sock_close(p, s);
         return 0;
     default:
         return -1;
@@ -1057,6 +1070,7 @@ static void on_handle_closed(uv_handle_t *h)
 static void close_everything(struct poll *p)
 {
     /* libcurl may still call the socket callback during cleanup (cached connections). */
+    p->closing = true;
     curl_multi_cleanup(p->multi);
     p->multi = NULL;
     uv_close((uv_handle_t *)&p->curl_timer, on_handle_closed);
