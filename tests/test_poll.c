@@ -35,9 +35,9 @@ static char db[4096];
 static char config_path[4096];
 
 static const char *const cert_names[] = {
-    "w7ready.test", "w7unpatched.test", "w7native.test", "w10.test", "good.test", "ready.test", "unpatched.test", "down.test", "silent.test", "slow.test",
-    "huge.test", "badjson.test", "status.test", "wrongcert.test", "other.test", "future.test",
-    "stale.test", "late.test", NULL,
+    "w7ready.test", "w7unpatched.test", "w7native.test", "w10.test", "good.test", "ready.test",
+    "unpatched.test", "silent.test", "slow.test", "huge.test", "badjson.test", "status.test",
+    "other.test", "future.test", "stale.test", NULL,
 };
 
 static void make_certs(void)
