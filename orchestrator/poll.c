@@ -89,6 +89,9 @@ long long poll_next_at(const struct config *cfg, const char *name, int failures,
     return now + d / 2 + (long long)(f * (double)(d - d / 2));
 }
 
+/* A busy store is retried this often after poll_stop before the batch is given up. */
+#define POLL_STOP_RETRIES 5
+
 /* ---------------------------------------------------------------- types */
 
 enum host_state { HOST_IDLE, HOST_BUSY };
@@ -188,6 +191,7 @@ struct poll {
     struct ingest ingest; /* valid while `catalog` is set */
     struct rules_catalog *catalog;
     int retry_ms;
+    int stop_retries; /* busy-store retries since poll_stop */
 
     bool started, stopping, abandoned, closing, stopped_called, round_done_called;
     char store_error[512];
@@ -988,7 +992,7 @@ static void after_work(uv_work_t *w, int status)
     } else if (kind == JOB_FLUSH) {
         if (rc) {
             /* Kept whole and retried; in a one-shot round only a busy store is worth waiting. */
-            if (p->stopping) {
+            if (p->stopping && (rc != -EBUSY || ++p->stop_retries > POLL_STOP_RETRIES)) {
                 /* Shutting down: waiting longer could hold the exit forever; the collectors
                  * still have these reports and the next start fetches them again. */
                 poll_log(LOG_ERROR, NULL, "%zu results not written at shutdown: %s",
@@ -1000,9 +1004,13 @@ static void after_work(uv_work_t *w, int status)
                 batch_release(&p->writing);
                 p->stopping = true;
             } else {
-                poll_log(LOG_WARN, NULL, "writing %zu results failed, will retry: %s",
-                         p->writing.count, p->job_err);
                 p->retry_ms = p->retry_ms ? (p->retry_ms < 5000 ? p->retry_ms * 2 : 5000) : 100;
+                if (rc == -EBUSY)
+                    poll_log(LOG_WARN, NULL, "database busy: %zu results kept, retried in %d ms",
+                             p->writing.count, p->retry_ms);
+                else
+                    poll_log(LOG_ERROR, NULL, "%zu results kept, retried in %d ms: %s",
+                             p->writing.count, p->retry_ms, p->job_err);
                 uv_timer_start(&p->flush_timer, on_retry_timer, (uint64_t)p->retry_ms, 0);
                 check_finished(p);
                 return;
@@ -1196,6 +1204,9 @@ int poll_new(uv_loop_t *loop, struct store *store, const struct config *cfg,
     }
     p->loop = loop;
     p->store = store;
+    /* The writer waits for the lock briefly and then keeps its batch and retries on a timer,
+     * instead of sitting for the CLI's 30 s inside SQLite: shutdown stays prompt. */
+    sqlite3_busy_timeout(store_db(store), POLL_BUSY_TIMEOUT_MS);
     p->opt = *opt;
     p->multi = curl_multi_init();
     p->share = curl_share_init();

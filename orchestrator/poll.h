@@ -40,6 +40,9 @@ struct poll;
 /* Writer batches: flushed after this many results or this long after the first one. */
 #define POLL_BATCH_MAX 128
 #define POLL_BATCH_DELAY_MS 100
+/* How long one write attempt waits for another writer's lock before the batch is kept and
+ * retried later (100 ms, doubling to 5 s). */
+#define POLL_BUSY_TIMEOUT_MS 1000
 /* Results waiting for the writer beyond this many bytes of bodies stop new transfers. */
 #define POLL_PENDING_BYTES_MAX (8u * 1024 * 1024)
 

@@ -684,6 +684,67 @@ START_TEST(test_misbehaving_collectors_are_each_recorded_with_a_reason)
 }
 END_TEST
 
+/* Polls the file at `path` until it contains `needle` or `ms` pass. */
+static bool wait_file_contains(const char *path, const char *needle, int ms)
+{
+    struct timespec step = {0, 20 * 1000 * 1000};
+    for (int waited = 0; waited <= ms; waited += 20) {
+        char *text = tu_read_file(path, NULL);
+        bool found = text && strstr(text, needle);
+        free(text);
+        if (found)
+            return true;
+        nanosleep(&step, NULL);
+    }
+    return false;
+}
+
+START_TEST(test_busy_store_keeps_the_batch_and_retries_it)
+{
+    const char *good = write_report("good.json", "good.test", 60, NULL);
+    char sg[4200];
+    snprintf(sg, sizeof(sg), "late,good.test,%s", good);
+    const char *specs[] = {sg, NULL};
+    struct peer pr;
+    peer_start(&pr, specs);
+    add_host("good.test", 1, pr.ports[0]);
+    write_config("\"log_level\": \"debug\"");
+
+    /* Another writer takes the database once the round has started (the collector answers
+     * after a second) and holds it until the round has met the lock. */
+    const char *log_path = tu_path(dir, "collect.log");
+    char *tlsgate = strdup(tu_build_path("orchestrator/tlsgate"));
+    char *log_copy = strdup(log_path);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int fd = open(log_copy, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(devnull, 0);
+        dup2(devnull, 1);
+        dup2(fd, 2);
+        execl(tlsgate, "tlsgate", "--db", db, "--config", config_path, "collect", (char *)NULL);
+        _exit(127);
+    }
+    free(tlsgate);
+    free(log_copy);
+    ck_assert(wait_file_contains(log_path, "inventory: 1 hosts scheduled", 20000));
+    struct store *s = open_db();
+    ck_assert_int_eq(store_begin(s, true), 0);
+    bool kept = wait_file_contains(log_path, "database busy: 1 results kept", 20000);
+    store_rollback(s);
+    store_close(s);
+    int rc = wait_exit(pid, 30000);
+    char *log = tu_read_file(log_path, NULL);
+    ck_assert_msg(kept && rc == 0, "collect under a held lock: exit %d\n%s", rc, log);
+    free(log);
+    /* Written once the lock was gone: nothing was dropped. */
+    ck_assert_int_eq(reports_of("good.test"), 1);
+    ck_assert_ptr_null(last_error("good.test"));
+    peer_stop(&pr);
+}
+END_TEST
+
 START_TEST(test_collect_on_a_terminal_draws_a_progress_line)
 {
     const char *good = write_report("good.json", "good.test", 60, NULL);
@@ -1001,6 +1062,7 @@ static Suite *poll_suite(void)
     tcase_add_test(tc, test_round_over_real_collectors_stores_the_right_states);
     tcase_add_test(tc, test_collect_stores_reports_and_poll_state);
     tcase_add_test(tc, test_misbehaving_collectors_are_each_recorded_with_a_reason);
+    tcase_add_test(tc, test_busy_store_keeps_the_batch_and_retries_it);
     tcase_add_test(tc, test_collect_on_a_terminal_draws_a_progress_line);
     tcase_add_test(tc, test_collect_refuses_missing_tls_config_with_exit_3);
     tcase_add_test(tc, test_collect_without_database_exits_4);

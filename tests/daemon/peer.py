@@ -9,6 +9,7 @@ in SPEC order. The process serves until it is killed or its stdin reaches EOF.
 
 Modes (the TLS ones require a client certificate signed by CA, like the real collector):
   good     200 with FILE as the body (application/json), FILE read anew for each request
+  late     like good, after a one-second pause
   status   503 with a small body
   silent   accepts TCP and never says anything (no TLS handshake)
   slow     200, Content-Length 65536, then one byte every 200 ms
@@ -50,7 +51,9 @@ def serve_tls(mode, conn, ctx, body):
     try:
         if read_request(tls) is None:
             return
-        if mode == "good":
+        if mode == "late":
+            time.sleep(1.0)
+        if mode in ("good", "late"):
             with open(body, "rb") as f:
                 respond(tls, "200 OK", f.read())
         elif mode == "status":
