@@ -91,6 +91,8 @@ long long poll_next_at(const struct config *cfg, const char *name, int failures,
 
 /* A busy store is retried this often after poll_stop before the batch is given up. */
 #define POLL_STOP_RETRIES 5
+/* The daemon's summary line comes this often. */
+#define POLL_STATS_EVERY_MS 60000
 
 /* ---------------------------------------------------------------- types */
 
@@ -166,6 +168,8 @@ struct poll {
     uv_timer_t sched_timer;  /* next due host */
     uv_timer_t flush_timer;  /* batch delay, retry after a busy store */
     uv_timer_t grace_timer;  /* shutdown bound */
+    uv_timer_t stats_timer;  /* the daemon's periodic summary line */
+    size_t last_ok, last_failed;
     int open_handles;        /* our timers not yet closed */
     int open_socks;          /* sock contexts not yet closed */
 
@@ -942,7 +946,7 @@ static void after_flush(struct poll *p)
             p->stat_failed++;
         if (r->next_at >= 0) {
             if (r->ok)
-                poll_log(LOG_INFO, r->name, "report stored");
+                poll_log(LOG_DEBUG, r->name, "report stored");
             else
                 poll_log(LOG_WARN, r->name, "failed (%d in a row): %s", r->failures, r->error);
         }
@@ -1085,6 +1089,7 @@ static void close_everything(struct poll *p)
     uv_close((uv_handle_t *)&p->sched_timer, on_handle_closed);
     uv_close((uv_handle_t *)&p->flush_timer, on_handle_closed);
     uv_close((uv_handle_t *)&p->grace_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&p->stats_timer, on_handle_closed);
 }
 
 static void abandon_transfers(struct poll *p)
@@ -1144,6 +1149,7 @@ void poll_stop(struct poll *p, unsigned grace_ms)
         return;
     p->stopping = true;
     uv_timer_stop(&p->sched_timer);
+    uv_timer_stop(&p->stats_timer);
     if (p->in_flight > 0 && !uv_is_active((uv_handle_t *)&p->grace_timer))
         uv_timer_start(&p->grace_timer, on_grace_over, grace_ms, 0);
     else
@@ -1226,8 +1232,9 @@ int poll_new(uv_loop_t *loop, struct store *store, const struct config *cfg,
     curl_multi_setopt(p->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     curl_multi_setopt(p->multi, CURLMOPT_TIMERDATA, p);
     curl_multi_setopt(p->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, p->cfg.concurrency);
-    uv_timer_t *timers[] = {&p->curl_timer, &p->sched_timer, &p->flush_timer, &p->grace_timer};
-    for (size_t i = 0; i < 4; i++) {
+    uv_timer_t *timers[] = {&p->curl_timer, &p->sched_timer, &p->flush_timer, &p->grace_timer,
+                            &p->stats_timer};
+    for (size_t i = 0; i < 5; i++) {
         uv_timer_init(loop, timers[i]);
         timers[i]->data = p;
         p->open_handles++;
@@ -1236,8 +1243,23 @@ int poll_new(uv_loop_t *loop, struct store *store, const struct config *cfg,
     return 0;
 }
 
+/* One line a minute at info level, so a healthy daemon logs little and a stuck one shows. */
+static void on_stats_timer(uv_timer_t *t)
+{
+    struct poll *p = t->data;
+    poll_log(LOG_INFO, NULL,
+             "last %d s: %zu reports stored, %zu failed; %zu in flight, %zu waiting to be "
+             "written, %zu hosts",
+             POLL_STATS_EVERY_MS / 1000, p->stat_ok - p->last_ok, p->stat_failed - p->last_failed,
+             p->in_flight, p->filling.count + p->writing.count, p->nhosts);
+    p->last_ok = p->stat_ok;
+    p->last_failed = p->stat_failed;
+}
+
 int poll_start(struct poll *p)
 {
+    if (!p->opt.round)
+        uv_timer_start(&p->stats_timer, on_stats_timer, POLL_STATS_EVERY_MS, POLL_STATS_EVERY_MS);
     p->started = true;
     p->reload_wanted = true;
     maybe_start_job(p);
