@@ -1021,22 +1021,33 @@ START_TEST(test_cli_writers_during_daemon_writes_never_see_locked)
     assert_daemon(wait_count("SELECT count(*) FROM report", NULL, 20, 30000),
                   "not every host stored");
     for (int round = 0; round < 3; round++) {
-        pid_t kids[2];
-        for (int k = 0; k < 2; k++) {
+        /* Two rounds of `collect` and an `inventory import` (a new host each time), at once. */
+        char csv[256];
+        snprintf(csv, sizeof(csv),
+                 "name,site,roles,collector,os\nextra%d.test,S01,client,127.0.0.1:%d,\n", round,
+                 closed_port());
+        const char *csv_path = tu_path(dir, "extra.csv");
+        tu_write_file(csv_path, csv, strlen(csv));
+        char *csv_copy = strdup(csv_path);
+        pid_t kids[3];
+        for (int k = 0; k < 3; k++) {
             kids[k] = fork();
             ck_assert_int_ge(kids[k], 0);
             if (kids[k] == 0) {
                 char *out = NULL, *err = NULL;
-                int rc = collect(&out, &err, NULL);
+                int rc = k < 2 ? collect(&out, &err, NULL)
+                               : tu_tlsgate(db, &out, &err, "inventory", "import", csv_copy, NULL);
                 bool locked = (err && strstr(err, "locked")) || (out && strstr(out, "locked"));
                 if (rc != 0 || locked)
-                    fprintf(stderr, "collect %d: exit %d\n%s\n%s\n", k, rc, out, err);
+                    fprintf(stderr, "writer %d: exit %d\n%s\n%s\n", k, rc, out, err);
                 _exit(rc != 0 || locked ? 1 : 0);
             }
         }
-        for (int k = 0; k < 2; k++)
+        free(csv_copy);
+        for (int k = 0; k < 3; k++)
             ck_assert_int_eq(wait_exit(kids[k], 60000), 0);
     }
+    ck_assert_int_eq(query_int("SELECT count(*) FROM host WHERE name LIKE 'extra%'", NULL), 3);
     kill(d, SIGTERM);
     int rc = wait_exit(d, 30000);
     char *log = tu_read_file(tu_path(dir, "daemon.log"), NULL);
