@@ -432,6 +432,21 @@ static bool wait_count(const char *sql, const char *param, long long want, int m
     return false;
 }
 
+/* Polls the file at `path` until it contains `needle` or `ms` pass. */
+static bool wait_file_contains(const char *path, const char *needle, int ms)
+{
+    struct timespec step = {0, 20 * 1000 * 1000};
+    for (int waited = 0; waited <= ms; waited += 20) {
+        char *text = tu_read_file(path, NULL);
+        bool found = text && strstr(text, needle);
+        free(text);
+        if (found)
+            return true;
+        nanosleep(&step, NULL);
+    }
+    return false;
+}
+
 /* Fails the test with the daemon's log when `ok` is false. */
 static void assert_daemon(bool ok, const char *what)
 {
@@ -684,21 +699,6 @@ START_TEST(test_misbehaving_collectors_are_each_recorded_with_a_reason)
 }
 END_TEST
 
-/* Polls the file at `path` until it contains `needle` or `ms` pass. */
-static bool wait_file_contains(const char *path, const char *needle, int ms)
-{
-    struct timespec step = {0, 20 * 1000 * 1000};
-    for (int waited = 0; waited <= ms; waited += 20) {
-        char *text = tu_read_file(path, NULL);
-        bool found = text && strstr(text, needle);
-        free(text);
-        if (found)
-            return true;
-        nanosleep(&step, NULL);
-    }
-    return false;
-}
-
 START_TEST(test_busy_store_keeps_the_batch_and_retries_it)
 {
     const char *good = write_report("good.json", "good.test", 60, NULL);
@@ -871,6 +871,13 @@ START_TEST(test_daemon_sighup_polls_new_hosts_and_drops_removed)
     add_host("fleet00.test", 1, pr.ports[0]);
     pid_t d = daemon_start("daemon.log");
     assert_daemon(wait_count("SELECT count(*) FROM report", NULL, 1, 20000), "no report stored");
+    /* A broken config file on SIGHUP: refused by name, the daemon keeps running as it was. */
+    tu_write_file(config_path, "{\"interval\": \"soon\"}", 20);
+    kill(d, SIGHUP);
+    assert_daemon(wait_file_contains(tu_path(dir, "daemon.log"),
+                                     "SIGHUP: keeping the old settings", 20000),
+                  "broken config not reported");
+    write_config("\"interval\": 3600, \"jitter\": 0");
     add_host("fleet01.test", 1, pr.ports[1]);
     struct store *s = open_db();
     ck_assert_int_eq(store_exec(s, "DELETE FROM host WHERE name = 'fleet00.test'"), 0);
