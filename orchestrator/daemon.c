@@ -28,6 +28,7 @@ struct run {
     uv_signal_t sig_term, sig_int, sig_hup;
     struct poll *poll;
     bool interrupted;
+    unsigned grace_ms; /* in-flight transfers' time after SIGTERM/SIGINT */
     /* collect */
     bool tty;
     uint64_t started_ns, drawn_ns;
@@ -39,10 +40,19 @@ struct run {
 
 static void on_signal_closed(uv_handle_t *h) { (void)h; }
 
+static void note_total(struct run *r)
+{
+    struct poll_stats st;
+    poll_get_stats(r->poll, &st);
+    if (st.hosts > r->total)
+        r->total = st.hosts;
+}
+
 static void on_stopped(struct poll *p, void *data)
 {
     (void)p;
     struct run *r = data;
+    note_total(r);
     uv_close((uv_handle_t *)&r->sig_term, on_signal_closed);
     uv_close((uv_handle_t *)&r->sig_int, on_signal_closed);
     uv_close((uv_handle_t *)&r->sig_hup, on_signal_closed);
@@ -51,10 +61,10 @@ static void on_stopped(struct poll *p, void *data)
 static void on_stop_signal(uv_signal_t *s, int signum)
 {
     struct run *r = s->data;
-    poll_log(LOG_INFO, NULL, "%s: stopping (in-flight transfers get %d ms)",
-             signum == SIGTERM ? "SIGTERM" : "SIGINT", DAEMON_GRACE_MS);
+    poll_log(LOG_INFO, NULL, "%s: stopping (in-flight transfers get %u ms)",
+             signum == SIGTERM ? "SIGTERM" : "SIGINT", r->grace_ms);
     r->interrupted = true;
-    poll_stop(r->poll, DAEMON_GRACE_MS);
+    poll_stop(r->poll, r->grace_ms);
 }
 
 static void on_hup(uv_signal_t *s, int signum)
@@ -156,7 +166,7 @@ int cmd_daemon(struct cli *cli, int argc, char **argv)
         return EXIT_USAGE;
     }
     poll_log_set_level(cli->config.log_level);
-    struct run r = {.cli = cli};
+    struct run r = {.cli = cli, .grace_ms = DAEMON_GRACE_MS};
     struct poll_options opt = {.on_stopped = on_stopped, .data = &r};
     int code = EXIT_OK;
     if (start(&r, &opt, &code))
@@ -169,14 +179,6 @@ int cmd_daemon(struct cli *cli, int argc, char **argv)
 }
 
 /* ---------------------------------------------------------------- collect */
-
-static void note_total(struct run *r)
-{
-    struct poll_stats st;
-    poll_get_stats(r->poll, &st);
-    if (st.hosts > r->total)
-        r->total = st.hosts;
-}
 
 static void draw_progress(struct run *r, bool final)
 {
@@ -243,7 +245,7 @@ int cmd_collect(struct cli *cli, int argc, char **argv)
                    "and the rate; otherwise one line per host (\"ok HOST\" or \"failed HOST: "
                    "why\").\n"
                    "Exit 0 when the round ran, even if hosts failed (they are listed);\n"
-                   "3 for a bad config, 4 for a database error.\n");
+                   "3 for a bad config, 4 for a database error or an interrupted round.\n");
             return EXIT_OK;
         }
         if (!strcmp(argv[i], "--host") && i + 1 < argc) {
@@ -258,7 +260,8 @@ int cmd_collect(struct cli *cli, int argc, char **argv)
     }
     /* collect reports per host itself; the log keeps only what has no host line. */
     poll_log_set_level(cli->config.log_level == LOG_DEBUG ? LOG_DEBUG : LOG_ERROR);
-    struct run r = {.cli = cli, .tty = isatty(STDOUT_FILENO) == 1};
+    /* Ctrl-C on a one-shot round means now: what was fetched is written, the rest dropped. */
+    struct run r = {.cli = cli, .tty = isatty(STDOUT_FILENO) == 1, .grace_ms = 0};
     struct poll_options opt = {.round = true, .host = host, .on_outcome = on_outcome,
                                .on_round_done = on_round_done, .on_stopped = on_stopped,
                                .data = &r};

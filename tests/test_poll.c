@@ -789,6 +789,41 @@ START_TEST(test_collect_on_a_terminal_draws_a_progress_line)
 }
 END_TEST
 
+START_TEST(test_collect_interrupted_says_so_and_exits_4)
+{
+    const char *specs[] = {"silent,silent.test", NULL};
+    struct peer pr;
+    peer_start(&pr, specs);
+    add_host("silent.test", 1, pr.ports[0]);
+    write_config("\"connect_timeout\": 60, \"timeout\": 120, \"log_level\": \"debug\"");
+    const char *log_path = tu_path(dir, "collect.log");
+    char *tlsgate = strdup(tu_build_path("orchestrator/tlsgate"));
+    char *log_copy = strdup(log_path);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int fd = open(log_copy, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(devnull, 0);
+        dup2(devnull, 1);
+        dup2(fd, 2);
+        execl(tlsgate, "tlsgate", "--db", db, "--config", config_path, "collect", (char *)NULL);
+        _exit(127);
+    }
+    free(tlsgate);
+    free(log_copy);
+    ck_assert(wait_file_contains(log_path, "inventory: 1 hosts scheduled", 20000));
+    kill(pid, SIGINT);
+    int rc = wait_exit(pid, 30000);
+    char *log = tu_read_file(log_path, NULL);
+    ck_assert_msg(rc == 4 && strstr(log, "collect: interrupted; 1 hosts not polled"),
+                  "exit %d\n%s", rc, log);
+    ck_assert_ptr_nonnull(strstr(log, "host=silent.test transfer abandoned at shutdown"));
+    free(log);
+    peer_stop(&pr);
+}
+END_TEST
+
 START_TEST(test_collect_refuses_missing_tls_config_with_exit_3)
 {
     tu_write_file(config_path, "{\"timeout\": 3}", 14);
@@ -1083,6 +1118,7 @@ static Suite *poll_suite(void)
     tcase_add_test(tc, test_misbehaving_collectors_are_each_recorded_with_a_reason);
     tcase_add_test(tc, test_busy_store_keeps_the_batch_and_retries_it);
     tcase_add_test(tc, test_collect_on_a_terminal_draws_a_progress_line);
+    tcase_add_test(tc, test_collect_interrupted_says_so_and_exits_4);
     tcase_add_test(tc, test_collect_refuses_missing_tls_config_with_exit_3);
     tcase_add_test(tc, test_collect_without_database_exits_4);
     tcase_add_test(tc, test_daemon_sigterm_abandons_hung_transfers_and_exits_zero);
