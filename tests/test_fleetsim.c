@@ -143,7 +143,7 @@ START_TEST(test_fleet_serves_one_identity_per_host_and_writes_inventory)
     ck_assert_ptr_nonnull(inv);
     char expect[200];
     snprintf(expect, sizeof(expect), "cm-mp-aa1-01.sim.contoso.com,AA1,management_point,"
-                                     "127.0.0.1:%d,server2019-site-server\n", base + 2);
+                                     "127.0.0.1:%d,Windows Server 2019 Datacenter\n", base + 2);
     ck_assert_msg(strstr(inv, expect), "no '%s' in %s", expect, inv);
     ck_assert_ptr_nonnull(strstr(inv, "name,site,roles,collector,os\n"));
     free(inv);
@@ -168,12 +168,13 @@ START_TEST(test_control_patches_stops_and_misbehaves_hosts)
     struct body b;
     ck_assert_int_eq(fetch(client, base + 14, &b), CURLE_OK);
     ck_assert_ptr_null(strstr(b.buf, "KB3140245"));
-    char *out = ctl("fixture-all", "win7-sp1-x64-unpatched", "win7-ready");
+    char *out = ctl("fixture-all", "win7-sp1-x64-unpatched", "win7-sp1-x64-unpatched+win7-ready");
     ck_assert_int_eq(strncmp(out, "ok ", 3), 0);
     ck_assert_int_gt(atoi(out + 3), 0);
     free(out);
     ck_assert_int_eq(fetch(client, base + 14, &b), CURLE_OK);
     ck_assert_ptr_nonnull(strstr(b.buf, "KB3140245"));
+    ck_assert_ptr_nonnull(strstr(b.buf, "\"product_name\":\"Windows 7 Enterprise\""));
 
     out = ctl("misbehave", client, "wrong-cert");
     ck_assert_str_eq(out, "ok\n");

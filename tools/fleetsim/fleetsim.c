@@ -10,7 +10,8 @@
  *
  * The parent process owns a control socket (UNIX stream, one command line per connection) and
  * forwards each command to the worker that owns the host:
- *   fixture HOST NAME           serve the facts of fixture NAME (e.g. a Windows 7 client patched)
+ *   fixture HOST NAME           serve the facts of fixture NAME (e.g. a Windows 7 client patched:
+ *                               win7-sp1-x64-unpatched+win7-ready, layers joined with '+')
  *   fixture-all FROM TO         every host on fixture FROM moves to TO
  *   stop HOST | start HOST      the host goes away (connection refused) / comes back
  *   misbehave HOST MODE         silent (accepts, never answers), slow (one byte per 100 ms),
@@ -77,7 +78,8 @@ struct fleet {
     int nfixtures;
     struct host *hosts;
     int nhosts;
-    const char *fixtures_dir;
+    const char *fixtures_dirs[4];  /* searched in order */
+    int nfixtures_dirs;
     const char *address;
     struct simcert_ca *ca;
     long interval;
@@ -90,47 +92,84 @@ static struct fleet fleet;
 
 static int fixture_index(const char *name, char *err, size_t errsize);
 
-/* Loads fixture NAME: DIR/NAME.reg, or every *.reg in DIR/NAME/ (layered in name order), or
- * DIR/NAME.json (a facts file). */
-static int load_fixture(const char *name, json_t **facts, char *err, size_t errsize)
+/* Adds the files of one fixture layer to files[]: DIR/NAME.reg, or every *.reg in DIR/NAME/
+ * (in name order). Returns 0 or -ENOENT with the reason in err. */
+static int add_layer(const char *name, char store[][2048], const char **files, size_t *n,
+                     char *err, size_t errsize)
 {
     char path[1024];
     struct stat st;
-    snprintf(path, sizeof(path), "%s/%s.json", fleet.fixtures_dir, name);
-    if (stat(path, &st) == 0)
-        return facts_load_file(path, facts, err, errsize);
-    const char *files[32];
-    char store[32][2048];
-    size_t n = 0;
-    snprintf(path, sizeof(path), "%s/%s.reg", fleet.fixtures_dir, name);
-    if (stat(path, &st) == 0) {
-        snprintf(store[0], sizeof(store[0]), "%s", path);
-        files[n++] = store[0];
-    } else {
-        snprintf(path, sizeof(path), "%s/%s", fleet.fixtures_dir, name);
-        uv_fs_t req;
-        if (uv_fs_scandir(NULL, &req, path, 0, NULL) < 0) {
-            snprintf(err, errsize, "fixture %s: no %s.reg, %s.json or folder in %s", name, name,
-                     name, fleet.fixtures_dir);
-            return -ENOENT;
+    for (int d = 0; d < fleet.nfixtures_dirs; d++) {
+        const char *dir = fleet.fixtures_dirs[d];
+        snprintf(path, sizeof(path), "%s/%s.reg", dir, name);
+        if (stat(path, &st) == 0) {
+            if (*n == 32)
+                goto too_many;
+            snprintf(store[*n], 2048, "%s", path);
+            files[*n] = store[*n];
+            (*n)++;
+            return 0;
         }
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        uv_fs_t req;
+        if (uv_fs_scandir(NULL, &req, path, 0, NULL) < 0)
+            continue;
+        size_t first = *n;
         uv_dirent_t ent;
-        while (uv_fs_scandir_next(&req, &ent) != UV_EOF && n < 32) {
+        while (uv_fs_scandir_next(&req, &ent) != UV_EOF) {
             size_t len = strlen(ent.name);
             if (len > 4 && !strcmp(ent.name + len - 4, ".reg")) {
-                snprintf(store[n], sizeof(store[n]), "%s/%s", path, ent.name);
-                files[n] = store[n];
-                n++;
+                if (*n == 32) {
+                    uv_fs_req_cleanup(&req);
+                    goto too_many;
+                }
+                snprintf(store[*n], 2048, "%s/%s", path, ent.name);
+                files[*n] = store[*n];
+                (*n)++;
             }
         }
         uv_fs_req_cleanup(&req);
         /* scandir order is the file system's: sort so the layering is the names' order. */
-        for (size_t i = 1; i < n; i++)
-            for (size_t j = i; j > 0 && strcmp(files[j - 1], files[j]) > 0; j--) {
+        for (size_t i = first + 1; i < *n; i++)
+            for (size_t j = i; j > first && strcmp(files[j - 1], files[j]) > 0; j--) {
                 const char *t = files[j];
                 files[j] = files[j - 1];
                 files[j - 1] = t;
             }
+        return 0;
+    }
+    snprintf(err, errsize, "fixture %s: no %s.reg, %s.json or folder in the --fixtures folders",
+             name, name, name);
+    return -ENOENT;
+too_many:
+    snprintf(err, errsize, "fixture %s: more than 32 .reg files", name);
+    return -E2BIG;
+}
+
+/*
+ * Loads fixture NAME: DIR/NAME.json (a facts file), or registry exports layered in order:
+ * "A+B" reads A's files, then B's over them (a patched host is its unpatched export plus the
+ * patch's export, as tests/fixtures/reg/win7-ready.reg is meant to be read).
+ */
+static int load_fixture(const char *name, json_t **facts, char *err, size_t errsize)
+{
+    char path[1024];
+    struct stat st;
+    for (int d = 0; d < fleet.nfixtures_dirs && !strchr(name, '+'); d++) {
+        snprintf(path, sizeof(path), "%s/%s.json", fleet.fixtures_dirs[d], name);
+        if (stat(path, &st) == 0)
+            return facts_load_file(path, facts, err, errsize);
+    }
+    const char *files[32];
+    static char store[32][2048];
+    size_t n = 0;
+    char layers[256];
+    snprintf(layers, sizeof(layers), "%s", name);
+    char *save = NULL;
+    for (char *layer = strtok_r(layers, "+", &save); layer; layer = strtok_r(NULL, "+", &save)) {
+        int rc = add_layer(layer, store, files, &n, err, errsize);
+        if (rc)
+            return rc;
     }
     struct regview *v;
     int rc = regview_open_files(files, n, &v, err, errsize);
@@ -259,8 +298,11 @@ static int write_inventory(const char *path)
     fprintf(f, "name,site,roles,collector,os\n");
     for (int i = 0; i < fleet.nhosts; i++) {
         const struct host *h = &fleet.hosts[i];
+        /* The OS label an administrator's export would carry: the fixture's product name. */
+        json_t *os = json_object_get(fleet.fixtures[h->fixture].facts, "os");
+        const char *label = json_string_value(json_object_get(os, "product_name"));
         fprintf(f, "%s,%s,%s,%s:%u,%s\n", h->name, h->site, h->roles, fleet.address, h->port,
-                fleet.fixtures[h->fixture].name);
+                label && !strpbrk(label, ",\"\r\n") ? label : fleet.fixtures[h->fixture].name);
     }
     if (fclose(f) != 0 || rename(tmp, path) != 0)
         return -errno;
@@ -851,7 +893,7 @@ static int ctl(int argc, char **argv)
 static void usage(FILE *f)
 {
     fprintf(f,
-        "usage: fleetsim --certs DIR --fixtures DIR --control SOCKET [--hosts N] [--sites A,B]\n"
+        "usage: fleetsim --certs DIR --fixtures DIR... --control SOCKET [--hosts N] [--sites A,B]\n"
         "                [--mps N] [--dps N] [--procs N] [--base-port PORT] [--domain D]\n"
         "                [--inventory FILE] [--interval SECONDS] [--mix FIXTURE:WEIGHT,...]\n"
         "                [--server-fixture F] [--db-fixture F] [--console-fixture F]\n"
@@ -860,7 +902,9 @@ static void usage(FILE *f)
         "Simulates a fleet of collectors on 127.0.0.1, ports BASE-PORT and up, one certificate\n"
         "per host signed by DIR/ca.pem + DIR/ca.key (tools/gen-certs). Writes the matching\n"
         "inventory CSV, prints 'fleetsim: ready N hosts' when every host is serving, and runs\n"
-        "until SIGTERM/SIGINT. Control commands: fixture HOST NAME, fixture-all FROM TO,\n"
+        "until SIGTERM/SIGINT. A fixture is NAME.reg, a folder NAME of .reg files or NAME.json\n"
+        "in the --fixtures folders (searched in order); A+B layers B's exports over A's.\n"
+        "Control commands: fixture HOST NAME, fixture-all FROM TO,\n"
         "stop HOST, start HOST, misbehave HOST silent|slow|wrong-cert, behave HOST, status.\n");
 }
 
@@ -871,8 +915,8 @@ int main(int argc, char **argv)
     struct plan p = {.hosts = 300, .mps = 2, .dps = 3, .domain = "sim.contoso.com",
                      .base_port = 21000};
     const char *certs = NULL, *inventory = NULL, *control = NULL, *sites = "PS1,PS2";
-    const char *mix = "win7-sp1-x64-unpatched:10,win7-ready:5,win81:10,win10-22h2:55,"
-                      "win11-23h2:20";
+    const char *mix = "win7-sp1-x64-unpatched:10,win7-sp1-x64-unpatched+win7-ready:5,"
+                      "win81:10,win10-22h2:55,win11-23h2:20";
     const char *server_fx = "server2019-site-server", *db_fx = "server2016-sql2016sp2-express",
                *console_fx = "win10-22h2";
     int procs = 2;
@@ -889,7 +933,13 @@ int main(int argc, char **argv)
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
         case 'c': certs = optarg; break;
-        case 'f': fleet.fixtures_dir = optarg; break;
+        case 'f':
+            if (fleet.nfixtures_dirs == 4) {
+                fprintf(stderr, "fleetsim: --fixtures at most 4 times\n");
+                return 2;
+            }
+            fleet.fixtures_dirs[fleet.nfixtures_dirs++] = optarg;
+            break;
         case 'n': p.hosts = atoi(optarg); break;
         case 's': sites = optarg; break;
         case 'p': procs = atoi(optarg); break;
@@ -908,7 +958,7 @@ int main(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
-    if (!certs || !fleet.fixtures_dir || !control || optind != argc || procs < 1 ||
+    if (!certs || !fleet.nfixtures_dirs || !control || optind != argc || procs < 1 ||
         procs > MAX_PROCS || fleet.interval < 1 || p.mps < 0 || p.dps < 0) {
         usage(stderr);
         return 2;
