@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "gate.h"
 #include "ingest.h"
 #include "report.h"
 #include "rules.h"
@@ -93,6 +94,8 @@ long long poll_next_at(const struct config *cfg, const char *name, int failures,
 #define POLL_STOP_RETRIES 5
 /* The daemon's summary line comes this often. */
 #define POLL_STATS_EVERY_MS 60000
+/* After a write, the orphan-risk watch runs at most this often (and after the first write). */
+#define POLL_ORPHANS_EVERY_S 10
 
 /* ---------------------------------------------------------------- types */
 
@@ -147,7 +150,7 @@ struct sock {
     struct poll *p;
 };
 
-enum job_kind { JOB_NONE, JOB_LOAD, JOB_FLUSH };
+enum job_kind { JOB_NONE, JOB_LOAD, JOB_FLUSH, JOB_ORPHANS };
 
 struct host_row {
     long long id;
@@ -197,9 +200,23 @@ struct poll {
     int retry_ms;
     int stop_retries; /* busy-store retries since poll_stop */
 
+    /* The orphan-risk watch (daemon only): servers that report the legacy protocols disabled
+     * while their gate is blocked. `risk` is what was last logged, `scan` the worker's new
+     * answer; both sorted by name, so the log says only what changed. */
+    bool orphans_wanted;
+    long long orphans_at;
+    struct orphan *risk, *scan;
+    size_t nrisk, nscan;
+
     bool started, stopping, abandoned, closing, stopped_called, round_done_called;
     char store_error[512];
     size_t stat_ok, stat_failed;
+};
+
+struct orphan {
+    char *name;
+    long blocking;
+    bool ready;
 };
 
 /* ---------------------------------------------------------------- small helpers */
@@ -863,11 +880,58 @@ out:
     return rc;
 }
 
+static void orphans_free(struct orphan *o, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(o[i].name);
+    free(o);
+}
+
+static int orphan_seen(const struct gate_server *srv, void *arg)
+{
+    struct poll *p = arg;
+    if (!srv->orphan_risk)
+        return 0;
+    struct orphan *grown = realloc(p->scan, (p->nscan + 1) * sizeof(*grown));
+    if (!grown)
+        return -ENOMEM;
+    p->scan = grown;
+    struct orphan *o = &p->scan[p->nscan];
+    if (!(o->name = strdup(srv->name)))
+        return -ENOMEM;
+    o->blocking = srv->blocking;
+    o->ready = srv->state == GATE_READY;
+    p->nscan++;
+    return 0;
+}
+
+static int orphan_cmp(const void *a, const void *b)
+{
+    return strcasecmp(((const struct orphan *)a)->name, ((const struct orphan *)b)->name);
+}
+
+/* The gate's own answer (gate.h), read in one snapshot, for every server of every site. */
+static int job_orphans(struct poll *p)
+{
+    struct gate_time t = gate_time_make(cli_now(), p->cfg.stale_after);
+    int rc = store_begin(p->store, false);
+    if (!rc)
+        rc = gate_servers(p->store, NULL, &t, orphan_seen, p);
+    if (rc)
+        snprintf(p->job_err, sizeof(p->job_err), "%s", store_errmsg(p->store));
+    store_rollback(p->store);
+    if (!rc)
+        qsort(p->scan, p->nscan, sizeof(*p->scan), orphan_cmp);
+    return rc;
+}
+
 static void on_work(uv_work_t *w)
 {
     struct poll *p = w->data;
     p->job_err[0] = '\0';
-    p->job_rc = p->job == JOB_LOAD ? job_load(p) : job_flush(p);
+    p->job_rc = p->job == JOB_LOAD    ? job_load(p)
+                : p->job == JOB_FLUSH ? job_flush(p)
+                                      : job_orphans(p);
 }
 
 /* ---------------------------------------------------------------- back on the loop */
@@ -973,6 +1037,48 @@ static void after_flush(struct poll *p)
 
 static void on_retry_timer(uv_timer_t *t);
 
+/* Logs the servers that became an orphan risk since the last watch, and those that no longer
+ * are; both lists are sorted by name. */
+static void after_orphans(struct poll *p, int rc)
+{
+    if (rc) {
+        poll_log(LOG_ERROR, NULL, "orphan-risk check failed: %s", p->job_err);
+        orphans_free(p->scan, p->nscan);
+    } else {
+        size_t i = 0, j = 0;
+        while (i < p->nrisk || j < p->nscan) {
+            int c = i == p->nrisk   ? 1
+                    : j == p->nscan ? -1
+                                    : strcasecmp(p->risk[i].name, p->scan[j].name);
+            if (c < 0) {
+                poll_log(LOG_INFO, p->risk[i].name, "orphan risk cleared");
+                i++;
+            } else if (c > 0) {
+                const struct orphan *o = &p->scan[j];
+                if (o->ready)
+                    poll_log(LOG_WARN, o->name,
+                             "ORPHAN RISK: legacy protocols disabled while %ld dependent(s) "
+                             "cannot use TLS 1.2 or have no fresh report (tlsgate gate check %s)",
+                             o->blocking, o->name);
+                else
+                    poll_log(LOG_WARN, o->name,
+                             "ORPHAN RISK: legacy protocols disabled while the server itself "
+                             "is not ready (tlsgate gate check %s)",
+                             o->name);
+                j++;
+            } else {
+                i++;
+                j++;
+            }
+        }
+        orphans_free(p->risk, p->nrisk);
+        p->risk = p->scan;
+        p->nrisk = p->nscan;
+    }
+    p->scan = NULL;
+    p->nscan = 0;
+}
+
 static void after_work(uv_work_t *w, int status)
 {
     struct poll *p = w->data;
@@ -993,6 +1099,8 @@ static void after_work(uv_work_t *w, int status)
         } else {
             poll_log(LOG_INFO, NULL, "inventory: %zu hosts scheduled", p->nhosts);
         }
+    } else if (kind == JOB_ORPHANS) {
+        after_orphans(p, rc);
     } else if (kind == JOB_FLUSH) {
         if (rc) {
             /* Kept whole and retried; in a one-shot round only a busy store is worth waiting. */
@@ -1022,6 +1130,11 @@ static void after_work(uv_work_t *w, int status)
         } else {
             p->retry_ms = 0;
             after_flush(p);
+            long long now = cli_now();
+            if (!p->opt.round && (!p->orphans_at || now - p->orphans_at >= POLL_ORPHANS_EVERY_S)) {
+                p->orphans_wanted = true;
+                p->orphans_at = now;
+            }
         }
     }
     maybe_start_job(p);
@@ -1058,6 +1171,11 @@ static void maybe_start_job(struct poll *p)
         p->writing = p->filling;
         memset(&p->filling, 0, sizeof(p->filling));
         start_job(p, JOB_FLUSH);
+        return;
+    }
+    if (p->orphans_wanted && !p->stopping) {
+        p->orphans_wanted = false;
+        start_job(p, JOB_ORPHANS);
     }
 }
 
@@ -1301,6 +1419,8 @@ void poll_free(struct poll *p)
     }
     free(p->hosts);
     free(p->heap);
+    orphans_free(p->risk, p->nrisk);
+    orphans_free(p->scan, p->nscan);
     if (p->catalog) {
         ingest_release(&p->ingest);
         rules_free(p->catalog);

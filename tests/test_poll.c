@@ -975,6 +975,46 @@ START_TEST(test_daemon_judges_by_a_catalog_loaded_while_it_runs)
 }
 END_TEST
 
+/* A server that reports SSL 3.0 / TLS 1.0 / 1.1 disabled while a dependent cannot do TLS 1.2 is
+ * an orphan risk: the daemon says so in its log, once, and says when it is cleared. */
+START_TEST(test_daemon_logs_orphan_risk_and_its_clearing)
+{
+    int mp_port, client_port;
+    /* The Server 2019 fixture has the legacy protocols disabled server-side. */
+    pid_t mp = collector_start("fleet00.test", NULL, "server2019-site-server", &mp_port);
+    pid_t cl = collector_start("fleet01.test", NULL, "win7-sp1-x64-unpatched", &client_port);
+    add_host("fleet00.test", 1 << 4 /* management_point */, mp_port);
+    add_host("fleet01.test", 1 /* client */, client_port);
+    write_config("\"interval\": 1, \"jitter\": 0");
+    pid_t d = daemon_start("daemon.log");
+    const char *log = tu_path(dir, "daemon.log");
+    assert_daemon(wait_file_contains(log, "host=fleet00.test ORPHAN RISK: legacy protocols "
+                                          "disabled while 1 dependent(s) cannot use TLS 1.2",
+                                     30000),
+                  "no orphan risk logged");
+
+    /* Waiving the client (an accepted risk) clears it at the next watch. */
+    char *err = NULL;
+    ck_assert_int_eq(tu_tlsgate(db, NULL, &err, "waive", "fleet01.test", "--reason", "test",
+                                NULL), 0);
+    free(err);
+    assert_daemon(wait_file_contains(log, "host=fleet00.test orphan risk cleared", 30000),
+                  "orphan risk not cleared");
+    kill(d, SIGTERM);
+    ck_assert_int_eq(wait_exit(d, 30000), 0);
+    char *text = tu_read_file(log, NULL);
+    int flagged = 0;
+    for (const char *q = text; (q = strstr(q, "ORPHAN RISK")); q++)
+        flagged++;
+    ck_assert_int_eq(flagged, 1); /* logged when it starts, not at every watch */
+    free(text);
+    kill(mp, SIGTERM);
+    kill(cl, SIGTERM);
+    ck_assert_int_eq(wait_exit(mp, 10000), 0);
+    ck_assert_int_eq(wait_exit(cl, 10000), 0);
+}
+END_TEST
+
 /* Every stored report is whole: valid JSON, and its summary columns agree with its verdicts. */
 static void assert_store_consistent(void)
 {
@@ -1124,6 +1164,7 @@ static Suite *poll_suite(void)
     tcase_add_test(tc, test_daemon_sigterm_abandons_hung_transfers_and_exits_zero);
     tcase_add_test(tc, test_daemon_sighup_polls_new_hosts_and_drops_removed);
     tcase_add_test(tc, test_daemon_judges_by_a_catalog_loaded_while_it_runs);
+    tcase_add_test(tc, test_daemon_logs_orphan_risk_and_its_clearing);
     tcase_add_test(tc, test_daemon_killed_mid_round_restarts_with_a_whole_store);
     tcase_add_test(tc, test_cli_writers_during_daemon_writes_never_see_locked);
     suite_add_tcase(s, tc);
