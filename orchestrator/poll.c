@@ -25,6 +25,7 @@
 #include "report.h"
 #include "rules.h"
 #include "store.h"
+#include "tlsctx.h"
 
 /* ---------------------------------------------------------------- logging */
 
@@ -141,6 +142,7 @@ struct xfer {
     char *buf;
     size_t len, cap;
     bool over_cap;
+    struct tlsctx *tls; /* a reference, held while the transfer may still connect */
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -188,6 +190,8 @@ struct poll {
     struct batch writing; /* the batch the worker owns */
 
     /* The worker job. */
+    struct tlsctx *tls; /* the parsed CA, certificate and key (tlsctx.h) */
+
     uv_work_t work;
     enum job_kind job;
     int job_rc;
@@ -447,6 +451,7 @@ static void xfer_free(struct xfer *x)
         return;
     if (x->easy)
         curl_easy_cleanup(x->easy);
+    tlsctx_unref(x->tls);
     curl_slist_free_all(x->connect_to);
     free(x->name);
     free(x->collector);
@@ -578,9 +583,8 @@ static int xfer_start(struct poll *p, struct host *h, char *err, size_t errsize)
     curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-    curl_easy_setopt(e, CURLOPT_CAINFO, p->cfg.tls_ca);
-    curl_easy_setopt(e, CURLOPT_SSLCERT, p->cfg.tls_cert);
-    curl_easy_setopt(e, CURLOPT_SSLKEY, p->cfg.tls_key);
+    x->tls = tlsctx_ref(p->tls);
+    tlsctx_apply(x->tls, e);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, p->cfg.connect_timeout * 1000L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, p->cfg.timeout * 1000L);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -1320,12 +1324,17 @@ int poll_new(uv_loop_t *loop, struct store *store, const struct config *cfg,
     int rc = check_config(cfg, err, errsize);
     if (rc)
         return rc;
+    struct tlsctx *tls;
+    if ((rc = tlsctx_load(cfg->tls_ca, cfg->tls_cert, cfg->tls_key, &tls, err, errsize)))
+        return rc;
     struct poll *p = calloc(1, sizeof(*p));
     if (!p || copy_config(&p->cfg, cfg)) {
         free(p);
+        tlsctx_unref(tls);
         snprintf(err, errsize, "out of memory");
         return -ENOMEM;
     }
+    p->tls = tls;
     p->loop = loop;
     p->store = store;
     /* The writer waits for the lock briefly and then keeps its batch and retries on a timer,
@@ -1338,6 +1347,7 @@ int poll_new(uv_loop_t *loop, struct store *store, const struct config *cfg,
         curl_multi_cleanup(p->multi);
         curl_share_cleanup(p->share);
         config_release(&p->cfg);
+        tlsctx_unref(p->tls);
         free(p);
         snprintf(err, errsize, "cannot create the transfer engine (libcurl)");
         return -ENOMEM;
@@ -1392,10 +1402,19 @@ int poll_reload(struct poll *p, const struct config *cfg)
         poll_log(LOG_ERROR, NULL, "reload refused, keeping the old settings: %s", err);
         return -EINVAL;
     }
-    if (copy_config(&next, cfg))
+    struct tlsctx *tls;
+    if (tlsctx_load(cfg->tls_ca, cfg->tls_cert, cfg->tls_key, &tls, err, sizeof(err))) {
+        poll_log(LOG_ERROR, NULL, "reload refused, keeping the old settings: %s", err);
+        return -EINVAL;
+    }
+    if (copy_config(&next, cfg)) {
+        tlsctx_unref(tls);
         return -ENOMEM;
+    }
     config_release(&p->cfg);
     p->cfg = next;
+    tlsctx_unref(p->tls); /* transfers in flight hold their own reference */
+    p->tls = tls;
     curl_multi_setopt(p->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, p->cfg.concurrency);
     poll_log_set_level(p->cfg.log_level);
     p->reload_wanted = true;
@@ -1421,6 +1440,7 @@ void poll_free(struct poll *p)
     free(p->heap);
     orphans_free(p->risk, p->nrisk);
     orphans_free(p->scan, p->nscan);
+    tlsctx_unref(p->tls);
     if (p->catalog) {
         ingest_release(&p->ingest);
         rules_free(p->catalog);

@@ -622,6 +622,57 @@ START_TEST(test_collect_stores_reports_and_poll_state)
 }
 END_TEST
 
+/* The daemon trusts the fleet CA and nothing else: a collector whose certificate carries the
+ * right name but comes from another CA (or the system's bundle) is refused at the handshake. */
+START_TEST(test_collector_certificate_from_another_ca_is_refused)
+{
+    char *other = tu_tmpdir();
+    char *argv[] = {(char *)tu_source_path("tools/gen-certs"), other, "fleet05.test", NULL};
+    ck_assert_int_eq(tu_run(argv, NULL, NULL, NULL), 0);
+    /* The collector itself trusts the fleet CA (so it would answer the daemon), but presents a
+     * server certificate from the other CA. */
+    char *fleet_ca = tu_read_file(cert_file("ca", "pem"), NULL);
+    tu_write_file(tu_path(other, "ca.pem"), fleet_ca, strlen(fleet_ca));
+    free(fleet_ca);
+    char *fleet_certs = certs;
+    certs = other;
+    int port;
+    pid_t c = collector_start("fleet05.test", NULL, "win10-22h2", &port);
+    certs = fleet_certs;
+    add_host("fleet05.test", 1, port);
+
+    char *out = NULL, *err = NULL;
+    ck_assert_int_eq(collect(&out, &err, NULL), 0);
+    ck_assert_msg(strstr(out, "collect: 1 hosts, 0 ok, 1 failed") != NULL, "%s", out);
+    free(out);
+    free(err);
+    ck_assert_int_eq(reports_of("fleet05.test"), 0);
+    assert_error_contains("fleet05.test", "certificate");
+    kill(c, SIGTERM);
+    ck_assert_int_eq(wait_exit(c, 10000), 0);
+    tu_rmtree(other);
+    free(other);
+}
+END_TEST
+
+/* A client key that is not the certificate's is a bad config: exit 3, naming the key file. */
+START_TEST(test_collect_refuses_a_key_that_is_not_the_certificates)
+{
+    char buf[8192];
+    snprintf(buf, sizeof(buf),
+             "{\"tls\": {\"ca\": \"%s/ca.pem\", \"cert\": \"%s/orchestrator.pem\", "
+             "\"key\": \"%s/fleet00.test.key\"}}",
+             certs, certs, certs);
+    tu_write_file(config_path, buf, strlen(buf));
+    char *out = NULL, *err = NULL;
+    ck_assert_int_eq(collect(&out, &err, NULL), 3);
+    ck_assert_msg(strstr(err, "fleet00.test.key: is not the key of the client certificate") != NULL,
+                  "%s", err);
+    free(out);
+    free(err);
+}
+END_TEST
+
 static void make_future(json_t *r)
 {
     char when[32];
@@ -1156,6 +1207,8 @@ static Suite *poll_suite(void)
     tcase_add_test(tc, test_round_over_real_collectors_stores_the_right_states);
     tcase_add_test(tc, test_collect_stores_reports_and_poll_state);
     tcase_add_test(tc, test_misbehaving_collectors_are_each_recorded_with_a_reason);
+    tcase_add_test(tc, test_collector_certificate_from_another_ca_is_refused);
+    tcase_add_test(tc, test_collect_refuses_a_key_that_is_not_the_certificates);
     tcase_add_test(tc, test_busy_store_keeps_the_batch_and_retries_it);
     tcase_add_test(tc, test_collect_on_a_terminal_draws_a_progress_line);
     tcase_add_test(tc, test_collect_interrupted_says_so_and_exits_4);
