@@ -924,7 +924,7 @@ static int job_orphans(struct poll *p)
     if (rc)
         snprintf(p->job_err, sizeof(p->job_err), "%s", store_errmsg(p->store));
     store_rollback(p->store);
-    if (!rc)
+    if (!rc && p->nscan > 1)
         qsort(p->scan, p->nscan, sizeof(*p->scan), orphan_cmp);
     return rc;
 }
