@@ -234,13 +234,32 @@ int ingest_report(struct store *s, const struct rules_catalog *c, long long host
 #define REEVAL_CHUNK 1024
 
 /*
- * Most of a fleet reports the same facts (thousands of identical Windows 10 clients): their
- * reports differ only in "host" and "collected_at", which no rule reads (rules address facts
- * only, rules.c). Parsing the JSON is most of the cost of re-evaluation, so results are memoised
- * by (roles, body without those two values) in a small direct-mapped table; a hit compares the
- * whole key, so a hash collision can only cost a miss, never a wrong verdict.
+ * Most of a fleet reports the same facts (thousands of identical Windows 10 clients), and even
+ * where reports differ, they mostly differ in members no rule reads (host, collected_at, the
+ * update revision os.ubr, hotfix lists on hosts where no rule looks at them...). rules_evaluate
+ * depends only on the roles and on the members rules_reads lists, so each stored body is first
+ * cut down to those members by a scanner that copies their raw text and skips the rest without
+ * building anything (the "projection", a few hundred bytes of valid JSON). Results are memoised
+ * by (roles, projection) in a direct-mapped table: a hit compares the whole projection, so a hash
+ * collision can only cost a miss, never a wrong verdict. A miss parses the projection, not the
+ * body. Parsing whole bodies with jansson was most of the cost of re-evaluation.
+ *
+ * The scanner accepts a strict subset of JSON that jansson accepts the same way: ASCII strings
+ * with the simple escapes, numbers without exponent of at most 18 integer digits, nesting up to
+ * PROJ_DEPTH. Anything else (a \u escape, a byte >= 0x80, a malformed body) falls back to parsing
+ * the whole body with jansson as before, so a body jansson refuses is still counted as bad.
  */
 #define MEMO_SLOTS 4096
+#define PROJ_DEPTH 64
+
+/* The paths the catalog reads, as a tree with one level per object member. */
+struct pnode {
+    char *name;
+    size_t len;
+    bool whole; /* the member's whole value is read */
+    struct pnode *kids;
+    size_t nkids;
+};
 
 struct memo {
     uint64_t hash;
@@ -255,61 +274,247 @@ struct memo {
 struct reeval {
     struct store *s;
     const struct rules_catalog *c;
-    sqlite3_stmt *chunk, *old, *ins, *upd, *del, *summary;
+    sqlite3_stmt *chunk, *one, *old, *ins, *upd, *del, *summary;
     struct rules_verdict *v;
     size_t *order;
+    sqlite3_stmt **write; /* per verdict of R->v: ins, upd or NULL (unchanged) */
+    char **gone;          /* stored rules to delete */
+    size_t ngone, gonecap;
     struct memo *memo;
+    struct pnode reads;
     char *key;
     size_t keycap;
-    long long hits;
+    long long hits, projected;
 };
 
-/* Copies `body` into R->key without the string values of "host" and "collected_at" (each
- * removed where it first appears as `"NAME":"...`; elsewhere the key just keeps it). */
-static int memo_key(struct reeval *R, const char *body, size_t *len)
+static void pnode_release(struct pnode *t)
+{
+    for (size_t i = 0; i < t->nkids; i++)
+        pnode_release(&t->kids[i]);
+    free(t->kids);
+    free(t->name);
+}
+
+/* Adds one dotted path under `t`. */
+static int pnode_add(struct pnode *t, const char *path)
+{
+    while (!t->whole) {
+        const char *dot = strchr(path, '.');
+        size_t len = dot ? (size_t)(dot - path) : strlen(path);
+        struct pnode *k = NULL;
+        for (size_t i = 0; i < t->nkids && !k; i++)
+            if (t->kids[i].len == len && !memcmp(t->kids[i].name, path, len))
+                k = &t->kids[i];
+        if (!k) {
+            struct pnode *kids = realloc(t->kids, (t->nkids + 1) * sizeof(*kids));
+            if (!kids)
+                return -ENOMEM;
+            t->kids = kids;
+            k = &t->kids[t->nkids];
+            *k = (struct pnode){.name = strndup(path, len), .len = len};
+            if (!k->name)
+                return -ENOMEM;
+            t->nkids++;
+        }
+        t = k;
+        if (!dot) {
+            t->whole = true; /* what was below it is now covered */
+            for (size_t i = 0; i < t->nkids; i++)
+                pnode_release(&t->kids[i]);
+            free(t->kids);
+            t->kids = NULL;
+            t->nkids = 0;
+            return 0;
+        }
+        path = dot + 1;
+    }
+    return 0;
+}
+
+/* The scanner's state: a cursor in the body and the projection being written. */
+struct proj {
+    const char *p;
+    char *out;
+    size_t n, cap;
+};
+
+enum { PROJ_OK = 0, PROJ_FALLBACK = 1 };
+
+static void proj_ws(struct proj *P)
+{
+    while (*P->p == ' ' || *P->p == '\t' || *P->p == '\n' || *P->p == '\r')
+        P->p++;
+}
+
+static int proj_put(struct proj *P, const char *s, size_t len)
+{
+    if (P->n + len + 1 > P->cap)
+        return PROJ_FALLBACK; /* cannot happen: the projection is shorter than the body */
+    memcpy(P->out + P->n, s, len);
+    P->n += len;
+    return PROJ_OK;
+}
+
+/* A string at P->p ('"'): its raw content in [*s, *s + *len); *plain when it has no escape. */
+static int proj_string(struct proj *P, const char **s, size_t *len, bool *plain)
+{
+    const char *q = P->p + 1;
+    *plain = true;
+    for (;;) {
+        unsigned char ch = (unsigned char)*q;
+        if (ch == '"')
+            break;
+        if (ch < 0x20 || ch >= 0x80)
+            return PROJ_FALLBACK;
+        if (ch == '\\') {
+            if (!q[1] || !strchr("\"\\/bfnrt", q[1]))
+                return PROJ_FALLBACK;
+            *plain = false;
+            q++;
+        }
+        q++;
+    }
+    *s = P->p + 1;
+    *len = (size_t)(q - *s);
+    P->p = q + 1;
+    return PROJ_OK;
+}
+
+static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+static int proj_number(struct proj *P)
+{
+    const char *q = P->p;
+    if (*q == '-')
+        q++;
+    const char *digits = q;
+    if (*q == '0')
+        q++;
+    else if (is_digit(*q))
+        while (is_digit(*q))
+            q++;
+    else
+        return PROJ_FALLBACK;
+    if (q - digits > 18)
+        return PROJ_FALLBACK;
+    if (*q == '.') {
+        if (!is_digit(*++q))
+            return PROJ_FALLBACK;
+        while (is_digit(*q))
+            q++;
+    }
+    if (*q == 'e' || *q == 'E')
+        return PROJ_FALLBACK;
+    P->p = q;
+    return PROJ_OK;
+}
+
+static int proj_skip(struct proj *P, int depth);
+
+/* A '{...}' or '[...]' at P->p; with `t`, an object is projected onto `t` into P->out. */
+static int proj_container(struct proj *P, const struct pnode *t, int depth)
+{
+    bool object = *P->p == '{';
+    char close = object ? '}' : ']';
+    if (depth >= PROJ_DEPTH)
+        return PROJ_FALLBACK;
+    if (t && proj_put(P, "{", 1))
+        return PROJ_FALLBACK;
+    P->p++;
+    proj_ws(P);
+    if (*P->p == close) {
+        P->p++;
+        return t ? proj_put(P, "}", 1) : PROJ_OK;
+    }
+    bool emitted = false;
+    for (;;) {
+        const struct pnode *k = NULL;
+        if (object) {
+            const char *name;
+            size_t len;
+            bool plain;
+            if (*P->p != '"' || proj_string(P, &name, &len, &plain))
+                return PROJ_FALLBACK;
+            if (t && !plain)
+                return PROJ_FALLBACK; /* an escaped name might spell a member we read */
+            for (size_t i = 0; t && i < t->nkids && !k; i++)
+                if (t->kids[i].len == len && !memcmp(t->kids[i].name, name, len))
+                    k = &t->kids[i];
+            proj_ws(P);
+            if (*P->p != ':')
+                return PROJ_FALLBACK;
+            P->p++;
+            proj_ws(P);
+            if (k && ((emitted && proj_put(P, ",", 1)) || proj_put(P, name - 1, len + 2) ||
+                      proj_put(P, ":", 1)))
+                return PROJ_FALLBACK;
+        }
+        int rc;
+        if (k && !k->whole && *P->p == '{') {
+            rc = proj_container(P, k, depth + 1);
+        } else {
+            const char *from = P->p;
+            rc = proj_skip(P, depth + 1);
+            if (!rc && k)
+                rc = proj_put(P, from, (size_t)(P->p - from));
+        }
+        if (rc)
+            return rc;
+        emitted |= k != NULL;
+        proj_ws(P);
+        if (*P->p == close)
+            break;
+        if (*P->p != ',')
+            return PROJ_FALLBACK;
+        P->p++;
+        proj_ws(P);
+    }
+    P->p++;
+    return t ? proj_put(P, "}", 1) : PROJ_OK;
+}
+
+/* Checks and steps over one value. */
+static int proj_skip(struct proj *P, int depth)
+{
+    const char *s;
+    size_t len;
+    bool plain;
+    switch (*P->p) {
+    case '{': case '[': return proj_container(P, NULL, depth);
+    case '"': return proj_string(P, &s, &len, &plain);
+    case 't': len = 4; s = "true"; break;
+    case 'f': len = 5; s = "false"; break;
+    case 'n': len = 4; s = "null"; break;
+    default: return proj_number(P);
+    }
+    if (strncmp(P->p, s, len))
+        return PROJ_FALLBACK;
+    P->p += len;
+    return PROJ_OK;
+}
+
+/* Cuts `body` down to the members the catalog reads, into R->key. PROJ_FALLBACK when the body
+ * is outside the scanner's subset (parse it whole), a negative code when out of memory. */
+static int project(struct reeval *R, const char *body, size_t *len)
 {
     size_t blen = strlen(body);
-    if (blen + 1 > R->keycap) {
-        char *k = realloc(R->key, blen + 1);
+    if (blen + 3 > R->keycap) {
+        char *k = realloc(R->key, blen + 3);
         if (!k)
             return -ENOMEM;
         R->key = k;
-        R->keycap = blen + 1;
+        R->keycap = blen + 3;
     }
-    static const char *const volatile_members[] = {"\"host\":\"", "\"collected_at\":\""};
-    const char *cut[2][2] = {{NULL, NULL}, {NULL, NULL}};
-    for (int i = 0; i < 2; i++) {
-        const char *p = strstr(body, volatile_members[i]);
-        if (!p)
-            continue;
-        const char *v = p + strlen(volatile_members[i]), *e = v;
-        while (*e && *e != '"')
-            e += (*e == '\\' && e[1]) ? 2 : 1;
-        cut[i][0] = v;
-        cut[i][1] = e;
-    }
-    if (cut[0][0] && cut[1][0] && cut[1][0] < cut[0][0]) {
-        const char *t0 = cut[0][0], *t1 = cut[0][1];
-        cut[0][0] = cut[1][0];
-        cut[0][1] = cut[1][1];
-        cut[1][0] = t0;
-        cut[1][1] = t1;
-    }
-    size_t n = 0;
-    const char *from = body;
-    for (int i = 0; i < 2; i++) {
-        if (!cut[i][0] || cut[i][0] < from)
-            continue;
-        memcpy(R->key + n, from, (size_t)(cut[i][0] - from));
-        n += (size_t)(cut[i][0] - from);
-        from = cut[i][1];
-    }
-    size_t rest = strlen(from);
-    memcpy(R->key + n, from, rest);
-    n += rest;
-    R->key[n] = '\0';
-    *len = n;
-    return 0;
+    struct proj P = {.p = body, .out = R->key, .cap = R->keycap};
+    proj_ws(&P);
+    if (*P.p != '{' || proj_container(&P, &R->reads, 0))
+        return PROJ_FALLBACK;
+    proj_ws(&P);
+    if (*P.p)
+        return PROJ_FALLBACK;
+    R->key[P.n] = '\0';
+    *len = P.n;
+    return PROJ_OK;
 }
 
 /* FNV-1a over 8-byte words (then the tail bytes): only picks a slot, the key is compared. */
@@ -334,64 +539,93 @@ static int by_rule(const void *a, const void *b, void *ctx)
     return strcmp(v[*(const size_t *)a].rule, v[*(const size_t *)b].rule);
 }
 
-/* Rewrites one host's verdicts where they differ from the stored ones (rows come sorted by
- * rule, the verdict table's key order); unchanged verdicts are not touched. */
+static int put_verdict(struct reeval *R, sqlite3_stmt *st, long long host_id,
+                       const struct rules_verdict *v)
+{
+    const char *sev = rules_severity_name(v->severity);
+    if (st == R->ins) {
+        sqlite3_bind_int64(st, 1, host_id);
+        sqlite3_bind_text(st, 2, v->rule, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 3, v->pass);
+        sqlite3_bind_text(st, 4, sev, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, v->reason, -1, SQLITE_STATIC);
+        return step_done(R->s, st, "write verdict");
+    }
+    sqlite3_bind_int(st, 1, v->pass);
+    sqlite3_bind_text(st, 2, sev, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, v->reason, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, host_id);
+    sqlite3_bind_text(st, 5, v->rule, -1, SQLITE_STATIC);
+    return step_done(R->s, st, "update verdict");
+}
+
+/* Notes a stored verdict of a rule the new evaluation does not produce. */
+static int note_gone(struct reeval *R, const char *rule)
+{
+    if (R->ngone == R->gonecap) {
+        size_t cap = R->gonecap ? 2 * R->gonecap : 16;
+        char **g = realloc(R->gone, cap * sizeof(*g));
+        if (!g)
+            return store_fail(R->s, -ENOMEM, "re-evaluation: out of memory");
+        R->gone = g;
+        R->gonecap = cap;
+    }
+    if (!(R->gone[R->ngone] = strdup(rule)))
+        return store_fail(R->s, -ENOMEM, "re-evaluation: out of memory");
+    R->ngone++;
+    return 0;
+}
+
+/*
+ * Rewrites one host's verdicts where they differ from the stored ones (rows come sorted by
+ * rule, the verdict table's key order); unchanged verdicts are not touched. The stored rows are
+ * compared first and the writes made after the read is reset: writing to the verdict table while
+ * a SELECT on it is still stepping lets that SELECT skip rows (SQLite leaves it undefined), and
+ * a skipped row is a verdict silently lost.
+ */
 static int sync_verdicts(struct reeval *R, long long host_id, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         R->order[i] = i;
     qsort_r(R->order, n, sizeof(*R->order), by_rule, R->v);
+    memset(R->write, 0, n * sizeof(*R->write));
+    R->ngone = 0;
     sqlite3_bind_int64(R->old, 1, host_id);
     size_t k = 0;
     int rc = 0, step;
     while (!rc && (step = sqlite3_step(R->old)) == SQLITE_ROW) {
         const char *rule = (const char *)sqlite3_column_text(R->old, 0);
         int cmp = 1;
-        while (k < n && (cmp = strcmp(R->v[R->order[k]].rule, rule)) < 0) {
-            const struct rules_verdict *v = &R->v[R->order[k++]];
-            sqlite3_bind_int64(R->ins, 1, host_id);
-            sqlite3_bind_text(R->ins, 2, v->rule, -1, SQLITE_STATIC);
-            sqlite3_bind_int(R->ins, 3, v->pass);
-            sqlite3_bind_text(R->ins, 4, rules_severity_name(v->severity), -1, SQLITE_STATIC);
-            sqlite3_bind_text(R->ins, 5, v->reason, -1, SQLITE_STATIC);
-            rc = step_done(R->s, R->ins, "write verdict");
-            if (rc)
-                break;
-        }
-        if (rc)
-            break;
+        while (k < n && (cmp = strcmp(R->v[R->order[k]].rule, rule)) < 0)
+            R->write[R->order[k++]] = R->ins;
         if (k < n && cmp == 0) {
-            const struct rules_verdict *v = &R->v[R->order[k++]];
-            const char *sev = rules_severity_name(v->severity);
+            size_t i = R->order[k++];
+            const struct rules_verdict *v = &R->v[i];
             if (sqlite3_column_int(R->old, 1) != v->pass ||
-                strcmp((const char *)sqlite3_column_text(R->old, 2), sev) ||
-                strcmp((const char *)sqlite3_column_text(R->old, 3), v->reason)) {
-                sqlite3_bind_int(R->upd, 1, v->pass);
-                sqlite3_bind_text(R->upd, 2, sev, -1, SQLITE_STATIC);
-                sqlite3_bind_text(R->upd, 3, v->reason, -1, SQLITE_STATIC);
-                sqlite3_bind_int64(R->upd, 4, host_id);
-                sqlite3_bind_text(R->upd, 5, v->rule, -1, SQLITE_STATIC);
-                rc = step_done(R->s, R->upd, "update verdict");
-            }
+                strcmp((const char *)sqlite3_column_text(R->old, 2),
+                       rules_severity_name(v->severity)) ||
+                strcmp((const char *)sqlite3_column_text(R->old, 3), v->reason))
+                R->write[i] = R->upd;
         } else {
-            /* A rule that no longer applies (or no longer exists). */
-            sqlite3_bind_int64(R->del, 1, host_id);
-            sqlite3_bind_text(R->del, 2, rule, -1, SQLITE_TRANSIENT);
-            rc = step_done(R->s, R->del, "delete verdict");
+            rc = note_gone(R, rule); /* a rule that no longer applies (or no longer exists) */
         }
     }
-    if (!rc && step != SQLITE_DONE && step != SQLITE_ROW)
+    if (!rc && step != SQLITE_DONE)
         rc = store_sqlite_fail(R->s, "read verdicts");
     sqlite3_reset(R->old);
-    while (!rc && k < n) {
-        const struct rules_verdict *v = &R->v[R->order[k++]];
-        sqlite3_bind_int64(R->ins, 1, host_id);
-        sqlite3_bind_text(R->ins, 2, v->rule, -1, SQLITE_STATIC);
-        sqlite3_bind_int(R->ins, 3, v->pass);
-        sqlite3_bind_text(R->ins, 4, rules_severity_name(v->severity), -1, SQLITE_STATIC);
-        sqlite3_bind_text(R->ins, 5, v->reason, -1, SQLITE_STATIC);
-        rc = step_done(R->s, R->ins, "write verdict");
+    while (k < n)
+        R->write[R->order[k++]] = R->ins;
+    for (size_t i = 0; !rc && i < R->ngone; i++) {
+        sqlite3_bind_int64(R->del, 1, host_id);
+        sqlite3_bind_text(R->del, 2, R->gone[i], -1, SQLITE_STATIC);
+        rc = step_done(R->s, R->del, "delete verdict");
     }
+    for (size_t i = 0; i < R->ngone; i++)
+        free(R->gone[i]);
+    R->ngone = 0;
+    for (size_t i = 0; !rc && i < n; i++)
+        if (R->write[i])
+            rc = put_verdict(R, R->write[i], host_id, &R->v[i]);
     return rc;
 }
 
@@ -407,13 +641,22 @@ static int reeval_prepare(struct reeval *R)
     size_t n = rules_count(R->c) ? rules_count(R->c) : 1;
     R->v = calloc(n, sizeof(*R->v));
     R->order = calloc(n, sizeof(*R->order));
+    R->write = calloc(n, sizeof(*R->write));
     R->memo = calloc(MEMO_SLOTS, sizeof(*R->memo));
-    if (!R->v || !R->order || !R->memo)
+    if (!R->v || !R->order || !R->write || !R->memo)
         return store_fail(R->s, -ENOMEM, "re-evaluation: out of memory");
+    const char *const *paths;
+    size_t npaths = rules_reads(R->c, &paths);
+    for (size_t i = 0; i < npaths; i++)
+        if (pnode_add(&R->reads, paths[i]))
+            return store_fail(R->s, -ENOMEM, "re-evaluation: out of memory");
     if ((rc = store_prepare(R->s,
                             "SELECT r.host_id, h.roles, r.body FROM report r "
                             "JOIN host h ON h.id = r.host_id WHERE r.host_id > ? "
                             "ORDER BY r.host_id LIMIT " "1024", &R->chunk)) ||
+        (rc = store_prepare(R->s,
+                            "SELECT r.host_id, h.roles, r.body FROM report r "
+                            "JOIN host h ON h.id = r.host_id WHERE r.host_id = ?", &R->one)) ||
         (rc = store_prepare(R->s, "SELECT rule, pass, severity, reason FROM verdict "
                                   "WHERE host_id = ? ORDER BY rule", &R->old)) ||
         (rc = store_prepare(R->s, "INSERT INTO verdict (host_id, rule, pass, severity, reason) "
@@ -431,6 +674,7 @@ static int reeval_prepare(struct reeval *R)
 static void reeval_release(struct reeval *R)
 {
     sqlite3_finalize(R->chunk);
+    sqlite3_finalize(R->one);
     sqlite3_finalize(R->old);
     sqlite3_finalize(R->ins);
     sqlite3_finalize(R->upd);
@@ -438,22 +682,56 @@ static void reeval_release(struct reeval *R)
     sqlite3_finalize(R->summary);
     free(R->v);
     free(R->order);
+    free(R->write);
+    free(R->gone);
     for (size_t i = 0; R->memo && i < MEMO_SLOTS; i++) {
         free(R->memo[i].key);
         free(R->memo[i].v);
     }
     free(R->memo);
     free(R->key);
+    pnode_release(&R->reads);
 }
 
-/* Evaluates one stored body into R->v, through the memo. 1 when the body does not parse. */
+/* Evaluates a parsed report (consumed) into R->v. */
+static int evaluate(struct reeval *R, const struct row *row, json_t *report, size_t *n,
+                    int *blockers, int *warnings)
+{
+    struct collect col = {.out = R->v, .cap = rules_count(R->c)};
+    int rc = rules_evaluate(R->c, report, row->roles, collect_verdict, &col, blockers, warnings);
+    json_decref(report);
+    if (rc)
+        return store_fail(R->s, rc < 0 ? rc : -EIO, "host %lld: evaluation failed",
+                          row->host_id);
+    *n = col.n;
+    return 0;
+}
+
+/* The body outside the scanner's subset: parsed whole, not memoised. 1 when it does not
+ * parse. */
+static int reeval_whole(struct reeval *R, const struct row *row, size_t *n, int *blockers,
+                        int *warnings)
+{
+    json_t *report = json_loads(row->body, 0, NULL);
+    if (!report || !json_is_object(report)) {
+        json_decref(report);
+        return 1;
+    }
+    return evaluate(R, row, report, n, blockers, warnings);
+}
+
+/* Evaluates one stored body into R->v, through the projection and the memo. 1 when the body
+ * does not parse. */
 static int reeval_evaluate(struct reeval *R, const struct row *row, size_t *n, int *blockers,
                            int *warnings)
 {
-    size_t keylen;
-    int rc = memo_key(R, row->body, &keylen);
-    if (rc)
+    size_t keylen = 0;
+    int rc = project(R, row->body, &keylen);
+    if (rc < 0)
         return store_fail(R->s, rc, "re-evaluation: out of memory");
+    if (rc == PROJ_FALLBACK)
+        return reeval_whole(R, row, n, blockers, warnings);
+    R->projected++;
     uint64_t h = key_hash(R->key, keylen, row->roles);
     struct memo *m = &R->memo[h % MEMO_SLOTS];
     if (m->key && m->hash == h && m->roles == row->roles && m->keylen == keylen &&
@@ -465,32 +743,25 @@ static int reeval_evaluate(struct reeval *R, const struct row *row, size_t *n, i
         R->hits++;
         return 0;
     }
-    json_t *report = json_loads(row->body, 0, NULL);
-    if (!report || !json_is_object(report)) {
-        json_decref(report);
-        return 1;
-    }
-    struct collect col = {.out = R->v, .cap = rules_count(R->c)};
-    rc = rules_evaluate(R->c, report, row->roles, collect_verdict, &col, blockers, warnings);
-    json_decref(report);
-    if (rc)
-        return store_fail(R->s, rc < 0 ? rc : -EIO, "host %lld: evaluation failed",
-                          row->host_id);
-    *n = col.n;
+    json_t *report = json_loadb(R->key, keylen, 0, NULL);
+    if (!report) /* cannot happen: the projection of a body in the subset is valid JSON */
+        return reeval_whole(R, row, n, blockers, warnings);
+    if ((rc = evaluate(R, row, report, n, blockers, warnings)))
+        return rc;
     /* remember it (a failed allocation only means no memo for this one) */
     char *k = malloc(keylen + 1);
-    struct rules_verdict *v = malloc((col.n ? col.n : 1) * sizeof(*v));
+    struct rules_verdict *v = malloc((*n ? *n : 1) * sizeof(*v));
     if (!k || !v) {
         free(k);
         free(v);
         return 0;
     }
     memcpy(k, R->key, keylen + 1);
-    memcpy(v, R->v, col.n * sizeof(*v));
+    memcpy(v, R->v, *n * sizeof(*v));
     free(m->key);
     free(m->v);
     *m = (struct memo){.hash = h, .roles = row->roles, .key = k, .keylen = keylen,
-                       .blockers = *blockers, .warnings = *warnings, .n = col.n, .v = v};
+                       .blockers = *blockers, .warnings = *warnings, .n = *n, .v = v};
     return 0;
 }
 
@@ -587,5 +858,37 @@ int ingest_reevaluate_all(struct store *s, const struct rules_catalog *c,
         snprintf(sql, sizeof(sql), "PRAGMA cache_size = %d", cache_pages);
         sqlite3_exec(store_db(s), sql, NULL, NULL, NULL);
     }
+    return rc;
+}
+
+int ingest_reevaluate_hosts(struct store *s, const struct rules_catalog *c,
+                            const long long *ids, size_t n, long long *count, long long *bad,
+                            char *err, size_t errsize)
+{
+    struct reeval R = {.s = s, .c = c};
+    *count = *bad = 0;
+    int rc = reeval_prepare(&R);
+    for (size_t i = 0; !rc && i < n; i++) {
+        sqlite3_bind_int64(R.one, 1, ids[i]);
+        int step = sqlite3_step(R.one);
+        if (step == SQLITE_ROW) {
+            struct row row = {.host_id = sqlite3_column_int64(R.one, 0),
+                              .roles = (unsigned)sqlite3_column_int64(R.one, 1),
+                              .body = strdup((const char *)sqlite3_column_text(R.one, 2))};
+            sqlite3_reset(R.one);
+            rc = row.body ? reeval_one(&R, &row, bad)
+                          : store_fail(s, -ENOMEM, "re-evaluation: out of memory");
+            free(row.body);
+            if (!rc)
+                (*count)++;
+        } else {
+            sqlite3_reset(R.one);
+            if (step != SQLITE_DONE)
+                rc = store_sqlite_fail(s, "read report");
+        }
+    }
+    if (rc)
+        snprintf(err, errsize, "%s", store_errmsg(s));
+    reeval_release(&R);
     return rc;
 }

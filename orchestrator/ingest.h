@@ -72,4 +72,17 @@ int ingest_reevaluate_all(struct store *s, const struct rules_catalog *c,
                           void *ctx, long long *count, long long *bad, char *err,
                           size_t errsize);
 
+/*
+ * Re-evaluates the stored reports of the hosts `ids` (n of them) with the roles the host table
+ * has now, in the caller's transaction, exactly as ingest_reevaluate_all does for every host
+ * (verdicts rewritten where they changed, summary columns, catalog version of `c`). For an
+ * inventory import that changed roles: a host that became a site system must not keep the
+ * verdicts of a client. Hosts without a stored report are skipped. *count is the number of
+ * reports re-evaluated, *bad those whose body no longer parses (left as they are). Returns 0 or a
+ * negative code with the message in err.
+ */
+int ingest_reevaluate_hosts(struct store *s, const struct rules_catalog *c,
+                            const long long *ids, size_t n, long long *count, long long *bad,
+                            char *err, size_t errsize);
+
 #endif
