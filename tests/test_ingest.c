@@ -533,6 +533,49 @@ static long check_against_direct_evaluation(const struct rules_catalog *c)
     return rows;
 }
 
+static bool reads(const struct rules_catalog *c, const char *path)
+{
+    const char *const *paths;
+    size_t n = rules_reads(c, &paths);
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(paths[i], path))
+            return true;
+    return false;
+}
+
+START_TEST(test_rules_reads_lists_what_evaluation_looks_at)
+{
+    /* scope, predicates, protocol defaults, every-lists; never the report's identity */
+    ck_assert(reads(cat, "os.build"));
+    ck_assert(reads(cat, "os.installation_type"));
+    ck_assert(reads(cat, "hotfixes"));
+    ck_assert(reads(cat, "schannel.tls12.client"));
+    ck_assert(reads(cat, "schannel.tls12.server"));
+    ck_assert(reads(cat, "winhttp.default_secure_protocols_wow64"));
+    ck_assert(reads(cat, "dotnet.v4.strong_crypto"));
+    ck_assert(reads(cat, "sql.instances"));
+    ck_assert(reads(cat, "fips"));
+    ck_assert(!reads(cat, "os.ubr"));
+    ck_assert(!reads(cat, "host"));
+    ck_assert(!reads(cat, "collected_at"));
+    ck_assert(!reads(cat, "os.product_name"));
+    /* a reason placeholder counts as a read */
+    const char *text = "{\"catalog\": \"tlsgate-rules\", \"version\": \"2026.12.1\", \"rules\": ["
+        "{\"id\": \"r\", \"component\": \"Schannel\", \"title\": \"t\", \"applies\": "
+        "{\"roles\": [\"any\"]}, \"predicate\": {\"present\": \"os.build\"}, \"severity\": "
+        "\"warning\", \"remedy\": \"r\", \"reference\": [\"S1\"], \"reason\": "
+        "\"{detail} on {os.product_name}\"}]}";
+    struct rules_catalog *c;
+    char err[512];
+    ck_assert_int_eq(rules_load(text, strlen(text), "c.json", &c, err, sizeof(err)), 0);
+    const char *const *paths;
+    ck_assert_uint_eq(rules_reads(c, &paths), 2);
+    ck_assert_str_eq(paths[0], "os.build");
+    ck_assert_str_eq(paths[1], "os.product_name");
+    rules_free(c);
+}
+END_TEST
+
 START_TEST(test_reevaluation_matches_evaluating_each_report_on_its_own)
 {
     static const unsigned roles[] = {
@@ -852,6 +895,7 @@ static Suite *ingest_suite(void)
     tcase_add_test(t, test_ingest_is_all_or_nothing);
     tcase_add_test(t, test_ingest_inside_caller_transaction_batches);
     tcase_add_test(t, test_reevaluate_rewrites_only_changes_and_drops_gone_rules);
+    tcase_add_test(t, test_rules_reads_lists_what_evaluation_looks_at);
     tcase_add_test(t, test_reevaluation_matches_evaluating_each_report_on_its_own);
     suite_add_tcase(s, t);
     t = tcase_create("commands");
