@@ -64,8 +64,12 @@ int ingest_legacy_disabled(json_t *report);
 /*
  * Re-evaluates every stored report against `c` and rewrites verdicts and summary columns
  * (catalog_version, blockers, warnings), in the caller's transaction. `progress`, when not NULL,
- * is called every `every` reports with (done, total). Returns 0 or a negative code (message in
- * err). A stored body that no longer parses is counted in *bad and its verdicts left as they are.
+ * is called after each chunk of reports with (done, total). Returns 0 or a negative code
+ * (message in err). A stored body that no longer parses is counted in *bad and its verdicts left
+ * as they are. The verdicts are exactly those of evaluating each stored body on its own; each
+ * body is cut down to the members the rules read (rules_reads) and equal cuts are evaluated once.
+ * Evaluation runs on a worker thread it starts and joins; the store is used on the calling thread
+ * only. Memory is bounded by two chunks of 512 reports and a 4096-entry memo.
  */
 int ingest_reevaluate_all(struct store *s, const struct rules_catalog *c,
                           void (*progress)(void *ctx, long long done, long long total),
