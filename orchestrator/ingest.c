@@ -7,6 +7,7 @@
 #include "ingest.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -231,16 +232,33 @@ int ingest_report(struct store *s, const struct rules_catalog *c, long long host
 /* ---------------------------------------------------------------------------------------- */
 /* Re-evaluation of every stored report                                                       */
 
-#define REEVAL_CHUNK 1024
-
 /*
- * Most of a fleet reports the same facts (thousands of identical Windows 10 clients): their
- * reports differ only in "host" and "collected_at", which no rule reads (rules address facts
- * only, rules.c). Parsing the JSON is most of the cost of re-evaluation, so results are memoised
- * by (roles, body without those two values) in a small direct-mapped table; a hit compares the
- * whole key, so a hash collision can only cost a miss, never a wrong verdict.
+ * Most of a fleet reports the same facts (thousands of identical Windows 10 clients), and even
+ * where reports differ, they mostly differ in members no rule reads (host, collected_at, the
+ * update revision os.ubr, hotfix lists on hosts where no rule looks at them...). rules_evaluate
+ * depends only on the roles and on the members rules_reads lists, so each stored body is first
+ * cut down to those members by a scanner that copies their raw text and skips the rest without
+ * building anything (the "projection", a few hundred bytes of valid JSON). Results are memoised
+ * by (roles, projection) in a direct-mapped table: a hit compares the whole projection, so a hash
+ * collision can only cost a miss, never a wrong verdict. A miss parses the projection, not the
+ * body. Parsing whole bodies with jansson was most of the cost of re-evaluation.
+ *
+ * The scanner accepts a strict subset of JSON that jansson accepts the same way: ASCII strings
+ * with the simple escapes, numbers without exponent of at most 18 integer digits, nesting up to
+ * PROJ_DEPTH. Anything else (a \u escape, a byte >= 0x80, a malformed body) falls back to parsing
+ * the whole body with jansson as before, so a body jansson refuses is still counted as bad.
  */
 #define MEMO_SLOTS 4096
+#define PROJ_DEPTH 64
+
+/* The paths the catalog reads, as a tree with one level per object member. */
+struct pnode {
+    char *name;
+    size_t len;
+    bool whole; /* the member's whole value is read */
+    struct pnode *kids;
+    size_t nkids;
+};
 
 struct memo {
     uint64_t hash;
@@ -252,64 +270,270 @@ struct memo {
     struct rules_verdict *v;
 };
 
-struct reeval {
-    struct store *s;
+/* What evaluates bodies: touches no database, so it can run on the worker thread. */
+struct evaluator {
     const struct rules_catalog *c;
-    sqlite3_stmt *chunk, *old, *ins, *upd, *del, *summary;
-    struct rules_verdict *v;
-    size_t *order;
+    const struct pnode *reads;
     struct memo *memo;
     char *key;
     size_t keycap;
-    long long hits;
 };
 
-/* Copies `body` into R->key without the string values of "host" and "collected_at" (each
- * removed where it first appears as `"NAME":"...`; elsewhere the key just keeps it). */
-static int memo_key(struct reeval *R, const char *body, size_t *len)
+struct row {
+    long long host_id;
+    unsigned roles;
+    char *body;
+};
+
+/* The evaluation of one row: status 0, 1 (the body does not parse) or a negative code. */
+struct result {
+    int status;
+    size_t n;
+    int blockers, warnings;
+    struct rules_verdict *v; /* room for rules_count verdicts */
+};
+
+struct reeval {
+    struct store *s;
+    const struct rules_catalog *c;
+    sqlite3_stmt *chunk, *one, *old, *ins, *upd, *del, *summary;
+    size_t *order;
+    sqlite3_stmt **write; /* per verdict of the result: ins, upd or NULL (unchanged) */
+    char **gone;          /* stored rules to delete */
+    size_t ngone, gonecap;
+    struct pnode reads;
+    struct evaluator E;   /* used on the calling thread (ingest_reevaluate_hosts) */
+    struct result one_res;
+};
+
+static void pnode_release(struct pnode *t)
+{
+    for (size_t i = 0; i < t->nkids; i++)
+        pnode_release(&t->kids[i]);
+    free(t->kids);
+    free(t->name);
+}
+
+/* Adds one dotted path under `t`. */
+static int pnode_add(struct pnode *t, const char *path)
+{
+    while (!t->whole) {
+        const char *dot = strchr(path, '.');
+        size_t len = dot ? (size_t)(dot - path) : strlen(path);
+        struct pnode *k = NULL;
+        for (size_t i = 0; i < t->nkids && !k; i++)
+            if (t->kids[i].len == len && !memcmp(t->kids[i].name, path, len))
+                k = &t->kids[i];
+        if (!k) {
+            struct pnode *kids = realloc(t->kids, (t->nkids + 1) * sizeof(*kids));
+            if (!kids)
+                return -ENOMEM;
+            t->kids = kids;
+            k = &t->kids[t->nkids];
+            *k = (struct pnode){.name = strndup(path, len), .len = len};
+            if (!k->name)
+                return -ENOMEM;
+            t->nkids++;
+        }
+        t = k;
+        if (!dot) {
+            t->whole = true; /* what was below it is now covered */
+            for (size_t i = 0; i < t->nkids; i++)
+                pnode_release(&t->kids[i]);
+            free(t->kids);
+            t->kids = NULL;
+            t->nkids = 0;
+            return 0;
+        }
+        path = dot + 1;
+    }
+    return 0;
+}
+
+/* The scanner's state: a cursor in the body and the projection being written. */
+struct proj {
+    const char *p;
+    char *out;
+    size_t n, cap;
+};
+
+enum { PROJ_OK = 0, PROJ_FALLBACK = 1 };
+
+static void proj_ws(struct proj *P)
+{
+    while (*P->p == ' ' || *P->p == '\t' || *P->p == '\n' || *P->p == '\r')
+        P->p++;
+}
+
+static int proj_put(struct proj *P, const char *s, size_t len)
+{
+    if (P->n + len + 1 > P->cap)
+        return PROJ_FALLBACK; /* cannot happen: the projection is shorter than the body */
+    memcpy(P->out + P->n, s, len);
+    P->n += len;
+    return PROJ_OK;
+}
+
+/* A string at P->p ('"'): its raw content in [*s, *s + *len); *plain when it has no escape. */
+static int proj_string(struct proj *P, const char **s, size_t *len, bool *plain)
+{
+    const char *q = P->p + 1;
+    *plain = true;
+    for (;;) {
+        unsigned char ch = (unsigned char)*q;
+        if (ch == '"')
+            break;
+        if (ch < 0x20 || ch >= 0x80)
+            return PROJ_FALLBACK;
+        if (ch == '\\') {
+            if (!q[1] || !strchr("\"\\/bfnrt", q[1]))
+                return PROJ_FALLBACK;
+            *plain = false;
+            q++;
+        }
+        q++;
+    }
+    *s = P->p + 1;
+    *len = (size_t)(q - *s);
+    P->p = q + 1;
+    return PROJ_OK;
+}
+
+static bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+static int proj_number(struct proj *P)
+{
+    const char *q = P->p;
+    if (*q == '-')
+        q++;
+    const char *digits = q;
+    if (*q == '0')
+        q++;
+    else if (is_digit(*q))
+        while (is_digit(*q))
+            q++;
+    else
+        return PROJ_FALLBACK;
+    if (q - digits > 18)
+        return PROJ_FALLBACK;
+    if (*q == '.') {
+        if (!is_digit(*++q))
+            return PROJ_FALLBACK;
+        while (is_digit(*q))
+            q++;
+    }
+    if (*q == 'e' || *q == 'E')
+        return PROJ_FALLBACK;
+    P->p = q;
+    return PROJ_OK;
+}
+
+static int proj_skip(struct proj *P, int depth);
+
+/* A '{...}' or '[...]' at P->p; with `t`, an object is projected onto `t` into P->out. */
+static int proj_container(struct proj *P, const struct pnode *t, int depth)
+{
+    bool object = *P->p == '{';
+    char close = object ? '}' : ']';
+    if (depth >= PROJ_DEPTH)
+        return PROJ_FALLBACK;
+    if (t && proj_put(P, "{", 1))
+        return PROJ_FALLBACK;
+    P->p++;
+    proj_ws(P);
+    if (*P->p == close) {
+        P->p++;
+        return t ? proj_put(P, "}", 1) : PROJ_OK;
+    }
+    bool emitted = false;
+    for (;;) {
+        const struct pnode *k = NULL;
+        if (object) {
+            const char *name;
+            size_t len;
+            bool plain;
+            if (*P->p != '"' || proj_string(P, &name, &len, &plain))
+                return PROJ_FALLBACK;
+            if (t && !plain)
+                return PROJ_FALLBACK; /* an escaped name might spell a member we read */
+            for (size_t i = 0; t && i < t->nkids && !k; i++)
+                if (t->kids[i].len == len && !memcmp(t->kids[i].name, name, len))
+                    k = &t->kids[i];
+            proj_ws(P);
+            if (*P->p != ':')
+                return PROJ_FALLBACK;
+            P->p++;
+            proj_ws(P);
+            if (k && ((emitted && proj_put(P, ",", 1)) || proj_put(P, name - 1, len + 2) ||
+                      proj_put(P, ":", 1)))
+                return PROJ_FALLBACK;
+        }
+        int rc;
+        if (k && !k->whole && *P->p == '{') {
+            rc = proj_container(P, k, depth + 1);
+        } else {
+            const char *from = P->p;
+            rc = proj_skip(P, depth + 1);
+            if (!rc && k)
+                rc = proj_put(P, from, (size_t)(P->p - from));
+        }
+        if (rc)
+            return rc;
+        emitted |= k != NULL;
+        proj_ws(P);
+        if (*P->p == close)
+            break;
+        if (*P->p != ',')
+            return PROJ_FALLBACK;
+        P->p++;
+        proj_ws(P);
+    }
+    P->p++;
+    return t ? proj_put(P, "}", 1) : PROJ_OK;
+}
+
+/* Checks and steps over one value. */
+static int proj_skip(struct proj *P, int depth)
+{
+    const char *s;
+    size_t len;
+    bool plain;
+    switch (*P->p) {
+    case '{': case '[': return proj_container(P, NULL, depth);
+    case '"': return proj_string(P, &s, &len, &plain);
+    case 't': len = 4; s = "true"; break;
+    case 'f': len = 5; s = "false"; break;
+    case 'n': len = 4; s = "null"; break;
+    default: return proj_number(P);
+    }
+    if (strncmp(P->p, s, len))
+        return PROJ_FALLBACK;
+    P->p += len;
+    return PROJ_OK;
+}
+
+/* Cuts `body` down to the members the catalog reads, into E->key. PROJ_FALLBACK when the body
+ * is outside the scanner's subset (parse it whole), a negative code when out of memory. */
+static int project(struct evaluator *E, const char *body, size_t *len)
 {
     size_t blen = strlen(body);
-    if (blen + 1 > R->keycap) {
-        char *k = realloc(R->key, blen + 1);
+    if (blen + 3 > E->keycap) {
+        char *k = realloc(E->key, blen + 3);
         if (!k)
             return -ENOMEM;
-        R->key = k;
-        R->keycap = blen + 1;
+        E->key = k;
+        E->keycap = blen + 3;
     }
-    static const char *const volatile_members[] = {"\"host\":\"", "\"collected_at\":\""};
-    const char *cut[2][2] = {{NULL, NULL}, {NULL, NULL}};
-    for (int i = 0; i < 2; i++) {
-        const char *p = strstr(body, volatile_members[i]);
-        if (!p)
-            continue;
-        const char *v = p + strlen(volatile_members[i]), *e = v;
-        while (*e && *e != '"')
-            e += (*e == '\\' && e[1]) ? 2 : 1;
-        cut[i][0] = v;
-        cut[i][1] = e;
-    }
-    if (cut[0][0] && cut[1][0] && cut[1][0] < cut[0][0]) {
-        const char *t0 = cut[0][0], *t1 = cut[0][1];
-        cut[0][0] = cut[1][0];
-        cut[0][1] = cut[1][1];
-        cut[1][0] = t0;
-        cut[1][1] = t1;
-    }
-    size_t n = 0;
-    const char *from = body;
-    for (int i = 0; i < 2; i++) {
-        if (!cut[i][0] || cut[i][0] < from)
-            continue;
-        memcpy(R->key + n, from, (size_t)(cut[i][0] - from));
-        n += (size_t)(cut[i][0] - from);
-        from = cut[i][1];
-    }
-    size_t rest = strlen(from);
-    memcpy(R->key + n, from, rest);
-    n += rest;
-    R->key[n] = '\0';
-    *len = n;
-    return 0;
+    struct proj P = {.p = body, .out = E->key, .cap = E->keycap};
+    proj_ws(&P);
+    if (*P.p != '{' || proj_container(&P, E->reads, 0))
+        return PROJ_FALLBACK;
+    proj_ws(&P);
+    if (*P.p)
+        return PROJ_FALLBACK;
+    E->key[P.n] = '\0';
+    *len = P.n;
+    return PROJ_OK;
 }
 
 /* FNV-1a over 8-byte words (then the tail bytes): only picks a slot, the key is compared. */
@@ -334,86 +558,204 @@ static int by_rule(const void *a, const void *b, void *ctx)
     return strcmp(v[*(const size_t *)a].rule, v[*(const size_t *)b].rule);
 }
 
-/* Rewrites one host's verdicts where they differ from the stored ones (rows come sorted by
- * rule, the verdict table's key order); unchanged verdicts are not touched. */
-static int sync_verdicts(struct reeval *R, long long host_id, size_t n)
+static int put_verdict(struct reeval *R, sqlite3_stmt *st, long long host_id,
+                       const struct rules_verdict *v)
+{
+    const char *sev = rules_severity_name(v->severity);
+    if (st == R->ins) {
+        sqlite3_bind_int64(st, 1, host_id);
+        sqlite3_bind_text(st, 2, v->rule, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 3, v->pass);
+        sqlite3_bind_text(st, 4, sev, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, v->reason, -1, SQLITE_STATIC);
+        return step_done(R->s, st, "write verdict");
+    }
+    sqlite3_bind_int(st, 1, v->pass);
+    sqlite3_bind_text(st, 2, sev, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, v->reason, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, host_id);
+    sqlite3_bind_text(st, 5, v->rule, -1, SQLITE_STATIC);
+    return step_done(R->s, st, "update verdict");
+}
+
+/* Notes a stored verdict of a rule the new evaluation does not produce. */
+static int note_gone(struct reeval *R, const char *rule)
+{
+    if (R->ngone == R->gonecap) {
+        size_t cap = R->gonecap ? 2 * R->gonecap : 16;
+        char **g = realloc(R->gone, cap * sizeof(*g));
+        if (!g)
+            return store_fail(R->s, -ENOMEM, "re-evaluation: out of memory");
+        R->gone = g;
+        R->gonecap = cap;
+    }
+    if (!(R->gone[R->ngone] = strdup(rule)))
+        return store_fail(R->s, -ENOMEM, "re-evaluation: out of memory");
+    R->ngone++;
+    return 0;
+}
+
+/*
+ * Rewrites one host's verdicts where they differ from the stored ones (rows come sorted by
+ * rule, the verdict table's key order); unchanged verdicts are not touched. The stored rows are
+ * compared first and the writes made after the read is reset: writing to the verdict table while
+ * a SELECT on it is still stepping lets that SELECT skip rows (SQLite leaves it undefined), and
+ * a skipped row is a verdict silently lost.
+ */
+static int sync_verdicts(struct reeval *R, long long host_id, const struct rules_verdict *v,
+                         size_t n)
 {
     for (size_t i = 0; i < n; i++)
         R->order[i] = i;
-    qsort_r(R->order, n, sizeof(*R->order), by_rule, R->v);
+    qsort_r(R->order, n, sizeof(*R->order), by_rule, (void *)v);
+    memset(R->write, 0, n * sizeof(*R->write));
+    R->ngone = 0;
     sqlite3_bind_int64(R->old, 1, host_id);
     size_t k = 0;
     int rc = 0, step;
     while (!rc && (step = sqlite3_step(R->old)) == SQLITE_ROW) {
         const char *rule = (const char *)sqlite3_column_text(R->old, 0);
         int cmp = 1;
-        while (k < n && (cmp = strcmp(R->v[R->order[k]].rule, rule)) < 0) {
-            const struct rules_verdict *v = &R->v[R->order[k++]];
-            sqlite3_bind_int64(R->ins, 1, host_id);
-            sqlite3_bind_text(R->ins, 2, v->rule, -1, SQLITE_STATIC);
-            sqlite3_bind_int(R->ins, 3, v->pass);
-            sqlite3_bind_text(R->ins, 4, rules_severity_name(v->severity), -1, SQLITE_STATIC);
-            sqlite3_bind_text(R->ins, 5, v->reason, -1, SQLITE_STATIC);
-            rc = step_done(R->s, R->ins, "write verdict");
-            if (rc)
-                break;
-        }
-        if (rc)
-            break;
+        while (k < n && (cmp = strcmp(v[R->order[k]].rule, rule)) < 0)
+            R->write[R->order[k++]] = R->ins;
         if (k < n && cmp == 0) {
-            const struct rules_verdict *v = &R->v[R->order[k++]];
-            const char *sev = rules_severity_name(v->severity);
-            if (sqlite3_column_int(R->old, 1) != v->pass ||
-                strcmp((const char *)sqlite3_column_text(R->old, 2), sev) ||
-                strcmp((const char *)sqlite3_column_text(R->old, 3), v->reason)) {
-                sqlite3_bind_int(R->upd, 1, v->pass);
-                sqlite3_bind_text(R->upd, 2, sev, -1, SQLITE_STATIC);
-                sqlite3_bind_text(R->upd, 3, v->reason, -1, SQLITE_STATIC);
-                sqlite3_bind_int64(R->upd, 4, host_id);
-                sqlite3_bind_text(R->upd, 5, v->rule, -1, SQLITE_STATIC);
-                rc = step_done(R->s, R->upd, "update verdict");
-            }
+            size_t i = R->order[k++];
+            if (sqlite3_column_int(R->old, 1) != v[i].pass ||
+                strcmp((const char *)sqlite3_column_text(R->old, 2),
+                       rules_severity_name(v[i].severity)) ||
+                strcmp((const char *)sqlite3_column_text(R->old, 3), v[i].reason))
+                R->write[i] = R->upd;
         } else {
-            /* A rule that no longer applies (or no longer exists). */
-            sqlite3_bind_int64(R->del, 1, host_id);
-            sqlite3_bind_text(R->del, 2, rule, -1, SQLITE_TRANSIENT);
-            rc = step_done(R->s, R->del, "delete verdict");
+            rc = note_gone(R, rule); /* a rule that no longer applies (or no longer exists) */
         }
     }
-    if (!rc && step != SQLITE_DONE && step != SQLITE_ROW)
+    if (!rc && step != SQLITE_DONE)
         rc = store_sqlite_fail(R->s, "read verdicts");
     sqlite3_reset(R->old);
-    while (!rc && k < n) {
-        const struct rules_verdict *v = &R->v[R->order[k++]];
-        sqlite3_bind_int64(R->ins, 1, host_id);
-        sqlite3_bind_text(R->ins, 2, v->rule, -1, SQLITE_STATIC);
-        sqlite3_bind_int(R->ins, 3, v->pass);
-        sqlite3_bind_text(R->ins, 4, rules_severity_name(v->severity), -1, SQLITE_STATIC);
-        sqlite3_bind_text(R->ins, 5, v->reason, -1, SQLITE_STATIC);
-        rc = step_done(R->s, R->ins, "write verdict");
+    while (k < n)
+        R->write[R->order[k++]] = R->ins;
+    for (size_t i = 0; !rc && i < R->ngone; i++) {
+        sqlite3_bind_int64(R->del, 1, host_id);
+        sqlite3_bind_text(R->del, 2, R->gone[i], -1, SQLITE_STATIC);
+        rc = step_done(R->s, R->del, "delete verdict");
     }
+    for (size_t i = 0; i < R->ngone; i++)
+        free(R->gone[i]);
+    R->ngone = 0;
+    for (size_t i = 0; !rc && i < n; i++)
+        if (R->write[i])
+            rc = put_verdict(R, R->write[i], host_id, &v[i]);
     return rc;
 }
 
-struct row {
-    long long host_id;
-    unsigned roles;
-    char *body;
-};
+static int evaluator_init(struct evaluator *E, const struct rules_catalog *c,
+                          const struct pnode *reads)
+{
+    *E = (struct evaluator){.c = c, .reads = reads};
+    E->memo = calloc(MEMO_SLOTS, sizeof(*E->memo));
+    return E->memo ? 0 : -ENOMEM;
+}
+
+static void evaluator_release(struct evaluator *E)
+{
+    for (size_t i = 0; E->memo && i < MEMO_SLOTS; i++) {
+        free(E->memo[i].key);
+        free(E->memo[i].v);
+    }
+    free(E->memo);
+    free(E->key);
+}
+
+/* Evaluates a parsed report (consumed) into out. */
+static int evaluate(struct evaluator *E, const struct row *row, json_t *report,
+                    struct result *out)
+{
+    struct collect col = {.out = out->v, .cap = rules_count(E->c)};
+    int rc = rules_evaluate(E->c, report, row->roles, collect_verdict, &col, &out->blockers,
+                            &out->warnings);
+    json_decref(report);
+    out->n = col.n;
+    return rc ? (rc < 0 ? rc : -EIO) : 0;
+}
+
+/*
+ * Evaluates one stored body into out, through the projection and the memo; sets and returns
+ * out->status. A body outside the scanner's subset is parsed whole and not memoised.
+ */
+static int eval_row(struct evaluator *E, const struct row *row, struct result *out)
+{
+    size_t keylen = 0;
+    int rc = project(E, row->body, &keylen);
+    if (rc < 0)
+        return out->status = rc;
+    json_t *report;
+    if (rc == PROJ_FALLBACK) {
+        report = json_loads(row->body, 0, NULL);
+        if (!report || !json_is_object(report)) {
+            json_decref(report);
+            return out->status = 1;
+        }
+        return out->status = evaluate(E, row, report, out);
+    }
+    uint64_t h = key_hash(E->key, keylen, row->roles);
+    struct memo *m = &E->memo[h % MEMO_SLOTS];
+    if (m->key && m->hash == h && m->roles == row->roles && m->keylen == keylen &&
+        !memcmp(m->key, E->key, keylen)) {
+        memcpy(out->v, m->v, m->n * sizeof(*out->v));
+        out->n = m->n;
+        out->blockers = m->blockers;
+        out->warnings = m->warnings;
+        return out->status = 0;
+    }
+    /* the projection of a body in the subset is valid JSON; if not, the whole body decides */
+    report = json_loadb(E->key, keylen, 0, NULL);
+    if (!report)
+        report = json_loads(row->body, 0, NULL);
+    if (!report || !json_is_object(report)) {
+        json_decref(report);
+        return out->status = 1;
+    }
+    if ((rc = evaluate(E, row, report, out)))
+        return out->status = rc;
+    /* remember it (a failed allocation only means no memo for this one) */
+    char *k = malloc(keylen + 1);
+    struct rules_verdict *v = malloc((out->n ? out->n : 1) * sizeof(*v));
+    if (!k || !v) {
+        free(k);
+        free(v);
+        return out->status = 0;
+    }
+    memcpy(k, E->key, keylen + 1);
+    memcpy(v, out->v, out->n * sizeof(*v));
+    free(m->key);
+    free(m->v);
+    *m = (struct memo){.hash = h, .roles = row->roles, .key = k, .keylen = keylen,
+                       .blockers = out->blockers, .warnings = out->warnings, .n = out->n,
+                       .v = v};
+    return out->status = 0;
+}
 
 static int reeval_prepare(struct reeval *R)
 {
     int rc;
     size_t n = rules_count(R->c) ? rules_count(R->c) : 1;
-    R->v = calloc(n, sizeof(*R->v));
     R->order = calloc(n, sizeof(*R->order));
-    R->memo = calloc(MEMO_SLOTS, sizeof(*R->memo));
-    if (!R->v || !R->order || !R->memo)
+    R->write = calloc(n, sizeof(*R->write));
+    R->one_res.v = calloc(n, sizeof(*R->one_res.v));
+    if (!R->order || !R->write || !R->one_res.v || evaluator_init(&R->E, R->c, &R->reads))
         return store_fail(R->s, -ENOMEM, "re-evaluation: out of memory");
+    const char *const *paths;
+    size_t npaths = rules_reads(R->c, &paths);
+    for (size_t i = 0; i < npaths; i++)
+        if (pnode_add(&R->reads, paths[i]))
+            return store_fail(R->s, -ENOMEM, "re-evaluation: out of memory");
     if ((rc = store_prepare(R->s,
                             "SELECT r.host_id, h.roles, r.body FROM report r "
                             "JOIN host h ON h.id = r.host_id WHERE r.host_id > ? "
-                            "ORDER BY r.host_id LIMIT " "1024", &R->chunk)) ||
+                            "ORDER BY r.host_id LIMIT ?", &R->chunk)) ||
+        (rc = store_prepare(R->s,
+                            "SELECT r.host_id, h.roles, r.body FROM report r "
+                            "JOIN host h ON h.id = r.host_id WHERE r.host_id = ?", &R->one)) ||
         (rc = store_prepare(R->s, "SELECT rule, pass, severity, reason FROM verdict "
                                   "WHERE host_id = ? ORDER BY rule", &R->old)) ||
         (rc = store_prepare(R->s, "INSERT INTO verdict (host_id, rule, pass, severity, reason) "
@@ -431,87 +773,175 @@ static int reeval_prepare(struct reeval *R)
 static void reeval_release(struct reeval *R)
 {
     sqlite3_finalize(R->chunk);
+    sqlite3_finalize(R->one);
     sqlite3_finalize(R->old);
     sqlite3_finalize(R->ins);
     sqlite3_finalize(R->upd);
     sqlite3_finalize(R->del);
     sqlite3_finalize(R->summary);
-    free(R->v);
     free(R->order);
-    for (size_t i = 0; R->memo && i < MEMO_SLOTS; i++) {
-        free(R->memo[i].key);
-        free(R->memo[i].v);
-    }
-    free(R->memo);
-    free(R->key);
+    free(R->write);
+    free(R->gone);
+    free(R->one_res.v);
+    evaluator_release(&R->E);
+    pnode_release(&R->reads);
 }
 
-/* Evaluates one stored body into R->v, through the memo. 1 when the body does not parse. */
-static int reeval_evaluate(struct reeval *R, const struct row *row, size_t *n, int *blockers,
-                           int *warnings)
+/* Writes one evaluated row: changed verdicts and the summary columns. A body that does not
+ * parse is counted in *bad and its verdicts left as they are. */
+static int reeval_write(struct reeval *R, const struct row *row, const struct result *res,
+                        long long *bad)
 {
-    size_t keylen;
-    int rc = memo_key(R, row->body, &keylen);
-    if (rc)
-        return store_fail(R->s, rc, "re-evaluation: out of memory");
-    uint64_t h = key_hash(R->key, keylen, row->roles);
-    struct memo *m = &R->memo[h % MEMO_SLOTS];
-    if (m->key && m->hash == h && m->roles == row->roles && m->keylen == keylen &&
-        !memcmp(m->key, R->key, keylen)) {
-        memcpy(R->v, m->v, m->n * sizeof(*R->v));
-        *n = m->n;
-        *blockers = m->blockers;
-        *warnings = m->warnings;
-        R->hits++;
-        return 0;
-    }
-    json_t *report = json_loads(row->body, 0, NULL);
-    if (!report || !json_is_object(report)) {
-        json_decref(report);
-        return 1;
-    }
-    struct collect col = {.out = R->v, .cap = rules_count(R->c)};
-    rc = rules_evaluate(R->c, report, row->roles, collect_verdict, &col, blockers, warnings);
-    json_decref(report);
-    if (rc)
-        return store_fail(R->s, rc < 0 ? rc : -EIO, "host %lld: evaluation failed",
-                          row->host_id);
-    *n = col.n;
-    /* remember it (a failed allocation only means no memo for this one) */
-    char *k = malloc(keylen + 1);
-    struct rules_verdict *v = malloc((col.n ? col.n : 1) * sizeof(*v));
-    if (!k || !v) {
-        free(k);
-        free(v);
-        return 0;
-    }
-    memcpy(k, R->key, keylen + 1);
-    memcpy(v, R->v, col.n * sizeof(*v));
-    free(m->key);
-    free(m->v);
-    *m = (struct memo){.hash = h, .roles = row->roles, .key = k, .keylen = keylen,
-                       .blockers = *blockers, .warnings = *warnings, .n = col.n, .v = v};
-    return 0;
-}
-
-static int reeval_one(struct reeval *R, const struct row *row, long long *bad)
-{
-    size_t n = 0;
-    int blockers = 0, warnings = 0;
-    int rc = reeval_evaluate(R, row, &n, &blockers, &warnings);
-    if (rc == 1) {
+    if (res->status == 1) {
         (*bad)++;
         return 0;
     }
+    if (res->status)
+        return store_fail(R->s, res->status, "host %lld: evaluation failed (%d)", row->host_id,
+                          res->status);
+    int rc = sync_verdicts(R, row->host_id, res->v, res->n);
     if (rc)
         return rc;
-    if ((rc = sync_verdicts(R, row->host_id, n)))
-        return rc;
     sqlite3_bind_text(R->summary, 1, rules_version(R->c), -1, SQLITE_STATIC);
-    sqlite3_bind_int(R->summary, 2, blockers);
-    sqlite3_bind_int(R->summary, 3, warnings);
+    sqlite3_bind_int(R->summary, 2, res->blockers);
+    sqlite3_bind_int(R->summary, 3, res->warnings);
     sqlite3_bind_int64(R->summary, 4, row->host_id);
     return step_done(R->s, R->summary, "update report summary");
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The pipeline of ingest_reevaluate_all                                                      */
+
+/*
+ * SQLite stays on the calling thread (it reads a chunk of stored reports, then writes the
+ * verdicts of the chunk before); a worker thread evaluates the chunk in between: two chunks in
+ * flight, JOB_ROWS rows each, so memory stays at two chunks of bodies and verdicts whatever the
+ * fleet size. Without a worker (pthread_create failed) the caller evaluates itself.
+ */
+#define JOB_ROWS 512
+
+struct job {
+    struct row rows[JOB_ROWS];
+    struct result res[JOB_ROWS];
+    size_t n;
+    bool done;
+};
+
+struct worker {
+    pthread_t thread;
+    bool running;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct job *pending; /* handed to the worker, not yet taken */
+    bool quit;
+    struct evaluator E;
+};
+
+static void eval_job(struct evaluator *E, struct job *j)
+{
+    for (size_t i = 0; i < j->n; i++)
+        eval_row(E, &j->rows[i], &j->res[i]);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->pending && !w->quit)
+            pthread_cond_wait(&w->cv, &w->mu);
+        if (w->quit)
+            break;
+        struct job *j = w->pending;
+        w->pending = NULL;
+        pthread_mutex_unlock(&w->mu);
+        eval_job(&w->E, j);
+        pthread_mutex_lock(&w->mu);
+        j->done = true;
+        pthread_cond_broadcast(&w->cv);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+static void job_submit(struct worker *w, struct job *j)
+{
+    j->done = false;
+    if (!w->running) {
+        eval_job(&w->E, j);
+        j->done = true;
+        return;
+    }
+    pthread_mutex_lock(&w->mu);
+    w->pending = j;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void job_wait(struct worker *w, struct job *j)
+{
+    if (!w->running)
+        return;
+    pthread_mutex_lock(&w->mu);
+    while (!j->done)
+        pthread_cond_wait(&w->cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void job_clear(struct job *j)
+{
+    for (size_t i = 0; i < j->n; i++)
+        free(j->rows[i].body);
+    j->n = 0;
+}
+
+static struct job *job_new(size_t nrules)
+{
+    struct job *j = calloc(1, sizeof(*j));
+    struct rules_verdict *v = calloc(JOB_ROWS * (nrules ? nrules : 1), sizeof(*v));
+    if (!j || !v) {
+        free(j);
+        free(v);
+        return NULL;
+    }
+    for (size_t i = 0; i < JOB_ROWS; i++)
+        j->res[i].v = v + i * (nrules ? nrules : 1);
+    j->done = true; /* not handed to the worker: nothing to wait for */
+    return j;
+}
+
+static void job_free(struct job *j)
+{
+    if (!j)
+        return;
+    job_clear(j);
+    free(j->res[0].v);
+    free(j);
+}
+
+/* Reads the next chunk of stored reports after host id *last into j. */
+static int job_read(struct reeval *R, struct job *j, long long *last)
+{
+    int step, rc = 0;
+    sqlite3_bind_int64(R->chunk, 1, *last);
+    sqlite3_bind_int(R->chunk, 2, JOB_ROWS);
+    while (j->n < JOB_ROWS && (step = sqlite3_step(R->chunk)) == SQLITE_ROW) {
+        struct row *row = &j->rows[j->n];
+        row->host_id = sqlite3_column_int64(R->chunk, 0);
+        row->roles = (unsigned)sqlite3_column_int64(R->chunk, 1);
+        row->body = strdup((const char *)sqlite3_column_text(R->chunk, 2));
+        if (!row->body) {
+            rc = store_fail(R->s, -ENOMEM, "re-evaluation: out of memory");
+            break;
+        }
+        j->n++;
+    }
+    if (!rc && j->n < JOB_ROWS && step != SQLITE_DONE)
+        rc = store_sqlite_fail(R->s, "read reports");
+    sqlite3_reset(R->chunk);
+    if (j->n)
+        *last = j->rows[j->n - 1].host_id;
+    return rc;
 }
 
 int ingest_reevaluate_all(struct store *s, const struct rules_catalog *c,
@@ -520,10 +950,23 @@ int ingest_reevaluate_all(struct store *s, const struct rules_catalog *c,
                           size_t errsize)
 {
     struct reeval R = {.s = s, .c = c};
-    struct row *rows = calloc(REEVAL_CHUNK, sizeof(*rows));
+    struct worker w = {.running = false};
+    struct job *cur = job_new(rules_count(c)), *next = job_new(rules_count(c));
     long long total = 0, done = 0, last = 0;
     *count = *bad = 0;
-    int rc = rows ? reeval_prepare(&R) : store_fail(s, -ENOMEM, "re-evaluation: out of memory");
+    int rc = cur && next ? reeval_prepare(&R)
+                         : store_fail(s, -ENOMEM, "re-evaluation: out of memory");
+    if (!rc && evaluator_init(&w.E, c, &R.reads))
+        rc = store_fail(s, -ENOMEM, "re-evaluation: out of memory");
+    if (!rc && !pthread_mutex_init(&w.mu, NULL)) {
+        if (!pthread_cond_init(&w.cv, NULL)) {
+            w.running = !pthread_create(&w.thread, NULL, worker_main, &w);
+            if (!w.running)
+                pthread_cond_destroy(&w.cv);
+        }
+        if (!w.running)
+            pthread_mutex_destroy(&w.mu);
+    }
     /*
      * The whole re-evaluation is one transaction that rewrites every report row: with SQLite's
      * default 2 MB page cache, pages spill to the WAL mid-transaction and every later read must
@@ -548,44 +991,83 @@ int ingest_reevaluate_all(struct store *s, const struct rules_catalog *c,
             sqlite3_finalize(st);
         }
     }
-    while (!rc) {
-        size_t n = 0;
-        int step;
-        sqlite3_bind_int64(R.chunk, 1, last);
-        while (n < REEVAL_CHUNK && (step = sqlite3_step(R.chunk)) == SQLITE_ROW) {
-            rows[n].host_id = sqlite3_column_int64(R.chunk, 0);
-            rows[n].roles = (unsigned)sqlite3_column_int64(R.chunk, 1);
-            rows[n].body = strdup((const char *)sqlite3_column_text(R.chunk, 2));
-            if (!rows[n].body) {
-                rc = store_fail(s, -ENOMEM, "re-evaluation: out of memory");
-                break;
-            }
-            n++;
-        }
-        if (!rc && n < REEVAL_CHUNK && step != SQLITE_DONE)
-            rc = store_sqlite_fail(s, "read reports");
-        sqlite3_reset(R.chunk);
-        for (size_t i = 0; i < n; i++) {
-            if (!rc)
-                rc = reeval_one(&R, &rows[i], bad);
-            free(rows[i].body);
-        }
-        if (rc || n == 0)
+    if (!rc && !(rc = job_read(&R, cur, &last)) && cur->n)
+        job_submit(&w, cur);
+    while (!rc && cur->n) {
+        rc = job_read(&R, next, &last); /* while the worker evaluates cur */
+        job_wait(&w, cur);
+        if (!rc && next->n)
+            job_submit(&w, next);
+        for (size_t i = 0; !rc && i < cur->n; i++)
+            rc = reeval_write(&R, &cur->rows[i], &cur->res[i], bad);
+        if (rc)
             break;
-        last = rows[n - 1].host_id;
-        done += (long long)n;
+        done += (long long)cur->n;
         if (progress)
             progress(ctx, done, total);
+        job_clear(cur);
+        struct job *t = cur;
+        cur = next;
+        next = t;
+    }
+    if (w.running) {
+        job_wait(&w, cur); /* after an error, the worker may still hold a chunk */
+        job_wait(&w, next);
+        pthread_mutex_lock(&w.mu);
+        w.quit = true;
+        pthread_cond_broadcast(&w.cv);
+        pthread_mutex_unlock(&w.mu);
+        pthread_join(w.thread, NULL);
+        pthread_cond_destroy(&w.cv);
+        pthread_mutex_destroy(&w.mu);
     }
     *count = done;
     if (rc)
         snprintf(err, errsize, "%s", store_errmsg(s));
+    evaluator_release(&w.E);
     reeval_release(&R);
-    free(rows);
+    job_free(cur);
+    job_free(next);
     if (cache_pages) {
         char sql[64];
         snprintf(sql, sizeof(sql), "PRAGMA cache_size = %d", cache_pages);
         sqlite3_exec(store_db(s), sql, NULL, NULL, NULL);
     }
+    return rc;
+}
+
+int ingest_reevaluate_hosts(struct store *s, const struct rules_catalog *c,
+                            const long long *ids, size_t n, long long *count, long long *bad,
+                            char *err, size_t errsize)
+{
+    struct reeval R = {.s = s, .c = c};
+    *count = *bad = 0;
+    int rc = reeval_prepare(&R);
+    for (size_t i = 0; !rc && i < n; i++) {
+        sqlite3_bind_int64(R.one, 1, ids[i]);
+        int step = sqlite3_step(R.one);
+        if (step == SQLITE_ROW) {
+            struct row row = {.host_id = sqlite3_column_int64(R.one, 0),
+                              .roles = (unsigned)sqlite3_column_int64(R.one, 1),
+                              .body = strdup((const char *)sqlite3_column_text(R.one, 2))};
+            sqlite3_reset(R.one);
+            if (!row.body) {
+                rc = store_fail(s, -ENOMEM, "re-evaluation: out of memory");
+                break;
+            }
+            eval_row(&R.E, &row, &R.one_res);
+            rc = reeval_write(&R, &row, &R.one_res, bad);
+            free(row.body);
+            if (!rc)
+                (*count)++;
+        } else {
+            sqlite3_reset(R.one);
+            if (step != SQLITE_DONE)
+                rc = store_sqlite_fail(s, "read report");
+        }
+    }
+    if (rc)
+        snprintf(err, errsize, "%s", store_errmsg(s));
+    reeval_release(&R);
     return rc;
 }

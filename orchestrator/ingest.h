@@ -64,12 +64,29 @@ int ingest_legacy_disabled(json_t *report);
 /*
  * Re-evaluates every stored report against `c` and rewrites verdicts and summary columns
  * (catalog_version, blockers, warnings), in the caller's transaction. `progress`, when not NULL,
- * is called every `every` reports with (done, total). Returns 0 or a negative code (message in
- * err). A stored body that no longer parses is counted in *bad and its verdicts left as they are.
+ * is called after each chunk of reports with (done, total). Returns 0 or a negative code
+ * (message in err). A stored body that no longer parses is counted in *bad and its verdicts left
+ * as they are. The verdicts are exactly those of evaluating each stored body on its own; each
+ * body is cut down to the members the rules read (rules_reads) and equal cuts are evaluated once.
+ * Evaluation runs on a worker thread it starts and joins; the store is used on the calling thread
+ * only. Memory is bounded by two chunks of 512 reports and a 4096-entry memo.
  */
 int ingest_reevaluate_all(struct store *s, const struct rules_catalog *c,
                           void (*progress)(void *ctx, long long done, long long total),
                           void *ctx, long long *count, long long *bad, char *err,
                           size_t errsize);
+
+/*
+ * Re-evaluates the stored reports of the hosts `ids` (n of them) with the roles the host table
+ * has now, in the caller's transaction, exactly as ingest_reevaluate_all does for every host
+ * (verdicts rewritten where they changed, summary columns, catalog version of `c`). For an
+ * inventory import that changed roles: a host that became a site system must not keep the
+ * verdicts of a client. Hosts without a stored report are skipped. *count is the number of
+ * reports re-evaluated, *bad those whose body no longer parses (left as they are). Returns 0 or a
+ * negative code with the message in err.
+ */
+int ingest_reevaluate_hosts(struct store *s, const struct rules_catalog *c,
+                            const long long *ids, size_t n, long long *count, long long *bad,
+                            char *err, size_t errsize);
 
 #endif

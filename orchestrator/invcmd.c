@@ -5,6 +5,12 @@
  * transaction; the first bad row rolls everything back and is named as FILE:LINE:FIELD (CSV) or
  * FILE: element N: FIELD (JSON), exit 3. Hosts are upserted by name (case-insensitive), so
  * re-importing an updated export is the normal way to change the inventory.
+ *
+ * Verdicts depend on roles (a management point needs .NET strong crypto, a client does not): a
+ * host whose roles an import changes and that has a stored report is re-evaluated with its new
+ * roles in the import's transaction, so no gate or phase decision ever sees a new site system
+ * with a client's verdicts. A TEMP trigger notes those hosts while the rows are upserted; a
+ * re-import that changes no roles pays only the trigger's WHEN test per row.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -18,7 +24,9 @@
 #include "cli.h"
 #include "csvread.h"
 #include "hoststate.h"
+#include "ingest.h"
 #include "inventory.h"
+#include "rules.h"
 #include "store.h"
 
 #define OS_MAX 128
@@ -49,6 +57,7 @@ struct importer {
     sqlite3_stmt *host_find;
     sqlite3_stmt *edge_ins;
     long rows;
+    long long reevaluated;   /* stored reports re-evaluated for changed roles */
     bool edges;              /* the file was an edges file */
     bool progress;           /* stderr is a terminal */
 };
@@ -374,6 +383,12 @@ static int imp_prepare(struct importer *im)
     int rc;
     if ((rc = store_exec(s, "CREATE TEMP TABLE IF NOT EXISTS import_seen "
                             "(name TEXT PRIMARY KEY COLLATE NOCASE) WITHOUT ROWID")) ||
+        (rc = store_exec(s, "CREATE TEMP TABLE IF NOT EXISTS import_roles_changed "
+                            "(id INTEGER PRIMARY KEY)")) ||
+        (rc = store_exec(s, "CREATE TEMP TRIGGER IF NOT EXISTS import_roles_trigger "
+                            "AFTER UPDATE OF roles ON host WHEN old.roles != new.roles BEGIN "
+                            "INSERT OR IGNORE INTO import_roles_changed (id) "
+                            "VALUES (new.id); END")) ||
         (rc = store_prepare(s, "INSERT INTO site (code, entered_at, entered_by) VALUES (?, ?, ?) "
                                "ON CONFLICT (code) DO NOTHING", &im->site_ins)) ||
         (rc = store_prepare(s, "INSERT INTO host (name, site, roles, collector, os, added_at, "
@@ -423,6 +438,44 @@ static bool looks_like_json(FILE *in)
     return c == '[';
 }
 
+/* Re-evaluates the stored reports of the hosts whose roles the import changed, with the active
+ * catalog, in the import's transaction. */
+static int imp_reevaluate(struct importer *im)
+{
+    struct store *s = im->store;
+    sqlite3_stmt *st = NULL;
+    int rc = store_prepare(s, "SELECT c.id FROM temp.import_roles_changed c "
+                              "JOIN report r ON r.host_id = c.id ORDER BY c.id", &st);
+    long long *ids = NULL;
+    size_t n = 0, cap = 0;
+    int step = SQLITE_DONE;
+    while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 1024;
+            long long *more = realloc(ids, cap * sizeof(*ids));
+            if (!more) {
+                rc = store_fail(s, -ENOMEM, "re-evaluation after the import: out of memory");
+                break;
+            }
+            ids = more;
+        }
+        ids[n++] = sqlite3_column_int64(st, 0);
+    }
+    if (!rc && step != SQLITE_DONE)
+        rc = store_sqlite_fail(s, "hosts with changed roles");
+    sqlite3_finalize(st);
+    struct rules_catalog *c = NULL;
+    long long bad = 0;
+    if (!rc && n && !(rc = rules_load_active(s, &c)))
+        rc = ingest_reevaluate_hosts(s, c, ids, n, &im->reevaluated, &bad, im->err,
+                                     sizeof(im->err));
+    else if (rc)
+        snprintf(im->err, sizeof(im->err), "%s", store_errmsg(s));
+    rules_free(c);
+    free(ids);
+    return rc;
+}
+
 static int inventory_import(struct cli *cli, const char *path)
 {
     FILE *in = fopen(path, "rb");
@@ -454,15 +507,23 @@ static int inventory_import(struct cli *cli, const char *path)
     }
     fclose(in);
     imp_finalize(&im);
+    if (!rc)
+        rc = imp_reevaluate(&im);
     if (im.progress && im.rows >= 100000)
         fputc('\n', stderr);
     if (!rc) {
         char outcome[600];
-        snprintf(outcome, sizeof(outcome), "ok: %ld rows from %s", im.rows, path);
+        if (im.reevaluated)
+            snprintf(outcome, sizeof(outcome), "ok: %ld rows from %s, %lld reports "
+                     "re-evaluated for changed roles", im.rows, path, im.reevaluated);
+        else
+            snprintf(outcome, sizeof(outcome), "ok: %ld rows from %s", im.rows, path);
         if ((rc = cli_audit(cli, outcome)) || (rc = store_commit(s)))
             snprintf(im.err, sizeof(im.err), "%s", store_errmsg(s));
     }
     store_exec(s, "DROP TABLE IF EXISTS temp.import_seen");
+    store_exec(s, "DROP TRIGGER IF EXISTS temp.import_roles_trigger");
+    store_exec(s, "DROP TABLE IF EXISTS temp.import_roles_changed");
     if (rc) {
         store_rollback(s);
         cli_error("%s", im.err);
@@ -482,6 +543,9 @@ static int inventory_import(struct cli *cli, const char *path)
     else
         printf("%s: %ld hosts imported (%lld new, %lld updated)\n", path, im.rows,
                after - before, (long long)im.rows - (after - before));
+    if (im.reevaluated)
+        printf("%s: %lld stored reports re-evaluated for changed roles\n", path,
+               im.reevaluated);
     return EXIT_OK;
 }
 

@@ -95,4 +95,13 @@ int rules_evaluate(const struct rules_catalog *c, json_t *report, unsigned roles
 
 const char *rules_severity_name(enum rules_severity s);
 
+/*
+ * The report members the catalog's evaluation can read, as dotted paths from the report's root
+ * ("os.build", "schannel.tls12.client", "sql.instances"), each meaning that member's whole value.
+ * rules_evaluate's verdicts depend on these values and the roles only: two reports that agree on
+ * them get the same verdicts, and a report cut down to them evaluates exactly as the whole one.
+ * Valid while the catalog lives.
+ */
+size_t rules_reads(const struct rules_catalog *c, const char *const **paths);
+
 #endif

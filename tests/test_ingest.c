@@ -367,6 +367,285 @@ START_TEST(test_reevaluate_rewrites_only_changes_and_drops_gone_rules)
 }
 END_TEST
 
+/* ---- re-evaluation gives what evaluating each report on its own gives ------------------- */
+
+static unsigned long long lcg = 88172645463325252ULL;
+
+static unsigned pick(unsigned n)
+{
+    lcg = lcg * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (unsigned)((lcg >> 33) % n);
+}
+
+/* Sets r.A.B (B may be NULL: r.A) to v, or removes the member when v is NULL. */
+static void perturb(json_t *r, const char *a, const char *b, json_t *v)
+{
+    json_t *o = b ? json_object_get(r, a) : r;
+    const char *k = b ? b : a;
+    if (!json_is_object(o)) {
+        json_decref(v);
+        return;
+    }
+    if (v)
+        json_object_set_new(o, k, v);
+    else
+        json_object_del(o, k);
+}
+
+static json_t *one_of_ints(const long long *v, unsigned n)
+{
+    unsigned i = pick(n + 1);
+    return i == n ? json_null() : json_integer(v[i]);
+}
+
+/* A varied report: a fixture with facts the rules read (and some they do not) moved around
+ * their thresholds, removed or nulled; some outside the scanner's subset (non-ASCII, \u). */
+static json_t *varied_report(unsigned i)
+{
+    static const char *const names[] = {
+        "win7-sp1-x64-unpatched", "win7-kb3140245-native-only", "win7-ready", "win81",
+        "win10-22h2", "win11-23h2", "server2012-wsus-kb4022721", "server2012-wsus-unpatched",
+        "server2012r2-sql2014sp1-snac", "server2016-sql2016sp2-express",
+        "server2019-site-server"};
+    static const long long builds[] = {6002, 7601, 9200, 9600, 14393, 17763, 19045, 22631};
+    static const long long releases[] = {378389, 394801, 394802, 461814, 528040, 533320};
+    static const long long masks[] = {0, 0x80, 0x200, 0x800, 0xA00, 0xA80};
+    static const long long flags[] = {0, 1};
+    static const char *const engines[] = {"12.0.4219.0", "12.0.4218.0", "12.1.4100.1",
+                                          "13.0.5026.0", "13.0.5025.0", "11.0.7001.0",
+                                          "10.50.6000.34", "not-a-version"};
+    json_t *r = fixture(names[i % (sizeof(names) / sizeof(names[0]))]);
+    char host[64];
+    snprintf(host, sizeof(host), "h%04u.corp.contoso.com", i);
+    json_object_set_new(r, "host", json_string(host));
+    perturb(r, "os", "ubr", json_integer(pick(30000)));
+    switch (pick(4)) {
+    case 0: perturb(r, "os", "build", one_of_ints(builds, 8)); break;
+    case 1: perturb(r, "os", "build", NULL); break;
+    default: break;
+    }
+    if (pick(3) == 0)
+        perturb(r, "os", "installation_type",
+                pick(2) ? json_string(pick(2) ? "Server Core" : "Client") : NULL);
+    if (pick(3) == 0)
+        perturb(r, "dotnet", "release", one_of_ints(releases, 6));
+    if (pick(3) == 0)
+        perturb(json_object_get(r, "dotnet"), "v4", "strong_crypto", one_of_ints(flags, 2));
+    if (pick(4) == 0)
+        perturb(json_object_get(r, "dotnet"), "v4_wow64", "system_default_tls",
+                one_of_ints(flags, 2));
+    if (pick(3) == 0)
+        perturb(r, "winhttp", "default_secure_protocols", one_of_ints(masks, 6));
+    if (pick(3) == 0)
+        perturb(r, "winhttp", "default_secure_protocols_wow64", one_of_ints(masks, 6));
+    if (pick(3) == 0) {
+        json_t *tls12 = json_object_get(json_object_get(r, "schannel"), "tls12");
+        perturb(tls12, pick(2) ? "client" : "server", "enabled",
+                pick(4) ? one_of_ints(flags, 2) : json_integer(4294967295LL));
+    }
+    if (pick(4) == 0) {
+        json_t *hf = json_object_get(r, "hotfixes");
+        if (json_is_array(hf))
+            json_array_append_new(hf, json_string(pick(2) ? "KB3140245" : "KB4019276"));
+        else
+            perturb(r, "hotfixes", NULL, json_array());
+    }
+    json_t *inst = json_array_get(json_object_get(json_object_get(r, "sql"), "instances"), 0);
+    if (inst && pick(2))
+        perturb(inst, pick(2) ? "patch_level" : "version", NULL, json_string(engines[pick(8)]));
+    if (pick(5) == 0)
+        perturb(r, "fips", NULL, pick(2) ? json_true() : json_false());
+    switch (pick(8)) {
+    case 0: /* outside the scanner's subset: falls back to the whole body */
+        perturb(r, "os", "product_name", json_string("Windows 10 \xc3\x89" "ducation"));
+        break;
+    case 1:
+        perturb(r, "collector", "version", json_string("0.1.0\x01"));
+        break;
+    case 2: /* inside it: simple escapes in a member no rule reads, and in one it reads */
+        perturb(r, "os", "product_name", json_string("Windows \"10\" \\ Pro"));
+        perturb(r, "os", "arch", json_string(pick(2) ? "x64" : "x\"86"));
+        break;
+    default: break;
+    }
+    return r;
+}
+
+struct verdict_list {
+    char text[64][RULES_REASON_MAX + 96];
+    size_t n;
+};
+
+static int list_verdict(void *ctx, const struct rules_verdict *v)
+{
+    struct verdict_list *l = ctx;
+    ck_assert_uint_lt(l->n, 64);
+    snprintf(l->text[l->n++], sizeof(l->text[0]), "%s|%d|%s|%s", v->rule, v->pass,
+             rules_severity_name(v->severity), v->reason);
+    return 0;
+}
+
+static int by_text(const void *a, const void *b) { return strcmp(a, b); }
+
+/* Every host's stored verdict rows and summary are what rules_evaluate gives on the stored body
+ * parsed whole with the host's roles; returns how many verdict rows were compared. */
+static long check_against_direct_evaluation(const struct rules_catalog *c)
+{
+    sqlite3_stmt *q, *vq;
+    ck_assert_int_eq(store_prepare(st, "SELECT r.host_id, h.roles, r.body, r.blockers, "
+                                       "r.warnings, r.catalog_version FROM report r "
+                                       "JOIN host h ON h.id = r.host_id ORDER BY r.host_id", &q),
+                     0);
+    ck_assert_int_eq(store_prepare(st, "SELECT rule, pass, severity, reason FROM verdict "
+                                       "WHERE host_id = ?", &vq), 0);
+    static struct verdict_list want, got;
+    long rows = 0;
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        long long id = sqlite3_column_int64(q, 0);
+        json_t *r = json_loads((const char *)sqlite3_column_text(q, 2), 0, NULL);
+        ck_assert_ptr_nonnull(r);
+        want.n = got.n = 0;
+        int blockers, warnings;
+        ck_assert_int_eq(rules_evaluate(c, r, (unsigned)sqlite3_column_int(q, 1), list_verdict,
+                                        &want, &blockers, &warnings), 0);
+        json_decref(r);
+        ck_assert_int_eq(sqlite3_column_int(q, 3), blockers);
+        ck_assert_int_eq(sqlite3_column_int(q, 4), warnings);
+        ck_assert_str_eq((const char *)sqlite3_column_text(q, 5), rules_version(c));
+        sqlite3_bind_int64(vq, 1, id);
+        while (sqlite3_step(vq) == SQLITE_ROW) {
+            ck_assert_uint_lt(got.n, 64);
+            snprintf(got.text[got.n++], sizeof(got.text[0]), "%s|%d|%s|%s",
+                     sqlite3_column_text(vq, 0), sqlite3_column_int(vq, 1),
+                     sqlite3_column_text(vq, 2), sqlite3_column_text(vq, 3));
+        }
+        sqlite3_reset(vq);
+        qsort(want.text, want.n, sizeof(want.text[0]), by_text);
+        qsort(got.text, got.n, sizeof(got.text[0]), by_text);
+        for (size_t i = 0; i < want.n || i < got.n; i++)
+            ck_assert_msg(i < want.n && i < got.n && !strcmp(got.text[i], want.text[i]),
+                          "%s: host %lld: stored %s, direct %s", rules_version(c), id, i < got.n ? got.text[i] : "-",
+                          i < want.n ? want.text[i] : "-");
+        rows += (long)want.n;
+    }
+    sqlite3_finalize(q);
+    sqlite3_finalize(vq);
+    return rows;
+}
+
+static bool reads(const struct rules_catalog *c, const char *path)
+{
+    const char *const *paths;
+    size_t n = rules_reads(c, &paths);
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(paths[i], path))
+            return true;
+    return false;
+}
+
+START_TEST(test_rules_reads_lists_what_evaluation_looks_at)
+{
+    /* scope, predicates, protocol defaults, every-lists; never the report's identity */
+    ck_assert(reads(cat, "os.build"));
+    ck_assert(reads(cat, "os.installation_type"));
+    ck_assert(reads(cat, "hotfixes"));
+    ck_assert(reads(cat, "schannel.tls12.client"));
+    ck_assert(reads(cat, "schannel.tls12.server"));
+    ck_assert(reads(cat, "winhttp.default_secure_protocols_wow64"));
+    ck_assert(reads(cat, "dotnet.v4.strong_crypto"));
+    ck_assert(reads(cat, "sql.instances"));
+    ck_assert(reads(cat, "fips"));
+    ck_assert(!reads(cat, "os.ubr"));
+    ck_assert(!reads(cat, "host"));
+    ck_assert(!reads(cat, "collected_at"));
+    ck_assert(!reads(cat, "os.product_name"));
+    /* a reason placeholder counts as a read */
+    const char *text = "{\"catalog\": \"tlsgate-rules\", \"version\": \"2026.12.1\", \"rules\": ["
+        "{\"id\": \"r\", \"component\": \"Schannel\", \"title\": \"t\", \"applies\": "
+        "{\"roles\": [\"any\"]}, \"predicate\": {\"present\": \"os.build\"}, \"severity\": "
+        "\"warning\", \"remedy\": \"r\", \"reference\": [\"S1\"], \"reason\": "
+        "\"{detail} on {os.product_name}\"}]}";
+    struct rules_catalog *c;
+    char err[512];
+    ck_assert_int_eq(rules_load(text, strlen(text), "c.json", &c, err, sizeof(err)), 0);
+    const char *const *paths;
+    ck_assert_uint_eq(rules_reads(c, &paths), 2);
+    ck_assert_str_eq(paths[0], "os.build");
+    ck_assert_str_eq(paths[1], "os.product_name");
+    rules_free(c);
+}
+END_TEST
+
+START_TEST(test_reevaluation_matches_evaluating_each_report_on_its_own)
+{
+    static const unsigned roles[] = {
+        ROLE_CLIENT, ROLE_CLIENT, ROLE_CLIENT | ROLE_CONSOLE, ROLE_MANAGEMENT_POINT,
+        ROLE_SITE_SERVER | ROLE_SITE_DATABASE | ROLE_SMS_PROVIDER, ROLE_SOFTWARE_UPDATE_POINT,
+        ROLE_REPORTING_POINT, ROLE_SECONDARY_SITE_SERVER, ROLE_CLOUD_MANAGEMENT_GATEWAY,
+        ROLE_DISTRIBUTION_POINT};
+    const unsigned nhosts = 1100; /* three chunks of the re-evaluation pipeline */
+    char err[512];
+    ck_assert_int_eq(store_begin(st, true), 0);
+    for (unsigned i = 0; i < nhosts; i++) {
+        char name[64];
+        snprintf(name, sizeof(name), "h%04u.corp.contoso.com", i);
+        unsigned role = roles[pick(sizeof(roles) / sizeof(roles[0]))];
+        long long id = add_host(name, "P01", role);
+        json_t *r = varied_report(i);
+        ck_assert_msg(ingest(id, role, r, err) == 0, "%s", err);
+        json_decref(r);
+    }
+    /* stored text that json_dumps never writes: white space, a duplicate member (the last one
+     * counts), a body that does not parse */
+    ck_assert_int_eq(store_exec(st, "UPDATE report SET body = replace(body, ',\"', ', \n\t\"') "
+                                    "WHERE host_id % 7 = 1"), 0);
+    ck_assert_int_eq(store_exec(st, "UPDATE report SET body = '{\"os\": {\"build\": 7601}, ' || "
+                                    "substr(body, 2) WHERE host_id % 11 = 2"), 0);
+    ck_assert_int_eq(store_exec(st, "UPDATE report SET body = body || ',' "
+                                    "WHERE host_id = 5"), 0);
+    ck_assert_int_eq(store_commit(st), 0);
+
+    /* the default catalog with a rule gone and a threshold moved */
+    json_error_t je;
+    json_t *c = json_load_file(tu_source_path("schema/rules.json"), 0, &je);
+    ck_assert_ptr_nonnull(c);
+    json_object_set_new(c, "version", json_string("2026.12.1"));
+    json_t *rules = json_object_get(c, "rules");
+    for (size_t i = json_array_size(rules); i-- > 0;) {
+        json_t *r = json_array_get(rules, i);
+        const char *id = json_string_value(json_object_get(r, "id"));
+        if (!strcmp(id, "fips-policy"))
+            json_array_remove(rules, i);
+        else if (!strcmp(id, "software-center-dotnet"))
+            json_object_set_new(r, "predicate", json_pack("{s:[s,i]}", "ge", "dotnet.release",
+                                                          528040));
+    }
+    char *text = json_dumps(c, 0);
+    json_decref(c);
+    struct rules_catalog *c2;
+    ck_assert_msg(rules_load(text, strlen(text), "c2", &c2, err, sizeof(err)) == 0, "%s", err);
+    free(text);
+
+    long long count, bad;
+    ck_assert_int_eq(store_begin(st, true), 0);
+    ck_assert_int_eq(ingest_reevaluate_all(st, c2, NULL, NULL, &count, &bad, err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(store_commit(st), 0);
+    ck_assert_int_eq(count, nhosts);
+    ck_assert_int_eq(bad, 1);
+    /* host 5's body no longer parses: its verdicts stay those of the default catalog */
+    ck_assert_int_eq(store_exec(st, "DELETE FROM report WHERE host_id = 5"), 0);
+    ck_assert_int_gt(check_against_direct_evaluation(c2), 8000);
+
+    /* and back to the default catalog */
+    ck_assert_int_eq(ingest_reevaluate_all(st, cat, NULL, NULL, &count, &bad, err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(bad, 0);
+    ck_assert_int_gt(check_against_direct_evaluation(cat), 8000);
+    rules_free(c2);
+}
+END_TEST
+
 /* ---- the commands ---------------------------------------------------------------------- */
 
 static int run(char **out, char **errout, ...)
@@ -616,6 +895,8 @@ static Suite *ingest_suite(void)
     tcase_add_test(t, test_ingest_is_all_or_nothing);
     tcase_add_test(t, test_ingest_inside_caller_transaction_batches);
     tcase_add_test(t, test_reevaluate_rewrites_only_changes_and_drops_gone_rules);
+    tcase_add_test(t, test_rules_reads_lists_what_evaluation_looks_at);
+    tcase_add_test(t, test_reevaluation_matches_evaluating_each_report_on_its_own);
     suite_add_tcase(s, t);
     t = tcase_create("commands");
     tcase_add_checked_fixture(t, setup, teardown);

@@ -3,10 +3,14 @@
  * refusals naming FILE:LINE:FIELD, and the dependency edges derived from roles. Runs the real
  * binary on real database files.
  */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ingest.h"
+#include "inventory.h"
+#include "rules.h"
 #include "store.h"
 #include "testutil.h"
 
@@ -328,12 +332,165 @@ START_TEST(test_unknown_host_and_usage_errors)
 }
 END_TEST
 
+/* ---- roles changed by an import re-evaluate the stored report ---------------------------- */
+
+/* 2026-11-25T12:00:00Z, the fixtures' collected_at, and one hour later as the commands' clock */
+#define T0 1795608000LL
+#define NOW "1795611600"
+
+/* Stores the fixture report for host `name` with the roles the host has, as the daemon would. */
+static void ingest_fixture(const char *name, const char *fixture)
+{
+    struct store *st;
+    struct rules_catalog *cat;
+    char err[512], rel[256];
+    ck_assert_msg(store_open(db, false, &st, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(rules_load_active(st, &cat), 0);
+    snprintf(rel, sizeof(rel), "tests/fixtures/reports/%s.json", fixture);
+    json_error_t je;
+    json_t *r = json_load_file(tu_source_path(rel), 0, &je);
+    ck_assert_msg(r != NULL, "%s: %s", rel, je.text);
+    json_object_set_new(r, "host", json_string(name));
+    sqlite3_stmt *q;
+    ck_assert_int_eq(store_prepare(st, "SELECT id, roles FROM host WHERE name = ?", &q), 0);
+    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
+    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
+    long long id = sqlite3_column_int64(q, 0);
+    unsigned roles = (unsigned)sqlite3_column_int(q, 1);
+    sqlite3_finalize(q);
+    ck_assert_msg(ingest_report(st, cat, id, roles, r, T0, err, sizeof(err)) == 0, "%s", err);
+    json_decref(r);
+    rules_free(cat);
+    store_close(st);
+}
+
+/* The host's state as `tlsgate inventory show` says it, an hour after the report. */
+static char *state_of(const char *name)
+{
+    char *argv[] = {(char *)tu_build_path("orchestrator/tlsgate"), "--db", (char *)db, "--json",
+                    "inventory", "show", (char *)name, NULL};
+    char *env[] = {"TLSGATE_NOW=" NOW, NULL};
+    char *out;
+    ck_assert_int_eq(tu_run(argv, env, &out, NULL), 0);
+    json_error_t je;
+    json_t *j = json_loads(out, 0, &je);
+    ck_assert_msg(j != NULL, "%s: %s", out, je.text);
+    char *state = strdup(json_string_value(json_object_get(j, "state")));
+    json_decref(j);
+    free(out);
+    return state;
+}
+
+/* Imports `text` and returns the command's standard output. */
+static char *import_out(const char *name, const char *text)
+{
+    const char *path = tu_path(dir, name);
+    tu_write_file(path, text, strlen(text));
+    char *p = strdup(path), *out, *err;
+    ck_assert_int_eq(tu_tlsgate(db, &out, &err, "inventory", "import", p, NULL), 0);
+    ck_assert_str_eq(err, "");
+    free(err);
+    free(p);
+    return out;
+}
+
+#define W10 "w10.corp.example"
+#define OTHER "ws2.corp.example"
+#define OF_W10 " v JOIN host h ON h.id = v.host_id WHERE h.name = '" W10 "'"
+
+START_TEST(test_import_role_change_reevaluates_stored_report)
+{
+    /* Windows 10 without strong crypto: ready as a client, not as a management point */
+    char *out = import_out("a.csv", "name,site,roles\n" W10 ",PS1,client\n" OTHER ",PS1,\n");
+    free(out);
+    ingest_fixture(W10, "win10-22h2");
+    ingest_fixture(OTHER, "win10-22h2");
+    char *state = state_of(W10);
+    ck_assert_str_eq(state, "ready");
+    free(state);
+    const char *site_rules = "SELECT count(*) FROM verdict" OF_W10 " AND v.rule IN "
+                             "('site-system-dotnet', 'site-system-strong-crypto', "
+                             "'site-system-strong-crypto-v2')";
+    const char *failed_blockers = "SELECT count(*) FROM verdict" OF_W10 " AND v.pass = 0 "
+                                  "AND v.severity = 'blocker'";
+    ck_assert_int_eq(query_int(site_rules), 0);
+    long long client_verdicts = query_int("SELECT count(*) FROM verdict" OF_W10);
+    long long other_before = query_int("SELECT count(*) FROM verdict v JOIN host h ON "
+                                       "h.id = v.host_id WHERE h.name = '" OTHER "'");
+
+    /* the same command that makes it a management point re-evaluates its report */
+    out = import_out("b.csv", "name,site,roles\n" W10 ",PS1,management_point\n"
+                              OTHER ",PS1,\n");
+    ck_assert_ptr_nonnull(strstr(out, "1 stored reports re-evaluated for changed roles"));
+    free(out);
+    state = state_of(W10);
+    ck_assert_str_eq(state, "not_ready");
+    free(state);
+    ck_assert_int_eq(query_int(site_rules), 3);
+    ck_assert_int_eq(query_int("SELECT pass FROM verdict" OF_W10
+                               " AND v.rule = 'site-system-strong-crypto'"), 0);
+    char *reason = query_text("SELECT reason FROM verdict" OF_W10
+                              " AND v.rule = 'site-system-strong-crypto'");
+    ck_assert_ptr_nonnull(strstr(reason, "SchUseStrongCrypto not reported"));
+    free(reason);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict" OF_W10
+                               " AND v.rule LIKE 'software-center-%'"), 0);
+    ck_assert_int_gt(query_int(failed_blockers), 0);
+    ck_assert_int_eq(query_int(failed_blockers),
+                     query_int("SELECT r.blockers FROM report r JOIN host h ON "
+                               "h.id = r.host_id WHERE h.name = '" W10 "'"));
+    ck_assert_int_eq(query_int("SELECT count(*) FROM audit WHERE outcome LIKE '%1 reports "
+                               "re-evaluated for changed roles'"), 1);
+    /* a host whose roles stayed is not touched */
+    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict v JOIN host h ON "
+                               "h.id = v.host_id WHERE h.name = '" OTHER "'"), other_before);
+
+    /* re-importing the same file changes no roles and re-evaluates nothing */
+    out = import_out("b2.csv", "name,site,roles\n" W10 ",PS1,management_point\n"
+                               OTHER ",PS1,\n");
+    ck_assert_ptr_null(strstr(out, "re-evaluated"));
+    free(out);
+
+    /* and back to a client */
+    out = import_out("c.csv", "name,site,roles\n" W10 ",PS1,\n");
+    ck_assert_ptr_nonnull(strstr(out, "1 stored reports re-evaluated for changed roles"));
+    free(out);
+    state = state_of(W10);
+    ck_assert_str_eq(state, "ready");
+    free(state);
+    ck_assert_int_eq(query_int(site_rules), 0);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict" OF_W10), client_verdicts);
+    ck_assert_int_eq(query_int(failed_blockers), 0);
+}
+END_TEST
+
+START_TEST(test_refused_import_does_not_reevaluate)
+{
+    char *out = import_out("a.csv", "name,site,roles\n" W10 ",PS1,client\n");
+    free(out);
+    ingest_fixture(W10, "win10-22h2");
+    char *err;
+    /* the role change is in a file whose second row is bad: nothing changes */
+    ck_assert_int_eq(import_text("b.csv", "name,site,roles\n" W10 ",PS1,management_point\n"
+                                          "bad host,PS1,\n", &err), 3);
+    free(err);
+    char *state = state_of(W10);
+    ck_assert_str_eq(state, "ready");
+    free(state);
+    ck_assert_int_eq(query_int("SELECT roles FROM host WHERE name = '" W10 "'"), ROLE_CLIENT);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict" OF_W10
+                               " AND v.rule LIKE 'site-system-%'"), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("inventory");
     TCase *tc = tcase_create("import");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_import_happy_path_upserts_hosts_and_sites);
+    tcase_add_test(tc, test_import_role_change_reevaluates_stored_report);
+    tcase_add_test(tc, test_refused_import_does_not_reevaluate);
     tcase_add_test(tc, test_import_refuses_missing_column);
     tcase_add_test(tc, test_import_refuses_unknown_role);
     tcase_add_test(tc, test_import_refuses_duplicate_host);
