@@ -98,7 +98,7 @@ int csvread_next(struct csvread *r)
                 if (used >= CSVREAD_MAX_RECORD)
                     return fail(r, "record longer than 65536 bytes");
                 r->buf[used++] = '\0';
-                r->fields[r->nfields++] = NULL; /* placeholder, fixed below */
+                r->fields[r->nfields++] = NULL; /* set once the record ends, below */
                 after_quote = false;
                 field_has_data = true;
                 continue;
