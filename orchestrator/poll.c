@@ -1272,9 +1272,10 @@ void poll_stop(struct poll *p, unsigned grace_ms)
     p->stopping = true;
     uv_timer_stop(&p->sched_timer);
     uv_timer_stop(&p->stats_timer);
+    /* A second stop (another SIGTERM) keeps the running bound; it must not lift it. */
     if (p->in_flight > 0 && !uv_is_active((uv_handle_t *)&p->grace_timer))
         uv_timer_start(&p->grace_timer, on_grace_over, grace_ms, 0);
-    else
+    else if (p->in_flight == 0)
         uv_timer_stop(&p->grace_timer);
     check_finished(p);
 }

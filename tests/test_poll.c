@@ -944,6 +944,36 @@ START_TEST(test_daemon_sigterm_abandons_hung_transfers_and_exits_zero)
 }
 END_TEST
 
+START_TEST(test_daemon_second_sigterm_keeps_the_grace_bound)
+{
+    const char *good = write_report("good.json", "good.test", 60, NULL);
+    char sg[4200];
+    snprintf(sg, sizeof(sg), "good,good.test,%s", good);
+    const char *specs[] = {sg, "silent,silent.test", NULL};
+    struct peer pr;
+    peer_start(&pr, specs);
+    add_host("good.test", 1, pr.ports[0]);
+    add_host("silent.test", 1, pr.ports[1]);
+    /* Transfer timeouts far beyond the wait below: only the grace timer can end silent.test. */
+    write_config("\"interval\": 3600, \"jitter\": 0, \"connect_timeout\": 90, \"timeout\": 120");
+    pid_t d = daemon_start("daemon.log");
+    assert_daemon(wait_count("SELECT count(*) FROM report", NULL, 1, 20000), "no report stored");
+    kill(d, SIGTERM);
+    assert_daemon(wait_file_contains(tu_path(dir, "daemon.log"), "SIGTERM: stopping", 10000),
+                  "first SIGTERM not seen");
+    /* An impatient operator (or systemd's second signal) must not lift the bound. */
+    kill(d, SIGTERM);
+    int rc = wait_exit(d, 30000);
+    if (rc < 0)
+        kill(d, SIGKILL), waitpid(d, NULL, 0);
+    char *log = tu_read_file(tu_path(dir, "daemon.log"), NULL);
+    ck_assert_msg(rc == 0, "daemon exit %d\n%s", rc, log);
+    ck_assert_ptr_nonnull(strstr(log, "host=silent.test transfer abandoned at shutdown"));
+    free(log);
+    peer_stop(&pr);
+}
+END_TEST
+
 START_TEST(test_daemon_sighup_polls_new_hosts_and_drops_removed)
 {
     const char *a = write_report("a.json", "fleet00.test", 60, NULL);
@@ -1215,6 +1245,7 @@ static Suite *poll_suite(void)
     tcase_add_test(tc, test_collect_refuses_missing_tls_config_with_exit_3);
     tcase_add_test(tc, test_collect_without_database_exits_4);
     tcase_add_test(tc, test_daemon_sigterm_abandons_hung_transfers_and_exits_zero);
+    tcase_add_test(tc, test_daemon_second_sigterm_keeps_the_grace_bound);
     tcase_add_test(tc, test_daemon_sighup_polls_new_hosts_and_drops_removed);
     tcase_add_test(tc, test_daemon_judges_by_a_catalog_loaded_while_it_runs);
     tcase_add_test(tc, test_daemon_logs_orphan_risk_and_its_clearing);
