@@ -300,6 +300,16 @@ static bool batch_full(const struct batch *b)
     return b->count >= POLL_BATCH_MAX || b->bytes >= POLL_PENDING_BYTES_MAX;
 }
 
+/* A reason may quote the collector's bytes (a report's host, libcurl's message): control
+ * characters become '?', so a collector cannot forge log lines or terminal escapes in the log,
+ * poll.last_error, or collect's output. */
+static void scrub(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = '?';
+}
+
 static void fill(struct poll *p);
 static void maybe_start_job(struct poll *p);
 static void check_finished(struct poll *p);
@@ -487,6 +497,7 @@ static void xfer_finish(struct poll *p, struct xfer *x, const char *error)
     r->attempted_at = x->attempted_at;
     if (error) {
         snprintf(r->error, sizeof(r->error), "%s", error);
+        scrub(r->error);
     } else {
         r->body = x->buf;
         r->len = x->len;
@@ -535,6 +546,8 @@ static void drain_messages(struct poll *p)
                 error = why;
             }
         }
+        if (error)
+            scrub(why);
         curl_multi_remove_handle(p->multi, easy);
         xfer_unlink(p, x);
         /* The outcome is logged once it is stored (after_flush); this is the raw event. */
@@ -782,6 +795,7 @@ static int write_result(struct poll *p, struct result *r, sqlite3_stmt *host_q,
         }
     }
 
+    scrub(r->error);
     int failures = 0;
     if (!r->ok) {
         sqlite3_reset(fail_q);

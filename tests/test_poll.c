@@ -750,6 +750,39 @@ START_TEST(test_misbehaving_collectors_are_each_recorded_with_a_reason)
 }
 END_TEST
 
+/* A host name that forges a log line and a terminal escape. */
+static void make_forging(json_t *r)
+{
+    json_object_set_new(r, "host", json_string("x\n2026-01-01T00:00:00.000Z info host=good.test "
+                                               "FORGED\x1b[2J"));
+}
+
+START_TEST(test_reasons_quoting_a_report_carry_no_control_characters)
+{
+    const char *forged = write_report("forged.json", "good.test", 60, make_forging);
+    char sf[4200];
+    snprintf(sf, sizeof(sf), "good,good.test,%s", forged);
+    const char *specs[] = {sf, NULL};
+    struct peer pr;
+    peer_start(&pr, specs);
+    add_host("good.test", 1, pr.ports[0]);
+    char *out = NULL, *err = NULL;
+    int rc = collect(&out, &err, NULL);
+    ck_assert_msg(rc == 0, "collect: %d\n%s\n%s", rc, out, err);
+    /* The reason is recorded, with the offending bytes shown as '?'. */
+    assert_error_contains("good.test", "invalid report: host: \"x?2026-01-01");
+    char *e = last_error("good.test");
+    for (const char *c = e; *c; c++)
+        ck_assert_msg((unsigned char)*c >= 0x20 && *c != 0x7f, "control byte in \"%s\"", e);
+    free(e);
+    ck_assert_ptr_null(strstr(out, "\n2026-01-01"));
+    ck_assert_ptr_null(strchr(out, 0x1b));
+    free(out);
+    free(err);
+    peer_stop(&pr);
+}
+END_TEST
+
 START_TEST(test_busy_store_keeps_the_batch_and_retries_it)
 {
     const char *good = write_report("good.json", "good.test", 60, NULL);
@@ -1239,6 +1272,7 @@ static Suite *poll_suite(void)
     tcase_add_test(tc, test_misbehaving_collectors_are_each_recorded_with_a_reason);
     tcase_add_test(tc, test_collector_certificate_from_another_ca_is_refused);
     tcase_add_test(tc, test_collect_refuses_a_key_that_is_not_the_certificates);
+    tcase_add_test(tc, test_reasons_quoting_a_report_carry_no_control_characters);
     tcase_add_test(tc, test_busy_store_keeps_the_batch_and_retries_it);
     tcase_add_test(tc, test_collect_on_a_terminal_draws_a_progress_line);
     tcase_add_test(tc, test_collect_interrupted_says_so_and_exits_4);
