@@ -168,7 +168,6 @@ struct poll {
     struct poll_options opt;
 
     CURLM *multi;
-    CURLSH *share;
     uv_timer_t curl_timer;   /* libcurl's timeout */
     uv_timer_t sched_timer;  /* next due host */
     uv_timer_t flush_timer;  /* batch delay, retry after a busy store */
@@ -601,7 +600,6 @@ static int xfer_start(struct poll *p, struct host *h, char *err, size_t errsize)
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, p->cfg.connect_timeout * 1000L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, p->cfg.timeout * 1000L);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_SHARE, p->share);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
@@ -1357,19 +1355,13 @@ int poll_new(uv_loop_t *loop, struct store *store, const struct config *cfg,
     sqlite3_busy_timeout(store_db(store), POLL_BUSY_TIMEOUT_MS);
     p->opt = *opt;
     p->multi = curl_multi_init();
-    p->share = curl_share_init();
-    if (!p->multi || !p->share) {
-        curl_multi_cleanup(p->multi);
-        curl_share_cleanup(p->share);
+    if (!p->multi) {
         config_release(&p->cfg);
         tlsctx_unref(p->tls);
         free(p);
         snprintf(err, errsize, "cannot create the transfer engine (libcurl)");
         return -ENOMEM;
     }
-    /* One thread uses the share handle, so it needs no lock callbacks. */
-    curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-    curl_share_setopt(p->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     curl_multi_setopt(p->multi, CURLMOPT_SOCKETFUNCTION, on_curl_socket);
     curl_multi_setopt(p->multi, CURLMOPT_SOCKETDATA, p);
     curl_multi_setopt(p->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
@@ -1443,7 +1435,6 @@ void poll_free(struct poll *p)
         return;
     if (p->multi) /* never started: nothing is on the loop but our timers */
         curl_multi_cleanup(p->multi);
-    curl_share_cleanup(p->share);
     batch_release(&p->filling);
     batch_release(&p->writing);
     free_rows(p);

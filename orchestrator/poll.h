@@ -7,8 +7,9 @@
  *     waits in the scheduler, so memory follows concurrency, not fleet size). Each GET
  *     https://HOST/v1/readiness goes to the inventory's ADDRESS:PORT through CURLOPT_CONNECT_TO,
  *     so the certificate is verified against HOST; mutual TLS, TLS 1.2 minimum, a 256 KiB cap.
- *     The multi handle and a share handle (TLS sessions) live as long as the poller, so
- *     connections and sessions are reused across rounds.
+ *     The multi handle lives as long as the poller and the TLS session cache as long as the
+ *     TLS material (tlsctx.h), so connections and sessions are reused across rounds but no
+ *     session outlives a reload that changed the CA.
  *   - schedule: each host is due every `interval`, its first poll offset by a deterministic hash
  *     of its name x jitter x interval; a failing host backs off exponentially (deterministic
  *     jitter) up to backoff_max. The state is kept in the `poll` table and survives restarts.

@@ -18,6 +18,10 @@ struct tlsctx {
     X509 *cert;
     STACK_OF(X509) *chain;    /* certificates after the first one in the cert file */
     EVP_PKEY *key;
+    /* TLS sessions (and DNS answers) of connections made with this material. A resumed
+     * session skips the certificate check, so the cache lives and dies with the CA that
+     * checked its sessions: after a reload, no session made under the old CA is resumed. */
+    CURLSH *share;
 };
 
 static int fail(char *err, size_t errsize, const char *path, const char *why)
@@ -38,11 +42,15 @@ int tlsctx_load(const char *ca, const char *cert, const char *key, struct tlsctx
     struct tlsctx *t = calloc(1, sizeof(*t));
     if (t)
         t->refs = 1;
-    if (!t || !(t->store = X509_STORE_new()) || !(t->chain = sk_X509_new_null())) {
+    if (!t || !(t->store = X509_STORE_new()) || !(t->chain = sk_X509_new_null()) ||
+        !(t->share = curl_share_init())) {
         tlsctx_unref(t);
         snprintf(err, errsize, "out of memory");
         return -ENOMEM;
     }
+    /* One thread (the loop) uses the share, so it needs no lock callbacks. */
+    curl_share_setopt(t->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    curl_share_setopt(t->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     int rc = 0;
     FILE *f = NULL;
     if (X509_STORE_load_file(t->store, ca) != 1) {
@@ -105,6 +113,7 @@ void tlsctx_unref(struct tlsctx *t)
     X509_free(t->cert);
     sk_X509_pop_free(t->chain, X509_free);
     EVP_PKEY_free(t->key);
+    curl_share_cleanup(t->share);
     free(t);
 }
 
@@ -131,4 +140,8 @@ void tlsctx_apply(struct tlsctx *t, CURL *easy)
     curl_easy_setopt(easy, CURLOPT_CAPATH, NULL);
     curl_easy_setopt(easy, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
     curl_easy_setopt(easy, CURLOPT_SSL_CTX_DATA, t);
+    curl_easy_setopt(easy, CURLOPT_SHARE, t->share);
+    /* libcurl >= 7.87 otherwise keeps the first connection's X509_STORE in the multi handle and
+     * installs it in every later SSL_CTX: after a reload the old CA would go on deciding. */
+    curl_easy_setopt(easy, CURLOPT_CA_CACHE_TIMEOUT, 0L);
 }

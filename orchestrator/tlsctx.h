@@ -27,8 +27,9 @@ struct tlsctx *tlsctx_ref(struct tlsctx *t);
 void tlsctx_unref(struct tlsctx *t);
 
 /* Points an easy handle at `t`: no CA file of libcurl's own, the client certificate, key and
- * trust store from `t` installed in each connection's SSL_CTX. The caller holds a reference
- * to `t` for as long as the handle lives. */
+ * trust store from `t` installed in each connection's SSL_CTX, and `t`'s own TLS session cache
+ * (CURLOPT_SHARE), so sessions are never resumed across material. The caller holds a
+ * reference to `t` for as long as the handle lives and cleans the handle up before dropping it. */
 void tlsctx_apply(struct tlsctx *t, CURL *easy);
 
 #endif

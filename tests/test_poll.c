@@ -1046,6 +1046,48 @@ START_TEST(test_daemon_sighup_polls_new_hosts_and_drops_removed)
 }
 END_TEST
 
+/* A SIGHUP that changes the fleet CA applies to every later connection: a collector whose
+ * certificate the new CA did not sign is refused, even though a TLS session with it was set up
+ * under the old CA (resuming it would skip the certificate check). */
+START_TEST(test_daemon_sighup_with_a_new_ca_does_not_resume_old_sessions)
+{
+    char *other = tu_tmpdir();
+    char *argv[] = {(char *)tu_source_path("tools/gen-certs"), other, "fleet05.test", NULL};
+    ck_assert_int_eq(tu_run(argv, NULL, NULL, NULL), 0);
+    const char *good = write_report("good.json", "good.test", 60, NULL);
+    char sg[4200];
+    snprintf(sg, sizeof(sg), "good,good.test,%s", good);
+    const char *specs[] = {sg, NULL};
+    struct peer pr;
+    peer_start(&pr, specs);
+    add_host("good.test", 1, pr.ports[0]);
+    write_config("\"interval\": 1, \"jitter\": 0");
+    pid_t d = daemon_start("daemon.log");
+    assert_daemon(wait_count("SELECT count(*) FROM poll WHERE last_success_at IS NOT NULL", NULL,
+                             1, 20000),
+                  "no report stored");
+    /* The other CA only; the daemon's own certificate stays (the collector checks it). */
+    char buf[8192];
+    snprintf(buf, sizeof(buf),
+             "{\"tls\": {\"ca\": \"%s/ca.pem\", \"cert\": \"%s/orchestrator.pem\", "
+             "\"key\": \"%s/orchestrator.key\"}, \"interval\": 1, \"jitter\": 0, "
+             "\"connect_timeout\": 2, \"timeout\": 3}",
+             other, certs, certs);
+    tu_write_file(config_path, buf, strlen(buf));
+    kill(d, SIGHUP);
+    assert_daemon(wait_file_contains(tu_path(dir, "daemon.log"), "SIGHUP: settings", 10000),
+                  "SIGHUP not applied");
+    assert_daemon(wait_count("SELECT count(*) FROM poll WHERE last_error LIKE '%certificate%'",
+                             NULL, 1, 15000),
+                  "the collector was still trusted under the new CA");
+    kill(d, SIGTERM);
+    ck_assert_int_eq(wait_exit(d, 30000), 0);
+    peer_stop(&pr);
+    tu_rmtree(other);
+    free(other);
+}
+END_TEST
+
 START_TEST(test_daemon_judges_by_a_catalog_loaded_while_it_runs)
 {
     const char *a = write_report("a.json", "fleet00.test", 60, NULL);
@@ -1281,6 +1323,7 @@ static Suite *poll_suite(void)
     tcase_add_test(tc, test_daemon_sigterm_abandons_hung_transfers_and_exits_zero);
     tcase_add_test(tc, test_daemon_second_sigterm_keeps_the_grace_bound);
     tcase_add_test(tc, test_daemon_sighup_polls_new_hosts_and_drops_removed);
+    tcase_add_test(tc, test_daemon_sighup_with_a_new_ca_does_not_resume_old_sessions);
     tcase_add_test(tc, test_daemon_judges_by_a_catalog_loaded_while_it_runs);
     tcase_add_test(tc, test_daemon_logs_orphan_risk_and_its_clearing);
     tcase_add_test(tc, test_daemon_killed_mid_round_restarts_with_a_whole_store);
