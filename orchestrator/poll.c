@@ -29,14 +29,15 @@
 
 /* ---------------------------------------------------------------- logging */
 
-static enum log_level log_threshold = LOG_INFO;
+/* Read by the writer thread too, set on the loop (SIGHUP). */
+static _Atomic int log_threshold = LOG_INFO;
 
-void poll_log_set_level(enum log_level level) { log_threshold = level; }
+void poll_log_set_level(enum log_level level) { log_threshold = (int)level; }
 
 void poll_log(enum log_level level, const char *host, const char *fmt, ...)
 {
     static const char *const names[] = {"error", "warn", "info", "debug"};
-    if (level > log_threshold)
+    if ((int)level > log_threshold)
         return;
     char when[32];
     struct timespec ts;
@@ -192,6 +193,9 @@ struct poll {
     struct tlsctx *tls; /* the parsed CA, certificate and key (tlsctx.h) */
 
     uv_work_t work;
+    /* The settings the worker reads, copied when its job starts: poll_reload replaces `cfg` on
+     * the loop while a job may run. Numbers only; the TLS paths are not the worker's. */
+    struct config job_cfg;
     enum job_kind job;
     int job_rc;
     char job_err[512];
@@ -807,7 +811,7 @@ static int write_result(struct poll *p, struct result *r, sqlite3_stmt *host_q,
         failures++;
     }
     r->failures = failures;
-    r->next_at = poll_next_at(&p->cfg, r->name, failures, now);
+    r->next_at = poll_next_at(&p->job_cfg, r->name, failures, now);
 
     sqlite3_reset(upsert);
     sqlite3_bind_int64(upsert, 1, r->host_id);
@@ -929,7 +933,7 @@ static int orphan_cmp(const void *a, const void *b)
 /* The gate's own answer (gate.h), read in one snapshot, for every server of every site. */
 static int job_orphans(struct poll *p)
 {
-    struct gate_time t = gate_time_make(cli_now(), p->cfg.stale_after);
+    struct gate_time t = gate_time_make(cli_now(), p->job_cfg.stale_after);
     int rc = store_begin(p->store, false);
     if (!rc)
         rc = gate_servers(p->store, NULL, &t, orphan_seen, p);
@@ -1161,6 +1165,8 @@ static void after_work(uv_work_t *w, int status)
 static void start_job(struct poll *p, enum job_kind kind)
 {
     p->job = kind;
+    p->job_cfg = p->cfg;
+    p->job_cfg.tls_ca = p->job_cfg.tls_cert = p->job_cfg.tls_key = NULL;
     p->work.data = p;
     if (uv_queue_work(p->loop, &p->work, on_work, after_work) != 0) {
         p->job = JOB_NONE;
