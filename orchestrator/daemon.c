@@ -50,9 +50,11 @@ static void note_total(struct run *r)
 
 static void on_stopped(struct poll *p, void *data)
 {
-    (void)p;
     struct run *r = data;
     note_total(r);
+    const char *se = poll_store_error(p);
+    if (se && !r->store_error[0])
+        snprintf(r->store_error, sizeof(r->store_error), "%s", se);
     uv_close((uv_handle_t *)&r->sig_term, on_signal_closed);
     uv_close((uv_handle_t *)&r->sig_int, on_signal_closed);
     uv_close((uv_handle_t *)&r->sig_hup, on_signal_closed);
@@ -174,6 +176,10 @@ int cmd_daemon(struct cli *cli, int argc, char **argv)
     poll_log(LOG_INFO, NULL, "daemon started (pid %ld, database %s)", (long)getpid(),
              cli->db_path);
     code = finish_loop(&r);
+    if (r.store_error[0]) {
+        cli_error("daemon: cannot start: %s", r.store_error);
+        return EXIT_SYSTEM;
+    }
     poll_log(LOG_INFO, NULL, "daemon stopped");
     return code;
 }

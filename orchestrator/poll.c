@@ -216,6 +216,7 @@ struct poll {
     size_t nrisk, nscan;
 
     bool started, stopping, abandoned, closing, stopped_called, round_done_called;
+    bool loaded; /* an inventory load succeeded once */
     char store_error[512];
     size_t stat_ok, stat_failed;
 };
@@ -1106,17 +1107,20 @@ static void after_work(uv_work_t *w, int status)
     p->job = JOB_NONE;
     int rc = status ? status : p->job_rc;
     if (kind == JOB_LOAD) {
-        if (rc) {
+        if (rc || apply_rows(p)) {
+            if (!rc)
+                snprintf(p->job_err, sizeof(p->job_err), "out of memory");
             poll_log(LOG_ERROR, NULL, "inventory not (re)loaded: %s", p->job_err);
             free_rows(p);
-            if (p->opt.round) {
+            if (p->opt.round || !p->loaded) {
+                /* Nothing loaded yet: idling with no host would look like a working daemon. */
                 snprintf(p->store_error, sizeof(p->store_error), "%s", p->job_err);
                 p->round_left = 0;
+                if (!p->opt.round)
+                    poll_stop(p, 0);
             }
-        } else if (apply_rows(p)) {
-            poll_log(LOG_ERROR, NULL, "inventory not (re)loaded: out of memory");
-            free_rows(p);
         } else {
+            p->loaded = true;
             poll_log(LOG_INFO, NULL, "inventory: %zu hosts scheduled", p->nhosts);
         }
     } else if (kind == JOB_ORPHANS) {

@@ -102,7 +102,8 @@ void poll_free(struct poll *p);
 
 void poll_get_stats(const struct poll *p, struct poll_stats *st);
 
-/* The first store error that ended a round (round mode), or NULL. */
+/* The first store error that ended a round (round mode) or the daemon (its first inventory
+ * load failed), or NULL. */
 const char *poll_store_error(const struct poll *p);
 
 /* Schedule arithmetic, exposed so tests pin it. A host's deterministic fraction in [0, 1). */

@@ -1007,6 +1007,25 @@ START_TEST(test_daemon_second_sigterm_keeps_the_grace_bound)
 }
 END_TEST
 
+/* A daemon that cannot load its inventory and catalog at start has nothing to do: it says why
+ * and exits 4 instead of idling forever with no host scheduled. */
+START_TEST(test_daemon_exits_4_when_its_first_load_fails)
+{
+    add_host("good.test", 1, closed_port());
+    struct store *s = open_db();
+    ck_assert_int_eq(store_meta_set(s, "catalog", "{\"catalog\": \"not-a-catalog\"}"), 0);
+    store_close(s);
+    pid_t d = daemon_start("daemon.log");
+    int rc = wait_exit(d, 20000);
+    if (rc < 0)
+        kill(d, SIGKILL), waitpid(d, NULL, 0);
+    char *log = tu_read_file(tu_path(dir, "daemon.log"), NULL);
+    ck_assert_msg(rc == 4, "daemon exit %d\n%s", rc, log);
+    ck_assert_msg(strstr(log, "stored catalog") != NULL, "%s", log);
+    free(log);
+}
+END_TEST
+
 START_TEST(test_daemon_sighup_polls_new_hosts_and_drops_removed)
 {
     const char *a = write_report("a.json", "fleet00.test", 60, NULL);
@@ -1322,6 +1341,7 @@ static Suite *poll_suite(void)
     tcase_add_test(tc, test_collect_without_database_exits_4);
     tcase_add_test(tc, test_daemon_sigterm_abandons_hung_transfers_and_exits_zero);
     tcase_add_test(tc, test_daemon_second_sigterm_keeps_the_grace_bound);
+    tcase_add_test(tc, test_daemon_exits_4_when_its_first_load_fails);
     tcase_add_test(tc, test_daemon_sighup_polls_new_hosts_and_drops_removed);
     tcase_add_test(tc, test_daemon_sighup_with_a_new_ca_does_not_resume_old_sessions);
     tcase_add_test(tc, test_daemon_judges_by_a_catalog_loaded_while_it_runs);
