@@ -352,6 +352,10 @@ static void on_sock_event(uv_poll_t *h, int status, int events)
 
 static void sock_close(struct poll *p, struct sock *s)
 {
+    /* During curl_multi_cleanup libcurl's pointer to `s` is not cleared; a second REMOVE for
+     * the same socket must not close the handle twice (libuv aborts on that). */
+    if (uv_is_closing((uv_handle_t *)&s->handle))
+        return;
     uv_poll_stop(&s->handle);
     uv_close((uv_handle_t *)&s->handle, on_sock_closed);
     if (p->multi && !p->closing)
