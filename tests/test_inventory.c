@@ -156,6 +156,29 @@ START_TEST(test_import_refuses_bad_port)
 }
 END_TEST
 
+/* A collector address longer than the column the importer copies it into was stored cut short,
+ * port and all; junk between brackets passed as IPv6. Both are refused, naming the field. */
+START_TEST(test_import_refuses_overlong_or_junk_collector)
+{
+    char text[600], host[300];
+    memset(host, 'a', 300);
+    host[299] = '\0';
+    snprintf(text, sizeof(text), "name,site,collector\nnew1.corp.example,PS1,%s:8443\n", host);
+    assert_refused(text, "bad.csv:2:collector:");
+    assert_refused("name,site,collector\nnew1.corp.example,PS1,[zz zz]:80\n",
+                   "bad.csv:2:collector:");
+    assert_refused("name,site,collector\nnew1.corp.example,PS1,[::1/x]:80\n",
+                   "bad.csv:2:collector:");
+    ck_assert(inv_valid_collector("[::1]:8443"));
+    ck_assert(inv_valid_collector("[2001:db8::7]:443"));
+    ck_assert(inv_valid_collector("127.0.0.1:8443"));
+    host[253] = '\0';
+    char ok[320];
+    snprintf(ok, sizeof(ok), "%s:1", host);
+    ck_assert(inv_valid_collector(ok));
+}
+END_TEST
+
 START_TEST(test_import_refuses_empty_name)
 {
     assert_refused("name,site\n,PS1\n", "bad.csv:2:name: empty host name");
@@ -497,6 +520,7 @@ int main(void)
     tcase_add_test(tc, test_import_refuses_bad_site_code);
     tcase_add_test(tc, test_import_refuses_bad_port);
     tcase_add_test(tc, test_import_refuses_empty_name);
+    tcase_add_test(tc, test_import_refuses_overlong_or_junk_collector);
     tcase_add_test(tc, test_import_refuses_ragged_and_broken_rows);
     tcase_add_test(tc, test_import_accepts_bom_crlf_and_quoted_fields);
     tcase_add_test(tc, test_import_keeps_sql_and_formula_lookalikes_verbatim);
