@@ -665,6 +665,23 @@ START_TEST(test_gate_check_refuses_unknown_host_non_server_and_bad_usage)
 }
 END_TEST
 
+/* An unknown site with --json left half a document ("{\"servers\":[") on stdout. */
+START_TEST(test_gate_list_json_unknown_site_prints_nothing)
+{
+    two_sites();
+    char *out, *err;
+    ck_assert_int_eq(fx_run(db, &out, &err, "--json", "gate", "list", "--site", "Q77", NULL), 3);
+    ck_assert_str_eq(out, "");
+    ck_assert_ptr_nonnull(strstr(err, "no such site: Q77"));
+    free(out);
+    free(err);
+    ck_assert_int_eq(fx_run(db, &out, NULL, "--json", "gate", "list", "--site", "P01", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "{\"servers\":[{"));
+    ck_assert_ptr_nonnull(strstr(out, "}]}\n"));
+    free(out);
+}
+END_TEST
+
 START_TEST(test_gate_check_lists_limited_groups_unless_all)
 {
     two_sites();
@@ -759,6 +776,7 @@ int main(void)
     tcase_add_test(tc, test_gate_on_imported_inventory_with_explicit_edge);
     tcase_add_test(tc, test_gate_on_ingested_reports_names_rule_and_remedy);
     tcase_add_test(tc, test_gate_check_refuses_unknown_host_non_server_and_bad_usage);
+    tcase_add_test(tc, test_gate_list_json_unknown_site_prints_nothing);
     tcase_add_test(tc, test_gate_check_lists_limited_groups_unless_all);
     tcase_add_test(tc, test_waive_parses_dates_and_refuses_bad_ones);
     tcase_add_test(tc, test_audit_json_lists_rows_in_order);
