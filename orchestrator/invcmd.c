@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -476,6 +477,35 @@ static int imp_reevaluate(struct importer *im)
     return rc;
 }
 
+/* Telling CSV from JSON reads ahead and seeks back: a FIFO or pipe (`<(...)`, /dev/stdin) is
+ * first copied to an unnamed temp file. Returns the stream to read (`in` itself when it can be
+ * sought), or NULL with the message printed and `in` closed. */
+static FILE *seekable_input(FILE *in, const char *path)
+{
+    if (ftell(in) >= 0)
+        return in;
+    FILE *copy = tmpfile();
+    if (!copy) {
+        cli_error("%s: cannot make a temp file to read it into: %s", path, strerror(errno));
+        fclose(in);
+        return NULL;
+    }
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+        if (fwrite(buf, 1, n, copy) != n)
+            break;
+    bool bad = ferror(in) || ferror(copy) || fflush(copy) || fseek(copy, 0, SEEK_SET);
+    if (bad)
+        cli_error("%s: cannot read it into a temp file: %s", path, strerror(errno));
+    fclose(in);
+    if (bad) {
+        fclose(copy);
+        return NULL;
+    }
+    return copy;
+}
+
 static int inventory_import(struct cli *cli, const char *path)
 {
     FILE *in = fopen(path, "rb");
@@ -483,6 +513,14 @@ static int inventory_import(struct cli *cli, const char *path)
         cli_error("%s: cannot open: %s", path, strerror(errno));
         return EXIT_BADINPUT;
     }
+    struct stat sb;
+    if (fstat(fileno(in), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        cli_error("%s: cannot open: it is a folder, not a file", path);
+        fclose(in);
+        return EXIT_BADINPUT;
+    }
+    if (!(in = seekable_input(in, path)))
+        return EXIT_SYSTEM;
     int code;
     struct store *s = cli_store(cli, false, &code);
     if (!s) {
@@ -561,6 +599,26 @@ static int inventory_list(struct cli *cli, const char *site)
     if (!s)
         return code;
     sqlite3_stmt *st;
+    if (site) {
+        /* An unknown site is bad input, not a site without hosts. */
+        if (store_prepare(s, "SELECT 1 FROM site WHERE code = ?", &st)) {
+            cli_error("%s", store_errmsg(s));
+            return EXIT_SYSTEM;
+        }
+        sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+        int step = sqlite3_step(st);
+        if (step != SQLITE_ROW && step != SQLITE_DONE)
+            store_sqlite_fail(s, "look up the site");
+        sqlite3_finalize(st);
+        if (step == SQLITE_DONE) {
+            cli_error("inventory list: no such site: %s", site);
+            return EXIT_BADINPUT;
+        }
+        if (step != SQLITE_ROW) {
+            cli_error("%s", store_errmsg(s));
+            return EXIT_SYSTEM;
+        }
+    }
     if (store_prepare(s, "SELECT h.name, h.site, h.roles, h.collector, h.os, "
                          HOSTSTATE_SQL("r", "?1") " FROM host h "
                          "LEFT JOIN report r ON r.host_id = h.id "
@@ -860,7 +918,11 @@ int cmd_inventory(struct cli *cli, int argc, char **argv)
             inventory_usage(stdout);
             return EXIT_OK;
         }
-        if (!strcmp(sub, "list") && !strcmp(argv[i], "--site") && i + 1 < argc) {
+        if (!strcmp(sub, "list") && !strcmp(argv[i], "--site")) {
+            if (i + 1 >= argc || !*argv[i + 1]) {
+                cli_error("inventory list: --site needs a value");
+                return EXIT_USAGE;
+            }
             site = argv[++i];
         } else if (argv[i][0] == '-' && argv[i][1]) {
             cli_error("inventory %s: unknown option '%s'", sub, argv[i]);

@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "ingest.h"
 #include "inventory.h"
@@ -355,6 +358,66 @@ START_TEST(test_unknown_host_and_usage_errors)
 }
 END_TEST
 
+/* `list --site` of a site that does not exist printed an empty list and exit 0, as if the site
+ * had no hosts; every other command taking --site refuses it (exit 3). */
+START_TEST(test_list_refuses_unknown_site)
+{
+    char *out, *err;
+    ck_assert_int_eq(import_text("a.csv", GOOD_HOSTS, &err), 0);
+    free(err);
+    ck_assert_int_eq(tu_tlsgate(db, &out, &err, "inventory", "list", "--site", "ZZ9", "--json",
+                                NULL), 3);
+    ck_assert_str_eq(out, "");
+    ck_assert_ptr_nonnull(strstr(err, "no such site: ZZ9"));
+    free(out);
+    free(err);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "inventory", "list", "--site", "ps1", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "mp1.corp.example"));
+    ck_assert_ptr_nonnull(strstr(out, "ws1.corp.example"));
+    free(out);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, &err, "inventory", "list", "--site", NULL), 2);
+    ck_assert_ptr_nonnull(strstr(err, "--site needs a value"));
+    free(err);
+}
+END_TEST
+
+/* A file that cannot be sought (a FIFO, /dev/stdin from a pipe, `<(...)`): sniffing CSV vs JSON
+ * ate its first bytes, so a good file was refused for a header it does not have. */
+START_TEST(test_import_from_fifo)
+{
+    const char *fifo = tu_path(dir, "hosts.fifo");
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        FILE *w = fopen(fifo, "w");
+        if (!w || fputs(GOOD_HOSTS, w) == EOF || fclose(w))
+            _exit(1);
+        _exit(0);
+    }
+    char *err, *p = strdup(fifo);
+    int code = tu_tlsgate(db, NULL, &err, "inventory", "import", p, NULL);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(code == 0, "exit %d: %s", code, err);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM host"), 2);
+    free(err);
+    free(p);
+}
+END_TEST
+
+/* A folder was read as an empty file ("empty file: expected a header row"). */
+START_TEST(test_import_refuses_folder)
+{
+    char *err, *p = strdup(dir);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, &err, "inventory", "import", p, NULL), 3);
+    ck_assert_msg(strstr(err, "is a folder") != NULL, "%s", err);
+    ck_assert_ptr_null(strstr(err, "empty file"));
+    free(err);
+    free(p);
+}
+END_TEST
+
 /* ---- roles changed by an import re-evaluate the stored report ---------------------------- */
 
 /* 2026-11-25T12:00:00Z, the fixtures' collected_at, and one hour later as the commands' clock */
@@ -528,6 +591,9 @@ int main(void)
     tcase_add_test(tc, test_explicit_edges_import_and_refusals);
     tcase_add_test(tc, test_derived_edges_of_sample_site);
     tcase_add_test(tc, test_unknown_host_and_usage_errors);
+    tcase_add_test(tc, test_list_refuses_unknown_site);
+    tcase_add_test(tc, test_import_from_fifo);
+    tcase_add_test(tc, test_import_refuses_folder);
     suite_add_tcase(suite, tc);
     SRunner *sr = srunner_create(suite);
     srunner_run_all(sr, CK_NORMAL);
