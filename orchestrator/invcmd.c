@@ -93,6 +93,34 @@ static void imp_progress(struct importer *im)
         fprintf(stderr, "\rtlsgate: importing %s: %ld rows", im->path, im->rows);
 }
 
+/* Why free text is not fit to store (NULL when it is): it must be UTF-8 (shortest forms, no
+ * surrogates, at most U+10FFFF), since it is written into JSON and UTF-8 CSV. */
+static const char *text_fault(const char *text)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    while (*p) {
+        unsigned c = *p;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        size_t n = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : c >= 0xc0 ? 1 : 0;
+        unsigned cp = n == 3 ? c & 0x07 : n == 2 ? c & 0x0f : c & 0x1f;
+        if (!n || c > 0xf4)
+            return "not UTF-8 (save the file as \"CSV UTF-8\")";
+        for (size_t i = 1; i <= n; i++) {
+            if ((p[i] & 0xc0) != 0x80)
+                return "not UTF-8 (save the file as \"CSV UTF-8\")";
+            cp = (cp << 6) | (p[i] & 0x3f);
+        }
+        static const unsigned min[4] = {0, 0x80, 0x800, 0x10000};
+        if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return "not UTF-8 (save the file as \"CSV UTF-8\")";
+        p += n + 1;
+    }
+    return NULL;
+}
+
 /* Validates one host row and upserts it. */
 static int imp_host(struct importer *im, const struct inv_row *row)
 {
@@ -124,6 +152,9 @@ static int imp_host(struct importer *im, const struct inv_row *row)
     }
     if (row->os && strlen(row->os) > OS_MAX)
         return imp_fail(im, "os", "longer than %d characters", OS_MAX);
+    const char *fault = row->os ? text_fault(row->os) : NULL;
+    if (fault)
+        return imp_fail(im, "os", "%s", fault);
 
     char site[4];
     for (int i = 0; i < 4; i++)

@@ -182,6 +182,25 @@ START_TEST(test_import_refuses_overlong_or_junk_collector)
 }
 END_TEST
 
+/* The os label is the one free-text column: a Latin-1 file (Excel's plain "CSV") stored bytes
+ * that made `inventory list --json` and the CSV export invalid UTF-8. */
+START_TEST(test_import_refuses_os_not_utf8)
+{
+    assert_refused("name,site,os\nnew1.corp.example,PS1,Windows \xe9" "dition\n",
+                   "bad.csv:2:os: not UTF-8");
+    assert_refused("name,site,os\nnew1.corp.example,PS1,\xed\xa0\x80\n", "bad.csv:2:os:");
+    assert_refused("name,site,os\nnew1.corp.example,PS1,\xc0\xaf\n", "bad.csv:2:os:");
+    char *err;
+    ck_assert_int_eq(import_text("u.csv", "name,site,os\nnew1.corp.example,PS1,"
+                                          "Windows Server 2022 \xc3\xa9" "dition \xe2\x82\xac "
+                                          "\xf0\x9f\x92\xbb\n", &err), 0);
+    free(err);
+    char *os = query_text("SELECT os FROM host WHERE name = 'new1.corp.example'");
+    ck_assert_str_eq(os, "Windows Server 2022 \xc3\xa9" "dition \xe2\x82\xac \xf0\x9f\x92\xbb");
+    free(os);
+}
+END_TEST
+
 START_TEST(test_import_refuses_empty_name)
 {
     assert_refused("name,site\n,PS1\n", "bad.csv:2:name: empty host name");
@@ -583,6 +602,7 @@ int main(void)
     tcase_add_test(tc, test_import_refuses_bad_site_code);
     tcase_add_test(tc, test_import_refuses_bad_port);
     tcase_add_test(tc, test_import_refuses_empty_name);
+    tcase_add_test(tc, test_import_refuses_os_not_utf8);
     tcase_add_test(tc, test_import_refuses_overlong_or_junk_collector);
     tcase_add_test(tc, test_import_refuses_ragged_and_broken_rows);
     tcase_add_test(tc, test_import_accepts_bom_crlf_and_quoted_fields);
