@@ -24,6 +24,7 @@
 
 #include "cli.h"
 #include "csvread.h"
+#include "gate.h"
 #include "hoststate.h"
 #include "ingest.h"
 #include "inventory.h"
@@ -651,13 +652,15 @@ static int inventory_list(struct cli *cli, const char *site)
         }
     }
     if (store_prepare(s, "SELECT h.name, h.site, h.roles, h.collector, h.os, "
-                         HOSTSTATE_SQL("r", "?1") " FROM host h "
-                         "LEFT JOIN report r ON r.host_id = h.id "
+                         HOSTSTATE_SQL("r", "?1") ", " GATE_WAIVER_ACTIVE_SQL("w", "?3")
+                         " FROM host h LEFT JOIN report r ON r.host_id = h.id "
+                         "LEFT JOIN waiver w ON w.host_id = h.id "
                          "WHERE ?2 IS NULL OR h.site = ?2 ORDER BY h.site, h.name", &st)) {
         cli_error("%s", store_errmsg(s));
         return EXIT_SYSTEM;
     }
     sqlite3_bind_int64(st, 1, stale_cutoff(cli));
+    sqlite3_bind_int64(st, 3, cli_now());
     if (site)
         sqlite3_bind_text(st, 2, site, -1, SQLITE_STATIC);
     long n = 0;
@@ -674,6 +677,7 @@ static int inventory_list(struct cli *cli, const char *site)
         const char *collector = (const char *)sqlite3_column_text(st, 3);
         const char *os = (const char *)sqlite3_column_text(st, 4);
         const char *state = (const char *)sqlite3_column_text(st, 5);
+        bool waived = sqlite3_column_int(st, 6) != 0;
         if (cli->json) {
             fputs(n ? ",\n {\"name\": " : "\n {\"name\": ", stdout);
             cli_json_string(stdout, name);
@@ -687,9 +691,10 @@ static int inventory_list(struct cli *cli, const char *site)
             cli_json_string(stdout, os);
             fputs(", \"state\": ", stdout);
             cli_json_string(stdout, state);
-            fputs("}", stdout);
+            printf(", \"waived\": %s}", waived ? "true" : "false");
         } else {
-            printf("%-40s %-4s %-9s %-40s %s\n", name, hsite, state, roles, collector);
+            printf("%-40s %-4s %-9s %-40s %s%s\n", name, hsite, state, roles, collector,
+                   waived ? "  (waived)" : "");
         }
         n++;
     }

@@ -400,6 +400,74 @@ START_TEST(test_list_refuses_unknown_site)
 }
 END_TEST
 
+/* README: "Waived hosts are shown as waived in every listing". `inventory list` and `host show`
+ * said nothing of a waiver, so a waived not_ready host looked like a blocker there. */
+START_TEST(test_list_and_host_show_show_the_waiver)
+{
+    char *out, *err;
+    ck_assert_int_eq(import_text("a.csv", GOOD_HOSTS, &err), 0);
+    free(err);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "waive", "ws1.corp.example", "--reason",
+                                "decommissioned", "--until", "2099-01-01", NULL), 0);
+
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "inventory", "list", NULL), 0);
+    const char *ws1 = strstr(out, "ws1.corp.example ");
+    const char *mp1 = strstr(out, "mp1.corp.example ");
+    ck_assert_ptr_nonnull(ws1);
+    ck_assert_ptr_nonnull(mp1);
+    ck_assert_ptr_nonnull(strstr(ws1, "10.0.0.5:9443  (waived)\n"));
+    ck_assert_ptr_nonnull(strstr(mp1, "mp1.corp.example:8443\n"));
+    free(out);
+
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "inventory", "list", "--json", NULL), 0);
+    json_t *list = json_loads(out, 0, NULL);
+    ck_assert_ptr_nonnull(list);
+    ck_assert_uint_eq(json_array_size(list), 2);
+    ck_assert(json_is_false(json_object_get(json_array_get(list, 0), "waived")));
+    ck_assert(json_is_true(json_object_get(json_array_get(list, 1), "waived")));
+    json_decref(list);
+    free(out);
+
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "host", "show", "ws1.corp.example", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "\nwaived until 2099-01-01T00:00:00Z by "));
+    ck_assert_ptr_nonnull(strstr(out, ": decommissioned (does not block)\n"));
+    free(out);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "host", "show", "ws1.corp.example", "--json",
+                                NULL), 0);
+    json_t *h = json_loads(out, 0, NULL);
+    ck_assert_ptr_nonnull(h);
+    json_t *w = json_object_get(h, "waiver");
+    ck_assert_str_eq(json_string_value(json_object_get(w, "reason")), "decommissioned");
+    ck_assert_str_eq(json_string_value(json_object_get(w, "until")), "2099-01-01T00:00:00Z");
+    json_decref(h);
+    free(out);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "host", "show", "mp1.corp.example", "--json",
+                                NULL), 0);
+    h = json_loads(out, 0, NULL);
+    ck_assert_ptr_nonnull(h);
+    ck_assert(json_is_null(json_object_get(h, "waiver")));
+    json_decref(h);
+    free(out);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "host", "show", "mp1.corp.example", NULL), 0);
+    ck_assert_ptr_null(strstr(out, "waived"));
+    free(out);
+
+    /* An expired waiver is no waiver. */
+    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "waive", "mp1.corp.example", "--reason", "x",
+                                "--until", "2099-01-01", NULL), 0);
+    char *env[] = {"TLSGATE_NOW=4102444800", NULL}; /* 2100-01-01 */
+    char *argv[] = {(char *)tu_build_path("orchestrator/tlsgate"), "--db", (char *)db,
+                    "inventory", "list", "--json", NULL};
+    ck_assert_int_eq(tu_run(argv, env, &out, NULL), 0);
+    list = json_loads(out, 0, NULL);
+    ck_assert_ptr_nonnull(list);
+    ck_assert(json_is_false(json_object_get(json_array_get(list, 0), "waived")));
+    ck_assert(json_is_false(json_object_get(json_array_get(list, 1), "waived")));
+    json_decref(list);
+    free(out);
+}
+END_TEST
+
 /* A file that cannot be sought (a FIFO, /dev/stdin from a pipe, `<(...)`): sniffing CSV vs JSON
  * ate its first bytes, so a good file was refused for a header it does not have. */
 START_TEST(test_import_from_fifo)
@@ -612,6 +680,7 @@ int main(void)
     tcase_add_test(tc, test_derived_edges_of_sample_site);
     tcase_add_test(tc, test_unknown_host_and_usage_errors);
     tcase_add_test(tc, test_list_refuses_unknown_site);
+    tcase_add_test(tc, test_list_and_host_show_show_the_waiver);
     tcase_add_test(tc, test_import_from_fifo);
     tcase_add_test(tc, test_import_refuses_folder);
     suite_add_tcase(suite, tc);
