@@ -342,6 +342,11 @@ out:
 /* JSON: an array of {name, site, roles (string "a;b" or array), collector, os}. */
 static int import_json(struct importer *im, FILE *in)
 {
+    /* A UTF-8 BOM (Windows PowerShell's "UTF8") is not JSON: step over it. */
+    long pos = ftell(in);
+    unsigned char bom[3];
+    if (fread(bom, 1, 3, in) != 3 || memcmp(bom, "\xEF\xBB\xBF", 3))
+        fseek(in, pos, SEEK_SET);
     json_error_t jerr;
     json_t *root = json_loadf(in, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
@@ -459,6 +464,15 @@ static long long count_hosts(struct store *s)
     return n;
 }
 
+/* A UTF-16 byte order mark (what PowerShell's `>` writes) at the start: not a text we read. */
+static bool starts_utf16(FILE *in)
+{
+    long pos = ftell(in);
+    int c1 = getc(in), c2 = getc(in);
+    fseek(in, pos, SEEK_SET);
+    return (c1 == 0xFF && c2 == 0xFE) || (c1 == 0xFE && c2 == 0xFF);
+}
+
 /* First byte that is not white space or a BOM: '[' means JSON. */
 static bool looks_like_json(FILE *in)
 {
@@ -569,8 +583,13 @@ static int inventory_import(struct cli *cli, const char *path)
         return EXIT_SYSTEM;
     }
     bool json = looks_like_json(in);
-    if (!(rc = imp_prepare(&im)))
+    if (starts_utf16(in)) {
+        snprintf(im.err, sizeof(im.err), "%s: UTF-16 text: save it as UTF-8 (PowerShell: "
+                 "Out-File -Encoding utf8; Excel: CSV UTF-8)", path);
+        rc = -EINVAL;
+    } else if (!(rc = imp_prepare(&im))) {
         rc = json ? import_json(&im, in) : import_csv(&im, in);
+    }
     if (!rc && ferror(in)) {
         snprintf(im.err, sizeof(im.err), "%s: read error: %s", path, strerror(errno));
         rc = -EIO;

@@ -275,6 +275,27 @@ START_TEST(test_import_json_array)
 }
 END_TEST
 
+/* Windows PowerShell 5.1 writes "UTF-8" as UTF-8 with a BOM (Out-File / Set-Content -Encoding
+ * UTF8): the sniffer took such a file for JSON, then the JSON parser choked on the BOM. A UTF-16
+ * file (PowerShell's `>`) was refused as "NUL byte in text", which does not say what to do. */
+START_TEST(test_import_json_with_bom_and_utf16_refused_by_name)
+{
+    char *err;
+    ck_assert_int_eq(import_text("bom.json", "\xEF\xBB\xBF[{\"name\": \"mp1.corp.example\", "
+                                             "\"site\": \"PS1\"}]\r\n", &err), 0);
+    free(err);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM host"), 1);
+    static const char u16[] = "\xFF\xFE[\0{\0}\0]\0";
+    tu_write_file(tu_path(dir, "u16.json"), u16, sizeof(u16) - 1);
+    char *p = strdup(tu_path(dir, "u16.json"));
+    ck_assert_int_eq(tu_tlsgate(db, NULL, &err, "inventory", "import", p, NULL), 3);
+    ck_assert_msg(strstr(err, "u16.json: UTF-16") != NULL, "%s", err);
+    free(err);
+    free(p);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM host"), 1);
+}
+END_TEST
+
 START_TEST(test_explicit_edges_import_and_refusals)
 {
     char *err;
@@ -676,6 +697,7 @@ int main(void)
     tcase_add_test(tc, test_import_accepts_bom_crlf_and_quoted_fields);
     tcase_add_test(tc, test_import_keeps_sql_and_formula_lookalikes_verbatim);
     tcase_add_test(tc, test_import_json_array);
+    tcase_add_test(tc, test_import_json_with_bom_and_utf16_refused_by_name);
     tcase_add_test(tc, test_explicit_edges_import_and_refusals);
     tcase_add_test(tc, test_derived_edges_of_sample_site);
     tcase_add_test(tc, test_unknown_host_and_usage_errors);
