@@ -152,7 +152,7 @@ static int imp_host(struct importer *im, const struct inv_row *row)
         snprintf(collector, sizeof(collector), "%s:8443", row->name);
     }
     if (row->os && strlen(row->os) > OS_MAX)
-        return imp_fail(im, "os", "longer than %d characters", OS_MAX);
+        return imp_fail(im, "os", "longer than %d bytes", OS_MAX);
     const char *fault = row->os ? text_fault(row->os) : NULL;
     if (fault)
         return imp_fail(im, "os", "%s", fault);

@@ -198,6 +198,12 @@ START_TEST(test_import_refuses_os_not_utf8)
     char *os = query_text("SELECT os FROM host WHERE name = 'new1.corp.example'");
     ck_assert_str_eq(os, "Windows Server 2022 \xc3\xa9" "dition \xe2\x82\xac \xf0\x9f\x92\xbb");
     free(os);
+    /* The cap is in bytes: 65 two-byte characters are 130 bytes, and the message says so. */
+    char text[400] = "name,site,os\nnew1.corp.example,PS1,";
+    for (int i = 0; i < 65; i++)
+        strcat(text, "\xc3\xa9");
+    strcat(text, "\n");
+    assert_refused(text, "bad.csv:2:os: longer than 128 bytes");
 }
 END_TEST
 
