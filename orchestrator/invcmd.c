@@ -473,7 +473,8 @@ static bool starts_utf16(FILE *in)
     return (c1 == 0xFF && c2 == 0xFE) || (c1 == 0xFE && c2 == 0xFF);
 }
 
-/* First byte that is not white space or a BOM: '[' means JSON. */
+/* First byte that is not white space or a BOM: '[' or '{' (no header name starts so) means
+ * JSON; a lone object is then refused as not being an array. */
 static bool looks_like_json(FILE *in)
 {
     int c;
@@ -482,7 +483,7 @@ static bool looks_like_json(FILE *in)
                                      c == 0xEF || c == 0xBB || c == 0xBF))
         ;
     fseek(in, pos, SEEK_SET);
-    return c == '[';
+    return c == '[' || c == '{';
 }
 
 /* Re-evaluates the stored reports of the hosts whose roles the import changed, with the active

@@ -299,6 +299,12 @@ START_TEST(test_import_json_with_bom_and_utf16_refused_by_name)
     free(err);
     free(p);
     ck_assert_int_eq(query_int("SELECT count(*) FROM host"), 1);
+    /* One object, not an array (ConvertTo-Json of a single host): read as CSV, it was refused
+     * with "quote in the middle of an unquoted field". */
+    ck_assert_int_eq(import_text("one.json", " {\"name\": \"ws1.corp.example\", "
+                                             "\"site\": \"PS1\"}", &err), 3);
+    ck_assert_msg(strstr(err, "one.json: expected a JSON array of hosts") != NULL, "%s", err);
+    free(err);
 }
 END_TEST
 
