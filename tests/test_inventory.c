@@ -174,6 +174,10 @@ START_TEST(test_import_refuses_overlong_or_junk_collector)
                    "bad.csv:2:collector:");
     ck_assert(inv_valid_collector("[::1]:8443"));
     ck_assert(inv_valid_collector("[2001:db8::7]:443"));
+    ck_assert(inv_valid_collector("[fe80::1%eth0]:443"));
+    ck_assert(!inv_valid_collector("[fe80::1%]:443"));
+    ck_assert(!inv_valid_collector("[fe80::1%a/b]:443"));
+    ck_assert(!inv_valid_collector("[fe80::1%abcdefghijklmnopq]:443"));
     ck_assert(inv_valid_collector("127.0.0.1:8443"));
     host[253] = '\0';
     char ok[320];
