@@ -273,7 +273,8 @@ static int list_server(const struct gate_server *g, void *arg)
 {
     struct list *l = arg;
     if (l->json) {
-        fputs(l->rows ? ",{" : "{", stdout);
+        /* The document opens with its first server: an unknown --site prints nothing. */
+        fputs(l->rows ? ",{" : "{\"servers\":[{", stdout);
         json_server_fields(g);
         fputc('}', stdout);
     } else {
@@ -301,13 +302,11 @@ static int gate_list(struct cli *cli, const char *site)
     struct gate_time t = gate_time_make(cli_now(), cli->config.stale_after);
     struct list l = {cli->json, 0};
     int rc = store_begin(s, false);
-    if (!rc && cli->json)
-        fputs("{\"servers\":[", stdout);
     if (!rc)
         rc = gate_servers(s, site, &t, list_server, &l);
     store_rollback(s);
     if (cli->json && !rc)
-        fputs("]}\n", stdout);
+        fputs(l.rows ? "]}\n" : "{\"servers\":[]}\n", stdout);
     if (rc)
         return report_failure(s, rc);
     return EXIT_OK;

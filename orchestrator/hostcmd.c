@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "gate.h"
 #include "hoststate.h"
 #include "inventory.h"
 #include "rules.h"
@@ -83,6 +84,36 @@ static int host_read(struct cli *cli, struct store *s, const char *name, struct 
         rc = -ENOENT;
     } else {
         rc = store_sqlite_fail(s, "read host");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* The host's active waiver (gate.h), if any: its reason, end (0: until unwaived) and author. */
+struct host_waiver {
+    bool active;
+    char reason[512];
+    char by[128];
+    long long until_at;
+};
+
+static int waiver_read(struct store *s, long long host_id, long long now, struct host_waiver *w)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, "SELECT w.reason, w.until_at, w.created_by FROM waiver w "
+                              "WHERE w.host_id = ?1 AND " GATE_WAIVER_ACTIVE_SQL("w", "?2"), &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, host_id);
+    sqlite3_bind_int64(st, 2, now);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        w->active = true;
+        snprintf(w->reason, sizeof(w->reason), "%s", (const char *)sqlite3_column_text(st, 0));
+        w->until_at = sqlite3_column_int64(st, 1);
+        snprintf(w->by, sizeof(w->by), "%s", (const char *)sqlite3_column_text(st, 2));
+    } else if (step != SQLITE_DONE) {
+        rc = store_sqlite_fail(s, "read waiver");
     }
     sqlite3_finalize(st);
     return rc;
@@ -270,8 +301,9 @@ static int host_show(struct cli *cli, const char *name)
         cli_error("%s", store_errmsg(s));
         return EXIT_SYSTEM;
     }
+    struct host_waiver waiver = {0};
     struct rules_catalog *c;
-    if (rules_load_active(s, &c)) {
+    if (waiver_read(s, h.id, cli_now(), &waiver) || rules_load_active(s, &c)) {
         cli_error("%s", store_errmsg(s));
         host_row_release(&h);
         return EXIT_SYSTEM;
@@ -303,6 +335,17 @@ static int host_show(struct cli *cli, const char *name)
                    h.warnings, h.legacy_disabled ? "true" : "false");
         else
             printf(", \"blockers\": null, \"warnings\": null, \"legacy_disabled\": null");
+        printf(", \"waiver\": ");
+        if (waiver.active) {
+            printf("{\"reason\": ");
+            cli_json_string(stdout, waiver.reason);
+            json_opt_string("until", waiver.until_at
+                                         ? cli_iso8601(waiver.until_at, t1, sizeof(t1)) : NULL);
+            json_opt_string("by", waiver.by);
+            printf("}");
+        } else {
+            printf("null");
+        }
         printf(", \"report\": ");
         if (report) {
             char *dump = json_dumps(report, JSON_COMPACT);
@@ -325,6 +368,11 @@ static int host_show(struct cli *cli, const char *name)
                    cli_iso8601(h.received_at, t2, sizeof(t2)), h.catalog_version);
         else
             printf(" (never reported)\n");
+        if (waiver.active)
+            printf("waived %s%s by %s: %s (does not block)\n",
+                   waiver.until_at ? "until " : "until unwaived",
+                   waiver.until_at ? cli_iso8601(waiver.until_at, t1, sizeof(t1)) : "",
+                   waiver.by, waiver.reason);
         if (report)
             print_facts(report);
     }

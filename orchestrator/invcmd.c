@@ -19,10 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "csvread.h"
+#include "gate.h"
 #include "hoststate.h"
 #include "ingest.h"
 #include "inventory.h"
@@ -92,6 +94,34 @@ static void imp_progress(struct importer *im)
         fprintf(stderr, "\rtlsgate: importing %s: %ld rows", im->path, im->rows);
 }
 
+/* Why free text is not fit to store (NULL when it is): it must be UTF-8 (shortest forms, no
+ * surrogates, at most U+10FFFF), since it is written into JSON and UTF-8 CSV. */
+static const char *text_fault(const char *text)
+{
+    const unsigned char *p = (const unsigned char *)text;
+    while (*p) {
+        unsigned c = *p;
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        size_t n = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : c >= 0xc0 ? 1 : 0;
+        unsigned cp = n == 3 ? c & 0x07 : n == 2 ? c & 0x0f : c & 0x1f;
+        if (!n || c > 0xf4)
+            return "not UTF-8 (save the file as \"CSV UTF-8\")";
+        for (size_t i = 1; i <= n; i++) {
+            if ((p[i] & 0xc0) != 0x80)
+                return "not UTF-8 (save the file as \"CSV UTF-8\")";
+            cp = (cp << 6) | (p[i] & 0x3f);
+        }
+        static const unsigned min[4] = {0, 0x80, 0x800, 0x10000};
+        if (cp < min[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return "not UTF-8 (save the file as \"CSV UTF-8\")";
+        p += n + 1;
+    }
+    return NULL;
+}
+
 /* Validates one host row and upserts it. */
 static int imp_host(struct importer *im, const struct inv_row *row)
 {
@@ -122,7 +152,10 @@ static int imp_host(struct importer *im, const struct inv_row *row)
         snprintf(collector, sizeof(collector), "%s:8443", row->name);
     }
     if (row->os && strlen(row->os) > OS_MAX)
-        return imp_fail(im, "os", "longer than %d characters", OS_MAX);
+        return imp_fail(im, "os", "longer than %d bytes", OS_MAX);
+    const char *fault = row->os ? text_fault(row->os) : NULL;
+    if (fault)
+        return imp_fail(im, "os", "%s", fault);
 
     char site[4];
     for (int i = 0; i < 4; i++)
@@ -309,6 +342,11 @@ out:
 /* JSON: an array of {name, site, roles (string "a;b" or array), collector, os}. */
 static int import_json(struct importer *im, FILE *in)
 {
+    /* A UTF-8 BOM (Windows PowerShell's "UTF8") is not JSON: step over it. */
+    long pos = ftell(in);
+    unsigned char bom[3];
+    if (fread(bom, 1, 3, in) != 3 || memcmp(bom, "\xEF\xBB\xBF", 3))
+        fseek(in, pos, SEEK_SET);
     json_error_t jerr;
     json_t *root = json_loadf(in, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
@@ -426,7 +464,17 @@ static long long count_hosts(struct store *s)
     return n;
 }
 
-/* First byte that is not white space or a BOM: '[' means JSON. */
+/* A UTF-16 byte order mark (what PowerShell's `>` writes) at the start: not a text we read. */
+static bool starts_utf16(FILE *in)
+{
+    long pos = ftell(in);
+    int c1 = getc(in), c2 = getc(in);
+    fseek(in, pos, SEEK_SET);
+    return (c1 == 0xFF && c2 == 0xFE) || (c1 == 0xFE && c2 == 0xFF);
+}
+
+/* First byte that is not white space or a BOM: '[' or '{' (no header name starts so) means
+ * JSON; a lone object is then refused as not being an array. */
 static bool looks_like_json(FILE *in)
 {
     int c;
@@ -435,7 +483,7 @@ static bool looks_like_json(FILE *in)
                                      c == 0xEF || c == 0xBB || c == 0xBF))
         ;
     fseek(in, pos, SEEK_SET);
-    return c == '[';
+    return c == '[' || c == '{';
 }
 
 /* Re-evaluates the stored reports of the hosts whose roles the import changed, with the active
@@ -476,6 +524,35 @@ static int imp_reevaluate(struct importer *im)
     return rc;
 }
 
+/* Telling CSV from JSON reads ahead and seeks back: a FIFO or pipe (`<(...)`, /dev/stdin) is
+ * first copied to an unnamed temp file. Returns the stream to read (`in` itself when it can be
+ * sought), or NULL with the message printed and `in` closed. */
+static FILE *seekable_input(FILE *in, const char *path)
+{
+    if (ftell(in) >= 0)
+        return in;
+    FILE *copy = tmpfile();
+    if (!copy) {
+        cli_error("%s: cannot make a temp file to read it into: %s", path, strerror(errno));
+        fclose(in);
+        return NULL;
+    }
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+        if (fwrite(buf, 1, n, copy) != n)
+            break;
+    bool bad = ferror(in) || ferror(copy) || fflush(copy) || fseek(copy, 0, SEEK_SET);
+    if (bad)
+        cli_error("%s: cannot read it into a temp file: %s", path, strerror(errno));
+    fclose(in);
+    if (bad) {
+        fclose(copy);
+        return NULL;
+    }
+    return copy;
+}
+
 static int inventory_import(struct cli *cli, const char *path)
 {
     FILE *in = fopen(path, "rb");
@@ -483,6 +560,14 @@ static int inventory_import(struct cli *cli, const char *path)
         cli_error("%s: cannot open: %s", path, strerror(errno));
         return EXIT_BADINPUT;
     }
+    struct stat sb;
+    if (fstat(fileno(in), &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        cli_error("%s: cannot open: it is a folder, not a file", path);
+        fclose(in);
+        return EXIT_BADINPUT;
+    }
+    if (!(in = seekable_input(in, path)))
+        return EXIT_SYSTEM;
     int code;
     struct store *s = cli_store(cli, false, &code);
     if (!s) {
@@ -499,8 +584,13 @@ static int inventory_import(struct cli *cli, const char *path)
         return EXIT_SYSTEM;
     }
     bool json = looks_like_json(in);
-    if (!(rc = imp_prepare(&im)))
+    if (starts_utf16(in)) {
+        snprintf(im.err, sizeof(im.err), "%s: UTF-16 text: save it as UTF-8 (PowerShell: "
+                 "Out-File -Encoding utf8; Excel: CSV UTF-8)", path);
+        rc = -EINVAL;
+    } else if (!(rc = imp_prepare(&im))) {
         rc = json ? import_json(&im, in) : import_csv(&im, in);
+    }
     if (!rc && ferror(in)) {
         snprintf(im.err, sizeof(im.err), "%s: read error: %s", path, strerror(errno));
         rc = -EIO;
@@ -561,14 +651,36 @@ static int inventory_list(struct cli *cli, const char *site)
     if (!s)
         return code;
     sqlite3_stmt *st;
+    if (site) {
+        /* An unknown site is bad input, not a site without hosts. */
+        if (store_prepare(s, "SELECT 1 FROM site WHERE code = ?", &st)) {
+            cli_error("%s", store_errmsg(s));
+            return EXIT_SYSTEM;
+        }
+        sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+        int step = sqlite3_step(st);
+        if (step != SQLITE_ROW && step != SQLITE_DONE)
+            store_sqlite_fail(s, "look up the site");
+        sqlite3_finalize(st);
+        if (step == SQLITE_DONE) {
+            cli_error("inventory list: no such site: %s", site);
+            return EXIT_BADINPUT;
+        }
+        if (step != SQLITE_ROW) {
+            cli_error("%s", store_errmsg(s));
+            return EXIT_SYSTEM;
+        }
+    }
     if (store_prepare(s, "SELECT h.name, h.site, h.roles, h.collector, h.os, "
-                         HOSTSTATE_SQL("r", "?1") " FROM host h "
-                         "LEFT JOIN report r ON r.host_id = h.id "
+                         HOSTSTATE_SQL("r", "?1") ", " GATE_WAIVER_ACTIVE_SQL("w", "?3")
+                         " FROM host h LEFT JOIN report r ON r.host_id = h.id "
+                         "LEFT JOIN waiver w ON w.host_id = h.id "
                          "WHERE ?2 IS NULL OR h.site = ?2 ORDER BY h.site, h.name", &st)) {
         cli_error("%s", store_errmsg(s));
         return EXIT_SYSTEM;
     }
     sqlite3_bind_int64(st, 1, stale_cutoff(cli));
+    sqlite3_bind_int64(st, 3, cli_now());
     if (site)
         sqlite3_bind_text(st, 2, site, -1, SQLITE_STATIC);
     long n = 0;
@@ -585,6 +697,7 @@ static int inventory_list(struct cli *cli, const char *site)
         const char *collector = (const char *)sqlite3_column_text(st, 3);
         const char *os = (const char *)sqlite3_column_text(st, 4);
         const char *state = (const char *)sqlite3_column_text(st, 5);
+        bool waived = sqlite3_column_int(st, 6) != 0;
         if (cli->json) {
             fputs(n ? ",\n {\"name\": " : "\n {\"name\": ", stdout);
             cli_json_string(stdout, name);
@@ -598,9 +711,10 @@ static int inventory_list(struct cli *cli, const char *site)
             cli_json_string(stdout, os);
             fputs(", \"state\": ", stdout);
             cli_json_string(stdout, state);
-            fputs("}", stdout);
+            printf(", \"waived\": %s}", waived ? "true" : "false");
         } else {
-            printf("%-40s %-4s %-9s %-40s %s\n", name, hsite, state, roles, collector);
+            printf("%-40s %-4s %-9s %-40s %s%s\n", name, hsite, state, roles, collector,
+                   waived ? "  (waived)" : "");
         }
         n++;
     }
@@ -860,7 +974,11 @@ int cmd_inventory(struct cli *cli, int argc, char **argv)
             inventory_usage(stdout);
             return EXIT_OK;
         }
-        if (!strcmp(sub, "list") && !strcmp(argv[i], "--site") && i + 1 < argc) {
+        if (!strcmp(sub, "list") && !strcmp(argv[i], "--site")) {
+            if (i + 1 >= argc || !*argv[i + 1]) {
+                cli_error("inventory list: --site needs a value");
+                return EXIT_USAGE;
+            }
             site = argv[++i];
         } else if (argv[i][0] == '-' && argv[i][1]) {
             cli_error("inventory %s: unknown option '%s'", sub, argv[i]);

@@ -4,8 +4,10 @@
  */
 #include "inventory.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,10 +136,30 @@ bool inv_valid_collector(const char *addr)
         const char *close = strchr(addr, ']');
         if (!close || close == addr + 1 || close[1] != ':')
             return false;
+        /* Between the brackets: an IPv6 address, and for a link-local one its zone
+         * (%eth0, as curl takes it), nothing else. */
+        const char *zone = memchr(addr + 1, '%', (size_t)(close - addr - 1));
+        const char *end = zone ? zone : close;
+        char v6[INET6_ADDRSTRLEN];
+        size_t len = (size_t)(end - addr - 1);
+        struct in6_addr bin;
+        if (len >= sizeof(v6))
+            return false;
+        memcpy(v6, addr + 1, len);
+        v6[len] = '\0';
+        if (inet_pton(AF_INET6, v6, &bin) != 1)
+            return false;
+        if (zone && (close - zone < 2 || close - zone > 16))
+            return false;
+        for (const char *p = zone ? zone + 1 : close; p < close; p++)
+            if (!(isalnum((unsigned char)*p) || *p == '.' || *p == '-' || *p == '_'))
+                return false;
         colon = close + 1;
     } else {
         colon = strrchr(addr, ':');
-        if (!colon || colon == addr || memchr(addr, ':', (size_t)(colon - addr)))
+        /* A host name is at most 253 characters (RFC 1035), as inv_valid_fqdn has it. */
+        if (!colon || colon == addr || colon - addr > 253 ||
+            memchr(addr, ':', (size_t)(colon - addr)))
             return false;
         for (const char *p = addr; p < colon; p++)
             if (!(isalnum((unsigned char)*p) || *p == '.' || *p == '-' || *p == '_'))

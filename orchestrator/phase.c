@@ -169,7 +169,8 @@ static int print_site_status(const struct gate_site *g, void *arg)
     cli_iso8601(g->entered_at, when, sizeof(when));
     enum phase_id next = g->phase + 1;
     if (p->cli->json) {
-        fputs(p->sites++ ? ",{\"site\":" : "{\"site\":", stdout);
+        /* The document opens with its first site: an unknown --site prints nothing. */
+        fputs(p->sites++ ? ",{\"site\":" : "{\"sites\":[{\"site\":", stdout);
         cli_json_string(stdout, g->code);
         printf(",\"phase\":\"%s\",\"entered_at\":\"%s\",\"entered_by\":", phase_name(g->phase),
                when);
@@ -217,13 +218,11 @@ static int phase_status(struct cli *cli, const char *site)
     struct status_print p = {cli, s, &t, 0};
     /* One read transaction: every figure comes from the same snapshot. */
     int rc = store_begin(s, false);
-    if (!rc && cli->json)
-        fputs("{\"sites\":[", stdout);
     if (!rc)
         rc = gate_sites(s, site, &t, print_site_status, &p);
     store_rollback(s);
-    if (cli->json && rc != -ENOENT)
-        fputs("]}\n", stdout);
+    if (cli->json && (!rc || p.sites))
+        fputs(p.sites ? "]}\n" : "{\"sites\":[]}\n", stdout);
     if (rc == -ENOENT) {
         cli_error("%s", store_errmsg(s));
         return EXIT_BADINPUT;

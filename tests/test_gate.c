@@ -665,6 +665,23 @@ START_TEST(test_gate_check_refuses_unknown_host_non_server_and_bad_usage)
 }
 END_TEST
 
+/* An unknown site with --json left half a document ("{\"servers\":[") on stdout. */
+START_TEST(test_gate_list_json_unknown_site_prints_nothing)
+{
+    two_sites();
+    char *out, *err;
+    ck_assert_int_eq(fx_run(db, &out, &err, "--json", "gate", "list", "--site", "Q77", NULL), 3);
+    ck_assert_str_eq(out, "");
+    ck_assert_ptr_nonnull(strstr(err, "no such site: Q77"));
+    free(out);
+    free(err);
+    ck_assert_int_eq(fx_run(db, &out, NULL, "--json", "gate", "list", "--site", "P01", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "{\"servers\":[{"));
+    ck_assert_ptr_nonnull(strstr(out, "}]}\n"));
+    free(out);
+}
+END_TEST
+
 START_TEST(test_gate_check_lists_limited_groups_unless_all)
 {
     two_sites();
@@ -736,6 +753,35 @@ START_TEST(test_audit_json_lists_rows_in_order)
 }
 END_TEST
 
+/* Arguments are bytes: a Latin-1 terminal passes "\xe9" for e-acute. Copied as they were, they
+ * made `audit --json` (the command line) and `gate check --json` (the waiver's reason) invalid
+ * UTF-8, which a JSON parser refuses whole. Such a byte is written as U+FFFD. */
+START_TEST(test_json_output_stays_utf8_with_latin1_arguments)
+{
+    two_sites();
+    ck_assert_int_eq(fx_run(db, NULL, NULL, "waive", "pc1.p01.example", "--reason",
+                            "d\xe9" "class\xc3\xa9 \xf0\x9f\x92\xbb", NULL), 0);
+    char *out;
+    ck_assert_int_eq(fx_run(db, &out, NULL, "audit", "--json", NULL), 0);
+    json_error_t je;
+    json_t *j = json_loads(out, 0, &je);
+    ck_assert_msg(j != NULL, "%s: %s", je.text, out);
+    const char *cmd = json_string_value(
+        json_object_get(json_array_get(json_object_get(j, "audit"), 0), "command"));
+    ck_assert_ptr_nonnull(strstr(cmd, "--reason d\xef\xbf\xbd" "class\xc3\xa9 \xf0\x9f\x92\xbb"));
+    json_decref(j);
+    free(out);
+    fx_run(db, &out, NULL, "gate", "check", "mp1.p01.example", "--json", NULL);
+    j = json_loads(out, 0, &je);
+    ck_assert_msg(j != NULL, "%s: %s", je.text, out);
+    const char *reason = json_string_value(
+        json_object_get(json_array_get(json_object_get(j, "waived_list"), 0), "reason"));
+    ck_assert_str_eq(reason, "d\xef\xbf\xbd" "class\xc3\xa9 \xf0\x9f\x92\xbb");
+    json_decref(j);
+    free(out);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("gate");
@@ -759,9 +805,11 @@ int main(void)
     tcase_add_test(tc, test_gate_on_imported_inventory_with_explicit_edge);
     tcase_add_test(tc, test_gate_on_ingested_reports_names_rule_and_remedy);
     tcase_add_test(tc, test_gate_check_refuses_unknown_host_non_server_and_bad_usage);
+    tcase_add_test(tc, test_gate_list_json_unknown_site_prints_nothing);
     tcase_add_test(tc, test_gate_check_lists_limited_groups_unless_all);
     tcase_add_test(tc, test_waive_parses_dates_and_refuses_bad_ones);
     tcase_add_test(tc, test_audit_json_lists_rows_in_order);
+    tcase_add_test(tc, test_json_output_stays_utf8_with_latin1_arguments);
     suite_add_tcase(suite, tc);
     SRunner *sr = srunner_create(suite);
     srunner_run_all(sr, CK_NORMAL);

@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "ingest.h"
 #include "inventory.h"
@@ -156,6 +159,58 @@ START_TEST(test_import_refuses_bad_port)
 }
 END_TEST
 
+/* A collector address longer than the column the importer copies it into was stored cut short,
+ * port and all; junk between brackets passed as IPv6. Both are refused, naming the field. */
+START_TEST(test_import_refuses_overlong_or_junk_collector)
+{
+    char text[600], host[300];
+    memset(host, 'a', 300);
+    host[299] = '\0';
+    snprintf(text, sizeof(text), "name,site,collector\nnew1.corp.example,PS1,%s:8443\n", host);
+    assert_refused(text, "bad.csv:2:collector:");
+    assert_refused("name,site,collector\nnew1.corp.example,PS1,[zz zz]:80\n",
+                   "bad.csv:2:collector:");
+    assert_refused("name,site,collector\nnew1.corp.example,PS1,[::1/x]:80\n",
+                   "bad.csv:2:collector:");
+    ck_assert(inv_valid_collector("[::1]:8443"));
+    ck_assert(inv_valid_collector("[2001:db8::7]:443"));
+    ck_assert(inv_valid_collector("[fe80::1%eth0]:443"));
+    ck_assert(!inv_valid_collector("[fe80::1%]:443"));
+    ck_assert(!inv_valid_collector("[fe80::1%a/b]:443"));
+    ck_assert(!inv_valid_collector("[fe80::1%abcdefghijklmnopq]:443"));
+    ck_assert(inv_valid_collector("127.0.0.1:8443"));
+    host[253] = '\0';
+    char ok[320];
+    snprintf(ok, sizeof(ok), "%s:1", host);
+    ck_assert(inv_valid_collector(ok));
+}
+END_TEST
+
+/* The os label is the one free-text column: a Latin-1 file (Excel's plain "CSV") stored bytes
+ * that made `inventory list --json` and the CSV export invalid UTF-8. */
+START_TEST(test_import_refuses_os_not_utf8)
+{
+    assert_refused("name,site,os\nnew1.corp.example,PS1,Windows \xe9" "dition\n",
+                   "bad.csv:2:os: not UTF-8");
+    assert_refused("name,site,os\nnew1.corp.example,PS1,\xed\xa0\x80\n", "bad.csv:2:os:");
+    assert_refused("name,site,os\nnew1.corp.example,PS1,\xc0\xaf\n", "bad.csv:2:os:");
+    char *err;
+    ck_assert_int_eq(import_text("u.csv", "name,site,os\nnew1.corp.example,PS1,"
+                                          "Windows Server 2022 \xc3\xa9" "dition \xe2\x82\xac "
+                                          "\xf0\x9f\x92\xbb\n", &err), 0);
+    free(err);
+    char *os = query_text("SELECT os FROM host WHERE name = 'new1.corp.example'");
+    ck_assert_str_eq(os, "Windows Server 2022 \xc3\xa9" "dition \xe2\x82\xac \xf0\x9f\x92\xbb");
+    free(os);
+    /* The cap is in bytes: 65 two-byte characters are 130 bytes, and the message says so. */
+    char text[400] = "name,site,os\nnew1.corp.example,PS1,";
+    for (int i = 0; i < 65; i++)
+        strcat(text, "\xc3\xa9");
+    strcat(text, "\n");
+    assert_refused(text, "bad.csv:2:os: longer than 128 bytes");
+}
+END_TEST
+
 START_TEST(test_import_refuses_empty_name)
 {
     assert_refused("name,site\n,PS1\n", "bad.csv:2:name: empty host name");
@@ -227,6 +282,33 @@ START_TEST(test_import_json_array)
     ck_assert_ptr_nonnull(strstr(err, "c.json:1:"));
     free(err);
     ck_assert_int_eq(query_int("SELECT count(*) FROM host"), 2);
+}
+END_TEST
+
+/* Windows PowerShell 5.1 writes "UTF-8" as UTF-8 with a BOM (Out-File / Set-Content -Encoding
+ * UTF8): the sniffer took such a file for JSON, then the JSON parser choked on the BOM. A UTF-16
+ * file (PowerShell's `>`) was refused as "NUL byte in text", which does not say what to do. */
+START_TEST(test_import_json_with_bom_and_utf16_refused_by_name)
+{
+    char *err;
+    ck_assert_int_eq(import_text("bom.json", "\xEF\xBB\xBF[{\"name\": \"mp1.corp.example\", "
+                                             "\"site\": \"PS1\"}]\r\n", &err), 0);
+    free(err);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM host"), 1);
+    static const char u16[] = "\xFF\xFE[\0{\0}\0]\0";
+    tu_write_file(tu_path(dir, "u16.json"), u16, sizeof(u16) - 1);
+    char *p = strdup(tu_path(dir, "u16.json"));
+    ck_assert_int_eq(tu_tlsgate(db, NULL, &err, "inventory", "import", p, NULL), 3);
+    ck_assert_msg(strstr(err, "u16.json: UTF-16") != NULL, "%s", err);
+    free(err);
+    free(p);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM host"), 1);
+    /* One object, not an array (ConvertTo-Json of a single host): read as CSV, it was refused
+     * with "quote in the middle of an unquoted field". */
+    ck_assert_int_eq(import_text("one.json", " {\"name\": \"ws1.corp.example\", "
+                                             "\"site\": \"PS1\"}", &err), 3);
+    ck_assert_msg(strstr(err, "one.json: expected a JSON array of hosts") != NULL, "%s", err);
+    free(err);
 }
 END_TEST
 
@@ -329,6 +411,134 @@ START_TEST(test_unknown_host_and_usage_errors)
                      3);
     ck_assert_ptr_nonnull(strstr(err, "/nonexistent.csv: cannot open"));
     free(err);
+}
+END_TEST
+
+/* `list --site` of a site that does not exist printed an empty list and exit 0, as if the site
+ * had no hosts; every other command taking --site refuses it (exit 3). */
+START_TEST(test_list_refuses_unknown_site)
+{
+    char *out, *err;
+    ck_assert_int_eq(import_text("a.csv", GOOD_HOSTS, &err), 0);
+    free(err);
+    ck_assert_int_eq(tu_tlsgate(db, &out, &err, "inventory", "list", "--site", "ZZ9", "--json",
+                                NULL), 3);
+    ck_assert_str_eq(out, "");
+    ck_assert_ptr_nonnull(strstr(err, "no such site: ZZ9"));
+    free(out);
+    free(err);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "inventory", "list", "--site", "ps1", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "mp1.corp.example"));
+    ck_assert_ptr_nonnull(strstr(out, "ws1.corp.example"));
+    free(out);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, &err, "inventory", "list", "--site", NULL), 2);
+    ck_assert_ptr_nonnull(strstr(err, "--site needs a value"));
+    free(err);
+}
+END_TEST
+
+/* README: "Waived hosts are shown as waived in every listing". `inventory list` and `host show`
+ * said nothing of a waiver, so a waived not_ready host looked like a blocker there. */
+START_TEST(test_list_and_host_show_show_the_waiver)
+{
+    char *out, *err;
+    ck_assert_int_eq(import_text("a.csv", GOOD_HOSTS, &err), 0);
+    free(err);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "waive", "ws1.corp.example", "--reason",
+                                "decommissioned", "--until", "2099-01-01", NULL), 0);
+
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "inventory", "list", NULL), 0);
+    const char *ws1 = strstr(out, "ws1.corp.example ");
+    const char *mp1 = strstr(out, "mp1.corp.example ");
+    ck_assert_ptr_nonnull(ws1);
+    ck_assert_ptr_nonnull(mp1);
+    ck_assert_ptr_nonnull(strstr(ws1, "10.0.0.5:9443  (waived)\n"));
+    ck_assert_ptr_nonnull(strstr(mp1, "mp1.corp.example:8443\n"));
+    free(out);
+
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "inventory", "list", "--json", NULL), 0);
+    json_t *list = json_loads(out, 0, NULL);
+    ck_assert_ptr_nonnull(list);
+    ck_assert_uint_eq(json_array_size(list), 2);
+    ck_assert(json_is_false(json_object_get(json_array_get(list, 0), "waived")));
+    ck_assert(json_is_true(json_object_get(json_array_get(list, 1), "waived")));
+    json_decref(list);
+    free(out);
+
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "host", "show", "ws1.corp.example", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "\nwaived until 2099-01-01T00:00:00Z by "));
+    ck_assert_ptr_nonnull(strstr(out, ": decommissioned (does not block)\n"));
+    free(out);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "host", "show", "ws1.corp.example", "--json",
+                                NULL), 0);
+    json_t *h = json_loads(out, 0, NULL);
+    ck_assert_ptr_nonnull(h);
+    json_t *w = json_object_get(h, "waiver");
+    ck_assert_str_eq(json_string_value(json_object_get(w, "reason")), "decommissioned");
+    ck_assert_str_eq(json_string_value(json_object_get(w, "until")), "2099-01-01T00:00:00Z");
+    json_decref(h);
+    free(out);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "host", "show", "mp1.corp.example", "--json",
+                                NULL), 0);
+    h = json_loads(out, 0, NULL);
+    ck_assert_ptr_nonnull(h);
+    ck_assert(json_is_null(json_object_get(h, "waiver")));
+    json_decref(h);
+    free(out);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "host", "show", "mp1.corp.example", NULL), 0);
+    ck_assert_ptr_null(strstr(out, "waived"));
+    free(out);
+
+    /* An expired waiver is no waiver. */
+    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "waive", "mp1.corp.example", "--reason", "x",
+                                "--until", "2099-01-01", NULL), 0);
+    char *env[] = {"TLSGATE_NOW=4102444800", NULL}; /* 2100-01-01 */
+    char *argv[] = {(char *)tu_build_path("orchestrator/tlsgate"), "--db", (char *)db,
+                    "inventory", "list", "--json", NULL};
+    ck_assert_int_eq(tu_run(argv, env, &out, NULL), 0);
+    list = json_loads(out, 0, NULL);
+    ck_assert_ptr_nonnull(list);
+    ck_assert(json_is_false(json_object_get(json_array_get(list, 0), "waived")));
+    ck_assert(json_is_false(json_object_get(json_array_get(list, 1), "waived")));
+    json_decref(list);
+    free(out);
+}
+END_TEST
+
+/* A file that cannot be sought (a FIFO, /dev/stdin from a pipe, `<(...)`): sniffing CSV vs JSON
+ * ate its first bytes, so a good file was refused for a header it does not have. */
+START_TEST(test_import_from_fifo)
+{
+    const char *fifo = tu_path(dir, "hosts.fifo");
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        FILE *w = fopen(fifo, "w");
+        if (!w || fputs(GOOD_HOSTS, w) == EOF || fclose(w))
+            _exit(1);
+        _exit(0);
+    }
+    char *err, *p = strdup(fifo);
+    int code = tu_tlsgate(db, NULL, &err, "inventory", "import", p, NULL);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(code == 0, "exit %d: %s", code, err);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM host"), 2);
+    free(err);
+    free(p);
+}
+END_TEST
+
+/* A folder was read as an empty file ("empty file: expected a header row"). */
+START_TEST(test_import_refuses_folder)
+{
+    char *err, *p = strdup(dir);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, &err, "inventory", "import", p, NULL), 3);
+    ck_assert_msg(strstr(err, "is a folder") != NULL, "%s", err);
+    ck_assert_ptr_null(strstr(err, "empty file"));
+    free(err);
+    free(p);
 }
 END_TEST
 
@@ -497,13 +707,20 @@ int main(void)
     tcase_add_test(tc, test_import_refuses_bad_site_code);
     tcase_add_test(tc, test_import_refuses_bad_port);
     tcase_add_test(tc, test_import_refuses_empty_name);
+    tcase_add_test(tc, test_import_refuses_os_not_utf8);
+    tcase_add_test(tc, test_import_refuses_overlong_or_junk_collector);
     tcase_add_test(tc, test_import_refuses_ragged_and_broken_rows);
     tcase_add_test(tc, test_import_accepts_bom_crlf_and_quoted_fields);
     tcase_add_test(tc, test_import_keeps_sql_and_formula_lookalikes_verbatim);
     tcase_add_test(tc, test_import_json_array);
+    tcase_add_test(tc, test_import_json_with_bom_and_utf16_refused_by_name);
     tcase_add_test(tc, test_explicit_edges_import_and_refusals);
     tcase_add_test(tc, test_derived_edges_of_sample_site);
     tcase_add_test(tc, test_unknown_host_and_usage_errors);
+    tcase_add_test(tc, test_list_refuses_unknown_site);
+    tcase_add_test(tc, test_list_and_host_show_show_the_waiver);
+    tcase_add_test(tc, test_import_from_fifo);
+    tcase_add_test(tc, test_import_refuses_folder);
     suite_add_tcase(suite, tc);
     SRunner *sr = srunner_create(suite);
     srunner_run_all(sr, CK_NORMAL);

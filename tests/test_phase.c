@@ -256,6 +256,25 @@ START_TEST(test_phase_out_of_order_and_bad_usage_refused_and_change_nothing)
 }
 END_TEST
 
+/* An unknown site with --json left half a document ("{\"sites\":[") on stdout. */
+START_TEST(test_phase_status_json_unknown_site_prints_nothing)
+{
+    fleet("inventory");
+    char *out, *err;
+    ck_assert_int_eq(fx_run(db, &out, &err, "--json", "phase", "status", "--site", "ZZ9", NULL),
+                     3);
+    ck_assert_str_eq(out, "");
+    ck_assert_ptr_nonnull(strstr(err, "no such site: ZZ9"));
+    free(out);
+    free(err);
+    ck_assert_int_eq(fx_run(db, &out, NULL, "--json", "phase", "status", "--site", "P01", NULL),
+                     0);
+    ck_assert_ptr_nonnull(strstr(out, "{\"sites\":[{\"site\":\"P01\""));
+    ck_assert_ptr_nonnull(strstr(out, "]}\n"));
+    free(out);
+}
+END_TEST
+
 START_TEST(test_phase_rollback_out_of_enforce_marks_servers_to_reenable_legacy)
 {
     fleet("enforce");
@@ -451,6 +470,7 @@ int main(void)
     tcase_add_test(tc, test_phase_win7_client_blocks_clients_to_servers_and_lists_groups);
     tcase_add_test(tc, test_phase_dry_run_changes_nothing);
     tcase_add_test(tc, test_phase_out_of_order_and_bad_usage_refused_and_change_nothing);
+    tcase_add_test(tc, test_phase_status_json_unknown_site_prints_nothing);
     tcase_add_test(tc, test_phase_rollback_out_of_enforce_marks_servers_to_reenable_legacy);
     tcase_add_test(tc, test_phase_concurrent_advances_cannot_both_succeed);
     tcase_add_test(tc, test_phase_status_shows_counts_next_step_and_orphan_risk);
