@@ -399,5 +399,17 @@ int cmd_host(struct cli *cli, int argc, char **argv)
         host_usage(stderr);
         return EXIT_USAGE;
     }
-    return host_show(cli, argv[2]);
+    /* One read transaction: the header, facts and verdicts come from the same stored report
+     * even while the daemon writes. */
+    int code;
+    struct store *s = cli_store(cli, false, &code);
+    if (!s)
+        return code;
+    if (store_begin(s, false)) {
+        cli_error("%s", store_errmsg(s));
+        return EXIT_SYSTEM;
+    }
+    code = host_show(cli, argv[2]);
+    store_rollback(s);
+    return code;
 }

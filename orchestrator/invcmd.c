@@ -576,13 +576,14 @@ static int inventory_import(struct cli *cli, const char *path)
     }
     struct importer im = {.cli = cli, .store = s, .path = path, .now = cli_now(),
                           .progress = isatty(2)};
-    long long before = count_hosts(s);
     int rc = store_begin(s, true);
     if (rc) {
         cli_error("%s", store_errmsg(s));
         fclose(in);
         return EXIT_SYSTEM;
     }
+    /* Counted inside the write transaction, so another import cannot slip in between. */
+    long long before = count_hosts(s), after = before;
     bool json = looks_like_json(in);
     if (starts_utf16(in)) {
         snprintf(im.err, sizeof(im.err), "%s: UTF-16 text: save it as UTF-8 (PowerShell: "
@@ -602,6 +603,7 @@ static int inventory_import(struct cli *cli, const char *path)
     if (im.progress && im.rows >= 100000)
         fputc('\n', stderr);
     if (!rc) {
+        after = count_hosts(s);
         char outcome[600];
         if (im.reevaluated)
             snprintf(outcome, sizeof(outcome), "ok: %ld rows from %s, %lld reports "
@@ -627,7 +629,6 @@ static int inventory_import(struct cli *cli, const char *path)
         }
         return EXIT_SYSTEM;
     }
-    long long after = count_hosts(s);
     if (im.edges)
         printf("%s: %ld explicit edges imported\n", path, im.rows);
     else
@@ -1000,10 +1001,20 @@ int cmd_inventory(struct cli *cli, int argc, char **argv)
         return inventory_import(cli, arg);
     if (!strcmp(sub, "list"))
         return inventory_list(cli, site);
-    if (!strcmp(sub, "show"))
-        return inventory_show(cli, arg);
-    if (!strcmp(sub, "deps"))
-        return inventory_deps(cli, arg);
+    if (!strcmp(sub, "show") || !strcmp(sub, "deps")) {
+        /* One read transaction, so the host and its edges are one state of the inventory. */
+        int code;
+        struct store *s = cli_store(cli, false, &code);
+        if (!s)
+            return code;
+        if (store_begin(s, false)) {
+            cli_error("%s", store_errmsg(s));
+            return EXIT_SYSTEM;
+        }
+        code = !strcmp(sub, "show") ? inventory_show(cli, arg) : inventory_deps(cli, arg);
+        store_rollback(s);
+        return code;
+    }
     cli_error("inventory: unknown subcommand '%s' (import, list, show, deps)", sub);
     return EXIT_USAGE;
 }
