@@ -107,8 +107,17 @@ static void warn(struct extraction *x, const char *key, const char *name, const 
         snprintf(msg, sizeof(msg), "more than %d warnings; the rest are not listed", WARNINGS_MAX);
     else if (!name) /* about the key itself */
         snprintf(msg, sizeof(msg), "%s: %s", key, why);
-    else
-        snprintf(msg, sizeof(msg), "%s\\%.128s: %s", key, *name ? name : "(Default)", why);
+    else if (!*name)
+        snprintf(msg, sizeof(msg), "%s\\(Default): %s", key, why);
+    else {
+        /* A value name is registry data (an SQL instance name can be anything up to 16,383
+         * characters): cut it to 128 bytes, but between UTF-8 characters, or the warning would
+         * not be valid UTF-8 and json_string would fail the whole extraction. */
+        int cut = (int)strnlen(name, 128);
+        while (name[cut] && cut > 0 && ((unsigned char)name[cut] & 0xC0) == 0x80)
+            cut--;
+        snprintf(msg, sizeof(msg), "%s\\%.*s: %s", key, cut, name, why);
+    }
     if (json_array_append_new(x->warnings, json_string(msg)) != 0)
         hard_error(x, -ENOMEM, key, name);
 }

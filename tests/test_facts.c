@@ -331,6 +331,35 @@ START_TEST(test_facts_snac_falls_back_to_installed_version_and_wsus_without_vers
 }
 END_TEST
 
+/* A value name is registry data: a warning quoting a long non-ASCII one is cut between
+ * characters, so the warning stays valid UTF-8 and the extraction still succeeds. */
+START_TEST(test_facts_warning_cuts_long_value_name_between_characters)
+{
+    char name[256] = "a";
+    for (int i = 0; i < 100; i++)
+        strcat(name, "\xC3\xA9"); /* U+00E9: byte 128 of the name is inside a character */
+    char text[1024];
+    snprintf(text, sizeof(text),
+             "REGEDIT4\r\n\r\n"
+             "[HKLM\\SOFTWARE\\Microsoft\\Microsoft SQL Server\\Instance Names\\SQL]\r\n"
+             "\"%s\"=\"a\\\\b\"\r\n",
+             name);
+    json_t *got = extract_text(text);
+    json_t *w = json_object_get(got, "extraction_warnings");
+    ck_assert_int_eq(json_array_size(w), 1);
+    char want[512];
+    snprintf(want, sizeof(want),
+             "HKLM\\SOFTWARE\\Microsoft\\Microsoft SQL Server\\Instance Names\\SQL\\%.127s: "
+             "not an instance id; reported as null",
+             name);
+    ck_assert_str_eq(json_string_value(json_array_get(w, 0)), want);
+    json_t *inst = json_array_get(json_object_get(json_object_get(got, "sql"), "instances"), 0);
+    ck_assert_str_eq(json_string_value(json_object_get(inst, "name")), name);
+    ck_assert(json_is_null(json_object_get(inst, "id")));
+    json_decref(got);
+}
+END_TEST
+
 START_TEST(test_facts_caps_keep_any_registry_under_the_report_cap)
 {
     /* A hostile or broken registry: a huge product name, 5000 KBs, 70 SQL instances whose ids
@@ -414,6 +443,7 @@ int main(void)
     tcase_add_test(tr, test_facts_os_version_needs_both_major_and_minor);
     tcase_add_test(tr, test_facts_snac_falls_back_to_installed_version_and_wsus_without_version);
     tcase_add_test(tr, test_facts_caps_keep_any_registry_under_the_report_cap);
+    tcase_add_test(tr, test_facts_warning_cuts_long_value_name_between_characters);
     suite_add_tcase(s, tr);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
