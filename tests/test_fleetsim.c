@@ -219,6 +219,31 @@ START_TEST(test_bad_options_are_refused)
 }
 END_TEST
 
+/* `fleetsim ctl` builds the command line in a fixed buffer: a command longer than the line the
+ * simulator reads is refused (exit 2) before anything is sent, never written past the buffer. */
+START_TEST(test_ctl_refuses_a_command_longer_than_a_line)
+{
+    char a[600], b[600];
+    memset(a, 'a', sizeof(a) - 1);
+    a[sizeof(a) - 1] = '\0';
+    memset(b, 'b', sizeof(b) - 1);
+    b[sizeof(b) - 1] = '\0';
+    char *argv[] = {(char *)tu_build_path("tools/fleetsim"), "ctl",
+                    (char *)tu_path(dir, "absent.sock"), "fixture", a, b, NULL};
+    char *err;
+    ck_assert_int_eq(tu_run(argv, NULL, NULL, &err), 2);
+    ck_assert_str_eq(err, "fleetsim ctl: the command is longer than 511 bytes\n");
+    free(err);
+    /* Just under the line: sent (here to no simulator, so the connect fails: exit 4). */
+    a[505] = '\0';
+    char *argv2[] = {(char *)tu_build_path("tools/fleetsim"), "ctl",
+                     (char *)tu_path(dir, "absent.sock"), "stop", a, NULL};
+    ck_assert_int_eq(tu_run(argv2, NULL, NULL, &err), 4);
+    ck_assert_ptr_nonnull(strstr(err, "absent.sock"));
+    free(err);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("fleetsim");
@@ -228,6 +253,7 @@ int main(void)
     tcase_add_test(tc, test_fleet_serves_one_identity_per_host_and_writes_inventory);
     tcase_add_test(tc, test_control_patches_stops_and_misbehaves_hosts);
     tcase_add_test(tc, test_bad_options_are_refused);
+    tcase_add_test(tc, test_ctl_refuses_a_command_longer_than_a_line);
     suite_add_tcase(suite, tc);
     SRunner *sr = srunner_create(suite);
     srunner_run_all(sr, CK_NORMAL);

@@ -866,17 +866,24 @@ static int ctl(int argc, char **argv)
         fprintf(stderr, "usage: fleetsim ctl SOCKET COMMAND [ARGS]\n");
         return 2;
     }
+    /* The whole command, newline included, must fit the line the simulator reads. */
+    char line[CMD_MAX];
+    size_t len = 0;
+    for (int i = 1; i < argc; i++) {
+        int n = snprintf(line + len, sizeof(line) - len, "%s%s", argv[i],
+                         i + 1 < argc ? " " : "\n");
+        if (n < 0 || (size_t)n >= sizeof(line) - len) {
+            fprintf(stderr, "fleetsim ctl: the command is longer than %d bytes\n", CMD_MAX - 1);
+            return 2;
+        }
+        len += (size_t)n;
+    }
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", argv[0]);
     if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
         fprintf(stderr, "fleetsim ctl: %s: %s\n", argv[0], strerror(errno));
         return 4;
-    }
-    char line[CMD_MAX] = "";
-    for (int i = 1; i < argc; i++) {
-        strncat(line, argv[i], sizeof(line) - strlen(line) - 2);
-        strncat(line, i + 1 < argc ? " " : "\n", sizeof(line) - strlen(line) - 1);
     }
     if (write(fd, line, strlen(line)) < 0)
         return 4;
