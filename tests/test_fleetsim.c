@@ -5,10 +5,14 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -244,6 +248,96 @@ START_TEST(test_ctl_refuses_a_command_longer_than_a_line)
 }
 END_TEST
 
+/* Connects to the UNIX socket at path; the fd or -1. */
+static int connect_unix(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    size_t len = strlen(path);
+    ck_assert_uint_lt(len, sizeof(sa.sun_path));
+    memcpy(sa.sun_path, path, len + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+        return fd;
+    if (fd >= 0)
+        close(fd);
+    return -1;
+}
+
+/*
+ * Whoever reads "fleetsim: ready" may send a command at once, so the control socket must be
+ * listening before that line is written. Made deterministic with a full stdout pipe: the
+ * simulator blocks in writing the line, and the socket must already accept a command then.
+ */
+START_TEST(test_control_socket_listens_before_ready_is_printed)
+{
+    char *gen[] = {(char *)tu_source_path("tools/gen-certs"), (char *)tu_path(dir, "certs"),
+                   NULL};
+    ck_assert_int_eq(tu_run(gen, NULL, NULL, NULL), 0);
+    snprintf(ctl_path, sizeof(ctl_path), "%s", tu_path(dir, "ctl.sock"));
+    int out[2];
+    ck_assert_int_eq(pipe(out), 0);
+    fcntl(out[1], F_SETFL, O_NONBLOCK);
+    char fill[4096];
+    memset(fill, '\n', sizeof(fill)); /* empty lines, so the ready line starts a line */
+    while (write(out[1], fill, sizeof(fill)) > 0)
+        ;
+    for (int i = 0; i < 64 && write(out[1], fill, 1) == 1; i++) /* the last partial page */
+        ;
+    fcntl(out[1], F_SETFL, 0);
+    int fd = -1;
+    for (int attempt = 0; attempt < 8 && fd < 0; attempt++) {
+        char base_s[16];
+        snprintf(base_s, sizeof(base_s), "%d",
+                 10000 + (int)((getpid() * 13 + attempt * 991) % 400) * 50);
+        sim = fork();
+        ck_assert_int_ge(sim, 0);
+        if (sim == 0) {
+            dup2(out[1], 1);
+            int devnull = open("/dev/null", O_WRONLY);
+            dup2(devnull, 2);
+            close(out[0]);
+            execl(tu_build_path("tools/fleetsim"), "fleetsim", "--certs", tu_path(dir, "certs"),
+                  "--fixtures", tu_source_path("tests/fixtures/reg"), "--hosts", "5", "--sites",
+                  "AA1", "--mps", "0", "--dps", "0", "--procs", "1", "--base-port", base_s,
+                  "--control", ctl_path, (char *)NULL);
+            _exit(127);
+        }
+        time_t deadline = time(NULL) + 20;
+        bool died = false;
+        while (fd < 0 && !died && time(NULL) < deadline) {
+            fd = connect_unix(ctl_path);
+            died = fd < 0 && waitpid(sim, NULL, WNOHANG) == sim; /* ports taken: another base */
+            if (fd < 0 && !died)
+                usleep(20000);
+        }
+        if (fd < 0 && !died) {
+            kill(sim, SIGKILL); /* alive, blocked on the ready line, and no socket */
+            waitpid(sim, NULL, 0);
+            sim = -1;
+            break;
+        }
+    }
+    close(out[1]);
+    ck_assert_msg(fd >= 0, "no control socket while fleetsim announces ready");
+    /* Now let the ready line through and talk to the socket that was already listening. */
+    FILE *f = fdopen(out[0], "r");
+    char line[8192];
+    int ready = 0;
+    while (!ready && fgets(line, sizeof(line), f))
+        ready = strstr(line, "fleetsim: ready 5 hosts") != NULL;
+    ck_assert_int_eq(ready, 1);
+    ck_assert_int_eq(write(fd, "status\n", 7), 7);
+    char answer[100];
+    ssize_t n, total = 0;
+    while ((n = read(fd, answer + total, sizeof(answer) - 1 - (size_t)total)) > 0)
+        total += n;
+    answer[total] = '\0';
+    ck_assert_str_eq(answer, "hosts 5 served 0 refused 0\n");
+    close(fd);
+    fclose(f);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("fleetsim");
@@ -254,6 +348,7 @@ int main(void)
     tcase_add_test(tc, test_control_patches_stops_and_misbehaves_hosts);
     tcase_add_test(tc, test_bad_options_are_refused);
     tcase_add_test(tc, test_ctl_refuses_a_command_longer_than_a_line);
+    tcase_add_test(tc, test_control_socket_listens_before_ready_is_printed);
     suite_add_tcase(suite, tc);
     SRunner *sr = srunner_create(suite);
     srunner_run_all(sr, CK_NORMAL);

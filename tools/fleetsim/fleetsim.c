@@ -824,20 +824,29 @@ static void parent_command(char *line, char *out, size_t outsize)
         snprintf(out, outsize, "%s", answer);
 }
 
-static int control_loop(const char *sock_path)
+/* Binds the control socket: the listening fd, or -2 / -4 (the exit code) with a message. */
+static int control_open(const char *sock_path)
 {
-    int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     if (strlen(sock_path) >= sizeof(sa.sun_path)) {
         fprintf(stderr, "fleetsim: control socket path too long: %s\n", sock_path);
-        return 2;
+        return -2;
     }
     strcpy(sa.sun_path, sock_path);
     unlink(sock_path);
+    int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (lfd < 0 || bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(lfd, 16) != 0) {
         fprintf(stderr, "fleetsim: %s: %s\n", sock_path, strerror(errno));
-        return 4;
+        if (lfd >= 0)
+            close(lfd);
+        return -4;
     }
+    return lfd;
+}
+
+/* Answers the control socket (bound by control_open) until SIGTERM/SIGINT. */
+static int control_loop(int lfd, const char *sock_path)
+{
     while (!stopping) {
         int c = accept(lfd, NULL, NULL);
         if (c < 0) {
@@ -1075,14 +1084,19 @@ int main(int argc, char **argv)
         }
         ready += n;
     }
+    /* The control socket answers from the moment "ready" is printed: whoever waits for that
+     * line may send a command at once. */
+    int lfd = code ? -1 : control_open(control);
+    if (!code && lfd < 0)
+        code = -lfd;
     if (!code) {
-        printf("fleetsim: ready %d hosts on %s ports %u-%u, control %s\n", ready, fleet.address,
-               p.base_port, p.base_port + fleet.nhosts - 1, control);
-        fflush(stdout);
         struct sigaction sa = {.sa_handler = on_stop_signal};
         sigaction(SIGTERM, &sa, NULL);
         sigaction(SIGINT, &sa, NULL);
-        code = control_loop(control);
+        printf("fleetsim: ready %d hosts on %s ports %u-%u, control %s\n", ready, fleet.address,
+               p.base_port, p.base_port + fleet.nhosts - 1, control);
+        fflush(stdout);
+        code = control_loop(lfd, control);
     }
     for (int w = 0; w < procs; w++)
         kill(workers[w].pid, SIGTERM);
