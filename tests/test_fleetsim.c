@@ -4,6 +4,10 @@
  * commands changing what a host serves.
  */
 #include <curl/curl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <stddef.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -11,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -338,6 +344,85 @@ START_TEST(test_control_socket_listens_before_ready_is_printed)
 }
 END_TEST
 
+/* Makes every later fork (clone, clone3, fork, vfork) of this process fail with EAGAIN, as a
+ * process limit or a lack of memory would; 0 or -1. */
+static int refuse_forks(void)
+{
+    static const long calls[] = {
+        SYS_clone,
+#ifdef SYS_clone3
+        SYS_clone3,
+#endif
+#ifdef SYS_fork
+        SYS_fork,
+#endif
+#ifdef SYS_vfork
+        SYS_vfork,
+#endif
+    };
+    enum { NCALLS = sizeof(calls) / sizeof(calls[0]) };
+    struct sock_filter f[NCALLS + 3];
+    unsigned n = 0;
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
+                                          offsetof(struct seccomp_data, nr));
+    for (unsigned i = 0; i < NCALLS; i++) /* a match jumps to the ERRNO return */
+        f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)calls[i],
+                                              (unsigned char)(NCALLS - i), 0);
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EAGAIN);
+    struct sock_fprog prog = {.len = (unsigned short)n, .filter = f};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        return -1;
+    return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0 ? 0 : -1;
+}
+
+/*
+ * A worker that cannot be forked stops the start with a message naming it (exit 4), and only
+ * the workers already started are signalled. fork()'s -1 was kept as a worker's pid and given
+ * to kill(), which signals every process the caller may signal, so the simulator runs in a PID
+ * namespace of its own here, where that can reach nothing else.
+ */
+START_TEST(test_failed_worker_fork_is_named_and_signals_no_one_else)
+{
+    char *gen[] = {(char *)tu_source_path("tools/gen-certs"), (char *)tu_path(dir, "certs"),
+                   NULL};
+    ck_assert_int_eq(tu_run(gen, NULL, NULL, NULL), 0);
+    char errpath[4200];
+    snprintf(errpath, sizeof(errpath), "%s", tu_path(dir, "stderr"));
+    pid_t outer = fork();
+    ck_assert_int_ge(outer, 0);
+    if (outer == 0) {
+        if (unshare(CLONE_NEWPID) != 0 && unshare(CLONE_NEWUSER | CLONE_NEWPID) != 0)
+            _exit(120); /* no PID namespace: do not run it unconfined */
+        pid_t inner = fork(); /* PID 1 of the new namespace */
+        if (inner == 0) {
+            int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            dup2(fd, 2);
+            if (refuse_forks() != 0)
+                _exit(121);
+            execl(tu_build_path("tools/fleetsim"), "fleetsim", "--certs", tu_path(dir, "certs"),
+                  "--fixtures", tu_source_path("tests/fixtures/reg"), "--hosts", "5", "--sites",
+                  "AA1", "--mps", "0", "--dps", "0", "--procs", "2", "--control",
+                  tu_path(dir, "ctl.sock"), (char *)NULL);
+            _exit(127);
+        }
+        int status = 0;
+        if (inner < 0 || waitpid(inner, &status, 0) != inner)
+            _exit(122);
+        _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(outer, &status, 0), outer);
+    ck_assert(WIFEXITED(status));
+    ck_assert_msg(WEXITSTATUS(status) != 120, "cannot make a PID namespace for the test");
+    ck_assert_int_eq(WEXITSTATUS(status), 4);
+    char *err = tu_read_file(errpath, NULL);
+    ck_assert_ptr_nonnull(err);
+    ck_assert_str_eq(err, "fleetsim: cannot start worker 0: Resource temporarily unavailable\n");
+    free(err);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("fleetsim");
@@ -349,6 +434,7 @@ int main(void)
     tcase_add_test(tc, test_bad_options_are_refused);
     tcase_add_test(tc, test_ctl_refuses_a_command_longer_than_a_line);
     tcase_add_test(tc, test_control_socket_listens_before_ready_is_printed);
+    tcase_add_test(tc, test_failed_worker_fork_is_named_and_signals_no_one_else);
     suite_add_tcase(suite, tc);
     SRunner *sr = srunner_create(suite);
     srunner_run_all(sr, CK_NORMAL);

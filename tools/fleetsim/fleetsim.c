@@ -1052,14 +1052,26 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
 
-    nworkers = procs;
-    for (int w = 0; w < procs; w++) {
+    int ready = 0, code = 0;
+    for (int w = 0; w < procs && !code; w++) {
         int cmd[2], ans[2];
         if (pipe2(cmd, O_CLOEXEC) || pipe2(ans, O_CLOEXEC)) {
             perror("fleetsim: pipe");
-            return 4;
+            code = 4;
+            break;
         }
         pid_t pid = fork();
+        if (pid < 0) {
+            /* Only the workers started so far are stopped below: a pid of -1 given to kill()
+             * would signal every process we may signal. */
+            fprintf(stderr, "fleetsim: cannot start worker %d: %s\n", w, strerror(errno));
+            close(cmd[0]);
+            close(cmd[1]);
+            close(ans[0]);
+            close(ans[1]);
+            code = 4;
+            break;
+        }
         if (pid == 0) {
             close(cmd[1]);
             close(ans[0]);
@@ -1072,10 +1084,10 @@ int main(int argc, char **argv)
         close(cmd[0]);
         close(ans[1]);
         workers[w] = (struct worker){pid, cmd[1], fdopen(ans[0], "r")};
+        nworkers++;
     }
-    int ready = 0, code = 0;
-    for (int w = 0; w < procs; w++) {
-        char line[700];
+    for (int w = 0; w < nworkers && !code; w++) {
+        char line[700] = "";
         int n;
         if (!fgets(line, sizeof(line), workers[w].answers) || sscanf(line, "ready %d", &n) != 1) {
             fprintf(stderr, "fleetsim: worker %d: %s", w, line[0] ? line : "died\n");
@@ -1098,9 +1110,9 @@ int main(int argc, char **argv)
         fflush(stdout);
         code = control_loop(lfd, control);
     }
-    for (int w = 0; w < procs; w++)
+    for (int w = 0; w < nworkers; w++)
         kill(workers[w].pid, SIGTERM);
-    for (int w = 0; w < procs; w++)
+    for (int w = 0; w < nworkers; w++)
         waitpid(workers[w].pid, NULL, 0);
     return code;
 }
