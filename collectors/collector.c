@@ -334,7 +334,12 @@ static int parse_options(int argc, char **argv, struct options *o)
             fail("%s needs a value (see --help)", argv[optind - 1]);
             return EXIT_USAGE;
         default:
-            fail("unknown option '%s' (see --help)", argv[optind - 1]);
+            /* A short option inside a cluster ("-xh") leaves optind on the cluster or before it:
+             * name the letter getopt refused, not whatever argv[optind - 1] holds. */
+            if (optopt)
+                fail("unknown option '-%c' (see --help)", optopt);
+            else
+                fail("unknown option '%s' (see --help)", argv[optind - 1]);
             return EXIT_USAGE;
         }
         if (rc < 0)

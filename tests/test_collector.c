@@ -978,6 +978,12 @@ START_TEST(test_collector_usage_errors_and_help)
     ck_assert_int_eq(run_collector(bogus, &err), 2);
     ck_assert_msg(strstr(err, "--frobnicate") != NULL, "%s", err);
     free(err);
+    /* An unknown letter as the first argument, in a cluster: the letter is named, not the
+     * program's path. */
+    const char *letter[] = {"-xh", NULL};
+    ck_assert_int_eq(run_collector(letter, &err), 2);
+    ck_assert_str_eq(err, "tlsgate-collector: unknown option '-x' (see --help)\n");
+    free(err);
     char *argv[] = {(char *)collector_bin(), "--help", NULL};
     ck_assert_int_eq(tu_run(argv, NULL, &out, NULL), 0);
     ck_assert_ptr_nonnull(strstr(out, "--regfile FILE"));
