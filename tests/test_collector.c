@@ -1223,6 +1223,14 @@ START_TEST(test_gen_certs_refuses_names_that_are_not_host_names)
     ck_assert_int_eq(gen_certs_run(dir, "../evil"), 2);
     ck_assert_int_eq(gen_certs_run(dir, "ca"), 2);
     ck_assert_int_eq(gen_certs_run(dir, "-x"), 2);
+    /* Names the report's host check refuses: a certificate for them could never be served. */
+    ck_assert_int_eq(gen_certs_run(dir, "a..example.com"), 2);
+    ck_assert_int_eq(gen_certs_run(dir, "a-.example.com"), 2);
+    ck_assert_int_eq(gen_certs_run(dir, "a.-b.example.com"), 2);
+    char label64[80];
+    memset(label64, 'a', 64);
+    snprintf(label64 + 64, sizeof(label64) - 64, ".example.com");
+    ck_assert_int_eq(gen_certs_run(dir, label64), 2);
     struct stat st;
     ck_assert_int_ne(stat(tu_path(dir, "ca.pem"), &st), 0);
 }
