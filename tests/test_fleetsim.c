@@ -226,6 +226,13 @@ START_TEST(test_bad_options_are_refused)
     ck_assert_int_eq(tu_run(argv2, NULL, NULL, &err), 2);
     ck_assert_ptr_nonnull(strstr(err, "--hosts must be at least"));
     free(err);
+    /* A port past 65535 is refused, not wrapped round to a low port. */
+    char *argv3[] = {(char *)tu_build_path("tools/fleetsim"), "--certs", "/x", "--fixtures",
+                     "/y", "--control", "/z", "--base-port", "70000", NULL};
+    ck_assert_int_eq(tu_run(argv3, NULL, NULL, &err), 2);
+    ck_assert_ptr_nonnull(strstr(err, "--base-port: '70000' is not a whole number from 1024 to "
+                                      "65535"));
+    free(err);
 }
 END_TEST
 

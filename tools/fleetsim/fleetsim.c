@@ -33,6 +33,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -849,6 +850,11 @@ static int control_loop(int lfd, const char *sock_path)
 {
     while (!stopping) {
         int c = accept(lfd, NULL, NULL);
+        if (c >= 0) {
+            /* A client that connects and says nothing must not hold the socket for everyone. */
+            struct timeval tv = {.tv_sec = 2};
+            setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        }
         if (c < 0) {
             if (errno == EINTR)
                 continue;
@@ -906,6 +912,20 @@ static int ctl(int argc, char **argv)
     return strncmp(out, "error", 5) ? 0 : 1;
 }
 
+/* A whole number from `min` to `max`, or exit 2 naming the option. */
+static long number_arg(const char *option, const char *text, long min, long max)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || v < min || v > max) {
+        fprintf(stderr, "fleetsim: --%s: '%s' is not a whole number from %ld to %ld\n", option,
+                text, min, max);
+        exit(2);
+    }
+    return v;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -956,17 +976,17 @@ int main(int argc, char **argv)
             }
             fleet.fixtures_dirs[fleet.nfixtures_dirs++] = optarg;
             break;
-        case 'n': p.hosts = atoi(optarg); break;
+        case 'n': p.hosts = (int)number_arg("hosts", optarg, 1, 60000); break;
         case 's': sites = optarg; break;
-        case 'p': procs = atoi(optarg); break;
-        case 'b': p.base_port = (uint16_t)atoi(optarg); break;
+        case 'p': procs = (int)number_arg("procs", optarg, 1, MAX_PROCS); break;
+        case 'b': p.base_port = (uint16_t)number_arg("base-port", optarg, 1024, 65535); break;
         case 'd': p.domain = optarg; break;
         case 'i': inventory = optarg; break;
         case 'k': control = optarg; break;
-        case 't': fleet.interval = atol(optarg); break;
+        case 't': fleet.interval = number_arg("interval", optarg, 1, 86400); break;
         case 'm': mix = optarg; break;
-        case 'M': p.mps = atoi(optarg); break;
-        case 'D': p.dps = atoi(optarg); break;
+        case 'M': p.mps = (int)number_arg("mps", optarg, 0, 15); break;
+        case 'D': p.dps = (int)number_arg("dps", optarg, 0, 2250); break;
         case 'S': server_fx = optarg; break;
         case 'B': db_fx = optarg; break;
         case 'C': console_fx = optarg; break;
