@@ -1257,22 +1257,36 @@ static enum tri eval_compare(const struct eval *E, const struct node *n, bool ne
     return r;
 }
 
-static enum tri eval_version(const struct eval *E, const struct node *n, bool neg)
+/*
+ * Reads the version a version operator compares: the fact parsed into *a and its printed form
+ * in obs. Returns T_HOLD when there is one to compare; otherwise the verdict to give (never a
+ * pass: not reported, not a string, not a version), with its reason already written.
+ */
+static enum tri version_fact(const struct eval *E, const struct node *n, struct version *a,
+                             char *obs, size_t obssize)
 {
     struct val v;
     if (!fact_value(E, n, &v))
         return not_reported(E, n);
     if (!v.s)
         return unexpected(E, n, "is not a version string");
-    struct version a;
-    if (version_parse(v.s, &a, false)) {
+    if (version_parse(v.s, a, false)) {
         char c[64];
         text_add(E->text, "; %s is \"%s\", not a version", fact_label(n->fact),
                  clean(v.s, 60, c, sizeof(c)));
         return T_UNKNOWN;
     }
+    format_val(n, &v, obs, obssize);
+    return T_HOLD;
+}
+
+static enum tri eval_version(const struct eval *E, const struct node *n, bool neg)
+{
+    struct version a;
     char obs[160];
-    format_val(n, &v, obs, sizeof(obs));
+    enum tri got = version_fact(E, n, &a, obs, sizeof(obs));
+    if (got != T_HOLD)
+        return got;
     bool raw = false;
     if (n->op == OP_VER_IN) {
         for (size_t i = 0; i < n->nvers && !raw; i++)
@@ -1457,20 +1471,11 @@ static enum tri eval_protocol(const struct eval *E, const struct node *n, bool n
 
 static enum tri eval_branch(const struct eval *E, const struct node *n, bool neg)
 {
-    struct val v;
-    if (!fact_value(E, n, &v))
-        return not_reported(E, n);
-    if (!v.s)
-        return unexpected(E, n, "is not a version string");
     struct version a;
-    if (version_parse(v.s, &a, false)) {
-        char c[64];
-        text_add(E->text, "; %s is \"%s\", not a version", fact_label(n->fact),
-                 clean(v.s, 60, c, sizeof(c)));
-        return T_UNKNOWN;
-    }
     char obs[160];
-    format_val(n, &v, obs, sizeof(obs));
+    enum tri got = version_fact(E, n, &a, obs, sizeof(obs));
+    if (got != T_HOLD)
+        return got;
     const struct branch *br = NULL;
     for (size_t i = 0; i < n->nbranches && !br; i++)
         if (version_cmp(&a, &n->branches[i].from) >= 0 &&
