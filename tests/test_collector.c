@@ -1364,14 +1364,11 @@ int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     make_certs();
-    SRunner *sr = srunner_create(collector_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = tu_run_suite(collector_suite());
     remove_tree(certs);
     remove_tree(other);
     free(certs);
     free(other);
     curl_global_cleanup();
-    return failed ? 1 : 0;
+    return failed;
 }

@@ -866,9 +866,5 @@ int main(void)
     tcase_add_test(csv, test_writer_reports_first_write_error);
     suite_add_tcase(suite, csv);
 
-    SRunner *sr = srunner_create(suite);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(suite);
 }

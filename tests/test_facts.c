@@ -445,9 +445,5 @@ int main(void)
     tcase_add_test(tr, test_facts_caps_keep_any_registry_under_the_report_cap);
     tcase_add_test(tr, test_facts_warning_cuts_long_value_name_between_characters);
     suite_add_tcase(s, tr);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(s);
 }

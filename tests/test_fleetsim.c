@@ -443,9 +443,5 @@ int main(void)
     tcase_add_test(tc, test_control_socket_listens_before_ready_is_printed);
     tcase_add_test(tc, test_failed_worker_fork_is_named_and_signals_no_one_else);
     suite_add_tcase(suite, tc);
-    SRunner *sr = srunner_create(suite);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(suite);
 }

@@ -811,9 +811,5 @@ int main(void)
     tcase_add_test(tc, test_audit_json_lists_rows_in_order);
     tcase_add_test(tc, test_json_output_stays_utf8_with_latin1_arguments);
     suite_add_tcase(suite, tc);
-    SRunner *sr = srunner_create(suite);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(suite);
 }

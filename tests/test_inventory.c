@@ -722,9 +722,5 @@ int main(void)
     tcase_add_test(tc, test_import_from_fifo);
     tcase_add_test(tc, test_import_refuses_folder);
     suite_add_tcase(suite, tc);
-    SRunner *sr = srunner_create(suite);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(suite);
 }

@@ -478,9 +478,5 @@ int main(void)
     tcase_add_test(tc, test_phase_enforce_exit_needs_fresh_legacy_disabled_reports);
     tcase_add_test(tc, test_phase_failing_listing_agrees_with_counts);
     suite_add_tcase(suite, tc);
-    SRunner *sr = srunner_create(suite);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(suite);
 }

@@ -1354,9 +1354,5 @@ static Suite *poll_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(poll_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(poll_suite());
 }

@@ -817,9 +817,5 @@ int main(void)
     tcase_add_test(bad, test_every_allocation_failure_in_a_getter_is_enomem);
     suite_add_tcase(suite, bad);
 
-    SRunner *sr = srunner_create(suite);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(suite);
 }

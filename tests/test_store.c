@@ -153,9 +153,5 @@ int main(void)
     tcase_add_test(tc, test_foreign_file_is_refused);
     tcase_add_test(tc, test_audit_rows_cannot_be_changed);
     suite_add_tcase(suite, tc);
-    SRunner *sr = srunner_create(suite);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(suite);
 }

@@ -13,6 +13,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+int tu_run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
+
 char *tu_tmpdir(void)
 {
     const char *base = getenv("TMPDIR");

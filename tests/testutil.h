@@ -8,6 +8,10 @@
 #include <check.h>
 #include <stddef.h>
 
+/* Runs every test of `s` (fork mode) and frees it; returns the exit status for main: 0 when
+ * all passed, 1 otherwise. Check prints its closing "N%: Checks: ..." line. */
+int tu_run_suite(Suite *s);
+
 /* A fresh empty folder under $TMPDIR (or /tmp), removed by tu_rmtree. */
 char *tu_tmpdir(void);
 void tu_rmtree(const char *dir);
