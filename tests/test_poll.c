@@ -388,22 +388,32 @@ static char *state_of(const char *host)
     return v;
 }
 
-/* Starts `tlsgate --db DB --config CONFIG daemon` with stderr into DIR/daemon.log. */
-static pid_t daemon_start(const char *log_name)
+/* Starts `tlsgate --db DB --config CONFIG COMMAND` with stderr into DIR/log_name (appended to,
+ * or truncated first), stdin and stdout on /dev/null. */
+static pid_t tlsgate_start(const char *command, const char *log_name, bool truncate)
 {
+    char *tlsgate = strdup(tu_build_path("orchestrator/tlsgate"));
+    char *log = strdup(tu_path(dir, log_name));
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        int fd = open(tu_path(dir, log_name), O_WRONLY | O_CREAT | O_APPEND, 0600);
+        int fd = open(log, O_WRONLY | O_CREAT | (truncate ? O_TRUNC : O_APPEND), 0600);
         int devnull = open("/dev/null", O_RDWR);
         dup2(devnull, 0);
         dup2(devnull, 1);
         dup2(fd, 2);
-        execl(tu_build_path("orchestrator/tlsgate"), "tlsgate", "--db", db, "--config",
-              config_path, "daemon", (char *)NULL);
+        execl(tlsgate, "tlsgate", "--db", db, "--config", config_path, command, (char *)NULL);
         _exit(127);
     }
+    free(tlsgate);
+    free(log);
     return pid;
+}
+
+/* Starts `tlsgate --db DB --config CONFIG daemon` with stderr appended to DIR/log_name. */
+static pid_t daemon_start(const char *log_name)
+{
+    return tlsgate_start("daemon", log_name, false);
 }
 
 /* Waits for `pid` to exit within `ms`; returns its exit code, 128+signal, or -1 on timeout. */
@@ -797,21 +807,7 @@ START_TEST(test_busy_store_keeps_the_batch_and_retries_it)
     /* Another writer takes the database once the round has started (the collector answers
      * after a second) and holds it until the round has met the lock. */
     const char *log_path = tu_path(dir, "collect.log");
-    char *tlsgate = strdup(tu_build_path("orchestrator/tlsgate"));
-    char *log_copy = strdup(log_path);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        int fd = open(log_copy, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int devnull = open("/dev/null", O_RDWR);
-        dup2(devnull, 0);
-        dup2(devnull, 1);
-        dup2(fd, 2);
-        execl(tlsgate, "tlsgate", "--db", db, "--config", config_path, "collect", (char *)NULL);
-        _exit(127);
-    }
-    free(tlsgate);
-    free(log_copy);
+    pid_t pid = tlsgate_start("collect", "collect.log", true);
     ck_assert(wait_file_contains(log_path, "inventory: 1 hosts scheduled", 20000));
     struct store *s = open_db();
     ck_assert_int_eq(store_begin(s, true), 0);
@@ -881,21 +877,7 @@ START_TEST(test_collect_interrupted_says_so_and_exits_4)
     add_host("silent.test", 1, pr.ports[0]);
     write_config("\"connect_timeout\": 60, \"timeout\": 120, \"log_level\": \"debug\"");
     const char *log_path = tu_path(dir, "collect.log");
-    char *tlsgate = strdup(tu_build_path("orchestrator/tlsgate"));
-    char *log_copy = strdup(log_path);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        int fd = open(log_copy, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int devnull = open("/dev/null", O_RDWR);
-        dup2(devnull, 0);
-        dup2(devnull, 1);
-        dup2(fd, 2);
-        execl(tlsgate, "tlsgate", "--db", db, "--config", config_path, "collect", (char *)NULL);
-        _exit(127);
-    }
-    free(tlsgate);
-    free(log_copy);
+    pid_t pid = tlsgate_start("collect", "collect.log", true);
     ck_assert(wait_file_contains(log_path, "inventory: 1 hosts scheduled", 20000));
     kill(pid, SIGINT);
     int rc = wait_exit(pid, 30000);
