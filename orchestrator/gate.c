@@ -88,7 +88,7 @@ struct explicit_dep {
 };
 
 struct site_ctx {
-    char code[16];
+    char code[INV_SITE_BUFSIZE];
     enum phase_id phase;
     long long entered_at;
     char entered_by[128];
@@ -473,7 +473,7 @@ static int find_host(struct store *s, const char *name, long long *id, char *sit
 int gate_server_get(struct store *s, const char *name, const struct gate_time *t,
                     gate_server_fn fn, void *arg)
 {
-    char site[16];
+    char site[INV_SITE_BUFSIZE];
     unsigned roles;
     struct server_pick p = {0, fn, arg, false};
     int rc = find_host(s, name, &p.id, site, sizeof(site), &roles);
@@ -846,7 +846,7 @@ int gate_blockers(struct store *s, const char *site, const char *server,
                   const struct gate_time *t, gate_blocker_fn fn, void *arg)
 {
     struct blocker_walk w = {.server = server, .fn = fn, .arg = arg};
-    char server_site[16];
+    char server_site[INV_SITE_BUFSIZE];
     if (server) {
         unsigned roles;
         int rc = find_host(s, server, &w.server_id, server_site, sizeof(server_site), &roles);

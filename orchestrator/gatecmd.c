@@ -169,7 +169,7 @@ static int print_own_failures(struct check *c, const struct gate_server *g)
 struct kept_server {
     struct gate_server g;
     char name[256];
-    char site[16];
+    char site[INV_SITE_BUFSIZE];
     bool found;
 };
 

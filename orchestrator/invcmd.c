@@ -732,7 +732,7 @@ static int inventory_list(struct cli *cli, const char *site)
 struct host_info {
     long long id;
     char name[256];
-    char site[8];
+    char site[INV_SITE_BUFSIZE];
     unsigned roles;
     char collector[300];
     char os[OS_MAX + 1];

@@ -121,9 +121,9 @@ bool inv_valid_fqdn(const char *name)
 
 bool inv_valid_site(const char *site)
 {
-    if (strlen(site) != 3)
+    if (strlen(site) != INV_SITE_LEN)
         return false;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < INV_SITE_LEN; i++)
         if (!isalnum((unsigned char)site[i]))
             return false;
     return true;

@@ -48,6 +48,11 @@ struct inv_derived_edge {
 extern const struct inv_derived_edge inv_derived[];
 extern const size_t inv_derived_count;
 
+/* A site code is three letters or digits (inv_valid_site). Buffers that copy one from a row
+ * keep room for a longer value from a hand-edited database: snprintf cuts it, nothing overflows. */
+#define INV_SITE_LEN 3
+#define INV_SITE_BUFSIZE 16
+
 /* Validation shared by import and other commands. */
 bool inv_valid_fqdn(const char *name);
 bool inv_valid_site(const char *site);

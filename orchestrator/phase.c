@@ -241,7 +241,7 @@ struct site_phase {
     enum phase_id phase;
     long exit_blocking;
     long waived;
-    char code[16];
+    char code[INV_SITE_BUFSIZE];
 };
 
 static int take_site(const struct gate_site *g, void *arg)

@@ -96,6 +96,13 @@ long long poll_next_at(const struct config *cfg, const char *name, int failures,
 #define POLL_STOP_RETRIES 5
 /* The daemon's summary line comes this often. */
 #define POLL_STATS_EVERY_MS 60000
+/* A batch the writer could not store is retried after POLL_RETRY_FIRST_MS, doubling up to
+ * POLL_RETRY_MAX_MS (poll.h, POLL_BUSY_TIMEOUT_MS). */
+#define POLL_RETRY_FIRST_MS 100
+#define POLL_RETRY_MAX_MS 5000
+/* The poller's timers: curl, sched, flush (which also times a busy batch's retry), grace and
+ * stats; each is closed once in close_everything. */
+#define POLL_TIMER_COUNT 5
 /* After a write, the orphan-risk watch runs at most this often (and after the first write). */
 #define POLL_ORPHANS_EVERY_S 10
 
@@ -1144,7 +1151,9 @@ static void after_work(uv_work_t *w, int status)
                 batch_release(&p->writing);
                 p->stopping = true;
             } else {
-                p->retry_ms = p->retry_ms ? (p->retry_ms < 5000 ? p->retry_ms * 2 : 5000) : 100;
+                p->retry_ms = !p->retry_ms                    ? POLL_RETRY_FIRST_MS
+                              : p->retry_ms < POLL_RETRY_MAX_MS ? p->retry_ms * 2
+                                                                : POLL_RETRY_MAX_MS;
                 if (rc == -EBUSY)
                     poll_log(LOG_WARN, NULL, "database busy: %zu results kept, retried in %d ms",
                              p->writing.count, p->retry_ms);
@@ -1383,7 +1392,8 @@ int poll_new(uv_loop_t *loop, struct store *store, const struct config *cfg,
     curl_multi_setopt(p->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, p->cfg.concurrency);
     uv_timer_t *timers[] = {&p->curl_timer, &p->sched_timer, &p->flush_timer, &p->grace_timer,
                             &p->stats_timer};
-    for (size_t i = 0; i < 5; i++) {
+    _Static_assert(sizeof(timers) / sizeof(timers[0]) == POLL_TIMER_COUNT, "timer count");
+    for (size_t i = 0; i < POLL_TIMER_COUNT; i++) {
         uv_timer_init(loop, timers[i]);
         timers[i]->data = p;
         p->open_handles++;
