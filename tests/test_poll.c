@@ -8,7 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <sys/poll.h> /* not <poll.h>: orchestrator/poll.h shadows it */
+#include <sys/poll.h> /* not <poll.h>: orchestrator/pull/poll.h shadows it */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
