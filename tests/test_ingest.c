@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
 #include "hoststate.h"
 #include "ingest.h"
 #include "inventory.h"

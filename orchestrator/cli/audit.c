@@ -35,18 +35,18 @@ int cmd_audit(struct cli *cli, int argc, char **argv)
     long n = 0;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         char when[24];
-        cli_iso8601(sqlite3_column_int64(st, 1), when, sizeof(when));
+        utc_iso8601(sqlite3_column_int64(st, 1), when, sizeof(when));
         const char *user = (const char *)sqlite3_column_text(st, 2);
         const char *command = (const char *)sqlite3_column_text(st, 3);
         const char *outcome = (const char *)sqlite3_column_text(st, 4);
         if (cli->json) {
             printf("%s{\"id\":%lld,\"at\":\"%s\",\"user\":", n ? "," : "",
                    (long long)sqlite3_column_int64(st, 0), when);
-            cli_json_string(stdout, user);
+            jsonout_string(stdout, user);
             fputs(",\"command\":", stdout);
-            cli_json_string(stdout, command);
+            jsonout_string(stdout, command);
             fputs(",\"outcome\":", stdout);
-            cli_json_string(stdout, outcome);
+            jsonout_string(stdout, outcome);
             fputc('}', stdout);
         } else {
             /* Text from the command line is data: print it, never interpret it. */

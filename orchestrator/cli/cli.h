@@ -1,6 +1,7 @@
 /*
  * cli: what every `tlsgate` command shares — the exit codes of the CLI contract, the parsed
- * global options, the store and config a command works on, and small output helpers.
+ * global options, the store and config a command works on. Only the command layer (cli/)
+ * includes this header (tools/check-layers).
  *
  * A command is `int cmd_NAME(struct cli *cli, int argc, char **argv)`: argv[0] is the command
  * word, the global options (--db, --config, --json) are already removed wherever they stood.
@@ -14,6 +15,8 @@
 #include <stdio.h>
 
 #include "config.h"
+#include "jsonout.h" /* every command prints; these are the shared helpers */
+#include "utc.h"
 
 enum {
     EXIT_OK = 0,       /* done / passes */
@@ -47,19 +50,6 @@ const char *cli_user(void);
 /* Appends one audit row (time, user, command line, outcome) in the store's current
  * transaction or its own. Returns 0 or a negative errno-style code (message on the store). */
 int cli_audit(struct cli *cli, const char *outcome);
-
-/* Writes `s` as a JSON string literal (with quotes) to `out`. */
-void cli_json_string(FILE *out, const char *s);
-
-/* Current time in seconds since the epoch. Tests and tools may set $TLSGATE_NOW (seconds) to
- * pin the clock; everything that decides on time asks this function. */
-long long cli_now(void);
-
-/* Formats `t` (epoch seconds) as ISO 8601 UTC "YYYY-MM-DDTHH:MM:SSZ" into buf (>= 21 bytes). */
-const char *cli_iso8601(long long t, char *buf, size_t size);
-
-/* Parses "YYYY-MM-DD" or "YYYY-MM-DDTHH:MM:SSZ" (UTC); returns 0 and sets *t, or -EINVAL. */
-int cli_parse_time(const char *s, long long *t);
 
 /* The commands. Each lives in the module that owns it. */
 int cmd_init(struct cli *cli, int argc, char **argv);

@@ -210,7 +210,7 @@ static int time_cell(struct csv_writer *w, sqlite3_stmt *st, int col)
     if (sqlite3_column_type(st, col) == SQLITE_NULL)
         return csv_cell(w, NULL, 0);
     char iso[32];
-    return csv_cell_str(w, cli_iso8601(sqlite3_column_int64(st, col), iso, sizeof(iso)));
+    return csv_cell_str(w, utc_iso8601(sqlite3_column_int64(st, col), iso, sizeof(iso)));
 }
 
 /* Runs of rows share a role set (clients above all): each set is formatted once per run. */
@@ -553,7 +553,7 @@ int cmd_export(struct cli *cli, int argc, char **argv)
         .w = &w,
         .store = s,
         .site = a.site,
-        .time = gate_time_make(cli_now(), cli->config.stale_after),
+        .time = gate_time_make(utc_now(), cli->config.stale_after),
     };
 
     rc = store_begin(s, false);

@@ -27,9 +27,9 @@ static void json_server_fields(const struct gate_server *g)
     char roles[512];
     inv_roles_format(g->roles, roles, sizeof(roles));
     fputs("\"name\":", stdout);
-    cli_json_string(stdout, g->name);
+    jsonout_string(stdout, g->name);
     fputs(",\"site\":", stdout);
-    cli_json_string(stdout, g->site);
+    jsonout_string(stdout, g->site);
     printf(",\"roles\":\"%s\",\"phase\":\"%s\",\"gate\":\"%s\",\"state\":\"%s\",\"waived\":%s,"
            "\"dependents\":%ld,\"blocking\":%ld,\"waived_dependents\":%ld,"
            "\"legacy_disabled\":%s,\"orphan_risk\":%s,\"reenable_legacy\":%s",
@@ -70,10 +70,10 @@ static int print_blocking(const struct gate_failing *f, void *arg)
         close_group(c);
         if (json) {
             fputs(c->groups ? ",{\"rule\":" : "{\"rule\":", stdout);
-            cli_json_string(stdout, f->rule);
+            jsonout_string(stdout, f->rule);
             printf(",\"hosts\":%ld,\"remedy\":", f->hosts);
             if (rule)
-                cli_json_string(stdout, rule->remedy);
+                jsonout_string(stdout, rule->remedy);
             else
                 fputs("null", stdout);
             fputs(",\"list\":[", stdout);
@@ -90,9 +90,9 @@ static int print_blocking(const struct gate_failing *f, void *arg)
     }
     if (json) {
         fputs(c->shown ? ",{\"host\":" : "{\"host\":", stdout);
-        cli_json_string(stdout, f->host);
+        jsonout_string(stdout, f->host);
         printf(",\"state\":\"%s\",\"reason\":", gate_state_name(f->state));
-        cli_json_string(stdout, f->reason);
+        jsonout_string(stdout, f->reason);
         fputc('}', stdout);
     } else {
         printf("      %s  %s  %s\n", f->host, gate_state_name(f->state), f->reason);
@@ -107,16 +107,16 @@ static int print_waived(const struct gate_waived *w, void *arg)
     char until[32] = "until unwaived";
     if (w->until_at) {
         char iso[24];
-        snprintf(until, sizeof(until), "until %s", cli_iso8601(w->until_at, iso, sizeof(iso)));
+        snprintf(until, sizeof(until), "until %s", utc_iso8601(w->until_at, iso, sizeof(iso)));
     }
     if (c->cli->json) {
         fputs(c->waived_shown ? ",{\"host\":" : "{\"host\":", stdout);
-        cli_json_string(stdout, w->host);
+        jsonout_string(stdout, w->host);
         printf(",\"state\":\"%s\",\"reason\":", gate_state_name(w->state));
-        cli_json_string(stdout, w->reason);
+        jsonout_string(stdout, w->reason);
         if (w->until_at) {
             char iso[24];
-            printf(",\"until\":\"%s\"}", cli_iso8601(w->until_at, iso, sizeof(iso)));
+            printf(",\"until\":\"%s\"}", utc_iso8601(w->until_at, iso, sizeof(iso)));
         } else {
             fputs(",\"until\":null}", stdout);
         }
@@ -144,12 +144,12 @@ static int print_own_failures(struct check *c, const struct gate_server *g)
         const struct rules_info *info = c->catalog ? rules_find(c->catalog, rule) : NULL;
         if (c->cli->json) {
             fputs(n ? ",{\"rule\":" : "{\"rule\":", stdout);
-            cli_json_string(stdout, rule);
+            jsonout_string(stdout, rule);
             fputs(",\"reason\":", stdout);
-            cli_json_string(stdout, reason);
+            jsonout_string(stdout, reason);
             fputs(",\"remedy\":", stdout);
             if (info)
-                cli_json_string(stdout, info->remedy);
+                jsonout_string(stdout, info->remedy);
             else
                 fputs("null", stdout);
             fputc('}', stdout);
@@ -244,7 +244,7 @@ static int gate_check(struct cli *cli, const char *server, bool all)
     struct store *s = cli_store(cli, false, &code);
     if (!s)
         return code;
-    struct gate_time t = gate_time_make(cli_now(), cli->config.stale_after);
+    struct gate_time t = gate_time_make(utc_now(), cli->config.stale_after);
     struct check c = {cli, s, &t, NULL, all ? 0 : GATE_LIST_LIMIT, false, 0, 0, 0, 0};
     struct kept_server k = {0};
     struct rules_catalog *catalog = NULL;
@@ -299,7 +299,7 @@ static int gate_list(struct cli *cli, const char *site)
     struct store *s = cli_store(cli, false, &code);
     if (!s)
         return code;
-    struct gate_time t = gate_time_make(cli_now(), cli->config.stale_after);
+    struct gate_time t = gate_time_make(utc_now(), cli->config.stale_after);
     struct list l = {cli->json, 0};
     int rc = store_begin(s, false);
     if (!rc)

@@ -61,7 +61,7 @@ static int host_read(struct cli *cli, struct store *s, const char *name, struct 
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, cli_now() - cli->config.stale_after);
+    sqlite3_bind_int64(st, 2, utc_now() - cli->config.stale_after);
     int step = sqlite3_step(st);
     if (step == SQLITE_ROW) {
         h->id = sqlite3_column_int64(st, 0);
@@ -242,19 +242,19 @@ static int print_verdicts(struct cli *cli, struct store *s, const struct rules_c
         const char *remedy = info ? info->remedy : NULL;
         if (cli->json) {
             printf("%s\n  {\"rule\": ", n ? "," : "");
-            cli_json_string(stdout, rule);
+            jsonout_string(stdout, rule);
             printf(", \"pass\": %s, \"severity\": ", pass ? "true" : "false");
-            cli_json_string(stdout, sev);
+            jsonout_string(stdout, sev);
             printf(", \"component\": ");
             if (info)
-                cli_json_string(stdout, info->component);
+                jsonout_string(stdout, info->component);
             else
                 printf("null");
             printf(", \"reason\": ");
-            cli_json_string(stdout, reason);
+            jsonout_string(stdout, reason);
             printf(", \"remedy\": ");
             if (remedy)
-                cli_json_string(stdout, remedy);
+                jsonout_string(stdout, remedy);
             else
                 printf("null");
             printf("}");
@@ -280,7 +280,7 @@ static void json_opt_string(const char *key, const char *v)
 {
     printf(", \"%s\": ", key);
     if (v)
-        cli_json_string(stdout, v);
+        jsonout_string(stdout, v);
     else
         printf("null");
 }
@@ -303,7 +303,7 @@ static int host_show(struct cli *cli, const char *name)
     }
     struct host_waiver waiver = {0};
     struct rules_catalog *c;
-    if (waiver_read(s, h.id, cli_now(), &waiver) || rules_load_active(s, &c)) {
+    if (waiver_read(s, h.id, utc_now(), &waiver) || rules_load_active(s, &c)) {
         cli_error("%s", store_errmsg(s));
         host_row_release(&h);
         return EXIT_SYSTEM;
@@ -313,22 +313,22 @@ static int host_show(struct cli *cli, const char *name)
     inv_roles_format(h.roles, roles, sizeof(roles));
     if (cli->json) {
         printf("{\"name\": ");
-        cli_json_string(stdout, h.name);
+        jsonout_string(stdout, h.name);
         json_opt_string("site", h.site);
         printf(", \"roles\": [");
         for (int i = 0, n = 0; i < ROLE_COUNT; i++)
             if (h.roles & (1u << i)) {
                 printf("%s", n++ ? ", " : "");
-                cli_json_string(stdout, inv_role_names[i]);
+                jsonout_string(stdout, inv_role_names[i]);
             }
         printf("]");
         json_opt_string("collector", h.collector);
         json_opt_string("os", h.os);
         json_opt_string("state", h.state);
         json_opt_string("last_report",
-                        h.reported ? cli_iso8601(h.collected_at, t1, sizeof(t1)) : NULL);
+                        h.reported ? utc_iso8601(h.collected_at, t1, sizeof(t1)) : NULL);
         json_opt_string("received_at",
-                        h.reported ? cli_iso8601(h.received_at, t2, sizeof(t2)) : NULL);
+                        h.reported ? utc_iso8601(h.received_at, t2, sizeof(t2)) : NULL);
         json_opt_string("catalog_version", h.catalog_version);
         if (h.reported)
             printf(", \"blockers\": %d, \"warnings\": %d, \"legacy_disabled\": %s", h.blockers,
@@ -338,9 +338,9 @@ static int host_show(struct cli *cli, const char *name)
         printf(", \"waiver\": ");
         if (waiver.active) {
             printf("{\"reason\": ");
-            cli_json_string(stdout, waiver.reason);
+            jsonout_string(stdout, waiver.reason);
             json_opt_string("until", waiver.until_at
-                                         ? cli_iso8601(waiver.until_at, t1, sizeof(t1)) : NULL);
+                                         ? utc_iso8601(waiver.until_at, t1, sizeof(t1)) : NULL);
             json_opt_string("by", waiver.by);
             printf("}");
         } else {
@@ -364,14 +364,14 @@ static int host_show(struct cli *cli, const char *name)
                    h.blockers, h.blockers == 1 ? "" : "s", h.warnings,
                    h.warnings == 1 ? "" : "s",
                    h.legacy_disabled ? "disabled server-side" : "not all disabled",
-                   cli_iso8601(h.collected_at, t1, sizeof(t1)),
-                   cli_iso8601(h.received_at, t2, sizeof(t2)), h.catalog_version);
+                   utc_iso8601(h.collected_at, t1, sizeof(t1)),
+                   utc_iso8601(h.received_at, t2, sizeof(t2)), h.catalog_version);
         else
             printf(" (never reported)\n");
         if (waiver.active)
             printf("waived %s%s by %s: %s (does not block)\n",
                    waiver.until_at ? "until " : "until unwaived",
-                   waiver.until_at ? cli_iso8601(waiver.until_at, t1, sizeof(t1)) : "",
+                   waiver.until_at ? utc_iso8601(waiver.until_at, t1, sizeof(t1)) : "",
                    waiver.by, waiver.reason);
         if (report)
             print_facts(report);

@@ -574,7 +574,7 @@ static int inventory_import(struct cli *cli, const char *path)
         fclose(in);
         return code;
     }
-    struct importer im = {.cli = cli, .store = s, .path = path, .now = cli_now(),
+    struct importer im = {.cli = cli, .store = s, .path = path, .now = utc_now(),
                           .progress = isatty(2)};
     int rc = store_begin(s, true);
     if (rc) {
@@ -643,7 +643,7 @@ static int inventory_import(struct cli *cli, const char *path)
 /* ---------------------------------------------------------------------------------------- */
 /* Reading                                                                                  */
 
-static long long stale_cutoff(struct cli *cli) { return cli_now() - cli->config.stale_after; }
+static long long stale_cutoff(struct cli *cli) { return utc_now() - cli->config.stale_after; }
 
 static int inventory_list(struct cli *cli, const char *site)
 {
@@ -681,7 +681,7 @@ static int inventory_list(struct cli *cli, const char *site)
         return EXIT_SYSTEM;
     }
     sqlite3_bind_int64(st, 1, stale_cutoff(cli));
-    sqlite3_bind_int64(st, 3, cli_now());
+    sqlite3_bind_int64(st, 3, utc_now());
     if (site)
         sqlite3_bind_text(st, 2, site, -1, SQLITE_STATIC);
     long n = 0;
@@ -701,17 +701,17 @@ static int inventory_list(struct cli *cli, const char *site)
         bool waived = sqlite3_column_int(st, 6) != 0;
         if (cli->json) {
             fputs(n ? ",\n {\"name\": " : "\n {\"name\": ", stdout);
-            cli_json_string(stdout, name);
+            jsonout_string(stdout, name);
             fputs(", \"site\": ", stdout);
-            cli_json_string(stdout, hsite);
+            jsonout_string(stdout, hsite);
             fputs(", \"roles\": ", stdout);
-            cli_json_string(stdout, roles);
+            jsonout_string(stdout, roles);
             fputs(", \"collector\": ", stdout);
-            cli_json_string(stdout, collector);
+            jsonout_string(stdout, collector);
             fputs(", \"os\": ", stdout);
-            cli_json_string(stdout, os);
+            jsonout_string(stdout, os);
             fputs(", \"state\": ", stdout);
-            cli_json_string(stdout, state);
+            jsonout_string(stdout, state);
             printf(", \"waived\": %s}", waived ? "true" : "false");
         } else {
             printf("%-40s %-4s %-9s %-40s %s%s\n", name, hsite, state, roles, collector,
@@ -841,9 +841,9 @@ static void print_dep(void *ctx, const char *host, const char *channel, bool der
     struct dep_out *o = ctx;
     if (o->json) {
         fputs(o->n ? ",\n    {\"host\": " : "\n    {\"host\": ", stdout);
-        cli_json_string(stdout, host);
+        jsonout_string(stdout, host);
         fputs(", \"channel\": ", stdout);
-        cli_json_string(stdout, channel);
+        jsonout_string(stdout, channel);
         printf(", \"kind\": \"%s\"}", derived ? "derived" : "explicit");
     } else {
         printf("  %-40s %-14s %s\n", host, channel, derived ? "derived" : "explicit");
@@ -872,7 +872,7 @@ static int inventory_deps(struct cli *cli, const char *name)
     int rc;
     if (cli->json) {
         fputs("{\"host\": ", stdout);
-        cli_json_string(stdout, h.name);
+        jsonout_string(stdout, h.name);
         fputs(",\n  \"depends_on\": [", stdout);
         rc = walk_deps(s, &h, false, print_dep, &up);
         fputs(up.n ? "\n  ],\n  \"dependents\": [" : "],\n  \"dependents\": [", stdout);
@@ -913,21 +913,21 @@ static int inventory_show(struct cli *cli, const char *name)
     }
     char roles[256], added[32], updated[32], reported[32];
     inv_roles_format(h.roles, roles, sizeof(roles));
-    cli_iso8601(h.added_at, added, sizeof(added));
-    cli_iso8601(h.updated_at, updated, sizeof(updated));
+    utc_iso8601(h.added_at, added, sizeof(added));
+    utc_iso8601(h.updated_at, updated, sizeof(updated));
     if (h.collected_at)
-        cli_iso8601(h.collected_at, reported, sizeof(reported));
+        utc_iso8601(h.collected_at, reported, sizeof(reported));
     if (cli->json) {
         fputs("{\"name\": ", stdout);
-        cli_json_string(stdout, h.name);
+        jsonout_string(stdout, h.name);
         fputs(", \"site\": ", stdout);
-        cli_json_string(stdout, h.site);
+        jsonout_string(stdout, h.site);
         fputs(", \"roles\": ", stdout);
-        cli_json_string(stdout, roles);
+        jsonout_string(stdout, roles);
         fputs(", \"collector\": ", stdout);
-        cli_json_string(stdout, h.collector);
+        jsonout_string(stdout, h.collector);
         fputs(", \"os\": ", stdout);
-        cli_json_string(stdout, h.os);
+        jsonout_string(stdout, h.os);
         printf(", \"state\": \"%s\", \"last_report\": ", h.state);
         if (h.collected_at)
             printf("\"%s\"", reported);

@@ -192,7 +192,7 @@ static void print_roles(FILE *out, unsigned roles, bool json)
         if (!first)
             fputs(json ? ", " : ";", out);
         if (json)
-            cli_json_string(out, inv_role_names[i]);
+            jsonout_string(out, inv_role_names[i]);
         else
             fputs(inv_role_names[i], out);
         first = false;
@@ -222,22 +222,22 @@ static int rules_show(struct cli *cli, int argc, char **argv)
     }
     if (cli->json) {
         printf("{\"version\": ");
-        cli_json_string(stdout, rules_version(c));
+        jsonout_string(stdout, rules_version(c));
         printf(", \"source\": \"%s\", \"rules\": [", from_store ? "stored" : "built-in");
         for (size_t i = 0; i < rules_count(c); i++) {
             const struct rules_info *r = rules_at(c, i);
             printf("%s\n  {\"id\": ", i ? "," : "");
-            cli_json_string(stdout, r->id);
+            jsonout_string(stdout, r->id);
             printf(", \"component\": ");
-            cli_json_string(stdout, r->component);
+            jsonout_string(stdout, r->component);
             printf(", \"title\": ");
-            cli_json_string(stdout, r->title);
+            jsonout_string(stdout, r->title);
             printf(", \"severity\": \"%s\", \"roles\": ", rules_severity_name(r->severity));
             print_roles(stdout, r->roles, true);
             printf(", \"remedy\": ");
-            cli_json_string(stdout, r->remedy);
+            jsonout_string(stdout, r->remedy);
             printf(", \"reference\": ");
-            cli_json_string(stdout, r->reference);
+            jsonout_string(stdout, r->reference);
             printf("}");
         }
         printf("\n]}\n");
@@ -344,11 +344,11 @@ static int rules_blockers(struct cli *cli, int argc, char **argv)
     if (cli->json) {
         printf("{\"site\": ");
         if (site)
-            cli_json_string(stdout, site);
+            jsonout_string(stdout, site);
         else
             printf("null");
         printf(", \"catalog\": ");
-        cli_json_string(stdout, rules_version(c));
+        jsonout_string(stdout, rules_version(c));
         printf(", \"rules\": [");
     }
     int step, rows = 0;
@@ -361,14 +361,14 @@ static int rules_blockers(struct cli *cli, int argc, char **argv)
         const char *title = info ? info->title : "(rule not in the active catalog)";
         if (cli->json) {
             printf("%s\n  {\"rule\": ", rows ? "," : "");
-            cli_json_string(stdout, rule);
+            jsonout_string(stdout, rule);
             printf(", \"severity\": ");
-            cli_json_string(stdout, sev);
+            jsonout_string(stdout, sev);
             printf(", \"title\": ");
-            cli_json_string(stdout, title);
+            jsonout_string(stdout, title);
             printf(", \"hosts\": %lld, \"clients\": %lld, \"site_systems\": %lld, "
                    "\"consoles\": %lld, \"remedy\": ", hosts, clients, systems, consoles);
-            cli_json_string(stdout, info ? info->remedy : "");
+            jsonout_string(stdout, info ? info->remedy : "");
             printf("}");
         } else {
             char who[128];

@@ -20,12 +20,12 @@
 #define WAIVER_REASON_MAX 500
 
 /*
- * DATE: what cli_parse_time takes (YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ), or RFC 3339 with a
+ * DATE: what utc_parse_time takes (YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ), or RFC 3339 with a
  * fraction and/or a numeric offset (2026-12-31T18:00:00.5+02:00). Returns 0 or -EINVAL.
  */
 static int parse_until(const char *text, long long *t)
 {
-    if (!cli_parse_time(text, t))
+    if (!utc_parse_time(text, t))
         return 0;
     size_t len = strlen(text);
     if (len < 20 || len > 40 || (text[10] != 'T' && text[10] != 't' && text[10] != ' '))
@@ -35,7 +35,7 @@ static int parse_until(const char *text, long long *t)
     base[10] = 'T';
     base[19] = 'Z';
     base[20] = '\0';
-    if (cli_parse_time(base, t))
+    if (utc_parse_time(base, t))
         return -EINVAL;
     const char *p = text + 19;
     if (*p == '.') {
@@ -122,7 +122,7 @@ int cmd_waive(struct cli *cli, int argc, char **argv)
         cli_error("waive: --reason is longer than %d bytes", WAIVER_REASON_MAX);
         return EXIT_USAGE;
     }
-    long long until_at = 0, now = cli_now();
+    long long until_at = 0, now = utc_now();
     if (until) {
         if (parse_until(until, &until_at)) {
             cli_error("waive: --until '%s' is not a date (YYYY-MM-DD or RFC 3339)", until);
@@ -164,21 +164,21 @@ int cmd_waive(struct cli *cli, int argc, char **argv)
     char iso[24], outcome[96];
     if (until)
         snprintf(outcome, sizeof(outcome), "ok: waived until %s",
-                 cli_iso8601(until_at, iso, sizeof(iso)));
+                 utc_iso8601(until_at, iso, sizeof(iso)));
     else
         snprintf(outcome, sizeof(outcome), "ok: waived until unwaived");
     if (rc || (rc = cli_audit(cli, outcome)) || (rc = store_commit(s)))
         return fail(s, rc);
     if (cli->json) {
         fputs("{\"host\":", stdout);
-        cli_json_string(stdout, name);
+        jsonout_string(stdout, name);
         fputs(",\"waived\":true,\"until\":", stdout);
         if (until)
             printf("\"%s\"", iso);
         else
             fputs("null", stdout);
         fputs(",\"reason\":", stdout);
-        cli_json_string(stdout, reason);
+        jsonout_string(stdout, reason);
         fputs("}\n", stdout);
     } else {
         printf("%s waived %s\n", name, until ? outcome + strlen("ok: waived ") : "until unwaived");
@@ -228,7 +228,7 @@ int cmd_unwaive(struct cli *cli, int argc, char **argv)
         return fail(s, rc);
     if (cli->json) {
         fputs("{\"host\":", stdout);
-        cli_json_string(stdout, name);
+        jsonout_string(stdout, name);
         printf(",\"waived\":false,\"had_waiver\":%s}\n", had ? "true" : "false");
     } else {
         printf("%s %s\n", name, had ? "unwaived" : "had no waiver");

@@ -43,11 +43,11 @@
 struct store;
 
 /* The one definition of an active waiver, for queries that join `waiver w` themselves (e.g. the
- * hosts view of the export); `now` is an SQL expression or parameter for cli_now(). */
+ * hosts view of the export); `now` is an SQL expression or parameter for utc_now(). */
 #define GATE_WAIVER_ACTIVE_SQL(w, now)                                                            \
     "(" w ".host_id IS NOT NULL AND (" w ".until_at IS NULL OR " w ".until_at > " now "))"
 
-/* The moment a decision is taken for: now (cli_now()) and the stale cutoff. */
+/* The moment a decision is taken for: now (utc_now()) and the stale cutoff. */
 struct gate_time {
     long long now;
     long long cutoff; /* now - stale_after: an older report makes its host unknown */

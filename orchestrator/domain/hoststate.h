@@ -7,7 +7,7 @@
  *
  * The state is derived, never stored: every query that needs it uses HOSTSTATE_SQL with the
  * report table joined (LEFT JOIN report r ON r.host_id = h.id) and the stale cutoff
- * (now - stale_after, from cli_now() and config.stale_after) bound where `cutoff` stands.
+ * (now - stale_after, from utc_now() and config.stale_after) bound where `cutoff` stands.
  * A waiver does not change the state; it changes whether the host blocks (gate.h).
  */
 #ifndef TLSGATE_HOSTSTATE_H

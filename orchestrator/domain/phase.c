@@ -69,7 +69,7 @@ static const char *criterion_text(enum phase_id p)
 
 static struct gate_time decision_time(const struct cli *cli)
 {
-    return gate_time_make(cli_now(), cli->config.stale_after);
+    return gate_time_make(utc_now(), cli->config.stale_after);
 }
 
 /* ---- printing the failing hosts ---------------------------------------------------------- */
@@ -104,12 +104,12 @@ static int print_failing(const struct gate_failing *f, void *arg)
         if (p->json) {
             fputs(p->groups ? "," : "", p->out);
             fputs("{\"rule\":", p->out);
-            cli_json_string(p->out, f->rule);
+            jsonout_string(p->out, f->rule);
             fprintf(p->out, ",\"hosts\":%ld,\"reason\":", f->hosts);
-            cli_json_string(p->out, f->reason ? f->reason : "");
+            jsonout_string(p->out, f->reason ? f->reason : "");
             fputs(",\"remedy\":", p->out);
             if (remedy)
-                cli_json_string(p->out, remedy);
+                jsonout_string(p->out, remedy);
             else
                 fputs("null", p->out);
             fputs(",\"list\":[", p->out);
@@ -126,9 +126,9 @@ static int print_failing(const struct gate_failing *f, void *arg)
     }
     if (p->json) {
         fputs(p->shown ? ",{\"host\":" : "{\"host\":", p->out);
-        cli_json_string(p->out, f->host);
+        jsonout_string(p->out, f->host);
         fprintf(p->out, ",\"state\":\"%s\",\"reason\":", gate_state_name(f->state));
-        cli_json_string(p->out, f->reason);
+        jsonout_string(p->out, f->reason);
         fputc('}', p->out);
     } else {
         fprintf(p->out, "    %s  %s  %s\n", f->host, gate_state_name(f->state), f->reason);
@@ -153,7 +153,7 @@ static int print_orphan_name(const struct gate_server *srv, void *arg)
         return 0;
     if (p->cli->json) {
         fputs(p->sites++ ? "," : "", stdout);
-        cli_json_string(stdout, srv->name);
+        jsonout_string(stdout, srv->name);
     } else {
         printf("  ORPHAN RISK: %s reports legacy protocols disabled while its gate is blocked "
                "(%ld blocking dependents%s)\n",
@@ -166,15 +166,15 @@ static int print_site_status(const struct gate_site *g, void *arg)
 {
     struct status_print *p = arg;
     char when[32];
-    cli_iso8601(g->entered_at, when, sizeof(when));
+    utc_iso8601(g->entered_at, when, sizeof(when));
     enum phase_id next = g->phase + 1;
     if (p->cli->json) {
         /* The document opens with its first site: an unknown --site prints nothing. */
         fputs(p->sites++ ? ",{\"site\":" : "{\"sites\":[{\"site\":", stdout);
-        cli_json_string(stdout, g->code);
+        jsonout_string(stdout, g->code);
         printf(",\"phase\":\"%s\",\"entered_at\":\"%s\",\"entered_by\":", phase_name(g->phase),
                when);
-        cli_json_string(stdout, g->entered_by);
+        jsonout_string(stdout, g->entered_by);
         printf(",\"hosts\":%ld,\"ready\":%ld,\"not_ready\":%ld,\"unknown\":%ld,\"waived\":%ld,"
                "\"servers\":%ld,\"servers_gate_open\":%ld,\"next\":",
                g->hosts, g->ready, g->not_ready, g->unknown, g->waived, g->servers,
@@ -362,7 +362,7 @@ static int phase_advance(struct cli *cli, const struct move_args *a)
         cli_error("site %s is already complete: there is no phase after it", sp.code);
         if (cli->json) {
             printf("{\"site\":");
-            cli_json_string(stdout, sp.code);
+            jsonout_string(stdout, sp.code);
             printf(",\"from\":\"complete\",\"to\":null,\"dry_run\":%s,\"advanced\":false,"
                    "\"blocking\":0,\"waived\":%ld,\"groups\":[]}\n",
                    a->dry_run ? "true" : "false", sp.waived);
@@ -380,7 +380,7 @@ static int phase_advance(struct cli *cli, const struct move_args *a)
                                   .phase = sp.phase};
         if (cli->json) {
             printf("{\"site\":");
-            cli_json_string(stdout, sp.code);
+            jsonout_string(stdout, sp.code);
             printf(",\"from\":\"%s\",\"to\":\"%s\",\"dry_run\":%s,\"advanced\":false,"
                    "\"blocking\":%ld,\"waived\":%ld,\"groups\":[",
                    phase_name(sp.phase), phase_name(to), a->dry_run ? "true" : "false",
@@ -416,7 +416,7 @@ static int phase_advance(struct cli *cli, const struct move_args *a)
 
     if (cli->json) {
         printf("{\"site\":");
-        cli_json_string(stdout, sp.code);
+        jsonout_string(stdout, sp.code);
         printf(",\"from\":\"%s\",\"to\":\"%s\",\"dry_run\":%s,\"advanced\":%s,\"blocking\":0,"
                "\"waived\":%ld,\"groups\":[]}\n",
                phase_name(sp.phase), phase_name(to), a->dry_run ? "true" : "false",
@@ -481,7 +481,7 @@ static int phase_rollback(struct cli *cli, const struct move_args *a)
         return code;
     if (cli->json) {
         printf("{\"site\":");
-        cli_json_string(stdout, sp.code);
+        jsonout_string(stdout, sp.code);
         printf(",\"from\":\"%s\",\"to\":\"%s\",\"reenable_legacy\":%s}\n", phase_name(sp.phase),
                phase_name(to), sp.phase == PHASE_ENFORCE ? "true" : "false");
     } else {

@@ -19,13 +19,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
 #include "gate.h"
 #include "ingest.h"
 #include "report.h"
 #include "rules.h"
 #include "store.h"
 #include "tlsctx.h"
+#include "utc.h"
 
 /* ---------------------------------------------------------------- logging */
 
@@ -593,7 +593,7 @@ static int xfer_start(struct poll *p, struct host *h, char *err, size_t errsize)
     }
     x->p = p;
     x->host_id = h->id;
-    x->attempted_at = cli_now();
+    x->attempted_at = utc_now();
     char url[600], to[700];
     snprintf(url, sizeof(url), "https://%s/v1/readiness", h->name);
     snprintf(to, sizeof(to), "%s:443:%s", h->name, h->collector);
@@ -642,7 +642,7 @@ static void fill(struct poll *p)
 {
     if (p->stopping || !p->started || p->job == JOB_LOAD)
         return;
-    long long now = cli_now();
+    long long now = utc_now();
     while (p->nheap && p->in_flight < (size_t)p->cfg.concurrency && !batch_full(&p->filling)) {
         struct host *h = &p->hosts[p->heap[0]];
         if (h->next_at > now)
@@ -867,7 +867,7 @@ static int refresh_catalog(struct poll *p)
 static int job_flush(struct poll *p)
 {
     struct batch *b = &p->writing;
-    long long now = cli_now();
+    long long now = utc_now();
     sqlite3_stmt *host_q = NULL, *fail_q = NULL, *upsert = NULL;
     int rc = store_begin(p->store, true);
     if (rc)
@@ -945,7 +945,7 @@ static int orphan_cmp(const void *a, const void *b)
 /* The gate's own answer (gate.h), read in one snapshot, for every server of every site. */
 static int job_orphans(struct poll *p)
 {
-    struct gate_time t = gate_time_make(cli_now(), p->job_cfg.stale_after);
+    struct gate_time t = gate_time_make(utc_now(), p->job_cfg.stale_after);
     int rc = store_begin(p->store, false);
     if (!rc)
         rc = gate_servers(p->store, NULL, &t, orphan_seen, p);
@@ -989,7 +989,7 @@ static int apply_rows(struct poll *p)
         free(heap);
         return -ENOMEM;
     }
-    long long now = cli_now();
+    long long now = utc_now();
     size_t n = 0;
     p->round_left = 0;
     for (size_t i = 0; i < p->nrows; i++) {
@@ -1054,7 +1054,7 @@ static void after_flush(struct poll *p)
                     p->round_left--;
                 }
             } else {
-                h->next_at = r->next_at >= 0 ? r->next_at : cli_now() + p->cfg.interval;
+                h->next_at = r->next_at >= 0 ? r->next_at : utc_now() + p->cfg.interval;
                 heap_push(p, (size_t)(h - p->hosts));
             }
         }
@@ -1167,7 +1167,7 @@ static void after_work(uv_work_t *w, int status)
         } else {
             p->retry_ms = 0;
             after_flush(p);
-            long long now = cli_now();
+            long long now = utc_now();
             if (!p->opt.round && (!p->orphans_at || now - p->orphans_at >= POLL_ORPHANS_EVERY_S)) {
                 p->orphans_wanted = true;
                 p->orphans_at = now;

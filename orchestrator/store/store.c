@@ -263,3 +263,21 @@ int store_meta_set(struct store *s, const char *key, const char *value)
     sqlite3_finalize(st);
     return rc;
 }
+
+int store_audit_append(struct store *s, long long at, const char *user, const char *command,
+                       const char *outcome)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, "INSERT INTO audit (at, user, command, outcome) VALUES (?, ?, ?, ?)",
+                           &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, at);
+    sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, command, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, outcome, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        rc = store_sqlite_fail(s, "write audit row");
+    sqlite3_finalize(st);
+    return rc;
+}

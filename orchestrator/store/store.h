@@ -67,4 +67,9 @@ int store_schema_latest(void);
 int store_meta_get(struct store *s, const char *key, char **value);
 int store_meta_set(struct store *s, const char *key, const char *value);
 
+/* Appends one `audit` row (the table is append-only: schema triggers refuse the rest), in the
+ * current transaction or its own. Returns 0 or a negative code (message on the store). */
+int store_audit_append(struct store *s, long long at, const char *user, const char *command,
+                       const char *outcome);
+
 #endif
