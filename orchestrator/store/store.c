@@ -19,7 +19,7 @@
 struct store {
     sqlite3 *db;
     char *path;
-    char msg[512];
+    char msg[STORE_ERROR_SIZE];
 };
 
 int store_fail(struct store *s, int code, const char *fmt, ...)
