@@ -69,7 +69,8 @@ static int print_failing(const struct gate_failing *f, void *arg)
                 fputs("null", p->out);
             fputs(",\"list\":[", p->out);
         } else {
-            fprintf(p->out, "  %ld %s: %s: %s\n", f->hosts, phase_criterion_noun(p->phase, f->hosts),
+            fprintf(p->out, "  %ld %s: %s: %s\n", f->hosts,
+                    phase_criterion_noun(p->phase, f->hosts),
                     f->rule, f->reason ? f->reason : "");
             if (remedy)
                 fprintf(p->out, "    remedy: %s\n", remedy);
@@ -149,7 +150,8 @@ static int print_site_status(const struct gate_site *g, void *arg)
             printf("  complete\n");
         else if (g->exit_blocking)
             printf("  -> %s: blocked by %ld %s (%s)\n", phase_name(next), g->exit_blocking,
-                   phase_criterion_noun(g->phase, g->exit_blocking), phase_criterion_text(g->phase));
+                   phase_criterion_noun(g->phase, g->exit_blocking),
+                   phase_criterion_text(g->phase));
         else
             printf("  -> %s: can advance (%s)\n", phase_name(next), phase_criterion_text(g->phase));
     }

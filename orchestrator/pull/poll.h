@@ -21,6 +21,9 @@
  *
  * Nothing a collector does can stop the poller: every failure ends as a recorded reason on that
  * host (poll.last_error) and a later retry.
+ *
+ * The implementation is one file per job (poll_int.h lists them, with the poller's states and
+ * their transitions): poll.c, log.c, schedule.c, transfer.c, writer.c, orphans.c.
  */
 #ifndef TLSGATE_POLL_H
 #define TLSGATE_POLL_H
