@@ -14,6 +14,7 @@
 #include "inventory.h"
 #include "rules.h"
 #include "store.h"
+#include "waiver.h"
 
 static void host_usage(FILE *out)
 {
@@ -50,72 +51,43 @@ static void host_row_release(struct host_row *h)
 /* 0 found, -ENOENT unknown host, other negative: store error. */
 static int host_read(struct cli *cli, struct store *s, const char *name, struct host_row *h)
 {
-    sqlite3_stmt *st;
-    int rc = store_prepare(s,
-                           "SELECT h.id, h.name, h.site, h.roles, h.collector, h.os, "
-                           "r.host_id IS NOT NULL, r.collected_at, r.received_at, "
-                           "r.catalog_version, r.blockers, r.warnings, r.legacy_disabled, r.body, "
-                           HOSTSTATE_SQL("r", "?2") " FROM host h "
-                           "LEFT JOIN report r ON r.host_id = h.id WHERE h.name = ?1",
-                           &st);
+    struct inv_host ih;
+    int rc = inv_host_get(s, name, utc_now() - cli->config.stale_after, &ih);
     if (rc)
         return rc;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, utc_now() - cli->config.stale_after);
+    h->id = ih.id;
+    h->name = strdup(ih.name);
+    h->site = strdup(ih.site);
+    h->roles = ih.roles;
+    h->collector = strdup(ih.collector);
+    h->os = strdup(ih.os);
+    h->state = strdup(ih.state);
+    /* Its stored report, if any. */
+    sqlite3_stmt *st;
+    if ((rc = store_prepare(s,
+                            "SELECT collected_at, received_at, catalog_version, blockers, "
+                            "warnings, legacy_disabled, body FROM report WHERE host_id = ?",
+                            &st))) {
+        host_row_release(h);
+        return rc;
+    }
+    sqlite3_bind_int64(st, 1, h->id);
     int step = sqlite3_step(st);
     if (step == SQLITE_ROW) {
-        h->id = sqlite3_column_int64(st, 0);
-        h->name = col_dup(st, 1);
-        h->site = col_dup(st, 2);
-        h->roles = (unsigned)sqlite3_column_int64(st, 3);
-        h->collector = col_dup(st, 4);
-        h->os = col_dup(st, 5);
-        h->reported = sqlite3_column_int(st, 6);
-        h->collected_at = sqlite3_column_int64(st, 7);
-        h->received_at = sqlite3_column_int64(st, 8);
-        h->catalog_version = col_dup(st, 9);
-        h->blockers = sqlite3_column_int(st, 10);
-        h->warnings = sqlite3_column_int(st, 11);
-        h->legacy_disabled = sqlite3_column_int(st, 12);
-        h->body = col_dup(st, 13);
-        h->state = col_dup(st, 14);
-        rc = 0;
-    } else if (step == SQLITE_DONE) {
-        rc = -ENOENT;
-    } else {
+        h->reported = true;
+        h->collected_at = sqlite3_column_int64(st, 0);
+        h->received_at = sqlite3_column_int64(st, 1);
+        h->catalog_version = col_dup(st, 2);
+        h->blockers = sqlite3_column_int(st, 3);
+        h->warnings = sqlite3_column_int(st, 4);
+        h->legacy_disabled = sqlite3_column_int(st, 5);
+        h->body = col_dup(st, 6);
+    } else if (step != SQLITE_DONE) {
         rc = store_sqlite_fail(s, "read host");
     }
     sqlite3_finalize(st);
-    return rc;
-}
-
-/* The host's active waiver (gate.h), if any: its reason, end (0: until unwaived) and author. */
-struct host_waiver {
-    bool active;
-    char reason[512];
-    char by[128];
-    long long until_at;
-};
-
-static int waiver_read(struct store *s, long long host_id, long long now, struct host_waiver *w)
-{
-    sqlite3_stmt *st;
-    int rc = store_prepare(s, "SELECT w.reason, w.until_at, w.created_by FROM waiver w "
-                              "WHERE w.host_id = ?1 AND " GATE_WAIVER_ACTIVE_SQL("w", "?2"), &st);
     if (rc)
-        return rc;
-    sqlite3_bind_int64(st, 1, host_id);
-    sqlite3_bind_int64(st, 2, now);
-    int step = sqlite3_step(st);
-    if (step == SQLITE_ROW) {
-        w->active = true;
-        snprintf(w->reason, sizeof(w->reason), "%s", (const char *)sqlite3_column_text(st, 0));
-        w->until_at = sqlite3_column_int64(st, 1);
-        snprintf(w->by, sizeof(w->by), "%s", (const char *)sqlite3_column_text(st, 2));
-    } else if (step != SQLITE_DONE) {
-        rc = store_sqlite_fail(s, "read waiver");
-    }
-    sqlite3_finalize(st);
+        host_row_release(h);
     return rc;
 }
 
@@ -301,9 +273,9 @@ static int host_show(struct cli *cli, const char *name)
         cli_error("%s", store_errmsg(s));
         return EXIT_SYSTEM;
     }
-    struct host_waiver waiver = {0};
+    struct waiver waiver = {0};
     struct rules_catalog *c;
-    if (waiver_read(s, h.id, utc_now(), &waiver) || rules_load_active(s, &c)) {
+    if (waiver_get(s, h.id, utc_now(), &waiver) || rules_load_active(s, &c)) {
         cli_error("%s", store_errmsg(s));
         host_row_release(&h);
         return EXIT_SYSTEM;

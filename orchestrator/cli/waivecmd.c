@@ -1,11 +1,7 @@
 /*
- * waiver.c — `tlsgate waive HOST --reason R [--until DATE]` and `tlsgate unwaive HOST`.
- *
- * A waiver says "this host does not block" (a decommissioned machine, an accepted risk). It
- * changes no state: gate.c counts a waived host as not blocking while the waiver is active
- * (until_at NULL or in the future), so an expiry needs no job to enforce it. One waiver per
- * host; waiving again replaces it. Each change is written with its audit row in one
- * transaction.
+ * waivecmd.c — `tlsgate waive HOST --reason R [--until DATE]` and `tlsgate unwaive HOST`: the
+ * commands over the waiver table (domain/waiver.h says what a waiver means). Each change is
+ * written with its audit row in one transaction.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -13,11 +9,9 @@
 #include <string.h>
 
 #include "cli.h"
-#include "gate.h"
+#include "inventory.h"
 #include "store.h"
-
-/* A waiver's reason is shown in every listing: keep it a line, not a document. */
-#define WAIVER_REASON_MAX 500
+#include "waiver.h"
 
 /*
  * DATE: what utc_parse_time takes (YYYY-MM-DD, YYYY-MM-DDTHH:MM:SSZ), or RFC 3339 with a
@@ -57,28 +51,6 @@ static int parse_until(const char *text, long long *t)
     long long offset = hours * 3600LL + minutes * 60LL;
     *t += *p == '+' ? -offset : offset; /* local time minus its offset is UTC */
     return 0;
-}
-
-/* The id of host `name`, -ENOENT (message names it) when there is none. */
-static int host_id(struct store *s, const char *name, long long *id, char *canon, size_t size)
-{
-    sqlite3_stmt *st;
-    int rc = store_prepare(s, "SELECT id, name FROM host WHERE name = ?", &st);
-    if (rc)
-        return rc;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    int step = sqlite3_step(st);
-    if (step == SQLITE_ROW) {
-        *id = sqlite3_column_int64(st, 0);
-        snprintf(canon, size, "%s", (const char *)sqlite3_column_text(st, 1));
-        rc = 0;
-    } else if (step == SQLITE_DONE) {
-        rc = store_fail(s, -ENOENT, "no such host: %s (see `tlsgate inventory list`)", name);
-    } else {
-        rc = store_sqlite_fail(s, "find host");
-    }
-    sqlite3_finalize(st);
-    return rc;
 }
 
 static int fail(struct store *s, int rc)
@@ -139,28 +111,12 @@ int cmd_waive(struct cli *cli, int argc, char **argv)
     struct store *s = cli_store(cli, false, &code);
     if (!s)
         return code;
-    long long id;
-    char name[256];
+    struct inv_host h;
     int rc = store_begin(s, true);
-    if (rc || (rc = host_id(s, host, &id, name, sizeof(name))))
+    if (rc || (rc = inv_host_get(s, host, 0, &h)))
         return fail(s, rc);
-    sqlite3_stmt *st;
-    if ((rc = store_prepare(s, "INSERT INTO waiver (host_id, reason, until_at, created_at,"
-                               " created_by) VALUES (?, ?, ?, ?, ?) ON CONFLICT (host_id) DO"
-                               " UPDATE SET reason = excluded.reason, until_at = excluded.until_at,"
-                               " created_at = excluded.created_at,"
-                               " created_by = excluded.created_by", &st)))
-        return fail(s, rc);
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_text(st, 2, reason, -1, SQLITE_STATIC);
-    if (until)
-        sqlite3_bind_int64(st, 3, until_at);
-    else
-        sqlite3_bind_null(st, 3);
-    sqlite3_bind_int64(st, 4, now);
-    sqlite3_bind_text(st, 5, cli_user(), -1, SQLITE_STATIC);
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : store_sqlite_fail(s, "write waiver");
-    sqlite3_finalize(st);
+    const char *name = h.name;
+    rc = waiver_set(s, h.id, reason, until ? until_at : 0, now, cli_user());
     char iso[24], outcome[96];
     if (until)
         snprintf(outcome, sizeof(outcome), "ok: waived until %s",
@@ -211,18 +167,13 @@ int cmd_unwaive(struct cli *cli, int argc, char **argv)
     struct store *s = cli_store(cli, false, &code);
     if (!s)
         return code;
-    long long id;
-    char name[256];
+    struct inv_host h;
     int rc = store_begin(s, true);
-    if (rc || (rc = host_id(s, host, &id, name, sizeof(name))))
+    if (rc || (rc = inv_host_get(s, host, 0, &h)))
         return fail(s, rc);
-    sqlite3_stmt *st;
-    if ((rc = store_prepare(s, "DELETE FROM waiver WHERE host_id = ?", &st)))
-        return fail(s, rc);
-    sqlite3_bind_int64(st, 1, id);
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : store_sqlite_fail(s, "delete waiver");
-    sqlite3_finalize(st);
-    bool had = sqlite3_changes(store_db(s)) > 0;
+    const char *name = h.name;
+    bool had = false;
+    rc = waiver_clear(s, h.id, &had);
     if (rc || (rc = cli_audit(cli, had ? "ok: unwaived" : "ok: had no waiver")) ||
         (rc = store_commit(s)))
         return fail(s, rc);

@@ -450,24 +450,14 @@ static int server_of_site(struct store *s, struct site_ctx *c, const struct gate
 static int find_host(struct store *s, const char *name, long long *id, char *site,
                      size_t sitesize, unsigned *roles)
 {
-    sqlite3_stmt *st;
-    int rc = store_prepare(s, "SELECT id, site, roles FROM host WHERE name = ?", &st);
+    struct inv_host h;
+    int rc = inv_host_get(s, name, 0, &h);
     if (rc)
         return rc;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    int step = sqlite3_step(st);
-    if (step == SQLITE_ROW) {
-        *id = sqlite3_column_int64(st, 0);
-        snprintf(site, sitesize, "%s", (const char *)sqlite3_column_text(st, 1));
-        *roles = (unsigned)sqlite3_column_int64(st, 2);
-        rc = 0;
-    } else if (step == SQLITE_DONE) {
-        rc = store_fail(s, -ENOENT, "no such host: %s", name);
-    } else {
-        rc = store_sqlite_fail(s, "find host");
-    }
-    sqlite3_finalize(st);
-    return rc;
+    *id = h.id;
+    snprintf(site, sitesize, "%s", h.site);
+    *roles = h.roles;
+    return 0;
 }
 
 int gate_server_get(struct store *s, const char *name, const struct gate_time *t,

@@ -1,6 +1,7 @@
 /*
  * inventory.c — the role vocabulary, the derived dependency table and the validation of host
- * names, site codes and collector addresses. The commands live in invcmd.c.
+ * names, site codes and collector addresses, and the one lookup of a host by name. The importer
+ * is invimport.c; the commands live in cli/invcmd.c.
  */
 #include "inventory.h"
 
@@ -12,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "hoststate.h"
 
 const char *const inv_role_names[ROLE_COUNT] = {
     "client",
@@ -174,3 +177,43 @@ bool inv_valid_collector(const char *addr)
     long v = strtol(port, NULL, 10);
     return v >= 1 && v <= 65535;
 }
+
+static void copy_text(char *dst, size_t size, sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+    snprintf(dst, size, "%s", t ? (const char *)t : "");
+}
+
+int inv_host_get(struct store *s, const char *name, long long cutoff, struct inv_host *h)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, "SELECT h.id, h.name, h.site, h.roles, h.collector, h.os, "
+                              "h.added_at, h.updated_at, " HOSTSTATE_SQL("r", "?2") ", "
+                              "coalesce(r.collected_at, 0) "
+                              "FROM host h LEFT JOIN report r ON r.host_id = h.id "
+                              "WHERE h.name = ?1", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, cutoff);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        h->id = sqlite3_column_int64(st, 0);
+        copy_text(h->name, sizeof(h->name), st, 1);
+        copy_text(h->site, sizeof(h->site), st, 2);
+        h->roles = (unsigned)sqlite3_column_int64(st, 3);
+        copy_text(h->collector, sizeof(h->collector), st, 4);
+        copy_text(h->os, sizeof(h->os), st, 5);
+        h->added_at = sqlite3_column_int64(st, 6);
+        h->updated_at = sqlite3_column_int64(st, 7);
+        copy_text(h->state, sizeof(h->state), st, 8);
+        h->collected_at = sqlite3_column_int64(st, 9);
+    } else if (step == SQLITE_DONE) {
+        rc = store_fail(s, -ENOENT, "no such host: %s (see `tlsgate inventory list`)", name);
+    } else {
+        rc = store_sqlite_fail(s, "find host");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+

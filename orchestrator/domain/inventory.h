@@ -4,14 +4,18 @@
  * Roles are a bit mask in the order DESIGN.md lists them. Derived edges are not stored (see
  * schema/001_init.sql): `inv_derived` below is the one table that says who depends on whom by
  * role, and every query that needs dependents (inventory deps, gate, export) goes through it.
+ *
+ * The module owns the `host`, `edge` and `site` rows an import writes (invimport.c) and is the
+ * one place that looks a host up by name (inv_host_get).
  */
 #ifndef TLSGATE_INVENTORY_H
 #define TLSGATE_INVENTORY_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
-struct store;
+#include "store.h"
 
 enum role {
     ROLE_CLIENT = 1 << 0,
@@ -53,10 +57,70 @@ extern const size_t inv_derived_count;
 #define INV_SITE_LEN 3
 #define INV_SITE_BUFSIZE 16
 
+/* Longest OS label and explicit-edge channel an import accepts. */
+#define INV_OS_MAX 128
+#define INV_CHANNEL_MAX 32
+/* Room for a stored host name (RFC 1123: at most 253 characters) and a collector address. */
+#define INV_NAME_SIZE 256
+#define INV_COLLECTOR_SIZE 300
+/* Room for a host state word of HOSTSTATE_SQL ("unknown", "not_ready", "ready"). */
+#define INV_STATE_SIZE 16
+
 /* Validation shared by import and other commands. */
 bool inv_valid_fqdn(const char *name);
 bool inv_valid_site(const char *site);
 /* ADDRESS:PORT with a port 1..65535; IPv6 as [addr]:port. */
 bool inv_valid_collector(const char *addr);
+
+/* One host as the inventory keeps it, with its state now (hoststate.h). */
+struct inv_host {
+    long long id;
+    char name[INV_NAME_SIZE]; /* as stored: the spelling of the last import */
+    char site[INV_SITE_BUFSIZE];
+    unsigned roles;
+    char collector[INV_COLLECTOR_SIZE];
+    char os[INV_OS_MAX + 1];
+    long long added_at, updated_at;
+    char state[INV_STATE_SIZE]; /* with reports older than the cutoff counted as unknown */
+    long long collected_at;     /* of its stored report; 0 when it never reported */
+};
+
+/*
+ * Looks a host up by name, compared case-insensitively (the column's collation). `cutoff` is the
+ * stale cutoff of the state (now - stale_after). Returns 0 and *h, -ENOENT with the message
+ * "no such host: NAME (see `tlsgate inventory list`)" on the store, or another negative code
+ * (message on the store).
+ */
+int inv_host_get(struct store *s, const char *name, long long cutoff, struct inv_host *h);
+
+/* The progress callback of a long import is called every this many rows. */
+#define INV_IMPORT_PROGRESS_EVERY 100000
+
+/* One import: what the caller says, and what the importer found. */
+struct inv_import {
+    const char *path;  /* named in every message */
+    long long now;     /* added_at / updated_at of the rows */
+    const char *user;  /* entered_by of a new site */
+    void (*progress)(void *ctx, long rows); /* may be NULL */
+    void *progress_ctx;
+    /* Out. */
+    long rows;                      /* hosts or edges read */
+    bool edges;                     /* the file was an explicit-edges file */
+    long long reevaluated;          /* stored reports re-evaluated for changed roles */
+    long long hosts_before, hosts_after;
+    char err[STORE_ERROR_SIZE];     /* the first fault: FILE:LINE:FIELD: why, or the store's */
+};
+
+/*
+ * Reads hosts (name,site,roles,collector,os) or explicit edges (dependent,server,channel) from
+ * `in`, CSV with a header row or a JSON array of the same objects, and upserts them in the
+ * caller's IMMEDIATE transaction, then re-evaluates the stored reports of the hosts whose roles
+ * changed. `in` must be seekable (CSV and JSON are told apart by reading ahead). Returns 0,
+ * -EINVAL for bad input, or another negative code; the message is in im->err. On failure the
+ * caller rolls back; either way it calls inv_import_end() before the transaction ends.
+ */
+int inv_import(struct store *s, FILE *in, struct inv_import *im);
+/* Drops the import's temp tables and trigger. */
+void inv_import_end(struct store *s);
 
 #endif

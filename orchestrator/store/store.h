@@ -22,7 +22,7 @@ struct store;
 
 /* Room for one error message, on the store and in every (err, errsize) buffer that carries one
  * out of a module: the one size, so a message is never cut differently on its way up. */
-#define STORE_ERROR_SIZE 512
+#define STORE_ERROR_SIZE 1024
 
 /* Busy timeout: how long a writer waits for another (daemon vs CLI) before giving up. */
 #define STORE_BUSY_TIMEOUT_MS 30000
