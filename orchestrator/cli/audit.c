@@ -8,6 +8,32 @@
 #include "cli.h"
 #include "store.h"
 
+struct audit_print {
+    bool json;
+    long n;
+};
+
+static int print_row(const struct store_audit_row *row, void *arg)
+{
+    struct audit_print *p = arg;
+    char when[24];
+    utc_iso8601(row->at, when, sizeof(when));
+    if (p->json) {
+        printf("%s{\"id\":%lld,\"at\":\"%s\",\"user\":", p->n ? "," : "", row->id, when);
+        jsonout_string(stdout, row->user);
+        fputs(",\"command\":", stdout);
+        jsonout_string(stdout, row->command);
+        fputs(",\"outcome\":", stdout);
+        jsonout_string(stdout, row->outcome);
+        fputc('}', stdout);
+    } else {
+        /* Text from the command line is data: print it, never interpret it. */
+        printf("%s  %-12s  %-40s  %s\n", when, row->user, row->outcome, row->command);
+    }
+    p->n++;
+    return 0;
+}
+
 int cmd_audit(struct cli *cli, int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -24,38 +50,10 @@ int cmd_audit(struct cli *cli, int argc, char **argv)
     struct store *s = cli_store(cli, false, &code);
     if (!s)
         return code;
-    sqlite3_stmt *st;
-    if (store_prepare(s, "SELECT id, at, user, command, outcome FROM audit ORDER BY id", &st)) {
-        cli_error("%s", store_errmsg(s));
-        return EXIT_SYSTEM;
-    }
     if (cli->json)
         fputs("{\"audit\":[", stdout);
-    int step;
-    long n = 0;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        char when[24];
-        utc_iso8601(sqlite3_column_int64(st, 1), when, sizeof(when));
-        const char *user = (const char *)sqlite3_column_text(st, 2);
-        const char *command = (const char *)sqlite3_column_text(st, 3);
-        const char *outcome = (const char *)sqlite3_column_text(st, 4);
-        if (cli->json) {
-            printf("%s{\"id\":%lld,\"at\":\"%s\",\"user\":", n ? "," : "",
-                   (long long)sqlite3_column_int64(st, 0), when);
-            jsonout_string(stdout, user);
-            fputs(",\"command\":", stdout);
-            jsonout_string(stdout, command);
-            fputs(",\"outcome\":", stdout);
-            jsonout_string(stdout, outcome);
-            fputc('}', stdout);
-        } else {
-            /* Text from the command line is data: print it, never interpret it. */
-            printf("%s  %-12s  %-40s  %s\n", when, user, outcome, command);
-        }
-        n++;
-    }
-    int rc = step == SQLITE_DONE ? 0 : store_sqlite_fail(s, "read audit log");
-    sqlite3_finalize(st);
+    struct audit_print p = {cli->json, 0};
+    int rc = store_audit_each(s, print_row, &p);
     if (cli->json && !rc)
         fputs("]}\n", stdout);
     if (rc) {

@@ -597,8 +597,7 @@ static int fail_table_fill(struct store *s, const char *site, const struct gate_
             return rc;
         bind_time(st, t);
         bind_site(st, site);
-        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : store_sqlite_fail(s, "list failing hosts");
-        sqlite3_finalize(st);
+        rc = store_run(s, st, "list failing hosts");
         if (rc)
             return rc;
     }
@@ -622,8 +621,7 @@ static int fail_table_fill(struct store *s, const char *site, const struct gate_
         return rc;
     bind_time(st, t);
     bind_site(st, site);
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : store_sqlite_fail(s, "list legacy servers");
-    sqlite3_finalize(st);
+    rc = store_run(s, st, "list legacy servers");
     return rc;
 }
 

@@ -476,6 +476,27 @@ static bool looks_like_json(FILE *in)
     return c == '[' || c == '{';
 }
 
+struct id_list {
+    struct store *s;
+    long long *ids;
+    size_t n, cap;
+};
+
+static int add_id(sqlite3_stmt *st, void *arg)
+{
+    struct id_list *l = arg;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 1024;
+        long long *more = realloc(l->ids, cap * sizeof(*more));
+        if (!more)
+            return store_fail(l->s, -ENOMEM, "re-evaluation after the import: out of memory");
+        l->ids = more;
+        l->cap = cap;
+    }
+    l->ids[l->n++] = sqlite3_column_int64(st, 0);
+    return 0;
+}
+
 /* Re-evaluates the stored reports of the hosts whose roles the import changed, with the active
  * catalog, in the import's transaction. */
 static int imp_reevaluate(struct importer *im)
@@ -484,24 +505,11 @@ static int imp_reevaluate(struct importer *im)
     sqlite3_stmt *st = NULL;
     int rc = store_prepare(s, "SELECT c.id FROM temp.import_roles_changed c "
                               "JOIN report r ON r.host_id = c.id ORDER BY c.id", &st);
-    long long *ids = NULL;
-    size_t n = 0, cap = 0;
-    int step = SQLITE_DONE;
-    while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            cap = cap ? 2 * cap : 1024;
-            long long *more = realloc(ids, cap * sizeof(*ids));
-            if (!more) {
-                rc = store_fail(s, -ENOMEM, "re-evaluation after the import: out of memory");
-                break;
-            }
-            ids = more;
-        }
-        ids[n++] = sqlite3_column_int64(st, 0);
-    }
-    if (!rc && step != SQLITE_DONE)
-        rc = store_sqlite_fail(s, "hosts with changed roles");
-    sqlite3_finalize(st);
+    struct id_list l = {s, NULL, 0, 0};
+    if (!rc)
+        rc = store_each(s, st, "hosts with changed roles", add_id, &l);
+    long long *ids = l.ids;
+    size_t n = l.n;
     struct rules_catalog *c = NULL;
     long long bad = 0;
     if (!rc && n && !(rc = rules_load_active(s, &c)))

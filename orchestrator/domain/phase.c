@@ -69,8 +69,7 @@ static int set_phase(struct store *s, const char *site, enum phase_id from, enum
     sqlite3_bind_int64(st, 2, now);
     sqlite3_bind_text(st, 3, user, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 4, site, -1, SQLITE_TRANSIENT);
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : store_sqlite_fail(s, "change phase");
-    sqlite3_finalize(st);
+    rc = store_run(s, st, "change phase");
     if (rc)
         return rc;
     rc = store_prepare(s, "INSERT INTO phase_history (site, from_phase, to_phase, at, by, reason)"
@@ -83,8 +82,7 @@ static int set_phase(struct store *s, const char *site, enum phase_id from, enum
     sqlite3_bind_int64(st, 4, now);
     sqlite3_bind_text(st, 5, user, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(st, 6, reason ? reason : "", -1, SQLITE_TRANSIENT);
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : store_sqlite_fail(s, "record phase history");
-    sqlite3_finalize(st);
+    rc = store_run(s, st, "record phase history");
     return rc;
 }
 
@@ -103,8 +101,7 @@ static int set_reenable(struct store *s, const char *site, int value, long long 
     sqlite3_bind_text(st, 3, site, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(st, 4, ROLE_SERVER_MASK);
     sqlite3_bind_int(st, 5, value);
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : store_sqlite_fail(s, "mark servers");
-    sqlite3_finalize(st);
+    rc = store_run(s, st, "mark servers");
     return rc;
 }
 

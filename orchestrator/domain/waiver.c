@@ -28,8 +28,7 @@ int waiver_set(struct store *s, long long host_id, const char *reason, long long
         sqlite3_bind_null(st, 3);
     sqlite3_bind_int64(st, 4, now);
     sqlite3_bind_text(st, 5, user, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : store_sqlite_fail(s, "write waiver");
-    sqlite3_finalize(st);
+    rc = store_run(s, st, "write waiver");
     return rc;
 }
 
@@ -40,8 +39,7 @@ int waiver_clear(struct store *s, long long host_id, bool *had)
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, host_id);
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : store_sqlite_fail(s, "delete waiver");
-    sqlite3_finalize(st);
+    rc = store_run(s, st, "delete waiver");
     *had = !rc && sqlite3_changes(store_db(s)) > 0;
     return rc;
 }

@@ -64,6 +64,37 @@ static int load_catalog(struct poll *p, char *err, size_t errsize)
     return 0;
 }
 
+struct rows_load {
+    struct poll *p;
+    size_t *cap;
+};
+
+static int load_row(sqlite3_stmt *st, void *arg)
+{
+    struct rows_load *l = arg;
+    struct poll *p = l->p;
+    if (p->nrows == *l->cap) {
+        size_t cap = *l->cap ? *l->cap * 2 : 256;
+        struct host_row *nr = realloc(p->rows, cap * sizeof(*nr));
+        if (!nr)
+            return -ENOMEM;
+        p->rows = nr;
+        *l->cap = cap;
+    }
+    struct host_row *r = &p->rows[p->nrows];
+    r->id = sqlite3_column_int64(st, 0);
+    r->name = strdup((const char *)sqlite3_column_text(st, 1));
+    r->collector = strdup((const char *)sqlite3_column_text(st, 2));
+    r->next_at = sqlite3_column_int64(st, 3);
+    if (!r->name || !r->collector) {
+        free(r->name);
+        free(r->collector);
+        return -ENOMEM;
+    }
+    p->nrows++;
+    return 0;
+}
+
 int poll__load_rows(struct poll *p)
 {
     int rc = load_catalog(p, p->job_err, sizeof(p->job_err));
@@ -78,33 +109,8 @@ int poll__load_rows(struct poll *p)
         return rc;
     }
     size_t cap = 0;
-    int step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (p->nrows == cap) {
-            cap = cap ? cap * 2 : 256;
-            struct host_row *nr = realloc(p->rows, cap * sizeof(*nr));
-            if (!nr) {
-                rc = -ENOMEM;
-                break;
-            }
-            p->rows = nr;
-        }
-        struct host_row *r = &p->rows[p->nrows];
-        r->id = sqlite3_column_int64(st, 0);
-        r->name = strdup((const char *)sqlite3_column_text(st, 1));
-        r->collector = strdup((const char *)sqlite3_column_text(st, 2));
-        r->next_at = sqlite3_column_int64(st, 3);
-        if (!r->name || !r->collector) {
-            free(r->name);
-            free(r->collector);
-            rc = -ENOMEM;
-            break;
-        }
-        p->nrows++;
-    }
-    if (!rc && step != SQLITE_DONE)
-        rc = store_sqlite_fail(p->store, "read the inventory");
-    sqlite3_finalize(st);
+    struct rows_load load = {p, &cap};
+    rc = store_each(p->store, st, "read the inventory", load_row, &load);
     if (rc)
         snprintf(p->job_err, sizeof(p->job_err), "read the inventory: %s",
                  rc == -ENOMEM ? "out of memory" : store_errmsg(p->store));

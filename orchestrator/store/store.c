@@ -68,6 +68,25 @@ int store_prepare(struct store *s, const char *sql, sqlite3_stmt **stmt)
     return 0;
 }
 
+int store_each(struct store *s, sqlite3_stmt *st, const char *what, store_row_fn fn, void *arg)
+{
+    int rc = 0, step = SQLITE_DONE;
+    while (st && (step = sqlite3_step(st)) == SQLITE_ROW)
+        if ((rc = fn(st, arg)))
+            break;
+    if (!rc && step != SQLITE_DONE)
+        rc = store_sqlite_fail(s, what);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int store_run(struct store *s, sqlite3_stmt *st, const char *what)
+{
+    int rc = st && sqlite3_step(st) != SQLITE_DONE ? store_sqlite_fail(s, what) : 0;
+    sqlite3_finalize(st);
+    return rc;
+}
+
 int store_begin(struct store *s, bool immediate)
 {
     return store_exec(s, immediate ? "BEGIN IMMEDIATE" : "BEGIN");
@@ -258,10 +277,7 @@ int store_meta_set(struct store *s, const char *key, const char *value)
         return rc;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE)
-        rc = store_sqlite_fail(s, "write meta");
-    sqlite3_finalize(st);
-    return rc;
+    return store_run(s, st, "write meta");
 }
 
 int store_audit_append(struct store *s, long long at, const char *user, const char *command,
@@ -276,8 +292,34 @@ int store_audit_append(struct store *s, long long at, const char *user, const ch
     sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, command, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, outcome, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE)
-        rc = store_sqlite_fail(s, "write audit row");
-    sqlite3_finalize(st);
-    return rc;
+    return store_run(s, st, "write audit row");
+}
+
+struct audit_walk {
+    int (*fn)(const struct store_audit_row *row, void *arg);
+    void *arg;
+};
+
+static int audit_row(sqlite3_stmt *st, void *arg)
+{
+    const struct audit_walk *w = arg;
+    struct store_audit_row row = {
+        .id = sqlite3_column_int64(st, 0),
+        .at = sqlite3_column_int64(st, 1),
+        .user = (const char *)sqlite3_column_text(st, 2),
+        .command = (const char *)sqlite3_column_text(st, 3),
+        .outcome = (const char *)sqlite3_column_text(st, 4),
+    };
+    return w->fn(&row, w->arg);
+}
+
+int store_audit_each(struct store *s, int (*fn)(const struct store_audit_row *row, void *arg),
+                     void *arg)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, "SELECT id, at, user, command, outcome FROM audit ORDER BY id", &st);
+    if (rc)
+        return rc;
+    struct audit_walk w = {fn, arg};
+    return store_each(s, st, "read audit log", audit_row, &w);
 }

@@ -59,6 +59,17 @@ int store_exec(struct store *s, const char *sql);
 /* Prepares `sql`; on failure records the error and returns it. */
 int store_prepare(struct store *s, const char *sql, sqlite3_stmt **stmt);
 
+/*
+ * The life of a prepared statement, written once: store_each steps `st` to its end and calls
+ * fn(st, arg) on every row; a non-zero return from fn stops the walk and is returned. store_run
+ * steps a statement that returns no row (INSERT / UPDATE / DELETE) once. Both finalize `st`
+ * whatever happens (NULL is accepted: nothing to do) and turn a failed step into the store's
+ * code with the message "PATH: what: SQLite's message". Returns 0, fn's value, or that code.
+ */
+typedef int (*store_row_fn)(sqlite3_stmt *st, void *arg);
+int store_each(struct store *s, sqlite3_stmt *st, const char *what, store_row_fn fn, void *arg);
+int store_run(struct store *s, sqlite3_stmt *st, const char *what);
+
 /* Transactions. `immediate` takes the write lock at once (for check-then-change). */
 int store_begin(struct store *s, bool immediate);
 int store_commit(struct store *s);
@@ -75,5 +86,13 @@ int store_meta_set(struct store *s, const char *key, const char *value);
  * current transaction or its own. Returns 0 or a negative code (message on the store). */
 int store_audit_append(struct store *s, long long at, const char *user, const char *command,
                        const char *outcome);
+
+/* Every audit row in the order written, streaming; fn's non-zero return stops the walk. */
+struct store_audit_row {
+    long long id, at;
+    const char *user, *command, *outcome;
+};
+int store_audit_each(struct store *s, int (*fn)(const struct store_audit_row *row, void *arg),
+                     void *arg);
 
 #endif
