@@ -10,7 +10,7 @@
 #include <jansson.h>
 
 #include "gate.h"
-#include "gatefix.h"
+#include "fixture.h"
 #include "ingest.h"
 #include "rules.h"
 

@@ -649,20 +649,12 @@ END_TEST
 
 static int run(char **out, char **errout, ...)
 {
-    char *argv[32];
-    int n = 0;
-    argv[n++] = (char *)tu_build_path("orchestrator/tlsgate");
-    argv[n++] = "--db";
-    argv[n++] = (char *)db;
+    char *env[] = {"TLSGATE_NOW=" NOW, "TLSGATE_USER=tester", NULL};
     va_list ap;
     va_start(ap, errout);
-    char *a;
-    while ((a = va_arg(ap, char *)) && n < 31)
-        argv[n++] = a;
+    int rc = tu_tlsgatev(db, env, out, errout, ap);
     va_end(ap);
-    argv[n] = NULL;
-    char *env[] = {"TLSGATE_NOW=" NOW, "TLSGATE_USER=tester", NULL};
-    return tu_run(argv, env, out, errout);
+    return rc;
 }
 
 /* A small estate in P01 (+ one client in P02), every report ingested with the default catalog. */

@@ -47,15 +47,7 @@ static int import_text(const char *name, const char *text, char **err)
 
 static long long query_int(const char *sql)
 {
-    sqlite3 *raw;
-    ck_assert_int_eq(sqlite3_open(db, &raw), SQLITE_OK);
-    sqlite3_stmt *st;
-    ck_assert_int_eq(sqlite3_prepare_v2(raw, sql, -1, &st, NULL), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-    long long v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(raw);
-    return v;
+    return tu_db_int(db, sql, NULL);
 }
 
 static char *query_text(const char *sql)

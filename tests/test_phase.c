@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "gate.h"
-#include "gatefix.h"
+#include "fixture.h"
 
 static char *dir;
 static const char *db;

@@ -1,10 +1,11 @@
 /*
- * gatefix.h — building small fleets for the 'gate' and 'phase' suites: a real database file
- * with sites, hosts, reports, verdicts, waivers and edges written by plain SQL, and running the
- * real `tlsgate` binary on it with a pinned clock ($TLSGATE_NOW).
+ * fixture.h — building small fleets for the orchestrator's suites: a real database file with
+ * sites, hosts, reports, verdicts, waivers and edges written by plain SQL, and running the real
+ * `tlsgate` binary on it with a pinned clock ($TLSGATE_NOW). The schema knowledge the tests
+ * need (which columns a row must have, what a fresh report looks like) is written here once.
  */
-#ifndef TLSGATE_GATEFIX_H
-#define TLSGATE_GATEFIX_H
+#ifndef TLSGATE_FIXTURE_H
+#define TLSGATE_FIXTURE_H
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -64,13 +65,20 @@ static inline void fx_site(struct store *s, const char *code, const char *phase)
               "'fixture')", code, phase);
 }
 
+/* A host of `site` with its collector at `collector` (ADDRESS:PORT) and no report yet. */
+static inline long long fx_host_bare(struct store *s, const char *name, const char *site,
+                                     unsigned roles, const char *collector)
+{
+    fx_sql(s, "INSERT INTO host (name, site, roles, collector, added_at, updated_at) "
+              "VALUES ('%s', '%s', %u, '%s', 0, 0)", name, site, roles, collector);
+    return fx_int(s, "SELECT id FROM host WHERE name = '%s'", name);
+}
+
 /* A host with a fresh, ready report; returns its id. */
 static inline long long fx_host(struct store *s, const char *name, const char *site,
                                 unsigned roles)
 {
-    fx_sql(s, "INSERT INTO host (name, site, roles, collector, added_at, updated_at) "
-              "VALUES ('%s', '%s', %u, '127.0.0.1:9443', 0, 0)", name, site, roles);
-    long long id = fx_int(s, "SELECT id FROM host WHERE name = '%s'", name);
+    long long id = fx_host_bare(s, name, site, roles, "127.0.0.1:9443");
     fx_sql(s, "INSERT INTO report (host_id, collected_at, received_at, body, catalog_version, "
               "blockers, warnings, legacy_disabled) VALUES (%lld, %lld, %lld, '{}', 'test', 0, "
               "0, 0)", id, FX_NOW - 60, FX_NOW - 60);
@@ -142,22 +150,14 @@ static inline void fx_edge(struct store *s, const char *dependent, const char *s
 /* Runs `tlsgate --db DB ARGS...` (NULL-ended) at clock `now`; out/err may be NULL. */
 static inline int fx_run_at(const char *db, long long now, char **out, char **err, ...)
 {
-    char *argv[32];
-    int n = 0;
-    argv[n++] = (char *)tu_build_path("orchestrator/tlsgate");
-    argv[n++] = "--db";
-    argv[n++] = (char *)db;
-    va_list ap;
-    va_start(ap, err);
-    char *a;
-    while ((a = va_arg(ap, char *)) && n < 31)
-        argv[n++] = a;
-    va_end(ap);
-    argv[n] = NULL;
     char clock[64];
     snprintf(clock, sizeof(clock), "TLSGATE_NOW=%lld", now);
     char *env[] = {clock, "TLSGATE_USER=tester", NULL};
-    return tu_run(argv, env, out, err);
+    va_list ap;
+    va_start(ap, err);
+    int rc = tu_tlsgatev(db, env, out, err, ap);
+    va_end(ap);
+    return rc;
 }
 
 #define fx_run(db, out, err, ...) fx_run_at(db, FX_NOW, out, err, __VA_ARGS__)
