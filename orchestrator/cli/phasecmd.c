@@ -235,6 +235,29 @@ static int audit_and_commit(struct cli *cli, struct store *s, const char *outcom
     return EXIT_OK;
 }
 
+/* Opens the store, begins the move's transaction (IMMEDIATE unless a dry run) and reads the
+ * site's phase and counts into *sp. EXIT_OK, or the exit code with the message printed and the
+ * transaction rolled back. */
+static int begin_move(struct cli *cli, const char *site, bool immediate, struct store **out,
+                      struct gate_time *t, struct site_phase *sp)
+{
+    int code;
+    struct store *s = cli_store(cli, false, &code);
+    if (!s)
+        return code;
+    *out = s;
+    *t = decision_time(cli);
+    if (store_begin(s, immediate))
+        return fail_system(s);
+    int rc = gate_sites(s, site, t, take_site, sp);
+    if (rc == -ENOENT) {
+        cli_error("%s", store_errmsg(s));
+        store_rollback(s);
+        return EXIT_BADINPUT;
+    }
+    return rc ? fail_system(s) : EXIT_OK;
+}
+
 struct move_args {
     const char *site;
     const char *reason;
@@ -244,23 +267,14 @@ struct move_args {
 
 static int phase_advance(struct cli *cli, const struct move_args *a)
 {
-    int code;
-    struct store *s = cli_store(cli, false, &code);
-    if (!s)
-        return code;
-    struct gate_time t = decision_time(cli);
-    /* A dry run takes no write lock; it reads one snapshot and changes nothing. */
-    if (store_begin(s, !a->dry_run))
-        return fail_system(s);
+    struct store *s;
+    struct gate_time t;
     struct site_phase sp = {0};
-    int rc = gate_sites(s, a->site, &t, take_site, &sp);
-    if (rc == -ENOENT) {
-        cli_error("%s", store_errmsg(s));
-        store_rollback(s);
-        return EXIT_BADINPUT;
-    }
-    if (rc)
-        return fail_system(s);
+    /* A dry run takes no write lock; it reads one snapshot and changes nothing. */
+    int code = begin_move(cli, a->site, !a->dry_run, &s, &t, &sp);
+    if (code)
+        return code;
+    int rc;
 
     char outcome[160];
     if (sp.phase == PHASE_COMPLETE) {
@@ -350,22 +364,12 @@ static int phase_advance(struct cli *cli, const struct move_args *a)
 
 static int phase_rollback(struct cli *cli, const struct move_args *a)
 {
-    int code;
-    struct store *s = cli_store(cli, false, &code);
-    if (!s)
-        return code;
-    struct gate_time t = decision_time(cli);
-    if (store_begin(s, true))
-        return fail_system(s);
+    struct store *s;
+    struct gate_time t;
     struct site_phase sp = {0};
-    int rc = gate_sites(s, a->site, &t, take_site, &sp);
-    if (rc == -ENOENT) {
-        cli_error("%s", store_errmsg(s));
-        store_rollback(s);
-        return EXIT_BADINPUT;
-    }
-    if (rc)
-        return fail_system(s);
+    int code = begin_move(cli, a->site, true, &s, &t, &sp);
+    if (code)
+        return code;
     if (sp.phase == PHASE_INVENTORY) {
         cli_error("site %s is in inventory, the first phase: there is nothing to roll back to",
                   sp.code);

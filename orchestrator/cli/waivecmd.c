@@ -60,6 +60,22 @@ static int fail(struct store *s, int rc)
     return rc == -ENOENT ? EXIT_BADINPUT : EXIT_SYSTEM;
 }
 
+/* Opens the store, takes the write lock and finds `host`: EXIT_OK, or the exit code with the
+ * message printed and nothing changed. */
+static int begin_on_host(struct cli *cli, const char *host, struct store **out,
+                         struct inv_host *h)
+{
+    int code;
+    struct store *s = cli_store(cli, false, &code);
+    if (!s)
+        return code;
+    *out = s;
+    int rc = store_begin(s, true);
+    if (rc || (rc = inv_host_get(s, host, 0, h)))
+        return fail(s, rc);
+    return EXIT_OK;
+}
+
 int cmd_waive(struct cli *cli, int argc, char **argv)
 {
     const char *host = NULL, *reason = NULL, *until = NULL;
@@ -107,16 +123,12 @@ int cmd_waive(struct cli *cli, int argc, char **argv)
         }
     }
 
-    int code;
-    struct store *s = cli_store(cli, false, &code);
-    if (!s)
-        return code;
+    struct store *s;
     struct inv_host h;
-    int rc = store_begin(s, true);
-    if (rc || (rc = inv_host_get(s, host, 0, &h)))
-        return fail(s, rc);
-    const char *name = h.name;
-    rc = waiver_set(s, h.id, reason, until ? until_at : 0, now, cli_user());
+    int code = begin_on_host(cli, host, &s, &h);
+    if (code)
+        return code;
+    int rc = waiver_set(s, h.id, reason, until ? until_at : 0, now, cli_user());
     char iso[24], outcome[96];
     if (until)
         snprintf(outcome, sizeof(outcome), "ok: waived until %s",
@@ -127,7 +139,7 @@ int cmd_waive(struct cli *cli, int argc, char **argv)
         return fail(s, rc);
     if (cli->json) {
         fputs("{\"host\":", stdout);
-        jsonout_string(stdout, name);
+        jsonout_string(stdout, h.name);
         fputs(",\"waived\":true,\"until\":", stdout);
         if (until)
             printf("\"%s\"", iso);
@@ -137,7 +149,8 @@ int cmd_waive(struct cli *cli, int argc, char **argv)
         jsonout_string(stdout, reason);
         fputs("}\n", stdout);
     } else {
-        printf("%s waived %s\n", name, until ? outcome + strlen("ok: waived ") : "until unwaived");
+        printf("%s waived %s\n", h.name,
+               until ? outcome + strlen("ok: waived ") : "until unwaived");
     }
     return EXIT_OK;
 }
@@ -163,26 +176,22 @@ int cmd_unwaive(struct cli *cli, int argc, char **argv)
         cli_error("unwaive: usage: tlsgate unwaive HOST");
         return EXIT_USAGE;
     }
-    int code;
-    struct store *s = cli_store(cli, false, &code);
-    if (!s)
-        return code;
+    struct store *s;
     struct inv_host h;
-    int rc = store_begin(s, true);
-    if (rc || (rc = inv_host_get(s, host, 0, &h)))
-        return fail(s, rc);
-    const char *name = h.name;
+    int code = begin_on_host(cli, host, &s, &h);
+    if (code)
+        return code;
     bool had = false;
-    rc = waiver_clear(s, h.id, &had);
+    int rc = waiver_clear(s, h.id, &had);
     if (rc || (rc = cli_audit(cli, had ? "ok: unwaived" : "ok: had no waiver")) ||
         (rc = store_commit(s)))
         return fail(s, rc);
     if (cli->json) {
         fputs("{\"host\":", stdout);
-        jsonout_string(stdout, name);
+        jsonout_string(stdout, h.name);
         printf(",\"waived\":false,\"had_waiver\":%s}\n", had ? "true" : "false");
     } else {
-        printf("%s %s\n", name, had ? "unwaived" : "had no waiver");
+        printf("%s %s\n", h.name, had ? "unwaived" : "had no waiver");
     }
     return EXIT_OK;
 }
