@@ -35,8 +35,8 @@ static void draw_progress(struct collect_run *r, bool final)
     poll_get_stats(r->run.poll, &st);
     double secs = (double)(uv_hrtime() - r->started_ns) / 1e9;
     size_t done = r->ok + r->failed;
-    fprintf(stdout, "\r\033[Kcollect: %zu done, %zu failed, %zu remaining, %.1f hosts/s%s",
-            r->ok, r->failed, r->run.total > done ? r->run.total - done : 0,
+    fprintf(stdout, "\r\033[Kcollect: %zu done, %zu failed, %zu remaining, %.1f hosts/s%s", r->ok,
+            r->failed, r->run.total > done ? r->run.total - done : 0,
             secs > 0 ? (double)done / secs : 0.0, final ? "\n" : "");
     fflush(stdout);
 }
@@ -102,18 +102,19 @@ int cmd_collect(struct cli *cli, int argc, char **argv)
         } else if (!strncmp(argv[i], "--host=", 7) && argv[i][7]) {
             host = argv[i] + 7;
         } else {
-            cli_error("collect: unexpected argument '%s' (usage: collect [--host HOST])",
-                      argv[i]);
+            cli_error("collect: unexpected argument '%s' (usage: collect [--host HOST])", argv[i]);
             return EXIT_USAGE;
         }
     }
     /* collect reports per host itself; the log keeps only what has no host line. */
     poll_log_set_level(cli->config.log_level == LOG_DEBUG ? LOG_DEBUG : LOG_ERROR);
     /* Ctrl-C on a one-shot round means now: what was fetched is written, the rest dropped. */
-    struct collect_run r = {.run = {.cli = cli, .grace_ms = 0},
-                            .tty = isatty(STDOUT_FILENO) == 1};
-    struct poll_options opt = {.round = true, .host = host, .on_outcome = on_outcome,
-                               .on_round_done = on_round_done, .on_stopped = pullrun_on_stopped,
+    struct collect_run r = {.run = {.cli = cli, .grace_ms = 0}, .tty = isatty(STDOUT_FILENO) == 1};
+    struct poll_options opt = {.round = true,
+                               .host = host,
+                               .on_outcome = on_outcome,
+                               .on_round_done = on_round_done,
+                               .on_stopped = pullrun_on_stopped,
                                .data = &r};
     int code = EXIT_OK;
     if (pullrun_start(&r.run, &opt, &code))
@@ -124,8 +125,8 @@ int cmd_collect(struct cli *cli, int argc, char **argv)
     size_t done = r.ok + r.failed;
     if (r.tty)
         printf("\r\033[K");
-    printf("collect: %zu hosts, %zu ok, %zu failed in %.1f s (%.1f hosts/s)\n", r.run.total,
-           r.ok, r.failed, secs, secs > 0 ? (double)done / secs : 0.0);
+    printf("collect: %zu hosts, %zu ok, %zu failed in %.1f s (%.1f hosts/s)\n", r.run.total, r.ok,
+           r.failed, secs, secs > 0 ? (double)done / secs : 0.0);
     for (size_t i = 0; i < r.nfailures; i++) {
         printf("  failed %s\n", r.failures[i]);
         free(r.failures[i]);

@@ -34,8 +34,7 @@ int cmd_daemon(struct cli *cli, int argc, char **argv)
     int code = EXIT_OK;
     if (pullrun_start(&r, &opt, &code))
         return code;
-    poll_log(LOG_INFO, NULL, "daemon started (pid %ld, database %s)", (long)getpid(),
-             cli->db_path);
+    poll_log(LOG_INFO, NULL, "daemon started (pid %ld, database %s)", (long)getpid(), cli->db_path);
     code = pullrun_finish(&r);
     if (r.store_error[0]) {
         cli_error("daemon: cannot start: %s", r.store_error);

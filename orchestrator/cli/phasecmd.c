@@ -70,8 +70,7 @@ static int print_failing(const struct gate_failing *f, void *arg)
             fputs(",\"list\":[", p->out);
         } else {
             fprintf(p->out, "  %ld %s: %s: %s\n", f->hosts,
-                    phase_criterion_noun(p->phase, f->hosts),
-                    f->rule, f->reason ? f->reason : "");
+                    phase_criterion_noun(p->phase, f->hosts), f->rule, f->reason ? f->reason : "");
             if (remedy)
                 fprintf(p->out, "    remedy: %s\n", remedy);
         }
@@ -144,8 +143,8 @@ static int print_site_status(const struct gate_site *g, void *arg)
         printf("%s: %s since %s by %s\n", g->code, phase_name(g->phase), when, g->entered_by);
         printf("  hosts %ld: ready %ld, not_ready %ld, unknown %ld, waived %ld\n", g->hosts,
                g->ready, g->not_ready, g->unknown, g->waived);
-        printf("  servers %ld: gate open %ld, orphan risk %ld\n", g->servers,
-               g->servers_gate_open, g->orphan_risk);
+        printf("  servers %ld: gate open %ld, orphan risk %ld\n", g->servers, g->servers_gate_open,
+               g->orphan_risk);
         if (g->phase == PHASE_COMPLETE)
             printf("  complete\n");
         else if (g->exit_blocking)
@@ -295,8 +294,7 @@ static int phase_advance(struct cli *cli, const struct move_args *a)
     }
     enum phase_id to = sp.phase + 1;
     if (sp.exit_blocking > 0) {
-        struct failing_print p = {.out = stdout, .json = cli->json,
-                                  .phase = sp.phase};
+        struct failing_print p = {.out = stdout, .json = cli->json, .phase = sp.phase};
         if (cli->json) {
             printf("{\"site\":");
             jsonout_string(stdout, sp.code);
@@ -305,19 +303,18 @@ static int phase_advance(struct cli *cli, const struct move_args *a)
                    phase_name(sp.phase), phase_name(to), a->dry_run ? "true" : "false",
                    sp.exit_blocking, sp.waived);
         } else {
-            printf("site %s: %s -> %s %s: %ld %s fail \"%s\"\n", sp.code,
-                    phase_name(sp.phase), phase_name(to), a->dry_run ? "would be refused"
-                                                                     : "refused",
-                    sp.exit_blocking, phase_criterion_noun(sp.phase, sp.exit_blocking),
-                    phase_criterion_text(sp.phase));
+            printf("site %s: %s -> %s %s: %ld %s fail \"%s\"\n", sp.code, phase_name(sp.phase),
+                   phase_name(to), a->dry_run ? "would be refused" : "refused", sp.exit_blocking,
+                   phase_criterion_noun(sp.phase, sp.exit_blocking),
+                   phase_criterion_text(sp.phase));
             print_waived_note(&sp);
         }
         struct rules_catalog *catalog = NULL;
         rc = rules_load_active(s, &catalog);
         p.catalog = catalog;
         if (!rc)
-            rc = gate_failing_for_phase(s, sp.code, sp.phase, &t,
-                                        a->all ? 0 : PHASE_LIST_LIMIT, print_failing, &p);
+            rc = gate_failing_for_phase(s, sp.code, sp.phase, &t, a->all ? 0 : PHASE_LIST_LIMIT,
+                                        print_failing, &p);
         close_group(&p);
         rules_free(catalog);
         if (cli->json)
@@ -393,7 +390,8 @@ static int phase_rollback(struct cli *cli, const struct move_args *a)
         printf("site %s: %s -> %s\n", sp.code, phase_name(sp.phase), phase_name(to));
         if (sp.phase == PHASE_ENFORCE)
             printf("every server of %s is marked to re-enable SSL 3.0 / TLS 1.0 / TLS 1.1 "
-                   "(host reenable_legacy)\n", sp.code);
+                   "(host reenable_legacy)\n",
+                   sp.code);
     }
     return EXIT_OK;
 }

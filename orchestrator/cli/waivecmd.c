@@ -62,8 +62,7 @@ static int fail(struct store *s, int rc)
 
 /* Opens the store, takes the write lock and finds `host`: EXIT_OK, or the exit code with the
  * message printed and nothing changed. */
-static int begin_on_host(struct cli *cli, const char *host, struct store **out,
-                         struct inv_host *h)
+static int begin_on_host(struct cli *cli, const char *host, struct store **out, struct inv_host *h)
 {
     int code;
     struct store *s = cli_store(cli, false, &code);
@@ -167,8 +166,7 @@ int cmd_unwaive(struct cli *cli, int argc, char **argv)
         if (argv[i][0] != '-' && !host) {
             host = argv[i];
         } else {
-            cli_error("unwaive: unexpected argument '%s' (usage: tlsgate unwaive HOST)",
-                      argv[i]);
+            cli_error("unwaive: unexpected argument '%s' (usage: tlsgate unwaive HOST)", argv[i]);
             return EXIT_USAGE;
         }
     }

@@ -17,10 +17,7 @@ static const char *const names[PHASE_COUNT] = {
     "inventory", "clients", "servers", "enforce", "complete",
 };
 
-const char *phase_name(enum phase_id p)
-{
-    return (unsigned)p < PHASE_COUNT ? names[p] : "?";
-}
+const char *phase_name(enum phase_id p) { return (unsigned)p < PHASE_COUNT ? names[p] : "?"; }
 
 int phase_parse(const char *name, enum phase_id *p)
 {
@@ -61,8 +58,10 @@ static int set_phase(struct store *s, const char *site, enum phase_id from, enum
                      long long now, const char *user, const char *reason)
 {
     sqlite3_stmt *st;
-    int rc = store_prepare(s, "UPDATE site SET phase = ?, entered_at = ?, entered_by = ? "
-                              "WHERE code = ?", &st);
+    int rc = store_prepare(s,
+                           "UPDATE site SET phase = ?, entered_at = ?, entered_by = ? "
+                           "WHERE code = ?",
+                           &st);
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, phase_name(to), -1, SQLITE_STATIC);
@@ -72,8 +71,10 @@ static int set_phase(struct store *s, const char *site, enum phase_id from, enum
     rc = store_run(s, st, "change phase");
     if (rc)
         return rc;
-    rc = store_prepare(s, "INSERT INTO phase_history (site, from_phase, to_phase, at, by, reason)"
-                          " VALUES (?, ?, ?, ?, ?, ?)", &st);
+    rc = store_prepare(s,
+                       "INSERT INTO phase_history (site, from_phase, to_phase, at, by, reason)"
+                       " VALUES (?, ?, ?, ?, ?, ?)",
+                       &st);
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, site, -1, SQLITE_TRANSIENT);
@@ -91,9 +92,11 @@ static int set_phase(struct store *s, const char *site, enum phase_id from, enum
 static int set_reenable(struct store *s, const char *site, int value, long long now)
 {
     sqlite3_stmt *st;
-    int rc = store_prepare(s, "UPDATE host SET reenable_legacy = ?, updated_at = ? "
-                              "WHERE site = ? AND roles <> 1 AND (roles & ?) <> 0 "
-                              "AND reenable_legacy <> ?", &st);
+    int rc = store_prepare(s,
+                           "UPDATE host SET reenable_legacy = ?, updated_at = ? "
+                           "WHERE site = ? AND roles <> 1 AND (roles & ?) <> 0 "
+                           "AND reenable_legacy <> ?",
+                           &st);
     if (rc)
         return rc;
     sqlite3_bind_int(st, 1, value);

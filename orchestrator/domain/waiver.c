@@ -13,11 +13,13 @@ int waiver_set(struct store *s, long long host_id, const char *reason, long long
                long long now, const char *user)
 {
     sqlite3_stmt *st;
-    int rc = store_prepare(s, "INSERT INTO waiver (host_id, reason, until_at, created_at,"
-                              " created_by) VALUES (?, ?, ?, ?, ?) ON CONFLICT (host_id) DO"
-                              " UPDATE SET reason = excluded.reason, until_at = excluded.until_at,"
-                              " created_at = excluded.created_at,"
-                              " created_by = excluded.created_by", &st);
+    int rc = store_prepare(s,
+                           "INSERT INTO waiver (host_id, reason, until_at, created_at,"
+                           " created_by) VALUES (?, ?, ?, ?, ?) ON CONFLICT (host_id) DO"
+                           " UPDATE SET reason = excluded.reason, until_at = excluded.until_at,"
+                           " created_at = excluded.created_at,"
+                           " created_by = excluded.created_by",
+                           &st);
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, host_id);
@@ -47,8 +49,10 @@ int waiver_clear(struct store *s, long long host_id, bool *had)
 int waiver_get(struct store *s, long long host_id, long long now, struct waiver *w)
 {
     sqlite3_stmt *st;
-    int rc = store_prepare(s, "SELECT w.reason, w.until_at, w.created_by FROM waiver w "
-                              "WHERE w.host_id = ?1 AND " GATE_WAIVER_ACTIVE_SQL("w", "?2"), &st);
+    int rc = store_prepare(s,
+                           "SELECT w.reason, w.until_at, w.created_by FROM waiver w "
+                           "WHERE w.host_id = ?1 AND " GATE_WAIVER_ACTIVE_SQL("w", "?2"),
+                           &st);
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, host_id);

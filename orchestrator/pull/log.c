@@ -32,8 +32,8 @@ void poll_log(enum log_level level, const char *host, const char *fmt, ...)
     va_end(ap);
     /* One fprintf per line so lines from the writer thread and the loop never interleave. */
     if (host)
-        fprintf(stderr, "%s.%03ldZ %s host=%s %s\n", when, ts.tv_nsec / 1000000, names[level],
-                host, msg);
+        fprintf(stderr, "%s.%03ldZ %s host=%s %s\n", when, ts.tv_nsec / 1000000, names[level], host,
+                msg);
     else
         fprintf(stderr, "%s.%03ldZ %s %s\n", when, ts.tv_nsec / 1000000, names[level], msg);
 }

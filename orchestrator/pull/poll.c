@@ -13,9 +13,9 @@
 #include <unistd.h>
 
 #include "poll_int.h"
+#include "rules.h"
 #include "store.h"
 #include "tlsctx.h"
-#include "rules.h"
 
 void poll__set_state(struct poll *p, enum poll_state to)
 {
@@ -54,8 +54,9 @@ void poll__check_finished(struct poll *p)
     assert((p->multi != NULL) == (p->state < POLL_CLOSING));
     assert(p->state < POLL_ABANDONED || p->in_flight == 0);
     if (p->opt.round && p->state != POLL_NEW && !p->round_done_called && p->round_left == 0 &&
-        p->job != JOB_LOAD && (p->store_error[0] || (p->in_flight == 0 && p->job == JOB_NONE &&
-                                                     !p->filling.count && !p->writing.count))) {
+        p->job != JOB_LOAD &&
+        (p->store_error[0] ||
+         (p->in_flight == 0 && p->job == JOB_NONE && !p->filling.count && !p->writing.count))) {
         p->round_done_called = true;
         if (p->opt.on_round_done)
             p->opt.on_round_done(p, p->opt.data);
@@ -112,8 +113,10 @@ void poll_stop(struct poll *p, unsigned grace_ms)
 static int check_readable(const char *key, const char *path, char *err, size_t errsize)
 {
     if (!path) {
-        snprintf(err, errsize, "config: tls.%s is not set (the daemon needs tls.ca, tls.cert and "
-                               "tls.key)", key);
+        snprintf(err, errsize,
+                 "config: tls.%s is not set (the daemon needs tls.ca, tls.cert and "
+                 "tls.key)",
+                 key);
         return -EINVAL;
     }
     if (access(path, R_OK) != 0) {

@@ -140,14 +140,14 @@ struct poll {
     struct poll_options opt;
 
     CURLM *multi;
-    uv_timer_t curl_timer;   /* libcurl's timeout */
-    uv_timer_t sched_timer;  /* next due host */
-    uv_timer_t flush_timer;  /* batch delay, retry after a busy store */
-    uv_timer_t grace_timer;  /* shutdown bound */
-    uv_timer_t stats_timer;  /* the daemon's periodic summary line */
+    uv_timer_t curl_timer;  /* libcurl's timeout */
+    uv_timer_t sched_timer; /* next due host */
+    uv_timer_t flush_timer; /* batch delay, retry after a busy store */
+    uv_timer_t grace_timer; /* shutdown bound */
+    uv_timer_t stats_timer; /* the daemon's periodic summary line */
     size_t last_ok, last_failed;
-    int open_handles;        /* our timers not yet closed */
-    int open_socks;          /* sock contexts not yet closed */
+    int open_handles; /* our timers not yet closed */
+    int open_socks;   /* sock contexts not yet closed */
 
     struct host *hosts; /* sorted by id */
     size_t nhosts;
@@ -186,9 +186,9 @@ struct poll {
     struct orphan *risk, *scan;
     size_t nrisk, nscan;
 
-    enum poll_state state;   /* see the transitions above; changed only by poll__set_state */
-    bool round_done_called;  /* round mode: opt.on_round_done has run */
-    bool loaded;             /* an inventory load succeeded once */
+    enum poll_state state;  /* see the transitions above; changed only by poll__set_state */
+    bool round_done_called; /* round mode: opt.on_round_done has run */
+    bool loaded;            /* an inventory load succeeded once */
     char store_error[STORE_ERROR_SIZE];
     size_t stat_ok, stat_failed;
 };

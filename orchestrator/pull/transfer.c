@@ -98,8 +98,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int action, void *userp,
         if (s) /* REMOVE does not mean closed: libcurl may announce the fd again (#9799) */
             sock_close(p, s);
         return 0;
-    default:
-        return -1;
+    default: return -1;
     }
 }
 

@@ -324,8 +324,11 @@ static void after_flush(struct poll *p)
             }
         }
         if (p->opt.on_outcome && r->next_at >= 0) {
-            struct poll_outcome o = {.host_id = r->host_id, .host = r->name, .ok = r->ok,
-                                     .error = r->ok ? NULL : r->error, .next_at = r->next_at};
+            struct poll_outcome o = {.host_id = r->host_id,
+                                     .host = r->name,
+                                     .ok = r->ok,
+                                     .error = r->ok ? NULL : r->error,
+                                     .next_at = r->next_at};
             p->opt.on_outcome(p, &o, p->opt.data);
         }
     }
@@ -375,7 +378,7 @@ static void after_work(uv_work_t *w, int status)
                 poll__batch_release(&p->writing);
                 poll__set_state(p, POLL_STOPPING);
             } else {
-                p->retry_ms = !p->retry_ms                    ? POLL_RETRY_FIRST_MS
+                p->retry_ms = !p->retry_ms                      ? POLL_RETRY_FIRST_MS
                               : p->retry_ms < POLL_RETRY_MAX_MS ? p->retry_ms * 2
                                                                 : POLL_RETRY_MAX_MS;
                 if (rc == -EBUSY)
@@ -451,7 +454,6 @@ void poll__maybe_start_job(struct poll *p)
         start_job(p, JOB_ORPHANS);
     }
 }
-
 
 static void on_retry_timer(uv_timer_t *t)
 {

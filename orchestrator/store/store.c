@@ -136,8 +136,7 @@ static int migrate(struct store *s, bool create)
 
     int version = 0, app_id = 0, objects = 0;
     if ((rc = pragma_int(s, "PRAGMA user_version", &version)) ||
-        (rc = pragma_int(s, "PRAGMA application_id", &app_id)) ||
-        (rc = object_count(s, &objects)))
+        (rc = pragma_int(s, "PRAGMA application_id", &app_id)) || (rc = object_count(s, &objects)))
         goto fail;
 
     if (app_id != STORE_APPLICATION_ID && (app_id != 0 || objects > 0)) {
@@ -271,8 +270,10 @@ int store_meta_get(struct store *s, const char *key, char **value)
 int store_meta_set(struct store *s, const char *key, const char *value)
 {
     sqlite3_stmt *st;
-    int rc = store_prepare(s, "INSERT INTO meta (key, value) VALUES (?, ?) "
-                              "ON CONFLICT (key) DO UPDATE SET value = excluded.value", &st);
+    int rc = store_prepare(s,
+                           "INSERT INTO meta (key, value) VALUES (?, ?) "
+                           "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                           &st);
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
@@ -284,8 +285,8 @@ int store_audit_append(struct store *s, long long at, const char *user, const ch
                        const char *outcome)
 {
     sqlite3_stmt *st;
-    int rc = store_prepare(s, "INSERT INTO audit (at, user, command, outcome) VALUES (?, ?, ?, ?)",
-                           &st);
+    int rc =
+        store_prepare(s, "INSERT INTO audit (at, user, command, outcome) VALUES (?, ?, ?, ?)", &st);
     if (rc)
         return rc;
     sqlite3_bind_int64(st, 1, at);

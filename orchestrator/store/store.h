@@ -14,9 +14,9 @@
 #ifndef TLSGATE_STORE_H
 #define TLSGATE_STORE_H
 
+#include <sqlite3.h>
 #include <stdbool.h>
 #include <stddef.h>
-#include <sqlite3.h>
 
 struct store;
 
@@ -47,7 +47,8 @@ const char *store_path(const struct store *s);
 const char *store_errmsg(const struct store *s);
 
 /* Sets the store's message (for module-level failures); returns `code` for `return` chaining. */
-int store_fail(struct store *s, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int store_fail(struct store *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Records SQLite's current error for `what` and returns the errno-style code for it
  * (-EBUSY for SQLITE_BUSY/LOCKED, -EIO otherwise). */
