@@ -28,7 +28,7 @@ struct store *cli_store(struct cli *cli, bool create, int *code)
 {
     if (cli->store)
         return cli->store;
-    char err[512];
+    char err[STORE_ERROR_SIZE];
     int rc = store_open(cli->db_path, create, &cli->store, err, sizeof(err));
     if (rc) {
         cli_error("%s", err);

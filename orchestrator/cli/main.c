@@ -141,7 +141,7 @@ int main(int argc, char **argv)
         goto out;
     }
     if (cli.config_path) {
-        char err[512];
+        char err[STORE_ERROR_SIZE];
         if (config_load(&cli.config, cli.config_path, err, sizeof(err))) {
             cli_error("%s", err);
             code = EXIT_BADINPUT;

@@ -50,7 +50,7 @@ static void on_hup(uv_signal_t *s, int signum)
     struct config next;
     config_init(&next);
     if (r->cli->config_path) {
-        char err[512];
+        char err[STORE_ERROR_SIZE];
         if (config_load(&next, r->cli->config_path, err, sizeof(err))) {
             poll_log(LOG_ERROR, NULL, "SIGHUP: keeping the old settings: %s", err);
             config_release(&next);
@@ -106,7 +106,7 @@ int pullrun_start(struct pullrun *r, const struct poll_options *opt, int *code)
         *code = EXIT_SYSTEM;
         return -1;
     }
-    char err[512];
+    char err[STORE_ERROR_SIZE];
     if ((rc = poll_new(&r->loop, s, &r->cli->config, opt, &r->poll, err, sizeof(err)))) {
         cli_error("%s", err);
         *code = rc == -EINVAL ? EXIT_BADINPUT : EXIT_SYSTEM;

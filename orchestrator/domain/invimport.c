@@ -59,7 +59,7 @@ static int imp_fail(struct importer *im, const char *field, const char *fmt, ...
 
 static int imp_fail(struct importer *im, const char *field, const char *fmt, ...)
 {
-    char why[400];
+    char why[STORE_ERROR_SIZE];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);

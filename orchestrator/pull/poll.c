@@ -218,7 +218,7 @@ int poll_start(struct poll *p)
 
 int poll_reload(struct poll *p, const struct config *cfg)
 {
-    char err[512];
+    char err[STORE_ERROR_SIZE];
     struct config next;
     if (check_config(cfg, err, sizeof(err))) {
         poll_log(LOG_ERROR, NULL, "reload refused, keeping the old settings: %s", err);

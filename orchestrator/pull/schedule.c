@@ -74,6 +74,8 @@ static bool heap_less(struct poll *p, size_t a, size_t b)
 
 void poll__heap_push(struct poll *p, size_t host_index)
 {
+    /* The heap holds idle hosts only, each once: it never outgrows the host table. */
+    assert(p->nheap < p->nhosts && p->hosts[host_index].state == HOST_IDLE);
     size_t i = p->nheap++;
     p->heap[i] = host_index;
     while (i > 0 && heap_less(p, i, (i - 1) / 2)) {
@@ -116,7 +118,7 @@ void poll__fill(struct poll *p)
             break;
         heap_pop(p);
         h->state = HOST_BUSY;
-        char err[256];
+        char err[STORE_ERROR_SIZE];
         if (poll__xfer_start(p, h, err, sizeof(err))) {
             poll_log(LOG_ERROR, h->name, "%s", err);
             h->next_at = now + 1;

@@ -234,7 +234,7 @@ static void drain_messages(struct poll *p)
         CURLcode code = m->data.result; /* read before remove: the message dies with it */
         struct xfer *x = NULL;
         curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&x);
-        char why[512];
+        char why[STORE_ERROR_SIZE];
         const char *error = NULL;
         if (code != CURLE_OK) {
             describe_failure(x, code, why, sizeof(why));

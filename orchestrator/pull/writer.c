@@ -408,6 +408,9 @@ static void after_work(uv_work_t *w, int status)
 
 static void start_job(struct poll *p, enum job_kind kind)
 {
+    /* One job at a time: the worker owns the store, `writing` and `rows` while it runs. */
+    assert(p->job == JOB_NONE && kind != JOB_NONE);
+    assert(kind != JOB_FLUSH || p->writing.count > 0);
     p->job = kind;
     p->job_cfg = p->cfg;
     p->job_cfg.tls_ca = p->job_cfg.tls_cert = p->job_cfg.tls_key = NULL;

@@ -4,6 +4,7 @@
  */
 #include "store.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -92,7 +93,11 @@ int store_begin(struct store *s, bool immediate)
     return store_exec(s, immediate ? "BEGIN IMMEDIATE" : "BEGIN");
 }
 
-int store_commit(struct store *s) { return store_exec(s, "COMMIT"); }
+int store_commit(struct store *s)
+{
+    assert(!sqlite3_get_autocommit(s->db)); /* a commit ends a transaction its caller began */
+    return store_exec(s, "COMMIT");
+}
 
 void store_rollback(struct store *s)
 {
