@@ -3,6 +3,10 @@
  */
 #include "jsonout.h"
 
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
 /* Length of the well-formed UTF-8 sequence at p (shortest form, no surrogate, at most
  * U+10FFFF), or 0 when there is none. */
 static size_t utf8_sequence(const unsigned char *p)
@@ -52,4 +56,37 @@ void jsonout_string(FILE *out, const char *s)
         }
     }
     fputc('"', out);
+}
+
+json_t *jsonout_text(const char *s)
+{
+    /* Valid text is taken as it is; otherwise each ill-formed byte becomes U+FFFD (3 bytes). */
+    size_t len = strlen(s);
+    char *clean = malloc(3 * len + 1);
+    if (!clean)
+        return NULL;
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        size_t seq = *p >= 0x80 ? utf8_sequence(p) : 1;
+        if (!seq) {
+            memcpy(clean + n, "\xef\xbf\xbd", 3);
+            n += 3;
+            continue;
+        }
+        memcpy(clean + n, p, seq);
+        n += seq;
+        p += seq - 1;
+    }
+    json_t *v = json_stringn(clean, n);
+    free(clean);
+    return v;
+}
+
+int jsonout_print(FILE *out, json_t *doc)
+{
+    if (!doc)
+        return -ENOMEM;
+    int rc = json_dumpf(doc, out, JSON_COMPACT) == 0 && fputc('\n', out) != EOF ? 0 : -EIO;
+    json_decref(doc);
+    return rc;
 }

@@ -382,10 +382,9 @@ static int phase_rollback(struct cli *cli, const struct move_args *a)
     if ((code = audit_and_commit(cli, s, outcome)))
         return code;
     if (cli->json) {
-        printf("{\"site\":");
-        jsonout_string(stdout, sp.code);
-        printf(",\"from\":\"%s\",\"to\":\"%s\",\"reenable_legacy\":%s}\n", phase_name(sp.phase),
-               phase_name(to), sp.phase == PHASE_ENFORCE ? "true" : "false");
+        jsonout_print(stdout, json_pack("{s:o, s:s, s:s, s:b}", "site", jsonout_text(sp.code),
+                                        "from", phase_name(sp.phase), "to", phase_name(to),
+                                        "reenable_legacy", sp.phase == PHASE_ENFORCE));
     } else {
         printf("site %s: %s -> %s\n", sp.code, phase_name(sp.phase), phase_name(to));
         if (sp.phase == PHASE_ENFORCE)

@@ -137,16 +137,10 @@ int cmd_waive(struct cli *cli, int argc, char **argv)
     if (rc || (rc = cli_audit(cli, outcome)) || (rc = store_commit(s)))
         return fail(s, rc);
     if (cli->json) {
-        fputs("{\"host\":", stdout);
-        jsonout_string(stdout, h.name);
-        fputs(",\"waived\":true,\"until\":", stdout);
-        if (until)
-            printf("\"%s\"", iso);
-        else
-            fputs("null", stdout);
-        fputs(",\"reason\":", stdout);
-        jsonout_string(stdout, reason);
-        fputs("}\n", stdout);
+        jsonout_print(stdout,
+                      json_pack("{s:o, s:b, s:o, s:o}", "host", jsonout_text(h.name), "waived", 1,
+                                "until", until ? json_string(iso) : json_null(), "reason",
+                                jsonout_text(reason)));
     } else {
         printf("%s waived %s\n", h.name,
                until ? outcome + strlen("ok: waived ") : "until unwaived");
@@ -185,9 +179,8 @@ int cmd_unwaive(struct cli *cli, int argc, char **argv)
         (rc = store_commit(s)))
         return fail(s, rc);
     if (cli->json) {
-        fputs("{\"host\":", stdout);
-        jsonout_string(stdout, h.name);
-        printf(",\"waived\":false,\"had_waiver\":%s}\n", had ? "true" : "false");
+        jsonout_print(stdout, json_pack("{s:o, s:b, s:b}", "host", jsonout_text(h.name), "waived",
+                                        0, "had_waiver", had));
     } else {
         printf("%s %s\n", h.name, had ? "unwaived" : "had no waiver");
     }
