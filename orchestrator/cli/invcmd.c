@@ -21,6 +21,7 @@
 #include "gate.h"
 #include "hoststate.h"
 #include "ingest.h"
+#include "invimport.h"
 #include "inventory.h"
 #include "rules.h"
 #include "store.h"

@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "hoststate.h"
+#include "store.h"
 
 const char *const inv_role_names[ROLE_COUNT] = {
     "client",

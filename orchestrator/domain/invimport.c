@@ -23,6 +23,7 @@
 
 #include "csvread.h"
 #include "ingest.h"
+#include "invimport.h"
 #include "inventory.h"
 #include "rules.h"
 #include "store.h"
