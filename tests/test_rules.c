@@ -894,6 +894,128 @@ START_TEST(test_collector_fixtures_evaluate_to_exact_verdicts)
 }
 END_TEST
 
+
+/* ---- tlsgate rules eval: the binary, on .reg fixtures, as an administrator runs it -------- */
+
+/* Runs `tlsgate rules eval --json [--roles R] tests/fixtures/reg/FILE`; the parsed output, or
+ * NULL when it printed none; *code is the exit status and *err its stderr (may be NULL). */
+static json_t *run_eval(const char *roles, const char *file, int *code, char **err)
+{
+    char rel[256];
+    snprintf(rel, sizeof(rel), "tests/fixtures/reg/%s", file);
+    char *argv[10];
+    int n = 0;
+    argv[n++] = (char *)tu_build_path("orchestrator/tlsgate");
+    argv[n++] = "rules";
+    argv[n++] = "eval";
+    argv[n++] = "--json";
+    if (roles) {
+        argv[n++] = "--roles";
+        argv[n++] = (char *)roles;
+    }
+    argv[n++] = (char *)tu_source_path(rel);
+    argv[n] = NULL;
+    char *out = NULL;
+    *code = tu_run(argv, NULL, &out, err);
+    json_error_t je;
+    json_t *j = out && *out ? json_loads(out, 0, &je) : NULL;
+    ck_assert_msg(!out || !*out || j, "rules eval %s: output is not JSON: %s", file, out);
+    free(out);
+    return j;
+}
+
+/* The verdict of `rule` in a rules eval output: "pass", "FAIL", or NULL when it did not apply;
+ * its reason in *reason (borrowed). */
+static const char *eval_verdict(json_t *j, const char *rule, const char **reason)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(j, "verdicts"), i, v) {
+        if (!strcmp(json_string_value(json_object_get(v, "rule")), rule)) {
+            if (reason)
+                *reason = json_string_value(json_object_get(v, "reason"));
+            return json_is_true(json_object_get(v, "pass")) ? "pass" : "FAIL";
+        }
+    }
+    return NULL;
+}
+
+/* Asserts that `rule` has verdict `want` ("pass", "FAIL" or NULL: not applicable) on a fixture,
+ * and that its reason contains `needle` (when not NULL). */
+static void expect_eval(const char *roles, const char *file, const char *rule, const char *want,
+                        const char *needle)
+{
+    int code;
+    char *err = NULL;
+    json_t *j = run_eval(roles, file, &code, &err);
+    ck_assert_msg(j != NULL, "rules eval %s: exit %d: %s", file, code, err ? err : "");
+    const char *reason = NULL, *got = eval_verdict(j, rule, &reason);
+    ck_assert_msg(want ? got && !strcmp(got, want) : got == NULL, "%s %s: got %s, want %s (%s)",
+                  file, rule, got ? got : "not applicable", want ? want : "not applicable",
+                  reason ? reason : "");
+    if (needle)
+        ck_assert_msg(reason && strstr(reason, needle), "%s %s: reason \"%s\" lacks \"%s\"", file,
+                      rule, reason ? reason : "", needle);
+    ck_assert_int_eq(code, strcmp(json_string_value(json_object_get(j, "state")), "ready") ? 1
+                                                                                            : 0);
+    json_decref(j);
+    free(err);
+}
+
+START_TEST(test_rules_eval_reg_file_prints_verdicts_and_exit_code)
+{
+    int code;
+    char *err = NULL;
+    json_t *j = run_eval(NULL, "win7-sp1-x64-unpatched.reg", &code, &err);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_int_eq(code, 1);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "state")), "not_ready");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "roles")), "client");
+    const char *reason;
+    ck_assert_str_eq(eval_verdict(j, "winhttp-kb3140245", &reason), "FAIL");
+    ck_assert_ptr_nonnull(strstr(reason, "lack KB3140245"));
+    /* the facts are the collector's */
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(json_object_get(j,
+                     "facts"), "os"), "build")), 7601);
+    json_decref(j);
+    free(err);
+
+    /* the same in text, and a facts file through --facts */
+    char *out = NULL;
+    char *argv[] = {(char *)tu_build_path("orchestrator/tlsgate"), "rules", "eval", "--facts",
+                    (char *)tu_source_path("tests/fixtures/facts/win7-ready.json"), NULL};
+    ck_assert_int_eq(tu_run(argv, NULL, &out, NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "state: ready"));
+    ck_assert_ptr_nonnull(strstr(out, "ok   blocker winhttp-dsp\n"));
+    free(out);
+    expect_eval(NULL, "win7-sp1-x64-unpatched.reg", "winhttp-dsp", "FAIL", "not reported");
+}
+END_TEST
+
+START_TEST(test_rules_eval_bad_input_is_named)
+{
+    int code;
+    char *err = NULL;
+    json_t *j = run_eval("client;no_such_role", "win81.reg", &code, &err);
+    ck_assert_ptr_null(j);
+    ck_assert_int_eq(code, 2);
+    ck_assert_ptr_nonnull(strstr(err, "no_such_role"));
+    free(err);
+    err = NULL;
+    j = run_eval(NULL, "malformed/dword-not-hex.reg", &code, &err);
+    ck_assert_ptr_null(j);
+    ck_assert_int_eq(code, 3);
+    ck_assert_ptr_nonnull(strstr(err, "dword-not-hex.reg:"));
+    free(err);
+    err = NULL;
+    j = run_eval(NULL, "no-such-file.reg", &code, &err);
+    ck_assert_ptr_null(j);
+    ck_assert_int_eq(code, 3);
+    ck_assert_ptr_nonnull(strstr(err, "no-such-file.reg"));
+    free(err);
+}
+END_TEST
+
 static Suite *rules_suite(void)
 {
     Suite *s = suite_create("rules");
@@ -931,6 +1053,11 @@ static Suite *rules_suite(void)
     tcase_add_test(t, test_strong_crypto_names_each_failing_value);
     tcase_add_test(t, test_fips_on_warns);
     tcase_add_test(t, test_server_2008_sp2_needs_kb4019276_and_vista_cannot);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("eval");
+    tcase_add_test(t, test_rules_eval_reg_file_prints_verdicts_and_exit_code);
+    tcase_add_test(t, test_rules_eval_bad_input_is_named);
     suite_add_tcase(s, t);
 
     t = tcase_create("catalog");
