@@ -96,6 +96,14 @@ int rules_evaluate(const struct rules_catalog *c, json_t *report, unsigned roles
 const char *rules_severity_name(enum rules_severity s);
 
 /*
+ * Whether the report's host is a "server" or a "client": ProductOptions\ProductType (WinNT;
+ * ServerNT or LanmanNT), else InstallationType (Client; Server, Server Core, Nano Server).
+ * NULL when neither says (unknown, which rules treat as a failure, never as "not applicable").
+ * `why` (may be small) receives the observed values for messages.
+ */
+const char *rules_os_kind(json_t *report, char *why, size_t whysize);
+
+/*
  * The report members the catalog's evaluation can read, as dotted paths from the report's root
  * ("os.build", "schannel.tls12.client", "sql.instances"), each meaning that member's whole value.
  * rules_evaluate's verdicts depend on these values and the roles only: two reports that agree on

@@ -143,18 +143,18 @@ START_TEST(test_ingest_stores_report_verdicts_and_summary)
     ck_assert_int_eq(query_int("SELECT collected_at FROM report WHERE host_id = %lld", id), T0);
     ck_assert_int_eq(query_int("SELECT received_at FROM report WHERE host_id = %lld", id), T0 + 5);
     ck_assert_int_eq(query_int("SELECT blockers FROM report WHERE host_id = %lld", id), 4);
-    ck_assert_int_eq(query_int("SELECT warnings FROM report WHERE host_id = %lld", id), 2);
+    ck_assert_int_eq(query_int("SELECT warnings FROM report WHERE host_id = %lld", id), 3);
     ck_assert_int_eq(query_int("SELECT legacy_disabled FROM report WHERE host_id = %lld", id), 0);
     char *v = query_text("SELECT catalog_version FROM report WHERE host_id = %lld", id);
-    ck_assert_str_eq(v, "2026.11.1");
+    ck_assert_str_eq(v, "2026.12.0");
     free(v);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE host_id = %lld", id), 8);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE host_id = %lld", id), 9);
     ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE host_id = %lld AND pass = 0 "
                                "AND severity = 'blocker'", id), 4);
     v = query_text("SELECT reason FROM verdict WHERE host_id = %lld AND rule = "
                    "'winhttp-kb3140245'", id);
     ck_assert_str_eq(v, "WinHTTP cannot default to TLS 1.2 without KB3140245: installed updates "
-                        "lack KB3140245");
+                        "(CBS CurrentState) lack KB3140245");
     free(v);
     char *body = query_text("SELECT body FROM report WHERE host_id = %lld", id);
     json_t *back = json_loads(body, 0, NULL);
@@ -262,7 +262,7 @@ START_TEST(test_ingest_is_all_or_nothing)
     ck_assert_ptr_nonnull(strstr(err, "injected failure"));
     ck_assert_int_eq(query_int("SELECT collected_at FROM report WHERE host_id = %lld", id), T0);
     ck_assert_int_eq(query_int("SELECT blockers FROM report WHERE host_id = %lld", id), 1);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE host_id = %lld", id), 8);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE host_id = %lld", id), 9);
     ck_assert_int_eq(query_int("SELECT pass FROM verdict WHERE host_id = %lld AND rule = "
                                "'winhttp-dsp-wow64'", id), 0);
     ck_assert(sqlite3_get_autocommit(store_db(st)));
@@ -548,7 +548,9 @@ START_TEST(test_rules_reads_lists_what_evaluation_looks_at)
     /* scope, predicates, protocol defaults, every-lists; never the report's identity */
     ck_assert(reads(cat, "os.build"));
     ck_assert(reads(cat, "os.installation_type"));
-    ck_assert(reads(cat, "hotfixes"));
+    ck_assert(reads(cat, "updates.installed"));
+    ck_assert(reads(cat, "os.product_type"));
+    ck_assert(!reads(cat, "hotfixes"));
     ck_assert(reads(cat, "schannel.tls12.client"));
     ck_assert(reads(cat, "schannel.tls12.server"));
     ck_assert(reads(cat, "winhttp.default_secure_protocols_wow64"));
@@ -697,7 +699,7 @@ START_TEST(test_rules_check_accepts_default_and_refuses_bad_file)
     char *out, *errout;
     ck_assert_int_eq(run(&out, &errout, "rules", "check", tu_source_path("schema/rules.json"),
                          NULL), 0);
-    ck_assert_ptr_nonnull(strstr(out, "catalog 2026.11.1, 27 rules: valid"));
+    ck_assert_ptr_nonnull(strstr(out, "catalog 2026.12.0, 36 rules: valid"));
     free(out);
     free(errout);
     const char *bad = tu_path(dir, "bad.json");
@@ -747,7 +749,7 @@ START_TEST(test_rules_load_reevaluates_every_stored_report)
 
     char *out, *errout;
     ck_assert_int_eq(run(&out, &errout, "rules", "load", file, NULL), 0);
-    ck_assert_ptr_nonnull(strstr(out, "catalog 2026.12.1 loaded: 26 rules, 6 reports "
+    ck_assert_ptr_nonnull(strstr(out, "catalog 2026.12.1 loaded: 35 rules, 6 reports "
                                       "re-evaluated in "));
     free(out);
     free(errout);
@@ -771,7 +773,7 @@ START_TEST(test_rules_load_reevaluates_every_stored_report)
     ck_assert_msg(shown != NULL, "%s", je.text);
     ck_assert_str_eq(json_string_value(json_object_get(shown, "version")), "2026.12.1");
     ck_assert_str_eq(json_string_value(json_object_get(shown, "source")), "stored");
-    ck_assert_uint_eq(json_array_size(json_object_get(shown, "rules")), 26);
+    ck_assert_uint_eq(json_array_size(json_object_get(shown, "rules")), 35);
     json_decref(shown);
     free(out);
     free(errout);
@@ -811,16 +813,17 @@ START_TEST(test_host_show_lists_failures_first_with_remedies)
                      "2026-11-25T12:00:00Z");
     ck_assert_int_eq(json_integer_value(json_object_get(j, "blockers")), 4);
     json_t *vs = json_object_get(j, "verdicts");
-    ck_assert_uint_eq(json_array_size(vs), 8);
+    ck_assert_uint_eq(json_array_size(vs), 9);
     /* blockers first, then warnings, then passes */
-    const char *order[] = {"blocker", "blocker", "blocker", "blocker", "warning", "warning"};
-    for (size_t i = 0; i < 6; i++) {
+    const char *order[] = {"blocker", "blocker", "blocker", "blocker", "warning", "warning",
+                           "warning"};
+    for (size_t i = 0; i < 7; i++) {
         json_t *v = json_array_get(vs, i);
         ck_assert(json_is_false(json_object_get(v, "pass")));
         ck_assert_str_eq(json_string_value(json_object_get(v, "severity")), order[i]);
         ck_assert(json_string_length(json_object_get(v, "remedy")) > 0);
     }
-    ck_assert(json_is_true(json_object_get(json_array_get(vs, 6), "pass")));
+    ck_assert(json_is_true(json_object_get(json_array_get(vs, 7), "pass")));
     ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "report"), "host")),
                      "cl-w7-0002.corp.contoso.com");
     json_decref(j);
@@ -848,8 +851,8 @@ START_TEST(test_rules_blockers_groups_failures_by_rule_per_site)
     ck_assert_str_eq(out,
                      "3 clients: DefaultSecureProtocols (Wow6432Node) lacks TLS 1.2  "
                      "[winhttp-dsp-wow64, blocker]\n"
-                     "2 clients: TLS 1.2 client side off in SCHANNEL  [schannel-tls12-client, "
-                     "blocker]\n"
+                     "2 clients: TLS 1.2 client side disabled in SCHANNEL  "
+                     "[schannel-tls12-client, blocker]\n"
                      "2 clients: DefaultSecureProtocols lacks TLS 1.2  [winhttp-dsp, blocker]\n"
                      "2 clients: KB3140245 missing  [winhttp-kb3140245, blocker]\n"
                      "1 site system: KB4022721 missing on WSUS 2012  [wsus-2012-kb4022721, "
@@ -857,7 +860,11 @@ START_TEST(test_rules_blockers_groups_failures_by_rule_per_site)
                      "3 clients: strong cryptography not set for .NET 4  "
                      "[software-center-strong-crypto, warning]\n"
                      "2 clients: .NET Framework older than 4.6.2  [software-center-dotnet, "
-                     "warning]\n");
+                     "warning]\n"
+                     "2 clients: TLS 1.2 client side disabled by default in SCHANNEL  "
+                     "[software-center-schannel-default, warning]\n"
+                     "1 site system: .NET 3.5 TLS 1.2 update or strong cryptography missing  "
+                     "[site-system-strong-crypto-v2, warning]\n");
     free(out);
     free(errout);
 
