@@ -1688,6 +1688,11 @@ static enum tri eval_list(const struct eval *E, const struct node *n, bool neg)
     /* Under `not`, all becomes any and any becomes all (De Morgan). */
     bool conj = (n->op == OP_ALL) != neg;
     enum tri res = combine(conj, r, n->nkids);
+    /* A member that never holds explains an undecided result, not a definite failure: its
+     * text is left out when another member already failed. */
+    for (size_t i = 0; res == T_FAIL && i < n->nkids; i++)
+        if (n->kids[i]->op == OP_NEVER)
+            r[i] = T_HOLD;
     keep_fragments(E->text, start, r, n->nkids, res, conj);
     return res;
 }

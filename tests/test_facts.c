@@ -34,6 +34,20 @@ static const struct fixture fixtures[] = {
     {"server2016-sql2016sp2-express", {"server2016-sql2016sp2-express.reg"}},
     {"server2019-site-server", {"server2019-site-server.reg"}},
     {"server2008r2-regedit4-ansi", {"server2008r2-regedit4-ansi.reg"}},
+    /* One verdict case each (tests/test_rules.c "cases"), written by regen-facts too. */
+    {"case-server2008r2-legacy-tls11-default-off", {"case-server2008r2-legacy-tls11-default-off.reg"}},
+    {"case-server2008r2-sql2008r2sp2-x64", {"case-server2008r2-sql2008r2sp2-x64.reg"}},
+    {"case-server2008sp2-core", {"case-server2008sp2-core.reg"}},
+    {"case-server2012r2-core-wsus", {"case-server2012r2-core-wsus.reg"}},
+    {"case-server2012r2-ssrs2014-no-net35-update", {"case-server2012r2-ssrs2014-no-net35-update.reg"}},
+    {"case-server2016-legacy-disabled-by-default", {"case-server2016-legacy-disabled-by-default.reg"}},
+    {"case-server2019-dsp-wow64-without-tls12", {"case-server2019-dsp-wow64-without-tls12.reg"}},
+    {"case-server2019-legacy-off-by-default", {"case-server2019-legacy-off-by-default.reg"}},
+    {"case-win10-dsp-without-tls12", {"case-win10-dsp-without-tls12.reg"}},
+    {"case-win7-enabled-dbd-absent", {"case-win7-enabled-dbd-absent.reg"}},
+    {"case-win7-kb3140245-staged", {"case-win7-kb3140245-staged.reg"}},
+    {"case-win7-rtm-7600", {"case-win7-rtm-7600.reg"}},
+    {"case-win8-client", {"case-win8-client.reg"}},
 };
 
 static void assert_json_equal(json_t *got, json_t *want, const char *what)

@@ -1105,6 +1105,93 @@ START_TEST(test_rules_eval_bad_input_is_named)
 }
 END_TEST
 
+/* ---- verdict cases: one registry export each (tests/fixtures/reg/case-*.reg), evaluated by
+ * `tlsgate rules eval` as an administrator would; each failed before its fix ------------- */
+
+START_TEST(test_case_dsp_without_tls12_fails_on_every_version_and_view)
+{
+    /* Windows 10 with DefaultSecureProtocols=0xA0: WinHTTP offers SSL 3.0/TLS 1.0 only */
+    expect_eval(NULL, "case-win10-dsp-without-tls12.reg", "winhttp-dsp-os-default", "FAIL",
+                "DefaultSecureProtocols (native) is 0xA0, lacks 0x800");
+    /* Server 2019 with only the Wow6432Node value, lacking TLS 1.2 */
+    expect_eval("management_point", "case-server2019-dsp-wow64-without-tls12.reg",
+                "winhttp-dsp-os-default-wow64", "FAIL", "(Wow6432Node) is 0x280, lacks 0x800");
+    expect_eval("management_point", "case-server2019-dsp-wow64-without-tls12.reg",
+                "winhttp-dsp-os-default", "pass", "absent (OS default)");
+}
+END_TEST
+
+START_TEST(test_case_server2008sp2_core_is_a_server_and_winhttp_fails_closed)
+{
+    /* no InstallationType on 2008 SP2; ProductType says server: not told to replace its OS */
+    expect_eval("management_point", "case-server2008sp2-core.reg", "os-tls12-capable", "pass",
+                NULL);
+    expect_eval("management_point", "case-server2008sp2-core.reg", "os-2008sp2-kb4019276",
+                "pass", "include KB4019276");
+    expect_eval("management_point", "case-server2008sp2-core.reg", "winhttp-2008sp2", "FAIL",
+                "no Microsoft document says that WinHTTP on Windows Server 2008 SP2");
+    expect_eval("management_point", "case-server2008sp2-core.reg", "winhttp-kb3140245", NULL,
+                NULL);
+}
+END_TEST
+
+START_TEST(test_case_staged_update_is_not_installed)
+{
+    expect_eval(NULL, "case-win7-kb3140245-staged.reg", "winhttp-kb3140245", "FAIL",
+                "lack KB3140245 (its package is staged, CurrentState 0x40: not installed)");
+}
+END_TEST
+
+START_TEST(test_case_win7_enabled_without_disabled_by_default_serves_winhttp)
+{
+    /* WinHTTP with DefaultSecureProtocols uses TLS 1.2 (it does not inherit DisabledByDefault);
+     * applications that take the defaults do not: a warning on a client */
+    expect_eval(NULL, "case-win7-enabled-dbd-absent.reg", "schannel-tls12-client", "pass",
+                "on for applications that ask for it (Enabled=1, DisabledByDefault=absent");
+    expect_eval(NULL, "case-win7-enabled-dbd-absent.reg", "software-center-schannel-default",
+                "FAIL", "DisabledByDefault=absent; build 7601 default: off");
+}
+END_TEST
+
+START_TEST(test_case_win8_and_7600_get_their_own_remedy)
+{
+    expect_eval(NULL, "case-win8-client.reg", "os-win8-upgrade", "FAIL", "Windows 8.0");
+    expect_eval(NULL, "case-win8-client.reg", "winhttp-kb3140245", NULL, NULL);
+    expect_eval(NULL, "case-win7-rtm-7600.reg", "os-7600-sp1", "FAIL", "OS build is 7600");
+    expect_eval(NULL, "case-win7-rtm-7600.reg", "winhttp-kb3140245", NULL, NULL);
+}
+END_TEST
+
+START_TEST(test_case_ssrs2014_needs_the_net35_update)
+{
+    expect_eval("reporting_point", "case-server2012r2-ssrs2014-no-net35-update.reg",
+                "reporting-point-ssrs-dotnet35", "FAIL", "lack KB3154520");
+    expect_eval("reporting_point", "case-server2012r2-ssrs2014-no-net35-update.reg",
+                "reporting-point-ssrs-tls12", "pass", "SQL Server 2014 SP2 and later");
+    /* a reporting point that reports no Reporting Services instance fails */
+    expect_eval("reporting_point", "case-win10-dsp-without-tls12.reg",
+                "reporting-point-ssrs-tls12", "FAIL", "no entry in Reporting Services instances");
+}
+END_TEST
+
+START_TEST(test_case_wsus_on_server_core_and_without_the_sup_role)
+{
+    expect_eval("software_update_point", "case-server2012r2-core-wsus.reg",
+                "wsus-2012r2-kb4022720", "FAIL",
+                "lack KB4022720 (its package is install pending, CurrentState 0x60");
+    expect_eval("distribution_point", "case-server2012r2-core-wsus.reg", "wsus-2012r2-kb4022720",
+                "FAIL", "lack KB4022720");
+}
+END_TEST
+
+START_TEST(test_case_sql2008r2_sp2_x64_has_no_tls12_build)
+{
+    expect_eval("site_database", "case-server2008r2-sql2008r2sp2-x64.reg", "sql-engine-tls12",
+                "FAIL", "fix: SQL Server 2008 R2 SP3 and its TLS 1.2 update (10.50.6542.0, "
+                        "KB4057113)");
+}
+END_TEST
+
 static Suite *rules_suite(void)
 {
     Suite *s = suite_create("rules");
@@ -1147,6 +1234,17 @@ static Suite *rules_suite(void)
     t = tcase_create("eval");
     tcase_add_test(t, test_rules_eval_reg_file_prints_verdicts_and_exit_code);
     tcase_add_test(t, test_rules_eval_bad_input_is_named);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("cases");
+    tcase_add_test(t, test_case_dsp_without_tls12_fails_on_every_version_and_view);
+    tcase_add_test(t, test_case_server2008sp2_core_is_a_server_and_winhttp_fails_closed);
+    tcase_add_test(t, test_case_staged_update_is_not_installed);
+    tcase_add_test(t, test_case_win7_enabled_without_disabled_by_default_serves_winhttp);
+    tcase_add_test(t, test_case_win8_and_7600_get_their_own_remedy);
+    tcase_add_test(t, test_case_ssrs2014_needs_the_net35_update);
+    tcase_add_test(t, test_case_wsus_on_server_core_and_without_the_sup_role);
+    tcase_add_test(t, test_case_sql2008r2_sp2_x64_has_no_tls12_build);
     suite_add_tcase(s, t);
 
     t = tcase_create("catalog");
