@@ -172,7 +172,7 @@ START_TEST(test_ingest_stores_report_verdicts_and_summary)
 }
 END_TEST
 
-START_TEST(test_legacy_disabled_needs_explicit_zero_on_all_three)
+START_TEST(test_legacy_disabled_follows_os_defaults_and_disabled_by_default)
 {
     long long id = add_host("ps1-2019.corp.contoso.com", "P01", ROLE_SITE_SERVER);
     json_t *r = fixture("server2019-site-server");
@@ -180,12 +180,28 @@ START_TEST(test_legacy_disabled_needs_explicit_zero_on_all_three)
     ck_assert_int_eq(ingest(id, ROLE_SITE_SERVER, r, err), 0);
     ck_assert_int_eq(query_int("SELECT legacy_disabled FROM report WHERE host_id = %lld", id), 1);
     ck_assert_int_eq(ingest_legacy_disabled(r), 1);
-    json_t *tls11 = json_object_get(json_object_get(json_object_get(r, "schannel"), "tls11"),
-                                    "server");
-    json_object_set_new(tls11, "enabled", json_null()); /* absent = OS default = on */
+    json_t *sch = json_object_get(r, "schannel");
+    json_t *tls11 = json_object_get(json_object_get(sch, "tls11"), "server");
+    json_t *ssl3 = json_object_get(json_object_get(sch, "ssl3"), "server");
+    /* both absent: the OS default, on for TLS 1.1 on Server 2019 */
+    json_object_set_new(tls11, "enabled", json_null());
+    json_object_set_new(tls11, "disabled_by_default", json_null());
     ck_assert_int_eq(ingest_legacy_disabled(r), 0);
     json_object_set_new(tls11, "enabled", json_integer(1));
+    json_object_set_new(tls11, "disabled_by_default", json_integer(0));
     ck_assert_int_eq(ingest_legacy_disabled(r), 0);
+    /* DisabledByDefault=1: IIS and HTTP.sys do not ask for it, so it is off */
+    json_object_set_new(tls11, "disabled_by_default", json_integer(1));
+    ck_assert_int_eq(ingest_legacy_disabled(r), 1);
+    /* SSL 3.0 absent is off by default from Server 2016, on before */
+    json_object_set_new(ssl3, "enabled", json_null());
+    json_object_set_new(ssl3, "disabled_by_default", json_null());
+    ck_assert_int_eq(ingest_legacy_disabled(r), 1);
+    json_object_set_new(json_object_get(r, "os"), "build", json_integer(9600));
+    ck_assert_int_eq(ingest_legacy_disabled(r), 0);
+    /* no build: the default is unknown, and a doubt raises the alarm */
+    json_object_set_new(json_object_get(r, "os"), "build", json_null());
+    ck_assert_int_eq(ingest_legacy_disabled(r), 1);
     json_decref(r);
 }
 END_TEST
@@ -306,6 +322,31 @@ START_TEST(test_ingest_inside_caller_transaction_batches)
     json_decref(ra);
     json_decref(rb);
     json_decref(rc);
+}
+END_TEST
+
+START_TEST(test_reevaluate_recomputes_legacy_disabled)
+{
+    /* A server whose SSL 3.0 is off by OS default and TLS 1.0/1.1 Enabled=0: a row stored with
+     * the older meaning (Enabled=0 on all three) says 0; re-evaluation writes 1. */
+    long long a = add_host("mp1.corp.contoso.com", "P01", ROLE_MANAGEMENT_POINT);
+    json_t *r = fixture("server2016-sql2016sp2-express");
+    json_t *sch = json_object_get(r, "schannel");
+    json_t *off = json_pack("{s:i, s:n}", "enabled", 0, "disabled_by_default");
+    json_object_set(json_object_get(sch, "tls10"), "server", off);
+    json_object_set(json_object_get(sch, "tls11"), "server", off);
+    json_object_set_new(json_object_get(sch, "ssl3"), "server",
+                        json_pack("{s:n, s:n}", "enabled", "disabled_by_default"));
+    json_decref(off);
+    char err[512];
+    ck_assert_int_eq(ingest(a, ROLE_MANAGEMENT_POINT, r, err), 0);
+    ck_assert_int_eq(query_int("SELECT legacy_disabled FROM report WHERE host_id = %lld", a), 1);
+    ck_assert_int_eq(store_exec(st, "UPDATE report SET legacy_disabled = 0"), 0);
+    long long count, bad;
+    ck_assert_int_eq(ingest_reevaluate_all(st, cat, NULL, NULL, &count, &bad, err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(query_int("SELECT legacy_disabled FROM report WHERE host_id = %lld", a), 1);
+    json_decref(r);
 }
 END_TEST
 
@@ -896,12 +937,13 @@ static Suite *ingest_suite(void)
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, test_report_fixtures_are_valid_wire_reports);
     tcase_add_test(t, test_ingest_stores_report_verdicts_and_summary);
-    tcase_add_test(t, test_legacy_disabled_needs_explicit_zero_on_all_three);
+    tcase_add_test(t, test_legacy_disabled_follows_os_defaults_and_disabled_by_default);
     tcase_add_test(t, test_older_report_is_stale_and_changes_nothing);
     tcase_add_test(t, test_report_without_collected_at_is_refused);
     tcase_add_test(t, test_ingest_is_all_or_nothing);
     tcase_add_test(t, test_ingest_inside_caller_transaction_batches);
     tcase_add_test(t, test_reevaluate_rewrites_only_changes_and_drops_gone_rules);
+    tcase_add_test(t, test_reevaluate_recomputes_legacy_disabled);
     tcase_add_test(t, test_rules_reads_lists_what_evaluation_looks_at);
     tcase_add_test(t, test_reevaluation_matches_evaluating_each_report_on_its_own);
     suite_add_tcase(s, t);
