@@ -832,6 +832,14 @@ START_TEST(test_host_show_lists_failures_first_with_remedies)
     ck_assert_int_eq(run(&out, &errout, "host", "show", "CL-W7-0003.corp.contoso.com", NULL), 0);
     ck_assert_ptr_nonnull(strstr(out, "cl-w7-0003.corp.contoso.com\n  site P01, roles client"));
     ck_assert_ptr_nonnull(strstr(out, "state: not_ready (1 blocker, 0 warnings failing;"));
+    /* each fact in its own place: the Wow6432Node SystemDefaultTlsVersions is 1, not the
+     * Release number printed earlier on the same line */
+    ck_assert_ptr_nonnull(strstr(out, "  .NET          Release 528049; v4.0.30319 "
+                                      "SchUseStrongCrypto 1, SystemDefaultTlsVersions 1; "
+                                      "Wow6432Node SchUseStrongCrypto 1, SystemDefaultTlsVersions "
+                                      "1\n"));
+    ck_assert_ptr_nonnull(strstr(out, "  .NET 3.5      installed on; v2.0.50727 "
+                                      "SchUseStrongCrypto absent"));
     ck_assert_ptr_nonnull(strstr(out, "last report: collected 2026-11-25T12:00:00Z"));
     ck_assert_ptr_nonnull(strstr(out, "winhttp       DefaultSecureProtocols 0xA00, Wow6432Node "
                                       "absent"));
