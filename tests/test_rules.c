@@ -299,6 +299,23 @@ START_TEST(test_only_applicable_rules_produce_verdicts)
     eval(r, ROLE_CLIENT, &g);
     ck_assert_ptr_null(find(&g, "site-system-dotnet"));
     ck_assert_ptr_nonnull(find(&g, "software-center-dotnet"));
+    /* the site systems added to the vocabulary: .NET, strong crypto and SCHANNEL server rules
+     * for each, the SQL client components for those that use them (not the enrollment proxy) */
+    static const unsigned added[] = {
+        ROLE_SERVICE_CONNECTION_POINT, ROLE_ENROLLMENT_POINT, ROLE_ENDPOINT_PROTECTION_POINT,
+        ROLE_CERTIFICATE_REGISTRATION_POINT, ROLE_DATA_WAREHOUSE_SERVICE_POINT,
+        ROLE_STATE_MIGRATION_POINT, ROLE_ASSET_INTELLIGENCE_SYNC_POINT};
+    for (size_t i = 0; i < sizeof(added) / sizeof(added[0]); i++) {
+        eval(r, added[i], &g);
+        ck_assert_ptr_nonnull(find(&g, "site-system-dotnet"));
+        ck_assert_ptr_nonnull(find(&g, "site-system-strong-crypto"));
+        ck_assert_ptr_nonnull(find(&g, "schannel-tls12-server"));
+        ck_assert_ptr_nonnull(find(&g, "sql-native-client"));
+        ck_assert_ptr_nonnull(find(&g, "sql-odbc18-version"));
+    }
+    eval(r, ROLE_ENROLLMENT_PROXY_POINT, &g);
+    ck_assert_ptr_nonnull(find(&g, "site-system-dotnet"));
+    ck_assert_ptr_null(find(&g, "sql-native-client"));
     eval(r, ROLE_CONSOLE | ROLE_REPORTING_POINT | ROLE_CLOUD_MANAGEMENT_GATEWAY, &g);
     ck_assert_ptr_nonnull(find(&g, "console-dotnet"));
     ck_assert_ptr_nonnull(find(&g, "reporting-point-strong-crypto"));
