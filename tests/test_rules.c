@@ -655,6 +655,34 @@ START_TEST(test_absent_fact_fails_not_reported)
 }
 END_TEST
 
+START_TEST(test_report_of_an_older_collector_fails_closed_on_new_facts)
+{
+    /* An older collector listed every CBS package whatever its state and sent no "updates",
+     * "v35_installed" or "rs_instances": what the rules need from them is "not reported". */
+    json_t *r = fixture("win7-ready");
+    json_object_del(r, "updates");
+    json_object_del(json_object_get(r, "os"), "product_type");
+    struct got g;
+    eval(r, ROLE_CLIENT, &g);
+    const struct rules_verdict *v = find(&g, "winhttp-kb3140245");
+    ck_assert_int_eq(v->pass, 0);
+    ck_assert_str_eq(v->reason, "WinHTTP cannot default to TLS 1.2 without KB3140245: installed "
+                                "updates (CBS CurrentState) not reported");
+    /* InstallationType still tells a client from a server */
+    ck_assert_ptr_null(find(&g, "os-win8-upgrade"));
+    json_decref(r);
+
+    r = fixture("server2019-site-server");
+    json_object_del(json_object_get(r, "dotnet"), "v35_installed");
+    eval(r, ROLE_SITE_SERVER | ROLE_REPORTING_POINT, &g);
+    ck_assert_str_eq(find(&g, "site-system-strong-crypto-v2")->reason,
+                     ".NET 3.5 applications fall back to SSL 3.0 / TLS 1.0: .NET Framework 3.5 "
+                     "(NDP\\v3.5 Install) not reported");
+    ck_assert_int_eq(find(&g, "reporting-point-ssrs-tls12")->pass, 0);
+    json_decref(r);
+}
+END_TEST
+
 START_TEST(test_strong_crypto_names_each_failing_value)
 {
     json_t *r = fixture("server2019-site-server");
@@ -1244,6 +1272,7 @@ static Suite *rules_suite(void)
     tcase_add_test(t, test_schannel_tls12_defaults_by_build);
     tcase_add_test(t, test_absent_fact_fails_not_reported);
     tcase_add_test(t, test_strong_crypto_names_each_failing_value);
+    tcase_add_test(t, test_report_of_an_older_collector_fails_closed_on_new_facts);
     tcase_add_test(t, test_fips_on_warns);
     tcase_add_test(t, test_server_2008_sp2_needs_kb4019276_and_vista_cannot);
     suite_add_tcase(s, t);
