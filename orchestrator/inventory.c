@@ -38,7 +38,8 @@ const char *const inv_role_names[ROLE_COUNT] = {
 /*
  * ConfigMgr's names for the roles: the RoleName of SMS_SystemResourceList (what
  * Get-CMSiteSystemServer lists) and the console's display names. A role of 0 is one every site
- * system carries and that says nothing about TLS (ignored, not an error).
+ * system carries, or the fallback status point, which says nothing about TLS (ignored, not an
+ * error; alone it is refused, since such a host is not a client).
  */
 static const struct {
     const char *name;
@@ -78,6 +79,9 @@ static const struct {
     {"Asset Intelligence synchronization point", ROLE_ASSET_INTELLIGENCE_SYNC_POINT},
     {"SMS Site System", 0},
     {"SMS Component Server", 0},
+    /* HTTP only, no SQL client: nothing for TLS 1.2 to judge beyond the host's other roles */
+    {"SMS Fallback Status Point", 0},
+    {"Fallback status point", 0},
 };
 
 /*

@@ -138,12 +138,15 @@ START_TEST(test_import_maps_configmgr_role_names_and_new_site_systems)
         "smp.p01.example,P01,SMS State Migration Point\n"
         "ai.p01.example,P01,AI Update Service Point;Data Warehouse Service Point\n"
         "epp.p01.example,P01,sms endpoint protection point;Certificate registration point\n"
+        "dp.p01.example,P01,SMS Site System;SMS Fallback Status Point;SMS Distribution Point\n"
         "pc.p01.example,P01,client\n", &err), 0);
     free(err);
     ck_assert_int_eq(query_int("SELECT roles FROM host WHERE name = 'scp.p01.example'"),
                      ROLE_SERVICE_CONNECTION_POINT | ROLE_MANAGEMENT_POINT);
     ck_assert_int_eq(query_int("SELECT roles FROM host WHERE name = 'ai.p01.example'"),
                      ROLE_ASSET_INTELLIGENCE_SYNC_POINT | ROLE_DATA_WAREHOUSE_SERVICE_POINT);
+    ck_assert_int_eq(query_int("SELECT roles FROM host WHERE name = 'dp.p01.example'"),
+                     ROLE_DISTRIBUTION_POINT);
     ck_assert_int_eq(query_int("SELECT roles FROM host WHERE name = 'epp.p01.example'"),
                      ROLE_ENDPOINT_PROTECTION_POINT | ROLE_CERTIFICATE_REGISTRATION_POINT);
     /* the site systems that use the SQL client components depend on the site database */
