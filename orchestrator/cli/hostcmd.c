@@ -91,14 +91,24 @@ static int host_read(struct cli *cli, struct store *s, const char *name, struct 
     return rc;
 }
 
+/*
+ * One fact as text in `buf`. Each fact of a printf gets its own buffer (FACT_BUFS of them): one
+ * buffer passed twice prints the last value in both places. A string comes from the report, so
+ * control characters become '?' (no terminal escapes or forged lines from a collector).
+ */
+#define FACT_BUFS 8
 static const char *fact_text(json_t *v, char *buf, size_t size, bool hex)
 {
     if (!v || json_is_null(v))
         return "absent";
-    if (json_is_integer(v))
+    if (json_is_integer(v)) {
         snprintf(buf, size, hex ? "0x%llX" : "%lld", (long long)json_integer_value(v));
-    else if (json_is_string(v))
+    } else if (json_is_string(v)) {
         snprintf(buf, size, "%s", json_string_value(v));
+        for (char *p = buf; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                *p = '?';
+    }
     else if (json_is_boolean(v))
         snprintf(buf, size, "%s", json_is_true(v) ? "on" : "off");
     else
@@ -120,13 +130,15 @@ static json_t *at(json_t *r, const char *a, const char *b, const char *c, const 
 
 static void print_facts(json_t *r)
 {
-    char a[128], b[128], c[128], d[128];
+    char f[FACT_BUFS][128];
+#define F(i, v, hex) fact_text((v), f[i], sizeof(f[i]), (hex))
     printf("facts:\n");
-    printf("  os            %s, build %s, %s, %s\n",
-           fact_text(at(r, "os", "product_name", NULL, NULL), a, sizeof(a), false),
-           fact_text(at(r, "os", "build", NULL, NULL), b, sizeof(b), false),
-           fact_text(at(r, "os", "arch", NULL, NULL), c, sizeof(c), false),
-           fact_text(at(r, "os", "installation_type", NULL, NULL), d, sizeof(d), false));
+    printf("  os            %s, build %s, %s, %s, ProductType %s\n",
+           F(0, at(r, "os", "product_name", NULL, NULL), false),
+           F(1, at(r, "os", "build", NULL, NULL), false),
+           F(2, at(r, "os", "arch", NULL, NULL), false),
+           F(3, at(r, "os", "installation_type", NULL, NULL), false),
+           F(4, at(r, "os", "product_type", NULL, NULL), false));
     json_t *hf = json_object_get(r, "hotfixes");
     if (json_is_array(hf)) {
         printf("  hotfixes      %zu:", json_array_size(hf));
@@ -143,50 +155,76 @@ static void print_facts(json_t *r)
     } else {
         printf("  hotfixes      not reported\n");
     }
+    json_t *ni = at(r, "updates", "not_installed", NULL, NULL);
+    if (json_object_size(ni)) {
+        printf("  not installed");
+        const char *kb;
+        json_t *st;
+        size_t k = 0;
+        json_object_foreach(ni, kb, st) {
+            if (k++ == 20) {
+                printf(" ...");
+                break;
+            }
+            /* the names are "KB" and digits: report validation checked them */
+            printf(" %s (CurrentState %s)", kb, F(0, st, true));
+        }
+        printf("\n");
+    }
+    printf("  rollup        %s\n", json_object_get(r, "updates")
+                                       ? F(0, at(r, "updates", "rollup", NULL, NULL), false)
+                                       : "not reported");
     static const char *const protos[] = {"ssl3", "tls10", "tls11", "tls12", "tls13"};
     for (size_t i = 0; i < 5; i++)
         printf("  %-13s client Enabled=%s DisabledByDefault=%s; server Enabled=%s "
                "DisabledByDefault=%s\n",
-               protos[i],
-               fact_text(at(r, "schannel", protos[i], "client", "enabled"), a, sizeof(a), false),
-               fact_text(at(r, "schannel", protos[i], "client", "disabled_by_default"), b,
-                         sizeof(b), false),
-               fact_text(at(r, "schannel", protos[i], "server", "enabled"), c, sizeof(c), false),
-               fact_text(at(r, "schannel", protos[i], "server", "disabled_by_default"), d,
-                         sizeof(d), false));
+               protos[i], F(0, at(r, "schannel", protos[i], "client", "enabled"), false),
+               F(1, at(r, "schannel", protos[i], "client", "disabled_by_default"), false),
+               F(2, at(r, "schannel", protos[i], "server", "enabled"), false),
+               F(3, at(r, "schannel", protos[i], "server", "disabled_by_default"), false));
     printf("  winhttp       DefaultSecureProtocols %s, Wow6432Node %s\n",
-           fact_text(at(r, "winhttp", "default_secure_protocols", NULL, NULL), a, sizeof(a),
-                     true),
-           fact_text(at(r, "winhttp", "default_secure_protocols_wow64", NULL, NULL), b,
-                     sizeof(b), true));
+           F(0, at(r, "winhttp", "default_secure_protocols", NULL, NULL), true),
+           F(1, at(r, "winhttp", "default_secure_protocols_wow64", NULL, NULL), true));
     printf("  .NET          Release %s; v4.0.30319 SchUseStrongCrypto %s, SystemDefaultTlsVersions "
            "%s; Wow6432Node SchUseStrongCrypto %s, SystemDefaultTlsVersions %s\n",
-           fact_text(at(r, "dotnet", "release", NULL, NULL), a, sizeof(a), false),
-           fact_text(at(r, "dotnet", "v4", "strong_crypto", NULL), b, sizeof(b), false),
-           fact_text(at(r, "dotnet", "v4", "system_default_tls", NULL), c, sizeof(c), false),
-           fact_text(at(r, "dotnet", "v4_wow64", "strong_crypto", NULL), d, sizeof(d), false),
-           fact_text(at(r, "dotnet", "v4_wow64", "system_default_tls", NULL), a, sizeof(a),
-                     false));
-    json_t *inst = at(r, "sql", "instances", NULL, NULL);
-    size_t i;
-    json_t *e;
-    json_array_foreach(inst, i, e) {
-        printf("  SQL Server    %s %s (%s)\n",
-               fact_text(json_object_get(e, "name"), a, sizeof(a), false),
-               fact_text(json_object_get(e, "patch_level"), b, sizeof(b), false),
-               fact_text(json_object_get(e, "edition"), c, sizeof(c), false));
+           F(0, at(r, "dotnet", "release", NULL, NULL), false),
+           F(1, at(r, "dotnet", "v4", "strong_crypto", NULL), false),
+           F(2, at(r, "dotnet", "v4", "system_default_tls", NULL), false),
+           F(3, at(r, "dotnet", "v4_wow64", "strong_crypto", NULL), false),
+           F(4, at(r, "dotnet", "v4_wow64", "system_default_tls", NULL), false));
+    printf("  .NET 3.5      installed %s; v2.0.50727 SchUseStrongCrypto %s, "
+           "SystemDefaultTlsVersions %s; Wow6432Node SchUseStrongCrypto %s, "
+           "SystemDefaultTlsVersions %s\n",
+           F(0, at(r, "dotnet", "v35_installed", NULL, NULL), false),
+           F(1, at(r, "dotnet", "v2", "strong_crypto", NULL), false),
+           F(2, at(r, "dotnet", "v2", "system_default_tls", NULL), false),
+           F(3, at(r, "dotnet", "v2_wow64", "strong_crypto", NULL), false),
+           F(4, at(r, "dotnet", "v2_wow64", "system_default_tls", NULL), false));
+    static const char *const lists[][2] = {{"instances", "SQL Server   "},
+                                           {"rs_instances", "SSRS         "}};
+    for (size_t l = 0; l < 2; l++) {
+        size_t i;
+        json_t *e;
+        json_array_foreach(at(r, "sql", lists[l][0], NULL, NULL), i, e) {
+            printf("  %s %s %s, PatchLevel %s (%s)\n", lists[l][1],
+                   F(0, json_object_get(e, "name"), false),
+                   F(1, json_object_get(e, "version"), false),
+                   F(2, json_object_get(e, "patch_level"), false),
+                   F(3, json_object_get(e, "edition"), false));
+        }
     }
     printf("  SQL clients   Native Client 11 %s, ODBC 17 %s, ODBC 18 %s\n",
-           fact_text(at(r, "sql", "native_client_11", NULL, NULL), a, sizeof(a), false),
-           fact_text(at(r, "sql", "odbc_17", NULL, NULL), b, sizeof(b), false),
-           fact_text(at(r, "sql", "odbc_18", NULL, NULL), c, sizeof(c), false));
+           F(0, at(r, "sql", "native_client_11", NULL, NULL), false),
+           F(1, at(r, "sql", "odbc_17", NULL, NULL), false),
+           F(2, at(r, "sql", "odbc_18", NULL, NULL), false));
     json_t *wsus = at(r, "wsus", "installed", NULL, NULL);
     if (json_is_true(wsus))
         printf("  WSUS          installed, version %s\n",
-               fact_text(at(r, "wsus", "version", NULL, NULL), b, sizeof(b), false));
+               F(0, at(r, "wsus", "version", NULL, NULL), false));
     else
         printf("  WSUS          %s\n", json_is_false(wsus) ? "not installed" : "not reported");
-    printf("  FIPS policy   %s\n", fact_text(json_object_get(r, "fips"), a, sizeof(a), false));
+    printf("  FIPS policy   %s\n", F(0, json_object_get(r, "fips"), false));
+#undef F
 }
 
 static int print_verdicts(struct cli *cli, struct store *s, const struct rules_catalog *c,

@@ -1,7 +1,13 @@
 /*
- * rulescmd.c — `tlsgate rules check|load|show|blockers`: validate a catalog file, make it the
+ * rulescmd.c — `tlsgate rules check|load|show|blockers|eval`: validate a catalog file, make it the
  * store's active catalog (re-evaluating every stored report in the same transaction), print the
- * active catalog, and the site-level view of what blocks readiness, grouped by rule.
+ * active catalog, the site-level view of what blocks readiness, grouped by rule, and the offline
+ * evaluation of registry exports or a facts file.
+ *
+ * `rules eval` takes exactly the path a pulled report takes, without a collector or a database:
+ * the collector's fact extraction over a regfile view (facts_extract), a report built as the
+ * collector builds it, serialised and parsed back through report_parse (the daemon's validation),
+ * then rules_evaluate and ingest_legacy_disabled as ingest stores them.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -11,8 +17,11 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "facts.h"
 #include "ingest.h"
 #include "inventory.h"
+#include "regview.h"
+#include "report.h"
 #include "rules.h"
 #include "store.h"
 
@@ -26,7 +35,14 @@ static void rules_usage(FILE *out)
             "       tlsgate rules blockers [--site S] [--json]\n"
             "                                     failing rules, grouped, with the number of\n"
             "                                     clients / site systems / consoles they hold\n"
-            "                                     back (last stored report of each host)\n");
+            "                                     back (last stored report of each host)\n"
+            "       tlsgate rules eval [--roles R] [--catalog FILE] [--json] FILE.reg...\n"
+            "       tlsgate rules eval [--roles R] [--catalog FILE] [--json] --facts FILE\n"
+            "                                     evaluate registry exports (layered in order)\n"
+            "                                     or a facts file exactly as a stored report,\n"
+            "                                     without a collector or a database; roles as\n"
+            "                                     in an inventory (a;b, default client); exit 0\n"
+            "                                     ready, 1 not ready, 3 bad input\n");
 }
 
 /* Reads a catalog file with the size cap; 0 or an exit code (message printed). */
@@ -391,6 +407,198 @@ static int rules_blockers(struct cli *cli, int argc, char **argv)
     return EXIT_OK;
 }
 
+
+/* ---- rules eval ------------------------------------------------------------------------- */
+
+/* The host name an offline report carries: a valid FQDN in a reserved top-level domain. */
+#define EVAL_HOST "offline.invalid"
+/* At most this many .reg files are layered (a registry export is usually one to a few). */
+#define EVAL_FILES_MAX 64
+
+struct eval_out {
+    const struct rules_catalog *c;
+    bool json;
+    size_t n;
+};
+
+static int print_eval_verdict(void *ctx, const struct rules_verdict *v)
+{
+    struct eval_out *o = ctx;
+    const struct rules_info *info = rules_find(o->c, v->rule);
+    if (o->json) {
+        printf("%s\n  {\"rule\": ", o->n ? "," : "");
+        cli_json_string(stdout, v->rule);
+        printf(", \"pass\": %s, \"severity\": \"%s\", \"component\": ", v->pass ? "true" : "false",
+               rules_severity_name(v->severity));
+        cli_json_string(stdout, info ? info->component : "");
+        printf(", \"reason\": ");
+        cli_json_string(stdout, v->reason);
+        printf(", \"remedy\": ");
+        if (v->pass || !info)
+            printf("null");
+        else
+            cli_json_string(stdout, info->remedy);
+        printf(", \"reference\": ");
+        cli_json_string(stdout, info ? info->reference : "");
+        printf("}");
+    } else {
+        printf("  %-4s %-7s %s\n       %s\n", v->pass ? "ok" : "FAIL",
+               rules_severity_name(v->severity), v->rule, v->reason);
+        if (!v->pass && info)
+            printf("       remedy: %s\n", info->remedy);
+    }
+    o->n++;
+    return 0;
+}
+
+/* The facts of `n` .reg files layered in order, or of a facts file; 0 or an exit code. */
+static int eval_facts(char **files, size_t n, const char *facts_file, json_t **facts)
+{
+    char err[1024];
+    int rc;
+    if (facts_file) {
+        rc = facts_load_file(facts_file, facts, err, sizeof(err));
+    } else {
+        struct regview *v = NULL;
+        rc = regview_open_files((const char *const *)files, n, &v, err, sizeof(err));
+        if (!rc) {
+            rc = facts_extract(v, facts, err, sizeof(err));
+            regview_free(v);
+        }
+    }
+    if (rc) {
+        cli_error("%s", err);
+        return rc == -ENOMEM ? EXIT_SYSTEM : EXIT_BADINPUT;
+    }
+    return 0;
+}
+
+static int rules_eval(struct cli *cli, int argc, char **argv)
+{
+    const char *roles_text = NULL, *catalog_file = NULL, *facts_file = NULL;
+    char *files[EVAL_FILES_MAX];
+    size_t nfiles = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char **slot = !strcmp(a, "--roles") ? &roles_text
+                            : !strcmp(a, "--catalog") ? &catalog_file
+                            : !strcmp(a, "--facts") ? &facts_file : NULL;
+        if (slot) {
+            if (i + 1 >= argc || *slot) {
+                cli_error("rules eval: %s %s", a, *slot ? "given twice" : "needs a value");
+                return EXIT_USAGE;
+            }
+            *slot = argv[++i];
+        } else if (a[0] == '-' && a[1]) {
+            cli_error("rules eval: unknown option '%s'", a);
+            rules_usage(stderr);
+            return EXIT_USAGE;
+        } else if (nfiles == EVAL_FILES_MAX) {
+            cli_error("rules eval: more than %d .reg files", EVAL_FILES_MAX);
+            return EXIT_USAGE;
+        } else {
+            files[nfiles++] = argv[i];
+        }
+    }
+    if (!nfiles == !facts_file) {
+        cli_error("rules eval: give .reg files or --facts FILE (one of the two)");
+        rules_usage(stderr);
+        return EXIT_USAGE;
+    }
+    unsigned roles;
+    char bad[96];
+    if (inv_roles_parse(roles_text ? roles_text : "", &roles, bad, sizeof(bad))) {
+        cli_error("rules eval: --roles: unknown role '%s'", bad);
+        return EXIT_USAGE;
+    }
+
+    struct rules_catalog *c = NULL;
+    char *text = NULL, err[1024];
+    int code = 0;
+    if (catalog_file) {
+        code = load_file(catalog_file, &c, &text);
+    } else if (rules_load_default(&c, err, sizeof(err))) {
+        cli_error("%s", err);
+        code = EXIT_SYSTEM;
+    }
+    free(text);
+    if (code)
+        return code;
+
+    json_t *facts = NULL, *report = NULL;
+    char *body = NULL;
+    if ((code = eval_facts(files, nfiles, facts_file, &facts)))
+        goto out;
+    /* The collector's report, over the wire format and back through the daemon's parser. */
+    json_t *built = facts_build_report(facts, EVAL_HOST, cli_now(), facts_file ? "facts" : "regfile",
+                                       0);
+    body = built ? json_dumps(built, JSON_COMPACT) : NULL;
+    json_decref(built);
+    if (!body) {
+        cli_error("rules eval: out of memory");
+        code = EXIT_SYSTEM;
+        goto out;
+    }
+    if (report_parse(body, strlen(body), &report, err, sizeof(err))) {
+        cli_error("%s: report: %s", facts_file ? facts_file : files[0], err);
+        code = EXIT_BADINPUT;
+        goto out;
+    }
+
+    char roles_buf[512];
+    inv_roles_format(roles, roles_buf, sizeof(roles_buf));
+    json_t *os = json_object_get(report, "os");
+    int legacy = ingest_legacy_disabled(report);
+    struct eval_out o = {.c = c, .json = cli->json};
+    if (cli->json) {
+        printf("{\"source\": ");
+        cli_json_string(stdout, facts_file ? facts_file : files[0]);
+        printf(", \"catalog\": ");
+        cli_json_string(stdout, rules_version(c));
+        printf(", \"roles\": ");
+        cli_json_string(stdout, roles_buf);
+        printf(", \"legacy_disabled\": %s, \"verdicts\": [", legacy ? "true" : "false");
+    } else {
+        const char *name = json_string_value(json_object_get(os, "product_name"));
+        json_t *build = json_object_get(os, "build");
+        printf("%s%s: %s, build ", facts_file ? facts_file : files[0],
+               nfiles > 1 ? " (and the files layered over it)" : "",
+               name ? name : "product name not reported");
+        if (json_is_integer(build))
+            printf("%lld", (long long)json_integer_value(build));
+        else
+            printf("not reported");
+        printf("\nroles: %s; catalog %s\n", roles_buf, rules_version(c));
+        printf("legacy protocols (SSL 3.0, TLS 1.0, TLS 1.1) disabled server-side: %s\n",
+               legacy ? "yes" : "no");
+        printf("verdicts:\n");
+    }
+    int blockers = 0, warnings = 0;
+    if (rules_evaluate(c, report, roles, print_eval_verdict, &o, &blockers, &warnings)) {
+        cli_error("rules eval: evaluation failed");
+        code = EXIT_SYSTEM;
+        goto out;
+    }
+    const char *state = blockers ? "not_ready" : "ready";
+    if (cli->json) {
+        printf("%s], \"blockers\": %d, \"warnings\": %d, \"state\": \"%s\", \"facts\": ",
+               o.n ? "\n" : "", blockers, warnings, state);
+        char *dump = json_dumps(facts, JSON_COMPACT | JSON_SORT_KEYS);
+        printf("%s}\n", dump ? dump : "null");
+        free(dump);
+    } else {
+        printf("state: %s (%d blocker%s, %d warning%s failing)\n", state, blockers,
+               blockers == 1 ? "" : "s", warnings, warnings == 1 ? "" : "s");
+    }
+    code = blockers ? EXIT_BLOCKED : EXIT_OK;
+out:
+    free(body);
+    json_decref(report);
+    json_decref(facts);
+    rules_free(c);
+    return code;
+}
+
 int cmd_rules(struct cli *cli, int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "--help")) {
@@ -405,6 +613,8 @@ int cmd_rules(struct cli *cli, int argc, char **argv)
         return rules_show(cli, argc, argv);
     if (!strcmp(argv[1], "blockers"))
         return rules_blockers(cli, argc, argv);
+    if (!strcmp(argv[1], "eval"))
+        return rules_eval(cli, argc, argv);
     cli_error("rules: unknown subcommand '%s'", argv[1]);
     rules_usage(stderr);
     return EXIT_USAGE;

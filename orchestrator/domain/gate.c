@@ -27,8 +27,8 @@
 #include "store.h"
 
 /* ROLE_SERVER_MASK as SQL text (the enum names mean nothing to SQLite). */
-#define SERVER_MASK_SQL "1022"
-_Static_assert(ROLE_SERVER_MASK == 1022, "SERVER_MASK_SQL must equal ROLE_SERVER_MASK");
+#define SERVER_MASK_SQL "523262"
+_Static_assert(ROLE_SERVER_MASK == 523262, "SERVER_MASK_SQL must equal ROLE_SERVER_MASK");
 /* Site systems: every server role, plus consoles (the `servers` phase covers both). */
 #define GATE_SYSTEM_MASK (ROLE_SERVER_MASK | ROLE_CONSOLE)
 

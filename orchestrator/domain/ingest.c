@@ -26,18 +26,9 @@ static int parse_collected_at(json_t *report, long long *t)
     return s ? report_parse_time(s, t) : -EINVAL;
 }
 
-static int server_disabled(json_t *report, const char *proto)
-{
-    json_t *en = json_object_get(
-        json_object_get(json_object_get(json_object_get(report, "schannel"), proto), "server"),
-        "enabled");
-    return json_is_integer(en) && json_integer_value(en) == 0;
-}
-
 int ingest_legacy_disabled(json_t *report)
 {
-    return server_disabled(report, "ssl3") && server_disabled(report, "tls10") &&
-           server_disabled(report, "tls11");
+    return rules_legacy_disabled(report);
 }
 
 int ingest_init(struct ingest *ig, struct store *s, const struct rules_catalog *c)
@@ -265,7 +256,7 @@ struct memo {
     unsigned roles;
     char *key;
     size_t keylen;
-    int blockers, warnings;
+    int blockers, warnings, legacy;
     size_t n;
     struct rules_verdict *v;
 };
@@ -290,6 +281,7 @@ struct result {
     int status;
     size_t n;
     int blockers, warnings;
+    int legacy; /* rules_legacy_disabled of the body */
     struct rules_verdict *v; /* room for rules_count verdicts */
 };
 
@@ -673,6 +665,7 @@ static int evaluate(struct evaluator *E, const struct row *row, json_t *report,
     struct collect col = {.out = out->v, .cap = rules_count(E->c)};
     int rc = rules_evaluate(E->c, report, row->roles, collect_verdict, &col, &out->blockers,
                             &out->warnings);
+    out->legacy = rules_legacy_disabled(report);
     json_decref(report);
     out->n = col.n;
     return rc ? (rc < 0 ? rc : -EIO) : 0;
@@ -705,6 +698,7 @@ static int eval_row(struct evaluator *E, const struct row *row, struct result *o
         out->n = m->n;
         out->blockers = m->blockers;
         out->warnings = m->warnings;
+        out->legacy = m->legacy;
         return out->status = 0;
     }
     /* the projection of a body in the subset is valid JSON; if not, the whole body decides */
@@ -730,8 +724,8 @@ static int eval_row(struct evaluator *E, const struct row *row, struct result *o
     free(m->key);
     free(m->v);
     *m = (struct memo){.hash = h, .roles = row->roles, .key = k, .keylen = keylen,
-                       .blockers = out->blockers, .warnings = out->warnings, .n = out->n,
-                       .v = v};
+                       .blockers = out->blockers, .warnings = out->warnings,
+                       .legacy = out->legacy, .n = out->n, .v = v};
     return out->status = 0;
 }
 
@@ -746,6 +740,11 @@ static int reeval_prepare(struct reeval *R)
         return store_fail(R->s, -ENOMEM, "re-evaluation: out of memory");
     const char *const *paths;
     size_t npaths = rules_reads(R->c, &paths);
+    for (size_t i = 0; i < npaths; i++)
+        if (pnode_add(&R->reads, paths[i]))
+            return store_fail(R->s, -ENOMEM, "re-evaluation: out of memory");
+    /* legacy_disabled is recomputed too: its meaning follows the engine, not the old row */
+    npaths = rules_legacy_reads(&paths);
     for (size_t i = 0; i < npaths; i++)
         if (pnode_add(&R->reads, paths[i]))
             return store_fail(R->s, -ENOMEM, "re-evaluation: out of memory");
@@ -765,7 +764,7 @@ static int reeval_prepare(struct reeval *R)
         (rc = store_prepare(R->s, "DELETE FROM verdict WHERE host_id = ? AND rule = ?",
                             &R->del)) ||
         (rc = store_prepare(R->s, "UPDATE report SET catalog_version = ?, blockers = ?, "
-                                  "warnings = ? WHERE host_id = ?", &R->summary)))
+                                  "warnings = ?, legacy_disabled = ? WHERE host_id = ?", &R->summary)))
         return rc;
     return 0;
 }
@@ -805,7 +804,8 @@ static int reeval_write(struct reeval *R, const struct row *row, const struct re
     sqlite3_bind_text(R->summary, 1, rules_version(R->c), -1, SQLITE_STATIC);
     sqlite3_bind_int(R->summary, 2, res->blockers);
     sqlite3_bind_int(R->summary, 3, res->warnings);
-    sqlite3_bind_int64(R->summary, 4, row->host_id);
+    sqlite3_bind_int(R->summary, 4, res->legacy);
+    sqlite3_bind_int64(R->summary, 5, row->host_id);
     return step_done(R->s, R->summary, "update report summary");
 }
 

@@ -10,8 +10,9 @@
  * The caller has validated the report (collectors/report.h report_parse) and checked that it
  * belongs to the host; ingest trusts its shape but never its values.
  *
- * legacy_disabled is 1 when SCHANNEL's server side has SSL 3.0, TLS 1.0 and TLS 1.1 explicitly
- * disabled (Enabled = 0 each; an absent value is the OS default, not disabled).
+ * legacy_disabled is 1 when SCHANNEL's server side has SSL 3.0, TLS 1.0 and TLS 1.1 off for
+ * orphan risk (rules_legacy_disabled: Enabled=0, DisabledByDefault=1, or the OS default off; a
+ * default that cannot be known counts as off). Re-evaluation recomputes it with the verdicts.
  */
 #ifndef TLSGATE_INGEST_H
 #define TLSGATE_INGEST_H
@@ -58,7 +59,7 @@ int ingest_report(struct store *s, const struct rules_catalog *c, long long host
                   unsigned roles, json_t *report, long long received_at, char *err,
                   size_t errsize);
 
-/* 1 when the report's SCHANNEL server side has SSL 3.0, TLS 1.0 and TLS 1.1 Enabled = 0. */
+/* rules_legacy_disabled(report), the value stored in report.legacy_disabled. */
 int ingest_legacy_disabled(json_t *report);
 
 /*

@@ -29,22 +29,87 @@ const char *const inv_role_names[ROLE_COUNT] = {
     "sms_provider",
     "cloud_management_gateway",
     "console",
+    "service_connection_point",
+    "enrollment_point",
+    "enrollment_proxy_point",
+    "endpoint_protection_point",
+    "certificate_registration_point",
+    "data_warehouse_service_point",
+    "state_migration_point",
+    "asset_intelligence_synchronization_point",
 };
 
 /*
- * DESIGN "Inventory and dependencies": client -> MP/DP/SUP/CMG; MP, SMS Provider, site server,
- * SUP, reporting point -> site database; site server -> SUP (WSUS); console -> SMS Provider and
- * reporting point. All within one site.
+ * ConfigMgr's names for the roles: the RoleName of SMS_SystemResourceList (what
+ * Get-CMSiteSystemServer lists) and the console's display names. A role of 0 is one every site
+ * system carries, or the fallback status point, which says nothing about TLS (ignored, not an
+ * error; alone it is refused, since such a host is not a client).
+ */
+static const struct {
+    const char *name;
+    unsigned role;
+} role_aliases[] = {
+    {"SMS Site Server", ROLE_SITE_SERVER},
+    {"Site server", ROLE_SITE_SERVER},
+    {"SMS SQL Server", ROLE_SITE_DATABASE},
+    {"Site database server", ROLE_SITE_DATABASE},
+    {"SMS Provider", ROLE_SMS_PROVIDER},
+    {"SMS Management Point", ROLE_MANAGEMENT_POINT},
+    {"SMS Device Management Point", ROLE_MANAGEMENT_POINT},
+    {"Management point", ROLE_MANAGEMENT_POINT},
+    {"SMS Distribution Point", ROLE_DISTRIBUTION_POINT},
+    {"Distribution point", ROLE_DISTRIBUTION_POINT},
+    {"SMS Software Update Point", ROLE_SOFTWARE_UPDATE_POINT},
+    {"Software update point", ROLE_SOFTWARE_UPDATE_POINT},
+    {"SMS SRS Reporting Point", ROLE_REPORTING_POINT},
+    {"Reporting services point", ROLE_REPORTING_POINT},
+    {"SMS Cloud Proxy Connector", ROLE_CLOUD_MANAGEMENT_GATEWAY},
+    {"Cloud management gateway connection point", ROLE_CLOUD_MANAGEMENT_GATEWAY},
+    {"SMS Dmp Connector", ROLE_SERVICE_CONNECTION_POINT},
+    {"Service connection point", ROLE_SERVICE_CONNECTION_POINT},
+    {"SMS Enrollment Server", ROLE_ENROLLMENT_POINT},
+    {"Enrollment point", ROLE_ENROLLMENT_POINT},
+    {"SMS Enrollment Web Site", ROLE_ENROLLMENT_PROXY_POINT},
+    {"Enrollment proxy point", ROLE_ENROLLMENT_PROXY_POINT},
+    {"SMS Endpoint Protection Point", ROLE_ENDPOINT_PROTECTION_POINT},
+    {"Endpoint Protection point", ROLE_ENDPOINT_PROTECTION_POINT},
+    {"SMS Certificate Registration Point", ROLE_CERTIFICATE_REGISTRATION_POINT},
+    {"Certificate registration point", ROLE_CERTIFICATE_REGISTRATION_POINT},
+    {"Data Warehouse Service Point", ROLE_DATA_WAREHOUSE_SERVICE_POINT},
+    {"SMS Data Warehouse Service Point", ROLE_DATA_WAREHOUSE_SERVICE_POINT},
+    {"SMS State Migration Point", ROLE_STATE_MIGRATION_POINT},
+    {"State migration point", ROLE_STATE_MIGRATION_POINT},
+    {"AI Update Service Point", ROLE_ASSET_INTELLIGENCE_SYNC_POINT},
+    {"Asset Intelligence synchronization point", ROLE_ASSET_INTELLIGENCE_SYNC_POINT},
+    {"SMS Site System", 0},
+    {"SMS Component Server", 0},
+    /* HTTP only, no SQL client: nothing for TLS 1.2 to judge beyond the host's other roles */
+    {"SMS Fallback Status Point", 0},
+    {"Fallback status point", 0},
+};
+
+/*
+ * DESIGN "Inventory and dependencies": client -> MP/DP/SUP/CMG/state migration point; MP, SMS
+ * Provider, site server, SUP, reporting point and the other site systems that use the SQL client
+ * components (service connection, enrollment, Endpoint Protection, certificate registration,
+ * data warehouse, state migration, Asset Intelligence synchronization points: S2, S7) -> site
+ * database; enrollment proxy point -> enrollment point; site server -> SUP (WSUS); console ->
+ * SMS Provider and reporting point. All within one site.
  */
 const struct inv_derived_edge inv_derived[] = {
     {ROLE_MANAGEMENT_POINT, ROLE_CLIENT, "https-mp"},
     {ROLE_DISTRIBUTION_POINT, ROLE_CLIENT, "https-dp"},
     {ROLE_SOFTWARE_UPDATE_POINT, ROLE_CLIENT, "https-sup"},
     {ROLE_CLOUD_MANAGEMENT_GATEWAY, ROLE_CLIENT, "https-cmg"},
+    {ROLE_STATE_MIGRATION_POINT, ROLE_CLIENT, "https-smp"},
     {ROLE_SITE_DATABASE,
      ROLE_MANAGEMENT_POINT | ROLE_SMS_PROVIDER | ROLE_SITE_SERVER | ROLE_SOFTWARE_UPDATE_POINT |
-         ROLE_REPORTING_POINT,
+         ROLE_REPORTING_POINT | ROLE_SERVICE_CONNECTION_POINT | ROLE_ENROLLMENT_POINT |
+         ROLE_ENDPOINT_PROTECTION_POINT | ROLE_CERTIFICATE_REGISTRATION_POINT |
+         ROLE_DATA_WAREHOUSE_SERVICE_POINT | ROLE_STATE_MIGRATION_POINT |
+         ROLE_ASSET_INTELLIGENCE_SYNC_POINT,
      "sql"},
+    {ROLE_ENROLLMENT_POINT, ROLE_ENROLLMENT_PROXY_POINT, "https-enrollment"},
     {ROLE_SOFTWARE_UPDATE_POINT, ROLE_SITE_SERVER, "wsus"},
     {ROLE_SMS_PROVIDER, ROLE_CONSOLE, "sms-provider"},
     {ROLE_REPORTING_POINT, ROLE_CONSOLE, "ssrs"},
@@ -64,6 +129,7 @@ static void trim(const char **start, size_t *len)
 int inv_roles_parse(const char *text, unsigned *roles, char *bad, size_t badsize)
 {
     unsigned mask = 0;
+    bool generic = false; /* a word that names only a role every site system has */
     const char *p = text;
     for (;;) {
         const char *end = strchr(p, ';');
@@ -75,15 +141,29 @@ int inv_roles_parse(const char *text, unsigned *roles, char *bad, size_t badsize
             for (int i = 0; i < ROLE_COUNT; i++)
                 if (strlen(inv_role_names[i]) == len && !strncasecmp(word, inv_role_names[i], len))
                     found = i;
-            if (found < 0) {
-                snprintf(bad, badsize, "%.*s", (int)(len > 64 ? 64 : len), word);
-                return -EINVAL;
+            if (found >= 0) {
+                mask |= 1u << found;
+            } else {
+                size_t k = 0, n = sizeof(role_aliases) / sizeof(role_aliases[0]);
+                while (k < n && !(strlen(role_aliases[k].name) == len &&
+                                  !strncasecmp(word, role_aliases[k].name, len)))
+                    k++;
+                if (k == n) {
+                    snprintf(bad, badsize, "%.*s", (int)(len > 64 ? 64 : len), word);
+                    return -EINVAL;
+                }
+                mask |= role_aliases[k].role;
+                generic |= !role_aliases[k].role;
             }
-            mask |= 1u << found;
         }
         if (!end)
             break;
         p = end + 1;
+    }
+    if (!mask && generic) {
+        /* "SMS Site System" alone is a site system of no role tlsgate judges, not a client */
+        snprintf(bad, badsize, "%.64s", text);
+        return -EINVAL;
     }
     *roles = mask ? mask : ROLE_CLIENT;
     return 0;

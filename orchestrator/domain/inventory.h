@@ -28,15 +28,28 @@ enum role {
     ROLE_SMS_PROVIDER = 1 << 8,
     ROLE_CLOUD_MANAGEMENT_GATEWAY = 1 << 9,
     ROLE_CONSOLE = 1 << 10,
+    /* Site systems that use the SQL client components (S2, S7), after the original eleven so
+     * stored masks keep their meaning. */
+    ROLE_SERVICE_CONNECTION_POINT = 1 << 11,
+    ROLE_ENROLLMENT_POINT = 1 << 12,
+    ROLE_ENROLLMENT_PROXY_POINT = 1 << 13,
+    ROLE_ENDPOINT_PROTECTION_POINT = 1 << 14,
+    ROLE_CERTIFICATE_REGISTRATION_POINT = 1 << 15,
+    ROLE_DATA_WAREHOUSE_SERVICE_POINT = 1 << 16,
+    ROLE_STATE_MIGRATION_POINT = 1 << 17,
+    ROLE_ASSET_INTELLIGENCE_SYNC_POINT = 1 << 18,
 };
-#define ROLE_COUNT 11
+#define ROLE_COUNT 19
 /* Every role but `client` and `console` makes a host a site system ("server") with a gate. */
 #define ROLE_SERVER_MASK (((1 << ROLE_COUNT) - 1) & ~(ROLE_CLIENT | ROLE_CONSOLE))
 
 /* The role's name in the DESIGN vocabulary, by bit index 0..ROLE_COUNT-1. */
 extern const char *const inv_role_names[ROLE_COUNT];
 
-/* Parses "a;b;c" (empty = client). Returns 0, or -EINVAL and the offending word in bad. */
+/* Parses "a;b;c" (empty = client). A word is a role of the vocabulary or one of ConfigMgr's own
+ * names for it, as Get-CMSiteSystemServer (RoleName: "SMS Management Point") or the console
+ * ("Management point") show them; "SMS Site System" and "SMS Component Server", which every site
+ * system has, add nothing. Returns 0, or -EINVAL and the offending word in bad. */
 int inv_roles_parse(const char *text, unsigned *roles, char *bad, size_t badsize);
 /* Writes the roles joined with ';' in vocabulary order. */
 void inv_roles_format(unsigned roles, char *buf, size_t size);

@@ -57,18 +57,25 @@ static const struct fact facts[] = {
     {"os.arch", F_STR, "OS architecture", false},
     {"os.installation_type", F_STR, "InstallationType", false},
     {"os.csd_version", F_STR, NULL, false},
+    {"os.product_type", F_STR, "ProductType", false},
+    /* Derived (fact_value): "server" or "client", from ProductType, else InstallationType. */
+    {"os.kind", F_STR, "server or client (ProductType, InstallationType)", false},
     {"hotfixes", F_STRLIST, "installed updates", false},
+    {"updates.installed", F_STRLIST, "installed updates (CBS CurrentState)", false},
+    {"updates.rollup", F_STR, "installed rollup (Package_for_RollupFix)", false},
     SCH("ssl2", "SSL 2.0"), SCH("ssl3", "SSL 3.0"), SCH("tls10", "TLS 1.0"),
     SCH("tls11", "TLS 1.1"), SCH("tls12", "TLS 1.2"), SCH("tls13", "TLS 1.3"),
     {"winhttp.default_secure_protocols", F_NUM, "WinHttp DefaultSecureProtocols (native)", true},
     {"winhttp.default_secure_protocols_wow64", F_NUM,
      "WinHttp DefaultSecureProtocols (Wow6432Node)", true},
     {"dotnet.release", F_NUM, ".NET Framework 4 Release", false},
+    {"dotnet.v35_installed", F_BOOL, ".NET Framework 3.5 (NDP\\v3.5 Install)", false},
     NETKEY("v4", ".NETFramework\\v4.0.30319"),
     NETKEY("v4_wow64", "Wow6432Node .NETFramework\\v4.0.30319"),
     NETKEY("v2", ".NETFramework\\v2.0.50727"),
     NETKEY("v2_wow64", "Wow6432Node .NETFramework\\v2.0.50727"),
     {"sql.instances", F_OBJLIST, "SQL Server instances", false},
+    {"sql.rs_instances", F_OBJLIST, "Reporting Services instances", false},
     {"sql.native_client_11", F_STR, "SQL Server Native Client 11.0", false},
     {"sql.odbc_17", F_STR, "ODBC Driver 17 for SQL Server", false},
     {"sql.odbc_18", F_STR, "ODBC Driver 18 for SQL Server", false},
@@ -165,7 +172,7 @@ enum op {
     OP_VER_EQ, OP_VER_NE, OP_VER_LT, OP_VER_LE, OP_VER_GT, OP_VER_GE, OP_VER_IN,
     OP_HAS_BITS, OP_CONTAINS, OP_CONTAINS_ANY, OP_TEXT_CONTAINS,
     OP_IS_NULL, OP_PRESENT,
-    OP_PROTOCOL_ENABLED, OP_EVERY, OP_VERSION_BRANCH, OP_WHEN,
+    OP_PROTOCOL_ENABLED, OP_EVERY, OP_VERSION_BRANCH, OP_WHEN, OP_NEVER,
 };
 
 static const struct {
@@ -181,7 +188,7 @@ static const struct {
     {"text_contains", OP_TEXT_CONTAINS},
     {"is_null", OP_IS_NULL}, {"present", OP_PRESENT},
     {"protocol_enabled", OP_PROTOCOL_ENABLED}, {"every", OP_EVERY},
-    {"version_branch", OP_VERSION_BRANCH}, {"when", OP_WHEN},
+    {"version_branch", OP_VERSION_BRANCH}, {"when", OP_WHEN}, {"never", OP_NEVER},
 };
 
 /* Text of each comparison as a requirement, and of its negation (for leaves under `not`). */
@@ -209,6 +216,7 @@ struct branch {
     bool has_min;
     struct version min;
     char *min_text;
+    char *remedy; /* what to install on this branch, or NULL */
 };
 
 struct node {
@@ -228,6 +236,9 @@ struct node {
     /* protocol_enabled */
     enum proto proto;
     bool server;
+    bool explicit_use; /* "use": "explicit": DisabledByDefault does not count (WinHTTP, S8) */
+    /* unconfirmed */
+    char *why;
     /* every */
     struct node *where, *check;
     bool none_holds;
@@ -244,6 +255,7 @@ struct rule {
     long build_min, build_max; /* -1: no bound */
     char *installation_type;   /* NULL: any */
     struct node *requires;     /* NULL: always */
+    struct node *also_when;    /* NULL: only the roles; else also hosts where it holds */
     struct node *pred;
 };
 
@@ -263,6 +275,7 @@ static void node_free(struct node *n)
         node_free(n->kids[i]);
     free(n->kids);
     free(n->keybuf);
+    free(n->why);
     json_decref(n->value);
     json_decref(n->if_absent);
     free(n->vers);
@@ -271,6 +284,7 @@ static void node_free(struct node *n)
     for (size_t i = 0; i < n->nbranches; i++) {
         free(n->branches[i].name);
         free(n->branches[i].min_text);
+        free(n->branches[i].remedy);
     }
     free(n->branches);
     free(n);
@@ -290,6 +304,7 @@ void rules_free(struct rules_catalog *c)
         free(r->reason);
         free(r->installation_type);
         node_free(r->requires);
+        node_free(r->also_when);
         node_free(r->pred);
     }
     free(c->rules);
@@ -489,10 +504,14 @@ static int compile_leaf(struct loader *L, struct node *n, json_t *arg, bool in_e
 
 static int compile_protocol(struct loader *L, struct node *n, json_t *arg)
 {
-    const char *proto = NULL, *side = NULL;
-    if (!json_is_object(arg) || json_object_size(arg) != 2 ||
-        json_unpack(arg, "{s:s, s:s}", "protocol", &proto, "side", &side))
-        return load_fail(L, "\"protocol_enabled\" needs {\"protocol\": ..., \"side\": ...}");
+    const char *proto = NULL, *side = NULL, *use = "default";
+    if (!json_is_object(arg) ||
+        json_unpack(arg, "{s:s, s:s, s?:s !}", "protocol", &proto, "side", &side, "use", &use))
+        return load_fail(L, "\"protocol_enabled\" needs {\"protocol\": ..., \"side\": ...} "
+                            "and optionally \"use\": \"default\" or \"explicit\"");
+    if (strcmp(use, "default") && strcmp(use, "explicit"))
+        return load_fail(L, "protocol_enabled: use \"%s\" must be default or explicit", use);
+    n->explicit_use = use[0] == 'e';
     int p = -1;
     for (int i = 0; i < P_COUNT; i++)
         if (!strcmp(proto, proto_keys[i]))
@@ -571,13 +590,13 @@ static int compile_branch_table(struct loader *L, struct node *n, json_t *arg, b
         return -ENOMEM;
     for (size_t i = 0; i < n->nbranches; i++) {
         json_t *b = json_array_get(branches, i), *from, *below, *min;
-        const char *name;
-        if (json_unpack(b, "{s:s, s:o, s:o, s:o !}", "name", &name, "from", &from, "below",
-                        &below, "min", &min))
+        const char *name, *remedy = NULL;
+        if (json_unpack(b, "{s:s, s:o, s:o, s:o, s?:s !}", "name", &name, "from", &from,
+                        "below", &below, "min", &min, "remedy", &remedy))
             return load_fail(L, "version_branch: branch %zu needs exactly {name, from, below, "
-                                "min}", i + 1);
+                                "min} and optionally remedy", i + 1);
         struct branch *br = &n->branches[i];
-        if (!(br->name = strdup(name)))
+        if (!(br->name = strdup(name)) || (remedy && !(br->remedy = strdup(remedy))))
             return -ENOMEM;
         if ((rc = compile_version(L, from, &br->from)) ||
             (rc = compile_version(L, below, &br->below)))
@@ -646,6 +665,16 @@ static int compile(struct loader *L, json_t *j, bool in_every, struct node **out
         break;
     case OP_VERSION_BRANCH:
         rc = compile_branch_table(L, n, arg, in_every);
+        break;
+    case OP_NEVER:
+        /* {"never": "why"}: a condition that holds on no host in the rule's scope, or that no
+         * source settles (fail closed); it says why. */
+        if (!json_is_string(arg) || json_string_length(arg) == 0 ||
+            json_string_length(arg) > 400) {
+            rc = load_fail(L, "\"never\" needs the reason as a string of 1..400 bytes");
+            break;
+        }
+        rc = (n->why = strdup(json_string_value(arg))) ? 0 : -ENOMEM;
         break;
     case OP_WHEN:
         /* {"when": {"if": P, "then": Q}}: Q must hold where P holds; elsewhere it is not asked */
@@ -740,7 +769,7 @@ static int load_applies(struct loader *L, struct rule *r, json_t *a)
     json_t *v;
     json_object_foreach(a, key, v) {
         if (strcmp(key, "roles") && strcmp(key, "os_build") && strcmp(key, "installation_type") &&
-            strcmp(key, "requires"))
+            strcmp(key, "requires") && strcmp(key, "also_when"))
             return load_fail(L, "applies: unknown member \"%s\"", key);
     }
     int rc = load_roles(L, json_object_get(a, "roles"), &r->info.roles);
@@ -771,6 +800,11 @@ static int load_applies(struct loader *L, struct rule *r, json_t *a)
     }
     v = json_object_get(a, "requires");
     if (v && (rc = compile(L, v, false, &r->requires)))
+        return rc;
+    /* also_when: the rule applies to hosts of other roles where this holds (WSUS installed on a
+     * host that is not a software update point). */
+    v = json_object_get(a, "also_when");
+    if (v && (rc = compile(L, v, false, &r->also_when)))
         return rc;
     return 0;
 }
@@ -876,8 +910,14 @@ static int collect_reads(struct rules_catalog *c, const struct node *n)
     if (!n)
         return 0;
     int rc = 0;
-    if (n->fact && n->fact->path[0] != '@')
+    if (n->fact && !strcmp(n->fact->path, "os.kind")) {
+        if (!(rc = add_read(c, "os.product_type")))
+            rc = add_read(c, "os.installation_type");
+    } else if (n->fact && n->fact->path[0] != '@') {
         rc = add_read(c, n->fact->path);
+    }
+    if (!rc && n->fact && !strcmp(n->fact->path, "updates.installed"))
+        rc = add_read(c, "updates.not_installed"); /* named in reasons */
     if (!rc && n->op == OP_PROTOCOL_ENABLED) {
         char path[64];
         snprintf(path, sizeof(path), "schannel.%s.%s", proto_keys[n->proto],
@@ -900,10 +940,12 @@ static int collect_rule_reads(struct rules_catalog *c, const struct rule *r)
     int rc = 0;
     if (r->build_min >= 0 || r->build_max >= 0)
         rc = add_read(c, "os.build");
-    if (!rc && r->installation_type)
-        rc = add_read(c, "os.installation_type");
+    if (!rc && r->installation_type && !(rc = add_read(c, "os.installation_type")))
+        rc = add_read(c, "os.product_type");
     if (!rc)
         rc = collect_reads(c, r->requires);
+    if (!rc)
+        rc = collect_reads(c, r->also_when);
     if (!rc)
         rc = collect_reads(c, r->pred);
     for (const char *p = strchr(r->reason, '{'); !rc && p; p = strchr(p + 1, '{')) {
@@ -1112,6 +1154,14 @@ static bool fact_value(const struct eval *E, const struct node *n, struct val *o
 {
     memset(out, 0, sizeof(*out));
     json_t *root = n->fact->path[0] == '@' ? E->elem : E->report;
+    if (!strcmp(n->fact->path, "os.kind")) {
+        const char *k = rules_os_kind(E->report, out->dispbuf, sizeof(out->dispbuf));
+        if (!k)
+            goto absent;
+        out->s = k;
+        out->disp = out->dispbuf;
+        return true;
+    }
     if (!strcmp(n->fact->path, "@.engine")) {
         const char *raw = json_string_value(json_object_get(root, "patch_level"));
         const char *from = "PatchLevel";
@@ -1150,6 +1200,44 @@ absent:
         return true;
     }
     return false;
+}
+
+
+/*
+ * Server or client. ProductOptions\ProductType is set by every edition since NT: WinNT is a
+ * client, ServerNT a server, LanmanNT a domain controller (a server). A report without it (an
+ * older collector) falls back to InstallationType, where "Server", "Server Core" and "Nano
+ * Server" are servers and "Client" a client. Anything else is unknown (NULL): a rule that
+ * depends on it fails rather than skips. `why` receives the observed values for reasons.
+ */
+const char *rules_os_kind(json_t *report, char *why, size_t whysize)
+{
+    json_t *os = json_object_get(report, "os");
+    const char *pt = json_string_value(json_object_get(os, "product_type"));
+    const char *it = json_string_value(json_object_get(os, "installation_type"));
+    char a[48], b[48];
+    const char *kind = NULL;
+    if (pt) {
+        if (!strcasecmp(pt, "WinNT"))
+            kind = "client";
+        else if (!strcasecmp(pt, "ServerNT") || !strcasecmp(pt, "LanmanNT"))
+            kind = "server";
+        snprintf(why, whysize, "%s (ProductType %s)", kind ? kind : "unknown",
+                 clean(pt, 40, a, sizeof(a)));
+        return kind;
+    }
+    if (it) {
+        if (!strcasecmp(it, "Client"))
+            kind = "client";
+        else if (!strcasecmp(it, "Server") || !strcasecmp(it, "Server Core") ||
+                 !strcasecmp(it, "Nano Server"))
+            kind = "server";
+        snprintf(why, whysize, "%s (ProductType not reported, InstallationType %s)",
+                 kind ? kind : "unknown", clean(it, 40, b, sizeof(b)));
+        return kind;
+    }
+    snprintf(why, whysize, "unknown (ProductType and InstallationType not reported)");
+    return NULL;
 }
 
 static void format_json(const struct fact *f, json_t *v, char *buf, size_t size)
@@ -1324,11 +1412,15 @@ static enum tri eval_bits(const struct eval *E, const struct node *n, bool neg)
     if (!json_is_integer(v.j))
         return unexpected(E, n, "is not an integer");
     long long x = json_integer_value(v.j), mask = json_integer_value(n->value);
-    char obs[64];
+    char obs[96];
     format_json(n->fact, v.j, obs, sizeof(obs));
+    if (n->if_absent && v.j == n->if_absent)
+        snprintf(obs, sizeof(obs), "absent (OS default)");
     enum tri r = flip((x & mask) == mask ? T_HOLD : T_FAIL, neg);
     bool has = (x & mask) == mask;
-    if (r == T_HOLD)
+    if (r == T_HOLD && n->if_absent && v.j == n->if_absent)
+        text_add(E->text, "; %s is %s", fact_label(n->fact), obs);
+    else if (r == T_HOLD)
         text_add(E->text, "; %s is %s (%s 0x%llX)", fact_label(n->fact), obs,
                  has ? "includes" : "without", mask);
     else
@@ -1346,6 +1438,43 @@ static bool list_has(json_t *list, const char *s)
             return true;
     }
     return false;
+}
+
+/* CBS CurrentState names (the servicing API's install state times 16). */
+static const char *cbs_state_name(long long st)
+{
+    switch (st) {
+    case 0x00: return "absent";
+    case 0x10: return "resolving";
+    case 0x20: return "resolved";
+    case 0x30: return "staging";
+    case 0x40: return "staged";
+    case 0x50: return "superseded or uninstall pending";
+    case 0x60: return "install pending";
+    case 0x65: return "partially installed";
+    default: return "in another state";
+    }
+}
+
+/* For a KB that updates.installed lacks, says in which state its package is, if any. */
+static void not_installed_note(const struct eval *E, const struct node *n, const char *kb)
+{
+    if (strcmp(n->fact->path, "updates.installed"))
+        return;
+    json_t *ni = json_object_get(json_object_get(E->report, "updates"), "not_installed");
+    const char *key;
+    json_t *st;
+    json_object_foreach(ni, key, st) {
+        if (strcasecmp(key, kb))
+            continue;
+        if (json_is_integer(st))
+            text_add(E->text, " (its package is %s, CurrentState 0x%llX: not installed)",
+                     cbs_state_name(json_integer_value(st)),
+                     (long long)json_integer_value(st));
+        else
+            text_add(E->text, " (its package has no CurrentState: not installed)");
+        return;
+    }
 }
 
 static enum tri eval_contains(const struct eval *E, const struct node *n, bool neg)
@@ -1372,6 +1501,7 @@ static enum tri eval_contains(const struct eval *E, const struct node *n, bool n
         text_add(E->text, "; %s include %s", fact_label(n->fact), found);
     } else if (n->op == OP_CONTAINS) {
         text_add(E->text, "; %s lack %s", fact_label(n->fact), json_string_value(n->value));
+        not_installed_note(E, n, json_string_value(n->value));
     } else {
         text_add(E->text, "; %s lack all of", fact_label(n->fact));
         size_t i;
@@ -1423,12 +1553,18 @@ static enum tri eval_presence(const struct eval *E, const struct node *n, bool n
  * SCHANNEL defaults per OS build (tls12-facts.md §1.2, S12/S15): whether the protocol is on
  * when neither Enabled nor DisabledByDefault is set.
  */
+/* The last build released before TLS 1.0 and 1.1 were turned off by default (S19: Windows 11
+ * Insider builds from September 2023 and later releases; in-market versions up to Windows 11
+ * 23H2 / Server 2022 keep them on). */
+#define LEGACY_ON_LAST_BUILD 22631
+
 static bool protocol_default_on(enum proto p, long build)
 {
     switch (p) {
     case P_SSL3: return build < 14393;  /* off by default from 1607 / Server 2016 (S12, S13) */
-    case P_TLS10: return true;          /* in-market versions keep it on (S19) */
-    case P_TLS11:
+    case P_TLS10: return build <= LEGACY_ON_LAST_BUILD; /* S19 */
+    case P_TLS11: /* Windows 7 / 2008 R2 / 2008 SP2: off (S12); later releases: off (S19) */
+        return build >= 9200 && build <= LEGACY_ON_LAST_BUILD;
     case P_TLS12: return build >= 9200; /* Windows 7 / 2008 R2 / 2008 SP2: off (S12) */
     case P_TLS13: return build >= 20348; /* Server 2022, Windows 11 (S12) */
     default: return false;
@@ -1445,7 +1581,7 @@ static enum tri eval_protocol(const struct eval *E, const struct node *n, bool n
     bool has_en = json_is_integer(en), has_dbd = json_is_integer(dbd);
     json_t *b = json_object_get(json_object_get(E->report, "os"), "build");
     const char *Side = n->server ? "Server" : "Client";
-    if ((!has_en || !has_dbd) && !json_is_integer(b)) {
+    if ((!has_en || (!has_dbd && !n->explicit_use)) && !json_is_integer(b)) {
         text_add(E->text, "; SCHANNEL %s\\%s: OS build not reported (needed for the default of "
                           "an absent value)", proto_names[n->proto], Side);
         return T_UNKNOWN;
@@ -1454,19 +1590,64 @@ static enum tri eval_protocol(const struct eval *E, const struct node *n, bool n
     bool def = protocol_default_on(n->proto, build);
     bool eff_en = has_en ? json_integer_value(en) != 0 : def;
     bool eff_dbd = has_dbd ? json_integer_value(dbd) != 0 : !def;
-    bool on = eff_en && !eff_dbd;
+    /* An application that names its protocols (WinHTTP with DefaultSecureProtocols, S8) is
+     * refused only by Enabled; DisabledByDefault governs only who asks for the defaults. */
+    bool on = eff_en && (n->explicit_use || !eff_dbd);
     enum tri r = flip(on ? T_HOLD : T_FAIL, neg);
     char e[24] = "absent", d[24] = "absent";
     if (has_en)
         snprintf(e, sizeof(e), "%lld", (long long)json_integer_value(en));
     if (has_dbd)
         snprintf(d, sizeof(d), "%lld", (long long)json_integer_value(dbd));
-    text_add(E->text, "; SCHANNEL %s\\%s is %s (Enabled=%s, DisabledByDefault=%s",
-             proto_names[n->proto], Side, on ? "on" : "off", e, d);
-    if (!has_en || !has_dbd)
+    text_add(E->text, "; SCHANNEL %s\\%s is %s%s (Enabled=%s, DisabledByDefault=%s",
+             proto_names[n->proto], Side, on ? "on" : "off",
+             n->explicit_use ? " for applications that ask for it" : "", e, d);
+    if (!has_en || (!has_dbd && !n->explicit_use))
         text_add(E->text, "; build %ld default: %s", build, def ? "on" : "off");
     text_add(E->text, ")%s", r == T_HOLD ? "" : neg ? ", needs off" : ", needs on");
     return r;
+}
+
+/*
+ * For orphan risk: is the legacy protocol off on the server side? Off when Enabled=0, when
+ * DisabledByDefault=1 (IIS and HTTP.sys do not ask for a protocol by name, so they do not
+ * negotiate it), or when the value is absent and the OS default is off (per build, as the
+ * rules read it). When a value is absent and the build is not reported, the default is unknown:
+ * count it as off, so that the doubt raises the orphan-risk alarm instead of hiding it.
+ */
+static bool legacy_server_off(json_t *report, enum proto p)
+{
+    json_t *side = json_object_get(json_object_get(json_object_get(report, "schannel"),
+                                                   proto_keys[p]), "server");
+    json_t *en = json_object_get(side, "enabled"), *dbd = json_object_get(side,
+                                                                          "disabled_by_default");
+    json_t *b = json_object_get(json_object_get(report, "os"), "build");
+    if (json_is_integer(en) && json_integer_value(en) == 0)
+        return true;
+    if (json_is_integer(dbd) && json_integer_value(dbd) != 0)
+        return true;
+    if (json_is_integer(en) && json_is_integer(dbd))
+        return false; /* Enabled != 0 and DisabledByDefault = 0: on */
+    if (!json_is_integer(b))
+        return true;
+    bool def = protocol_default_on(p, (long)json_integer_value(b));
+    /* Enabled=1 with DisabledByDefault absent: on only where the protocol is on by default */
+    return !def;
+}
+
+int rules_legacy_disabled(json_t *report)
+{
+    return legacy_server_off(report, P_SSL3) && legacy_server_off(report, P_TLS10) &&
+           legacy_server_off(report, P_TLS11);
+}
+
+static const char *const legacy_paths[] = {"schannel.ssl3.server", "schannel.tls10.server",
+                                           "schannel.tls11.server", "os.build"};
+
+size_t rules_legacy_reads(const char *const **paths)
+{
+    *paths = legacy_paths;
+    return sizeof(legacy_paths) / sizeof(legacy_paths[0]);
 }
 
 static enum tri eval_branch(const struct eval *E, const struct node *n, bool neg)
@@ -1498,6 +1679,8 @@ static enum tri eval_branch(const struct eval *E, const struct node *n, bool neg
             text_add(E->text, "; %s is %s, below %s, the first TLS 1.2 build of %s",
                      fact_label(n->fact), obs, br->min_text, br->name);
     }
+    if (br && br->remedy && flip(raw ? T_HOLD : T_FAIL, neg) != T_HOLD)
+        text_add(E->text, " (fix: %s)", br->remedy);
     return flip(raw ? T_HOLD : T_FAIL, neg);
 }
 
@@ -1553,6 +1736,11 @@ static enum tri eval_list(const struct eval *E, const struct node *n, bool neg)
     /* Under `not`, all becomes any and any becomes all (De Morgan). */
     bool conj = (n->op == OP_ALL) != neg;
     enum tri res = combine(conj, r, n->nkids);
+    /* A member that never holds explains an undecided result, not a definite failure: its
+     * text is left out when another member already failed. */
+    for (size_t i = 0; res == T_FAIL && i < n->nkids; i++)
+        if (n->kids[i]->op == OP_NEVER)
+            r[i] = T_HOLD;
     keep_fragments(E->text, start, r, n->nkids, res, conj);
     return res;
 }
@@ -1648,6 +1836,10 @@ static enum tri eval_node(const struct eval *E, const struct node *n, bool neg)
     case OP_EVERY: return eval_every(E, n, neg);
     case OP_VERSION_BRANCH: return eval_branch(E, n, neg);
     case OP_WHEN: return eval_when(E, n, neg);
+    case OP_NEVER:
+        /* Neither it nor its negation is known to hold: never a pass, even under `not`. */
+        text_add(E->text, "; %s", n->why);
+        return T_UNKNOWN;
     }
     return T_UNKNOWN;
 }
@@ -1710,10 +1902,23 @@ static void render_reason(const struct rule *r, json_t *report, const struct tex
  * then fails with that reason: an undecidable scope is never a silent skip). */
 static enum tri applies(const struct rule *r, json_t *report, unsigned roles, struct text *why)
 {
-    if (!(r->info.roles & roles))
-        return T_FAIL;
-    json_t *os = json_object_get(report, "os");
     enum tri res = T_HOLD;
+    if (!(r->info.roles & roles)) {
+        if (!r->also_when)
+            return T_FAIL;
+        struct eval E = {.report = report, .text = why};
+        size_t mark = why->len;
+        enum tri q = eval_node(&E, r->also_when, false);
+        if (q == T_FAIL)
+            return T_FAIL;
+        if (q == T_HOLD) {
+            why->len = mark; /* only an undecidable scope is worth saying */
+            why->buf[mark] = '\0';
+        } else {
+            res = T_UNKNOWN;
+        }
+    }
+    json_t *os = json_object_get(report, "os");
     if (r->build_min >= 0 || r->build_max >= 0) {
         json_t *b = json_object_get(os, "build");
         if (!json_is_integer(b)) {
@@ -1728,12 +1933,13 @@ static enum tri applies(const struct rule *r, json_t *report, unsigned roles, st
         }
     }
     if (r->installation_type) {
-        const char *t = json_string_value(json_object_get(os, "installation_type"));
-        if (!t) {
-            text_add(why, "; InstallationType not reported (the rule covers %s)",
+        char seen[160];
+        const char *k = rules_os_kind(report, seen, sizeof(seen));
+        if (!k) {
+            text_add(why, "; server or client: %s (the rule covers %s)", seen,
                      r->installation_type);
             res = T_UNKNOWN;
-        } else if (strcasecmp(t, r->installation_type)) {
+        } else if (strcasecmp(k, r->installation_type)) {
             return T_FAIL;
         }
     }

@@ -96,6 +96,27 @@ int rules_evaluate(const struct rules_catalog *c, json_t *report, unsigned roles
 const char *rules_severity_name(enum rules_severity s);
 
 /*
+ * Whether the report's host is a "server" or a "client": ProductOptions\ProductType (WinNT;
+ * ServerNT or LanmanNT), else InstallationType (Client; Server, Server Core, Nano Server).
+ * NULL when neither says (unknown, which rules treat as a failure, never as "not applicable").
+ * `why` (may be small) receives the observed values for messages.
+ */
+const char *rules_os_kind(json_t *report, char *why, size_t whysize);
+
+/*
+ * 1 when the report's SCHANNEL server side has SSL 3.0, TLS 1.0 and TLS 1.1 all off for the
+ * purpose of orphan risk, else 0. A protocol is off when Enabled=0, when DisabledByDefault=1
+ * (IIS and HTTP.sys never ask for it), or when its values are absent and the OS default is off
+ * (SSL 3.0 from Server 2016 / Windows 10 1607; TLS 1.1 on Windows 7 / 2008 R2 / 2008 SP2; TLS
+ * 1.0 and 1.1 on releases after Windows 11 23H2). An absent value whose default cannot be known
+ * (no OS build) counts as off: a doubt raises the orphan-risk alarm. Tests and re-evaluation
+ * compute it through this one function.
+ */
+int rules_legacy_disabled(json_t *report);
+/* The report members rules_legacy_disabled reads (dotted paths, as rules_reads). */
+size_t rules_legacy_reads(const char *const **paths);
+
+/*
  * The report members the catalog's evaluation can read, as dotted paths from the report's root
  * ("os.build", "schannel.tls12.client", "sql.instances"), each meaning that member's whole value.
  * rules_evaluate's verdicts depend on these values and the roles only: two reports that agree on
