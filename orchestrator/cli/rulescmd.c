@@ -20,10 +20,12 @@
 #include "facts.h"
 #include "ingest.h"
 #include "inventory.h"
+#include "jsonout.h"
 #include "regview.h"
 #include "report.h"
 #include "rules.h"
 #include "store.h"
+#include "utc.h"
 
 static void rules_usage(FILE *out)
 {
@@ -417,37 +419,29 @@ static int rules_blockers(struct cli *cli, int argc, char **argv)
 
 struct eval_out {
     const struct rules_catalog *c;
-    bool json;
-    size_t n;
+    json_t *verdicts; /* --json: the verdicts gathered for one jansson document; else NULL */
 };
 
 static int print_eval_verdict(void *ctx, const struct rules_verdict *v)
 {
     struct eval_out *o = ctx;
     const struct rules_info *info = rules_find(o->c, v->rule);
-    if (o->json) {
-        printf("%s\n  {\"rule\": ", o->n ? "," : "");
-        cli_json_string(stdout, v->rule);
-        printf(", \"pass\": %s, \"severity\": \"%s\", \"component\": ", v->pass ? "true" : "false",
-               rules_severity_name(v->severity));
-        cli_json_string(stdout, info ? info->component : "");
-        printf(", \"reason\": ");
-        cli_json_string(stdout, v->reason);
-        printf(", \"remedy\": ");
-        if (v->pass || !info)
-            printf("null");
-        else
-            cli_json_string(stdout, info->remedy);
-        printf(", \"reference\": ");
-        cli_json_string(stdout, info ? info->reference : "");
-        printf("}");
-    } else {
-        printf("  %-4s %-7s %s\n       %s\n", v->pass ? "ok" : "FAIL",
-               rules_severity_name(v->severity), v->rule, v->reason);
-        if (!v->pass && info)
-            printf("       remedy: %s\n", info->remedy);
+    if (o->verdicts) {
+        json_t *row = json_object();
+        json_object_set_new(row, "rule", jsonout_text(v->rule));
+        json_object_set_new(row, "pass", json_boolean(v->pass));
+        json_object_set_new(row, "severity", json_string(rules_severity_name(v->severity)));
+        json_object_set_new(row, "component", jsonout_text(info ? info->component : ""));
+        json_object_set_new(row, "reason", jsonout_text(v->reason));
+        json_object_set_new(row, "remedy",
+                            v->pass || !info ? json_null() : jsonout_text(info->remedy));
+        json_object_set_new(row, "reference", jsonout_text(info ? info->reference : ""));
+        return json_array_append_new(o->verdicts, row) ? -ENOMEM : 0;
     }
-    o->n++;
+    printf("  %-4s %-7s %s\n       %s\n", v->pass ? "ok" : "FAIL",
+           rules_severity_name(v->severity), v->rule, v->reason);
+    if (!v->pass && info)
+        printf("       remedy: %s\n", info->remedy);
     return 0;
 }
 
@@ -527,10 +521,11 @@ static int rules_eval(struct cli *cli, int argc, char **argv)
 
     json_t *facts = NULL, *report = NULL;
     char *body = NULL;
+    struct eval_out o = {.c = c};
     if ((code = eval_facts(files, nfiles, facts_file, &facts)))
         goto out;
     /* The collector's report, over the wire format and back through the daemon's parser. */
-    json_t *built = facts_build_report(facts, EVAL_HOST, cli_now(), facts_file ? "facts" : "regfile",
+    json_t *built = facts_build_report(facts, EVAL_HOST, utc_now(), facts_file ? "facts" : "regfile",
                                        0);
     body = built ? json_dumps(built, JSON_COMPACT) : NULL;
     json_decref(built);
@@ -549,16 +544,13 @@ static int rules_eval(struct cli *cli, int argc, char **argv)
     inv_roles_format(roles, roles_buf, sizeof(roles_buf));
     json_t *os = json_object_get(report, "os");
     int legacy = ingest_legacy_disabled(report);
-    struct eval_out o = {.c = c, .json = cli->json};
-    if (cli->json) {
-        printf("{\"source\": ");
-        cli_json_string(stdout, facts_file ? facts_file : files[0]);
-        printf(", \"catalog\": ");
-        cli_json_string(stdout, rules_version(c));
-        printf(", \"roles\": ");
-        cli_json_string(stdout, roles_buf);
-        printf(", \"legacy_disabled\": %s, \"verdicts\": [", legacy ? "true" : "false");
-    } else {
+    o.verdicts = cli->json ? json_array() : NULL;
+    if (cli->json && !o.verdicts) {
+        cli_error("rules eval: out of memory");
+        code = EXIT_SYSTEM;
+        goto out;
+    }
+    if (!cli->json) { /* --json prints one document once the verdicts are in (jsonout.h) */
         const char *name = json_string_value(json_object_get(os, "product_name"));
         json_t *build = json_object_get(os, "build");
         printf("%s%s: %s, build ", facts_file ? facts_file : files[0],
@@ -581,17 +573,28 @@ static int rules_eval(struct cli *cli, int argc, char **argv)
     }
     const char *state = blockers ? "not_ready" : "ready";
     if (cli->json) {
-        printf("%s], \"blockers\": %d, \"warnings\": %d, \"state\": \"%s\", \"facts\": ",
-               o.n ? "\n" : "", blockers, warnings, state);
-        char *dump = json_dumps(facts, JSON_COMPACT | JSON_SORT_KEYS);
-        printf("%s}\n", dump ? dump : "null");
-        free(dump);
+        json_t *doc = json_object();
+        json_object_set_new(doc, "source", jsonout_text(facts_file ? facts_file : files[0]));
+        json_object_set_new(doc, "catalog", jsonout_text(rules_version(c)));
+        json_object_set_new(doc, "roles", jsonout_text(roles_buf));
+        json_object_set_new(doc, "legacy_disabled", json_boolean(legacy));
+        json_object_set(doc, "verdicts", o.verdicts);
+        json_object_set_new(doc, "blockers", json_integer(blockers));
+        json_object_set_new(doc, "warnings", json_integer(warnings));
+        json_object_set_new(doc, "state", json_string(state));
+        json_object_set(doc, "facts", facts);
+        if (jsonout_print(stdout, doc)) {
+            cli_error("rules eval: could not write the JSON answer");
+            code = EXIT_SYSTEM;
+            goto out;
+        }
     } else {
         printf("state: %s (%d blocker%s, %d warning%s failing)\n", state, blockers,
                blockers == 1 ? "" : "s", warnings, warnings == 1 ? "" : "s");
     }
     code = blockers ? EXIT_BLOCKED : EXIT_OK;
 out:
+    json_decref(o.verdicts);
     free(body);
     json_decref(report);
     json_decref(facts);

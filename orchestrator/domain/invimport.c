@@ -131,7 +131,12 @@ static int imp_host(struct importer *im, const struct inv_row *row)
                                      "secondary_site_server, site_database, management_point, "
                                      "distribution_point, software_update_point, "
                                      "reporting_point, sms_provider, cloud_management_gateway, "
-                                     "console)", bad);
+                                     "console, service_connection_point, enrollment_point, "
+                                     "enrollment_proxy_point, endpoint_protection_point, "
+                                     "certificate_registration_point, "
+                                     "data_warehouse_service_point, state_migration_point, "
+                                     "asset_intelligence_synchronization_point, or ConfigMgr's "
+                                     "names such as 'SMS Management Point')", bad);
     char collector[300];
     if (row->collector && *row->collector) {
         if (!inv_valid_collector(row->collector))
