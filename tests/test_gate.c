@@ -327,8 +327,8 @@ static void ingest_facts(const char *name, const char *fixture, void (*edit)(jso
     ck_assert_msg(rules_load_default(&c, err, sizeof(err)) == 0, "%s", err);
     long long id = fx_id(s, name);
     unsigned roles = (unsigned)fx_int(s, "SELECT roles FROM host WHERE id = %lld", id);
-    ck_assert_msg(ingest_report(s, c, id, roles, r, FX_NOW - 30, err, sizeof(err)) == 0, "%s",
-                  err);
+    ck_assert_msg(ingest_report(s, c, id, roles, r, FX_NOW - 30) == 0, "%s",
+                  store_errmsg(s));
     rules_free(c);
     json_decref(r);
     json_decref(facts);
@@ -671,7 +671,7 @@ END_TEST
 
 static void ingest_fixture(struct rules_catalog *cat, const char *host, const char *fixture)
 {
-    char rel[128], err[512];
+    char rel[128];
     snprintf(rel, sizeof(rel), "tests/fixtures/reports/%s.json", fixture);
     json_error_t je;
     json_t *r = json_load_file(tu_source_path(rel), 0, &je);
@@ -679,8 +679,8 @@ static void ingest_fixture(struct rules_catalog *cat, const char *host, const ch
     long long id = fx_id(s, host);
     unsigned roles = (unsigned)fx_int(s, "SELECT roles FROM host WHERE id = %lld", id);
     fx_sql(s, "DELETE FROM report WHERE host_id = %lld", id); /* fx_host's placeholder */
-    ck_assert_msg(ingest_report(s, cat, id, roles, r, FIXTURE_TIME + 5, err, sizeof(err)) == 0,
-                  "%s", err);
+    ck_assert_msg(ingest_report(s, cat, id, roles, r, FIXTURE_TIME + 5) == 0,
+                  "%s", store_errmsg(s));
     json_decref(r);
 }
 

@@ -102,9 +102,10 @@ static char *query_text(const char *sql, ...)
     return v;
 }
 
-static int ingest(long long id, unsigned roles, json_t *r, char *err)
+/* Stores report `r` for host `id`; on failure the message is on the store (store_errmsg). */
+static int ingest(long long id, unsigned roles, json_t *r)
 {
-    return ingest_report(st, cat, id, roles, r, T0 + 5, err, 512);
+    return ingest_report(st, cat, id, roles, r, T0 + 5);
 }
 
 static const char *state_of(long long id)
@@ -137,8 +138,7 @@ START_TEST(test_ingest_stores_report_verdicts_and_summary)
 {
     long long id = add_host("cl-w7-0002.corp.contoso.com", "P01", ROLE_CLIENT);
     json_t *r = fixture("win7-sp1-x64-unpatched");
-    char err[512];
-    ck_assert_msg(ingest(id, ROLE_CLIENT, r, err) == 0, "%s", err);
+    ck_assert_msg(ingest(id, ROLE_CLIENT, r) == 0, "%s", store_errmsg(st));
     ck_assert_int_eq(query_int("SELECT collected_at FROM report WHERE host_id = %lld", id), T0);
     ck_assert_int_eq(query_int("SELECT received_at FROM report WHERE host_id = %lld", id), T0 + 5);
     ck_assert_int_eq(query_int("SELECT blockers FROM report WHERE host_id = %lld", id), 4);
@@ -165,7 +165,7 @@ START_TEST(test_ingest_stores_report_verdicts_and_summary)
 
     long long ok = add_host("cl-w7-0001.corp.contoso.com", "P01", ROLE_CLIENT);
     r = fixture("win7-ready");
-    ck_assert_int_eq(ingest(ok, ROLE_CLIENT, r, err), 0);
+    ck_assert_int_eq(ingest(ok, ROLE_CLIENT, r), 0);
     ck_assert_str_eq(state_of(ok), "ready");
     json_decref(r);
 }
@@ -175,8 +175,7 @@ START_TEST(test_legacy_disabled_follows_os_defaults_and_disabled_by_default)
 {
     long long id = add_host("ps1-2019.corp.contoso.com", "P01", ROLE_SITE_SERVER);
     json_t *r = fixture("server2019-site-server");
-    char err[512];
-    ck_assert_int_eq(ingest(id, ROLE_SITE_SERVER, r, err), 0);
+    ck_assert_int_eq(ingest(id, ROLE_SITE_SERVER, r), 0);
     ck_assert_int_eq(query_int("SELECT legacy_disabled FROM report WHERE host_id = %lld", id), 1);
     ck_assert_int_eq(ingest_legacy_disabled(r), 1);
     json_t *sch = json_object_get(r, "schannel");
@@ -214,14 +213,13 @@ START_TEST(test_older_report_is_stale_and_changes_nothing)
 {
     long long id = add_host("cl-w7-0003.corp.contoso.com", "P01", ROLE_CLIENT);
     json_t *r = fixture("win7-kb3140245-native-only");
-    char err[512];
-    ck_assert_int_eq(ingest(id, ROLE_CLIENT, r, err), 0);
+    ck_assert_int_eq(ingest(id, ROLE_CLIENT, r), 0);
 
     json_t *older = fixture("win7-ready");
     set_time(older, "2026-11-25T11:59:59Z");
-    ck_assert_int_eq(ingest(id, ROLE_CLIENT, older, err), -ESTALE);
-    ck_assert_str_eq(err, "host 1: report collected at 2026-11-25T11:59:59Z is older than the "
-                          "stored one (2026-11-25T12:00:00Z)");
+    ck_assert_int_eq(ingest(id, ROLE_CLIENT, older), -ESTALE);
+    ck_assert_str_eq(store_errmsg(st), "host 1: report collected at 2026-11-25T11:59:59Z is older "
+                                       "than the stored one (2026-11-25T12:00:00Z)");
     ck_assert_int_eq(query_int("SELECT blockers FROM report WHERE host_id = %lld", id), 1);
     ck_assert_int_eq(query_int("SELECT pass FROM verdict WHERE host_id = %lld AND rule = "
                                "'winhttp-dsp-wow64'", id), 0);
@@ -233,11 +231,11 @@ START_TEST(test_older_report_is_stale_and_changes_nothing)
 
     /* the same collection time replaces (a re-pull of the same cached report) */
     set_time(older, "2026-11-25T12:00:00Z");
-    ck_assert_int_eq(ingest(id, ROLE_CLIENT, older, err), 0);
+    ck_assert_int_eq(ingest(id, ROLE_CLIENT, older), 0);
     ck_assert_int_eq(query_int("SELECT blockers FROM report WHERE host_id = %lld", id), 0);
     /* and newer, with fractional seconds, too */
     set_time(older, "2026-11-25T12:00:01.250Z");
-    ck_assert_int_eq(ingest(id, ROLE_CLIENT, older, err), 0);
+    ck_assert_int_eq(ingest(id, ROLE_CLIENT, older), 0);
     ck_assert_int_eq(query_int("SELECT collected_at FROM report WHERE host_id = %lld", id),
                      T0 + 1);
     json_decref(r);
@@ -249,12 +247,11 @@ START_TEST(test_report_without_collected_at_is_refused)
 {
     long long id = add_host("cl-w7-0003.corp.contoso.com", "P01", ROLE_CLIENT);
     json_t *r = fixture("win7-ready");
-    char err[512];
     set_time(r, "yesterday");
-    ck_assert_int_eq(ingest(id, ROLE_CLIENT, r, err), -EINVAL);
-    ck_assert_str_eq(err, "host 1: report: collected_at: missing or not RFC 3339 UTC");
+    ck_assert_int_eq(ingest(id, ROLE_CLIENT, r), -EINVAL);
+    ck_assert_str_eq(store_errmsg(st), "host 1: report: collected_at: missing or not RFC 3339 UTC");
     set_time(r, "2026-02-30T00:00:00Z");
-    ck_assert_int_eq(ingest(id, ROLE_CLIENT, r, err), -EINVAL);
+    ck_assert_int_eq(ingest(id, ROLE_CLIENT, r), -EINVAL);
     ck_assert_int_eq(query_int("SELECT count(*) FROM report"), 0);
     json_decref(r);
 }
@@ -264,8 +261,7 @@ START_TEST(test_ingest_is_all_or_nothing)
 {
     long long id = add_host("cl-w7-0003.corp.contoso.com", "P01", ROLE_CLIENT);
     json_t *r = fixture("win7-kb3140245-native-only");
-    char err[512];
-    ck_assert_int_eq(ingest(id, ROLE_CLIENT, r, err), 0);
+    ck_assert_int_eq(ingest(id, ROLE_CLIENT, r), 0);
     /* A failure after the report row and some verdicts are written (the last verdict). */
     ck_assert_int_eq(store_exec(st, "CREATE TRIGGER fail_last BEFORE INSERT ON verdict "
                                     "WHEN NEW.rule = 'fips-policy' "
@@ -273,8 +269,8 @@ START_TEST(test_ingest_is_all_or_nothing)
                      0);
     json_t *newer = fixture("win7-ready");
     set_time(newer, "2026-11-25T13:00:00Z");
-    ck_assert_int_eq(ingest(id, ROLE_CLIENT, newer, err), -EIO);
-    ck_assert_ptr_nonnull(strstr(err, "injected failure"));
+    ck_assert_int_eq(ingest(id, ROLE_CLIENT, newer), -EIO);
+    ck_assert_ptr_nonnull(strstr(store_errmsg(st), "injected failure"));
     ck_assert_int_eq(query_int("SELECT collected_at FROM report WHERE host_id = %lld", id), T0);
     ck_assert_int_eq(query_int("SELECT blockers FROM report WHERE host_id = %lld", id), 1);
     ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE host_id = %lld", id), 9);
@@ -291,16 +287,15 @@ START_TEST(test_ingest_inside_caller_transaction_batches)
     long long a = add_host("cl-w7-0001.corp.contoso.com", "P01", ROLE_CLIENT);
     long long b = add_host("cl-w10-0001.corp.contoso.com", "P01", ROLE_CLIENT);
     json_t *ra = fixture("win7-ready"), *rb = fixture("win10-22h2");
-    char err[512];
     struct ingest ig;
     ck_assert_int_eq(ingest_init(&ig, st, cat), 0);
     ck_assert_int_eq(store_begin(st, true), 0);
-    ck_assert_int_eq(ingest_one(&ig, a, ROLE_CLIENT, ra, T0, err, sizeof(err)), 0);
-    ck_assert_int_eq(ingest_one(&ig, 999, ROLE_CLIENT, rb, T0, err, sizeof(err)), -ENOENT);
-    ck_assert_str_eq(err, "host 999: no host with id 999 in the inventory");
+    ck_assert_int_eq(ingest_one(&ig, a, ROLE_CLIENT, ra, T0), 0);
+    ck_assert_int_eq(ingest_one(&ig, 999, ROLE_CLIENT, rb, T0), -ENOENT);
+    ck_assert_str_eq(store_errmsg(st), "host 999: no host with id 999 in the inventory");
     set_time(ra, "2026-11-25T11:00:00Z");
-    ck_assert_int_eq(ingest_one(&ig, a, ROLE_CLIENT, ra, T0, err, sizeof(err)), -ESTALE);
-    ck_assert_int_eq(ingest_one(&ig, b, ROLE_CLIENT, rb, T0, err, sizeof(err)), 0);
+    ck_assert_int_eq(ingest_one(&ig, a, ROLE_CLIENT, ra, T0), -ESTALE);
+    ck_assert_int_eq(ingest_one(&ig, b, ROLE_CLIENT, rb, T0), 0);
     ck_assert(!sqlite3_get_autocommit(store_db(st))); /* still the caller's transaction */
     ck_assert_int_eq(store_commit(st), 0);
     ingest_release(&ig);
@@ -314,7 +309,7 @@ START_TEST(test_ingest_inside_caller_transaction_batches)
     json_t *rc = fixture("server2019-site-server");
     ck_assert_int_eq(ingest_init(&ig, st, cat), 0);
     ck_assert_int_eq(store_begin(st, true), 0);
-    ck_assert_int_eq(ingest_one(&ig, c, ROLE_SITE_SERVER, rc, T0, err, sizeof(err)), 0);
+    ck_assert_int_eq(ingest_one(&ig, c, ROLE_SITE_SERVER, rc, T0), 0);
     store_rollback(st);
     ingest_release(&ig);
     ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE host_id = %lld", c), 0);
@@ -337,12 +332,11 @@ START_TEST(test_reevaluate_recomputes_legacy_disabled)
     json_object_set_new(json_object_get(sch, "ssl3"), "server",
                         json_pack("{s:n, s:n}", "enabled", "disabled_by_default"));
     json_decref(off);
-    char err[512];
-    ck_assert_int_eq(ingest(a, ROLE_MANAGEMENT_POINT, r, err), 0);
+    ck_assert_int_eq(ingest(a, ROLE_MANAGEMENT_POINT, r), 0);
     ck_assert_int_eq(query_int("SELECT legacy_disabled FROM report WHERE host_id = %lld", a), 1);
     ck_assert_int_eq(store_exec(st, "UPDATE report SET legacy_disabled = 0"), 0);
     long long count, bad;
-    ck_assert_int_eq(ingest_reevaluate_all(st, cat, NULL, NULL, &count, &bad, err, sizeof(err)),
+    ck_assert_int_eq(ingest_reevaluate_all(st, cat, NULL, NULL, &count, &bad),
                      0);
     ck_assert_int_eq(query_int("SELECT legacy_disabled FROM report WHERE host_id = %lld", a), 1);
     json_decref(r);
@@ -354,11 +348,11 @@ START_TEST(test_reevaluate_rewrites_only_changes_and_drops_gone_rules)
     long long a = add_host("cl-w10-0001.corp.contoso.com", "P01", ROLE_CLIENT);
     json_t *r = fixture("win10-22h2");
     char err[512];
-    ck_assert_int_eq(ingest(a, ROLE_CLIENT, r, err), 0);
+    ck_assert_int_eq(ingest(a, ROLE_CLIENT, r), 0);
     /* same catalog: nothing to change in verdict */
     long long count, bad;
     int before = sqlite3_total_changes(store_db(st));
-    ck_assert_int_eq(ingest_reevaluate_all(st, cat, NULL, NULL, &count, &bad, err, sizeof(err)),
+    ck_assert_int_eq(ingest_reevaluate_all(st, cat, NULL, NULL, &count, &bad),
                      0);
     ck_assert_int_eq(count, 1);
     ck_assert_int_eq(bad, 0);
@@ -376,7 +370,7 @@ START_TEST(test_reevaluate_rewrites_only_changes_and_drops_gone_rules)
         "\"warning\", \"remedy\": \"r\", \"reference\": [\"S1\"], \"reason\": \"{detail}\"}]}";
     struct rules_catalog *c2;
     ck_assert_int_eq(rules_load(text, strlen(text), "new.json", &c2, err, sizeof(err)), 0);
-    ck_assert_int_eq(ingest_reevaluate_all(st, c2, NULL, NULL, &count, &bad, err, sizeof(err)),
+    ck_assert_int_eq(ingest_reevaluate_all(st, c2, NULL, NULL, &count, &bad),
                      0);
     ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE host_id = %lld", a), 2);
     char *v = query_text("SELECT reason FROM verdict WHERE host_id = %lld AND rule = "
@@ -399,7 +393,7 @@ START_TEST(test_reevaluate_rewrites_only_changes_and_drops_gone_rules)
 
     /* a stored body that no longer parses is counted, not fatal */
     ck_assert_int_eq(store_exec(st, "UPDATE report SET body = '{broken'"), 0);
-    ck_assert_int_eq(ingest_reevaluate_all(st, c2, NULL, NULL, &count, &bad, err, sizeof(err)),
+    ck_assert_int_eq(ingest_reevaluate_all(st, c2, NULL, NULL, &count, &bad),
                      0);
     ck_assert_int_eq(bad, 1);
     rules_free(c2);
@@ -634,7 +628,7 @@ START_TEST(test_reevaluation_matches_evaluating_each_report_on_its_own)
         unsigned role = roles[pick(sizeof(roles) / sizeof(roles[0]))];
         long long id = add_host(name, "P01", role);
         json_t *r = varied_report(i);
-        ck_assert_msg(ingest(id, role, r, err) == 0, "%s", err);
+        ck_assert_msg(ingest(id, role, r) == 0, "%s", store_errmsg(st));
         json_decref(r);
     }
     /* stored text that json_dumps never writes: white space, a duplicate member (the last one
@@ -670,7 +664,7 @@ START_TEST(test_reevaluation_matches_evaluating_each_report_on_its_own)
 
     long long count, bad;
     ck_assert_int_eq(store_begin(st, true), 0);
-    ck_assert_int_eq(ingest_reevaluate_all(st, c2, NULL, NULL, &count, &bad, err, sizeof(err)),
+    ck_assert_int_eq(ingest_reevaluate_all(st, c2, NULL, NULL, &count, &bad),
                      0);
     ck_assert_int_eq(store_commit(st), 0);
     ck_assert_int_eq(count, nhosts);
@@ -680,7 +674,7 @@ START_TEST(test_reevaluation_matches_evaluating_each_report_on_its_own)
     ck_assert_int_gt(check_against_direct_evaluation(c2), 8000);
 
     /* and back to the default catalog */
-    ck_assert_int_eq(ingest_reevaluate_all(st, cat, NULL, NULL, &count, &bad, err, sizeof(err)),
+    ck_assert_int_eq(ingest_reevaluate_all(st, cat, NULL, NULL, &count, &bad),
                      0);
     ck_assert_int_eq(bad, 0);
     ck_assert_int_gt(check_against_direct_evaluation(cat), 8000);
@@ -715,12 +709,11 @@ static void estate(void)
          ROLE_SOFTWARE_UPDATE_POINT},
         {"cl-w7-0009.corp.contoso.com", "P02", "win7-sp1-x64-unpatched", ROLE_CLIENT},
     };
-    char err[512];
     for (size_t i = 0; i < sizeof(hosts) / sizeof(hosts[0]); i++) {
         long long id = add_host(hosts[i].name, hosts[i].site, hosts[i].roles);
         json_t *r = fixture(hosts[i].fixture);
         json_object_set_new(r, "host", json_string(hosts[i].name));
-        ck_assert_msg(ingest(id, hosts[i].roles, r, err) == 0, "%s", err);
+        ck_assert_msg(ingest(id, hosts[i].roles, r) == 0, "%s", store_errmsg(st));
         json_decref(r);
     }
     add_host("cl-new-0001.corp.contoso.com", "P01", ROLE_CLIENT); /* never reported */

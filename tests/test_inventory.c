@@ -612,7 +612,7 @@ static void ingest_fixture(const char *name, const char *fixture)
     long long id = sqlite3_column_int64(q, 0);
     unsigned roles = (unsigned)sqlite3_column_int(q, 1);
     sqlite3_finalize(q);
-    ck_assert_msg(ingest_report(st, cat, id, roles, r, T0, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_msg(ingest_report(st, cat, id, roles, r, T0) == 0, "%s", store_errmsg(st));
     json_decref(r);
     rules_free(cat);
     store_close(st);

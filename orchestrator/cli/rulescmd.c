@@ -155,15 +155,15 @@ static int rules_load_cmd(struct cli *cli, int argc, char **argv)
     }
     struct progress p = {.tty = isatty(STDERR_FILENO)};
     long long count = 0, bad = 0;
-    char err[512], outcome[160];
+    char err[STORE_ERROR_SIZE], outcome[160];
     double t0 = now_seconds();
     int rc = store_begin(s, true);
     if (!rc)
         rc = rules_store_active(s, c, text);
+    if (!rc)
+        rc = ingest_reevaluate_all(s, c, show_progress, &p, &count, &bad);
     if (rc)
         snprintf(err, sizeof(err), "%s", store_errmsg(s));
-    else
-        rc = ingest_reevaluate_all(s, c, show_progress, &p, &count, &bad, err, sizeof(err));
     if (p.shown)
         fputc('\n', stderr);
     if (!rc) {

@@ -118,35 +118,37 @@ static int write_verdicts(struct ingest *ig, long long host_id, const struct rul
     return rc;
 }
 
+/* Puts "host N: " before the store's message: every message of ingest_one names the host. */
+static int host_fail(struct store *s, int code, long long host_id)
+{
+    char msg[STORE_ERROR_SIZE];
+    snprintf(msg, sizeof(msg), "%s", store_errmsg(s));
+    return store_fail(s, code, "host %lld: %s", host_id, msg);
+}
+
 int ingest_one(struct ingest *ig, long long host_id, unsigned roles, json_t *report,
-               long long received_at, char *err, size_t errsize)
+               long long received_at)
 {
     struct store *s = ig->store;
     long long collected_at;
-    if (parse_collected_at(report, &collected_at)) {
-        snprintf(err, errsize, "host %lld: report: collected_at: missing or not RFC 3339 UTC",
-                 host_id);
-        return -EINVAL;
-    }
+    if (parse_collected_at(report, &collected_at))
+        return store_fail(s, -EINVAL,
+                          "host %lld: report: collected_at: missing or not RFC 3339 UTC", host_id);
     struct collect col = {.out = ig->verdicts, .cap = rules_count(ig->catalog)};
     int blockers, warnings;
     int rc = rules_evaluate(ig->catalog, report, roles, collect_verdict, &col, &blockers,
                             &warnings);
-    if (rc) {
-        snprintf(err, errsize, "host %lld: evaluation failed (%d)", host_id, rc);
-        return rc < 0 ? rc : -EIO;
-    }
+    if (rc)
+        return store_fail(s, rc < 0 ? rc : -EIO, "host %lld: evaluation failed (%d)", host_id, rc);
     char *body = json_dumps(report, JSON_COMPACT);
-    if (!body) {
-        snprintf(err, errsize, "host %lld: out of memory", host_id);
-        return -ENOMEM;
-    }
+    if (!body)
+        return store_fail(s, -ENOMEM, "host %lld: out of memory", host_id);
 
     /* On its own, take the write lock first: a read that later upgrades can fail at once
      * (SQLITE_BUSY_SNAPSHOT) when another writer committed in between. */
     bool own = sqlite3_get_autocommit(store_db(s));
     if ((own && (rc = store_begin(s, true))) || (rc = store_exec(s, "SAVEPOINT ingest"))) {
-        snprintf(err, errsize, "host %lld: %s", host_id, store_errmsg(s));
+        host_fail(s, rc, host_id);
         if (own)
             store_rollback(s);
         free(body);
@@ -188,7 +190,7 @@ int ingest_one(struct ingest *ig, long long host_id, unsigned roles, json_t *rep
     if ((rc = store_exec(s, "RELEASE ingest")))
         goto fail;
     if (own && (rc = store_commit(s))) {
-        snprintf(err, errsize, "host %lld: %s", host_id, store_errmsg(s));
+        host_fail(s, rc, host_id);
         store_rollback(s);
         free(body);
         return rc;
@@ -197,7 +199,7 @@ int ingest_one(struct ingest *ig, long long host_id, unsigned roles, json_t *rep
     return 0;
 
 fail:
-    snprintf(err, errsize, "host %lld: %s", host_id, store_errmsg(s));
+    host_fail(s, rc, host_id);
     sqlite3_exec(store_db(s), "ROLLBACK TO ingest; RELEASE ingest", NULL, NULL, NULL);
     if (own)
         store_rollback(s);
@@ -206,16 +208,13 @@ fail:
 }
 
 int ingest_report(struct store *s, const struct rules_catalog *c, long long host_id,
-                  unsigned roles, json_t *report, long long received_at, char *err,
-                  size_t errsize)
+                  unsigned roles, json_t *report, long long received_at)
 {
     struct ingest ig;
     int rc = ingest_init(&ig, s, c);
-    if (rc) {
-        snprintf(err, errsize, "%s", store_errmsg(s));
+    if (rc)
         return rc;
-    }
-    rc = ingest_one(&ig, host_id, roles, report, received_at, err, errsize);
+    rc = ingest_one(&ig, host_id, roles, report, received_at);
     ingest_release(&ig);
     return rc;
 }
@@ -946,8 +945,7 @@ static int job_read(struct reeval *R, struct job *j, long long *last)
 
 int ingest_reevaluate_all(struct store *s, const struct rules_catalog *c,
                           void (*progress)(void *ctx, long long done, long long total),
-                          void *ctx, long long *count, long long *bad, char *err,
-                          size_t errsize)
+                          void *ctx, long long *count, long long *bad)
 {
     struct reeval R = {.s = s, .c = c};
     struct worker w = {.running = false};
@@ -1022,8 +1020,6 @@ int ingest_reevaluate_all(struct store *s, const struct rules_catalog *c,
         pthread_mutex_destroy(&w.mu);
     }
     *count = done;
-    if (rc)
-        snprintf(err, errsize, "%s", store_errmsg(s));
     evaluator_release(&w.E);
     reeval_release(&R);
     job_free(cur);
@@ -1037,8 +1033,7 @@ int ingest_reevaluate_all(struct store *s, const struct rules_catalog *c,
 }
 
 int ingest_reevaluate_hosts(struct store *s, const struct rules_catalog *c,
-                            const long long *ids, size_t n, long long *count, long long *bad,
-                            char *err, size_t errsize)
+                            const long long *ids, size_t n, long long *count, long long *bad)
 {
     struct reeval R = {.s = s, .c = c};
     *count = *bad = 0;
@@ -1066,8 +1061,6 @@ int ingest_reevaluate_hosts(struct store *s, const struct rules_catalog *c,
                 rc = store_sqlite_fail(s, "read report");
         }
     }
-    if (rc)
-        snprintf(err, errsize, "%s", store_errmsg(s));
     reeval_release(&R);
     return rc;
 }

@@ -10,6 +10,9 @@
  * The caller has validated the report (collectors/report.h report_parse) and checked that it
  * belongs to the host; ingest trusts its shape but never its values.
  *
+ * Errors follow store.h (HOW ERRORS TRAVEL): every function returns 0 or a negative code and
+ * leaves the message on the store (store_errmsg); ingest_one's names the host id.
+ *
  * legacy_disabled is 1 when SCHANNEL's server side has SSL 3.0, TLS 1.0 and TLS 1.1 off for
  * orphan risk (rules_legacy_disabled: Enabled=0, DisabledByDefault=1, or the OS default off; a
  * default that cannot be known counts as off). Re-evaluation recomputes it with the verdicts.
@@ -49,33 +52,31 @@ void ingest_release(struct ingest *ig);
  *   -ENOENT    no host with that id
  *   -EBUSY     the database is locked (retry later; nothing changed)
  *   -EIO, -ENOMEM
- * with a message naming the host id and the cause in err.
+ * with a message naming the host id and the cause on the store.
  */
 int ingest_one(struct ingest *ig, long long host_id, unsigned roles, json_t *report,
-               long long received_at, char *err, size_t errsize);
+               long long received_at);
 
 /* The same without a kept context: prepares, stores, finalizes. For one-off callers. */
 int ingest_report(struct store *s, const struct rules_catalog *c, long long host_id,
-                  unsigned roles, json_t *report, long long received_at, char *err,
-                  size_t errsize);
+                  unsigned roles, json_t *report, long long received_at);
 
 /* rules_legacy_disabled(report), the value stored in report.legacy_disabled. */
 int ingest_legacy_disabled(json_t *report);
 
 /*
  * Re-evaluates every stored report against `c` and rewrites verdicts and summary columns
- * (catalog_version, blockers, warnings), in the caller's transaction. `progress`, when not NULL,
- * is called after each chunk of reports with (done, total). Returns 0 or a negative code
- * (message in err). A stored body that no longer parses is counted in *bad and its verdicts left
- * as they are. The verdicts are exactly those of evaluating each stored body on its own; each
- * body is cut down to the members the rules read (rules_reads) and equal cuts are evaluated once.
- * Evaluation runs on a worker thread it starts and joins; the store is used on the calling thread
- * only. Memory is bounded by two chunks of 512 reports and a 4096-entry memo.
+ * (catalog_version, blockers, warnings), in the caller's transaction. `progress`, when not NULL, is
+ * called after each chunk of reports with (done, total). Returns 0 or a negative code (message on
+ * the store). A stored body that no longer parses is counted in *bad and its verdicts left as they
+ * are. The verdicts are exactly those of evaluating each stored body on its own; each body is cut
+ * down to the members the rules read (rules_reads) and equal cuts are evaluated once. Evaluation
+ * runs on a worker thread it starts and joins; the store is used on the calling thread only. Memory
+ * is bounded by two chunks of 512 reports and a 4096-entry memo.
  */
 int ingest_reevaluate_all(struct store *s, const struct rules_catalog *c,
                           void (*progress)(void *ctx, long long done, long long total),
-                          void *ctx, long long *count, long long *bad, char *err,
-                          size_t errsize);
+                          void *ctx, long long *count, long long *bad);
 
 /*
  * Re-evaluates the stored reports of the hosts `ids` (n of them) with the roles the host table
@@ -84,10 +85,9 @@ int ingest_reevaluate_all(struct store *s, const struct rules_catalog *c,
  * inventory import that changed roles: a host that became a site system must not keep the
  * verdicts of a client. Hosts without a stored report are skipped. *count is the number of
  * reports re-evaluated, *bad those whose body no longer parses (left as they are). Returns 0 or a
- * negative code with the message in err.
+ * negative code with the message on the store.
  */
 int ingest_reevaluate_hosts(struct store *s, const struct rules_catalog *c,
-                            const long long *ids, size_t n, long long *count, long long *bad,
-                            char *err, size_t errsize);
+                            const long long *ids, size_t n, long long *count, long long *bad);
 
 #endif

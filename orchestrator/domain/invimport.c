@@ -519,9 +519,8 @@ static int imp_reevaluate(struct importer *im)
     struct rules_catalog *c = NULL;
     long long bad = 0;
     if (!rc && n && !(rc = rules_load_active(s, &c)))
-        rc = ingest_reevaluate_hosts(s, c, ids, n, &im->reevaluated, &bad, im->err,
-                                     im->errsize);
-    else if (rc)
+        rc = ingest_reevaluate_hosts(s, c, ids, n, &im->reevaluated, &bad);
+    if (rc)
         snprintf(im->err, im->errsize, "%s", store_errmsg(s));
     rules_free(c);
     free(ids);

@@ -169,15 +169,15 @@ static int write_result(struct poll *p, struct result *r, sqlite3_stmt *host_q,
     if (r->body) {
         json_t *report = check_report(r, now);
         if (report) {
-            char why[400] = "";
-            int rc = ingest_one(&p->ingest, r->host_id, roles, report, now, why, sizeof(why));
+            int rc = ingest_one(&p->ingest, r->host_id, roles, report, now);
             json_decref(report);
             if (rc == -EBUSY || rc == -EIO || rc == -ENOMEM)
-                return rc == -ENOMEM ? -ENOMEM : store_fail(p->store, rc, "%s", why);
+                return rc; /* the message, naming the host, is on the store */
             if (rc == -ESTALE)
                 snprintf(r->error, sizeof(r->error), "older than stored report");
             else if (rc)
-                snprintf(r->error, sizeof(r->error), "report not stored: %s", why);
+                snprintf(r->error, sizeof(r->error), "report not stored: %s",
+                         store_errmsg(p->store));
             else
                 r->ok = true;
         }

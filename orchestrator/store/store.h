@@ -16,8 +16,8 @@
  *     the message naming the input at fault on the store (store_fail, store_sqlite_fail). It
  *     never prints. A caller that adds context writes a new message with store_fail.
  *   - Work that has no store yet (store_open, config_load, tlsctx_load, poll_new, report_parse)
- *     or runs off it (ingest's err argument, the importer's message) hands the message out in a
- *     caller's buffer (char *err, size_t errsize) of STORE_ERROR_SIZE bytes.
+ *     or runs off it (the importer's message) hands the message out in a caller's buffer
+ *     (char *err, size_t errsize) of STORE_ERROR_SIZE bytes.
  *   - cli/: the command prints the message once, with cli_error(), and maps the code to an
  *     EXIT_* code; nothing below it prints (the pull engine's log lines are its output, poll.h).
  * One size for every message buffer: STORE_ERROR_SIZE.

@@ -70,8 +70,8 @@ int main(int argc, char **argv)
     for (long i = 1; i <= n; i++) {
         if ((i - 1) % 1000 == 0 && store_begin(s, false))
             return 4;
-        if (ingest_one(&ig, i, 1, reports[i % nfacts], 1795000000, err, sizeof(err))) {
-            fprintf(stderr, "ingest-driver: host %ld: %s\n", i, err);
+        if (ingest_one(&ig, i, 1, reports[i % nfacts], 1795000000)) {
+            fprintf(stderr, "ingest-driver: %s\n", store_errmsg(s));
             return 4;
         }
         if ((i % 1000 == 0 || i == n) && store_commit(s)) {
