@@ -694,7 +694,7 @@ int rules_load_default(struct rules_catalog **out, char *err, size_t errsize)
 
 int rules_load_active(struct store *s, struct rules_catalog **out)
 {
-    char *text = NULL, err[512];
+    char *text = NULL, err[STORE_ERROR_SIZE];
     int rc = store_meta_get(s, "catalog", &text);
     if (rc == -ENOENT)
         rc = rules_load_default(out, err, sizeof(err));
