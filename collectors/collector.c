@@ -35,12 +35,18 @@
 #include <time.h>
 #include <uv.h>
 
+#include "cfgutil.h"
 #include "collector.h"
 #include "facts.h"
 #include "platform.h"
 #include "regview.h"
 #include "report.h"
 #include "server.h"
+#ifdef _WIN32
+#include "winfw.h"
+#include "winlog.h"
+#include "winservice.h"
+#endif
 
 #define EXIT_USAGE 2
 #define EXIT_INPUT 3
@@ -189,12 +195,18 @@ static void usage(FILE *f)
           DEFAULT_CLIENT_CN ")\n"
           "  --config FILE       JSON object with the same names (\"listen\", \"cert\", \"key\",\n"
           "                      \"ca\", \"regfile\": [..], \"facts\", \"host\", \"interval\",\n"
-          "                      \"client_cn\"); the command line wins; paths are taken\n"
-          "                      relative to the working directory\n"
+          "                      \"client_cn\", \"firewall_allow\": [addresses] for\n"
+          "                      `service install`); the command line wins; paths in the\n"
+          "                      file are relative to the file's folder\n"
+#ifdef _WIN32
+          "                      (default: %ProgramData%\\tlsgate\\collector.json, when it\n"
+          "                      exists)\n"
+#endif
           "  -h, --help          this text\n"
           "\n"
 #ifdef _WIN32
           "Ctrl+C, Ctrl+Break or closing the console stop.\n"
+          "As a Windows service: tlsgate-collector service --help.\n"
 #else
           "Signals: SIGHUP re-reads the inputs now; SIGTERM/SIGINT stop.\n"
 #endif
@@ -255,7 +267,9 @@ static int parse_interval(const char *s, long *out)
 }
 
 /* Fills every option not already set from the JSON config file; a source kind given on the
- * command line replaces the config's source entirely. 0 or EXIT_* with a message. */
+ * command line replaces the config's source entirely. A relative path in the file (cert, key,
+ * ca, facts, regfile) is relative to the file's folder (cfgutil.h): a Windows service runs in
+ * System32. 0 or EXIT_* with a message. */
 static int load_config(const char *path, struct options *o)
 {
     bool cli_source = o->nregfiles > 0 || o->facts || o->registry;
@@ -298,9 +312,15 @@ static int load_config(const char *path, struct options *o)
             }
             if (slot == &o->facts && cli_source)
                 continue;
-            if (!*slot && set_string(slot, json_string_value(v)) < 0) {
-                ret = EXIT_SYSTEM;
-                goto out;
+            bool is_path = slot == &o->cert || slot == &o->key || slot == &o->ca ||
+                           slot == &o->facts;
+            if (!*slot) {
+                *slot = is_path ? cfg_resolve(path, json_string_value(v))
+                                : strdup(json_string_value(v));
+                if (!*slot) {
+                    ret = EXIT_SYSTEM;
+                    goto out;
+                }
             }
         } else if (strcmp(k, "interval") == 0) {
             if (!json_is_integer(v) || json_integer_value(v) < 1 ||
@@ -332,7 +352,7 @@ static int load_config(const char *path, struct options *o)
             }
             if (!cli_source) {
                 json_array_foreach(list, i, item) {
-                    o->regfiles[o->nregfiles] = strdup(json_string_value(item));
+                    o->regfiles[o->nregfiles] = cfg_resolve(path, json_string_value(item));
                     if (!o->regfiles[o->nregfiles++]) {
                         json_decref(list);
                         ret = EXIT_SYSTEM;
@@ -341,9 +361,29 @@ static int load_config(const char *path, struct options *o)
                 }
             }
             json_decref(list);
+        } else if (strcmp(k, "firewall_allow") == 0) {
+            /* Read by `service install` (the Windows Firewall rule); checked here too, so a
+             * config that the installer would refuse never runs either. */
+            size_t i;
+            json_t *item;
+            if (!json_is_array(v) || json_array_size(v) > CFG_ALLOW_MAX) {
+                fail("%s: firewall_allow: must be an array of at most %d addresses", path,
+                     CFG_ALLOW_MAX);
+                ret = EXIT_INPUT;
+                goto out;
+            }
+            json_array_foreach(v, i, item) {
+                if (!json_is_string(item) || cfg_check_address(json_string_value(item)) < 0) {
+                    fail("%s: firewall_allow[%zu]: not an IPv4 or IPv6 address (optionally "
+                         "/prefix)",
+                         path, i);
+                    ret = EXIT_INPUT;
+                    goto out;
+                }
+            }
         } else {
             fail("%s: unknown key \"%s\" (known: listen, cert, key, ca, regfile, facts, host, "
-                 "interval, client_cn)",
+                 "interval, client_cn, firewall_allow)",
                  path, k);
             ret = EXIT_INPUT;
             goto out;
@@ -437,6 +477,16 @@ static int parse_options(int argc, char **argv, struct options *o)
         fail("unexpected argument '%s' (see --help)", argv[optind]);
         return EXIT_USAGE;
     }
+#ifdef _WIN32
+    /* Without --config, the service's default config is read when it exists. */
+    char default_config[WINLOG_PATH_MAX];
+    if (!config && winlog_data_dir(default_config, sizeof(default_config) - 16) == 0) {
+        strcat(default_config, "\\" WINSVC_CONFIG_NAME);
+        DWORD attr = GetFileAttributesA(default_config);
+        if (attr != INVALID_FILE_ATTRIBUTES && !(attr & FILE_ATTRIBUTE_DIRECTORY))
+            config = default_config;
+    }
+#endif
     if (config) {
         int rc = load_config(config, o);
         if (rc)
@@ -448,6 +498,13 @@ static int parse_options(int argc, char **argv, struct options *o)
                           : !o->ca   ? "--ca"
                                      : NULL;
     if (missing) {
+#ifdef _WIN32
+        if (!config) {
+            fail("%s is required, and there is no %s\\tlsgate\\" WINSVC_CONFIG_NAME
+                 " (see --help)", missing, "%ProgramData%");
+            return EXIT_USAGE;
+        }
+#endif
         fail("%s is required (see --help)", missing);
         return EXIT_USAGE;
     }
@@ -935,6 +992,13 @@ static int run(struct collector *c)
         rc = server_set_report(c->server, json, len, now);
     free(json);
     if (rc < 0) {
+#ifdef _WIN32
+        /* Say who holds the port when Windows can tell (HTTP.sys, another collector...). */
+        char owner[600];
+        if (rc == -EADDRINUSE && port != 0 && winfw_port_owner(port, owner, sizeof(owner)) == 0)
+            snprintf(err + strlen(err), sizeof(err) - strlen(err), "; port %u is held by %s",
+                     (unsigned)port, owner);
+#endif
         fail("%s", err[0] ? err : strerror(-rc));
         if (c->server) {
             server_close(c->server, on_server_closed, c);
