@@ -191,7 +191,11 @@ const char *winlog_file_path(void)
 void winlog_sink(int level, const char *line, void *arg)
 {
     (void)arg;
-    const char *name = level <= 0 ? "error" : level == 1 ? "warn" : level == 2 ? "info" : "debug";
+    /* Debug lines (libmicrohttpd's failed handshakes, from any scanner on the network) would
+     * rotate the useful ones away. */
+    if (level > 2)
+        return;
+    const char *name = level <= 0 ? "error" : level == 1 ? "warn" : "info";
     SYSTEMTIME t;
     GetSystemTime(&t);
     char buf[LOGFILE_LINE_MAX];

@@ -44,7 +44,8 @@ int winlog_open(const char *dir);
 /* The path of the open log file ("" when none). */
 const char *winlog_file_path(void);
 
-/* A collector log sink (collector_set_log_sink): one line "TIME LEVEL text" into the file.
+/* A collector log sink (collector_set_log_sink): one line "TIME LEVEL text" into the file,
+ * for levels error (0), warn (1) and info (2); debug lines are dropped.
  * Thread-safe. Error lines are remembered for winlog_event_stopped. */
 void winlog_sink(int level, const char *line, void *arg);
 
