@@ -106,7 +106,8 @@ int winfw_port_owner(uint16_t port, char *out, size_t outsize)
 
 /* ---- netsh ---- */
 
-/* Appends `arg` to the command line, quoted as CommandLineToArgvW reads it back. */
+/* Appends `arg` to the command line, quoted as CommandLineToArgvW reads it back; a KEY=VALUE
+ * argument is written KEY="VALUE", the form netsh's documentation shows. */
 static int append_arg(wchar_t *cmd, size_t size, const wchar_t *arg)
 {
     size_t len = wcslen(cmd);
@@ -117,6 +118,13 @@ static int append_arg(wchar_t *cmd, size_t size, const wchar_t *arg)
     wchar_t *p = cmd + len;
     if (len)
         *p++ = L' ';
+    const wchar_t *eq = wcschr(arg, L'='), *special = wcspbrk(arg, L" \t\"");
+    if (quote && eq && special && special > eq) {
+        size_t keylen = (size_t)(eq - arg) + 1;
+        wmemcpy(p, arg, keylen);
+        p += keylen;
+        arg += keylen;
+    }
     if (quote)
         *p++ = L'"';
     size_t slashes = 0;

@@ -31,16 +31,38 @@ static char last_error[LAST_ERROR_MAX];
 
 /* ---- paths and strings ---- */
 
+/* ProgramData where Windows itself keeps it (ProfileList\ProgramData, the value the
+ * environment variable is made from). Read first, because not every process gets the variable
+ * right: Wine gives its services ProgramData=C:\users\Public. 0 or -ENOENT. */
+static int programdata_from_registry(char *out, DWORD size)
+{
+    char raw[WINLOG_PATH_MAX];
+    DWORD type, n = sizeof(raw) - 1;
+    HKEY key;
+    if (RegOpenKeyExA(HKEY_LOCAL_MACHINE,
+                      "SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\\ProfileList", 0,
+                      KEY_QUERY_VALUE, &key) != ERROR_SUCCESS)
+        return -ENOENT;
+    LONG rc = RegQueryValueExA(key, "ProgramData", NULL, &type, (BYTE *)raw, &n);
+    RegCloseKey(key);
+    if (rc != ERROR_SUCCESS || (type != REG_SZ && type != REG_EXPAND_SZ))
+        return -ENOENT;
+    raw[n < sizeof(raw) ? n : sizeof(raw) - 1] = '\0';
+    DWORD got = ExpandEnvironmentStringsA(raw, out, size);
+    return got == 0 || got > size || !out[0] || strchr(out, '%') ? -ENOENT : 0;
+}
+
 int winlog_data_dir(char *out, size_t size)
 {
     char base[WINLOG_PATH_MAX];
-    DWORD n = GetEnvironmentVariableA("ProgramData", base, sizeof(base));
-    if (n == 0 || n >= sizeof(base))
-        n = GetEnvironmentVariableA("ALLUSERSPROFILE", base, sizeof(base));
-    if (n == 0)
-        return -ENOENT;
-    if (n >= sizeof(base))
-        return -ENAMETOOLONG;
+    if (programdata_from_registry(base, sizeof(base)) < 0) {
+        DWORD n = GetEnvironmentVariableA("ProgramData", base, sizeof(base));
+        if (n == 0)
+            return -ENOENT;
+        if (n >= sizeof(base))
+            return -ENAMETOOLONG;
+    }
+    size_t n = strlen(base);
     while (n > 0 && (base[n - 1] == '\\' || base[n - 1] == '/'))
         base[--n] = '\0';
     int w = snprintf(out, size, "%s\\tlsgate", base);

@@ -25,8 +25,9 @@
 /* Longest path handled (Windows' MAX_PATH is 260; long-path-aware callers get more). */
 #define WINLOG_PATH_MAX 1024
 
-/* %ProgramData%\tlsgate (no trailing backslash), from the ProgramData environment variable
- * (ALLUSERSPROFILE on systems without it). 0, or -ENOENT / -ENAMETOOLONG. */
+/* %ProgramData%\tlsgate (no trailing backslash): the registry's ProfileList\ProgramData
+ * (what the environment variable is made from), else the ProgramData variable. 0, or -ENOENT /
+ * -ENAMETOOLONG. */
 int winlog_data_dir(char *out, size_t size);
 /* %ProgramData%\tlsgate\logs: the one folder the service account may write. */
 int winlog_log_dir(char *out, size_t size);

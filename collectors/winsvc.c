@@ -473,9 +473,12 @@ static const char *state_name(DWORD state)
     }
 }
 
-/* The collector's exit code from a stopped service's status (0 when it stopped cleanly). */
+/* The collector's exit code from a stopped service's status (0 when it stopped cleanly or
+ * never ran). */
 static int exit_code_of(const SERVICE_STATUS_PROCESS *st)
 {
+    if (st->dwWin32ExitCode == ERROR_SERVICE_NEVER_STARTED)
+        return 0;
     if (st->dwWin32ExitCode == ERROR_SERVICE_SPECIFIC_ERROR)
         return (int)st->dwServiceSpecificExitCode;
     return st->dwWin32ExitCode == NO_ERROR ? 0 : EXIT_SYSTEM;
@@ -829,6 +832,8 @@ static int cmd_status(void)
     printf("service:  " WINSVC_NAME " %s", state_name(st.dwCurrentState));
     if (st.dwCurrentState != SERVICE_STOPPED)
         printf(" (process %lu)", (unsigned long)st.dwProcessId);
+    else if (st.dwWin32ExitCode == ERROR_SERVICE_NEVER_STARTED)
+        printf(" (never started)");
     else
         printf(" (last exit code %d)", exit_code_of(&st));
     printf("\nstart:    %s\n", qc->dwStartType == SERVICE_AUTO_START     ? "automatic"
