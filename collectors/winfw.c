@@ -92,6 +92,8 @@ int winfw_port_owner(uint16_t port, char *out, size_t outsize)
     }
     if (!found)
         return rc < 0 ? rc : -ENOENT;
+    if (pid == 0)
+        return -ESRCH; /* a listener, but no owner reported (Wine's table has none) */
     char name[MAX_PATH * 2];
     if (pid == 4)
         snprintf(out, outsize, "process 4 (System: the kernel's HTTP.sys, a URL reservation or "

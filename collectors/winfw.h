@@ -21,7 +21,8 @@
 /*
  * Describes who listens on TCP `port` (IPv4 or IPv6): "process 1234 (C:\...\x.exe)", or the
  * System process (PID 4), which is where HTTP.sys reservations show. 0 with `out` filled,
- * -ENOENT when no listener holds it, -errno when Windows cannot tell.
+ * -ENOENT when no listener holds it, -ESRCH when one does but no process is reported, -errno
+ * when Windows cannot tell.
  */
 int winfw_port_owner(uint16_t port, char *out, size_t outsize);
 
