@@ -16,11 +16,15 @@
 #
 # Layered fixtures (an export of changes over another export, as in test_facts.c) are named in
 # tests/windows/layers: "NAME: BASE..." imports BASE.reg first.
+#
+# FIXTURE_EXE / FIXTURE_HOST / FIXTURE_LABEL run the same cases with another exe (t-x86.sh).
 set -u
 . "$(dirname "$0")/lib.sh"
 src="$TLSGATE_SOURCE_ROOT"
 tmp="$TLSGATE_WIN_TMP"
-host=wine-x64.test
+exe="${FIXTURE_EXE:-$TLSGATE_WIN_EXE}"
+host="${FIXTURE_HOST:-wine-x64.test}"
+label="${FIXTURE_LABEL:-}"
 cert=(--cert "$TLSGATE_CERTS/$host.pem" --key "$TLSGATE_CERTS/$host.key"
       --ca "$TLSGATE_CERTS/ca.pem")
 trap stop_collector EXIT
@@ -49,20 +53,20 @@ printf 'Windows Registry Editor Version 5.00\r\n\r\n' | iconv -f utf-8 -t utf-16
 case_empty() {
     start_collector "$tmp/empty-native" "$TLSGATE_BUILD/collectors/tlsgate-collector" \
         --listen 127.0.0.1:0 "${cert[@]}" --regfile "$tmp/empty.reg" || {
-        echo "FAIL: scrubbed-registry-is-empty: native collector: $COLLECTOR_WHY"; return; }
+        echo "FAIL: ${label}scrubbed-registry-is-empty: native collector: $COLLECTOR_WHY"; return; }
     pull "$tmp/empty-native" "$host" "$COLLECTOR_PORT" || {
-        echo "FAIL: scrubbed-registry-is-empty: native pull: $PULL_WHY"; stop_collector; return; }
+        echo "FAIL: ${label}scrubbed-registry-is-empty: native pull: $PULL_WHY"; stop_collector; return; }
     stop_collector
-    start_collector "$tmp/empty-wine" wine "$TLSGATE_WIN_EXE" --listen 127.0.0.1:0 \
+    start_collector "$tmp/empty-wine" wine "$exe" --listen 127.0.0.1:0 \
         "${cert[@]}" --registry || {
-        echo "FAIL: scrubbed-registry-is-empty: exe: $COLLECTOR_WHY"; return; }
+        echo "FAIL: ${label}scrubbed-registry-is-empty: exe: $COLLECTOR_WHY"; return; }
     pull "$tmp/empty-wine" "$host" "$COLLECTOR_PORT" || {
-        echo "FAIL: scrubbed-registry-is-empty: pull: $PULL_WHY"; stop_collector; return; }
+        echo "FAIL: ${label}scrubbed-registry-is-empty: pull: $PULL_WHY"; stop_collector; return; }
     stop_collector
     if why=$(python3 "$cmp_py" same "$tmp/empty-wine/show.json" "$tmp/empty-native/show.json"); then
-        echo "PASS: scrubbed-registry-is-empty"
+        echo "PASS: ${label}scrubbed-registry-is-empty"
     else
-        echo "FAIL: scrubbed-registry-is-empty: Wine's registry still shows through: $why"
+        echo "FAIL: ${label}scrubbed-registry-is-empty: Wine's registry still shows through: $why"
     fi
 }
 case_empty
@@ -91,31 +95,31 @@ for reg in "$src"/tests/fixtures/reg/*.reg; do
     # The .reg path (native collector) first: it is the reference.
     if ! start_collector "$d/native" "$TLSGATE_BUILD/collectors/tlsgate-collector" \
         --listen 127.0.0.1:0 "${cert[@]}" "${regargs[@]}"; then
-        echo "FAIL: fixture-$name: native collector: $COLLECTOR_WHY"; continue
+        echo "FAIL: ${label}fixture-$name: native collector: $COLLECTOR_WHY"; continue
     fi
     pull "$d/native" "$host" "$COLLECTOR_PORT" || {
-        echo "FAIL: fixture-$name: native pull: $PULL_WHY"; stop_collector; continue; }
+        echo "FAIL: ${label}fixture-$name: native pull: $PULL_WHY"; stop_collector; continue; }
     stop_collector
 
     registry_restore "$tmp/system.reg.scrubbed"
     ok=1
     for f in "${files[@]}"; do
         if ! wine reg import "$f" >"$d/import.log" 2>&1; then
-            echo "FAIL: fixture-$name: wine reg import $(basename "$f"): $(tr '\r\n' '  ' <"$d/import.log")"
+            echo "FAIL: ${label}fixture-$name: wine reg import $(basename "$f"): $(tr '\r\n' '  ' <"$d/import.log")"
             ok=0; break
         fi
     done
     [ "$ok" = 1 ] || continue
-    if ! start_collector "$d/wine" wine "$TLSGATE_WIN_EXE" --listen 127.0.0.1:0 "${cert[@]}"; then
-        echo "FAIL: fixture-$name: exe: $COLLECTOR_WHY"; continue
+    if ! start_collector "$d/wine" wine "$exe" --listen 127.0.0.1:0 "${cert[@]}"; then
+        echo "FAIL: ${label}fixture-$name: exe: $COLLECTOR_WHY"; continue
     fi
     pull "$d/wine" "$host" "$COLLECTOR_PORT" || {
-        echo "FAIL: fixture-$name: pull: $PULL_WHY"; stop_collector; continue; }
+        echo "FAIL: ${label}fixture-$name: pull: $PULL_WHY"; stop_collector; continue; }
     stop_collector
     if why=$(python3 "$cmp_py" fixture "$d/wine/show.json" "$want" "$d/native/show.json"); then
-        echo "PASS: fixture-$name"
+        echo "PASS: ${label}fixture-$name"
     else
-        echo "FAIL: fixture-$name: $why"
+        echo "FAIL: ${label}fixture-$name: $why"
     fi
 done
 [ "$n" -gt 0 ] || echo "FAIL: fixtures: no fixture found in tests/fixtures/reg"
