@@ -52,7 +52,8 @@ def first_diff(a, b, path="$"):
         return None
     if isinstance(a, list):
         if len(a) != len(b):
-            return f"{path}: {len(a)} items != {len(b)}: {json.dumps(a)[:160]} vs {json.dumps(b)[:160]}"
+            return (f"{path}: {len(a)} items != {len(b)}: "
+                    f"{json.dumps(a)[:160]} vs {json.dumps(b)[:160]}")
         for i, (x, y) in enumerate(zip(a, b)):
             d = first_diff(x, y, f"{path}[{i}]")
             if d:

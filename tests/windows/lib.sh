@@ -1,5 +1,8 @@
 # Helpers for tests/windows/t-*.sh (sourced). Needs the environment tests/windows/run sets.
 
+# oneline FILE: the file's text on one line (CR/LF as spaces), cut to 300 characters.
+oneline() { tr '\r\n' '  ' <"$1" | cut -c1-300; }
+
 # start_collector OUTPREFIX CMD...: starts a collector in the background, waits (60 s at most)
 # for the "serving ... :PORT" line; sets COLLECTOR_PID and COLLECTOR_PORT. 0, or 1 with the
 # reason in COLLECTOR_WHY.

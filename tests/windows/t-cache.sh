@@ -12,7 +12,8 @@ for a in x86_64 i686; do
         ! grep -q "build-deps: $a:" "$tmp/err"; then
         echo "PASS: cache-warm-$a-builds-no-dependency"
     else
-        echo "FAIL: cache-warm-$a-builds-no-dependency: $(grep "$a" "$tmp/err" | head -n 2 | tr '\n' ' ')"
+        echo "FAIL: cache-warm-$a-builds-no-dependency:" \
+            "$(grep "$a" "$tmp/err" | head -n 2 | tr '\n' ' ')"
     fi
 done
 exit 0

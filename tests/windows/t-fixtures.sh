@@ -55,7 +55,8 @@ case_empty() {
         --listen 127.0.0.1:0 "${cert[@]}" --regfile "$tmp/empty.reg" || {
         echo "FAIL: ${label}scrubbed-registry-is-empty: native collector: $COLLECTOR_WHY"; return; }
     pull "$tmp/empty-native" "$host" "$COLLECTOR_PORT" || {
-        echo "FAIL: ${label}scrubbed-registry-is-empty: native pull: $PULL_WHY"; stop_collector; return; }
+        echo "FAIL: ${label}scrubbed-registry-is-empty: native pull: $PULL_WHY"
+        stop_collector; return; }
     stop_collector
     start_collector "$tmp/empty-wine" wine "$exe" --listen 127.0.0.1:0 \
         "${cert[@]}" --registry || {
@@ -105,7 +106,8 @@ for reg in "$src"/tests/fixtures/reg/*.reg; do
     ok=1
     for f in "${files[@]}"; do
         if ! wine reg import "$f" >"$d/import.log" 2>&1; then
-            echo "FAIL: ${label}fixture-$name: wine reg import $(basename "$f"): $(tr '\r\n' '  ' <"$d/import.log")"
+            echo "FAIL: ${label}fixture-$name: wine reg import $(basename "$f"):" \
+                "$(oneline "$d/import.log")"
             ok=0; break
         fi
     done

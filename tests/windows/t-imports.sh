@@ -25,16 +25,19 @@ C
 for t in win8 unreviewed; do
     if ! x86_64-w64-mingw32-gcc -D_WIN32_WINNT=0x0602 -o "$tmp/$t.exe" "$tmp/$t.c" \
         2>"$tmp/$t.cc.err"; then
-        echo "FAIL: imports-check-refuses-$t: cannot compile the probe: $(head -n 2 "$tmp/$t.cc.err")"
+        echo "FAIL: imports-check-refuses-$t: cannot compile the probe:" \
+            "$(head -n 2 "$tmp/$t.cc.err")"
         continue
     fi
     if "$chk" "$tmp/$t.exe" 2>"$tmp/$t.err"; then
         echo "FAIL: imports-check-refuses-$t: check-imports accepted it"
-    elif { [ $t = win8 ] && grep -q 'GetSystemTimePreciseAsFileTime: a Windows 8' "$tmp/$t.err"; } ||
+    elif { [ $t = win8 ] &&
+           grep -q 'GetSystemTimePreciseAsFileTime: a Windows 8' "$tmp/$t.err"; } ||
          { [ $t = unreviewed ] && grep -q 'Beep: not reviewed' "$tmp/$t.err"; }; then
         echo "PASS: imports-check-refuses-$t"
     else
-        echo "FAIL: imports-check-refuses-$t: refused for another reason: $(head -n 2 "$tmp/$t.err")"
+        echo "FAIL: imports-check-refuses-$t: refused for another reason:" \
+            "$(head -n 2 "$tmp/$t.err")"
     fi
 done
 exit 0

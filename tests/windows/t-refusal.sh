@@ -89,11 +89,11 @@ fi
 
 # SCHANNEL says no TLS 1.2 server; the bundled GnuTLS serves it anyway.
 registry_save "$tmp/system.reg.orig"
-printf '%s\r\n' 'REGEDIT4' '' \
-    '[HKEY_LOCAL_MACHINE\SYSTEM\CurrentControlSet\Control\SecurityProviders\SCHANNEL\Protocols\TLS 1.2\Server]' \
+key='HKEY_LOCAL_MACHINE\SYSTEM\CurrentControlSet\Control\SecurityProviders\SCHANNEL'
+printf '%s\r\n' 'REGEDIT4' '' "[$key\\Protocols\\TLS 1.2\\Server]" \
     '"Enabled"=dword:00000000' '"DisabledByDefault"=dword:00000001' '' >"$tmp/schannel-off.reg"
 if ! wine reg import "$tmp/schannel-off.reg" >"$tmp/import.log" 2>&1; then
-    echo "FAIL: schannel-tls12-off-still-served: wine reg import: $(tr '\r\n' '  ' <"$tmp/import.log")"
+    echo "FAIL: schannel-tls12-off-still-served: wine reg import: $(oneline "$tmp/import.log")"
 elif ! start_collector "$tmp/schannel" wine "$TLSGATE_WIN_EXE" "${server[@]}" --registry; then
     echo "FAIL: schannel-tls12-off-still-served: exe: $COLLECTOR_WHY"
 else
