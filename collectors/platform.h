@@ -1,6 +1,6 @@
 /*
- * platform.h — the few spots where the collector's C differs between POSIX and Windows (mingw-w64),
- * kept in one place so the modules read the same on both.
+ * platform.h — the few spots where the collector's C differs between POSIX and Windows
+ * (mingw-w64), kept in one place so the modules read the same on both.
  */
 #ifndef TLSGATE_PLATFORM_H
 #define TLSGATE_PLATFORM_H
@@ -10,6 +10,7 @@
 #include <time.h>
 
 #ifdef _WIN32
+#include <winsock2.h> /* before windows.h, which would pull the old winsock.h */
 #include <windows.h>
 /* mingw's `printf` format is Microsoft's (no %zu, %lld); the C library we call is C99's. */
 #define PLATFORM_PRINTF(fmt, args) __attribute__((format(gnu_printf, fmt, args)))

@@ -7,9 +7,10 @@
  * small loop glues at the end, one per platform: "the loop glue (POSIX)" and "(Windows)".
  *
  * Why it is built this way:
- * - POSIX: one uv_poll_t watches MHD's epoll fd and one uv_timer_t follows MHD_get_timeout. After every
- *   wake we call MHD_run and re-arm the timer: MHD must run again within the timeout even with
- *   no fd activity (TLS records buffered inside GnuTLS, connection timeouts), c-anchors §2.1.
+ * - POSIX: one uv_poll_t watches MHD's epoll fd and one uv_timer_t follows MHD_get_timeout.
+ *   After every wake we call MHD_run and re-arm the timer: MHD must run again within the
+ *   timeout even with no fd activity (TLS records buffered inside GnuTLS, connection
+ *   timeouts), c-anchors §2.1.
  * - The listen socket is ours (bound here, handed to MHD), so port 0 works and the bound port is
  *   read back with getsockname; MHD closes it on stop.
  * - The report lives in one MHD_Response created per report with a free callback: MHD counts the

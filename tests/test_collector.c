@@ -985,6 +985,14 @@ START_TEST(test_collector_usage_errors_and_help)
     ck_assert_int_eq(run_collector(both, &err), 2);
     ck_assert_msg(strstr(err, "exactly one source") != NULL, "%s", err);
     free(err);
+    /* The live registry exists only in the Windows build: a clear usage error here. */
+    const char *registry[] = {"--listen", "127.0.0.1:0", "--cert", "a", "--key", "b", "--ca", "c",
+                              "--registry", NULL};
+    ck_assert_int_eq(run_collector(registry, &err), 2);
+    ck_assert_msg(strstr(err, "--registry reads the Windows registry and exists only in the "
+                              "Windows build") != NULL,
+                  "%s", err);
+    free(err);
     const char *bogus[] = {"--frobnicate", NULL};
     ck_assert_int_eq(run_collector(bogus, &err), 2);
     ck_assert_msg(strstr(err, "--frobnicate") != NULL, "%s", err);
@@ -999,6 +1007,7 @@ START_TEST(test_collector_usage_errors_and_help)
     ck_assert_int_eq(tu_run(argv, NULL, &out, NULL), 0);
     ck_assert_ptr_nonnull(strstr(out, "--regfile FILE"));
     ck_assert_ptr_nonnull(strstr(out, "/v1/readiness"));
+    ck_assert_ptr_null(strstr(out, "--registry")); /* --help tells what this build has */
     free(out);
 }
 END_TEST
