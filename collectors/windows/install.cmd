@@ -71,8 +71,9 @@ echo architecture %ARCH%, program folder %DEST%, data folder %DATA%
 rem The host's name as the certificate names it: Hostname.Domain of the TCP/IP settings.
 set "HN="
 set "DN="
-for /f "tokens=2,*" %%a in ('reg query "HKLM\SYSTEM\CurrentControlSet\Services\Tcpip\Parameters" /v Hostname 2^>nul ^| find /i "REG_SZ"') do set "HN=%%b"
-for /f "tokens=2,*" %%a in ('reg query "HKLM\SYSTEM\CurrentControlSet\Services\Tcpip\Parameters" /v Domain 2^>nul ^| find /i "REG_SZ"') do set "DN=%%b"
+set "TCPIP=HKLM\SYSTEM\CurrentControlSet\Services\Tcpip\Parameters"
+for /f "tokens=2,*" %%a in ('reg query "%TCPIP%" /v Hostname 2^>nul ^| find /i "REG_SZ"') do set "HN=%%b"
+for /f "tokens=2,*" %%a in ('reg query "%TCPIP%" /v Domain 2^>nul ^| find /i "REG_SZ"') do set "DN=%%b"
 if not defined HN set "HN=%COMPUTERNAME%"
 set "FQDN=%HN%"
 if defined DN set "FQDN=%HN%.%DN%"

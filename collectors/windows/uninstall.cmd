@@ -54,7 +54,8 @@ rem The exe is gone but the service may remain: remove what it would have.
 echo %EXE% is missing; removing any leftover service with sc, reg and netsh
 sc stop tlsgate-collector >nul 2>&1
 sc delete tlsgate-collector >nul 2>&1
-reg delete "HKLM\SYSTEM\CurrentControlSet\Services\EventLog\Application\tlsgate-collector" /f >nul 2>&1
+set "EVKEY=HKLM\SYSTEM\CurrentControlSet\Services\EventLog\Application\tlsgate-collector"
+reg delete "%EVKEY%" /f >nul 2>&1
 netsh advfirewall firewall delete rule name=tlsgate-collector >nul 2>&1
 
 :files

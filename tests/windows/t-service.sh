@@ -58,7 +58,8 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
 }
 
 # curl with the orchestrator's client certificate; prints the body, fails on non-2xx.
@@ -126,7 +127,8 @@ else
     fail "install.cmd" "exit $rc: $(tail -3 "$tmp/install.log" 2>/dev/null | tr '\n' ' ')"
     exit 1
 fi
-if grep -q "architecture x86_64" "$tmp/install.log" && cmp -s "$TLSGATE_WIN_EXE" "$prog/tlsgate-collector.exe"; then
+if grep -q "architecture x86_64" "$tmp/install.log" &&
+    cmp -s "$TLSGATE_WIN_EXE" "$prog/tlsgate-collector.exe"; then
     pass "install.cmd picked the x86_64 exe for a 64-bit Windows and copied it to Program Files"
 else
     fail "install.cmd architecture" "$(grep architecture "$tmp/install.log")"
@@ -138,7 +140,7 @@ if [ $rc -eq 0 ] && grep -q 'running' "$tmp/status.out" &&
     grep -q 'start:    automatic' "$tmp/status.out" &&
     grep -qF 'account:  NT SERVICE\tlsgate-collector' "$tmp/status.out" &&
     grep -qF 'service run --config "C:\ProgramData\tlsgate\collector.json"' "$tmp/status.out"; then
-    pass "status: running, automatic start, NT SERVICE\\tlsgate-collector, config in the command line"
+    pass "status: running, automatic start, NT SERVICE\\tlsgate-collector, config in its command"
 else
     fail status "exit $rc: $(tr '\n' ' ' <"$tmp/status.out")"
 fi
@@ -147,7 +149,8 @@ fi
 
 if wait_health; then
     health=$(pull /v1/health)
-    if [ "$(echo "$health" | json_get status)" = ok ] && [ "$(echo "$health" | json_get host)" = "$host" ]; then
+    if [ "$(echo "$health" | json_get status)" = ok ] &&
+        [ "$(echo "$health" | json_get host)" = "$host" ]; then
         pass "GET /v1/health over mutual TLS from Linux: ok, host $host"
     else
         fail health "$health"
@@ -158,7 +161,8 @@ else
 fi
 report=$(pull /v1/readiness)
 if [ "$(echo "$report" | json_get host)" = "$host" ] &&
-    echo "$report" | python3 -c 'import json,sys; r=json.load(sys.stdin); sys.exit(r["collector"]["source"] != "registry")'; then
+    echo "$report" | python3 -c 'import json, sys
+sys.exit(json.load(sys.stdin)["collector"]["source"] != "registry")'; then
     pass "GET /v1/readiness: the report of $host from the live registry"
 else
     fail readiness "$(echo "$report" | head -c 300)"
@@ -199,10 +203,12 @@ w "$exe_win" --config 'C:\ProgramData\tlsgate\collector.json' >"$tmp/second.out"
 rc=$?
 if [ $rc -eq 4 ] && grep -q "in use" "$tmp/second.err" &&
     grep -q "held by process [0-9]* (.*tlsgate-collector.exe)" "$tmp/second.err"; then
-    pass "a bind failure says the port is taken and by which process: $(grep -o 'held by.*' "$tmp/second.err" | head -c 120)"
+    pass "a bind failure says the port is taken and by which process: $(grep -o 'held by.*' \
+        "$tmp/second.err" | head -c 120)"
 elif [ $rc -eq 4 ] && grep -q "in use" "$tmp/second.err"; then
     pass "a bind failure says the port is taken (exit 4)"
-    skip "the owner of a taken port" "Wine's GetExtendedTcpTable reports the listener with no owning process (PID 0)"
+    skip "the owner of a taken port" \
+        "Wine's GetExtendedTcpTable reports the listener with no owning process (PID 0)"
 else
     fail "port taken" "exit $rc: $(cat "$tmp/second.err")"
 fi
@@ -268,7 +274,8 @@ if [ -f "$log.1" ] && [ "$(stat -c %s "$log.1")" -le $((4 * 1024 * 1024)) ] &&
 else
     fail "log rotation" "$(ls -l "$data/logs" | tr '\n' ' ')"
 fi
-if grep -q "info service: starting, version" "$log" && grep -q "info serving $host on port $port" "$log" &&
+if grep -q "info service: starting, version" "$log" &&
+    grep -q "info serving $host on port $port" "$log" &&
     grep -q "refresh requested (control code 128)" "$log.1"; then
     pass "collector.log has the start, the serving line and the refresh request"
 else
@@ -288,38 +295,46 @@ if x86_64-w64-mingw32-gcc -O1 -o "$resinfo" "$src/tests/windows/resinfo.c" -lver
     2>"$tmp/resinfo.err"; then
     msg=$(w "$resinfo" "$exe_win" message 0xC0000003 3 "a key that is not the certificate's" 2>&1 |
         tr -d '\r')
-    if [ "$msg" = "The tlsgate collector service stopped with exit code 3 (2 usage, 3 bad input, 4 system error): a key that is not the certificate's" ]; then
+    want="The tlsgate collector service stopped with exit code 3 (2 usage, 3 bad input, 4 system"
+    want="$want error): a key that is not the certificate's"
+    if [ "$msg" = "$want" ]; then
         pass "the exe's message table gives Event Viewer the text of event 3"
     else
         fail "message table" "$msg"
     fi
     version=$(sed -n "s/^ *version: '\\([0-9.]*\\)'.*/\\1/p" "$src/meson.build" | head -1)
     info=$(w "$resinfo" "$exe_win" version 2>&1 | tr -d '\r')
-    if echo "$info" | grep -qx "FILEVERSION $version.0" && echo "$info" | grep -qx "ProductVersion $version"; then
-        pass "VERSIONINFO: file version $version.0 (the detection method's), product version $version"
+    if echo "$info" | grep -qx "FILEVERSION $version.0" &&
+        echo "$info" | grep -qx "ProductVersion $version"; then
+        pass "VERSIONINFO: file version $version.0 (the detection method's), product $version"
     else
         fail VERSIONINFO "expected $version.0: $info"
     fi
 else
     fail resinfo "cannot build tests/windows/resinfo.c: $(head -3 "$tmp/resinfo.err")"
 fi
-skip "Event Log entries" "Wine's ReportEventW keeps nothing, so the start/stop/failure events cannot be read back"
+skip "Event Log entries" \
+    "Wine's ReportEventW keeps nothing, so the start/stop/failure events cannot be read back"
 
 # ---- what Wine cannot show -------------------------------------------------------------------
 
-if grep -q "remoteip=127.0.0.1,::1" "$tmp/install.log" && grep -q "localport=$port" "$tmp/install.log" &&
+if grep -q "remoteip=127.0.0.1,::1" "$tmp/install.log" &&
+    grep -q "localport=$port" "$tmp/install.log" &&
     grep -q "protocol=TCP" "$tmp/install.log"; then
     pass "install runs netsh advfirewall add rule for TCP $port from firewall_allow only"
 else
     fail "firewall rule command" "$(grep firewall "$tmp/install.log" | tr '\n' ' ')"
 fi
 skip "firewall rule in effect" "Wine's netsh accepts advfirewall commands and does nothing"
-skip "key file ACL" "Wine does not store file ACLs (install printed: $(grep -o 'note: Wine does not keep file ACLs' "$tmp/install.log" | head -1))"
+skip "key file ACL" "Wine does not store file ACLs (install noted it: $(grep -c \
+    'note: Wine does not keep file ACLs' "$tmp/install.log"))"
 skip "virtual account NT SERVICE\\tlsgate-collector" "Wine runs every service as the prefix's user"
-skip "restart on failure" "Wine's service manager has no failure actions (install printed: $(grep -c "note: Wine's service manager" "$tmp/install.log") notes)"
+skip "restart on failure" "Wine's service manager has no failure actions (install noted: $(grep -c \
+    "note: Wine's service manager" "$tmp/install.log"))"
 skip "SHUTDOWN control" "Wine does not send it on wineserver -k"
 if [ -f "$pkg/i686/tlsgate-collector.exe" ]; then
-    skip "install.cmd on 32-bit Windows" "a 64-bit prefix always reports AMD64 (and there is no 32-bit Wine here)"
+    skip "install.cmd on 32-bit Windows" \
+        "a 64-bit prefix always reports AMD64 (and there is no 32-bit Wine here)"
 fi
 
 # ---- uninstall.cmd -------------------------------------------------------------------------
@@ -330,7 +345,7 @@ w reg query "$evkey" >/dev/null 2>&1
 evrc=$?
 if [ $rc -eq 0 ] && [ ! -e "$prog" ] && [ $evrc -ne 0 ] && ! pull /v1/health >/dev/null 2>&1 &&
     [ -f "$data/host.key" ]; then
-    pass "uninstall.cmd: service stopped and deleted, Event Log source and Program Files\\tlsgate removed, data kept"
+    pass "uninstall.cmd: service, Event Log source and Program Files\\tlsgate removed, data kept"
 else
     fail uninstall "exit $rc, event key rc $evrc: $(tail -5 "$data/logs/install.log" | tr '\n' ' ')"
 fi
@@ -344,7 +359,8 @@ else
 fi
 
 # An install whose config lacks the key installs nothing.
-printf '{"listen": "127.0.0.1:%s", "cert": "host.pem", "ca": "ca.pem"}\n' "$port" >"$data/collector.json"
+printf '{"listen": "127.0.0.1:%s", "cert": "host.pem", "ca": "ca.pem"}\n' "$port" \
+    >"$data/collector.json"
 w 'C:\tlsgate-pkg\x86_64\tlsgate-collector.exe' service install >"$tmp/badinstall.out" 2>&1
 rc=$?
 w 'C:\tlsgate-pkg\x86_64\tlsgate-collector.exe' service status >/dev/null 2>&1
