@@ -273,8 +273,8 @@ static int parse_interval(const char *s, long *out)
 static int load_config(const char *path, struct options *o)
 {
     bool cli_source = o->nregfiles > 0 || o->facts || o->registry;
-    char *text;
-    size_t len;
+    char *text = NULL;
+    size_t len = 0;
     int rc = read_capped(path, CONFIG_MAX_BYTES, &text, &len);
     if (rc < 0) {
         fail("%s: %s", path, rc == -E2BIG ? "config over 65536 bytes" : strerror(-rc));
@@ -587,7 +587,7 @@ static void identity_release(struct identity *id)
 
 static int read_pem(const char *path, char **out, gnutls_datum_t *d)
 {
-    size_t len;
+    size_t len = 0;
     int rc = read_capped(path, SERVER_PEM_MAX_BYTES, out, &len);
     if (rc < 0) {
         fail("%s: %s", path,

@@ -7,12 +7,15 @@
 #     native collector reading the same .reg file yields.
 #
 # A clean registry for each fixture: Wine's own registry has values under keys the collector
-# reads (Windows NT\CurrentVersion, Session Manager\Environment, WinHttp ...). Once, the script
-# deletes every key the collector reads (scrub.reg) and every value under the two keys Wine
-# itself needs (CurrentVersion: all its values; Environment: PROCESSOR_ARCHITECTURE), saves that
-# registry, and checks it: the exe on it must report exactly the facts of an empty .reg file
-# (case "scrubbed-registry-is-empty"; it fails if the collector learns to read a key Wine fills
-# and scrub.reg does not know yet). Each fixture then starts from that saved registry.
+# reads (Windows NT\CurrentVersion, Session Manager\Environment, SCHANNEL, WinHttp ...). Once,
+# the script deletes every key the collector reads that Wine can do without (scrub.reg) and saves
+# that registry. Each fixture then starts from the saved registry in a new Wine session kept
+# alive (wineserver -p) until its exe has run, because Wine's session start (wineboot) writes
+# values again: after it, the values of the two keys Wine needs are deleted (CurrentVersion: all;
+# Environment: PROCESSOR_ARCHITECTURE), then the fixture is imported. The case
+# "scrubbed-registry-is-empty" checks the method: on such a registry with nothing imported the
+# exe must report exactly the facts of an empty .reg file (it fails when the collector learns to
+# read something Wine fills and this script does not clear yet).
 #
 # Layered fixtures (an export of changes over another export, as in test_facts.c) are named in
 # tests/windows/layers: "NAME: BASE..." imports BASE.reg first.
@@ -31,19 +34,22 @@ trap stop_collector EXIT
 
 registry_save "$tmp/system.reg.orig"
 
-# The scrub: a REGEDIT4 file (ASCII) deleting the keys; values through reg delete.
-scrub() {
-    wine reg import "$(dirname "$0")/scrub.reg" >"$tmp/scrub.log" 2>&1 || return 1
-    wine reg delete 'HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion' /va /f \
-        >>"$tmp/scrub.log" 2>&1 || return 1
-    wine reg delete 'HKLM\SYSTEM\CurrentControlSet\Control\Session Manager\Environment' \
-        /v PROCESSOR_ARCHITECTURE /f >>"$tmp/scrub.log" 2>&1 || true  # absent is fine
-}
-if ! scrub; then
-    echo "FAIL: scrub: $(tr '\r\n' '  ' <"$tmp/scrub.log" | cut -c1-300)"
+# The keys: a REGEDIT4 file (ASCII) of [-KEY] lines.
+if ! wine reg import "$(dirname "$0")/scrub.reg" >"$tmp/scrub.log" 2>&1; then
+    echo "FAIL: ${label}scrub: $(oneline "$tmp/scrub.log")"
     exit 1
 fi
 registry_save "$tmp/system.reg.scrubbed"
+
+# A session on the scrubbed registry, with the values Wine's session start wrote cleared.
+fresh_session() {
+    registry_restore "$tmp/system.reg.scrubbed"
+    wineserver -p
+    wine reg delete 'HKLM\SOFTWARE\Microsoft\Windows NT\CurrentVersion' /va /f \
+        >"$tmp/values.log" 2>&1 || return 1
+    wine reg delete 'HKLM\SYSTEM\CurrentControlSet\Control\Session Manager\Environment' \
+        /v PROCESSOR_ARCHITECTURE /f >>"$tmp/values.log" 2>&1 || true # absent is fine
+}
 
 # compare.py MODE ...: the JSON comparisons, in Python for exact JSON equality.
 cmp_py="$(dirname "$0")/compare.py"
@@ -58,6 +64,8 @@ case_empty() {
         echo "FAIL: ${label}scrubbed-registry-is-empty: native pull: $PULL_WHY"
         stop_collector; return; }
     stop_collector
+    fresh_session || {
+        echo "FAIL: ${label}scrubbed-registry-is-empty: $(oneline "$tmp/values.log")"; return; }
     start_collector "$tmp/empty-wine" wine "$exe" --listen 127.0.0.1:0 \
         "${cert[@]}" --registry || {
         echo "FAIL: ${label}scrubbed-registry-is-empty: exe: $COLLECTOR_WHY"; return; }
@@ -102,7 +110,9 @@ for reg in "$src"/tests/fixtures/reg/*.reg; do
         echo "FAIL: ${label}fixture-$name: native pull: $PULL_WHY"; stop_collector; continue; }
     stop_collector
 
-    registry_restore "$tmp/system.reg.scrubbed"
+    if ! fresh_session; then
+        echo "FAIL: ${label}fixture-$name: $(oneline "$tmp/values.log")"; continue
+    fi
     ok=1
     for f in "${files[@]}"; do
         if ! wine reg import "$f" >"$d/import.log" 2>&1; then
