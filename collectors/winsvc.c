@@ -4,7 +4,8 @@
  *
  * Install creates (or, when it exists, reconfigures) an auto-start service that the SCM restarts
  * after a failure, running as the virtual account NT SERVICE\tlsgate-collector (a member of
- * Users: it reads HKLM like any user and nothing else is granted to it), with the command line
+ * Users: it reads HKLM like any user and nothing else is granted to it) with no privilege but
+ * SeChangeNotifyPrivilege, with the command line
  * `"EXE" service run --config "CONFIG"`. It registers the Event Log source (winlog.c), gives
  * %ProgramData%\tlsgate to SYSTEM and Administrators with read for the service, its logs\
  * folder with modify for the service (the only place it can write), and the key file a
@@ -571,13 +572,17 @@ static int cmd_install(const char *config)
                             {SC_ACTION_RESTART, 120000}};
     SERVICE_FAILURE_ACTIONSW failure = {86400, NULL, NULL, 3, actions};
     SERVICE_FAILURE_ACTIONS_FLAG failure_flag = {TRUE};
+    /* Only the privilege every process has: no impersonation, no global objects. */
+    SERVICE_REQUIRED_PRIVILEGES_INFOW privileges = {(wchar_t *)L"SeChangeNotifyPrivilege\0"};
     if ((ret = config2(s, SERVICE_CONFIG_DESCRIPTION, &desc, "the description", wine)) ||
         (ret = config2(s, SERVICE_CONFIG_SERVICE_SID_INFO, &sidinfo,
                        "the service SID type (unrestricted)", wine)) ||
         (ret = config2(s, SERVICE_CONFIG_FAILURE_ACTIONS, &failure,
                        "the failure actions (restart after 5 s, 30 s, 120 s)", wine)) ||
         (ret = config2(s, SERVICE_CONFIG_FAILURE_ACTIONS_FLAG, &failure_flag,
-                       "restart after an exit with an error code", wine)))
+                       "restart after an exit with an error code", wine)) ||
+        (ret = config2(s, SERVICE_CONFIG_REQUIRED_PRIVILEGES_INFO, &privileges,
+                       "the privileges (SeChangeNotifyPrivilege only)", wine)))
         goto out_undo;
     printf("service: restarted after a failure (5 s, 30 s, then every 120 s; counts reset "
            "after a day)\n");
