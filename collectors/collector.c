@@ -1026,6 +1026,7 @@ static int run(struct collector *c)
            c->host, strchr(addr, ':') ? "[" : "", addr, strchr(addr, ':') ? "]" : "",
            (unsigned)server_port(c->server), source_names[c->opt.source], c->opt.interval);
     fflush(stdout);
+    /* The Windows service (winsvc.c) reports SERVICE_RUNNING on this line: keep "serving ". */
     log_lifecycle("serving %s on port %u (source %s, interval %ld s)", c->host,
                   (unsigned)server_port(c->server), source_names[c->opt.source], c->opt.interval);
 
