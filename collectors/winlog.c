@@ -41,7 +41,7 @@ static int programdata_from_registry(char *out, DWORD size)
     HKEY key;
     if (RegOpenKeyExA(HKEY_LOCAL_MACHINE,
                       "SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion\\ProfileList", 0,
-                      KEY_QUERY_VALUE, &key) != ERROR_SUCCESS)
+                      KEY_QUERY_VALUE | KEY_WOW64_64KEY, &key) != ERROR_SUCCESS)
         return -ENOENT;
     LONG rc = RegQueryValueExA(key, "ProgramData", NULL, &type, (BYTE *)raw, &n);
     RegCloseKey(key);
