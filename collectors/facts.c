@@ -45,6 +45,9 @@
 #define K_ODBC18 "HKLM\\SOFTWARE\\Microsoft\\MSODBCSQL18"
 #define K_WSUS_SETUP "HKLM\\SOFTWARE\\Microsoft\\Update Services\\Server\\Setup"
 #define K_FIPS "HKLM\\SYSTEM\\CurrentControlSet\\Control\\Lsa\\FipsAlgorithmPolicy"
+#define K_PRODUCT_OPTIONS "HKLM\\SYSTEM\\CurrentControlSet\\Control\\ProductOptions"
+#define K_NDP_V35 "HKLM\\SOFTWARE\\Microsoft\\NET Framework Setup\\NDP\\v3.5"
+#define K_RS_INSTANCES K_SQL_ROOT "\\Instance Names\\RS"
 
 /* Longest key path built here (a SQL instance id is data from the registry, so it is capped). */
 #define KEY_MAX 512
@@ -261,6 +264,9 @@ static json_t *extract_os(struct extraction *x)
     put(x, os, "arch", os_arch(x));
     put(x, os, "installation_type", string_fact(x, K_CURRENT_VERSION, "InstallationType"));
     put(x, os, "csd_version", string_fact(x, K_CURRENT_VERSION, "CSDVersion"));
+    /* Set by every edition since NT (WinNT, ServerNT, LanmanNT), unlike InstallationType, which
+     * Server 2008 SP2 lacks and which says "Server Core" on a Core installation. */
+    put(x, os, "product_type", string_fact(x, K_PRODUCT_OPTIONS, "ProductType"));
     return os;
 }
 
@@ -315,43 +321,184 @@ static int kb_scan(struct kb_list *l, const char *name)
     return 0;
 }
 
-static json_t *extract_hotfixes(struct extraction *x)
+/*
+ * CBS CurrentState of a package (the servicing API's install state times 16): only Installed
+ * (0x70) and Permanent (0x80) mean the update is in effect. Staged, install pending, partially
+ * installed, superseded, absent or a missing CurrentState are not installed.
+ */
+#define CBS_INSTALLED 0x70
+#define CBS_PERMANENT 0x80
+#define K_ROLLUP_PREFIX "Package_for_RollupFix~"
+
+static bool cbs_installed(uint32_t state)
 {
-    char **names;
-    int rc = regview_list_subkeys(x->v, K_CBS_PACKAGES, &names);
-    if (rc == -ENOENT)
-        return json_null();
-    if (rc) {
-        hard_error(x, rc, K_CBS_PACKAGES, "");
-        return json_null();
+    return state == CBS_INSTALLED || state == CBS_PERMANENT;
+}
+
+/* The version a RollupFix package name ends with ("...~~7601.24544.1.4"): 0 and its four
+ * numbers, or -EINVAL. */
+static int rollup_version(const char *name, unsigned long v[4])
+{
+    const char *p = strrchr(name, '~');
+    if (!p)
+        return -EINVAL;
+    p++;
+    for (int i = 0; i < 4; i++) {
+        char *end;
+        if (*p < '0' || *p > '9')
+            return -EINVAL;
+        errno = 0;
+        v[i] = strtoul(p, &end, 10);
+        if (errno || v[i] > 100000000UL || (i < 3 ? *end != '.' : *end != '\0'))
+            return -EINVAL;
+        p = end + 1;
     }
-    struct kb_list l = {0};
-    for (size_t i = 0; names[i] && !rc; i++)
-        rc = kb_scan(&l, names[i]);
-    regview_strv_free(names);
-    json_t *a = rc ? NULL : json_array();
-    if (l.n)
-        qsort(l.items, l.n, sizeof(l.items[0]), kb_cmp);
-    for (size_t i = 0; a && i < l.n; i++) {
-        if (i > 0 && strcmp(l.items[i], l.items[i - 1]) == 0)
+    return 0;
+}
+
+struct cbs_scan {
+    struct kb_list installed, other;
+    uint32_t *other_state; /* parallel to other.items */
+    size_t other_cap;
+    unsigned long rollup[4];
+    bool has_rollup;
+};
+
+static int scan_other(struct cbs_scan *c, const char *name, uint32_t state)
+{
+    size_t before = c->other.n;
+    int rc = kb_scan(&c->other, name);
+    if (rc)
+        return rc;
+    if (c->other.n > c->other_cap) {
+        size_t cap = c->other.cap;
+        uint32_t *p = realloc(c->other_state, cap * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        c->other_state = p;
+        c->other_cap = cap;
+    }
+    for (size_t i = before; i < c->other.n; i++)
+        c->other_state[i] = state;
+    return 0;
+}
+
+/* One package key: its KBs go to `installed` or `other` by CurrentState. */
+static int cbs_package(struct extraction *x, struct cbs_scan *c, const char *name)
+{
+    char key[KEY_MAX];
+    if (snprintf(key, sizeof(key), "%s\\%s", K_CBS_PACKAGES, name) >= (int)sizeof(key))
+        return 0; /* no package name is this long; not one of ours */
+    uint32_t state = 0xFFFFFFFFu; /* missing CurrentState: not installed */
+    int rc = regview_get_dword(x->v, key, "CurrentState", &state);
+    if (rc && rc != -ENOENT && rc != -EINVAL)
+        return rc;
+    if (rc == -EINVAL)
+        state = 0xFFFFFFFFu;
+    if (!cbs_installed(state))
+        return scan_other(c, name, state);
+    if (!strncasecmp(name, K_ROLLUP_PREFIX, strlen(K_ROLLUP_PREFIX))) {
+        unsigned long v[4];
+        if (rollup_version(name, v) == 0) {
+            bool higher = !c->has_rollup;
+            for (int i = 0; i < 4 && !higher; i++) {
+                if (v[i] != c->rollup[i]) {
+                    higher = v[i] > c->rollup[i];
+                    break;
+                }
+            }
+            if (higher)
+                memcpy(c->rollup, v, sizeof(v));
+            c->has_rollup = true;
+        }
+    }
+    return kb_scan(&c->installed, name);
+}
+
+/* Sorted, deduplicated "KB<digits>" strings of a list; NULL on ENOMEM. */
+static json_t *kb_array(struct extraction *x, struct kb_list *l)
+{
+    json_t *a = json_array();
+    if (l->n)
+        qsort(l->items, l->n, sizeof(l->items[0]), kb_cmp);
+    for (size_t i = 0; a && i < l->n; i++) {
+        if (i > 0 && strcmp(l->items[i], l->items[i - 1]) == 0)
             continue;
         if (json_array_size(a) == HOTFIXES_MAX) {
             warn(x, K_CBS_PACKAGES, NULL, "more than 4096 KB numbers; the highest are not listed");
             break;
         }
         char kb[KB_DIGITS_MAX + 3];
-        snprintf(kb, sizeof(kb), "KB%s", l.items[i]);
+        snprintf(kb, sizeof(kb), "KB%s", l->items[i]);
         if (json_array_append_new(a, json_string(kb)) != 0) {
             json_decref(a);
             a = NULL;
         }
     }
-    free(l.items);
-    if (!a) {
-        hard_error(x, -ENOMEM, K_CBS_PACKAGES, "");
-        return json_null();
-    }
     return a;
+}
+
+/*
+ * "hotfixes" (the KBs in effect: a package naming them is Installed or Permanent) and "updates"
+ * {installed: the same list, not_installed: {KB: CurrentState or null} for KBs whose every
+ * package is in another state, rollup: the highest installed Package_for_RollupFix version}.
+ * An older collector listed every package whatever its state; a report without "updates" is
+ * how an orchestrator tells the two apart (and fails closed).
+ */
+static void extract_updates(struct extraction *x, json_t *f)
+{
+    char **names;
+    int rc = regview_list_subkeys(x->v, K_CBS_PACKAGES, &names);
+    if (rc == -ENOENT) {
+        put(x, f, "hotfixes", json_null());
+        put(x, f, "updates", json_null());
+        return;
+    }
+    if (rc) {
+        hard_error(x, rc, K_CBS_PACKAGES, "");
+        put(x, f, "hotfixes", json_null());
+        return;
+    }
+    struct cbs_scan c = {0};
+    for (size_t i = 0; names[i] && !rc; i++)
+        rc = cbs_package(x, &c, names[i]);
+    regview_strv_free(names);
+    json_t *inst = rc ? NULL : kb_array(x, &c.installed);
+    json_t *other = rc ? NULL : json_object();
+    /* A KB with one installed package is installed (an older revision of its package is often
+     * left superseded or absent beside it). */
+    for (size_t i = 0; other && i < c.other.n; i++) {
+        char kb[KB_DIGITS_MAX + 3];
+        snprintf(kb, sizeof(kb), "KB%s", c.other.items[i]);
+        bool in = false;
+        for (size_t k = 0; k < c.installed.n && !in; k++)
+            in = !strcmp(c.installed.items[k], c.other.items[i]);
+        if (in || json_object_get(other, kb))
+            continue;
+        if (json_object_size(other) == HOTFIXES_MAX)
+            break;
+        uint32_t st = c.other_state[i];
+        if (json_object_set_new(other, kb, st == 0xFFFFFFFFu ? json_null()
+                                                             : json_integer((json_int_t)st)))
+            rc = -ENOMEM;
+    }
+    char rollup[64];
+    if (c.has_rollup)
+        snprintf(rollup, sizeof(rollup), "%lu.%lu.%lu.%lu", c.rollup[0], c.rollup[1],
+                 c.rollup[2], c.rollup[3]);
+    free(c.installed.items);
+    free(c.other.items);
+    free(c.other_state);
+    if (rc || !inst || !other) {
+        json_decref(inst);
+        json_decref(other);
+        hard_error(x, rc ? rc : -ENOMEM, K_CBS_PACKAGES, "");
+        put(x, f, "hotfixes", json_null());
+        return;
+    }
+    put(x, f, "hotfixes", json_deep_copy(inst));
+    put(x, f, "updates", json_pack("{s:o, s:o, s:o}", "installed", inst, "not_installed", other,
+                                   "rollup", c.has_rollup ? json_string(rollup) : json_null()));
 }
 
 /* ---- schannel, winhttp, dotnet ---------------------------------------------------------- */
@@ -406,6 +553,11 @@ static json_t *extract_dotnet(struct extraction *x)
     if (!dn)
         return NULL;
     put(x, dn, "release", dword_fact(x, K_NDP_V4_FULL, "Release"));
+    /* .NET 3.5 (CLR 2.0, the v2.0.50727 keys): installed when NDP\v3.5 Install=1; a missing
+     * key is "not installed" (false), never null, so a report says which it is. */
+    uint32_t inst35 = 0;
+    put(x, dn, "v35_installed",
+        json_boolean(read_dword(x, K_NDP_V35, "Install", &inst35) == 0 && inst35 == 1));
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         json_t *k = json_object();
         if (k) {
@@ -426,40 +578,48 @@ static int name_cmp(const void *a, const void *b)
     return c ? c : strcmp(sa, sb);
 }
 
-static json_t *sql_instance(struct extraction *x, const char *name)
+static json_t *sql_instance(struct extraction *x, const char *list_key, const char *name)
 {
     json_t *inst = json_object();
     if (!inst)
         return NULL;
-    put(x, inst, "name", string_json(x, K_SQL_INSTANCES, name, strdup(name)));
+    put(x, inst, "name", string_json(x, list_key, name, strdup(name)));
     char *id = NULL;
-    char setup[KEY_MAX] = "";
-    if (read_string(x, K_SQL_INSTANCES, name, &id) == 0) {
+    char setup[KEY_MAX] = "", current[KEY_MAX] = "";
+    if (read_string(x, list_key, name, &id) == 0) {
         /* The id becomes part of a key path: one path component, bounded. */
         if (id[0] == '\0' || strchr(id, '\\') || strlen(id) > 128) {
-            warn(x, K_SQL_INSTANCES, name, "not an instance id; reported as null");
+            warn(x, list_key, name, "not an instance id; reported as null");
             free(id);
             id = NULL;
         } else {
             snprintf(setup, sizeof(setup), "%s\\%s\\Setup", K_SQL_ROOT, id);
+            /* SSRS 2017 and later keep their version under MSSQLServer\CurrentVersion. */
+            snprintf(current, sizeof(current), "%s\\%s\\MSSQLServer\\CurrentVersion",
+                     K_SQL_ROOT, id);
         }
     }
-    put(x, inst, "id", id ? string_json(x, K_SQL_INSTANCES, name, id) : json_null());
-    put(x, inst, "version", setup[0] ? string_fact(x, setup, "Version") : json_null());
+    put(x, inst, "id", id ? string_json(x, list_key, name, id) : json_null());
+    json_t *version = setup[0] ? string_fact(x, setup, "Version") : json_null();
+    if (json_is_null(version) && current[0])
+        version = string_fact(x, current, "CurrentVersion");
+    put(x, inst, "version", version);
     put(x, inst, "patch_level", setup[0] ? string_fact(x, setup, "PatchLevel") : json_null());
     put(x, inst, "edition", setup[0] ? string_fact(x, setup, "Edition") : json_null());
     return inst;
 }
 
-static json_t *sql_instances(struct extraction *x)
+/* The instances listed under `list_key` ("Instance Names\\SQL" for the engine, "...\\RS" for
+ * Reporting Services), each with its Setup key's Version, PatchLevel and Edition. */
+static json_t *sql_instances(struct extraction *x, const char *list_key)
 {
     json_t *list = json_array();
     char **names;
-    int rc = regview_list_values(x->v, K_SQL_INSTANCES, &names);
+    int rc = regview_list_values(x->v, list_key, &names);
     if (rc == -ENOENT || !list)
         return list;
     if (rc) {
-        hard_error(x, rc, K_SQL_INSTANCES, "");
+        hard_error(x, rc, list_key, "");
         return list;
     }
     size_t n = 0;
@@ -470,11 +630,11 @@ static json_t *sql_instances(struct extraction *x)
         if (names[i][0] == '\0') /* the key's default value is not an instance */
             continue;
         if (json_array_size(list) == SQL_INSTANCES_MAX) {
-            warn(x, K_SQL_INSTANCES, NULL, "more than 64 instances; the rest are not listed");
+            warn(x, list_key, NULL, "more than 64 instances; the rest are not listed");
             break;
         }
-        if (json_array_append_new(list, sql_instance(x, names[i])) != 0)
-            hard_error(x, -ENOMEM, K_SQL_INSTANCES, names[i]);
+        if (json_array_append_new(list, sql_instance(x, list_key, names[i])) != 0)
+            hard_error(x, -ENOMEM, list_key, names[i]);
     }
     regview_strv_free(names);
     return list;
@@ -485,7 +645,8 @@ static json_t *extract_sql(struct extraction *x)
     json_t *sql = json_object();
     if (!sql)
         return NULL;
-    put(x, sql, "instances", sql_instances(x));
+    put(x, sql, "instances", sql_instances(x, K_SQL_INSTANCES));
+    put(x, sql, "rs_instances", sql_instances(x, K_RS_INSTANCES));
     json_t *snac = string_fact(x, K_SNAC11 "\\CurrentVersion", "Version");
     if (json_is_null(snac))
         snac = string_fact(x, K_SNAC11, "InstalledVersion");
@@ -531,7 +692,7 @@ int facts_extract(struct regview *v, json_t **facts, char *err, size_t errsize)
         return -ENOMEM;
     }
     put(&x, f, "os", extract_os(&x));
-    put(&x, f, "hotfixes", extract_hotfixes(&x));
+    extract_updates(&x, f);
     put(&x, f, "schannel", extract_schannel(&x));
     put(&x, f, "winhttp", extract_winhttp(&x));
     put(&x, f, "dotnet", extract_dotnet(&x));
@@ -553,7 +714,7 @@ int facts_extract(struct regview *v, json_t **facts, char *err, size_t errsize)
 /* ---- facts files and whole reports ------------------------------------------------------ */
 
 static const char *const fact_members[] = {
-    "os", "hotfixes", "schannel", "winhttp", "dotnet", "sql", "wsus", "fips",
+    "os", "hotfixes", "updates", "schannel", "winhttp", "dotnet", "sql", "wsus", "fips",
     "extraction_warnings",
 };
 

@@ -10,7 +10,9 @@
 #include <time.h>
 
 #ifdef _WIN32
-#include <winsock2.h> /* before windows.h, which would pull the old winsock.h */
+/* winsock2.h before windows.h, which would pull the old winsock.h */
+#include <winsock2.h>
+
 #include <windows.h>
 /* mingw's `printf` format is Microsoft's (no %zu, %lld); the C library we call is C99's. */
 #define PLATFORM_PRINTF(fmt, args) __attribute__((format(gnu_printf, fmt, args)))

@@ -330,6 +330,74 @@ static bool is_kb(const char *s)
     return true;
 }
 
+/* An optional member (added after tlsgate.report/1 was first published): absent is accepted,
+ * so an older collector's report still validates, and the rules read it as "not reported". */
+static int check_optional(json_t *obj, const char *name, enum leaf type, struct path *p,
+                          char *err, size_t errsize)
+{
+    return json_object_get(obj, name) ? check_member(obj, name, type, p, err, errsize) : 0;
+}
+
+static int check_kb_array(json_t *a, struct path *p, char *err, size_t errsize)
+{
+    size_t saved_i;
+    int rc = 0;
+    for (size_t i = 0; !rc && i < json_array_size(a); i++) {
+        json_t *kb = json_array_get(a, i);
+        path_push_index(p, i, &saved_i);
+        if (!json_is_string(kb) || !is_kb(json_string_value(kb)))
+            rc = fail(p, err, errsize, "must be a string \"KB\" followed by digits");
+        path_pop(p, saved_i);
+    }
+    return rc;
+}
+
+/* "updates" (optional): {installed: [KB...], not_installed: {KB: CurrentState or null},
+ * rollup: version string or null}; null when the CBS key is absent. */
+static int check_updates(json_t *facts, struct path *p, char *err, size_t errsize)
+{
+    json_t *u = json_object_get(facts, "updates");
+    if (!u || json_is_null(u))
+        return 0;
+    size_t saved, saved_m, saved_k;
+    int rc = 0;
+    path_push(p, "updates", &saved);
+    if (!json_is_object(u)) {
+        rc = fail(p, err, errsize, "must be an object or null");
+    } else {
+        path_push(p, "installed", &saved_m);
+        json_t *a = json_object_get(u, "installed");
+        if (!json_is_array(a))
+            rc = fail(p, err, errsize, a ? "must be an array" : "missing");
+        else
+            rc = check_kb_array(a, p, err, errsize);
+        path_pop(p, saved_m);
+        json_t *o = json_object_get(u, "not_installed");
+        if (!rc) {
+            path_push(p, "not_installed", &saved_m);
+            if (!json_is_object(o))
+                rc = fail(p, err, errsize, o ? "must be an object" : "missing");
+            const char *kb;
+            json_t *st;
+            json_object_foreach(rc ? NULL : o, kb, st) {
+                path_push(p, kb, &saved_k);
+                if (!is_kb(kb))
+                    rc = fail(p, err, errsize, "must be named \"KB\" followed by digits");
+                else
+                    rc = check_leaf(st, LEAF_DWORD, p, err, errsize);
+                path_pop(p, saved_k);
+                if (rc)
+                    break;
+            }
+            path_pop(p, saved_m);
+        }
+        if (!rc)
+            rc = check_member(u, "rollup", LEAF_STRING, p, err, errsize);
+    }
+    path_pop(p, saved);
+    return rc;
+}
+
 static int check_hotfixes(json_t *facts, struct path *p, char *err, size_t errsize)
 {
     size_t saved, saved_i;
@@ -374,6 +442,8 @@ static int check_dotnet(json_t *facts, struct path *p, char *err, size_t errsize
     int rc = enter_object(facts, "dotnet", &dn, p, &saved, err, errsize);
     if (!rc)
         rc = check_member(dn, "release", LEAF_DWORD, p, err, errsize);
+    if (!rc)
+        rc = check_optional(dn, "v35_installed", LEAF_BOOL, p, err, errsize);
     for (size_t i = 0; !rc && i < COUNT(dotnet_keys); i++)
         rc = check_leaf_object(dn, dotnet_keys[i], dotnet_key_members, COUNT(dotnet_key_members),
                                p, err, errsize);
@@ -381,32 +451,45 @@ static int check_dotnet(json_t *facts, struct path *p, char *err, size_t errsize
     return rc;
 }
 
+/* sql[name]: an array of instance objects; `optional` accepts its absence. */
+static int check_instances(json_t *sql, const char *name, bool optional, struct path *p,
+                           char *err, size_t errsize)
+{
+    size_t saved_list, saved_i;
+    json_t *list = json_object_get(sql, name);
+    if (!list && optional)
+        return 0;
+    int rc = 0;
+    path_push(p, name, &saved_list);
+    if (!list)
+        rc = fail(p, err, errsize, "missing");
+    else if (!json_is_array(list))
+        rc = fail(p, err, errsize, "must be an array");
+    for (size_t i = 0; !rc && json_is_array(list) && i < json_array_size(list); i++) {
+        json_t *inst = json_array_get(list, i);
+        path_push_index(p, i, &saved_i);
+        if (!json_is_object(inst))
+            rc = fail(p, err, errsize, "must be an object");
+        else
+            rc = check_members(inst, sql_instance_members, COUNT(sql_instance_members), p, err,
+                               errsize);
+        path_pop(p, saved_i);
+    }
+    path_pop(p, saved_list);
+    return rc;
+}
+
 static int check_sql(json_t *facts, struct path *p, char *err, size_t errsize)
 {
     json_t *sql;
-    size_t saved, saved_list, saved_i;
+    size_t saved;
     int rc = enter_object(facts, "sql", &sql, p, &saved, err, errsize);
     if (!rc)
         rc = check_members(sql, sql_members, COUNT(sql_members), p, err, errsize);
-    if (!rc) {
-        path_push(p, "instances", &saved_list);
-        json_t *list = json_object_get(sql, "instances");
-        if (!list)
-            rc = fail(p, err, errsize, "missing");
-        else if (!json_is_array(list))
-            rc = fail(p, err, errsize, "must be an array");
-        for (size_t i = 0; !rc && json_is_array(list) && i < json_array_size(list); i++) {
-            json_t *inst = json_array_get(list, i);
-            path_push_index(p, i, &saved_i);
-            if (!json_is_object(inst))
-                rc = fail(p, err, errsize, "must be an object");
-            else
-                rc = check_members(inst, sql_instance_members, COUNT(sql_instance_members), p, err,
-                                   errsize);
-            path_pop(p, saved_i);
-        }
-        path_pop(p, saved_list);
-    }
+    if (!rc)
+        rc = check_instances(sql, "instances", false, p, err, errsize);
+    if (!rc)
+        rc = check_instances(sql, "rs_instances", true, p, err, errsize);
     path_pop(p, saved);
     return rc;
 }
@@ -453,10 +536,19 @@ int report_validate_facts(json_t *facts, char *err, size_t errsize)
     if (!json_is_object(facts))
         return fail(&p, err, errsize, "must be a JSON object");
     int rc = check_leaf_object(facts, "os", os_members, COUNT(os_members), &p, err, errsize);
+    if (!rc) {
+        size_t saved;
+        path_push(&p, "os", &saved);
+        rc = check_optional(json_object_get(facts, "os"), "product_type", LEAF_STRING, &p, err,
+                            errsize);
+        path_pop(&p, saved);
+    }
     if (!rc)
         rc = check_arch(facts, err, errsize);
     if (!rc)
         rc = check_hotfixes(facts, &p, err, errsize);
+    if (!rc)
+        rc = check_updates(facts, &p, err, errsize);
     if (!rc)
         rc = check_schannel(facts, &p, err, errsize);
     if (!rc)

@@ -56,23 +56,6 @@ static void pause_ms(long ms)
     nanosleep(&ts, NULL);
 }
 
-/* Waits for pid to exit within deadline_ms; returns its exit code (128+signal), or -1. */
-static int wait_exit(pid_t pid, long deadline_ms)
-{
-    long long end = now_ms() + deadline_ms;
-    for (;;) {
-        int status;
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid)
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        if (r < 0 && errno != EINTR)
-            return -1;
-        if (now_ms() > end)
-            return -1;
-        pause_ms(10);
-    }
-}
-
 static char *read_text(const char *path)
 {
     char *s = tu_read_file(path, NULL);
@@ -361,7 +344,7 @@ static struct child start_servers(const char *const *hosts, const char *client_c
         while ((r = read(fds[0], &ch.port[i], sizeof(ch.port[i]))) < 0 && errno == EINTR)
             ;
         ck_assert_msg(r == sizeof(ch.port[i]), "server child did not start (exit %d)",
-                      wait_exit(ch.pid, DEADLINE_MS));
+                      tu_wait_exit(ch.pid, DEADLINE_MS));
     }
     close(fds[0]);
     return ch;
@@ -377,7 +360,7 @@ static struct child start_server(void)
 static void stop_child(struct child *ch)
 {
     ck_assert_int_eq(kill(ch->pid, SIGTERM), 0);
-    ck_assert_int_eq(wait_exit(ch->pid, DEADLINE_MS), 0);
+    ck_assert_int_eq(tu_wait_exit(ch->pid, DEADLINE_MS), 0);
 }
 
 /* ---- case "server" ---- */
@@ -690,7 +673,7 @@ static struct proc start_collector_with(bool bare, const char *const *extra)
         if (got <= 0) {
             char *err = tu_read_file(p.errpath, NULL);
             ck_abort_msg("collector exited before serving (exit %d): %s",
-                         wait_exit(p.pid, DEADLINE_MS), err ? err : "");
+                         tu_wait_exit(p.pid, DEADLINE_MS), err ? err : "");
         }
         len += (size_t)got;
         line[len] = '\0';
@@ -712,7 +695,7 @@ static struct proc start_collector(const char *const *extra)
 static void stop_collector(struct proc *p)
 {
     ck_assert_int_eq(kill(p->pid, SIGTERM), 0);
-    ck_assert_int_eq(wait_exit(p->pid, DEADLINE_MS), 0);
+    ck_assert_int_eq(tu_wait_exit(p->pid, DEADLINE_MS), 0);
 }
 
 /* Runs the collector expecting it to refuse to start; returns the exit code, *err its stderr. */
@@ -1125,7 +1108,7 @@ START_TEST(test_collector_sigterm_exits_zero)
     char *body = get_ok(p.port, HOST1, "/v1/health");
     free(body);
     ck_assert_int_eq(kill(p.pid, SIGTERM), 0);
-    ck_assert_int_eq(wait_exit(p.pid, 5000), 0);
+    ck_assert_int_eq(tu_wait_exit(p.pid, 5000), 0);
     char *err = read_text(p.errpath);
     ck_assert_str_eq(err, "");
     free(err);

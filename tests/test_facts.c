@@ -34,6 +34,20 @@ static const struct fixture fixtures[] = {
     {"server2016-sql2016sp2-express", {"server2016-sql2016sp2-express.reg"}},
     {"server2019-site-server", {"server2019-site-server.reg"}},
     {"server2008r2-regedit4-ansi", {"server2008r2-regedit4-ansi.reg"}},
+    /* One verdict case each (tests/test_rules.c "cases"), written by regen-facts too. */
+    {"case-server2008r2-legacy-tls11-default-off", {"case-server2008r2-legacy-tls11-default-off.reg"}},
+    {"case-server2008r2-sql2008r2sp2-x64", {"case-server2008r2-sql2008r2sp2-x64.reg"}},
+    {"case-server2008sp2-core", {"case-server2008sp2-core.reg"}},
+    {"case-server2012r2-core-wsus", {"case-server2012r2-core-wsus.reg"}},
+    {"case-server2012r2-ssrs2014-no-net35-update", {"case-server2012r2-ssrs2014-no-net35-update.reg"}},
+    {"case-server2016-legacy-disabled-by-default", {"case-server2016-legacy-disabled-by-default.reg"}},
+    {"case-server2019-dsp-wow64-without-tls12", {"case-server2019-dsp-wow64-without-tls12.reg"}},
+    {"case-server2019-legacy-off-by-default", {"case-server2019-legacy-off-by-default.reg"}},
+    {"case-win10-dsp-without-tls12", {"case-win10-dsp-without-tls12.reg"}},
+    {"case-win7-enabled-dbd-absent", {"case-win7-enabled-dbd-absent.reg"}},
+    {"case-win7-kb3140245-staged", {"case-win7-kb3140245-staged.reg"}},
+    {"case-win7-rtm-7600", {"case-win7-rtm-7600.reg"}},
+    {"case-win8-client", {"case-win8-client.reg"}},
 };
 
 static void assert_json_equal(json_t *got, json_t *want, const char *what)
@@ -107,8 +121,9 @@ END_TEST
 /* The facts of a registry that has none of the keys: every fact null, nothing invented. */
 static const char all_absent[] =
     "{\"os\": {\"product_name\": null, \"version\": null, \"build\": null, \"ubr\": null,"
-    " \"arch\": null, \"installation_type\": null, \"csd_version\": null},"
-    " \"hotfixes\": null,"
+    " \"arch\": null, \"installation_type\": null, \"csd_version\": null,"
+    " \"product_type\": null},"
+    " \"hotfixes\": null, \"updates\": null,"
     " \"schannel\": {"
     "  \"ssl2\": {\"client\": {\"enabled\": null, \"disabled_by_default\": null},"
     "            \"server\": {\"enabled\": null, \"disabled_by_default\": null}},"
@@ -127,9 +142,10 @@ static const char all_absent[] =
     "  \"v4\": {\"strong_crypto\": null, \"system_default_tls\": null},"
     "  \"v4_wow64\": {\"strong_crypto\": null, \"system_default_tls\": null},"
     "  \"v2\": {\"strong_crypto\": null, \"system_default_tls\": null},"
-    "  \"v2_wow64\": {\"strong_crypto\": null, \"system_default_tls\": null}},"
+    "  \"v2_wow64\": {\"strong_crypto\": null, \"system_default_tls\": null},"
+    "  \"v35_installed\": false},"
     " \"sql\": {\"instances\": [], \"native_client_11\": null, \"odbc_17\": null,"
-    "  \"odbc_18\": null},"
+    "  \"odbc_18\": null, \"rs_instances\": []},"
     " \"wsus\": {\"installed\": false, \"version\": null},"
     " \"fips\": null}";
 
@@ -155,6 +171,10 @@ START_TEST(test_facts_absent_registry_is_all_null)
         "[HKEY_LOCAL_MACHINE\\SYSTEM\\CurrentControlSet\\Control\\Lsa]\r\n"
         "\"fipsalgorithmpolicy\"=dword:00000001\r\n\r\n");
     json_t *want = skeleton();
+    /* A Reporting Services instance whose Setup key is absent: listed, its version null. */
+    json_array_append_new(json_object_get(json_object_get(want, "sql"), "rs_instances"),
+                          json_pack("{s:s, s:s, s:n, s:n, s:n}", "name", "MSSQLSERVER", "id",
+                                    "MSRS12.MSSQLSERVER", "version", "patch_level", "edition"));
     assert_json_equal(got, want, "absent registry");
     ck_assert_ptr_null(json_object_get(got, "extraction_warnings"));
     json_decref(got);
@@ -175,24 +195,75 @@ START_TEST(test_facts_present_empty_packages_key_is_empty_list)
 }
 END_TEST
 
+
+START_TEST(test_facts_only_installed_cbs_packages_count)
+{
+    /* CurrentState: 0x70 installed, 0x80 permanent; staged, install pending, partially
+     * installed, superseded, absent and a missing CurrentState are not installed. A KB with one
+     * installed package (beside an older superseded one) is installed. */
+    json_t *got = extract_text(
+        "REGEDIT4\r\n\r\n"
+#define PKG "[HKLM\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Component Based Servicing\\Packages\\"
+        PKG "Package_for_KB3140245~31bf3856ad364e35~amd64~~6.1.1.1]\r\n"
+        "\"CurrentState\"=dword:00000040\r\n\r\n"
+        PKG "Package_for_KB3154518~31bf3856ad364e35~amd64~~6.1.1.0]\r\n"
+        "\"CurrentState\"=dword:00000060\r\n\r\n"
+        PKG "Package_for_KB4019276~31bf3856ad364e35~amd64~~6.0.1.0]\r\n"
+        "\"CurrentState\"=dword:00000065\r\n\r\n"
+        PKG "Package_for_KB4022720~31bf3856ad364e35~amd64~~6.3.1.0]\r\n"
+        "\"CurrentState\"=dword:00000050\r\n\r\n"
+        PKG "Package_for_KB2533623~31bf3856ad364e35~amd64~~6.1.1.0]\r\n\r\n"
+        PKG "Package_for_KB976932~31bf3856ad364e35~amd64~~6.1.1.17514]\r\n"
+        "\"CurrentState\"=dword:00000080\r\n\r\n"
+        PKG "Package_for_KB2552343~31bf3856ad364e35~amd64~~6.1.1.0]\r\n"
+        "\"CurrentState\"=dword:00000050\r\n\r\n"
+        PKG "Package_for_KB2552343~31bf3856ad364e35~amd64~~6.1.1.1]\r\n"
+        "\"CurrentState\"=dword:00000070\r\n\r\n"
+        PKG "Package_for_RollupFix~31bf3856ad364e35~amd64~~7601.24544.1.4]\r\n"
+        "\"CurrentState\"=dword:00000070\r\n\r\n"
+        PKG "Package_for_RollupFix~31bf3856ad364e35~amd64~~7601.24548.1.2]\r\n"
+        "\"CurrentState\"=dword:00000040\r\n\r\n"
+        PKG "Package_for_RollupFix~31bf3856ad364e35~amd64~~7601.23964.1.0]\r\n"
+        "\"CurrentState\"=dword:00000050\r\n\r\n"
+#undef PKG
+    );
+    json_error_t je;
+    json_t *want = json_loads(
+        "{\"installed\": [\"KB976932\", \"KB2552343\"],"
+        " \"not_installed\": {\"KB2533623\": null, \"KB3140245\": 64, \"KB3154518\": 96,"
+        "                     \"KB4019276\": 101, \"KB4022720\": 80},"
+        " \"rollup\": \"7601.24544.1.4\"}", 0, &je);
+    ck_assert_ptr_nonnull(want);
+    assert_json_equal(json_object_get(got, "updates"), want, "updates");
+    assert_json_equal(json_object_get(got, "hotfixes"), json_object_get(want, "installed"),
+                      "hotfixes");
+    char err[256] = "";
+    ck_assert_msg(report_validate_facts(got, err, sizeof(err)) == 0, "%s", err);
+    json_decref(want);
+    json_decref(got);
+}
+END_TEST
+
 START_TEST(test_facts_kb_numbers_unique_uppercase_in_numeric_order)
 {
     json_t *got = extract_text(
         "REGEDIT4\r\n\r\n"
 #define PKG "[HKLM\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Component Based Servicing\\Packages\\"
-        PKG "Package_for_KB3140245~31bf3856ad364e35~amd64~~6.1.1.1]\r\n\r\n"
-        PKG "Package_for_KB976932~31bf3856ad364e35~amd64~~6.1.1.17514]\r\n\r\n"
-        PKG "Package_1_for_KB4019276~31bf3856ad364e35~amd64~~6.0.1.0]\r\n\r\n"
-        PKG "Package_2_for_KB4019276~31bf3856ad364e35~amd64~~6.0.1.0]\r\n\r\n"
-        PKG "package_for_kb2533623~31bf3856ad364e35~amd64~~6.1.1.0]\r\n\r\n"
-        PKG "Package_for_KB0012345~31bf3856ad364e35~amd64~~6.1.1.0]\r\n\r\n"
-        PKG "Package_for_KB12345_RTM~31bf3856ad364e35~amd64~~6.1.1.0]\r\n\r\n"
-        PKG "Package_for_RollupFix~31bf3856ad364e35~amd64~~19041.3693.1.7]\r\n\r\n"
-        PKG "Package_for_KB~31bf3856ad364e35~amd64~~1.0]\r\n\r\n"
-        PKG "Package_for_KB1234567890123~31bf3856ad364e35~amd64~~1.0]\r\n\r\n"
+#define INSTALLED "\"CurrentState\"=dword:00000070\r\n\r\n"
+        PKG "Package_for_KB3140245~31bf3856ad364e35~amd64~~6.1.1.1]\r\n" INSTALLED
+        PKG "Package_for_KB976932~31bf3856ad364e35~amd64~~6.1.1.17514]\r\n" INSTALLED
+        PKG "Package_1_for_KB4019276~31bf3856ad364e35~amd64~~6.0.1.0]\r\n" INSTALLED
+        PKG "Package_2_for_KB4019276~31bf3856ad364e35~amd64~~6.0.1.0]\r\n" INSTALLED
+        PKG "package_for_kb2533623~31bf3856ad364e35~amd64~~6.1.1.0]\r\n" INSTALLED
+        PKG "Package_for_KB0012345~31bf3856ad364e35~amd64~~6.1.1.0]\r\n" INSTALLED
+        PKG "Package_for_KB12345_RTM~31bf3856ad364e35~amd64~~6.1.1.0]\r\n" INSTALLED
+        PKG "Package_for_RollupFix~31bf3856ad364e35~amd64~~19041.3693.1.7]\r\n" INSTALLED
+        PKG "Package_for_KB~31bf3856ad364e35~amd64~~1.0]\r\n" INSTALLED
+        PKG "Package_for_KB1234567890123~31bf3856ad364e35~amd64~~1.0]\r\n" INSTALLED
         /* A subkey of a package is not a package. */
         PKG "Package_for_RollupFix~31bf3856ad364e35~amd64~~19041.3693.1.7\\KB5555555]\r\n\r\n"
 #undef PKG
+#undef INSTALLED
     );
     json_error_t je;
     json_t *want = json_loads("[\"KB12345\", \"KB976932\", \"KB2533623\", \"KB3140245\","
@@ -376,7 +447,7 @@ START_TEST(test_facts_caps_keep_any_registry_under_the_report_cap)
         len += (size_t)snprintf(text + len, cap - len,
                                 "[HKLM\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Component Based"
                                 " Servicing\\Packages\\Package_for_KB%d~31bf3856ad364e35~amd64~~6.1.1.0]"
-                                "\r\n\r\n",
+                                "\r\n\"CurrentState\"=dword:00000070\r\n\r\n",
                                 kb);
     len += (size_t)snprintf(text + len, cap - len,
                             "[HKLM\\SOFTWARE\\Microsoft\\Microsoft SQL Server\\Instance Names\\SQL]"
@@ -439,6 +510,7 @@ int main(void)
     tcase_add_test(tr, test_facts_absent_registry_is_all_null);
     tcase_add_test(tr, test_facts_present_empty_packages_key_is_empty_list);
     tcase_add_test(tr, test_facts_kb_numbers_unique_uppercase_in_numeric_order);
+    tcase_add_test(tr, test_facts_only_installed_cbs_packages_count);
     tcase_add_test(tr, test_facts_wrong_types_are_null_and_named_in_warnings);
     tcase_add_test(tr, test_facts_os_version_needs_both_major_and_minor);
     tcase_add_test(tr, test_facts_snac_falls_back_to_installed_version_and_wsus_without_version);

@@ -9,8 +9,9 @@
 
 #include <jansson.h>
 
+#include "facts.h"
 #include "gate.h"
-#include "gatefix.h"
+#include "fixture.h"
 #include "ingest.h"
 #include "rules.h"
 
@@ -305,6 +306,82 @@ START_TEST(test_gate_orphan_risk_server_disabled_legacy_while_blocked)
                                       "\"gate\":\"blocked\",\"state\":\"ready\",\"waived\":false,"
                                       "\"dependents\":3,\"blocking\":1,\"waived_dependents\":0,"
                                       "\"legacy_disabled\":true,\"orphan_risk\":true"));
+    free(out);
+}
+END_TEST
+
+
+/* Stores, for `name`, the report the collector builds from tests/fixtures/facts/FIXTURE.json
+ * (the facts of a case-*.reg export), through ingest as the daemon stores it. `edit` may change
+ * the facts first. */
+static void ingest_facts(const char *name, const char *fixture, void (*edit)(json_t *))
+{
+    char rel[256], err[512];
+    snprintf(rel, sizeof(rel), "tests/fixtures/facts/%s.json", fixture);
+    json_t *facts;
+    ck_assert_msg(facts_load_file(tu_source_path(rel), &facts, err, sizeof(err)) == 0, "%s", err);
+    if (edit)
+        edit(facts);
+    json_t *r = facts_build_report(facts, name, FX_NOW - 30, "regfile", 900);
+    struct rules_catalog *c;
+    ck_assert_msg(rules_load_default(&c, err, sizeof(err)) == 0, "%s", err);
+    long long id = fx_id(s, name);
+    unsigned roles = (unsigned)fx_int(s, "SELECT roles FROM host WHERE id = %lld", id);
+    ck_assert_msg(ingest_report(s, c, id, roles, r, FX_NOW - 30, err, sizeof(err)) == 0, "%s",
+                  err);
+    rules_free(c);
+    json_decref(r);
+    json_decref(facts);
+}
+
+static void drop_build(json_t *facts)
+{
+    json_object_set_new(json_object_get(facts, "os"), "build", json_null());
+}
+
+START_TEST(test_gate_orphan_risk_follows_os_defaults_and_disabled_by_default)
+{
+    two_sites();
+    fx_win7_without_kb(s, "pc1.p01.example"); /* a client of dp1 that is not ready */
+    /* nothing written: SSL 3.0 is off by default on 2019, TLS 1.0 and 1.1 are on */
+    ingest_facts("dp1.p01.example", "case-server2019-dsp-wow64-without-tls12", NULL);
+    ck_assert(!server("dp1.p01.example").legacy_disabled);
+    ck_assert(!server("dp1.p01.example").orphan_risk);
+    /* Server 2019 with TLS 1.0 and 1.1 Enabled=0 and SSL 3.0 left to its default (off) */
+    ingest_facts("dp1.p01.example", "case-server2019-legacy-off-by-default", NULL);
+    ck_assert(server("dp1.p01.example").legacy_disabled);
+    ck_assert(server("dp1.p01.example").orphan_risk);
+    /* Server 2016 with DisabledByDefault=1 on SSL 3.0, TLS 1.0, TLS 1.1: IIS does not ask */
+    ingest_facts("dp1.p01.example", "case-server2016-legacy-disabled-by-default", NULL);
+    ck_assert(server("dp1.p01.example").orphan_risk);
+    /* Server 2008 R2: TLS 1.1 is off by default, so SSL 3.0 and TLS 1.0 disabled is all */
+    ingest_facts("dp1.p01.example", "case-server2008r2-legacy-tls11-default-off", NULL);
+    ck_assert(server("dp1.p01.example").orphan_risk);
+    /* when the OS build is unknown an absent value's default is too: raise the alarm */
+    ingest_facts("dp1.p01.example", "case-server2019-legacy-off-by-default", drop_build);
+    ck_assert(server("dp1.p01.example").orphan_risk);
+    ck_assert_int_eq(fx_int(s, "SELECT legacy_disabled FROM report WHERE host_id = %lld",
+                            fx_id(s, "dp1.p01.example")), 1);
+}
+END_TEST
+
+/* enforce -> complete asks each server to report the legacy protocols off, not to write keys
+ * its OS does not need (SSL 3.0 on Server 2016 and later, TLS 1.1 on Server 2008 R2). */
+START_TEST(test_enforce_completes_without_keys_the_os_does_not_need)
+{
+    fx_site(s, "P09", "enforce");
+    fx_host(s, "mp1.p09.example", "P09", MP);
+    fx_host(s, "dp1.p09.example", "P09", DP);
+    fx_host(s, "pc1.p09.example", "P09", ROLE_CLIENT);
+    ingest_facts("mp1.p09.example", "case-server2019-legacy-off-by-default", NULL);
+    ingest_facts("dp1.p09.example", "case-server2008r2-legacy-tls11-default-off", NULL);
+    fx_sql(s, "UPDATE report SET blockers = 0 WHERE host_id IN (%lld, %lld)",
+           fx_id(s, "mp1.p09.example"), fx_id(s, "dp1.p09.example"));
+    fx_sql(s, "DELETE FROM verdict");
+    char *out;
+    int code = fx_run(db, &out, NULL, "phase", "advance", "--site", "P09", "--dry-run", NULL);
+    ck_assert_msg(code == 0, "%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "enforce -> complete would pass"));
     free(out);
 }
 END_TEST
@@ -798,6 +875,8 @@ int main(void)
     tcase_add_test(tc, test_gate_closed_outside_enforce_but_answers_what_if);
     tcase_add_test(tc, test_gate_orphan_risk_server_disabled_legacy_while_blocked);
     tcase_add_test(tc, test_gate_orphan_risk_when_dependent_goes_stale_after_disable);
+    tcase_add_test(tc, test_gate_orphan_risk_follows_os_defaults_and_disabled_by_default);
+    tcase_add_test(tc, test_enforce_completes_without_keys_the_os_does_not_need);
     tcase_add_test(tc, test_gate_blockers_one_row_per_failed_rule_in_order);
     tcase_add_test(tc, test_gate_blockers_of_every_site_in_site_server_order_with_cross_site_edge);
     tcase_add_test(tc, test_gate_site_summary_counts);

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
 #include "hoststate.h"
 #include "ingest.h"
 #include "inventory.h"
@@ -143,18 +142,18 @@ START_TEST(test_ingest_stores_report_verdicts_and_summary)
     ck_assert_int_eq(query_int("SELECT collected_at FROM report WHERE host_id = %lld", id), T0);
     ck_assert_int_eq(query_int("SELECT received_at FROM report WHERE host_id = %lld", id), T0 + 5);
     ck_assert_int_eq(query_int("SELECT blockers FROM report WHERE host_id = %lld", id), 4);
-    ck_assert_int_eq(query_int("SELECT warnings FROM report WHERE host_id = %lld", id), 2);
+    ck_assert_int_eq(query_int("SELECT warnings FROM report WHERE host_id = %lld", id), 3);
     ck_assert_int_eq(query_int("SELECT legacy_disabled FROM report WHERE host_id = %lld", id), 0);
     char *v = query_text("SELECT catalog_version FROM report WHERE host_id = %lld", id);
-    ck_assert_str_eq(v, "2026.11.1");
+    ck_assert_str_eq(v, "2026.12.0");
     free(v);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE host_id = %lld", id), 8);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE host_id = %lld", id), 9);
     ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE host_id = %lld AND pass = 0 "
                                "AND severity = 'blocker'", id), 4);
     v = query_text("SELECT reason FROM verdict WHERE host_id = %lld AND rule = "
                    "'winhttp-kb3140245'", id);
     ck_assert_str_eq(v, "WinHTTP cannot default to TLS 1.2 without KB3140245: installed updates "
-                        "lack KB3140245");
+                        "(CBS CurrentState) lack KB3140245");
     free(v);
     char *body = query_text("SELECT body FROM report WHERE host_id = %lld", id);
     json_t *back = json_loads(body, 0, NULL);
@@ -172,7 +171,7 @@ START_TEST(test_ingest_stores_report_verdicts_and_summary)
 }
 END_TEST
 
-START_TEST(test_legacy_disabled_needs_explicit_zero_on_all_three)
+START_TEST(test_legacy_disabled_follows_os_defaults_and_disabled_by_default)
 {
     long long id = add_host("ps1-2019.corp.contoso.com", "P01", ROLE_SITE_SERVER);
     json_t *r = fixture("server2019-site-server");
@@ -180,12 +179,28 @@ START_TEST(test_legacy_disabled_needs_explicit_zero_on_all_three)
     ck_assert_int_eq(ingest(id, ROLE_SITE_SERVER, r, err), 0);
     ck_assert_int_eq(query_int("SELECT legacy_disabled FROM report WHERE host_id = %lld", id), 1);
     ck_assert_int_eq(ingest_legacy_disabled(r), 1);
-    json_t *tls11 = json_object_get(json_object_get(json_object_get(r, "schannel"), "tls11"),
-                                    "server");
-    json_object_set_new(tls11, "enabled", json_null()); /* absent = OS default = on */
+    json_t *sch = json_object_get(r, "schannel");
+    json_t *tls11 = json_object_get(json_object_get(sch, "tls11"), "server");
+    json_t *ssl3 = json_object_get(json_object_get(sch, "ssl3"), "server");
+    /* both absent: the OS default, on for TLS 1.1 on Server 2019 */
+    json_object_set_new(tls11, "enabled", json_null());
+    json_object_set_new(tls11, "disabled_by_default", json_null());
     ck_assert_int_eq(ingest_legacy_disabled(r), 0);
     json_object_set_new(tls11, "enabled", json_integer(1));
+    json_object_set_new(tls11, "disabled_by_default", json_integer(0));
     ck_assert_int_eq(ingest_legacy_disabled(r), 0);
+    /* DisabledByDefault=1: IIS and HTTP.sys do not ask for it, so it is off */
+    json_object_set_new(tls11, "disabled_by_default", json_integer(1));
+    ck_assert_int_eq(ingest_legacy_disabled(r), 1);
+    /* SSL 3.0 absent is off by default from Server 2016, on before */
+    json_object_set_new(ssl3, "enabled", json_null());
+    json_object_set_new(ssl3, "disabled_by_default", json_null());
+    ck_assert_int_eq(ingest_legacy_disabled(r), 1);
+    json_object_set_new(json_object_get(r, "os"), "build", json_integer(9600));
+    ck_assert_int_eq(ingest_legacy_disabled(r), 0);
+    /* no build: the default is unknown, and a doubt raises the alarm */
+    json_object_set_new(json_object_get(r, "os"), "build", json_null());
+    ck_assert_int_eq(ingest_legacy_disabled(r), 1);
     json_decref(r);
 }
 END_TEST
@@ -262,7 +277,7 @@ START_TEST(test_ingest_is_all_or_nothing)
     ck_assert_ptr_nonnull(strstr(err, "injected failure"));
     ck_assert_int_eq(query_int("SELECT collected_at FROM report WHERE host_id = %lld", id), T0);
     ck_assert_int_eq(query_int("SELECT blockers FROM report WHERE host_id = %lld", id), 1);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE host_id = %lld", id), 8);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE host_id = %lld", id), 9);
     ck_assert_int_eq(query_int("SELECT pass FROM verdict WHERE host_id = %lld AND rule = "
                                "'winhttp-dsp-wow64'", id), 0);
     ck_assert(sqlite3_get_autocommit(store_db(st)));
@@ -306,6 +321,31 @@ START_TEST(test_ingest_inside_caller_transaction_batches)
     json_decref(ra);
     json_decref(rb);
     json_decref(rc);
+}
+END_TEST
+
+START_TEST(test_reevaluate_recomputes_legacy_disabled)
+{
+    /* A server whose SSL 3.0 is off by OS default and TLS 1.0/1.1 Enabled=0: a row stored with
+     * the older meaning (Enabled=0 on all three) says 0; re-evaluation writes 1. */
+    long long a = add_host("mp1.corp.contoso.com", "P01", ROLE_MANAGEMENT_POINT);
+    json_t *r = fixture("server2016-sql2016sp2-express");
+    json_t *sch = json_object_get(r, "schannel");
+    json_t *off = json_pack("{s:i, s:n}", "enabled", 0, "disabled_by_default");
+    json_object_set(json_object_get(sch, "tls10"), "server", off);
+    json_object_set(json_object_get(sch, "tls11"), "server", off);
+    json_object_set_new(json_object_get(sch, "ssl3"), "server",
+                        json_pack("{s:n, s:n}", "enabled", "disabled_by_default"));
+    json_decref(off);
+    char err[512];
+    ck_assert_int_eq(ingest(a, ROLE_MANAGEMENT_POINT, r, err), 0);
+    ck_assert_int_eq(query_int("SELECT legacy_disabled FROM report WHERE host_id = %lld", a), 1);
+    ck_assert_int_eq(store_exec(st, "UPDATE report SET legacy_disabled = 0"), 0);
+    long long count, bad;
+    ck_assert_int_eq(ingest_reevaluate_all(st, cat, NULL, NULL, &count, &bad, err, sizeof(err)),
+                     0);
+    ck_assert_int_eq(query_int("SELECT legacy_disabled FROM report WHERE host_id = %lld", a), 1);
+    json_decref(r);
 }
 END_TEST
 
@@ -548,7 +588,9 @@ START_TEST(test_rules_reads_lists_what_evaluation_looks_at)
     /* scope, predicates, protocol defaults, every-lists; never the report's identity */
     ck_assert(reads(cat, "os.build"));
     ck_assert(reads(cat, "os.installation_type"));
-    ck_assert(reads(cat, "hotfixes"));
+    ck_assert(reads(cat, "updates.installed"));
+    ck_assert(reads(cat, "os.product_type"));
+    ck_assert(!reads(cat, "hotfixes"));
     ck_assert(reads(cat, "schannel.tls12.client"));
     ck_assert(reads(cat, "schannel.tls12.server"));
     ck_assert(reads(cat, "winhttp.default_secure_protocols_wow64"));
@@ -650,20 +692,12 @@ END_TEST
 
 static int run(char **out, char **errout, ...)
 {
-    char *argv[32];
-    int n = 0;
-    argv[n++] = (char *)tu_build_path("orchestrator/tlsgate");
-    argv[n++] = "--db";
-    argv[n++] = (char *)db;
+    char *env[] = {"TLSGATE_NOW=" NOW, "TLSGATE_USER=tester", NULL};
     va_list ap;
     va_start(ap, errout);
-    char *a;
-    while ((a = va_arg(ap, char *)) && n < 31)
-        argv[n++] = a;
+    int rc = tu_tlsgatev(db, env, out, errout, ap);
     va_end(ap);
-    argv[n] = NULL;
-    char *env[] = {"TLSGATE_NOW=" NOW, "TLSGATE_USER=tester", NULL};
-    return tu_run(argv, env, out, errout);
+    return rc;
 }
 
 /* A small estate in P01 (+ one client in P02), every report ingested with the default catalog. */
@@ -697,7 +731,7 @@ START_TEST(test_rules_check_accepts_default_and_refuses_bad_file)
     char *out, *errout;
     ck_assert_int_eq(run(&out, &errout, "rules", "check", tu_source_path("schema/rules.json"),
                          NULL), 0);
-    ck_assert_ptr_nonnull(strstr(out, "catalog 2026.11.1, 27 rules: valid"));
+    ck_assert_ptr_nonnull(strstr(out, "catalog 2026.12.0, 36 rules: valid"));
     free(out);
     free(errout);
     const char *bad = tu_path(dir, "bad.json");
@@ -747,7 +781,7 @@ START_TEST(test_rules_load_reevaluates_every_stored_report)
 
     char *out, *errout;
     ck_assert_int_eq(run(&out, &errout, "rules", "load", file, NULL), 0);
-    ck_assert_ptr_nonnull(strstr(out, "catalog 2026.12.1 loaded: 26 rules, 6 reports "
+    ck_assert_ptr_nonnull(strstr(out, "catalog 2026.12.1 loaded: 35 rules, 6 reports "
                                       "re-evaluated in "));
     free(out);
     free(errout);
@@ -771,7 +805,7 @@ START_TEST(test_rules_load_reevaluates_every_stored_report)
     ck_assert_msg(shown != NULL, "%s", je.text);
     ck_assert_str_eq(json_string_value(json_object_get(shown, "version")), "2026.12.1");
     ck_assert_str_eq(json_string_value(json_object_get(shown, "source")), "stored");
-    ck_assert_uint_eq(json_array_size(json_object_get(shown, "rules")), 26);
+    ck_assert_uint_eq(json_array_size(json_object_get(shown, "rules")), 35);
     json_decref(shown);
     free(out);
     free(errout);
@@ -789,6 +823,14 @@ START_TEST(test_host_show_lists_failures_first_with_remedies)
     ck_assert_int_eq(run(&out, &errout, "host", "show", "CL-W7-0003.corp.contoso.com", NULL), 0);
     ck_assert_ptr_nonnull(strstr(out, "cl-w7-0003.corp.contoso.com\n  site P01, roles client"));
     ck_assert_ptr_nonnull(strstr(out, "state: not_ready (1 blocker, 0 warnings failing;"));
+    /* each fact in its own place: the Wow6432Node SystemDefaultTlsVersions is 1, not the
+     * Release number printed earlier on the same line */
+    ck_assert_ptr_nonnull(strstr(out, "  .NET          Release 528049; v4.0.30319 "
+                                      "SchUseStrongCrypto 1, SystemDefaultTlsVersions 1; "
+                                      "Wow6432Node SchUseStrongCrypto 1, SystemDefaultTlsVersions "
+                                      "1\n"));
+    ck_assert_ptr_nonnull(strstr(out, "  .NET 3.5      installed on; v2.0.50727 "
+                                      "SchUseStrongCrypto absent"));
     ck_assert_ptr_nonnull(strstr(out, "last report: collected 2026-11-25T12:00:00Z"));
     ck_assert_ptr_nonnull(strstr(out, "winhttp       DefaultSecureProtocols 0xA00, Wow6432Node "
                                       "absent"));
@@ -811,16 +853,17 @@ START_TEST(test_host_show_lists_failures_first_with_remedies)
                      "2026-11-25T12:00:00Z");
     ck_assert_int_eq(json_integer_value(json_object_get(j, "blockers")), 4);
     json_t *vs = json_object_get(j, "verdicts");
-    ck_assert_uint_eq(json_array_size(vs), 8);
+    ck_assert_uint_eq(json_array_size(vs), 9);
     /* blockers first, then warnings, then passes */
-    const char *order[] = {"blocker", "blocker", "blocker", "blocker", "warning", "warning"};
-    for (size_t i = 0; i < 6; i++) {
+    const char *order[] = {"blocker", "blocker", "blocker", "blocker", "warning", "warning",
+                           "warning"};
+    for (size_t i = 0; i < 7; i++) {
         json_t *v = json_array_get(vs, i);
         ck_assert(json_is_false(json_object_get(v, "pass")));
         ck_assert_str_eq(json_string_value(json_object_get(v, "severity")), order[i]);
         ck_assert(json_string_length(json_object_get(v, "remedy")) > 0);
     }
-    ck_assert(json_is_true(json_object_get(json_array_get(vs, 6), "pass")));
+    ck_assert(json_is_true(json_object_get(json_array_get(vs, 7), "pass")));
     ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "report"), "host")),
                      "cl-w7-0002.corp.contoso.com");
     json_decref(j);
@@ -848,8 +891,8 @@ START_TEST(test_rules_blockers_groups_failures_by_rule_per_site)
     ck_assert_str_eq(out,
                      "3 clients: DefaultSecureProtocols (Wow6432Node) lacks TLS 1.2  "
                      "[winhttp-dsp-wow64, blocker]\n"
-                     "2 clients: TLS 1.2 client side off in SCHANNEL  [schannel-tls12-client, "
-                     "blocker]\n"
+                     "2 clients: TLS 1.2 client side disabled in SCHANNEL  "
+                     "[schannel-tls12-client, blocker]\n"
                      "2 clients: DefaultSecureProtocols lacks TLS 1.2  [winhttp-dsp, blocker]\n"
                      "2 clients: KB3140245 missing  [winhttp-kb3140245, blocker]\n"
                      "1 site system: KB4022721 missing on WSUS 2012  [wsus-2012-kb4022721, "
@@ -857,7 +900,11 @@ START_TEST(test_rules_blockers_groups_failures_by_rule_per_site)
                      "3 clients: strong cryptography not set for .NET 4  "
                      "[software-center-strong-crypto, warning]\n"
                      "2 clients: .NET Framework older than 4.6.2  [software-center-dotnet, "
-                     "warning]\n");
+                     "warning]\n"
+                     "2 clients: TLS 1.2 client side disabled by default in SCHANNEL  "
+                     "[software-center-schannel-default, warning]\n"
+                     "1 site system: .NET 3.5 TLS 1.2 update or strong cryptography missing  "
+                     "[site-system-strong-crypto-v2, warning]\n");
     free(out);
     free(errout);
 
@@ -889,12 +936,13 @@ static Suite *ingest_suite(void)
     tcase_add_checked_fixture(t, setup, teardown);
     tcase_add_test(t, test_report_fixtures_are_valid_wire_reports);
     tcase_add_test(t, test_ingest_stores_report_verdicts_and_summary);
-    tcase_add_test(t, test_legacy_disabled_needs_explicit_zero_on_all_three);
+    tcase_add_test(t, test_legacy_disabled_follows_os_defaults_and_disabled_by_default);
     tcase_add_test(t, test_older_report_is_stale_and_changes_nothing);
     tcase_add_test(t, test_report_without_collected_at_is_refused);
     tcase_add_test(t, test_ingest_is_all_or_nothing);
     tcase_add_test(t, test_ingest_inside_caller_transaction_batches);
     tcase_add_test(t, test_reevaluate_rewrites_only_changes_and_drops_gone_rules);
+    tcase_add_test(t, test_reevaluate_recomputes_legacy_disabled);
     tcase_add_test(t, test_rules_reads_lists_what_evaluation_looks_at);
     tcase_add_test(t, test_reevaluation_matches_evaluating_each_report_on_its_own);
     suite_add_tcase(s, t);

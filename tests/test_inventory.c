@@ -47,15 +47,7 @@ static int import_text(const char *name, const char *text, char **err)
 
 static long long query_int(const char *sql)
 {
-    sqlite3 *raw;
-    ck_assert_int_eq(sqlite3_open(db, &raw), SQLITE_OK);
-    sqlite3_stmt *st;
-    ck_assert_int_eq(sqlite3_prepare_v2(raw, sql, -1, &st, NULL), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-    long long v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(raw);
-    return v;
+    return tu_db_int(db, sql, NULL);
 }
 
 static char *query_text(const char *sql)
@@ -123,6 +115,58 @@ static void assert_refused(const char *text, const char *expect)
 START_TEST(test_import_refuses_missing_column)
 {
     assert_refused("name,roles\nmp9.corp.example,management_point\n", "bad.csv:1:site: missing");
+}
+END_TEST
+
+START_TEST(test_import_maps_configmgr_role_names_and_new_site_systems)
+{
+    char *err = NULL, *out = NULL;
+    ck_assert_int_eq(import_text("cm.csv",
+        "name,site,roles\n"
+        "sql.p01.example,P01,SMS Site System;SMS SQL Server;SMS Component Server\n"
+        "scp.p01.example,P01,SMS Site System;SMS Dmp Connector;SMS Management Point\n"
+        "enr.p01.example,P01,Enrollment point\n"
+        "enrp.p01.example,P01,SMS Enrollment Web Site\n"
+        "smp.p01.example,P01,SMS State Migration Point\n"
+        "ai.p01.example,P01,AI Update Service Point;Data Warehouse Service Point\n"
+        "epp.p01.example,P01,sms endpoint protection point;Certificate registration point\n"
+        "dp.p01.example,P01,SMS Site System;SMS Fallback Status Point;SMS Distribution Point\n"
+        "pc.p01.example,P01,client\n", &err), 0);
+    free(err);
+    ck_assert_int_eq(query_int("SELECT roles FROM host WHERE name = 'scp.p01.example'"),
+                     ROLE_SERVICE_CONNECTION_POINT | ROLE_MANAGEMENT_POINT);
+    ck_assert_int_eq(query_int("SELECT roles FROM host WHERE name = 'ai.p01.example'"),
+                     ROLE_ASSET_INTELLIGENCE_SYNC_POINT | ROLE_DATA_WAREHOUSE_SERVICE_POINT);
+    ck_assert_int_eq(query_int("SELECT roles FROM host WHERE name = 'dp.p01.example'"),
+                     ROLE_DISTRIBUTION_POINT);
+    ck_assert_int_eq(query_int("SELECT roles FROM host WHERE name = 'epp.p01.example'"),
+                     ROLE_ENDPOINT_PROTECTION_POINT | ROLE_CERTIFICATE_REGISTRATION_POINT);
+    /* the site systems that use the SQL client components depend on the site database */
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "inventory", "deps", "sql.p01.example", NULL), 0);
+    ck_assert_str_eq(out, "sql.p01.example depends on:\n"
+                          "  (nothing)\n"
+                          "depend on sql.p01.example:\n"
+                          "  ai.p01.example                           sql            derived\n"
+                          "  enr.p01.example                          sql            derived\n"
+                          "  epp.p01.example                          sql            derived\n"
+                          "  scp.p01.example                          sql            derived\n"
+                          "  smp.p01.example                          sql            derived\n");
+    free(out);
+    /* the enrollment proxy point talks to the enrollment point; clients to the state
+     * migration point */
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "inventory", "deps", "enr.p01.example", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "  enrp.p01.example                         "
+                                      "https-enrollment"));
+    free(out);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "inventory", "deps", "smp.p01.example", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "  pc.p01.example                           https-smp"));
+    free(out);
+    /* a host with only the roles every site system has is not a client */
+    ck_assert_int_eq(import_text("bad.csv", "name,site,roles\nx.p01.example,P01,SMS Site System\n",
+                                 &err), 3);
+    ck_assert_ptr_nonnull(strstr(err, "bad.csv:2:roles: unknown role 'SMS Site System'"));
+    free(err);
+    ck_assert_int_eq(query_int("SELECT count(*) FROM host WHERE name = 'x.p01.example'"), 0);
 }
 END_TEST
 
@@ -703,6 +747,7 @@ int main(void)
     tcase_add_test(tc, test_refused_import_does_not_reevaluate);
     tcase_add_test(tc, test_import_refuses_missing_column);
     tcase_add_test(tc, test_import_refuses_unknown_role);
+    tcase_add_test(tc, test_import_maps_configmgr_role_names_and_new_site_systems);
     tcase_add_test(tc, test_import_refuses_duplicate_host);
     tcase_add_test(tc, test_import_refuses_bad_site_code);
     tcase_add_test(tc, test_import_refuses_bad_port);

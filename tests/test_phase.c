@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "gate.h"
-#include "gatefix.h"
+#include "fixture.h"
 
 static char *dir;
 static const char *db;
@@ -161,9 +161,9 @@ START_TEST(test_phase_win7_client_blocks_clients_to_servers_and_lists_groups)
                      "  1 client: schannel-tls12-client: TLS 1.2 client disabled\n"
                      "    remedy: Under HKLM\\SYSTEM\\CurrentControlSet\\Control\\"
                      "SecurityProviders\\SCHANNEL\\Protocols\\TLS 1.2\\Client set Enabled=1 "
-                     "and DisabledByDefault=0 (DWORD; required on Windows 7 / Server 2008 R2 / "
-                     "Server 2008 SP2, where TLS 1.2 is off by default), remove any Enabled=0, "
-                     "restart.\n"
+                     "(DWORD; required on Windows 7 / Server 2008 R2 / Server 2008 SP2, where "
+                     "TLS 1.2 is not enabled by default) and DisabledByDefault=0, remove any "
+                     "Enabled=0, restart.\n"
                      "    pc3.p01.example  not_ready  TLS 1.2 client disabled\n"
                      "  1 client: stale-report: last report 2027-01-14T07:59:59Z is older than "
                      "stale_after\n"

@@ -8,7 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <sys/poll.h> /* not <poll.h>: orchestrator/poll.h shadows it */
+#include <sys/poll.h> /* not <poll.h>: orchestrator/pull/poll.h shadows it */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "fixture.h"
 #include "hoststate.h"
 #include "poll.h"
 #include "rules.h"
@@ -98,12 +99,8 @@ static void setup(void)
     char *err = NULL;
     ck_assert_int_eq(tu_tlsgate(db, NULL, &err, "init", NULL), 0);
     free(err);
-    struct store *s;
-    char e[512];
-    ck_assert_int_eq(store_open(db, false, &s, e, sizeof(e)), 0);
-    ck_assert_int_eq(store_exec(s, "INSERT INTO site (code, entered_at, entered_by) "
-                                   "VALUES ('S01', 0, 'test')"),
-                     0);
+    struct store *s = fx_open(db);
+    fx_site(s, "S01", "inventory");
     store_close(s);
 }
 
@@ -126,35 +123,15 @@ static struct store *open_db(void)
 static void add_host(const char *name, unsigned roles, int port)
 {
     struct store *s = open_db();
-    sqlite3_stmt *st;
-    ck_assert_int_eq(store_prepare(s,
-                                   "INSERT INTO host (name, site, roles, collector, added_at, "
-                                   "updated_at) VALUES (?, 'S01', ?, ?, 0, 0)",
-                                   &st),
-                     0);
     char collector[64];
     snprintf(collector, sizeof(collector), "127.0.0.1:%d", port);
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 2, (int)roles);
-    sqlite3_bind_text(st, 3, collector, -1, SQLITE_STATIC);
-    ck_assert_int_eq(sqlite3_step(st), SQLITE_DONE);
-    sqlite3_finalize(st);
+    fx_host_bare(s, name, "S01", roles, collector);
     store_close(s);
 }
 
 static long long query_int(const char *sql, const char *param)
 {
-    struct store *s = open_db();
-    sqlite3_stmt *st;
-    ck_assert_int_eq(store_prepare(s, sql, &st), 0);
-    if (param)
-        sqlite3_bind_text(st, 1, param, -1, SQLITE_STATIC);
-    int step = sqlite3_step(st);
-    ck_assert_msg(step == SQLITE_ROW, "no row for %s (%s)", sql, param ? param : "");
-    long long v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    store_close(s);
-    return v;
+    return tu_db_int(db, sql, param);
 }
 
 /* poll.last_error of a host (malloc'd; NULL when none). */
@@ -416,20 +393,6 @@ static pid_t daemon_start(const char *log_name)
     return tlsgate_start("daemon", log_name, false);
 }
 
-/* Waits for `pid` to exit within `ms`; returns its exit code, 128+signal, or -1 on timeout. */
-static int wait_exit(pid_t pid, int ms)
-{
-    struct timespec step = {0, 10 * 1000 * 1000};
-    for (int waited = 0; waited <= ms; waited += 10) {
-        int status;
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid)
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        nanosleep(&step, NULL);
-    }
-    return -1;
-}
-
 /* Polls `sql` (one integer, optional text parameter) until it reaches `want` or `ms` pass. */
 static bool wait_count(const char *sql, const char *param, long long want, int ms)
 {
@@ -558,7 +521,7 @@ START_TEST(test_round_over_real_collectors_stores_the_right_states)
                       hosts[i].name, hosts[i].fixture, state, hosts[i].state);
         free(state);
         kill(pids[i], SIGTERM);
-        ck_assert_int_eq(wait_exit(pids[i], 10000), 0);
+        ck_assert_int_eq(tu_wait_exit(pids[i], 10000), 0);
     }
     char *state = state_of("down.test");
     ck_assert_str_eq(state, "unknown");
@@ -659,7 +622,7 @@ START_TEST(test_collector_certificate_from_another_ca_is_refused)
     ck_assert_int_eq(reports_of("fleet05.test"), 0);
     assert_error_contains("fleet05.test", "certificate");
     kill(c, SIGTERM);
-    ck_assert_int_eq(wait_exit(c, 10000), 0);
+    ck_assert_int_eq(tu_wait_exit(c, 10000), 0);
     tu_rmtree(other);
     free(other);
 }
@@ -814,7 +777,7 @@ START_TEST(test_busy_store_keeps_the_batch_and_retries_it)
     bool kept = wait_file_contains(log_path, "database busy: 1 results kept", 20000);
     store_rollback(s);
     store_close(s);
-    int rc = wait_exit(pid, 30000);
+    int rc = tu_wait_exit(pid, 30000);
     char *log = tu_read_file(log_path, NULL);
     ck_assert_msg(kept && rc == 0, "collect under a held lock: exit %d\n%s", rc, log);
     free(log);
@@ -856,7 +819,7 @@ START_TEST(test_collect_on_a_terminal_draws_a_progress_line)
     }
     out[len] = '\0';
     close(master);
-    ck_assert_int_eq(wait_exit(pid, 10000), 0);
+    ck_assert_int_eq(tu_wait_exit(pid, 10000), 0);
     ck_assert_msg(strstr(out, "\r\033[Kcollect: ") != NULL, "no progress line: %s", out);
     ck_assert_msg(strstr(out, " done, ") && strstr(out, " failed, ") &&
                       strstr(out, " remaining, ") && strstr(out, " hosts/s"),
@@ -880,7 +843,7 @@ START_TEST(test_collect_interrupted_says_so_and_exits_4)
     pid_t pid = tlsgate_start("collect", "collect.log", true);
     ck_assert(wait_file_contains(log_path, "inventory: 1 hosts scheduled", 20000));
     kill(pid, SIGINT);
-    int rc = wait_exit(pid, 30000);
+    int rc = tu_wait_exit(pid, 30000);
     char *log = tu_read_file(log_path, NULL);
     ck_assert_msg(rc == 4 && strstr(log, "collect: interrupted; 1 hosts not polled"),
                   "exit %d\n%s", rc, log);
@@ -946,7 +909,7 @@ START_TEST(test_daemon_sigterm_abandons_hung_transfers_and_exits_zero)
     pid_t d = daemon_start("daemon.log");
     assert_daemon(wait_count("SELECT count(*) FROM report", NULL, 1, 20000), "no report stored");
     kill(d, SIGTERM);
-    int rc = wait_exit(d, 30000);
+    int rc = tu_wait_exit(d, 30000);
     char *log = tu_read_file(tu_path(dir, "daemon.log"), NULL);
     ck_assert_msg(rc == 0, "daemon exit %d\n%s", rc, log);
     ck_assert_ptr_nonnull(strstr(log, "transfer abandoned at shutdown"));
@@ -978,7 +941,7 @@ START_TEST(test_daemon_second_sigterm_keeps_the_grace_bound)
                   "first SIGTERM not seen");
     /* An impatient operator (or systemd's second signal) must not lift the bound. */
     kill(d, SIGTERM);
-    int rc = wait_exit(d, 30000);
+    int rc = tu_wait_exit(d, 30000);
     if (rc < 0)
         kill(d, SIGKILL), waitpid(d, NULL, 0);
     char *log = tu_read_file(tu_path(dir, "daemon.log"), NULL);
@@ -998,7 +961,7 @@ START_TEST(test_daemon_exits_4_when_its_first_load_fails)
     ck_assert_int_eq(store_meta_set(s, "catalog", "{\"catalog\": \"not-a-catalog\"}"), 0);
     store_close(s);
     pid_t d = daemon_start("daemon.log");
-    int rc = wait_exit(d, 20000);
+    int rc = tu_wait_exit(d, 20000);
     if (rc < 0)
         kill(d, SIGKILL), waitpid(d, NULL, 0);
     char *log = tu_read_file(tu_path(dir, "daemon.log"), NULL);
@@ -1037,7 +1000,7 @@ START_TEST(test_daemon_sighup_polls_new_hosts_and_drops_removed)
                              "WHERE h.name = ?", "fleet01.test", 1, 20000),
                   "new host not polled after SIGHUP");
     kill(d, SIGTERM);
-    int rc = wait_exit(d, 30000);
+    int rc = tu_wait_exit(d, 30000);
     char *log = tu_read_file(tu_path(dir, "daemon.log"), NULL);
     ck_assert_msg(rc == 0, "daemon exit %d\n%s", rc, log);
     ck_assert_ptr_nonnull(strstr(log, "SIGHUP: settings and inventory reloaded"));
@@ -1082,7 +1045,7 @@ START_TEST(test_daemon_sighup_with_a_new_ca_does_not_resume_old_sessions)
                              NULL, 1, 15000),
                   "the collector was still trusted under the new CA");
     kill(d, SIGTERM);
-    ck_assert_int_eq(wait_exit(d, 30000), 0);
+    ck_assert_int_eq(tu_wait_exit(d, 30000), 0);
     peer_stop(&pr);
     tu_rmtree(other);
     free(other);
@@ -1124,7 +1087,7 @@ START_TEST(test_daemon_judges_by_a_catalog_loaded_while_it_runs)
                              "2099.12.7", 1, 20000),
                   "the new catalog was not used");
     kill(d, SIGTERM);
-    ck_assert_int_eq(wait_exit(d, 30000), 0);
+    ck_assert_int_eq(tu_wait_exit(d, 30000), 0);
     char *log = tu_read_file(tu_path(dir, "daemon.log"), NULL);
     ck_assert_ptr_nonnull(strstr(log, "rule catalog 2099.12.7 now in use"));
     free(log);
@@ -1158,7 +1121,7 @@ START_TEST(test_daemon_logs_orphan_risk_and_its_clearing)
     assert_daemon(wait_file_contains(log, "host=fleet00.test orphan risk cleared", 30000),
                   "orphan risk not cleared");
     kill(d, SIGTERM);
-    ck_assert_int_eq(wait_exit(d, 30000), 0);
+    ck_assert_int_eq(tu_wait_exit(d, 30000), 0);
     char *text = tu_read_file(log, NULL);
     int flagged = 0;
     for (const char *q = text; (q = strstr(q, "ORPHAN RISK")); q++)
@@ -1167,8 +1130,8 @@ START_TEST(test_daemon_logs_orphan_risk_and_its_clearing)
     free(text);
     kill(mp, SIGTERM);
     kill(cl, SIGTERM);
-    ck_assert_int_eq(wait_exit(mp, 10000), 0);
-    ck_assert_int_eq(wait_exit(cl, 10000), 0);
+    ck_assert_int_eq(tu_wait_exit(mp, 10000), 0);
+    ck_assert_int_eq(tu_wait_exit(cl, 10000), 0);
 }
 END_TEST
 
@@ -1213,7 +1176,7 @@ START_TEST(test_daemon_killed_mid_round_restarts_with_a_whole_store)
     pid_t d = daemon_start("daemon.log");
     assert_daemon(wait_count("SELECT count(*) FROM report", NULL, 1, 30000), "no report stored");
     kill(d, SIGKILL);
-    ck_assert_int_eq(wait_exit(d, 10000), 128 + SIGKILL);
+    ck_assert_int_eq(tu_wait_exit(d, 10000), 128 + SIGKILL);
     long long stored = query_int("SELECT count(*) FROM report", NULL);
     ck_assert_int_lt(stored, 20);
     assert_store_consistent();
@@ -1223,7 +1186,7 @@ START_TEST(test_daemon_killed_mid_round_restarts_with_a_whole_store)
     d = daemon_start("daemon2.log");
     bool all = wait_count("SELECT count(*) FROM report", NULL, 20, 30000);
     kill(d, SIGTERM);
-    int rc = wait_exit(d, 30000);
+    int rc = tu_wait_exit(d, 30000);
     char *log = tu_read_file(tu_path(dir, "daemon2.log"), NULL);
     ck_assert_msg(all && rc == 0, "restarted daemon: exit %d, all stored %d\n%s", rc, all, log);
     free(log);
@@ -1284,11 +1247,11 @@ START_TEST(test_cli_writers_during_daemon_writes_never_see_locked)
         }
         free(csv_copy);
         for (int k = 0; k < 3; k++)
-            ck_assert_int_eq(wait_exit(kids[k], 60000), 0);
+            ck_assert_int_eq(tu_wait_exit(kids[k], 60000), 0);
     }
     ck_assert_int_eq(query_int("SELECT count(*) FROM host WHERE name LIKE 'extra%'", NULL), 3);
     kill(d, SIGTERM);
-    int rc = wait_exit(d, 30000);
+    int rc = tu_wait_exit(d, 30000);
     char *log = tu_read_file(tu_path(dir, "daemon.log"), NULL);
     ck_assert_msg(rc == 0, "daemon exit %d\n%s", rc, log);
     ck_assert_ptr_null(strstr(log, "locked"));

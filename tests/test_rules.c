@@ -92,18 +92,19 @@ static void expect(const char *name, unsigned roles, const char *line, int block
 START_TEST(test_win7_unpatched_client_blocks_on_winhttp_and_schannel)
 {
     expect("win7-sp1-x64-unpatched", ROLE_CLIENT,
-           "os-tls12-capable:pass schannel-tls12-client:FAIL winhttp-kb3140245:FAIL "
-           "winhttp-dsp:FAIL winhttp-dsp-wow64:FAIL software-center-dotnet:FAIL "
-           "software-center-strong-crypto:FAIL fips-policy:pass",
-           4, 2);
+           "os-tls12-capable:pass schannel-tls12-client:FAIL software-center-schannel-default:FAIL "
+           "winhttp-kb3140245:FAIL winhttp-dsp:FAIL winhttp-dsp-wow64:FAIL "
+           "software-center-dotnet:FAIL software-center-strong-crypto:FAIL fips-policy:pass",
+           4, 3);
     json_t *r = fixture("win7-sp1-x64-unpatched");
     struct got g;
     eval(r, ROLE_CLIENT, &g);
     ck_assert_str_eq(find(&g, "winhttp-kb3140245")->reason,
                      "WinHTTP cannot default to TLS 1.2 without KB3140245: installed updates "
-                     "lack KB3140245");
+                     "(CBS CurrentState) lack KB3140245");
     ck_assert_str_eq(find(&g, "schannel-tls12-client")->reason,
-                     "TLS 1.2 is not usable as a client: SCHANNEL TLS 1.2\\Client is off "
+                     "TLS 1.2 cannot be used as a client even by an application that asks for "
+                     "it: SCHANNEL TLS 1.2\\Client is off for applications that ask for it "
                      "(Enabled=absent, DisabledByDefault=absent; build 7601 default: off), "
                      "needs on");
     ck_assert_str_eq(find(&g, "winhttp-dsp")->reason,
@@ -116,7 +117,8 @@ END_TEST
 START_TEST(test_win7_dsp_native_only_fails_naming_wow6432node)
 {
     expect("win7-kb3140245-native-only", ROLE_CLIENT,
-           "os-tls12-capable:pass schannel-tls12-client:pass winhttp-kb3140245:pass "
+           "os-tls12-capable:pass schannel-tls12-client:pass "
+           "software-center-schannel-default:pass winhttp-kb3140245:pass "
            "winhttp-dsp:pass winhttp-dsp-wow64:FAIL software-center-dotnet:pass "
            "software-center-strong-crypto:pass fips-policy:pass",
            1, 0);
@@ -137,7 +139,8 @@ END_TEST
 START_TEST(test_win7_ready_client_passes_every_rule)
 {
     expect("win7-ready", ROLE_CLIENT,
-           "os-tls12-capable:pass schannel-tls12-client:pass winhttp-kb3140245:pass "
+           "os-tls12-capable:pass schannel-tls12-client:pass "
+           "software-center-schannel-default:pass winhttp-kb3140245:pass "
            "winhttp-dsp:pass winhttp-dsp-wow64:pass software-center-dotnet:pass "
            "software-center-strong-crypto:pass fips-policy:pass",
            0, 0);
@@ -147,7 +150,9 @@ END_TEST
 START_TEST(test_win81_client_ready_by_os_defaults_warns_on_strong_crypto)
 {
     expect("win81", ROLE_CLIENT,
-           "os-tls12-capable:pass schannel-tls12-client:pass software-center-dotnet:pass "
+           "os-tls12-capable:pass schannel-tls12-client:pass "
+           "software-center-schannel-default:pass winhttp-dsp-os-default:pass "
+           "winhttp-dsp-os-default-wow64:pass software-center-dotnet:pass "
            "software-center-strong-crypto:FAIL fips-policy:pass",
            0, 1);
 }
@@ -156,15 +161,17 @@ END_TEST
 START_TEST(test_win10_22h2_defaults_ready)
 {
     expect("win10-22h2", ROLE_CLIENT,
-           "os-tls12-capable:pass schannel-tls12-client:pass software-center-dotnet:pass "
+           "os-tls12-capable:pass schannel-tls12-client:pass "
+           "software-center-schannel-default:pass winhttp-dsp-os-default:pass "
+           "winhttp-dsp-os-default-wow64:pass software-center-dotnet:pass "
            "software-center-strong-crypto:FAIL fips-policy:pass",
            0, 1);
     json_t *r = fixture("win10-22h2");
     struct got g;
     eval(r, ROLE_CLIENT, &g);
     ck_assert_str_eq(find(&g, "schannel-tls12-client")->reason,
-                     "ok: SCHANNEL TLS 1.2\\Client is on (Enabled=absent, DisabledByDefault="
-                     "absent; build 19045 default: on)");
+                     "ok: SCHANNEL TLS 1.2\\Client is on for applications that ask for it "
+                     "(Enabled=absent, DisabledByDefault=absent; build 19045 default: on)");
     json_decref(r);
 }
 END_TEST
@@ -172,30 +179,40 @@ END_TEST
 START_TEST(test_win11_client_passes_every_rule)
 {
     expect("win11-23h2", ROLE_CLIENT,
-           "os-tls12-capable:pass schannel-tls12-client:pass software-center-dotnet:pass "
+           "os-tls12-capable:pass schannel-tls12-client:pass "
+           "software-center-schannel-default:pass winhttp-dsp-os-default:pass "
+           "winhttp-dsp-os-default-wow64:pass software-center-dotnet:pass "
            "software-center-strong-crypto:pass fips-policy:pass",
            0, 0);
 }
 END_TEST
 
+/* Server 2012 without KB3154519: the .NET 3.5 strong-crypto values have no effect (warning). */
+#define SERVER_V4_NO_R35 "site-system-dotnet:pass site-system-strong-crypto:pass " \
+                         "site-system-strong-crypto-v2:FAIL "
 #define SUP2012(wsus)                                                                          \
-    "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-server:pass "             \
-    "winhttp-kb3140245:pass winhttp-dsp:pass winhttp-dsp-wow64:pass " SERVER_V4                \
+    "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-client-default:pass "     \
+    "schannel-tls12-server:pass "                                                              \
+    "winhttp-kb3140245:pass winhttp-dsp:pass winhttp-dsp-wow64:pass " SERVER_V4_NO_R35         \
     "sql-native-client:pass sql-odbc18-version:pass sql-odbc18-known-bad:pass "                \
     "wsus-2012-kb4022721:" wsus " fips-policy:pass"
 
 START_TEST(test_wsus_2012_with_kb4022721_passes)
 {
-    expect("server2012-wsus-kb4022721", ROLE_SOFTWARE_UPDATE_POINT, SUP2012("pass"), 0, 0);
+    expect("server2012-wsus-kb4022721", ROLE_SOFTWARE_UPDATE_POINT, SUP2012("pass"), 0, 1);
 }
 END_TEST
 
 START_TEST(test_wsus_2012_without_kb4022721_blocks)
 {
-    expect("server2012-wsus-unpatched", ROLE_SOFTWARE_UPDATE_POINT, SUP2012("FAIL"), 1, 0);
-    /* The same host as a plain client has no WSUS rule at all. */
+    expect("server2012-wsus-unpatched", ROLE_SOFTWARE_UPDATE_POINT, SUP2012("FAIL"), 1, 1);
+    /* The same host as a plain client is still checked: WSUS is installed on it. */
     json_t *r = fixture("server2012-wsus-unpatched");
     struct got g;
+    eval(r, ROLE_CLIENT, &g);
+    ck_assert_int_eq(find(&g, "wsus-2012-kb4022721")->pass, 0);
+    /* Without WSUS, a client has no WSUS rule. */
+    json_object_set_new(json_object_get(r, "wsus"), "installed", json_false());
     eval(r, ROLE_CLIENT, &g);
     ck_assert_ptr_null(find(&g, "wsus-2012-kb4022721"));
     json_decref(r);
@@ -205,17 +222,20 @@ END_TEST
 START_TEST(test_sql2014_sp1_below_4219_blocks_site_database)
 {
     expect("server2012r2-sql2014sp1-snac", ROLE_SITE_DATABASE,
-           "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-server:pass "
-           SERVER_V4 "sql-engine-tls12:FAIL sql-engine-known-bad:pass sql-native-client:FAIL "
-           "sql-odbc18-version:FAIL fips-policy:pass",
-           2, 1);
+           "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-client-default:pass "
+           "schannel-tls12-server:pass winhttp-dsp-os-default:pass "
+           "winhttp-dsp-os-default-wow64:pass " SERVER_V4_NO_R35 "sql-engine-tls12:FAIL "
+           "sql-engine-known-bad:pass sql-native-client:FAIL sql-odbc18-version:FAIL "
+           "fips-policy:pass",
+           2, 2);
     json_t *r = fixture("server2012r2-sql2014sp1-snac");
     struct got g;
     eval(r, ROLE_SITE_DATABASE, &g);
     ck_assert_str_eq(find(&g, "sql-engine-tls12")->reason,
                      "the site database engine cannot use TLS 1.2: MSSQLSERVER: engine build is "
                      "12.0.4100.1 (PatchLevel 12.1.4100.1), below 12.0.4219.0, the first TLS 1.2 "
-                     "build of SQL Server 2014 SP1 GDR");
+                     "build of SQL Server 2014 SP1 GDR (fix: the SQL Server 2014 SP1 GDR TLS 1.2 "
+                     "update (12.0.4219.0; latest GDR KB4019091), or SP2/SP3)");
     ck_assert_str_eq(find(&g, "sql-native-client")->reason,
                      "SQL Server Native Client cannot use TLS 1.2: SQL Server Native Client 11.0 "
                      "is 11.3.6538.0, needs >= 11.*.7001.0");
@@ -224,7 +244,9 @@ START_TEST(test_sql2014_sp1_below_4219_blocks_site_database)
 END_TEST
 
 #define SECONDARY(express)                                                                     \
-    "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-server:pass " SERVER_V4   \
+    "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-client-default:pass "     \
+    "schannel-tls12-server:pass winhttp-dsp-os-default:pass "                                  \
+    "winhttp-dsp-os-default-wow64:pass " SERVER_V4                                             \
     "sql-engine-tls12:pass sql-engine-known-bad:pass sql-express-secondary:" express " "       \
     "sql-native-client:pass sql-odbc18-version:pass sql-odbc18-known-bad:pass "                \
     "fips-policy:pass"
@@ -260,8 +282,9 @@ END_TEST
 START_TEST(test_server2019_site_server_ready)
 {
     expect("server2019-site-server", ROLE_SITE_SERVER,
-           "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-server:pass "
-           SERVER_V4 "sql-native-client:pass sql-odbc18-version:pass sql-odbc18-known-bad:pass "
+           "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-client-default:pass "
+           "schannel-tls12-server:pass winhttp-dsp-os-default:pass "
+           "winhttp-dsp-os-default-wow64:pass " SERVER_V4 "sql-native-client:pass sql-odbc18-version:pass sql-odbc18-known-bad:pass "
            "fips-policy:pass",
            0, 0);
 }
@@ -276,6 +299,23 @@ START_TEST(test_only_applicable_rules_produce_verdicts)
     eval(r, ROLE_CLIENT, &g);
     ck_assert_ptr_null(find(&g, "site-system-dotnet"));
     ck_assert_ptr_nonnull(find(&g, "software-center-dotnet"));
+    /* the site systems added to the vocabulary: .NET, strong crypto and SCHANNEL server rules
+     * for each, the SQL client components for those that use them (not the enrollment proxy) */
+    static const unsigned added[] = {
+        ROLE_SERVICE_CONNECTION_POINT, ROLE_ENROLLMENT_POINT, ROLE_ENDPOINT_PROTECTION_POINT,
+        ROLE_CERTIFICATE_REGISTRATION_POINT, ROLE_DATA_WAREHOUSE_SERVICE_POINT,
+        ROLE_STATE_MIGRATION_POINT, ROLE_ASSET_INTELLIGENCE_SYNC_POINT};
+    for (size_t i = 0; i < sizeof(added) / sizeof(added[0]); i++) {
+        eval(r, added[i], &g);
+        ck_assert_ptr_nonnull(find(&g, "site-system-dotnet"));
+        ck_assert_ptr_nonnull(find(&g, "site-system-strong-crypto"));
+        ck_assert_ptr_nonnull(find(&g, "schannel-tls12-server"));
+        ck_assert_ptr_nonnull(find(&g, "sql-native-client"));
+        ck_assert_ptr_nonnull(find(&g, "sql-odbc18-version"));
+    }
+    eval(r, ROLE_ENROLLMENT_PROXY_POINT, &g);
+    ck_assert_ptr_nonnull(find(&g, "site-system-dotnet"));
+    ck_assert_ptr_null(find(&g, "sql-native-client"));
     eval(r, ROLE_CONSOLE | ROLE_REPORTING_POINT | ROLE_CLOUD_MANAGEMENT_GATEWAY, &g);
     ck_assert_ptr_nonnull(find(&g, "console-dotnet"));
     ck_assert_ptr_nonnull(find(&g, "reporting-point-strong-crypto"));
@@ -360,7 +400,8 @@ START_TEST(test_sql_2005_reason_says_no_tls12_build)
     ck_assert_str_eq(find(&g, "sql-engine-tls12")->reason,
                      "the site database engine cannot use TLS 1.2: MSSQLSERVER: engine build is "
                      "9.0.5000.0 (PatchLevel 9.0.5000.0): SQL Server 2005 and earlier has no TLS "
-                     "1.2 build");
+                     "1.2 build (fix: SQL Server 2016 or later (KB3135244: TLS 1.2 only for SQL "
+                     "Server 2008 and later))");
     json_decref(r);
 }
 END_TEST
@@ -490,24 +531,47 @@ START_TEST(test_dsp_bit_boundary)
 }
 END_TEST
 
-START_TEST(test_winhttp_rules_cover_builds_below_9600_only)
+START_TEST(test_winhttp_rules_by_build_and_edition)
 {
     json_t *r = fixture("win10-22h2");
     json_t *os = json_object_get(r, "os");
-    json_object_set_new(os, "build", json_integer(9599));
     struct got g;
+    /* KB3140245 and its DefaultSecureProtocols: Windows 7 SP1 / 2008 R2 SP1 and Server 2012 */
+    json_object_set_new(os, "build", json_integer(7601));
     eval(r, ROLE_CLIENT, &g);
     ck_assert_ptr_nonnull(find(&g, "winhttp-kb3140245"));
     ck_assert_ptr_nonnull(find(&g, "winhttp-dsp-wow64"));
+    ck_assert_ptr_null(find(&g, "winhttp-dsp-os-default"));
+    json_object_set_new(os, "build", json_integer(9200));
+    json_object_set_new(os, "product_type", json_string("ServerNT"));
+    eval(r, ROLE_CLIENT, &g);
+    ck_assert_ptr_nonnull(find(&g, "winhttp-kb3140245"));
+    ck_assert_ptr_null(find(&g, "os-win8-upgrade"));
+    /* Windows 8.0 is told to upgrade, not to install KB3140245 */
+    json_object_set_new(os, "product_type", json_string("WinNT"));
+    eval(r, ROLE_CLIENT, &g);
+    ck_assert_ptr_null(find(&g, "winhttp-kb3140245"));
+    ck_assert_ptr_null(find(&g, "winhttp-dsp"));
+    ck_assert_int_eq(find(&g, "os-win8-upgrade")->pass, 0);
+    /* 8.1 and later: only a value that is set counts, in both views */
     json_object_set_new(os, "build", json_integer(9600));
     eval(r, ROLE_CLIENT, &g);
     ck_assert_ptr_null(find(&g, "winhttp-kb3140245"));
-    /* Wow6432Node is asked only on x64 */
+    ck_assert_int_eq(find(&g, "winhttp-dsp-os-default")->pass, 1);
+    ck_assert_int_eq(find(&g, "winhttp-dsp-os-default-wow64")->pass, 1);
+    /* Wow6432Node is asked only where there is one */
     json_object_set_new(os, "build", json_integer(7601));
     json_object_set_new(os, "arch", json_string("x86"));
     eval(r, ROLE_CLIENT, &g);
     ck_assert_ptr_nonnull(find(&g, "winhttp-dsp"));
     ck_assert_ptr_null(find(&g, "winhttp-dsp-wow64"));
+    /* 7600 needs Service Pack 1 first */
+    json_object_set_new(os, "build", json_integer(7600));
+    eval(r, ROLE_CLIENT, &g);
+    ck_assert_ptr_null(find(&g, "winhttp-kb3140245"));
+    ck_assert_str_eq(find(&g, "os-7600-sp1")->reason,
+                     "build 7600 (no Service Pack 1) cannot get the WinHTTP TLS 1.2 update: OS "
+                     "build is 7600, needs >= 7601");
     json_decref(r);
 }
 END_TEST
@@ -517,29 +581,39 @@ static json_t *tls12_client(json_t *r)
     return json_object_get(json_object_get(json_object_get(r, "schannel"), "tls12"), "client");
 }
 
+/* schannel-tls12-client: usable when an application asks for it (WinHTTP; only Enabled
+ * refuses). schannel-tls12-client-default: offered to applications that take the defaults. */
+static bool explicit_ok(json_t *r) { return passes(r, ROLE_CLIENT, "schannel-tls12-client"); }
+static bool default_ok(json_t *r)
+{
+    return passes(r, ROLE_MANAGEMENT_POINT, "schannel-tls12-client-default");
+}
+
 START_TEST(test_schannel_tls12_defaults_by_build)
 {
     json_t *r = fixture("win10-22h2");
     json_t *os = json_object_get(r, "os"), *c = tls12_client(r);
     json_object_set_new(os, "build", json_integer(9199));
-    ck_assert(!passes(r, ROLE_CLIENT, "schannel-tls12-client"));
+    ck_assert(!explicit_ok(r) && !default_ok(r));
     json_object_set_new(os, "build", json_integer(9200));
-    ck_assert(passes(r, ROLE_CLIENT, "schannel-tls12-client"));
+    ck_assert(explicit_ok(r) && default_ok(r));
     json_object_set_new(c, "enabled", json_integer(0));
-    ck_assert(!passes(r, ROLE_CLIENT, "schannel-tls12-client"));
+    ck_assert(!explicit_ok(r) && !default_ok(r));
     json_object_set_new(c, "enabled", json_null());
     json_object_set_new(c, "disabled_by_default", json_integer(1));
-    ck_assert(!passes(r, ROLE_CLIENT, "schannel-tls12-client"));
-    /* Windows 7 needs both values written */
+    ck_assert(explicit_ok(r) && !default_ok(r));
+    /* Windows 7 with Enabled=1 and DisabledByDefault absent: WinHTTP with DefaultSecureProtocols
+     * uses TLS 1.2 (it does not inherit DisabledByDefault, KB3140245); default users do not */
     json_object_set_new(os, "build", json_integer(7601));
     json_object_set_new(c, "enabled", json_integer(1));
     json_object_set_new(c, "disabled_by_default", json_null());
-    ck_assert(!passes(r, ROLE_CLIENT, "schannel-tls12-client"));
+    ck_assert(explicit_ok(r) && !default_ok(r));
+    /* DisabledByDefault=0 alone does not enable it on Windows 7 */
     json_object_set_new(c, "enabled", json_null());
     json_object_set_new(c, "disabled_by_default", json_integer(0));
-    ck_assert(!passes(r, ROLE_CLIENT, "schannel-tls12-client"));
+    ck_assert(!explicit_ok(r) && !default_ok(r));
     json_object_set_new(c, "enabled", json_integer(0xffffffffLL));
-    ck_assert(passes(r, ROLE_CLIENT, "schannel-tls12-client"));
+    ck_assert(explicit_ok(r) && default_ok(r));
     /* no build and an absent value: the default cannot be known */
     json_object_set_new(c, "enabled", json_null());
     json_object_set_new(os, "build", json_null());
@@ -547,8 +621,9 @@ START_TEST(test_schannel_tls12_defaults_by_build)
     eval(r, ROLE_CLIENT, &g);
     const struct rules_verdict *v = find(&g, "schannel-tls12-client");
     ck_assert_int_eq(v->pass, 0);
-    ck_assert_str_eq(v->reason, "TLS 1.2 is not usable as a client: SCHANNEL TLS 1.2\\Client: OS "
-                                "build not reported (needed for the default of an absent value)");
+    ck_assert_str_eq(v->reason, "TLS 1.2 cannot be used as a client even by an application that "
+                                "asks for it: SCHANNEL TLS 1.2\\Client: OS build not reported "
+                                "(needed for the default of an absent value)");
     json_decref(r);
 }
 END_TEST
@@ -575,7 +650,35 @@ START_TEST(test_absent_fact_fails_not_reported)
     ck_assert_ptr_nonnull(v);
     ck_assert_int_eq(v->pass, 0);
     ck_assert_str_eq(v->reason, "WinHTTP cannot default to TLS 1.2 without KB3140245: OS build not "
-                                "reported (the rule covers builds 7600..9599)");
+                                "reported (the rule covers builds 7601..9200)");
+    json_decref(r);
+}
+END_TEST
+
+START_TEST(test_report_of_an_older_collector_fails_closed_on_new_facts)
+{
+    /* An older collector listed every CBS package whatever its state and sent no "updates",
+     * "v35_installed" or "rs_instances": what the rules need from them is "not reported". */
+    json_t *r = fixture("win7-ready");
+    json_object_del(r, "updates");
+    json_object_del(json_object_get(r, "os"), "product_type");
+    struct got g;
+    eval(r, ROLE_CLIENT, &g);
+    const struct rules_verdict *v = find(&g, "winhttp-kb3140245");
+    ck_assert_int_eq(v->pass, 0);
+    ck_assert_str_eq(v->reason, "WinHTTP cannot default to TLS 1.2 without KB3140245: installed "
+                                "updates (CBS CurrentState) not reported");
+    /* InstallationType still tells a client from a server */
+    ck_assert_ptr_null(find(&g, "os-win8-upgrade"));
+    json_decref(r);
+
+    r = fixture("server2019-site-server");
+    json_object_del(json_object_get(r, "dotnet"), "v35_installed");
+    eval(r, ROLE_SITE_SERVER | ROLE_REPORTING_POINT, &g);
+    ck_assert_str_eq(find(&g, "site-system-strong-crypto-v2")->reason,
+                     ".NET 3.5 applications fall back to SSL 3.0 / TLS 1.0: .NET Framework 3.5 "
+                     "(NDP\\v3.5 Install) not reported");
+    ck_assert_int_eq(find(&g, "reporting-point-ssrs-tls12")->pass, 0);
     json_decref(r);
 }
 END_TEST
@@ -621,15 +724,31 @@ START_TEST(test_server_2008_sp2_needs_kb4019276_and_vista_cannot)
     json_t *r = fixture("win7-ready");
     json_t *os = json_object_get(r, "os");
     json_object_set_new(os, "build", json_integer(6002));
-    json_object_set_new(os, "installation_type", json_string("Server"));
+    json_object_set_new(os, "installation_type", json_null()); /* 2008 SP2 has none */
+    json_object_set_new(os, "product_type", json_string("ServerNT"));
     ck_assert(!passes(r, ROLE_MANAGEMENT_POINT, "os-2008sp2-kb4019276"));
     ck_assert(passes(r, ROLE_MANAGEMENT_POINT, "os-tls12-capable"));
-    json_array_append_new(json_object_get(r, "hotfixes"), json_string("KB4019276"));
+    json_array_append_new(json_object_get(json_object_get(r, "updates"), "installed"),
+                          json_string("KB4019276"));
     ck_assert(passes(r, ROLE_MANAGEMENT_POINT, "os-2008sp2-kb4019276"));
-    json_object_set_new(os, "installation_type", json_string("Client"));
+    /* Server Core is a server: never told to replace its OS */
+    json_object_set_new(os, "installation_type", json_string("Server Core"));
+    json_object_del(os, "product_type");
+    ck_assert(passes(r, ROLE_MANAGEMENT_POINT, "os-tls12-capable"));
+    ck_assert(passes(r, ROLE_MANAGEMENT_POINT, "os-2008sp2-kb4019276"));
+    /* Vista */
+    json_object_set_new(os, "product_type", json_string("WinNT"));
     struct got g;
     eval(r, ROLE_CLIENT, &g);
     ck_assert_ptr_null(find(&g, "os-2008sp2-kb4019276"));
+    ck_assert_int_eq(find(&g, "os-tls12-capable")->pass, 0);
+    /* an unknown product type is a failure, not "not applicable" */
+    json_object_set_new(os, "product_type", json_string("Workstation?"));
+    eval(r, ROLE_CLIENT, &g);
+    const struct rules_verdict *v = find(&g, "os-2008sp2-kb4019276");
+    ck_assert_ptr_nonnull(v);
+    ck_assert_int_eq(v->pass, 0);
+    ck_assert_ptr_nonnull(strstr(v->reason, "server or client: unknown (ProductType Workstation?)"));
     ck_assert_int_eq(find(&g, "os-tls12-capable")->pass, 0);
     json_decref(r);
 }
@@ -639,8 +758,8 @@ END_TEST
 
 START_TEST(test_default_catalog_is_complete)
 {
-    ck_assert_str_eq(rules_version(cat), "2026.11.1");
-    ck_assert_uint_eq(rules_count(cat), 27);
+    ck_assert_str_eq(rules_version(cat), "2026.12.0");
+    ck_assert_uint_eq(rules_count(cat), 36);
     static const char *const components[] = {
         "client WinHTTP", "Schannel", ".NET Framework", "strong cryptography", "SQL Server",
         "SQL client components", "SQL Express on secondary sites", "WSUS",
@@ -844,53 +963,277 @@ static void expect_facts(const char *name, unsigned roles, const char *line)
 START_TEST(test_collector_fixtures_evaluate_to_exact_verdicts)
 {
     expect_facts("win7-sp1-x64-unpatched", ROLE_CLIENT,
-                 "os-tls12-capable:pass schannel-tls12-client:FAIL winhttp-kb3140245:FAIL "
-                 "winhttp-dsp:FAIL winhttp-dsp-wow64:FAIL software-center-dotnet:FAIL "
+                 "os-tls12-capable:pass schannel-tls12-client:FAIL "
+                 "software-center-schannel-default:FAIL winhttp-kb3140245:FAIL winhttp-dsp:FAIL "
+                 "winhttp-dsp-wow64:FAIL software-center-dotnet:FAIL "
                  "software-center-strong-crypto:FAIL fips-policy:pass");
     expect_facts("win7-kb3140245-native-only", ROLE_CLIENT,
-                 "os-tls12-capable:pass schannel-tls12-client:pass winhttp-kb3140245:pass "
-                 "winhttp-dsp:pass winhttp-dsp-wow64:FAIL software-center-dotnet:FAIL "
+                 "os-tls12-capable:pass schannel-tls12-client:pass "
+                 "software-center-schannel-default:pass winhttp-kb3140245:pass winhttp-dsp:pass "
+                 "winhttp-dsp-wow64:FAIL software-center-dotnet:FAIL "
                  "software-center-strong-crypto:FAIL fips-policy:pass");
     expect_facts("win7-ready", ROLE_CLIENT,
-                 "os-tls12-capable:pass schannel-tls12-client:pass winhttp-kb3140245:pass "
-                 "winhttp-dsp:pass winhttp-dsp-wow64:pass software-center-dotnet:pass "
+                 "os-tls12-capable:pass schannel-tls12-client:pass "
+                 "software-center-schannel-default:pass winhttp-kb3140245:pass winhttp-dsp:pass "
+                 "winhttp-dsp-wow64:pass software-center-dotnet:pass "
                  "software-center-strong-crypto:pass fips-policy:pass");
-    static const char *const defaults =
-        "os-tls12-capable:pass schannel-tls12-client:pass software-center-dotnet:pass "
-        "software-center-strong-crypto:FAIL fips-policy:pass";
-    expect_facts("win81", ROLE_CLIENT, defaults);
-    expect_facts("win10-22h2", ROLE_CLIENT, defaults);
-    expect_facts("win11-23h2", ROLE_CLIENT, defaults);
+    expect_facts("win81", ROLE_CLIENT,
+                 "os-tls12-capable:pass schannel-tls12-client:pass "
+                 "software-center-schannel-default:pass winhttp-dsp-os-default:pass "
+                 "winhttp-dsp-os-default-wow64:pass software-center-dotnet:pass "
+                 "software-center-strong-crypto:FAIL fips-policy:pass");
+    expect_facts("win10-22h2", ROLE_CLIENT,
+                 "os-tls12-capable:pass schannel-tls12-client:pass "
+                 "software-center-schannel-default:pass winhttp-dsp-os-default:pass "
+                 "winhttp-dsp-os-default-wow64:pass software-center-dotnet:pass "
+                 "software-center-strong-crypto:FAIL fips-policy:pass");
+    expect_facts("win11-23h2", ROLE_CLIENT,
+                 "os-tls12-capable:pass schannel-tls12-client:pass "
+                 "software-center-schannel-default:pass winhttp-dsp-os-default:pass "
+                 "winhttp-dsp-os-default-wow64:pass software-center-dotnet:pass "
+                 "software-center-strong-crypto:FAIL fips-policy:pass");
     expect_facts("server2012-wsus", ROLE_SOFTWARE_UPDATE_POINT,
-                 "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-server:pass "
-                 "winhttp-kb3140245:FAIL winhttp-dsp:FAIL winhttp-dsp-wow64:FAIL "
-                 "site-system-dotnet:FAIL site-system-strong-crypto:FAIL "
-                 "site-system-strong-crypto-v2:FAIL sql-native-client:FAIL "
-                 "sql-odbc18-version:FAIL wsus-2012-kb4022721:pass fips-policy:pass");
+                 "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-client-default:pass "
+                 "schannel-tls12-server:pass winhttp-kb3140245:FAIL winhttp-dsp:FAIL "
+                 "winhttp-dsp-wow64:FAIL site-system-dotnet:FAIL site-system-strong-crypto:FAIL "
+                 "site-system-strong-crypto-v2:FAIL sql-native-client:FAIL sql-odbc18-version:FAIL "
+                 "wsus-2012-kb4022721:pass fips-policy:pass");
     expect_facts("server2012r2-sql2014sp1-snac", ROLE_SITE_DATABASE,
-                 "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-server:pass "
-                 "site-system-dotnet:pass site-system-strong-crypto:FAIL "
-                 "site-system-strong-crypto-v2:FAIL sql-engine-tls12:FAIL "
-                 "sql-engine-known-bad:pass sql-native-client:FAIL sql-odbc18-version:FAIL "
-                 "fips-policy:pass");
+                 "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-client-default:pass "
+                 "schannel-tls12-server:pass winhttp-dsp-os-default:pass "
+                 "winhttp-dsp-os-default-wow64:pass site-system-dotnet:pass "
+                 "site-system-strong-crypto:FAIL site-system-strong-crypto-v2:FAIL "
+                 "sql-engine-tls12:FAIL sql-engine-known-bad:pass sql-native-client:FAIL "
+                 "sql-odbc18-version:FAIL fips-policy:pass");
     expect_facts("server2016-sql2016sp2-express", ROLE_SECONDARY_SITE_SERVER,
-                 "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-server:pass "
-                 SERVER_V4 "sql-engine-tls12:pass sql-engine-known-bad:pass "
-                 "sql-express-secondary:pass sql-native-client:pass sql-odbc18-version:FAIL "
-                 "fips-policy:FAIL");
-    expect_facts("server2019-site-server",
-                 ROLE_SITE_SERVER | ROLE_SITE_DATABASE | ROLE_SMS_PROVIDER,
-                 "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-server:pass "
-                 SERVER_V4 "sql-engine-tls12:pass sql-engine-known-bad:pass "
-                 "sql-native-client:pass sql-odbc18-version:pass sql-odbc18-known-bad:pass "
-                 "fips-policy:pass");
+                 "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-client-default:pass "
+                 "schannel-tls12-server:pass winhttp-dsp-os-default:pass "
+                 "winhttp-dsp-os-default-wow64:pass site-system-dotnet:pass "
+                 "site-system-strong-crypto:pass site-system-strong-crypto-v2:pass "
+                 "sql-engine-tls12:pass sql-engine-known-bad:pass sql-express-secondary:pass "
+                 "sql-native-client:pass sql-odbc18-version:FAIL fips-policy:FAIL");
+    expect_facts("server2019-site-server", ROLE_SITE_SERVER | ROLE_SITE_DATABASE | ROLE_SMS_PROVIDER,
+                 "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-client-default:pass "
+                 "schannel-tls12-server:pass winhttp-dsp-os-default:pass "
+                 "winhttp-dsp-os-default-wow64:pass site-system-dotnet:pass "
+                 "site-system-strong-crypto:pass site-system-strong-crypto-v2:pass "
+                 "sql-engine-tls12:pass sql-engine-known-bad:pass sql-native-client:pass "
+                 "sql-odbc18-version:pass sql-odbc18-known-bad:pass fips-policy:pass");
     expect_facts("server2008r2-regedit4-ansi", ROLE_SITE_DATABASE,
-                 "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-server:pass "
-                 "winhttp-kb3140245:pass winhttp-dsp:pass winhttp-dsp-wow64:pass "
-                 "site-system-dotnet:pass site-system-strong-crypto:pass "
-                 "site-system-strong-crypto-v2:FAIL sql-engine-tls12:pass "
-                 "sql-engine-known-bad:pass sql-native-client:FAIL sql-odbc18-version:FAIL "
-                 "fips-policy:pass");
+                 "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-client-default:pass "
+                 "schannel-tls12-server:pass winhttp-kb3140245:pass winhttp-dsp:pass "
+                 "winhttp-dsp-wow64:pass site-system-dotnet:pass site-system-strong-crypto:pass "
+                 "site-system-strong-crypto-v2:FAIL sql-engine-tls12:pass sql-engine-known-bad:pass "
+                 "sql-native-client:FAIL sql-odbc18-version:FAIL fips-policy:pass");
+}
+END_TEST
+
+
+/* ---- tlsgate rules eval: the binary, on .reg fixtures, as an administrator runs it -------- */
+
+/* Runs `tlsgate rules eval --json [--roles R] tests/fixtures/reg/FILE`; the parsed output, or
+ * NULL when it printed none; *code is the exit status and *err its stderr (may be NULL). */
+static json_t *run_eval(const char *roles, const char *file, int *code, char **err)
+{
+    char rel[256];
+    snprintf(rel, sizeof(rel), "tests/fixtures/reg/%s", file);
+    char *argv[10];
+    int n = 0;
+    argv[n++] = (char *)tu_build_path("orchestrator/tlsgate");
+    argv[n++] = "rules";
+    argv[n++] = "eval";
+    argv[n++] = "--json";
+    if (roles) {
+        argv[n++] = "--roles";
+        argv[n++] = (char *)roles;
+    }
+    argv[n++] = (char *)tu_source_path(rel);
+    argv[n] = NULL;
+    char *out = NULL;
+    *code = tu_run(argv, NULL, &out, err);
+    json_error_t je;
+    json_t *j = out && *out ? json_loads(out, 0, &je) : NULL;
+    ck_assert_msg(!out || !*out || j, "rules eval %s: output is not JSON: %s", file, out);
+    free(out);
+    return j;
+}
+
+/* The verdict of `rule` in a rules eval output: "pass", "FAIL", or NULL when it did not apply;
+ * its reason in *reason (borrowed). */
+static const char *eval_verdict(json_t *j, const char *rule, const char **reason)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(j, "verdicts"), i, v) {
+        if (!strcmp(json_string_value(json_object_get(v, "rule")), rule)) {
+            if (reason)
+                *reason = json_string_value(json_object_get(v, "reason"));
+            return json_is_true(json_object_get(v, "pass")) ? "pass" : "FAIL";
+        }
+    }
+    return NULL;
+}
+
+/* Asserts that `rule` has verdict `want` ("pass", "FAIL" or NULL: not applicable) on a fixture,
+ * and that its reason contains `needle` (when not NULL). */
+static void expect_eval(const char *roles, const char *file, const char *rule, const char *want,
+                        const char *needle)
+{
+    int code;
+    char *err = NULL;
+    json_t *j = run_eval(roles, file, &code, &err);
+    ck_assert_msg(j != NULL, "rules eval %s: exit %d: %s", file, code, err ? err : "");
+    const char *reason = NULL, *got = eval_verdict(j, rule, &reason);
+    ck_assert_msg(want ? got && !strcmp(got, want) : got == NULL, "%s %s: got %s, want %s (%s)",
+                  file, rule, got ? got : "not applicable", want ? want : "not applicable",
+                  reason ? reason : "");
+    if (needle)
+        ck_assert_msg(reason && strstr(reason, needle), "%s %s: reason \"%s\" lacks \"%s\"", file,
+                      rule, reason ? reason : "", needle);
+    ck_assert_int_eq(code, strcmp(json_string_value(json_object_get(j, "state")), "ready") ? 1
+                                                                                            : 0);
+    json_decref(j);
+    free(err);
+}
+
+START_TEST(test_rules_eval_reg_file_prints_verdicts_and_exit_code)
+{
+    int code;
+    char *err = NULL;
+    json_t *j = run_eval(NULL, "win7-sp1-x64-unpatched.reg", &code, &err);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_int_eq(code, 1);
+    ck_assert_str_eq(json_string_value(json_object_get(j, "state")), "not_ready");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "roles")), "client");
+    const char *reason;
+    ck_assert_str_eq(eval_verdict(j, "winhttp-kb3140245", &reason), "FAIL");
+    ck_assert_ptr_nonnull(strstr(reason, "lack KB3140245"));
+    /* the facts are the collector's */
+    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(json_object_get(j,
+                     "facts"), "os"), "build")), 7601);
+    json_decref(j);
+    free(err);
+
+    /* the same in text, and a facts file through --facts */
+    char *out = NULL;
+    char *argv[] = {(char *)tu_build_path("orchestrator/tlsgate"), "rules", "eval", "--facts",
+                    (char *)tu_source_path("tests/fixtures/facts/win7-ready.json"), NULL};
+    ck_assert_int_eq(tu_run(argv, NULL, &out, NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "state: ready"));
+    ck_assert_ptr_nonnull(strstr(out, "ok   blocker winhttp-dsp\n"));
+    free(out);
+    expect_eval(NULL, "win7-sp1-x64-unpatched.reg", "winhttp-dsp", "FAIL", "not reported");
+}
+END_TEST
+
+START_TEST(test_rules_eval_bad_input_is_named)
+{
+    int code;
+    char *err = NULL;
+    json_t *j = run_eval("client;no_such_role", "win81.reg", &code, &err);
+    ck_assert_ptr_null(j);
+    ck_assert_int_eq(code, 2);
+    ck_assert_ptr_nonnull(strstr(err, "no_such_role"));
+    free(err);
+    err = NULL;
+    j = run_eval(NULL, "malformed/dword-not-hex.reg", &code, &err);
+    ck_assert_ptr_null(j);
+    ck_assert_int_eq(code, 3);
+    ck_assert_ptr_nonnull(strstr(err, "dword-not-hex.reg:"));
+    free(err);
+    err = NULL;
+    j = run_eval(NULL, "no-such-file.reg", &code, &err);
+    ck_assert_ptr_null(j);
+    ck_assert_int_eq(code, 3);
+    ck_assert_ptr_nonnull(strstr(err, "no-such-file.reg"));
+    free(err);
+}
+END_TEST
+
+/* ---- verdict cases: one registry export each (tests/fixtures/reg/case-*.reg), evaluated by
+ * `tlsgate rules eval` as an administrator would; each failed before its fix ------------- */
+
+START_TEST(test_case_dsp_without_tls12_fails_on_every_version_and_view)
+{
+    /* Windows 10 with DefaultSecureProtocols=0xA0: WinHTTP offers SSL 3.0/TLS 1.0 only */
+    expect_eval(NULL, "case-win10-dsp-without-tls12.reg", "winhttp-dsp-os-default", "FAIL",
+                "DefaultSecureProtocols (native) is 0xA0, lacks 0x800");
+    /* Server 2019 with only the Wow6432Node value, lacking TLS 1.2 */
+    expect_eval("management_point", "case-server2019-dsp-wow64-without-tls12.reg",
+                "winhttp-dsp-os-default-wow64", "FAIL", "(Wow6432Node) is 0x280, lacks 0x800");
+    expect_eval("management_point", "case-server2019-dsp-wow64-without-tls12.reg",
+                "winhttp-dsp-os-default", "pass", "absent (OS default)");
+}
+END_TEST
+
+START_TEST(test_case_server2008sp2_core_is_a_server_and_winhttp_fails_closed)
+{
+    /* no InstallationType on 2008 SP2; ProductType says server: not told to replace its OS */
+    expect_eval("management_point", "case-server2008sp2-core.reg", "os-tls12-capable", "pass",
+                NULL);
+    expect_eval("management_point", "case-server2008sp2-core.reg", "os-2008sp2-kb4019276",
+                "pass", "include KB4019276");
+    expect_eval("management_point", "case-server2008sp2-core.reg", "winhttp-2008sp2", "FAIL",
+                "no Microsoft document says that WinHTTP on Windows Server 2008 SP2");
+    expect_eval("management_point", "case-server2008sp2-core.reg", "winhttp-kb3140245", NULL,
+                NULL);
+}
+END_TEST
+
+START_TEST(test_case_staged_update_is_not_installed)
+{
+    expect_eval(NULL, "case-win7-kb3140245-staged.reg", "winhttp-kb3140245", "FAIL",
+                "lack KB3140245 (its package is staged, CurrentState 0x40: not installed)");
+}
+END_TEST
+
+START_TEST(test_case_win7_enabled_without_disabled_by_default_serves_winhttp)
+{
+    /* WinHTTP with DefaultSecureProtocols uses TLS 1.2 (it does not inherit DisabledByDefault);
+     * applications that take the defaults do not: a warning on a client */
+    expect_eval(NULL, "case-win7-enabled-dbd-absent.reg", "schannel-tls12-client", "pass",
+                "on for applications that ask for it (Enabled=1, DisabledByDefault=absent");
+    expect_eval(NULL, "case-win7-enabled-dbd-absent.reg", "software-center-schannel-default",
+                "FAIL", "DisabledByDefault=absent; build 7601 default: off");
+}
+END_TEST
+
+START_TEST(test_case_win8_and_7600_get_their_own_remedy)
+{
+    expect_eval(NULL, "case-win8-client.reg", "os-win8-upgrade", "FAIL", "Windows 8.0");
+    expect_eval(NULL, "case-win8-client.reg", "winhttp-kb3140245", NULL, NULL);
+    expect_eval(NULL, "case-win7-rtm-7600.reg", "os-7600-sp1", "FAIL", "OS build is 7600");
+    expect_eval(NULL, "case-win7-rtm-7600.reg", "winhttp-kb3140245", NULL, NULL);
+}
+END_TEST
+
+START_TEST(test_case_ssrs2014_needs_the_net35_update)
+{
+    expect_eval("reporting_point", "case-server2012r2-ssrs2014-no-net35-update.reg",
+                "reporting-point-ssrs-dotnet35", "FAIL", "lack KB3154520");
+    expect_eval("reporting_point", "case-server2012r2-ssrs2014-no-net35-update.reg",
+                "reporting-point-ssrs-tls12", "pass", "SQL Server 2014 SP2 and later");
+    /* a reporting point that reports no Reporting Services instance fails */
+    expect_eval("reporting_point", "case-win10-dsp-without-tls12.reg",
+                "reporting-point-ssrs-tls12", "FAIL", "no entry in Reporting Services instances");
+}
+END_TEST
+
+START_TEST(test_case_wsus_on_server_core_and_without_the_sup_role)
+{
+    expect_eval("software_update_point", "case-server2012r2-core-wsus.reg",
+                "wsus-2012r2-kb4022720", "FAIL",
+                "lack KB4022720 (its package is install pending, CurrentState 0x60");
+    expect_eval("distribution_point", "case-server2012r2-core-wsus.reg", "wsus-2012r2-kb4022720",
+                "FAIL", "lack KB4022720");
+}
+END_TEST
+
+START_TEST(test_case_sql2008r2_sp2_x64_has_no_tls12_build)
+{
+    expect_eval("site_database", "case-server2008r2-sql2008r2sp2-x64.reg", "sql-engine-tls12",
+                "FAIL", "fix: SQL Server 2008 R2 SP3 and its TLS 1.2 update (10.50.6542.0, "
+                        "KB4057113)");
 }
 END_TEST
 
@@ -925,12 +1268,29 @@ static Suite *rules_suite(void)
     tcase_add_test(t, test_odbc18_boundary_and_known_bad);
     tcase_add_test(t, test_reasons_neutralise_hostile_strings);
     tcase_add_test(t, test_dsp_bit_boundary);
-    tcase_add_test(t, test_winhttp_rules_cover_builds_below_9600_only);
+    tcase_add_test(t, test_winhttp_rules_by_build_and_edition);
     tcase_add_test(t, test_schannel_tls12_defaults_by_build);
     tcase_add_test(t, test_absent_fact_fails_not_reported);
     tcase_add_test(t, test_strong_crypto_names_each_failing_value);
+    tcase_add_test(t, test_report_of_an_older_collector_fails_closed_on_new_facts);
     tcase_add_test(t, test_fips_on_warns);
     tcase_add_test(t, test_server_2008_sp2_needs_kb4019276_and_vista_cannot);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("eval");
+    tcase_add_test(t, test_rules_eval_reg_file_prints_verdicts_and_exit_code);
+    tcase_add_test(t, test_rules_eval_bad_input_is_named);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("cases");
+    tcase_add_test(t, test_case_dsp_without_tls12_fails_on_every_version_and_view);
+    tcase_add_test(t, test_case_server2008sp2_core_is_a_server_and_winhttp_fails_closed);
+    tcase_add_test(t, test_case_staged_update_is_not_installed);
+    tcase_add_test(t, test_case_win7_enabled_without_disabled_by_default_serves_winhttp);
+    tcase_add_test(t, test_case_win8_and_7600_get_their_own_remedy);
+    tcase_add_test(t, test_case_ssrs2014_needs_the_net35_update);
+    tcase_add_test(t, test_case_wsus_on_server_core_and_without_the_sup_role);
+    tcase_add_test(t, test_case_sql2008r2_sp2_x64_has_no_tls12_build);
     suite_add_tcase(s, t);
 
     t = tcase_create("catalog");

@@ -6,11 +6,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 int tu_run_suite(Suite *s)
@@ -148,19 +150,75 @@ int tu_run(char *const argv[], char *const env[], char **out, char **err)
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-int tu_tlsgate(const char *db, char **out, char **err, ...)
+int tu_tlsgatev(const char *db, char *const env[], char **out, char **err, va_list ap)
 {
     char *argv[64];
     int n = 0;
     argv[n++] = (char *)tu_build_path("orchestrator/tlsgate");
     argv[n++] = "--db";
     argv[n++] = (char *)db;
-    va_list ap;
-    va_start(ap, err);
     char *a;
     while ((a = va_arg(ap, char *)) && n < 63)
         argv[n++] = a;
-    va_end(ap);
     argv[n] = NULL;
-    return tu_run(argv, NULL, out, err);
+    return tu_run(argv, env, out, err);
+}
+
+int tu_tlsgate(const char *db, char **out, char **err, ...)
+{
+    va_list ap;
+    va_start(ap, err);
+    int rc = tu_tlsgatev(db, NULL, out, err, ap);
+    va_end(ap);
+    return rc;
+}
+
+int tu_tlsgate_env(const char *db, char *const env[], char **out, char **err, ...)
+{
+    va_list ap;
+    va_start(ap, err);
+    int rc = tu_tlsgatev(db, env, out, err, ap);
+    va_end(ap);
+    return rc;
+}
+
+static long long monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int tu_wait_exit(pid_t pid, long ms)
+{
+    long long end = monotonic_ms() + ms;
+    struct timespec step = {0, 10 * 1000 * 1000};
+    for (;;) {
+        int status;
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        if ((r < 0 && errno != EINTR) || monotonic_ms() > end)
+            return -1;
+        nanosleep(&step, NULL);
+    }
+}
+
+long long tu_db_int(const char *db, const char *sql, const char *param)
+{
+    sqlite3 *raw;
+    ck_assert_msg(sqlite3_open_v2(db, &raw, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK,
+                  "%s: cannot open", db);
+    sqlite3_busy_timeout(raw, 30000);
+    sqlite3_stmt *st;
+    ck_assert_msg(sqlite3_prepare_v2(raw, sql, -1, &st, NULL) == SQLITE_OK, "%s: %s", sql,
+                  sqlite3_errmsg(raw));
+    if (param)
+        sqlite3_bind_text(st, 1, param, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    ck_assert_msg(step == SQLITE_ROW, "no row for %s (%s)", sql, param ? param : "");
+    long long v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(raw);
+    return v;
 }

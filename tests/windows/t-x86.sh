@@ -9,8 +9,9 @@ tmp="$TLSGATE_WIN_TMP"
 if ! timeout 120 wine "$TLSGATE_WIN_EXE_X86" --help >"$tmp/help.out" 2>"$tmp/help.err" \
     || ! grep -q '^usage: tlsgate-collector' "$tmp/help.out"; then
     why=$(tr '\r\n' '  ' <"$tmp/help.err" | cut -c1-200)
+    [ -n "$why" ] || why="wine ran it without printing the usage"
     dpkg-query -W -f='${Status}' wine32:i386 2>/dev/null | grep -q 'install ok installed' \
-        || why="wine32 (i386) is not installed, so this Wine runs no 32-bit program ($why)"
+        || why="wine32 (i386) is not installed, so this Wine runs no 32-bit program"
     echo "SKIP: x86-run: $why"
     exit 0
 fi

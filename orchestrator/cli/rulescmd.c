@@ -1,0 +1,624 @@
+/*
+ * rulescmd.c — `tlsgate rules check|load|show|blockers|eval`: validate a catalog file, make it the
+ * store's active catalog (re-evaluating every stored report in the same transaction), print the
+ * active catalog, the site-level view of what blocks readiness, grouped by rule, and the offline
+ * evaluation of registry exports or a facts file.
+ *
+ * `rules eval` takes exactly the path a pulled report takes, without a collector or a database:
+ * the collector's fact extraction over a regfile view (facts_extract), a report built as the
+ * collector builds it, serialised and parsed back through report_parse (the daemon's validation),
+ * then rules_evaluate and ingest_legacy_disabled as ingest stores them.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "facts.h"
+#include "ingest.h"
+#include "inventory.h"
+#include "jsonout.h"
+#include "regview.h"
+#include "report.h"
+#include "rules.h"
+#include "store.h"
+#include "utc.h"
+
+static void rules_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: tlsgate rules check FILE      validate a catalog file\n"
+            "       tlsgate rules load FILE       make it the active catalog and re-evaluate\n"
+            "                                     every stored report (one transaction)\n"
+            "       tlsgate rules show [--json]   the active catalog\n"
+            "       tlsgate rules blockers [--site S] [--json]\n"
+            "                                     failing rules, grouped, with the number of\n"
+            "                                     clients / site systems / consoles they hold\n"
+            "                                     back (last stored report of each host)\n"
+            "       tlsgate rules eval [--roles R] [--catalog FILE] [--json] FILE.reg...\n"
+            "       tlsgate rules eval [--roles R] [--catalog FILE] [--json] --facts FILE\n"
+            "                                     evaluate registry exports (layered in order)\n"
+            "                                     or a facts file exactly as a stored report,\n"
+            "                                     without a collector or a database; roles as\n"
+            "                                     in an inventory (a;b, default client); exit 0\n"
+            "                                     ready, 1 not ready, 3 bad input\n");
+}
+
+/* Reads a catalog file with the size cap; 0 or an exit code (message printed). */
+static int read_catalog_file(const char *path, char **text, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cli_error("%s: %s", path, strerror(errno));
+        return EXIT_BADINPUT;
+    }
+    char *buf = malloc(RULES_MAX_BYTES + 2);
+    size_t n = buf ? fread(buf, 1, RULES_MAX_BYTES + 1, f) : 0;
+    int failed = ferror(f);
+    fclose(f);
+    if (!buf) {
+        cli_error("%s: out of memory", path);
+        return EXIT_SYSTEM;
+    }
+    if (failed) {
+        cli_error("%s: read error", path);
+        free(buf);
+        return EXIT_BADINPUT;
+    }
+    if (n > RULES_MAX_BYTES) {
+        cli_error("%s: over the %d-byte cap of a catalog", path, RULES_MAX_BYTES);
+        free(buf);
+        return EXIT_BADINPUT;
+    }
+    buf[n] = '\0';
+    *text = buf;
+    *len = n;
+    return 0;
+}
+
+static int load_file(const char *path, struct rules_catalog **c, char **text)
+{
+    size_t len;
+    int code = read_catalog_file(path, text, &len);
+    if (code)
+        return code;
+    char err[512];
+    int rc = rules_load(*text, len, path, c, err, sizeof(err));
+    if (rc) {
+        cli_error("%s", err);
+        free(*text);
+        *text = NULL;
+        return rc == -ENOMEM ? EXIT_SYSTEM : EXIT_BADINPUT;
+    }
+    return 0;
+}
+
+static int rules_check(struct cli *cli, int argc, char **argv)
+{
+    (void)cli;
+    if (argc != 3) {
+        rules_usage(stderr);
+        return EXIT_USAGE;
+    }
+    struct rules_catalog *c;
+    char *text;
+    int code = load_file(argv[2], &c, &text);
+    if (code)
+        return code;
+    printf("%s: catalog %s, %zu rules: valid\n", argv[2], rules_version(c), rules_count(c));
+    rules_free(c);
+    free(text);
+    return EXIT_OK;
+}
+
+struct progress {
+    bool tty;
+    long long shown;
+};
+
+static void show_progress(void *ctx, long long done, long long total)
+{
+    struct progress *p = ctx;
+    if (!p->tty || done - p->shown < 20000)
+        return;
+    p->shown = done;
+    fprintf(stderr, "\rre-evaluating: %lld / %lld reports", done, total);
+    fflush(stderr);
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int rules_load_cmd(struct cli *cli, int argc, char **argv)
+{
+    if (argc != 3) {
+        rules_usage(stderr);
+        return EXIT_USAGE;
+    }
+    struct rules_catalog *c;
+    char *text;
+    int code = load_file(argv[2], &c, &text);
+    if (code)
+        return code;
+    struct store *s = cli_store(cli, false, &code);
+    if (!s) {
+        rules_free(c);
+        free(text);
+        return code;
+    }
+    struct progress p = {.tty = isatty(STDERR_FILENO)};
+    long long count = 0, bad = 0;
+    char err[512], outcome[160];
+    double t0 = now_seconds();
+    int rc = store_begin(s, true);
+    if (!rc)
+        rc = rules_store_active(s, c, text);
+    if (rc)
+        snprintf(err, sizeof(err), "%s", store_errmsg(s));
+    else
+        rc = ingest_reevaluate_all(s, c, show_progress, &p, &count, &bad, err, sizeof(err));
+    if (p.shown)
+        fputc('\n', stderr);
+    if (!rc) {
+        snprintf(outcome, sizeof(outcome), "ok: catalog %s, %lld reports re-evaluated",
+                 rules_version(c), count);
+        rc = cli_audit(cli, outcome);
+        if (rc || (rc = store_commit(s)))
+            snprintf(err, sizeof(err), "%s", store_errmsg(s));
+    }
+    if (rc) {
+        store_rollback(s);
+        cli_error("rules load %s: %s", argv[2], err);
+        snprintf(outcome, sizeof(outcome), "failed: %.140s", err);
+        cli_audit(cli, outcome);
+        rules_free(c);
+        free(text);
+        return EXIT_SYSTEM;
+    }
+    printf("catalog %s loaded: %zu rules, %lld reports re-evaluated in %.1f s", rules_version(c),
+           rules_count(c), count, now_seconds() - t0);
+    if (bad)
+        printf(" (%lld stored reports unreadable, left as they were)", bad);
+    printf("\n");
+    rules_free(c);
+    free(text);
+    return EXIT_OK;
+}
+
+static void print_roles(FILE *out, unsigned roles, bool json)
+{
+    if (roles == (1u << ROLE_COUNT) - 1) {
+        if (json)
+            fputs("[\"any\"]", out);
+        else
+            fputs("any", out);
+        return;
+    }
+    if (json)
+        fputc('[', out);
+    bool first = true;
+    for (int i = 0; i < ROLE_COUNT; i++) {
+        if (!(roles & (1u << i)))
+            continue;
+        if (!first)
+            fputs(json ? ", " : ";", out);
+        if (json)
+            jsonout_string(out, inv_role_names[i]);
+        else
+            fputs(inv_role_names[i], out);
+        first = false;
+    }
+    if (json)
+        fputc(']', out);
+}
+
+static int rules_show(struct cli *cli, int argc, char **argv)
+{
+    (void)argv;
+    if (argc != 2) {
+        rules_usage(stderr);
+        return EXIT_USAGE;
+    }
+    int code;
+    struct store *s = cli_store(cli, false, &code);
+    if (!s)
+        return code;
+    char *stored = NULL;
+    bool from_store = store_meta_get(s, "catalog", &stored) == 0;
+    free(stored);
+    struct rules_catalog *c;
+    if (rules_load_active(s, &c)) {
+        cli_error("%s", store_errmsg(s));
+        return EXIT_SYSTEM;
+    }
+    if (cli->json) {
+        printf("{\"version\": ");
+        jsonout_string(stdout, rules_version(c));
+        printf(", \"source\": \"%s\", \"rules\": [", from_store ? "stored" : "built-in");
+        for (size_t i = 0; i < rules_count(c); i++) {
+            const struct rules_info *r = rules_at(c, i);
+            printf("%s\n  {\"id\": ", i ? "," : "");
+            jsonout_string(stdout, r->id);
+            printf(", \"component\": ");
+            jsonout_string(stdout, r->component);
+            printf(", \"title\": ");
+            jsonout_string(stdout, r->title);
+            printf(", \"severity\": \"%s\", \"roles\": ", rules_severity_name(r->severity));
+            print_roles(stdout, r->roles, true);
+            printf(", \"remedy\": ");
+            jsonout_string(stdout, r->remedy);
+            printf(", \"reference\": ");
+            jsonout_string(stdout, r->reference);
+            printf("}");
+        }
+        printf("\n]}\n");
+    } else {
+        printf("catalog %s (%s), %zu rules\n", rules_version(c),
+               from_store ? "stored" : "built-in", rules_count(c));
+        for (size_t i = 0; i < rules_count(c); i++) {
+            const struct rules_info *r = rules_at(c, i);
+            printf("\n%s  [%s, %s]  roles: ", r->id, rules_severity_name(r->severity),
+                   r->component);
+            print_roles(stdout, r->roles, false);
+            printf("\n  fails when: %s\n  remedy: %s\n  reference: %s\n", r->title, r->remedy,
+                   r->reference);
+        }
+    }
+    rules_free(c);
+    return EXIT_OK;
+}
+
+static int site_exists(struct store *s, const char *site, int *exists)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, "SELECT 1 FROM site WHERE code = ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    int step = sqlite3_step(st);
+    *exists = step == SQLITE_ROW;
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        rc = store_sqlite_fail(s, "read site");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static void count_phrase(char *buf, size_t size, long long clients, long long systems,
+                         long long consoles, long long hosts)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+    const struct {
+        long long v;
+        const char *one, *many;
+    } parts[] = {{clients, "client", "clients"},
+                 {systems, "site system", "site systems"},
+                 {consoles, "console", "consoles"}};
+    for (size_t i = 0; i < 3; i++) {
+        if (!parts[i].v)
+            continue;
+        n += (size_t)snprintf(buf + n, n < size ? size - n : 0, "%s%lld %s", n ? ", " : "",
+                              parts[i].v, parts[i].v == 1 ? parts[i].one : parts[i].many);
+    }
+    if (!n)
+        snprintf(buf, size, "%lld host%s", hosts, hosts == 1 ? "" : "s");
+}
+
+static int rules_blockers(struct cli *cli, int argc, char **argv)
+{
+    const char *site = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--site") && i + 1 < argc) {
+            site = argv[++i];
+        } else {
+            rules_usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    int code;
+    struct store *s = cli_store(cli, false, &code);
+    if (!s)
+        return code;
+    if (site) {
+        int exists = 0;
+        if (site_exists(s, site, &exists)) {
+            cli_error("%s", store_errmsg(s));
+            return EXIT_SYSTEM;
+        }
+        if (!exists) {
+            cli_error("rules blockers: unknown site '%s'", site);
+            return EXIT_BADINPUT;
+        }
+    }
+    struct rules_catalog *c;
+    if (rules_load_active(s, &c)) {
+        cli_error("%s", store_errmsg(s));
+        return EXIT_SYSTEM;
+    }
+    char sql[640];
+    snprintf(sql, sizeof(sql),
+             "SELECT v.rule, v.severity, count(*), "
+             "sum((h.roles & %d) != 0), sum((h.roles & %d) != 0), sum((h.roles & %d) != 0) "
+             "FROM verdict v JOIN host h ON h.id = v.host_id "
+             "WHERE v.pass = 0 AND (?1 IS NULL OR h.site = ?1) "
+             "GROUP BY v.rule, v.severity "
+             "ORDER BY v.severity = 'blocker' DESC, count(*) DESC, v.rule",
+             ROLE_CLIENT, ROLE_SERVER_MASK, ROLE_CONSOLE);
+    sqlite3_stmt *st;
+    if (store_prepare(s, sql, &st)) {
+        cli_error("%s", store_errmsg(s));
+        rules_free(c);
+        return EXIT_SYSTEM;
+    }
+    if (site)
+        sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    if (cli->json) {
+        printf("{\"site\": ");
+        if (site)
+            jsonout_string(stdout, site);
+        else
+            printf("null");
+        printf(", \"catalog\": ");
+        jsonout_string(stdout, rules_version(c));
+        printf(", \"rules\": [");
+    }
+    int step, rows = 0;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *rule = (const char *)sqlite3_column_text(st, 0);
+        const char *sev = (const char *)sqlite3_column_text(st, 1);
+        long long hosts = sqlite3_column_int64(st, 2), clients = sqlite3_column_int64(st, 3),
+                  systems = sqlite3_column_int64(st, 4), consoles = sqlite3_column_int64(st, 5);
+        const struct rules_info *info = rules_find(c, rule);
+        const char *title = info ? info->title : "(rule not in the active catalog)";
+        if (cli->json) {
+            printf("%s\n  {\"rule\": ", rows ? "," : "");
+            jsonout_string(stdout, rule);
+            printf(", \"severity\": ");
+            jsonout_string(stdout, sev);
+            printf(", \"title\": ");
+            jsonout_string(stdout, title);
+            printf(", \"hosts\": %lld, \"clients\": %lld, \"site_systems\": %lld, "
+                   "\"consoles\": %lld, \"remedy\": ", hosts, clients, systems, consoles);
+            jsonout_string(stdout, info ? info->remedy : "");
+            printf("}");
+        } else {
+            char who[128];
+            count_phrase(who, sizeof(who), clients, systems, consoles, hosts);
+            printf("%s: %s  [%s, %s]\n", who, title, rule, sev);
+        }
+        rows++;
+    }
+    int rc = step == SQLITE_DONE ? 0 : store_sqlite_fail(s, "read verdicts");
+    sqlite3_finalize(st);
+    if (cli->json)
+        printf("%s]}\n", rows ? "\n" : "");
+    else if (!rows && !rc)
+        printf("no failing rule%s%s\n", site ? " in site " : "", site ? site : "");
+    rules_free(c);
+    if (rc) {
+        cli_error("%s", store_errmsg(s));
+        return EXIT_SYSTEM;
+    }
+    return EXIT_OK;
+}
+
+
+/* ---- rules eval ------------------------------------------------------------------------- */
+
+/* The host name an offline report carries: a valid FQDN in a reserved top-level domain. */
+#define EVAL_HOST "offline.invalid"
+/* At most this many .reg files are layered (a registry export is usually one to a few). */
+#define EVAL_FILES_MAX 64
+
+struct eval_out {
+    const struct rules_catalog *c;
+    json_t *verdicts; /* --json: the verdicts gathered for one jansson document; else NULL */
+};
+
+static int print_eval_verdict(void *ctx, const struct rules_verdict *v)
+{
+    struct eval_out *o = ctx;
+    const struct rules_info *info = rules_find(o->c, v->rule);
+    if (o->verdicts) {
+        json_t *row = json_object();
+        json_object_set_new(row, "rule", jsonout_text(v->rule));
+        json_object_set_new(row, "pass", json_boolean(v->pass));
+        json_object_set_new(row, "severity", json_string(rules_severity_name(v->severity)));
+        json_object_set_new(row, "component", jsonout_text(info ? info->component : ""));
+        json_object_set_new(row, "reason", jsonout_text(v->reason));
+        json_object_set_new(row, "remedy",
+                            v->pass || !info ? json_null() : jsonout_text(info->remedy));
+        json_object_set_new(row, "reference", jsonout_text(info ? info->reference : ""));
+        return json_array_append_new(o->verdicts, row) ? -ENOMEM : 0;
+    }
+    printf("  %-4s %-7s %s\n       %s\n", v->pass ? "ok" : "FAIL",
+           rules_severity_name(v->severity), v->rule, v->reason);
+    if (!v->pass && info)
+        printf("       remedy: %s\n", info->remedy);
+    return 0;
+}
+
+/* The facts of `n` .reg files layered in order, or of a facts file; 0 or an exit code. */
+static int eval_facts(char **files, size_t n, const char *facts_file, json_t **facts)
+{
+    char err[1024];
+    int rc;
+    if (facts_file) {
+        rc = facts_load_file(facts_file, facts, err, sizeof(err));
+    } else {
+        struct regview *v = NULL;
+        rc = regview_open_files((const char *const *)files, n, &v, err, sizeof(err));
+        if (!rc) {
+            rc = facts_extract(v, facts, err, sizeof(err));
+            regview_free(v);
+        }
+    }
+    if (rc) {
+        cli_error("%s", err);
+        return rc == -ENOMEM ? EXIT_SYSTEM : EXIT_BADINPUT;
+    }
+    return 0;
+}
+
+static int rules_eval(struct cli *cli, int argc, char **argv)
+{
+    const char *roles_text = NULL, *catalog_file = NULL, *facts_file = NULL;
+    char *files[EVAL_FILES_MAX];
+    size_t nfiles = 0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        const char **slot = !strcmp(a, "--roles") ? &roles_text
+                            : !strcmp(a, "--catalog") ? &catalog_file
+                            : !strcmp(a, "--facts") ? &facts_file : NULL;
+        if (slot) {
+            if (i + 1 >= argc || *slot) {
+                cli_error("rules eval: %s %s", a, *slot ? "given twice" : "needs a value");
+                return EXIT_USAGE;
+            }
+            *slot = argv[++i];
+        } else if (a[0] == '-' && a[1]) {
+            cli_error("rules eval: unknown option '%s'", a);
+            rules_usage(stderr);
+            return EXIT_USAGE;
+        } else if (nfiles == EVAL_FILES_MAX) {
+            cli_error("rules eval: more than %d .reg files", EVAL_FILES_MAX);
+            return EXIT_USAGE;
+        } else {
+            files[nfiles++] = argv[i];
+        }
+    }
+    if (!nfiles == !facts_file) {
+        cli_error("rules eval: give .reg files or --facts FILE (one of the two)");
+        rules_usage(stderr);
+        return EXIT_USAGE;
+    }
+    unsigned roles;
+    char bad[96];
+    if (inv_roles_parse(roles_text ? roles_text : "", &roles, bad, sizeof(bad))) {
+        cli_error("rules eval: --roles: unknown role '%s'", bad);
+        return EXIT_USAGE;
+    }
+
+    struct rules_catalog *c = NULL;
+    char *text = NULL, err[1024];
+    int code = 0;
+    if (catalog_file) {
+        code = load_file(catalog_file, &c, &text);
+    } else if (rules_load_default(&c, err, sizeof(err))) {
+        cli_error("%s", err);
+        code = EXIT_SYSTEM;
+    }
+    free(text);
+    if (code)
+        return code;
+
+    json_t *facts = NULL, *report = NULL;
+    char *body = NULL;
+    struct eval_out o = {.c = c};
+    if ((code = eval_facts(files, nfiles, facts_file, &facts)))
+        goto out;
+    /* The collector's report, over the wire format and back through the daemon's parser. */
+    json_t *built = facts_build_report(facts, EVAL_HOST, utc_now(), facts_file ? "facts" : "regfile",
+                                       0);
+    body = built ? json_dumps(built, JSON_COMPACT) : NULL;
+    json_decref(built);
+    if (!body) {
+        cli_error("rules eval: out of memory");
+        code = EXIT_SYSTEM;
+        goto out;
+    }
+    if (report_parse(body, strlen(body), &report, err, sizeof(err))) {
+        cli_error("%s: report: %s", facts_file ? facts_file : files[0], err);
+        code = EXIT_BADINPUT;
+        goto out;
+    }
+
+    char roles_buf[512];
+    inv_roles_format(roles, roles_buf, sizeof(roles_buf));
+    json_t *os = json_object_get(report, "os");
+    int legacy = ingest_legacy_disabled(report);
+    o.verdicts = cli->json ? json_array() : NULL;
+    if (cli->json && !o.verdicts) {
+        cli_error("rules eval: out of memory");
+        code = EXIT_SYSTEM;
+        goto out;
+    }
+    if (!cli->json) { /* --json prints one document once the verdicts are in (jsonout.h) */
+        const char *name = json_string_value(json_object_get(os, "product_name"));
+        json_t *build = json_object_get(os, "build");
+        printf("%s%s: %s, build ", facts_file ? facts_file : files[0],
+               nfiles > 1 ? " (and the files layered over it)" : "",
+               name ? name : "product name not reported");
+        if (json_is_integer(build))
+            printf("%lld", (long long)json_integer_value(build));
+        else
+            printf("not reported");
+        printf("\nroles: %s; catalog %s\n", roles_buf, rules_version(c));
+        printf("legacy protocols (SSL 3.0, TLS 1.0, TLS 1.1) disabled server-side: %s\n",
+               legacy ? "yes" : "no");
+        printf("verdicts:\n");
+    }
+    int blockers = 0, warnings = 0;
+    if (rules_evaluate(c, report, roles, print_eval_verdict, &o, &blockers, &warnings)) {
+        cli_error("rules eval: evaluation failed");
+        code = EXIT_SYSTEM;
+        goto out;
+    }
+    const char *state = blockers ? "not_ready" : "ready";
+    if (cli->json) {
+        json_t *doc = json_object();
+        json_object_set_new(doc, "source", jsonout_text(facts_file ? facts_file : files[0]));
+        json_object_set_new(doc, "catalog", jsonout_text(rules_version(c)));
+        json_object_set_new(doc, "roles", jsonout_text(roles_buf));
+        json_object_set_new(doc, "legacy_disabled", json_boolean(legacy));
+        json_object_set(doc, "verdicts", o.verdicts);
+        json_object_set_new(doc, "blockers", json_integer(blockers));
+        json_object_set_new(doc, "warnings", json_integer(warnings));
+        json_object_set_new(doc, "state", json_string(state));
+        json_object_set(doc, "facts", facts);
+        if (jsonout_print(stdout, doc)) {
+            cli_error("rules eval: could not write the JSON answer");
+            code = EXIT_SYSTEM;
+            goto out;
+        }
+    } else {
+        printf("state: %s (%d blocker%s, %d warning%s failing)\n", state, blockers,
+               blockers == 1 ? "" : "s", warnings, warnings == 1 ? "" : "s");
+    }
+    code = blockers ? EXIT_BLOCKED : EXIT_OK;
+out:
+    json_decref(o.verdicts);
+    free(body);
+    json_decref(report);
+    json_decref(facts);
+    rules_free(c);
+    return code;
+}
+
+int cmd_rules(struct cli *cli, int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "--help")) {
+        rules_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : EXIT_OK;
+    }
+    if (!strcmp(argv[1], "check"))
+        return rules_check(cli, argc, argv);
+    if (!strcmp(argv[1], "load"))
+        return rules_load_cmd(cli, argc, argv);
+    if (!strcmp(argv[1], "show"))
+        return rules_show(cli, argc, argv);
+    if (!strcmp(argv[1], "blockers"))
+        return rules_blockers(cli, argc, argv);
+    if (!strcmp(argv[1], "eval"))
+        return rules_eval(cli, argc, argv);
+    cli_error("rules: unknown subcommand '%s'", argv[1]);
+    rules_usage(stderr);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,165 @@
+/*
+ * fixture.h — building small fleets for the orchestrator's suites: a real database file with
+ * sites, hosts, reports, verdicts, waivers and edges written by plain SQL, and running the real
+ * `tlsgate` binary on it with a pinned clock ($TLSGATE_NOW). The schema knowledge the tests
+ * need (which columns a row must have, what a fresh report looks like) is written here once.
+ */
+#ifndef TLSGATE_FIXTURE_H
+#define TLSGATE_FIXTURE_H
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "inventory.h"
+#include "store.h"
+#include "testutil.h"
+
+/* The clock of every fixture: reports at FX_NOW - 60 are fresh, at FX_STALE are not. */
+#define FX_NOW 1800000000LL
+#define FX_STALE_AFTER 86400
+#define FX_STALE (FX_NOW - FX_STALE_AFTER - 1)
+
+#define MP ROLE_MANAGEMENT_POINT
+#define DP ROLE_DISTRIBUTION_POINT
+#define SUP ROLE_SOFTWARE_UPDATE_POINT
+#define DB (ROLE_SITE_SERVER | ROLE_SITE_DATABASE)
+
+static inline struct store *fx_open(const char *db)
+{
+    struct store *s;
+    char err[512];
+    ck_assert_msg(store_open(db, true, &s, err, sizeof(err)) == 0, "%s", err);
+    return s;
+}
+
+static inline void fx_sql(struct store *s, const char *fmt, ...)
+{
+    char sql[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof(sql), fmt, ap);
+    va_end(ap);
+    ck_assert_msg(store_exec(s, sql) == 0, "%s: %s", sql, store_errmsg(s));
+}
+
+static inline long long fx_int(struct store *s, const char *fmt, ...)
+{
+    char sql[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof(sql), fmt, ap);
+    va_end(ap);
+    sqlite3_stmt *st;
+    ck_assert_msg(store_prepare(s, sql, &st) == 0, "%s", store_errmsg(s));
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    long long v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static inline void fx_site(struct store *s, const char *code, const char *phase)
+{
+    fx_sql(s, "INSERT INTO site (code, phase, entered_at, entered_by) VALUES ('%s', '%s', 0, "
+              "'fixture')", code, phase);
+}
+
+/* A host of `site` with its collector at `collector` (ADDRESS:PORT) and no report yet. */
+static inline long long fx_host_bare(struct store *s, const char *name, const char *site,
+                                     unsigned roles, const char *collector)
+{
+    fx_sql(s, "INSERT INTO host (name, site, roles, collector, added_at, updated_at) "
+              "VALUES ('%s', '%s', %u, '%s', 0, 0)", name, site, roles, collector);
+    return fx_int(s, "SELECT id FROM host WHERE name = '%s'", name);
+}
+
+/* A host with a fresh, ready report; returns its id. */
+static inline long long fx_host(struct store *s, const char *name, const char *site,
+                                unsigned roles)
+{
+    long long id = fx_host_bare(s, name, site, roles, "127.0.0.1:9443");
+    fx_sql(s, "INSERT INTO report (host_id, collected_at, received_at, body, catalog_version, "
+              "blockers, warnings, legacy_disabled) VALUES (%lld, %lld, %lld, '{}', 'test', 0, "
+              "0, 0)", id, FX_NOW - 60, FX_NOW - 60);
+    return id;
+}
+
+static inline long long fx_id(struct store *s, const char *name)
+{
+    return fx_int(s, "SELECT id FROM host WHERE name = '%s'", name);
+}
+
+/* One failed blocker verdict more for `name` (the report's count follows). */
+static inline void fx_fail(struct store *s, const char *name, const char *rule,
+                           const char *reason)
+{
+    long long id = fx_id(s, name);
+    fx_sql(s, "INSERT INTO verdict (host_id, rule, pass, severity, reason) VALUES (%lld, '%s', "
+              "0, 'blocker', '%s')", id, rule, reason);
+    fx_sql(s, "UPDATE report SET blockers = blockers + 1 WHERE host_id = %lld", id);
+}
+
+/* The Windows 7 client of the tests: TLS 1.2 not usable by WinHTTP without KB3140245. */
+static inline void fx_win7_without_kb(struct store *s, const char *name)
+{
+    fx_fail(s, name, "winhttp-kb3140245", "KB3140245 missing");
+}
+
+static inline void fx_fix(struct store *s, const char *name)
+{
+    long long id = fx_id(s, name);
+    fx_sql(s, "DELETE FROM verdict WHERE host_id = %lld", id);
+    fx_sql(s, "UPDATE report SET blockers = 0, collected_at = %lld WHERE host_id = %lld",
+           FX_NOW - 60, id);
+}
+
+static inline void fx_stale(struct store *s, const char *name)
+{
+    fx_sql(s, "UPDATE report SET collected_at = %lld WHERE host_id = %lld", FX_STALE,
+           fx_id(s, name));
+}
+
+static inline void fx_unreported(struct store *s, const char *name)
+{
+    fx_sql(s, "DELETE FROM report WHERE host_id = %lld", fx_id(s, name));
+}
+
+static inline void fx_legacy_off(struct store *s, const char *name)
+{
+    fx_sql(s, "UPDATE report SET legacy_disabled = 1 WHERE host_id = %lld", fx_id(s, name));
+}
+
+/* until 0: no end. */
+static inline void fx_waive(struct store *s, const char *name, long long until)
+{
+    long long id = fx_id(s, name);
+    if (until)
+        fx_sql(s, "INSERT INTO waiver VALUES (%lld, 'test waiver', %lld, 0, 'fixture')", id,
+               until);
+    else
+        fx_sql(s, "INSERT INTO waiver VALUES (%lld, 'test waiver', NULL, 0, 'fixture')", id);
+}
+
+static inline void fx_edge(struct store *s, const char *dependent, const char *server)
+{
+    fx_sql(s, "INSERT INTO edge (dependent, server, channel) VALUES (%lld, %lld, 'custom')",
+           fx_id(s, dependent), fx_id(s, server));
+}
+
+/* Runs `tlsgate --db DB ARGS...` (NULL-ended) at clock `now`; out/err may be NULL. */
+static inline int fx_run_at(const char *db, long long now, char **out, char **err, ...)
+{
+    char clock[64];
+    snprintf(clock, sizeof(clock), "TLSGATE_NOW=%lld", now);
+    char *env[] = {clock, "TLSGATE_USER=tester", NULL};
+    va_list ap;
+    va_start(ap, err);
+    int rc = tu_tlsgatev(db, env, out, err, ap);
+    va_end(ap);
+    return rc;
+}
+
+#define fx_run(db, out, err, ...) fx_run_at(db, FX_NOW, out, err, __VA_ARGS__)
+
+#endif
