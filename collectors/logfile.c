@@ -131,15 +131,9 @@ int logfile_write(struct logfile *lf, const char *line)
     return 0;
 }
 
-size_t logfile_size(const struct logfile *lf)
-{
-    return lf->size;
-}
+size_t logfile_size(const struct logfile *lf) { return lf->size; }
 
-unsigned logfile_truncations(const struct logfile *lf)
-{
-    return lf->truncations;
-}
+unsigned logfile_truncations(const struct logfile *lf) { return lf->truncations; }
 
 void logfile_close(struct logfile *lf)
 {

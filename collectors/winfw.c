@@ -10,9 +10,12 @@
 
 #include "winfw.h"
 
+/* Order matters: winsock2.h before windows.h, iphlpapi.h after both. */
 #include <winsock2.h>
 #include <ws2tcpip.h>
+
 #include <windows.h>
+
 #include <iphlpapi.h>
 
 #include <errno.h>
@@ -96,7 +99,8 @@ int winfw_port_owner(uint16_t port, char *out, size_t outsize)
         return -ESRCH; /* a listener, but no owner reported (Wine's table has none) */
     char name[MAX_PATH * 2];
     if (pid == 4)
-        snprintf(out, outsize, "process 4 (System: the kernel's HTTP.sys, a URL reservation or "
+        snprintf(out, outsize,
+                 "process 4 (System: the kernel's HTTP.sys, a URL reservation or "
                  "another driver; `netsh http show servicestate` names it)");
     else {
         process_name(pid, name, sizeof(name));
@@ -234,7 +238,7 @@ static int run_netsh(const wchar_t *const *args, FILE *progress, char *output, s
  * (1 when no rule matches); its text is localised, so it is only quoted, never parsed. */
 static int rule_exists(FILE *progress, char *out, size_t outsize, char *err, size_t errsize)
 {
-    const wchar_t *show[] = {L"advfirewall", L"firewall", L"show", L"rule",
+    const wchar_t *show[] = {L"advfirewall",           L"firewall", L"show", L"rule",
                              L"name=" WINFW_RULE_NAME, NULL};
     int code = run_netsh(show, progress, out, outsize, err, errsize);
     return code < 0 ? -1 : code == 0;
@@ -246,7 +250,7 @@ int winfw_remove_rule(FILE *progress, char *err, size_t errsize)
     int exists = rule_exists(progress, out, sizeof(out), err, errsize);
     if (exists <= 0)
         return exists;
-    const wchar_t *args[] = {L"advfirewall", L"firewall", L"delete", L"rule",
+    const wchar_t *args[] = {L"advfirewall",           L"firewall", L"delete", L"rule",
                              L"name=" WINFW_RULE_NAME, NULL};
     int code = run_netsh(args, progress, out, sizeof(out), err, errsize);
     if (code < 0)
@@ -289,10 +293,20 @@ int winfw_add_rule(const wchar_t *exe, uint16_t port, const char *const *allow, 
 
     if (winfw_remove_rule(progress, err, errsize) < 0)
         return -1;
-    const wchar_t *add[] = {L"advfirewall", L"firewall", L"add", L"rule",
-                            L"name=" WINFW_RULE_NAME, L"dir=in", L"action=allow",
-                            L"protocol=TCP", localport, remote, program,
-                            L"service=tlsgate-collector", L"profile=any", L"enable=yes",
+    const wchar_t *add[] = {L"advfirewall",
+                            L"firewall",
+                            L"add",
+                            L"rule",
+                            L"name=" WINFW_RULE_NAME,
+                            L"dir=in",
+                            L"action=allow",
+                            L"protocol=TCP",
+                            localport,
+                            remote,
+                            program,
+                            L"service=tlsgate-collector",
+                            L"profile=any",
+                            L"enable=yes",
                             L"description=tlsgate orchestrator pulls the readiness report",
                             NULL};
     char out[NETSH_OUTPUT_MAX];

@@ -18,7 +18,7 @@
 #include "logfile.h"
 #include "messages.h"
 
-#define WINLOG_EVENTLOG_KEY                                                                     \
+#define WINLOG_EVENTLOG_KEY                                                                        \
     L"SYSTEM\\CurrentControlSet\\Services\\EventLog\\Application\\tlsgate-collector"
 #define LAST_ERROR_MAX 512
 
@@ -196,7 +196,8 @@ int winlog_open(const char *dir)
         rc = logfile_open(file_path, WINLOG_FILE_CAP, WINLOG_FILE_KEEP, &file);
     if (rc < 0) {
         char msg[WINLOG_PATH_MAX + 128];
-        snprintf(msg, sizeof(msg), "cannot open the log file %s\\%s (%s): logging to the Event "
+        snprintf(msg, sizeof(msg),
+                 "cannot open the log file %s\\%s (%s): logging to the Event "
                  "Log only",
                  dir, WINLOG_FILE_NAME, strerror(-rc));
         file_path[0] = '\0';
@@ -205,10 +206,7 @@ int winlog_open(const char *dir)
     return rc;
 }
 
-const char *winlog_file_path(void)
-{
-    return file_path;
-}
+const char *winlog_file_path(void) { return file_path; }
 
 void winlog_sink(int level, const char *line, void *arg)
 {
@@ -255,8 +253,8 @@ void winlog_close(void)
 static unsigned long win_error(char *err, size_t errsize, DWORD code, const char *what)
 {
     char text[256] = "";
-    FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, NULL, code, 0,
-                   text, sizeof(text), NULL);
+    FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, NULL, code, 0, text,
+                   sizeof(text), NULL);
     size_t n = strlen(text);
     while (n > 0 && (text[n - 1] == '\r' || text[n - 1] == '\n' || text[n - 1] == '.'))
         text[--n] = '\0';
@@ -268,8 +266,8 @@ static unsigned long win_error(char *err, size_t errsize, DWORD code, const char
 unsigned long winlog_register_source(const wchar_t *exe, char *err, size_t errsize)
 {
     HKEY key;
-    LONG rc = RegCreateKeyExW(HKEY_LOCAL_MACHINE, WINLOG_EVENTLOG_KEY, 0, NULL, 0,
-                              KEY_SET_VALUE, NULL, &key, NULL);
+    LONG rc = RegCreateKeyExW(HKEY_LOCAL_MACHINE, WINLOG_EVENTLOG_KEY, 0, NULL, 0, KEY_SET_VALUE,
+                              NULL, &key, NULL);
     if (rc != ERROR_SUCCESS)
         return win_error(err, errsize, (DWORD)rc,
                          "cannot create the Event Log source key HKLM\\SYSTEM\\CurrentControlSet"

@@ -31,9 +31,8 @@
 
 #include "winservice.h"
 
-#include <winsock2.h>
-#include <ws2tcpip.h>
 #include <windows.h>
+
 #include <aclapi.h>
 #include <sddl.h>
 
@@ -54,8 +53,8 @@
 
 #define SVC_NAME_W L"tlsgate-collector"
 #define SVC_DISPLAY_W L"tlsgate collector"
-#define SVC_DESCRIPTION_W                                                                       \
-    L"Serves this host's TLS 1.2 readiness report to the tlsgate orchestrator over HTTPS with " \
+#define SVC_DESCRIPTION_W                                                                          \
+    L"Serves this host's TLS 1.2 readiness report to the tlsgate orchestrator over HTTPS with "    \
     L"mutual TLS."
 #define SVC_ACCOUNT_W L"NT SERVICE\\tlsgate-collector"
 
@@ -87,8 +86,8 @@ static const char *win_text(DWORD code)
 {
     static char buf[320];
     char text[256] = "";
-    FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, NULL, code, 0,
-                   text, sizeof(text), NULL);
+    FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, NULL, code, 0, text,
+                   sizeof(text), NULL);
     size_t n = strlen(text);
     while (n > 0 && (text[n - 1] == '\r' || text[n - 1] == '\n' || text[n - 1] == '.'))
         text[--n] = '\0';
@@ -171,8 +170,8 @@ static bool path_within(const char *path, const char *dir)
 /* ---- the config, as far as the installer needs it ---- */
 
 struct svc_config {
-    char *path;                       /* absolute */
-    char *key;                        /* absolute */
+    char *path; /* absolute */
+    char *key;  /* absolute */
     uint16_t port;
     char *allow[CFG_ALLOW_MAX];
     size_t nallow;
@@ -224,7 +223,8 @@ static int svc_config_load(const char *cmd, const char *path, struct svc_config 
     static const char *const required[] = {"listen", "cert", "key", "ca"};
     for (size_t i = 0; i < 4; i++) {
         if (!json_is_string(json_object_get(root, required[i]))) {
-            say_error(cmd, "%s: \"%s\" is missing or not a string; the service takes all its "
+            say_error(cmd,
+                      "%s: \"%s\" is missing or not a string; the service takes all its "
                       "settings from this file",
                       c->path, required[i]);
             goto out;
@@ -246,8 +246,7 @@ static int svc_config_load(const char *cmd, const char *path, struct svc_config 
     }
     DWORD attr = GetFileAttributesA(c->key);
     if (attr == INVALID_FILE_ATTRIBUTES || (attr & FILE_ATTRIBUTE_DIRECTORY)) {
-        say_error(cmd, "%s: key: %s is not a file: %s", c->path, c->key,
-                  win_text(GetLastError()));
+        say_error(cmd, "%s: key: %s is not a file: %s", c->path, c->key, win_text(GetLastError()));
         goto out;
     }
     json_t *allow = json_object_get(root, "firewall_allow");
@@ -255,13 +254,15 @@ static int svc_config_load(const char *cmd, const char *path, struct svc_config 
         size_t i;
         json_t *item;
         if (!json_is_array(allow) || json_array_size(allow) > CFG_ALLOW_MAX) {
-            say_error(cmd, "%s: firewall_allow: must be an array of at most %d addresses",
-                      c->path, CFG_ALLOW_MAX);
+            say_error(cmd, "%s: firewall_allow: must be an array of at most %d addresses", c->path,
+                      CFG_ALLOW_MAX);
             goto out;
         }
-        json_array_foreach(allow, i, item) {
+        json_array_foreach(allow, i, item)
+        {
             if (!json_is_string(item) || cfg_check_address(json_string_value(item)) < 0) {
-                say_error(cmd, "%s: firewall_allow[%zu]: not an IPv4 or IPv6 address "
+                say_error(cmd,
+                          "%s: firewall_allow[%zu]: not an IPv4 or IPv6 address "
                           "(optionally /prefix)",
                           c->path, i);
                 goto out;
@@ -307,8 +308,7 @@ static DWORD set_dacl(const char *path, const char *sddl_fmt)
     DWORD rc = ERROR_INVALID_SECURITY_DESCR;
     if (GetSecurityDescriptorDacl(sd, &present, &dacl, &defaulted) && present && dacl)
         rc = SetNamedSecurityInfoA((char *)path, SE_FILE_OBJECT,
-                                   DACL_SECURITY_INFORMATION |
-                                       PROTECTED_DACL_SECURITY_INFORMATION,
+                                   DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
                                    NULL, NULL, dacl, NULL);
     LocalFree(sd);
     return rc;
@@ -322,8 +322,8 @@ static int only_trusted_readers(const char *path, char *why, size_t whysize)
 {
     PACL dacl = NULL;
     PSECURITY_DESCRIPTOR sd = NULL;
-    DWORD rc = GetNamedSecurityInfoA((char *)path, SE_FILE_OBJECT, DACL_SECURITY_INFORMATION,
-                                     NULL, NULL, &dacl, NULL, &sd);
+    DWORD rc = GetNamedSecurityInfoA((char *)path, SE_FILE_OBJECT, DACL_SECURITY_INFORMATION, NULL,
+                                     NULL, &dacl, NULL, &sd);
     if (rc != ERROR_SUCCESS) {
         snprintf(why, whysize, "cannot read its ACL: %s", win_text(rc));
         return -1;
@@ -435,9 +435,8 @@ static SC_HANDLE open_service(const char *cmd, SC_HANDLE scm, DWORD access)
             say_error(cmd, "the service " WINSVC_NAME " is not installed");
         else
             say_error(cmd, "cannot open the service " WINSVC_NAME ": %s%s", win_text(e),
-                      e == ERROR_ACCESS_DENIED
-                          ? "; run it from an elevated (administrator) prompt"
-                          : "");
+                      e == ERROR_ACCESS_DENIED ? "; run it from an elevated (administrator) prompt"
+                                               : "");
     }
     return s;
 }
@@ -454,8 +453,7 @@ static DWORD wait_state(SC_HANDLE s, DWORD want, DWORD ms, SERVICE_STATUS_PROCES
     for (DWORD waited = 0;; waited += 200) {
         if (!query_status(s, st))
             return 0;
-        if (st->dwCurrentState == want || st->dwCurrentState == SERVICE_STOPPED ||
-            waited >= ms)
+        if (st->dwCurrentState == want || st->dwCurrentState == SERVICE_STOPPED || waited >= ms)
             return st->dwCurrentState;
         Sleep(200);
     }
@@ -524,8 +522,8 @@ static int cmd_install(const char *config)
         ret = EXIT_INPUT;
         goto out_config;
     }
-    swprintf(binpath, sizeof(binpath) / sizeof(binpath[0]),
-             L"\"%ls\" service run --config \"%ls\"", exe, wconfig);
+    swprintf(binpath, sizeof(binpath) / sizeof(binpath[0]), L"\"%ls\" service run --config \"%ls\"",
+             exe, wconfig);
     free(wconfig);
 
     SC_HANDLE scm = open_scm("install", SC_MANAGER_CONNECT | SC_MANAGER_CREATE_SERVICE);
@@ -537,8 +535,8 @@ static int cmd_install(const char *config)
     SC_HANDLE s = OpenServiceW(scm, SVC_NAME_W, SERVICE_ALL_ACCESS);
     if (s) {
         if (!ChangeServiceConfigW(s, SERVICE_WIN32_OWN_PROCESS, SERVICE_AUTO_START,
-                                  SERVICE_ERROR_NORMAL, binpath, NULL, NULL, NULL,
-                                  SVC_ACCOUNT_W, NULL, SVC_DISPLAY_W)) {
+                                  SERVICE_ERROR_NORMAL, binpath, NULL, NULL, NULL, SVC_ACCOUNT_W,
+                                  NULL, SVC_DISPLAY_W)) {
             say_error("install", "cannot update the installed service: %s",
                       win_text(GetLastError()));
             ret = EXIT_SYSTEM;
@@ -552,9 +550,8 @@ static int cmd_install(const char *config)
         if (!s) {
             DWORD e = GetLastError();
             say_error("install", "cannot create the service: %s%s", win_text(e),
-                      e == ERROR_ACCESS_DENIED
-                          ? "; run it from an elevated (administrator) prompt"
-                          : "");
+                      e == ERROR_ACCESS_DENIED ? "; run it from an elevated (administrator) prompt"
+                                               : "");
             ret = EXIT_SYSTEM;
             goto out_scm;
         }
@@ -562,14 +559,14 @@ static int cmd_install(const char *config)
         printf("service: " WINSVC_NAME " created\n");
     }
     printf("service: command line %ls\n", binpath);
-    printf("service: automatic start, account " "NT SERVICE\\" WINSVC_NAME " (%s)\n",
+    printf("service: automatic start, account "
+           "NT SERVICE\\" WINSVC_NAME " (%s)\n",
            service_sid());
 
     SERVICE_DESCRIPTIONW desc = {SVC_DESCRIPTION_W};
     SERVICE_SID_INFO sidinfo = {SERVICE_SID_TYPE_UNRESTRICTED};
-    SC_ACTION actions[3] = {{SC_ACTION_RESTART, 5000},
-                            {SC_ACTION_RESTART, 30000},
-                            {SC_ACTION_RESTART, 120000}};
+    SC_ACTION actions[3] = {
+        {SC_ACTION_RESTART, 5000}, {SC_ACTION_RESTART, 30000}, {SC_ACTION_RESTART, 120000}};
     SERVICE_FAILURE_ACTIONSW failure = {86400, NULL, NULL, 3, actions};
     SERVICE_FAILURE_ACTIONS_FLAG failure_flag = {TRUE};
     /* Only the privilege every process has: no impersonation, no global objects. */
@@ -605,8 +602,7 @@ static int cmd_install(const char *config)
             ret = EXIT_SYSTEM;
             goto out_undo;
         }
-        printf("firewall: inbound TCP %u allowed from %zu address%s only (rule " WINSVC_NAME
-               ")\n",
+        printf("firewall: inbound TCP %u allowed from %zu address%s only (rule " WINSVC_NAME ")\n",
                (unsigned)c.port, c.nallow, c.nallow == 1 ? "" : "es");
         if (wine)
             printf("note: Wine's netsh accepts advfirewall commands without doing anything: the "
@@ -657,8 +653,7 @@ static int cmd_uninstall(void)
         if (query_status(s, &st) && st.dwCurrentState != SERVICE_STOPPED) {
             ControlService(s, SERVICE_CONTROL_STOP, &ss);
             if (wait_state(s, SERVICE_STOPPED, STOP_WAIT_MS, &st) != SERVICE_STOPPED) {
-                say_error("uninstall", "the service did not stop within %d s",
-                          STOP_WAIT_MS / 1000);
+                say_error("uninstall", "the service did not stop within %d s", STOP_WAIT_MS / 1000);
                 ret = EXIT_SYSTEM;
             } else {
                 printf("service: stopped\n");
@@ -718,12 +713,13 @@ static int cmd_start(void)
         ret = exit_code_of(&st);
         char log[WINLOG_PATH_MAX] = "";
         winlog_log_dir(log, sizeof(log));
-        say_error("start", "the service stopped while starting, exit code %d (%s); the reason "
+        say_error("start",
+                  "the service stopped while starting, exit code %d (%s); the reason "
                   "is in %s\\" WINLOG_FILE_NAME " and the Application Event Log",
                   ret,
-                  ret == EXIT_USAGE    ? "usage"
-                  : ret == EXIT_INPUT  ? "bad config, certificate, key, CA or facts"
-                                       : "system error",
+                  ret == EXIT_USAGE   ? "usage"
+                  : ret == EXIT_INPUT ? "bad config, certificate, key, CA or facts"
+                                      : "system error",
                   log);
         if (ret == 0)
             ret = EXIT_SYSTEM;
@@ -786,9 +782,8 @@ static int cmd_refresh(void)
             ret = 0;
         } else {
             DWORD e = GetLastError();
-            say_error("refresh", "%s", e == ERROR_SERVICE_NOT_ACTIVE
-                                           ? "the service is not running"
-                                           : win_text(e));
+            say_error("refresh", "%s",
+                      e == ERROR_SERVICE_NOT_ACTIVE ? "the service is not running" : win_text(e));
             if (e == ERROR_SERVICE_NOT_ACTIVE)
                 ret = EXIT_NOT_RUNNING;
         }
@@ -952,10 +947,8 @@ static DWORD WINAPI on_control(DWORD control, DWORD type, void *data, void *ctx)
         winlog_sink(COLLECTOR_LOG_INFO, "service: refresh requested (control code 128)", NULL);
         collector_request_refresh();
         return NO_ERROR;
-    case SERVICE_CONTROL_INTERROGATE:
-        return NO_ERROR;
-    default:
-        return ERROR_CALL_NOT_IMPLEMENTED;
+    case SERVICE_CONTROL_INTERROGATE: return NO_ERROR;
+    default: return ERROR_CALL_NOT_IMPLEMENTED;
     }
 }
 
@@ -969,8 +962,10 @@ static DWORD WINAPI watchdog(void *arg)
             set_state(state, 0);
         if (state == SERVICE_STOP_PENDING) {
             if (GetTickCount() - stop_requested_at > STOP_GIVE_UP_MS) {
-                winlog_sink(COLLECTOR_LOG_ERROR, "service: the collector did not stop within "
-                            "30 s; ending the process", NULL);
+                winlog_sink(COLLECTOR_LOG_ERROR,
+                            "service: the collector did not stop within "
+                            "30 s; ending the process",
+                            NULL);
                 winlog_event_stopped(EXIT_SYSTEM);
                 set_state(SERVICE_STOPPED, EXIT_SYSTEM);
                 winlog_close();
@@ -1038,7 +1033,7 @@ static int cmd_run(const char *config)
         DWORD e = GetLastError();
         if (e == ERROR_FAILED_SERVICE_CONTROLLER_CONNECT)
             say_error("run", "only the service control manager runs this; in a console run "
-                      "`tlsgate-collector --config FILE` (Ctrl+C stops it)");
+                             "`tlsgate-collector --config FILE` (Ctrl+C stops it)");
         else
             say_error("run", "cannot reach the service control manager: %s", win_text(e));
         return EXIT_USAGE;

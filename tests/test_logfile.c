@@ -14,10 +14,7 @@
 
 static char *dir;
 
-static void setup(void)
-{
-    dir = tu_tmpdir();
-}
+static void setup(void) { dir = tu_tmpdir(); }
 
 static void teardown(void)
 {

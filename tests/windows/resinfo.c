@@ -33,8 +33,7 @@ static int version(const wchar_t *exe)
            (unsigned long)HIWORD(fixed->dwFileVersionLS),
            (unsigned long)LOWORD(fixed->dwFileVersionLS));
     wchar_t *text;
-    if (VerQueryValueW(data, L"\\StringFileInfo\\040904B0\\ProductVersion", (void **)&text,
-                       &len))
+    if (VerQueryValueW(data, L"\\StringFileInfo\\040904B0\\ProductVersion", (void **)&text, &len))
         printf("ProductVersion %ls\n", text);
     free(data);
     return 0;
