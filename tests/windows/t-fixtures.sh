@@ -11,8 +11,8 @@
 # the script deletes every key the collector reads that Wine can do without (scrub.reg) and saves
 # that registry. Each fixture then starts from the saved registry in a new Wine session kept
 # alive (wineserver -p) until its exe has run, because Wine's session start (wineboot) writes
-# values again: after it, the values of the two keys Wine needs are deleted (CurrentVersion: all;
-# Environment: PROCESSOR_ARCHITECTURE), then the fixture is imported. The case
+# values again: after it, the values under the keys Wine needs are deleted (CurrentVersion: all;
+# Environment: PROCESSOR_ARCHITECTURE; ProductOptions: ProductType), then the fixture is imported. The case
 # "scrubbed-registry-is-empty" checks the method: on such a registry with nothing imported the
 # exe must report exactly the facts of an empty .reg file (it fails when the collector learns to
 # read something Wine fills and this script does not clear yet).
@@ -49,6 +49,8 @@ fresh_session() {
         >"$tmp/values.log" 2>&1 || return 1
     wine reg delete 'HKLM\SYSTEM\CurrentControlSet\Control\Session Manager\Environment' \
         /v PROCESSOR_ARCHITECTURE /f >>"$tmp/values.log" 2>&1 || true # absent is fine
+    wine reg delete 'HKLM\SYSTEM\CurrentControlSet\Control\ProductOptions' \
+        /v ProductType /f >>"$tmp/values.log" 2>&1 || true
 }
 
 # compare.py MODE ...: the JSON comparisons, in Python for exact JSON equality.
