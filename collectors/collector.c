@@ -1,13 +1,17 @@
 /*
  * collector.c — `tlsgate-collector`, the agent on every host: reads the host's facts (layered
  * .reg exports through the regfile view, or a JSON facts file), builds its readiness report and
- * serves the cached report over HTTPS with mutual TLS (server.c) until SIGTERM/SIGINT.
+ * serves the cached report over HTTPS with mutual TLS (server.c) until stopped. On Windows the
+ * facts can also come from the live registry (winreg.c through regview_open_native).
  *
  * Everything runs on one libuv loop: the server, a refresh timer (every --interval seconds,
  * jittered ±10% from a per-process seed so a fleet restarted at once does not refresh in step),
- * and the signals (SIGHUP refreshes now). A refresh that fails keeps the last good report and
- * says why in /v1/health. Reading the inputs happens on the loop: they are local files of at
- * most a few MiB, and doing it inline keeps the process free of worker threads.
+ * the signals (POSIX: SIGHUP refreshes now, SIGTERM/SIGINT stop; Windows console: Ctrl+C,
+ * Ctrl+Break and closing the console stop) and one uv_async_t through which another thread (a
+ * Windows service's control handler) asks to stop or refresh (collector.h). A refresh that fails
+ * keeps the last good report and says why in /v1/health. Reading the inputs happens on the loop:
+ * they are local files or registry keys of at most a few MiB, and doing it inline keeps the
+ * collector's own work on one thread.
  *
  * Start-up is strict: anything wrong with the inputs, the certificate, the key or the CA stops
  * the collector before it listens (exit 3, naming the file), because a collector that serves a
@@ -28,14 +32,21 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <time.h>
 #include <uv.h>
 
+#include "cfgutil.h"
+#include "collector.h"
 #include "facts.h"
+#include "platform.h"
 #include "regview.h"
 #include "report.h"
 #include "server.h"
+#ifdef _WIN32
+#include "winfw.h"
+#include "winlog.h"
+#include "winservice.h"
+#endif
 
 #define EXIT_USAGE 2
 #define EXIT_INPUT 3
@@ -48,21 +59,36 @@
 #define DEFAULT_CLIENT_CN "tlsgate-orchestrator"
 #define ERR_SIZE 1024
 
+/* Where the facts come from; the name is the report's `source`. */
+enum source { SOURCE_REGFILE, SOURCE_FACTS, SOURCE_REGISTRY };
+static const char *const source_names[] = {"regfile", "facts", "registry"};
+
 struct options {
     char *listen;
     char *cert, *key, *ca;
     char *regfiles[MAX_REGFILES];
     size_t nregfiles;
     char *facts;
+    bool registry;          /* --registry (Windows): the live registry */
+    enum source source;     /* set once the options are complete */
     char *host;
     long interval;          /* 0 = not given */
     char *client_cn;
 };
 
+#ifdef _WIN32
+#define NSIGNALS 3 /* SIGINT (Ctrl+C), SIGBREAK (Ctrl+Break), SIGHUP (console closed): stop */
+static const int stop_signals[NSIGNALS] = {SIGINT, SIGBREAK, SIGHUP};
+#else
+#define NSIGNALS 3 /* SIGTERM, SIGINT: stop; SIGHUP: refresh */
+static const int stop_signals[NSIGNALS] = {SIGTERM, SIGINT, 0};
+#endif
+
 struct collector {
     uv_loop_t loop;
     uv_timer_t refresh;
-    uv_signal_t sigterm, sigint, sighup;
+    uv_signal_t signals[NSIGNALS];
+    uv_async_t control;     /* collector_request_stop / _refresh from other threads */
     struct server *server;
     struct options opt;
     char *host;             /* the identity served (from the certificate or --host) */
@@ -70,21 +96,78 @@ struct collector {
     bool stopping;
 };
 
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* ---- logging: one sink for every line (collector.h) ---- */
+
+#define LOG_LINE_MAX 2048
+
+static void default_sink(int level, const char *line, void *arg)
+{
+    (void)arg;
+    if (level <= COLLECTOR_LOG_INFO)
+        fprintf(stderr, "tlsgate-collector: %s\n", line);
+}
+
+static void (*log_sink)(int, const char *, void *) = default_sink;
+static void *log_arg;
+
+void collector_set_log_sink(void (*sink)(int level, const char *line, void *arg), void *arg)
+{
+    log_sink = sink ? sink : default_sink;
+    log_arg = sink ? arg : NULL;
+}
+
+static void vlog_line(int level, const char *fmt, va_list ap)
+{
+    char line[LOG_LINE_MAX];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    size_t n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    log_sink(level, line, log_arg);
+}
+
+static void log_line(int level, const char *fmt, ...) PLATFORM_PRINTF(2, 3);
+static void log_line(int level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlog_line(level, fmt, ap);
+    va_end(ap);
+}
+
+/* Start and stop: a console shows them already (the "serving" line on stdout, the exit), and
+ * scripts expect a clean stop to leave stderr empty; a service's log needs them. */
+#define log_lifecycle(...)                                                                         \
+    do {                                                                                           \
+        if (log_sink != default_sink)                                                              \
+            log_line(COLLECTOR_LOG_INFO, __VA_ARGS__);                                             \
+    } while (0)
+
+/* The server's (and libmicrohttpd's) lines. */
+static void on_server_log(void *arg, int level, const char *line)
+{
+    (void)arg;
+    log_line(level, "%s", line);
+}
+
+/* An error: the collector stops, or what it was asked failed. */
+static void fail(const char *fmt, ...) PLATFORM_PRINTF(1, 2);
 static void fail(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fputs("tlsgate-collector: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vlog_line(COLLECTOR_LOG_ERROR, fmt, ap);
     va_end(ap);
 }
 
 static void usage(FILE *f)
 {
     fputs("usage: tlsgate-collector --listen ADDR:PORT --cert FILE --key FILE --ca FILE\n"
+#ifdef _WIN32
+          "                         [--registry | --regfile FILE... | --facts FILE]\n"
+#else
           "                         (--regfile FILE... | --facts FILE)\n"
+#endif
           "                         [--host FQDN] [--interval SECONDS] [--client-cn NAME]\n"
           "                         [--config FILE]\n"
           "\n"
@@ -98,6 +181,11 @@ static void usage(FILE *f)
           "                      0.0.0.0:8443; port 0 picks a free port (printed on stdout)\n"
           "  --cert FILE         this host's certificate (PEM); --key FILE its unencrypted key\n"
           "  --ca FILE           the fleet CA (PEM) that signs the orchestrator's certificate\n"
+#ifdef _WIN32
+          "  --registry          read this machine's registry (HKLM, the 64-bit view and the\n"
+          "                      32-bit Wow6432Node view, also from the 32-bit exe); the default\n"
+          "                      when neither --regfile nor --facts is given\n"
+#endif
           "  --regfile FILE      a .reg export (UTF-16LE or REGEDIT4); repeat to layer, in order\n"
           "  --facts FILE        a JSON facts file instead of .reg exports\n"
           "  --host FQDN         the host name reported; defaults to the certificate's first\n"
@@ -107,11 +195,21 @@ static void usage(FILE *f)
           DEFAULT_CLIENT_CN ")\n"
           "  --config FILE       JSON object with the same names (\"listen\", \"cert\", \"key\",\n"
           "                      \"ca\", \"regfile\": [..], \"facts\", \"host\", \"interval\",\n"
-          "                      \"client_cn\"); the command line wins; paths are taken\n"
-          "                      relative to the working directory\n"
+          "                      \"client_cn\", \"firewall_allow\": [addresses] for\n"
+          "                      `service install`); the command line wins; paths in the\n"
+          "                      file are relative to the file's folder\n"
+#ifdef _WIN32
+          "                      (default: %ProgramData%\\tlsgate\\collector.json, when it\n"
+          "                      exists)\n"
+#endif
           "  -h, --help          this text\n"
           "\n"
+#ifdef _WIN32
+          "Ctrl+C, Ctrl+Break or closing the console stop.\n"
+          "As a Windows service: tlsgate-collector service --help.\n"
+#else
           "Signals: SIGHUP re-reads the inputs now; SIGTERM/SIGINT stop.\n"
+#endif
           "Exit: 0 stopped, 2 usage, 3 bad input (facts, .reg, certificate, key, CA, config),\n"
           "4 system error (cannot listen).\n",
           f);
@@ -169,12 +267,14 @@ static int parse_interval(const char *s, long *out)
 }
 
 /* Fills every option not already set from the JSON config file; a source kind given on the
- * command line replaces the config's source entirely. 0 or EXIT_* with a message. */
+ * command line replaces the config's source entirely. A relative path in the file (cert, key,
+ * ca, facts, regfile) is relative to the file's folder (cfgutil.h): a Windows service runs in
+ * System32. 0 or EXIT_* with a message. */
 static int load_config(const char *path, struct options *o)
 {
-    bool cli_source = o->nregfiles > 0 || o->facts;
-    char *text;
-    size_t len;
+    bool cli_source = o->nregfiles > 0 || o->facts || o->registry;
+    char *text = NULL;
+    size_t len = 0;
     int rc = read_capped(path, CONFIG_MAX_BYTES, &text, &len);
     if (rc < 0) {
         fail("%s: %s", path, rc == -E2BIG ? "config over 65536 bytes" : strerror(-rc));
@@ -212,9 +312,15 @@ static int load_config(const char *path, struct options *o)
             }
             if (slot == &o->facts && cli_source)
                 continue;
-            if (!*slot && set_string(slot, json_string_value(v)) < 0) {
-                ret = EXIT_SYSTEM;
-                goto out;
+            bool is_path = slot == &o->cert || slot == &o->key || slot == &o->ca ||
+                           slot == &o->facts;
+            if (!*slot) {
+                *slot = is_path ? cfg_resolve(path, json_string_value(v))
+                                : strdup(json_string_value(v));
+                if (!*slot) {
+                    ret = EXIT_SYSTEM;
+                    goto out;
+                }
             }
         } else if (strcmp(k, "interval") == 0) {
             if (!json_is_integer(v) || json_integer_value(v) < 1 ||
@@ -246,7 +352,7 @@ static int load_config(const char *path, struct options *o)
             }
             if (!cli_source) {
                 json_array_foreach(list, i, item) {
-                    o->regfiles[o->nregfiles] = strdup(json_string_value(item));
+                    o->regfiles[o->nregfiles] = cfg_resolve(path, json_string_value(item));
                     if (!o->regfiles[o->nregfiles++]) {
                         json_decref(list);
                         ret = EXIT_SYSTEM;
@@ -255,9 +361,29 @@ static int load_config(const char *path, struct options *o)
                 }
             }
             json_decref(list);
+        } else if (strcmp(k, "firewall_allow") == 0) {
+            /* Read by `service install` (the Windows Firewall rule); checked here too, so a
+             * config that the installer would refuse never runs either. */
+            size_t i;
+            json_t *item;
+            if (!json_is_array(v) || json_array_size(v) > CFG_ALLOW_MAX) {
+                fail("%s: firewall_allow: must be an array of at most %d addresses", path,
+                     CFG_ALLOW_MAX);
+                ret = EXIT_INPUT;
+                goto out;
+            }
+            json_array_foreach(v, i, item) {
+                if (!json_is_string(item) || cfg_check_address(json_string_value(item)) < 0) {
+                    fail("%s: firewall_allow[%zu]: not an IPv4 or IPv6 address (optionally "
+                         "/prefix)",
+                         path, i);
+                    ret = EXIT_INPUT;
+                    goto out;
+                }
+            }
         } else {
             fail("%s: unknown key \"%s\" (known: listen, cert, key, ca, regfile, facts, host, "
-                 "interval, client_cn)",
+                 "interval, client_cn, firewall_allow)",
                  path, k);
             ret = EXIT_INPUT;
             goto out;
@@ -293,6 +419,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"ca", required_argument, NULL, 'a'},
         {"regfile", required_argument, NULL, 'r'},
         {"facts", required_argument, NULL, 'f'},
+        {"registry", no_argument, NULL, 'R'},
         {"host", required_argument, NULL, 'H'},
         {"interval", required_argument, NULL, 'i'},
         {"client-cn", required_argument, NULL, OPT_CLIENT_CN},
@@ -314,6 +441,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         case 'H': rc = set_string(&o->host, optarg); break;
         case OPT_CLIENT_CN: rc = set_string(&o->client_cn, optarg); break;
         case 'C': config = optarg; break;
+        case 'R': o->registry = true; break;
         case 'r':
             if (o->nregfiles == MAX_REGFILES) {
                 fail("at most %d --regfile", MAX_REGFILES);
@@ -349,6 +477,16 @@ static int parse_options(int argc, char **argv, struct options *o)
         fail("unexpected argument '%s' (see --help)", argv[optind]);
         return EXIT_USAGE;
     }
+#ifdef _WIN32
+    /* Without --config, the service's default config is read when it exists. */
+    char default_config[WINLOG_PATH_MAX];
+    if (!config && winlog_data_dir(default_config, sizeof(default_config) - 16) == 0) {
+        strcat(default_config, "\\" WINSVC_CONFIG_NAME);
+        DWORD attr = GetFileAttributesA(default_config);
+        if (attr != INVALID_FILE_ATTRIBUTES && !(attr & FILE_ATTRIBUTE_DIRECTORY))
+            config = default_config;
+    }
+#endif
     if (config) {
         int rc = load_config(config, o);
         if (rc)
@@ -360,13 +498,36 @@ static int parse_options(int argc, char **argv, struct options *o)
                           : !o->ca   ? "--ca"
                                      : NULL;
     if (missing) {
+#ifdef _WIN32
+        if (!config) {
+            fail("%s is required, and there is no %s\\tlsgate\\" WINSVC_CONFIG_NAME
+                 " (see --help)", missing, "%ProgramData%");
+            return EXIT_USAGE;
+        }
+#endif
         fail("%s is required (see --help)", missing);
         return EXIT_USAGE;
     }
-    if ((o->nregfiles > 0) == (o->facts != NULL)) {
+    int nsources = (o->nregfiles > 0) + (o->facts != NULL) + o->registry;
+#ifdef _WIN32
+    if (nsources > 1) {
+        fail("give one source: --registry, --regfile FILE... or --facts FILE");
+        return EXIT_USAGE;
+    }
+    if (nsources == 0)
+        o->registry = true; /* a Windows host reads its own registry */
+#else
+    if (o->registry) {
+        fail("--registry reads the Windows registry and exists only in the Windows build; "
+             "give --regfile FILE... (reg export files) or --facts FILE");
+        return EXIT_USAGE;
+    }
+    if (nsources != 1) {
         fail("give exactly one source: --regfile FILE... or --facts FILE");
         return EXIT_USAGE;
     }
+#endif
+    o->source = o->registry ? SOURCE_REGISTRY : o->facts ? SOURCE_FACTS : SOURCE_REGFILE;
     if (!o->interval)
         o->interval = DEFAULT_INTERVAL;
     if (!o->client_cn && set_string(&o->client_cn, DEFAULT_CLIENT_CN) < 0)
@@ -416,7 +577,7 @@ static void identity_release(struct identity *id)
 {
     free(id->cert_pem);
     if (id->key_pem) {
-        explicit_bzero(id->key_pem, strlen(id->key_pem));
+        platform_secure_zero(id->key_pem, strlen(id->key_pem));
         free(id->key_pem);
     }
     free(id->ca_pem);
@@ -426,7 +587,7 @@ static void identity_release(struct identity *id)
 
 static int read_pem(const char *path, char **out, gnutls_datum_t *d)
 {
-    size_t len;
+    size_t len = 0;
     int rc = read_capped(path, SERVER_PEM_MAX_BYTES, out, &len);
     if (rc < 0) {
         fail("%s: %s", path,
@@ -556,20 +717,26 @@ static int build_report(const struct collector *c, long long now, char **json, s
     const struct options *o = &c->opt;
     json_t *facts = NULL;
     int rc;
-    if (o->nregfiles > 0) {
+    if (o->source == SOURCE_FACTS) {
+        rc = facts_load_file(o->facts, &facts, err, errsize);
+    } else {
         struct regview *v;
-        rc = regview_open_files((const char *const *)o->regfiles, o->nregfiles, &v, err, errsize);
+#ifdef _WIN32
+        if (o->source == SOURCE_REGISTRY)
+            rc = regview_open_native(&v, err, errsize);
+        else
+#endif
+            rc = regview_open_files((const char *const *)o->regfiles, o->nregfiles, &v, err,
+                                    errsize);
         if (rc < 0)
             return rc;
         rc = facts_extract(v, &facts, err, errsize);
         regview_free(v);
-    } else {
-        rc = facts_load_file(o->facts, &facts, err, errsize);
     }
     if (rc < 0)
         return rc;
     json_t *report = facts_build_report(facts, c->host, now,
-                                        o->nregfiles > 0 ? "regfile" : "facts", o->interval);
+                                        source_names[o->source], o->interval);
     json_decref(facts);
     if (!report) {
         snprintf(err, errsize, "out of memory building the report");
@@ -579,7 +746,10 @@ static int build_report(const struct collector *c, long long now, char **json, s
     rc = report_validate(report, why, sizeof(why));
     if (rc < 0) {
         snprintf(err, errsize, "%s: the report built from it is invalid: %s",
-                 o->nregfiles > 0 ? o->regfiles[0] : o->facts, why);
+                 o->source == SOURCE_REGFILE ? o->regfiles[0]
+                 : o->source == SOURCE_FACTS ? o->facts
+                                             : "the registry",
+                 why);
         json_decref(report);
         return rc;
     }
@@ -650,7 +820,39 @@ static void on_refresh_timer(uv_timer_t *t)
     schedule_refresh(c);
 }
 
-/* ---- signals and shutdown ---- */
+/* ---- stop and refresh requests: signals, and other threads (collector.h) ---- */
+
+/*
+ * Requests from other threads land in flags under a mutex and wake the loop through the
+ * uv_async_t `control`, which exists only while collector_main runs; a stop asked before that
+ * is kept and acted on as soon as the loop starts.
+ */
+static uv_once_t control_once = UV_ONCE_INIT;
+static uv_mutex_t control_lock;
+static uv_async_t *control_async; /* non-NULL while a loop can take requests */
+static bool control_stop, control_refresh;
+
+static void control_init(void)
+{
+    if (uv_mutex_init(&control_lock) != 0)
+        abort(); /* cannot happen on Linux or Windows; nothing sane to do without it */
+}
+
+static void control_request(bool stop_it)
+{
+    uv_once(&control_once, control_init);
+    uv_mutex_lock(&control_lock);
+    if (stop_it)
+        control_stop = true;
+    else
+        control_refresh = true;
+    if (control_async)
+        uv_async_send(control_async);
+    uv_mutex_unlock(&control_lock);
+}
+
+void collector_request_stop(void) { control_request(true); }
+void collector_request_refresh(void) { control_request(false); }
 
 static void on_server_closed(void *arg)
 {
@@ -663,29 +865,77 @@ static void stop(struct collector *c)
     if (c->stopping)
         return;
     c->stopping = true;
+    uv_mutex_lock(&control_lock);
+    control_async = NULL;
+    uv_mutex_unlock(&control_lock);
+    log_lifecycle("stopping");
     server_close(c->server, on_server_closed, c);
     uv_close((uv_handle_t *)&c->refresh, NULL);
-    uv_close((uv_handle_t *)&c->sigterm, NULL);
-    uv_close((uv_handle_t *)&c->sigint, NULL);
-    uv_close((uv_handle_t *)&c->sighup, NULL);
+    uv_close((uv_handle_t *)&c->control, NULL);
+    for (int i = 0; i < NSIGNALS; i++)
+        uv_close((uv_handle_t *)&c->signals[i], NULL);
+}
+
+static void refresh_now(struct collector *c, const char *why)
+{
+    if (refresh(c) == 0)
+        log_line(COLLECTOR_LOG_INFO, "%s: report refreshed", why);
+    schedule_refresh(c);
+}
+
+static void on_control(uv_async_t *h)
+{
+    struct collector *c = h->data;
+    uv_mutex_lock(&control_lock);
+    bool stop_it = control_stop, refresh_it = control_refresh;
+    control_stop = control_refresh = false;
+    uv_mutex_unlock(&control_lock);
+    if (stop_it)
+        stop(c);
+    else if (refresh_it && !c->stopping)
+        refresh_now(c, "refresh requested");
 }
 
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct collector *c = h->data;
+#ifndef _WIN32
     if (signum == SIGHUP) {
-        if (refresh(c) == 0)
-            fprintf(stderr, "tlsgate-collector: SIGHUP: report refreshed\n");
-        schedule_refresh(c);
+        refresh_now(c, "SIGHUP");
         return;
     }
+#endif
+    (void)signum;
     stop(c);
 }
 
-static void init_signal(struct collector *c, uv_signal_t *h)
+/* Installs the signal handlers and the control handle; 0 or a libuv error. */
+static int start_controls(struct collector *c)
 {
-    uv_signal_init(&c->loop, h);
-    h->data = c;
+    int rc = uv_async_init(&c->loop, &c->control, on_control);
+    if (rc < 0)
+        return rc;
+    c->control.data = c;
+    for (int i = 0; i < NSIGNALS; i++) {
+        uv_signal_init(&c->loop, &c->signals[i]);
+        c->signals[i].data = c;
+    }
+    for (int i = 0; i < NSIGNALS; i++) {
+        int signum = stop_signals[i];
+#ifndef _WIN32
+        if (!signum)
+            signum = SIGHUP;
+#endif
+        rc = uv_signal_start(&c->signals[i], on_signal, signum);
+        if (rc < 0)
+            return rc;
+    }
+    uv_mutex_lock(&control_lock);
+    control_async = &c->control;
+    if (control_stop || control_refresh)
+        uv_async_send(&c->control);
+    uv_mutex_unlock(&control_lock);
+    return 0;
 }
 
 static int run(struct collector *c)
@@ -733,6 +983,8 @@ static int run(struct collector *c)
         .key_pem = id.key_pem,
         .ca_pem = id.ca_pem,
         .client_cn = c->opt.client_cn,
+        .log = on_server_log,
+        .log_arg = c,
     };
     rc = server_start(&c->loop, &so, &c->server, err, sizeof(err));
     identity_release(&id); /* the server holds its own copies */
@@ -740,6 +992,13 @@ static int run(struct collector *c)
         rc = server_set_report(c->server, json, len, now);
     free(json);
     if (rc < 0) {
+#ifdef _WIN32
+        /* Say who holds the port when Windows can tell (HTTP.sys, another collector...). */
+        char owner[600];
+        if (rc == -EADDRINUSE && port != 0 && winfw_port_owner(port, owner, sizeof(owner)) == 0)
+            snprintf(err + strlen(err), sizeof(err) - strlen(err), "; port %u is held by %s",
+                     (unsigned)port, owner);
+#endif
         fail("%s", err[0] ? err : strerror(-rc));
         if (c->server) {
             server_close(c->server, on_server_closed, c);
@@ -752,13 +1011,9 @@ static int run(struct collector *c)
 
     uv_timer_init(&c->loop, &c->refresh);
     c->refresh.data = c;
-    init_signal(c, &c->sigterm);
-    init_signal(c, &c->sigint);
-    init_signal(c, &c->sighup);
-    if (uv_signal_start(&c->sigterm, on_signal, SIGTERM) < 0 ||
-        uv_signal_start(&c->sigint, on_signal, SIGINT) < 0 ||
-        uv_signal_start(&c->sighup, on_signal, SIGHUP) < 0) {
-        fail("cannot install signal handlers");
+    rc = start_controls(c);
+    if (rc < 0) {
+        fail("cannot install the signal handlers: %s", uv_strerror(rc));
         stop(c);
         uv_run(&c->loop, UV_RUN_DEFAULT);
         uv_loop_close(&c->loop);
@@ -769,9 +1024,11 @@ static int run(struct collector *c)
 
     printf("tlsgate-collector: serving %s on https://%s%s%s:%u (source %s, interval %ld s)\n",
            c->host, strchr(addr, ':') ? "[" : "", addr, strchr(addr, ':') ? "]" : "",
-           (unsigned)server_port(c->server), c->opt.nregfiles > 0 ? "regfile" : "facts",
-           c->opt.interval);
+           (unsigned)server_port(c->server), source_names[c->opt.source], c->opt.interval);
     fflush(stdout);
+    /* The Windows service (winsvc.c) reports SERVICE_RUNNING on this line: keep "serving ". */
+    log_lifecycle("serving %s on port %u (source %s, interval %ld s)", c->host,
+                  (unsigned)server_port(c->server), source_names[c->opt.source], c->opt.interval);
 
     uv_run(&c->loop, UV_RUN_DEFAULT);
     rc = uv_loop_close(&c->loop);
@@ -780,19 +1037,33 @@ static int run(struct collector *c)
         ret = EXIT_SYSTEM;
         goto out;
     }
+    log_lifecycle("stopped");
     ret = 0;
 out:
     identity_release(&id);
     return ret;
 }
 
-int main(int argc, char **argv)
+/* A seed for the jitter: the system's random source, else time and pid. */
+static uint64_t random_seed(void)
 {
+    uint64_t seed = 0;
+    if (uv_random(NULL, NULL, &seed, sizeof(seed), 0, NULL) != 0)
+        seed = (uint64_t)time(NULL) ^ ((uint64_t)uv_os_getpid() << 32);
+    return seed | 1; /* xorshift must not start at 0 */
+}
+
+int collector_main(int argc, char **argv)
+{
+#ifndef _WIN32
     /* A client that hangs up mid-response must not kill the collector. */
     signal(SIGPIPE, SIG_IGN);
+#endif
+    uv_once(&control_once, control_init);
 
     struct collector c;
     memset(&c, 0, sizeof(c));
+    optind = 1;
     int ret = parse_options(argc, argv, &c.opt);
     if (ret == -1) {
         usage(stdout);
@@ -800,12 +1071,14 @@ int main(int argc, char **argv)
         return 0;
     }
     if (ret == 0) {
-        if (getrandom(&c.rng, sizeof(c.rng), 0) != (ssize_t)sizeof(c.rng))
-            c.rng = (uint64_t)time(NULL) ^ ((uint64_t)uv_os_getpid() << 32);
-        c.rng |= 1; /* xorshift must not start at 0 */
+        c.rng = random_seed();
         ret = run(&c);
     }
     options_release(&c.opt);
     free(c.host);
+    /* A request left over from this run must not stop the next one. */
+    uv_mutex_lock(&control_lock);
+    control_stop = control_refresh = false;
+    uv_mutex_unlock(&control_lock);
     return ret;
 }

@@ -20,6 +20,7 @@
  * file, 1 MiB per value, Windows' name lengths and key depth.
  */
 #include "regview.h"
+#include "platform.h"
 #include "regview_backend.h"
 
 #include <errno.h>
@@ -546,7 +547,7 @@ static struct regfile *regfile_new(size_t max_entries)
 /* ---- decoding the file's text ---- */
 
 static void set_err(char *err, size_t errsize, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+    PLATFORM_PRINTF(3, 4);
 
 static void set_err(char *err, size_t errsize, const char *fmt, ...)
 {
@@ -759,7 +760,7 @@ struct rf_parser {
     size_t errsize;
 };
 
-static int perr(struct rf_parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int perr(struct rf_parser *p, const char *fmt, ...) PLATFORM_PRINTF(2, 3);
 
 static int perr(struct rf_parser *p, const char *fmt, ...)
 {

@@ -2,11 +2,13 @@
  * server: one HTTPS identity (host name, certificate, key, port) serving a readiness report with
  * mutual TLS, driven by a libuv loop the caller owns.
  *
- * libmicrohttpd runs in external epoll mode (no thread of its own): its epoll fd is watched by a
- * uv_poll_t and a uv_timer_t follows MHD_get_timeout, so ONE loop can carry MANY servers (the
- * collector runs one; the fleet simulator runs thousands). Per-server memory is the MHD daemon,
- * its GnuTLS credentials, two libuv handles and the current report (held once, shared by every
- * response in flight).
+ * On Linux libmicrohttpd runs in external epoll mode (no thread of its own): its epoll fd is
+ * watched by a uv_poll_t and a uv_timer_t follows MHD_get_timeout, so ONE loop can carry MANY
+ * servers (the collector runs one; the fleet simulator runs thousands). Per-server memory is the
+ * MHD daemon, its GnuTLS credentials, two libuv handles and the current report (held once,
+ * shared by every response in flight). MHD has no epoll on Windows: there each server runs MHD's
+ * own polling thread (WSAPoll) and the calls below may race it safely (the shared state is
+ * under a mutex); the behaviour and limits are the same.
  *
  * Every request is refused unless its client certificate verifies against the CA given here,
  * for TLS client authentication, and (when `client_cn` is set) names that client. MHD only
@@ -19,7 +21,7 @@
  *   No request bodies (413). Headers over the connection memory limit: 431 or a closed
  *   connection, and the server keeps serving.
  *
- * The caller must ignore SIGPIPE (the server tells MHD that the application handles it).
+ * The caller must ignore SIGPIPE on POSIX (the server tells MHD that the application handles it).
  */
 #ifndef TLSGATE_SERVER_H
 #define TLSGATE_SERVER_H
@@ -45,6 +47,10 @@ struct server_options {
     const char *key_pem;  /* NUL-terminated PEM, unencrypted; copied */
     const char *ca_pem;   /* NUL-terminated PEM of the CA that signs clients; copied */
     const char *client_cn; /* when set, the client certificate's CN must equal it; copied */
+    /* When set, receives libmicrohttpd's messages once the server runs (level 3: debug; they
+     * are mostly failed handshakes). May be called from MHD's thread on Windows. */
+    void (*log)(void *arg, int level, const char *line);
+    void *log_arg;
     /* 0 for the defaults below. */
     unsigned connection_limit;     /* 64 */
     unsigned per_ip_limit;         /* 16 */

@@ -18,6 +18,7 @@
 #include <jansson.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -608,22 +609,25 @@ struct proc {
 static const char *collector_bin(void) { return tu_build_path("collectors/tlsgate-collector"); }
 
 /*
- * Starts tlsgate-collector with the fleet's TLS options for HOST1 plus `extra` (NULL-ended), and
- * waits (deadline) for the line that names its port. stderr goes to dir/collector.err.
+ * Starts tlsgate-collector with the fleet's TLS options for HOST1 (unless `bare`) plus `extra`
+ * (NULL-ended), and waits (deadline) for the line that names its port. stderr goes to
+ * dir/collector.err.
  */
-static struct proc start_collector(const char *const *extra)
+static struct proc start_collector_with(bool bare, const char *const *extra)
 {
     char *argv[64];
     int n = 0;
     argv[n++] = (char *)collector_bin();
-    argv[n++] = "--listen";
-    argv[n++] = "127.0.0.1:0";
-    argv[n++] = "--cert";
-    argv[n++] = strdup(tu_path(certs, HOST1 ".pem"));
-    argv[n++] = "--key";
-    argv[n++] = strdup(tu_path(certs, HOST1 ".key"));
-    argv[n++] = "--ca";
-    argv[n++] = strdup(tu_path(certs, "ca.pem"));
+    if (!bare) {
+        argv[n++] = "--listen";
+        argv[n++] = "127.0.0.1:0";
+        argv[n++] = "--cert";
+        argv[n++] = strdup(tu_path(certs, HOST1 ".pem"));
+        argv[n++] = "--key";
+        argv[n++] = strdup(tu_path(certs, HOST1 ".key"));
+        argv[n++] = "--ca";
+        argv[n++] = strdup(tu_path(certs, "ca.pem"));
+    }
     for (int i = 0; extra && extra[i] && n < 63; i++)
         argv[n++] = (char *)extra[i];
     argv[n] = NULL;
@@ -648,9 +652,11 @@ static struct proc start_collector(const char *const *extra)
         _exit(127);
     }
     close(fds[1]);
-    free(argv[4]);
-    free(argv[6]);
-    free(argv[8]);
+    if (!bare) {
+        free(argv[4]);
+        free(argv[6]);
+        free(argv[8]);
+    }
 
     char line[1024];
     size_t len = 0;
@@ -679,6 +685,11 @@ static struct proc start_collector(const char *const *extra)
     p.port = (uint16_t)atoi(at + strlen("https://127.0.0.1:"));
     ck_assert_int_gt(p.port, 0);
     return p;
+}
+
+static struct proc start_collector(const char *const *extra)
+{
+    return start_collector_with(false, extra);
 }
 
 static void stop_collector(struct proc *p)
@@ -957,6 +968,14 @@ START_TEST(test_collector_usage_errors_and_help)
     ck_assert_int_eq(run_collector(both, &err), 2);
     ck_assert_msg(strstr(err, "exactly one source") != NULL, "%s", err);
     free(err);
+    /* The live registry exists only in the Windows build: a clear usage error here. */
+    const char *registry[] = {"--listen", "127.0.0.1:0", "--cert", "a", "--key", "b", "--ca", "c",
+                              "--registry", NULL};
+    ck_assert_int_eq(run_collector(registry, &err), 2);
+    ck_assert_msg(strstr(err, "--registry reads the Windows registry and exists only in the "
+                              "Windows build") != NULL,
+                  "%s", err);
+    free(err);
     const char *bogus[] = {"--frobnicate", NULL};
     ck_assert_int_eq(run_collector(bogus, &err), 2);
     ck_assert_msg(strstr(err, "--frobnicate") != NULL, "%s", err);
@@ -971,6 +990,7 @@ START_TEST(test_collector_usage_errors_and_help)
     ck_assert_int_eq(tu_run(argv, NULL, &out, NULL), 0);
     ck_assert_ptr_nonnull(strstr(out, "--regfile FILE"));
     ck_assert_ptr_nonnull(strstr(out, "/v1/readiness"));
+    ck_assert_ptr_null(strstr(out, "--registry")); /* --help tells what this build has */
     free(out);
 }
 END_TEST
@@ -1001,6 +1021,83 @@ START_TEST(test_collector_reads_config_file)
     ck_assert_int_eq(run_collector(args, &err), 3);
     ck_assert_msg(strstr(err, "unknown key \"colour\"") != NULL, "%s", err);
     free(err);
+}
+END_TEST
+
+/* Copies the file `from` to `to`. */
+static void copy_file(const char *from, const char *to)
+{
+    size_t len;
+    char *data = tu_read_file(from, &len);
+    ck_assert_msg(data != NULL, "cannot read %s", from);
+    tu_write_file(to, data, len);
+    free(data);
+}
+
+/* Paths in a config file are relative to its folder, not to the working directory (a Windows
+ * service runs in System32); firewall_allow is checked even where no firewall is set up. */
+START_TEST(test_collector_config_paths_are_relative_to_the_config)
+{
+    char etc[4096];
+    snprintf(etc, sizeof(etc), "%s/etc", dir);
+    ck_assert_int_eq(mkdir(etc, 0700), 0);
+    char *cert = strdup(tu_path(etc, "host.pem")), *key = strdup(tu_path(etc, "host.key"));
+    copy_file(tu_path(certs, HOST1 ".pem"), cert);
+    copy_file(tu_path(certs, HOST1 ".key"), key);
+    copy_file(tu_path(certs, "ca.pem"), tu_path(etc, "fleet-ca.pem"));
+    copy_file(facts_example(), tu_path(etc, "facts.json"));
+    free(cert);
+    free(key);
+    char *cfg = strdup(tu_path(etc, "collector.json"));
+    const char *text = "{\"listen\": \"127.0.0.1:0\", \"cert\": \"host.pem\", "
+                       "\"key\": \"host.key\", \"ca\": \"fleet-ca.pem\", "
+                       "\"facts\": \"facts.json\", "
+                       "\"firewall_allow\": [\"127.0.0.1\", \"::1/128\", \"127.0.0.0/8\"]}";
+    tu_write_file(cfg, text, strlen(text));
+
+    /* The working directory is the test's (not etc/): only the config's folder holds them. */
+    const char *args[] = {"--config", cfg, NULL};
+    struct proc p = start_collector_with(true, args);
+    char *body = get_ok(p.port, HOST1, "/v1/readiness");
+    ck_assert_ptr_nonnull(strstr(body, "\"source\":\"facts\""));
+    free(body);
+    stop_collector(&p);
+
+    /* An absolute path stays as it is. */
+    char abs_text[8192];
+    snprintf(abs_text, sizeof(abs_text),
+             "{\"listen\": \"127.0.0.1:0\", \"cert\": \"host.pem\", \"key\": \"host.key\", "
+             "\"ca\": \"%s\", \"facts\": \"facts.json\"}",
+             tu_path(certs, "ca.pem"));
+    tu_write_file(cfg, abs_text, strlen(abs_text));
+    p = start_collector_with(true, args);
+    stop_collector(&p);
+
+    /* A bad firewall_allow entry is named, and nothing starts. */
+    const char *bad = "{\"listen\": \"127.0.0.1:0\", \"cert\": \"host.pem\", "
+                      "\"key\": \"host.key\", \"ca\": \"fleet-ca.pem\", "
+                      "\"facts\": \"facts.json\", "
+                      "\"firewall_allow\": [\"127.0.0.1\", \"orchestrator.example.com\"]}";
+    tu_write_file(cfg, bad, strlen(bad));
+    char *err;
+    ck_assert_int_eq(run_collector(args, &err), 3);
+    ck_assert_msg(strstr(err, "firewall_allow[1]: not an IPv4 or IPv6 address") != NULL, "%s",
+                  err);
+    free(err);
+    const char *bad_prefix = "{\"firewall_allow\": [\"127.0.0.1/33\"]}";
+    tu_write_file(cfg, bad_prefix, strlen(bad_prefix));
+    ck_assert_int_eq(run_collector(args, &err), 3);
+    ck_assert_msg(strstr(err, "firewall_allow[0]") != NULL, "%s", err);
+    free(err);
+    /* A missing relative file is named with the config's folder. */
+    const char *missing = "{\"listen\": \"127.0.0.1:0\", \"cert\": \"nothere.pem\", "
+                          "\"key\": \"host.key\", \"ca\": \"fleet-ca.pem\", "
+                          "\"facts\": \"facts.json\"}";
+    tu_write_file(cfg, missing, strlen(missing));
+    ck_assert_int_eq(run_collector(args, &err), 3);
+    ck_assert_msg(strstr(err, tu_path(etc, "nothere.pem")) != NULL, "%s", err);
+    free(err);
+    free(cfg);
 }
 END_TEST
 
@@ -1266,6 +1363,7 @@ static Suite *collector_suite(void)
     tcase_add_test(col, test_collector_refuses_bad_tls_material);
     tcase_add_test(col, test_collector_usage_errors_and_help);
     tcase_add_test(col, test_collector_reads_config_file);
+    tcase_add_test(col, test_collector_config_paths_are_relative_to_the_config);
     tcase_add_test(col, test_collector_sigterm_exits_zero);
     tcase_add_test(col, test_collector_sighup_keeps_old_report_on_broken_facts);
     tcase_add_test(col, test_collector_refreshes_on_interval);

@@ -1,0 +1,43 @@
+/*
+ * platform.h — the few spots where the collector's C differs between POSIX and Windows
+ * (mingw-w64), kept in one place so the modules read the same on both.
+ */
+#ifndef TLSGATE_PLATFORM_H
+#define TLSGATE_PLATFORM_H
+
+#include <stddef.h>
+#include <string.h>
+#include <time.h>
+
+#ifdef _WIN32
+/* winsock2.h before windows.h, which would pull the old winsock.h */
+#include <winsock2.h>
+
+#include <windows.h>
+/* mingw's `printf` format is Microsoft's (no %zu, %lld); the C library we call is C99's. */
+#define PLATFORM_PRINTF(fmt, args) __attribute__((format(gnu_printf, fmt, args)))
+#else
+#define PLATFORM_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#endif
+
+/* Clears secrets (key PEM) so the compiler cannot drop the stores. */
+static inline void platform_secure_zero(void *p, size_t n)
+{
+#ifdef _WIN32
+    SecureZeroMemory(p, n);
+#else
+    explicit_bzero(p, n);
+#endif
+}
+
+/* gmtime_r (POSIX) / gmtime_s (Windows): 0 or -1. */
+static inline int platform_gmtime(time_t t, struct tm *out)
+{
+#ifdef _WIN32
+    return gmtime_s(out, &t) == 0 ? 0 : -1;
+#else
+    return gmtime_r(&t, out) ? 0 : -1;
+#endif
+}
+
+#endif
