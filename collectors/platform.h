@@ -40,4 +40,19 @@ static inline int platform_gmtime(time_t t, struct tm *out)
 #endif
 }
 
+#ifdef _WIN32
+/* Windows' own text for a Win32 error code, without its trailing period and line end; "" when
+ * Windows has none. */
+static inline void platform_win_message(DWORD code, char *text, size_t size)
+{
+    text[0] = '\0';
+    FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, NULL, code, 0, text,
+                   (DWORD)size, NULL);
+    text[size - 1] = '\0';
+    size_t n = strlen(text);
+    while (n > 0 && (text[n - 1] == '\r' || text[n - 1] == '\n' || text[n - 1] == '.'))
+        text[--n] = '\0';
+}
+#endif
+
 #endif

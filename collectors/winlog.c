@@ -7,7 +7,7 @@
 
 #include "winlog.h"
 
-#include <windows.h>
+#include "platform.h" /* winsock2.h, windows.h */
 
 #include <errno.h>
 #include <stdarg.h>
@@ -252,12 +252,8 @@ void winlog_close(void)
 
 static unsigned long win_error(char *err, size_t errsize, DWORD code, const char *what)
 {
-    char text[256] = "";
-    FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, NULL, code, 0, text,
-                   sizeof(text), NULL);
-    size_t n = strlen(text);
-    while (n > 0 && (text[n - 1] == '\r' || text[n - 1] == '\n' || text[n - 1] == '.'))
-        text[--n] = '\0';
+    char text[256];
+    platform_win_message(code, text, sizeof(text));
     snprintf(err, errsize, "%s: %s (error %lu)", what, text[0] ? text : "failed",
              (unsigned long)code);
     return code;

@@ -31,7 +31,7 @@
 
 #include "winservice.h"
 
-#include <windows.h>
+#include "platform.h" /* winsock2.h, windows.h */
 
 #include <aclapi.h>
 #include <sddl.h>
@@ -85,12 +85,8 @@ static void say_error(const char *cmd, const char *fmt, ...)
 static const char *win_text(DWORD code)
 {
     static char buf[320];
-    char text[256] = "";
-    FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, NULL, code, 0, text,
-                   sizeof(text), NULL);
-    size_t n = strlen(text);
-    while (n > 0 && (text[n - 1] == '\r' || text[n - 1] == '\n' || text[n - 1] == '.'))
-        text[--n] = '\0';
+    char text[256];
+    platform_win_message(code, text, sizeof(text));
     snprintf(buf, sizeof(buf), "%s (error %lu)", text[0] ? text : "failed", (unsigned long)code);
     return buf;
 }
