@@ -1,0 +1,187 @@
+/*
+ * wire: evidence from the wire (issue 18) — the owner of the tables of schema/007_wire.sql.
+ *
+ *   probe_port, probe_result   what `tlsgate probe` found on each server's TLS ports: per
+ *                              (host, port, protocol) accepted / refused / untested, with the time
+ *                              and the error. The prober itself is orchestrator/wire/.
+ *   evidence, evidence_waiver  handshakes the servers logged (IIS crypt-protocol, SCHANNEL event
+ *                              36880), per (server, client address, protocol) and UTC day, and
+ *                              the per-address waivers.
+ *
+ * What it decides, for the gate (gate.c calls these; this module does not include gate.h):
+ *   - legacy handshake seen: a handshake at SSL 3.0 / TLS 1.0 / TLS 1.1 (or SSL 2.0) logged
+ *     against a server at or after `since` (now - config evidence_window) blocks that server's
+ *     gate, one blocker per client address, unless the address has an active evidence waiver.
+ *     An address that is no inventory host's collector address is an "uninventoried client".
+ *   - restart pending: a site system whose fresh report says the legacy protocols are disabled
+ *     while its last probe found one of them accepted: SCHANNEL reads its settings at boot, so
+ *     the server has not restarted since the change. It fails the `enforce` exit. A protocol the
+ *     prober could not test never counts either way.
+ *   - alarm: a legacy protocol accepted on the wire by a server of a site in `complete`.
+ *
+ * Functions return 0 or a negative errno-style code with the message on the store, or the first
+ * non-zero value of a callback. Strings passed to callbacks live for the call only.
+ */
+#ifndef TLSGATE_WIRE_H
+#define TLSGATE_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct store;
+
+enum wire_proto { WIRE_SSL2, WIRE_SSL3, WIRE_TLS10, WIRE_TLS11, WIRE_TLS12, WIRE_TLS13 };
+#define WIRE_PROTO_COUNT 6
+/* Legacy: what the rollout disables (SSL 2.0 / 3.0, TLS 1.0, 1.1). */
+#define WIRE_PROTO_LEGACY(p) ((p) <= WIRE_TLS11)
+/* The stored word ("ssl3", "tls1.0", ...) and the label for people ("TLS 1.0"). */
+const char *wire_proto_name(enum wire_proto p);
+const char *wire_proto_label(enum wire_proto p);
+/* Parses a stored word; returns 0 or -EINVAL. */
+int wire_proto_parse(const char *name, enum wire_proto *p);
+/* SQL list of the legacy words, for IN (...). */
+#define WIRE_LEGACY_SQL "('ssl2', 'ssl3', 'tls1.0', 'tls1.1')"
+
+enum wire_result { WIRE_ACCEPTED, WIRE_REFUSED, WIRE_UNTESTED };
+const char *wire_result_name(enum wire_result r); /* "accepted", "refused", "untested" */
+
+/* Default window of the legacy-handshake blocker (config evidence_window): 30 days. */
+#define WIRE_WINDOW_DEFAULT (30L * 86400)
+/* Evidence older than this many days before the newest import is pruned (bounded size). */
+#define WIRE_RETENTION_DAYS 400
+
+/* ---- probe ---------------------------------------------------------------------------- */
+
+struct wire_port {
+    int port;
+    bool tds; /* SQL Server: TLS inside TDS PRELOGIN packets */
+};
+#define WIRE_PORTS_MAX 16
+
+/* The TLS ports a host's roles serve: 443 for MP, DP, reporting point, SMS Provider (and the
+ * other HTTPS site systems), 8531 for the SUP, 1433 (TDS) for the site database. */
+size_t wire_ports_for_roles(unsigned roles, struct wire_port *out, size_t max);
+
+/* One host to probe: its address (the host part of its collector address) and its ports (the
+ * probe_port override, else those of its roles). */
+struct wire_target {
+    long long host_id;
+    const char *name;
+    const char *site;
+    const char *address;
+    unsigned roles;
+    struct wire_port ports[WIRE_PORTS_MAX];
+    size_t nports;
+};
+typedef int (*wire_target_fn)(const struct wire_target *t, void *arg);
+
+/* The site systems (hosts with a server role) of every site (site NULL) or one, ordered by
+ * name; or the one host `host` (any role, -ENOENT when unknown). -ENOENT for an unknown site. */
+int wire_targets(struct store *s, const char *site, const char *host, wire_target_fn fn, void *arg);
+
+/* Replaces the port override of `host_id` (n == 0: back to the ports of its roles). */
+int wire_ports_set(struct store *s, long long host_id, const struct wire_port *ports, size_t n);
+
+/* Stores one probe outcome (replacing the previous one of that host, port and protocol). */
+int wire_probe_store(struct store *s, long long host_id, const struct wire_port *port,
+                     enum wire_proto p, enum wire_result r, const char *error, long long at);
+
+struct wire_probe_row {
+    const char *host;
+    const char *site;
+    int port;
+    bool tds;
+    enum wire_proto proto;
+    enum wire_result result;
+    const char *error;
+    long long at;
+};
+typedef int (*wire_probe_fn)(const struct wire_probe_row *r, void *arg);
+/* The stored outcomes of one host (host non-NULL) or all, ordered by host, port, protocol. */
+int wire_probe_each(struct store *s, const char *host, wire_probe_fn fn, void *arg);
+
+/* ---- evidence ------------------------------------------------------------------------- */
+
+/* One logged handshake, added to its (server, client, protocol, day) row; in the caller's
+ * transaction. `client` is an address, or "unknown". */
+int wire_evidence_add(struct store *s, const char *server, const char *client, enum wire_proto p,
+                      long long at);
+/* Deletes evidence of days before `before` (epoch seconds). */
+int wire_evidence_prune(struct store *s, long long before);
+
+struct wire_evidence_filter {
+    const char *server; /* NULL: every server */
+    bool legacy_only;
+    bool uninventoried_only;
+    long long since; /* only rows seen at or after (0: all) */
+    long long now;   /* for the waivers */
+};
+struct wire_evidence_row {
+    const char *server;
+    const char *client;
+    const char *client_host; /* the inventory host whose collector address it is, or NULL */
+    enum wire_proto proto;
+    long long first_seen, last_seen, count; /* over the days kept */
+    bool waived;
+};
+typedef int (*wire_evidence_fn)(const struct wire_evidence_row *r, void *arg);
+/* Rows aggregated over days, ordered by server, client, protocol. Streams. */
+int wire_evidence_each(struct store *s, const struct wire_evidence_filter *f, wire_evidence_fn fn,
+                       void *arg);
+
+/* Per-address waiver (audit is the caller's). */
+int wire_waiver_set(struct store *s, const char *client, const char *reason, long long until_at,
+                    long long now, const char *user);
+int wire_waiver_clear(struct store *s, const char *client, bool *had);
+
+/* ---- what the gate asks --------------------------------------------------------------- */
+
+/* Rule ids of the blockers this module adds. */
+#define WIRE_RULE_LEGACY_SEEN "legacy-handshake"
+#define WIRE_RULE_RESTART "restart-pending"
+
+/* The legacy-handshake blockers of server `server` (a name): one call per client address not
+ * waived, ordered by address; *count gets their number. fn may be NULL (count only). `reason`
+ * says address, inventory host or "uninventoried client", protocols, count and last time. */
+typedef int (*wire_blocker_fn)(const char *client, const char *reason, void *arg);
+int wire_legacy_blockers(struct store *s, const char *server, long long since, long long now,
+                         long *count, wire_blocker_fn fn, void *arg);
+
+/*
+ * Restart pending, as an SQL SELECT gate.c embeds (it owns its temp tables): the site systems
+ * of site :site whose report (alias-free: joined here) is fresh (collected_at >= :cutoff) and
+ * says legacy disabled, not waived at :now, with a legacy protocol accepted by their last probe.
+ * :mask is ROLE_SERVER_MASK. Columns: id, name, roles, reason.
+ */
+#define WIRE_RESTART_PENDING_SELECT                                                                \
+    "SELECT h.id, h.name, h.roles,"                                                                \
+    " 'registry says SSL 3.0, TLS 1.0 and 1.1 are off, but the probe at ' ||"                      \
+    " strftime('%Y-%m-%dT%H:%M:%SZ', max(p.at), 'unixepoch') || ' found ' ||"                      \
+    " group_concat(DISTINCT p.protocol || ' on ' || p.port) || ' accepted: restart the server"     \
+    " (SCHANNEL reads its protocol settings at boot), then run `tlsgate probe ' || h.name ||"      \
+    " '`'"                                                                                         \
+    " FROM host h JOIN report r ON r.host_id = h.id"                                               \
+    " JOIN probe_result p ON p.host_id = h.id AND p.result = 'accepted'"                           \
+    "  AND p.protocol IN " WIRE_LEGACY_SQL " LEFT JOIN waiver w ON w.host_id = h.id"               \
+    " WHERE h.site = :site AND h.roles <> 1 AND (h.roles & :mask) <> 0"                            \
+    "  AND r.collected_at >= :cutoff"                                                              \
+    "  AND r.legacy_disabled = 1"                                                                  \
+    "  AND NOT (w.host_id IS NOT NULL AND (w.until_at IS NULL OR w.until_at > :now))"              \
+    " GROUP BY h.id"
+
+/* How many site systems of `site` are restart-pending (the SELECT above, counted); `mask` is
+ * ROLE_SERVER_MASK. */
+int wire_restart_pending_count(struct store *s, const char *site, unsigned mask, long long cutoff,
+                               long long now, long *count);
+
+/* The wire summary of one host: probed at all, a legacy protocol accepted (and which, where,
+ * when, in `detail`). */
+struct wire_summary {
+    bool probed;
+    bool legacy_accepted;
+    long long at; /* the newest probe */
+    char detail[256];
+};
+int wire_summary_get(struct store *s, long long host_id, struct wire_summary *w);
+
+#endif
