@@ -13,6 +13,7 @@
  * TCP connection, a timeout, no TDS answer) is `untested` too.
  *
  * No store here: the caller stores the outcomes (domain/wire.h). Functions return 0 or -errno.
+ * The self-test server writes with OpenSSL's socket BIO: the process must ignore SIGPIPE.
  */
 #ifndef TLSGATE_PROBE_H
 #define TLSGATE_PROBE_H

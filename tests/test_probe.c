@@ -1,0 +1,386 @@
+/*
+ * test_probe.c — `tlsgate probe` against real TLS servers on 127.0.0.1: OpenSSL's s_server at
+ * security level 0 capped at TLS 1.0, one at TLS 1.2 only, and tests/peers/tds_peer.py, a SQL
+ * Server stand-in that carries the handshake in TDS PRELOGIN packets. Certificates come from
+ * tools/gen-certs. The self-test is also made to fail on purpose: the probe must then say
+ * "untested", never "refused".
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fixture.h"
+#include "probe.h"
+#include "wire.h"
+
+static char *certs;
+
+static void make_certs(void)
+{
+    certs = tu_tmpdir();
+    char *argv[] = {(char *)tu_source_path("tools/gen-certs"), certs, "peer.test", NULL};
+    char *err = NULL;
+    ck_assert_msg(tu_run(argv, NULL, NULL, &err) == 0, "gen-certs: %s", err ? err : "");
+    free(err);
+}
+
+/* A peer process and the port it printed ("ACCEPT 127.0.0.1:PORT"). */
+struct peer {
+    pid_t pid;
+    int port;
+    int stdin_fd; /* kept open: tds_peer.py exits when it closes */
+    FILE *out;    /* kept open: a peer writing to a closed pipe would die of SIGPIPE */
+};
+
+static struct peer peer_start(char *const argv[])
+{
+    int out[2], in[2];
+    ck_assert_int_eq(pipe(out), 0);
+    ck_assert_int_eq(pipe(in), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0)
+            dup2(devnull, 2); /* s_server reports each refused handshake: expected here */
+        close(in[1]);
+        close(out[0]);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    FILE *f = fdopen(out[0], "r");
+    char line[256];
+    struct peer p = {pid, 0, in[1], f};
+    while (fgets(line, sizeof(line), f)) {
+        const char *a = strstr(line, "ACCEPT 127.0.0.1:");
+        if (a) {
+            p.port = atoi(a + strlen("ACCEPT 127.0.0.1:"));
+            break;
+        }
+    }
+    ck_assert_msg(p.port > 0, "%s did not say where it listens", argv[0]);
+    return p;
+}
+
+static void peer_stop(struct peer *p)
+{
+    kill(p->pid, SIGTERM);
+    close(p->stdin_fd);
+    waitpid(p->pid, NULL, 0);
+    fclose(p->out);
+}
+
+/* openssl s_server capped with `version_opt` (-tls1, -tls1_2, ...), every cipher at level 0. */
+static struct peer s_server(const char *version_opt)
+{
+    char *argv[] = {"openssl",
+                    "s_server",
+                    "-accept",
+                    "127.0.0.1:0",
+                    "-cert",
+                    (char *)tu_path(certs, "peer.test.pem"),
+                    "-key",
+                    (char *)tu_path(certs, "peer.test.key"),
+                    "-cipher",
+                    "ALL:@SECLEVEL=0",
+                    (char *)version_opt,
+                    NULL};
+    return peer_start(argv);
+}
+
+static struct peer tds_peer(const char *min, const char *max, bool not_sup)
+{
+    char *argv[] = {"python3",
+                    (char *)tu_source_path("tests/peers/tds_peer.py"),
+                    "--cert",
+                    (char *)tu_path(certs, "peer.test.pem"),
+                    "--key",
+                    (char *)tu_path(certs, "peer.test.key"),
+                    "--min",
+                    (char *)min,
+                    "--max",
+                    (char *)max,
+                    not_sup ? "--not-sup" : NULL,
+                    NULL};
+    return peer_start(argv);
+}
+
+/* A database with one management point and one site database, both at 127.0.0.1. */
+static char *dir, *db;
+
+static void setup(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    make_certs();
+    dir = tu_tmpdir();
+    db = strdup(tu_path(dir, "t.db"));
+    struct store *s = fx_open(db);
+    fx_site(s, "PS1", "servers");
+    fx_host_bare(s, "mp1.test", "PS1", MP, "127.0.0.1:8443");
+    fx_host_bare(s, "sql1.test", "PS1", ROLE_SITE_DATABASE, "127.0.0.1:8443");
+    store_close(s);
+}
+
+static void teardown(void)
+{
+    tu_rmtree(dir);
+    tu_rmtree(certs);
+    free(dir);
+    free(db);
+    free(certs);
+}
+
+/* The stored result of (host, port, protocol), or "" when none. */
+static const char *stored(const char *host, int port, const char *proto)
+{
+    static char buf[32];
+    struct store *s;
+    char err[256];
+    ck_assert(store_open(db, false, &s, err, sizeof(err)) == 0);
+    sqlite3_stmt *st;
+    ck_assert(store_prepare(s,
+                            "SELECT p.result FROM probe_result p JOIN host h ON h.id = p.host_id"
+                            " WHERE h.name = ? AND p.port = ? AND p.protocol = ?",
+                            &st) == 0);
+    sqlite3_bind_text(st, 1, host, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, port);
+    sqlite3_bind_text(st, 3, proto, -1, SQLITE_STATIC);
+    buf[0] = '\0';
+    if (sqlite3_step(st) == SQLITE_ROW)
+        snprintf(buf, sizeof(buf), "%s", sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    store_close(s);
+    return buf;
+}
+
+static void set_port(const char *host, int port, bool tds)
+{
+    char arg[32];
+    snprintf(arg, sizeof(arg), "%d%s", port, tds ? "/tds" : "");
+    char *err = NULL;
+    int rc = tu_tlsgate(db, NULL, &err, "probe", "ports", host, arg, NULL);
+    ck_assert_msg(rc == 0, "probe ports: %s", err ? err : "");
+    free(err);
+}
+
+static struct probe_selftest selftest(unsigned deny)
+{
+    struct probe_selftest st;
+    char err[256];
+    ck_assert_msg(probe_selftest(&st, deny, err, sizeof(err)) == 0, "%s", err);
+    return st;
+}
+
+START_TEST(selftest_speaks_modern_and_says_why_not)
+{
+    struct probe_selftest st = selftest(0);
+    ck_assert(st.can[WIRE_TLS12]);
+    ck_assert(st.can[WIRE_TLS13]);
+    ck_assert(!st.can[WIRE_SSL2]);
+    for (int p = 0; p < WIRE_PROTO_COUNT; p++)
+        if (!st.can[p])
+            ck_assert_msg(st.why[p][0], "no reason for %s", wire_proto_name(p));
+    /* Denied on purpose: the built-in server refuses TLS 1.2, so the prober cannot prove it. */
+    st = selftest(1u << WIRE_TLS12);
+    ck_assert(!st.can[WIRE_TLS12]);
+    ck_assert(st.can[WIRE_TLS13]);
+    ck_assert_ptr_nonnull(strstr(st.why[WIRE_TLS12], "self-test"));
+}
+END_TEST
+
+START_TEST(tls10_server)
+{
+    struct probe_selftest st = selftest(0);
+    if (!st.can[WIRE_TLS10]) {
+        printf("tls10_server: this OpenSSL cannot speak TLS 1.0 (%s): skipped\n",
+               st.why[WIRE_TLS10]);
+        return;
+    }
+    struct peer p = s_server("-tls1");
+    set_port("mp1.test", p.port, false);
+    char *out = NULL, *err = NULL;
+    int rc = tu_tlsgate(db, &out, &err, "probe", "mp1.test", NULL);
+    peer_stop(&p);
+    ck_assert_msg(rc == 0, "probe: %s", err ? err : "");
+    ck_assert_str_eq(stored("mp1.test", p.port, "tls1.0"), "accepted");
+    ck_assert_str_eq(stored("mp1.test", p.port, "tls1.1"), "refused");
+    ck_assert_str_eq(stored("mp1.test", p.port, "tls1.2"), "refused");
+    ck_assert_str_eq(stored("mp1.test", p.port, "tls1.3"), "refused");
+    /* This Debian OpenSSL has no SSL 3.0: never "refused" for it. */
+    ck_assert_str_eq(stored("mp1.test", p.port, "ssl3"),
+                     st.can[WIRE_SSL3] ? "refused" : "untested");
+    ck_assert_ptr_nonnull(strstr(out, "1 legacy handshake accepted"));
+    free(out);
+    free(err);
+}
+END_TEST
+
+START_TEST(tls12_only_server)
+{
+    struct peer p = s_server("-tls1_2");
+    set_port("mp1.test", p.port, false);
+    char *out = NULL, *err = NULL;
+    int rc = tu_tlsgate(db, &out, &err, "--json", "probe", "--site", "PS1", NULL);
+    peer_stop(&p);
+    ck_assert_msg(rc == 0, "probe: %s", err ? err : "");
+    ck_assert_str_eq(stored("mp1.test", p.port, "tls1.2"), "accepted");
+    ck_assert_str_eq(stored("mp1.test", p.port, "tls1.3"), "refused");
+    struct probe_selftest st = selftest(0);
+    ck_assert_str_eq(stored("mp1.test", p.port, "tls1.0"),
+                     st.can[WIRE_TLS10] ? "refused" : "untested");
+    ck_assert_str_eq(stored("mp1.test", p.port, "tls1.1"),
+                     st.can[WIRE_TLS11] ? "refused" : "untested");
+    /* The site database has no peer on 1433 here: could not test, never refused. */
+    ck_assert_str_eq(stored("sql1.test", 1433, "tls1.2"), "untested");
+    ck_assert_ptr_nonnull(strstr(out, "\"selftest\""));
+    free(out);
+    free(err);
+}
+END_TEST
+
+START_TEST(selftest_failing_makes_untested)
+{
+    struct peer p = s_server("-tls1_2");
+    set_port("mp1.test", p.port, false);
+    char *out = NULL, *err = NULL;
+    char *env[] = {"TLSGATE_PROBE_SELFTEST_DENY=tls1.2", NULL};
+    int rc = tu_tlsgate_env(db, env, &out, &err, "probe", "mp1.test", NULL);
+    peer_stop(&p);
+    ck_assert_msg(rc == 0, "probe: %s", err ? err : "");
+    /* The server does accept TLS 1.2, but the prober could not prove it can speak it. */
+    ck_assert_str_eq(stored("mp1.test", p.port, "tls1.2"), "untested");
+    ck_assert_ptr_nonnull(strstr(out, "TLS 1.2: could not test anywhere"));
+    free(out);
+    free(err);
+    rc = tu_tlsgate_env(db, (char *[]){"TLSGATE_PROBE_SELFTEST_DENY=tls9", NULL}, NULL, &err,
+                        "probe", NULL);
+    ck_assert_int_eq(rc, 2);
+    ck_assert_ptr_nonnull(strstr(err, "tls9"));
+    free(err);
+}
+END_TEST
+
+START_TEST(sql_server_through_tds)
+{
+    struct probe_selftest st = selftest(0);
+    struct peer p = tds_peer("tls1", "tls1_2", false);
+    set_port("sql1.test", p.port, true);
+    char *out = NULL, *err = NULL;
+    int rc = tu_tlsgate(db, &out, &err, "probe", "sql1.test", NULL);
+    peer_stop(&p);
+    ck_assert_msg(rc == 0, "probe: %s", err ? err : "");
+    ck_assert_str_eq(stored("sql1.test", p.port, "tls1.2"), "accepted");
+    ck_assert_str_eq(stored("sql1.test", p.port, "tls1.3"), "refused");
+    ck_assert_str_eq(stored("sql1.test", p.port, "tls1.0"),
+                     st.can[WIRE_TLS10] ? "accepted" : "untested");
+    ck_assert_str_eq(stored("sql1.test", p.port, "tls1.1"),
+                     st.can[WIRE_TLS11] ? "accepted" : "untested");
+    free(out);
+    free(err);
+
+    /* TLS 1.2 only. */
+    p = tds_peer("tls1_2", "tls1_2", false);
+    set_port("sql1.test", p.port, true);
+    rc = tu_tlsgate(db, NULL, NULL, "probe", "sql1.test", NULL);
+    peer_stop(&p);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_str_eq(stored("sql1.test", p.port, "tls1.2"), "accepted");
+    ck_assert_str_eq(stored("sql1.test", p.port, "tls1.0"),
+                     st.can[WIRE_TLS10] ? "refused" : "untested");
+
+    /* A server that offers no TLS at all: nothing can be judged. */
+    p = tds_peer("tls1_2", "tls1_3", true);
+    set_port("sql1.test", p.port, true);
+    rc = tu_tlsgate(db, &out, NULL, "probe", "sql1.test", NULL);
+    peer_stop(&p);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_str_eq(stored("sql1.test", p.port, "tls1.2"), "untested");
+    ck_assert_ptr_nonnull(strstr(out, "ENCRYPT_NOT_SUP"));
+    free(out);
+}
+END_TEST
+
+START_TEST(tds_port_that_speaks_plain_tls)
+{
+    /* A TLS server where TDS was expected: its answer is no TDS packet, so untested. */
+    struct peer p = s_server("-tls1_2");
+    set_port("sql1.test", p.port, true);
+    char *out = NULL;
+    int rc = tu_tlsgate(db, &out, NULL, "probe", "sql1.test", NULL);
+    peer_stop(&p);
+    ck_assert_int_eq(rc, 0);
+    ck_assert_str_eq(stored("sql1.test", p.port, "tls1.2"), "untested");
+    free(out);
+}
+END_TEST
+
+START_TEST(bad_input)
+{
+    char *err = NULL;
+    ck_assert_int_eq(tu_tlsgate(db, NULL, &err, "probe", "nosuch.test", NULL), 3);
+    ck_assert_ptr_nonnull(strstr(err, "nosuch.test"));
+    free(err);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, &err, "probe", "--site", "XX9", NULL), 3);
+    ck_assert_ptr_nonnull(strstr(err, "XX9"));
+    free(err);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, &err, "probe", "ports", "mp1.test", "99999", NULL), 2);
+    ck_assert_ptr_nonnull(strstr(err, "99999"));
+    free(err);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, &err, "probe", "--concurrency", "0", NULL), 2);
+    free(err);
+    /* Nothing was written by the refused commands. */
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM probe_port", NULL), 0);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM probe_result", NULL), 0);
+}
+END_TEST
+
+START_TEST(closed_port_is_untested)
+{
+    /* A port nobody listens on (bound, then closed: the kernel refuses connections). */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    close(fd);
+    int port = ntohs(sa.sin_port);
+    set_port("mp1.test", port, false);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "probe", "mp1.test", NULL), 0);
+    ck_assert_str_eq(stored("mp1.test", port, "tls1.0"), "untested");
+    ck_assert_str_eq(stored("mp1.test", port, "tls1.2"), "untested");
+    char *out = NULL;
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "probe", "show", "mp1.test", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "could not test: connect 127.0.0.1"));
+    free(out);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("probe");
+    TCase *tc = tcase_create("probe");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, selftest_speaks_modern_and_says_why_not);
+    tcase_add_test(tc, tls10_server);
+    tcase_add_test(tc, tls12_only_server);
+    tcase_add_test(tc, selftest_failing_makes_untested);
+    tcase_add_test(tc, sql_server_through_tds);
+    tcase_add_test(tc, tds_port_that_speaks_plain_tls);
+    tcase_add_test(tc, bad_input);
+    tcase_add_test(tc, closed_port_is_untested);
+    suite_add_tcase(s, tc);
+    return tu_run_suite(s);
+}
