@@ -373,11 +373,13 @@ START_TEST(test_phase_status_shows_counts_next_step_and_orphan_risk)
                           "\"1970-01-01T00:00:00Z\",\"entered_by\":\"fixture\",\"hosts\":8,"
                           "\"ready\":7,\"not_ready\":1,\"unknown\":0,\"waived\":1,\"servers\":4,"
                           "\"servers_gate_open\":0,\"next\":\"enforce\",\"exit_blocking\":0,"
+                          "\"wire_alarm\":0,"
                           "\"orphan_risk\":[\"dp1.p01.example\"]},"
                           "{\"site\":\"P02\",\"phase\":\"inventory\",\"entered_at\":"
                           "\"1970-01-01T00:00:00Z\",\"entered_by\":\"fixture\",\"hosts\":1,"
                           "\"ready\":0,\"not_ready\":0,\"unknown\":1,\"waived\":0,\"servers\":0,"
                           "\"servers_gate_open\":0,\"next\":\"clients\",\"exit_blocking\":1,"
+                          "\"wire_alarm\":0,"
                           "\"orphan_risk\":[]}]}\n");
     free(out);
 }

@@ -21,6 +21,7 @@ void config_init(struct config *c)
     c->timeout = 15;
     c->stale_after = 86400;
     c->backoff_max = 3600;
+    c->evidence_window = 30L * 86400;
     c->log_level = LOG_INFO;
 }
 
@@ -91,6 +92,7 @@ static const struct int_key int_keys[] = {
     {"timeout", offsetof(struct config, timeout), 1, 86400},
     {"stale_after", offsetof(struct config, stale_after), 1, 366L * 86400},
     {"backoff_max", offsetof(struct config, backoff_max), 1, 31 * 86400},
+    {"evidence_window", offsetof(struct config, evidence_window), 1, 400L * 86400},
 };
 
 int config_load(struct config *c, const char *path, char *err, size_t errsize)
@@ -147,7 +149,8 @@ int config_load(struct config *c, const char *path, char *err, size_t errsize)
         if (!k) {
             snprintf(err, errsize,
                      "%s: %s: unknown key (known: tls, interval, jitter, concurrency, "
-                     "connect_timeout, timeout, stale_after, backoff_max, log_level)",
+                     "connect_timeout, timeout, stale_after, backoff_max, evidence_window, "
+                     "log_level)",
                      path, key);
             rc = -EINVAL;
             goto out;

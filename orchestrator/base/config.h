@@ -20,6 +20,8 @@ struct config {
     long timeout;            /* seconds, whole transfer (15) */
     long stale_after;        /* seconds after which a report no longer counts (86400) */
     long backoff_max;        /* seconds, upper bound of a failing host's retry delay (3600) */
+    long evidence_window;    /* seconds: a legacy handshake logged this recently blocks its
+                                server's gate (30 days, domain/wire.h) */
     enum log_level log_level;
 };
 

@@ -66,4 +66,11 @@ int cmd_collect(struct cli *cli, int argc, char **argv);
 int cmd_daemon(struct cli *cli, int argc, char **argv);
 int cmd_probe(struct cli *cli, int argc, char **argv);
 
+/* The wire lines of `host show` and `gate check` (probecmd.c): the last probe of host `id`
+ * (restart pending when `legacy_disabled` and it found a legacy protocol accepted) and the
+ * legacy handshakes logged against it since the configured window. Text lines start with
+ * `indent`; with --json, one `,"wire":{...}` member. Returns 0 or a store code. */
+int cli_print_wire(struct cli *cli, struct store *s, long long id, const char *name,
+                   bool legacy_disabled, const char *indent);
+
 #endif

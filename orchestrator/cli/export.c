@@ -555,6 +555,7 @@ int cmd_export(struct cli *cli, int argc, char **argv)
         .site = a.site,
         .time = gate_time_make(utc_now(), cli->config.stale_after),
     };
+    x.time.evidence_since = x.time.now - cli->config.evidence_window;
 
     rc = store_begin(s, false);
     if (!rc && a.bom)

@@ -193,7 +193,6 @@ static int check_server(struct check *c, const struct gate_server *g)
     if (json) {
         fputc('{', stdout);
         json_server_fields(g);
-        fputs(",\"own_failures\":[", stdout);
     } else {
         printf("%s (site %s, phase %s): gate %s\n", g->name, g->site, phase_name(g->phase),
                g->open ? "OPEN" : "BLOCKED");
@@ -208,7 +207,11 @@ static int check_server(struct check *c, const struct gate_server *g)
         if (g->reenable_legacy)
             printf("  asked to re-enable legacy protocols (rollback out of enforce)\n");
     }
-    int rc = 0;
+    int rc = cli_print_wire(c->cli, c->s, g->id, g->name, g->legacy_disabled, "  ");
+    if (rc)
+        return rc;
+    if (json)
+        fputs(",\"own_failures\":[", stdout);
     if (g->state != GATE_READY)
         rc = print_own_failures(c, g);
     if (rc)
@@ -245,6 +248,7 @@ static int gate_check(struct cli *cli, const char *server, bool all)
     if (!s)
         return code;
     struct gate_time t = gate_time_make(utc_now(), cli->config.stale_after);
+    t.evidence_since = t.now - cli->config.evidence_window;
     struct check c = {cli, s, &t, NULL, all ? 0 : GATE_LIST_LIMIT, false, 0, 0, 0, 0};
     struct kept_server k = {0};
     struct rules_catalog *catalog = NULL;
@@ -300,6 +304,7 @@ static int gate_list(struct cli *cli, const char *site)
     if (!s)
         return code;
     struct gate_time t = gate_time_make(utc_now(), cli->config.stale_after);
+    t.evidence_since = t.now - cli->config.evidence_window;
     struct list l = {cli->json, 0};
     int rc = store_begin(s, false);
     if (!rc)

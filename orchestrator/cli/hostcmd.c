@@ -383,10 +383,12 @@ static int host_show(struct cli *cli, const char *name)
                    waiver.until_at ? "until " : "until unwaived",
                    waiver.until_at ? utc_iso8601(waiver.until_at, t1, sizeof(t1)) : "",
                    waiver.by, waiver.reason);
-        if (report)
-            print_facts(report);
     }
-    rc = print_verdicts(cli, s, c, h.id);
+    rc = cli_print_wire(cli, s, h.id, h.name, h.reported && h.legacy_disabled, "");
+    if (!rc && !cli->json && report)
+        print_facts(report);
+    if (!rc)
+        rc = print_verdicts(cli, s, c, h.id);
     if (cli->json)
         printf("}\n");
     json_decref(report);

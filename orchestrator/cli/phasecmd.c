@@ -24,7 +24,9 @@
 
 static struct gate_time decision_time(const struct cli *cli)
 {
-    return gate_time_make(utc_now(), cli->config.stale_after);
+    struct gate_time t = gate_time_make(utc_now(), cli->config.stale_after);
+    t.evidence_since = t.now - cli->config.evidence_window;
+    return t;
 }
 
 /* ---- printing the failing hosts ---------------------------------------------------------- */
@@ -138,7 +140,8 @@ static int print_site_status(const struct gate_site *g, void *arg)
             fputs("null", stdout);
         else
             printf("\"%s\"", phase_name(next));
-        printf(",\"exit_blocking\":%ld,\"orphan_risk\":[", g->exit_blocking);
+        printf(",\"exit_blocking\":%ld,\"wire_alarm\":%ld,\"orphan_risk\":[", g->exit_blocking,
+               g->wire_alarm);
     } else {
         printf("%s: %s since %s by %s\n", g->code, phase_name(g->phase), when, g->entered_by);
         printf("  hosts %ld: ready %ld, not_ready %ld, unknown %ld, waived %ld\n", g->hosts,
@@ -147,6 +150,10 @@ static int print_site_status(const struct gate_site *g, void *arg)
                g->orphan_risk);
         if (g->phase == PHASE_COMPLETE)
             printf("  complete\n");
+        if (g->wire_alarm)
+            printf("  ALARM: %ld site system%s still accept%s SSL 3.0, TLS 1.0 or TLS 1.1 on the "
+                   "wire after complete (`tlsgate probe show`)\n",
+                   g->wire_alarm, g->wire_alarm == 1 ? "" : "s", g->wire_alarm == 1 ? "s" : "");
         else if (g->exit_blocking)
             printf("  -> %s: blocked by %ld %s (%s)\n", phase_name(next), g->exit_blocking,
                    phase_criterion_noun(g->phase, g->exit_blocking),

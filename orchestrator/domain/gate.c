@@ -25,6 +25,7 @@
 #include "hoststate.h"
 #include "inventory.h"
 #include "store.h"
+#include "wire.h"
 
 /* ROLE_SERVER_MASK as SQL text (the enum names mean nothing to SQLite). */
 #define SERVER_MASK_SQL "523262"
@@ -34,7 +35,7 @@ _Static_assert(ROLE_SERVER_MASK == 523262, "SERVER_MASK_SQL must equal ROLE_SERV
 
 struct gate_time gate_time_make(long long now, long stale_after)
 {
-    struct gate_time t = {now, now - stale_after};
+    struct gate_time t = {now, now - stale_after, now - WIRE_WINDOW_DEFAULT};
     return t;
 }
 
@@ -376,6 +377,19 @@ static void read_server(sqlite3_stmt *st, const struct site_ctx *c, struct gate_
     decide_server(c, srv);
 }
 
+/* Legacy handshakes logged against the server block it like not-ready dependents (wire.h). */
+static int add_wire_blockers(struct store *s, const struct gate_time *t, struct gate_server *srv)
+{
+    long n = 0;
+    int rc = wire_legacy_blockers(s, srv->name, t->evidence_since, t->now, &n, NULL, NULL);
+    if (rc || !n)
+        return rc;
+    srv->blocking += n;
+    srv->open = false;
+    srv->orphan_risk = srv->legacy_disabled;
+    return 0;
+}
+
 /* Walks the servers of one loaded site in name order. */
 static int walk_servers(struct store *s, const struct site_ctx *c, const struct gate_time *t,
                         gate_server_fn fn, void *arg)
@@ -395,7 +409,7 @@ static int walk_servers(struct store *s, const struct site_ctx *c, const struct 
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         struct gate_server srv;
         read_server(st, c, &srv);
-        if ((rc = fn(&srv, arg))) {
+        if ((rc = add_wire_blockers(s, t, &srv)) || (rc = fn(&srv, arg))) {
             sqlite3_finalize(st);
             return rc;
         }
@@ -529,7 +543,20 @@ static int summarize_site(struct store *s, struct site_ctx *c, const struct gate
         g.waived += c->masks[i].waived;
     }
     g.exit_blocking = exit_blocking(c);
-    int rc = walk_servers(s, c, t, count_server, &g);
+    int rc = 0;
+    if (c->phase == PHASE_ENFORCE || c->phase == PHASE_COMPLETE) {
+        /* enforce: registry off but the wire still accepts a legacy protocol fails the exit
+         * (restart pending); complete: any legacy protocol accepted on the wire is an alarm. */
+        long n = 0;
+        rc = wire_restart_pending_count(s, c->code, ROLE_SERVER_MASK, t->cutoff, t->now,
+                                        c->phase == PHASE_COMPLETE, &n);
+        if (c->phase == PHASE_ENFORCE)
+            g.exit_blocking += n;
+        else
+            g.wire_alarm = n;
+    }
+    if (!rc)
+        rc = walk_servers(s, c, t, count_server, &g);
     return rc ? rc : w->fn(&g, w->arg);
 }
 
@@ -621,8 +648,21 @@ static int fail_table_fill(struct store *s, const char *site, const struct gate_
         return rc;
     bind_time(st, t);
     bind_site(st, site);
-    rc = store_run(s, st, "list legacy servers");
-    return rc;
+    if ((rc = store_run(s, st, "list legacy servers")))
+        return rc;
+    /* Registry off, wire on: restart pending (wire.h). */
+    rc = store_prepare(s,
+                       "INSERT INTO temp.gate_fail (id, name, roles, local, kind, st, rule, reason)"
+                       " SELECT x.id, x.name, x.roles, 1, 1, 'ready', '" WIRE_RULE_RESTART "',"
+                       " x.reason FROM (" WIRE_RESTART_PENDING_SELECT ") x",
+                       &st);
+    if (rc)
+        return rc;
+    bind_time(st, t);
+    bind_site(st, site);
+    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":mask"), ROLE_SERVER_MASK);
+    sqlite3_bind_int(st, sqlite3_bind_parameter_index(st, ":any"), 0);
+    return store_run(s, st, "list restart-pending servers");
 }
 
 /*
@@ -703,6 +743,48 @@ static int list_groups(struct store *s, const struct fail_filter *f, long limit,
     return rc;
 }
 
+/* The legacy-handshake blockers of `server` as one more group (wire.h). */
+struct wire_group {
+    struct gate_failing g;
+    long listed, limit;
+    gate_failing_fn fn;
+    void *arg;
+};
+
+static int wire_failing_row(const char *client, const char *reason, void *arg)
+{
+    struct wire_group *w = arg;
+    if (w->limit > 0 && w->listed >= w->limit)
+        return 0;
+    w->listed++;
+    w->g.host = client;
+    w->g.reason = reason;
+    return w->fn(&w->g, w->arg);
+}
+
+static int wire_failing(struct store *s, const struct gate_server *server,
+                        const struct gate_time *t, long limit, gate_failing_fn fn, void *arg)
+{
+    long n = 0;
+    int rc = wire_legacy_blockers(s, server->name, t->evidence_since, t->now, &n, NULL, NULL);
+    if (rc || !n)
+        return rc;
+    struct wire_group w = {
+        .g = {.rule = WIRE_RULE_LEGACY_SEEN,
+              .hosts = n,
+              .state = GATE_NOT_READY,
+              .reason = "a client still speaks SSL 3.0, TLS 1.0 or TLS 1.1 to this server "
+                        "(its logs)"},
+        .limit = limit,
+        .fn = fn,
+        .arg = arg,
+    };
+    if ((rc = fn(&w.g, arg)))
+        return rc;
+    return wire_legacy_blockers(s, server->name, t->evidence_since, t->now, NULL,
+                                wire_failing_row, &w);
+}
+
 int gate_failing_for_server(struct store *s, const struct gate_server *server,
                             const struct gate_time *t, long limit, gate_failing_fn fn, void *arg)
 {
@@ -713,7 +795,8 @@ int gate_failing_for_server(struct store *s, const struct gate_server *server,
         return rc;
     struct fail_filter f = {.kind = 0, .mask = gate_dependent_roles(server->roles),
                             .self = server->id};
-    return list_groups(s, &f, limit, fn, arg);
+    rc = list_groups(s, &f, limit, fn, arg);
+    return rc ? rc : wire_failing(s, server, t, limit, fn, arg);
 }
 
 int gate_failing_for_phase(struct store *s, const char *site, enum phase_id p,
@@ -780,7 +863,23 @@ struct blocker_walk {
     void *arg;
     sqlite3_stmt *rows;
     struct store *s;
+    const struct gate_time *t;
+    const struct gate_server *current;
 };
+
+static int wire_blocker_row(const char *client, const char *reason, void *arg)
+{
+    struct blocker_walk *w = arg;
+    struct gate_blocker b = {
+        .site = w->current->site,
+        .server = w->current->name,
+        .dependent = client,
+        .state = GATE_NOT_READY,
+        .rule = WIRE_RULE_LEGACY_SEEN,
+        .reason = reason,
+    };
+    return w->fn(&b, w->arg);
+}
 
 static int server_blockers(const struct gate_server *srv, void *arg)
 {
@@ -806,7 +905,11 @@ static int server_blockers(const struct gate_server *srv, void *arg)
         if ((rc = w->fn(&b, w->arg)))
             return rc;
     }
-    return step == SQLITE_DONE ? 0 : store_sqlite_fail(w->s, "list blockers");
+    if (step != SQLITE_DONE)
+        return store_sqlite_fail(w->s, "list blockers");
+    w->current = srv;
+    return wire_legacy_blockers(w->s, srv->name, w->t->evidence_since, w->t->now, NULL,
+                                wire_blocker_row, w);
 }
 
 static int blockers_of_site(struct store *s, struct site_ctx *c, const struct gate_time *t,
@@ -824,6 +927,7 @@ static int blockers_of_site(struct store *s, struct site_ctx *c, const struct ga
     if (rc)
         return rc;
     w->s = s;
+    w->t = t;
     rc = walk_servers(s, c, t, server_blockers, w);
     sqlite3_finalize(w->rows);
     w->rows = NULL;

@@ -50,7 +50,10 @@ struct store;
 /* The moment a decision is taken for: now (utc_now()) and the stale cutoff. */
 struct gate_time {
     long long now;
-    long long cutoff; /* now - stale_after: an older report makes its host unknown */
+    long long cutoff;         /* now - stale_after: an older report makes its host unknown */
+    long long evidence_since; /* now - evidence_window: a legacy handshake logged since then
+                                 blocks its server (wire.h); gate_time_make sets the default
+                                 window, a command sets the configured one */
 };
 struct gate_time gate_time_make(long long now, long stale_after);
 
@@ -75,6 +78,8 @@ struct gate_site {
     long servers;                   /* hosts with a ROLE_SERVER_MASK role */
     long servers_gate_open;
     long orphan_risk;               /* servers flagged as orphan risk */
+    long wire_alarm;                /* complete only: site systems whose last probe found a
+                                       legacy protocol accepted (wire.h) */
     long exit_blocking;             /* hosts failing the exit criterion of `phase` (phase.h;
                                        0 in complete) */
 };
@@ -172,5 +177,8 @@ int gate_waived_for_server(struct store *s, const struct gate_server *server,
 
 /* Rule id of an `enforce` exit failure: the server's report says legacy protocols are on. */
 #define GATE_RULE_LEGACY_ENABLED "legacy-enabled"
+/* The wire's blockers (wire.h): a legacy handshake logged against the server blocks its gate
+ * (WIRE_RULE_LEGACY_SEEN, one "host" per client address); a server whose registry says legacy
+ * off while the probe found it accepted fails the enforce exit (WIRE_RULE_RESTART). */
 
 #endif

@@ -462,7 +462,7 @@ int wire_legacy_blockers(struct store *s, const char *server, long long since, l
 }
 
 int wire_restart_pending_count(struct store *s, const char *site, unsigned mask, long long cutoff,
-                               long long now, long *count)
+                               long long now, bool any, long *count)
 {
     sqlite3_stmt *st;
     int rc = store_prepare(s, "SELECT count(*) FROM (" WIRE_RESTART_PENDING_SELECT ")", &st);
@@ -472,6 +472,7 @@ int wire_restart_pending_count(struct store *s, const char *site, unsigned mask,
     sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":mask"), mask);
     sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":cutoff"), cutoff);
     sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":now"), now);
+    sqlite3_bind_int(st, sqlite3_bind_parameter_index(st, ":any"), any);
     if (sqlite3_step(st) == SQLITE_ROW)
         *count = (long)sqlite3_column_int64(st, 0);
     else

@@ -149,9 +149,10 @@ int wire_legacy_blockers(struct store *s, const char *server, long long since, l
 
 /*
  * Restart pending, as an SQL SELECT gate.c embeds (it owns its temp tables): the site systems
- * of site :site whose report (alias-free: joined here) is fresh (collected_at >= :cutoff) and
- * says legacy disabled, not waived at :now, with a legacy protocol accepted by their last probe.
- * :mask is ROLE_SERVER_MASK. Columns: id, name, roles, reason.
+ * (roles meeting :mask, ROLE_SERVER_MASK) of site :site, not waived at :now, whose last probe
+ * found a legacy protocol accepted and whose report is fresh (collected_at >= :cutoff) and says
+ * the legacy protocols are disabled. With :any = 1 the report is not asked (the alarm of a site
+ * in `complete`: any legacy protocol accepted on the wire). Columns: id, name, roles, reason.
  */
 #define WIRE_RESTART_PENDING_SELECT                                                                \
     "SELECT h.id, h.name, h.roles,"                                                                \
@@ -159,20 +160,19 @@ int wire_legacy_blockers(struct store *s, const char *server, long long since, l
     " strftime('%Y-%m-%dT%H:%M:%SZ', max(p.at), 'unixepoch') || ' found ' ||"                      \
     " group_concat(DISTINCT p.protocol || ' on ' || p.port) || ' accepted: restart the server"     \
     " (SCHANNEL reads its protocol settings at boot), then run `tlsgate probe ' || h.name ||"      \
-    " '`'"                                                                                         \
-    " FROM host h JOIN report r ON r.host_id = h.id"                                               \
+    " '`' AS reason"                                                                               \
+    " FROM host h LEFT JOIN report r ON r.host_id = h.id"                                          \
     " JOIN probe_result p ON p.host_id = h.id AND p.result = 'accepted'"                           \
     "  AND p.protocol IN " WIRE_LEGACY_SQL " LEFT JOIN waiver w ON w.host_id = h.id"               \
     " WHERE h.site = :site AND h.roles <> 1 AND (h.roles & :mask) <> 0"                            \
-    "  AND r.collected_at >= :cutoff"                                                              \
-    "  AND r.legacy_disabled = 1"                                                                  \
+    "  AND (:any OR (r.collected_at >= :cutoff AND r.legacy_disabled = 1))"                        \
     "  AND NOT (w.host_id IS NOT NULL AND (w.until_at IS NULL OR w.until_at > :now))"              \
     " GROUP BY h.id"
 
-/* How many site systems of `site` are restart-pending (the SELECT above, counted); `mask` is
- * ROLE_SERVER_MASK. */
+/* How many site systems of `site` the SELECT above gives (`mask` is ROLE_SERVER_MASK; `any`
+ * as :any). */
 int wire_restart_pending_count(struct store *s, const char *site, unsigned mask, long long cutoff,
-                               long long now, long *count);
+                               long long now, bool any, long *count);
 
 /* The wire summary of one host: probed at all, a legacy protocol accepted (and which, where,
  * when, in `detail`). */

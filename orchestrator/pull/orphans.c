@@ -47,6 +47,7 @@ static int orphan_cmp(const void *a, const void *b)
 int poll__orphans_scan(struct poll *p)
 {
     struct gate_time t = gate_time_make(utc_now(), p->job_cfg.stale_after);
+    t.evidence_since = t.now - p->job_cfg.evidence_window;
     int rc = store_begin(p->store, false);
     if (!rc)
         rc = gate_servers(p->store, NULL, &t, orphan_seen, p);
