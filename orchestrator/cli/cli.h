@@ -65,6 +65,7 @@ int cmd_export(struct cli *cli, int argc, char **argv);
 int cmd_collect(struct cli *cli, int argc, char **argv);
 int cmd_daemon(struct cli *cli, int argc, char **argv);
 int cmd_probe(struct cli *cli, int argc, char **argv);
+int cmd_evidence(struct cli *cli, int argc, char **argv);
 
 /* The wire lines of `host show` and `gate check` (probecmd.c): the last probe of host `id`
  * (restart pending when `legacy_disabled` and it found a legacy protocol accepted) and the

@@ -31,6 +31,7 @@ static const struct command commands[] = {
     {"collect", cmd_collect, "one pull round now over all (or one) hosts"},
     {"daemon", cmd_daemon, "pull every collector on schedule until SIGTERM/SIGINT"},
     {"probe", cmd_probe, "what the servers' TLS ports really accept (SSL 3.0 .. TLS 1.3)"},
+    {"evidence", cmd_evidence, "import / list the handshakes servers logged (IIS, SCHANNEL)"},
 };
 
 static void usage(FILE *out)

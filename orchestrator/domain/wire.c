@@ -291,23 +291,55 @@ int wire_summary_get(struct store *s, long long host_id, struct wire_summary *w)
 /* ---- evidence ------------------------------------------------------------------------- */
 
 int wire_evidence_add(struct store *s, const char *server, const char *client, enum wire_proto p,
-                      long long at)
+                      long long first, long long last, long long count)
 {
     sqlite3_stmt *st;
     int rc = store_prepare(s,
                            "INSERT INTO evidence (server, client, protocol, day, first_seen,"
-                           " last_seen, count) VALUES (?1, ?2, ?3, ?4 - (?4 % 86400), ?4, ?4, 1)"
+                           " last_seen, count) VALUES (?1, ?2, ?3, ?4 - (?4 % 86400), ?4, ?5, ?6)"
                            " ON CONFLICT (server, client, protocol, day) DO UPDATE SET"
                            " first_seen = min(first_seen, excluded.first_seen),"
-                           " last_seen = max(last_seen, excluded.last_seen), count = count + 1",
+                           " last_seen = max(last_seen, excluded.last_seen),"
+                           " count = count + excluded.count",
                            &st);
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, server, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, client, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, wire_proto_name(p), -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, at);
+    sqlite3_bind_int64(st, 4, first);
+    sqlite3_bind_int64(st, 5, last);
+    sqlite3_bind_int64(st, 6, count);
     return store_run(s, st, "write evidence");
+}
+
+int wire_server_resolve(struct store *s, const char *text, char *name, size_t size)
+{
+    /* Three tries, first match wins; the collector address through its index (007_wire). */
+    static const char *const sql[] = {
+        "SELECT name FROM host WHERE name = ?1",
+        "SELECT min(name) FROM host WHERE name LIKE ?1 || '.%' HAVING count(*) = 1",
+        "SELECT min(name) FROM host WHERE rtrim(collector, '0123456789')"
+        " IN (?1 || ':', '[' || ?1 || ']:') HAVING count(*) = 1",
+    };
+    snprintf(name, size, "%s", text);
+    for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++) {
+        sqlite3_stmt *st;
+        int rc = store_prepare(s, sql[i], &st);
+        if (rc)
+            return rc;
+        sqlite3_bind_text(st, 1, text, -1, SQLITE_TRANSIENT);
+        int step = sqlite3_step(st);
+        if (step == SQLITE_ROW && sqlite3_column_text(st, 0)) {
+            snprintf(name, size, "%s", sqlite3_column_text(st, 0));
+            sqlite3_finalize(st);
+            return 0;
+        }
+        sqlite3_finalize(st);
+        if (step != SQLITE_ROW && step != SQLITE_DONE)
+            return store_sqlite_fail(s, "resolve server name");
+    }
+    return 0;
 }
 
 int wire_evidence_prune(struct store *s, long long before)
@@ -434,7 +466,9 @@ int wire_legacy_blockers(struct store *s, const char *server, long long since, l
                          long *count, wire_blocker_fn fn, void *arg)
 {
     static const char sql[] =
-        "SELECT x.client, x.client || ' (' || coalesce(x.host, 'uninventoried client') || '): '"
+        "SELECT x.client, CASE x.client WHEN 'unknown' THEN 'a client SCHANNEL event 36880 does not"
+        " name (it carries no address; IIS logs with crypt-protocol do)' ELSE"
+        " x.client || ' (' || coalesce(x.host, 'uninventoried client') || ')' END || ': '"
         " || x.protos || ' handshake seen ' || x.n || ' time' || CASE x.n WHEN 1 THEN '' ELSE"
         " 's' END || ', last ' || strftime('%Y-%m-%dT%H:%M:%SZ', x.last, 'unixepoch')"
         " || CASE WHEN x.host IS NULL THEN ': find the device and move it to TLS 1.2, or'"

@@ -102,10 +102,16 @@ int wire_probe_each(struct store *s, const char *host, wire_probe_fn fn, void *a
 
 /* ---- evidence ------------------------------------------------------------------------- */
 
-/* One logged handshake, added to its (server, client, protocol, day) row; in the caller's
- * transaction. `client` is an address, or "unknown". */
+/* `count` logged handshakes between `first` and `last` (one UTC day), added to their (server,
+ * client, protocol, day) row; in the caller's transaction. `client` is an address, or
+ * "unknown". */
 int wire_evidence_add(struct store *s, const char *server, const char *client, enum wire_proto p,
-                      long long at);
+                      long long first, long long last, long long count);
+
+/* The inventory name of the server a log names: the host of that name, else the one whose
+ * first label it is (a NetBIOS name, as s-computername and <Computer> may give), else the one
+ * whose collector address it is (s-ip); else the text as given (it then gates nothing). */
+int wire_server_resolve(struct store *s, const char *text, char *name, size_t size);
 /* Deletes evidence of days before `before` (epoch seconds). */
 int wire_evidence_prune(struct store *s, long long before);
 
