@@ -111,7 +111,8 @@ static int input_close(struct input *in, const char *path, bool check, char *err
 
 /* ---- aggregation ------------------------------------------------------------------------ */
 
-#define AGG_SLOTS 4096
+#define AGG_SLOTS 16384 /* about 5.5 MiB: a busy server's distinct clients of a day */
+#define AGG_WAYS 8
 #define AGG_SERVER 256
 #define AGG_CLIENT 64
 
@@ -152,14 +153,32 @@ static int agg_add(struct agg *a, const char *server, const char *client, enum w
                    long long at)
 {
     long long day = at - ((at % 86400) + 86400) % 86400;
-    struct slot *s = &a->slots[hash_key(server, client, p, day) % AGG_SLOTS];
-    if (s->used && s->proto == p && s->day == day && !strcasecmp(s->server, server) &&
-        !strcmp(s->client, client)) {
+    /* AGG_WAYS slots per key: the key's own, else a free one, else the one seen longest ago
+     * (it goes to the callback and makes room; logs are in time order, so that is a key of a
+     * day that has passed). */
+    uint32_t h = hash_key(server, client, p, day);
+    struct slot *s = NULL, *victim = NULL;
+    for (uint32_t w = 0; w < AGG_WAYS; w++) {
+        struct slot *c = &a->slots[(h + w) % AGG_SLOTS];
+        if (!c->used) {
+            victim = victim && !victim->used ? victim : c;
+            continue;
+        }
+        if (c->proto == p && c->day == day && !strcasecmp(c->server, server) &&
+            !strcmp(c->client, client)) {
+            s = c;
+            break;
+        }
+        if (!victim || (victim->used && c->last < victim->last))
+            victim = c;
+    }
+    if (s) {
         s->count++;
         s->first = at < s->first ? at : s->first;
         s->last = at > s->last ? at : s->last;
         return 0;
     }
+    s = victim;
     int rc = s->used ? slot_emit(a, s) : 0;
     if (rc)
         return rc;
