@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fixture.h"
@@ -367,6 +368,63 @@ START_TEST(closed_port_is_untested)
 }
 END_TEST
 
+/* Registry off (fresh reports say legacy disabled) but the wire still accepts TLS 1.0: the site
+ * is held in enforce as "restart pending"; after the "restart" (a server that refuses TLS 1.0)
+ * it completes; a legacy protocol accepted after complete is an alarm. */
+START_TEST(restart_pending_held_in_enforce)
+{
+    struct probe_selftest st = selftest(0);
+    if (!st.can[WIRE_TLS10]) {
+        printf("restart_pending: this OpenSSL cannot speak TLS 1.0: skipped\n");
+        return;
+    }
+    struct store *s = fx_open(db);
+    fx_sql(s, "UPDATE site SET phase = 'enforce'");
+    fx_sql(s,
+           "INSERT INTO report (host_id, collected_at, received_at, body, catalog_version, "
+           "blockers, warnings, legacy_disabled) SELECT id, %lld, %lld, '{}', 'test', 0, 0, 1 "
+           "FROM host",
+           (long long)time(NULL) - 60, (long long)time(NULL) - 60);
+    store_close(s);
+
+    struct peer p = s_server("-tls1");
+    set_port("mp1.test", p.port, false);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "probe", "mp1.test", NULL), 0);
+    peer_stop(&p);
+    char *out = NULL, *err = NULL;
+    ck_assert_int_eq(tu_tlsgate(db, &out, &err, "phase", "advance", "--site", "PS1", NULL), 1);
+    ck_assert_ptr_nonnull(strstr(out, "restart-pending"));
+    ck_assert_ptr_nonnull(strstr(out, "tls1.0 on"));
+    ck_assert_ptr_nonnull(strstr(out, "restart the server"));
+    free(out);
+    free(err);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "gate", "check", "mp1.test", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "RESTART PENDING"));
+    free(out);
+
+    /* Restarted: TLS 1.2 only now. The old port's answers are forgotten with the new probe. */
+    p = s_server("-tls1_2");
+    set_port("mp1.test", p.port, false);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "probe", "mp1.test", NULL), 0);
+    peer_stop(&p);
+    ck_assert_int_eq(tu_tlsgate(db, &out, &err, "phase", "advance", "--site", "PS1", NULL), 0);
+    free(out);
+    free(err);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "phase", "status", NULL), 0);
+    ck_assert_ptr_null(strstr(out, "ALARM"));
+    free(out);
+
+    /* After complete, TLS 1.0 back on the wire: an alarm. */
+    p = s_server("-tls1");
+    set_port("mp1.test", p.port, false);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "probe", "mp1.test", NULL), 0);
+    peer_stop(&p);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "phase", "status", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "ALARM: 1 site system still accepts"));
+    free(out);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("probe");
@@ -381,6 +439,7 @@ int main(void)
     tcase_add_test(tc, tds_port_that_speaks_plain_tls);
     tcase_add_test(tc, bad_input);
     tcase_add_test(tc, closed_port_is_untested);
+    tcase_add_test(tc, restart_pending_held_in_enforce);
     suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

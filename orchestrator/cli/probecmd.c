@@ -396,7 +396,11 @@ int cmd_probe(struct cli *cli, int argc, char **argv)
     rc = store_begin(s, true);
     for (size_t i = 0; !rc && i < plan.n; i++) {
         const struct probe_job *j = &plan.jobs[i];
-        rc = wire_probe_store(s, plan.host_ids[i], &j->port, j->proto, j->result, j->error, j->at);
+        if (i == 0 || plan.host_ids[i] != plan.host_ids[i - 1])
+            rc = wire_probe_clear(s, plan.host_ids[i]);
+        if (!rc)
+            rc = wire_probe_store(s, plan.host_ids[i], &j->port, j->proto, j->result, j->error,
+                                  j->at);
         accepted_legacy += j->result == WIRE_ACCEPTED && WIRE_PROTO_LEGACY(j->proto);
         untested += j->result == WIRE_UNTESTED;
     }

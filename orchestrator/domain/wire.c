@@ -198,6 +198,16 @@ int wire_ports_set(struct store *s, long long host_id, const struct wire_port *p
     return 0;
 }
 
+int wire_probe_clear(struct store *s, long long host_id)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, "DELETE FROM probe_result WHERE host_id = ?", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, host_id);
+    return store_run(s, st, "clear probe results");
+}
+
 int wire_probe_store(struct store *s, long long host_id, const struct wire_port *port,
                      enum wire_proto p, enum wire_result r, const char *error, long long at)
 {

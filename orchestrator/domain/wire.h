@@ -82,6 +82,10 @@ int wire_targets(struct store *s, const char *site, const char *host, wire_targe
 /* Replaces the port override of `host_id` (n == 0: back to the ports of its roles). */
 int wire_ports_set(struct store *s, long long host_id, const struct wire_port *ports, size_t n);
 
+/* Forgets the stored outcomes of host `host_id` (before storing a new probe of it, so a port
+ * it no longer serves keeps no old answer). */
+int wire_probe_clear(struct store *s, long long host_id);
+
 /* Stores one probe outcome (replacing the previous one of that host, port and protocol). */
 int wire_probe_store(struct store *s, long long host_id, const struct wire_port *port,
                      enum wire_proto p, enum wire_result r, const char *error, long long at);
