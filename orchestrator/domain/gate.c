@@ -377,17 +377,42 @@ static void read_server(sqlite3_stmt *st, const struct site_ctx *c, struct gate_
     decide_server(c, srv);
 }
 
-/* Legacy handshakes logged against the server block it like not-ready dependents (wire.h). */
-static int add_wire_blockers(struct store *s, const struct gate_time *t, struct gate_server *srv)
+/* Legacy handshakes logged against the servers of a site (wire.h), counted once per site:
+ * (server id, client addresses) pairs, few. */
+struct wire_counts {
+    long long *id;
+    long *n;
+    size_t len, cap;
+};
+
+static int keep_wire_count(long long server_id, long count, void *arg)
 {
-    long n = 0;
-    int rc = wire_legacy_blockers(s, srv->name, t->evidence_since, t->now, &n, NULL, NULL);
-    if (rc || !n)
-        return rc;
-    srv->blocking += n;
-    srv->open = false;
-    srv->orphan_risk = srv->legacy_disabled;
+    struct wire_counts *w = arg;
+    if (w->len == w->cap) {
+        size_t ncap = w->cap ? w->cap * 2 : 16;
+        long long *id = realloc(w->id, ncap * sizeof(*id));
+        if (id)
+            w->id = id;
+        long *n = id ? realloc(w->n, ncap * sizeof(*n)) : NULL;
+        if (!n)
+            return -ENOMEM;
+        w->n = n;
+        w->cap = ncap;
+    }
+    w->id[w->len] = server_id;
+    w->n[w->len++] = count;
     return 0;
+}
+
+/* They block the server like not-ready dependents. */
+static void add_wire_blockers(const struct wire_counts *w, struct gate_server *srv)
+{
+    for (size_t i = 0; i < w->len; i++)
+        if (w->id[i] == srv->id) {
+            srv->blocking += w->n[i];
+            srv->open = false;
+            srv->orphan_risk = srv->legacy_disabled;
+        }
 }
 
 /* Walks the servers of one loaded site in name order. */
@@ -399,23 +424,36 @@ static int walk_servers(struct store *s, const struct site_ctx *c, const struct 
     static const char sql[] = SERVER_COLUMNS
         "WHERE h.site = :site AND h.roles <> 1 AND (h.roles & " SERVER_MASK_SQL ") <> 0"
         " ORDER BY h.name";
+    struct wire_counts wire = {0};
+    int rc = wire_legacy_counts(s, c->code, t->evidence_since, t->now, keep_wire_count, &wire);
     sqlite3_stmt *st;
-    int rc = store_prepare(s, sql, &st);
-    if (rc)
+    if (rc == -ENOMEM)
+        rc = store_fail(s, rc, "site %s: out of memory", c->code);
+    if (!rc)
+        rc = store_prepare(s, sql, &st);
+    if (rc) {
+        free(wire.id);
+        free(wire.n);
         return rc;
+    }
     bind_time(st, t);
     bind_site(st, c->code);
     int step;
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         struct gate_server srv;
         read_server(st, c, &srv);
-        if ((rc = add_wire_blockers(s, t, &srv)) || (rc = fn(&srv, arg))) {
+        add_wire_blockers(&wire, &srv);
+        if ((rc = fn(&srv, arg))) {
             sqlite3_finalize(st);
+            free(wire.id);
+            free(wire.n);
             return rc;
         }
     }
     rc = step == SQLITE_DONE ? 0 : store_sqlite_fail(s, "read servers");
     sqlite3_finalize(st);
+    free(wire.id);
+    free(wire.n);
     return rc;
 }
 

@@ -505,6 +505,37 @@ int wire_legacy_blockers(struct store *s, const char *server, long long since, l
     return rc;
 }
 
+struct count_walk {
+    wire_count_fn fn;
+    void *arg;
+};
+
+static int count_row(sqlite3_stmt *st, void *arg)
+{
+    struct count_walk *w = arg;
+    return w->fn(sqlite3_column_int64(st, 0), (long)sqlite3_column_int64(st, 1), w->arg);
+}
+
+int wire_legacy_counts(struct store *s, const char *site, long long since, long long now,
+                       wire_count_fn fn, void *arg)
+{
+    /* Driven by the evidence table (small next to the hosts): its legacy rows in the window,
+     * joined to the servers of the site by name. */
+    static const char sql[] =
+        "SELECT h.id, count(DISTINCT e.client) FROM evidence e JOIN host h ON h.name = e.server"
+        " WHERE h.site = :site AND e.protocol IN " WIRE_LEGACY_SQL " AND e.last_seen >= :since"
+        " AND NOT " EVIDENCE_WAIVED_SQL("e.client", ":now") " GROUP BY h.id";
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, sql, &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, sqlite3_bind_parameter_index(st, ":site"), site, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":since"), since);
+    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":now"), now);
+    struct count_walk w = {fn, arg};
+    return store_each(s, st, "count legacy handshakes", count_row, &w);
+}
+
 int wire_restart_pending_count(struct store *s, const char *site, unsigned mask, long long cutoff,
                                long long now, bool any, long *count)
 {

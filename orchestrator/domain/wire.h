@@ -157,6 +157,12 @@ typedef int (*wire_blocker_fn)(const char *client, const char *reason, void *arg
 int wire_legacy_blockers(struct store *s, const char *server, long long since, long long now,
                          long *count, wire_blocker_fn fn, void *arg);
 
+/* The same per server of a site, counted in one query: fn(server host id, number of client
+ * addresses) for each server of `site` with at least one; any order. */
+typedef int (*wire_count_fn)(long long server_id, long count, void *arg);
+int wire_legacy_counts(struct store *s, const char *site, long long since, long long now,
+                       wire_count_fn fn, void *arg);
+
 /*
  * Restart pending, as an SQL SELECT gate.c embeds (it owns its temp tables): the site systems
  * (roles meeting :mask, ROLE_SERVER_MASK) of site :site, not waived at :now, whose last probe
