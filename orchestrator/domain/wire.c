@@ -328,7 +328,8 @@ int wire_server_resolve(struct store *s, const char *text, char *name, size_t si
     /* Three tries, first match wins; the collector address through its index (007_wire). */
     static const char *const sql[] = {
         "SELECT name FROM host WHERE name = ?1",
-        "SELECT min(name) FROM host WHERE name LIKE ?1 || '.%' HAVING count(*) = 1",
+        "SELECT min(name) FROM host WHERE lower(substr(name, 1, length(?1) + 1)) ="
+        " lower(?1 || '.') HAVING count(*) = 1",
         "SELECT min(name) FROM host WHERE rtrim(collector, '0123456789')"
         " IN (?1 || ':', '[' || ?1 || ']:') HAVING count(*) = 1",
     };
