@@ -26,6 +26,7 @@
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/provider.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -555,9 +556,24 @@ static void *selftest_serve(void *arg)
     return NULL;
 }
 
+/* OpenSSL 3 keeps RC4, IDEA, SEED and single DES in its legacy provider: a server that offers
+ * TLS 1.0 only with such a suite would otherwise look like it refused TLS 1.0. Loading legacy
+ * means loading default by name too. Where legacy.so is absent, those suites stay unoffered. */
+static void load_legacy_provider(void)
+{
+    static bool done;
+    if (done)
+        return;
+    done = true;
+    OSSL_PROVIDER_load(NULL, "default");
+    OSSL_PROVIDER_load(NULL, "legacy");
+    ERR_clear_error();
+}
+
 int probe_selftest(struct probe_selftest *st, unsigned deny, char *err, size_t errsize)
 {
     memset(st, 0, sizeof(*st));
+    load_legacy_provider();
     snprintf(st->why[WIRE_SSL2], PROBE_ERROR_SIZE, "SSL 2.0 is not offered by this prober");
     EVP_PKEY *key = NULL;
     X509 *cert = NULL;
