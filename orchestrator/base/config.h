@@ -5,6 +5,7 @@
 #ifndef TLSGATE_CONFIG_H
 #define TLSGATE_CONFIG_H
 
+#include <limits.h>
 #include <stddef.h>
 
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
@@ -21,6 +22,9 @@ struct config {
     long stale_after;        /* seconds after which a report no longer counts (86400) */
     long backoff_max;        /* seconds, upper bound of a failing host's retry delay (3600) */
     enum log_level log_level;
+    /* The status page the daemon rewrites after each round ("" none); an array, not a pointer,
+     * so copies of the struct (the pull engine's worker keeps one) need no allocation. */
+    char report_html[PATH_MAX];
 };
 
 /* Fills `c` with the built-in defaults. */

@@ -10,6 +10,7 @@
 
 #include "gate.h"
 #include "poll_int.h"
+#include "report_html.h"
 #include "store.h"
 #include "utc.h"
 
@@ -53,6 +54,9 @@ int poll__orphans_scan(struct poll *p)
     if (rc)
         snprintf(p->job_err, sizeof(p->job_err), "%s", store_errmsg(p->store));
     store_rollback(p->store);
+    /* A round of the daemon ends once per interval: its history point and status page. */
+    if (!rc && report_html_round(p->store, &p->job_cfg, t.now, false, NULL))
+        poll_log(LOG_ERROR, NULL, "history or status page not written: %s", store_errmsg(p->store));
     if (!rc && p->nscan > 1)
         qsort(p->scan, p->nscan, sizeof(*p->scan), orphan_cmp);
     return rc;
