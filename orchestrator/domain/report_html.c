@@ -389,6 +389,7 @@ static void pick_free(struct server_pick *p)
 struct dependents_out {
     FILE *o;
     long groups;
+    long names; /* named in the current group */
 };
 
 static int dependent_group(const struct gate_failing *f, void *arg)
@@ -403,10 +404,13 @@ static int dependent_group(const struct gate_failing *f, void *arg)
                 f->hosts == 1 ? "" : "s");
         esc(o, f->rule);
         fputs("</code> — ", o);
+        d->names = 0;
         return 0;
     }
+    if (d->names++)
+        fputs(", ", o);
     esc(o, f->host);
-    fprintf(o, " (%s) ", gate_state_name(f->state));
+    fprintf(o, " (%s)", gate_state_name(f->state));
     return 0;
 }
 
@@ -459,7 +463,7 @@ static int orphan_section(struct store *s, FILE *o, const struct site_row *r, st
                                 .roles = c->roles,
                                 .phase = r->phase,
                                 .state = c->state};
-        struct dependents_out d = {o, 0};
+        struct dependents_out d = {o, 0, 0};
         if (c->blocking) {
             fputs("<ul>", o);
             int rc = gate_failing_for_server(s, &g, t, ORPHAN_DEPENDENTS_MAX, dependent_group, &d);
@@ -540,10 +544,11 @@ static void gates_section(FILE *o, const struct site_row *r, const struct server
 static void phase_section(FILE *o, const struct site_row *r)
 {
     char when[UTC_ISO8601_SIZE], n[32];
-    fprintf(o,
-            "<h3>Phase</h3>\n<p>Phase <strong>%d of %d</strong>: <strong>%s</strong>, "
-            "entered %s by ",
-            (int)r->phase + 1, PHASE_COUNT, phase_name(r->phase), iso(r->entered_at, when));
+    fprintf(o, "<h3>Phase</h3>\n<p>Phase <strong>%d of %d</strong>: <strong>%s</strong>, entered ",
+            (int)r->phase + 1, PHASE_COUNT, phase_name(r->phase));
+    if (r->entered_at > 0)
+        fprintf(o, "%s ", iso(r->entered_at, when));
+    fputs("by ", o);
     esc(o, r->entered_by);
     fputs(".</p>\n<ol class=\"phases\" aria-label=\"Phases of the site\">", o);
     for (int i = 0; i < PHASE_COUNT; i++) {

@@ -1,7 +1,9 @@
 /*
  * orphans.c — the daemon's orphan-risk watch: after writes (at most every POLL_ORPHANS_EVERY_S)
  * the worker asks the gate (gate.h) which servers report the legacy protocols disabled while
- * their gate is blocked, and the loop logs only what changed since the last answer.
+ * their gate is blocked, and the loop logs only what changed since the last answer. The same job
+ * ends the daemon's round once per `interval`: a history point and the status page
+ * (report_html_round, report_html.h).
  */
 #include <errno.h>
 #include <stdlib.h>
