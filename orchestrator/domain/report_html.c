@@ -110,6 +110,8 @@ static const char page_css[] =
     "table{border-collapse:collapse;width:100%;margin:.3rem 0 .6rem;font-size:.92rem}\n"
     "th,td{border:1px solid var(--line);padding:.25rem .45rem;text-align:left;"
     "vertical-align:top}\n"
+    /* Free text (a pull error quotes a URL) may break anywhere rather than widen the page. */
+    "td.text{overflow-wrap:anywhere}table[data-list=rules] th[scope=row]{width:15rem}\n"
     "thead th{background:#eef1f6}td[data-k],td.num{text-align:right;"
     "font-variant-numeric:tabular-nums}\n"
     "caption{text-align:left;color:var(--muted);padding:.2rem 0}\n"
@@ -813,7 +815,7 @@ static int rules_section(struct store *s, FILE *o, const struct site_row *r,
         esc(o, rule);
         fputs("</code><br>", o);
         esc(o, info ? info->title : "(rule not in the active catalog)");
-        fprintf(o, "</th><td data-k=\"hosts\">%lld</td><td>", hosts);
+        fprintf(o, "</th><td data-k=\"hosts\">%lld</td><td class=\"text\">", hosts);
         char *copy = strdup(rule); /* the row's text dies with the next step */
         if (!copy) {
             rc = store_fail(s, -ENOMEM, "status page: out of memory");
@@ -823,7 +825,7 @@ static int rules_section(struct store *s, FILE *o, const struct site_row *r,
         free(copy);
         if (rc)
             break;
-        fputs("</td><td>", o);
+        fputs("</td><td class=\"text\">", o);
         esc(o, info ? info->remedy : "");
         fputs("</td></tr>\n", o);
     }
@@ -865,7 +867,7 @@ static int pull_row(const struct history_pull_failure *f, void *arg)
     esc(o, f->host);
     fprintf(o,
             "</th><td data-kind=\"%s\">%s</td><td class=\"num\">%ld</td><td>%s</td><td>%s"
-            "</td><td>",
+            "</td><td class=\"text\">",
             f->kind, f->kind, f->failures, iso(f->last_attempt, a), iso(f->last_success, b));
     esc(o, f->error);
     fputs("</td></tr>\n", o);
@@ -919,7 +921,7 @@ static int expiring_waivers(struct store *s, FILE *o, const struct site_row *r,
                   o);
         fputs("<tr><th scope=\"row\">", o);
         esc(o, (const char *)sqlite3_column_text(st, 0));
-        fprintf(o, "</th><td>%s</td><td>", iso(sqlite3_column_int64(st, 1), when));
+        fprintf(o, "</th><td>%s</td><td class=\"text\">", iso(sqlite3_column_int64(st, 1), when));
         esc(o, (const char *)sqlite3_column_text(st, 2));
         fputs("</td><td>", o);
         esc(o, (const char *)sqlite3_column_text(st, 3));
