@@ -721,8 +721,8 @@ static int burndown(struct store *s, FILE *o, const struct site_row *r)
             "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#ddd\"/>"
             "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%s</text>"
             "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">0</text>"
-            "<text x=\"%d\" y=\"%d\">%.10s</text>"
-            "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.10s</text></g>\n",
+            "<text x=\"%d\" y=\"%d\">%.16s</text>"
+            "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.16s</text></g>\n",
             CH_L, CH_T, CH_L, CH_H - CH_B, CH_L, CH_H - CH_B, CH_W - CH_R, CH_H - CH_B, CH_L, CH_T,
             CH_W - CH_R, CH_T, CH_L - 6, CH_T + 4, thousands(vmax, nm, sizeof(nm)), CH_L - 6,
             CH_H - CH_B + 4, CH_L, CH_H - CH_B + 16, a, CH_W - CH_R, CH_H - CH_B + 16, b);
@@ -739,9 +739,9 @@ static int burndown(struct store *s, FILE *o, const struct site_row *r)
             CH_L, CH_H - 8, CH_L + 30, CH_H - 8, CH_L + 36, CH_H - 4, CH_L + 180, CH_H - 8,
             CH_L + 210, CH_H - 8, CH_L + 216, CH_H - 4);
     fprintf(o,
-            "</svg>\n<figcaption>Not ready now: %s; unknown now: %s. Every point: "
-            "<code>tlsgate export csv --view history --site ",
-            n2, n4);
+            "</svg>\n<figcaption>At the last point (%s): %s not ready, %s unknown. Every "
+            "point: <code>tlsgate export csv --view history --site ",
+            b, n2, n4);
     esc(o, r->code);
     fputs("</code>.</figcaption>\n</figure>\n", o);
     series_free(&sr);
