@@ -998,11 +998,14 @@ static int expiring_waivers(struct store *s, FILE *o, const struct site_row *r,
         return 0;
     }
     fputs("</tbody></table>\n", o);
-    if (total > rows)
+    if (total > rows) {
         fprintf(o,
                 "<p class=\"more\">and %s more — see <code>tlsgate export csv --view hosts "
-                "--site %s</code> (column <code>waived</code>)</p>\n",
-                thousands(total - rows, n, sizeof(n)), r->code);
+                "--site ",
+                thousands(total - rows, n, sizeof(n)));
+        esc(o, r->code);
+        fputs("</code> (column <code>waived</code>)</p>\n", o);
+    }
     return 0;
 }
 
