@@ -528,7 +528,8 @@ START_TEST(test_unknown_view_exit_2_lists_views)
     ck_assert_int_eq(export(&out, &err, "--view", "clients", NULL, NULL, NULL, NULL), 2);
     ck_assert_str_eq(out, "");
     ck_assert_ptr_nonnull(strstr(err, "unknown view 'clients' (valid views: hosts, servers, "
-                                      "blockers, phases, summary)"));
+                                      "blockers, phases, summary, history, history-rules, "
+                                      "pull-failures)"));
     free(out);
     free(err);
 }
@@ -540,7 +541,8 @@ START_TEST(test_unknown_option_exit_2_lists_options)
     char *out, *err;
     ck_assert_int_eq(export(&out, &err, "--view", "hosts", "--sites", "P01", NULL, NULL), 2);
     ck_assert_ptr_nonnull(strstr(err, "unknown option '--sites' (valid: --view hosts, servers, "
-                                      "blockers, phases, summary, --site S, --out FILE, --bom)"));
+                                      "blockers, phases, summary, history, history-rules, "
+                                      "pull-failures, --site S, --out FILE, --bom)"));
     free(out);
     free(err);
 }

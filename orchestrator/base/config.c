@@ -126,6 +126,21 @@ int config_load(struct config *c, const char *path, char *err, size_t errsize)
             c->jitter = json_number_value(v);
             continue;
         }
+        if (!strcmp(key, "report_html")) {
+            char *full = json_is_string(v) && json_string_length(v) > 0
+                             ? resolve_path(path, json_string_value(v))
+                             : NULL;
+            if (!full || strlen(full) >= sizeof(c->report_html)) {
+                snprintf(err, errsize, "%s: report_html: must be a non-empty string (a file path)",
+                         path);
+                free(full);
+                rc = -EINVAL;
+                goto out;
+            }
+            memcpy(c->report_html, full, strlen(full) + 1);
+            free(full);
+            continue;
+        }
         if (!strcmp(key, "log_level")) {
             const char *s = json_string_value(v);
             static const char *const levels[] = {"error", "warn", "info", "debug"};
@@ -150,7 +165,7 @@ int config_load(struct config *c, const char *path, char *err, size_t errsize)
             snprintf(err, errsize,
                      "%s: %s: unknown key (known: tls, interval, jitter, concurrency, "
                      "connect_timeout, timeout, stale_after, backoff_max, evidence_window, "
-                     "log_level)",
+                     "log_level, report_html)",
                      path, key);
             rc = -EINVAL;
             goto out;

@@ -5,6 +5,7 @@
 #ifndef TLSGATE_CONFIG_H
 #define TLSGATE_CONFIG_H
 
+#include <limits.h>
 #include <stddef.h>
 
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
@@ -23,6 +24,9 @@ struct config {
     long evidence_window;    /* seconds: a legacy handshake logged this recently blocks its
                                 server's gate (30 days, domain/wire.h) */
     enum log_level log_level;
+    /* The status page the daemon rewrites after each round ("" none); an array, not a pointer,
+     * so copies of the struct (the pull engine's worker keeps one) need no allocation. */
+    char report_html[PATH_MAX];
 };
 
 /* Fills `c` with the built-in defaults. */

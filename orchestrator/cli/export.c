@@ -29,6 +29,7 @@
 #include "cli.h"
 #include "csv.h"
 #include "gate.h"
+#include "history.h"
 #include "hoststate.h"
 #include "inventory.h"
 #include "phase.h"
@@ -40,11 +41,15 @@ enum export_view {
     VIEW_BLOCKERS,
     VIEW_PHASES,
     VIEW_SUMMARY,
+    VIEW_HISTORY,
+    VIEW_HISTORY_RULES,
+    VIEW_PULL_FAILURES,
     VIEW_COUNT,
 };
 
 static const char *const view_names[VIEW_COUNT] = {
-    "hosts", "servers", "blockers", "phases", "summary",
+    "hosts", "servers", "blockers", "phases", "summary", "history", "history-rules",
+    "pull-failures",
 };
 
 static const char *const hosts_columns[] = {
@@ -380,12 +385,85 @@ static int view_summary(struct export_ctx *x)
     return rc ? rc : gate_sites(x->store, x->site, &x->time, summary_row, x);
 }
 
+/* The history views are the history module's rows (history.h), written out. */
+static const char *const history_columns[] = {
+    "site", "at", "phase", "hosts", "ready", "not_ready", "unknown", "waived", "servers",
+    "gate_open", "gate_blocked", "orphan_risk", "pull_failing", NULL,
+};
+static const char *const history_rules_columns[] = {"site", "at", "rule", "hosts", NULL};
+static const char *const pull_failures_columns[] = {
+    "host", "site", "failures", "last_attempt", "last_success", "kind", "error", NULL,
+};
+
+static int time_str_cell(struct csv_writer *w, long long t)
+{
+    char iso[32];
+    return t ? csv_cell_str(w, utc_iso8601(t, iso, sizeof(iso))) : csv_cell(w, NULL, 0);
+}
+
+static int history_row(const struct history_point *p, void *arg)
+{
+    struct csv_writer *w = ((struct export_ctx *)arg)->w;
+    csv_cell_str(w, p->site);
+    time_str_cell(w, p->at);
+    csv_cell_str(w, p->phase);
+    long v[] = {p->hosts,     p->ready,        p->not_ready,   p->unknown,     p->waived,
+                p->servers,   p->gate_open,    p->gate_blocked, p->orphan_risk, p->pull_failing};
+    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
+        csv_cell_int(w, v[i]);
+    return csv_end_row(w);
+}
+
+static int view_history(struct export_ctx *x)
+{
+    int rc = csv_header(x->w, history_columns);
+    return rc ? rc : history_points(x->store, x->site, history_row, x);
+}
+
+static int history_rules_row(const struct history_rule_count *r, void *arg)
+{
+    struct csv_writer *w = ((struct export_ctx *)arg)->w;
+    csv_cell_str(w, r->site);
+    time_str_cell(w, r->at);
+    csv_cell_str(w, r->rule);
+    csv_cell_int(w, r->hosts);
+    return csv_end_row(w);
+}
+
+static int view_history_rules(struct export_ctx *x)
+{
+    int rc = csv_header(x->w, history_rules_columns);
+    return rc ? rc : history_rules(x->store, x->site, history_rules_row, x);
+}
+
+static int pull_failures_row(const struct history_pull_failure *f, void *arg)
+{
+    struct csv_writer *w = ((struct export_ctx *)arg)->w;
+    csv_cell_str(w, f->host);
+    csv_cell_str(w, f->site);
+    csv_cell_int(w, f->failures);
+    time_str_cell(w, f->last_attempt);
+    time_str_cell(w, f->last_success);
+    csv_cell_str(w, f->kind);
+    csv_cell_str(w, f->error);
+    return csv_end_row(w);
+}
+
+static int view_pull_failures(struct export_ctx *x)
+{
+    int rc = csv_header(x->w, pull_failures_columns);
+    return rc ? rc : history_pull_failures(x->store, x->site, 0, pull_failures_row, x);
+}
+
 static int (*const view_run[VIEW_COUNT])(struct export_ctx *) = {
     [VIEW_HOSTS] = view_hosts,
     [VIEW_SERVERS] = view_servers,
     [VIEW_BLOCKERS] = view_blockers,
     [VIEW_PHASES] = view_phases,
     [VIEW_SUMMARY] = view_summary,
+    [VIEW_HISTORY] = view_history,
+    [VIEW_HISTORY_RULES] = view_history_rules,
+    [VIEW_PULL_FAILURES] = view_pull_failures,
 };
 
 /* ---- the command ---- */
@@ -402,7 +480,11 @@ static void usage(FILE *out)
                  "orphan_risk\n"
                  "  blockers  server,dependent,rule,reason\n"
                  "  phases    site,phase,entered_at,entered_by\n"
-                 "  summary   site,phase,hosts,ready,not_ready,unknown,waived,servers_gate_open\n\n"
+                 "  summary   site,phase,hosts,ready,not_ready,unknown,waived,servers_gate_open\n"
+                 "  history   site,at,phase,hosts,ready,not_ready,unknown,waived,servers,"
+                 "gate_open,\n            gate_blocked,orphan_risk,pull_failing\n"
+                 "  history-rules  site,at,rule,hosts\n"
+                 "  pull-failures  host,site,failures,last_attempt,last_success,kind,error\n\n"
                  "options:\n"
                  "  --view VIEW  one of the views above (required)\n"
                  "  --site S     only that site\n"

@@ -28,6 +28,7 @@ static const struct command commands[] = {
     {"unwaive", cmd_unwaive, "unwaive HOST: remove a host's waiver"},
     {"audit", cmd_audit, "the audit log of every state change"},
     {"export", cmd_export, "dashboard CSV (export csv --view V)"},
+    {"report", cmd_report, "the status page (report html --out FILE [--site S])"},
     {"collect", cmd_collect, "one pull round now over all (or one) hosts"},
     {"daemon", cmd_daemon, "pull every collector on schedule until SIGTERM/SIGINT"},
     {"probe", cmd_probe, "what the servers' TLS ports really accept (SSL 3.0 .. TLS 1.3)"},

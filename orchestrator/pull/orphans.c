@@ -1,7 +1,9 @@
 /*
  * orphans.c — the daemon's orphan-risk watch: after writes (at most every POLL_ORPHANS_EVERY_S)
  * the worker asks the gate (gate.h) which servers report the legacy protocols disabled while
- * their gate is blocked, and the loop logs only what changed since the last answer.
+ * their gate is blocked, and the loop logs only what changed since the last answer. The same job
+ * ends the daemon's round once per `interval`: a history point and the status page
+ * (report_html_round, report_html.h).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -10,6 +12,7 @@
 
 #include "gate.h"
 #include "poll_int.h"
+#include "report_html.h"
 #include "store.h"
 #include "utc.h"
 
@@ -54,6 +57,9 @@ int poll__orphans_scan(struct poll *p)
     if (rc)
         snprintf(p->job_err, sizeof(p->job_err), "%s", store_errmsg(p->store));
     store_rollback(p->store);
+    /* A round of the daemon ends once per interval: its history point and status page. */
+    if (!rc && report_html_round(p->store, &p->job_cfg, t.now, false, NULL))
+        poll_log(LOG_ERROR, NULL, "history or status page not written: %s", store_errmsg(p->store));
     if (!rc && p->nscan > 1)
         qsort(p->scan, p->nscan, sizeof(*p->scan), orphan_cmp);
     return rc;

@@ -13,9 +13,11 @@
 #include <unistd.h>
 
 #include "poll_int.h"
+#include "report_html.h"
 #include "rules.h"
 #include "store.h"
 #include "tlsctx.h"
+#include "utc.h"
 
 void poll__set_state(struct poll *p, enum poll_state to)
 {
@@ -58,6 +60,10 @@ void poll__check_finished(struct poll *p)
         (p->store_error[0] ||
          (p->in_flight == 0 && p->job == JOB_NONE && !p->filling.count && !p->writing.count))) {
         p->round_done_called = true;
+        /* The round's history point and status page (report_html.h); the store is free here. */
+        if (!p->store_error[0] && p->state == POLL_RUNNING &&
+            report_html_round(p->store, &p->cfg, utc_now(), true, NULL))
+            snprintf(p->store_error, sizeof(p->store_error), "%s", store_errmsg(p->store));
         if (p->opt.on_round_done)
             p->opt.on_round_done(p, p->opt.data);
         return;
