@@ -21,6 +21,9 @@ struct config {
     long stale_after;        /* seconds after which a report no longer counts (86400) */
     long backoff_max;        /* seconds, upper bound of a failing host's retry delay (3600) */
     enum log_level log_level;
+    /* The daemon's Prometheus endpoint, "ADDRESS:PORT" ("[IPv6]:PORT"), numeric; "" when off
+     * (the default). An array, not a pointer: copies of the struct (the poller's) stay valid. */
+    char metrics[64];
 };
 
 /* Fills `c` with the built-in defaults. */
@@ -31,5 +34,10 @@ void config_init(struct config *c);
 int config_load(struct config *c, const char *path, char *err, size_t errsize);
 
 void config_release(struct config *c);
+
+/* Splits "ADDRESS:PORT" ("127.0.0.1:9464", "[::1]:9464"): a numeric IPv4 or IPv6 address and
+ * a port from 1 to 65535. Returns 0, or -EINVAL with the reason in err (without the text). */
+int config_split_address(const char *text, char *addr, size_t addrsize, unsigned *port, char *err,
+                         size_t errsize);
 
 #endif
