@@ -587,6 +587,9 @@ START_TEST(scrape_parses_and_agrees_with_the_database)
     ck_assert_int_ge(last_round, tu_db_int(db, "SELECT max(last_attempt_at) FROM poll", NULL) - 1);
     ck_assert(get(sc, "tlsgate_metrics_refresh_timestamp_seconds") >= (double)last_round);
     ck_assert(get(sc, "tlsgate_metrics_refresh_failures_total") == 0);
+    ck_assert(get(sc, "tlsgate_metrics_refresh_duration_seconds") >= 0);
+    printf("metrics: %d series; last per-site read took %.3f s\n", sc->n,
+           get(sc, "tlsgate_metrics_refresh_duration_seconds"));
     ck_assert(get(sc, "tlsgate_site_phase{site=\"BB2\",phase=\"enforce\"}") == 1);
     ck_assert(get(sc, "tlsgate_site_phase{site=\"BB2\",phase=\"inventory\"}") == 0);
     ck_assert(get(sc, "tlsgate_site_phase{site=\"AA1\",phase=\"inventory\"}") == 1);

@@ -144,6 +144,7 @@ static void after_refresh_work(uv_work_t *w, int status)
         m->sites = m->job_sites;
         m->nsites = m->job_nsites;
         m->refreshed_at = m->job_now;
+        m->refresh_seconds = (double)(uv_hrtime() - m->job_started_ns) / 1e9;
     }
     m->job_sites = NULL;
     m->job_nsites = 0;
@@ -165,6 +166,7 @@ static void start_refresh(struct metrics *m)
     }
     m->refresh_wanted = false;
     m->job_now = utc_now();
+    m->job_started_ns = uv_hrtime();
     m->job_stale_after = m->cfg->stale_after;
     m->job_err[0] = '\0';
     m->job_rc = 0;
@@ -347,6 +349,10 @@ char *metrics_render(struct metrics *m, size_t *len)
          "before the first read).");
     if (m->refreshed_at)
         put(&pg, "tlsgate_metrics_refresh_timestamp_seconds %lld\n", m->refreshed_at);
+    head(&pg, "tlsgate_metrics_refresh_duration_seconds", "gauge",
+         "How long the last read of the per-site numbers took (absent before the first).");
+    if (m->refreshed_at)
+        put(&pg, "tlsgate_metrics_refresh_duration_seconds %.3f\n", m->refresh_seconds);
     head(&pg, "tlsgate_metrics_refresh_failures_total", "counter",
          "Reads of the per-site numbers that failed (the previous numbers stay served).");
     put(&pg, "tlsgate_metrics_refresh_failures_total %llu\n", m->refresh_failures);

@@ -8,6 +8,7 @@
 #include <microhttpd.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "metrics.h"
@@ -46,6 +47,7 @@ struct metrics {
     struct metrics_site *sites;
     size_t nsites;
     long long refreshed_at; /* 0: none yet */
+    double refresh_seconds; /* how long the last successful read took */
     unsigned long long refresh_failures;
 
     /* The refresh job: the worker fills job_sites; after_work swaps them in. */
@@ -53,6 +55,7 @@ struct metrics {
     bool job_running, refresh_wanted;
     long job_stale_after;
     long long job_now;
+    uint64_t job_started_ns; /* uv_hrtime when the job was queued */
     struct metrics_site *job_sites;
     size_t job_nsites;
     int job_rc;
