@@ -680,7 +680,7 @@ START_TEST(bad_settings_are_refused)
                          "\"::1:9464\"",
                          "\"[::1]:\"",
                          "9464",
-                         "\"10.0.0.1.5:9464\"",
+                         "\"127.0.0.1.5:9464\"",
                          "\"127.0.0.1:94x\""};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         write_config(bad[i], NULL);
