@@ -4,9 +4,11 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
 #include <libgen.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +78,46 @@ static int load_tls(struct config *c, const char *path, json_t *tls, char *err, 
             return -ENOMEM;
         }
     }
+    return 0;
+}
+
+int config_split_address(const char *text, char *addr, size_t addrsize, unsigned *port, char *err,
+                         size_t errsize)
+{
+    const char *colon = strrchr(text, ':');
+    if (!colon) {
+        snprintf(err, errsize, "must be ADDRESS:PORT, e.g. 127.0.0.1:9464 or [::1]:9464");
+        return -EINVAL;
+    }
+    const char *a = text;
+    size_t alen = (size_t)(colon - text);
+    bool v6 = alen >= 2 && a[0] == '[' && a[alen - 1] == ']';
+    if (v6) {
+        a++;
+        alen -= 2;
+    }
+    char buf[INET6_ADDRSTRLEN + 1];
+    unsigned char bin[sizeof(struct in6_addr)];
+    if (alen == 0 || alen >= sizeof(buf) || alen >= addrsize) {
+        snprintf(err, errsize, "must be ADDRESS:PORT with a numeric address");
+        return -EINVAL;
+    }
+    memcpy(buf, a, alen);
+    buf[alen] = '\0';
+    if (inet_pton(v6 ? AF_INET6 : AF_INET, buf, bin) != 1) {
+        snprintf(err, errsize, "'%s' is not a numeric %s address%s", buf, v6 ? "IPv6" : "IPv4",
+                 v6 ? "" : " (write IPv6 as [ADDRESS]:PORT)");
+        return -EINVAL;
+    }
+    const char *p = colon + 1;
+    char *end;
+    long n = strtol(p, &end, 10);
+    if (!*p || *end || n < 1 || n > 65535 || *p == '+' || *p == '-' || *p == ' ') {
+        snprintf(err, errsize, "port '%s' is not a number from 1 to 65535", p);
+        return -EINVAL;
+    }
+    memcpy(addr, buf, alen + 1);
+    *port = (unsigned)n;
     return 0;
 }
 
@@ -157,6 +199,28 @@ int config_load(struct config *c, const char *path, char *err, size_t errsize)
             c->log_level = (enum log_level)found;
             continue;
         }
+        if (!strcmp(key, "metrics")) {
+            char addr[64], why[160];
+            unsigned port;
+            const char *text = json_string_value(v);
+            if (!text) {
+                snprintf(err, errsize,
+                         "%s: metrics: must be a string \"ADDRESS:PORT\" (e.g. "
+                         "\"127.0.0.1:9464\")",
+                         path);
+                rc = -EINVAL;
+                goto out;
+            }
+            if (strlen(text) >= sizeof(c->metrics) ||
+                config_split_address(text, addr, sizeof(addr), &port, why, sizeof(why))) {
+                snprintf(err, errsize, "%s: metrics: %s", path,
+                         strlen(text) >= sizeof(c->metrics) ? "too long" : why);
+                rc = -EINVAL;
+                goto out;
+            }
+            snprintf(c->metrics, sizeof(c->metrics), "%s", text);
+            continue;
+        }
         const struct int_key *k = NULL;
         for (size_t i = 0; i < sizeof(int_keys) / sizeof(int_keys[0]); i++)
             if (!strcmp(key, int_keys[i].name))
@@ -165,7 +229,7 @@ int config_load(struct config *c, const char *path, char *err, size_t errsize)
             snprintf(err, errsize,
                      "%s: %s: unknown key (known: tls, interval, jitter, concurrency, "
                      "connect_timeout, timeout, stale_after, backoff_max, evidence_window, "
-                     "log_level, report_html)",
+                     "log_level, report_html, metrics)",
                      path, key);
             rc = -EINVAL;
             goto out;

@@ -27,6 +27,9 @@ struct config {
     /* The status page the daemon rewrites after each round ("" none); an array, not a pointer,
      * so copies of the struct (the pull engine's worker keeps one) need no allocation. */
     char report_html[PATH_MAX];
+    /* The daemon's Prometheus endpoint, "ADDRESS:PORT" ("[IPv6]:PORT"), numeric; "" when off
+     * (the default). An array, not a pointer: copies of the struct (the poller's) stay valid. */
+    char metrics[64];
 };
 
 /* Fills `c` with the built-in defaults. */
@@ -37,5 +40,10 @@ void config_init(struct config *c);
 int config_load(struct config *c, const char *path, char *err, size_t errsize);
 
 void config_release(struct config *c);
+
+/* Splits "ADDRESS:PORT" ("127.0.0.1:9464", "[::1]:9464"): a numeric IPv4 or IPv6 address and
+ * a port from 1 to 65535. Returns 0, or -EINVAL with the reason in err (without the text). */
+int config_split_address(const char *text, char *addr, size_t addrsize, unsigned *port, char *err,
+                         size_t errsize);
 
 #endif

@@ -12,12 +12,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "journal.h"
 #include "store.h"
 
 void cli_error(const char *fmt, ...)
 {
     va_list ap;
-    fputs("tlsgate: ", stderr);
+    fputs(journal_stderr() ? "<3>tlsgate: " : "tlsgate: ", stderr); /* journal.h */
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);
     va_end(ap);

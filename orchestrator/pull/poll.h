@@ -105,6 +105,11 @@ void poll_free(struct poll *p);
 
 void poll_get_stats(const struct poll *p, struct poll_stats *st);
 
+/* Hosts waiting to be pulled whose due time is before `before` (epoch seconds): with `before`
+ * a little in the past, the hosts the daemon is late for (the metrics' hosts_overdue). Loop
+ * thread; visits only those hosts. */
+size_t poll_overdue(const struct poll *p, long long before);
+
 /* The first store error that ended a round (round mode) or the daemon (its first inventory
  * load failed), or NULL. */
 const char *poll_store_error(const struct poll *p);

@@ -103,6 +103,25 @@ static size_t heap_pop(struct poll *p)
     return top;
 }
 
+/* Idle hosts due before `before`: a walk of the heap that stops under any entry not due, so it
+ * visits only those hosts and their children (poll.h, poll_overdue). */
+size_t poll_overdue(const struct poll *p, long long before)
+{
+    size_t count = 0, stack[64 * 2], top = 0;
+    if (p->nheap)
+        stack[top++] = 0;
+    while (top) {
+        size_t i = stack[--top];
+        if (p->hosts[p->heap[i]].next_at >= before)
+            continue;
+        count++;
+        /* Depth-first: at most one pending sibling per level, 64 levels suffice. */
+        for (size_t c = 2 * i + 1; c <= 2 * i + 2 && c < p->nheap; c++)
+            stack[top++] = c;
+    }
+    return count;
+}
+
 static void on_sched_timer(uv_timer_t *t) { poll__fill(t->data); }
 
 /* Starts due hosts while there is room: a free transfer slot and room in the write buffer. */

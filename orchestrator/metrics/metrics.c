@@ -1,0 +1,477 @@
+/*
+ * metrics.c — the numbers of the daemon's Prometheus endpoint (metrics.h): pull outcomes and
+ * rounds counted on the loop, the per-site counts refreshed on a worker thread from gate_sites,
+ * and the page in the text exposition format, written at scrape time.
+ */
+#include "metrics.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gate.h"
+#include "metrics_int.h"
+#include "utc.h"
+
+/* ---- outcomes ---- */
+
+static const char *const outcome_names[OUTCOME_COUNT] = {
+    "stored",         "connect",    "tls",           "timeout",      "http_status", "too_big",
+    "invalid_report", "wrong_host", "future_report", "older_report", "other",
+};
+
+const char *metrics_outcome_name(enum metrics_outcome o)
+{
+    return o < OUTCOME_COUNT ? outcome_names[o] : "other";
+}
+
+/* The poller's reasons (poll.h, pull/transfer.c, pull/writer.c): its own words first (they start
+ * the text), then libcurl's, which follow "URL via ADDRESS: " and never quote collector bytes. */
+enum metrics_outcome metrics_outcome_of(bool ok, const char *error)
+{
+    if (ok)
+        return OUTCOME_STORED;
+    if (!error)
+        return OUTCOME_OTHER;
+    static const struct {
+        const char *prefix;
+        enum metrics_outcome o;
+    } own[] = {
+        {"report over ", OUTCOME_TOO_BIG},
+        {"HTTP status ", OUTCOME_HTTP_STATUS},
+        {"invalid report", OUTCOME_INVALID_REPORT},
+        {"report is for host ", OUTCOME_WRONG_HOST},
+        {"collected_at ", OUTCOME_FUTURE_REPORT},
+        {"older than stored report", OUTCOME_OLDER_REPORT},
+        {"report not stored", OUTCOME_OTHER},
+    };
+    for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+        if (!strncmp(error, own[i].prefix, strlen(own[i].prefix)))
+            return own[i].o;
+    /* libcurl's message comes after "https://NAME/v1/readiness via ADDRESS: ". */
+    const char *why = strstr(error, ": ");
+    why = why ? why + 2 : error;
+    static const struct {
+        const char *word;
+        enum metrics_outcome o;
+    } curl[] = {
+        {"timed out", OUTCOME_TIMEOUT},
+        {"Timeout", OUTCOME_TIMEOUT},
+        {"SSL", OUTCOME_TLS},
+        {"TLS", OUTCOME_TLS},
+        {"certificate", OUTCOME_TLS},
+        {"Failed to connect", OUTCOME_CONNECT},
+        {"Couldn't connect", OUTCOME_CONNECT},
+        {"Connection refused", OUTCOME_CONNECT},
+        {"Could not resolve", OUTCOME_CONNECT},
+        {"Couldn't resolve", OUTCOME_CONNECT},
+        {"Recv failure", OUTCOME_CONNECT},
+        {"Send failure", OUTCOME_CONNECT},
+        {"Empty reply", OUTCOME_CONNECT},
+    };
+    for (size_t i = 0; i < sizeof(curl) / sizeof(curl[0]); i++)
+        if (strstr(why, curl[i].word))
+            return curl[i].o;
+    return OUTCOME_OTHER;
+}
+
+/* ---- the per-site refresh (worker) ---- */
+
+static void sites_free(struct metrics_site *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(s[i].code);
+    free(s);
+}
+
+static int site_seen(const struct gate_site *g, void *arg)
+{
+    struct metrics *m = arg;
+    struct metrics_site *grown = realloc(m->job_sites, (m->job_nsites + 1) * sizeof(*grown));
+    if (!grown)
+        return -ENOMEM;
+    m->job_sites = grown;
+    struct metrics_site *s = &m->job_sites[m->job_nsites];
+    if (!(s->code = strdup(g->code)))
+        return -ENOMEM;
+    s->phase = g->phase;
+    s->hosts = g->hosts;
+    s->ready = g->ready;
+    s->not_ready = g->not_ready;
+    s->unknown = g->unknown;
+    s->waived = g->waived;
+    s->servers = g->servers;
+    s->servers_gate_open = g->servers_gate_open;
+    s->orphan_risk = g->orphan_risk;
+    m->job_nsites++;
+    return 0;
+}
+
+static void on_refresh_work(uv_work_t *w)
+{
+    struct metrics *m = w->data;
+    struct gate_time t = gate_time_make(m->job_now, m->job_stale_after);
+    /* One read transaction: every site's counts from the same snapshot. */
+    int rc = store_begin(m->store, false);
+    if (!rc)
+        rc = gate_sites(m->store, NULL, &t, site_seen, m);
+    if (rc)
+        snprintf(m->job_err, sizeof(m->job_err), "%s",
+                 rc == -ENOMEM ? "out of memory" : store_errmsg(m->store));
+    store_rollback(m->store);
+    m->job_rc = rc;
+}
+
+static void maybe_free(struct metrics *m);
+static void start_refresh(struct metrics *m);
+
+static void after_refresh_work(uv_work_t *w, int status)
+{
+    struct metrics *m = w->data;
+    m->job_running = false;
+    int rc = status ? status : m->job_rc;
+    if (rc) {
+        m->refresh_failures++;
+        if (!m->closing)
+            poll_log(LOG_ERROR, NULL, "metrics: per-site numbers not refreshed: %s",
+                     status ? uv_strerror(status) : m->job_err);
+        sites_free(m->job_sites, m->job_nsites);
+    } else {
+        sites_free(m->sites, m->nsites);
+        m->sites = m->job_sites;
+        m->nsites = m->job_nsites;
+        m->refreshed_at = m->job_now;
+        m->refresh_seconds = (double)(uv_hrtime() - m->job_started_ns) / 1e9;
+    }
+    m->job_sites = NULL;
+    m->job_nsites = 0;
+    if (m->closing) {
+        maybe_free(m);
+        return;
+    }
+    if (m->refresh_wanted)
+        start_refresh(m);
+}
+
+static void start_refresh(struct metrics *m)
+{
+    if (m->closing)
+        return;
+    if (m->job_running) {
+        m->refresh_wanted = true;
+        return;
+    }
+    m->refresh_wanted = false;
+    m->job_now = utc_now();
+    m->job_started_ns = uv_hrtime();
+    m->job_stale_after = m->cfg->stale_after;
+    m->job_err[0] = '\0';
+    m->job_rc = 0;
+    m->work.data = m;
+    if (uv_queue_work(m->loop, &m->work, on_refresh_work, after_refresh_work) == 0)
+        m->job_running = true;
+    else
+        m->refresh_failures++;
+}
+
+static void on_refresh_timer(uv_timer_t *t) { start_refresh(t->data); }
+
+/* ---- pull outcomes and rounds (loop) ---- */
+
+static void round_reset(struct metrics *m)
+{
+    if (m->seen)
+        memset(m->seen, 0, m->seen_bytes);
+    m->nseen = 0;
+    m->round_started_ns = uv_hrtime();
+}
+
+void metrics_note_outcome(struct metrics *m, struct poll *p, const struct poll_outcome *o)
+{
+    m->pulls[metrics_outcome_of(o->ok, o->error)]++;
+    if (m->rounds_untracked)
+        return;
+    long long id = o->host_id;
+    if (id < 0 || id >= METRICS_MAX_HOST_ID) {
+        m->rounds_untracked = true;
+        poll_log(LOG_WARN, NULL, "metrics: host id %lld too large, rounds not tracked", id);
+        return;
+    }
+    size_t byte = (size_t)(id / 8);
+    if (byte >= m->seen_bytes) {
+        size_t n = m->seen_bytes ? m->seen_bytes : 4096;
+        while (n <= byte)
+            n *= 2;
+        unsigned char *grown = realloc(m->seen, n);
+        if (!grown) {
+            m->rounds_untracked = true;
+            poll_log(LOG_WARN, NULL, "metrics: out of memory, rounds not tracked");
+            return;
+        }
+        memset(grown + m->seen_bytes, 0, n - m->seen_bytes);
+        m->seen = grown;
+        m->seen_bytes = n;
+    }
+    unsigned char bit = (unsigned char)(1u << (id % 8));
+    if (!(m->seen[byte] & bit)) {
+        m->seen[byte] |= bit;
+        m->nseen++;
+    }
+    struct poll_stats st;
+    poll_get_stats(p, &st);
+    if (st.hosts > 0 && m->nseen >= st.hosts) {
+        m->rounds++;
+        m->last_round_seconds = (double)(uv_hrtime() - m->round_started_ns) / 1e9;
+        m->last_round_at = utc_now();
+        round_reset(m);
+        start_refresh(m); /* the per-site numbers after each round */
+    }
+}
+
+/* ---- the page ---- */
+
+struct page {
+    char *buf;
+    size_t len, cap;
+    bool oom;
+};
+
+static void put(struct page *pg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct page *pg, const char *fmt, ...)
+{
+    if (pg->oom)
+        return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(pg->buf + pg->len, pg->cap - pg->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            pg->oom = true;
+            return;
+        }
+        if ((size_t)n < pg->cap - pg->len) {
+            pg->len += (size_t)n;
+            return;
+        }
+        size_t cap = pg->cap * 2 + (size_t)n;
+        char *grown = realloc(pg->buf, cap);
+        if (!grown) {
+            pg->oom = true;
+            return;
+        }
+        pg->buf = grown;
+        pg->cap = cap;
+    }
+}
+
+static void head(struct page *pg, const char *name, const char *type, const char *help)
+{
+    put(pg, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A label value: backslash, double quote and line feed escaped (the format's three). Site
+ * codes are three letters or digits (inventory.h); escaped all the same. */
+static const char *label(const char *v, char *buf, size_t size)
+{
+    size_t o = 0;
+    for (; *v && o + 3 < size; v++) {
+        if (*v == '\\' || *v == '"') {
+            buf[o++] = '\\';
+            buf[o++] = *v;
+        } else if (*v == '\n') {
+            buf[o++] = '\\';
+            buf[o++] = 'n';
+        } else {
+            buf[o++] = *v;
+        }
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+#define PER_SITE(pg, name, field)                                                                  \
+    for (size_t i = 0; i < m->nsites; i++)                                                         \
+    put(pg, name "{site=\"%s\"} %ld\n", label(m->sites[i].code, lb, sizeof(lb)), m->sites[i].field)
+
+char *metrics_render(struct metrics *m, size_t *len)
+{
+    struct page pg = {.cap = 8192};
+    if (!(pg.buf = malloc(pg.cap)))
+        return NULL;
+    pg.buf[0] = '\0';
+    char lb[64];
+
+    head(&pg, "tlsgate_build_info", "gauge",
+         "The tlsgate version serving these metrics (value 1).");
+    put(&pg, "tlsgate_build_info{version=\"%s\"} 1\n", label(TLSGATE_VERSION, lb, sizeof(lb)));
+
+    /* Per site, from the last refresh. */
+    head(&pg, "tlsgate_hosts", "gauge",
+         "Hosts of the inventory by site and readiness state (unknown: never reported or stale; "
+         "a waived host counts in its state).");
+    for (size_t i = 0; i < m->nsites; i++) {
+        const struct metrics_site *s = &m->sites[i];
+        label(s->code, lb, sizeof(lb));
+        put(&pg, "tlsgate_hosts{site=\"%s\",state=\"ready\"} %ld\n", lb, s->ready);
+        put(&pg, "tlsgate_hosts{site=\"%s\",state=\"not_ready\"} %ld\n", lb, s->not_ready);
+        put(&pg, "tlsgate_hosts{site=\"%s\",state=\"unknown\"} %ld\n", lb, s->unknown);
+    }
+    head(&pg, "tlsgate_hosts_waived", "gauge", "Hosts under an active waiver, by site.");
+    PER_SITE(&pg, "tlsgate_hosts_waived", waived);
+    head(&pg, "tlsgate_server_gates", "gauge",
+         "Servers (hosts with a site-system role) by site and gate: open (may disable the legacy "
+         "protocols now) or blocked.");
+    for (size_t i = 0; i < m->nsites; i++) {
+        const struct metrics_site *s = &m->sites[i];
+        label(s->code, lb, sizeof(lb));
+        put(&pg, "tlsgate_server_gates{site=\"%s\",gate=\"open\"} %ld\n", lb, s->servers_gate_open);
+        put(&pg, "tlsgate_server_gates{site=\"%s\",gate=\"blocked\"} %ld\n", lb,
+            s->servers - s->servers_gate_open);
+    }
+    head(&pg, "tlsgate_servers_orphan_risk", "gauge",
+         "Servers that report the legacy protocols disabled while their gate is blocked, by "
+         "site.");
+    PER_SITE(&pg, "tlsgate_servers_orphan_risk", orphan_risk);
+    head(&pg, "tlsgate_site_phase", "gauge",
+         "The phase each site is in (1 for its phase, 0 for the others).");
+    for (size_t i = 0; i < m->nsites; i++) {
+        label(m->sites[i].code, lb, sizeof(lb));
+        for (int ph = PHASE_INVENTORY; ph <= PHASE_COMPLETE; ph++)
+            put(&pg, "tlsgate_site_phase{site=\"%s\",phase=\"%s\"} %d\n", lb,
+                phase_name((enum phase_id)ph), m->sites[i].phase == (enum phase_id)ph);
+    }
+    head(&pg, "tlsgate_metrics_refresh_timestamp_seconds", "gauge",
+         "When the per-site numbers above were read from the database (Unix time; absent "
+         "before the first read).");
+    if (m->refreshed_at)
+        put(&pg, "tlsgate_metrics_refresh_timestamp_seconds %lld\n", m->refreshed_at);
+    head(&pg, "tlsgate_metrics_refresh_duration_seconds", "gauge",
+         "How long the last read of the per-site numbers took (absent before the first).");
+    if (m->refreshed_at)
+        put(&pg, "tlsgate_metrics_refresh_duration_seconds %.3f\n", m->refresh_seconds);
+    head(&pg, "tlsgate_metrics_refresh_failures_total", "counter",
+         "Reads of the per-site numbers that failed (the previous numbers stay served).");
+    put(&pg, "tlsgate_metrics_refresh_failures_total %llu\n", m->refresh_failures);
+
+    /* Counted from the poller's outcomes. */
+    head(&pg, "tlsgate_pulls_total", "counter",
+         "Pull attempts stored since the daemon started, by outcome (stored, or why not).");
+    for (int o = 0; o < OUTCOME_COUNT; o++)
+        put(&pg, "tlsgate_pulls_total{outcome=\"%s\"} %llu\n", outcome_names[o], m->pulls[o]);
+    head(&pg, "tlsgate_rounds_total", "counter",
+         "Rounds completed since the daemon started (a round: every scheduled host attempted "
+         "once).");
+    put(&pg, "tlsgate_rounds_total %llu\n", m->rounds);
+    if (!m->rounds_untracked) {
+        head(&pg, "tlsgate_round_duration_seconds", "gauge",
+             "How long the last completed round took (absent before the first).");
+        if (m->rounds)
+            put(&pg, "tlsgate_round_duration_seconds %.3f\n", m->last_round_seconds);
+        head(&pg, "tlsgate_last_successful_round_timestamp_seconds", "gauge",
+             "When the last round completed (Unix time; absent before the first).");
+        if (m->rounds)
+            put(&pg, "tlsgate_last_successful_round_timestamp_seconds %lld\n", m->last_round_at);
+    }
+
+    /* The poller now. */
+    struct poll_stats st = {0};
+    size_t overdue = 0;
+    if (m->poll) {
+        poll_get_stats(m->poll, &st);
+        overdue = poll_overdue(m->poll, utc_now() - METRICS_OVERDUE_S);
+    }
+    head(&pg, "tlsgate_hosts_scheduled", "gauge", "Hosts the daemon pulls on schedule.");
+    put(&pg, "tlsgate_hosts_scheduled %zu\n", st.hosts);
+    head(&pg, "tlsgate_hosts_overdue", "gauge",
+         "Hosts whose pull is due for more than 60 s and has not started (the daemon is behind).");
+    put(&pg, "tlsgate_hosts_overdue %zu\n", overdue);
+    head(&pg, "tlsgate_pulls_in_flight", "gauge", "Transfers running now.");
+    put(&pg, "tlsgate_pulls_in_flight %zu\n", st.in_flight);
+    head(&pg, "tlsgate_results_waiting", "gauge",
+         "Finished pulls waiting to be written to the database.");
+    put(&pg, "tlsgate_results_waiting %zu\n", st.waiting);
+
+    if (pg.oom) {
+        free(pg.buf);
+        return NULL;
+    }
+    *len = pg.len;
+    return pg.buf;
+}
+
+/* ---- lifecycle ---- */
+
+static void maybe_free(struct metrics *m)
+{
+    if (m->open_handles > 0 || m->job_running)
+        return;
+    store_close(m->store);
+    sites_free(m->sites, m->nsites);
+    sites_free(m->job_sites, m->job_nsites);
+    free(m->seen);
+    free(m);
+}
+
+void metrics__handle_closed(uv_handle_t *h)
+{
+    struct metrics *m = h->data;
+    m->open_handles--;
+    maybe_free(m);
+}
+
+int metrics_start(uv_loop_t *loop, const char *db_path, const struct config *cfg, struct poll *poll,
+                  struct metrics **out, char *err, size_t errsize)
+{
+    *out = NULL;
+    char addr[64], why[160];
+    unsigned port;
+    if (config_split_address(cfg->metrics, addr, sizeof(addr), &port, why, sizeof(why))) {
+        snprintf(err, errsize, "config: metrics: %s", why);
+        return -EINVAL;
+    }
+    struct metrics *m = calloc(1, sizeof(*m));
+    if (!m) {
+        snprintf(err, errsize, "out of memory");
+        return -ENOMEM;
+    }
+    m->loop = loop;
+    m->cfg = cfg;
+    m->poll = poll;
+    char serr[STORE_ERROR_SIZE];
+    int rc = store_open(db_path, false, &m->store, serr, sizeof(serr));
+    if (rc) {
+        snprintf(err, errsize, "metrics: %s", serr);
+        free(m);
+        return -EIO;
+    }
+    if ((rc = metrics__http_start(m, addr, port, err, errsize))) {
+        store_close(m->store);
+        free(m);
+        return rc;
+    }
+    uv_timer_init(loop, &m->refresh_timer);
+    m->refresh_timer.data = m;
+    m->open_handles++;
+    uv_timer_start(&m->refresh_timer, on_refresh_timer, METRICS_REFRESH_S * 1000,
+                   METRICS_REFRESH_S * 1000);
+    round_reset(m);
+    start_refresh(m);
+    *out = m;
+    return 0;
+}
+
+unsigned metrics_port(const struct metrics *m) { return m->port; }
+
+void metrics_close(struct metrics *m)
+{
+    if (!m || m->closing)
+        return;
+    m->closing = true;
+    m->poll = NULL;
+    metrics__http_close(m);
+    uv_close((uv_handle_t *)&m->refresh_timer, metrics__handle_closed);
+}
