@@ -2,10 +2,9 @@
  * export.c — `tlsgate export csv --view V [--site S] [--out FILE] [--bom]`: the dashboard CSV
  * (DESIGN "CLI contract" fixes the five column sets; csv.h does the escaping).
  *
- * Streaming: each view is one prepared statement whose rows are written as sqlite3_step yields
- * them, in (site, name) order straight off an index, so memory stays flat at any fleet size. The
- * whole export reads inside one transaction, so it is one consistent state of the database and
- * two exports of one state are byte-identical.
+ * The views and their rows are domain/export.c's (export.h): they stream, so memory stays flat at
+ * any fleet size. The whole export reads inside one transaction, so it is one consistent state of
+ * the database and two exports of one state are byte-identical.
  *
  * --out FILE appears whole or not at all: rows go to ".FILE.tmp-XXXXXX" in the same folder
  * (mkstemp), which is fsync'ed and renamed over FILE only when everything was written. On any
@@ -28,47 +27,10 @@
 
 #include "cli.h"
 #include "csv.h"
+#include "export.h"
 #include "gate.h"
-#include "hoststate.h"
 #include "inventory.h"
-#include "phase.h"
 #include "store.h"
-
-enum export_view {
-    VIEW_HOSTS,
-    VIEW_SERVERS,
-    VIEW_BLOCKERS,
-    VIEW_PHASES,
-    VIEW_SUMMARY,
-    VIEW_COUNT,
-};
-
-static const char *const view_names[VIEW_COUNT] = {
-    "hosts", "servers", "blockers", "phases", "summary",
-};
-
-static const char *const hosts_columns[] = {
-    "name", "site", "roles", "os", "state", "blockers", "warnings", "last_report", "waived", NULL,
-};
-static const char *const servers_columns[] = {
-    "name", "site", "roles", "phase", "gate", "dependents", "blocking", "legacy_disabled",
-    "orphan_risk", NULL,
-};
-static const char *const blockers_columns[] = {"server", "dependent", "rule", "reason", NULL};
-static const char *const phases_columns[] = {"site", "phase", "entered_at", "entered_by", NULL};
-static const char *const summary_columns[] = {
-    "site", "phase", "hosts", "ready", "not_ready", "unknown", "waived", "servers_gate_open", NULL,
-};
-
-/* What every view needs: the writer, the store, and the decisions' inputs. */
-struct export_ctx {
-    struct csv_writer *w;
-    struct store *store;
-    const char *site; /* NULL: every site */
-    struct gate_time time; /* now and the stale cutoff (now - stale_after) */
-    unsigned roles_mask; /* the role set last formatted into roles (0: none yet) */
-    char roles[512];
-};
 
 /* ---- the temp file behind --out, and the signals that must not leave it behind ---- */
 
@@ -189,205 +151,6 @@ static int out_commit(struct export_out *o)
     return 0;
 }
 
-/* ---- the views ---- */
-
-/* Binds the site filter (if any) as parameter `idx`. The SQL has both forms so the planner can
- * walk the (site, name) index either way. */
-static void bind_site(sqlite3_stmt *st, int idx, const char *site)
-{
-    if (site)
-        sqlite3_bind_text(st, idx, site, -1, SQLITE_STATIC);
-}
-
-static int text_cell(struct csv_writer *w, sqlite3_stmt *st, int col)
-{
-    const unsigned char *s = sqlite3_column_text(st, col);
-    return csv_cell(w, (const char *)s, (size_t)sqlite3_column_bytes(st, col));
-}
-
-static int time_cell(struct csv_writer *w, sqlite3_stmt *st, int col)
-{
-    if (sqlite3_column_type(st, col) == SQLITE_NULL)
-        return csv_cell(w, NULL, 0);
-    char iso[32];
-    return csv_cell_str(w, utc_iso8601(sqlite3_column_int64(st, col), iso, sizeof(iso)));
-}
-
-/* Runs of rows share a role set (clients above all): each set is formatted once per run. */
-static int roles_cell_mask(struct export_ctx *x, unsigned mask)
-{
-    if (mask != x->roles_mask) {
-        inv_roles_format(mask, x->roles, sizeof(x->roles));
-        x->roles_mask = mask;
-    }
-    return csv_cell_str(x->w, x->roles);
-}
-
-static int roles_cell(struct export_ctx *x, sqlite3_stmt *st, int col)
-{
-    return roles_cell_mask(x, (unsigned)sqlite3_column_int64(st, col));
-}
-
-static int int_or_empty_cell(struct csv_writer *w, sqlite3_stmt *st, int col)
-{
-    if (sqlite3_column_type(st, col) == SQLITE_NULL)
-        return csv_cell(w, NULL, 0);
-    return csv_cell_int(w, sqlite3_column_int64(st, col));
-}
-
-/* Steps `st` to the end, calling `row` for each row; stops at the first write error. Returns 0,
- * the writer's -errno, or the store's code. */
-static int stream_rows(struct export_ctx *x, sqlite3_stmt *st, const char *what,
-                       int (*row)(struct export_ctx *, sqlite3_stmt *))
-{
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int err = row(x, st);
-        if (err)
-            return err;
-    }
-    if (rc != SQLITE_DONE)
-        return store_sqlite_fail(x->store, what);
-    return 0;
-}
-
-#define HOSTS_SQL(where)                                                                          \
-    "SELECT h.name, h.site, h.roles, h.os, " HOSTSTATE_SQL("r", "?1") ", r.blockers, r.warnings," \
-    " r.collected_at, " GATE_WAIVER_ACTIVE_SQL("w", "?2") " FROM host h"                          \
-    " LEFT JOIN report r ON r.host_id = h.id LEFT JOIN waiver w ON w.host_id = h.id " where       \
-    " ORDER BY h.site, h.name"
-
-static int hosts_row(struct export_ctx *x, sqlite3_stmt *st)
-{
-    struct csv_writer *w = x->w;
-    text_cell(w, st, 0);
-    text_cell(w, st, 1);
-    roles_cell(x, st, 2);
-    text_cell(w, st, 3);
-    text_cell(w, st, 4);
-    int_or_empty_cell(w, st, 5);
-    int_or_empty_cell(w, st, 6);
-    time_cell(w, st, 7);
-    csv_cell_bool(w, sqlite3_column_int(st, 8) != 0);
-    return csv_end_row(w);
-}
-
-static int view_hosts(struct export_ctx *x)
-{
-    sqlite3_stmt *st;
-    int rc = store_prepare(x->store, x->site ? HOSTS_SQL("WHERE h.site = ?3") : HOSTS_SQL(""), &st);
-    if (rc)
-        return rc;
-    sqlite3_bind_int64(st, 1, x->time.cutoff);
-    sqlite3_bind_int64(st, 2, x->time.now);
-    bind_site(st, 3, x->site);
-    rc = csv_header(x->w, hosts_columns);
-    if (!rc)
-        rc = stream_rows(x, st, "read hosts", hosts_row);
-    sqlite3_finalize(st);
-    return rc;
-}
-
-static int phases_row(struct export_ctx *x, sqlite3_stmt *st)
-{
-    struct csv_writer *w = x->w;
-    text_cell(w, st, 0);
-    text_cell(w, st, 1);
-    time_cell(w, st, 2);
-    text_cell(w, st, 3);
-    return csv_end_row(w);
-}
-
-static int view_phases(struct export_ctx *x)
-{
-    sqlite3_stmt *st;
-    int rc = store_prepare(x->store,
-                           x->site ? "SELECT code, phase, entered_at, entered_by FROM site "
-                                     "WHERE code = ?1 ORDER BY code"
-                                   : "SELECT code, phase, entered_at, entered_by FROM site "
-                                     "ORDER BY code",
-                           &st);
-    if (rc)
-        return rc;
-    bind_site(st, 1, x->site);
-    rc = csv_header(x->w, phases_columns);
-    if (!rc)
-        rc = stream_rows(x, st, "read phases", phases_row);
-    sqlite3_finalize(st);
-    return rc;
-}
-
-/* The servers, blockers and summary views are gate.h's decisions, written out: the export never
- * computes a gate itself, so it cannot disagree with `gate list` or `phase status`. */
-
-static int servers_row(const struct gate_server *g, void *arg)
-{
-    struct export_ctx *x = arg;
-    struct csv_writer *w = x->w;
-    csv_cell_str(w, g->name);
-    csv_cell_str(w, g->site);
-    roles_cell_mask(x, g->roles);
-    csv_cell_str(w, phase_name(g->phase));
-    csv_cell_str(w, g->open ? "open" : "blocked");
-    csv_cell_int(w, g->dependents);
-    csv_cell_int(w, g->blocking);
-    csv_cell_bool(w, g->legacy_disabled);
-    csv_cell_bool(w, g->orphan_risk);
-    return csv_end_row(w);
-}
-
-static int view_servers(struct export_ctx *x)
-{
-    int rc = csv_header(x->w, servers_columns);
-    return rc ? rc : gate_servers(x->store, x->site, &x->time, servers_row, x);
-}
-
-static int blockers_row(const struct gate_blocker *b, void *arg)
-{
-    struct export_ctx *x = arg;
-    struct csv_writer *w = x->w;
-    csv_cell_str(w, b->server);
-    csv_cell_str(w, b->dependent);
-    csv_cell_str(w, b->rule);
-    csv_cell_str(w, b->reason);
-    return csv_end_row(w);
-}
-
-static int view_blockers(struct export_ctx *x)
-{
-    int rc = csv_header(x->w, blockers_columns);
-    return rc ? rc : gate_blockers(x->store, x->site, NULL, &x->time, blockers_row, x);
-}
-
-static int summary_row(const struct gate_site *g, void *arg)
-{
-    struct export_ctx *x = arg;
-    struct csv_writer *w = x->w;
-    csv_cell_str(w, g->code);
-    csv_cell_str(w, phase_name(g->phase));
-    csv_cell_int(w, g->hosts);
-    csv_cell_int(w, g->ready);
-    csv_cell_int(w, g->not_ready);
-    csv_cell_int(w, g->unknown);
-    csv_cell_int(w, g->waived);
-    csv_cell_int(w, g->servers_gate_open);
-    return csv_end_row(w);
-}
-
-static int view_summary(struct export_ctx *x)
-{
-    int rc = csv_header(x->w, summary_columns);
-    return rc ? rc : gate_sites(x->store, x->site, &x->time, summary_row, x);
-}
-
-static int (*const view_run[VIEW_COUNT])(struct export_ctx *) = {
-    [VIEW_HOSTS] = view_hosts,
-    [VIEW_SERVERS] = view_servers,
-    [VIEW_BLOCKERS] = view_blockers,
-    [VIEW_PHASES] = view_phases,
-    [VIEW_SUMMARY] = view_summary,
-};
-
 /* ---- the command ---- */
 
 static void usage(FILE *out)
@@ -414,8 +177,8 @@ static void list_views(char *buf, size_t size)
 {
     size_t used = 0;
     buf[0] = '\0';
-    for (int i = 0; i < VIEW_COUNT && used < size; i++)
-        used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? ", " : "", view_names[i]);
+    for (int i = 0; i < EXPORT_VIEW_COUNT && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? ", " : "", export_view_names[i]);
 }
 
 struct export_args {
@@ -484,8 +247,8 @@ static int parse_args(int argc, char **argv, struct export_args *a, bool *help)
         *slot = value;
         if (found_view) {
             a->view = -1;
-            for (int v = 0; v < VIEW_COUNT; v++)
-                if (!strcmp(found_view, view_names[v]))
+            for (int v = 0; v < EXPORT_VIEW_COUNT; v++)
+                if (!strcmp(found_view, export_view_names[v]))
                     a->view = v;
             if (a->view < 0) {
                 cli_error("export: unknown view '%s' (valid views: %s)", found_view, views);
@@ -503,21 +266,13 @@ static int parse_args(int argc, char **argv, struct export_args *a, bool *help)
 /* Exit 3 when --site names no site: an empty file would look like a site with no hosts. */
 static int check_site(struct store *s, const char *site)
 {
-    sqlite3_stmt *st;
-    if (store_prepare(s, "SELECT 1 FROM site WHERE code = ?1", &st)) {
-        cli_error("%s", store_errmsg(s));
-        return EXIT_SYSTEM;
-    }
-    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc == SQLITE_ROW)
+    int rc = inv_site_exists(s, site);
+    if (!rc)
         return EXIT_OK;
-    if (rc == SQLITE_DONE) {
+    if (rc == -ENOENT) {
         cli_error("export: --site '%s': no such site in %s", site, store_path(s));
         return EXIT_BADINPUT;
     }
-    store_sqlite_fail(s, "look up the site");
     cli_error("%s", store_errmsg(s));
     return EXIT_SYSTEM;
 }
@@ -549,18 +304,13 @@ int cmd_export(struct cli *cli, int argc, char **argv)
 
     static struct csv_writer w; /* 64 KiB: not for the stack */
     csv_init(&w, out.fd);
-    struct export_ctx x = {
-        .w = &w,
-        .store = s,
-        .site = a.site,
-        .time = gate_time_make(utc_now(), cli->config.stale_after),
-    };
+    struct gate_time t = gate_time_make(utc_now(), cli->config.stale_after);
 
     rc = store_begin(s, false);
     if (!rc && a.bom)
         rc = csv_bom(&w);
     if (!rc)
-        rc = view_run[a.view](&x);
+        rc = export_csv(s, (enum export_view)a.view, a.site, &t, &w);
     if (!rc)
         rc = csv_flush(&w);
     store_rollback(s); /* a read: nothing to keep */

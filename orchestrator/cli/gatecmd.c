@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "gate.h"
+#include "ingest_reads.h"
 #include "inventory.h"
 #include "rules.h"
 #include "store.h"
@@ -48,7 +49,7 @@ struct check {
     const struct rules_catalog *catalog; /* remedies; rule ids not in it have none */
     long limit;
     bool open;
-    long shown, group_hosts, groups, waived_shown;
+    long shown, group_hosts, groups, waived_shown, own_shown;
 };
 
 static void close_group(struct check *c)
@@ -129,40 +130,28 @@ static int print_waived(const struct gate_waived *w, void *arg)
 }
 
 /* The server's own failed blocker verdicts (why it is not ready itself). */
-static int print_own_failures(struct check *c, const struct gate_server *g)
+static int print_own_failure(const struct ingest_verdict_row *v, void *arg)
 {
-    sqlite3_stmt *st;
-    int rc = store_prepare(c->s, "SELECT rule, reason FROM verdict WHERE host_id = ? AND "
-                                 "pass = 0 AND severity = 'blocker' ORDER BY rule", &st);
-    if (rc)
-        return rc;
-    sqlite3_bind_int64(st, 1, g->id);
-    int step, n = 0;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *rule = (const char *)sqlite3_column_text(st, 0);
-        const char *reason = (const char *)sqlite3_column_text(st, 1);
-        const struct rules_info *info = c->catalog ? rules_find(c->catalog, rule) : NULL;
-        if (c->cli->json) {
-            fputs(n ? ",{\"rule\":" : "{\"rule\":", stdout);
-            jsonout_string(stdout, rule);
-            fputs(",\"reason\":", stdout);
-            jsonout_string(stdout, reason);
-            fputs(",\"remedy\":", stdout);
-            if (info)
-                jsonout_string(stdout, info->remedy);
-            else
-                fputs("null", stdout);
-            fputc('}', stdout);
-        } else {
-            printf("    %s: %s\n", rule, reason);
-            if (info)
-                printf("      remedy: %s\n", info->remedy);
-        }
-        n++;
+    struct check *c = arg;
+    const struct rules_info *info = c->catalog ? rules_find(c->catalog, v->rule) : NULL;
+    if (c->cli->json) {
+        fputs(c->own_shown ? ",{\"rule\":" : "{\"rule\":", stdout);
+        jsonout_string(stdout, v->rule);
+        fputs(",\"reason\":", stdout);
+        jsonout_string(stdout, v->reason);
+        fputs(",\"remedy\":", stdout);
+        if (info)
+            jsonout_string(stdout, info->remedy);
+        else
+            fputs("null", stdout);
+        fputc('}', stdout);
+    } else {
+        printf("    %s: %s\n", v->rule, v->reason);
+        if (info)
+            printf("      remedy: %s\n", info->remedy);
     }
-    rc = step == SQLITE_DONE ? 0 : store_sqlite_fail(c->s, "read verdicts");
-    sqlite3_finalize(st);
-    return rc;
+    c->own_shown++;
+    return 0;
 }
 
 /* Keeps the server gate_server_get found, so the listing runs after its walk has ended. */
@@ -210,7 +199,8 @@ static int check_server(struct check *c, const struct gate_server *g)
     }
     int rc = 0;
     if (g->state != GATE_READY)
-        rc = print_own_failures(c, g);
+        rc = ingest_verdicts_each(c->s, g->id, INGEST_VERDICTS_FAILED_BLOCKERS,
+                                  print_own_failure, c);
     if (rc)
         return rc;
     if (json) {
@@ -245,7 +235,7 @@ static int gate_check(struct cli *cli, const char *server, bool all)
     if (!s)
         return code;
     struct gate_time t = gate_time_make(utc_now(), cli->config.stale_after);
-    struct check c = {cli, s, &t, NULL, all ? 0 : GATE_LIST_LIMIT, false, 0, 0, 0, 0};
+    struct check c = {cli, s, &t, NULL, all ? 0 : GATE_LIST_LIMIT, false, 0, 0, 0, 0, 0};
     struct kept_server k = {0};
     struct rules_catalog *catalog = NULL;
     int rc = store_begin(s, false);

@@ -10,7 +10,7 @@
 
 #include "cli.h"
 #include "gate.h"
-#include "hoststate.h"
+#include "ingest_reads.h"
 #include "inventory.h"
 #include "rules.h"
 #include "store.h"
@@ -30,12 +30,6 @@ struct host_row {
     long long collected_at, received_at;
     int blockers, warnings, legacy_disabled;
 };
-
-static char *col_dup(sqlite3_stmt *st, int i)
-{
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return t ? strdup((const char *)t) : NULL;
-}
 
 static void host_row_release(struct host_row *h)
 {
@@ -63,32 +57,20 @@ static int host_read(struct cli *cli, struct store *s, const char *name, struct 
     h->os = strdup(ih.os);
     h->state = strdup(ih.state);
     /* Its stored report, if any. */
-    sqlite3_stmt *st;
-    if ((rc = store_prepare(s,
-                            "SELECT collected_at, received_at, catalog_version, blockers, "
-                            "warnings, legacy_disabled, body FROM report WHERE host_id = ?",
-                            &st))) {
+    struct ingest_stored r;
+    if ((rc = ingest_stored_get(s, h->id, &r))) {
         host_row_release(h);
         return rc;
     }
-    sqlite3_bind_int64(st, 1, h->id);
-    int step = sqlite3_step(st);
-    if (step == SQLITE_ROW) {
-        h->reported = true;
-        h->collected_at = sqlite3_column_int64(st, 0);
-        h->received_at = sqlite3_column_int64(st, 1);
-        h->catalog_version = col_dup(st, 2);
-        h->blockers = sqlite3_column_int(st, 3);
-        h->warnings = sqlite3_column_int(st, 4);
-        h->legacy_disabled = sqlite3_column_int(st, 5);
-        h->body = col_dup(st, 6);
-    } else if (step != SQLITE_DONE) {
-        rc = store_sqlite_fail(s, "read host");
-    }
-    sqlite3_finalize(st);
-    if (rc)
-        host_row_release(h);
-    return rc;
+    h->reported = r.reported;
+    h->collected_at = r.collected_at;
+    h->received_at = r.received_at;
+    h->catalog_version = r.catalog_version; /* the row takes them over */
+    h->blockers = r.blockers;
+    h->warnings = r.warnings;
+    h->legacy_disabled = r.legacy_disabled;
+    h->body = r.body;
+    return 0;
 }
 
 /*
@@ -227,61 +209,59 @@ static void print_facts(json_t *r)
 #undef F
 }
 
+struct verdicts_out {
+    bool json;
+    const struct rules_catalog *catalog;
+    int n;
+};
+
+static int print_verdict(const struct ingest_verdict_row *v, void *arg)
+{
+    struct verdicts_out *o = arg;
+    const struct rules_info *info = rules_find(o->catalog, v->rule);
+    const char *remedy = info ? info->remedy : NULL;
+    if (o->json) {
+        printf("%s\n  {\"rule\": ", o->n ? "," : "");
+        jsonout_string(stdout, v->rule);
+        printf(", \"pass\": %s, \"severity\": ", v->pass ? "true" : "false");
+        jsonout_string(stdout, v->severity);
+        printf(", \"component\": ");
+        if (info)
+            jsonout_string(stdout, info->component);
+        else
+            printf("null");
+        printf(", \"reason\": ");
+        jsonout_string(stdout, v->reason);
+        printf(", \"remedy\": ");
+        if (remedy)
+            jsonout_string(stdout, remedy);
+        else
+            printf("null");
+        printf("}");
+    } else {
+        printf("  %-4s %-7s %s\n       %s\n", v->pass ? "ok" : "FAIL", v->severity, v->rule,
+               v->reason);
+        if (!v->pass)
+            printf("       remedy: %s\n",
+                   remedy ? remedy
+                          : "(rule not in the active catalog: run `tlsgate rules show`)");
+    }
+    o->n++;
+    return 0;
+}
+
 static int print_verdicts(struct cli *cli, struct store *s, const struct rules_catalog *c,
                           long long host_id)
 {
-    sqlite3_stmt *st;
-    int rc = store_prepare(s,
-                           "SELECT rule, pass, severity, reason FROM verdict WHERE host_id = ? "
-                           "ORDER BY pass, severity = 'warning', rule",
-                           &st);
-    if (rc)
-        return rc;
-    sqlite3_bind_int64(st, 1, host_id);
-    int step, n = 0;
+    struct verdicts_out o = {cli->json, c, 0};
     if (cli->json)
         printf(", \"verdicts\": [");
     else
         printf("verdicts:\n");
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *rule = (const char *)sqlite3_column_text(st, 0);
-        bool pass = sqlite3_column_int(st, 1);
-        const char *sev = (const char *)sqlite3_column_text(st, 2);
-        const char *reason = (const char *)sqlite3_column_text(st, 3);
-        const struct rules_info *info = rules_find(c, rule);
-        const char *remedy = info ? info->remedy : NULL;
-        if (cli->json) {
-            printf("%s\n  {\"rule\": ", n ? "," : "");
-            jsonout_string(stdout, rule);
-            printf(", \"pass\": %s, \"severity\": ", pass ? "true" : "false");
-            jsonout_string(stdout, sev);
-            printf(", \"component\": ");
-            if (info)
-                jsonout_string(stdout, info->component);
-            else
-                printf("null");
-            printf(", \"reason\": ");
-            jsonout_string(stdout, reason);
-            printf(", \"remedy\": ");
-            if (remedy)
-                jsonout_string(stdout, remedy);
-            else
-                printf("null");
-            printf("}");
-        } else {
-            printf("  %-4s %-7s %s\n       %s\n", pass ? "ok" : "FAIL", sev, rule, reason);
-            if (!pass)
-                printf("       remedy: %s\n",
-                       remedy ? remedy : "(rule not in the active catalog: run `tlsgate rules "
-                                         "show`)");
-        }
-        n++;
-    }
-    rc = step == SQLITE_DONE ? 0 : store_sqlite_fail(s, "read verdicts");
-    sqlite3_finalize(st);
+    int rc = ingest_verdicts_each(s, host_id, INGEST_VERDICTS_ALL, print_verdict, &o);
     if (cli->json)
-        printf("%s]", n ? "\n" : "");
-    else if (!n)
+        printf("%s]", o.n ? "\n" : "");
+    else if (!o.n)
         printf("  (none: no report stored)\n");
     return rc;
 }

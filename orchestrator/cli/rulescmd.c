@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "facts.h"
 #include "ingest.h"
+#include "ingest_reads.h"
 #include "inventory.h"
 #include "jsonout.h"
 #include "regview.h"
@@ -275,21 +276,6 @@ static int rules_show(struct cli *cli, int argc, char **argv)
     return EXIT_OK;
 }
 
-static int site_exists(struct store *s, const char *site, int *exists)
-{
-    sqlite3_stmt *st;
-    int rc = store_prepare(s, "SELECT 1 FROM site WHERE code = ?", &st);
-    if (rc)
-        return rc;
-    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
-    int step = sqlite3_step(st);
-    *exists = step == SQLITE_ROW;
-    if (step != SQLITE_ROW && step != SQLITE_DONE)
-        rc = store_sqlite_fail(s, "read site");
-    sqlite3_finalize(st);
-    return rc;
-}
-
 static void count_phrase(char *buf, size_t size, long long clients, long long systems,
                          long long consoles, long long hosts)
 {
@@ -311,6 +297,38 @@ static void count_phrase(char *buf, size_t size, long long clients, long long sy
         snprintf(buf, size, "%lld host%s", hosts, hosts == 1 ? "" : "s");
 }
 
+struct blockers_out {
+    bool json;
+    const struct rules_catalog *catalog;
+    int rows;
+};
+
+static int print_rule_failures(const struct ingest_rule_failures *f, void *arg)
+{
+    struct blockers_out *o = arg;
+    const struct rules_info *info = rules_find(o->catalog, f->rule);
+    const char *title = info ? info->title : "(rule not in the active catalog)";
+    if (o->json) {
+        printf("%s\n  {\"rule\": ", o->rows ? "," : "");
+        jsonout_string(stdout, f->rule);
+        printf(", \"severity\": ");
+        jsonout_string(stdout, f->severity);
+        printf(", \"title\": ");
+        jsonout_string(stdout, title);
+        printf(", \"hosts\": %lld, \"clients\": %lld, \"site_systems\": %lld, "
+               "\"consoles\": %lld, \"remedy\": ",
+               f->hosts, f->clients, f->site_systems, f->consoles);
+        jsonout_string(stdout, info ? info->remedy : "");
+        printf("}");
+    } else {
+        char who[128];
+        count_phrase(who, sizeof(who), f->clients, f->site_systems, f->consoles, f->hosts);
+        printf("%s: %s  [%s, %s]\n", who, title, f->rule, f->severity);
+    }
+    o->rows++;
+    return 0;
+}
+
 static int rules_blockers(struct cli *cli, int argc, char **argv)
 {
     const char *site = NULL;
@@ -326,39 +344,16 @@ static int rules_blockers(struct cli *cli, int argc, char **argv)
     struct store *s = cli_store(cli, false, &code);
     if (!s)
         return code;
-    if (site) {
-        int exists = 0;
-        if (site_exists(s, site, &exists)) {
-            cli_error("%s", store_errmsg(s));
-            return EXIT_SYSTEM;
-        }
-        if (!exists) {
-            cli_error("rules blockers: unknown site '%s'", site);
-            return EXIT_BADINPUT;
-        }
+    int rc = site ? inv_site_exists(s, site) : 0;
+    if (rc == -ENOENT) {
+        cli_error("rules blockers: unknown site '%s'", site);
+        return EXIT_BADINPUT;
     }
-    struct rules_catalog *c;
-    if (rules_load_active(s, &c)) {
+    struct rules_catalog *c = NULL;
+    if (rc || rules_load_active(s, &c)) {
         cli_error("%s", store_errmsg(s));
         return EXIT_SYSTEM;
     }
-    char sql[640];
-    snprintf(sql, sizeof(sql),
-             "SELECT v.rule, v.severity, count(*), "
-             "sum((h.roles & %d) != 0), sum((h.roles & %d) != 0), sum((h.roles & %d) != 0) "
-             "FROM verdict v JOIN host h ON h.id = v.host_id "
-             "WHERE v.pass = 0 AND (?1 IS NULL OR h.site = ?1) "
-             "GROUP BY v.rule, v.severity "
-             "ORDER BY v.severity = 'blocker' DESC, count(*) DESC, v.rule",
-             ROLE_CLIENT, ROLE_SERVER_MASK, ROLE_CONSOLE);
-    sqlite3_stmt *st;
-    if (store_prepare(s, sql, &st)) {
-        cli_error("%s", store_errmsg(s));
-        rules_free(c);
-        return EXIT_SYSTEM;
-    }
-    if (site)
-        sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
     if (cli->json) {
         printf("{\"site\": ");
         if (site)
@@ -369,37 +364,11 @@ static int rules_blockers(struct cli *cli, int argc, char **argv)
         jsonout_string(stdout, rules_version(c));
         printf(", \"rules\": [");
     }
-    int step, rows = 0;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *rule = (const char *)sqlite3_column_text(st, 0);
-        const char *sev = (const char *)sqlite3_column_text(st, 1);
-        long long hosts = sqlite3_column_int64(st, 2), clients = sqlite3_column_int64(st, 3),
-                  systems = sqlite3_column_int64(st, 4), consoles = sqlite3_column_int64(st, 5);
-        const struct rules_info *info = rules_find(c, rule);
-        const char *title = info ? info->title : "(rule not in the active catalog)";
-        if (cli->json) {
-            printf("%s\n  {\"rule\": ", rows ? "," : "");
-            jsonout_string(stdout, rule);
-            printf(", \"severity\": ");
-            jsonout_string(stdout, sev);
-            printf(", \"title\": ");
-            jsonout_string(stdout, title);
-            printf(", \"hosts\": %lld, \"clients\": %lld, \"site_systems\": %lld, "
-                   "\"consoles\": %lld, \"remedy\": ", hosts, clients, systems, consoles);
-            jsonout_string(stdout, info ? info->remedy : "");
-            printf("}");
-        } else {
-            char who[128];
-            count_phrase(who, sizeof(who), clients, systems, consoles, hosts);
-            printf("%s: %s  [%s, %s]\n", who, title, rule, sev);
-        }
-        rows++;
-    }
-    int rc = step == SQLITE_DONE ? 0 : store_sqlite_fail(s, "read verdicts");
-    sqlite3_finalize(st);
+    struct blockers_out o = {cli->json, c, 0};
+    rc = ingest_failures_by_rule(s, site, print_rule_failures, &o);
     if (cli->json)
-        printf("%s]}\n", rows ? "\n" : "");
-    else if (!rows && !rc)
+        printf("%s]}\n", o.rows ? "\n" : "");
+    else if (!o.rows && !rc)
         printf("no failing rule%s%s\n", site ? " in site " : "", site ? site : "");
     rules_free(c);
     if (rc) {
