@@ -178,7 +178,8 @@ static void list_views(char *buf, size_t size)
     size_t used = 0;
     buf[0] = '\0';
     for (int i = 0; i < EXPORT_VIEW_COUNT && used < size; i++)
-        used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? ", " : "", export_view_names[i]);
+        used +=
+            (size_t)snprintf(buf + used, size - used, "%s%s", i ? ", " : "", export_view_names[i]);
 }
 
 struct export_args {

@@ -122,8 +122,7 @@ static int print_waived(const struct gate_waived *w, void *arg)
             fputs(",\"until\":null}", stdout);
         }
     } else {
-        printf("    %s  %s  waived %s: %s\n", w->host, gate_state_name(w->state), until,
-               w->reason);
+        printf("    %s  %s  waived %s: %s\n", w->host, gate_state_name(w->state), until, w->reason);
     }
     c->waived_shown++;
     return 0;
@@ -199,8 +198,8 @@ static int check_server(struct check *c, const struct gate_server *g)
     }
     int rc = 0;
     if (g->state != GATE_READY)
-        rc = ingest_verdicts_each(c->s, g->id, INGEST_VERDICTS_FAILED_BLOCKERS,
-                                  print_own_failure, c);
+        rc = ingest_verdicts_each(c->s, g->id, INGEST_VERDICTS_FAILED_BLOCKERS, print_own_failure,
+                                  c);
     if (rc)
         return rc;
     if (json) {
@@ -275,9 +274,8 @@ static int list_server(const struct gate_server *g, void *arg)
                    "GATE", "STATE", "DEPENDENTS", "BLOCKING", "WAIVED", "LEGACY", "ROLES");
         printf("%-32s %-4s %-9s %-8s %-9s %10ld %9ld %7ld %6s %s%s%s\n", g->name, g->site,
                phase_name(g->phase), g->open ? "open" : "blocked", gate_state_name(g->state),
-               g->dependents, g->blocking, g->waived_dependents,
-               g->legacy_disabled ? "off" : "on", roles, g->waived ? " (waived)" : "",
-               g->orphan_risk ? "  ORPHAN RISK" : "");
+               g->dependents, g->blocking, g->waived_dependents, g->legacy_disabled ? "off" : "on",
+               roles, g->waived ? " (waived)" : "", g->orphan_risk ? "  ORPHAN RISK" : "");
     }
     l->rows++;
     return 0;

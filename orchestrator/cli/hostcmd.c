@@ -90,8 +90,7 @@ static const char *fact_text(json_t *v, char *buf, size_t size, bool hex)
         for (char *p = buf; *p; p++)
             if ((unsigned char)*p < 0x20 || *p == 0x7f)
                 *p = '?';
-    }
-    else if (json_is_boolean(v))
+    } else if (json_is_boolean(v))
         snprintf(buf, size, "%s", json_is_true(v) ? "on" : "off");
     else
         snprintf(buf, size, "?");
@@ -126,7 +125,8 @@ static void print_facts(json_t *r)
         printf("  hotfixes      %zu:", json_array_size(hf));
         size_t k;
         json_t *kb;
-        json_array_foreach(hf, k, kb) {
+        json_array_foreach(hf, k, kb)
+        {
             if (k == 40) {
                 printf(" ...");
                 break;
@@ -143,7 +143,8 @@ static void print_facts(json_t *r)
         const char *kb;
         json_t *st;
         size_t k = 0;
-        json_object_foreach(ni, kb, st) {
+        json_object_foreach(ni, kb, st)
+        {
             if (k++ == 20) {
                 printf(" ...");
                 break;
@@ -187,7 +188,8 @@ static void print_facts(json_t *r)
     for (size_t l = 0; l < 2; l++) {
         size_t i;
         json_t *e;
-        json_array_foreach(at(r, "sql", lists[l][0], NULL, NULL), i, e) {
+        json_array_foreach(at(r, "sql", lists[l][0], NULL, NULL), i, e)
+        {
             printf("  %s %s %s, PatchLevel %s (%s)\n", lists[l][1],
                    F(0, json_object_get(e, "name"), false),
                    F(1, json_object_get(e, "version"), false),
@@ -243,8 +245,7 @@ static int print_verdict(const struct ingest_verdict_row *v, void *arg)
                v->reason);
         if (!v->pass)
             printf("       remedy: %s\n",
-                   remedy ? remedy
-                          : "(rule not in the active catalog: run `tlsgate rules show`)");
+                   remedy ? remedy : "(rule not in the active catalog: run `tlsgate rules show`)");
     }
     o->n++;
     return 0;
@@ -329,8 +330,8 @@ static int host_show(struct cli *cli, const char *name)
         if (waiver.active) {
             printf("{\"reason\": ");
             jsonout_string(stdout, waiver.reason);
-            json_opt_string("until", waiver.until_at
-                                         ? utc_iso8601(waiver.until_at, t1, sizeof(t1)) : NULL);
+            json_opt_string("until",
+                            waiver.until_at ? utc_iso8601(waiver.until_at, t1, sizeof(t1)) : NULL);
             json_opt_string("by", waiver.by);
             printf("}");
         } else {
@@ -345,14 +346,13 @@ static int host_show(struct cli *cli, const char *name)
             printf("null");
         }
     } else {
-        printf("%s\n  site %s, roles %s, collector %s%s%s\n", h.name, h.site, roles,
-               h.collector, h.os && *h.os ? ", inventory os " : "", h.os ? h.os : "");
+        printf("%s\n  site %s, roles %s, collector %s%s%s\n", h.name, h.site, roles, h.collector,
+               h.os && *h.os ? ", inventory os " : "", h.os ? h.os : "");
         printf("state: %s", h.state);
         if (h.reported)
             printf(" (%d blocker%s, %d warning%s failing; legacy protocols %s)\n"
                    "last report: collected %s, received %s, evaluated with catalog %s\n",
-                   h.blockers, h.blockers == 1 ? "" : "s", h.warnings,
-                   h.warnings == 1 ? "" : "s",
+                   h.blockers, h.blockers == 1 ? "" : "s", h.warnings, h.warnings == 1 ? "" : "s",
                    h.legacy_disabled ? "disabled server-side" : "not all disabled",
                    utc_iso8601(h.collected_at, t1, sizeof(t1)),
                    utc_iso8601(h.received_at, t2, sizeof(t2)), h.catalog_version);
@@ -361,8 +361,8 @@ static int host_show(struct cli *cli, const char *name)
         if (waiver.active)
             printf("waived %s%s by %s: %s (does not block)\n",
                    waiver.until_at ? "until " : "until unwaived",
-                   waiver.until_at ? utc_iso8601(waiver.until_at, t1, sizeof(t1)) : "",
-                   waiver.by, waiver.reason);
+                   waiver.until_at ? utc_iso8601(waiver.until_at, t1, sizeof(t1)) : "", waiver.by,
+                   waiver.reason);
         if (report)
             print_facts(report);
     }

@@ -21,8 +21,8 @@
 #include "export.h"
 #include "gate.h"
 #include "ingest.h"
-#include "invimport.h"
 #include "inventory.h"
+#include "invimport.h"
 #include "rules.h"
 #include "store.h"
 
@@ -87,8 +87,11 @@ static int inventory_import(struct cli *cli, const char *path)
         return code;
     }
     bool tty = isatty(2);
-    struct inv_import im = {.path = path, .now = utc_now(), .user = cli_user(),
-                            .progress = tty ? print_progress : NULL, .progress_ctx = &im};
+    struct inv_import im = {.path = path,
+                            .now = utc_now(),
+                            .user = cli_user(),
+                            .progress = tty ? print_progress : NULL,
+                            .progress_ctx = &im};
     int rc = store_begin(s, true);
     if (rc) {
         cli_error("%s", store_errmsg(s));
@@ -104,8 +107,10 @@ static int inventory_import(struct cli *cli, const char *path)
     if (!rc) {
         char outcome[600];
         if (im.reevaluated)
-            snprintf(outcome, sizeof(outcome), "ok: %ld rows from %s, %lld reports "
-                     "re-evaluated for changed roles", im.rows, path, im.reevaluated);
+            snprintf(outcome, sizeof(outcome),
+                     "ok: %ld rows from %s, %lld reports "
+                     "re-evaluated for changed roles",
+                     im.rows, path, im.reevaluated);
         else
             snprintf(outcome, sizeof(outcome), "ok: %ld rows from %s", im.rows, path);
         if ((rc = cli_audit(cli, outcome)) || (rc = store_commit(s)))
@@ -128,11 +133,10 @@ static int inventory_import(struct cli *cli, const char *path)
     if (im.edges)
         printf("%s: %ld explicit edges imported\n", path, im.rows);
     else
-        printf("%s: %ld hosts imported (%lld new, %lld updated)\n", path, im.rows,
-               after - before, (long long)im.rows - (after - before));
+        printf("%s: %ld hosts imported (%lld new, %lld updated)\n", path, im.rows, after - before,
+               (long long)im.rows - (after - before));
     if (im.reevaluated)
-        printf("%s: %lld stored reports re-evaluated for changed roles\n", path,
-               im.reevaluated);
+        printf("%s: %lld stored reports re-evaluated for changed roles\n", path, im.reevaluated);
     return EXIT_OK;
 }
 
@@ -301,7 +305,8 @@ static int inventory_show(struct cli *cli, const char *name)
     if ((code = find_host(cli, s, name, &h)) != EXIT_OK)
         return code;
     struct dep_out up = {0}, down = {0};
-    if (inv_deps_each(s, &h, false, count_dep, &up) || inv_deps_each(s, &h, true, count_dep, &down)) {
+    if (inv_deps_each(s, &h, false, count_dep, &up) ||
+        inv_deps_each(s, &h, true, count_dep, &down)) {
         cli_error("%s", store_errmsg(s));
         return EXIT_SYSTEM;
     }
@@ -328,7 +333,8 @@ static int inventory_show(struct cli *cli, const char *name)
         else
             fputs("null", stdout);
         printf(", \"added_at\": \"%s\", \"updated_at\": \"%s\", \"depends_on\": %ld, "
-               "\"dependents\": %ld}\n", added, updated, up.n, down.n);
+               "\"dependents\": %ld}\n",
+               added, updated, up.n, down.n);
     } else {
         printf("name:        %s\nsite:        %s\nroles:       %s\ncollector:   %s\n"
                "os:          %s\nstate:       %s\nlast report: %s\nadded:       %s\n"

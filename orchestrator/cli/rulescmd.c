@@ -261,8 +261,8 @@ static int rules_show(struct cli *cli, int argc, char **argv)
         }
         printf("\n]}\n");
     } else {
-        printf("catalog %s (%s), %zu rules\n", rules_version(c),
-               from_store ? "stored" : "built-in", rules_count(c));
+        printf("catalog %s (%s), %zu rules\n", rules_version(c), from_store ? "stored" : "built-in",
+               rules_count(c));
         for (size_t i = 0; i < rules_count(c); i++) {
             const struct rules_info *r = rules_at(c, i);
             printf("\n%s  [%s, %s]  roles: ", r->id, rules_severity_name(r->severity),
@@ -378,7 +378,6 @@ static int rules_blockers(struct cli *cli, int argc, char **argv)
     return EXIT_OK;
 }
 
-
 /* ---- rules eval ------------------------------------------------------------------------- */
 
 /* The host name an offline report carries: a valid FQDN in a reserved top-level domain. */
@@ -407,8 +406,8 @@ static int print_eval_verdict(void *ctx, const struct rules_verdict *v)
         json_object_set_new(row, "reference", jsonout_text(info ? info->reference : ""));
         return json_array_append_new(o->verdicts, row) ? -ENOMEM : 0;
     }
-    printf("  %-4s %-7s %s\n       %s\n", v->pass ? "ok" : "FAIL",
-           rules_severity_name(v->severity), v->rule, v->reason);
+    printf("  %-4s %-7s %s\n       %s\n", v->pass ? "ok" : "FAIL", rules_severity_name(v->severity),
+           v->rule, v->reason);
     if (!v->pass && info)
         printf("       remedy: %s\n", info->remedy);
     return 0;
@@ -443,9 +442,10 @@ static int rules_eval(struct cli *cli, int argc, char **argv)
     size_t nfiles = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
-        const char **slot = !strcmp(a, "--roles") ? &roles_text
+        const char **slot = !strcmp(a, "--roles")     ? &roles_text
                             : !strcmp(a, "--catalog") ? &catalog_file
-                            : !strcmp(a, "--facts") ? &facts_file : NULL;
+                            : !strcmp(a, "--facts")   ? &facts_file
+                                                      : NULL;
         if (slot) {
             if (i + 1 >= argc || *slot) {
                 cli_error("rules eval: %s %s", a, *slot ? "given twice" : "needs a value");
@@ -494,8 +494,8 @@ static int rules_eval(struct cli *cli, int argc, char **argv)
     if ((code = eval_facts(files, nfiles, facts_file, &facts)))
         goto out;
     /* The collector's report, over the wire format and back through the daemon's parser. */
-    json_t *built = facts_build_report(facts, EVAL_HOST, utc_now(), facts_file ? "facts" : "regfile",
-                                       0);
+    json_t *built =
+        facts_build_report(facts, EVAL_HOST, utc_now(), facts_file ? "facts" : "regfile", 0);
     body = built ? json_dumps(built, JSON_COMPACT) : NULL;
     json_decref(built);
     if (!body) {

@@ -29,8 +29,7 @@ static const char *const servers_columns[] = {
 static const char *const blockers_columns[] = {"server", "dependent", "rule", "reason", NULL};
 static const char *const phases_columns[] = {"site", "phase", "entered_at", "entered_by", NULL};
 static const char *const summary_columns[] = {
-    "site",    "phase",  "hosts", "ready", "not_ready", "unknown", "waived", "servers_gate_open",
-    NULL,
+    "site", "phase", "hosts", "ready", "not_ready", "unknown", "waived", "servers_gate_open", NULL,
 };
 
 /* What every view needs: the writer and the role set last formatted (runs of rows share one,
@@ -60,12 +59,15 @@ static int time_cell(struct csv_writer *w, bool set, long long at)
 
 /* ---- hosts ---- */
 
-#define HOSTS_SQL(where)                                                                          \
-    "SELECT h.name, h.site, h.roles, h.collector, h.os, " HOSTSTATE_SQL("r", "?1") ","            \
-    " r.host_id IS NOT NULL, r.collected_at, r.blockers, r.warnings, "                            \
-    GATE_WAIVER_ACTIVE_SQL("w", "?2") " FROM host h"                                              \
-    " LEFT JOIN report r ON r.host_id = h.id LEFT JOIN waiver w ON w.host_id = h.id " where       \
-    " ORDER BY h.site, h.name"
+#define HOSTS_SQL(where)                                                                                        \
+    "SELECT h.name, h.site, h.roles, h.collector, h.os, " HOSTSTATE_SQL(                                        \
+        "r",                                                                                                    \
+        "?1") ","                                                                                               \
+              " r.host_id IS NOT NULL, r.collected_at, r.blockers, r.warnings, " GATE_WAIVER_ACTIVE_SQL(        \
+                  "w",                                                                                          \
+                  "?2") " FROM host h"                                                                          \
+                        " LEFT JOIN report r ON r.host_id = h.id LEFT JOIN waiver w ON w.host_id = h.id " where \
+                        " ORDER BY h.site, h.name"
 
 struct host_walk {
     export_host_fn fn;
@@ -214,16 +216,11 @@ int export_csv(struct store *s, enum export_view v, const char *site, const stru
     if (rc)
         return rc;
     switch (v) {
-    case EXPORT_HOSTS:
-        return export_hosts_each(s, site, t, hosts_csv_row, &x);
-    case EXPORT_SERVERS:
-        return gate_servers(s, site, t, servers_csv_row, &x);
-    case EXPORT_BLOCKERS:
-        return gate_blockers(s, site, NULL, t, blockers_csv_row, &x);
-    case EXPORT_PHASES:
-        return phases_each(s, site, &x);
-    case EXPORT_SUMMARY:
-        return gate_sites(s, site, t, summary_csv_row, &x);
+    case EXPORT_HOSTS: return export_hosts_each(s, site, t, hosts_csv_row, &x);
+    case EXPORT_SERVERS: return gate_servers(s, site, t, servers_csv_row, &x);
+    case EXPORT_BLOCKERS: return gate_blockers(s, site, NULL, t, blockers_csv_row, &x);
+    case EXPORT_PHASES: return phases_each(s, site, &x);
+    case EXPORT_SUMMARY: return gate_sites(s, site, t, summary_csv_row, &x);
     }
     return store_fail(s, -EINVAL, "export: no such view (%d)", (int)v);
 }

@@ -43,11 +43,11 @@ int export_csv(struct store *s, enum export_view v, const char *site, const stru
 struct export_host {
     const char *name, *site, *collector, *os;
     unsigned roles;
-    const char *state;       /* HOSTSTATE_SQL's word at t->cutoff */
-    bool reported;           /* a report is stored: the next three mean something */
+    const char *state; /* HOSTSTATE_SQL's word at t->cutoff */
+    bool reported;     /* a report is stored: the next three mean something */
     long long collected_at;
     long long blockers, warnings;
-    bool waived;             /* an active waiver at t->now */
+    bool waived; /* an active waiver at t->now */
 };
 typedef int (*export_host_fn)(const struct export_host *h, void *arg);
 

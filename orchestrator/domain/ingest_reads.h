@@ -35,7 +35,7 @@ struct ingest_verdict_row {
 typedef int (*ingest_verdict_fn)(const struct ingest_verdict_row *v, void *arg);
 
 enum ingest_verdicts_which {
-    INGEST_VERDICTS_ALL,           /* failing first, blockers before warnings, then by rule */
+    INGEST_VERDICTS_ALL,             /* failing first, blockers before warnings, then by rule */
     INGEST_VERDICTS_FAILED_BLOCKERS, /* only failed blockers, by rule */
 };
 int ingest_verdicts_each(struct store *s, long long host_id, enum ingest_verdicts_which which,

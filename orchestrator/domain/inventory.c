@@ -268,11 +268,14 @@ static void copy_text(char *dst, size_t size, sqlite3_stmt *st, int col)
 int inv_host_get(struct store *s, const char *name, long long cutoff, struct inv_host *h)
 {
     sqlite3_stmt *st;
-    int rc = store_prepare(s, "SELECT h.id, h.name, h.site, h.roles, h.collector, h.os, "
-                              "h.added_at, h.updated_at, " HOSTSTATE_SQL("r", "?2") ", "
-                              "coalesce(r.collected_at, 0) "
-                              "FROM host h LEFT JOIN report r ON r.host_id = h.id "
-                              "WHERE h.name = ?1", &st);
+    int rc = store_prepare(s,
+                           "SELECT h.id, h.name, h.site, h.roles, h.collector, h.os, "
+                           "h.added_at, h.updated_at, " HOSTSTATE_SQL(
+                               "r", "?2") ", "
+                                          "coalesce(r.collected_at, 0) "
+                                          "FROM host h LEFT JOIN report r ON r.host_id = h.id "
+                                          "WHERE h.name = ?1",
+                           &st);
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
@@ -297,7 +300,6 @@ int inv_host_get(struct store *s, const char *name, long long cutoff, struct inv
     sqlite3_finalize(st);
     return rc;
 }
-
 
 int inv_site_exists(struct store *s, const char *code)
 {
@@ -342,8 +344,9 @@ int inv_deps_each(struct store *s, const struct inv_host *h, bool dependents, in
         if (!(h->roles & mine))
             continue;
         sqlite3_stmt *st;
-        if ((rc = store_prepare(s, "SELECT name FROM host WHERE site = ?1 AND (roles & ?2) != 0 "
-                                   "AND id != ?3 ORDER BY name",
+        if ((rc = store_prepare(s,
+                                "SELECT name FROM host WHERE site = ?1 AND (roles & ?2) != 0 "
+                                "AND id != ?3 ORDER BY name",
                                 &st)))
             return rc;
         sqlite3_bind_text(st, 1, h->site, -1, SQLITE_STATIC);
@@ -354,11 +357,11 @@ int inv_deps_each(struct store *s, const struct inv_host *h, bool dependents, in
     }
     if (rc)
         return rc;
-    const char *sql = dependents
-                          ? "SELECT h.name, e.channel FROM edge e JOIN host h ON h.id = e.dependent "
-                            "WHERE e.server = ? ORDER BY h.name, e.channel"
-                          : "SELECT h.name, e.channel FROM edge e JOIN host h ON h.id = e.server "
-                            "WHERE e.dependent = ? ORDER BY h.name, e.channel";
+    const char *sql =
+        dependents ? "SELECT h.name, e.channel FROM edge e JOIN host h ON h.id = e.dependent "
+                     "WHERE e.server = ? ORDER BY h.name, e.channel"
+                   : "SELECT h.name, e.channel FROM edge e JOIN host h ON h.id = e.server "
+                     "WHERE e.dependent = ? ORDER BY h.name, e.channel";
     sqlite3_stmt *st;
     if ((rc = store_prepare(s, sql, &st)))
         return rc;
