@@ -153,25 +153,33 @@ static int out_commit(struct export_out *o)
 
 /* ---- the command ---- */
 
-static void usage(FILE *out)
-{
-    fprintf(out, "usage: tlsgate [--db FILE] [--config FILE] export csv --view VIEW [--site S] "
-                 "[--out FILE] [--bom]\n\n"
-                 "Writes one dashboard view as CSV (RFC 4180, UTF-8, CRLF) to standard output or,\n"
-                 "with --out, to FILE (which appears whole or not at all).\n\n"
-                 "views:\n"
-                 "  hosts     name,site,roles,os,state,blockers,warnings,last_report,waived\n"
-                 "  servers   name,site,roles,phase,gate,dependents,blocking,legacy_disabled,"
-                 "orphan_risk\n"
-                 "  blockers  server,dependent,rule,reason\n"
-                 "  phases    site,phase,entered_at,entered_by\n"
-                 "  summary   site,phase,hosts,ready,not_ready,unknown,waived,servers_gate_open\n\n"
-                 "options:\n"
-                 "  --view VIEW  one of the views above (required)\n"
-                 "  --site S     only that site\n"
-                 "  --out FILE   write FILE atomically instead of standard output\n"
-                 "  --bom        start with a UTF-8 byte order mark (for Excel)\n");
-}
+#define EXPORT_USAGE                                                                               \
+    "Usage: tlsgate [--db FILE] [--config FILE] export csv --view VIEW [--site S] [--out FILE] "   \
+    "[--bom]\n\n"                                                                                  \
+    "Writes one dashboard view as CSV (RFC 4180, UTF-8, CRLF) to standard output or,\n"            \
+    "with --out, to FILE (which appears whole or not at all).\n\n"                                 \
+    "views:\n"                                                                                     \
+    "  hosts     name,site,roles,os,state,blockers,warnings,last_report,waived\n"                  \
+    "  servers   name,site,roles,phase,gate,dependents,blocking,legacy_disabled,orphan_risk\n"     \
+    "  blockers  server,dependent,rule,reason\n"                                                   \
+    "  phases    site,phase,entered_at,entered_by\n"                                               \
+    "  summary   site,phase,hosts,ready,not_ready,unknown,waived,servers_gate_open\n\n"            \
+    "options:\n"                                                                                   \
+    "  --view VIEW  one of the views above (required)\n"                                           \
+    "  --site S     only that site\n"                                                              \
+    "  --out FILE   write FILE atomically instead of standard output\n"                            \
+    "  --bom        start with a UTF-8 byte order mark (for Excel)\n"
+
+/* CSV is the export's one format: --json does not apply. */
+static const struct cli_option export_options[] = {
+    {"view", "VIEW"}, {"site", "S"}, {"out", "FILE"}, {"bom", NULL}, {NULL}};
+static const struct cli_spec export_csv_spec = {
+    .name = "export csv",
+    .word = "csv",
+    .usage = EXPORT_USAGE,
+    .options = export_options,
+};
+const struct cli_spec *const export_specs[] = {&export_csv_spec, NULL};
 
 static void list_views(char *buf, size_t size)
 {
@@ -189,79 +197,35 @@ struct export_args {
     bool bom;
 };
 
-/* Returns EXIT_OK with *args filled, or an exit code (usage printed / error named). */
-static int parse_args(int argc, char **argv, struct export_args *a, bool *help)
+/* Returns CLI_RUN with *args filled, or an exit code (usage printed / error named). */
+static int parse_args(struct cli *cli, int argc, char **argv, struct export_args *a)
 {
+    int i = cli_pick("export", EXPORT_USAGE, export_specs, argc, argv);
+    if (i < 0)
+        return -i - 1;
+    struct cli_args args;
+    int code = cli_parse(cli, &export_csv_spec, argc - 1, argv + 1, &args);
+    if (code != CLI_RUN)
+        return code;
     char views[128];
     list_views(views, sizeof(views));
-    *help = false;
+    const char *view = cli_value(&export_csv_spec, &args, "view");
+    a->site = cli_value(&export_csv_spec, &args, "site");
+    a->out = cli_value(&export_csv_spec, &args, "out");
+    a->bom = cli_given(&export_csv_spec, &args, "bom");
     a->view = -1;
-    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        *help = true;
-        return EXIT_OK;
-    }
-    if (argc < 2 || strcmp(argv[1], "csv")) {
-        cli_error("export: the format must be 'csv' (usage: export csv --view VIEW [--site S] "
-                  "[--out FILE] [--bom])");
-        return EXIT_USAGE;
-    }
-    for (int i = 2; i < argc; i++) {
-        const char *opt = argv[i];
-        const char **slot = NULL;
-        const char *value = NULL;
-        if (!strcmp(opt, "--help") || !strcmp(opt, "-h")) {
-            *help = true;
-            return EXIT_OK;
-        }
-        if (!strcmp(opt, "--bom")) {
-            a->bom = true;
-            continue;
-        }
-        const char *names[] = {"--view", "--site", "--out"};
-        const char *found_view = NULL;
-        for (int k = 0; k < 3 && !slot; k++) {
-            size_t len = strlen(names[k]);
-            if (strncmp(opt, names[k], len))
-                continue;
-            if (opt[len] == '=')
-                value = opt + len + 1;
-            else if (opt[len] == '\0') {
-                if (i + 1 >= argc) {
-                    cli_error("export: %s needs a value", names[k]);
-                    return EXIT_USAGE;
-                }
-                value = argv[++i];
-            } else
-                continue;
-            slot = k == 0 ? &found_view : k == 1 ? &a->site : &a->out;
-        }
-        if (!slot) {
-            cli_error("export: unknown option '%s' (valid: --view %s, --site S, --out FILE, "
-                      "--bom)",
-                      opt, views);
-            return EXIT_USAGE;
-        }
-        if (!*value) {
-            cli_error("export: %s needs a non-empty value", opt);
-            return EXIT_USAGE;
-        }
-        *slot = value;
-        if (found_view) {
-            a->view = -1;
-            for (int v = 0; v < EXPORT_VIEW_COUNT; v++)
-                if (!strcmp(found_view, export_view_names[v]))
-                    a->view = v;
-            if (a->view < 0) {
-                cli_error("export: unknown view '%s' (valid views: %s)", found_view, views);
-                return EXIT_USAGE;
-            }
-        }
-    }
-    if (a->view < 0) {
+    if (!view) {
         cli_error("export: --view is required (valid views: %s)", views);
         return EXIT_USAGE;
     }
-    return EXIT_OK;
+    for (int v = 0; v < EXPORT_VIEW_COUNT; v++)
+        if (!strcmp(view, export_view_names[v]))
+            a->view = v;
+    if (a->view < 0) {
+        cli_error("export: unknown view '%s' (valid views: %s)", view, views);
+        return EXIT_USAGE;
+    }
+    return CLI_RUN;
 }
 
 /* Exit 3 when --site names no site: an empty file would look like a site with no hosts. */
@@ -281,13 +245,8 @@ static int check_site(struct store *s, const char *site)
 int cmd_export(struct cli *cli, int argc, char **argv)
 {
     struct export_args a = {0};
-    bool help;
-    int code = parse_args(argc, argv, &a, &help);
-    if (help) {
-        usage(stdout);
-        return EXIT_OK;
-    }
-    if (code)
+    int code = parse_args(cli, argc, argv, &a);
+    if (code != CLI_RUN)
         return code;
     struct export_out out;
     int rc = out_open(&out, a.out);

@@ -16,11 +16,19 @@
 #include "store.h"
 #include "waiver.h"
 
-static void host_usage(FILE *out)
-{
-    fprintf(out, "usage: tlsgate host show HOST [--json]\n\n"
-                 "Facts, verdicts, reasons and remedies of one host (name case-insensitive).\n");
-}
+#define HOST_USAGE                                                                                 \
+    "Usage: tlsgate host show HOST [--json]\n\n"                                                   \
+    "Facts, verdicts, reasons and remedies of one host (name case-insensitive).\n"
+
+static const struct cli_spec host_show_spec = {
+    .name = "host show",
+    .word = "show",
+    .usage = HOST_USAGE,
+    .min_args = 1,
+    .max_args = 1,
+    .json = true,
+};
+const struct cli_spec *const host_specs[] = {&host_show_spec, NULL};
 
 struct host_row {
     long long id;
@@ -306,13 +314,8 @@ static int host_show(struct cli *cli, const char *name)
         printf("{\"name\": ");
         jsonout_string(stdout, h.name);
         json_opt_string("site", h.site);
-        printf(", \"roles\": [");
-        for (int i = 0, n = 0; i < ROLE_COUNT; i++)
-            if (h.roles & (1u << i)) {
-                printf("%s", n++ ? ", " : "");
-                jsonout_string(stdout, inv_role_names[i]);
-            }
-        printf("]");
+        printf(", \"roles\": ");
+        cli_json_roles(stdout, h.roles);
         json_opt_string("collector", h.collector);
         json_opt_string("os", h.os);
         json_opt_string("state", h.state);
@@ -381,17 +384,15 @@ static int host_show(struct cli *cli, const char *name)
 
 int cmd_host(struct cli *cli, int argc, char **argv)
 {
-    if (argc >= 2 && !strcmp(argv[1], "--help")) {
-        host_usage(stdout);
-        return EXIT_OK;
-    }
-    if (argc != 3 || strcmp(argv[1], "show")) {
-        host_usage(stderr);
-        return EXIT_USAGE;
-    }
+    int i = cli_pick("host", HOST_USAGE, host_specs, argc, argv);
+    if (i < 0)
+        return -i - 1;
+    struct cli_args a;
+    int code = cli_parse(cli, &host_show_spec, argc - 1, argv + 1, &a);
+    if (code != CLI_RUN)
+        return code;
     /* One read transaction: the header, facts and verdicts come from the same stored report
      * even while the daemon writes. */
-    int code;
     struct store *s = cli_store(cli, false, &code);
     if (!s)
         return code;
@@ -399,7 +400,7 @@ int cmd_host(struct cli *cli, int argc, char **argv)
         cli_error("%s", store_errmsg(s));
         return EXIT_SYSTEM;
     }
-    code = host_show(cli, argv[2]);
+    code = host_show(cli, a.argv[0]);
     store_rollback(s);
     return code;
 }

@@ -159,6 +159,13 @@ static int check_site(struct store *s, const char *what, const char *site)
 struct list_out {
     bool json;
     long n;
+    struct cli_table table;
+};
+
+/* The text table of `inventory list` (table.c fits it to a terminal). */
+static const struct cli_column list_columns[] = {
+    {"NAME", 40, 30, false},  {"SITE", 4, 4, false},       {"STATE", 9, 9, false},
+    {"ROLES", 40, 10, false}, {"COLLECTOR", 21, 12, false},
 };
 
 static int list_host(const struct export_host *h, void *arg)
@@ -172,7 +179,7 @@ static int list_host(const struct export_host *h, void *arg)
         fputs(", \"site\": ", stdout);
         jsonout_string(stdout, h->site);
         fputs(", \"roles\": ", stdout);
-        jsonout_string(stdout, roles);
+        cli_json_roles(stdout, h->roles);
         fputs(", \"collector\": ", stdout);
         jsonout_string(stdout, h->collector);
         fputs(", \"os\": ", stdout);
@@ -181,8 +188,11 @@ static int list_host(const struct export_host *h, void *arg)
         jsonout_string(stdout, h->state);
         printf(", \"waived\": %s}", h->waived ? "true" : "false");
     } else {
-        printf("%-40s %-4s %-9s %-40s %s%s\n", h->name, h->site, h->state, roles, h->collector,
-               h->waived ? "  (waived)" : "");
+        char collector[INV_COLLECTOR_SIZE + 16];
+        snprintf(collector, sizeof(collector), "%s%s", h->collector ? h->collector : "",
+                 h->waived ? "  (waived)" : "");
+        const char *cells[] = {h->name, h->site, h->state, roles, collector};
+        cli_table_row(&o->table, cells);
     }
     o->n++;
     return 0;
@@ -198,11 +208,11 @@ static int inventory_list(struct cli *cli, const char *site)
     if (site && (code = check_site(s, "inventory list", site)))
         return code;
     struct gate_time t = gate_time_make(utc_now(), cli->config.stale_after);
-    struct list_out o = {cli->json, 0};
+    struct list_out o = {.json = cli->json};
     if (cli->json)
         fputs("[", stdout);
     else
-        printf("%-40s %-4s %-9s %-40s %s\n", "NAME", "SITE", "STATE", "ROLES", "COLLECTOR");
+        cli_table_begin(&o.table, list_columns, 5, stdout);
     int rc = export_hosts_each(s, site, &t, list_host, &o);
     if (cli->json)
         fputs(o.n ? "\n]\n" : "]\n", stdout);
@@ -322,7 +332,7 @@ static int inventory_show(struct cli *cli, const char *name)
         fputs(", \"site\": ", stdout);
         jsonout_string(stdout, h.site);
         fputs(", \"roles\": ", stdout);
-        jsonout_string(stdout, roles);
+        cli_json_roles(stdout, h.roles);
         fputs(", \"collector\": ", stdout);
         jsonout_string(stdout, h.collector);
         fputs(", \"os\": ", stdout);
@@ -345,76 +355,81 @@ static int inventory_show(struct cli *cli, const char *name)
     return EXIT_OK;
 }
 
-static void inventory_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: tlsgate inventory import FILE\n"
-            "       tlsgate inventory list [--site S] [--json]\n"
-            "       tlsgate inventory show HOST [--json]\n"
-            "       tlsgate inventory deps HOST [--json]\n"
-            "\n"
-            "import: CSV with a header, either hosts (name,site,roles,collector,os; name and site\n"
-            "        required; roles ';'-separated, empty = client; collector ADDRESS:PORT,\n"
-            "        default NAME:8443) or explicit edges (dependent,server,channel); or a JSON\n"
-            "        array of host objects with the same members. All or nothing: the first\n"
-            "        bad row is named as FILE:LINE:FIELD and nothing changes (exit 3).\n"
-            "deps:   the servers HOST depends on and the hosts that depend on it, derived from\n"
-            "        roles within the site and from explicit edges, with the channel.\n");
-}
+#define INVENTORY_ABOUT                                                                            \
+    "import: CSV with a header, either hosts (name,site,roles,collector,os; name and site\n"       \
+    "        required; roles ';'-separated, empty = client; collector ADDRESS:PORT,\n"             \
+    "        default NAME:8443) or explicit edges (dependent,server,channel); or a JSON\n"         \
+    "        array of host objects with the same members. All or nothing: the first\n"             \
+    "        bad row is named as FILE:LINE:FIELD and nothing changes (exit 3).\n"                  \
+    "deps:   the servers HOST depends on and the hosts that depend on it, derived from\n"          \
+    "        roles within the site and from explicit edges, with the channel.\n"
+
+static const struct cli_spec inventory_import_spec = {
+    .name = "inventory import",
+    .word = "import",
+    .usage = "Usage: tlsgate inventory import FILE\n\n" INVENTORY_ABOUT,
+    .min_args = 1,
+    .max_args = 1,
+};
+static const struct cli_option inventory_list_options[] = {{"site", "S"}, {NULL}};
+static const struct cli_spec inventory_list_spec = {
+    .name = "inventory list",
+    .word = "list",
+    .usage = "Usage: tlsgate inventory list [--site S] [--json]\n\n"
+             "Every host (or a site's) with its state, roles and collector.\n",
+    .options = inventory_list_options,
+    .json = true,
+};
+static const struct cli_spec inventory_show_spec = {
+    .name = "inventory show",
+    .word = "show",
+    .usage = "Usage: tlsgate inventory show HOST [--json]\n\n"
+             "What the inventory holds about HOST, its state and how many hosts it depends\n"
+             "on and depend on it.\n",
+    .min_args = 1,
+    .max_args = 1,
+    .json = true,
+};
+static const struct cli_spec inventory_deps_spec = {
+    .name = "inventory deps",
+    .word = "deps",
+    .usage = "Usage: tlsgate inventory deps HOST [--json]\n\n" INVENTORY_ABOUT,
+    .min_args = 1,
+    .max_args = 1,
+    .json = true,
+};
+const struct cli_spec *const inventory_specs[] = {&inventory_import_spec, &inventory_list_spec,
+                                                  &inventory_show_spec, &inventory_deps_spec, NULL};
 
 int cmd_inventory(struct cli *cli, int argc, char **argv)
 {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        inventory_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : EXIT_OK;
-    }
-    const char *sub = argv[1];
-    const char *site = NULL, *arg = NULL;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--help")) {
-            inventory_usage(stdout);
-            return EXIT_OK;
-        }
-        if (!strcmp(sub, "list") && !strcmp(argv[i], "--site")) {
-            if (i + 1 >= argc || !*argv[i + 1]) {
-                cli_error("inventory list: --site needs a value");
-                return EXIT_USAGE;
-            }
-            site = argv[++i];
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            cli_error("inventory %s: unknown option '%s'", sub, argv[i]);
-            return EXIT_USAGE;
-        } else if (!arg) {
-            arg = argv[i];
-        } else {
-            cli_error("inventory %s: unexpected argument '%s'", sub, argv[i]);
-            return EXIT_USAGE;
-        }
-    }
-    bool needs_arg = strcmp(sub, "list") != 0;
-    if (needs_arg != (arg != NULL)) {
-        cli_error("inventory %s: %s", sub, needs_arg ? "missing argument" : "takes no argument");
-        inventory_usage(stderr);
-        return EXIT_USAGE;
-    }
-    if (!strcmp(sub, "import"))
-        return inventory_import(cli, arg);
-    if (!strcmp(sub, "list"))
-        return inventory_list(cli, site);
-    if (!strcmp(sub, "show") || !strcmp(sub, "deps")) {
-        /* One read transaction, so the host and its edges are one state of the inventory. */
-        int code;
-        struct store *s = cli_store(cli, false, &code);
-        if (!s)
-            return code;
-        if (store_begin(s, false)) {
-            cli_error("%s", store_errmsg(s));
-            return EXIT_SYSTEM;
-        }
-        code = !strcmp(sub, "show") ? inventory_show(cli, arg) : inventory_deps(cli, arg);
-        store_rollback(s);
+    int i = cli_pick("inventory",
+                     "Usage: tlsgate inventory import FILE\n"
+                     "       tlsgate inventory list [--site S] [--json]\n"
+                     "       tlsgate inventory show HOST [--json]\n"
+                     "       tlsgate inventory deps HOST [--json]\n\n" INVENTORY_ABOUT,
+                     inventory_specs, argc, argv);
+    if (i < 0)
+        return -i - 1;
+    const struct cli_spec *spec = inventory_specs[i];
+    struct cli_args a;
+    int code = cli_parse(cli, spec, argc - 1, argv + 1, &a);
+    if (code != CLI_RUN)
         return code;
+    if (spec == &inventory_import_spec)
+        return inventory_import(cli, a.argv[0]);
+    if (spec == &inventory_list_spec)
+        return inventory_list(cli, cli_value(spec, &a, "site"));
+    /* show, deps: one read transaction, so the host and its edges are one state. */
+    struct store *s = cli_store(cli, false, &code);
+    if (!s)
+        return code;
+    if (store_begin(s, false)) {
+        cli_error("%s", store_errmsg(s));
+        return EXIT_SYSTEM;
     }
-    cli_error("inventory: unknown subcommand '%s' (import, list, show, deps)", sub);
-    return EXIT_USAGE;
+    code = spec == &inventory_show_spec ? inventory_show(cli, a.argv[0])
+                                        : inventory_deps(cli, a.argv[0]);
+    store_rollback(s);
+    return code;
 }

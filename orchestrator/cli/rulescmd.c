@@ -28,25 +28,74 @@
 #include "store.h"
 #include "utc.h"
 
-static void rules_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: tlsgate rules check FILE      validate a catalog file\n"
-            "       tlsgate rules load FILE       make it the active catalog and re-evaluate\n"
-            "                                     every stored report (one transaction)\n"
-            "       tlsgate rules show [--json]   the active catalog\n"
-            "       tlsgate rules blockers [--site S] [--json]\n"
-            "                                     failing rules, grouped, with the number of\n"
-            "                                     clients / site systems / consoles they hold\n"
-            "                                     back (last stored report of each host)\n"
-            "       tlsgate rules eval [--roles R] [--catalog FILE] [--json] FILE.reg...\n"
-            "       tlsgate rules eval [--roles R] [--catalog FILE] [--json] --facts FILE\n"
-            "                                     evaluate registry exports (layered in order)\n"
-            "                                     or a facts file exactly as a stored report,\n"
-            "                                     without a collector or a database; roles as\n"
-            "                                     in an inventory (a;b, default client); exit 0\n"
-            "                                     ready, 1 not ready, 3 bad input\n");
-}
+#define RULES_USAGE_ALL                                                                            \
+    "Usage: tlsgate rules check FILE      validate a catalog file\n"                               \
+    "       tlsgate rules load FILE       make it the active catalog and re-evaluate\n"            \
+    "                                     every stored report (one transaction)\n"                 \
+    "       tlsgate rules show [--json]   the active catalog\n"                                    \
+    "       tlsgate rules blockers [--site S] [--json]\n"                                          \
+    "                                     failing rules, grouped, with the number of\n"            \
+    "                                     clients / site systems / consoles they hold\n"           \
+    "                                     back (last stored report of each host)\n"                \
+    "       tlsgate rules eval [--roles R] [--catalog FILE] [--json] FILE.reg...\n"                \
+    "       tlsgate rules eval [--roles R] [--catalog FILE] [--json] --facts FILE\n"               \
+    "                                     evaluate registry exports (layered in order)\n"          \
+    "                                     or a facts file exactly as a stored report,\n"           \
+    "                                     without a collector or a database; roles as\n"           \
+    "                                     in an inventory (a;b, default client); exit 0\n"         \
+    "                                     ready, 1 not ready, 3 bad input\n"
+
+static const struct cli_spec rules_check_spec = {
+    .name = "rules check",
+    .word = "check",
+    .usage = "Usage: tlsgate rules check FILE\n\n"
+             "Validates a catalog file (schema/rules.json's shape): exit 0 valid, 3 not.\n",
+    .min_args = 1,
+    .max_args = 1,
+};
+static const struct cli_spec rules_load_spec = {
+    .name = "rules load",
+    .word = "load",
+    .usage = "Usage: tlsgate rules load FILE\n\n"
+             "Makes FILE the active catalog and re-evaluates every stored report, in one\n"
+             "transaction.\n",
+    .min_args = 1,
+    .max_args = 1,
+};
+static const struct cli_spec rules_show_spec = {
+    .name = "rules show",
+    .word = "show",
+    .usage = "Usage: tlsgate rules show [--json]\n\nThe active catalog, rule by rule.\n",
+    .json = true,
+};
+static const struct cli_option rules_blockers_options[] = {{"site", "S"}, {NULL}};
+static const struct cli_spec rules_blockers_spec = {
+    .name = "rules blockers",
+    .word = "blockers",
+    .usage = "Usage: tlsgate rules blockers [--site S] [--json]\n\n"
+             "Failing rules, grouped, with the number of clients / site systems / consoles\n"
+             "they hold back (last stored report of each host).\n",
+    .options = rules_blockers_options,
+    .json = true,
+};
+static const struct cli_option rules_eval_options[] = {
+    {"roles", "R"}, {"catalog", "FILE"}, {"facts", "FILE"}, {NULL}};
+static const struct cli_spec rules_eval_spec = {
+    .name = "rules eval",
+    .word = "eval",
+    .usage = "Usage: tlsgate rules eval [--roles R] [--catalog FILE] [--json] FILE.reg...\n"
+             "       tlsgate rules eval [--roles R] [--catalog FILE] [--json] --facts FILE\n\n"
+             "Evaluates registry exports (layered in order) or a facts file exactly as a\n"
+             "stored report, without a collector or a database; roles as in an inventory\n"
+             "(a;b, default client). Exit 0 ready, 1 not ready, 3 bad input.\n",
+    .options = rules_eval_options,
+    .max_args = -1, /* EVAL_FILES_MAX, checked with its own message */
+    .json = true,
+};
+const struct cli_spec *const rules_specs[] = {
+    &rules_check_spec,    &rules_load_spec, &rules_show_spec,
+    &rules_blockers_spec, &rules_eval_spec, NULL,
+};
 
 /* Reads a catalog file with the size cap; 0 or an exit code (message printed). */
 static int read_catalog_file(const char *path, char **text, size_t *len)
@@ -99,17 +148,17 @@ static int load_file(const char *path, struct rules_catalog **c, char **text)
 
 static int rules_check(struct cli *cli, int argc, char **argv)
 {
-    (void)cli;
-    if (argc != 3) {
-        rules_usage(stderr);
-        return EXIT_USAGE;
-    }
+    struct cli_args a;
+    int parsed = cli_parse(cli, &rules_check_spec, argc - 1, argv + 1, &a);
+    if (parsed != CLI_RUN)
+        return parsed;
+    const char *path = a.argv[0];
     struct rules_catalog *c;
     char *text;
-    int code = load_file(argv[2], &c, &text);
+    int code = load_file(path, &c, &text);
     if (code)
         return code;
-    printf("%s: catalog %s, %zu rules: valid\n", argv[2], rules_version(c), rules_count(c));
+    printf("%s: catalog %s, %zu rules: valid\n", path, rules_version(c), rules_count(c));
     rules_free(c);
     free(text);
     return EXIT_OK;
@@ -139,13 +188,14 @@ static double now_seconds(void)
 
 static int rules_load_cmd(struct cli *cli, int argc, char **argv)
 {
-    if (argc != 3) {
-        rules_usage(stderr);
-        return EXIT_USAGE;
-    }
+    struct cli_args a;
+    int parsed = cli_parse(cli, &rules_load_spec, argc - 1, argv + 1, &a);
+    if (parsed != CLI_RUN)
+        return parsed;
+    const char *path = a.argv[0];
     struct rules_catalog *c;
     char *text;
-    int code = load_file(argv[2], &c, &text);
+    int code = load_file(path, &c, &text);
     if (code)
         return code;
     struct store *s = cli_store(cli, false, &code);
@@ -176,7 +226,7 @@ static int rules_load_cmd(struct cli *cli, int argc, char **argv)
     }
     if (rc) {
         store_rollback(s);
-        cli_error("rules load %s: %s", argv[2], err);
+        cli_error("rules load %s: %s", path, err);
         snprintf(outcome, sizeof(outcome), "failed: %.140s", err);
         cli_audit(cli, outcome);
         rules_free(c);
@@ -222,11 +272,10 @@ static void print_roles(FILE *out, unsigned roles, bool json)
 
 static int rules_show(struct cli *cli, int argc, char **argv)
 {
-    (void)argv;
-    if (argc != 2) {
-        rules_usage(stderr);
-        return EXIT_USAGE;
-    }
+    struct cli_args a;
+    int parsed = cli_parse(cli, &rules_show_spec, argc - 1, argv + 1, &a);
+    if (parsed != CLI_RUN)
+        return parsed;
     int code;
     struct store *s = cli_store(cli, false, &code);
     if (!s)
@@ -331,16 +380,11 @@ static int print_rule_failures(const struct ingest_rule_failures *f, void *arg)
 
 static int rules_blockers(struct cli *cli, int argc, char **argv)
 {
-    const char *site = NULL;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--site") && i + 1 < argc) {
-            site = argv[++i];
-        } else {
-            rules_usage(stderr);
-            return EXIT_USAGE;
-        }
-    }
-    int code;
+    struct cli_args a;
+    int code = cli_parse(cli, &rules_blockers_spec, argc - 1, argv + 1, &a);
+    if (code != CLI_RUN)
+        return code;
+    const char *site = cli_value(&rules_blockers_spec, &a, "site");
     struct store *s = cli_store(cli, false, &code);
     if (!s)
         return code;
@@ -437,42 +481,29 @@ static int eval_facts(char **files, size_t n, const char *facts_file, json_t **f
 
 static int rules_eval(struct cli *cli, int argc, char **argv)
 {
-    const char *roles_text = NULL, *catalog_file = NULL, *facts_file = NULL;
-    char *files[EVAL_FILES_MAX];
-    size_t nfiles = 0;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        const char **slot = !strcmp(a, "--roles")     ? &roles_text
-                            : !strcmp(a, "--catalog") ? &catalog_file
-                            : !strcmp(a, "--facts")   ? &facts_file
-                                                      : NULL;
-        if (slot) {
-            if (i + 1 >= argc || *slot) {
-                cli_error("rules eval: %s %s", a, *slot ? "given twice" : "needs a value");
-                return EXIT_USAGE;
-            }
-            *slot = argv[++i];
-        } else if (a[0] == '-' && a[1]) {
-            cli_error("rules eval: unknown option '%s'", a);
-            rules_usage(stderr);
-            return EXIT_USAGE;
-        } else if (nfiles == EVAL_FILES_MAX) {
-            cli_error("rules eval: more than %d .reg files", EVAL_FILES_MAX);
-            return EXIT_USAGE;
-        } else {
-            files[nfiles++] = argv[i];
-        }
+    struct cli_args args;
+    int parsed = cli_parse(cli, &rules_eval_spec, argc - 1, argv + 1, &args);
+    if (parsed != CLI_RUN)
+        return parsed;
+    const char *roles_text = cli_value(&rules_eval_spec, &args, "roles");
+    const char *catalog_file = cli_value(&rules_eval_spec, &args, "catalog");
+    const char *facts_file = cli_value(&rules_eval_spec, &args, "facts");
+    if (args.argc > EVAL_FILES_MAX) {
+        cli_error("rules eval: more than %d .reg files", EVAL_FILES_MAX);
+        return EXIT_USAGE;
     }
+    char **files = args.argv;
+    size_t nfiles = (size_t)args.argc;
     if (!nfiles == !facts_file) {
-        cli_error("rules eval: give .reg files or --facts FILE (one of the two)");
-        rules_usage(stderr);
+        cli_error("rules eval: give .reg files or --facts FILE (one of the two; see `tlsgate "
+                  "rules eval --help`)");
         return EXIT_USAGE;
     }
     unsigned roles;
     char bad[96];
     if (inv_roles_parse(roles_text ? roles_text : "", &roles, bad, sizeof(bad))) {
         cli_error("rules eval: --roles: unknown role '%s'", bad);
-        return EXIT_USAGE;
+        return EXIT_BADINPUT;
     }
 
     struct rules_catalog *c = NULL;
@@ -545,7 +576,7 @@ static int rules_eval(struct cli *cli, int argc, char **argv)
         json_t *doc = json_object();
         json_object_set_new(doc, "source", jsonout_text(facts_file ? facts_file : files[0]));
         json_object_set_new(doc, "catalog", jsonout_text(rules_version(c)));
-        json_object_set_new(doc, "roles", jsonout_text(roles_buf));
+        json_object_set_new(doc, "roles", cli_json_roles_array(roles));
         json_object_set_new(doc, "legacy_disabled", json_boolean(legacy));
         json_object_set(doc, "verdicts", o.verdicts);
         json_object_set_new(doc, "blockers", json_integer(blockers));
@@ -573,21 +604,9 @@ out:
 
 int cmd_rules(struct cli *cli, int argc, char **argv)
 {
-    if (argc < 2 || !strcmp(argv[1], "--help")) {
-        rules_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : EXIT_OK;
-    }
-    if (!strcmp(argv[1], "check"))
-        return rules_check(cli, argc, argv);
-    if (!strcmp(argv[1], "load"))
-        return rules_load_cmd(cli, argc, argv);
-    if (!strcmp(argv[1], "show"))
-        return rules_show(cli, argc, argv);
-    if (!strcmp(argv[1], "blockers"))
-        return rules_blockers(cli, argc, argv);
-    if (!strcmp(argv[1], "eval"))
-        return rules_eval(cli, argc, argv);
-    cli_error("rules: unknown subcommand '%s'", argv[1]);
-    rules_usage(stderr);
-    return EXIT_USAGE;
+    static int (*const run[])(struct cli *, int, char **) = {
+        rules_check, rules_load_cmd, rules_show, rules_blockers, rules_eval,
+    };
+    int i = cli_pick("rules", RULES_USAGE_ALL, rules_specs, argc, argv);
+    return i < 0 ? -i - 1 : run[i](cli, argc, argv);
 }
