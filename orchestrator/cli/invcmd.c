@@ -164,7 +164,7 @@ struct list_out {
 
 /* The text table of `inventory list` (table.c fits it to a terminal). */
 static const struct cli_column list_columns[] = {
-    {"NAME", 40, 30, false},  {"SITE", 4, 4, false},       {"STATE", 9, 9, false},
+    {"NAME", 40, 30, false},  {"SITE", 4, 4, false},        {"STATE", 9, 9, false},
     {"ROLES", 40, 10, false}, {"COLLECTOR", 21, 12, false},
 };
 

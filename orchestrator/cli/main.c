@@ -140,10 +140,11 @@ int main(int argc, char **argv)
         goto out;
     }
     if (!strcmp(args[0], "--commands")) {
-        /* Every command and subcommand, one a line, from the table: what the tests walk. */
+        /* Every command and subcommand from the table, one a line with whether --json applies
+         * ("NAME<TAB>json" or "NAME<TAB>-"): what the tests walk. */
         for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
             for (const struct cli_spec *const *s = commands[i].specs; *s; s++)
-                printf("%s\n", (*s)->name);
+                printf("%s\t%s\n", (*s)->name, (*s)->json ? "json" : "-");
         code = EXIT_OK;
         goto out;
     }
