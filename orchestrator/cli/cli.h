@@ -99,6 +99,11 @@ void cli_usage(const struct cli_spec *spec, FILE *out);
  * exit 0) or naming an unknown one (exit 2, with the closest subcommand). */
 int cli_pick(const char *command, const char *usage, const struct cli_spec *const subs[], int argc,
              char **argv);
+/* cli_pick, then cli_parse with the subcommand's spec: CLI_RUN with *spec and *a set, or the
+ * exit code. */
+int cli_parse_sub(struct cli *cli, const char *command, const char *usage,
+                  const struct cli_spec *const subs[], int argc, char **argv,
+                  const struct cli_spec **spec, struct cli_args *a);
 
 /* Every command and subcommand, for `tlsgate --commands` (main.c): the command's specs, NULL
  * ended; a command without subcommands has one spec with word NULL. */

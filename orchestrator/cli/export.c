@@ -200,11 +200,9 @@ struct export_args {
 /* Returns CLI_RUN with *args filled, or an exit code (usage printed / error named). */
 static int parse_args(struct cli *cli, int argc, char **argv, struct export_args *a)
 {
-    int i = cli_pick("export", EXPORT_USAGE, export_specs, argc, argv);
-    if (i < 0)
-        return -i - 1;
+    const struct cli_spec *spec;
     struct cli_args args;
-    int code = cli_parse(cli, &export_csv_spec, argc - 1, argv + 1, &args);
+    int code = cli_parse_sub(cli, "export", EXPORT_USAGE, export_specs, argc, argv, &spec, &args);
     if (code != CLI_RUN)
         return code;
     char views[128];

@@ -352,15 +352,12 @@ const struct cli_spec *const gate_specs[] = {&gate_check_spec, &gate_list_spec, 
 
 int cmd_gate(struct cli *cli, int argc, char **argv)
 {
-    int i = cli_pick("gate",
-                     "Usage: tlsgate gate check SERVER [--all] [--json]\n"
-                     "       tlsgate gate list [--site S] [--json]\n\n" GATE_ABOUT,
-                     gate_specs, argc, argv);
-    if (i < 0)
-        return -i - 1;
-    const struct cli_spec *spec = gate_specs[i];
+    const struct cli_spec *spec;
     struct cli_args a;
-    int code = cli_parse(cli, spec, argc - 1, argv + 1, &a);
+    int code = cli_parse_sub(cli, "gate",
+                             "Usage: tlsgate gate check SERVER [--all] [--json]\n"
+                             "       tlsgate gate list [--site S] [--json]\n\n" GATE_ABOUT,
+                             gate_specs, argc, argv, &spec, &a);
     if (code != CLI_RUN)
         return code;
     if (spec == &gate_check_spec)

@@ -384,11 +384,9 @@ static int host_show(struct cli *cli, const char *name)
 
 int cmd_host(struct cli *cli, int argc, char **argv)
 {
-    int i = cli_pick("host", HOST_USAGE, host_specs, argc, argv);
-    if (i < 0)
-        return -i - 1;
+    const struct cli_spec *spec;
     struct cli_args a;
-    int code = cli_parse(cli, &host_show_spec, argc - 1, argv + 1, &a);
+    int code = cli_parse_sub(cli, "host", HOST_USAGE, host_specs, argc, argv, &spec, &a);
     if (code != CLI_RUN)
         return code;
     /* One read transaction: the header, facts and verdicts come from the same stored report

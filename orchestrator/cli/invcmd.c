@@ -403,17 +403,14 @@ const struct cli_spec *const inventory_specs[] = {&inventory_import_spec, &inven
 
 int cmd_inventory(struct cli *cli, int argc, char **argv)
 {
-    int i = cli_pick("inventory",
-                     "Usage: tlsgate inventory import FILE\n"
-                     "       tlsgate inventory list [--site S] [--json]\n"
-                     "       tlsgate inventory show HOST [--json]\n"
-                     "       tlsgate inventory deps HOST [--json]\n\n" INVENTORY_ABOUT,
-                     inventory_specs, argc, argv);
-    if (i < 0)
-        return -i - 1;
-    const struct cli_spec *spec = inventory_specs[i];
+    const struct cli_spec *spec;
     struct cli_args a;
-    int code = cli_parse(cli, spec, argc - 1, argv + 1, &a);
+    int code = cli_parse_sub(cli, "inventory",
+                             "Usage: tlsgate inventory import FILE\n"
+                             "       tlsgate inventory list [--site S] [--json]\n"
+                             "       tlsgate inventory show HOST [--json]\n"
+                             "       tlsgate inventory deps HOST [--json]\n\n" INVENTORY_ABOUT,
+                             inventory_specs, argc, argv, &spec, &a);
     if (code != CLI_RUN)
         return code;
     if (spec == &inventory_import_spec)

@@ -200,3 +200,14 @@ int cli_pick(const char *command, const char *usage, const struct cli_spec *cons
         cli_error("%s: unknown subcommand '%s' (%s)", command, word, list);
     return -EXIT_USAGE - 1;
 }
+
+int cli_parse_sub(struct cli *cli, const char *command, const char *usage,
+                  const struct cli_spec *const subs[], int argc, char **argv,
+                  const struct cli_spec **spec, struct cli_args *a)
+{
+    int i = cli_pick(command, usage, subs, argc, argv);
+    if (i < 0)
+        return -i - 1;
+    *spec = subs[i];
+    return cli_parse(cli, subs[i], argc - 1, argv + 1, a);
+}

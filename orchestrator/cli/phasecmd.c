@@ -436,17 +436,15 @@ const struct cli_spec *const phase_specs[] = {&phase_status_spec, &phase_advance
 
 int cmd_phase(struct cli *cli, int argc, char **argv)
 {
-    int i = cli_pick("phase",
-                     "Usage: tlsgate phase status [--site S] [--json]\n"
-                     "       tlsgate phase advance --site S [--dry-run] [--reason R] [--all] "
-                     "[--json]\n"
-                     "       tlsgate phase rollback --site S --reason R [--json]\n\n" PHASE_ABOUT,
-                     phase_specs, argc, argv);
-    if (i < 0)
-        return -i - 1;
-    const struct cli_spec *spec = phase_specs[i];
+    const struct cli_spec *spec;
     struct cli_args args;
-    int code = cli_parse(cli, spec, argc - 1, argv + 1, &args);
+    int code =
+        cli_parse_sub(cli, "phase",
+                      "Usage: tlsgate phase status [--site S] [--json]\n"
+                      "       tlsgate phase advance --site S [--dry-run] [--reason R] [--all] "
+                      "[--json]\n"
+                      "       tlsgate phase rollback --site S --reason R [--json]\n\n" PHASE_ABOUT,
+                      phase_specs, argc, argv, &spec, &args);
     if (code != CLI_RUN)
         return code;
     struct move_args a = {

@@ -146,13 +146,10 @@ static int load_file(const char *path, struct rules_catalog **c, char **text)
     return 0;
 }
 
-static int rules_check(struct cli *cli, int argc, char **argv)
+static int rules_check(struct cli *cli, const struct cli_args *a)
 {
-    struct cli_args a;
-    int parsed = cli_parse(cli, &rules_check_spec, argc - 1, argv + 1, &a);
-    if (parsed != CLI_RUN)
-        return parsed;
-    const char *path = a.argv[0];
+    (void)cli;
+    const char *path = a->argv[0];
     struct rules_catalog *c;
     char *text;
     int code = load_file(path, &c, &text);
@@ -186,13 +183,9 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int rules_load_cmd(struct cli *cli, int argc, char **argv)
+static int rules_load_cmd(struct cli *cli, const struct cli_args *a)
 {
-    struct cli_args a;
-    int parsed = cli_parse(cli, &rules_load_spec, argc - 1, argv + 1, &a);
-    if (parsed != CLI_RUN)
-        return parsed;
-    const char *path = a.argv[0];
+    const char *path = a->argv[0];
     struct rules_catalog *c;
     char *text;
     int code = load_file(path, &c, &text);
@@ -270,12 +263,9 @@ static void print_roles(FILE *out, unsigned roles, bool json)
         fputc(']', out);
 }
 
-static int rules_show(struct cli *cli, int argc, char **argv)
+static int rules_show(struct cli *cli, const struct cli_args *a)
 {
-    struct cli_args a;
-    int parsed = cli_parse(cli, &rules_show_spec, argc - 1, argv + 1, &a);
-    if (parsed != CLI_RUN)
-        return parsed;
+    (void)a;
     int code;
     struct store *s = cli_store(cli, false, &code);
     if (!s)
@@ -378,13 +368,10 @@ static int print_rule_failures(const struct ingest_rule_failures *f, void *arg)
     return 0;
 }
 
-static int rules_blockers(struct cli *cli, int argc, char **argv)
+static int rules_blockers(struct cli *cli, const struct cli_args *a)
 {
-    struct cli_args a;
-    int code = cli_parse(cli, &rules_blockers_spec, argc - 1, argv + 1, &a);
-    if (code != CLI_RUN)
-        return code;
-    const char *site = cli_value(&rules_blockers_spec, &a, "site");
+    int code;
+    const char *site = cli_value(&rules_blockers_spec, a, "site");
     struct store *s = cli_store(cli, false, &code);
     if (!s)
         return code;
@@ -479,21 +466,17 @@ static int eval_facts(char **files, size_t n, const char *facts_file, json_t **f
     return 0;
 }
 
-static int rules_eval(struct cli *cli, int argc, char **argv)
+static int rules_eval(struct cli *cli, const struct cli_args *args)
 {
-    struct cli_args args;
-    int parsed = cli_parse(cli, &rules_eval_spec, argc - 1, argv + 1, &args);
-    if (parsed != CLI_RUN)
-        return parsed;
-    const char *roles_text = cli_value(&rules_eval_spec, &args, "roles");
-    const char *catalog_file = cli_value(&rules_eval_spec, &args, "catalog");
-    const char *facts_file = cli_value(&rules_eval_spec, &args, "facts");
-    if (args.argc > EVAL_FILES_MAX) {
+    const char *roles_text = cli_value(&rules_eval_spec, args, "roles");
+    const char *catalog_file = cli_value(&rules_eval_spec, args, "catalog");
+    const char *facts_file = cli_value(&rules_eval_spec, args, "facts");
+    if (args->argc > EVAL_FILES_MAX) {
         cli_error("rules eval: more than %d .reg files", EVAL_FILES_MAX);
         return EXIT_USAGE;
     }
-    char **files = args.argv;
-    size_t nfiles = (size_t)args.argc;
+    char **files = args->argv;
+    size_t nfiles = (size_t)args->argc;
     if (!nfiles == !facts_file) {
         cli_error("rules eval: give .reg files or --facts FILE (one of the two; see `tlsgate "
                   "rules eval --help`)");
@@ -604,9 +587,16 @@ out:
 
 int cmd_rules(struct cli *cli, int argc, char **argv)
 {
-    static int (*const run[])(struct cli *, int, char **) = {
+    static int (*const run[])(struct cli *, const struct cli_args *) = {
         rules_check, rules_load_cmd, rules_show, rules_blockers, rules_eval,
     };
-    int i = cli_pick("rules", RULES_USAGE_ALL, rules_specs, argc, argv);
-    return i < 0 ? -i - 1 : run[i](cli, argc, argv);
+    const struct cli_spec *spec;
+    struct cli_args a;
+    int code = cli_parse_sub(cli, "rules", RULES_USAGE_ALL, rules_specs, argc, argv, &spec, &a);
+    if (code != CLI_RUN)
+        return code;
+    for (int i = 0; rules_specs[i]; i++)
+        if (spec == rules_specs[i])
+            return run[i](cli, &a);
+    return EXIT_USAGE; /* not reached: cli_parse_sub picked one of rules_specs */
 }
