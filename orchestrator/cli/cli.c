@@ -39,6 +39,17 @@ struct store *cli_store(struct cli *cli, bool create, int *code)
     return cli->store;
 }
 
+struct store *cli_store_read(struct cli *cli, int *code)
+{
+    struct store *s = cli_store(cli, false, code);
+    if (s && store_begin(s, false)) {
+        cli_error("%s", store_errmsg(s));
+        *code = EXIT_SYSTEM;
+        return NULL;
+    }
+    return s;
+}
+
 const char *cli_user(void)
 {
     static char name[64];

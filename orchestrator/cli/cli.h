@@ -41,6 +41,11 @@ struct cli {
  * at the current schema). Prints the error and returns NULL on failure; *code gets the exit code. */
 struct store *cli_store(struct cli *cli, bool create, int *code);
 
+/* cli_store, then a read transaction (BEGIN), so everything a command prints comes from one
+ * state of the database even while the daemon writes; the caller ends it with store_rollback.
+ * Prints the error and returns NULL on failure; *code gets the exit code. */
+struct store *cli_store_read(struct cli *cli, int *code);
+
 /* Prints "tlsgate: " + message + newline to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -391,13 +391,9 @@ int cmd_host(struct cli *cli, int argc, char **argv)
         return code;
     /* One read transaction: the header, facts and verdicts come from the same stored report
      * even while the daemon writes. */
-    struct store *s = cli_store(cli, false, &code);
+    struct store *s = cli_store_read(cli, &code);
     if (!s)
         return code;
-    if (store_begin(s, false)) {
-        cli_error("%s", store_errmsg(s));
-        return EXIT_SYSTEM;
-    }
     code = host_show(cli, a.argv[0]);
     store_rollback(s);
     return code;

@@ -418,13 +418,9 @@ int cmd_inventory(struct cli *cli, int argc, char **argv)
     if (spec == &inventory_list_spec)
         return inventory_list(cli, cli_value(spec, &a, "site"));
     /* show, deps: one read transaction, so the host and its edges are one state. */
-    struct store *s = cli_store(cli, false, &code);
+    struct store *s = cli_store_read(cli, &code);
     if (!s)
         return code;
-    if (store_begin(s, false)) {
-        cli_error("%s", store_errmsg(s));
-        return EXIT_SYSTEM;
-    }
     code = spec == &inventory_show_spec ? inventory_show(cli, a.argv[0])
                                         : inventory_deps(cli, a.argv[0]);
     store_rollback(s);
