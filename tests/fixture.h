@@ -61,27 +61,32 @@ static inline long long fx_int(struct store *s, const char *fmt, ...)
 
 static inline void fx_site(struct store *s, const char *code, const char *phase)
 {
-    fx_sql(s, "INSERT INTO site (code, phase, entered_at, entered_by) VALUES ('%s', '%s', 0, "
-              "'fixture')", code, phase);
+    fx_sql(s,
+           "INSERT INTO site (code, phase, entered_at, entered_by) VALUES ('%s', '%s', 0, "
+           "'fixture')",
+           code, phase);
 }
 
 /* A host of `site` with its collector at `collector` (ADDRESS:PORT) and no report yet. */
 static inline long long fx_host_bare(struct store *s, const char *name, const char *site,
                                      unsigned roles, const char *collector)
 {
-    fx_sql(s, "INSERT INTO host (name, site, roles, collector, added_at, updated_at) "
-              "VALUES ('%s', '%s', %u, '%s', 0, 0)", name, site, roles, collector);
+    fx_sql(s,
+           "INSERT INTO host (name, site, roles, collector, added_at, updated_at) "
+           "VALUES ('%s', '%s', %u, '%s', 0, 0)",
+           name, site, roles, collector);
     return fx_int(s, "SELECT id FROM host WHERE name = '%s'", name);
 }
 
 /* A host with a fresh, ready report; returns its id. */
-static inline long long fx_host(struct store *s, const char *name, const char *site,
-                                unsigned roles)
+static inline long long fx_host(struct store *s, const char *name, const char *site, unsigned roles)
 {
     long long id = fx_host_bare(s, name, site, roles, "127.0.0.1:9443");
-    fx_sql(s, "INSERT INTO report (host_id, collected_at, received_at, body, catalog_version, "
-              "blockers, warnings, legacy_disabled) VALUES (%lld, %lld, %lld, '{}', 'test', 0, "
-              "0, 0)", id, FX_NOW - 60, FX_NOW - 60);
+    fx_sql(s,
+           "INSERT INTO report (host_id, collected_at, received_at, body, catalog_version, "
+           "blockers, warnings, legacy_disabled) VALUES (%lld, %lld, %lld, '{}', 'test', 0, "
+           "0, 0)",
+           id, FX_NOW - 60, FX_NOW - 60);
     return id;
 }
 
@@ -91,12 +96,13 @@ static inline long long fx_id(struct store *s, const char *name)
 }
 
 /* One failed blocker verdict more for `name` (the report's count follows). */
-static inline void fx_fail(struct store *s, const char *name, const char *rule,
-                           const char *reason)
+static inline void fx_fail(struct store *s, const char *name, const char *rule, const char *reason)
 {
     long long id = fx_id(s, name);
-    fx_sql(s, "INSERT INTO verdict (host_id, rule, pass, severity, reason) VALUES (%lld, '%s', "
-              "0, 'blocker', '%s')", id, rule, reason);
+    fx_sql(s,
+           "INSERT INTO verdict (host_id, rule, pass, severity, reason) VALUES (%lld, '%s', "
+           "0, 'blocker', '%s')",
+           id, rule, reason);
     fx_sql(s, "UPDATE report SET blockers = blockers + 1 WHERE host_id = %lld", id);
 }
 
@@ -135,8 +141,7 @@ static inline void fx_waive(struct store *s, const char *name, long long until)
 {
     long long id = fx_id(s, name);
     if (until)
-        fx_sql(s, "INSERT INTO waiver VALUES (%lld, 'test waiver', %lld, 0, 'fixture')", id,
-               until);
+        fx_sql(s, "INSERT INTO waiver VALUES (%lld, 'test waiver', %lld, 0, 'fixture')", id, until);
     else
         fx_sql(s, "INSERT INTO waiver VALUES (%lld, 'test waiver', NULL, 0, 'fixture')", id);
 }

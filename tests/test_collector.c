@@ -11,10 +11,10 @@
  * health answer changing), never with a fixed sleep.
  */
 #include <curl/curl.h>
-#include <gnutls/gnutls.h>
-#include <gnutls/x509.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <jansson.h>
 #include <poll.h>
 #include <signal.h>
@@ -43,13 +43,6 @@ static char *dir;   /* per test */
 
 /* ---- time and waiting ---- */
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void pause_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
@@ -65,100 +58,15 @@ static char *read_text(const char *path)
 
 /* ---- the client: libcurl easy with the fleet's trust ---- */
 
-struct fetch {
-    const char *path;     /* "/v1/readiness" */
-    const char *host;     /* name in the URL, resolved to 127.0.0.1; HOST1 by default */
-    const char *certdir;  /* client cert from certdir/NAME.pem, or no client cert when NULL */
-    const char *certname; /* "orchestrator" by default */
-    const char *method;   /* CURLOPT_CUSTOMREQUEST */
-    const char *body;     /* POSTFIELDS */
-    struct curl_slist *headers;
-    long sslversion;      /* CURLOPT_SSLVERSION, 0 = TLS 1.2 minimum */
-    const char *ciphers;  /* CURLOPT_SSL_CIPHER_LIST */
-    int plain;            /* http:// instead of https:// */
-    /* results */
-    CURLcode rc;
-    long code;
-    char *out;
-    size_t len;
-    char allow[128];
-    char error[CURL_ERROR_SIZE];
-};
-
-static size_t on_body(char *p, size_t size, size_t n, void *arg)
+/* The fleet's client: its CA, HOST1 unless told otherwise, bodies up to 4 report caps. */
+static void do_fetch(uint16_t port, struct tu_fetch *f)
 {
-    struct fetch *f = arg;
-    size_t add = size * n;
-    if (f->len + add > 4 * REPORT_MAX_BYTES)
-        return 0;
-    f->out = realloc(f->out, f->len + add + 1);
-    memcpy(f->out + f->len, p, add);
-    f->len += add;
-    f->out[f->len] = '\0';
-    return add;
-}
-
-static size_t on_header(char *p, size_t size, size_t n, void *arg)
-{
-    struct fetch *f = arg;
-    size_t len = size * n;
-    if (len > 6 && strncasecmp(p, "Allow:", 6) == 0) {
-        size_t m = len - 6 < sizeof(f->allow) - 1 ? len - 6 : sizeof(f->allow) - 1;
-        memcpy(f->allow, p + 6, m);
-        f->allow[m] = '\0';
-        while (m > 0 && (f->allow[m - 1] == '\r' || f->allow[m - 1] == '\n'))
-            f->allow[--m] = '\0';
-    }
-    return len;
-}
-
-static void do_fetch(uint16_t port, struct fetch *f)
-{
-    const char *host = f->host ? f->host : HOST1;
-    char url[512], resolve[300];
-    snprintf(url, sizeof(url), "%s://%s:%u%s", f->plain ? "http" : "https", host, (unsigned)port,
-             f->path);
-    snprintf(resolve, sizeof(resolve), "%s:%u:127.0.0.1", host, (unsigned)port);
-    struct curl_slist *res = curl_slist_append(NULL, resolve);
-    CURL *h = curl_easy_init();
-    ck_assert_ptr_nonnull(h);
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_RESOLVE, res);
-    curl_easy_setopt(h, CURLOPT_CAINFO, tu_path(certs, "ca.pem"));
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
-    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-    curl_easy_setopt(h, CURLOPT_SSLVERSION, f->sslversion ? f->sslversion
-                                                          : (long)CURL_SSLVERSION_TLSv1_2);
-    if (f->ciphers)
-        curl_easy_setopt(h, CURLOPT_SSL_CIPHER_LIST, f->ciphers);
-    char cert[4096], key[4096];
-    if (f->certdir) {
-        const char *name = f->certname ? f->certname : "orchestrator";
-        snprintf(cert, sizeof(cert), "%s/%s.pem", f->certdir, name);
-        snprintf(key, sizeof(key), "%s/%s.key", f->certdir, name);
-        curl_easy_setopt(h, CURLOPT_SSLCERT, cert);
-        curl_easy_setopt(h, CURLOPT_SSLKEY, key);
-    }
-    if (f->method)
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, f->method);
-    if (f->method && strcmp(f->method, "HEAD") == 0)
-        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-    if (f->body)
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, f->body);
-    if (f->headers)
-        curl_easy_setopt(h, CURLOPT_HTTPHEADER, f->headers);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, f);
-    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(h, CURLOPT_HEADERDATA, f);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, f->error);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)DEADLINE_MS);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    f->rc = curl_easy_perform(h);
-    f->code = 0;
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &f->code);
-    curl_easy_cleanup(h);
-    curl_slist_free_all(res);
+    if (!f->host)
+        f->host = HOST1;
+    f->ca = tu_path(certs, "ca.pem");
+    f->max_bytes = 4 * REPORT_MAX_BYTES;
+    f->timeout_ms = DEADLINE_MS;
+    tu_fetch_run(port, f);
 }
 
 /*
@@ -185,9 +93,9 @@ static long raw_request(uint16_t port, const char *data, size_t len)
     curl_socket_t sock;
     ck_assert_int_eq(curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &sock), CURLE_OK);
 
-    long long end = now_ms() + DEADLINE_MS;
+    long long end = tu_now_ms() + DEADLINE_MS;
     size_t off = 0;
-    while (off < len && now_ms() < end) {
+    while (off < len && tu_now_ms() < end) {
         size_t sent = 0;
         CURLcode rc = curl_easy_send(h, data + off, len - off, &sent);
         if (rc == CURLE_AGAIN) {
@@ -201,7 +109,7 @@ static long raw_request(uint16_t port, const char *data, size_t len)
     }
     char resp[512];
     size_t got = 0;
-    while (got < sizeof(resp) - 1 && now_ms() < end) {
+    while (got < sizeof(resp) - 1 && tu_now_ms() < end) {
         size_t n = 0;
         CURLcode rc = curl_easy_recv(h, resp + got, sizeof(resp) - 1 - got, &n);
         if (rc == CURLE_AGAIN) {
@@ -234,17 +142,10 @@ static char *huge_header_request(size_t *len)
     return req;
 }
 
-static void fetch_release(struct fetch *f)
-{
-    free(f->out);
-    f->out = NULL;
-    f->len = 0;
-}
-
 /* GET path with the orchestrator's certificate; asserts 200 and returns the body (malloc'd). */
 static char *get_ok(uint16_t port, const char *host, const char *path)
 {
-    struct fetch f = {.path = path, .host = host, .certdir = certs};
+    struct tu_fetch f = {.path = path, .host = host, .certdir = certs};
     do_fetch(port, &f);
     ck_assert_msg(f.rc == CURLE_OK, "GET %s: %s", path, f.error);
     ck_assert_int_eq(f.code, 200);
@@ -284,10 +185,7 @@ static void child_on_term(uv_signal_t *h, int signum)
     uv_close((uv_handle_t *)h, NULL);
 }
 
-static char *pem(const char *base, const char *name)
-{
-    return read_text(tu_path(base, name));
-}
+static char *pem(const char *base, const char *name) { return read_text(tu_path(base, name)); }
 
 /*
  * Forks a child that runs one server per host in hosts[] (NULL-ended) on one loop, each serving
@@ -313,8 +211,13 @@ static struct child start_servers(const char *const *hosts, const char *client_c
             snprintf(keyname, sizeof(keyname), "%s.key", hosts[cl.n]);
             char *cert = pem(certs, certname), *key = pem(certs, keyname);
             struct server_options o = {
-                .host = hosts[cl.n], .address = "127.0.0.1", .port = 0,
-                .cert_pem = cert, .key_pem = key, .ca_pem = ca, .client_cn = client_cn,
+                .host = hosts[cl.n],
+                .address = "127.0.0.1",
+                .port = 0,
+                .cert_pem = cert,
+                .key_pem = key,
+                .ca_pem = ca,
+                .client_cn = client_cn,
             };
             if (server_start(&loop, &o, &cl.srv[cl.n], err, sizeof(err)) != 0) {
                 fprintf(stderr, "server_start: %s\n", err);
@@ -368,12 +271,12 @@ static void stop_child(struct child *ch)
 START_TEST(test_server_serves_report_to_orchestrator)
 {
     struct child ch = start_server();
-    struct fetch f = {.path = "/v1/readiness", .certdir = certs};
+    struct tu_fetch f = {.path = "/v1/readiness", .certdir = certs};
     do_fetch(ch.port[0], &f);
     ck_assert_msg(f.rc == CURLE_OK, "%s", f.error);
     ck_assert_int_eq(f.code, 200);
     ck_assert_str_eq(f.out, "{\"host\":\"" HOST1 "\"}");
-    fetch_release(&f);
+    tu_fetch_release(&f);
     stop_child(&ch);
 }
 END_TEST
@@ -381,17 +284,17 @@ END_TEST
 START_TEST(test_server_refuses_client_without_certificate)
 {
     struct child ch = start_server();
-    struct fetch f = {.path = "/v1/readiness"};
+    struct tu_fetch f = {.path = "/v1/readiness"};
     do_fetch(ch.port[0], &f);
     ck_assert_msg(f.rc == CURLE_OK, "%s", f.error);
     ck_assert_int_eq(f.code, 401);
     ck_assert_ptr_null(strstr(f.out, HOST1));
-    fetch_release(&f);
+    tu_fetch_release(&f);
     /* Unknown paths are refused the same way: no 404 leaks what exists. */
-    struct fetch g = {.path = "/nowhere"};
+    struct tu_fetch g = {.path = "/nowhere"};
     do_fetch(ch.port[0], &g);
     ck_assert_int_eq(g.code, 401);
-    fetch_release(&g);
+    tu_fetch_release(&g);
     stop_child(&ch);
 }
 END_TEST
@@ -399,17 +302,17 @@ END_TEST
 START_TEST(test_server_refuses_certificate_from_another_ca)
 {
     struct child ch = start_server();
-    struct fetch f = {.path = "/v1/readiness", .certdir = other};
+    struct tu_fetch f = {.path = "/v1/readiness", .certdir = other};
     do_fetch(ch.port[0], &f);
     /* GnuTLS only requests the certificate, so the handshake completes and the handler refuses. */
     ck_assert_msg(f.rc == CURLE_OK, "%s", f.error);
     ck_assert_int_eq(f.code, 403);
     ck_assert_ptr_null(f.out ? strstr(f.out, HOST1) : NULL);
-    fetch_release(&f);
-    struct fetch h = {.path = "/v1/health", .certdir = other};
+    tu_fetch_release(&f);
+    struct tu_fetch h = {.path = "/v1/health", .certdir = other};
     do_fetch(ch.port[0], &h);
     ck_assert_int_eq(h.code, 403);
-    fetch_release(&h);
+    tu_fetch_release(&h);
     stop_child(&ch);
 }
 END_TEST
@@ -419,11 +322,11 @@ START_TEST(test_server_refuses_fleet_host_certificate_as_client)
     /* HOST2's certificate is from the fleet CA and allows clientAuth, but it is not the
      * orchestrator: one compromised host must not read every other host's report. */
     struct child ch = start_server();
-    struct fetch f = {.path = "/v1/readiness", .certdir = certs, .certname = HOST2};
+    struct tu_fetch f = {.path = "/v1/readiness", .certdir = certs, .certname = HOST2};
     do_fetch(ch.port[0], &f);
     ck_assert_msg(f.rc == CURLE_OK, "%s", f.error);
     ck_assert_int_eq(f.code, 403);
-    fetch_release(&f);
+    tu_fetch_release(&f);
     stop_child(&ch);
 }
 END_TEST
@@ -432,14 +335,14 @@ START_TEST(test_server_without_client_cn_accepts_any_fleet_client)
 {
     const char *hosts[] = {HOST1, NULL};
     struct child ch = start_servers(hosts, NULL);
-    struct fetch f = {.path = "/v1/readiness", .certdir = certs, .certname = HOST2};
+    struct tu_fetch f = {.path = "/v1/readiness", .certdir = certs, .certname = HOST2};
     do_fetch(ch.port[0], &f);
     ck_assert_int_eq(f.code, 200);
-    fetch_release(&f);
-    struct fetch g = {.path = "/v1/readiness", .certdir = other};
+    tu_fetch_release(&f);
+    struct tu_fetch g = {.path = "/v1/readiness", .certdir = other};
     do_fetch(ch.port[0], &g);
     ck_assert_int_eq(g.code, 403);
-    fetch_release(&g);
+    tu_fetch_release(&g);
     stop_child(&ch);
 }
 END_TEST
@@ -448,21 +351,23 @@ START_TEST(test_server_refuses_tls11_client)
 {
     struct child ch = start_server();
     /* SECLEVEL=0 lets OpenSSL 3 offer TLS 1.1 at all, so the refusal below is the server's. */
-    struct fetch f = {.path = "/v1/readiness", .certdir = certs,
-                      .sslversion = CURL_SSLVERSION_TLSv1_1 | CURL_SSLVERSION_MAX_TLSv1_1,
-                      .ciphers = "DEFAULT:@SECLEVEL=0"};
+    struct tu_fetch f = {.path = "/v1/readiness",
+                         .certdir = certs,
+                         .sslversion = CURL_SSLVERSION_TLSv1_1 | CURL_SSLVERSION_MAX_TLSv1_1,
+                         .ciphers = "DEFAULT:@SECLEVEL=0"};
     do_fetch(ch.port[0], &f);
     ck_assert_int_eq(f.rc, CURLE_SSL_CONNECT_ERROR);
     ck_assert_int_eq(f.code, 0);
     ck_assert_ptr_null(f.out);
     /* The same client capped at TLS 1.2 gets in: the limit is the protocol, not the client. */
-    struct fetch g = {.path = "/v1/readiness", .certdir = certs,
-                      .sslversion = CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2,
-                      .ciphers = "DEFAULT:@SECLEVEL=0"};
+    struct tu_fetch g = {.path = "/v1/readiness",
+                         .certdir = certs,
+                         .sslversion = CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2,
+                         .ciphers = "DEFAULT:@SECLEVEL=0"};
     do_fetch(ch.port[0], &g);
     ck_assert_msg(g.rc == CURLE_OK, "%s", g.error);
     ck_assert_int_eq(g.code, 200);
-    fetch_release(&g);
+    tu_fetch_release(&g);
     stop_child(&ch);
 }
 END_TEST
@@ -470,11 +375,11 @@ END_TEST
 START_TEST(test_server_refuses_plain_http)
 {
     struct child ch = start_server();
-    struct fetch f = {.path = "/v1/readiness", .plain = 1};
+    struct tu_fetch f = {.path = "/v1/readiness", .plain = 1};
     do_fetch(ch.port[0], &f);
     ck_assert_int_ne(f.rc, CURLE_OK);
     ck_assert_ptr_null(f.out);
-    fetch_release(&f);
+    tu_fetch_release(&f);
     char *body = get_ok(ch.port[0], HOST1, "/v1/readiness");
     free(body);
     stop_child(&ch);
@@ -502,32 +407,32 @@ END_TEST
 START_TEST(test_server_routes_404_405_and_refuses_bodies)
 {
     struct child ch = start_server();
-    struct fetch f = {.path = "/v1/other", .certdir = certs};
+    struct tu_fetch f = {.path = "/v1/other", .certdir = certs};
     do_fetch(ch.port[0], &f);
     ck_assert_int_eq(f.code, 404);
-    fetch_release(&f);
+    tu_fetch_release(&f);
 
-    struct fetch p = {.path = "/v1/readiness", .certdir = certs, .method = "POST", .body = "x"};
+    struct tu_fetch p = {.path = "/v1/readiness", .certdir = certs, .method = "POST", .body = "x"};
     do_fetch(ch.port[0], &p);
     ck_assert_int_eq(p.code, 405);
     ck_assert_str_eq(p.allow, " GET, HEAD");
-    fetch_release(&p);
+    tu_fetch_release(&p);
 
-    struct fetch d = {.path = "/v1/health", .certdir = certs, .method = "DELETE"};
+    struct tu_fetch d = {.path = "/v1/health", .certdir = certs, .method = "DELETE"};
     do_fetch(ch.port[0], &d);
     ck_assert_int_eq(d.code, 405);
-    fetch_release(&d);
+    tu_fetch_release(&d);
 
-    struct fetch g = {.path = "/v1/readiness", .certdir = certs, .method = "GET", .body = "x=1"};
+    struct tu_fetch g = {.path = "/v1/readiness", .certdir = certs, .method = "GET", .body = "x=1"};
     do_fetch(ch.port[0], &g);
     ck_assert_int_eq(g.code, 413);
-    fetch_release(&g);
+    tu_fetch_release(&g);
 
-    struct fetch h = {.path = "/v1/readiness", .certdir = certs, .method = "HEAD"};
+    struct tu_fetch h = {.path = "/v1/readiness", .certdir = certs, .method = "HEAD"};
     do_fetch(ch.port[0], &h);
     ck_assert_int_eq(h.code, 200);
     ck_assert_ptr_null(h.out);
-    fetch_release(&h);
+    tu_fetch_release(&h);
     stop_child(&ch);
 }
 END_TEST
@@ -538,8 +443,7 @@ START_TEST(test_server_health_reports_identity_and_size)
     json_t *j = get_json(ch.port[0], HOST1, "/v1/health");
     ck_assert_str_eq(json_string_value(json_object_get(j, "status")), "ok");
     ck_assert_str_eq(json_string_value(json_object_get(j, "host")), HOST1);
-    ck_assert_str_eq(json_string_value(json_object_get(j, "last_refresh")),
-                     "2025-11-25T12:00:00Z");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "last_refresh")), "2025-11-25T12:00:00Z");
     ck_assert(json_is_null(json_object_get(j, "last_error")));
     ck_assert_int_eq(json_integer_value(json_object_get(j, "report_bytes")),
                      (long long)strlen("{\"host\":\"" HOST1 "\"}"));
@@ -560,10 +464,10 @@ START_TEST(test_one_loop_serves_several_identities)
     ck_assert_str_eq(b, "{\"host\":\"" HOST2 "\"}");
     free(a);
     free(b);
-    struct fetch wrong = {.path = "/v1/readiness", .host = HOST2, .certdir = certs};
+    struct tu_fetch wrong = {.path = "/v1/readiness", .host = HOST2, .certdir = certs};
     do_fetch(ch.port[0], &wrong);
     ck_assert_int_eq(wrong.rc, CURLE_PEER_FAILED_VERIFICATION);
-    fetch_release(&wrong);
+    tu_fetch_release(&wrong);
     stop_child(&ch);
 }
 END_TEST
@@ -574,8 +478,8 @@ START_TEST(test_server_start_refuses_bad_tls_material_and_address)
     uv_loop_init(&loop);
     char *cert = pem(certs, HOST1 ".pem"), *key = pem(certs, HOST2 ".key"),
          *ca = pem(certs, "ca.pem");
-    struct server_options o = {.host = HOST1, .address = "127.0.0.1", .cert_pem = cert,
-                               .key_pem = key, .ca_pem = ca};
+    struct server_options o = {
+        .host = HOST1, .address = "127.0.0.1", .cert_pem = cert, .key_pem = key, .ca_pem = ca};
     struct server *s = (struct server *)&o;
     char err[512];
     ck_assert_int_eq(server_start(&loop, &o, &s, err, sizeof(err)), -EINVAL);
@@ -615,75 +519,24 @@ static const char *collector_bin(void) { return tu_build_path("collectors/tlsgat
  */
 static struct proc start_collector_with(bool bare, const char *const *extra)
 {
-    char *argv[64];
+    const char *args[64];
     int n = 0;
-    argv[n++] = (char *)collector_bin();
+    char *cert = strdup(tu_path(certs, HOST1 ".pem")), *key = strdup(tu_path(certs, HOST1 ".key"));
+    char *ca = strdup(tu_path(certs, "ca.pem"));
     if (!bare) {
-        argv[n++] = "--listen";
-        argv[n++] = "127.0.0.1:0";
-        argv[n++] = "--cert";
-        argv[n++] = strdup(tu_path(certs, HOST1 ".pem"));
-        argv[n++] = "--key";
-        argv[n++] = strdup(tu_path(certs, HOST1 ".key"));
-        argv[n++] = "--ca";
-        argv[n++] = strdup(tu_path(certs, "ca.pem"));
+        const char *fleet[] = {"--listen", "127.0.0.1:0", "--cert", cert, "--key", key, "--ca", ca};
+        for (size_t i = 0; i < sizeof(fleet) / sizeof(fleet[0]); i++)
+            args[n++] = fleet[i];
     }
     for (int i = 0; extra && extra[i] && n < 63; i++)
-        argv[n++] = (char *)extra[i];
-    argv[n] = NULL;
-
+        args[n++] = extra[i];
+    args[n] = NULL;
     struct proc p = {0};
     snprintf(p.errpath, sizeof(p.errpath), "%s/collector.err", dir);
-    int fds[2];
-    ck_assert_int_eq(pipe(fds), 0);
-    p.pid = fork();
-    ck_assert_int_ge(p.pid, 0);
-    if (p.pid == 0) {
-        FILE *e = fopen(p.errpath, "w");
-        if (!e)
-            _exit(126);
-        dup2(fileno(e), 2);
-        dup2(fds[1], 1);
-        close(fds[0]);
-        /* In the sanitizer build the collector's own exit is leak-checked: it ends through
-         * main, so a leak shows on stderr and in the exit code, and the tests see both. */
-        setenv("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1", 1);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    close(fds[1]);
-    if (!bare) {
-        free(argv[4]);
-        free(argv[6]);
-        free(argv[8]);
-    }
-
-    char line[1024];
-    size_t len = 0;
-    long long end = now_ms() + DEADLINE_MS;
-    const char *at = NULL;
-    while (!at) {
-        long long left = end - now_ms();
-        ck_assert_msg(left > 0, "collector did not start in time");
-        struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
-        int r = poll(&pfd, 1, (int)left);
-        if (r <= 0)
-            continue;
-        ssize_t got = read(fds[0], line + len, sizeof(line) - 1 - len);
-        if (got <= 0) {
-            char *err = tu_read_file(p.errpath, NULL);
-            ck_abort_msg("collector exited before serving (exit %d): %s",
-                         tu_wait_exit(p.pid, DEADLINE_MS), err ? err : "");
-        }
-        len += (size_t)got;
-        line[len] = '\0';
-        if (strchr(line, '\n'))
-            at = strstr(line, "https://127.0.0.1:");
-        ck_assert_msg(!strchr(line, '\n') || at, "unexpected output: %s", line);
-    }
-    close(fds[0]);
-    p.port = (uint16_t)atoi(at + strlen("https://127.0.0.1:"));
-    ck_assert_int_gt(p.port, 0);
+    p.pid = tu_collector_start(args, p.errpath, DEADLINE_MS, &p.port);
+    free(cert);
+    free(key);
+    free(ca);
     return p;
 }
 
@@ -747,25 +600,26 @@ START_TEST(test_collector_refuses_unverified_clients)
 {
     const char *extra[] = {"--facts", facts_example(), NULL};
     struct proc p = start_collector(extra);
-    struct fetch none = {.path = "/v1/readiness"};
+    struct tu_fetch none = {.path = "/v1/readiness"};
     do_fetch(p.port, &none);
     ck_assert_int_eq(none.code, 401);
-    fetch_release(&none);
-    struct fetch foreign = {.path = "/v1/readiness", .certdir = other};
+    tu_fetch_release(&none);
+    struct tu_fetch foreign = {.path = "/v1/readiness", .certdir = other};
     do_fetch(p.port, &foreign);
     ck_assert_int_eq(foreign.code, 403);
-    fetch_release(&foreign);
-    struct fetch old = {.path = "/v1/readiness", .certdir = certs,
-                        .sslversion = CURL_SSLVERSION_TLSv1_1 | CURL_SSLVERSION_MAX_TLSv1_1,
-                        .ciphers = "DEFAULT:@SECLEVEL=0"};
+    tu_fetch_release(&foreign);
+    struct tu_fetch old = {.path = "/v1/readiness",
+                           .certdir = certs,
+                           .sslversion = CURL_SSLVERSION_TLSv1_1 | CURL_SSLVERSION_MAX_TLSv1_1,
+                           .ciphers = "DEFAULT:@SECLEVEL=0"};
     do_fetch(p.port, &old);
     ck_assert_int_eq(old.rc, CURLE_SSL_CONNECT_ERROR);
-    fetch_release(&old);
-    struct fetch plain = {.path = "/v1/readiness", .plain = 1};
+    tu_fetch_release(&old);
+    struct tu_fetch plain = {.path = "/v1/readiness", .plain = 1};
     do_fetch(p.port, &plain);
     ck_assert_int_ne(plain.rc, CURLE_OK);
     ck_assert_ptr_null(plain.out);
-    fetch_release(&plain);
+    tu_fetch_release(&plain);
     stop_collector(&p);
 }
 END_TEST
@@ -790,9 +644,12 @@ START_TEST(test_collector_refuses_malformed_facts_file)
     const char *path = tu_path(dir, "broken.json");
     const char *text = "{\n  \"os\": {\n    \"build\": 7601,\n  }\n}\n";
     tu_write_file(path, text, strlen(text));
-    const char *args[] = {"--listen", "127.0.0.1:0", "--cert", tu_path(certs, HOST1 ".pem"),
-                          "--key", tu_path(certs, HOST1 ".key"), "--ca",
-                          tu_path(certs, "ca.pem"), "--facts", path, NULL};
+    const char *args[] = {"--listen", "127.0.0.1:0",
+                          "--cert",   tu_path(certs, HOST1 ".pem"),
+                          "--key",    tu_path(certs, HOST1 ".key"),
+                          "--ca",     tu_path(certs, "ca.pem"),
+                          "--facts",  path,
+                          NULL};
     char *err;
     ck_assert_int_eq(run_collector(args, &err), 3);
     char want[4200];
@@ -831,9 +688,13 @@ START_TEST(test_collector_refuses_malformed_regfile)
     write_reg_utf16(bad, "Windows Registry Editor Version 5.00\n\n"
                          "[HKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion]\n"
                          "\"UBR\"=dword:zz\n");
-    const char *args[] = {"--listen", "127.0.0.1:0", "--cert", tu_path(certs, HOST1 ".pem"),
-                          "--key", tu_path(certs, HOST1 ".key"), "--ca",
-                          tu_path(certs, "ca.pem"), "--regfile", good, "--regfile", bad, NULL};
+    const char *args[] = {"--listen",  "127.0.0.1:0",
+                          "--cert",    tu_path(certs, HOST1 ".pem"),
+                          "--key",     tu_path(certs, HOST1 ".key"),
+                          "--ca",      tu_path(certs, "ca.pem"),
+                          "--regfile", good,
+                          "--regfile", bad,
+                          NULL};
     char *err;
     ck_assert_int_eq(run_collector(args, &err), 3);
     char want[4200];
@@ -886,7 +747,8 @@ START_TEST(test_collector_serves_layered_fixture_facts_over_tls)
     ck_assert_ptr_nonnull(want);
     const char *k;
     json_t *v;
-    json_object_foreach(want, k, v) {
+    json_object_foreach(want, k, v)
+    {
         ck_assert_msg(json_equal(json_object_get(r, k), v), "%s differs on the wire", k);
     }
     ck_assert_str_eq(json_string_value(json_object_get(r, "host")), HOST1);
@@ -901,10 +763,13 @@ END_TEST
 
 START_TEST(test_collector_refuses_host_not_in_certificate)
 {
-    const char *args[] = {"--listen", "127.0.0.1:0", "--cert", tu_path(certs, HOST1 ".pem"),
-                          "--key", tu_path(certs, HOST1 ".key"), "--ca",
-                          tu_path(certs, "ca.pem"), "--facts", facts_example(),
-                          "--host", HOST2, NULL};
+    const char *args[] = {"--listen", "127.0.0.1:0",
+                          "--cert",   tu_path(certs, HOST1 ".pem"),
+                          "--key",    tu_path(certs, HOST1 ".key"),
+                          "--ca",     tu_path(certs, "ca.pem"),
+                          "--facts",  facts_example(),
+                          "--host",   HOST2,
+                          NULL};
     char *err;
     ck_assert_int_eq(run_collector(args, &err), 3);
     ck_assert_msg(strstr(err, "--host " HOST2 " does not match") != NULL, "%s", err);
@@ -927,33 +792,45 @@ START_TEST(test_collector_refuses_bad_tls_material)
 {
     char *err;
     /* the key of another certificate */
-    const char *mismatch[] = {"--listen", "127.0.0.1:0", "--cert", tu_path(certs, HOST1 ".pem"),
-                              "--key", tu_path(certs, HOST2 ".key"), "--ca",
-                              tu_path(certs, "ca.pem"), "--facts", facts_example(), NULL};
+    const char *mismatch[] = {"--listen", "127.0.0.1:0",
+                              "--cert",   tu_path(certs, HOST1 ".pem"),
+                              "--key",    tu_path(certs, HOST2 ".key"),
+                              "--ca",     tu_path(certs, "ca.pem"),
+                              "--facts",  facts_example(),
+                              NULL};
     ck_assert_int_eq(run_collector(mismatch, &err), 3);
     ck_assert_msg(strstr(err, "does not belong to the certificate") != NULL, "%s", err);
     free(err);
     /* a CA file that holds a leaf certificate */
-    const char *notca[] = {"--listen", "127.0.0.1:0", "--cert", tu_path(certs, HOST1 ".pem"),
-                           "--key", tu_path(certs, HOST1 ".key"), "--ca",
-                           tu_path(certs, HOST2 ".pem"), "--facts", facts_example(), NULL};
+    const char *notca[] = {"--listen", "127.0.0.1:0",
+                           "--cert",   tu_path(certs, HOST1 ".pem"),
+                           "--key",    tu_path(certs, HOST1 ".key"),
+                           "--ca",     tu_path(certs, HOST2 ".pem"),
+                           "--facts",  facts_example(),
+                           NULL};
     ck_assert_int_eq(run_collector(notca, &err), 3);
     ck_assert_msg(strstr(err, "is not a CA") != NULL, "%s", err);
     free(err);
     /* an unreadable certificate */
     const char *missing = tu_path(dir, "missing.pem");
-    const char *nofile[] = {"--listen", "127.0.0.1:0", "--cert", missing,
-                            "--key", tu_path(certs, HOST1 ".key"), "--ca",
-                            tu_path(certs, "ca.pem"), "--facts", facts_example(), NULL};
+    const char *nofile[] = {"--listen", "127.0.0.1:0",
+                            "--cert",   missing,
+                            "--key",    tu_path(certs, HOST1 ".key"),
+                            "--ca",     tu_path(certs, "ca.pem"),
+                            "--facts",  facts_example(),
+                            NULL};
     ck_assert_int_eq(run_collector(nofile, &err), 3);
     ck_assert_msg(strstr(err, missing) != NULL, "%s", err);
     free(err);
     /* a certificate file that is not PEM */
     const char *junk = tu_path(dir, "junk.pem");
     tu_write_file(junk, "not a certificate\n", 18);
-    const char *notpem[] = {"--listen", "127.0.0.1:0", "--cert", junk,
-                            "--key", tu_path(certs, HOST1 ".key"), "--ca",
-                            tu_path(certs, "ca.pem"), "--facts", facts_example(), NULL};
+    const char *notpem[] = {"--listen", "127.0.0.1:0",
+                            "--cert",   junk,
+                            "--key",    tu_path(certs, HOST1 ".key"),
+                            "--ca",     tu_path(certs, "ca.pem"),
+                            "--facts",  facts_example(),
+                            NULL};
     ck_assert_int_eq(run_collector(notpem, &err), 3);
     ck_assert_msg(strstr(err, "not a PEM certificate") != NULL, "%s", err);
     free(err);
@@ -963,14 +840,14 @@ END_TEST
 START_TEST(test_collector_usage_errors_and_help)
 {
     char *err, *out;
-    const char *both[] = {"--listen", "127.0.0.1:0", "--cert", "a", "--key", "b", "--ca", "c",
-                          "--facts", "f", "--regfile", "r", NULL};
+    const char *both[] = {"--listen", "127.0.0.1:0", "--cert", "a",         "--key", "b", "--ca",
+                          "c",        "--facts",     "f",      "--regfile", "r",     NULL};
     ck_assert_int_eq(run_collector(both, &err), 2);
     ck_assert_msg(strstr(err, "exactly one source") != NULL, "%s", err);
     free(err);
     /* The live registry exists only in the Windows build: a clear usage error here. */
-    const char *registry[] = {"--listen", "127.0.0.1:0", "--cert", "a", "--key", "b", "--ca", "c",
-                              "--registry", NULL};
+    const char *registry[] = {"--listen", "127.0.0.1:0", "--cert", "a",          "--key",
+                              "b",        "--ca",        "c",      "--registry", NULL};
     ck_assert_int_eq(run_collector(registry, &err), 2);
     ck_assert_msg(strstr(err, "--registry reads the Windows registry and exists only in the "
                               "Windows build") != NULL,
@@ -1081,8 +958,7 @@ START_TEST(test_collector_config_paths_are_relative_to_the_config)
     tu_write_file(cfg, bad, strlen(bad));
     char *err;
     ck_assert_int_eq(run_collector(args, &err), 3);
-    ck_assert_msg(strstr(err, "firewall_allow[1]: not an IPv4 or IPv6 address") != NULL, "%s",
-                  err);
+    ck_assert_msg(strstr(err, "firewall_allow[1]: not an IPv4 or IPv6 address") != NULL, "%s", err);
     free(err);
     const char *bad_prefix = "{\"firewall_allow\": [\"127.0.0.1/33\"]}";
     tu_write_file(cfg, bad_prefix, strlen(bad_prefix));
@@ -1118,13 +994,13 @@ END_TEST
 /* Polls /v1/health until last_error is (or is not) null; returns the health object. */
 static json_t *wait_health(uint16_t port, int want_error)
 {
-    long long end = now_ms() + DEADLINE_MS;
+    long long end = tu_now_ms() + DEADLINE_MS;
     for (;;) {
         json_t *h = get_json(port, HOST1, "/v1/health");
         if (json_is_null(json_object_get(h, "last_error")) != want_error)
             return h;
         json_decref(h);
-        ck_assert_msg(now_ms() < end, "health did not change in time");
+        ck_assert_msg(tu_now_ms() < end, "health did not change in time");
         pause_ms(20);
     }
 }
@@ -1182,14 +1058,14 @@ START_TEST(test_collector_refreshes_on_interval)
     char *fips = strstr(example, "\"fips\": false");
     memcpy(fips, "\"fips\": true ", 13);
     tu_write_file(facts, example, strlen(example));
-    long long end = now_ms() + DEADLINE_MS;
+    long long end = tu_now_ms() + DEADLINE_MS;
     for (;;) {
         body = get_ok(p.port, HOST1, "/v1/readiness");
         int done = strstr(body, "\"fips\":true") != NULL;
         free(body);
         if (done)
             break;
-        ck_assert_msg(now_ms() < end, "the report was not refreshed in time");
+        ck_assert_msg(tu_now_ms() < end, "the report was not refreshed in time");
         pause_ms(50);
     }
     free(example);
@@ -1260,8 +1136,8 @@ START_TEST(test_gen_certs_makes_ca_host_and_orchestrator)
 
     gnutls_x509_crt_t orch = load_crt(tu_path(dir, "orchestrator.pem"));
     n = sizeof(name);
-    ck_assert_int_eq(gnutls_x509_crt_get_dn_by_oid(orch, GNUTLS_OID_X520_COMMON_NAME, 0, 0, name,
-                                                   &n), 0);
+    ck_assert_int_eq(
+        gnutls_x509_crt_get_dn_by_oid(orch, GNUTLS_OID_X520_COMMON_NAME, 0, 0, name, &n), 0);
     ck_assert_str_eq(name, "tlsgate-orchestrator");
     ck_assert(has_purpose(orch, GNUTLS_KP_TLS_WWW_CLIENT));
     ck_assert(!has_purpose(orch, GNUTLS_KP_TLS_WWW_SERVER));
@@ -1318,8 +1194,7 @@ END_TEST
 
 START_TEST(test_gen_certs_rsa_option)
 {
-    char *argv[] = {(char *)tu_source_path("tools/gen-certs"), "--rsa", dir, "r.example.com",
-                    NULL};
+    char *argv[] = {(char *)tu_source_path("tools/gen-certs"), "--rsa", dir, "r.example.com", NULL};
     ck_assert_int_eq(tu_run(argv, NULL, NULL, NULL), 0);
     gnutls_x509_crt_t host = load_crt(tu_path(dir, "r.example.com.pem"));
     unsigned bits = 0;
@@ -1380,34 +1255,6 @@ static Suite *collector_suite(void)
     return s;
 }
 
-/* Runs tools/gen-certs OUTDIR NAME... in main(), where Check's asserts cannot be used. */
-static void gen_certs(const char *out, const char *const *names)
-{
-    const char *root = getenv("TLSGATE_SOURCE_ROOT");
-    if (!root) {
-        fprintf(stderr, "TLSGATE_SOURCE_ROOT is not set (run the tests through meson test)\n");
-        exit(1);
-    }
-    char tool[4096];
-    snprintf(tool, sizeof(tool), "%s/tools/gen-certs", root);
-    char *argv[8] = {tool, (char *)out};
-    for (int i = 0; names[i] && i < 5; i++)
-        argv[2 + i] = (char *)names[i];
-    pid_t pid = fork();
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_WRONLY);
-        dup2(devnull, 1);
-        execv(tool, argv);
-        _exit(127);
-    }
-    int status;
-    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
-        WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "%s %s failed\n", tool, out);
-        exit(1);
-    }
-}
-
 static char *make_tmpdir(void)
 {
     const char *base = getenv("TMPDIR");
@@ -1426,8 +1273,8 @@ static void make_certs(void)
     other = make_tmpdir();
     const char *fleet[] = {HOST1, HOST2, NULL};
     const char *none[] = {NULL};
-    gen_certs(certs, fleet);
-    gen_certs(other, none);
+    if (tu_gen_certs(certs, fleet) || tu_gen_certs(other, none))
+        exit(1);
 }
 
 static void remove_tree(const char *path)

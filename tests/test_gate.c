@@ -302,7 +302,7 @@ START_TEST(test_gate_orphan_risk_server_disabled_legacy_while_blocked)
     free(out);
     ck_assert_int_eq(fx_run(db, &out, NULL, "--json", "gate", "list", NULL), 0);
     ck_assert_ptr_nonnull(strstr(out, "\"name\":\"dp1.p01.example\",\"site\":\"P01\","
-                                      "\"roles\":\"distribution_point\",\"phase\":\"clients\","
+                                      "\"roles\":[\"distribution_point\"],\"phase\":\"clients\","
                                       "\"gate\":\"blocked\",\"state\":\"ready\",\"waived\":false,"
                                       "\"dependents\":3,\"blocking\":1,\"waived_dependents\":0,"
                                       "\"legacy_disabled\":true,\"orphan_risk\":true"));
@@ -792,11 +792,11 @@ START_TEST(test_waive_parses_dates_and_refuses_bad_ones)
     free(out);
     ck_assert_int_eq(fx_int(s, "SELECT until_at FROM waiver"), 1906538400LL);
     ck_assert_int_eq(fx_run(db, NULL, &err, "waive", "pc1.p01.example", "--reason", "r",
-                            "--until", "2030-02-30", NULL), 2);
+                            "--until", "2030-02-30", NULL), 3);
     ck_assert_ptr_nonnull(strstr(err, "'2030-02-30' is not a date"));
     free(err);
     ck_assert_int_eq(fx_run(db, NULL, &err, "waive", "pc1.p01.example", "--reason", "r",
-                            "--until", "2020-01-01", NULL), 2);
+                            "--until", "2020-01-01", NULL), 3);
     ck_assert_ptr_nonnull(strstr(err, "not in the future"));
     free(err);
     ck_assert_int_eq(fx_run(db, NULL, NULL, "waive", "pc1.p01.example", NULL), 2);

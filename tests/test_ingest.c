@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fixture.h"
 #include "hoststate.h"
 #include "ingest.h"
 #include "inventory.h"
@@ -34,9 +35,8 @@ static void setup(void)
     char err[512];
     ck_assert_msg(store_open(db, true, &st, err, sizeof(err)) == 0, "%s", err);
     ck_assert_msg(rules_load_default(&cat, err, sizeof(err)) == 0, "%s", err);
-    ck_assert_int_eq(store_exec(st, "INSERT INTO site (code, entered_at, entered_by) VALUES "
-                                    "('P01', 0, 'test'), ('P02', 0, 'test')"),
-                     0);
+    fx_site(st, "P01", "inventory");
+    fx_site(st, "P02", "inventory");
 }
 
 static void teardown(void)
@@ -50,16 +50,7 @@ static void teardown(void)
 
 static long long add_host(const char *name, const char *site, unsigned roles)
 {
-    sqlite3_stmt *q;
-    ck_assert_int_eq(store_prepare(st, "INSERT INTO host (name, site, roles, collector, "
-                                       "added_at, updated_at) VALUES (?, ?, ?, '127.0.0.1:9', "
-                                       "0, 0)", &q), 0);
-    sqlite3_bind_text(q, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_text(q, 2, site, -1, SQLITE_STATIC);
-    sqlite3_bind_int(q, 3, (int)roles);
-    ck_assert_int_eq(sqlite3_step(q), SQLITE_DONE);
-    sqlite3_finalize(q);
-    return sqlite3_last_insert_rowid(store_db(st));
+    return fx_host_bare(st, name, site, roles, "127.0.0.1:9");
 }
 
 static json_t *fixture(const char *name)
@@ -70,21 +61,6 @@ static json_t *fixture(const char *name)
     json_t *r = json_load_file(tu_source_path(rel), JSON_REJECT_DUPLICATES, &je);
     ck_assert_msg(r != NULL, "%s: %s", rel, je.text);
     return r;
-}
-
-static long long query_int(const char *sql, ...)
-{
-    va_list ap;
-    va_start(ap, sql);
-    char buf[1024];
-    vsnprintf(buf, sizeof(buf), sql, ap);
-    va_end(ap);
-    sqlite3_stmt *q;
-    ck_assert_int_eq(store_prepare(st, buf, &q), 0);
-    ck_assert_int_eq(sqlite3_step(q), SQLITE_ROW);
-    long long v = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
-    return v;
 }
 
 static char *query_text(const char *sql, ...)
@@ -111,8 +87,10 @@ static int ingest(long long id, unsigned roles, json_t *r)
 static const char *state_of(long long id)
 {
     static char s[16];
-    char *v = query_text("SELECT " HOSTSTATE_SQL("r", "%lld") " FROM host h LEFT JOIN report r "
-                         "ON r.host_id = h.id WHERE h.id = %lld", T0 - 3600, id);
+    char *v =
+        query_text("SELECT " HOSTSTATE_SQL("r", "%lld") " FROM host h LEFT JOIN report r "
+                                                        "ON r.host_id = h.id WHERE h.id = %lld",
+                   T0 - 3600, id);
     snprintf(s, sizeof(s), "%s", v);
     free(v);
     return s;
@@ -120,11 +98,17 @@ static const char *state_of(long long id)
 
 START_TEST(test_report_fixtures_are_valid_wire_reports)
 {
-    static const char *const names[] = {
-        "win7-sp1-x64-unpatched", "win7-kb3140245-native-only", "win7-ready", "win81",
-        "win10-22h2", "win11-23h2", "server2012-wsus-kb4022721", "server2012-wsus-unpatched",
-        "server2012r2-sql2014sp1-snac", "server2016-sql2016sp2-express",
-        "server2019-site-server"};
+    static const char *const names[] = {"win7-sp1-x64-unpatched",
+                                        "win7-kb3140245-native-only",
+                                        "win7-ready",
+                                        "win81",
+                                        "win10-22h2",
+                                        "win11-23h2",
+                                        "server2012-wsus-kb4022721",
+                                        "server2012-wsus-unpatched",
+                                        "server2012r2-sql2014sp1-snac",
+                                        "server2016-sql2016sp2-express",
+                                        "server2019-site-server"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         json_t *r = fixture(names[i]);
         char err[512];
@@ -139,19 +123,23 @@ START_TEST(test_ingest_stores_report_verdicts_and_summary)
     long long id = add_host("cl-w7-0002.corp.contoso.com", "P01", ROLE_CLIENT);
     json_t *r = fixture("win7-sp1-x64-unpatched");
     ck_assert_msg(ingest(id, ROLE_CLIENT, r) == 0, "%s", store_errmsg(st));
-    ck_assert_int_eq(query_int("SELECT collected_at FROM report WHERE host_id = %lld", id), T0);
-    ck_assert_int_eq(query_int("SELECT received_at FROM report WHERE host_id = %lld", id), T0 + 5);
-    ck_assert_int_eq(query_int("SELECT blockers FROM report WHERE host_id = %lld", id), 4);
-    ck_assert_int_eq(query_int("SELECT warnings FROM report WHERE host_id = %lld", id), 3);
-    ck_assert_int_eq(query_int("SELECT legacy_disabled FROM report WHERE host_id = %lld", id), 0);
+    ck_assert_int_eq(fx_int(st, "SELECT collected_at FROM report WHERE host_id = %lld", id), T0);
+    ck_assert_int_eq(fx_int(st, "SELECT received_at FROM report WHERE host_id = %lld", id), T0 + 5);
+    ck_assert_int_eq(fx_int(st, "SELECT blockers FROM report WHERE host_id = %lld", id), 4);
+    ck_assert_int_eq(fx_int(st, "SELECT warnings FROM report WHERE host_id = %lld", id), 3);
+    ck_assert_int_eq(fx_int(st, "SELECT legacy_disabled FROM report WHERE host_id = %lld", id), 0);
     char *v = query_text("SELECT catalog_version FROM report WHERE host_id = %lld", id);
     ck_assert_str_eq(v, "2026.12.0");
     free(v);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE host_id = %lld", id), 9);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE host_id = %lld AND pass = 0 "
-                               "AND severity = 'blocker'", id), 4);
+    ck_assert_int_eq(fx_int(st, "SELECT count(*) FROM verdict WHERE host_id = %lld", id), 9);
+    ck_assert_int_eq(fx_int(st,
+                            "SELECT count(*) FROM verdict WHERE host_id = %lld AND pass = 0 "
+                            "AND severity = 'blocker'",
+                            id),
+                     4);
     v = query_text("SELECT reason FROM verdict WHERE host_id = %lld AND rule = "
-                   "'winhttp-kb3140245'", id);
+                   "'winhttp-kb3140245'",
+                   id);
     ck_assert_str_eq(v, "WinHTTP cannot default to TLS 1.2 without KB3140245: installed updates "
                         "(CBS CurrentState) lack KB3140245");
     free(v);
@@ -176,7 +164,7 @@ START_TEST(test_legacy_disabled_follows_os_defaults_and_disabled_by_default)
     long long id = add_host("ps1-2019.corp.contoso.com", "P01", ROLE_SITE_SERVER);
     json_t *r = fixture("server2019-site-server");
     ck_assert_int_eq(ingest(id, ROLE_SITE_SERVER, r), 0);
-    ck_assert_int_eq(query_int("SELECT legacy_disabled FROM report WHERE host_id = %lld", id), 1);
+    ck_assert_int_eq(fx_int(st, "SELECT legacy_disabled FROM report WHERE host_id = %lld", id), 1);
     ck_assert_int_eq(ingest_legacy_disabled(r), 1);
     json_t *sch = json_object_get(r, "schannel");
     json_t *tls11 = json_object_get(json_object_get(sch, "tls11"), "server");
@@ -220,9 +208,12 @@ START_TEST(test_older_report_is_stale_and_changes_nothing)
     ck_assert_int_eq(ingest(id, ROLE_CLIENT, older), -ESTALE);
     ck_assert_str_eq(store_errmsg(st), "host 1: report collected at 2026-11-25T11:59:59Z is older "
                                        "than the stored one (2026-11-25T12:00:00Z)");
-    ck_assert_int_eq(query_int("SELECT blockers FROM report WHERE host_id = %lld", id), 1);
-    ck_assert_int_eq(query_int("SELECT pass FROM verdict WHERE host_id = %lld AND rule = "
-                               "'winhttp-dsp-wow64'", id), 0);
+    ck_assert_int_eq(fx_int(st, "SELECT blockers FROM report WHERE host_id = %lld", id), 1);
+    ck_assert_int_eq(fx_int(st,
+                            "SELECT pass FROM verdict WHERE host_id = %lld AND rule = "
+                            "'winhttp-dsp-wow64'",
+                            id),
+                     0);
     char *body = query_text("SELECT body FROM report WHERE host_id = %lld", id);
     json_t *back = json_loads(body, 0, NULL);
     ck_assert(json_equal(back, r));
@@ -232,11 +223,11 @@ START_TEST(test_older_report_is_stale_and_changes_nothing)
     /* the same collection time replaces (a re-pull of the same cached report) */
     set_time(older, "2026-11-25T12:00:00Z");
     ck_assert_int_eq(ingest(id, ROLE_CLIENT, older), 0);
-    ck_assert_int_eq(query_int("SELECT blockers FROM report WHERE host_id = %lld", id), 0);
+    ck_assert_int_eq(fx_int(st, "SELECT blockers FROM report WHERE host_id = %lld", id), 0);
     /* and newer, with fractional seconds, too */
     set_time(older, "2026-11-25T12:00:01.250Z");
     ck_assert_int_eq(ingest(id, ROLE_CLIENT, older), 0);
-    ck_assert_int_eq(query_int("SELECT collected_at FROM report WHERE host_id = %lld", id),
+    ck_assert_int_eq(fx_int(st, "SELECT collected_at FROM report WHERE host_id = %lld", id),
                      T0 + 1);
     json_decref(r);
     json_decref(older);
@@ -252,7 +243,7 @@ START_TEST(test_report_without_collected_at_is_refused)
     ck_assert_str_eq(store_errmsg(st), "host 1: report: collected_at: missing or not RFC 3339 UTC");
     set_time(r, "2026-02-30T00:00:00Z");
     ck_assert_int_eq(ingest(id, ROLE_CLIENT, r), -EINVAL);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM report"), 0);
+    ck_assert_int_eq(fx_int(st, "SELECT count(*) FROM report"), 0);
     json_decref(r);
 }
 END_TEST
@@ -271,11 +262,14 @@ START_TEST(test_ingest_is_all_or_nothing)
     set_time(newer, "2026-11-25T13:00:00Z");
     ck_assert_int_eq(ingest(id, ROLE_CLIENT, newer), -EIO);
     ck_assert_ptr_nonnull(strstr(store_errmsg(st), "injected failure"));
-    ck_assert_int_eq(query_int("SELECT collected_at FROM report WHERE host_id = %lld", id), T0);
-    ck_assert_int_eq(query_int("SELECT blockers FROM report WHERE host_id = %lld", id), 1);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE host_id = %lld", id), 9);
-    ck_assert_int_eq(query_int("SELECT pass FROM verdict WHERE host_id = %lld AND rule = "
-                               "'winhttp-dsp-wow64'", id), 0);
+    ck_assert_int_eq(fx_int(st, "SELECT collected_at FROM report WHERE host_id = %lld", id), T0);
+    ck_assert_int_eq(fx_int(st, "SELECT blockers FROM report WHERE host_id = %lld", id), 1);
+    ck_assert_int_eq(fx_int(st, "SELECT count(*) FROM verdict WHERE host_id = %lld", id), 9);
+    ck_assert_int_eq(fx_int(st,
+                            "SELECT pass FROM verdict WHERE host_id = %lld AND rule = "
+                            "'winhttp-dsp-wow64'",
+                            id),
+                     0);
     ck_assert(sqlite3_get_autocommit(store_db(st)));
     json_decref(r);
     json_decref(newer);
@@ -299,10 +293,10 @@ START_TEST(test_ingest_inside_caller_transaction_batches)
     ck_assert(!sqlite3_get_autocommit(store_db(st))); /* still the caller's transaction */
     ck_assert_int_eq(store_commit(st), 0);
     ingest_release(&ig);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM report"), 2);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE host_id = 999"), 0);
-    ck_assert_int_eq(query_int("SELECT collected_at FROM report WHERE host_id = %lld", a), T0);
-    ck_assert_int_eq(query_int("SELECT warnings FROM report WHERE host_id = %lld", b), 1);
+    ck_assert_int_eq(fx_int(st, "SELECT count(*) FROM report"), 2);
+    ck_assert_int_eq(fx_int(st, "SELECT count(*) FROM verdict WHERE host_id = 999"), 0);
+    ck_assert_int_eq(fx_int(st, "SELECT collected_at FROM report WHERE host_id = %lld", a), T0);
+    ck_assert_int_eq(fx_int(st, "SELECT warnings FROM report WHERE host_id = %lld", b), 1);
 
     /* a rolled-back batch leaves nothing */
     long long c = add_host("ps1-2019.corp.contoso.com", "P01", ROLE_SITE_SERVER);
@@ -312,7 +306,7 @@ START_TEST(test_ingest_inside_caller_transaction_batches)
     ck_assert_int_eq(ingest_one(&ig, c, ROLE_SITE_SERVER, rc, T0), 0);
     store_rollback(st);
     ingest_release(&ig);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE host_id = %lld", c), 0);
+    ck_assert_int_eq(fx_int(st, "SELECT count(*) FROM verdict WHERE host_id = %lld", c), 0);
     json_decref(ra);
     json_decref(rb);
     json_decref(rc);
@@ -333,12 +327,11 @@ START_TEST(test_reevaluate_recomputes_legacy_disabled)
                         json_pack("{s:n, s:n}", "enabled", "disabled_by_default"));
     json_decref(off);
     ck_assert_int_eq(ingest(a, ROLE_MANAGEMENT_POINT, r), 0);
-    ck_assert_int_eq(query_int("SELECT legacy_disabled FROM report WHERE host_id = %lld", a), 1);
+    ck_assert_int_eq(fx_int(st, "SELECT legacy_disabled FROM report WHERE host_id = %lld", a), 1);
     ck_assert_int_eq(store_exec(st, "UPDATE report SET legacy_disabled = 0"), 0);
     long long count, bad;
-    ck_assert_int_eq(ingest_reevaluate_all(st, cat, NULL, NULL, &count, &bad),
-                     0);
-    ck_assert_int_eq(query_int("SELECT legacy_disabled FROM report WHERE host_id = %lld", a), 1);
+    ck_assert_int_eq(ingest_reevaluate_all(st, cat, NULL, NULL, &count, &bad), 0);
+    ck_assert_int_eq(fx_int(st, "SELECT legacy_disabled FROM report WHERE host_id = %lld", a), 1);
     json_decref(r);
 }
 END_TEST
@@ -352,15 +345,15 @@ START_TEST(test_reevaluate_rewrites_only_changes_and_drops_gone_rules)
     /* same catalog: nothing to change in verdict */
     long long count, bad;
     int before = sqlite3_total_changes(store_db(st));
-    ck_assert_int_eq(ingest_reevaluate_all(st, cat, NULL, NULL, &count, &bad),
-                     0);
+    ck_assert_int_eq(ingest_reevaluate_all(st, cat, NULL, NULL, &count, &bad), 0);
     ck_assert_int_eq(count, 1);
     ck_assert_int_eq(bad, 0);
     /* only the report summary row was rewritten */
     ck_assert_int_eq(sqlite3_total_changes(store_db(st)) - before, 1);
 
     /* a catalog without fips-policy and with a stricter Software Center rule */
-    const char *text = "{\"catalog\": \"tlsgate-rules\", \"version\": \"2026.12.1\", \"rules\": ["
+    const char *text =
+        "{\"catalog\": \"tlsgate-rules\", \"version\": \"2026.12.1\", \"rules\": ["
         "{\"id\": \"software-center-strong-crypto\", \"component\": \"Software Center\", "
         "\"title\": \"t\", \"applies\": {\"roles\": [\"client\"]}, \"predicate\": {\"eq\": "
         "[\"dotnet.v4.strong_crypto\", 1]}, \"severity\": \"blocker\", \"remedy\": \"set it\", "
@@ -370,22 +363,26 @@ START_TEST(test_reevaluate_rewrites_only_changes_and_drops_gone_rules)
         "\"warning\", \"remedy\": \"r\", \"reference\": [\"S1\"], \"reason\": \"{detail}\"}]}";
     struct rules_catalog *c2;
     ck_assert_int_eq(rules_load(text, strlen(text), "new.json", &c2, err, sizeof(err)), 0);
-    ck_assert_int_eq(ingest_reevaluate_all(st, c2, NULL, NULL, &count, &bad),
-                     0);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE host_id = %lld", a), 2);
+    ck_assert_int_eq(ingest_reevaluate_all(st, c2, NULL, NULL, &count, &bad), 0);
+    ck_assert_int_eq(fx_int(st, "SELECT count(*) FROM verdict WHERE host_id = %lld", a), 2);
     char *v = query_text("SELECT reason FROM verdict WHERE host_id = %lld AND rule = "
-                         "'software-center-strong-crypto'", a);
+                         "'software-center-strong-crypto'",
+                         a);
     ck_assert_str_eq(v, "strong crypto: .NETFramework\\v4.0.30319 SchUseStrongCrypto not "
                         "reported");
     free(v);
     v = query_text("SELECT severity FROM verdict WHERE host_id = %lld AND rule = "
-                   "'software-center-strong-crypto'", a);
+                   "'software-center-strong-crypto'",
+                   a);
     ck_assert_str_eq(v, "blocker");
     free(v);
-    ck_assert_int_eq(query_int("SELECT pass FROM verdict WHERE host_id = %lld AND rule = "
-                               "'new-rule'", a), 1);
-    ck_assert_int_eq(query_int("SELECT blockers FROM report WHERE host_id = %lld", a), 1);
-    ck_assert_int_eq(query_int("SELECT warnings FROM report WHERE host_id = %lld", a), 0);
+    ck_assert_int_eq(fx_int(st,
+                            "SELECT pass FROM verdict WHERE host_id = %lld AND rule = "
+                            "'new-rule'",
+                            a),
+                     1);
+    ck_assert_int_eq(fx_int(st, "SELECT blockers FROM report WHERE host_id = %lld", a), 1);
+    ck_assert_int_eq(fx_int(st, "SELECT warnings FROM report WHERE host_id = %lld", a), 0);
     v = query_text("SELECT catalog_version FROM report WHERE host_id = %lld", a);
     ck_assert_str_eq(v, "2026.12.1");
     free(v);
@@ -393,8 +390,7 @@ START_TEST(test_reevaluate_rewrites_only_changes_and_drops_gone_rules)
 
     /* a stored body that no longer parses is counted, not fatal */
     ck_assert_int_eq(store_exec(st, "UPDATE report SET body = '{broken'"), 0);
-    ck_assert_int_eq(ingest_reevaluate_all(st, c2, NULL, NULL, &count, &bad),
-                     0);
+    ck_assert_int_eq(ingest_reevaluate_all(st, c2, NULL, NULL, &count, &bad), 0);
     ck_assert_int_eq(bad, 1);
     rules_free(c2);
     json_decref(r);
@@ -436,17 +432,23 @@ static json_t *one_of_ints(const long long *v, unsigned n)
  * their thresholds, removed or nulled; some outside the scanner's subset (non-ASCII, \u). */
 static json_t *varied_report(unsigned i)
 {
-    static const char *const names[] = {
-        "win7-sp1-x64-unpatched", "win7-kb3140245-native-only", "win7-ready", "win81",
-        "win10-22h2", "win11-23h2", "server2012-wsus-kb4022721", "server2012-wsus-unpatched",
-        "server2012r2-sql2014sp1-snac", "server2016-sql2016sp2-express",
-        "server2019-site-server"};
+    static const char *const names[] = {"win7-sp1-x64-unpatched",
+                                        "win7-kb3140245-native-only",
+                                        "win7-ready",
+                                        "win81",
+                                        "win10-22h2",
+                                        "win11-23h2",
+                                        "server2012-wsus-kb4022721",
+                                        "server2012-wsus-unpatched",
+                                        "server2012r2-sql2014sp1-snac",
+                                        "server2016-sql2016sp2-express",
+                                        "server2019-site-server"};
     static const long long builds[] = {6002, 7601, 9200, 9600, 14393, 17763, 19045, 22631};
     static const long long releases[] = {378389, 394801, 394802, 461814, 528040, 533320};
     static const long long masks[] = {0, 0x80, 0x200, 0x800, 0xA00, 0xA80};
     static const long long flags[] = {0, 1};
-    static const char *const engines[] = {"12.0.4219.0", "12.0.4218.0", "12.1.4100.1",
-                                          "13.0.5026.0", "13.0.5025.0", "11.0.7001.0",
+    static const char *const engines[] = {"12.0.4219.0",   "12.0.4218.0",  "12.1.4100.1",
+                                          "13.0.5026.0",   "13.0.5025.0",  "11.0.7001.0",
                                           "10.50.6000.34", "not-a-version"};
     json_t *r = fixture(names[i % (sizeof(names) / sizeof(names[0]))]);
     char host[64];
@@ -491,11 +493,11 @@ static json_t *varied_report(unsigned i)
         perturb(r, "fips", NULL, pick(2) ? json_true() : json_false());
     switch (pick(8)) {
     case 0: /* outside the scanner's subset: falls back to the whole body */
-        perturb(r, "os", "product_name", json_string("Windows 10 \xc3\x89" "ducation"));
+        perturb(r, "os", "product_name",
+                json_string("Windows 10 \xc3\x89"
+                            "ducation"));
         break;
-    case 1:
-        perturb(r, "collector", "version", json_string("0.1.0\x01"));
-        break;
+    case 1: perturb(r, "collector", "version", json_string("0.1.0\x01")); break;
     case 2: /* inside it: simple escapes in a member no rule reads, and in one it reads */
         perturb(r, "os", "product_name", json_string("Windows \"10\" \\ Pro"));
         perturb(r, "os", "arch", json_string(pick(2) ? "x64" : "x\"86"));
@@ -526,12 +528,17 @@ static int by_text(const void *a, const void *b) { return strcmp(a, b); }
 static long check_against_direct_evaluation(const struct rules_catalog *c)
 {
     sqlite3_stmt *q, *vq;
-    ck_assert_int_eq(store_prepare(st, "SELECT r.host_id, h.roles, r.body, r.blockers, "
-                                       "r.warnings, r.catalog_version FROM report r "
-                                       "JOIN host h ON h.id = r.host_id ORDER BY r.host_id", &q),
+    ck_assert_int_eq(store_prepare(st,
+                                   "SELECT r.host_id, h.roles, r.body, r.blockers, "
+                                   "r.warnings, r.catalog_version FROM report r "
+                                   "JOIN host h ON h.id = r.host_id ORDER BY r.host_id",
+                                   &q),
                      0);
-    ck_assert_int_eq(store_prepare(st, "SELECT rule, pass, severity, reason FROM verdict "
-                                       "WHERE host_id = ?", &vq), 0);
+    ck_assert_int_eq(store_prepare(st,
+                                   "SELECT rule, pass, severity, reason FROM verdict "
+                                   "WHERE host_id = ?",
+                                   &vq),
+                     0);
     static struct verdict_list want, got;
     long rows = 0;
     while (sqlite3_step(q) == SQLITE_ROW) {
@@ -541,7 +548,8 @@ static long check_against_direct_evaluation(const struct rules_catalog *c)
         want.n = got.n = 0;
         int blockers, warnings;
         ck_assert_int_eq(rules_evaluate(c, r, (unsigned)sqlite3_column_int(q, 1), list_verdict,
-                                        &want, &blockers, &warnings), 0);
+                                        &want, &blockers, &warnings),
+                         0);
         json_decref(r);
         ck_assert_int_eq(sqlite3_column_int(q, 3), blockers);
         ck_assert_int_eq(sqlite3_column_int(q, 4), warnings);
@@ -558,8 +566,8 @@ static long check_against_direct_evaluation(const struct rules_catalog *c)
         qsort(got.text, got.n, sizeof(got.text[0]), by_text);
         for (size_t i = 0; i < want.n || i < got.n; i++)
             ck_assert_msg(i < want.n && i < got.n && !strcmp(got.text[i], want.text[i]),
-                          "%s: host %lld: stored %s, direct %s", rules_version(c), id, i < got.n ? got.text[i] : "-",
-                          i < want.n ? want.text[i] : "-");
+                          "%s: host %lld: stored %s, direct %s", rules_version(c), id,
+                          i < got.n ? got.text[i] : "-", i < want.n ? want.text[i] : "-");
         rows += (long)want.n;
     }
     sqlite3_finalize(q);
@@ -596,7 +604,8 @@ START_TEST(test_rules_reads_lists_what_evaluation_looks_at)
     ck_assert(!reads(cat, "collected_at"));
     ck_assert(!reads(cat, "os.product_name"));
     /* a reason placeholder counts as a read */
-    const char *text = "{\"catalog\": \"tlsgate-rules\", \"version\": \"2026.12.1\", \"rules\": ["
+    const char *text =
+        "{\"catalog\": \"tlsgate-rules\", \"version\": \"2026.12.1\", \"rules\": ["
         "{\"id\": \"r\", \"component\": \"Schannel\", \"title\": \"t\", \"applies\": "
         "{\"roles\": [\"any\"]}, \"predicate\": {\"present\": \"os.build\"}, \"severity\": "
         "\"warning\", \"remedy\": \"r\", \"reference\": [\"S1\"], \"reason\": "
@@ -614,11 +623,16 @@ END_TEST
 
 START_TEST(test_reevaluation_matches_evaluating_each_report_on_its_own)
 {
-    static const unsigned roles[] = {
-        ROLE_CLIENT, ROLE_CLIENT, ROLE_CLIENT | ROLE_CONSOLE, ROLE_MANAGEMENT_POINT,
-        ROLE_SITE_SERVER | ROLE_SITE_DATABASE | ROLE_SMS_PROVIDER, ROLE_SOFTWARE_UPDATE_POINT,
-        ROLE_REPORTING_POINT, ROLE_SECONDARY_SITE_SERVER, ROLE_CLOUD_MANAGEMENT_GATEWAY,
-        ROLE_DISTRIBUTION_POINT};
+    static const unsigned roles[] = {ROLE_CLIENT,
+                                     ROLE_CLIENT,
+                                     ROLE_CLIENT | ROLE_CONSOLE,
+                                     ROLE_MANAGEMENT_POINT,
+                                     ROLE_SITE_SERVER | ROLE_SITE_DATABASE | ROLE_SMS_PROVIDER,
+                                     ROLE_SOFTWARE_UPDATE_POINT,
+                                     ROLE_REPORTING_POINT,
+                                     ROLE_SECONDARY_SITE_SERVER,
+                                     ROLE_CLOUD_MANAGEMENT_GATEWAY,
+                                     ROLE_DISTRIBUTION_POINT};
     const unsigned nhosts = 1100; /* three chunks of the re-evaluation pipeline */
     char err[512];
     ck_assert_int_eq(store_begin(st, true), 0);
@@ -634,11 +648,14 @@ START_TEST(test_reevaluation_matches_evaluating_each_report_on_its_own)
     /* stored text that json_dumps never writes: white space, a duplicate member (the last one
      * counts), a body that does not parse */
     ck_assert_int_eq(store_exec(st, "UPDATE report SET body = replace(body, ',\"', ', \n\t\"') "
-                                    "WHERE host_id % 7 = 1"), 0);
+                                    "WHERE host_id % 7 = 1"),
+                     0);
     ck_assert_int_eq(store_exec(st, "UPDATE report SET body = '{\"os\": {\"build\": 7601}, ' || "
-                                    "substr(body, 2) WHERE host_id % 11 = 2"), 0);
+                                    "substr(body, 2) WHERE host_id % 11 = 2"),
+                     0);
     ck_assert_int_eq(store_exec(st, "UPDATE report SET body = body || ',' "
-                                    "WHERE host_id = 5"), 0);
+                                    "WHERE host_id = 5"),
+                     0);
     ck_assert_int_eq(store_commit(st), 0);
 
     /* the default catalog with a rule gone and a threshold moved */
@@ -653,8 +670,8 @@ START_TEST(test_reevaluation_matches_evaluating_each_report_on_its_own)
         if (!strcmp(id, "fips-policy"))
             json_array_remove(rules, i);
         else if (!strcmp(id, "software-center-dotnet"))
-            json_object_set_new(r, "predicate", json_pack("{s:[s,i]}", "ge", "dotnet.release",
-                                                          528040));
+            json_object_set_new(r, "predicate",
+                                json_pack("{s:[s,i]}", "ge", "dotnet.release", 528040));
     }
     char *text = json_dumps(c, 0);
     json_decref(c);
@@ -664,8 +681,7 @@ START_TEST(test_reevaluation_matches_evaluating_each_report_on_its_own)
 
     long long count, bad;
     ck_assert_int_eq(store_begin(st, true), 0);
-    ck_assert_int_eq(ingest_reevaluate_all(st, c2, NULL, NULL, &count, &bad),
-                     0);
+    ck_assert_int_eq(ingest_reevaluate_all(st, c2, NULL, NULL, &count, &bad), 0);
     ck_assert_int_eq(store_commit(st), 0);
     ck_assert_int_eq(count, nhosts);
     ck_assert_int_eq(bad, 1);
@@ -674,8 +690,7 @@ START_TEST(test_reevaluation_matches_evaluating_each_report_on_its_own)
     ck_assert_int_gt(check_against_direct_evaluation(c2), 8000);
 
     /* and back to the default catalog */
-    ck_assert_int_eq(ingest_reevaluate_all(st, cat, NULL, NULL, &count, &bad),
-                     0);
+    ck_assert_int_eq(ingest_reevaluate_all(st, cat, NULL, NULL, &count, &bad), 0);
     ck_assert_int_eq(bad, 0);
     ck_assert_int_gt(check_against_direct_evaluation(cat), 8000);
     rules_free(c2);
@@ -722,13 +737,14 @@ static void estate(void)
 START_TEST(test_rules_check_accepts_default_and_refuses_bad_file)
 {
     char *out, *errout;
-    ck_assert_int_eq(run(&out, &errout, "rules", "check", tu_source_path("schema/rules.json"),
-                         NULL), 0);
+    ck_assert_int_eq(
+        run(&out, &errout, "rules", "check", tu_source_path("schema/rules.json"), NULL), 0);
     ck_assert_ptr_nonnull(strstr(out, "catalog 2026.12.0, 36 rules: valid"));
     free(out);
     free(errout);
     const char *bad = tu_path(dir, "bad.json");
-    const char *text = "{\"catalog\": \"tlsgate-rules\", \"version\": \"2026.12.1\", \"rules\": ["
+    const char *text =
+        "{\"catalog\": \"tlsgate-rules\", \"version\": \"2026.12.1\", \"rules\": ["
         "{\"id\": \"winhttp-dsp-wow64\", \"component\": \"client WinHTTP\", \"title\": \"t\", "
         "\"applies\": {\"roles\": [\"any\"]}, \"predicate\": {\"bitz\": "
         "[\"winhttp.default_secure_protocols_wow64\", 2048]}, \"severity\": \"blocker\", "
@@ -736,8 +752,10 @@ START_TEST(test_rules_check_accepts_default_and_refuses_bad_file)
     tu_write_file(bad, text, strlen(text));
     ck_assert_int_eq(run(&out, &errout, "rules", "check", bad, NULL), 3);
     char want[1024];
-    snprintf(want, sizeof(want), "tlsgate: %s: rule winhttp-dsp-wow64: unknown operator "
-                                 "\"bitz\"\n", bad);
+    snprintf(want, sizeof(want),
+             "tlsgate: %s: rule winhttp-dsp-wow64: unknown operator "
+             "\"bitz\"\n",
+             bad);
     ck_assert_str_eq(errout, want);
     free(out);
     free(errout);
@@ -778,12 +796,14 @@ START_TEST(test_rules_load_reevaluates_every_stored_report)
                                       "re-evaluated in "));
     free(out);
     free(errout);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE rule = 'fips-policy'"), 0);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM report WHERE catalog_version = "
-                               "'2026.12.1'"), 6);
+    ck_assert_int_eq(fx_int(st, "SELECT count(*) FROM verdict WHERE rule = 'fips-policy'"), 0);
+    ck_assert_int_eq(fx_int(st, "SELECT count(*) FROM report WHERE catalog_version = "
+                                "'2026.12.1'"),
+                     6);
     /* Windows 10 with default strong crypto is now held back by a blocker */
-    ck_assert_int_eq(query_int("SELECT r.blockers FROM report r JOIN host h ON h.id = r.host_id "
-                               "WHERE h.name = 'cl-w10-0001.corp.contoso.com'"), 1);
+    ck_assert_int_eq(fx_int(st, "SELECT r.blockers FROM report r JOIN host h ON h.id = r.host_id "
+                                "WHERE h.name = 'cl-w10-0001.corp.contoso.com'"),
+                     1);
     char *v;
     ck_assert_int_eq(store_meta_get(st, "catalog_version", &v), 0);
     ck_assert_str_eq(v, "2026.12.1");
@@ -836,20 +856,19 @@ START_TEST(test_host_show_lists_failures_first_with_remedies)
     free(out);
     free(errout);
 
-    ck_assert_int_eq(run(&out, &errout, "host", "show", "cl-w7-0002.corp.contoso.com", "--json",
-                         NULL), 0);
+    ck_assert_int_eq(
+        run(&out, &errout, "host", "show", "cl-w7-0002.corp.contoso.com", "--json", NULL), 0);
     json_error_t je;
     json_t *j = json_loads(out, 0, &je);
     ck_assert_msg(j != NULL, "%s: %s", je.text, out);
     ck_assert_str_eq(json_string_value(json_object_get(j, "state")), "not_ready");
-    ck_assert_str_eq(json_string_value(json_object_get(j, "last_report")),
-                     "2026-11-25T12:00:00Z");
+    ck_assert_str_eq(json_string_value(json_object_get(j, "last_report")), "2026-11-25T12:00:00Z");
     ck_assert_int_eq(json_integer_value(json_object_get(j, "blockers")), 4);
     json_t *vs = json_object_get(j, "verdicts");
     ck_assert_uint_eq(json_array_size(vs), 9);
     /* blockers first, then warnings, then passes */
-    const char *order[] = {"blocker", "blocker", "blocker", "blocker", "warning", "warning",
-                           "warning"};
+    const char *order[] = {"blocker", "blocker", "blocker", "blocker",
+                           "warning", "warning", "warning"};
     for (size_t i = 0; i < 7; i++) {
         json_t *v = json_array_get(vs, i);
         ck_assert(json_is_false(json_object_get(v, "pass")));
@@ -949,7 +968,4 @@ static Suite *ingest_suite(void)
     return s;
 }
 
-int main(void)
-{
-    return tu_run_suite(ingest_suite());
-}
+int main(void) { return tu_run_suite(ingest_suite()); }

@@ -45,11 +45,6 @@ static int import_text(const char *name, const char *text, char **err)
     return code;
 }
 
-static long long query_int(const char *sql)
-{
-    return tu_db_int(db, sql, NULL);
-}
-
 static char *query_text(const char *sql)
 {
     sqlite3 *raw;
@@ -73,24 +68,31 @@ START_TEST(test_import_happy_path_upserts_hosts_and_sites)
     char *err;
     ck_assert_int_eq(import_text("a.csv", GOOD_HOSTS, &err), 0);
     free(err);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM host"), 2);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM site WHERE code = 'PS1' AND "
-                               "phase = 'inventory'"), 1);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM host", NULL), 2);
+    ck_assert_int_eq(tu_db_int(db,
+                               "SELECT count(*) FROM site WHERE code = 'PS1' AND "
+                               "phase = 'inventory'",
+                               NULL),
+                     1);
     char *collector = query_text("SELECT collector FROM host WHERE name = 'MP1.corp.example'");
     ck_assert_str_eq(collector, "mp1.corp.example:8443");
     free(collector);
-    ck_assert_int_eq(query_int("SELECT roles FROM host WHERE name = 'ws1.corp.example'"), 1);
+    ck_assert_int_eq(tu_db_int(db, "SELECT roles FROM host WHERE name = 'ws1.corp.example'", NULL),
+                     1);
 
     /* Re-import with a changed OS updates in place, names compared case-insensitively. */
-    ck_assert_int_eq(import_text("b.csv", "name,site,os\nWS1.CORP.EXAMPLE,ps1,Windows 10\n",
-                                 &err), 0);
+    ck_assert_int_eq(import_text("b.csv", "name,site,os\nWS1.CORP.EXAMPLE,ps1,Windows 10\n", &err),
+                     0);
     free(err);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM host"), 2);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM host", NULL), 2);
     char *os = query_text("SELECT os FROM host WHERE name = 'ws1.corp.example'");
     ck_assert_str_eq(os, "Windows 10");
     free(os);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM audit WHERE command LIKE "
-                               "'%inventory import%' AND outcome LIKE 'ok:%'"), 2);
+    ck_assert_int_eq(tu_db_int(db,
+                               "SELECT count(*) FROM audit WHERE command LIKE "
+                               "'%inventory import%' AND outcome LIKE 'ok:%'",
+                               NULL),
+                     2);
 }
 END_TEST
 
@@ -100,16 +102,17 @@ static void assert_refused(const char *text, const char *expect)
     char *err;
     ck_assert_int_eq(import_text("good.csv", GOOD_HOSTS, &err), 0);
     free(err);
-    long long hosts = query_int("SELECT count(*) FROM host");
-    long long sum = query_int("SELECT total(length(os) + roles + length(collector)) FROM host");
+    long long hosts = tu_db_int(db, "SELECT count(*) FROM host", NULL);
+    long long sum =
+        tu_db_int(db, "SELECT total(length(os) + roles + length(collector)) FROM host", NULL);
     ck_assert_int_eq(import_text("bad.csv", text, &err), 3);
     ck_assert_msg(strstr(err, expect) != NULL, "expected '%s' in: %s", expect, err);
     ck_assert_ptr_nonnull(strstr(err, "nothing was imported"));
     free(err);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM host"), hosts);
-    ck_assert_int_eq(query_int("SELECT total(length(os) + roles + length(collector)) FROM host"),
-                     sum);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM site"), 1);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM host", NULL), hosts);
+    ck_assert_int_eq(
+        tu_db_int(db, "SELECT total(length(os) + roles + length(collector)) FROM host", NULL), sum);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM site", NULL), 1);
 }
 
 START_TEST(test_import_refuses_missing_column)
@@ -121,25 +124,29 @@ END_TEST
 START_TEST(test_import_maps_configmgr_role_names_and_new_site_systems)
 {
     char *err = NULL, *out = NULL;
-    ck_assert_int_eq(import_text("cm.csv",
-        "name,site,roles\n"
-        "sql.p01.example,P01,SMS Site System;SMS SQL Server;SMS Component Server\n"
-        "scp.p01.example,P01,SMS Site System;SMS Dmp Connector;SMS Management Point\n"
-        "enr.p01.example,P01,Enrollment point\n"
-        "enrp.p01.example,P01,SMS Enrollment Web Site\n"
-        "smp.p01.example,P01,SMS State Migration Point\n"
-        "ai.p01.example,P01,AI Update Service Point;Data Warehouse Service Point\n"
-        "epp.p01.example,P01,sms endpoint protection point;Certificate registration point\n"
-        "dp.p01.example,P01,SMS Site System;SMS Fallback Status Point;SMS Distribution Point\n"
-        "pc.p01.example,P01,client\n", &err), 0);
+    ck_assert_int_eq(
+        import_text(
+            "cm.csv",
+            "name,site,roles\n"
+            "sql.p01.example,P01,SMS Site System;SMS SQL Server;SMS Component Server\n"
+            "scp.p01.example,P01,SMS Site System;SMS Dmp Connector;SMS Management Point\n"
+            "enr.p01.example,P01,Enrollment point\n"
+            "enrp.p01.example,P01,SMS Enrollment Web Site\n"
+            "smp.p01.example,P01,SMS State Migration Point\n"
+            "ai.p01.example,P01,AI Update Service Point;Data Warehouse Service Point\n"
+            "epp.p01.example,P01,sms endpoint protection point;Certificate registration point\n"
+            "dp.p01.example,P01,SMS Site System;SMS Fallback Status Point;SMS Distribution Point\n"
+            "pc.p01.example,P01,client\n",
+            &err),
+        0);
     free(err);
-    ck_assert_int_eq(query_int("SELECT roles FROM host WHERE name = 'scp.p01.example'"),
+    ck_assert_int_eq(tu_db_int(db, "SELECT roles FROM host WHERE name = 'scp.p01.example'", NULL),
                      ROLE_SERVICE_CONNECTION_POINT | ROLE_MANAGEMENT_POINT);
-    ck_assert_int_eq(query_int("SELECT roles FROM host WHERE name = 'ai.p01.example'"),
+    ck_assert_int_eq(tu_db_int(db, "SELECT roles FROM host WHERE name = 'ai.p01.example'", NULL),
                      ROLE_ASSET_INTELLIGENCE_SYNC_POINT | ROLE_DATA_WAREHOUSE_SERVICE_POINT);
-    ck_assert_int_eq(query_int("SELECT roles FROM host WHERE name = 'dp.p01.example'"),
+    ck_assert_int_eq(tu_db_int(db, "SELECT roles FROM host WHERE name = 'dp.p01.example'", NULL),
                      ROLE_DISTRIBUTION_POINT);
-    ck_assert_int_eq(query_int("SELECT roles FROM host WHERE name = 'epp.p01.example'"),
+    ck_assert_int_eq(tu_db_int(db, "SELECT roles FROM host WHERE name = 'epp.p01.example'", NULL),
                      ROLE_ENDPOINT_PROTECTION_POINT | ROLE_CERTIFICATE_REGISTRATION_POINT);
     /* the site systems that use the SQL client components depend on the site database */
     ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "inventory", "deps", "sql.p01.example", NULL), 0);
@@ -162,11 +169,12 @@ START_TEST(test_import_maps_configmgr_role_names_and_new_site_systems)
     ck_assert_ptr_nonnull(strstr(out, "  pc.p01.example                           https-smp"));
     free(out);
     /* a host with only the roles every site system has is not a client */
-    ck_assert_int_eq(import_text("bad.csv", "name,site,roles\nx.p01.example,P01,SMS Site System\n",
-                                 &err), 3);
+    ck_assert_int_eq(
+        import_text("bad.csv", "name,site,roles\nx.p01.example,P01,SMS Site System\n", &err), 3);
     ck_assert_ptr_nonnull(strstr(err, "bad.csv:2:roles: unknown role 'SMS Site System'"));
     free(err);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM host WHERE name = 'x.p01.example'"), 0);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM host WHERE name = 'x.p01.example'", NULL),
+                     0);
 }
 END_TEST
 
@@ -234,17 +242,23 @@ END_TEST
  * that made `inventory list --json` and the CSV export invalid UTF-8. */
 START_TEST(test_import_refuses_os_not_utf8)
 {
-    assert_refused("name,site,os\nnew1.corp.example,PS1,Windows \xe9" "dition\n",
+    assert_refused("name,site,os\nnew1.corp.example,PS1,Windows \xe9"
+                   "dition\n",
                    "bad.csv:2:os: not UTF-8");
     assert_refused("name,site,os\nnew1.corp.example,PS1,\xed\xa0\x80\n", "bad.csv:2:os:");
     assert_refused("name,site,os\nnew1.corp.example,PS1,\xc0\xaf\n", "bad.csv:2:os:");
     char *err;
-    ck_assert_int_eq(import_text("u.csv", "name,site,os\nnew1.corp.example,PS1,"
-                                          "Windows Server 2022 \xc3\xa9" "dition \xe2\x82\xac "
-                                          "\xf0\x9f\x92\xbb\n", &err), 0);
+    ck_assert_int_eq(import_text("u.csv",
+                                 "name,site,os\nnew1.corp.example,PS1,"
+                                 "Windows Server 2022 \xc3\xa9"
+                                 "dition \xe2\x82\xac "
+                                 "\xf0\x9f\x92\xbb\n",
+                                 &err),
+                     0);
     free(err);
     char *os = query_text("SELECT os FROM host WHERE name = 'new1.corp.example'");
-    ck_assert_str_eq(os, "Windows Server 2022 \xc3\xa9" "dition \xe2\x82\xac \xf0\x9f\x92\xbb");
+    ck_assert_str_eq(os, "Windows Server 2022 \xc3\xa9"
+                         "dition \xe2\x82\xac \xf0\x9f\x92\xbb");
     free(os);
     /* The cap is in bytes: 65 two-byte characters are 130 bytes, and the message says so. */
     char text[400] = "name,site,os\nnew1.corp.example,PS1,";
@@ -264,7 +278,8 @@ END_TEST
 
 START_TEST(test_import_refuses_ragged_and_broken_rows)
 {
-    assert_refused("name,site,os\nnew1.corp.example,PS1\n", "bad.csv:2: 2 fields, the header has 3");
+    assert_refused("name,site,os\nnew1.corp.example,PS1\n",
+                   "bad.csv:2: 2 fields, the header has 3");
     assert_refused("name,site,os\nnew1.corp.example,PS1,\"Windows\n", "unterminated quoted field");
     assert_refused("", "empty file");
     assert_refused("foo,bar\n1,2\n", "bad.csv:1: unknown header");
@@ -287,7 +302,7 @@ START_TEST(test_import_accepts_bom_crlf_and_quoted_fields)
     os = query_text("SELECT os FROM host WHERE name = 'ws1.corp.example'");
     ck_assert_str_eq(os, "Windows 10\r\nLTSC");
     free(os);
-    ck_assert_int_eq(query_int("SELECT roles FROM host WHERE name = 'mp1.corp.example'"),
+    ck_assert_int_eq(tu_db_int(db, "SELECT roles FROM host WHERE name = 'mp1.corp.example'", NULL),
                      (1 << 4) | (1 << 5));
 }
 END_TEST
@@ -305,7 +320,7 @@ START_TEST(test_import_keeps_sql_and_formula_lookalikes_verbatim)
     ck_assert_ptr_nonnull(strstr(out, "\"'); DROP TABLE host; --\""));
     ck_assert_ptr_nonnull(strstr(out, "\"=HYPERLINK(\\\"http://x\\\",\\\"y\\\")\""));
     free(out);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM host"), 2);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM host", NULL), 2);
 }
 END_TEST
 
@@ -317,15 +332,18 @@ START_TEST(test_import_json_array)
     char *err;
     ck_assert_int_eq(import_text("a.json", text, &err), 0);
     free(err);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM host"), 2);
-    ck_assert_int_eq(import_text("b.json", "[{\"name\": \"x.corp.example\", \"site\": \"PS1\", "
-                                           "\"colour\": \"red\"}]", &err), 3);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM host", NULL), 2);
+    ck_assert_int_eq(import_text("b.json",
+                                 "[{\"name\": \"x.corp.example\", \"site\": \"PS1\", "
+                                 "\"colour\": \"red\"}]",
+                                 &err),
+                     3);
     ck_assert_ptr_nonnull(strstr(err, "element 0:colour: unknown member"));
     free(err);
     ck_assert_int_eq(import_text("c.json", "[{\"name\": \"x.corp.example\",", &err), 3);
     ck_assert_ptr_nonnull(strstr(err, "c.json:1:"));
     free(err);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM host"), 2);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM host", NULL), 2);
 }
 END_TEST
 
@@ -335,10 +353,13 @@ END_TEST
 START_TEST(test_import_json_with_bom_and_utf16_refused_by_name)
 {
     char *err;
-    ck_assert_int_eq(import_text("bom.json", "\xEF\xBB\xBF[{\"name\": \"mp1.corp.example\", "
-                                             "\"site\": \"PS1\"}]\r\n", &err), 0);
+    ck_assert_int_eq(import_text("bom.json",
+                                 "\xEF\xBB\xBF[{\"name\": \"mp1.corp.example\", "
+                                 "\"site\": \"PS1\"}]\r\n",
+                                 &err),
+                     0);
     free(err);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM host"), 1);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM host", NULL), 1);
     static const char u16[] = "\xFF\xFE[\0{\0}\0]\0";
     tu_write_file(tu_path(dir, "u16.json"), u16, sizeof(u16) - 1);
     char *p = strdup(tu_path(dir, "u16.json"));
@@ -346,11 +367,14 @@ START_TEST(test_import_json_with_bom_and_utf16_refused_by_name)
     ck_assert_msg(strstr(err, "u16.json: UTF-16") != NULL, "%s", err);
     free(err);
     free(p);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM host"), 1);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM host", NULL), 1);
     /* One object, not an array (ConvertTo-Json of a single host): read as CSV, it was refused
      * with "quote in the middle of an unquoted field". */
-    ck_assert_int_eq(import_text("one.json", " {\"name\": \"ws1.corp.example\", "
-                                             "\"site\": \"PS1\"}", &err), 3);
+    ck_assert_int_eq(import_text("one.json",
+                                 " {\"name\": \"ws1.corp.example\", "
+                                 "\"site\": \"PS1\"}",
+                                 &err),
+                     3);
     ck_assert_msg(strstr(err, "one.json: expected a JSON array of hosts") != NULL, "%s", err);
     free(err);
 }
@@ -361,24 +385,32 @@ START_TEST(test_explicit_edges_import_and_refusals)
     char *err;
     ck_assert_int_eq(import_text("a.csv", GOOD_HOSTS, &err), 0);
     free(err);
-    ck_assert_int_eq(import_text("e.csv", "dependent,server,channel\n"
-                                          "mp1.corp.example,ws1.corp.example,custom-app\n", &err),
+    ck_assert_int_eq(import_text("e.csv",
+                                 "dependent,server,channel\n"
+                                 "mp1.corp.example,ws1.corp.example,custom-app\n",
+                                 &err),
                      0);
     free(err);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM edge"), 1);
-    ck_assert_int_eq(import_text("f.csv", "dependent,server,channel\n"
-                                          "mp1.corp.example,nope.corp.example,x\n", &err), 3);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM edge", NULL), 1);
+    ck_assert_int_eq(import_text("f.csv",
+                                 "dependent,server,channel\n"
+                                 "mp1.corp.example,nope.corp.example,x\n",
+                                 &err),
+                     3);
     ck_assert_ptr_nonnull(strstr(err, "f.csv:2:server: unknown host 'nope.corp.example'"));
     free(err);
-    ck_assert_int_eq(import_text("g.csv", "dependent,server,channel\n"
-                                          "mp1.corp.example,MP1.corp.example,x\n", &err), 3);
+    ck_assert_int_eq(import_text("g.csv",
+                                 "dependent,server,channel\n"
+                                 "mp1.corp.example,MP1.corp.example,x\n",
+                                 &err),
+                     3);
     ck_assert_ptr_nonnull(strstr(err, "cannot depend on itself"));
     free(err);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM edge"), 1);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM edge", NULL), 1);
 
     char *out;
-    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "inventory", "deps", "ws1.corp.example", "--json",
-                                NULL), 0);
+    ck_assert_int_eq(
+        tu_tlsgate(db, &out, NULL, "inventory", "deps", "ws1.corp.example", "--json", NULL), 0);
     ck_assert_ptr_nonnull(strstr(out, "{\"host\": \"mp1.corp.example\", \"channel\": "
                                       "\"custom-app\", \"kind\": \"explicit\"}"));
     free(out);
@@ -396,8 +428,8 @@ START_TEST(test_derived_edges_of_sample_site)
     free(err);
 
     /* Every client of PS1 (32) depends on each MP, DP and SUP. */
-    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "inventory", "deps",
-                                "cm-ps1-mp01.corp.contoso.com", NULL), 0);
+    ck_assert_int_eq(
+        tu_tlsgate(db, &out, NULL, "inventory", "deps", "cm-ps1-mp01.corp.contoso.com", NULL), 0);
     ck_assert_ptr_nonnull(strstr(out, "cm-ps1-mp01.corp.contoso.com depends on:\n"
                                       "  cm-ps1-sql.corp.contoso.com              sql "));
     ck_assert_ptr_nonnull(strstr(out, "  ws-w7-001.corp.contoso.com               https-mp"));
@@ -407,8 +439,8 @@ START_TEST(test_derived_edges_of_sample_site)
     ck_assert_int_eq(clients, 32);
     free(out);
 
-    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "inventory", "deps", "cm-ps1-sql.corp.contoso.com",
-                                NULL), 0);
+    ck_assert_int_eq(
+        tu_tlsgate(db, &out, NULL, "inventory", "deps", "cm-ps1-sql.corp.contoso.com", NULL), 0);
     ck_assert_str_eq(out, "cm-ps1-sql.corp.contoso.com depends on:\n"
                           "  (nothing)\n"
                           "depend on cm-ps1-sql.corp.contoso.com:\n"
@@ -419,14 +451,14 @@ START_TEST(test_derived_edges_of_sample_site)
                           "  cm-ps1-sup01.corp.contoso.com            sql            derived\n");
     free(out);
 
-    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "inventory", "deps",
-                                "cm-ps1-sup01.corp.contoso.com", NULL), 0);
+    ck_assert_int_eq(
+        tu_tlsgate(db, &out, NULL, "inventory", "deps", "cm-ps1-sup01.corp.contoso.com", NULL), 0);
     ck_assert_ptr_nonnull(strstr(out, "  cm-ps1-site.corp.contoso.com             wsus "));
     ck_assert_ptr_nonnull(strstr(out, "  ws-w11-006.corp.contoso.com              https-sup "));
     free(out);
 
-    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "inventory", "deps", "adm-ws01.corp.contoso.com",
-                                NULL), 0);
+    ck_assert_int_eq(
+        tu_tlsgate(db, &out, NULL, "inventory", "deps", "adm-ws01.corp.contoso.com", NULL), 0);
     ck_assert_str_eq(out, "adm-ws01.corp.contoso.com depends on:\n"
                           "  cm-ps1-site.corp.contoso.com             sms-provider   derived\n"
                           "  cm-ps1-rsp.corp.contoso.com              ssrs           derived\n"
@@ -435,8 +467,9 @@ START_TEST(test_derived_edges_of_sample_site)
     free(out);
 
     /* A Windows 7 client depends on 2 MPs, 3 DPs and the SUP. */
-    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "inventory", "show",
-                                "WS-W7-003.corp.contoso.com", "--json", NULL), 0);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "inventory", "show", "WS-W7-003.corp.contoso.com",
+                                "--json", NULL),
+                     0);
     ck_assert_ptr_nonnull(strstr(out, "\"depends_on\": 6, \"dependents\": 0}"));
     free(out);
 }
@@ -465,8 +498,8 @@ START_TEST(test_list_refuses_unknown_site)
     char *out, *err;
     ck_assert_int_eq(import_text("a.csv", GOOD_HOSTS, &err), 0);
     free(err);
-    ck_assert_int_eq(tu_tlsgate(db, &out, &err, "inventory", "list", "--site", "ZZ9", "--json",
-                                NULL), 3);
+    ck_assert_int_eq(
+        tu_tlsgate(db, &out, &err, "inventory", "list", "--site", "ZZ9", "--json", NULL), 3);
     ck_assert_str_eq(out, "");
     ck_assert_ptr_nonnull(strstr(err, "no such site: ZZ9"));
     free(out);
@@ -489,7 +522,8 @@ START_TEST(test_list_and_host_show_show_the_waiver)
     ck_assert_int_eq(import_text("a.csv", GOOD_HOSTS, &err), 0);
     free(err);
     ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "waive", "ws1.corp.example", "--reason",
-                                "decommissioned", "--until", "2099-01-01", NULL), 0);
+                                "decommissioned", "--until", "2099-01-01", NULL),
+                     0);
 
     ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "inventory", "list", NULL), 0);
     const char *ws1 = strstr(out, "ws1.corp.example ");
@@ -513,8 +547,8 @@ START_TEST(test_list_and_host_show_show_the_waiver)
     ck_assert_ptr_nonnull(strstr(out, "\nwaived until 2099-01-01T00:00:00Z by "));
     ck_assert_ptr_nonnull(strstr(out, ": decommissioned (does not block)\n"));
     free(out);
-    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "host", "show", "ws1.corp.example", "--json",
-                                NULL), 0);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "host", "show", "ws1.corp.example", "--json", NULL),
+                     0);
     json_t *h = json_loads(out, 0, NULL);
     ck_assert_ptr_nonnull(h);
     json_t *w = json_object_get(h, "waiver");
@@ -522,8 +556,8 @@ START_TEST(test_list_and_host_show_show_the_waiver)
     ck_assert_str_eq(json_string_value(json_object_get(w, "until")), "2099-01-01T00:00:00Z");
     json_decref(h);
     free(out);
-    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "host", "show", "mp1.corp.example", "--json",
-                                NULL), 0);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "host", "show", "mp1.corp.example", "--json", NULL),
+                     0);
     h = json_loads(out, 0, NULL);
     ck_assert_ptr_nonnull(h);
     ck_assert(json_is_null(json_object_get(h, "waiver")));
@@ -535,10 +569,16 @@ START_TEST(test_list_and_host_show_show_the_waiver)
 
     /* An expired waiver is no waiver. */
     ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "waive", "mp1.corp.example", "--reason", "x",
-                                "--until", "2099-01-01", NULL), 0);
+                                "--until", "2099-01-01", NULL),
+                     0);
     char *env[] = {"TLSGATE_NOW=4102444800", NULL}; /* 2100-01-01 */
-    char *argv[] = {(char *)tu_build_path("orchestrator/tlsgate"), "--db", (char *)db,
-                    "inventory", "list", "--json", NULL};
+    char *argv[] = {(char *)tu_build_path("orchestrator/tlsgate"),
+                    "--db",
+                    (char *)db,
+                    "inventory",
+                    "list",
+                    "--json",
+                    NULL};
     ck_assert_int_eq(tu_run(argv, env, &out, NULL), 0);
     list = json_loads(out, 0, NULL);
     ck_assert_ptr_nonnull(list);
@@ -568,7 +608,7 @@ START_TEST(test_import_from_fifo)
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert_msg(code == 0, "exit %d: %s", code, err);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM host"), 2);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM host", NULL), 2);
     free(err);
     free(p);
 }
@@ -621,8 +661,14 @@ static void ingest_fixture(const char *name, const char *fixture)
 /* The host's state as `tlsgate inventory show` says it, an hour after the report. */
 static char *state_of(const char *name)
 {
-    char *argv[] = {(char *)tu_build_path("orchestrator/tlsgate"), "--db", (char *)db, "--json",
-                    "inventory", "show", (char *)name, NULL};
+    char *argv[] = {(char *)tu_build_path("orchestrator/tlsgate"),
+                    "--db",
+                    (char *)db,
+                    "--json",
+                    "inventory",
+                    "show",
+                    (char *)name,
+                    NULL};
     char *env[] = {"TLSGATE_NOW=" NOW, NULL};
     char *out;
     ck_assert_int_eq(tu_run(argv, env, &out, NULL), 0);
@@ -667,41 +713,53 @@ START_TEST(test_import_role_change_reevaluates_stored_report)
                              "'site-system-strong-crypto-v2')";
     const char *failed_blockers = "SELECT count(*) FROM verdict" OF_W10 " AND v.pass = 0 "
                                   "AND v.severity = 'blocker'";
-    ck_assert_int_eq(query_int(site_rules), 0);
-    long long client_verdicts = query_int("SELECT count(*) FROM verdict" OF_W10);
-    long long other_before = query_int("SELECT count(*) FROM verdict v JOIN host h ON "
-                                       "h.id = v.host_id WHERE h.name = '" OTHER "'");
+    ck_assert_int_eq(tu_db_int(db, site_rules, NULL), 0);
+    long long client_verdicts = tu_db_int(db, "SELECT count(*) FROM verdict" OF_W10, NULL);
+    long long other_before = tu_db_int(db,
+                                       "SELECT count(*) FROM verdict v JOIN host h ON "
+                                       "h.id = v.host_id WHERE h.name = '" OTHER "'",
+                                       NULL);
 
     /* the same command that makes it a management point re-evaluates its report */
-    out = import_out("b.csv", "name,site,roles\n" W10 ",PS1,management_point\n"
-                              OTHER ",PS1,\n");
+    out = import_out("b.csv", "name,site,roles\n" W10 ",PS1,management_point\n" OTHER ",PS1,\n");
     ck_assert_ptr_nonnull(strstr(out, "1 stored reports re-evaluated for changed roles"));
     free(out);
     state = state_of(W10);
     ck_assert_str_eq(state, "not_ready");
     free(state);
-    ck_assert_int_eq(query_int(site_rules), 3);
-    ck_assert_int_eq(query_int("SELECT pass FROM verdict" OF_W10
-                               " AND v.rule = 'site-system-strong-crypto'"), 0);
-    char *reason = query_text("SELECT reason FROM verdict" OF_W10
-                              " AND v.rule = 'site-system-strong-crypto'");
+    ck_assert_int_eq(tu_db_int(db, site_rules, NULL), 3);
+    ck_assert_int_eq(
+        tu_db_int(db, "SELECT pass FROM verdict" OF_W10 " AND v.rule = 'site-system-strong-crypto'",
+                  NULL),
+        0);
+    char *reason =
+        query_text("SELECT reason FROM verdict" OF_W10 " AND v.rule = 'site-system-strong-crypto'");
     ck_assert_ptr_nonnull(strstr(reason, "SchUseStrongCrypto not reported"));
     free(reason);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict" OF_W10
-                               " AND v.rule LIKE 'software-center-%'"), 0);
-    ck_assert_int_gt(query_int(failed_blockers), 0);
-    ck_assert_int_eq(query_int(failed_blockers),
-                     query_int("SELECT r.blockers FROM report r JOIN host h ON "
-                               "h.id = r.host_id WHERE h.name = '" W10 "'"));
-    ck_assert_int_eq(query_int("SELECT count(*) FROM audit WHERE outcome LIKE '%1 reports "
-                               "re-evaluated for changed roles'"), 1);
+    ck_assert_int_eq(
+        tu_db_int(db, "SELECT count(*) FROM verdict" OF_W10 " AND v.rule LIKE 'software-center-%'",
+                  NULL),
+        0);
+    ck_assert_int_gt(tu_db_int(db, failed_blockers, NULL), 0);
+    ck_assert_int_eq(tu_db_int(db, failed_blockers, NULL),
+                     tu_db_int(db,
+                               "SELECT r.blockers FROM report r JOIN host h ON "
+                               "h.id = r.host_id WHERE h.name = '" W10 "'",
+                               NULL));
+    ck_assert_int_eq(tu_db_int(db,
+                               "SELECT count(*) FROM audit WHERE outcome LIKE '%1 reports "
+                               "re-evaluated for changed roles'",
+                               NULL),
+                     1);
     /* a host whose roles stayed is not touched */
-    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict v JOIN host h ON "
-                               "h.id = v.host_id WHERE h.name = '" OTHER "'"), other_before);
+    ck_assert_int_eq(tu_db_int(db,
+                               "SELECT count(*) FROM verdict v JOIN host h ON "
+                               "h.id = v.host_id WHERE h.name = '" OTHER "'",
+                               NULL),
+                     other_before);
 
     /* re-importing the same file changes no roles and re-evaluates nothing */
-    out = import_out("b2.csv", "name,site,roles\n" W10 ",PS1,management_point\n"
-                               OTHER ",PS1,\n");
+    out = import_out("b2.csv", "name,site,roles\n" W10 ",PS1,management_point\n" OTHER ",PS1,\n");
     ck_assert_ptr_null(strstr(out, "re-evaluated"));
     free(out);
 
@@ -712,9 +770,9 @@ START_TEST(test_import_role_change_reevaluates_stored_report)
     state = state_of(W10);
     ck_assert_str_eq(state, "ready");
     free(state);
-    ck_assert_int_eq(query_int(site_rules), 0);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict" OF_W10), client_verdicts);
-    ck_assert_int_eq(query_int(failed_blockers), 0);
+    ck_assert_int_eq(tu_db_int(db, site_rules, NULL), 0);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM verdict" OF_W10, NULL), client_verdicts);
+    ck_assert_int_eq(tu_db_int(db, failed_blockers, NULL), 0);
 }
 END_TEST
 
@@ -725,15 +783,21 @@ START_TEST(test_refused_import_does_not_reevaluate)
     ingest_fixture(W10, "win10-22h2");
     char *err;
     /* the role change is in a file whose second row is bad: nothing changes */
-    ck_assert_int_eq(import_text("b.csv", "name,site,roles\n" W10 ",PS1,management_point\n"
-                                          "bad host,PS1,\n", &err), 3);
+    ck_assert_int_eq(import_text("b.csv",
+                                 "name,site,roles\n" W10 ",PS1,management_point\n"
+                                 "bad host,PS1,\n",
+                                 &err),
+                     3);
     free(err);
     char *state = state_of(W10);
     ck_assert_str_eq(state, "ready");
     free(state);
-    ck_assert_int_eq(query_int("SELECT roles FROM host WHERE name = '" W10 "'"), ROLE_CLIENT);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM verdict" OF_W10
-                               " AND v.rule LIKE 'site-system-%'"), 0);
+    ck_assert_int_eq(tu_db_int(db, "SELECT roles FROM host WHERE name = '" W10 "'", NULL),
+                     ROLE_CLIENT);
+    ck_assert_int_eq(
+        tu_db_int(db, "SELECT count(*) FROM verdict" OF_W10 " AND v.rule LIKE 'site-system-%'",
+                  NULL),
+        0);
 }
 END_TEST
 

@@ -5,19 +5,19 @@
  *
  * Every wait is on a condition with a deadline; nothing asserts on wall time.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <sys/poll.h> /* not <poll.h>: orchestrator/pull/poll.h shadows it */
+#include <netinet/in.h>
+#include <pty.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/poll.h> /* not <poll.h>: orchestrator/pull/poll.h shadows it */
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
-#include <pty.h>
-#include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,30 +36,26 @@ static char db[4096];
 static char config_path[4096];
 
 static const char *const cert_names[] = {
-    "w7ready.test", "w7unpatched.test", "w7native.test", "w10.test", "good.test", "ready.test",
-    "unpatched.test", "silent.test", "slow.test", "huge.test", "badjson.test", "status.test",
-    "other.test", "future.test", "stale.test", NULL,
+    "w7ready.test", "w7unpatched.test", "w7native.test",  "w10.test",
+    "good.test",    "ready.test",       "unpatched.test", "silent.test",
+    "slow.test",    "huge.test",        "badjson.test",   "status.test",
+    "other.test",   "future.test",      "stale.test",     NULL,
 };
 
 static void make_certs(void)
 {
     certs = tu_tmpdir();
-    char *argv[64];
+    const char *names[64];
     int n = 0;
-    argv[n++] = (char *)tu_source_path("tools/gen-certs");
-    argv[n++] = certs;
     for (int i = 0; cert_names[i]; i++)
-        argv[n++] = (char *)cert_names[i];
+        names[n++] = cert_names[i];
     for (int i = 0; i < 20; i++) {
         char *name;
         ck_assert_int_ge(asprintf(&name, "fleet%02d.test", i), 0);
-        argv[n++] = name;
+        names[n++] = name;
     }
-    argv[n] = NULL;
-    char *err = NULL;
-    int rc = tu_run(argv, NULL, NULL, &err);
-    ck_assert_msg(rc == 0, "gen-certs failed: %s", err);
-    free(err);
+    names[n] = NULL;
+    ck_assert_msg(tu_gen_certs(certs, names) == 0, "gen-certs failed");
 }
 
 static void drop_certs(void)
@@ -129,11 +125,6 @@ static void add_host(const char *name, unsigned roles, int port)
     store_close(s);
 }
 
-static long long query_int(const char *sql, const char *param)
-{
-    return tu_db_int(db, sql, param);
-}
-
 /* poll.last_error of a host (malloc'd; NULL when none). */
 static char *last_error(const char *host)
 {
@@ -155,7 +146,8 @@ static char *last_error(const char *host)
 
 static long long reports_of(const char *host)
 {
-    return query_int("SELECT count(*) FROM report r JOIN host h ON h.id = r.host_id "
+    return tu_db_int(db,
+                     "SELECT count(*) FROM report r JOIN host h ON h.id = r.host_id "
                      "WHERE h.name = ?",
                      host);
 }
@@ -221,12 +213,6 @@ struct peer {
     int nports;
 };
 
-static bool wait_fd_readable(int fd, int ms)
-{
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    return poll(&p, 1, ms) == 1;
-}
-
 /* Starts peer.py with the given specs ("MODE,NAME[,FILE]": NAME's cert and key) and reads
  * back its ports. */
 static void peer_start(struct peer *pr, const char *const specs[])
@@ -267,7 +253,7 @@ static void peer_start(struct peer *pr, const char *const specs[])
     char line[512];
     size_t len = 0;
     while (len < sizeof(line) - 1 && !memchr(line, '\n', len)) {
-        ck_assert_msg(wait_fd_readable(out[0], 20000), "peer.py did not report its ports");
+        ck_assert_msg(tu_wait_readable(out[0], 20000), "peer.py did not report its ports");
         ssize_t r = read(out[0], line + len, sizeof(line) - 1 - len);
         ck_assert_msg(r > 0, "peer.py exited before listening");
         len += (size_t)r;
@@ -286,25 +272,11 @@ static void peer_stop(struct peer *pr)
     waitpid(pr->pid, NULL, 0);
 }
 
-/* A loopback port where nothing listens: bound, then released. */
-static int closed_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    socklen_t l = sizeof(a);
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 /* Starts the real tlsgate-collector for `name` serving the .reg fixture `fixture` (layered
  * over `base` when not NULL, as the facts suite does) on a free loopback port; returns its pid
  * and sets *port from the line it prints. */
 static pid_t collector_start(const char *name, const char *base, const char *fixture, int *port)
 {
-    int out[2];
-    ck_assert_int_eq(pipe(out), 0);
     char reg[4096];
     snprintf(reg, sizeof(reg), "tests/fixtures/reg/%s.reg", fixture);
     char *regpath = strdup(tu_source_path(reg));
@@ -312,37 +284,16 @@ static pid_t collector_start(const char *name, const char *base, const char *fix
     char *basepath = strdup(tu_source_path(reg));
     char *cert = strdup(cert_file(name, "pem")), *key = strdup(cert_file(name, "key"));
     char *ca = strdup(cert_file("ca", "pem"));
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        int devnull = open("/dev/null", O_RDWR);
-        dup2(devnull, 0);
-        dup2(out[1], 1);
-        close(out[0]);
-        execl(tu_build_path("collectors/tlsgate-collector"), "tlsgate-collector", "--listen",
-              "127.0.0.1:0", "--cert", cert, "--key", key, "--ca", ca, "--regfile", basepath,
-              "--regfile", regpath, (char *)NULL);
-        _exit(127);
-    }
-    close(out[1]);
+    const char *args[] = {"--listen", "127.0.0.1:0", "--cert", cert,        "--key", key, "--ca",
+                          ca,         "--regfile",   basepath, "--regfile", regpath, NULL};
+    uint16_t p;
+    pid_t pid = tu_collector_start(args, NULL, 20000, &p);
+    *port = p;
     free(regpath);
     free(basepath);
     free(cert);
     free(key);
     free(ca);
-    char line[512];
-    size_t len = 0;
-    while (len < sizeof(line) - 1 && !memchr(line, '\n', len)) {
-        ck_assert_msg(wait_fd_readable(out[0], 20000), "%s: collector did not start", name);
-        ssize_t r = read(out[0], line + len, sizeof(line) - 1 - len);
-        ck_assert_msg(r > 0, "%s: collector exited before listening", name);
-        len += (size_t)r;
-    }
-    line[len] = '\0';
-    close(out[0]);
-    const char *at = strstr(line, "https://127.0.0.1:");
-    ck_assert_msg(at != NULL, "unexpected collector output: %s", line);
-    *port = atoi(at + strlen("https://127.0.0.1:"));
     return pid;
 }
 
@@ -351,12 +302,14 @@ static char *state_of(const char *host)
 {
     struct store *s = open_db();
     sqlite3_stmt *st;
-    ck_assert_int_eq(store_prepare(s,
-                                   "SELECT " HOSTSTATE_SQL("r", "(unixepoch() - 86400)")
-                                   " FROM host h LEFT JOIN report r ON r.host_id = h.id "
-                                   "WHERE h.name = ?",
-                                   &st),
-                     0);
+    ck_assert_int_eq(
+        store_prepare(
+            s,
+            "SELECT " HOSTSTATE_SQL(
+                "r", "(unixepoch() - 86400)") " FROM host h LEFT JOIN report r ON r.host_id = h.id "
+                                              "WHERE h.name = ?",
+            &st),
+        0);
     sqlite3_bind_text(st, 1, host, -1, SQLITE_STATIC);
     ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
     char *v = strdup((const char *)sqlite3_column_text(st, 0));
@@ -388,37 +341,7 @@ static pid_t tlsgate_start(const char *command, const char *log_name, bool trunc
 }
 
 /* Starts `tlsgate --db DB --config CONFIG daemon` with stderr appended to DIR/log_name. */
-static pid_t daemon_start(const char *log_name)
-{
-    return tlsgate_start("daemon", log_name, false);
-}
-
-/* Polls `sql` (one integer, optional text parameter) until it reaches `want` or `ms` pass. */
-static bool wait_count(const char *sql, const char *param, long long want, int ms)
-{
-    struct timespec step = {0, 20 * 1000 * 1000};
-    for (int waited = 0; waited <= ms; waited += 20) {
-        if (query_int(sql, param) >= want)
-            return true;
-        nanosleep(&step, NULL);
-    }
-    return false;
-}
-
-/* Polls the file at `path` until it contains `needle` or `ms` pass. */
-static bool wait_file_contains(const char *path, const char *needle, int ms)
-{
-    struct timespec step = {0, 20 * 1000 * 1000};
-    for (int waited = 0; waited <= ms; waited += 20) {
-        char *text = tu_read_file(path, NULL);
-        bool found = text && strstr(text, needle);
-        free(text);
-        if (found)
-            return true;
-        nanosleep(&step, NULL);
-    }
-    return false;
-}
+static pid_t daemon_start(const char *log_name) { return tlsgate_start("daemon", log_name, false); }
 
 /* Fails the test with the daemon's log when `ok` is false. */
 static void assert_daemon(bool ok, const char *what)
@@ -432,8 +355,7 @@ static void assert_daemon(bool ok, const char *what)
 static int collect(char **out, char **err, const char *host)
 {
     if (host)
-        return tu_tlsgate(db, out, err, "--config", config_path, "collect", "--host", host,
-                          NULL);
+        return tu_tlsgate(db, out, err, "--config", config_path, "collect", "--host", host, NULL);
     return tu_tlsgate(db, out, err, "--config", config_path, "collect", NULL);
 }
 
@@ -508,7 +430,7 @@ START_TEST(test_round_over_real_collectors_stores_the_right_states)
         pids[i] = collector_start(hosts[i].name, hosts[i].base, hosts[i].fixture, &port);
         add_host(hosts[i].name, 1, port);
     }
-    add_host("down.test", 1, closed_port());
+    add_host("down.test", 1, tu_closed_port());
     char *out = NULL, *err = NULL;
     int rc = collect(&out, &err, NULL);
     ck_assert_msg(rc == 0, "collect: %d\n%s\n%s", rc, out, err);
@@ -541,7 +463,7 @@ START_TEST(test_collect_stores_reports_and_poll_state)
     peer_start(&pr, specs);
     add_host("ready.test", 1, pr.ports[0]);
     add_host("UNPATCHED.test", 1, pr.ports[1]);
-    add_host("never.test", 1, closed_port());
+    add_host("never.test", 1, tu_closed_port());
 
     char *out = NULL, *err = NULL;
     int rc = collect(&out, &err, NULL);
@@ -557,40 +479,62 @@ START_TEST(test_collect_stores_reports_and_poll_state)
     ck_assert_int_eq(reports_of("unpatched.test"), 1);
     ck_assert_int_eq(reports_of("never.test"), 0);
     /* The stored body is the report that was served, and its verdicts are there. */
-    ck_assert_int_eq(query_int("SELECT count(*) FROM report r JOIN host h ON h.id = r.host_id "
+    ck_assert_int_eq(tu_db_int(db,
+                               "SELECT count(*) FROM report r JOIN host h ON h.id = r.host_id "
                                "WHERE h.name = ? AND json_extract(r.body, '$.host') = h.name",
                                "ready.test"),
                      1);
-    ck_assert_int_eq(query_int("SELECT r.blockers FROM report r JOIN host h ON h.id = r.host_id "
-                               "WHERE h.name = ?", "ready.test"), 0);
-    ck_assert_int_gt(query_int("SELECT r.blockers FROM report r JOIN host h ON h.id = r.host_id "
-                               "WHERE h.name = ?", "unpatched.test"), 0);
-    ck_assert_int_gt(query_int("SELECT count(*) FROM verdict v JOIN host h ON h.id = v.host_id "
-                               "WHERE h.name = ?", "unpatched.test"), 0);
+    ck_assert_int_eq(tu_db_int(db,
+                               "SELECT r.blockers FROM report r JOIN host h ON h.id = r.host_id "
+                               "WHERE h.name = ?",
+                               "ready.test"),
+                     0);
+    ck_assert_int_gt(tu_db_int(db,
+                               "SELECT r.blockers FROM report r JOIN host h ON h.id = r.host_id "
+                               "WHERE h.name = ?",
+                               "unpatched.test"),
+                     0);
+    ck_assert_int_gt(tu_db_int(db,
+                               "SELECT count(*) FROM verdict v JOIN host h ON h.id = v.host_id "
+                               "WHERE h.name = ?",
+                               "unpatched.test"),
+                     0);
     /* poll rows: success clears the error and failures; the down host counts one failure. */
-    ck_assert_int_eq(query_int("SELECT count(*) FROM poll p JOIN host h ON h.id = p.host_id "
+    ck_assert_int_eq(tu_db_int(db,
+                               "SELECT count(*) FROM poll p JOIN host h ON h.id = p.host_id "
                                "WHERE h.name = ? AND p.last_error IS NULL AND p.failures = 0 "
                                "AND p.last_success_at IS NOT NULL AND p.next_at >= "
-                               "p.last_attempt_at + 3600", "ready.test"),
+                               "p.last_attempt_at + 3600",
+                               "ready.test"),
                      1);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM poll p JOIN host h ON h.id = p.host_id "
+    ck_assert_int_eq(tu_db_int(db,
+                               "SELECT count(*) FROM poll p JOIN host h ON h.id = p.host_id "
                                "WHERE h.name = ? AND p.failures = 1 AND p.last_success_at IS NULL "
-                               "AND p.next_at > p.last_attempt_at", "never.test"),
+                               "AND p.next_at > p.last_attempt_at",
+                               "never.test"),
                      1);
     assert_error_contains("never.test", "via 127.0.0.1:");
 
     /* --host: one host only; the other rows are untouched. */
-    long long before = query_int("SELECT last_attempt_at FROM poll p JOIN host h ON "
-                                 "h.id = p.host_id WHERE h.name = ?", "never.test");
+    long long before = tu_db_int(db,
+                                 "SELECT last_attempt_at FROM poll p JOIN host h ON "
+                                 "h.id = p.host_id WHERE h.name = ?",
+                                 "never.test");
     rc = collect(&out, &err, "ready.TEST");
     ck_assert_msg(rc == 0, "collect --host: %d\n%s", rc, err);
     ck_assert_ptr_nonnull(strstr(out, "collect: 1 hosts, 1 ok, 0 failed"));
     free(out);
     free(err);
-    ck_assert_int_eq(query_int("SELECT failures FROM poll p JOIN host h ON h.id = p.host_id "
-                               "WHERE h.name = ?", "never.test"), 1);
-    ck_assert_int_eq(query_int("SELECT last_attempt_at FROM poll p JOIN host h ON "
-                               "h.id = p.host_id WHERE h.name = ?", "never.test"), before);
+    ck_assert_int_eq(tu_db_int(db,
+                               "SELECT failures FROM poll p JOIN host h ON h.id = p.host_id "
+                               "WHERE h.name = ?",
+                               "never.test"),
+                     1);
+    ck_assert_int_eq(tu_db_int(db,
+                               "SELECT last_attempt_at FROM poll p JOIN host h ON "
+                               "h.id = p.host_id WHERE h.name = ?",
+                               "never.test"),
+                     before);
     peer_stop(&pr);
 }
 END_TEST
@@ -671,17 +615,26 @@ START_TEST(test_misbehaving_collectors_are_each_recorded_with_a_reason)
     snprintf(sf, sizeof(sf), "good,future.test,%s", future);
     snprintf(ss, sizeof(ss), "good,stale.test,%s", stale);
     (void)other;
-    const char *specs[] = {sg, "silent,silent.test", "slow,slow.test", "huge,huge.test",
-                           "badjson,badjson.test", sw, so, sf, ss, "status,status.test", NULL};
+    const char *specs[] = {sg,
+                           "silent,silent.test",
+                           "slow,slow.test",
+                           "huge,huge.test",
+                           "badjson,badjson.test",
+                           sw,
+                           so,
+                           sf,
+                           ss,
+                           "status,status.test",
+                           NULL};
     struct peer pr;
     peer_start(&pr, specs);
     ck_assert_int_eq(pr.nports, 10);
-    const char *names[] = {"good.test", "silent.test", "slow.test", "huge.test", "badjson.test",
-                           "wrongcert.test", "other.test", "future.test", "stale.test",
-                           "status.test"};
+    const char *names[] = {"good.test",    "silent.test",    "slow.test",  "huge.test",
+                           "badjson.test", "wrongcert.test", "other.test", "future.test",
+                           "stale.test",   "status.test"};
     for (int i = 0; i < 10; i++)
         add_host(names[i], 1, pr.ports[i]);
-    add_host("down.test", 1, closed_port());
+    add_host("down.test", 1, tu_closed_port());
 
     /* First round: stale.test's report is stored; then it serves an older one. */
     char *out = NULL, *err = NULL;
@@ -710,15 +663,24 @@ START_TEST(test_misbehaving_collectors_are_each_recorded_with_a_reason)
     assert_error_contains("stale.test", "older than stored report");
     assert_error_contains("status.test", "HTTP status 503");
     /* Rejected: nothing stored for them, and stale.test keeps its previous report. */
-    ck_assert_int_eq(query_int("SELECT count(*) FROM report", NULL), 2);
-    ck_assert_int_eq(query_int("SELECT failures FROM poll p JOIN host h ON h.id = p.host_id "
-                               "WHERE h.name = ?", "stale.test"), 1);
-    ck_assert_int_eq(query_int("SELECT failures FROM poll p JOIN host h ON h.id = p.host_id "
-                               "WHERE h.name = ?", "silent.test"), 2);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM report", NULL), 2);
+    ck_assert_int_eq(tu_db_int(db,
+                               "SELECT failures FROM poll p JOIN host h ON h.id = p.host_id "
+                               "WHERE h.name = ?",
+                               "stale.test"),
+                     1);
+    ck_assert_int_eq(tu_db_int(db,
+                               "SELECT failures FROM poll p JOIN host h ON h.id = p.host_id "
+                               "WHERE h.name = ?",
+                               "silent.test"),
+                     2);
     /* The good host was not held up by the others: stored within its own timeout. */
-    ck_assert_int_le(query_int("SELECT r.received_at - p.last_attempt_at FROM report r JOIN poll "
+    ck_assert_int_le(tu_db_int(db,
+                               "SELECT r.received_at - p.last_attempt_at FROM report r JOIN poll "
                                "p ON p.host_id = r.host_id JOIN host h ON h.id = r.host_id "
-                               "WHERE h.name = ?", "good.test"), 3);
+                               "WHERE h.name = ?",
+                               "good.test"),
+                     3);
     peer_stop(&pr);
 }
 END_TEST
@@ -726,8 +688,9 @@ END_TEST
 /* A host name that forges a log line and a terminal escape. */
 static void make_forging(json_t *r)
 {
-    json_object_set_new(r, "host", json_string("x\n2026-01-01T00:00:00.000Z info host=good.test "
-                                               "FORGED\x1b[2J"));
+    json_object_set_new(r, "host",
+                        json_string("x\n2026-01-01T00:00:00.000Z info host=good.test "
+                                    "FORGED\x1b[2J"));
 }
 
 START_TEST(test_reasons_quoting_a_report_carry_no_control_characters)
@@ -771,10 +734,10 @@ START_TEST(test_busy_store_keeps_the_batch_and_retries_it)
      * after a second) and holds it until the round has met the lock. */
     const char *log_path = tu_path(dir, "collect.log");
     pid_t pid = tlsgate_start("collect", "collect.log", true);
-    ck_assert(wait_file_contains(log_path, "inventory: 1 hosts scheduled", 20000));
+    ck_assert(tu_wait_file_contains(log_path, "inventory: 1 hosts scheduled", 20000));
     struct store *s = open_db();
     ck_assert_int_eq(store_begin(s, true), 0);
-    bool kept = wait_file_contains(log_path, "database busy: 1 results kept", 20000);
+    bool kept = tu_wait_file_contains(log_path, "database busy: 1 results kept", 20000);
     store_rollback(s);
     store_close(s);
     int rc = tu_wait_exit(pid, 30000);
@@ -797,7 +760,7 @@ START_TEST(test_collect_on_a_terminal_draws_a_progress_line)
     struct peer pr;
     peer_start(&pr, specs);
     add_host("good.test", 1, pr.ports[0]);
-    add_host("down.test", 1, closed_port());
+    add_host("down.test", 1, tu_closed_port());
     int master;
     char *tlsgate = strdup(tu_build_path("orchestrator/tlsgate"));
     pid_t pid = forkpty(&master, NULL, NULL, NULL);
@@ -810,7 +773,7 @@ START_TEST(test_collect_on_a_terminal_draws_a_progress_line)
     char out[16384];
     size_t len = 0;
     for (;;) {
-        ck_assert_msg(wait_fd_readable(master, 20000), "collect on a tty did not finish");
+        ck_assert_msg(tu_wait_readable(master, 20000), "collect on a tty did not finish");
         ssize_t r = read(master, out + len, sizeof(out) - 1 - len);
         if (r <= 0)
             break; /* EIO once the child has closed the terminal */
@@ -841,12 +804,12 @@ START_TEST(test_collect_interrupted_says_so_and_exits_4)
     write_config("\"connect_timeout\": 60, \"timeout\": 120, \"log_level\": \"debug\"");
     const char *log_path = tu_path(dir, "collect.log");
     pid_t pid = tlsgate_start("collect", "collect.log", true);
-    ck_assert(wait_file_contains(log_path, "inventory: 1 hosts scheduled", 20000));
+    ck_assert(tu_wait_file_contains(log_path, "inventory: 1 hosts scheduled", 20000));
     kill(pid, SIGINT);
     int rc = tu_wait_exit(pid, 30000);
     char *log = tu_read_file(log_path, NULL);
-    ck_assert_msg(rc == 4 && strstr(log, "collect: interrupted; 1 hosts not polled"),
-                  "exit %d\n%s", rc, log);
+    ck_assert_msg(rc == 4 && strstr(log, "collect: interrupted; 1 hosts not polled"), "exit %d\n%s",
+                  rc, log);
     ck_assert_ptr_nonnull(strstr(log, "host=silent.test transfer abandoned at shutdown"));
     free(log);
     peer_stop(&pr);
@@ -856,7 +819,7 @@ END_TEST
 START_TEST(test_collect_refuses_missing_tls_config_with_exit_3)
 {
     tu_write_file(config_path, "{\"timeout\": 3}", 14);
-    add_host("good.test", 1, closed_port());
+    add_host("good.test", 1, tu_closed_port());
     char *err = NULL;
     ck_assert_int_eq(collect(NULL, &err, NULL), 3);
     ck_assert_ptr_nonnull(strstr(err, "tls.ca is not set"));
@@ -864,8 +827,10 @@ START_TEST(test_collect_refuses_missing_tls_config_with_exit_3)
     write_config("\"concurrency\": 1");
     char *argv_cfg = strdup(config_path);
     char buf[4096];
-    snprintf(buf, sizeof(buf), "{\"tls\": {\"ca\": \"%s/nope.pem\", \"cert\": \"x\", \"key\": "
-             "\"y\"}}", certs);
+    snprintf(buf, sizeof(buf),
+             "{\"tls\": {\"ca\": \"%s/nope.pem\", \"cert\": \"x\", \"key\": "
+             "\"y\"}}",
+             certs);
     tu_write_file(config_path, buf, strlen(buf));
     ck_assert_int_eq(collect(NULL, &err, NULL), 3);
     ck_assert_ptr_nonnull(strstr(err, "nope.pem"));
@@ -907,7 +872,8 @@ START_TEST(test_daemon_sigterm_abandons_hung_transfers_and_exits_zero)
     write_config("\"interval\": 3600, \"jitter\": 0, \"connect_timeout\": 60, \"timeout\": 120, "
                  "\"log_level\": \"debug\"");
     pid_t d = daemon_start("daemon.log");
-    assert_daemon(wait_count("SELECT count(*) FROM report", NULL, 1, 20000), "no report stored");
+    assert_daemon(tu_wait_db_int(db, "SELECT count(*) FROM report", NULL, 1, 20000),
+                  "no report stored");
     kill(d, SIGTERM);
     int rc = tu_wait_exit(d, 30000);
     char *log = tu_read_file(tu_path(dir, "daemon.log"), NULL);
@@ -935,9 +901,10 @@ START_TEST(test_daemon_second_sigterm_keeps_the_grace_bound)
     /* Transfer timeouts far beyond the wait below: only the grace timer can end silent.test. */
     write_config("\"interval\": 3600, \"jitter\": 0, \"connect_timeout\": 90, \"timeout\": 120");
     pid_t d = daemon_start("daemon.log");
-    assert_daemon(wait_count("SELECT count(*) FROM report", NULL, 1, 20000), "no report stored");
+    assert_daemon(tu_wait_db_int(db, "SELECT count(*) FROM report", NULL, 1, 20000),
+                  "no report stored");
     kill(d, SIGTERM);
-    assert_daemon(wait_file_contains(tu_path(dir, "daemon.log"), "SIGTERM: stopping", 10000),
+    assert_daemon(tu_wait_file_contains(tu_path(dir, "daemon.log"), "SIGTERM: stopping", 10000),
                   "first SIGTERM not seen");
     /* An impatient operator (or systemd's second signal) must not lift the bound. */
     kill(d, SIGTERM);
@@ -956,7 +923,7 @@ END_TEST
  * and exits 4 instead of idling forever with no host scheduled. */
 START_TEST(test_daemon_exits_4_when_its_first_load_fails)
 {
-    add_host("good.test", 1, closed_port());
+    add_host("good.test", 1, tu_closed_port());
     struct store *s = open_db();
     ck_assert_int_eq(store_meta_set(s, "catalog", "{\"catalog\": \"not-a-catalog\"}"), 0);
     store_close(s);
@@ -983,12 +950,13 @@ START_TEST(test_daemon_sighup_polls_new_hosts_and_drops_removed)
     peer_start(&pr, specs);
     add_host("fleet00.test", 1, pr.ports[0]);
     pid_t d = daemon_start("daemon.log");
-    assert_daemon(wait_count("SELECT count(*) FROM report", NULL, 1, 20000), "no report stored");
+    assert_daemon(tu_wait_db_int(db, "SELECT count(*) FROM report", NULL, 1, 20000),
+                  "no report stored");
     /* A broken config file on SIGHUP: refused by name, the daemon keeps running as it was. */
     tu_write_file(config_path, "{\"interval\": \"soon\"}", 20);
     kill(d, SIGHUP);
-    assert_daemon(wait_file_contains(tu_path(dir, "daemon.log"),
-                                     "SIGHUP: keeping the old settings", 20000),
+    assert_daemon(tu_wait_file_contains(tu_path(dir, "daemon.log"),
+                                        "SIGHUP: keeping the old settings", 20000),
                   "broken config not reported");
     write_config("\"interval\": 3600, \"jitter\": 0");
     add_host("fleet01.test", 1, pr.ports[1]);
@@ -996,8 +964,10 @@ START_TEST(test_daemon_sighup_polls_new_hosts_and_drops_removed)
     ck_assert_int_eq(store_exec(s, "DELETE FROM host WHERE name = 'fleet00.test'"), 0);
     store_close(s);
     kill(d, SIGHUP);
-    assert_daemon(wait_count("SELECT count(*) FROM report r JOIN host h ON h.id = r.host_id "
-                             "WHERE h.name = ?", "fleet01.test", 1, 20000),
+    assert_daemon(tu_wait_db_int(db,
+                                 "SELECT count(*) FROM report r JOIN host h ON h.id = r.host_id "
+                                 "WHERE h.name = ?",
+                                 "fleet01.test", 1, 20000),
                   "new host not polled after SIGHUP");
     kill(d, SIGTERM);
     int rc = tu_wait_exit(d, 30000);
@@ -1027,8 +997,8 @@ START_TEST(test_daemon_sighup_with_a_new_ca_does_not_resume_old_sessions)
     add_host("good.test", 1, pr.ports[0]);
     write_config("\"interval\": 1, \"jitter\": 0");
     pid_t d = daemon_start("daemon.log");
-    assert_daemon(wait_count("SELECT count(*) FROM poll WHERE last_success_at IS NOT NULL", NULL,
-                             1, 20000),
+    assert_daemon(tu_wait_db_int(db, "SELECT count(*) FROM poll WHERE last_success_at IS NOT NULL",
+                                 NULL, 1, 20000),
                   "no report stored");
     /* The other CA only; the daemon's own certificate stays (the collector checks it). */
     char buf[8192];
@@ -1039,10 +1009,11 @@ START_TEST(test_daemon_sighup_with_a_new_ca_does_not_resume_old_sessions)
              other, certs, certs);
     tu_write_file(config_path, buf, strlen(buf));
     kill(d, SIGHUP);
-    assert_daemon(wait_file_contains(tu_path(dir, "daemon.log"), "SIGHUP: settings", 10000),
+    assert_daemon(tu_wait_file_contains(tu_path(dir, "daemon.log"), "SIGHUP: settings", 10000),
                   "SIGHUP not applied");
-    assert_daemon(wait_count("SELECT count(*) FROM poll WHERE last_error LIKE '%certificate%'",
-                             NULL, 1, 15000),
+    assert_daemon(tu_wait_db_int(db,
+                                 "SELECT count(*) FROM poll WHERE last_error LIKE '%certificate%'",
+                                 NULL, 1, 15000),
                   "the collector was still trusted under the new CA");
     kill(d, SIGTERM);
     ck_assert_int_eq(tu_wait_exit(d, 30000), 0);
@@ -1063,7 +1034,8 @@ START_TEST(test_daemon_judges_by_a_catalog_loaded_while_it_runs)
     add_host("fleet00.test", 1, pr.ports[0]);
     write_config("\"interval\": 1, \"jitter\": 0");
     pid_t d = daemon_start("daemon.log");
-    assert_daemon(wait_count("SELECT count(*) FROM report", NULL, 1, 20000), "no report stored");
+    assert_daemon(tu_wait_db_int(db, "SELECT count(*) FROM report", NULL, 1, 20000),
+                  "no report stored");
 
     /* What `tlsgate rules load` does: a new catalog becomes the store's active one. */
     json_error_t je;
@@ -1083,8 +1055,8 @@ START_TEST(test_daemon_judges_by_a_catalog_loaded_while_it_runs)
     rules_free(c);
     free(text);
 
-    assert_daemon(wait_count("SELECT count(*) FROM report WHERE catalog_version = ?",
-                             "2099.12.7", 1, 20000),
+    assert_daemon(tu_wait_db_int(db, "SELECT count(*) FROM report WHERE catalog_version = ?",
+                                 "2099.12.7", 1, 20000),
                   "the new catalog was not used");
     kill(d, SIGTERM);
     ck_assert_int_eq(tu_wait_exit(d, 30000), 0);
@@ -1108,17 +1080,18 @@ START_TEST(test_daemon_logs_orphan_risk_and_its_clearing)
     write_config("\"interval\": 1, \"jitter\": 0");
     pid_t d = daemon_start("daemon.log");
     const char *log = tu_path(dir, "daemon.log");
-    assert_daemon(wait_file_contains(log, "host=fleet00.test ORPHAN RISK: legacy protocols "
-                                          "disabled while 1 dependent(s) cannot use TLS 1.2",
-                                     30000),
+    assert_daemon(tu_wait_file_contains(log,
+                                        "host=fleet00.test ORPHAN RISK: legacy protocols "
+                                        "disabled while 1 dependent(s) cannot use TLS 1.2",
+                                        30000),
                   "no orphan risk logged");
 
     /* Waiving the client (an accepted risk) clears it at the next watch. */
     char *err = NULL;
-    ck_assert_int_eq(tu_tlsgate(db, NULL, &err, "waive", "fleet01.test", "--reason", "test",
-                                NULL), 0);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, &err, "waive", "fleet01.test", "--reason", "test", NULL),
+                     0);
     free(err);
-    assert_daemon(wait_file_contains(log, "host=fleet00.test orphan risk cleared", 30000),
+    assert_daemon(tu_wait_file_contains(log, "host=fleet00.test orphan risk cleared", 30000),
                   "orphan risk not cleared");
     kill(d, SIGTERM);
     ck_assert_int_eq(tu_wait_exit(d, 30000), 0);
@@ -1138,16 +1111,21 @@ END_TEST
 /* Every stored report is whole: valid JSON, and its summary columns agree with its verdicts. */
 static void assert_store_consistent(void)
 {
-    ck_assert_int_eq(query_int("SELECT count(*) FROM pragma_integrity_check WHERE "
-                               "integrity_check <> 'ok'", NULL), 0);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM report WHERE NOT json_valid(body)", NULL),
+    ck_assert_int_eq(tu_db_int(db,
+                               "SELECT count(*) FROM pragma_integrity_check WHERE "
+                               "integrity_check <> 'ok'",
+                               NULL),
                      0);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM report r WHERE r.blockers <> (SELECT "
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM report WHERE NOT json_valid(body)", NULL),
+                     0);
+    ck_assert_int_eq(tu_db_int(db,
+                               "SELECT count(*) FROM report r WHERE r.blockers <> (SELECT "
                                "count(*) FROM verdict v WHERE v.host_id = r.host_id AND v.pass = "
                                "0 AND v.severity = 'blocker') OR r.warnings <> (SELECT count(*) "
                                "FROM verdict v WHERE v.host_id = r.host_id AND v.pass = 0 AND "
                                "v.severity = 'warning') OR NOT EXISTS (SELECT 1 FROM verdict v "
-                               "WHERE v.host_id = r.host_id)", NULL),
+                               "WHERE v.host_id = r.host_id)",
+                               NULL),
                      0);
 }
 
@@ -1174,24 +1152,25 @@ START_TEST(test_daemon_killed_mid_round_restarts_with_a_whole_store)
     }
     write_config("\"interval\": 20, \"jitter\": 1, \"concurrency\": 4");
     pid_t d = daemon_start("daemon.log");
-    assert_daemon(wait_count("SELECT count(*) FROM report", NULL, 1, 30000), "no report stored");
+    assert_daemon(tu_wait_db_int(db, "SELECT count(*) FROM report", NULL, 1, 30000),
+                  "no report stored");
     kill(d, SIGKILL);
     ck_assert_int_eq(tu_wait_exit(d, 10000), 128 + SIGKILL);
-    long long stored = query_int("SELECT count(*) FROM report", NULL);
+    long long stored = tu_db_int(db, "SELECT count(*) FROM report", NULL);
     ck_assert_int_lt(stored, 20);
     assert_store_consistent();
 
     /* The daemon restarted (hosts never polled are due at once now): the round completes. */
     write_config("\"interval\": 20, \"jitter\": 0, \"concurrency\": 4");
     d = daemon_start("daemon2.log");
-    bool all = wait_count("SELECT count(*) FROM report", NULL, 20, 30000);
+    bool all = tu_wait_db_int(db, "SELECT count(*) FROM report", NULL, 20, 30000);
     kill(d, SIGTERM);
     int rc = tu_wait_exit(d, 30000);
     char *log = tu_read_file(tu_path(dir, "daemon2.log"), NULL);
     ck_assert_msg(all && rc == 0, "restarted daemon: exit %d, all stored %d\n%s", rc, all, log);
     free(log);
-    ck_assert_int_eq(query_int("SELECT count(*) FROM poll WHERE last_success_at IS NOT NULL",
-                               NULL), 20);
+    ck_assert_int_eq(
+        tu_db_int(db, "SELECT count(*) FROM poll WHERE last_success_at IS NOT NULL", NULL), 20);
     assert_store_consistent();
     peer_stop(&pr);
 }
@@ -1220,14 +1199,14 @@ START_TEST(test_cli_writers_during_daemon_writes_never_see_locked)
     /* interval 1: the daemon writes all the time. */
     write_config("\"interval\": 1, \"jitter\": 0, \"concurrency\": 8");
     pid_t d = daemon_start("daemon.log");
-    assert_daemon(wait_count("SELECT count(*) FROM report", NULL, 20, 30000),
+    assert_daemon(tu_wait_db_int(db, "SELECT count(*) FROM report", NULL, 20, 30000),
                   "not every host stored");
     for (int round = 0; round < 3; round++) {
         /* Two rounds of `collect` and an `inventory import` (a new host each time), at once. */
         char csv[256];
         snprintf(csv, sizeof(csv),
                  "name,site,roles,collector,os\nextra%d.test,S01,client,127.0.0.1:%d,\n", round,
-                 closed_port());
+                 tu_closed_port());
         const char *csv_path = tu_path(dir, "extra.csv");
         tu_write_file(csv_path, csv, strlen(csv));
         char *csv_copy = strdup(csv_path);
@@ -1249,7 +1228,7 @@ START_TEST(test_cli_writers_during_daemon_writes_never_see_locked)
         for (int k = 0; k < 3; k++)
             ck_assert_int_eq(tu_wait_exit(kids[k], 60000), 0);
     }
-    ck_assert_int_eq(query_int("SELECT count(*) FROM host WHERE name LIKE 'extra%'", NULL), 3);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM host WHERE name LIKE 'extra%'", NULL), 3);
     kill(d, SIGTERM);
     int rc = tu_wait_exit(d, 30000);
     char *log = tu_read_file(tu_path(dir, "daemon.log"), NULL);
@@ -1297,7 +1276,4 @@ static Suite *poll_suite(void)
     return s;
 }
 
-int main(void)
-{
-    return tu_run_suite(poll_suite());
-}
+int main(void) { return tu_run_suite(poll_suite()); }

@@ -3,14 +3,19 @@
  */
 #include "testutil.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -41,10 +46,7 @@ static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW 
     return remove(path);
 }
 
-void tu_rmtree(const char *dir)
-{
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
+void tu_rmtree(const char *dir) { nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
 
 const char *tu_path(const char *dir, const char *name)
 {
@@ -221,4 +223,227 @@ long long tu_db_int(const char *db, const char *sql, const char *param)
     sqlite3_finalize(st);
     sqlite3_close(raw);
     return v;
+}
+
+long long tu_now_ms(void) { return monotonic_ms(); }
+
+bool tu_wait_readable(int fd, long ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, (int)ms) == 1;
+}
+
+bool tu_wait_db_int(const char *db, const char *sql, const char *param, long long want, long ms)
+{
+    long long end = monotonic_ms() + ms;
+    struct timespec step = {0, 20 * 1000 * 1000};
+    for (;;) {
+        if (tu_db_int(db, sql, param) >= want)
+            return true;
+        if (monotonic_ms() > end)
+            return false;
+        nanosleep(&step, NULL);
+    }
+}
+
+bool tu_wait_file_contains(const char *path, const char *needle, long ms)
+{
+    long long end = monotonic_ms() + ms;
+    struct timespec step = {0, 20 * 1000 * 1000};
+    for (;;) {
+        char *text = tu_read_file(path, NULL);
+        bool found = text && strstr(text, needle);
+        free(text);
+        if (found)
+            return true;
+        if (monotonic_ms() > end)
+            return false;
+        nanosleep(&step, NULL);
+    }
+}
+
+int tu_closed_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t l = sizeof(a);
+    getsockname(fd, (struct sockaddr *)&a, &l);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+int tu_gen_certs(const char *out, const char *const *names)
+{
+    const char *root = getenv("TLSGATE_SOURCE_ROOT");
+    if (!root) {
+        fprintf(stderr, "TLSGATE_SOURCE_ROOT is not set (run the tests through meson test)\n");
+        return -1;
+    }
+    char tool[4096];
+    snprintf(tool, sizeof(tool), "%s/tools/gen-certs", root);
+    size_t n = 0;
+    while (names[n])
+        n++;
+    char **argv = calloc(n + 3, sizeof(*argv));
+    if (!argv)
+        return -1;
+    argv[0] = tool;
+    argv[1] = (char *)out;
+    for (size_t i = 0; i < n; i++)
+        argv[2 + i] = (char *)names[i];
+    pid_t pid = fork();
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 1);
+        execv(tool, argv);
+        _exit(127);
+    }
+    free(argv);
+    int status;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "%s %s failed\n", tool, out);
+        return -1;
+    }
+    return 0;
+}
+
+pid_t tu_collector_start(const char *const *args, const char *errpath, long ms, uint16_t *port)
+{
+    char *argv[64];
+    int n = 0;
+    argv[n++] = (char *)tu_build_path("collectors/tlsgate-collector");
+    for (int i = 0; args && args[i] && n < 63; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(devnull, 0);
+        if (errpath) {
+            int e = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            if (e < 0)
+                _exit(126);
+            dup2(e, 2);
+        }
+        dup2(fds[1], 1);
+        close(fds[0]);
+        /* The collector ends through main: a leak shows on stderr and in its exit code. */
+        setenv("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1", 1);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(fds[1]);
+
+    char line[1024];
+    size_t len = 0;
+    long long end = monotonic_ms() + ms;
+    const char *at = NULL;
+    while (!at) {
+        long long left = end - monotonic_ms();
+        ck_assert_msg(left > 0, "collector did not start in time");
+        if (!tu_wait_readable(fds[0], (long)left))
+            continue;
+        ssize_t got = read(fds[0], line + len, sizeof(line) - 1 - len);
+        if (got <= 0) {
+            char *err = errpath ? tu_read_file(errpath, NULL) : NULL;
+            ck_abort_msg("collector exited before serving (exit %d): %s", tu_wait_exit(pid, ms),
+                         err ? err : "");
+        }
+        len += (size_t)got;
+        line[len] = '\0';
+        if (strchr(line, '\n'))
+            at = strstr(line, "https://127.0.0.1:");
+        ck_assert_msg(!strchr(line, '\n') || at, "unexpected collector output: %s", line);
+    }
+    close(fds[0]);
+    *port = (uint16_t)atoi(at + strlen("https://127.0.0.1:"));
+    ck_assert_int_gt(*port, 0);
+    return pid;
+}
+
+static size_t fetch_body(char *p, size_t size, size_t n, void *arg)
+{
+    struct tu_fetch *f = arg;
+    size_t add = size * n;
+    if (f->len + add > (f->max_bytes ? f->max_bytes : 1024 * 1024))
+        return 0;
+    f->out = realloc(f->out, f->len + add + 1);
+    memcpy(f->out + f->len, p, add);
+    f->len += add;
+    f->out[f->len] = '\0';
+    return add;
+}
+
+static size_t fetch_header(char *p, size_t size, size_t n, void *arg)
+{
+    struct tu_fetch *f = arg;
+    size_t len = size * n;
+    if (len > 6 && strncasecmp(p, "Allow:", 6) == 0) {
+        size_t m = len - 6 < sizeof(f->allow) - 1 ? len - 6 : sizeof(f->allow) - 1;
+        memcpy(f->allow, p + 6, m);
+        f->allow[m] = '\0';
+        while (m > 0 && (f->allow[m - 1] == '\r' || f->allow[m - 1] == '\n'))
+            f->allow[--m] = '\0';
+    }
+    return len;
+}
+
+void tu_fetch_run(uint16_t port, struct tu_fetch *f)
+{
+    char url[512], resolve[300];
+    snprintf(url, sizeof(url), "%s://%s:%u%s", f->plain ? "http" : "https", f->host, (unsigned)port,
+             f->path);
+    snprintf(resolve, sizeof(resolve), "%s:%u:127.0.0.1", f->host, (unsigned)port);
+    struct curl_slist *res = curl_slist_append(NULL, resolve);
+    CURL *h = curl_easy_init();
+    ck_assert_ptr_nonnull(h);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_RESOLVE, res);
+    curl_easy_setopt(h, CURLOPT_CAINFO, f->ca);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(h, CURLOPT_SSLVERSION,
+                     f->sslversion ? f->sslversion : (long)CURL_SSLVERSION_TLSv1_2);
+    if (f->ciphers)
+        curl_easy_setopt(h, CURLOPT_SSL_CIPHER_LIST, f->ciphers);
+    char cert[4096], key[4096];
+    if (f->certdir) {
+        const char *name = f->certname ? f->certname : "orchestrator";
+        snprintf(cert, sizeof(cert), "%s/%s.pem", f->certdir, name);
+        snprintf(key, sizeof(key), "%s/%s.key", f->certdir, name);
+        curl_easy_setopt(h, CURLOPT_SSLCERT, cert);
+        curl_easy_setopt(h, CURLOPT_SSLKEY, key);
+    }
+    if (f->method)
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, f->method);
+    if (f->method && strcmp(f->method, "HEAD") == 0)
+        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+    if (f->body)
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, f->body);
+    if (f->headers)
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, f->headers);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, fetch_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, f);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, fetch_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, f);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, f->error);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, f->timeout_ms ? f->timeout_ms : 15000L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    f->rc = curl_easy_perform(h);
+    f->code = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &f->code);
+    curl_easy_cleanup(h);
+    curl_slist_free_all(res);
+}
+
+void tu_fetch_release(struct tu_fetch *f)
+{
+    free(f->out);
+    f->out = NULL;
+    f->len = 0;
 }

@@ -6,8 +6,11 @@
 #define TLSGATE_TESTUTIL_H
 
 #include <check.h>
+#include <curl/curl.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 /* Runs every test of `s` (fork mode) and frees it; returns the exit status for main: 0 when
@@ -52,5 +55,61 @@ int tu_wait_exit(pid_t pid, long ms);
  * with `param`, when not NULL, bound as text to ?1; ck_abort when there is no row. The file is
  * opened (never created) with plain SQLite, so a test reads what the binaries wrote. */
 long long tu_db_int(const char *db, const char *sql, const char *param);
+
+/* ---- waiting on a condition with a deadline (never a fixed sleep) ---- */
+
+/* The monotonic clock in milliseconds: what every deadline here is measured on. */
+long long tu_now_ms(void);
+/* Whether `fd` becomes readable within `ms`. */
+bool tu_wait_readable(int fd, long ms);
+/* Polls tu_db_int(db, sql, param) every 20 ms until it is >= want; false after `ms`. */
+bool tu_wait_db_int(const char *db, const char *sql, const char *param, long long want, long ms);
+/* Polls the file at `path` until it contains `needle`; false after `ms`. */
+bool tu_wait_file_contains(const char *path, const char *needle, long ms);
+
+/* ---- processes on loopback ---- */
+
+/* A loopback port where nothing listens: bound, then released. */
+int tu_closed_port(void);
+
+/* Runs tools/gen-certs OUT NAME... (names NULL-ended), its stdout discarded. Returns 0, or -1
+ * with the reason on stderr. Usable outside a test (a suite's main makes certificates once). */
+int tu_gen_certs(const char *out, const char *const *names);
+
+/*
+ * Starts the real tlsgate-collector with `args` (NULL-ended, without argv[0]), stdin on
+ * /dev/null, stderr into `errpath` (NULL: inherited), and waits up to `ms` for the line naming
+ * its port ("https://127.0.0.1:PORT"). Returns its pid and sets *port; ck_abort (with its stderr)
+ * when it exits first or says something else. The collector's own exit is leak-checked in the
+ * sanitizer build (detect_leaks=1).
+ */
+pid_t tu_collector_start(const char *const *args, const char *errpath, long ms, uint16_t *port);
+
+/* ---- a libcurl client with a fleet's trust ---- */
+
+struct tu_fetch {
+    const char *path;     /* "/v1/readiness" */
+    const char *host;     /* name in the URL, resolved to 127.0.0.1 */
+    const char *ca;       /* CA bundle the server's certificate must chain to */
+    const char *certdir;  /* client cert from certdir/NAME.pem, or no client cert when NULL */
+    const char *certname; /* "orchestrator" by default */
+    const char *method;   /* CURLOPT_CUSTOMREQUEST */
+    const char *body;     /* POSTFIELDS */
+    struct curl_slist *headers;
+    long sslversion;     /* CURLOPT_SSLVERSION, 0 = TLS 1.2 minimum */
+    const char *ciphers; /* CURLOPT_SSL_CIPHER_LIST */
+    int plain;           /* http:// instead of https:// */
+    size_t max_bytes;    /* a longer body fails the transfer (0: 1 MiB) */
+    long timeout_ms;     /* whole transfer (0: 15 s) */
+    /* results */
+    CURLcode rc;
+    long code;
+    char *out; /* the body, NUL-terminated (malloc'd; tu_fetch_release) */
+    size_t len;
+    char allow[128]; /* the Allow: header */
+    char error[CURL_ERROR_SIZE];
+};
+void tu_fetch_run(uint16_t port, struct tu_fetch *f);
+void tu_fetch_release(struct tu_fetch *f);
 
 #endif

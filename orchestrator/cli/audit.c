@@ -34,19 +34,21 @@ static int print_row(const struct store_audit_row *row, void *arg)
     return 0;
 }
 
+static const struct cli_spec audit_spec = {
+    .name = "audit",
+    .usage = "Usage: tlsgate audit [--json]\n\n"
+             "Every state change (init, import, phase moves, waivers, catalog loads), in\n"
+             "order: time (UTC), OS user, command line, outcome.\n",
+    .json = true,
+};
+const struct cli_spec *const audit_specs[] = {&audit_spec, NULL};
+
 int cmd_audit(struct cli *cli, int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help")) {
-            printf("usage: tlsgate audit [--json]\n\n"
-                   "Every state change (init, import, phase moves, waivers, catalog loads), in\n"
-                   "order: time (UTC), OS user, command line, outcome.\n");
-            return EXIT_OK;
-        }
-        cli_error("audit: unexpected argument '%s' (usage: tlsgate audit [--json])", argv[i]);
-        return EXIT_USAGE;
-    }
-    int code;
+    struct cli_args a;
+    int code = cli_parse(cli, &audit_spec, argc, argv, &a);
+    if (code != CLI_RUN)
+        return code;
     struct store *s = cli_store(cli, false, &code);
     if (!s)
         return code;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "journal.h"
+#include "inventory.h"
 #include "store.h"
 
 void cli_error(const char *fmt, ...)
@@ -39,6 +40,17 @@ struct store *cli_store(struct cli *cli, bool create, int *code)
     return cli->store;
 }
 
+struct store *cli_store_read(struct cli *cli, int *code)
+{
+    struct store *s = cli_store(cli, false, code);
+    if (s && store_begin(s, false)) {
+        cli_error("%s", store_errmsg(s));
+        *code = EXIT_SYSTEM;
+        return NULL;
+    }
+    return s;
+}
+
 const char *cli_user(void)
 {
     static char name[64];
@@ -47,7 +59,9 @@ const char *cli_user(void)
     const char *env = getenv("TLSGATE_USER"); /* lets wrappers name the real operator */
     struct passwd *pw = getpwuid(geteuid());
     snprintf(name, sizeof(name), "%s",
-             env && *env ? env : pw && pw->pw_name ? pw->pw_name : "unknown");
+             env && *env         ? env
+             : pw && pw->pw_name ? pw->pw_name
+                                 : "unknown");
     return name;
 }
 
@@ -55,4 +69,24 @@ int cli_audit(struct cli *cli, const char *outcome)
 {
     return store_audit_append(cli->store, utc_now(), cli_user(),
                               cli->command_line ? cli->command_line : "", outcome);
+}
+
+void cli_json_roles(FILE *out, unsigned roles)
+{
+    fputc('[', out);
+    for (int i = 0, n = 0; i < ROLE_COUNT; i++)
+        if (roles & (1u << i)) {
+            fputs(n++ ? ", " : "", out);
+            jsonout_string(out, inv_role_names[i]);
+        }
+    fputc(']', out);
+}
+
+json_t *cli_json_roles_array(unsigned roles)
+{
+    json_t *a = json_array();
+    for (int i = 0; a && i < ROLE_COUNT; i++)
+        if (roles & (1u << i))
+            json_array_append_new(a, json_string(inv_role_names[i]));
+    return a;
 }

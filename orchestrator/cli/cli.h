@@ -41,6 +41,11 @@ struct cli {
  * at the current schema). Prints the error and returns NULL on failure; *code gets the exit code. */
 struct store *cli_store(struct cli *cli, bool create, int *code);
 
+/* cli_store, then a read transaction (BEGIN), so everything a command prints comes from one
+ * state of the database even while the daemon writes; the caller ends it with store_rollback.
+ * Prints the error and returns NULL on failure; *code gets the exit code. */
+struct store *cli_store_read(struct cli *cli, int *code);
+
 /* Prints "tlsgate: " + message + newline to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -50,6 +55,99 @@ const char *cli_user(void);
 /* Appends one audit row (time, user, command line, outcome) in the store's current
  * transaction or its own. Returns 0 or a negative errno-style code (message on the store). */
 int cli_audit(struct cli *cli, const char *outcome);
+
+/*
+ * OPTIONS — the one parser of every command (opts.c). A command describes itself with a
+ * struct cli_spec (its options, how many arguments, whether --json applies, its usage text)
+ * and calls cli_parse; `--help` / `-h` anywhere print the usage to stdout (exit 0), an unknown
+ * option is refused with the closest one named (exit 2), `--opt VALUE` and `--opt=VALUE` are
+ * the same, options may stand before or after the arguments, and --json where the spec says it
+ * does not apply is a usage error. A command with subcommands (`gate check|list`) picks the
+ * subcommand with cli_pick, then parses with the subcommand's spec.
+ */
+#define CLI_MAX_OPTIONS 16
+#define CLI_RUN (-1) /* cli_parse: the arguments are good, run the command */
+
+struct cli_option {
+    const char *name; /* long name without "--" */
+    const char *arg;  /* the value's name in the usage ("S", "FILE"), NULL for a flag */
+};
+
+struct cli_spec {
+    const char *name;                 /* "gate check", as messages and --help name it */
+    const char *word;                 /* the subcommand word ("check"); NULL for a command */
+    const char *usage;                /* the whole --help text, starting with "Usage: " */
+    const struct cli_option *options; /* ended by {NULL}; --help is always there */
+    int min_args, max_args;           /* positional arguments; max -1: no limit */
+    bool json;                        /* it prints data: --json applies */
+};
+
+/* What cli_parse found: option values by index in spec->options, and the arguments. */
+struct cli_args {
+    const char *value[CLI_MAX_OPTIONS]; /* NULL when not given or a flag */
+    bool given[CLI_MAX_OPTIONS];
+    int argc;
+    char **argv;
+};
+
+/* Parses argv (argv[0] is the command or subcommand word). Returns CLI_RUN when the command
+ * should run, else the exit code after printing the usage (--help) or naming the fault. */
+int cli_parse(struct cli *cli, const struct cli_spec *spec, int argc, char **argv,
+              struct cli_args *a);
+/* The value of option `name` (NULL: not given), and whether a flag was given. */
+const char *cli_value(const struct cli_spec *spec, const struct cli_args *a, const char *name);
+bool cli_given(const struct cli_spec *spec, const struct cli_args *a, const char *name);
+void cli_usage(const struct cli_spec *spec, FILE *out);
+
+/* argv[1] among the subcommands `subs` (NULL-ended) of `command`: returns its index, or
+ * -(exit code) - 1 after printing the usage (no subcommand: stderr, exit 2; --help: stdout,
+ * exit 0) or naming an unknown one (exit 2, with the closest subcommand). */
+int cli_pick(const char *command, const char *usage, const struct cli_spec *const subs[], int argc,
+             char **argv);
+/* cli_pick, then cli_parse with the subcommand's spec: CLI_RUN with *spec and *a set, or the
+ * exit code. */
+int cli_parse_sub(struct cli *cli, const char *command, const char *usage,
+                  const struct cli_spec *const subs[], int argc, char **argv,
+                  const struct cli_spec **spec, struct cli_args *a);
+
+/* Every command and subcommand, for `tlsgate --commands` (main.c): the command's specs, NULL
+ * ended; a command without subcommands has one spec with word NULL. */
+extern const struct cli_spec *const init_specs[], *const inventory_specs[], *const host_specs[],
+    *const rules_specs[], *const gate_specs[], *const phase_specs[], *const waive_specs[],
+    *const unwaive_specs[], *const audit_specs[], *const export_specs[], *const report_specs[],
+    *const collect_specs[], *const daemon_specs[], *const probe_specs[], *const evidence_specs[];
+
+/*
+ * TABLES — the one table printer (table.c). Column widths are fixed by the command so rows
+ * stream. Off a terminal values are printed whole; on one ($TLSGATE_TTY=1 forces it) the table
+ * fits the terminal's width ($COLUMNS, else TIOCGWINSZ, else 80): wide columns shrink down to
+ * their minimum and a longer value is cut with "…", so columns never misalign.
+ */
+#define CLI_TABLE_MAX_COLUMNS 16
+struct cli_column {
+    const char *title;
+    int width;  /* columns it gets when there is room */
+    int min;    /* the least it shrinks to on a narrow terminal */
+    bool right; /* numbers: aligned right */
+};
+struct cli_table {
+    const struct cli_column *cols;
+    int ncols;
+    int width[CLI_TABLE_MAX_COLUMNS];
+    bool tty;
+    int room; /* the terminal's width, in tty mode */
+    FILE *out;
+};
+/* Prints the title row; then one cli_table_row per row (cells: ncols strings, NULL = ""). */
+void cli_table_begin(struct cli_table *t, const struct cli_column *cols, int ncols, FILE *out);
+void cli_table_row(struct cli_table *t, const char *const cells[]);
+/* The terminal's width: $COLUMNS, else TIOCGWINSZ on stdout, else 80. */
+int cli_terminal_width(void);
+
+/* A host's roles in JSON: one shape in every command, an array of role names in vocabulary
+ * order (["management_point", "distribution_point"]); printed to `out`, or as a jansson array. */
+void cli_json_roles(FILE *out, unsigned roles);
+json_t *cli_json_roles_array(unsigned roles);
 
 /* The commands. Each lives in the module that owns it. */
 int cmd_init(struct cli *cli, int argc, char **argv);

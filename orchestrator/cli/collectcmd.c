@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "cli.h"
 #include "poll.h"
 #include "pullrun.h"
@@ -23,6 +25,7 @@
 struct collect_run {
     struct pullrun run;
     bool tty;
+    bool json; /* one document at the end, nothing per host */
     uint64_t started_ns, drawn_ns;
     size_t ok, failed;
     char *failures[SUMMARY_FAILURES_MAX];
@@ -56,6 +59,8 @@ static void on_outcome(struct poll *p, const struct poll_outcome *o, void *data)
                 r->failures[r->nfailures++] = line;
         }
     }
+    if (r->json)
+        return;
     if (!r->tty) {
         if (o->ok)
             printf("ok %s\n", o->host);
@@ -83,33 +88,51 @@ static void on_round_done(struct poll *p, void *data)
     poll_stop(p, 0);
 }
 
+static const struct cli_option collect_options[] = {{"host", "HOST"}, {NULL}};
+static const struct cli_spec collect_spec = {
+    .name = "collect",
+    .usage = "Usage: tlsgate [--db FILE] [--config FILE] collect [--host HOST] [--json]\n\n"
+             "Pulls every collector of the inventory (or only HOST) once, now, and stores\n"
+             "the reports. On a terminal a progress line shows done / failed / remaining\n"
+             "and the rate; otherwise one line per host (\"ok HOST\" or \"failed HOST: "
+             "why\").\n"
+             "With --json, one object at the end: hosts, ok, failed, seconds and the first\n"
+             "failures (host, error).\n"
+             "Exit 0 when the round ran, even if hosts failed (they are listed);\n"
+             "3 for a bad config, 4 for a database error or an interrupted round.\n",
+    .options = collect_options,
+    .json = true,
+};
+const struct cli_spec *const collect_specs[] = {&collect_spec, NULL};
+
+/* The round as one JSON document (--json). */
+static void print_json_summary(const struct collect_run *r, double secs)
+{
+    json_t *failures = json_array();
+    for (size_t i = 0; i < r->nfailures; i++) {
+        const char *line = r->failures[i], *sep = strstr(line, ": ");
+        size_t hostlen = sep ? (size_t)(sep - line) : strlen(line);
+        json_array_append_new(failures, json_pack("{s:s%, s:o}", "host", line, hostlen, "error",
+                                                  jsonout_text(sep ? sep + 2 : "")));
+    }
+    jsonout_print(stdout, json_pack("{s:I, s:I, s:I, s:f, s:o}", "hosts", (json_int_t)r->run.total,
+                                    "ok", (json_int_t)r->ok, "failed", (json_int_t)r->failed,
+                                    "seconds", secs, "failures", failures));
+}
+
 int cmd_collect(struct cli *cli, int argc, char **argv)
 {
-    const char *host = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help")) {
-            printf("usage: tlsgate [--db FILE] [--config FILE] collect [--host HOST]\n\n"
-                   "Pulls every collector of the inventory (or only HOST) once, now, and stores\n"
-                   "the reports. On a terminal a progress line shows done / failed / remaining\n"
-                   "and the rate; otherwise one line per host (\"ok HOST\" or \"failed HOST: "
-                   "why\").\n"
-                   "Exit 0 when the round ran, even if hosts failed (they are listed);\n"
-                   "3 for a bad config, 4 for a database error or an interrupted round.\n");
-            return EXIT_OK;
-        }
-        if (!strcmp(argv[i], "--host") && i + 1 < argc) {
-            host = argv[++i];
-        } else if (!strncmp(argv[i], "--host=", 7) && argv[i][7]) {
-            host = argv[i] + 7;
-        } else {
-            cli_error("collect: unexpected argument '%s' (usage: collect [--host HOST])", argv[i]);
-            return EXIT_USAGE;
-        }
-    }
+    struct cli_args a;
+    int parsed = cli_parse(cli, &collect_spec, argc, argv, &a);
+    if (parsed != CLI_RUN)
+        return parsed;
+    const char *host = cli_value(&collect_spec, &a, "host");
     /* collect reports per host itself; the log keeps only what has no host line. */
     poll_log_set_level(cli->config.log_level == LOG_DEBUG ? LOG_DEBUG : LOG_ERROR);
     /* Ctrl-C on a one-shot round means now: what was fetched is written, the rest dropped. */
-    struct collect_run r = {.run = {.cli = cli, .grace_ms = 0}, .tty = isatty(STDOUT_FILENO) == 1};
+    struct collect_run r = {.run = {.cli = cli, .grace_ms = 0},
+                            .tty = !cli->json && isatty(STDOUT_FILENO) == 1,
+                            .json = cli->json};
     struct poll_options opt = {.round = true,
                                .host = host,
                                .on_outcome = on_outcome,
@@ -125,14 +148,18 @@ int cmd_collect(struct cli *cli, int argc, char **argv)
     size_t done = r.ok + r.failed;
     if (r.tty)
         printf("\r\033[K");
-    printf("collect: %zu hosts, %zu ok, %zu failed in %.1f s (%.1f hosts/s)\n", r.run.total, r.ok,
-           r.failed, secs, secs > 0 ? (double)done / secs : 0.0);
-    for (size_t i = 0; i < r.nfailures; i++) {
-        printf("  failed %s\n", r.failures[i]);
-        free(r.failures[i]);
+    if (r.json) {
+        print_json_summary(&r, secs);
+    } else {
+        printf("collect: %zu hosts, %zu ok, %zu failed in %.1f s (%.1f hosts/s)\n", r.run.total,
+               r.ok, r.failed, secs, secs > 0 ? (double)done / secs : 0.0);
+        for (size_t i = 0; i < r.nfailures; i++)
+            printf("  failed %s\n", r.failures[i]);
+        if (r.failed > r.nfailures)
+            printf("  ... and %zu more failed hosts\n", r.failed - r.nfailures);
     }
-    if (r.failed > r.nfailures)
-        printf("  ... and %zu more failed hosts\n", r.failed - r.nfailures);
+    for (size_t i = 0; i < r.nfailures; i++)
+        free(r.failures[i]);
     if (r.run.store_error[0]) {
         cli_error("collect: database error: %s", r.run.store_error);
         return EXIT_SYSTEM;

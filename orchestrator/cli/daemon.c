@@ -37,23 +37,25 @@ static void on_stopped(struct poll *p, void *data)
     d->metrics = NULL;
 }
 
+static const struct cli_spec daemon_spec = {
+    .name = "daemon",
+    .usage = "Usage: tlsgate [--db FILE] [--config FILE] daemon\n\n"
+             "Pulls every collector of the inventory on schedule (config: interval, jitter,\n"
+             "concurrency, timeouts, backoff_max, tls) and stores the reports, until\n"
+             "SIGTERM or SIGINT. SIGHUP re-reads the config file and the inventory.\n"
+             "Logs go to stderr: time, level, host, event (with a syslog priority\n"
+             "first when stderr is the systemd journal). With \"metrics\":\n"
+             "\"ADDRESS:PORT\" in the config, serves Prometheus metrics at\n"
+             "http://ADDRESS:PORT/metrics (read at start).\n",
+};
+const struct cli_spec *const daemon_specs[] = {&daemon_spec, NULL};
+
 int cmd_daemon(struct cli *cli, int argc, char **argv)
 {
-    if (argc > 1) {
-        if (!strcmp(argv[1], "--help")) {
-            printf("usage: tlsgate [--db FILE] [--config FILE] daemon\n\n"
-                   "Pulls every collector of the inventory on schedule (config: interval, jitter,\n"
-                   "concurrency, timeouts, backoff_max, tls) and stores the reports, until\n"
-                   "SIGTERM or SIGINT. SIGHUP re-reads the config file and the inventory.\n"
-                   "Logs go to stderr: time, level, host, event (with a syslog priority\n"
-                   "first when stderr is the systemd journal). With \"metrics\":\n"
-                   "\"ADDRESS:PORT\" in the config, serves Prometheus metrics at\n"
-                   "http://ADDRESS:PORT/metrics (read at start).\n");
-            return EXIT_OK;
-        }
-        cli_error("daemon: unexpected argument '%s'", argv[1]);
-        return EXIT_USAGE;
-    }
+    struct cli_args a;
+    int parsed = cli_parse(cli, &daemon_spec, argc, argv, &a);
+    if (parsed != CLI_RUN)
+        return parsed;
     poll_log_set_level(cli->config.log_level);
     struct daemon_run d = {.r = {.cli = cli, .grace_ms = DAEMON_GRACE_MS}};
     struct pullrun *rp = &d.r;

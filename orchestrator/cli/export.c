@@ -2,10 +2,9 @@
  * export.c — `tlsgate export csv --view V [--site S] [--out FILE] [--bom]`: the dashboard CSV
  * (DESIGN "CLI contract" fixes the five column sets; csv.h does the escaping).
  *
- * Streaming: each view is one prepared statement whose rows are written as sqlite3_step yields
- * them, in (site, name) order straight off an index, so memory stays flat at any fleet size. The
- * whole export reads inside one transaction, so it is one consistent state of the database and
- * two exports of one state are byte-identical.
+ * The views and their rows are domain/export.c's (export.h): they stream, so memory stays flat at
+ * any fleet size. The whole export reads inside one transaction, so it is one consistent state of
+ * the database and two exports of one state are byte-identical.
  *
  * --out FILE appears whole or not at all: rows go to ".FILE.tmp-XXXXXX" in the same folder
  * (mkstemp), which is fsync'ed and renamed over FILE only when everything was written. On any
@@ -28,52 +27,10 @@
 
 #include "cli.h"
 #include "csv.h"
+#include "export.h"
 #include "gate.h"
-#include "history.h"
-#include "hoststate.h"
 #include "inventory.h"
-#include "phase.h"
 #include "store.h"
-
-enum export_view {
-    VIEW_HOSTS,
-    VIEW_SERVERS,
-    VIEW_BLOCKERS,
-    VIEW_PHASES,
-    VIEW_SUMMARY,
-    VIEW_HISTORY,
-    VIEW_HISTORY_RULES,
-    VIEW_PULL_FAILURES,
-    VIEW_COUNT,
-};
-
-static const char *const view_names[VIEW_COUNT] = {
-    "hosts", "servers", "blockers", "phases", "summary", "history", "history-rules",
-    "pull-failures",
-};
-
-static const char *const hosts_columns[] = {
-    "name", "site", "roles", "os", "state", "blockers", "warnings", "last_report", "waived", NULL,
-};
-static const char *const servers_columns[] = {
-    "name", "site", "roles", "phase", "gate", "dependents", "blocking", "legacy_disabled",
-    "orphan_risk", NULL,
-};
-static const char *const blockers_columns[] = {"server", "dependent", "rule", "reason", NULL};
-static const char *const phases_columns[] = {"site", "phase", "entered_at", "entered_by", NULL};
-static const char *const summary_columns[] = {
-    "site", "phase", "hosts", "ready", "not_ready", "unknown", "waived", "servers_gate_open", NULL,
-};
-
-/* What every view needs: the writer, the store, and the decisions' inputs. */
-struct export_ctx {
-    struct csv_writer *w;
-    struct store *store;
-    const char *site; /* NULL: every site */
-    struct gate_time time; /* now and the stale cutoff (now - stale_after) */
-    unsigned roles_mask; /* the role set last formatted into roles (0: none yet) */
-    char roles[512];
-};
 
 /* ---- the temp file behind --out, and the signals that must not leave it behind ---- */
 
@@ -194,310 +151,47 @@ static int out_commit(struct export_out *o)
     return 0;
 }
 
-/* ---- the views ---- */
-
-/* Binds the site filter (if any) as parameter `idx`. The SQL has both forms so the planner can
- * walk the (site, name) index either way. */
-static void bind_site(sqlite3_stmt *st, int idx, const char *site)
-{
-    if (site)
-        sqlite3_bind_text(st, idx, site, -1, SQLITE_STATIC);
-}
-
-static int text_cell(struct csv_writer *w, sqlite3_stmt *st, int col)
-{
-    const unsigned char *s = sqlite3_column_text(st, col);
-    return csv_cell(w, (const char *)s, (size_t)sqlite3_column_bytes(st, col));
-}
-
-static int time_cell(struct csv_writer *w, sqlite3_stmt *st, int col)
-{
-    if (sqlite3_column_type(st, col) == SQLITE_NULL)
-        return csv_cell(w, NULL, 0);
-    char iso[32];
-    return csv_cell_str(w, utc_iso8601(sqlite3_column_int64(st, col), iso, sizeof(iso)));
-}
-
-/* Runs of rows share a role set (clients above all): each set is formatted once per run. */
-static int roles_cell_mask(struct export_ctx *x, unsigned mask)
-{
-    if (mask != x->roles_mask) {
-        inv_roles_format(mask, x->roles, sizeof(x->roles));
-        x->roles_mask = mask;
-    }
-    return csv_cell_str(x->w, x->roles);
-}
-
-static int roles_cell(struct export_ctx *x, sqlite3_stmt *st, int col)
-{
-    return roles_cell_mask(x, (unsigned)sqlite3_column_int64(st, col));
-}
-
-static int int_or_empty_cell(struct csv_writer *w, sqlite3_stmt *st, int col)
-{
-    if (sqlite3_column_type(st, col) == SQLITE_NULL)
-        return csv_cell(w, NULL, 0);
-    return csv_cell_int(w, sqlite3_column_int64(st, col));
-}
-
-/* Steps `st` to the end, calling `row` for each row; stops at the first write error. Returns 0,
- * the writer's -errno, or the store's code. */
-static int stream_rows(struct export_ctx *x, sqlite3_stmt *st, const char *what,
-                       int (*row)(struct export_ctx *, sqlite3_stmt *))
-{
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int err = row(x, st);
-        if (err)
-            return err;
-    }
-    if (rc != SQLITE_DONE)
-        return store_sqlite_fail(x->store, what);
-    return 0;
-}
-
-#define HOSTS_SQL(where)                                                                          \
-    "SELECT h.name, h.site, h.roles, h.os, " HOSTSTATE_SQL("r", "?1") ", r.blockers, r.warnings," \
-    " r.collected_at, " GATE_WAIVER_ACTIVE_SQL("w", "?2") " FROM host h"                          \
-    " LEFT JOIN report r ON r.host_id = h.id LEFT JOIN waiver w ON w.host_id = h.id " where       \
-    " ORDER BY h.site, h.name"
-
-static int hosts_row(struct export_ctx *x, sqlite3_stmt *st)
-{
-    struct csv_writer *w = x->w;
-    text_cell(w, st, 0);
-    text_cell(w, st, 1);
-    roles_cell(x, st, 2);
-    text_cell(w, st, 3);
-    text_cell(w, st, 4);
-    int_or_empty_cell(w, st, 5);
-    int_or_empty_cell(w, st, 6);
-    time_cell(w, st, 7);
-    csv_cell_bool(w, sqlite3_column_int(st, 8) != 0);
-    return csv_end_row(w);
-}
-
-static int view_hosts(struct export_ctx *x)
-{
-    sqlite3_stmt *st;
-    int rc = store_prepare(x->store, x->site ? HOSTS_SQL("WHERE h.site = ?3") : HOSTS_SQL(""), &st);
-    if (rc)
-        return rc;
-    sqlite3_bind_int64(st, 1, x->time.cutoff);
-    sqlite3_bind_int64(st, 2, x->time.now);
-    bind_site(st, 3, x->site);
-    rc = csv_header(x->w, hosts_columns);
-    if (!rc)
-        rc = stream_rows(x, st, "read hosts", hosts_row);
-    sqlite3_finalize(st);
-    return rc;
-}
-
-static int phases_row(struct export_ctx *x, sqlite3_stmt *st)
-{
-    struct csv_writer *w = x->w;
-    text_cell(w, st, 0);
-    text_cell(w, st, 1);
-    time_cell(w, st, 2);
-    text_cell(w, st, 3);
-    return csv_end_row(w);
-}
-
-static int view_phases(struct export_ctx *x)
-{
-    sqlite3_stmt *st;
-    int rc = store_prepare(x->store,
-                           x->site ? "SELECT code, phase, entered_at, entered_by FROM site "
-                                     "WHERE code = ?1 ORDER BY code"
-                                   : "SELECT code, phase, entered_at, entered_by FROM site "
-                                     "ORDER BY code",
-                           &st);
-    if (rc)
-        return rc;
-    bind_site(st, 1, x->site);
-    rc = csv_header(x->w, phases_columns);
-    if (!rc)
-        rc = stream_rows(x, st, "read phases", phases_row);
-    sqlite3_finalize(st);
-    return rc;
-}
-
-/* The servers, blockers and summary views are gate.h's decisions, written out: the export never
- * computes a gate itself, so it cannot disagree with `gate list` or `phase status`. */
-
-static int servers_row(const struct gate_server *g, void *arg)
-{
-    struct export_ctx *x = arg;
-    struct csv_writer *w = x->w;
-    csv_cell_str(w, g->name);
-    csv_cell_str(w, g->site);
-    roles_cell_mask(x, g->roles);
-    csv_cell_str(w, phase_name(g->phase));
-    csv_cell_str(w, g->open ? "open" : "blocked");
-    csv_cell_int(w, g->dependents);
-    csv_cell_int(w, g->blocking);
-    csv_cell_bool(w, g->legacy_disabled);
-    csv_cell_bool(w, g->orphan_risk);
-    return csv_end_row(w);
-}
-
-static int view_servers(struct export_ctx *x)
-{
-    int rc = csv_header(x->w, servers_columns);
-    return rc ? rc : gate_servers(x->store, x->site, &x->time, servers_row, x);
-}
-
-static int blockers_row(const struct gate_blocker *b, void *arg)
-{
-    struct export_ctx *x = arg;
-    struct csv_writer *w = x->w;
-    csv_cell_str(w, b->server);
-    csv_cell_str(w, b->dependent);
-    csv_cell_str(w, b->rule);
-    csv_cell_str(w, b->reason);
-    return csv_end_row(w);
-}
-
-static int view_blockers(struct export_ctx *x)
-{
-    int rc = csv_header(x->w, blockers_columns);
-    return rc ? rc : gate_blockers(x->store, x->site, NULL, &x->time, blockers_row, x);
-}
-
-static int summary_row(const struct gate_site *g, void *arg)
-{
-    struct export_ctx *x = arg;
-    struct csv_writer *w = x->w;
-    csv_cell_str(w, g->code);
-    csv_cell_str(w, phase_name(g->phase));
-    csv_cell_int(w, g->hosts);
-    csv_cell_int(w, g->ready);
-    csv_cell_int(w, g->not_ready);
-    csv_cell_int(w, g->unknown);
-    csv_cell_int(w, g->waived);
-    csv_cell_int(w, g->servers_gate_open);
-    return csv_end_row(w);
-}
-
-static int view_summary(struct export_ctx *x)
-{
-    int rc = csv_header(x->w, summary_columns);
-    return rc ? rc : gate_sites(x->store, x->site, &x->time, summary_row, x);
-}
-
-/* The history views are the history module's rows (history.h), written out. */
-static const char *const history_columns[] = {
-    "site", "at", "phase", "hosts", "ready", "not_ready", "unknown", "waived", "servers",
-    "gate_open", "gate_blocked", "orphan_risk", "pull_failing", NULL,
-};
-static const char *const history_rules_columns[] = {"site", "at", "rule", "hosts", NULL};
-static const char *const pull_failures_columns[] = {
-    "host", "site", "failures", "last_attempt", "last_success", "kind", "error", NULL,
-};
-
-static int time_str_cell(struct csv_writer *w, long long t)
-{
-    char iso[32];
-    return t ? csv_cell_str(w, utc_iso8601(t, iso, sizeof(iso))) : csv_cell(w, NULL, 0);
-}
-
-static int history_row(const struct history_point *p, void *arg)
-{
-    struct csv_writer *w = ((struct export_ctx *)arg)->w;
-    csv_cell_str(w, p->site);
-    time_str_cell(w, p->at);
-    csv_cell_str(w, p->phase);
-    long v[] = {p->hosts,     p->ready,        p->not_ready,   p->unknown,     p->waived,
-                p->servers,   p->gate_open,    p->gate_blocked, p->orphan_risk, p->pull_failing};
-    for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++)
-        csv_cell_int(w, v[i]);
-    return csv_end_row(w);
-}
-
-static int view_history(struct export_ctx *x)
-{
-    int rc = csv_header(x->w, history_columns);
-    return rc ? rc : history_points(x->store, x->site, history_row, x);
-}
-
-static int history_rules_row(const struct history_rule_count *r, void *arg)
-{
-    struct csv_writer *w = ((struct export_ctx *)arg)->w;
-    csv_cell_str(w, r->site);
-    time_str_cell(w, r->at);
-    csv_cell_str(w, r->rule);
-    csv_cell_int(w, r->hosts);
-    return csv_end_row(w);
-}
-
-static int view_history_rules(struct export_ctx *x)
-{
-    int rc = csv_header(x->w, history_rules_columns);
-    return rc ? rc : history_rules(x->store, x->site, history_rules_row, x);
-}
-
-static int pull_failures_row(const struct history_pull_failure *f, void *arg)
-{
-    struct csv_writer *w = ((struct export_ctx *)arg)->w;
-    csv_cell_str(w, f->host);
-    csv_cell_str(w, f->site);
-    csv_cell_int(w, f->failures);
-    time_str_cell(w, f->last_attempt);
-    time_str_cell(w, f->last_success);
-    csv_cell_str(w, f->kind);
-    csv_cell_str(w, f->error);
-    return csv_end_row(w);
-}
-
-static int view_pull_failures(struct export_ctx *x)
-{
-    int rc = csv_header(x->w, pull_failures_columns);
-    return rc ? rc : history_pull_failures(x->store, x->site, 0, pull_failures_row, x);
-}
-
-static int (*const view_run[VIEW_COUNT])(struct export_ctx *) = {
-    [VIEW_HOSTS] = view_hosts,
-    [VIEW_SERVERS] = view_servers,
-    [VIEW_BLOCKERS] = view_blockers,
-    [VIEW_PHASES] = view_phases,
-    [VIEW_SUMMARY] = view_summary,
-    [VIEW_HISTORY] = view_history,
-    [VIEW_HISTORY_RULES] = view_history_rules,
-    [VIEW_PULL_FAILURES] = view_pull_failures,
-};
-
 /* ---- the command ---- */
 
-static void usage(FILE *out)
-{
-    fprintf(out, "usage: tlsgate [--db FILE] [--config FILE] export csv --view VIEW [--site S] "
-                 "[--out FILE] [--bom]\n\n"
-                 "Writes one dashboard view as CSV (RFC 4180, UTF-8, CRLF) to standard output or,\n"
-                 "with --out, to FILE (which appears whole or not at all).\n\n"
-                 "views:\n"
-                 "  hosts     name,site,roles,os,state,blockers,warnings,last_report,waived\n"
-                 "  servers   name,site,roles,phase,gate,dependents,blocking,legacy_disabled,"
-                 "orphan_risk\n"
-                 "  blockers  server,dependent,rule,reason\n"
-                 "  phases    site,phase,entered_at,entered_by\n"
-                 "  summary   site,phase,hosts,ready,not_ready,unknown,waived,servers_gate_open\n"
-                 "  history   site,at,phase,hosts,ready,not_ready,unknown,waived,servers,"
-                 "gate_open,\n            gate_blocked,orphan_risk,pull_failing\n"
-                 "  history-rules  site,at,rule,hosts\n"
-                 "  pull-failures  host,site,failures,last_attempt,last_success,kind,error\n\n"
-                 "options:\n"
-                 "  --view VIEW  one of the views above (required)\n"
-                 "  --site S     only that site\n"
-                 "  --out FILE   write FILE atomically instead of standard output\n"
-                 "  --bom        start with a UTF-8 byte order mark (for Excel)\n");
-}
+#define EXPORT_USAGE                                                                               \
+    "Usage: tlsgate [--db FILE] [--config FILE] export csv --view VIEW [--site S] [--out FILE] "   \
+    "[--bom]\n\n"                                                                                  \
+    "Writes one dashboard view as CSV (RFC 4180, UTF-8, CRLF) to standard output or,\n"            \
+    "with --out, to FILE (which appears whole or not at all).\n\n"                                 \
+    "views:\n"                                                                                     \
+    "  hosts     name,site,roles,os,state,blockers,warnings,last_report,waived\n"                  \
+    "  servers   name,site,roles,phase,gate,dependents,blocking,legacy_disabled,orphan_risk\n"     \
+    "  blockers  server,dependent,rule,reason\n"                                                   \
+    "  phases    site,phase,entered_at,entered_by\n"                                               \
+    "  summary   site,phase,hosts,ready,not_ready,unknown,waived,servers_gate_open\n"              \
+    "  history   site,at,phase,hosts,ready,not_ready,unknown,waived,servers,gate_open,\n"          \
+    "            gate_blocked,orphan_risk,pull_failing\n"                                          \
+    "  history-rules  site,at,rule,hosts\n"                                                        \
+    "  pull-failures  host,site,failures,last_attempt,last_success,kind,error\n\n"                 \
+    "options:\n"                                                                                   \
+    "  --view VIEW  one of the views above (required)\n"                                           \
+    "  --site S     only that site\n"                                                              \
+    "  --out FILE   write FILE atomically instead of standard output\n"                            \
+    "  --bom        start with a UTF-8 byte order mark (for Excel)\n"
+
+/* CSV is the export's one format: --json does not apply. */
+static const struct cli_option export_options[] = {
+    {"view", "VIEW"}, {"site", "S"}, {"out", "FILE"}, {"bom", NULL}, {NULL}};
+static const struct cli_spec export_csv_spec = {
+    .name = "export csv",
+    .word = "csv",
+    .usage = EXPORT_USAGE,
+    .options = export_options,
+};
+const struct cli_spec *const export_specs[] = {&export_csv_spec, NULL};
 
 static void list_views(char *buf, size_t size)
 {
     size_t used = 0;
     buf[0] = '\0';
-    for (int i = 0; i < VIEW_COUNT && used < size; i++)
-        used += (size_t)snprintf(buf + used, size - used, "%s%s", i ? ", " : "", view_names[i]);
+    for (int i = 0; i < EXPORT_VIEW_COUNT && used < size; i++)
+        used +=
+            (size_t)snprintf(buf + used, size - used, "%s%s", i ? ", " : "", export_view_names[i]);
 }
 
 struct export_args {
@@ -507,99 +201,45 @@ struct export_args {
     bool bom;
 };
 
-/* Returns EXIT_OK with *args filled, or an exit code (usage printed / error named). */
-static int parse_args(int argc, char **argv, struct export_args *a, bool *help)
+/* Returns CLI_RUN with *args filled, or an exit code (usage printed / error named). */
+static int parse_args(struct cli *cli, int argc, char **argv, struct export_args *a)
 {
+    const struct cli_spec *spec;
+    struct cli_args args;
+    int code = cli_parse_sub(cli, "export", EXPORT_USAGE, export_specs, argc, argv, &spec, &args);
+    if (code != CLI_RUN)
+        return code;
     char views[128];
     list_views(views, sizeof(views));
-    *help = false;
+    const char *view = cli_value(&export_csv_spec, &args, "view");
+    a->site = cli_value(&export_csv_spec, &args, "site");
+    a->out = cli_value(&export_csv_spec, &args, "out");
+    a->bom = cli_given(&export_csv_spec, &args, "bom");
     a->view = -1;
-    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        *help = true;
-        return EXIT_OK;
-    }
-    if (argc < 2 || strcmp(argv[1], "csv")) {
-        cli_error("export: the format must be 'csv' (usage: export csv --view VIEW [--site S] "
-                  "[--out FILE] [--bom])");
-        return EXIT_USAGE;
-    }
-    for (int i = 2; i < argc; i++) {
-        const char *opt = argv[i];
-        const char **slot = NULL;
-        const char *value = NULL;
-        if (!strcmp(opt, "--help") || !strcmp(opt, "-h")) {
-            *help = true;
-            return EXIT_OK;
-        }
-        if (!strcmp(opt, "--bom")) {
-            a->bom = true;
-            continue;
-        }
-        const char *names[] = {"--view", "--site", "--out"};
-        const char *found_view = NULL;
-        for (int k = 0; k < 3 && !slot; k++) {
-            size_t len = strlen(names[k]);
-            if (strncmp(opt, names[k], len))
-                continue;
-            if (opt[len] == '=')
-                value = opt + len + 1;
-            else if (opt[len] == '\0') {
-                if (i + 1 >= argc) {
-                    cli_error("export: %s needs a value", names[k]);
-                    return EXIT_USAGE;
-                }
-                value = argv[++i];
-            } else
-                continue;
-            slot = k == 0 ? &found_view : k == 1 ? &a->site : &a->out;
-        }
-        if (!slot) {
-            cli_error("export: unknown option '%s' (valid: --view %s, --site S, --out FILE, "
-                      "--bom)",
-                      opt, views);
-            return EXIT_USAGE;
-        }
-        if (!*value) {
-            cli_error("export: %s needs a non-empty value", opt);
-            return EXIT_USAGE;
-        }
-        *slot = value;
-        if (found_view) {
-            a->view = -1;
-            for (int v = 0; v < VIEW_COUNT; v++)
-                if (!strcmp(found_view, view_names[v]))
-                    a->view = v;
-            if (a->view < 0) {
-                cli_error("export: unknown view '%s' (valid views: %s)", found_view, views);
-                return EXIT_USAGE;
-            }
-        }
-    }
-    if (a->view < 0) {
+    if (!view) {
         cli_error("export: --view is required (valid views: %s)", views);
         return EXIT_USAGE;
     }
-    return EXIT_OK;
+    for (int v = 0; v < EXPORT_VIEW_COUNT; v++)
+        if (!strcmp(view, export_view_names[v]))
+            a->view = v;
+    if (a->view < 0) {
+        cli_error("export: unknown view '%s' (valid views: %s)", view, views);
+        return EXIT_USAGE;
+    }
+    return CLI_RUN;
 }
 
 /* Exit 3 when --site names no site: an empty file would look like a site with no hosts. */
 static int check_site(struct store *s, const char *site)
 {
-    sqlite3_stmt *st;
-    if (store_prepare(s, "SELECT 1 FROM site WHERE code = ?1", &st)) {
-        cli_error("%s", store_errmsg(s));
-        return EXIT_SYSTEM;
-    }
-    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc == SQLITE_ROW)
+    int rc = inv_site_exists(s, site);
+    if (!rc)
         return EXIT_OK;
-    if (rc == SQLITE_DONE) {
+    if (rc == -ENOENT) {
         cli_error("export: --site '%s': no such site in %s", site, store_path(s));
         return EXIT_BADINPUT;
     }
-    store_sqlite_fail(s, "look up the site");
     cli_error("%s", store_errmsg(s));
     return EXIT_SYSTEM;
 }
@@ -607,13 +247,8 @@ static int check_site(struct store *s, const char *site)
 int cmd_export(struct cli *cli, int argc, char **argv)
 {
     struct export_args a = {0};
-    bool help;
-    int code = parse_args(argc, argv, &a, &help);
-    if (help) {
-        usage(stdout);
-        return EXIT_OK;
-    }
-    if (code)
+    int code = parse_args(cli, argc, argv, &a);
+    if (code != CLI_RUN)
         return code;
     struct export_out out;
     int rc = out_open(&out, a.out);
@@ -631,19 +266,14 @@ int cmd_export(struct cli *cli, int argc, char **argv)
 
     static struct csv_writer w; /* 64 KiB: not for the stack */
     csv_init(&w, out.fd);
-    struct export_ctx x = {
-        .w = &w,
-        .store = s,
-        .site = a.site,
-        .time = gate_time_make(utc_now(), cli->config.stale_after),
-    };
-    x.time.evidence_since = x.time.now - cli->config.evidence_window;
+    struct gate_time t = gate_time_make(utc_now(), cli->config.stale_after);
+    t.evidence_since = t.now - cli->config.evidence_window;
 
     rc = store_begin(s, false);
     if (!rc && a.bom)
         rc = csv_bom(&w);
     if (!rc)
-        rc = view_run[a.view](&x);
+        rc = export_csv(s, (enum export_view)a.view, a.site, &t, &w);
     if (!rc)
         rc = csv_flush(&w);
     store_rollback(s); /* a read: nothing to keep */

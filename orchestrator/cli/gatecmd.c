@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "gate.h"
+#include "ingest_reads.h"
 #include "inventory.h"
 #include "rules.h"
 #include "store.h"
@@ -24,16 +25,16 @@ static int report_failure(struct store *s, int rc)
 
 static void json_server_fields(const struct gate_server *g)
 {
-    char roles[512];
-    inv_roles_format(g->roles, roles, sizeof(roles));
     fputs("\"name\":", stdout);
     jsonout_string(stdout, g->name);
     fputs(",\"site\":", stdout);
     jsonout_string(stdout, g->site);
-    printf(",\"roles\":\"%s\",\"phase\":\"%s\",\"gate\":\"%s\",\"state\":\"%s\",\"waived\":%s,"
+    fputs(",\"roles\":", stdout);
+    cli_json_roles(stdout, g->roles);
+    printf(",\"phase\":\"%s\",\"gate\":\"%s\",\"state\":\"%s\",\"waived\":%s,"
            "\"dependents\":%ld,\"blocking\":%ld,\"waived_dependents\":%ld,"
            "\"legacy_disabled\":%s,\"orphan_risk\":%s,\"reenable_legacy\":%s",
-           roles, phase_name(g->phase), g->open ? "open" : "blocked", gate_state_name(g->state),
+           phase_name(g->phase), g->open ? "open" : "blocked", gate_state_name(g->state),
            g->waived ? "true" : "false", g->dependents, g->blocking, g->waived_dependents,
            g->legacy_disabled ? "true" : "false", g->orphan_risk ? "true" : "false",
            g->reenable_legacy ? "true" : "false");
@@ -48,7 +49,7 @@ struct check {
     const struct rules_catalog *catalog; /* remedies; rule ids not in it have none */
     long limit;
     bool open;
-    long shown, group_hosts, groups, waived_shown;
+    long shown, group_hosts, groups, waived_shown, own_shown;
 };
 
 static void close_group(struct check *c)
@@ -121,48 +122,35 @@ static int print_waived(const struct gate_waived *w, void *arg)
             fputs(",\"until\":null}", stdout);
         }
     } else {
-        printf("    %s  %s  waived %s: %s\n", w->host, gate_state_name(w->state), until,
-               w->reason);
+        printf("    %s  %s  waived %s: %s\n", w->host, gate_state_name(w->state), until, w->reason);
     }
     c->waived_shown++;
     return 0;
 }
 
 /* The server's own failed blocker verdicts (why it is not ready itself). */
-static int print_own_failures(struct check *c, const struct gate_server *g)
+static int print_own_failure(const struct ingest_verdict_row *v, void *arg)
 {
-    sqlite3_stmt *st;
-    int rc = store_prepare(c->s, "SELECT rule, reason FROM verdict WHERE host_id = ? AND "
-                                 "pass = 0 AND severity = 'blocker' ORDER BY rule", &st);
-    if (rc)
-        return rc;
-    sqlite3_bind_int64(st, 1, g->id);
-    int step, n = 0;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *rule = (const char *)sqlite3_column_text(st, 0);
-        const char *reason = (const char *)sqlite3_column_text(st, 1);
-        const struct rules_info *info = c->catalog ? rules_find(c->catalog, rule) : NULL;
-        if (c->cli->json) {
-            fputs(n ? ",{\"rule\":" : "{\"rule\":", stdout);
-            jsonout_string(stdout, rule);
-            fputs(",\"reason\":", stdout);
-            jsonout_string(stdout, reason);
-            fputs(",\"remedy\":", stdout);
-            if (info)
-                jsonout_string(stdout, info->remedy);
-            else
-                fputs("null", stdout);
-            fputc('}', stdout);
-        } else {
-            printf("    %s: %s\n", rule, reason);
-            if (info)
-                printf("      remedy: %s\n", info->remedy);
-        }
-        n++;
+    struct check *c = arg;
+    const struct rules_info *info = c->catalog ? rules_find(c->catalog, v->rule) : NULL;
+    if (c->cli->json) {
+        fputs(c->own_shown ? ",{\"rule\":" : "{\"rule\":", stdout);
+        jsonout_string(stdout, v->rule);
+        fputs(",\"reason\":", stdout);
+        jsonout_string(stdout, v->reason);
+        fputs(",\"remedy\":", stdout);
+        if (info)
+            jsonout_string(stdout, info->remedy);
+        else
+            fputs("null", stdout);
+        fputc('}', stdout);
+    } else {
+        printf("    %s: %s\n", v->rule, v->reason);
+        if (info)
+            printf("      remedy: %s\n", info->remedy);
     }
-    rc = step == SQLITE_DONE ? 0 : store_sqlite_fail(c->s, "read verdicts");
-    sqlite3_finalize(st);
-    return rc;
+    c->own_shown++;
+    return 0;
 }
 
 /* Keeps the server gate_server_get found, so the listing runs after its walk has ended. */
@@ -213,7 +201,8 @@ static int check_server(struct check *c, const struct gate_server *g)
     if (json)
         fputs(",\"own_failures\":[", stdout);
     if (g->state != GATE_READY)
-        rc = print_own_failures(c, g);
+        rc = ingest_verdicts_each(c->s, g->id, INGEST_VERDICTS_FAILED_BLOCKERS, print_own_failure,
+                                  c);
     if (rc)
         return rc;
     if (json) {
@@ -249,7 +238,7 @@ static int gate_check(struct cli *cli, const char *server, bool all)
         return code;
     struct gate_time t = gate_time_make(utc_now(), cli->config.stale_after);
     t.evidence_since = t.now - cli->config.evidence_window;
-    struct check c = {cli, s, &t, NULL, all ? 0 : GATE_LIST_LIMIT, false, 0, 0, 0, 0};
+    struct check c = {cli, s, &t, NULL, all ? 0 : GATE_LIST_LIMIT, false, 0, 0, 0, 0, 0};
     struct kept_server k = {0};
     struct rules_catalog *catalog = NULL;
     int rc = store_begin(s, false);
@@ -271,6 +260,15 @@ static int gate_check(struct cli *cli, const char *server, bool all)
 struct list {
     bool json;
     long rows;
+    struct cli_table table;
+};
+
+/* The text table of `gate list` (table.c fits it to a terminal). */
+static const struct cli_column list_columns[] = {
+    {"SERVER", 32, 18, false}, {"SITE", 4, 4, false},  {"PHASE", 9, 8, false},
+    {"GATE", 8, 7, false},     {"STATE", 9, 9, false}, {"DEPENDENTS", 10, 4, true},
+    {"BLOCKING", 9, 4, true},  {"WAIVED", 7, 4, true}, {"LEGACY", 6, 3, true},
+    {"ROLES", 18, 8, false},
 };
 
 static int list_server(const struct gate_server *g, void *arg)
@@ -282,16 +280,27 @@ static int list_server(const struct gate_server *g, void *arg)
         json_server_fields(g);
         fputc('}', stdout);
     } else {
-        char roles[512];
+        char roles[512], deps[24], blocking[24], waived[24];
         inv_roles_format(g->roles, roles, sizeof(roles));
+        size_t n = strlen(roles);
+        snprintf(roles + n, sizeof(roles) - n, "%s%s", g->waived ? " (waived)" : "",
+                 g->orphan_risk ? "  ORPHAN RISK" : "");
+        snprintf(deps, sizeof(deps), "%ld", g->dependents);
+        snprintf(blocking, sizeof(blocking), "%ld", g->blocking);
+        snprintf(waived, sizeof(waived), "%ld", g->waived_dependents);
         if (!l->rows)
-            printf("%-32s %-4s %-9s %-8s %-9s %10s %9s %7s %6s %s\n", "SERVER", "SITE", "PHASE",
-                   "GATE", "STATE", "DEPENDENTS", "BLOCKING", "WAIVED", "LEGACY", "ROLES");
-        printf("%-32s %-4s %-9s %-8s %-9s %10ld %9ld %7ld %6s %s%s%s\n", g->name, g->site,
-               phase_name(g->phase), g->open ? "open" : "blocked", gate_state_name(g->state),
-               g->dependents, g->blocking, g->waived_dependents,
-               g->legacy_disabled ? "off" : "on", roles, g->waived ? " (waived)" : "",
-               g->orphan_risk ? "  ORPHAN RISK" : "");
+            cli_table_begin(&l->table, list_columns, 10, stdout);
+        const char *cells[] = {g->name,
+                               g->site,
+                               phase_name(g->phase),
+                               g->open ? "open" : "blocked",
+                               gate_state_name(g->state),
+                               deps,
+                               blocking,
+                               waived,
+                               g->legacy_disabled ? "off" : "on",
+                               roles};
+        cli_table_row(&l->table, cells);
     }
     l->rows++;
     return 0;
@@ -305,7 +314,7 @@ static int gate_list(struct cli *cli, const char *site)
         return code;
     struct gate_time t = gate_time_make(utc_now(), cli->config.stale_after);
     t.evidence_since = t.now - cli->config.evidence_window;
-    struct list l = {cli->json, 0};
+    struct list l = {.json = cli->json};
     int rc = store_begin(s, false);
     if (!rc)
         rc = gate_servers(s, site, &t, list_server, &l);
@@ -317,62 +326,46 @@ static int gate_list(struct cli *cli, const char *site)
     return EXIT_OK;
 }
 
-static void gate_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: tlsgate gate check SERVER [--all] [--json]\n"
-            "       tlsgate gate list [--site S] [--json]\n"
-            "\n"
-            "A server's gate (may it disable SSL 3.0 / TLS 1.0 / TLS 1.1 now) is open when its\n"
-            "site is in enforce, it is ready itself, and every host that depends on it is ready\n"
-            "or under an unexpired waiver. check exits 0 open, 1 blocked, and lists what blocks\n"
-            "grouped by rule (%d hosts per group unless --all); outside enforce it shows who\n"
-            "would be orphaned today.\n",
-            GATE_LIST_LIMIT);
-}
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define GATE_ABOUT                                                                                 \
+    "A server's gate (may it disable SSL 3.0 / TLS 1.0 / TLS 1.1 now) is open when its\n"          \
+    "site is in enforce, it is ready itself, and every host that depends on it is ready\n"         \
+    "or under an unexpired waiver. check exits 0 open, 1 blocked, and lists what blocks\n"         \
+    "grouped by rule (" STR(GATE_LIST_LIMIT) " hosts per group unless --all); outside enforce it " \
+                                             "shows who\nwould be orphaned today.\n"
+
+static const struct cli_option gate_check_options[] = {{"all", NULL}, {NULL}};
+static const struct cli_spec gate_check_spec = {
+    .name = "gate check",
+    .word = "check",
+    .usage = "Usage: tlsgate gate check SERVER [--all] [--json]\n\n" GATE_ABOUT,
+    .options = gate_check_options,
+    .min_args = 1,
+    .max_args = 1,
+    .json = true,
+};
+static const struct cli_option gate_list_options[] = {{"site", "S"}, {NULL}};
+static const struct cli_spec gate_list_spec = {
+    .name = "gate list",
+    .word = "list",
+    .usage = "Usage: tlsgate gate list [--site S] [--json]\n\n" GATE_ABOUT,
+    .options = gate_list_options,
+    .json = true,
+};
+const struct cli_spec *const gate_specs[] = {&gate_check_spec, &gate_list_spec, NULL};
 
 int cmd_gate(struct cli *cli, int argc, char **argv)
 {
-    if (argc < 2) {
-        gate_usage(stderr);
-        return EXIT_USAGE;
-    }
-    const char *verb = argv[1];
-    if (!strcmp(verb, "--help") || !strcmp(verb, "help")) {
-        gate_usage(stdout);
-        return EXIT_OK;
-    }
-    bool check = !strcmp(verb, "check"), list = !strcmp(verb, "list");
-    if (!check && !list) {
-        cli_error("gate: unknown subcommand '%s' (check, list)", verb);
-        return EXIT_USAGE;
-    }
-    const char *server = NULL, *site = NULL;
-    bool all = false;
-    for (int i = 2; i < argc; i++) {
-        const char *o = argv[i];
-        if (!strcmp(o, "--help")) {
-            gate_usage(stdout);
-            return EXIT_OK;
-        }
-        if (list && !strcmp(o, "--site")) {
-            if (i + 1 >= argc || !*argv[i + 1]) {
-                cli_error("gate list: --site needs a value");
-                return EXIT_USAGE;
-            }
-            site = argv[++i];
-        } else if (check && !strcmp(o, "--all")) {
-            all = true;
-        } else if (check && o[0] != '-' && !server) {
-            server = o;
-        } else {
-            cli_error("gate %s: unexpected argument '%s' (see `tlsgate gate --help`)", verb, o);
-            return EXIT_USAGE;
-        }
-    }
-    if (check && !server) {
-        cli_error("gate check: which server? (tlsgate gate check SERVER)");
-        return EXIT_USAGE;
-    }
-    return check ? gate_check(cli, server, all) : gate_list(cli, site);
+    const struct cli_spec *spec;
+    struct cli_args a;
+    int code = cli_parse_sub(cli, "gate",
+                             "Usage: tlsgate gate check SERVER [--all] [--json]\n"
+                             "       tlsgate gate list [--site S] [--json]\n\n" GATE_ABOUT,
+                             gate_specs, argc, argv, &spec, &a);
+    if (code != CLI_RUN)
+        return code;
+    if (spec == &gate_check_spec)
+        return gate_check(cli, a.argv[0], cli_given(spec, &a, "all"));
+    return gate_list(cli, cli_value(spec, &a, "site"));
 }

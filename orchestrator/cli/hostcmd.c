@@ -10,17 +10,25 @@
 
 #include "cli.h"
 #include "gate.h"
-#include "hoststate.h"
+#include "ingest_reads.h"
 #include "inventory.h"
 #include "rules.h"
 #include "store.h"
 #include "waiver.h"
 
-static void host_usage(FILE *out)
-{
-    fprintf(out, "usage: tlsgate host show HOST [--json]\n\n"
-                 "Facts, verdicts, reasons and remedies of one host (name case-insensitive).\n");
-}
+#define HOST_USAGE                                                                                 \
+    "Usage: tlsgate host show HOST [--json]\n\n"                                                   \
+    "Facts, verdicts, reasons and remedies of one host (name case-insensitive).\n"
+
+static const struct cli_spec host_show_spec = {
+    .name = "host show",
+    .word = "show",
+    .usage = HOST_USAGE,
+    .min_args = 1,
+    .max_args = 1,
+    .json = true,
+};
+const struct cli_spec *const host_specs[] = {&host_show_spec, NULL};
 
 struct host_row {
     long long id;
@@ -30,12 +38,6 @@ struct host_row {
     long long collected_at, received_at;
     int blockers, warnings, legacy_disabled;
 };
-
-static char *col_dup(sqlite3_stmt *st, int i)
-{
-    const unsigned char *t = sqlite3_column_text(st, i);
-    return t ? strdup((const char *)t) : NULL;
-}
 
 static void host_row_release(struct host_row *h)
 {
@@ -63,32 +65,20 @@ static int host_read(struct cli *cli, struct store *s, const char *name, struct 
     h->os = strdup(ih.os);
     h->state = strdup(ih.state);
     /* Its stored report, if any. */
-    sqlite3_stmt *st;
-    if ((rc = store_prepare(s,
-                            "SELECT collected_at, received_at, catalog_version, blockers, "
-                            "warnings, legacy_disabled, body FROM report WHERE host_id = ?",
-                            &st))) {
+    struct ingest_stored r;
+    if ((rc = ingest_stored_get(s, h->id, &r))) {
         host_row_release(h);
         return rc;
     }
-    sqlite3_bind_int64(st, 1, h->id);
-    int step = sqlite3_step(st);
-    if (step == SQLITE_ROW) {
-        h->reported = true;
-        h->collected_at = sqlite3_column_int64(st, 0);
-        h->received_at = sqlite3_column_int64(st, 1);
-        h->catalog_version = col_dup(st, 2);
-        h->blockers = sqlite3_column_int(st, 3);
-        h->warnings = sqlite3_column_int(st, 4);
-        h->legacy_disabled = sqlite3_column_int(st, 5);
-        h->body = col_dup(st, 6);
-    } else if (step != SQLITE_DONE) {
-        rc = store_sqlite_fail(s, "read host");
-    }
-    sqlite3_finalize(st);
-    if (rc)
-        host_row_release(h);
-    return rc;
+    h->reported = r.reported;
+    h->collected_at = r.collected_at;
+    h->received_at = r.received_at;
+    h->catalog_version = r.catalog_version; /* the row takes them over */
+    h->blockers = r.blockers;
+    h->warnings = r.warnings;
+    h->legacy_disabled = r.legacy_disabled;
+    h->body = r.body;
+    return 0;
 }
 
 /*
@@ -108,8 +98,7 @@ static const char *fact_text(json_t *v, char *buf, size_t size, bool hex)
         for (char *p = buf; *p; p++)
             if ((unsigned char)*p < 0x20 || *p == 0x7f)
                 *p = '?';
-    }
-    else if (json_is_boolean(v))
+    } else if (json_is_boolean(v))
         snprintf(buf, size, "%s", json_is_true(v) ? "on" : "off");
     else
         snprintf(buf, size, "?");
@@ -144,7 +133,8 @@ static void print_facts(json_t *r)
         printf("  hotfixes      %zu:", json_array_size(hf));
         size_t k;
         json_t *kb;
-        json_array_foreach(hf, k, kb) {
+        json_array_foreach(hf, k, kb)
+        {
             if (k == 40) {
                 printf(" ...");
                 break;
@@ -161,7 +151,8 @@ static void print_facts(json_t *r)
         const char *kb;
         json_t *st;
         size_t k = 0;
-        json_object_foreach(ni, kb, st) {
+        json_object_foreach(ni, kb, st)
+        {
             if (k++ == 20) {
                 printf(" ...");
                 break;
@@ -205,7 +196,8 @@ static void print_facts(json_t *r)
     for (size_t l = 0; l < 2; l++) {
         size_t i;
         json_t *e;
-        json_array_foreach(at(r, "sql", lists[l][0], NULL, NULL), i, e) {
+        json_array_foreach(at(r, "sql", lists[l][0], NULL, NULL), i, e)
+        {
             printf("  %s %s %s, PatchLevel %s (%s)\n", lists[l][1],
                    F(0, json_object_get(e, "name"), false),
                    F(1, json_object_get(e, "version"), false),
@@ -227,61 +219,58 @@ static void print_facts(json_t *r)
 #undef F
 }
 
+struct verdicts_out {
+    bool json;
+    const struct rules_catalog *catalog;
+    int n;
+};
+
+static int print_verdict(const struct ingest_verdict_row *v, void *arg)
+{
+    struct verdicts_out *o = arg;
+    const struct rules_info *info = rules_find(o->catalog, v->rule);
+    const char *remedy = info ? info->remedy : NULL;
+    if (o->json) {
+        printf("%s\n  {\"rule\": ", o->n ? "," : "");
+        jsonout_string(stdout, v->rule);
+        printf(", \"pass\": %s, \"severity\": ", v->pass ? "true" : "false");
+        jsonout_string(stdout, v->severity);
+        printf(", \"component\": ");
+        if (info)
+            jsonout_string(stdout, info->component);
+        else
+            printf("null");
+        printf(", \"reason\": ");
+        jsonout_string(stdout, v->reason);
+        printf(", \"remedy\": ");
+        if (remedy)
+            jsonout_string(stdout, remedy);
+        else
+            printf("null");
+        printf("}");
+    } else {
+        printf("  %-4s %-7s %s\n       %s\n", v->pass ? "ok" : "FAIL", v->severity, v->rule,
+               v->reason);
+        if (!v->pass)
+            printf("       remedy: %s\n",
+                   remedy ? remedy : "(rule not in the active catalog: run `tlsgate rules show`)");
+    }
+    o->n++;
+    return 0;
+}
+
 static int print_verdicts(struct cli *cli, struct store *s, const struct rules_catalog *c,
                           long long host_id)
 {
-    sqlite3_stmt *st;
-    int rc = store_prepare(s,
-                           "SELECT rule, pass, severity, reason FROM verdict WHERE host_id = ? "
-                           "ORDER BY pass, severity = 'warning', rule",
-                           &st);
-    if (rc)
-        return rc;
-    sqlite3_bind_int64(st, 1, host_id);
-    int step, n = 0;
+    struct verdicts_out o = {cli->json, c, 0};
     if (cli->json)
         printf(", \"verdicts\": [");
     else
         printf("verdicts:\n");
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *rule = (const char *)sqlite3_column_text(st, 0);
-        bool pass = sqlite3_column_int(st, 1);
-        const char *sev = (const char *)sqlite3_column_text(st, 2);
-        const char *reason = (const char *)sqlite3_column_text(st, 3);
-        const struct rules_info *info = rules_find(c, rule);
-        const char *remedy = info ? info->remedy : NULL;
-        if (cli->json) {
-            printf("%s\n  {\"rule\": ", n ? "," : "");
-            jsonout_string(stdout, rule);
-            printf(", \"pass\": %s, \"severity\": ", pass ? "true" : "false");
-            jsonout_string(stdout, sev);
-            printf(", \"component\": ");
-            if (info)
-                jsonout_string(stdout, info->component);
-            else
-                printf("null");
-            printf(", \"reason\": ");
-            jsonout_string(stdout, reason);
-            printf(", \"remedy\": ");
-            if (remedy)
-                jsonout_string(stdout, remedy);
-            else
-                printf("null");
-            printf("}");
-        } else {
-            printf("  %-4s %-7s %s\n       %s\n", pass ? "ok" : "FAIL", sev, rule, reason);
-            if (!pass)
-                printf("       remedy: %s\n",
-                       remedy ? remedy : "(rule not in the active catalog: run `tlsgate rules "
-                                         "show`)");
-        }
-        n++;
-    }
-    rc = step == SQLITE_DONE ? 0 : store_sqlite_fail(s, "read verdicts");
-    sqlite3_finalize(st);
+    int rc = ingest_verdicts_each(s, host_id, INGEST_VERDICTS_ALL, print_verdict, &o);
     if (cli->json)
-        printf("%s]", n ? "\n" : "");
-    else if (!n)
+        printf("%s]", o.n ? "\n" : "");
+    else if (!o.n)
         printf("  (none: no report stored)\n");
     return rc;
 }
@@ -325,13 +314,8 @@ static int host_show(struct cli *cli, const char *name)
         printf("{\"name\": ");
         jsonout_string(stdout, h.name);
         json_opt_string("site", h.site);
-        printf(", \"roles\": [");
-        for (int i = 0, n = 0; i < ROLE_COUNT; i++)
-            if (h.roles & (1u << i)) {
-                printf("%s", n++ ? ", " : "");
-                jsonout_string(stdout, inv_role_names[i]);
-            }
-        printf("]");
+        printf(", \"roles\": ");
+        cli_json_roles(stdout, h.roles);
         json_opt_string("collector", h.collector);
         json_opt_string("os", h.os);
         json_opt_string("state", h.state);
@@ -349,8 +333,8 @@ static int host_show(struct cli *cli, const char *name)
         if (waiver.active) {
             printf("{\"reason\": ");
             jsonout_string(stdout, waiver.reason);
-            json_opt_string("until", waiver.until_at
-                                         ? utc_iso8601(waiver.until_at, t1, sizeof(t1)) : NULL);
+            json_opt_string("until",
+                            waiver.until_at ? utc_iso8601(waiver.until_at, t1, sizeof(t1)) : NULL);
             json_opt_string("by", waiver.by);
             printf("}");
         } else {
@@ -365,14 +349,13 @@ static int host_show(struct cli *cli, const char *name)
             printf("null");
         }
     } else {
-        printf("%s\n  site %s, roles %s, collector %s%s%s\n", h.name, h.site, roles,
-               h.collector, h.os && *h.os ? ", inventory os " : "", h.os ? h.os : "");
+        printf("%s\n  site %s, roles %s, collector %s%s%s\n", h.name, h.site, roles, h.collector,
+               h.os && *h.os ? ", inventory os " : "", h.os ? h.os : "");
         printf("state: %s", h.state);
         if (h.reported)
             printf(" (%d blocker%s, %d warning%s failing; legacy protocols %s)\n"
                    "last report: collected %s, received %s, evaluated with catalog %s\n",
-                   h.blockers, h.blockers == 1 ? "" : "s", h.warnings,
-                   h.warnings == 1 ? "" : "s",
+                   h.blockers, h.blockers == 1 ? "" : "s", h.warnings, h.warnings == 1 ? "" : "s",
                    h.legacy_disabled ? "disabled server-side" : "not all disabled",
                    utc_iso8601(h.collected_at, t1, sizeof(t1)),
                    utc_iso8601(h.received_at, t2, sizeof(t2)), h.catalog_version);
@@ -381,8 +364,8 @@ static int host_show(struct cli *cli, const char *name)
         if (waiver.active)
             printf("waived %s%s by %s: %s (does not block)\n",
                    waiver.until_at ? "until " : "until unwaived",
-                   waiver.until_at ? utc_iso8601(waiver.until_at, t1, sizeof(t1)) : "",
-                   waiver.by, waiver.reason);
+                   waiver.until_at ? utc_iso8601(waiver.until_at, t1, sizeof(t1)) : "", waiver.by,
+                   waiver.reason);
     }
     rc = cli_print_wire(cli, s, h.id, h.name, h.reported && h.legacy_disabled, "");
     if (!rc && !cli->json && report)
@@ -403,25 +386,17 @@ static int host_show(struct cli *cli, const char *name)
 
 int cmd_host(struct cli *cli, int argc, char **argv)
 {
-    if (argc >= 2 && !strcmp(argv[1], "--help")) {
-        host_usage(stdout);
-        return EXIT_OK;
-    }
-    if (argc != 3 || strcmp(argv[1], "show")) {
-        host_usage(stderr);
-        return EXIT_USAGE;
-    }
+    const struct cli_spec *spec;
+    struct cli_args a;
+    int code = cli_parse_sub(cli, "host", HOST_USAGE, host_specs, argc, argv, &spec, &a);
+    if (code != CLI_RUN)
+        return code;
     /* One read transaction: the header, facts and verdicts come from the same stored report
      * even while the daemon writes. */
-    int code;
-    struct store *s = cli_store(cli, false, &code);
+    struct store *s = cli_store_read(cli, &code);
     if (!s)
         return code;
-    if (store_begin(s, false)) {
-        cli_error("%s", store_errmsg(s));
-        return EXIT_SYSTEM;
-    }
-    code = host_show(cli, argv[2]);
+    code = host_show(cli, a.argv[0]);
     store_rollback(s);
     return code;
 }

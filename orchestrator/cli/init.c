@@ -6,19 +6,20 @@
 #include "cli.h"
 #include "store.h"
 
+static const struct cli_spec init_spec = {
+    .name = "init",
+    .usage = "Usage: tlsgate [--db FILE] init\n\n"
+             "Creates the database, or migrates one written by an older tlsgate.\n"
+             "A database written by a newer tlsgate is refused (exit 4).\n",
+};
+const struct cli_spec *const init_specs[] = {&init_spec, NULL};
+
 int cmd_init(struct cli *cli, int argc, char **argv)
 {
-    if (argc > 1) {
-        if (!strcmp(argv[1], "--help")) {
-            printf("usage: tlsgate [--db FILE] init\n\n"
-                   "Creates the database, or migrates one written by an older tlsgate.\n"
-                   "A database written by a newer tlsgate is refused (exit 4).\n");
-            return EXIT_OK;
-        }
-        cli_error("init: unexpected argument '%s'", argv[1]);
-        return EXIT_USAGE;
-    }
-    int code;
+    struct cli_args a;
+    int code = cli_parse(cli, &init_spec, argc, argv, &a);
+    if (code != CLI_RUN)
+        return code;
     struct store *s = cli_store(cli, true, &code);
     if (!s)
         return code;

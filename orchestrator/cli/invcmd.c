@@ -18,11 +18,11 @@
 
 #include "cli.h"
 #include "csvread.h"
+#include "export.h"
 #include "gate.h"
-#include "hoststate.h"
 #include "ingest.h"
-#include "invimport.h"
 #include "inventory.h"
+#include "invimport.h"
 #include "rules.h"
 #include "store.h"
 
@@ -87,8 +87,11 @@ static int inventory_import(struct cli *cli, const char *path)
         return code;
     }
     bool tty = isatty(2);
-    struct inv_import im = {.path = path, .now = utc_now(), .user = cli_user(),
-                            .progress = tty ? print_progress : NULL, .progress_ctx = &im};
+    struct inv_import im = {.path = path,
+                            .now = utc_now(),
+                            .user = cli_user(),
+                            .progress = tty ? print_progress : NULL,
+                            .progress_ctx = &im};
     int rc = store_begin(s, true);
     if (rc) {
         cli_error("%s", store_errmsg(s));
@@ -104,8 +107,10 @@ static int inventory_import(struct cli *cli, const char *path)
     if (!rc) {
         char outcome[600];
         if (im.reevaluated)
-            snprintf(outcome, sizeof(outcome), "ok: %ld rows from %s, %lld reports "
-                     "re-evaluated for changed roles", im.rows, path, im.reevaluated);
+            snprintf(outcome, sizeof(outcome),
+                     "ok: %ld rows from %s, %lld reports "
+                     "re-evaluated for changed roles",
+                     im.rows, path, im.reevaluated);
         else
             snprintf(outcome, sizeof(outcome), "ok: %ld rows from %s", im.rows, path);
         if ((rc = cli_audit(cli, outcome)) || (rc = store_commit(s)))
@@ -128,11 +133,10 @@ static int inventory_import(struct cli *cli, const char *path)
     if (im.edges)
         printf("%s: %ld explicit edges imported\n", path, im.rows);
     else
-        printf("%s: %ld hosts imported (%lld new, %lld updated)\n", path, im.rows,
-               after - before, (long long)im.rows - (after - before));
+        printf("%s: %ld hosts imported (%lld new, %lld updated)\n", path, im.rows, after - before,
+               (long long)im.rows - (after - before));
     if (im.reevaluated)
-        printf("%s: %lld stored reports re-evaluated for changed roles\n", path,
-               im.reevaluated);
+        printf("%s: %lld stored reports re-evaluated for changed roles\n", path, im.reevaluated);
     return EXIT_OK;
 }
 
@@ -141,85 +145,79 @@ static int inventory_import(struct cli *cli, const char *path)
 
 static long long stale_cutoff(struct cli *cli) { return utc_now() - cli->config.stale_after; }
 
+/* Prints "no such site" (exit 3) or the store's message (exit 4); EXIT_OK when it exists. */
+static int check_site(struct store *s, const char *what, const char *site)
+{
+    int rc = inv_site_exists(s, site);
+    if (rc == -ENOENT)
+        cli_error("%s: no such site: %s", what, site);
+    else if (rc)
+        cli_error("%s", store_errmsg(s));
+    return !rc ? EXIT_OK : rc == -ENOENT ? EXIT_BADINPUT : EXIT_SYSTEM;
+}
+
+struct list_out {
+    bool json;
+    long n;
+    struct cli_table table;
+};
+
+/* The text table of `inventory list` (table.c fits it to a terminal). */
+static const struct cli_column list_columns[] = {
+    {"NAME", 40, 30, false},  {"SITE", 4, 4, false},        {"STATE", 9, 9, false},
+    {"ROLES", 40, 10, false}, {"COLLECTOR", 21, 12, false},
+};
+
+static int list_host(const struct export_host *h, void *arg)
+{
+    struct list_out *o = arg;
+    char roles[256];
+    inv_roles_format(h->roles, roles, sizeof(roles));
+    if (o->json) {
+        fputs(o->n ? ",\n {\"name\": " : "\n {\"name\": ", stdout);
+        jsonout_string(stdout, h->name);
+        fputs(", \"site\": ", stdout);
+        jsonout_string(stdout, h->site);
+        fputs(", \"roles\": ", stdout);
+        cli_json_roles(stdout, h->roles);
+        fputs(", \"collector\": ", stdout);
+        jsonout_string(stdout, h->collector);
+        fputs(", \"os\": ", stdout);
+        jsonout_string(stdout, h->os);
+        fputs(", \"state\": ", stdout);
+        jsonout_string(stdout, h->state);
+        printf(", \"waived\": %s}", h->waived ? "true" : "false");
+    } else {
+        char collector[INV_COLLECTOR_SIZE + 16];
+        snprintf(collector, sizeof(collector), "%s%s", h->collector ? h->collector : "",
+                 h->waived ? "  (waived)" : "");
+        const char *cells[] = {h->name, h->site, h->state, roles, collector};
+        cli_table_row(&o->table, cells);
+    }
+    o->n++;
+    return 0;
+}
+
 static int inventory_list(struct cli *cli, const char *site)
 {
     int code;
     struct store *s = cli_store(cli, false, &code);
     if (!s)
         return code;
-    sqlite3_stmt *st;
-    if (site) {
-        /* An unknown site is bad input, not a site without hosts. */
-        if (store_prepare(s, "SELECT 1 FROM site WHERE code = ?", &st)) {
-            cli_error("%s", store_errmsg(s));
-            return EXIT_SYSTEM;
-        }
-        sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
-        int step = sqlite3_step(st);
-        if (step != SQLITE_ROW && step != SQLITE_DONE)
-            store_sqlite_fail(s, "look up the site");
-        sqlite3_finalize(st);
-        if (step == SQLITE_DONE) {
-            cli_error("inventory list: no such site: %s", site);
-            return EXIT_BADINPUT;
-        }
-        if (step != SQLITE_ROW) {
-            cli_error("%s", store_errmsg(s));
-            return EXIT_SYSTEM;
-        }
-    }
-    if (store_prepare(s, "SELECT h.name, h.site, h.roles, h.collector, h.os, "
-                         HOSTSTATE_SQL("r", "?1") ", " GATE_WAIVER_ACTIVE_SQL("w", "?3")
-                         " FROM host h LEFT JOIN report r ON r.host_id = h.id "
-                         "LEFT JOIN waiver w ON w.host_id = h.id "
-                         "WHERE ?2 IS NULL OR h.site = ?2 ORDER BY h.site, h.name", &st)) {
-        cli_error("%s", store_errmsg(s));
-        return EXIT_SYSTEM;
-    }
-    sqlite3_bind_int64(st, 1, stale_cutoff(cli));
-    sqlite3_bind_int64(st, 3, utc_now());
-    if (site)
-        sqlite3_bind_text(st, 2, site, -1, SQLITE_STATIC);
-    long n = 0;
-    int step;
+    /* An unknown site is bad input, not a site without hosts. */
+    if (site && (code = check_site(s, "inventory list", site)))
+        return code;
+    struct gate_time t = gate_time_make(utc_now(), cli->config.stale_after);
+    struct list_out o = {.json = cli->json};
     if (cli->json)
         fputs("[", stdout);
     else
-        printf("%-40s %-4s %-9s %-40s %s\n", "NAME", "SITE", "STATE", "ROLES", "COLLECTOR");
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        char roles[256];
-        inv_roles_format((unsigned)sqlite3_column_int(st, 2), roles, sizeof(roles));
-        const char *name = (const char *)sqlite3_column_text(st, 0);
-        const char *hsite = (const char *)sqlite3_column_text(st, 1);
-        const char *collector = (const char *)sqlite3_column_text(st, 3);
-        const char *os = (const char *)sqlite3_column_text(st, 4);
-        const char *state = (const char *)sqlite3_column_text(st, 5);
-        bool waived = sqlite3_column_int(st, 6) != 0;
-        if (cli->json) {
-            fputs(n ? ",\n {\"name\": " : "\n {\"name\": ", stdout);
-            jsonout_string(stdout, name);
-            fputs(", \"site\": ", stdout);
-            jsonout_string(stdout, hsite);
-            fputs(", \"roles\": ", stdout);
-            jsonout_string(stdout, roles);
-            fputs(", \"collector\": ", stdout);
-            jsonout_string(stdout, collector);
-            fputs(", \"os\": ", stdout);
-            jsonout_string(stdout, os);
-            fputs(", \"state\": ", stdout);
-            jsonout_string(stdout, state);
-            printf(", \"waived\": %s}", waived ? "true" : "false");
-        } else {
-            printf("%-40s %-4s %-9s %-40s %s%s\n", name, hsite, state, roles, collector,
-                   waived ? "  (waived)" : "");
-        }
-        n++;
-    }
+        cli_table_begin(&o.table, list_columns, 5, stdout);
+    int rc = export_hosts_each(s, site, &t, list_host, &o);
     if (cli->json)
-        fputs(n ? "\n]\n" : "]\n", stdout);
-    sqlite3_finalize(st);
-    if (step != SQLITE_DONE) {
-        cli_error("%s", sqlite3_errmsg(store_db(s)));
+        fputs(o.n ? "\n]\n" : "]\n", stdout);
+    if (rc) {
+        cli_error("%s", store_errmsg(s));
         return EXIT_SYSTEM;
     }
     return EXIT_OK;
@@ -239,66 +237,12 @@ static int find_host(struct cli *cli, struct store *s, const char *name, struct 
     return EXIT_OK;
 }
 
-/*
- * Calls `fn` for every dependency of host `h` in one direction: with `dependents` false, the
- * servers h depends on; with true, the hosts that depend on h. Derived edges first (by rule in
- * inv_derived order, then name), then explicit ones. Returns 0 or an errno-style code.
- */
-typedef void (*dep_fn)(void *ctx, const char *host, const char *channel, bool derived);
-
-static int walk_deps(struct store *s, const struct inv_host *h, bool dependents, dep_fn fn,
-                     void *ctx)
-{
-    sqlite3_stmt *st;
-    int rc = store_prepare(s, "SELECT name FROM host WHERE site = ?1 AND (roles & ?2) != 0 "
-                              "AND id != ?3 ORDER BY name", &st);
-    if (rc)
-        return rc;
-    for (size_t i = 0; i < inv_derived_count; i++) {
-        const struct inv_derived_edge *e = &inv_derived[i];
-        unsigned mine = dependents ? e->server_role : e->dependent_roles;
-        unsigned theirs = dependents ? e->dependent_roles : e->server_role;
-        if (!(h->roles & mine))
-            continue;
-        sqlite3_reset(st);
-        sqlite3_bind_text(st, 1, h->site, -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 2, (int)theirs);
-        sqlite3_bind_int64(st, 3, h->id);
-        int step;
-        while ((step = sqlite3_step(st)) == SQLITE_ROW)
-            fn(ctx, (const char *)sqlite3_column_text(st, 0), e->channel, true);
-        if (step != SQLITE_DONE) {
-            rc = store_sqlite_fail(s, "derived edges");
-            break;
-        }
-    }
-    sqlite3_finalize(st);
-    if (rc)
-        return rc;
-    const char *sql = dependents
-                          ? "SELECT h.name, e.channel FROM edge e JOIN host h ON h.id = e.dependent "
-                            "WHERE e.server = ? ORDER BY h.name, e.channel"
-                          : "SELECT h.name, e.channel FROM edge e JOIN host h ON h.id = e.server "
-                            "WHERE e.dependent = ? ORDER BY h.name, e.channel";
-    if ((rc = store_prepare(s, sql, &st)))
-        return rc;
-    sqlite3_bind_int64(st, 1, h->id);
-    int step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW)
-        fn(ctx, (const char *)sqlite3_column_text(st, 0),
-           (const char *)sqlite3_column_text(st, 1), false);
-    if (step != SQLITE_DONE)
-        rc = store_sqlite_fail(s, "explicit edges");
-    sqlite3_finalize(st);
-    return rc;
-}
-
 struct dep_out {
     bool json;
     long n;
 };
 
-static void print_dep(void *ctx, const char *host, const char *channel, bool derived)
+static int print_dep(void *ctx, const char *host, const char *channel, bool derived)
 {
     struct dep_out *o = ctx;
     if (o->json) {
@@ -311,14 +255,16 @@ static void print_dep(void *ctx, const char *host, const char *channel, bool der
         printf("  %-40s %-14s %s\n", host, channel, derived ? "derived" : "explicit");
     }
     o->n++;
+    return 0;
 }
 
-static void count_dep(void *ctx, const char *host, const char *channel, bool derived)
+static int count_dep(void *ctx, const char *host, const char *channel, bool derived)
 {
     (void)host;
     (void)channel;
     (void)derived;
     ((struct dep_out *)ctx)->n++;
+    return 0;
 }
 
 static int inventory_deps(struct cli *cli, const char *name)
@@ -336,19 +282,19 @@ static int inventory_deps(struct cli *cli, const char *name)
         fputs("{\"host\": ", stdout);
         jsonout_string(stdout, h.name);
         fputs(",\n  \"depends_on\": [", stdout);
-        rc = walk_deps(s, &h, false, print_dep, &up);
+        rc = inv_deps_each(s, &h, false, print_dep, &up);
         fputs(up.n ? "\n  ],\n  \"dependents\": [" : "],\n  \"dependents\": [", stdout);
         if (!rc)
-            rc = walk_deps(s, &h, true, print_dep, &down);
+            rc = inv_deps_each(s, &h, true, print_dep, &down);
         fputs(down.n ? "\n  ]}\n" : "]}\n", stdout);
     } else {
         printf("%s depends on:\n", h.name);
-        rc = walk_deps(s, &h, false, print_dep, &up);
+        rc = inv_deps_each(s, &h, false, print_dep, &up);
         if (!up.n)
             printf("  (nothing)\n");
         printf("depend on %s:\n", h.name);
         if (!rc)
-            rc = walk_deps(s, &h, true, print_dep, &down);
+            rc = inv_deps_each(s, &h, true, print_dep, &down);
         if (!down.n)
             printf("  (nothing)\n");
     }
@@ -369,7 +315,8 @@ static int inventory_show(struct cli *cli, const char *name)
     if ((code = find_host(cli, s, name, &h)) != EXIT_OK)
         return code;
     struct dep_out up = {0}, down = {0};
-    if (walk_deps(s, &h, false, count_dep, &up) || walk_deps(s, &h, true, count_dep, &down)) {
+    if (inv_deps_each(s, &h, false, count_dep, &up) ||
+        inv_deps_each(s, &h, true, count_dep, &down)) {
         cli_error("%s", store_errmsg(s));
         return EXIT_SYSTEM;
     }
@@ -385,7 +332,7 @@ static int inventory_show(struct cli *cli, const char *name)
         fputs(", \"site\": ", stdout);
         jsonout_string(stdout, h.site);
         fputs(", \"roles\": ", stdout);
-        jsonout_string(stdout, roles);
+        cli_json_roles(stdout, h.roles);
         fputs(", \"collector\": ", stdout);
         jsonout_string(stdout, h.collector);
         fputs(", \"os\": ", stdout);
@@ -396,7 +343,8 @@ static int inventory_show(struct cli *cli, const char *name)
         else
             fputs("null", stdout);
         printf(", \"added_at\": \"%s\", \"updated_at\": \"%s\", \"depends_on\": %ld, "
-               "\"dependents\": %ld}\n", added, updated, up.n, down.n);
+               "\"dependents\": %ld}\n",
+               added, updated, up.n, down.n);
     } else {
         printf("name:        %s\nsite:        %s\nroles:       %s\ncollector:   %s\n"
                "os:          %s\nstate:       %s\nlast report: %s\nadded:       %s\n"
@@ -407,76 +355,74 @@ static int inventory_show(struct cli *cli, const char *name)
     return EXIT_OK;
 }
 
-static void inventory_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: tlsgate inventory import FILE\n"
-            "       tlsgate inventory list [--site S] [--json]\n"
-            "       tlsgate inventory show HOST [--json]\n"
-            "       tlsgate inventory deps HOST [--json]\n"
-            "\n"
-            "import: CSV with a header, either hosts (name,site,roles,collector,os; name and site\n"
-            "        required; roles ';'-separated, empty = client; collector ADDRESS:PORT,\n"
-            "        default NAME:8443) or explicit edges (dependent,server,channel); or a JSON\n"
-            "        array of host objects with the same members. All or nothing: the first\n"
-            "        bad row is named as FILE:LINE:FIELD and nothing changes (exit 3).\n"
-            "deps:   the servers HOST depends on and the hosts that depend on it, derived from\n"
-            "        roles within the site and from explicit edges, with the channel.\n");
-}
+#define INVENTORY_ABOUT                                                                            \
+    "import: CSV with a header, either hosts (name,site,roles,collector,os; name and site\n"       \
+    "        required; roles ';'-separated, empty = client; collector ADDRESS:PORT,\n"             \
+    "        default NAME:8443) or explicit edges (dependent,server,channel); or a JSON\n"         \
+    "        array of host objects with the same members. All or nothing: the first\n"             \
+    "        bad row is named as FILE:LINE:FIELD and nothing changes (exit 3).\n"                  \
+    "deps:   the servers HOST depends on and the hosts that depend on it, derived from\n"          \
+    "        roles within the site and from explicit edges, with the channel.\n"
+
+static const struct cli_spec inventory_import_spec = {
+    .name = "inventory import",
+    .word = "import",
+    .usage = "Usage: tlsgate inventory import FILE\n\n" INVENTORY_ABOUT,
+    .min_args = 1,
+    .max_args = 1,
+};
+static const struct cli_option inventory_list_options[] = {{"site", "S"}, {NULL}};
+static const struct cli_spec inventory_list_spec = {
+    .name = "inventory list",
+    .word = "list",
+    .usage = "Usage: tlsgate inventory list [--site S] [--json]\n\n"
+             "Every host (or a site's) with its state, roles and collector.\n",
+    .options = inventory_list_options,
+    .json = true,
+};
+static const struct cli_spec inventory_show_spec = {
+    .name = "inventory show",
+    .word = "show",
+    .usage = "Usage: tlsgate inventory show HOST [--json]\n\n"
+             "What the inventory holds about HOST, its state and how many hosts it depends\n"
+             "on and depend on it.\n",
+    .min_args = 1,
+    .max_args = 1,
+    .json = true,
+};
+static const struct cli_spec inventory_deps_spec = {
+    .name = "inventory deps",
+    .word = "deps",
+    .usage = "Usage: tlsgate inventory deps HOST [--json]\n\n" INVENTORY_ABOUT,
+    .min_args = 1,
+    .max_args = 1,
+    .json = true,
+};
+const struct cli_spec *const inventory_specs[] = {&inventory_import_spec, &inventory_list_spec,
+                                                  &inventory_show_spec, &inventory_deps_spec, NULL};
 
 int cmd_inventory(struct cli *cli, int argc, char **argv)
 {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        inventory_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : EXIT_OK;
-    }
-    const char *sub = argv[1];
-    const char *site = NULL, *arg = NULL;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--help")) {
-            inventory_usage(stdout);
-            return EXIT_OK;
-        }
-        if (!strcmp(sub, "list") && !strcmp(argv[i], "--site")) {
-            if (i + 1 >= argc || !*argv[i + 1]) {
-                cli_error("inventory list: --site needs a value");
-                return EXIT_USAGE;
-            }
-            site = argv[++i];
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            cli_error("inventory %s: unknown option '%s'", sub, argv[i]);
-            return EXIT_USAGE;
-        } else if (!arg) {
-            arg = argv[i];
-        } else {
-            cli_error("inventory %s: unexpected argument '%s'", sub, argv[i]);
-            return EXIT_USAGE;
-        }
-    }
-    bool needs_arg = strcmp(sub, "list") != 0;
-    if (needs_arg != (arg != NULL)) {
-        cli_error("inventory %s: %s", sub, needs_arg ? "missing argument" : "takes no argument");
-        inventory_usage(stderr);
-        return EXIT_USAGE;
-    }
-    if (!strcmp(sub, "import"))
-        return inventory_import(cli, arg);
-    if (!strcmp(sub, "list"))
-        return inventory_list(cli, site);
-    if (!strcmp(sub, "show") || !strcmp(sub, "deps")) {
-        /* One read transaction, so the host and its edges are one state of the inventory. */
-        int code;
-        struct store *s = cli_store(cli, false, &code);
-        if (!s)
-            return code;
-        if (store_begin(s, false)) {
-            cli_error("%s", store_errmsg(s));
-            return EXIT_SYSTEM;
-        }
-        code = !strcmp(sub, "show") ? inventory_show(cli, arg) : inventory_deps(cli, arg);
-        store_rollback(s);
+    const struct cli_spec *spec;
+    struct cli_args a;
+    int code = cli_parse_sub(cli, "inventory",
+                             "Usage: tlsgate inventory import FILE\n"
+                             "       tlsgate inventory list [--site S] [--json]\n"
+                             "       tlsgate inventory show HOST [--json]\n"
+                             "       tlsgate inventory deps HOST [--json]\n\n" INVENTORY_ABOUT,
+                             inventory_specs, argc, argv, &spec, &a);
+    if (code != CLI_RUN)
         return code;
-    }
-    cli_error("inventory: unknown subcommand '%s' (import, list, show, deps)", sub);
-    return EXIT_USAGE;
+    if (spec == &inventory_import_spec)
+        return inventory_import(cli, a.argv[0]);
+    if (spec == &inventory_list_spec)
+        return inventory_list(cli, cli_value(spec, &a, "site"));
+    /* show, deps: one read transaction, so the host and its edges are one state. */
+    struct store *s = cli_store_read(cli, &code);
+    if (!s)
+        return code;
+    code = spec == &inventory_show_spec ? inventory_show(cli, a.argv[0])
+                                        : inventory_deps(cli, a.argv[0]);
+    store_rollback(s);
+    return code;
 }

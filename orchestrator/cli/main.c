@@ -15,34 +15,40 @@ struct command {
     const char *name;
     int (*run)(struct cli *, int, char **);
     const char *summary;
+    const struct cli_spec *const *specs; /* its (sub)commands, for --commands */
 };
 
 static const struct command commands[] = {
-    {"init", cmd_init, "create or migrate the database"},
-    {"inventory", cmd_inventory, "import, list, show hosts and their dependencies"},
-    {"host", cmd_host, "facts, verdicts, reasons and remedies of a host"},
-    {"rules", cmd_rules, "check, load and show the readiness rules; blockers by rule"},
-    {"gate", cmd_gate, "gate check SERVER, gate list: may a server drop legacy TLS now"},
-    {"phase", cmd_phase, "phase status|advance|rollback: move a site through its phases"},
-    {"waive", cmd_waive, "waive HOST --reason R [--until DATE]: the host stops blocking"},
-    {"unwaive", cmd_unwaive, "unwaive HOST: remove a host's waiver"},
-    {"audit", cmd_audit, "the audit log of every state change"},
-    {"export", cmd_export, "dashboard CSV (export csv --view V)"},
-    {"report", cmd_report, "the status page (report html --out FILE [--site S])"},
-    {"collect", cmd_collect, "one pull round now over all (or one) hosts"},
-    {"daemon", cmd_daemon, "pull every collector on schedule until SIGTERM/SIGINT"},
-    {"probe", cmd_probe, "what the servers' TLS ports really accept (SSL 3.0 .. TLS 1.3)"},
-    {"evidence", cmd_evidence, "import / list the handshakes servers logged (IIS, SCHANNEL)"},
+    {"init", cmd_init, "create or migrate the database", init_specs},
+    {"inventory", cmd_inventory, "import, list, show hosts and their dependencies",
+     inventory_specs},
+    {"host", cmd_host, "facts, verdicts, reasons and remedies of a host", host_specs},
+    {"rules", cmd_rules, "check, load and show the readiness rules; blockers by rule", rules_specs},
+    {"gate", cmd_gate, "gate check SERVER, gate list: may a server drop legacy TLS now",
+     gate_specs},
+    {"phase", cmd_phase, "phase status|advance|rollback: move a site through its phases",
+     phase_specs},
+    {"waive", cmd_waive, "waive HOST --reason R [--until DATE]: the host stops blocking",
+     waive_specs},
+    {"unwaive", cmd_unwaive, "unwaive HOST: remove a host's waiver", unwaive_specs},
+    {"audit", cmd_audit, "the audit log of every state change", audit_specs},
+    {"export", cmd_export, "dashboard CSV (export csv --view V)", export_specs},
+    {"report", cmd_report, "the status page (report html --out FILE [--site S])", report_specs},
+    {"collect", cmd_collect, "one pull round now over all (or one) hosts", collect_specs},
+    {"daemon", cmd_daemon, "pull every collector on schedule until SIGTERM/SIGINT", daemon_specs},
+    {"probe", cmd_probe, "what the servers' TLS ports really accept (SSL 3.0 .. TLS 1.3)",
+     probe_specs},
+    {"evidence", cmd_evidence, "import / list the handshakes servers logged (IIS, SCHANNEL)",
+     evidence_specs},
 };
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "usage: tlsgate [--db FILE] [--config FILE] [--json] COMMAND [ARGS]\n"
-            "\n"
-            "Moves a Configuration Manager estate to TLS 1.2 without orphaning clients.\n"
-            "\n"
-            "commands:\n");
+    fprintf(out, "Usage: tlsgate [--db FILE] [--config FILE] [--json] COMMAND [ARGS]\n"
+                 "\n"
+                 "Moves a Configuration Manager estate to TLS 1.2 without orphaning clients.\n"
+                 "\n"
+                 "commands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(out,
@@ -119,8 +125,8 @@ int main(int argc, char **argv)
     struct cli cli = {0};
     config_init(&cli.config);
     cli.command_line = join_args(argc, argv);
-    cli.db_path = getenv("TLSGATE_DB") && *getenv("TLSGATE_DB") ? getenv("TLSGATE_DB")
-                                                                 : "tlsgate.db";
+    cli.db_path =
+        getenv("TLSGATE_DB") && *getenv("TLSGATE_DB") ? getenv("TLSGATE_DB") : "tlsgate.db";
     const char *env_config = getenv("TLSGATE_CONFIG");
     cli.config_path = env_config && *env_config ? env_config : NULL;
 
@@ -135,6 +141,15 @@ int main(int argc, char **argv)
     }
     if (!strcmp(args[0], "--help") || !strcmp(args[0], "-h") || !strcmp(args[0], "help")) {
         usage(stdout);
+        code = EXIT_OK;
+        goto out;
+    }
+    if (!strcmp(args[0], "--commands")) {
+        /* Every command and subcommand from the table, one a line with whether --json applies
+         * ("NAME<TAB>json" or "NAME<TAB>-"): what the tests walk. */
+        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+            for (const struct cli_spec *const *s = commands[i].specs; *s; s++)
+                printf("%s\t%s\n", (*s)->name, (*s)->json ? "json" : "-");
         code = EXIT_OK;
         goto out;
     }

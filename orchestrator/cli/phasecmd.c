@@ -402,74 +402,73 @@ static int phase_rollback(struct cli *cli, const struct move_args *a)
     return EXIT_OK;
 }
 
-static void phase_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: tlsgate phase status [--site S] [--json]\n"
-            "       tlsgate phase advance --site S [--dry-run] [--reason R] [--all] [--json]\n"
-            "       tlsgate phase rollback --site S --reason R [--json]\n"
-            "\n"
-            "Phases: inventory -> clients -> servers -> enforce -> complete, one step at a time.\n"
-            "advance exits 0 when the site moved (or, with --dry-run, would move), 1 when the\n"
-            "exit criterion of the current phase fails; the hosts that fail it are listed,\n"
-            "grouped by rule (%d per group unless --all). rollback moves back one phase; out\n"
-            "of enforce it asks every server of the site to re-enable the legacy protocols.\n",
-            PHASE_LIST_LIMIT);
-}
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define PHASE_ABOUT                                                                                \
+    "Phases: inventory -> clients -> servers -> enforce -> complete, one step at a time.\n"        \
+    "advance exits 0 when the site moved (or, with --dry-run, would move), 1 when the\n"           \
+    "exit criterion of the current phase fails; the hosts that fail it are listed,\n"              \
+    "grouped by rule (" STR(                                                                       \
+        PHASE_LIST_LIMIT) " per group unless --all). rollback moves back one "                     \
+                          "phase; out\nof enforce it asks every server of the site to re-enable the legacy protocols.\n"
+
+static const struct cli_option phase_status_options[] = {{"site", "S"}, {NULL}};
+static const struct cli_spec phase_status_spec = {
+    .name = "phase status",
+    .word = "status",
+    .usage = "Usage: tlsgate phase status [--site S] [--json]\n\n" PHASE_ABOUT,
+    .options = phase_status_options,
+    .json = true,
+};
+static const struct cli_option phase_advance_options[] = {
+    {"site", "S"}, {"dry-run", NULL}, {"reason", "R"}, {"all", NULL}, {NULL}};
+static const struct cli_spec phase_advance_spec = {
+    .name = "phase advance",
+    .word = "advance",
+    .usage =
+        "Usage: tlsgate phase advance --site S [--dry-run] [--reason R] [--all] [--json]\n\n" PHASE_ABOUT,
+    .options = phase_advance_options,
+    .json = true,
+};
+static const struct cli_option phase_rollback_options[] = {{"site", "S"}, {"reason", "R"}, {NULL}};
+static const struct cli_spec phase_rollback_spec = {
+    .name = "phase rollback",
+    .word = "rollback",
+    .usage = "Usage: tlsgate phase rollback --site S --reason R [--json]\n\n" PHASE_ABOUT,
+    .options = phase_rollback_options,
+    .json = true,
+};
+const struct cli_spec *const phase_specs[] = {&phase_status_spec, &phase_advance_spec,
+                                              &phase_rollback_spec, NULL};
 
 int cmd_phase(struct cli *cli, int argc, char **argv)
 {
-    if (argc < 2) {
-        phase_usage(stderr);
-        return EXIT_USAGE;
-    }
-    const char *verb = argv[1];
-    if (!strcmp(verb, "--help") || !strcmp(verb, "help")) {
-        phase_usage(stdout);
-        return EXIT_OK;
-    }
-    bool status = !strcmp(verb, "status"), advance = !strcmp(verb, "advance"),
-         rollback = !strcmp(verb, "rollback");
-    if (!status && !advance && !rollback) {
-        cli_error("phase: unknown subcommand '%s' (status, advance, rollback)", verb);
-        return EXIT_USAGE;
-    }
-    struct move_args a = {0};
-    for (int i = 2; i < argc; i++) {
-        const char *o = argv[i];
-        if (!strcmp(o, "--help")) {
-            phase_usage(stdout);
-            return EXIT_OK;
-        }
-        if (!strcmp(o, "--site") || !strcmp(o, "--reason")) {
-            if (i + 1 >= argc || !*argv[i + 1]) {
-                cli_error("phase %s: %s needs a value", verb, o);
-                return EXIT_USAGE;
-            }
-            *(o[2] == 's' ? &a.site : &a.reason) = argv[++i];
-        } else if (advance && !strcmp(o, "--dry-run")) {
-            a.dry_run = true;
-        } else if (advance && !strcmp(o, "--all")) {
-            a.all = true;
-        } else {
-            cli_error("phase %s: unknown option '%s' (see `tlsgate phase --help`)", verb, o);
-            return EXIT_USAGE;
-        }
-    }
-    if (status) {
-        if (a.reason) {
-            cli_error("phase status: --reason is for advance and rollback");
-            return EXIT_USAGE;
-        }
+    const struct cli_spec *spec;
+    struct cli_args args;
+    int code =
+        cli_parse_sub(cli, "phase",
+                      "Usage: tlsgate phase status [--site S] [--json]\n"
+                      "       tlsgate phase advance --site S [--dry-run] [--reason R] [--all] "
+                      "[--json]\n"
+                      "       tlsgate phase rollback --site S --reason R [--json]\n\n" PHASE_ABOUT,
+                      phase_specs, argc, argv, &spec, &args);
+    if (code != CLI_RUN)
+        return code;
+    struct move_args a = {
+        .site = cli_value(spec, &args, "site"),
+        .reason = cli_value(spec, &args, "reason"),
+        .dry_run = cli_given(spec, &args, "dry-run"),
+        .all = cli_given(spec, &args, "all"),
+    };
+    if (spec == &phase_status_spec)
         return phase_status(cli, a.site);
-    }
     if (!a.site) {
-        cli_error("phase %s: --site S is required", verb);
+        cli_error("%s: --site S is required", spec->name);
         return EXIT_USAGE;
     }
-    if (rollback && !a.reason) {
+    if (spec == &phase_rollback_spec && !a.reason) {
         cli_error("phase rollback: --reason R is required (it goes into the phase history)");
         return EXIT_USAGE;
     }
-    return advance ? phase_advance(cli, &a) : phase_rollback(cli, &a);
+    return spec == &phase_advance_spec ? phase_advance(cli, &a) : phase_rollback(cli, &a);
 }

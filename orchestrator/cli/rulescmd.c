@@ -19,6 +19,7 @@
 #include "cli.h"
 #include "facts.h"
 #include "ingest.h"
+#include "ingest_reads.h"
 #include "inventory.h"
 #include "jsonout.h"
 #include "regview.h"
@@ -27,25 +28,74 @@
 #include "store.h"
 #include "utc.h"
 
-static void rules_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: tlsgate rules check FILE      validate a catalog file\n"
-            "       tlsgate rules load FILE       make it the active catalog and re-evaluate\n"
-            "                                     every stored report (one transaction)\n"
-            "       tlsgate rules show [--json]   the active catalog\n"
-            "       tlsgate rules blockers [--site S] [--json]\n"
-            "                                     failing rules, grouped, with the number of\n"
-            "                                     clients / site systems / consoles they hold\n"
-            "                                     back (last stored report of each host)\n"
-            "       tlsgate rules eval [--roles R] [--catalog FILE] [--json] FILE.reg...\n"
-            "       tlsgate rules eval [--roles R] [--catalog FILE] [--json] --facts FILE\n"
-            "                                     evaluate registry exports (layered in order)\n"
-            "                                     or a facts file exactly as a stored report,\n"
-            "                                     without a collector or a database; roles as\n"
-            "                                     in an inventory (a;b, default client); exit 0\n"
-            "                                     ready, 1 not ready, 3 bad input\n");
-}
+#define RULES_USAGE_ALL                                                                            \
+    "Usage: tlsgate rules check FILE      validate a catalog file\n"                               \
+    "       tlsgate rules load FILE       make it the active catalog and re-evaluate\n"            \
+    "                                     every stored report (one transaction)\n"                 \
+    "       tlsgate rules show [--json]   the active catalog\n"                                    \
+    "       tlsgate rules blockers [--site S] [--json]\n"                                          \
+    "                                     failing rules, grouped, with the number of\n"            \
+    "                                     clients / site systems / consoles they hold\n"           \
+    "                                     back (last stored report of each host)\n"                \
+    "       tlsgate rules eval [--roles R] [--catalog FILE] [--json] FILE.reg...\n"                \
+    "       tlsgate rules eval [--roles R] [--catalog FILE] [--json] --facts FILE\n"               \
+    "                                     evaluate registry exports (layered in order)\n"          \
+    "                                     or a facts file exactly as a stored report,\n"           \
+    "                                     without a collector or a database; roles as\n"           \
+    "                                     in an inventory (a;b, default client); exit 0\n"         \
+    "                                     ready, 1 not ready, 3 bad input\n"
+
+static const struct cli_spec rules_check_spec = {
+    .name = "rules check",
+    .word = "check",
+    .usage = "Usage: tlsgate rules check FILE\n\n"
+             "Validates a catalog file (schema/rules.json's shape): exit 0 valid, 3 not.\n",
+    .min_args = 1,
+    .max_args = 1,
+};
+static const struct cli_spec rules_load_spec = {
+    .name = "rules load",
+    .word = "load",
+    .usage = "Usage: tlsgate rules load FILE\n\n"
+             "Makes FILE the active catalog and re-evaluates every stored report, in one\n"
+             "transaction.\n",
+    .min_args = 1,
+    .max_args = 1,
+};
+static const struct cli_spec rules_show_spec = {
+    .name = "rules show",
+    .word = "show",
+    .usage = "Usage: tlsgate rules show [--json]\n\nThe active catalog, rule by rule.\n",
+    .json = true,
+};
+static const struct cli_option rules_blockers_options[] = {{"site", "S"}, {NULL}};
+static const struct cli_spec rules_blockers_spec = {
+    .name = "rules blockers",
+    .word = "blockers",
+    .usage = "Usage: tlsgate rules blockers [--site S] [--json]\n\n"
+             "Failing rules, grouped, with the number of clients / site systems / consoles\n"
+             "they hold back (last stored report of each host).\n",
+    .options = rules_blockers_options,
+    .json = true,
+};
+static const struct cli_option rules_eval_options[] = {
+    {"roles", "R"}, {"catalog", "FILE"}, {"facts", "FILE"}, {NULL}};
+static const struct cli_spec rules_eval_spec = {
+    .name = "rules eval",
+    .word = "eval",
+    .usage = "Usage: tlsgate rules eval [--roles R] [--catalog FILE] [--json] FILE.reg...\n"
+             "       tlsgate rules eval [--roles R] [--catalog FILE] [--json] --facts FILE\n\n"
+             "Evaluates registry exports (layered in order) or a facts file exactly as a\n"
+             "stored report, without a collector or a database; roles as in an inventory\n"
+             "(a;b, default client). Exit 0 ready, 1 not ready, 3 bad input.\n",
+    .options = rules_eval_options,
+    .max_args = -1, /* EVAL_FILES_MAX, checked with its own message */
+    .json = true,
+};
+const struct cli_spec *const rules_specs[] = {
+    &rules_check_spec,    &rules_load_spec, &rules_show_spec,
+    &rules_blockers_spec, &rules_eval_spec, NULL,
+};
 
 /* Reads a catalog file with the size cap; 0 or an exit code (message printed). */
 static int read_catalog_file(const char *path, char **text, size_t *len)
@@ -96,19 +146,16 @@ static int load_file(const char *path, struct rules_catalog **c, char **text)
     return 0;
 }
 
-static int rules_check(struct cli *cli, int argc, char **argv)
+static int rules_check(struct cli *cli, const struct cli_args *a)
 {
     (void)cli;
-    if (argc != 3) {
-        rules_usage(stderr);
-        return EXIT_USAGE;
-    }
+    const char *path = a->argv[0];
     struct rules_catalog *c;
     char *text;
-    int code = load_file(argv[2], &c, &text);
+    int code = load_file(path, &c, &text);
     if (code)
         return code;
-    printf("%s: catalog %s, %zu rules: valid\n", argv[2], rules_version(c), rules_count(c));
+    printf("%s: catalog %s, %zu rules: valid\n", path, rules_version(c), rules_count(c));
     rules_free(c);
     free(text);
     return EXIT_OK;
@@ -136,15 +183,12 @@ static double now_seconds(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static int rules_load_cmd(struct cli *cli, int argc, char **argv)
+static int rules_load_cmd(struct cli *cli, const struct cli_args *a)
 {
-    if (argc != 3) {
-        rules_usage(stderr);
-        return EXIT_USAGE;
-    }
+    const char *path = a->argv[0];
     struct rules_catalog *c;
     char *text;
-    int code = load_file(argv[2], &c, &text);
+    int code = load_file(path, &c, &text);
     if (code)
         return code;
     struct store *s = cli_store(cli, false, &code);
@@ -175,7 +219,7 @@ static int rules_load_cmd(struct cli *cli, int argc, char **argv)
     }
     if (rc) {
         store_rollback(s);
-        cli_error("rules load %s: %s", argv[2], err);
+        cli_error("rules load %s: %s", path, err);
         snprintf(outcome, sizeof(outcome), "failed: %.140s", err);
         cli_audit(cli, outcome);
         rules_free(c);
@@ -219,13 +263,9 @@ static void print_roles(FILE *out, unsigned roles, bool json)
         fputc(']', out);
 }
 
-static int rules_show(struct cli *cli, int argc, char **argv)
+static int rules_show(struct cli *cli, const struct cli_args *a)
 {
-    (void)argv;
-    if (argc != 2) {
-        rules_usage(stderr);
-        return EXIT_USAGE;
-    }
+    (void)a;
     int code;
     struct store *s = cli_store(cli, false, &code);
     if (!s)
@@ -260,8 +300,8 @@ static int rules_show(struct cli *cli, int argc, char **argv)
         }
         printf("\n]}\n");
     } else {
-        printf("catalog %s (%s), %zu rules\n", rules_version(c),
-               from_store ? "stored" : "built-in", rules_count(c));
+        printf("catalog %s (%s), %zu rules\n", rules_version(c), from_store ? "stored" : "built-in",
+               rules_count(c));
         for (size_t i = 0; i < rules_count(c); i++) {
             const struct rules_info *r = rules_at(c, i);
             printf("\n%s  [%s, %s]  roles: ", r->id, rules_severity_name(r->severity),
@@ -273,21 +313,6 @@ static int rules_show(struct cli *cli, int argc, char **argv)
     }
     rules_free(c);
     return EXIT_OK;
-}
-
-static int site_exists(struct store *s, const char *site, int *exists)
-{
-    sqlite3_stmt *st;
-    int rc = store_prepare(s, "SELECT 1 FROM site WHERE code = ?", &st);
-    if (rc)
-        return rc;
-    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
-    int step = sqlite3_step(st);
-    *exists = step == SQLITE_ROW;
-    if (step != SQLITE_ROW && step != SQLITE_DONE)
-        rc = store_sqlite_fail(s, "read site");
-    sqlite3_finalize(st);
-    return rc;
 }
 
 static void count_phrase(char *buf, size_t size, long long clients, long long systems,
@@ -311,54 +336,55 @@ static void count_phrase(char *buf, size_t size, long long clients, long long sy
         snprintf(buf, size, "%lld host%s", hosts, hosts == 1 ? "" : "s");
 }
 
-static int rules_blockers(struct cli *cli, int argc, char **argv)
+struct blockers_out {
+    bool json;
+    const struct rules_catalog *catalog;
+    int rows;
+};
+
+static int print_rule_failures(const struct ingest_rule_failures *f, void *arg)
 {
-    const char *site = NULL;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--site") && i + 1 < argc) {
-            site = argv[++i];
-        } else {
-            rules_usage(stderr);
-            return EXIT_USAGE;
-        }
+    struct blockers_out *o = arg;
+    const struct rules_info *info = rules_find(o->catalog, f->rule);
+    const char *title = info ? info->title : "(rule not in the active catalog)";
+    if (o->json) {
+        printf("%s\n  {\"rule\": ", o->rows ? "," : "");
+        jsonout_string(stdout, f->rule);
+        printf(", \"severity\": ");
+        jsonout_string(stdout, f->severity);
+        printf(", \"title\": ");
+        jsonout_string(stdout, title);
+        printf(", \"hosts\": %lld, \"clients\": %lld, \"site_systems\": %lld, "
+               "\"consoles\": %lld, \"remedy\": ",
+               f->hosts, f->clients, f->site_systems, f->consoles);
+        jsonout_string(stdout, info ? info->remedy : "");
+        printf("}");
+    } else {
+        char who[128];
+        count_phrase(who, sizeof(who), f->clients, f->site_systems, f->consoles, f->hosts);
+        printf("%s: %s  [%s, %s]\n", who, title, f->rule, f->severity);
     }
+    o->rows++;
+    return 0;
+}
+
+static int rules_blockers(struct cli *cli, const struct cli_args *a)
+{
     int code;
+    const char *site = cli_value(&rules_blockers_spec, a, "site");
     struct store *s = cli_store(cli, false, &code);
     if (!s)
         return code;
-    if (site) {
-        int exists = 0;
-        if (site_exists(s, site, &exists)) {
-            cli_error("%s", store_errmsg(s));
-            return EXIT_SYSTEM;
-        }
-        if (!exists) {
-            cli_error("rules blockers: unknown site '%s'", site);
-            return EXIT_BADINPUT;
-        }
+    int rc = site ? inv_site_exists(s, site) : 0;
+    if (rc == -ENOENT) {
+        cli_error("rules blockers: unknown site '%s'", site);
+        return EXIT_BADINPUT;
     }
-    struct rules_catalog *c;
-    if (rules_load_active(s, &c)) {
+    struct rules_catalog *c = NULL;
+    if (rc || rules_load_active(s, &c)) {
         cli_error("%s", store_errmsg(s));
         return EXIT_SYSTEM;
     }
-    char sql[640];
-    snprintf(sql, sizeof(sql),
-             "SELECT v.rule, v.severity, count(*), "
-             "sum((h.roles & %d) != 0), sum((h.roles & %d) != 0), sum((h.roles & %d) != 0) "
-             "FROM verdict v JOIN host h ON h.id = v.host_id "
-             "WHERE v.pass = 0 AND (?1 IS NULL OR h.site = ?1) "
-             "GROUP BY v.rule, v.severity "
-             "ORDER BY v.severity = 'blocker' DESC, count(*) DESC, v.rule",
-             ROLE_CLIENT, ROLE_SERVER_MASK, ROLE_CONSOLE);
-    sqlite3_stmt *st;
-    if (store_prepare(s, sql, &st)) {
-        cli_error("%s", store_errmsg(s));
-        rules_free(c);
-        return EXIT_SYSTEM;
-    }
-    if (site)
-        sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
     if (cli->json) {
         printf("{\"site\": ");
         if (site)
@@ -369,37 +395,11 @@ static int rules_blockers(struct cli *cli, int argc, char **argv)
         jsonout_string(stdout, rules_version(c));
         printf(", \"rules\": [");
     }
-    int step, rows = 0;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *rule = (const char *)sqlite3_column_text(st, 0);
-        const char *sev = (const char *)sqlite3_column_text(st, 1);
-        long long hosts = sqlite3_column_int64(st, 2), clients = sqlite3_column_int64(st, 3),
-                  systems = sqlite3_column_int64(st, 4), consoles = sqlite3_column_int64(st, 5);
-        const struct rules_info *info = rules_find(c, rule);
-        const char *title = info ? info->title : "(rule not in the active catalog)";
-        if (cli->json) {
-            printf("%s\n  {\"rule\": ", rows ? "," : "");
-            jsonout_string(stdout, rule);
-            printf(", \"severity\": ");
-            jsonout_string(stdout, sev);
-            printf(", \"title\": ");
-            jsonout_string(stdout, title);
-            printf(", \"hosts\": %lld, \"clients\": %lld, \"site_systems\": %lld, "
-                   "\"consoles\": %lld, \"remedy\": ", hosts, clients, systems, consoles);
-            jsonout_string(stdout, info ? info->remedy : "");
-            printf("}");
-        } else {
-            char who[128];
-            count_phrase(who, sizeof(who), clients, systems, consoles, hosts);
-            printf("%s: %s  [%s, %s]\n", who, title, rule, sev);
-        }
-        rows++;
-    }
-    int rc = step == SQLITE_DONE ? 0 : store_sqlite_fail(s, "read verdicts");
-    sqlite3_finalize(st);
+    struct blockers_out o = {cli->json, c, 0};
+    rc = ingest_failures_by_rule(s, site, print_rule_failures, &o);
     if (cli->json)
-        printf("%s]}\n", rows ? "\n" : "");
-    else if (!rows && !rc)
+        printf("%s]}\n", o.rows ? "\n" : "");
+    else if (!o.rows && !rc)
         printf("no failing rule%s%s\n", site ? " in site " : "", site ? site : "");
     rules_free(c);
     if (rc) {
@@ -408,7 +408,6 @@ static int rules_blockers(struct cli *cli, int argc, char **argv)
     }
     return EXIT_OK;
 }
-
 
 /* ---- rules eval ------------------------------------------------------------------------- */
 
@@ -438,8 +437,8 @@ static int print_eval_verdict(void *ctx, const struct rules_verdict *v)
         json_object_set_new(row, "reference", jsonout_text(info ? info->reference : ""));
         return json_array_append_new(o->verdicts, row) ? -ENOMEM : 0;
     }
-    printf("  %-4s %-7s %s\n       %s\n", v->pass ? "ok" : "FAIL",
-           rules_severity_name(v->severity), v->rule, v->reason);
+    printf("  %-4s %-7s %s\n       %s\n", v->pass ? "ok" : "FAIL", rules_severity_name(v->severity),
+           v->rule, v->reason);
     if (!v->pass && info)
         printf("       remedy: %s\n", info->remedy);
     return 0;
@@ -467,43 +466,27 @@ static int eval_facts(char **files, size_t n, const char *facts_file, json_t **f
     return 0;
 }
 
-static int rules_eval(struct cli *cli, int argc, char **argv)
+static int rules_eval(struct cli *cli, const struct cli_args *args)
 {
-    const char *roles_text = NULL, *catalog_file = NULL, *facts_file = NULL;
-    char *files[EVAL_FILES_MAX];
-    size_t nfiles = 0;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        const char **slot = !strcmp(a, "--roles") ? &roles_text
-                            : !strcmp(a, "--catalog") ? &catalog_file
-                            : !strcmp(a, "--facts") ? &facts_file : NULL;
-        if (slot) {
-            if (i + 1 >= argc || *slot) {
-                cli_error("rules eval: %s %s", a, *slot ? "given twice" : "needs a value");
-                return EXIT_USAGE;
-            }
-            *slot = argv[++i];
-        } else if (a[0] == '-' && a[1]) {
-            cli_error("rules eval: unknown option '%s'", a);
-            rules_usage(stderr);
-            return EXIT_USAGE;
-        } else if (nfiles == EVAL_FILES_MAX) {
-            cli_error("rules eval: more than %d .reg files", EVAL_FILES_MAX);
-            return EXIT_USAGE;
-        } else {
-            files[nfiles++] = argv[i];
-        }
+    const char *roles_text = cli_value(&rules_eval_spec, args, "roles");
+    const char *catalog_file = cli_value(&rules_eval_spec, args, "catalog");
+    const char *facts_file = cli_value(&rules_eval_spec, args, "facts");
+    if (args->argc > EVAL_FILES_MAX) {
+        cli_error("rules eval: more than %d .reg files", EVAL_FILES_MAX);
+        return EXIT_USAGE;
     }
+    char **files = args->argv;
+    size_t nfiles = (size_t)args->argc;
     if (!nfiles == !facts_file) {
-        cli_error("rules eval: give .reg files or --facts FILE (one of the two)");
-        rules_usage(stderr);
+        cli_error("rules eval: give .reg files or --facts FILE (one of the two; see `tlsgate "
+                  "rules eval --help`)");
         return EXIT_USAGE;
     }
     unsigned roles;
     char bad[96];
     if (inv_roles_parse(roles_text ? roles_text : "", &roles, bad, sizeof(bad))) {
         cli_error("rules eval: --roles: unknown role '%s'", bad);
-        return EXIT_USAGE;
+        return EXIT_BADINPUT;
     }
 
     struct rules_catalog *c = NULL;
@@ -525,8 +508,8 @@ static int rules_eval(struct cli *cli, int argc, char **argv)
     if ((code = eval_facts(files, nfiles, facts_file, &facts)))
         goto out;
     /* The collector's report, over the wire format and back through the daemon's parser. */
-    json_t *built = facts_build_report(facts, EVAL_HOST, utc_now(), facts_file ? "facts" : "regfile",
-                                       0);
+    json_t *built =
+        facts_build_report(facts, EVAL_HOST, utc_now(), facts_file ? "facts" : "regfile", 0);
     body = built ? json_dumps(built, JSON_COMPACT) : NULL;
     json_decref(built);
     if (!body) {
@@ -576,7 +559,7 @@ static int rules_eval(struct cli *cli, int argc, char **argv)
         json_t *doc = json_object();
         json_object_set_new(doc, "source", jsonout_text(facts_file ? facts_file : files[0]));
         json_object_set_new(doc, "catalog", jsonout_text(rules_version(c)));
-        json_object_set_new(doc, "roles", jsonout_text(roles_buf));
+        json_object_set_new(doc, "roles", cli_json_roles_array(roles));
         json_object_set_new(doc, "legacy_disabled", json_boolean(legacy));
         json_object_set(doc, "verdicts", o.verdicts);
         json_object_set_new(doc, "blockers", json_integer(blockers));
@@ -604,21 +587,16 @@ out:
 
 int cmd_rules(struct cli *cli, int argc, char **argv)
 {
-    if (argc < 2 || !strcmp(argv[1], "--help")) {
-        rules_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : EXIT_OK;
-    }
-    if (!strcmp(argv[1], "check"))
-        return rules_check(cli, argc, argv);
-    if (!strcmp(argv[1], "load"))
-        return rules_load_cmd(cli, argc, argv);
-    if (!strcmp(argv[1], "show"))
-        return rules_show(cli, argc, argv);
-    if (!strcmp(argv[1], "blockers"))
-        return rules_blockers(cli, argc, argv);
-    if (!strcmp(argv[1], "eval"))
-        return rules_eval(cli, argc, argv);
-    cli_error("rules: unknown subcommand '%s'", argv[1]);
-    rules_usage(stderr);
-    return EXIT_USAGE;
+    static int (*const run[])(struct cli *, const struct cli_args *) = {
+        rules_check, rules_load_cmd, rules_show, rules_blockers, rules_eval,
+    };
+    const struct cli_spec *spec;
+    struct cli_args a;
+    int code = cli_parse_sub(cli, "rules", RULES_USAGE_ALL, rules_specs, argc, argv, &spec, &a);
+    if (code != CLI_RUN)
+        return code;
+    for (int i = 0; rules_specs[i]; i++)
+        if (spec == rules_specs[i])
+            return run[i](cli, &a);
+    return EXIT_USAGE; /* not reached: cli_parse_sub picked one of rules_specs */
 }

@@ -75,50 +75,58 @@ static int begin_on_host(struct cli *cli, const char *host, struct store **out, 
     return EXIT_OK;
 }
 
+static const struct cli_option waive_options[] = {{"reason", "R"}, {"until", "DATE"}, {NULL}};
+static const struct cli_spec waive_spec = {
+    .name = "waive",
+    .usage = "Usage: tlsgate waive HOST --reason R [--until DATE] [--json]\n\n"
+             "The host stops blocking gates and phases until DATE (YYYY-MM-DD, or RFC 3339\n"
+             "such as 2026-12-31T18:00:00Z or 2026-12-31T18:00:00+02:00) or until\n"
+             "`tlsgate unwaive HOST`. Waiving again replaces the waiver. A server's own\n"
+             "waiver never opens its own gate. A DATE that is not a date, or not in the\n"
+             "future, is bad input (exit 3).\n",
+    .options = waive_options,
+    .min_args = 1,
+    .max_args = 1,
+    .json = true,
+};
+const struct cli_spec *const waive_specs[] = {&waive_spec, NULL};
+
+static const struct cli_spec unwaive_spec = {
+    .name = "unwaive",
+    .usage = "Usage: tlsgate unwaive HOST [--json]\n\n"
+             "Removes the host's waiver: it blocks again whenever it is not ready.\n",
+    .min_args = 1,
+    .max_args = 1,
+    .json = true,
+};
+const struct cli_spec *const unwaive_specs[] = {&unwaive_spec, NULL};
+
 int cmd_waive(struct cli *cli, int argc, char **argv)
 {
-    const char *host = NULL, *reason = NULL, *until = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        if (!strcmp(o, "--help")) {
-            printf("usage: tlsgate waive HOST --reason R [--until DATE]\n\n"
-                   "The host stops blocking gates and phases until DATE (YYYY-MM-DD, or RFC 3339\n"
-                   "such as 2026-12-31T18:00:00Z or 2026-12-31T18:00:00+02:00) or until\n"
-                   "`tlsgate unwaive HOST`. Waiving again replaces the waiver. A server's own\n"
-                   "waiver never opens its own gate.\n");
-            return EXIT_OK;
-        }
-        if (!strcmp(o, "--reason") || !strcmp(o, "--until")) {
-            if (i + 1 >= argc || !*argv[i + 1]) {
-                cli_error("waive: %s needs a value", o);
-                return EXIT_USAGE;
-            }
-            *(o[2] == 'r' ? &reason : &until) = argv[++i];
-        } else if (o[0] != '-' && !host) {
-            host = o;
-        } else {
-            cli_error("waive: unexpected argument '%s' (see `tlsgate waive --help`)", o);
-            return EXIT_USAGE;
-        }
-    }
-    if (!host || !reason) {
-        cli_error("waive: usage: tlsgate waive HOST --reason R [--until DATE]");
+    struct cli_args a;
+    int parsed = cli_parse(cli, &waive_spec, argc, argv, &a);
+    if (parsed != CLI_RUN)
+        return parsed;
+    const char *host = a.argv[0], *reason = cli_value(&waive_spec, &a, "reason");
+    const char *until = cli_value(&waive_spec, &a, "until");
+    if (!reason) {
+        cli_error("waive: --reason is required (see `tlsgate waive --help`)");
         return EXIT_USAGE;
     }
     if (strlen(reason) > WAIVER_REASON_MAX) {
         cli_error("waive: --reason is longer than %d bytes", WAIVER_REASON_MAX);
-        return EXIT_USAGE;
+        return EXIT_BADINPUT;
     }
     long long until_at = 0, now = utc_now();
     if (until) {
         if (parse_until(until, &until_at)) {
             cli_error("waive: --until '%s' is not a date (YYYY-MM-DD or RFC 3339)", until);
-            return EXIT_USAGE;
+            return EXIT_BADINPUT;
         }
         if (until_at <= now) {
             cli_error("waive: --until '%s' is not in the future: such a waiver would never count",
                       until);
-            return EXIT_USAGE;
+            return EXIT_BADINPUT;
         }
     }
 
@@ -150,24 +158,11 @@ int cmd_waive(struct cli *cli, int argc, char **argv)
 
 int cmd_unwaive(struct cli *cli, int argc, char **argv)
 {
-    const char *host = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help")) {
-            printf("usage: tlsgate unwaive HOST\n\nRemoves the host's waiver: it blocks again "
-                   "whenever it is not ready.\n");
-            return EXIT_OK;
-        }
-        if (argv[i][0] != '-' && !host) {
-            host = argv[i];
-        } else {
-            cli_error("unwaive: unexpected argument '%s' (usage: tlsgate unwaive HOST)", argv[i]);
-            return EXIT_USAGE;
-        }
-    }
-    if (!host) {
-        cli_error("unwaive: usage: tlsgate unwaive HOST");
-        return EXIT_USAGE;
-    }
+    struct cli_args a;
+    int parsed = cli_parse(cli, &unwaive_spec, argc, argv, &a);
+    if (parsed != CLI_RUN)
+        return parsed;
+    const char *host = a.argv[0];
     struct store *s;
     struct inv_host h;
     int code = begin_on_host(cli, host, &s, &h);

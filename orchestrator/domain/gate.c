@@ -109,8 +109,8 @@ static void site_ctx_release(struct site_ctx *c)
 }
 
 /* The joins every per-host query here shares: state and active waiver of host h. */
-#define HOST_JOINS                                                                                \
-    " FROM host h LEFT JOIN report r INDEXED BY report_state ON r.host_id = h.id"                 \
+#define HOST_JOINS                                                                                 \
+    " FROM host h LEFT JOIN report r INDEXED BY report_state ON r.host_id = h.id"                  \
     " LEFT JOIN waiver w ON w.host_id = h.id "
 #define STATE_SQL HOSTSTATE_SQL("r", ":cutoff")
 #define WAIVED_SQL GATE_WAIVER_ACTIVE_SQL("w", ":now")
@@ -156,6 +156,43 @@ static struct mask_count *mask_slot(struct site_ctx *c, unsigned roles, size_t *
  * possible), then the waived hosts, driven by the small waiver table. The waiver-dependent
  * counts follow by subtraction.
  */
+struct mask_load {
+    struct store *s;
+    struct site_ctx *c;
+    size_t cap;
+    bool waived_pass; /* the second query: waived hosts stop blocking */
+};
+
+static int mask_row(sqlite3_stmt *st, void *arg)
+{
+    struct mask_load *l = arg;
+    struct mask_count *m = mask_slot(l->c, (unsigned)sqlite3_column_int64(st, 0), &l->cap);
+    if (!m)
+        return store_fail(l->s, -ENOMEM, "site %s: out of memory", l->c->code);
+    long n = (long)sqlite3_column_int64(st, 1);
+    if (!l->waived_pass) {
+        sqlite3_int64 packed = sqlite3_column_int64(st, 2);
+        long a = (long)(packed & 0xffffffff), b = (long)(packed >> 32);
+        long legacy_ok = (long)sqlite3_column_int64(st, 3);
+        m->n = n;
+        m->ready = a;
+        m->not_ready = b;
+        m->unknown = n - a - b;
+        m->blocking = n - a;
+        m->unknown_blocking = m->unknown;
+        m->legacy_blocking = (m->roles & ROLE_SERVER_MASK) ? n - legacy_ok : 0;
+    } else {
+        long a = (long)sqlite3_column_int64(st, 2), b = (long)sqlite3_column_int64(st, 3);
+        long legacy_ok = (long)sqlite3_column_int64(st, 4);
+        m->waived = n;
+        m->blocking -= n - a;
+        m->unknown_blocking -= b;
+        if (m->roles & ROLE_SERVER_MASK)
+            m->legacy_blocking -= n - legacy_ok;
+    }
+    return 0;
+}
+
 static int load_masks(struct store *s, struct site_ctx *c, const struct gate_time *t)
 {
     /* The state is evaluated once per host: ready and not_ready are summed in one CASE, packed
@@ -175,7 +212,7 @@ static int load_masks(struct store *s, struct site_ctx *c, const struct gate_tim
         " FROM waiver w CROSS JOIN host h ON h.id = w.host_id"
         " LEFT JOIN report r INDEXED BY report_state ON r.host_id = h.id"
         " WHERE h.site = :site AND " WAIVED_SQL " GROUP BY h.roles";
-    size_t cap = 0;
+    struct mask_load l = {s, c, 0, false};
     for (int pass = 0; pass < 2; pass++) {
         sqlite3_stmt *st;
         int rc = store_prepare(s, pass ? waived_sql : hosts_sql, &st);
@@ -183,48 +220,46 @@ static int load_masks(struct store *s, struct site_ctx *c, const struct gate_tim
             return rc;
         bind_time(st, t);
         bind_site(st, c->code);
-        int step;
-        while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-            struct mask_count *m = mask_slot(c, (unsigned)sqlite3_column_int64(st, 0), &cap);
-            if (!m) {
-                sqlite3_finalize(st);
-                return store_fail(s, -ENOMEM, "site %s: out of memory", c->code);
-            }
-            long n = (long)sqlite3_column_int64(st, 1);
-            if (!pass) {
-                sqlite3_int64 packed = sqlite3_column_int64(st, 2);
-                long a = (long)(packed & 0xffffffff), b = (long)(packed >> 32);
-                long legacy_ok = (long)sqlite3_column_int64(st, 3);
-                m->n = n;
-                m->ready = a;
-                m->not_ready = b;
-                m->unknown = n - a - b;
-                m->blocking = n - a;
-                m->unknown_blocking = m->unknown;
-                m->legacy_blocking = (m->roles & ROLE_SERVER_MASK) ? n - legacy_ok : 0;
-            } else { /* waived hosts stop blocking */
-                long a = (long)sqlite3_column_int64(st, 2), b = (long)sqlite3_column_int64(st, 3);
-                long legacy_ok = (long)sqlite3_column_int64(st, 4);
-                m->waived = n;
-                m->blocking -= n - a;
-                m->unknown_blocking -= b;
-                if (m->roles & ROLE_SERVER_MASK)
-                    m->legacy_blocking -= n - legacy_ok;
-            }
-        }
-        rc = step == SQLITE_DONE ? 0 : store_sqlite_fail(s, "count hosts by role");
-        sqlite3_finalize(st);
-        if (rc)
+        l.waived_pass = pass == 1;
+        if ((rc = store_each(s, st, "count hosts by role", mask_row, &l)))
             return rc;
     }
+    return 0;
+}
+
+struct explicit_load {
+    struct store *s;
+    struct site_ctx *c;
+    size_t cap;
+};
+
+static int explicit_row(sqlite3_stmt *st, void *arg)
+{
+    struct explicit_load *l = arg;
+    struct site_ctx *c = l->c;
+    if (c->ndeps == l->cap) {
+        size_t ncap = l->cap ? l->cap * 2 : 64;
+        struct explicit_dep *d = realloc(c->deps, ncap * sizeof(*d));
+        if (!d)
+            return store_fail(l->s, -ENOMEM, "site %s: out of memory", c->code);
+        c->deps = d;
+        l->cap = ncap;
+    }
+    struct explicit_dep *d = &c->deps[c->ndeps++];
+    d->server = sqlite3_column_int64(st, 0);
+    d->dependent = sqlite3_column_int64(st, 1);
+    d->roles = (unsigned)sqlite3_column_int64(st, 2);
+    d->same_site = sqlite3_column_int(st, 3) != 0;
+    d->blocks = sqlite3_column_int(st, 4) != 0;
+    d->waived = sqlite3_column_int(st, 5) != 0;
     return 0;
 }
 
 static int load_explicit(struct store *s, struct site_ctx *c, const struct gate_time *t)
 {
     static const char sql[] =
-        "SELECT DISTINCT e.server, h.id, h.roles, h.site = sv.site, "
-        STATE_SQL " <> 'ready' AND NOT " WAIVED_SQL ", " WAIVED_SQL
+        "SELECT DISTINCT e.server, h.id, h.roles, h.site = sv.site, " STATE_SQL
+        " <> 'ready' AND NOT " WAIVED_SQL ", " WAIVED_SQL
         " FROM edge e JOIN host sv ON sv.id = e.server JOIN host h ON h.id = e.dependent"
         " LEFT JOIN report r INDEXED BY report_state ON r.host_id = h.id"
         " LEFT JOIN waiver w ON w.host_id = h.id"
@@ -235,30 +270,8 @@ static int load_explicit(struct store *s, struct site_ctx *c, const struct gate_
         return rc;
     bind_time(st, t);
     bind_site(st, c->code);
-    size_t cap = 0;
-    int step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (c->ndeps == cap) {
-            size_t ncap = cap ? cap * 2 : 64;
-            struct explicit_dep *d = realloc(c->deps, ncap * sizeof(*d));
-            if (!d) {
-                sqlite3_finalize(st);
-                return store_fail(s, -ENOMEM, "site %s: out of memory", c->code);
-            }
-            c->deps = d;
-            cap = ncap;
-        }
-        struct explicit_dep *d = &c->deps[c->ndeps++];
-        d->server = sqlite3_column_int64(st, 0);
-        d->dependent = sqlite3_column_int64(st, 1);
-        d->roles = (unsigned)sqlite3_column_int64(st, 2);
-        d->same_site = sqlite3_column_int(st, 3) != 0;
-        d->blocks = sqlite3_column_int(st, 4) != 0;
-        d->waived = sqlite3_column_int(st, 5) != 0;
-    }
-    rc = step == SQLITE_DONE ? 0 : store_sqlite_fail(s, "read explicit edges");
-    sqlite3_finalize(st);
-    return rc;
+    struct explicit_load l = {s, c, 0};
+    return store_each(s, st, "read explicit edges", explicit_row, &l);
 }
 
 static void load_site_row(sqlite3_stmt *st, struct site_ctx *c)
@@ -267,8 +280,32 @@ static void load_site_row(sqlite3_stmt *st, struct site_ctx *c)
     if (phase_parse((const char *)sqlite3_column_text(st, 1), &c->phase))
         c->phase = PHASE_INVENTORY; /* the CHECK constraint makes this unreachable */
     c->entered_at = sqlite3_column_int64(st, 2);
-    snprintf(c->entered_by, sizeof(c->entered_by), "%s",
-             (const char *)sqlite3_column_text(st, 3));
+    snprintf(c->entered_by, sizeof(c->entered_by), "%s", (const char *)sqlite3_column_text(st, 3));
+}
+
+typedef int (*site_each_fn)(struct store *, struct site_ctx *, const struct gate_time *, void *);
+
+struct site_rows {
+    struct store *s;
+    const struct gate_time *t;
+    site_each_fn each;
+    void *arg;
+    bool found;
+};
+
+static int site_row(sqlite3_stmt *st, void *arg)
+{
+    struct site_rows *w = arg;
+    struct site_ctx c = {0};
+    w->found = true;
+    load_site_row(st, &c);
+    int rc = load_masks(w->s, &c, w->t);
+    if (!rc)
+        rc = load_explicit(w->s, &c, w->t);
+    if (!rc)
+        rc = w->each(w->s, &c, w->t, w->arg);
+    site_ctx_release(&c);
+    return rc;
 }
 
 /*
@@ -276,9 +313,7 @@ static void load_site_row(sqlite3_stmt *st, struct site_ctx *c)
  * -ENOENT (message naming it) when a named site does not exist.
  */
 static int for_each_site(struct store *s, const char *site, const struct gate_time *t,
-                         int (*each)(struct store *, struct site_ctx *, const struct gate_time *,
-                                     void *),
-                         void *arg)
+                         site_each_fn each, void *arg)
 {
     sqlite3_stmt *st;
     int rc = store_prepare(s,
@@ -291,26 +326,9 @@ static int for_each_site(struct store *s, const char *site, const struct gate_ti
         return rc;
     if (site)
         sqlite3_bind_text(st, 1, site, -1, SQLITE_TRANSIENT);
-    bool found = false;
-    int step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        struct site_ctx c = {0};
-        found = true;
-        load_site_row(st, &c);
-        rc = load_masks(s, &c, t);
-        if (!rc)
-            rc = load_explicit(s, &c, t);
-        if (!rc)
-            rc = each(s, &c, t, arg);
-        site_ctx_release(&c);
-        if (rc) {
-            sqlite3_finalize(st);
-            return rc;
-        }
-    }
-    rc = step == SQLITE_DONE ? 0 : store_sqlite_fail(s, "read sites");
-    sqlite3_finalize(st);
-    if (!rc && site && !found)
+    struct site_rows w = {s, t, each, arg, false};
+    rc = store_each(s, st, "read sites", site_row, &w);
+    if (!rc && site && !w.found)
         rc = store_fail(s, -ENOENT, "no such site: %s", site);
     return rc;
 }
@@ -358,8 +376,8 @@ static void decide_server(const struct site_ctx *c, struct gate_server *srv)
     srv->orphan_risk = srv->legacy_disabled && !hosts_ok;
 }
 
-#define SERVER_COLUMNS                                                                            \
-    "SELECT h.id, h.name, h.site, h.roles, h.reenable_legacy, " STATE_SQL ", " WAIVED_SQL         \
+#define SERVER_COLUMNS                                                                             \
+    "SELECT h.id, h.name, h.site, h.roles, h.reenable_legacy, " STATE_SQL ", " WAIVED_SQL          \
     ", coalesce(r.legacy_disabled, 0)" HOST_JOINS
 
 static void read_server(sqlite3_stmt *st, const struct site_ctx *c, struct gate_server *srv)
@@ -415,6 +433,22 @@ static void add_wire_blockers(const struct wire_counts *w, struct gate_server *s
         }
 }
 
+struct server_rows {
+    const struct site_ctx *c;
+    const struct wire_counts *wire;
+    gate_server_fn fn;
+    void *arg;
+};
+
+static int server_row(sqlite3_stmt *st, void *arg)
+{
+    struct server_rows *w = arg;
+    struct gate_server srv;
+    read_server(st, w->c, &srv);
+    add_wire_blockers(w->wire, &srv);
+    return w->fn(&srv, w->arg);
+}
+
 /* Walks the servers of one loaded site in name order. */
 static int walk_servers(struct store *s, const struct site_ctx *c, const struct gate_time *t,
                         gate_server_fn fn, void *arg)
@@ -438,20 +472,8 @@ static int walk_servers(struct store *s, const struct site_ctx *c, const struct 
     }
     bind_time(st, t);
     bind_site(st, c->code);
-    int step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        struct gate_server srv;
-        read_server(st, c, &srv);
-        add_wire_blockers(&wire, &srv);
-        if ((rc = fn(&srv, arg))) {
-            sqlite3_finalize(st);
-            free(wire.id);
-            free(wire.n);
-            return rc;
-        }
-    }
-    rc = step == SQLITE_DONE ? 0 : store_sqlite_fail(s, "read servers");
-    sqlite3_finalize(st);
+    struct server_rows w = {c, &wire, fn, arg};
+    rc = store_each(s, st, "read servers", server_row, &w);
     free(wire.id);
     free(wire.n);
     return rc;
@@ -492,15 +514,14 @@ static int pick_server(const struct gate_server *srv, void *arg)
     return p->fn(srv, p->arg);
 }
 
-static int server_of_site(struct store *s, struct site_ctx *c, const struct gate_time *t,
-                          void *arg)
+static int server_of_site(struct store *s, struct site_ctx *c, const struct gate_time *t, void *arg)
 {
     return walk_servers(s, c, t, pick_server, arg);
 }
 
 /* Looks a host up by name: its id, site and roles. -ENOENT when there is none. */
-static int find_host(struct store *s, const char *name, long long *id, char *site,
-                     size_t sitesize, unsigned *roles)
+static int find_host(struct store *s, const char *name, long long *id, char *site, size_t sitesize,
+                     unsigned *roles)
 {
     struct inv_host h;
     int rc = inv_host_get(s, name, 0, &h);
@@ -512,8 +533,8 @@ static int find_host(struct store *s, const char *name, long long *id, char *sit
     return 0;
 }
 
-int gate_server_get(struct store *s, const char *name, const struct gate_time *t,
-                    gate_server_fn fn, void *arg)
+int gate_server_get(struct store *s, const char *name, const struct gate_time *t, gate_server_fn fn,
+                    void *arg)
 {
     char site[INV_SITE_BUFSIZE];
     unsigned roles;
@@ -522,8 +543,10 @@ int gate_server_get(struct store *s, const char *name, const struct gate_time *t
     if (rc)
         return rc;
     if (!(roles & ROLE_SERVER_MASK))
-        return store_fail(s, -EINVAL, "%s has no site system role (it is a client or console): "
-                                      "it has no gate", name);
+        return store_fail(s, -EINVAL,
+                          "%s has no site system role (it is a client or console): "
+                          "it has no gate",
+                          name);
     rc = for_each_site(s, site, t, server_of_site, &p);
     if (!rc && !p.found)
         rc = store_fail(s, -ENOENT, "no such host: %s", name);
@@ -563,8 +586,7 @@ static long exit_blocking(const struct site_ctx *c)
     return n;
 }
 
-static int summarize_site(struct store *s, struct site_ctx *c, const struct gate_time *t,
-                          void *arg)
+static int summarize_site(struct store *s, struct site_ctx *c, const struct gate_time *t, void *arg)
 {
     struct site_walk *w = arg;
     struct gate_site g = {
@@ -626,28 +648,28 @@ static int fail_table_reset(struct store *s)
 }
 
 /* The rule and reason of an unknown host, or of a not-ready one without stored verdicts. */
-#define UNKNOWN_RULE_SQL                                                                          \
+#define UNKNOWN_RULE_SQL                                                                           \
     "CASE WHEN x.collected_at IS NULL THEN '" GATE_RULE_NO_REPORT "' ELSE '" GATE_RULE_STALE "' END"
-#define UNKNOWN_REASON_SQL                                                                        \
-    "CASE WHEN x.collected_at IS NULL THEN 'never reported' ELSE 'last report ' ||"               \
-    " strftime('%Y-%m-%dT%H:%M:%SZ', x.collected_at, 'unixepoch') ||"                             \
+#define UNKNOWN_REASON_SQL                                                                         \
+    "CASE WHEN x.collected_at IS NULL THEN 'never reported' ELSE 'last report ' ||"                \
+    " strftime('%Y-%m-%dT%H:%M:%SZ', x.collected_at, 'unixepoch') ||"                              \
     " ' is older than stale_after' END"
 
 static int fail_table_fill(struct store *s, const char *site, const struct gate_time *t,
                            bool legacy)
 {
     /* Kind 0 rows for hosts of the site (local) and for explicit dependents elsewhere. */
-#define FILL_KIND0(local, where)                                                                  \
-    "INSERT INTO temp.gate_fail (id, name, roles, local, kind, st, rule, reason)"                 \
-    " SELECT x.id, x.name, x.roles, " local ", 0, x.st,"                                          \
-    " CASE WHEN x.st = 'unknown' THEN " UNKNOWN_RULE_SQL                                          \
-    "      ELSE coalesce(v.rule, '" GATE_RULE_NOT_READY "') END,"                                 \
-    " CASE WHEN x.st = 'unknown' THEN " UNKNOWN_REASON_SQL                                        \
-    "      ELSE coalesce(v.reason, x.blockers || ' failed blockers, no verdict stored') END"      \
-    " FROM (SELECT h.id, h.name, h.roles, r.collected_at, r.blockers,"                            \
-    "       " STATE_SQL " AS st" HOST_JOINS where " AND NOT " WAIVED_SQL ") x"                   \
-    " LEFT JOIN verdict v ON x.st = 'not_ready' AND v.host_id = x.id"                             \
-    "  AND v.pass = 0 AND v.severity = 'blocker'"                                                 \
+#define FILL_KIND0(local, where)                                                                   \
+    "INSERT INTO temp.gate_fail (id, name, roles, local, kind, st, rule, reason)"                  \
+    " SELECT x.id, x.name, x.roles, " local ", 0, x.st,"                                           \
+    " CASE WHEN x.st = 'unknown' THEN " UNKNOWN_RULE_SQL                                           \
+    "      ELSE coalesce(v.rule, '" GATE_RULE_NOT_READY "') END,"                                  \
+    " CASE WHEN x.st = 'unknown' THEN " UNKNOWN_REASON_SQL                                         \
+    "      ELSE coalesce(v.reason, x.blockers || ' failed blockers, no verdict stored') END"       \
+    " FROM (SELECT h.id, h.name, h.roles, r.collected_at, r.blockers,"                             \
+    "       " STATE_SQL " AS st" HOST_JOINS where " AND NOT " WAIVED_SQL ") x"                     \
+    " LEFT JOIN verdict v ON x.st = 'not_ready' AND v.host_id = x.id"                              \
+    "  AND v.pass = 0 AND v.severity = 'blocker'"                                                  \
     " WHERE x.st <> 'ready'"
     static const char *const fill_kind0[2] = {
         FILL_KIND0("1", "WHERE h.site = :site"),
@@ -671,13 +693,12 @@ static int fail_table_fill(struct store *s, const char *site, const struct gate_
     static const char sql[] =
         "INSERT INTO temp.gate_fail (id, name, roles, local, kind, st, rule, reason)"
         " SELECT x.id, x.name, x.roles, 1, 1, x.st,"
-        " CASE WHEN x.st = 'unknown' THEN " UNKNOWN_RULE_SQL
-        "      ELSE '" GATE_RULE_LEGACY_ENABLED "' END,"
+        " CASE WHEN x.st = 'unknown' THEN " UNKNOWN_RULE_SQL "      ELSE '" GATE_RULE_LEGACY_ENABLED
+        "' END,"
         " CASE WHEN x.st = 'unknown' THEN " UNKNOWN_REASON_SQL
         "      ELSE 'report says SSL 3.0, TLS 1.0 or TLS 1.1 is still enabled' END"
         " FROM (SELECT h.id, h.name, h.roles, r.collected_at, r.legacy_disabled AS legacy,"
-        "       " STATE_SQL " AS st" HOST_JOINS
-        "       WHERE h.site = :site AND h.roles <> 1"
+        "       " STATE_SQL " AS st" HOST_JOINS "       WHERE h.site = :site AND h.roles <> 1"
         "       AND (h.roles & " SERVER_MASK_SQL ") <> 0 AND NOT " WAIVED_SQL ") x"
         " WHERE x.st = 'unknown' OR x.legacy = 0";
     sqlite3_stmt *st;
@@ -715,9 +736,9 @@ struct fail_filter {
     bool unknown_only;
 };
 
-#define FILTER_SQL                                                                                \
-    " kind = :kind AND ((local AND (roles & :mask) <> 0 AND id <> :self"                          \
-    " AND (:unknown_only = 0 OR st = 'unknown'))"                                                 \
+#define FILTER_SQL                                                                                 \
+    " kind = :kind AND ((local AND (roles & :mask) <> 0 AND id <> :self"                           \
+    " AND (:unknown_only = 0 OR st = 'unknown'))"                                                  \
     " OR id IN (SELECT dependent FROM main.edge WHERE server = :self)) "
 
 static void bind_filter(sqlite3_stmt *st, const struct fail_filter *f)
@@ -728,15 +749,50 @@ static void bind_filter(sqlite3_stmt *st, const struct fail_filter *f)
     sqlite3_bind_int(st, sqlite3_bind_parameter_index(st, ":unknown_only"), f->unknown_only);
 }
 
-static int list_groups(struct store *s, const struct fail_filter *f, long limit,
-                       gate_failing_fn fn, void *arg)
+/* list_groups: one call per group, then one per host of the group (its `hosts` statement). */
+struct group_walk {
+    struct store *s;
+    sqlite3_stmt *hosts;
+    gate_failing_fn fn;
+    void *arg;
+    struct gate_failing *g; /* the group being listed */
+};
+
+static int group_host_row(sqlite3_stmt *st, void *arg)
+{
+    struct group_walk *w = arg;
+    w->g->host = (const char *)sqlite3_column_text(st, 0);
+    w->g->state = gate_state_parse((const char *)sqlite3_column_text(st, 1));
+    w->g->reason = (const char *)sqlite3_column_text(st, 2);
+    return w->fn(w->g, w->arg);
+}
+
+static int group_row(sqlite3_stmt *st, void *arg)
+{
+    struct group_walk *w = arg;
+    struct gate_failing g = {
+        .rule = (const char *)sqlite3_column_text(st, 0),
+        .hosts = (long)sqlite3_column_int64(st, 1),
+        .reason = (const char *)sqlite3_column_text(st, 2),
+    };
+    int rc = w->fn(&g, w->arg);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(w->hosts, sqlite3_bind_parameter_index(w->hosts, ":rule"), g.rule, -1,
+                      SQLITE_TRANSIENT);
+    w->g = &g;
+    return store_each_keep(w->s, w->hosts, "list failing hosts", group_host_row, w);
+}
+
+static int list_groups(struct store *s, const struct fail_filter *f, long limit, gate_failing_fn fn,
+                       void *arg)
 {
     sqlite3_stmt *groups, *hosts;
-    int rc = store_prepare(s,
-                           "SELECT rule, count(DISTINCT id), min(reason) FROM temp.gate_fail WHERE"
-                           FILTER_SQL
-                           "GROUP BY rule ORDER BY 2 DESC, rule",
-                           &groups);
+    int rc = store_prepare(
+        s,
+        "SELECT rule, count(DISTINCT id), min(reason) FROM temp.gate_fail WHERE" FILTER_SQL
+        "GROUP BY rule ORDER BY 2 DESC, rule",
+        &groups);
     if (rc)
         return rc;
     rc = store_prepare(s,
@@ -751,32 +807,8 @@ static int list_groups(struct store *s, const struct fail_filter *f, long limit,
     bind_filter(hosts, f);
     sqlite3_bind_int64(hosts, sqlite3_bind_parameter_index(hosts, ":limit"),
                        limit > 0 ? limit : -1);
-    int step;
-    while (!rc && (step = sqlite3_step(groups)) == SQLITE_ROW) {
-        struct gate_failing g = {
-            .rule = (const char *)sqlite3_column_text(groups, 0),
-            .hosts = (long)sqlite3_column_int64(groups, 1),
-            .reason = (const char *)sqlite3_column_text(groups, 2),
-        };
-        if ((rc = fn(&g, arg)))
-            break;
-        sqlite3_reset(hosts);
-        sqlite3_bind_text(hosts, sqlite3_bind_parameter_index(hosts, ":rule"), g.rule, -1,
-                          SQLITE_TRANSIENT);
-        int hstep;
-        while ((hstep = sqlite3_step(hosts)) == SQLITE_ROW) {
-            g.host = (const char *)sqlite3_column_text(hosts, 0);
-            g.state = gate_state_parse((const char *)sqlite3_column_text(hosts, 1));
-            g.reason = (const char *)sqlite3_column_text(hosts, 2);
-            if ((rc = fn(&g, arg)))
-                break;
-        }
-        if (!rc && hstep != SQLITE_DONE)
-            rc = store_sqlite_fail(s, "list failing hosts");
-    }
-    if (!rc && step != SQLITE_DONE)
-        rc = store_sqlite_fail(s, "group failing hosts");
-    sqlite3_finalize(groups);
+    struct group_walk w = {s, hosts, fn, arg, NULL};
+    rc = store_each(s, groups, "group failing hosts", group_row, &w);
     sqlite3_finalize(hosts);
     return rc;
 }
@@ -831,8 +863,8 @@ int gate_failing_for_server(struct store *s, const struct gate_server *server,
         rc = fail_table_fill(s, server->site, t, false);
     if (rc)
         return rc;
-    struct fail_filter f = {.kind = 0, .mask = gate_dependent_roles(server->roles),
-                            .self = server->id};
+    struct fail_filter f = {
+        .kind = 0, .mask = gate_dependent_roles(server->roles), .self = server->id};
     rc = list_groups(s, &f, limit, fn, arg);
     return rc ? rc : wire_failing(s, server, t, limit, fn, arg);
 }
@@ -842,16 +874,39 @@ int gate_failing_for_phase(struct store *s, const char *site, enum phase_id p,
 {
     struct fail_filter f = {.kind = 0, .self = 0};
     switch (p) {
-    case PHASE_INVENTORY: f.mask = (1u << ROLE_COUNT) - 1; f.unknown_only = true; break;
+    case PHASE_INVENTORY:
+        f.mask = (1u << ROLE_COUNT) - 1;
+        f.unknown_only = true;
+        break;
     case PHASE_CLIENTS: f.mask = ROLE_CLIENT; break;
     case PHASE_SERVERS: f.mask = GATE_SYSTEM_MASK; break;
-    case PHASE_ENFORCE: f.mask = ROLE_SERVER_MASK; f.kind = 1; break;
+    case PHASE_ENFORCE:
+        f.mask = ROLE_SERVER_MASK;
+        f.kind = 1;
+        break;
     case PHASE_COMPLETE: return 0;
     }
     int rc = fail_table_reset(s);
     if (!rc)
         rc = fail_table_fill(s, site, t, p == PHASE_ENFORCE);
     return rc ? rc : list_groups(s, &f, limit, fn, arg);
+}
+
+struct waived_rows {
+    gate_waived_fn fn;
+    void *arg;
+};
+
+static int waived_row(sqlite3_stmt *st, void *arg)
+{
+    struct waived_rows *r = arg;
+    struct gate_waived w = {
+        .host = (const char *)sqlite3_column_text(st, 0),
+        .state = gate_state_parse((const char *)sqlite3_column_text(st, 1)),
+        .reason = (const char *)sqlite3_column_text(st, 2),
+        .until_at = sqlite3_column_int64(st, 3),
+    };
+    return r->fn(&w, r->arg);
 }
 
 int gate_waived_for_server(struct store *s, const struct gate_server *server,
@@ -875,22 +930,8 @@ int gate_waived_for_server(struct store *s, const struct gate_server *server,
     sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":mask"),
                        gate_dependent_roles(server->roles));
     sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":limit"), limit > 0 ? limit : -1);
-    int step;
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        struct gate_waived w = {
-            .host = (const char *)sqlite3_column_text(st, 0),
-            .state = gate_state_parse((const char *)sqlite3_column_text(st, 1)),
-            .reason = (const char *)sqlite3_column_text(st, 2),
-            .until_at = sqlite3_column_int64(st, 3),
-        };
-        if ((rc = fn(&w, arg))) {
-            sqlite3_finalize(st);
-            return rc;
-        }
-    }
-    rc = step == SQLITE_DONE ? 0 : store_sqlite_fail(s, "list waived dependents");
-    sqlite3_finalize(st);
-    return rc;
+    struct waived_rows w = {fn, arg};
+    return store_each(s, st, "list waived dependents", waived_row, &w);
 }
 
 /* gate_blockers: every server of a loaded site, each with its rows of temp.gate_fail. */
@@ -902,19 +943,33 @@ struct blocker_walk {
     sqlite3_stmt *rows;
     struct store *s;
     const struct gate_time *t;
-    const struct gate_server *current;
+    const struct gate_server *srv; /* the server whose rows are being listed */
 };
 
 static int wire_blocker_row(const char *client, const char *reason, void *arg)
 {
     struct blocker_walk *w = arg;
     struct gate_blocker b = {
-        .site = w->current->site,
-        .server = w->current->name,
+        .site = w->srv->site,
+        .server = w->srv->name,
         .dependent = client,
         .state = GATE_NOT_READY,
         .rule = WIRE_RULE_LEGACY_SEEN,
         .reason = reason,
+    };
+    return w->fn(&b, w->arg);
+}
+
+static int blocker_row(sqlite3_stmt *st, void *arg)
+{
+    struct blocker_walk *w = arg;
+    struct gate_blocker b = {
+        .site = w->srv->site,
+        .server = w->srv->name,
+        .dependent = (const char *)sqlite3_column_text(st, 0),
+        .state = gate_state_parse((const char *)sqlite3_column_text(st, 1)),
+        .rule = (const char *)sqlite3_column_text(st, 2),
+        .reason = (const char *)sqlite3_column_text(st, 3),
     };
     return w->fn(&b, w->arg);
 }
@@ -926,26 +981,12 @@ static int server_blockers(const struct gate_server *srv, void *arg)
         return 0;
     if (srv->blocking == 0)
         return 0;
-    struct fail_filter f = {.kind = 0, .mask = gate_dependent_roles(srv->roles),
-                            .self = srv->id};
-    sqlite3_reset(w->rows);
+    struct fail_filter f = {.kind = 0, .mask = gate_dependent_roles(srv->roles), .self = srv->id};
     bind_filter(w->rows, &f);
-    int rc = 0, step;
-    while ((step = sqlite3_step(w->rows)) == SQLITE_ROW) {
-        struct gate_blocker b = {
-            .site = srv->site,
-            .server = srv->name,
-            .dependent = (const char *)sqlite3_column_text(w->rows, 0),
-            .state = gate_state_parse((const char *)sqlite3_column_text(w->rows, 1)),
-            .rule = (const char *)sqlite3_column_text(w->rows, 2),
-            .reason = (const char *)sqlite3_column_text(w->rows, 3),
-        };
-        if ((rc = w->fn(&b, w->arg)))
-            return rc;
-    }
-    if (step != SQLITE_DONE)
-        return store_sqlite_fail(w->s, "list blockers");
-    w->current = srv;
+    w->srv = srv;
+    int rc = store_each_keep(w->s, w->rows, "list blockers", blocker_row, w);
+    if (rc)
+        return rc;
     return wire_legacy_blockers(w->s, srv->name, w->t->evidence_since, w->t->now, NULL,
                                 wire_blocker_row, w);
 }
@@ -972,8 +1013,8 @@ static int blockers_of_site(struct store *s, struct site_ctx *c, const struct ga
     return rc;
 }
 
-int gate_blockers(struct store *s, const char *site, const char *server,
-                  const struct gate_time *t, gate_blocker_fn fn, void *arg)
+int gate_blockers(struct store *s, const char *site, const char *server, const struct gate_time *t,
+                  gate_blocker_fn fn, void *arg)
 {
     struct blocker_walk w = {.server = server, .fn = fn, .arg = arg};
     char server_site[INV_SITE_BUFSIZE];

@@ -44,7 +44,7 @@ struct store;
 
 /* The one definition of an active waiver, for queries that join `waiver w` themselves (e.g. the
  * hosts view of the export); `now` is an SQL expression or parameter for utc_now(). */
-#define GATE_WAIVER_ACTIVE_SQL(w, now)                                                            \
+#define GATE_WAIVER_ACTIVE_SQL(w, now)                                                             \
     "(" w ".host_id IS NOT NULL AND (" w ".until_at IS NULL OR " w ".until_at > " now "))"
 
 /* The moment a decision is taken for: now (utc_now()) and the stale cutoff. */
@@ -77,10 +77,10 @@ struct gate_site {
     long waived;                    /* hosts with an active waiver */
     long servers;                   /* hosts with a ROLE_SERVER_MASK role */
     long servers_gate_open;
-    long orphan_risk;               /* servers flagged as orphan risk */
-    long wire_alarm;                /* complete only: site systems whose last probe found a
-                                       legacy protocol accepted (wire.h) */
-    long exit_blocking;             /* hosts failing the exit criterion of `phase` (phase.h;
+    long orphan_risk;   /* servers flagged as orphan risk */
+    long wire_alarm;    /* complete only: site systems whose last probe found a legacy protocol
+                           accepted (wire.h) */
+    long exit_blocking; /* hosts failing the exit criterion of `phase` (phase.h;
                                        0 in complete) */
 };
 
@@ -90,31 +90,31 @@ struct gate_server {
     const char *name;
     const char *site;
     unsigned roles;
-    enum phase_id phase;         /* its site's */
-    enum gate_host_state state;  /* its own */
-    bool waived;                 /* has an active waiver (shown; does not make its gate open) */
-    bool legacy_disabled;        /* its last report says SSL 3.0 / TLS 1.0 / 1.1 are off */
-    bool reenable_legacy;        /* asked to re-enable them by a rollback out of enforce */
-    long dependents;             /* distinct hosts that depend on it */
-    long blocking;               /* dependents not ready and not waived */
-    long waived_dependents;      /* dependents under an active waiver (any state) */
-    bool open;                   /* the gate */
+    enum phase_id phase;        /* its site's */
+    enum gate_host_state state; /* its own */
+    bool waived;                /* has an active waiver (shown; does not make its gate open) */
+    bool legacy_disabled;       /* its last report says SSL 3.0 / TLS 1.0 / 1.1 are off */
+    bool reenable_legacy;       /* asked to re-enable them by a rollback out of enforce */
+    long dependents;            /* distinct hosts that depend on it */
+    long blocking;              /* dependents not ready and not waived */
+    long waived_dependents;     /* dependents under an active waiver (any state) */
+    bool open;                  /* the gate */
     bool orphan_risk;
 };
 
 /* Why one dependent blocks one server: one row per failed blocker verdict of the dependent. */
 struct gate_blocker {
-    const char *site;            /* the server's */
+    const char *site; /* the server's */
     const char *server;
     const char *dependent;
-    enum gate_host_state state;  /* the dependent's: GATE_NOT_READY or GATE_UNKNOWN */
-    const char *rule;            /* verdict rule id, or one of GATE_RULE_* below */
-    const char *reason;          /* verdict reason, or what makes it unknown */
+    enum gate_host_state state; /* the dependent's: GATE_NOT_READY or GATE_UNKNOWN */
+    const char *rule;           /* verdict rule id, or one of GATE_RULE_* below */
+    const char *reason;         /* verdict reason, or what makes it unknown */
 };
 /* Rule ids of blockers that are not verdicts. */
-#define GATE_RULE_NO_REPORT "no-report"       /* unknown: never reported */
-#define GATE_RULE_STALE "stale-report"        /* unknown: last report older than stale_after */
-#define GATE_RULE_NOT_READY "not-ready"       /* report counts blockers but no verdict is stored */
+#define GATE_RULE_NO_REPORT "no-report" /* unknown: never reported */
+#define GATE_RULE_STALE "stale-report"  /* unknown: last report older than stale_after */
+#define GATE_RULE_NOT_READY "not-ready" /* report counts blockers but no verdict is stored */
 
 typedef int (*gate_site_fn)(const struct gate_site *site, void *arg);
 typedef int (*gate_server_fn)(const struct gate_server *server, void *arg);
@@ -131,14 +131,14 @@ int gate_servers(struct store *s, const char *site, const struct gate_time *t, g
 
 /* One server by name (case-insensitive): -ENOENT no such host, -EINVAL the host has no server
  * role (message names it). */
-int gate_server_get(struct store *s, const char *name, const struct gate_time *t,
-                    gate_server_fn fn, void *arg);
+int gate_server_get(struct store *s, const char *name, const struct gate_time *t, gate_server_fn fn,
+                    void *arg);
 
 /* The blocking dependents of every server of every site (site NULL), of one site, or of one
  * server (server non-NULL; site is then ignored), ordered by site, server, dependent, rule.
  * Streams: memory does not grow with the number of rows. */
-int gate_blockers(struct store *s, const char *site, const char *server,
-                  const struct gate_time *t, gate_blocker_fn fn, void *arg);
+int gate_blockers(struct store *s, const char *site, const char *server, const struct gate_time *t,
+                  gate_blocker_fn fn, void *arg);
 
 /*
  * What blocks, grouped by rule and counted, for `gate check` and `phase advance`: one call per
@@ -148,10 +148,10 @@ int gate_blockers(struct store *s, const char *site, const char *server,
  */
 struct gate_failing {
     const char *rule;
-    long hosts;                  /* hosts in the group */
-    const char *host;            /* NULL on the group's own call */
+    long hosts;       /* hosts in the group */
+    const char *host; /* NULL on the group's own call */
     enum gate_host_state state;
-    const char *reason;          /* the host's; on the group's call, one of the group's */
+    const char *reason; /* the host's; on the group's call, one of the group's */
 };
 typedef int (*gate_failing_fn)(const struct gate_failing *f, void *arg);
 
@@ -168,8 +168,8 @@ int gate_failing_for_phase(struct store *s, const char *site, enum phase_id p,
 struct gate_waived {
     const char *host;
     enum gate_host_state state;
-    const char *reason;          /* the waiver's */
-    long long until_at;          /* 0: until unwaived */
+    const char *reason; /* the waiver's */
+    long long until_at; /* 0: until unwaived */
 };
 typedef int (*gate_waived_fn)(const struct gate_waived *w, void *arg);
 int gate_waived_for_server(struct store *s, const struct gate_server *server,

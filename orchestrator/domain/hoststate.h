@@ -13,8 +13,8 @@
 #ifndef TLSGATE_HOSTSTATE_H
 #define TLSGATE_HOSTSTATE_H
 
-#define HOSTSTATE_SQL(r, cutoff)                                                                  \
-    "(CASE WHEN " r ".host_id IS NULL OR " r ".collected_at < " cutoff " THEN 'unknown' "       \
+#define HOSTSTATE_SQL(r, cutoff)                                                                   \
+    "(CASE WHEN " r ".host_id IS NULL OR " r ".collected_at < " cutoff " THEN 'unknown' "          \
     "WHEN " r ".blockers > 0 THEN 'not_ready' ELSE 'ready' END)"
 
 #endif

@@ -268,11 +268,14 @@ static void copy_text(char *dst, size_t size, sqlite3_stmt *st, int col)
 int inv_host_get(struct store *s, const char *name, long long cutoff, struct inv_host *h)
 {
     sqlite3_stmt *st;
-    int rc = store_prepare(s, "SELECT h.id, h.name, h.site, h.roles, h.collector, h.os, "
-                              "h.added_at, h.updated_at, " HOSTSTATE_SQL("r", "?2") ", "
-                              "coalesce(r.collected_at, 0) "
-                              "FROM host h LEFT JOIN report r ON r.host_id = h.id "
-                              "WHERE h.name = ?1", &st);
+    int rc = store_prepare(s,
+                           "SELECT h.id, h.name, h.site, h.roles, h.collector, h.os, "
+                           "h.added_at, h.updated_at, " HOSTSTATE_SQL(
+                               "r", "?2") ", "
+                                          "coalesce(r.collected_at, 0) "
+                                          "FROM host h LEFT JOIN report r ON r.host_id = h.id "
+                                          "WHERE h.name = ?1",
+                           &st);
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
@@ -298,3 +301,71 @@ int inv_host_get(struct store *s, const char *name, long long cutoff, struct inv
     return rc;
 }
 
+int inv_site_exists(struct store *s, const char *code)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, "SELECT 1 FROM site WHERE code = ?1", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, code, -1, SQLITE_TRANSIENT);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_DONE)
+        rc = store_fail(s, -ENOENT, "no such site: %s", code);
+    else if (step != SQLITE_ROW)
+        rc = store_sqlite_fail(s, "look up the site");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+struct dep_walk {
+    inv_dep_fn fn;
+    void *arg;
+    const char *channel; /* of the derived rule being walked; NULL for explicit edges */
+};
+
+static int dep_row(sqlite3_stmt *st, void *arg)
+{
+    struct dep_walk *w = arg;
+    const char *host = (const char *)sqlite3_column_text(st, 0);
+    if (w->channel)
+        return w->fn(w->arg, host, w->channel, true);
+    return w->fn(w->arg, host, (const char *)sqlite3_column_text(st, 1), false);
+}
+
+int inv_deps_each(struct store *s, const struct inv_host *h, bool dependents, inv_dep_fn fn,
+                  void *arg)
+{
+    struct dep_walk w = {fn, arg, NULL};
+    int rc = 0;
+    for (size_t i = 0; i < inv_derived_count && !rc; i++) {
+        const struct inv_derived_edge *e = &inv_derived[i];
+        unsigned mine = dependents ? e->server_role : e->dependent_roles;
+        unsigned theirs = dependents ? e->dependent_roles : e->server_role;
+        if (!(h->roles & mine))
+            continue;
+        sqlite3_stmt *st;
+        if ((rc = store_prepare(s,
+                                "SELECT name FROM host WHERE site = ?1 AND (roles & ?2) != 0 "
+                                "AND id != ?3 ORDER BY name",
+                                &st)))
+            return rc;
+        sqlite3_bind_text(st, 1, h->site, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 2, (int)theirs);
+        sqlite3_bind_int64(st, 3, h->id);
+        w.channel = e->channel;
+        rc = store_each(s, st, "derived edges", dep_row, &w);
+    }
+    if (rc)
+        return rc;
+    const char *sql =
+        dependents ? "SELECT h.name, e.channel FROM edge e JOIN host h ON h.id = e.dependent "
+                     "WHERE e.server = ? ORDER BY h.name, e.channel"
+                   : "SELECT h.name, e.channel FROM edge e JOIN host h ON h.id = e.server "
+                     "WHERE e.dependent = ? ORDER BY h.name, e.channel";
+    sqlite3_stmt *st;
+    if ((rc = store_prepare(s, sql, &st)))
+        return rc;
+    sqlite3_bind_int64(st, 1, h->id);
+    w.channel = NULL;
+    return store_each(s, st, "explicit edges", dep_row, &w);
+}

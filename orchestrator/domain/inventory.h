@@ -105,4 +105,18 @@ struct inv_host {
  */
 int inv_host_get(struct store *s, const char *name, long long cutoff, struct inv_host *h);
 
+/* 0 when site `code` exists, -ENOENT with "no such site: CODE" on the store, or another
+ * negative code (message on the store). */
+int inv_site_exists(struct store *s, const char *code);
+
+/*
+ * Calls fn for every dependency of host `h` in one direction: with `dependents` false, the
+ * servers h depends on; with true, the hosts that depend on h. Derived edges first (by rule in
+ * inv_derived order, then name; `derived` true), then explicit ones (by name, channel). A
+ * non-zero return from fn stops the walk and is returned; else 0 or a negative code.
+ */
+typedef int (*inv_dep_fn)(void *arg, const char *host, const char *channel, bool derived);
+int inv_deps_each(struct store *s, const struct inv_host *h, bool dependents, inv_dep_fn fn,
+                  void *arg);
+
 #endif

@@ -69,7 +69,7 @@ int store_prepare(struct store *s, const char *sql, sqlite3_stmt **stmt)
     return 0;
 }
 
-int store_each(struct store *s, sqlite3_stmt *st, const char *what, store_row_fn fn, void *arg)
+int store_each_keep(struct store *s, sqlite3_stmt *st, const char *what, store_row_fn fn, void *arg)
 {
     int rc = 0, step = SQLITE_DONE;
     while (st && (step = sqlite3_step(st)) == SQLITE_ROW)
@@ -77,6 +77,13 @@ int store_each(struct store *s, sqlite3_stmt *st, const char *what, store_row_fn
             break;
     if (!rc && step != SQLITE_DONE)
         rc = store_sqlite_fail(s, what);
+    sqlite3_reset(st);
+    return rc;
+}
+
+int store_each(struct store *s, sqlite3_stmt *st, const char *what, store_row_fn fn, void *arg)
+{
+    int rc = store_each_keep(s, st, what, fn, arg);
     sqlite3_finalize(st);
     return rc;
 }

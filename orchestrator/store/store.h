@@ -81,6 +81,10 @@ int store_prepare(struct store *s, const char *sql, sqlite3_stmt **stmt);
 typedef int (*store_row_fn)(sqlite3_stmt *st, void *arg);
 int store_each(struct store *s, sqlite3_stmt *st, const char *what, store_row_fn fn, void *arg);
 int store_run(struct store *s, sqlite3_stmt *st, const char *what);
+/* store_each for a statement the caller runs again (bound anew each time): the same walk, but
+ * `st` is reset at the end (its bindings stay) instead of finalized; the caller finalizes it. */
+int store_each_keep(struct store *s, sqlite3_stmt *st, const char *what, store_row_fn fn,
+                    void *arg);
 
 /* Transactions. `immediate` takes the write lock at once (for check-then-change). */
 int store_begin(struct store *s, bool immediate);
