@@ -18,7 +18,7 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"init", cmd_init, "create or migrate the database"},
+    {"init", cmd_init, "create the database (or migrate an older one, backup first)"},
     {"inventory", cmd_inventory, "import, list, show hosts and their dependencies"},
     {"host", cmd_host, "facts, verdicts, reasons and remedies of a host"},
     {"rules", cmd_rules, "check, load and show the readiness rules; blockers by rule"},
@@ -30,6 +30,7 @@ static const struct command commands[] = {
     {"export", cmd_export, "dashboard CSV (export csv --view V)"},
     {"collect", cmd_collect, "one pull round now over all (or one) hosts"},
     {"daemon", cmd_daemon, "pull every collector on schedule until SIGTERM/SIGINT"},
+    {"db", cmd_db, "db migrate: bring an older database up (backup first); db backup FILE"},
 };
 
 static void usage(FILE *out)
