@@ -65,5 +65,6 @@ int cmd_export(struct cli *cli, int argc, char **argv);
 int cmd_collect(struct cli *cli, int argc, char **argv);
 int cmd_daemon(struct cli *cli, int argc, char **argv);
 int cmd_db(struct cli *cli, int argc, char **argv);
+int cmd_poll(struct cli *cli, int argc, char **argv);
 
 #endif

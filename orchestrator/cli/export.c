@@ -32,6 +32,7 @@
 #include "hoststate.h"
 #include "inventory.h"
 #include "phase.h"
+#include "pollstatus.h"
 #include "store.h"
 
 enum export_view {
@@ -40,15 +41,17 @@ enum export_view {
     VIEW_BLOCKERS,
     VIEW_PHASES,
     VIEW_SUMMARY,
+    VIEW_POLL,
     VIEW_COUNT,
 };
 
 static const char *const view_names[VIEW_COUNT] = {
-    "hosts", "servers", "blockers", "phases", "summary",
+    "hosts", "servers", "blockers", "phases", "summary", "poll",
 };
 
 static const char *const hosts_columns[] = {
-    "name", "site", "roles", "os", "state", "blockers", "warnings", "last_report", "waived", NULL,
+    "name", "site", "roles", "os", "state", "blockers", "warnings", "last_report", "waived",
+    "reachable", "last_error", NULL, /* the last two added later: appended, never inserted */
 };
 static const char *const servers_columns[] = {
     "name", "site", "roles", "phase", "gate", "dependents", "blocking", "legacy_disabled",
@@ -56,6 +59,10 @@ static const char *const servers_columns[] = {
 };
 static const char *const blockers_columns[] = {"server", "dependent", "rule", "reason", NULL};
 static const char *const phases_columns[] = {"site", "phase", "entered_at", "entered_by", NULL};
+static const char *const poll_columns[] = {
+    "name", "site", "state", "reachable", "last_attempt", "last_success", "failures",
+    "next_attempt", "error_kind", "last_error", NULL,
+};
 static const char *const summary_columns[] = {
     "site", "phase", "hosts", "ready", "not_ready", "unknown", "waived", "servers_gate_open", NULL,
 };
@@ -253,9 +260,10 @@ static int stream_rows(struct export_ctx *x, sqlite3_stmt *st, const char *what,
 
 #define HOSTS_SQL(where)                                                                          \
     "SELECT h.name, h.site, h.roles, h.os, " HOSTSTATE_SQL("r", "?1") ", r.blockers, r.warnings," \
-    " r.collected_at, " GATE_WAIVER_ACTIVE_SQL("w", "?2") " FROM host h"                          \
-    " LEFT JOIN report r ON r.host_id = h.id LEFT JOIN waiver w ON w.host_id = h.id " where       \
-    " ORDER BY h.site, h.name"
+    " r.collected_at, " GATE_WAIVER_ACTIVE_SQL("w", "?2") ","                                     \
+    " p.last_attempt_at IS NOT NULL, coalesce(p.failures, 0), p.last_error FROM host h"           \
+    " LEFT JOIN report r ON r.host_id = h.id LEFT JOIN waiver w ON w.host_id = h.id"              \
+    " LEFT JOIN poll p ON p.host_id = h.id " where " ORDER BY h.site, h.name"
 
 static int hosts_row(struct export_ctx *x, sqlite3_stmt *st)
 {
@@ -269,7 +277,43 @@ static int hosts_row(struct export_ctx *x, sqlite3_stmt *st)
     int_or_empty_cell(w, st, 6);
     time_cell(w, st, 7);
     csv_cell_bool(w, sqlite3_column_int(st, 8) != 0);
+    /* reachable: the last pull stored a report (empty: never pulled); pollstatus.h */
+    if (sqlite3_column_int(st, 9))
+        csv_cell_bool(w, sqlite3_column_int(st, 10) == 0);
+    else
+        csv_cell(w, NULL, 0);
+    text_cell(w, st, 11);
     return csv_end_row(w);
+}
+
+/* ---- poll: the daemon's side of every host (pollstatus.h) ---- */
+
+static int time_cell_value(struct csv_writer *w, long long t)
+{
+    char iso[32];
+    return csv_cell_str(w, t ? utc_iso8601(t, iso, sizeof(iso)) : NULL);
+}
+
+static int poll_row(const struct pollstatus_host *h, void *arg)
+{
+    struct csv_writer *w = ((struct export_ctx *)arg)->w;
+    csv_cell_str(w, h->name);
+    csv_cell_str(w, h->site);
+    csv_cell_str(w, h->state);
+    csv_cell_str(w, pollstatus_reachable(h));
+    time_cell_value(w, h->last_attempt_at);
+    time_cell_value(w, h->last_success_at);
+    csv_cell_int(w, h->failures);
+    time_cell_value(w, h->next_at);
+    csv_cell_str(w, h->last_error ? pollstatus_kind_id(h->kind) : NULL);
+    csv_cell_str(w, h->last_error);
+    return csv_end_row(w);
+}
+
+static int view_poll(struct export_ctx *x)
+{
+    int rc = csv_header(x->w, poll_columns);
+    return rc ? rc : pollstatus_each(x->store, x->site, false, x->time.cutoff, poll_row, x);
 }
 
 static int view_hosts(struct export_ctx *x)
@@ -386,6 +430,7 @@ static int (*const view_run[VIEW_COUNT])(struct export_ctx *) = {
     [VIEW_BLOCKERS] = view_blockers,
     [VIEW_PHASES] = view_phases,
     [VIEW_SUMMARY] = view_summary,
+    [VIEW_POLL] = view_poll,
 };
 
 /* ---- the command ---- */
@@ -397,12 +442,15 @@ static void usage(FILE *out)
                  "Writes one dashboard view as CSV (RFC 4180, UTF-8, CRLF) to standard output or,\n"
                  "with --out, to FILE (which appears whole or not at all).\n\n"
                  "views:\n"
-                 "  hosts     name,site,roles,os,state,blockers,warnings,last_report,waived\n"
+                 "  hosts     name,site,roles,os,state,blockers,warnings,last_report,waived,\n"
+                 "            reachable,last_error\n"
                  "  servers   name,site,roles,phase,gate,dependents,blocking,legacy_disabled,"
                  "orphan_risk\n"
                  "  blockers  server,dependent,rule,reason\n"
                  "  phases    site,phase,entered_at,entered_by\n"
-                 "  summary   site,phase,hosts,ready,not_ready,unknown,waived,servers_gate_open\n\n"
+                 "  summary   site,phase,hosts,ready,not_ready,unknown,waived,servers_gate_open\n"
+                 "  poll      name,site,state,reachable,last_attempt,last_success,failures,\n"
+                 "            next_attempt,error_kind,last_error\n\n"
                  "options:\n"
                  "  --view VIEW  one of the views above (required)\n"
                  "  --site S     only that site\n"

@@ -30,6 +30,7 @@ static const struct command commands[] = {
     {"export", cmd_export, "dashboard CSV (export csv --view V)"},
     {"collect", cmd_collect, "one pull round now over all (or one) hosts"},
     {"daemon", cmd_daemon, "pull every collector on schedule until SIGTERM/SIGINT"},
+    {"poll", cmd_poll, "poll status: why hosts are unknown, failing pulls by kind of error"},
     {"db", cmd_db, "db migrate: bring an older database up (backup first); db backup FILE"},
 };
 

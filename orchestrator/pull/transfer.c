@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "poll_int.h"
+#include "pollstatus.h"
 #include "report.h"
 #include "tlsctx.h"
 #include "utc.h"
@@ -211,6 +212,42 @@ static void xfer_finish(struct poll *p, struct xfer *x, const char *error)
     xfer_free(x);
 }
 
+/* The kind of a failed transfer (pollstatus.h), from libcurl's code and its message. */
+static enum pollstatus_kind failure_kind(struct xfer *x, CURLcode code)
+{
+    const char *e = x->errbuf;
+    switch (code) {
+    case CURLE_COULDNT_RESOLVE_HOST: return PK_DNS;
+    case CURLE_COULDNT_CONNECT: {
+        long os_errno = 0; /* libcurl's message says "Couldn't connect to server" either way */
+        curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &os_errno);
+        return os_errno == ECONNREFUSED || strstr(e, "refused") ? PK_REFUSED : PK_UNREACHABLE;
+    }
+    case CURLE_OPERATION_TIMEDOUT: {
+        curl_off_t connected = 0;
+        curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME_T, &connected);
+        return connected ? PK_TIMEOUT : PK_UNREACHABLE;
+    }
+    case CURLE_PEER_FAILED_VERIFICATION:
+        if (strstr(e, "subject name") || strstr(e, "does not match"))
+            return PK_TLS_WRONG_HOST;
+        if (strstr(e, "expired") || strstr(e, "not yet valid"))
+            return PK_TLS_EXPIRED;
+        return PK_TLS_UNTRUSTED;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CLIENTCERT:
+        /* the collector's alert about our own certificate lands here */
+        return strstr(e, "expired") ? PK_TLS_EXPIRED : PK_TLS;
+    default: return PK_OTHER;
+    }
+}
+
+/* "KIND LABEL: URL via ADDRESS: libcurl's message" — the label first, so pollstatus reads the
+ * kind back and a person reads it first. */
 static void describe_failure(struct xfer *x, CURLcode code, char *out, size_t size)
 {
     const char *url = NULL;
@@ -219,8 +256,13 @@ static void describe_failure(struct xfer *x, CURLcode code, char *out, size_t si
         snprintf(out, size, "report over %d bytes (transfer aborted)", REPORT_MAX_BYTES);
         return;
     }
+    enum pollstatus_kind kind = failure_kind(x, code);
     const char *why = x->errbuf[0] ? x->errbuf : curl_easy_strerror(code);
-    snprintf(out, size, "%s via %s: %s", url ? url : "?", x->collector, why);
+    if (kind == PK_OTHER)
+        snprintf(out, size, "%s via %s: %s", url ? url : "?", x->collector, why);
+    else
+        snprintf(out, size, "%s: %s via %s: %s", pollstatus_kind_label(kind), url ? url : "?",
+                 x->collector, why);
 }
 
 static void drain_messages(struct poll *p)
