@@ -24,9 +24,13 @@ static void db_usage(FILE *out)
             "         is refused unless --force.\n");
 }
 
+/* A FILE that exists, sits in no folder or is no file name is bad input; the rest is system. */
 static int exit_of(int rc)
 {
-    return rc == -EEXIST || rc == -ENAMETOOLONG || rc == -EINVAL ? EXIT_BADINPUT : EXIT_SYSTEM;
+    return rc == -EEXIST || rc == -ENAMETOOLONG || rc == -EINVAL || rc == -ENOENT ||
+                   rc == -ENOTDIR || rc == -EISDIR
+               ? EXIT_BADINPUT
+               : EXIT_SYSTEM;
 }
 
 static int db_open(struct cli *cli, struct store **s)
