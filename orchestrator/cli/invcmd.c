@@ -23,6 +23,7 @@
 #include "ingest.h"
 #include "invimport.h"
 #include "inventory.h"
+#include "invlife.h"
 #include "rules.h"
 #include "store.h"
 
@@ -65,7 +66,13 @@ static void print_progress(void *ctx, long rows)
     fprintf(stderr, "\rtlsgate: importing %s: %ld rows", im->path, rows);
 }
 
-static int inventory_import(struct cli *cli, const char *path)
+/* --prune --site S and --dry-run (invlife.h prints the diff and audits removed hosts). */
+struct import_opts {
+    const char *prune_site;
+    bool dry_run;
+};
+
+static int inventory_import(struct cli *cli, const char *path, const struct import_opts *o)
 {
     FILE *in = fopen(path, "rb");
     if (!in) {
@@ -88,7 +95,8 @@ static int inventory_import(struct cli *cli, const char *path)
     }
     bool tty = isatty(2);
     struct inv_import im = {.path = path, .now = utc_now(), .user = cli_user(),
-                            .progress = tty ? print_progress : NULL, .progress_ctx = &im};
+                            .progress = tty ? print_progress : NULL, .progress_ctx = &im,
+                            .prune_site = o->prune_site, .track = o->dry_run};
     int rc = store_begin(s, true);
     if (rc) {
         cli_error("%s", store_errmsg(s));
@@ -100,7 +108,25 @@ static int inventory_import(struct cli *cli, const char *path)
     fclose(in);
     if (tty && im.rows >= INV_IMPORT_PROGRESS_EVERY)
         fputc('\n', stderr);
-    long long before = im.hosts_before, after = im.hosts_after;
+    long long before = im.hosts_before, after = im.hosts_after + im.removed;
+    /* ---- the lifecycle (invlife.h): the diff of a dry run, the removed hosts' audit rows */
+    long diff[3] = {0, 0, 0};
+    char why[300];
+    snprintf(why, sizeof(why), "not in %s (--prune --site %s)", path,
+             o->prune_site ? o->prune_site : "");
+    if (!rc && (o->dry_run || im.removed) &&
+        (rc = invlife_diff(cli, o->dry_run, why, diff)))
+        snprintf(im.err, sizeof(im.err), "%s", store_errmsg(s));
+    if (im.note[0])
+        fprintf(stderr, "tlsgate: note: %s\n", im.note);
+    if (!rc && o->dry_run) {
+        inv_import_end(s);
+        store_rollback(s);
+        printf("%s: dry run: %ld added, %ld changed, %ld removed; nothing was changed\n", path,
+               diff[0], diff[1], diff[2]);
+        return EXIT_OK;
+    }
+    /* ---- */
     if (!rc) {
         char outcome[600];
         if (im.reevaluated)
@@ -108,6 +134,11 @@ static int inventory_import(struct cli *cli, const char *path)
                      "re-evaluated for changed roles", im.rows, path, im.reevaluated);
         else
             snprintf(outcome, sizeof(outcome), "ok: %ld rows from %s", im.rows, path);
+        if (im.removed) {
+            size_t used = strlen(outcome);
+            snprintf(outcome + used, sizeof(outcome) - used, ", %ld hosts of %s removed",
+                     im.removed, o->prune_site);
+        }
         if ((rc = cli_audit(cli, outcome)) || (rc = store_commit(s)))
             snprintf(im.err, sizeof(im.err), "%s", store_errmsg(s));
     }
@@ -120,7 +151,8 @@ static int inventory_import(struct cli *cli, const char *path)
             /* A refused file is audited too, outside the rolled-back transaction. */
             char outcome[sizeof(im.err) + 16];
             snprintf(outcome, sizeof(outcome), "refused: %s", im.err);
-            cli_audit(cli, outcome);
+            if (!o->dry_run) /* a dry run changes nothing, its audit log included */
+                cli_audit(cli, outcome);
             return EXIT_BADINPUT;
         }
         return EXIT_SYSTEM;
@@ -133,6 +165,11 @@ static int inventory_import(struct cli *cli, const char *path)
     if (im.reevaluated)
         printf("%s: %lld stored reports re-evaluated for changed roles\n", path,
                im.reevaluated);
+    if (im.removed)
+        printf("%s: %ld hosts of site %s not in the file removed (audited)\n", path, im.removed,
+               o->prune_site);
+    printf("%s: a running daemon picks the change up within %d s (no SIGHUP needed)\n", path,
+           INVLIFE_DAEMON_NOTICE_S);
     return EXIT_OK;
 }
 
@@ -410,7 +447,8 @@ static int inventory_show(struct cli *cli, const char *name)
 static void inventory_usage(FILE *out)
 {
     fprintf(out,
-            "usage: tlsgate inventory import FILE\n"
+            "usage: tlsgate inventory import FILE [--dry-run] [--prune --site S]\n"
+            "       tlsgate inventory remove HOST... [--dry-run]\n"
             "       tlsgate inventory list [--site S] [--json]\n"
             "       tlsgate inventory show HOST [--json]\n"
             "       tlsgate inventory deps HOST [--json]\n"
@@ -420,6 +458,13 @@ static void inventory_usage(FILE *out)
             "        default NAME:8443) or explicit edges (dependent,server,channel); or a JSON\n"
             "        array of host objects with the same members. All or nothing: the first\n"
             "        bad row is named as FILE:LINE:FIELD and nothing changes (exit 3).\n"
+            "        Files as Windows writes them are read: a '#TYPE' first line (Export-Csv),\n"
+            "        ';' or tab delimiters, a SiteCode column for site, ConfigMgr's role names;\n"
+            "        other columns are ignored with a note naming them.\n"
+            "        --dry-run prints the diff (+ added, ~ changed with the fields, - removed)\n"
+            "        and changes nothing. --prune --site S removes the hosts of site S that\n"
+            "        FILE does not list (audited, one row per host).\n"
+            "remove: removes hosts with their reports and verdicts (audited; --dry-run).\n"
             "deps:   the servers HOST depends on and the hosts that depend on it, derived from\n"
             "        roles within the site and from explicit edges, with the channel.\n");
 }
@@ -431,15 +476,24 @@ int cmd_inventory(struct cli *cli, int argc, char **argv)
         return argc < 2 ? EXIT_USAGE : EXIT_OK;
     }
     const char *sub = argv[1];
+    if (!strcmp(sub, "remove")) /* the lifecycle: invlife.c */
+        return invlife_remove(cli, argc, argv);
     const char *site = NULL, *arg = NULL;
+    struct import_opts io = {0};
+    bool prune = false;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--help")) {
             inventory_usage(stdout);
             return EXIT_OK;
         }
-        if (!strcmp(sub, "list") && !strcmp(argv[i], "--site")) {
+        if (!strcmp(sub, "import") && !strcmp(argv[i], "--dry-run")) {
+            io.dry_run = true;
+        } else if (!strcmp(sub, "import") && !strcmp(argv[i], "--prune")) {
+            prune = true;
+        } else if ((!strcmp(sub, "list") || !strcmp(sub, "import")) &&
+                   !strcmp(argv[i], "--site")) {
             if (i + 1 >= argc || !*argv[i + 1]) {
-                cli_error("inventory list: --site needs a value");
+                cli_error("inventory %s: --site needs a value", sub);
                 return EXIT_USAGE;
             }
             site = argv[++i];
@@ -459,8 +513,14 @@ int cmd_inventory(struct cli *cli, int argc, char **argv)
         inventory_usage(stderr);
         return EXIT_USAGE;
     }
+    if (!strcmp(sub, "import") && prune != (site != NULL)) {
+        cli_error("inventory import: --prune and --site S go together (--prune --site S removes "
+                  "the hosts of S that FILE does not list)");
+        return EXIT_USAGE;
+    }
+    io.prune_site = site;
     if (!strcmp(sub, "import"))
-        return inventory_import(cli, arg);
+        return inventory_import(cli, arg, &io);
     if (!strcmp(sub, "list"))
         return inventory_list(cli, site);
     if (!strcmp(sub, "show") || !strcmp(sub, "deps")) {
@@ -477,6 +537,6 @@ int cmd_inventory(struct cli *cli, int argc, char **argv)
         store_rollback(s);
         return code;
     }
-    cli_error("inventory: unknown subcommand '%s' (import, list, show, deps)", sub);
+    cli_error("inventory: unknown subcommand '%s' (import, remove, list, show, deps)", sub);
     return EXIT_USAGE;
 }
