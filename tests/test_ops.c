@@ -34,6 +34,9 @@ static char *certs;
 static char *dir;
 static char db[4096];
 static char config_path[4096];
+/* Extra environment of expect(): a pinned clock for the fixtures' reports, or NULL. */
+static char *const *run_env;
+static char *const pinned_clock[] = {"TLSGATE_NOW=1800000000", NULL};
 
 static void make_certs(void)
 {
@@ -82,6 +85,7 @@ static void write_config(const char *extra)
 
 static void setup(void)
 {
+    run_env = NULL;
     dir = tu_tmpdir();
     snprintf(db, sizeof(db), "%s", tu_path(dir, "t.db"));
     snprintf(config_path, sizeof(config_path), "%s", tu_path(dir, "config.json"));
@@ -231,13 +235,13 @@ static void assert_has(const char *text, const char *needle)
     ck_assert_msg(text && strstr(text, needle), "\"%s\" not in:\n%s", needle, text ? text : "");
 }
 
-/* The whole text output of `tlsgate --db DB --config CONFIG ARGS...`, asserting its exit code. */
+/* The whole output (stdout then stderr) of `tlsgate --db DB ARGS...`, asserting its exit code. */
 static char *expect(int code, ...)
 {
     va_list ap;
     va_start(ap, code);
     char *out = NULL, *err = NULL;
-    int rc = tu_tlsgatev(db, NULL, &out, &err, ap);
+    int rc = tu_tlsgatev(db, run_env, &out, &err, ap);
     va_end(ap);
     ck_assert_msg(rc == code, "exit %d, want %d\nstdout:\n%s\nstderr:\n%s", rc, code, out, err);
     size_t lo = strlen(out), le = strlen(err);
@@ -662,6 +666,260 @@ START_TEST(test_db_usage_errors)
 }
 END_TEST
 
+/* ---------------------------------------------------------------- inventory lifecycle */
+
+static const char *write_file(const char *name, const char *text)
+{
+    const char *path = tu_path(dir, name);
+    tu_write_file(path, text, strlen(text));
+    return path;
+}
+
+START_TEST(test_import_reads_csv_as_powershell_and_configmgr_write_it)
+{
+    init_db();
+    /* Export-Csv on PowerShell 5.1: a #TYPE line, every field quoted; -UseCulture: ';'. */
+    const char *ps =
+        write_file("ps.csv", "#TYPE Selected.Microsoft.ConfigurationManagement.Device\r\n"
+                             "\"Name\";\"SiteCode\";\"Roles\";\"Collector\";\"Domain\";"
+                             "\"LastLogonUser\"\r\n"
+                             "\"mp1.test\";\"p01\";\"SMS Management Point;SMS Site System\";"
+                             "\"127.0.0.1:9001\";\"CORP\";\"a;b\"\r\n"
+                             "\"pc1.test\";\"P01\";\"\";\"127.0.0.1:9002\";\"CORP\";\"\"\r\n");
+    char *out = expect(0, "inventory", "import", ps, NULL);
+    assert_has(out, "2 hosts imported (2 new, 0 updated)");
+    assert_has(out, "tlsgate: note: ");
+    assert_has(out, "ps.csv: columns ignored (tlsgate reads name,site,roles,collector,os): "
+                    "Domain, LastLogonUser\n");
+    free(out);
+    ck_assert_int_eq(tu_db_int(db, "SELECT roles FROM host WHERE name = ?1", "mp1.test"), MP);
+    ck_assert_int_eq(tu_db_int(db,
+                               "SELECT count(*) FROM host WHERE name = ?1 AND site = 'P01' "
+                               "AND collector = '127.0.0.1:9002'",
+                               "pc1.test"),
+                     1);
+    /* A tab-separated file; a bad row is still named by its line (the #TYPE line counts). */
+    const char *tab = write_file("hosts.tsv", "name\tsite\troles\tcollector\n"
+                                              "pc2.test\tP01\tclient\t127.0.0.1:9003\n");
+    out = expect(0, "inventory", "import", tab, NULL);
+    assert_has(out, "1 hosts imported (1 new, 0 updated)");
+    ck_assert_ptr_null(strstr(out, "note:"));
+    free(out);
+    const char *bad = write_file("bad.csv", "#TYPE System.Management.Automation.PSCustomObject\n"
+                                            "name;site\nok.test;P01\nbad name;P01\n");
+    out = expect(3, "inventory", "import", bad, NULL);
+    assert_has(out, "bad.csv:4:name: 'bad name' is not a host name");
+    free(out);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM host", NULL), 3);
+}
+END_TEST
+
+static const char base_inventory[] = "name,site,roles,collector,os\n"
+                                     "mp1.test,P01,management_point,127.0.0.1:9001,\n"
+                                     "pc1.test,P01,client,127.0.0.1:9002,Windows 10\n"
+                                     "pc2.test,P01,client,127.0.0.1:9003,\n"
+                                     "pc9.test,P02,client,127.0.0.1:9009,\n";
+
+START_TEST(test_dry_run_prints_the_exact_diff_and_changes_nothing)
+{
+    init_db();
+    char *out = expect(0, "inventory", "import", write_file("base.csv", base_inventory), NULL);
+    free(out);
+    long long audits = tu_db_int(db, "SELECT count(*) FROM audit", NULL);
+    const char *next = write_file("next.csv", "name,site,roles,collector,os\n"
+                                              "mp1.test,P01,management_point,127.0.0.1:9001,\n"
+                                              "PC1.test,P01,client;console,127.0.0.1:9012,\n"
+                                              "pc3.test,P01,client,127.0.0.1:9004,\n");
+    out = expect(0, "inventory", "import", next, "--prune", "--site", "p01", "--dry-run", NULL);
+    char want[1024];
+    snprintf(want, sizeof(want),
+             "+ pc3.test  site P01, roles client, collector 127.0.0.1:9004\n"
+             "~ PC1.test  name pc1.test -> PC1.test; roles client -> client;console; "
+             "collector 127.0.0.1:9002 -> 127.0.0.1:9012; os Windows 10 -> (empty)\n"
+             "- pc2.test  site P01, roles client, collector 127.0.0.1:9003\n"
+             "%s: dry run: 1 added, 1 changed, 1 removed; nothing was changed\n",
+             next);
+    ck_assert_str_eq(out, want);
+    free(out);
+    /* Nothing changed, not even the audit log. */
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM host", NULL), 4);
+    ck_assert_int_eq(tu_db_int(db,
+                               "SELECT count(*) FROM host WHERE name = ?1 AND "
+                               "collector = '127.0.0.1:9002'",
+                               "pc1.test"),
+                     1);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM audit", NULL), audits);
+    /* A dry run of a plain import (no prune) lists only what it adds and changes. */
+    out = expect(0, "inventory", "import", next, "--dry-run", NULL);
+    assert_has(out, "dry run: 1 added, 1 changed, 0 removed; nothing was changed\n");
+    ck_assert_ptr_null(strstr(out, "- pc2.test"));
+    free(out);
+    /* Usage: --prune without --site, --site without --prune. */
+    out = expect(2, "inventory", "import", next, "--prune", NULL);
+    assert_has(out, "--prune and --site S go together");
+    free(out);
+    out = expect(2, "inventory", "import", next, "--site", "P01", NULL);
+    free(out);
+}
+END_TEST
+
+START_TEST(test_prune_and_remove_unblock_gates_and_keep_history_in_the_audit_log)
+{
+    init_db();
+    run_env = pinned_clock;
+    struct store *s = fx_open(db);
+    fx_site(s, "P01", "enforce");
+    fx_site(s, "P02", "inventory");
+    fx_host(s, "mp1.test", "P01", MP);
+    fx_host(s, "pc1.test", "P01", ROLE_CLIENT);
+    fx_host(s, "pc2.test", "P01", ROLE_CLIENT);
+    fx_win7_without_kb(s, "pc2.test"); /* not ready: blocks mp1's gate */
+    fx_host_bare(s, "pc3.test", "P01", ROLE_CLIENT, "127.0.0.1:9003"); /* never reported */
+    fx_host(s, "pc9.test", "P02", ROLE_CLIENT);
+    fx_waive(s, "pc3.test", 0);
+    store_close(s);
+
+    char *out = expect(1, "gate", "check", "mp1.test", NULL);
+    assert_has(out, "pc2.test");
+    free(out);
+
+    /* The file lists mp1 and pc1 of P01 (and pc9 of P02, untouched by --site P01). */
+    const char *file = write_file("p01.csv", "name,site,roles,collector\n"
+                                             "mp1.test,P01,management_point,127.0.0.1:9001\n"
+                                             "pc1.test,P01,client,127.0.0.1:9443\n");
+    out = expect(0, "inventory", "import", file, "--prune", "--site", "P01", NULL);
+    assert_has(out, "2 hosts of site P01 not in the file removed (audited)");
+    assert_has(out, "no SIGHUP needed");
+    free(out);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM host", NULL), 3);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM host WHERE name = ?1", "pc9.test"), 1);
+    /* Its reports, verdicts and waiver went with it (FK cascade). */
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM report", NULL), 3);
+    ck_assert_int_eq(tu_db_int(db,
+                               "SELECT count(*) FROM verdict WHERE host_id NOT IN "
+                               "(SELECT id FROM host)",
+                               NULL),
+                     0);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM waiver", NULL), 0);
+    /* The gate opens: the not-ready client is gone. */
+    out = expect(0, "gate", "check", "mp1.test", NULL);
+    ck_assert_ptr_null(strstr(out, "pc2.test"));
+    free(out);
+    /* The history: one audit row per removed host, saying what it was. */
+    ck_assert_int_eq(tu_db_int(db,
+                               "SELECT count(*) FROM audit WHERE outcome = 'removed host "
+                               "pc2.test (site P01, roles client, collector 127.0.0.1:9443): "
+                               "not in ' || ?1 || ' (--prune --site P01)'",
+                               file),
+                     1);
+    ck_assert_int_eq(tu_db_int(db,
+                               "SELECT count(*) FROM audit WHERE outcome LIKE 'removed host "
+                               "pc3.test %'",
+                               NULL),
+                     1);
+
+    /* remove: every name must exist, or nothing goes. */
+    out = expect(3, "inventory", "remove", "pc9.test", "nosuch.test", NULL);
+    assert_has(out, "no such host: nosuch.test");
+    assert_has(out, "nothing was removed");
+    free(out);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM host WHERE name = ?1", "pc9.test"), 1);
+    out = expect(0, "inventory", "remove", "--dry-run", "PC9.test", NULL);
+    ck_assert_str_eq(out, "- pc9.test  site P02, roles client, collector 127.0.0.1:9443\n"
+                          "dry run: 1 hosts would be removed; nothing was changed\n");
+    free(out);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM host WHERE name = ?1", "pc9.test"), 1);
+    out = expect(0, "inventory", "remove", "PC9.test", "pc9.test", NULL);
+    assert_has(out, "1 hosts removed (audited)");
+    free(out);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM host WHERE name = ?1", "pc9.test"), 0);
+    ck_assert_int_eq(tu_db_int(db,
+                               "SELECT count(*) FROM audit WHERE outcome LIKE 'removed host "
+                               "pc9.test (site P02, roles client, %): inventory remove'",
+                               NULL),
+                     1);
+    /* The change counter moved with each change that stayed (the daemon's cue): the prune and
+     * the removal, not the refused removal nor the dry run. */
+    ck_assert_int_eq(
+        tu_db_int(db, "SELECT value FROM meta WHERE key = 'inventory_generation'", NULL), 2);
+
+    /* A prune file without a single host of the site would empty it: refused. */
+    out = expect(3, "inventory", "import", write_file("other.csv", "name,site\nx.test,P02\n"),
+                 "--prune", "--site", "P01", NULL);
+    assert_has(out, "no host of site P01 in the file");
+    free(out);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM host WHERE site = 'P01'", NULL), 2);
+}
+END_TEST
+
+START_TEST(test_daemon_notices_an_inventory_change_without_sighup)
+{
+    init_db();
+    const char *good = write_report("good.json", "good.test");
+    char sg[4200];
+    snprintf(sg, sizeof(sg), "good,good.test,%s", good);
+    const char *specs[] = {sg, NULL};
+    struct peer pr;
+    peer_start(&pr, specs);
+    add_host("down.test", "S01", ROLE_CLIENT, closed_port());
+
+    char *tlsgate = strdup(tu_build_path("orchestrator/tlsgate"));
+    char *log = strdup(tu_path(dir, "daemon.log"));
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(devnull, 0);
+        dup2(devnull, 1);
+        dup2(fd, 2);
+        execl(tlsgate, "tlsgate", "--db", db, "--config", config_path, "daemon", (char *)NULL);
+        _exit(127);
+    }
+    free(tlsgate);
+    struct timespec step = {0, 20 * 1000 * 1000};
+    int waited = 0;
+    while (tu_db_int(db, "SELECT count(*) FROM poll", NULL) < 1) {
+        ck_assert_msg(waited < 20000, "daemon did not pull: %s", tu_read_file(log, NULL));
+        nanosleep(&step, NULL);
+        waited += 20;
+    }
+    /* An import while it runs: the new host is pulled without a SIGHUP. */
+    char csv[256];
+    snprintf(csv, sizeof(csv), "name,site,collector\ngood.test,S01,127.0.0.1:%d\n", pr.ports[0]);
+    char *out = expect(0, "inventory", "import", write_file("new.csv", csv), NULL);
+    free(out);
+    waited = 0;
+    while (tu_db_int(db, "SELECT count(*) FROM report", NULL) < 1) {
+        ck_assert_msg(waited < 20000, "new host not pulled: %s", tu_read_file(log, NULL));
+        nanosleep(&step, NULL);
+        waited += 20;
+    }
+    char *text = tu_read_file(log, NULL);
+    assert_has(text, "inventory changed (an import or removal): reloading");
+    assert_has(text, "inventory: 2 hosts scheduled");
+    free(text);
+    /* A removal is noticed the same way. */
+    out = expect(0, "inventory", "remove", "down.test", NULL);
+    free(out);
+    waited = 0;
+    for (;;) {
+        text = tu_read_file(log, NULL);
+        bool seen = text && strstr(text, "inventory: 1 hosts scheduled");
+        free(text);
+        if (seen)
+            break;
+        ck_assert_msg(waited < 20000, "removal not noticed: %s", tu_read_file(log, NULL));
+        nanosleep(&step, NULL);
+        waited += 20;
+    }
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(tu_wait_exit(pid, 20000), 0);
+    free(log);
+    peer_stop(&pr);
+}
+END_TEST
+
 static Suite *ops_suite(void)
 {
     Suite *s = suite_create("ops");
@@ -679,6 +937,10 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_init_on_an_older_file_backs_it_up_too);
     tcase_add_test(tc, test_db_backup_while_the_daemon_pulls_is_consistent);
     tcase_add_test(tc, test_db_usage_errors);
+    tcase_add_test(tc, test_import_reads_csv_as_powershell_and_configmgr_write_it);
+    tcase_add_test(tc, test_dry_run_prints_the_exact_diff_and_changes_nothing);
+    tcase_add_test(tc, test_prune_and_remove_unblock_gates_and_keep_history_in_the_audit_log);
+    tcase_add_test(tc, test_daemon_notices_an_inventory_change_without_sighup);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -9,8 +9,10 @@
 
 struct cli;
 
-/* How soon a running daemon sees an inventory change (pull/: the change counter's check). */
-#define INVLIFE_DAEMON_NOTICE_S 2
+#include "poll.h"
+
+/* How soon a running daemon sees an inventory change (the change counter's check). */
+#define INVLIFE_DAEMON_NOTICE_S ((POLL_INVENTORY_CHECK_MS + 999) / 1000)
 
 /* Walks the diff recorded in the current transaction (inv_diff_each): a dry run prints every
  * line ("+ NAME  ...", "~ NAME  field a -> b", "- NAME  ..."), a real one audits every removed

@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "ingest.h"
+#include "invimport.h"
 #include "poll_int.h"
 #include "report.h"
 #include "rules.h"
@@ -97,7 +98,16 @@ static int load_row(sqlite3_stmt *st, void *arg)
 
 int poll__load_rows(struct poll *p)
 {
-    int rc = load_catalog(p, p->job_err, sizeof(p->job_err));
+    int rc = inv_generation(p->store, &p->job_generation);
+    if (rc) {
+        snprintf(p->job_err, sizeof(p->job_err), "%s", store_errmsg(p->store));
+        return rc;
+    }
+    if (p->load_if_changed && p->job_generation == p->inv_generation) {
+        p->load_skipped = true; /* the usual answer: nothing to do */
+        return 0;
+    }
+    rc = load_catalog(p, p->job_err, sizeof(p->job_err));
     if (rc)
         return rc;
     sqlite3_stmt *st;
@@ -343,7 +353,13 @@ static void after_work(uv_work_t *w, int status)
     enum job_kind kind = p->job;
     p->job = JOB_NONE;
     int rc = status ? status : p->job_rc;
-    if (kind == JOB_LOAD) {
+    bool check = p->load_if_changed;
+    p->load_if_changed = false;
+    if (kind == JOB_LOAD && !rc && p->load_skipped) {
+        p->load_skipped = false;
+    } else if (kind == JOB_LOAD) {
+        if (!rc && check)
+            poll_log(LOG_INFO, NULL, "inventory changed (an import or removal): reloading");
         if (rc || poll__apply_rows(p)) {
             if (!rc)
                 snprintf(p->job_err, sizeof(p->job_err), "out of memory");
@@ -358,6 +374,7 @@ static void after_work(uv_work_t *w, int status)
             }
         } else {
             p->loaded = true;
+            p->inv_generation = p->job_generation;
             poll_log(LOG_INFO, NULL, "inventory: %zu hosts scheduled", p->nhosts);
         }
     } else if (kind == JOB_ORPHANS) {
@@ -455,6 +472,12 @@ void poll__maybe_start_job(struct poll *p)
     if (p->orphans_wanted && p->state < POLL_STOPPING) {
         p->orphans_wanted = false;
         start_job(p, JOB_ORPHANS);
+        return;
+    }
+    if (p->check_wanted && p->loaded && p->state == POLL_RUNNING) {
+        p->check_wanted = false;
+        p->load_if_changed = true;
+        start_job(p, JOB_LOAD);
     }
 }
 
