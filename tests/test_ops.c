@@ -754,6 +754,13 @@ START_TEST(test_dry_run_prints_the_exact_diff_and_changes_nothing)
     assert_has(out, "dry run: 1 added, 1 changed, 0 removed; nothing was changed\n");
     ck_assert_ptr_null(strstr(out, "- pc2.test"));
     free(out);
+    /* An explicit-edges file: checked whole, nothing stored. */
+    const char *edges = write_file("edges.csv", "dependent,server,channel\n"
+                                                "pc1.test,mp1.test,custom\n");
+    out = expect(0, "inventory", "import", edges, "--dry-run", NULL);
+    assert_has(out, "dry run: 1 explicit edges are valid; nothing was changed\n");
+    free(out);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM edge", NULL), 0);
     /* Usage: --prune without --site, --site without --prune. */
     out = expect(2, "inventory", "import", next, "--prune", NULL);
     assert_has(out, "--prune and --site S go together");

@@ -122,8 +122,12 @@ static int inventory_import(struct cli *cli, const char *path, const struct impo
     if (!rc && o->dry_run) {
         inv_import_end(s);
         store_rollback(s);
-        printf("%s: dry run: %ld added, %ld changed, %ld removed; nothing was changed\n", path,
-               diff[0], diff[1], diff[2]);
+        if (im.edges)
+            printf("%s: dry run: %ld explicit edges are valid; nothing was changed\n", path,
+                   im.rows);
+        else
+            printf("%s: dry run: %ld added, %ld changed, %ld removed; nothing was changed\n",
+                   path, diff[0], diff[1], diff[2]);
         return EXIT_OK;
     }
     /* ---- */
