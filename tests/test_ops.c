@@ -373,6 +373,13 @@ START_TEST(test_failing_pulls_are_explained_everywhere_the_state_is_shown)
     free(out);
     out = expect(0, "--config", config_path, "host", "show", "good.test", NULL);
     assert_has(out, "0 failures in a row");
+    /* gen-certs issues for 825 days: the expiry the handshake showed is recorded. */
+    assert_has(out, "  collector certificate: expires 20");
+    ck_assert_int_gt(tu_db_int(db,
+                               "SELECT p.cert_not_after - unixepoch() FROM poll p JOIN host h "
+                               "ON h.id = p.host_id WHERE h.name = ?1",
+                               "good.test"),
+                     800LL * 86400);
     ck_assert_ptr_null(strstr(out, "why unknown"));
     free(out);
     out = expect(0, "--config", config_path, "--json", "host", "show", "wrong.test", NULL);
@@ -412,7 +419,7 @@ START_TEST(test_failing_pulls_are_explained_everywhere_the_state_is_shown)
     free(out);
     out = expect(0, "--config", config_path, "export", "csv", "--view", "poll", NULL);
     assert_has(out, "name,site,state,reachable,last_attempt,last_success,failures,next_attempt,"
-                    "error_kind,last_error\r\n");
+                    "error_kind,last_error,cert_not_after\r\n");
     assert_has(out, "\r\nbadjson.test,S01,unknown,false,");
     assert_has(out, ",,1,");
     assert_has(out, ",invalid,invalid report");

@@ -61,7 +61,7 @@ static const char *const blockers_columns[] = {"server", "dependent", "rule", "r
 static const char *const phases_columns[] = {"site", "phase", "entered_at", "entered_by", NULL};
 static const char *const poll_columns[] = {
     "name", "site", "state", "reachable", "last_attempt", "last_success", "failures",
-    "next_attempt", "error_kind", "last_error", NULL,
+    "next_attempt", "error_kind", "last_error", "cert_not_after", NULL,
 };
 static const char *const summary_columns[] = {
     "site", "phase", "hosts", "ready", "not_ready", "unknown", "waived", "servers_gate_open", NULL,
@@ -307,6 +307,7 @@ static int poll_row(const struct pollstatus_host *h, void *arg)
     time_cell_value(w, h->next_at);
     csv_cell_str(w, h->last_error ? pollstatus_kind_id(h->kind) : NULL);
     csv_cell_str(w, h->last_error);
+    time_cell_value(w, h->cert_not_after);
     return csv_end_row(w);
 }
 
@@ -450,7 +451,7 @@ static void usage(FILE *out)
                  "  phases    site,phase,entered_at,entered_by\n"
                  "  summary   site,phase,hosts,ready,not_ready,unknown,waived,servers_gate_open\n"
                  "  poll      name,site,state,reachable,last_attempt,last_success,failures,\n"
-                 "            next_attempt,error_kind,last_error\n\n"
+                 "            next_attempt,error_kind,last_error,cert_not_after\n\n"
                  "options:\n"
                  "  --view VIEW  one of the views above (required)\n"
                  "  --site S     only that site\n"

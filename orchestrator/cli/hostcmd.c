@@ -324,6 +324,7 @@ static int print_pull(const struct pollstatus_host *h, void *arg)
         pull_time(true, "last_success", h->last_success_at, NULL);
         printf(", \"failures\": %d", h->failures);
         pull_time(true, "next_attempt", h->next_at, NULL);
+        pull_time(true, "cert_not_after", h->cert_not_after, NULL);
         printf(", \"error_kind\": ");
         if (h->last_error)
             jsonout_string(stdout, pollstatus_kind_id(h->kind));
@@ -350,6 +351,12 @@ static int print_pull(const struct pollstatus_host *h, void *arg)
     printf(", %d failure%s in a row, ", h->failures, h->failures == 1 ? "" : "s");
     pull_time(false, "next attempt", h->next_at, "not scheduled (is the daemon running?)");
     printf("\n");
+    if (h->cert_not_after) {
+        printf("  collector certificate: ");
+        pull_time(false, h->cert_not_after < utc_now() ? "EXPIRED" : "expires",
+                  h->cert_not_after, "");
+        printf(" (as last seen at a handshake)\n");
+    }
     const char *label = pollstatus_kind_label(h->kind);
     if (h->last_error && !strncmp(h->last_error, label, strlen(label)))
         printf("  last error: %s\n", h->last_error);

@@ -67,6 +67,7 @@ static int status_row(const struct pollstatus_host *h, void *arg)
         json_time("last_success", h->last_success_at);
         printf(",\"failures\":%d", h->failures);
         json_time("next_attempt", h->next_at);
+        json_time("cert_not_after", h->cert_not_after);
         printf(",\"error_kind\":");
         if (h->last_error)
             jsonout_string(stdout, pollstatus_kind_id(h->kind));

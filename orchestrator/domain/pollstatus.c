@@ -120,12 +120,13 @@ void pollstatus_why_unknown(const struct pollstatus_host *h, char *buf, size_t s
     }
 }
 
-#define POLLSTATUS_SQL(where)                                                                           \
-    "SELECT h.id, h.name, h.site, " HOSTSTATE_SQL(                                                      \
-        "r",                                                                                            \
-        "?1") ", r.collected_at,"                                                                       \
-              " p.last_attempt_at, p.last_success_at, p.next_at, coalesce(p.failures, 0), p.last_error" \
-              " FROM host h LEFT JOIN report r ON r.host_id = h.id"                                     \
+#define POLLSTATUS_SQL(where)                                                                            \
+    "SELECT h.id, h.name, h.site, " HOSTSTATE_SQL(                                                       \
+        "r",                                                                                             \
+        "?1") ", r.collected_at,"                                                                        \
+              " p.last_attempt_at, p.last_success_at, p.next_at, coalesce(p.failures, 0), p.last_error," \
+              " p.cert_not_after"                                                                        \
+              " FROM host h LEFT JOIN report r ON r.host_id = h.id"                                      \
               " LEFT JOIN poll p ON p.host_id = h.id " where
 
 struct walk {
@@ -150,6 +151,7 @@ static int walk_row(sqlite3_stmt *st, void *arg)
         .failures = sqlite3_column_int(st, 8),
         .last_error = error,
         .kind = pollstatus_classify(error),
+        .cert_not_after = sqlite3_column_int64(st, 10),
     };
     w->rows++;
     return w->fn(&h, w->arg);

@@ -6,7 +6,9 @@
  * A failure is recorded as text (poll.last_error). The pull engine opens every failure it
  * detects with the label of its kind ("connection refused: https://h/v1/readiness via ...");
  * pollstatus_classify reads the kind back from that label (and from the older unlabelled texts
- * by their libcurl wording), so failures are counted by kind without a schema change.
+ * by their libcurl wording), so failures are counted by kind without parsing libcurl's words.
+ * The expiry of the collector's certificate is recorded at each handshake (poll.cert_not_after,
+ * schema/005_ops.sql).
  */
 #ifndef TLSGATE_POLLSTATUS_H
 #define TLSGATE_POLLSTATUS_H
@@ -56,6 +58,7 @@ struct pollstatus_host {
     long long last_success_at; /* 0: never succeeded */
     long long next_at;         /* 0: not scheduled yet */
     int failures;              /* failed attempts in a row */
+    long long cert_not_after;  /* the collector certificate's expiry, as last seen; 0 unknown */
     const char *last_error;    /* NULL when the last attempt succeeded (or none was made) */
     enum pollstatus_kind kind;
 };

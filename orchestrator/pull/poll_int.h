@@ -92,7 +92,8 @@ struct result {
     size_t len;
     char error[STORE_ERROR_SIZE]; /* the transfer's failure; then the writer's verdict */
     bool ok;
-    int failures; /* in a row, this one included */
+    long long cert_not_after; /* the collector's certificate; 0 when not seen this time */
+    int failures;             /* in a row, this one included */
     long long next_at;
 };
 
@@ -114,7 +115,8 @@ struct xfer {
     char *buf;
     size_t len, cap;
     bool over_cap;
-    struct tlsctx *tls; /* a reference, held while the transfer may still connect */
+    long long cert_not_after; /* of the collector's certificate (CURLINFO_CERTINFO); 0 unknown */
+    struct tlsctx *tls;       /* a reference, held while the transfer may still connect */
     char errbuf[CURL_ERROR_SIZE];
 };
 

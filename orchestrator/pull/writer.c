@@ -221,6 +221,10 @@ static int write_result(struct poll *p, struct result *r, sqlite3_stmt *host_q,
     }
     sqlite3_bind_int(upsert, 5, failures);
     sqlite3_bind_int64(upsert, 6, r->next_at);
+    if (r->cert_not_after)
+        sqlite3_bind_int64(upsert, 7, r->cert_not_after);
+    else
+        sqlite3_bind_null(upsert, 7);
     step = sqlite3_step(upsert);
     sqlite3_reset(upsert);
     if (step != SQLITE_DONE)
@@ -261,11 +265,13 @@ static int job_flush(struct poll *p)
         (rc = store_prepare(p->store, "SELECT failures FROM poll WHERE host_id = ?", &fail_q)) ||
         (rc = store_prepare(p->store,
                             "INSERT INTO poll (host_id, last_attempt_at, last_success_at, "
-                            "last_error, failures, next_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+                            "last_error, failures, next_at, cert_not_after) "
+                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
                             "ON CONFLICT (host_id) DO UPDATE SET "
                             "last_attempt_at = ?2, "
                             "last_success_at = coalesce(?3, last_success_at), "
-                            "last_error = ?4, failures = ?5, next_at = ?6",
+                            "last_error = ?4, failures = ?5, next_at = ?6, "
+                            "cert_not_after = coalesce(?7, cert_not_after)",
                             &upsert)))
         goto out;
     for (size_t i = 0; i < b->count; i++) {
