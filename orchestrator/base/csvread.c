@@ -14,6 +14,7 @@ int csvread_init(struct csvread *r, FILE *in)
     memset(r, 0, sizeof(*r));
     r->in = in;
     r->next_line = 1;
+    r->delim = ',';
     r->buf = malloc(CSVREAD_MAX_RECORD + 1);
     if (!r->buf)
         return -ENOMEM;
@@ -29,6 +30,46 @@ int csvread_init(struct csvread *r, FILE *in)
     if (c1 != EOF)
         ungetc(c1, in);
     return 0;
+}
+
+int csvread_detect(struct csvread *r)
+{
+    long start = ftell(r->in);
+    if (start < 0)
+        return -EIO;
+    static const char type[] = "#TYPE";
+    char head[sizeof(type) - 1];
+    size_t n = fread(head, 1, sizeof(head), r->in);
+    if (n == sizeof(head) && !memcmp(head, type, sizeof(head))) {
+        int c;
+        while ((c = getc(r->in)) != EOF && c != '\n')
+            ;
+        r->type_line = true;
+        r->next_line++;
+        start = ftell(r->in);
+    }
+    if (fseek(r->in, start, SEEK_SET))
+        return -EIO;
+    /* Count the candidates on the header line, outside quotes. */
+    long count[3] = {0, 0, 0};
+    static const char cand[3] = {',', ';', '\t'};
+    bool quoted = false;
+    int c;
+    for (long k = 0; k < CSVREAD_MAX_RECORD && (c = getc(r->in)) != EOF; k++) {
+        if (c == '"')
+            quoted = !quoted;
+        else if (!quoted && (c == '\n' || c == '\r'))
+            break;
+        else if (!quoted)
+            for (int i = 0; i < 3; i++)
+                count[i] += c == cand[i];
+    }
+    int best = 0;
+    for (int i = 1; i < 3; i++)
+        if (count[i] > count[best])
+            best = i;
+    r->delim = cand[best];
+    return fseek(r->in, start, SEEK_SET) ? -EIO : 0;
 }
 
 void csvread_release(struct csvread *r)
@@ -92,7 +133,7 @@ int csvread_next(struct csvread *r)
                 }
                 break;
             }
-            if (c == ',') {
+            if (c == r->delim) {
                 if (r->nfields >= CSVREAD_MAX_FIELDS - 1)
                     return fail(r, "too many fields");
                 if (used >= CSVREAD_MAX_RECORD)

@@ -115,7 +115,8 @@ int cli_parse_sub(struct cli *cli, const char *command, const char *usage,
 extern const struct cli_spec *const init_specs[], *const inventory_specs[], *const host_specs[],
     *const rules_specs[], *const gate_specs[], *const phase_specs[], *const waive_specs[],
     *const unwaive_specs[], *const audit_specs[], *const export_specs[], *const report_specs[],
-    *const collect_specs[], *const daemon_specs[], *const probe_specs[], *const evidence_specs[];
+    *const collect_specs[], *const daemon_specs[], *const poll_specs[], *const db_specs[],
+    *const probe_specs[], *const evidence_specs[];
 
 /*
  * TABLES — the one table printer (table.c). Column widths are fixed by the command so rows
@@ -172,5 +173,7 @@ int cmd_evidence(struct cli *cli, int argc, char **argv);
  * `indent`; with --json, one `,"wire":{...}` member. Returns 0 or a store code. */
 int cli_print_wire(struct cli *cli, struct store *s, long long id, const char *name,
                    bool legacy_disabled, const char *indent);
+int cmd_db(struct cli *cli, int argc, char **argv);
+int cmd_poll(struct cli *cli, int argc, char **argv);
 
 #endif

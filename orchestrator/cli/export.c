@@ -159,7 +159,8 @@ static int out_commit(struct export_out *o)
     "Writes one dashboard view as CSV (RFC 4180, UTF-8, CRLF) to standard output or,\n"            \
     "with --out, to FILE (which appears whole or not at all).\n\n"                                 \
     "views:\n"                                                                                     \
-    "  hosts     name,site,roles,os,state,blockers,warnings,last_report,waived\n"                  \
+    "  hosts     name,site,roles,os,state,blockers,warnings,last_report,waived,reachable,\n"       \
+    "            last_error\n"                                                                     \
     "  servers   name,site,roles,phase,gate,dependents,blocking,legacy_disabled,orphan_risk\n"     \
     "  blockers  server,dependent,rule,reason\n"                                                   \
     "  phases    site,phase,entered_at,entered_by\n"                                               \
@@ -167,7 +168,9 @@ static int out_commit(struct export_out *o)
     "  history   site,at,phase,hosts,ready,not_ready,unknown,waived,servers,gate_open,\n"          \
     "            gate_blocked,orphan_risk,pull_failing\n"                                          \
     "  history-rules  site,at,rule,hosts\n"                                                        \
-    "  pull-failures  host,site,failures,last_attempt,last_success,kind,error\n\n"                 \
+    "  pull-failures  host,site,failures,last_attempt,last_success,kind,error\n"                   \
+    "  poll      name,site,state,reachable,last_attempt,last_success,failures,next_attempt,\n"     \
+    "            error_kind,last_error,cert_not_after\n\n"                                         \
     "options:\n"                                                                                   \
     "  --view VIEW  one of the views above (required)\n"                                           \
     "  --site S     only that site\n"                                                              \

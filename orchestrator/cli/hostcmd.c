@@ -12,6 +12,7 @@
 #include "gate.h"
 #include "ingest_reads.h"
 #include "inventory.h"
+#include "pollstatus.h"
 #include "rules.h"
 #include "store.h"
 #include "waiver.h"
@@ -284,6 +285,75 @@ static void json_opt_string(const char *key, const char *v)
         printf("null");
 }
 
+/* ---- the daemon's side (pollstatus.h): why a host is unknown or stale ---- */
+
+static void pull_time(bool json, const char *key, long long t, const char *none)
+{
+    char b[UTC_ISO8601_SIZE + 8];
+    if (json) {
+        printf(", \"%s\": ", key);
+        if (t)
+            jsonout_string(stdout, utc_iso8601(t, b, sizeof(b)));
+        else
+            printf("null");
+    } else {
+        printf("%s %s", key, t ? utc_iso8601(t, b, sizeof(b)) : none);
+    }
+}
+
+static int print_pull(const struct pollstatus_host *h, void *arg)
+{
+    bool json = *(const bool *)arg;
+    char why[STORE_ERROR_SIZE + 128];
+    pollstatus_why_unknown(h, why, sizeof(why));
+    if (json) {
+        printf(", \"pull\": {\"reachable\": %s", *pollstatus_reachable(h)
+                                                       ? pollstatus_reachable(h) : "null");
+        pull_time(true, "last_attempt", h->last_attempt_at, NULL);
+        pull_time(true, "last_success", h->last_success_at, NULL);
+        printf(", \"failures\": %d", h->failures);
+        pull_time(true, "next_attempt", h->next_at, NULL);
+        pull_time(true, "cert_not_after", h->cert_not_after, NULL);
+        printf(", \"error_kind\": ");
+        if (h->last_error)
+            jsonout_string(stdout, pollstatus_kind_id(h->kind));
+        else
+            printf("null");
+        printf(", \"last_error\": ");
+        if (h->last_error)
+            jsonout_string(stdout, h->last_error);
+        else
+            printf("null");
+        printf("}, \"unknown_reason\": ");
+        if (why[0])
+            jsonout_string(stdout, why);
+        else
+            printf("null");
+        return 0;
+    }
+    if (why[0])
+        printf("why unknown: %s\n", why);
+    printf("pull: ");
+    pull_time(false, "last attempt", h->last_attempt_at, "never");
+    printf(", ");
+    pull_time(false, "last success", h->last_success_at, "never");
+    printf(", %d failure%s in a row, ", h->failures, h->failures == 1 ? "" : "s");
+    pull_time(false, "next attempt", h->next_at, "not scheduled (is the daemon running?)");
+    printf("\n");
+    if (h->cert_not_after) {
+        printf("  collector certificate: ");
+        pull_time(false, h->cert_not_after < utc_now() ? "EXPIRED" : "expires",
+                  h->cert_not_after, "");
+        printf(" (as last seen at a handshake)\n");
+    }
+    const char *label = pollstatus_kind_label(h->kind);
+    if (h->last_error && !strncmp(h->last_error, label, strlen(label)))
+        printf("  last error: %s\n", h->last_error);
+    else if (h->last_error)
+        printf("  last error (%s): %s\n", label, h->last_error);
+    return 0;
+}
+
 static int host_show(struct cli *cli, const char *name)
 {
     int code;
@@ -367,7 +437,9 @@ static int host_show(struct cli *cli, const char *name)
                    waiver.until_at ? utc_iso8601(waiver.until_at, t1, sizeof(t1)) : "", waiver.by,
                    waiver.reason);
     }
-    rc = cli_print_wire(cli, s, h.id, h.name, h.reported && h.legacy_disabled, "");
+    rc = pollstatus_get(s, h.name, utc_now() - cli->config.stale_after, print_pull, &cli->json);
+    if (!rc)
+        rc = cli_print_wire(cli, s, h.id, h.name, h.reported && h.legacy_disabled, "");
     if (!rc && !cli->json && report)
         print_facts(report);
     if (!rc)

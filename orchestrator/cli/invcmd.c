@@ -23,6 +23,7 @@
 #include "ingest.h"
 #include "inventory.h"
 #include "invimport.h"
+#include "invlife.h"
 #include "rules.h"
 #include "store.h"
 
@@ -65,7 +66,13 @@ static void print_progress(void *ctx, long rows)
     fprintf(stderr, "\rtlsgate: importing %s: %ld rows", im->path, rows);
 }
 
-static int inventory_import(struct cli *cli, const char *path)
+/* --prune --site S and --dry-run (invlife.h prints the diff and audits removed hosts). */
+struct import_opts {
+    const char *prune_site;
+    bool dry_run;
+};
+
+static int inventory_import(struct cli *cli, const char *path, const struct import_opts *o)
 {
     FILE *in = fopen(path, "rb");
     if (!in) {
@@ -91,7 +98,9 @@ static int inventory_import(struct cli *cli, const char *path)
                             .now = utc_now(),
                             .user = cli_user(),
                             .progress = tty ? print_progress : NULL,
-                            .progress_ctx = &im};
+                            .progress_ctx = &im,
+                            .prune_site = o->prune_site,
+                            .track = o->dry_run};
     int rc = store_begin(s, true);
     if (rc) {
         cli_error("%s", store_errmsg(s));
@@ -103,7 +112,29 @@ static int inventory_import(struct cli *cli, const char *path)
     fclose(in);
     if (tty && im.rows >= INV_IMPORT_PROGRESS_EVERY)
         fputc('\n', stderr);
-    long long before = im.hosts_before, after = im.hosts_after;
+    long long before = im.hosts_before, after = im.hosts_after + im.removed;
+    /* ---- the lifecycle (invlife.h): the diff of a dry run, the removed hosts' audit rows */
+    long diff[3] = {0, 0, 0};
+    char why[300];
+    snprintf(why, sizeof(why), "not in %s (--prune --site %s)", path,
+             o->prune_site ? o->prune_site : "");
+    if (!rc && (o->dry_run || im.removed) &&
+        (rc = invlife_diff(cli, o->dry_run, why, diff)))
+        snprintf(im.err, sizeof(im.err), "%s", store_errmsg(s));
+    if (im.note[0])
+        fprintf(stderr, "tlsgate: note: %s\n", im.note);
+    if (!rc && o->dry_run) {
+        inv_import_end(s);
+        store_rollback(s);
+        if (im.edges)
+            printf("%s: dry run: %ld explicit edges are valid; nothing was changed\n", path,
+                   im.rows);
+        else
+            printf("%s: dry run: %ld added, %ld changed, %ld removed; nothing was changed\n",
+                   path, diff[0], diff[1], diff[2]);
+        return EXIT_OK;
+    }
+    /* ---- */
     if (!rc) {
         char outcome[600];
         if (im.reevaluated)
@@ -113,6 +144,11 @@ static int inventory_import(struct cli *cli, const char *path)
                      im.rows, path, im.reevaluated);
         else
             snprintf(outcome, sizeof(outcome), "ok: %ld rows from %s", im.rows, path);
+        if (im.removed) {
+            size_t used = strlen(outcome);
+            snprintf(outcome + used, sizeof(outcome) - used, ", %ld hosts of %s removed",
+                     im.removed, o->prune_site);
+        }
         if ((rc = cli_audit(cli, outcome)) || (rc = store_commit(s)))
             snprintf(im.err, sizeof(im.err), "%s", store_errmsg(s));
     }
@@ -125,7 +161,8 @@ static int inventory_import(struct cli *cli, const char *path)
             /* A refused file is audited too, outside the rolled-back transaction. */
             char outcome[sizeof(im.err) + 16];
             snprintf(outcome, sizeof(outcome), "refused: %s", im.err);
-            cli_audit(cli, outcome);
+            if (!o->dry_run) /* a dry run changes nothing, its audit log included */
+                cli_audit(cli, outcome);
             return EXIT_BADINPUT;
         }
         return EXIT_SYSTEM;
@@ -136,7 +173,13 @@ static int inventory_import(struct cli *cli, const char *path)
         printf("%s: %ld hosts imported (%lld new, %lld updated)\n", path, im.rows, after - before,
                (long long)im.rows - (after - before));
     if (im.reevaluated)
-        printf("%s: %lld stored reports re-evaluated for changed roles\n", path, im.reevaluated);
+        printf("%s: %lld stored reports re-evaluated for changed roles\n", path,
+               im.reevaluated);
+    if (im.removed)
+        printf("%s: %ld hosts of site %s not in the file removed (audited)\n", path, im.removed,
+               o->prune_site);
+    printf("%s: a running daemon picks the change up within %d s (no SIGHUP needed)\n", path,
+           INVLIFE_DAEMON_NOTICE_S);
     return EXIT_OK;
 }
 
@@ -361,15 +404,37 @@ static int inventory_show(struct cli *cli, const char *name)
     "        default NAME:8443) or explicit edges (dependent,server,channel); or a JSON\n"         \
     "        array of host objects with the same members. All or nothing: the first\n"             \
     "        bad row is named as FILE:LINE:FIELD and nothing changes (exit 3).\n"                  \
+    "        Files as Windows writes them are read: a '#TYPE' first line (Export-Csv),\n"          \
+    "        ';' or tab delimiters, a SiteCode column for site, ConfigMgr's role names;\n"         \
+    "        other columns are ignored with a note naming them.\n"                                 \
+    "        --dry-run prints the diff (+ added, ~ changed with the fields, - removed)\n"          \
+    "        and changes nothing. --prune --site S removes the hosts of site S that\n"             \
+    "        FILE does not list (audited, one row per host).\n"                                    \
+    "remove: removes hosts with their reports, verdicts, poll state, waiver and edges, so\n"       \
+    "        they no longer block any gate (audited, one row per host with what it was).\n"       \
+    "        Every HOST must exist, or nothing is removed (exit 3); --dry-run prints what\n"       \
+    "        would go and changes nothing. The daemon notices on its own (no SIGHUP).\n"          \
     "deps:   the servers HOST depends on and the hosts that depend on it, derived from\n"          \
     "        roles within the site and from explicit edges, with the channel.\n"
 
+static const struct cli_option inventory_import_options[] = {
+    {"dry-run", NULL}, {"prune", NULL}, {"site", "S"}, {NULL}};
 static const struct cli_spec inventory_import_spec = {
     .name = "inventory import",
     .word = "import",
-    .usage = "Usage: tlsgate inventory import FILE\n\n" INVENTORY_ABOUT,
+    .usage = "Usage: tlsgate inventory import FILE [--dry-run] [--prune --site S]\n\n" INVENTORY_ABOUT,
+    .options = inventory_import_options,
     .min_args = 1,
     .max_args = 1,
+};
+static const struct cli_option inventory_remove_options[] = {{"dry-run", NULL}, {NULL}};
+static const struct cli_spec inventory_remove_spec = {
+    .name = "inventory remove",
+    .word = "remove",
+    .usage = "Usage: tlsgate inventory remove HOST... [--dry-run]\n\n" INVENTORY_ABOUT,
+    .options = inventory_remove_options,
+    .min_args = 1,
+    .max_args = -1,
 };
 static const struct cli_option inventory_list_options[] = {{"site", "S"}, {NULL}};
 static const struct cli_spec inventory_list_spec = {
@@ -398,23 +463,37 @@ static const struct cli_spec inventory_deps_spec = {
     .max_args = 1,
     .json = true,
 };
-const struct cli_spec *const inventory_specs[] = {&inventory_import_spec, &inventory_list_spec,
-                                                  &inventory_show_spec, &inventory_deps_spec, NULL};
+const struct cli_spec *const inventory_specs[] = {
+    &inventory_import_spec, &inventory_remove_spec, &inventory_list_spec,
+    &inventory_show_spec,   &inventory_deps_spec,   NULL};
 
 int cmd_inventory(struct cli *cli, int argc, char **argv)
 {
     const struct cli_spec *spec;
     struct cli_args a;
     int code = cli_parse_sub(cli, "inventory",
-                             "Usage: tlsgate inventory import FILE\n"
+                             "Usage: tlsgate inventory import FILE [--dry-run] [--prune --site S]\n"
+                             "       tlsgate inventory remove HOST... [--dry-run]\n"
                              "       tlsgate inventory list [--site S] [--json]\n"
                              "       tlsgate inventory show HOST [--json]\n"
                              "       tlsgate inventory deps HOST [--json]\n\n" INVENTORY_ABOUT,
                              inventory_specs, argc, argv, &spec, &a);
     if (code != CLI_RUN)
         return code;
-    if (spec == &inventory_import_spec)
-        return inventory_import(cli, a.argv[0]);
+    if (spec == &inventory_import_spec) {
+        struct import_opts io = {.dry_run = cli_given(spec, &a, "dry-run")};
+        bool prune = cli_given(spec, &a, "prune");
+        const char *site = cli_value(spec, &a, "site");
+        if (prune != (site != NULL)) {
+            cli_error("inventory import: --prune and --site S go together (--prune --site S "
+                      "removes the hosts of S that FILE does not list)");
+            return EXIT_USAGE;
+        }
+        io.prune_site = site;
+        return inventory_import(cli, a.argv[0], &io);
+    }
+    if (spec == &inventory_remove_spec)
+        return invlife_remove(cli, a.argv, a.argc, cli_given(spec, &a, "dry-run"));
     if (spec == &inventory_list_spec)
         return inventory_list(cli, cli_value(spec, &a, "site"));
     /* show, deps: one read transaction, so the host and its edges are one state. */

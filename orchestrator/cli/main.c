@@ -19,8 +19,8 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"init", cmd_init, "create or migrate the database", init_specs},
-    {"inventory", cmd_inventory, "import, list, show hosts and their dependencies",
+    {"init", cmd_init, "create the database (or migrate an older one, backup first)", init_specs},
+    {"inventory", cmd_inventory, "import, list, show, remove hosts and their dependencies",
      inventory_specs},
     {"host", cmd_host, "facts, verdicts, reasons and remedies of a host", host_specs},
     {"rules", cmd_rules, "check, load and show the readiness rules; blockers by rule", rules_specs},
@@ -36,6 +36,10 @@ static const struct command commands[] = {
     {"report", cmd_report, "the status page (report html --out FILE [--site S])", report_specs},
     {"collect", cmd_collect, "one pull round now over all (or one) hosts", collect_specs},
     {"daemon", cmd_daemon, "pull every collector on schedule until SIGTERM/SIGINT", daemon_specs},
+    {"poll", cmd_poll, "poll status: why hosts are unknown, failing pulls by kind of error",
+     poll_specs},
+    {"db", cmd_db, "db migrate: bring an older database up (backup first); db backup FILE",
+     db_specs},
     {"probe", cmd_probe, "what the servers' TLS ports really accept (SSL 3.0 .. TLS 1.3)",
      probe_specs},
     {"evidence", cmd_evidence, "import / list the handshakes servers logged (IIS, SCHANNEL)",

@@ -13,15 +13,23 @@
 #include "hoststate.h"
 #include "inventory.h"
 #include "phase.h"
+#include "pollstatus.h"
 #include "store.h"
 #include "utc.h"
 
 const char *const export_view_names[EXPORT_VIEW_COUNT] = {
-    "hosts", "servers", "blockers", "phases", "summary", "history", "history-rules", "pull-failures",
+    "hosts",   "servers",       "blockers",      "phases", "summary",
+    "history", "history-rules", "pull-failures", "poll",
 };
 
 static const char *const hosts_columns[] = {
-    "name", "site", "roles", "os", "state", "blockers", "warnings", "last_report", "waived", NULL,
+    "name",   "site",        "roles",  "os",        "state",      "blockers",
+    "warnings", "last_report", "waived", "reachable", "last_error", NULL,
+    /* reachable and last_error came later: appended, never inserted (dashboards index columns) */
+};
+static const char *const poll_columns[] = {
+    "name",         "site",       "state",          "reachable", "last_attempt", "last_success",
+    "failures", "next_attempt", "error_kind", "last_error", "cert_not_after", NULL,
 };
 static const char *const servers_columns[] = {
     "name",       "site",     "roles",           "phase",       "gate",
@@ -60,15 +68,15 @@ static int time_cell(struct csv_writer *w, bool set, long long at)
 
 /* ---- hosts ---- */
 
-#define HOSTS_SQL(where)                                                                                        \
-    "SELECT h.name, h.site, h.roles, h.collector, h.os, " HOSTSTATE_SQL(                                        \
-        "r",                                                                                                    \
-        "?1") ","                                                                                               \
-              " r.host_id IS NOT NULL, r.collected_at, r.blockers, r.warnings, " GATE_WAIVER_ACTIVE_SQL(        \
-                  "w",                                                                                          \
-                  "?2") " FROM host h"                                                                          \
-                        " LEFT JOIN report r ON r.host_id = h.id LEFT JOIN waiver w ON w.host_id = h.id " where \
-                        " ORDER BY h.site, h.name"
+/* clang-format off */
+#define HOSTS_SQL(where)                                                                           \
+    "SELECT h.name, h.site, h.roles, h.collector, h.os, " HOSTSTATE_SQL("r", "?1") ","             \
+    " r.host_id IS NOT NULL, r.collected_at, r.blockers, r.warnings, "                             \
+    GATE_WAIVER_ACTIVE_SQL("w", "?2") ","                                                          \
+    " p.last_attempt_at IS NOT NULL, coalesce(p.failures, 0), p.last_error FROM host h"            \
+    " LEFT JOIN report r ON r.host_id = h.id LEFT JOIN waiver w ON w.host_id = h.id"               \
+    " LEFT JOIN poll p ON p.host_id = h.id " where " ORDER BY h.site, h.name"
+/* clang-format on */
 
 struct host_walk {
     export_host_fn fn;
@@ -90,6 +98,9 @@ static int host_row(sqlite3_stmt *st, void *arg)
         .blockers = sqlite3_column_int64(st, 8),
         .warnings = sqlite3_column_int64(st, 9),
         .waived = sqlite3_column_int(st, 10) != 0,
+        .pulled = sqlite3_column_int(st, 11) != 0,
+        .failures = sqlite3_column_int64(st, 12),
+        .last_error = (const char *)sqlite3_column_text(st, 13),
     };
     return hw->fn(&h, hw->arg);
 }
@@ -128,6 +139,12 @@ static int hosts_csv_row(const struct export_host *h, void *arg)
     }
     time_cell(w, h->reported, h->collected_at);
     csv_cell_bool(w, h->waived);
+    /* reachable: the last pull stored a report (empty: never pulled); pollstatus.h */
+    if (h->pulled)
+        csv_cell_bool(w, h->failures == 0);
+    else
+        csv_cell(w, NULL, 0);
+    csv_cell_str(w, h->last_error);
     return csv_end_row(w);
 }
 
@@ -251,6 +268,25 @@ static int pull_failures_csv_row(const struct history_pull_failure *f, void *arg
     return csv_end_row(w);
 }
 
+/* ---- poll: the daemon's side of every host (pollstatus.h) ---- */
+
+static int poll_csv_row(const struct pollstatus_host *h, void *arg)
+{
+    struct csv_writer *w = ((struct export_ctx *)arg)->w;
+    csv_cell_str(w, h->name);
+    csv_cell_str(w, h->site);
+    csv_cell_str(w, h->state);
+    csv_cell_str(w, pollstatus_reachable(h));
+    time_cell(w, h->last_attempt_at != 0, h->last_attempt_at);
+    time_cell(w, h->last_success_at != 0, h->last_success_at);
+    csv_cell_int(w, h->failures);
+    time_cell(w, h->next_at != 0, h->next_at);
+    csv_cell_str(w, h->last_error ? pollstatus_kind_id(h->kind) : NULL);
+    csv_cell_str(w, h->last_error);
+    time_cell(w, h->cert_not_after != 0, h->cert_not_after);
+    return csv_end_row(w);
+}
+
 int export_csv(struct store *s, enum export_view v, const char *site, const struct gate_time *t,
                struct csv_writer *w)
 {
@@ -259,7 +295,7 @@ int export_csv(struct store *s, enum export_view v, const char *site, const stru
         [EXPORT_BLOCKERS] = blockers_columns, [EXPORT_PHASES] = phases_columns,
         [EXPORT_SUMMARY] = summary_columns,   [EXPORT_HISTORY] = history_columns,
         [EXPORT_HISTORY_RULES] = history_rules_columns,
-        [EXPORT_PULL_FAILURES] = pull_failures_columns,
+        [EXPORT_PULL_FAILURES] = pull_failures_columns, [EXPORT_POLL] = poll_columns,
     };
     struct export_ctx x = {.w = w};
     int rc = csv_header(w, columns[v]);
@@ -275,6 +311,7 @@ int export_csv(struct store *s, enum export_view v, const char *site, const stru
     case EXPORT_HISTORY_RULES: return history_rules(s, site, history_rules_csv_row, &x);
     case EXPORT_PULL_FAILURES:
         return history_pull_failures(s, site, 0, pull_failures_csv_row, &x);
+    case EXPORT_POLL: return pollstatus_each(s, site, false, t->cutoff, poll_csv_row, &x);
     }
     return store_fail(s, -EINVAL, "export: no such view (%d)", (int)v);
 }

@@ -31,11 +31,12 @@ enum export_view {
     EXPORT_HISTORY,       /* history.h's points */
     EXPORT_HISTORY_RULES, /* history.h's hosts per failing rule */
     EXPORT_PULL_FAILURES, /* history.h's hosts whose last pull failed */
+    EXPORT_POLL,          /* pollstatus.h: the daemon's side of every host */
 };
-#define EXPORT_VIEW_COUNT 8
+#define EXPORT_VIEW_COUNT 9
 
 /* "hosts", "servers", "blockers", "phases", "summary", "history", "history-rules",
- * "pull-failures". */
+ * "pull-failures", "poll". */
 extern const char *const export_view_names[EXPORT_VIEW_COUNT];
 
 /* Writes view `v` (its header row, then every row) of every site (site NULL) or of one. */
@@ -52,6 +53,9 @@ struct export_host {
     long long collected_at;
     long long blockers, warnings;
     bool waived; /* an active waiver at t->now */
+    bool pulled; /* the daemon has tried it: the next two mean something */
+    long long failures;     /* failed pulls in a row (0: the last pull stored a report) */
+    const char *last_error; /* the last failure's text, kind first (pollstatus.h); NULL: none */
 };
 typedef int (*export_host_fn)(const struct export_host *h, void *arg);
 

@@ -237,10 +237,17 @@ enum { COL_DEPENDENT, COL_SERVER, COL_CHANNEL, EDGE_COLS };
 static const char *const host_cols[HOST_COLS] = {"name", "site", "roles", "collector", "os"};
 static const char *const edge_cols[EDGE_COLS] = {"dependent", "server", "channel"};
 
-/* Maps header names to column indexes; returns the number of known columns or -EINVAL. */
-static int map_header(struct importer *im, struct csvread *r, const char *const *names, int n,
-                      int *index)
+/*
+ * Maps header names to column indexes (ConfigMgr's "SiteCode" stands for "site"). Returns how
+ * many known columns the header has; names it does not know are appended to `ignored`
+ * (", "-separated), and a name that appears twice is reported in *dup (its field, else -1).
+ */
+static int map_header(struct csvread *r, const char *const *names, int n, int *index, int *dup,
+                      char *ignored, size_t ignored_size)
 {
+    int known = 0;
+    *dup = -1;
+    ignored[0] = '\0';
     for (int i = 0; i < n; i++)
         index[i] = -1;
     for (size_t f = 0; f < r->nfields; f++) {
@@ -250,17 +257,24 @@ static int map_header(struct importer *im, struct csvread *r, const char *const 
         size_t len = strlen(h);
         while (len && h[len - 1] == ' ')
             h[--len] = '\0';
+        r->fields[f] = h;
         int found = -1;
         for (int i = 0; i < n; i++)
-            if (!strcasecmp(h, names[i]))
+            if (!strcasecmp(h, names[i]) || (!strcasecmp(names[i], "site") &&
+                                             !strcasecmp(h, "sitecode")))
                 found = i;
-        if (found < 0)
-            return -EINVAL;
-        if (index[found] >= 0)
-            return imp_fail(im, h, "column appears twice in the header");
+        if (found < 0) {
+            size_t used = strlen(ignored);
+            snprintf(ignored + used, ignored_size - used, "%s%.60s", used ? ", " : "",
+                     *h ? h : "(empty)");
+            continue;
+        }
+        if (index[found] >= 0 && *dup < 0)
+            *dup = (int)f;
         index[found] = (int)f;
+        known++;
     }
-    return 0;
+    return known;
 }
 
 static int import_csv(struct importer *im, FILE *in)
@@ -271,6 +285,11 @@ static int import_csv(struct importer *im, FILE *in)
         snprintf(im->err, im->errsize, "%s: out of memory", im->path);
         return rc;
     }
+    if (csvread_detect(&r)) {
+        snprintf(im->err, im->errsize, "%s: cannot read ahead: %s", im->path, strerror(errno));
+        rc = -EIO;
+        goto out;
+    }
     rc = csvread_next(&r);
     snprintf(im->where, sizeof(im->where), "%ld", r.line);
     if (rc <= 0) {
@@ -278,16 +297,30 @@ static int import_csv(struct importer *im, FILE *in)
                                                                        "header row");
         goto out;
     }
-    int host_index[HOST_COLS], edge_index[EDGE_COLS];
+    int host_index[HOST_COLS], edge_index[EDGE_COLS], host_dup, edge_dup;
+    char host_ignored[512], edge_ignored[512];
+    int host_known = map_header(&r, host_cols, HOST_COLS, host_index, &host_dup, host_ignored,
+                                sizeof(host_ignored));
+    int edge_known = map_header(&r, edge_cols, EDGE_COLS, edge_index, &edge_dup, edge_ignored,
+                                sizeof(edge_ignored));
     bool edges = false;
-    if (map_header(im, &r, host_cols, HOST_COLS, host_index) == 0) {
+    const char *ignored = host_ignored;
+    if (host_known && host_known >= edge_known) {
+        if (host_dup >= 0) {
+            rc = imp_fail(im, r.fields[host_dup], "column appears twice in the header");
+            goto out;
+        }
         if (host_index[COL_NAME] < 0 || host_index[COL_SITE] < 0) {
             rc = imp_fail(im, host_index[COL_NAME] < 0 ? "name" : "site",
                           "missing column (a hosts file has the header "
                           "name,site,roles,collector,os; name and site are required)");
             goto out;
         }
-    } else if (map_header(im, &r, edge_cols, EDGE_COLS, edge_index) == 0) {
+    } else if (edge_known) {
+        if (edge_dup >= 0) {
+            rc = imp_fail(im, r.fields[edge_dup], "column appears twice in the header");
+            goto out;
+        }
         for (int i = 0; i < EDGE_COLS; i++)
             if (edge_index[i] < 0) {
                 rc = imp_fail(im, edge_cols[i], "missing column (an edges file has the header "
@@ -296,14 +329,17 @@ static int import_csv(struct importer *im, FILE *in)
             }
         edges = true;
         im->edges = true;
+        ignored = edge_ignored;
     } else {
-        if (im->err[0])
-            rc = -EINVAL;
-        else
-            rc = imp_fail(im, NULL, "unknown header: expected name,site,roles,collector,os "
-                                    "(hosts) or dependent,server,channel (explicit edges)");
+        rc = imp_fail(im, NULL, "unknown header: expected name,site,roles,collector,os "
+                                "(hosts) or dependent,server,channel (explicit edges)%s",
+                      r.delim != ',' ? " (read with ';' or tab as the delimiter)" : "");
         goto out;
     }
+    if (ignored[0])
+        snprintf(im->out->note, sizeof(im->out->note),
+                 "%s: columns ignored (tlsgate reads %s): %s", im->path,
+                 edges ? "dependent,server,channel" : "name,site,roles,collector,os", ignored);
     size_t ncols = r.nfields;
     while ((rc = csvread_next(&r)) == 1) {
         snprintf(im->where, sizeof(im->where), "%ld", r.line);
@@ -411,11 +447,242 @@ out:
     return rc;
 }
 
+/* ---- the diff: what an import or a removal changed (inv_diff_each) ---- */
+
+/* temp.import_diff holds the rows as they were before ('~', '-') or the id of a new one ('+').
+ * The triggers that record added and changed hosts exist only while `track` asks for them: an
+ * ordinary import of a million unchanged hosts pays nothing for a diff nobody prints. */
+static int diff_prepare(struct store *s, bool track)
+{
+    int rc = store_exec(s, "CREATE TEMP TABLE IF NOT EXISTS import_diff (id INTEGER PRIMARY KEY,"
+                           " kind TEXT NOT NULL, name TEXT, site TEXT, roles INTEGER,"
+                           " collector TEXT, os TEXT)");
+    if (rc || !track)
+        return rc;
+    return store_exec(s, "CREATE TEMP TRIGGER IF NOT EXISTS import_added_trigger "
+                         "AFTER INSERT ON main.host BEGIN "
+                         "INSERT OR IGNORE INTO import_diff (id, kind) VALUES (new.id, '+'); END;"
+                         "CREATE TEMP TRIGGER IF NOT EXISTS import_changed_trigger "
+                         "AFTER UPDATE ON main.host WHEN old.name COLLATE BINARY IS NOT new.name"
+                         " OR old.site COLLATE BINARY IS NOT new.site OR old.roles IS NOT"
+                         " new.roles OR old.collector IS NOT new.collector OR old.os IS NOT"
+                         " new.os BEGIN INSERT OR IGNORE INTO import_diff VALUES (old.id, '~',"
+                         " old.name, old.site, old.roles, old.collector, old.os); END");
+}
+
+/* Records the hosts selected by `where` (bound: ?1) as removed, then deletes them. */
+static int diff_remove(struct store *s, const char *sql, const char *param, long *removed)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, sql, &st);
+    if (rc)
+        return rc;
+    if (param)
+        sqlite3_bind_text(st, 1, param, -1, SQLITE_TRANSIENT);
+    if ((rc = store_run(s, st, "note removed hosts")))
+        return rc;
+    long n = (long)sqlite3_changes(store_db(s));
+    if ((rc = store_prepare(s,
+                            "DELETE FROM host WHERE id IN (SELECT id FROM temp.import_diff"
+                            " WHERE kind = '-')",
+                            &st)) ||
+        (rc = store_run(s, st, "remove hosts")))
+        return rc;
+    *removed += n;
+    return 0;
+}
+
+#define GENERATION_KEY "inventory_generation"
+
+int inv_generation(struct store *s, long long *generation)
+{
+    char *v = NULL;
+    int rc = store_meta_get(s, GENERATION_KEY, &v);
+    *generation = 0;
+    if (rc == -ENOENT)
+        return 0;
+    if (!rc)
+        *generation = strtoll(v, NULL, 10);
+    free(v);
+    return rc;
+}
+
+/* One more change: the daemon reloads its schedule when it sees the counter move. */
+static int generation_bump(struct store *s)
+{
+    long long g;
+    int rc = inv_generation(s, &g);
+    char v[32];
+    snprintf(v, sizeof(v), "%lld", g + 1);
+    return rc ? rc : store_meta_set(s, GENERATION_KEY, v);
+}
+
+int inv_remove(struct store *s, const char *const *names, size_t n, long *removed)
+{
+    assert(!sqlite3_get_autocommit(store_db(s)));
+    *removed = 0;
+    int rc = diff_prepare(s, false);
+    sqlite3_stmt *st = NULL;
+    if (!rc)
+        rc = store_prepare(s, "INSERT OR IGNORE INTO temp.import_diff SELECT id, '-', name, site,"
+                              " roles, collector, os FROM host WHERE name = ?1", &st);
+    for (size_t i = 0; !rc && i < n; i++) {
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, names[i], -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) != SQLITE_DONE) {
+            rc = store_sqlite_fail(s, "note removed hosts");
+            break;
+        }
+        if (sqlite3_changes(store_db(s)) == 0) {
+            /* Named twice is fine; a name that is not in the inventory is not. */
+            sqlite3_stmt *q;
+            if ((rc = store_prepare(s, "SELECT 1 FROM temp.import_diff d JOIN host h ON h.id = "
+                                       "d.id WHERE h.name = ?1", &q)))
+                break;
+            sqlite3_bind_text(q, 1, names[i], -1, SQLITE_TRANSIENT);
+            int step = sqlite3_step(q);
+            sqlite3_finalize(q);
+            if (step != SQLITE_ROW)
+                rc = store_fail(s, -ENOENT, "no such host: %s (see `tlsgate inventory list`); "
+                                            "nothing was removed", names[i]);
+        }
+    }
+    sqlite3_finalize(st);
+    if (!rc)
+        rc = store_prepare(s, "DELETE FROM host WHERE id IN (SELECT id FROM temp.import_diff"
+                              " WHERE kind = '-')", &st);
+    if (!rc)
+        rc = store_run(s, st, "remove hosts");
+    if (!rc)
+        *removed = (long)sqlite3_changes(store_db(s));
+    if (!rc && *removed)
+        rc = generation_bump(s);
+    return rc;
+}
+
+static void describe_row(char *buf, size_t size, const char *site, unsigned roles,
+                         const char *collector, const char *os)
+{
+    char r[256];
+    inv_roles_format(roles, r, sizeof(r));
+    snprintf(buf, size, "site %s, roles %s, collector %s%s%s", site, r, collector,
+             os && *os ? ", os " : "", os && *os ? os : "");
+}
+
+static void append(char *buf, size_t size, const char *field, const char *from, const char *to)
+{
+    size_t used = strlen(buf);
+    if (used < size)
+        snprintf(buf + used, size - used, "%s%s %s -> %s", used ? "; " : "", field,
+                 *from ? from : "(empty)", *to ? to : "(empty)");
+}
+
+static const char *col(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? (const char *)t : "";
+}
+
+struct diff_walk {
+    inv_change_fn fn;
+    void *arg;
+};
+
+static int diff_row(sqlite3_stmt *st, void *arg)
+{
+    struct diff_walk *w = arg;
+    /* kind, old name, site, roles, collector, os, new name, site, roles, collector, os */
+    const char *kind = col(st, 0);
+    char detail[1024] = "";
+    struct inv_change c = {.kind = kind[0], .detail = detail};
+    if (c.kind == '-' || c.kind == '+') {
+        int o = c.kind == '-' ? 1 : 6;
+        c.name = col(st, o);
+        c.site = col(st, o + 1);
+        describe_row(detail, sizeof(detail), c.site, (unsigned)sqlite3_column_int64(st, o + 2),
+                     col(st, o + 3), col(st, o + 4));
+    } else {
+        c.name = col(st, 6);
+        c.site = col(st, 7);
+        if (strcmp(col(st, 1), col(st, 6)))
+            append(detail, sizeof(detail), "name", col(st, 1), col(st, 6));
+        if (strcmp(col(st, 2), col(st, 7)))
+            append(detail, sizeof(detail), "site", col(st, 2), col(st, 7));
+        if (sqlite3_column_int64(st, 3) != sqlite3_column_int64(st, 8)) {
+            char a[256], b[256];
+            inv_roles_format((unsigned)sqlite3_column_int64(st, 3), a, sizeof(a));
+            inv_roles_format((unsigned)sqlite3_column_int64(st, 8), b, sizeof(b));
+            append(detail, sizeof(detail), "roles", a, b);
+        }
+        if (strcmp(col(st, 4), col(st, 9)))
+            append(detail, sizeof(detail), "collector", col(st, 4), col(st, 9));
+        if (strcmp(col(st, 5), col(st, 10)))
+            append(detail, sizeof(detail), "os", col(st, 5), col(st, 10));
+    }
+    return w->fn(&c, w->arg);
+}
+
+int inv_diff_each(struct store *s, inv_change_fn fn, void *arg)
+{
+    int rc = diff_prepare(s, false); /* a command that changed nothing has no table yet */
+    sqlite3_stmt *st;
+    if (rc || (rc = store_prepare(s,
+                                  "SELECT d.kind, d.name, d.site, d.roles, d.collector, d.os,"
+                                  " h.name, h.site, h.roles, h.collector, h.os"
+                                  " FROM temp.import_diff d LEFT JOIN main.host h ON h.id = d.id"
+                                  " ORDER BY CASE d.kind WHEN '+' THEN 0 WHEN '~' THEN 1 ELSE 2"
+                                  " END, coalesce(h.name, d.name) COLLATE NOCASE",
+                                  &st)))
+        return rc;
+    struct diff_walk w = {fn, arg};
+    return store_each(s, st, "read the diff", diff_row, &w);
+}
+
+/* --prune --site S: the hosts of S that the file did not list go. */
+static int imp_prune(struct importer *im)
+{
+    struct store *s = im->store;
+    const char *given = im->out->prune_site;
+    if (!inv_valid_site(given)) {
+        snprintf(im->err, im->errsize, "--site '%.40s' is not a site code (three letters or "
+                 "digits)", given);
+        return -EINVAL;
+    }
+    char site[4];
+    for (int i = 0; i < 4; i++)
+        site[i] = (char)(i < 3 ? toupper((unsigned char)given[i]) : '\0');
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, "SELECT count(*) FROM host WHERE site = ?1 AND name IN"
+                              " (SELECT name FROM temp.import_seen)", &st);
+    if (rc) {
+        snprintf(im->err, im->errsize, "%s", store_errmsg(s));
+        return rc;
+    }
+    sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
+    long long listed = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+    if (listed < 0)
+        return imp_sql_fail(im, "count the site's hosts");
+    if (listed == 0) {
+        snprintf(im->err, im->errsize, "%s: no host of site %s in the file: --prune --site %s "
+                 "would remove every host of the site (to do that, use `tlsgate inventory "
+                 "remove`)", im->path, site, site);
+        return -EINVAL;
+    }
+    rc = diff_remove(s, "INSERT OR IGNORE INTO temp.import_diff SELECT id, '-', name, site,"
+                        " roles, collector, os FROM host WHERE site = ?1 AND name NOT IN"
+                        " (SELECT name FROM temp.import_seen)", site, &im->out->removed);
+    if (rc)
+        snprintf(im->err, im->errsize, "%s", store_errmsg(s));
+    return rc;
+}
+
 static int imp_prepare(struct importer *im)
 {
     struct store *s = im->store;
     int rc;
-    if ((rc = store_exec(s, "CREATE TEMP TABLE IF NOT EXISTS import_seen "
+    if ((rc = diff_prepare(s, im->out->track)) ||
+        (rc = store_exec(s, "CREATE TEMP TABLE IF NOT EXISTS import_seen "
                             "(name TEXT PRIMARY KEY COLLATE NOCASE) WITHOUT ROWID")) ||
         (rc = store_exec(s, "CREATE TEMP TABLE IF NOT EXISTS import_roles_changed "
                             "(id INTEGER PRIMARY KEY)")) ||
@@ -534,6 +801,8 @@ int inv_import(struct store *s, FILE *in, struct inv_import *out)
     struct importer im = {.store = s, .out = out, .path = out->path, .err = out->err,
                           .errsize = sizeof(out->err), .now = out->now};
     out->err[0] = '\0';
+    out->note[0] = '\0';
+    out->removed = 0;
     long long before = count_hosts(s);
     out->hosts_before = out->hosts_after = before;
     bool json = looks_like_json(in);
@@ -550,8 +819,17 @@ int inv_import(struct store *s, FILE *in, struct inv_import *out)
         rc = -EIO;
     }
     imp_finalize(&im);
+    if (!rc && out->prune_site && im.edges) {
+        snprintf(im.err, im.errsize, "%s: --prune applies to a hosts file, not explicit edges",
+                 im.path);
+        rc = -EINVAL;
+    }
+    if (!rc && out->prune_site)
+        rc = imp_prune(&im);
     if (!rc)
         rc = imp_reevaluate(&im);
+    if (!rc && (rc = generation_bump(s)))
+        snprintf(im.err, im.errsize, "%s", store_errmsg(s));
     out->rows = im.rows;
     out->edges = im.edges;
     out->reevaluated = im.reevaluated;
@@ -565,4 +843,7 @@ void inv_import_end(struct store *s)
     store_exec(s, "DROP TABLE IF EXISTS temp.import_seen");
     store_exec(s, "DROP TRIGGER IF EXISTS temp.import_roles_trigger");
     store_exec(s, "DROP TABLE IF EXISTS temp.import_roles_changed");
+    store_exec(s, "DROP TRIGGER IF EXISTS temp.import_added_trigger");
+    store_exec(s, "DROP TRIGGER IF EXISTS temp.import_changed_trigger");
+    store_exec(s, "DROP TABLE IF EXISTS temp.import_diff");
 }

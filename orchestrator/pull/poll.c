@@ -48,6 +48,7 @@ static void close_everything(struct poll *p)
     uv_close((uv_handle_t *)&p->flush_timer, on_handle_closed);
     uv_close((uv_handle_t *)&p->grace_timer, on_handle_closed);
     uv_close((uv_handle_t *)&p->stats_timer, on_handle_closed);
+    uv_close((uv_handle_t *)&p->inv_timer, on_handle_closed);
 }
 
 void poll__check_finished(struct poll *p)
@@ -187,8 +188,8 @@ int poll_new(uv_loop_t *loop, struct store *store, const struct config *cfg,
         snprintf(err, errsize, "cannot create the transfer engine (libcurl)");
         return -ENOMEM;
     }
-    uv_timer_t *timers[] = {&p->curl_timer, &p->sched_timer, &p->flush_timer, &p->grace_timer,
-                            &p->stats_timer};
+    uv_timer_t *timers[] = {&p->curl_timer,  &p->sched_timer, &p->flush_timer,
+                            &p->grace_timer, &p->stats_timer, &p->inv_timer};
     _Static_assert(sizeof(timers) / sizeof(timers[0]) == POLL_TIMER_COUNT, "timer count");
     for (size_t i = 0; i < POLL_TIMER_COUNT; i++) {
         uv_timer_init(loop, timers[i]);
@@ -212,10 +213,21 @@ static void on_stats_timer(uv_timer_t *t)
     p->last_failed = p->stat_failed;
 }
 
+/* The inventory may have changed (an import, a removal): the worker compares the counter. */
+static void on_inv_timer(uv_timer_t *t)
+{
+    struct poll *p = t->data;
+    p->check_wanted = true;
+    poll__maybe_start_job(p);
+}
+
 int poll_start(struct poll *p)
 {
-    if (!p->opt.round)
+    if (!p->opt.round) {
         uv_timer_start(&p->stats_timer, on_stats_timer, POLL_STATS_EVERY_MS, POLL_STATS_EVERY_MS);
+        uv_timer_start(&p->inv_timer, on_inv_timer, POLL_INVENTORY_CHECK_MS,
+                       POLL_INVENTORY_CHECK_MS);
+    }
     poll__set_state(p, POLL_RUNNING);
     p->reload_wanted = true;
     poll__maybe_start_job(p);

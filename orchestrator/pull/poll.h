@@ -47,6 +47,9 @@ struct poll;
 /* How long one write attempt waits for another writer's lock before the batch is kept and
  * retried later (100 ms, doubling to 5 s). */
 #define POLL_BUSY_TIMEOUT_MS 1000
+/* How often the daemon looks at the inventory's change counter (inventory.h, inv_generation):
+ * an import or removal is picked up this soon, without a SIGHUP. */
+#define POLL_INVENTORY_CHECK_MS 2000
 /* Results waiting for the writer beyond this many bytes of bodies stop new transfers. */
 #define POLL_PENDING_BYTES_MAX (8u * 1024 * 1024)
 
@@ -93,7 +96,9 @@ int poll_new(uv_loop_t *loop, struct store *store, const struct config *cfg,
 int poll_start(struct poll *p);
 
 /* SIGHUP: takes a new config (copied) and re-reads the inventory: new hosts are scheduled,
- * removed ones dropped, the others keep their state. Transfers in flight finish. */
+ * removed ones dropped, the others keep their state. Transfers in flight finish. The daemon also
+ * re-reads the inventory on its own when an import or removal moved the change counter
+ * (checked every POLL_INVENTORY_CHECK_MS). */
 int poll_reload(struct poll *p, const struct config *cfg);
 
 /* Stops starting transfers; in-flight ones get `grace_ms` to finish, then are abandoned; the

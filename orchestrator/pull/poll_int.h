@@ -68,7 +68,7 @@ enum poll_state {
 #define POLL_RETRY_MAX_MS 5000
 /* The poller's timers: curl, sched, flush (which also times a busy batch's retry), grace and
  * stats; each is closed once in close_everything (poll.c). */
-#define POLL_TIMER_COUNT 5
+#define POLL_TIMER_COUNT 6
 /* After a write, the orphan-risk watch runs at most this often (and after the first write). */
 #define POLL_ORPHANS_EVERY_S 10
 
@@ -92,7 +92,8 @@ struct result {
     size_t len;
     char error[STORE_ERROR_SIZE]; /* the transfer's failure; then the writer's verdict */
     bool ok;
-    int failures; /* in a row, this one included */
+    long long cert_not_after; /* the collector's certificate; 0 when not seen this time */
+    int failures;             /* in a row, this one included */
     long long next_at;
 };
 
@@ -114,7 +115,8 @@ struct xfer {
     char *buf;
     size_t len, cap;
     bool over_cap;
-    struct tlsctx *tls; /* a reference, held while the transfer may still connect */
+    long long cert_not_after; /* of the collector's certificate (CURLINFO_CERTINFO); 0 unknown */
+    struct tlsctx *tls;       /* a reference, held while the transfer may still connect */
     char errbuf[CURL_ERROR_SIZE];
 };
 
@@ -145,6 +147,7 @@ struct poll {
     uv_timer_t flush_timer; /* batch delay, retry after a busy store */
     uv_timer_t grace_timer; /* shutdown bound */
     uv_timer_t stats_timer; /* the daemon's periodic summary line */
+    uv_timer_t inv_timer;   /* the daemon's look at the inventory's change counter */
     size_t last_ok, last_failed;
     int open_handles; /* our timers not yet closed */
     int open_socks;   /* sock contexts not yet closed */
@@ -171,6 +174,12 @@ struct poll {
     int job_rc;
     char job_err[STORE_ERROR_SIZE];
     bool reload_wanted;
+    /* The inventory's change counter (inv_generation): every POLL_INVENTORY_CHECK_MS the daemon
+     * runs a JOB_LOAD that first compares it with the one loaded and stops there when equal. */
+    bool check_wanted;
+    bool load_if_changed; /* this JOB_LOAD is such a check */
+    bool load_skipped;    /* ... and found nothing changed */
+    long long inv_generation, job_generation;
     struct host_row *rows; /* JOB_LOAD output */
     size_t nrows;
     struct ingest ingest; /* valid while `catalog` is set */

@@ -11,8 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "poll_int.h"
+#include "pollstatus.h"
 #include "report.h"
 #include "tlsctx.h"
 #include "utc.h"
@@ -199,6 +201,7 @@ static void xfer_finish(struct poll *p, struct xfer *x, const char *error)
     r->name = x->name;
     x->name = NULL;
     r->attempted_at = x->attempted_at;
+    r->cert_not_after = x->cert_not_after;
     if (error) {
         snprintf(r->error, sizeof(r->error), "%s", error);
         poll__scrub(r->error);
@@ -211,6 +214,42 @@ static void xfer_finish(struct poll *p, struct xfer *x, const char *error)
     xfer_free(x);
 }
 
+/* The kind of a failed transfer (pollstatus.h), from libcurl's code and its message. */
+static enum pollstatus_kind failure_kind(struct xfer *x, CURLcode code)
+{
+    const char *e = x->errbuf;
+    switch (code) {
+    case CURLE_COULDNT_RESOLVE_HOST: return PK_DNS;
+    case CURLE_COULDNT_CONNECT: {
+        long os_errno = 0; /* libcurl's message says "Couldn't connect to server" either way */
+        curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &os_errno);
+        return os_errno == ECONNREFUSED || strstr(e, "refused") ? PK_REFUSED : PK_UNREACHABLE;
+    }
+    case CURLE_OPERATION_TIMEDOUT: {
+        curl_off_t connected = 0;
+        curl_easy_getinfo(x->easy, CURLINFO_CONNECT_TIME_T, &connected);
+        return connected ? PK_TIMEOUT : PK_UNREACHABLE;
+    }
+    case CURLE_PEER_FAILED_VERIFICATION:
+        if (strstr(e, "subject name") || strstr(e, "does not match"))
+            return PK_TLS_WRONG_HOST;
+        if (strstr(e, "expired") || strstr(e, "not yet valid"))
+            return PK_TLS_EXPIRED;
+        return PK_TLS_UNTRUSTED;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CLIENTCERT:
+        /* the collector's alert about our own certificate lands here */
+        return strstr(e, "expired") ? PK_TLS_EXPIRED : PK_TLS;
+    default: return PK_OTHER;
+    }
+}
+
+/* "KIND LABEL: URL via ADDRESS: libcurl's message" — the label first, so pollstatus reads the
+ * kind back and a person reads it first. */
 static void describe_failure(struct xfer *x, CURLcode code, char *out, size_t size)
 {
     const char *url = NULL;
@@ -219,8 +258,32 @@ static void describe_failure(struct xfer *x, CURLcode code, char *out, size_t si
         snprintf(out, size, "report over %d bytes (transfer aborted)", REPORT_MAX_BYTES);
         return;
     }
+    enum pollstatus_kind kind = failure_kind(x, code);
     const char *why = x->errbuf[0] ? x->errbuf : curl_easy_strerror(code);
-    snprintf(out, size, "%s via %s: %s", url ? url : "?", x->collector, why);
+    if (kind == PK_OTHER)
+        snprintf(out, size, "%s via %s: %s", url ? url : "?", x->collector, why);
+    else
+        snprintf(out, size, "%s: %s via %s: %s", pollstatus_kind_label(kind), url ? url : "?",
+                 x->collector, why);
+}
+
+/* notAfter of the collector's own certificate (the chain's first) from libcurl's certinfo
+ * ("Expire date:Mar  7 12:00:00 2029 GMT" with OpenSSL); 0 when this transfer did no handshake
+ * (a reused connection) or the text is not understood. */
+static long long peer_not_after(CURL *easy)
+{
+    struct curl_certinfo *ci = NULL;
+    if (curl_easy_getinfo(easy, CURLINFO_CERTINFO, &ci) != CURLE_OK || !ci || ci->num_of_certs < 1)
+        return 0;
+    static const char key[] = "Expire date:";
+    for (struct curl_slist *l = ci->certinfo[0]; l; l = l->next) {
+        if (strncmp(l->data, key, sizeof(key) - 1))
+            continue;
+        struct tm tm = {0};
+        const char *end = strptime(l->data + sizeof(key) - 1, "%b %d %H:%M:%S %Y GMT", &tm);
+        return end ? (long long)timegm(&tm) : 0;
+    }
+    return 0;
 }
 
 static void drain_messages(struct poll *p)
@@ -254,6 +317,7 @@ static void drain_messages(struct poll *p)
         xfer_unlink(p, x);
         /* The outcome is logged once it is stored (after_flush); this is the raw event. */
         poll_log(LOG_DEBUG, x->name, "%s", error ? error : "fetched");
+        x->cert_not_after = peer_not_after(easy);
         xfer_finish(p, x, error);
     }
     if (p->filling.count)
@@ -301,6 +365,7 @@ int poll__xfer_start(struct poll *p, struct host *h, char *err, size_t errsize)
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
+    curl_easy_setopt(e, CURLOPT_CERTINFO, 1L); /* the collector certificate's expiry */
     curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)x);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "tlsgate/" TLSGATE_VERSION);
     CURLMcode mc = curl_multi_add_handle(p->multi, e);

@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "ingest.h"
+#include "invimport.h"
 #include "poll_int.h"
 #include "report.h"
 #include "rules.h"
@@ -97,7 +98,16 @@ static int load_row(sqlite3_stmt *st, void *arg)
 
 int poll__load_rows(struct poll *p)
 {
-    int rc = load_catalog(p, p->job_err, sizeof(p->job_err));
+    int rc = inv_generation(p->store, &p->job_generation);
+    if (rc) {
+        snprintf(p->job_err, sizeof(p->job_err), "%s", store_errmsg(p->store));
+        return rc;
+    }
+    if (p->load_if_changed && p->job_generation == p->inv_generation) {
+        p->load_skipped = true; /* the usual answer: nothing to do */
+        return 0;
+    }
+    rc = load_catalog(p, p->job_err, sizeof(p->job_err));
     if (rc)
         return rc;
     sqlite3_stmt *st;
@@ -211,6 +221,10 @@ static int write_result(struct poll *p, struct result *r, sqlite3_stmt *host_q,
     }
     sqlite3_bind_int(upsert, 5, failures);
     sqlite3_bind_int64(upsert, 6, r->next_at);
+    if (r->cert_not_after)
+        sqlite3_bind_int64(upsert, 7, r->cert_not_after);
+    else
+        sqlite3_bind_null(upsert, 7);
     step = sqlite3_step(upsert);
     sqlite3_reset(upsert);
     if (step != SQLITE_DONE)
@@ -251,11 +265,13 @@ static int job_flush(struct poll *p)
         (rc = store_prepare(p->store, "SELECT failures FROM poll WHERE host_id = ?", &fail_q)) ||
         (rc = store_prepare(p->store,
                             "INSERT INTO poll (host_id, last_attempt_at, last_success_at, "
-                            "last_error, failures, next_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
+                            "last_error, failures, next_at, cert_not_after) "
+                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
                             "ON CONFLICT (host_id) DO UPDATE SET "
                             "last_attempt_at = ?2, "
                             "last_success_at = coalesce(?3, last_success_at), "
-                            "last_error = ?4, failures = ?5, next_at = ?6",
+                            "last_error = ?4, failures = ?5, next_at = ?6, "
+                            "cert_not_after = coalesce(?7, cert_not_after)",
                             &upsert)))
         goto out;
     for (size_t i = 0; i < b->count; i++) {
@@ -343,7 +359,13 @@ static void after_work(uv_work_t *w, int status)
     enum job_kind kind = p->job;
     p->job = JOB_NONE;
     int rc = status ? status : p->job_rc;
-    if (kind == JOB_LOAD) {
+    bool check = p->load_if_changed;
+    p->load_if_changed = false;
+    if (kind == JOB_LOAD && !rc && p->load_skipped) {
+        p->load_skipped = false;
+    } else if (kind == JOB_LOAD) {
+        if (!rc && check)
+            poll_log(LOG_INFO, NULL, "inventory changed (an import or removal): reloading");
         if (rc || poll__apply_rows(p)) {
             if (!rc)
                 snprintf(p->job_err, sizeof(p->job_err), "out of memory");
@@ -358,6 +380,7 @@ static void after_work(uv_work_t *w, int status)
             }
         } else {
             p->loaded = true;
+            p->inv_generation = p->job_generation;
             poll_log(LOG_INFO, NULL, "inventory: %zu hosts scheduled", p->nhosts);
         }
     } else if (kind == JOB_ORPHANS) {
@@ -455,6 +478,12 @@ void poll__maybe_start_job(struct poll *p)
     if (p->orphans_wanted && p->state < POLL_STOPPING) {
         p->orphans_wanted = false;
         start_job(p, JOB_ORPHANS);
+        return;
+    }
+    if (p->check_wanted && p->loaded && p->state == POLL_RUNNING) {
+        p->check_wanted = false;
+        p->load_if_changed = true;
+        start_job(p, JOB_LOAD);
     }
 }
 

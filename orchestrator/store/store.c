@@ -11,17 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "embedded.h"
-
-/* 'TLSG': marks the file as ours, so `tlsgate --db some-other.sqlite` is refused, not migrated. */
-#define STORE_APPLICATION_ID 0x544c5347
-
-struct store {
-    sqlite3 *db;
-    char *path;
-    char msg[STORE_ERROR_SIZE];
-};
+#include "store_int.h"
 
 int store_fail(struct store *s, int code, const char *fmt, ...)
 {
@@ -135,11 +128,23 @@ static int object_count(struct store *s, int *n)
 }
 
 /*
- * Brings the schema from its current version to the latest, all in one IMMEDIATE
- * transaction, re-reading the version inside it so two processes migrating at once cannot
- * both apply the same step.
+ * What opening does with the schema it finds:
+ *   OPEN_CURRENT  refuses an older one (-ESTALE: "run `tlsgate db migrate`") and a missing one;
+ *   OPEN_CREATE   `tlsgate init`: creates the schema in a new file, and brings an older one up
+ *                 after a backup (the same as `db migrate`);
+ *   OPEN_ANY      opens what is there (older or current), for `db migrate` to look at first.
  */
-static int migrate(struct store *s, bool create)
+enum open_mode { OPEN_CURRENT, OPEN_CREATE, OPEN_ANY };
+
+/*
+ * Checks the schema and, when asked (`upgrade`), brings it from its current version to the
+ * latest, all in one IMMEDIATE transaction, re-reading the version inside it so two processes
+ * migrating at once cannot both apply the same step. An existing older schema is first copied
+ * whole to its backup file (store_backup_name) inside that same transaction, so the copy is
+ * exactly what the migration started from. *from gets the version found (may be NULL).
+ */
+static int migrate(struct store *s, enum open_mode mode, bool upgrade, int *from, char *backup,
+                   size_t backup_size)
 {
     int latest = store_schema_latest();
     int rc = store_begin(s, true);
@@ -150,6 +155,8 @@ static int migrate(struct store *s, bool create)
     if ((rc = pragma_int(s, "PRAGMA user_version", &version)) ||
         (rc = pragma_int(s, "PRAGMA application_id", &app_id)) || (rc = object_count(s, &objects)))
         goto fail;
+    if (from)
+        *from = version;
 
     if (app_id != STORE_APPLICATION_ID && (app_id != 0 || objects > 0)) {
         rc = store_fail(s, -EINVAL, "%s is not a tlsgate database", s->path);
@@ -162,9 +169,20 @@ static int migrate(struct store *s, bool create)
                         s->path, version, latest);
         goto fail;
     }
-    if (version == 0 && !create) {
+    if (version == 0 && mode != OPEN_CREATE) {
         rc = store_fail(s, -ENOENT, "%s holds no tlsgate database: run `tlsgate init` first",
                         s->path);
+        goto fail;
+    }
+    if (version < latest && !upgrade) {
+        if (mode == OPEN_ANY) {
+            store_rollback(s);
+            return 0;
+        }
+        rc = store_fail(s, -ESTALE,
+                        "%s has schema version %d, this tlsgate needs %d: run `tlsgate db "
+                        "migrate` (it backs the file up first); nothing was changed",
+                        s->path, version, latest);
         goto fail;
     }
     if (version == latest) {
@@ -172,6 +190,13 @@ static int migrate(struct store *s, bool create)
         return 0;
     }
 
+    if (version > 0 && backup) {
+        if ((rc = store_backup_name(s, version, backup, backup_size)) ||
+            (rc = store__backup_locked(s, backup))) {
+            backup[0] = '\0'; /* not ours to remove */
+            goto fail;
+        }
+    }
     for (int i = version; i < latest; i++) {
         char *errmsg = NULL;
         if (sqlite3_exec(s->db, schema_migrations[i].data, NULL, NULL, &errmsg) != SQLITE_OK) {
@@ -190,11 +215,29 @@ static int migrate(struct store *s, bool create)
 
 fail:
     store_rollback(s);
+    if (backup && backup[0]) {
+        unlink(backup); /* the migration did not happen: its backup would only mislead */
+        backup[0] = '\0';
+    }
     return rc;
 }
 
-int store_open(const char *path, bool create, struct store **out, char *err, size_t errsize)
+int store_migrate(struct store *s, int *from, char *backup, size_t backup_size)
 {
+    if (backup && backup_size)
+        backup[0] = '\0';
+    return migrate(s, OPEN_ANY, true, from, backup, backup_size);
+}
+
+int store_schema_version(struct store *s, int *version)
+{
+    return pragma_int(s, "PRAGMA user_version", version);
+}
+
+static int open_mode(const char *path, enum open_mode mode, struct store **out, char *err,
+                     size_t errsize)
+{
+    bool create = mode == OPEN_CREATE;
     *out = NULL;
     struct store *s = calloc(1, sizeof(*s));
     if (!s || !(s->path = strdup(path))) {
@@ -237,7 +280,9 @@ int store_open(const char *path, bool create, struct store **out, char *err, siz
     }
     if ((rc = store_exec(s, "PRAGMA foreign_keys=ON; PRAGMA synchronous=NORMAL")))
         goto fail;
-    if ((rc = migrate(s, create)))
+    /* init migrates an older schema too, after the same backup as `db migrate`. */
+    char backup[STORE_PATH_MAX] = "";
+    if ((rc = migrate(s, mode, create, NULL, backup, sizeof(backup))))
         goto fail;
 
     *out = s;
@@ -247,6 +292,16 @@ fail:
     snprintf(err, errsize, "%s", s->msg);
     store_close(s);
     return rc;
+}
+
+int store_open(const char *path, bool create, struct store **out, char *err, size_t errsize)
+{
+    return open_mode(path, create ? OPEN_CREATE : OPEN_CURRENT, out, err, errsize);
+}
+
+int store_open_any(const char *path, struct store **out, char *err, size_t errsize)
+{
+    return open_mode(path, OPEN_ANY, out, err, errsize);
 }
 
 void store_close(struct store *s)

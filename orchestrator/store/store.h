@@ -3,10 +3,12 @@
  * and the audit log (schema/NNN_*.sql). One `struct store` per process, owned by whoever opened
  * it (the CLI for a command, the daemon for its lifetime).
  *
- * Opening sets WAL, foreign_keys=ON and a busy timeout, and brings the schema to the version
- * this binary knows: migrations run in order inside one transaction together with the
- * `PRAGMA user_version` bump, so a half-applied migration cannot exist. A database written by
- * a newer tlsgate is refused (-EPROTO).
+ * Opening sets WAL, foreign_keys=ON and a busy timeout and checks the schema version. Migrations
+ * are explicit: only `tlsgate init` (create) and `tlsgate db migrate` (store_migrate) run them,
+ * after an online backup of the file (backup.c); every other opener refuses an older schema
+ * (-ESTALE, message saying to run `tlsgate db migrate`). Migrations run in order inside one
+ * transaction together with the `PRAGMA user_version` bump, so a half-applied migration cannot
+ * exist. A database written by a newer tlsgate is refused (-EPROTO).
  *
  * Functions return 0 or a negative errno-style code and leave a message on the store
  * (store_errmsg), in the manner of sqlite3_errmsg.
@@ -38,10 +40,16 @@ struct store;
 /* Busy timeout: how long a writer waits for another (daemon vs CLI) before giving up. */
 #define STORE_BUSY_TIMEOUT_MS 30000
 
+/* Longest database or backup path handled (a backup name is the database's plus a suffix). */
+#define STORE_PATH_MAX 4096
+
 /*
- * Opens `path`. With `create`, a missing file is created and migrated (`tlsgate init`);
- * without, the file must exist and hold a tlsgate database. Returns 0 and *out, or:
+ * Opens `path`. With `create` (`tlsgate init`), a missing file is created with the whole schema
+ * and an older schema is migrated after a backup (as store_migrate); without, the file must
+ * exist and hold a tlsgate database at this binary's schema version. Returns 0 and *out, or:
  *   -ENOENT  no such database (message says to run `tlsgate init`)
+ *   -ESTALE  an older schema and not `create`: refused untouched, message says to run
+ *            `tlsgate db migrate`
  *   -EPROTO  written by a newer tlsgate; refused untouched
  *   -EINVAL  not a tlsgate database
  *   -EIO     any other SQLite or system failure
@@ -50,6 +58,35 @@ struct store;
 int store_open(const char *path, bool create, struct store **out, char *err, size_t errsize);
 
 void store_close(struct store *s);
+
+/* Opens an existing tlsgate database at this or an older schema version, without migrating
+ * (for `tlsgate db migrate` / `db backup`). Same codes as store_open but never -ESTALE. */
+int store_open_any(const char *path, struct store **out, char *err, size_t errsize);
+
+/* The schema version the file holds (PRAGMA user_version). */
+int store_schema_version(struct store *s, int *version);
+
+/*
+ * Brings an older schema to the latest: copies the file first to its backup (store_backup_name,
+ * owner-only) and migrates, both under one write lock, so the backup is exactly the database
+ * the migration started from. *from gets the version found; `backup` (when not NULL) the
+ * backup's path, or "" when nothing had to change. A failed migration leaves the file as it was
+ * and removes its backup. Returns 0 or -ENOENT / -EPROTO / -EINVAL / -EEXIST / -EIO.
+ */
+int store_migrate(struct store *s, int *from, char *backup, size_t backup_size);
+
+/* "DB.bak-VERSION-YYYYMMDDTHHMMSSZ" next to the database (utc_now()). 0, or -ENAMETOOLONG. */
+int store_backup_name(struct store *s, int version, char *out, size_t size);
+
+/*
+ * `tlsgate db backup FILE`: a consistent copy of the open database while other processes (the
+ * daemon) keep writing, with SQLite's online backup API in steps of STORE_BACKUP_STEP_PAGES,
+ * the lock released between steps. Written owner-only to a temporary name in FILE's folder,
+ * synced, then renamed to FILE. An existing FILE is refused (-EEXIST) unless `force`. Returns 0
+ * or a negative code (message on the store naming FILE).
+ */
+#define STORE_BACKUP_STEP_PAGES 256
+int store_backup(struct store *s, const char *dest, bool force);
 
 sqlite3 *store_db(struct store *s);
 const char *store_path(const struct store *s);

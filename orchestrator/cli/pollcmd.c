@@ -1,0 +1,169 @@
+/*
+ * pollcmd.c — `tlsgate poll status [--site S] [--failing] [--json]`: the daemon's side of every
+ * host (pollstatus.h): last attempt, last success, failures in a row, next attempt, last error,
+ * and a summary of the failing hosts grouped by kind of error. Streams: memory stays flat at any
+ * fleet size.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "cli.h"
+#include "pollstatus.h"
+#include "store.h"
+
+static void poll_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: tlsgate [--db FILE] [--config FILE] poll status [--site S] [--failing] "
+            "[--json]\n\n"
+            "Why hosts are unknown or stale, from the daemon's side: per host its state, last\n"
+            "attempt, last success, failures in a row, next attempt and last error, then a\n"
+            "summary of the failing hosts by kind (\"412 hosts: connection refused; 37:\n"
+            "certificate expired\").\n\n"
+            "  --site S    only the hosts of site S\n"
+            "  --failing   only hosts whose last pull failed (the summary still counts all)\n"
+            "  --json      one JSON object: {\"hosts\": [...], \"summary\": {...}}\n");
+}
+
+struct status_walk {
+    struct cli *cli;
+    bool failing;
+    long printed;
+    struct pollstatus_summary sum;
+};
+
+static const char *when(long long t, char *buf, size_t size, const char *none)
+{
+    return t ? utc_iso8601(t, buf, size) : none;
+}
+
+static void json_time(const char *key, long long t)
+{
+    char b[UTC_ISO8601_SIZE + 8];
+    printf(",\"%s\":", key);
+    if (t)
+        jsonout_string(stdout, utc_iso8601(t, b, sizeof(b)));
+    else
+        printf("null");
+}
+
+static int status_row(const struct pollstatus_host *h, void *arg)
+{
+    struct status_walk *w = arg;
+    pollstatus_count(&w->sum, h);
+    if (w->failing && !(h->last_attempt_at && h->failures > 0))
+        return 0;
+    char a[32], b[32], c[32];
+    if (w->cli->json) {
+        printf("%s{\"name\":", w->printed ? "," : "");
+        jsonout_string(stdout, h->name);
+        printf(",\"site\":");
+        jsonout_string(stdout, h->site);
+        printf(",\"state\":\"%s\"", h->state);
+        const char *r = pollstatus_reachable(h);
+        printf(",\"reachable\":%s", *r ? r : "null");
+        json_time("last_report", h->report_at);
+        json_time("last_attempt", h->last_attempt_at);
+        json_time("last_success", h->last_success_at);
+        printf(",\"failures\":%d", h->failures);
+        json_time("next_attempt", h->next_at);
+        json_time("cert_not_after", h->cert_not_after);
+        printf(",\"error_kind\":");
+        if (h->last_error)
+            jsonout_string(stdout, pollstatus_kind_id(h->kind));
+        else
+            printf("null");
+        printf(",\"last_error\":");
+        if (h->last_error)
+            jsonout_string(stdout, h->last_error);
+        else
+            printf("null");
+        printf("}");
+    } else {
+        if (!w->printed)
+            printf("%-40s %-4s %-9s %-20s %-20s %8s %-20s %s\n", "NAME", "SITE", "STATE",
+                   "LAST SUCCESS", "LAST ATTEMPT", "FAILURES", "NEXT ATTEMPT", "LAST ERROR");
+        printf("%-40s %-4s %-9s %-20s %-20s %8d %-20s %s\n", h->name, h->site, h->state,
+               when(h->last_success_at, a, sizeof(a), "never"),
+               when(h->last_attempt_at, b, sizeof(b), "never"), h->failures,
+               when(h->next_at, c, sizeof(c), "-"), h->last_error ? h->last_error : "");
+    }
+    w->printed++;
+    return 0;
+}
+
+static int poll_status(struct cli *cli, const char *site, bool failing)
+{
+    int code;
+    struct store *s = cli_store(cli, false, &code);
+    if (!s)
+        return code;
+    struct status_walk w = {.cli = cli, .failing = failing};
+    if (cli->json)
+        printf("{\"hosts\":[");
+    int rc = store_begin(s, false); /* one consistent state while the daemon writes */
+    if (!rc)
+        rc = pollstatus_each(s, site, false, utc_now() - cli->config.stale_after, status_row, &w);
+    store_rollback(s);
+    if (rc) {
+        if (cli->json)
+            printf("]}\n");
+        cli_error("poll status: %s", store_errmsg(s));
+        return rc == -ENOENT ? EXIT_BADINPUT : EXIT_SYSTEM;
+    }
+    char text[2048];
+    pollstatus_summary_text(&w.sum, text, sizeof(text));
+    if (cli->json) {
+        printf("],\"summary\":{\"hosts\":%ld,\"ok\":%ld,\"failing\":%ld,\"never_attempted\":%ld,"
+               "\"by_error\":[",
+               w.sum.hosts, w.sum.ok, w.sum.failing, w.sum.never);
+        enum pollstatus_kind k[PK_COUNT];
+        size_t n = pollstatus_summary_kinds(&w.sum, k);
+        for (size_t i = 0; i < n; i++)
+            printf("%s{\"kind\":\"%s\",\"label\":\"%s\",\"hosts\":%ld}", i ? "," : "",
+                   pollstatus_kind_id(k[i]), pollstatus_kind_label(k[i]), w.sum.by_kind[k[i]]);
+        printf("]}}\n");
+    } else {
+        if (w.printed)
+            printf("\n");
+        printf("%ld hosts: %ld pulled ok, %ld failing, %ld never attempted\n", w.sum.hosts,
+               w.sum.ok, w.sum.failing, w.sum.never);
+        if (text[0])
+            printf("failing: %s\n", text);
+    }
+    return EXIT_OK;
+}
+
+int cmd_poll(struct cli *cli, int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            poll_usage(stdout);
+            return EXIT_OK;
+        }
+    if (argc < 2 || strcmp(argv[1], "status")) {
+        if (argc >= 2)
+            cli_error("poll: unknown subcommand '%s' (status)", argv[1]);
+        poll_usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *site = NULL;
+    bool failing = false;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--failing")) {
+            failing = true;
+        } else if (!strcmp(argv[i], "--site")) {
+            if (i + 1 >= argc || !*argv[i + 1]) {
+                cli_error("poll status: --site needs a site code");
+                return EXIT_USAGE;
+            }
+            site = argv[++i];
+        } else if (!strncmp(argv[i], "--site=", 7) && argv[i][7]) {
+            site = argv[i] + 7;
+        } else {
+            cli_error("poll status: unexpected argument '%s' (see `tlsgate poll --help`)", argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    return poll_status(cli, site, failing);
+}
