@@ -86,6 +86,7 @@ struct server {
     size_t start_errsize;
     void (*log)(void *arg, int level, const char *line); /* afterwards here, if set */
     void *log_arg;
+    bool closed_in_run; /* a connection ended during the last MHD_run (POSIX glue) */
 };
 
 static void set_err(char *err, size_t errsize, const char *fmt, ...) PLATFORM_PRINTF(3, 4);
@@ -145,9 +146,16 @@ static void run_mhd(struct server *s)
 {
     if (!s->mhd)
         return;
+    s->closed_in_run = false;
     MHD_run(s->mhd);
     MHD_UNSIGNED_LONG_LONG ms;
-    if (MHD_get_timeout(s->mhd, &ms) == MHD_YES) {
+    if (s->closed_in_run) {
+        /* MHD puts its listen socket back into its epoll set at the start of a run, and frees
+         * closed connections at the end: after a run that left the connection cap, the listen
+         * socket stays out until the next run, and with no connection left nothing would
+         * schedule one (the wedge of issue 19). So run again at once. */
+        uv_timer_start(&s->timer, on_timer, 0, 0);
+    } else if (MHD_get_timeout(s->mhd, &ms) == MHD_YES) {
         /* MHD's timeout can be far away (an idle connection's 10 s); an hour is plenty. */
         uint64_t t = ms > 3600 * 1000ULL ? 3600 * 1000ULL : (uint64_t)ms;
         uv_timer_start(&s->timer, on_timer, t, 0);
@@ -323,6 +331,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
     uv_mutex_unlock(&s->lock);
     return ret;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    struct server *s = cls;
+    (void)c;
+    (void)socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_CLOSED)
+        s->closed_in_run = true;
 }
 
 /* ---- lifecycle ---- */
@@ -565,6 +583,7 @@ int server_start(uv_loop_t *loop, const struct server_options *o, struct server 
         SERVER_MHD_FLAGS | MHD_USE_TLS | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, s,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, /* first, or MHD logs the others itself */
         MHD_OPTION_LISTEN_SOCKET, fd,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_HTTPS_MEM_CERT, s->cert_pem,
         MHD_OPTION_HTTPS_MEM_KEY, s->key_pem,
         MHD_OPTION_HTTPS_MEM_TRUST, s->ca_pem,
