@@ -98,6 +98,7 @@ class Orchestrator:
         ctx.load_cert_chain(os.path.join(certs, "orchestrator.pem"),
                             os.path.join(certs, "orchestrator.key"))
         self.ctx = ctx
+        self.failures = {}
 
     def pull(self):
         """One GET /v1/readiness within PULL_TIMEOUT seconds; True on a 200 with the report."""
@@ -105,7 +106,9 @@ class Orchestrator:
         try:
             raw = socket.create_connection(("127.0.0.1", self.port), timeout=PULL_TIMEOUT,
                                            source_address=("127.0.0.1", 0))
-        except OSError:
+        except OSError as e:
+            why = "connect:" + type(e).__name__
+            self.failures[why] = self.failures.get(why, 0) + 1
             return False
         try:
             raw.settimeout(max(0.01, deadline - time.monotonic()))
@@ -116,14 +119,21 @@ class Orchestrator:
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    self.failures["timeout"] = self.failures.get("timeout", 0) + 1
                     return False
                 s.settimeout(left)
                 chunk = s.recv(65536)
                 if not chunk:
                     break
                 data += chunk
-            return data.startswith(b"HTTP/1.1 200") and b'"host":"' + HOST.encode() in data
-        except (OSError, ssl.SSLError):
+            if data.startswith(b"HTTP/1.1 200") and b'"host":"' + HOST.encode() in data:
+                return True
+            why = "answer:" + (data[:12].decode("latin-1") or "none")
+            self.failures[why] = self.failures.get(why, 0) + 1
+            return False
+        except (OSError, ssl.SSLError) as e:
+            why = type(e).__name__
+            self.failures[why] = self.failures.get(why, 0) + 1
             return False
         finally:
             raw.close()
@@ -279,10 +289,11 @@ def run_attack(kind, args, certs):
         stop_collector(proc)
     share = ok / pulls if pulls else 0.0
     print("attack=%s seconds=%g pulls=%d ok=%d share=%.1f%% first_ok_after_stop=%s "
-          "attack_connections=%d%s" % (
+          "attack_connections=%d%s%s" % (
               kind, args.seconds, pulls, ok, 100.0 * share,
               "%.3fs" % first if first is not None else "never", atk.opened,
-              "" if alive else " COLLECTOR-DIED"), flush=True)
+              "" if alive else " COLLECTOR-DIED",
+              "".join(" failed:%s=%d" % kv for kv in sorted(orch.failures.items()))), flush=True)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return share >= args.min_share and first is not None and alive
