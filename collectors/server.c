@@ -89,6 +89,12 @@ struct conn {
     bool handshaken;    /* the client's Finished arrived: the TLS handshake is complete */
     bool authenticated; /* sent a request with a verified client certificate */
     bool closing;       /* shut down by us (evicted or past a deadline); MHD frees it next */
+    /* The current request's target as it arrived (on_uri, before MHD splits and unescapes it
+     * in place): where it starts in MHD's read buffer, its length up to the first NUL, and
+     * whether it holds an escaped NUL ("%00"). */
+    const char *raw_target;
+    size_t raw_target_len;
+    bool target_pct00;
 };
 
 /* An orchestrators entry: an address and a prefix length. */
@@ -351,12 +357,40 @@ static enum MHD_Result on_header_value(void *cls, enum MHD_ValueKind kind, const
     return MHD_YES;
 }
 
+/* MHD's URI log callback: runs once per request, after the request line is split into method,
+ * target and version (each NUL-terminated in MHD's read buffer) and before anything else
+ * touches the target. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    (void)cls;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct conn *k = ci ? ci->socket_context : NULL;
+    if (k) {
+        k->raw_target = uri;
+        k->raw_target_len = uri ? strlen(uri) : 0;
+        k->target_pct00 = uri && strstr(uri, "%00") != NULL;
+    }
+    return NULL;
+}
+
 bool server_request_malformed(struct MHD_Connection *c, const char *version)
 {
-    /* MHD cuts the request line at a NUL: "GET /x\0y HTTP/1.1" arrives as "/x" with no
-     * version at all. Every client we serve speaks HTTP/1.x. */
+    /* Every client we serve speaks HTTP/1.x. */
     if (!version || strncmp(version, "HTTP/1.", 7) != 0)
         return true;
+    /* A NUL in the target: MHD cuts the target at it ("/v1/health\0junk" would be served as
+     * "/v1/health"). The version follows the target in the same buffer, after the one NUL MHD
+     * put in the space between them: a target whose text ends before that is cut short. */
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    const struct conn *k = ci ? ci->socket_context : NULL;
+    if (k && k->raw_target) {
+        if (k->target_pct00)
+            return true;
+        if (version > k->raw_target && (size_t)(version - 1 - k->raw_target) > k->raw_target_len)
+            return true;
+    }
     /* Two Content-Length headers that disagree: which one a proxy in front believes is how
      * requests get smuggled (RFC 9112 6.3). */
     struct clen_state st = {NULL, false};
@@ -1150,6 +1184,7 @@ int server_start(uv_loop_t *loop, const struct server_options *o, struct server 
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, /* first, or MHD logs the others itself */
         MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
         /* The TLS setup, all of it: identity by callback (SIGHUP swaps it), the CA that signs
          * clients, the protocol versions. */
         MHD_OPTION_HTTPS_CERT_CALLBACK, on_cert,

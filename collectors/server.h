@@ -28,8 +28,8 @@
  *                      + certificate_expires, and certificate_warning ("degraded") when
  *                      the certificate expires within cert_warn_days or has expired
  *   other paths 404; other methods on these paths 405 with Allow; HEAD is answered like GET.
- *   A request whose version is not HTTP/1.x (a NUL in the target cuts the request line) or
- *   with Content-Length headers that disagree: 400, before the client check. No request
+ *   A request whose version is not HTTP/1.x, whose target holds a NUL (raw or %00), or with
+ *   Content-Length headers that disagree: 400, before the client check. No request
  *   bodies (413). Headers over the connection memory limit: 431 or a closed
  *   connection, and the server keeps serving.
  *
@@ -127,8 +127,8 @@ long long server_cert_expires(const struct server *s);
 
 /*
  * The request checks that do not depend on who asks (server.c's on_request runs them first; a
- * fuzz target can too): true when `version` is not HTTP/1.x (MHD cuts a request line at a NUL,
- * so a NUL in the target leaves no version) or the request's Content-Length headers disagree.
+ * fuzz target can too): true when `version` is not HTTP/1.x, the target held a NUL (raw or
+ * %00; seen by the server's URI callback) or the request's Content-Length headers disagree.
  */
 struct MHD_Connection;
 bool server_request_malformed(struct MHD_Connection *c, const char *version);
