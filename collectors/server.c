@@ -73,7 +73,7 @@
  * the time to finish its handshake, or evictions would chase each other forever). */
 #define SERVER_EVICT_GRACE_MS 500
 /* ...except one that has not sent a whole ClientHello this long after accept. */
-#define SERVER_SILENT_GRACE_MS 20
+#define SERVER_SILENT_GRACE_MS 5
 
 /* One accepted connection, from MHD's NOTIFY_STARTED to NOTIFY_CLOSED (its socket_context).
  * The list is oldest first; it is what the accept policy counts and the sweep walks. */
@@ -646,7 +646,7 @@ static int on_handshake_message(gnutls_session_t session, unsigned int htype, un
  * MHD's accept policy callback, after MHD's own (hard) limit: who may take a slot.
  * - with an orchestrators list, any other address is closed here, before a byte of TLS;
  * - a stranger gets at most per_ip_limit connections per address and `cap` in all; when the
- *   cap is full the oldest connection that has not sent a ClientHello (past 20 ms), else the
+ *   cap is full the oldest connection that has not sent a ClientHello (past 5 ms), else the
  *   oldest that has not authenticated (past 500 ms), is evicted to make room, else the
  *   newcomer is closed;
  * - an orchestrator address may also use SERVER_RESERVED_SLOTS slots above the cap, and is
