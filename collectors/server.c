@@ -73,7 +73,7 @@
  * the time to finish its handshake, or evictions would chase each other forever). */
 #define SERVER_EVICT_GRACE_MS 500
 /* ...except one that has not sent a whole ClientHello this long after accept. */
-#define SERVER_SILENT_GRACE_MS 5
+#define SERVER_SILENT_GRACE_MS 50
 
 /* One accepted connection, from MHD's NOTIFY_STARTED to NOTIFY_CLOSED (its socket_context).
  * The list is oldest first; it is what the accept policy counts and the sweep walks. */
@@ -642,13 +642,48 @@ static int on_handshake_message(gnutls_session_t session, unsigned int htype, un
     return 0;
 }
 
+/* Connections not shut down yet; *same counts those from addr's host (when addr is set).
+ * Called with s->lock held. */
+static unsigned count_live(const struct server *s, const struct sockaddr *addr, unsigned *same)
+{
+    unsigned live = 0;
+    for (const struct conn *k = s->conns_head; k; k = k->next) {
+        if (k->closing)
+            continue;
+        live++;
+        if (addr && same_host((const struct sockaddr *)&k->addr, addr))
+            (*same)++;
+    }
+    return live;
+}
+
+/* The connection to evict for a newcomer: the oldest that has not sent a whole ClientHello
+ * (past its grace), else the oldest that has not authenticated (past its grace); never an
+ * orchestrator address or an authenticated one. NULL when none. Called with s->lock held. */
+static struct conn *pick_victim(struct server *s, uint64_t now)
+{
+    struct conn *victim = NULL;
+    for (struct conn *k = s->conns_head; k; k = k->next) {
+        if (k->closing || k->authenticated || k->trusted)
+            continue;
+        uint64_t age = now - k->started_ms;
+        /* An honest client sends its ClientHello right after connecting. */
+        if (age >= SERVER_SILENT_GRACE_MS && conn_silent(k))
+            return k;
+        if (!victim && age >= SERVER_EVICT_GRACE_MS)
+            victim = k;
+    }
+    return victim;
+}
+
 /*
  * MHD's accept policy callback, after MHD's own (hard) limit: who may take a slot.
  * - with an orchestrators list, any other address is closed here, before a byte of TLS;
  * - a stranger gets at most per_ip_limit connections per address and `cap` in all; when the
- *   cap is full the oldest connection that has not sent a ClientHello (past 5 ms), else the
- *   oldest that has not authenticated (past 500 ms), is evicted to make room, else the
- *   newcomer is closed;
+ *   cap is full the oldest connection that has not sent a ClientHello (past 50 ms), else the
+ *   oldest that has not authenticated (past 500 ms), is evicted to make room; while none is
+ *   past its grace the newcomer is taken over the cap (up to cap + cap/2, then refused) and
+ *   the sweep evicts back down to the cap;
  * - an orchestrator address may also use SERVER_RESERVED_SLOTS slots above the cap, and is
  *   never evicted by a stranger.
  */
@@ -663,42 +698,24 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
         uv_mutex_unlock(&s->lock);
         return MHD_NO;
     }
-    uint64_t now = mono_ms();
-    unsigned live = 0, same = 0;
-    struct conn *victim = NULL, *silent = NULL;
+    unsigned same = 0;
     uv_mutex_lock(&s->lock);
-    for (struct conn *k = s->conns_head; k; k = k->next) {
-        if (k->closing)
-            continue;
-        live++;
-        if (same_host((const struct sockaddr *)&k->addr, addr))
-            same++;
-        if (k->authenticated || k->trusted)
-            continue;
-        uint64_t age = now - k->started_ms;
-        if (!victim && age >= SERVER_EVICT_GRACE_MS)
-            victim = k;
-        if (!silent && age >= SERVER_SILENT_GRACE_MS && conn_silent(k))
-            silent = k;
-    }
-    /* A connection that has not even sent its whole ClientHello goes first: an honest client
-     * sends it right after connecting. */
-    if (silent)
-        victim = silent;
+    unsigned live = count_live(s, addr, &same);
+    unsigned cap = s->cap + (trusted ? SERVER_RESERVED_SLOTS : 0);
     enum MHD_Result ok = MHD_YES;
     if (!trusted && same >= s->per_ip_limit) {
         ok = MHD_NO;
-    } else if (live >= s->cap + (trusted ? SERVER_RESERVED_SLOTS : 0)) {
+    } else if (live >= cap) {
+        /* Full: make room, or take the newcomer over the cap while every candidate is still
+         * in its grace (the sweep evicts down to the cap when the grace ends); refuse only
+         * at cap + cap/2. */
+        struct conn *victim = pick_victim(s, mono_ms());
         if (victim) {
             conn_shut(victim);
             s->stats.evicted++;
-        } else {
+        } else if (live >= cap + s->cap / 2) {
             ok = MHD_NO;
         }
-    } else if (trusted && live >= s->cap && victim) {
-        /* An orchestrator took a reserved slot: give one back by evicting a stranger. */
-        conn_shut(victim);
-        s->stats.evicted++;
     }
     if (ok == MHD_NO)
         s->stats.denied++;
@@ -796,6 +813,17 @@ static uint64_t sweep(struct server *s)
         if (due < next)
             next = due;
     }
+    /* Over the cap (newcomers taken while everyone was in their grace): back down to it. */
+    unsigned live = count_live(s, NULL, NULL);
+    for (; live > s->cap; live--) {
+        struct conn *victim = pick_victim(s, now);
+        if (!victim)
+            break;
+        conn_shut(victim);
+        s->stats.evicted++;
+    }
+    if (live > s->cap && next > SERVER_SILENT_GRACE_MS)
+        next = SERVER_SILENT_GRACE_MS;
     uv_mutex_unlock(&s->lock);
     return next;
 }
