@@ -983,19 +983,6 @@ static void refresh_now(struct collector *c, const char *why)
     schedule_refresh(c);
 }
 
-static void on_control(uv_async_t *h)
-{
-    struct collector *c = h->data;
-    uv_mutex_lock(&control_lock);
-    bool stop_it = control_stop, refresh_it = control_refresh;
-    control_stop = control_refresh = false;
-    uv_mutex_unlock(&control_lock);
-    if (stop_it)
-        stop(c);
-    else if (refresh_it && !c->stopping)
-        refresh_now(c, "refresh requested");
-}
-
 static void check_cert_expiry(struct collector *c);
 
 /*
@@ -1027,6 +1014,22 @@ static void reload_identity(struct collector *c, const char *why)
     log_line(COLLECTOR_LOG_INFO, "%s: certificate and key reloaded from %s and %s", why,
              c->opt.cert, c->opt.key);
     check_cert_expiry(c);
+}
+
+static void on_control(uv_async_t *h)
+{
+    struct collector *c = h->data;
+    uv_mutex_lock(&control_lock);
+    bool stop_it = control_stop, refresh_it = control_refresh;
+    control_stop = control_refresh = false;
+    uv_mutex_unlock(&control_lock);
+    if (stop_it) {
+        stop(c);
+    } else if (refresh_it && !c->stopping) {
+        /* What SIGHUP does on POSIX: the inputs, and the certificate and key. */
+        reload_identity(c, "refresh requested");
+        refresh_now(c, "refresh requested");
+    }
 }
 
 static void on_signal(uv_signal_t *h, int signum)
