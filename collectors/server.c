@@ -26,6 +26,15 @@
  *   loop thread (report, last refresh, last error, counters) is read and written under `lock`
  *   on both platforms. One uv_timer_t stays as the server's handle so server_close keeps its
  *   contract (memory freed and `done` called from the loop, after the close).
+ * - Connection discipline (issue 19): MHD's idle timeout restarts with every byte and its cap
+ *   is first come, first served, so a few dozen strangers could keep the orchestrator out.
+ *   Every connection is tracked from NOTIFY_STARTED to NOTIFY_CLOSED (struct conn); a GnuTLS
+ *   handshake hook marks the ClientHello and the client's Finished; a sweep after every run
+ *   shuts down (shutdown(), never close(): the socket stays MHD's) what is past its deadline;
+ *   the accept policy evicts to make room. The timer is armed for the nearest deadline.
+ * - The certificate and key are served through MHD's certificate callback, not MHD's in-memory
+ *   options, so SIGHUP can swap them (server_reload_identity). This, the trust CA and the
+ *   priority string in server_start are the whole TLS setup.
  * - Windows sockets: SO_EXCLUSIVEADDRUSE, not SO_REUSEADDR (which there lets another process
  *   bind the same port), and WSAStartup is called here, not left to MHD's or libuv's.
  */

@@ -13,8 +13,10 @@
  * Connection discipline (issue 19: a collector nobody can knock offline): every connection has
  * deadlines from accept, independent of activity, for its TLS handshake and for a complete
  * request with a verified client certificate; a stranger gets at most per_ip_limit connections
- * per address and connection_limit in all, and when they are full the oldest connection that
- * has not authenticated (older than half a second) is evicted to make room for a newcomer.
+ * per address and connection_limit in all; when they are full a newcomer evicts the oldest
+ * connection that has sent no ClientHello (older than 50 ms), else the oldest that has not
+ * authenticated (older than 500 ms), or is taken over the cap (up to half as many again) until
+ * one is. An authenticated connection is never evicted.
  * With an orchestrators allow-list, other addresses are closed at accept and the orchestrators
  * have reserved slots. Refusals (400/401/403) close their connection.
  *
