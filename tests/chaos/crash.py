@@ -116,8 +116,9 @@ def start_fleet(env, hosts, mix):
             time.sleep(0.1)
         if p.poll() is None:
             break
-        if "is taken" not in open(log.name).read():
-            raise SystemExit("crash.py: fleetsim did not start: " + open(log.name).read())
+        said = open(log.name).read()
+        if "is taken" not in said and "in use" not in said:
+            raise SystemExit("crash.py: fleetsim did not start: " + said)
     else:
         raise SystemExit("crash.py: no free port range for fleetsim")
     with open(env.config, "w") as f:
