@@ -325,6 +325,7 @@ static struct child start_servers(const char *const *hosts, const char *client_c
                 .host = hosts[cl.n], .address = "127.0.0.1", .port = 0,
                 .cert_pem = cert, .key_pem = key, .ca_pem = ca, .client_cn = client_cn,
                 .connection_limit = tune.connection_limit, .per_ip_limit = tune.per_ip_limit,
+                .connection_timeout_s = tune.connection_timeout_s,
                 .handshake_timeout_ms = tune.handshake_timeout_ms,
                 .request_timeout_ms = tune.request_timeout_ms,
                 .orchestrators = tune.orchestrators, .norchestrators = tune.norchestrators,
@@ -1387,8 +1388,12 @@ static bool closed_by_server(int fd, const char *drip)
 
 START_TEST(test_server_closes_silent_connection_at_handshake_deadline)
 {
-    tune.handshake_timeout_ms = 300;
-    tune.request_timeout_ms = 600;
+    /* Deadlines well under the wait (15 s), an idle timeout well over it: only the deadline
+     * can end these connections in time. Not shorter: the last GET must still get through
+     * a sanitizer build's slow handshake. */
+    tune.handshake_timeout_ms = 2000;
+    tune.request_timeout_ms = 4000;
+    tune.connection_timeout_s = 60;
     struct child ch = start_server();
     int fd = tcp_from("127.0.0.2", ch.port[0]);
     ck_assert_msg(closed_by_server(fd, NULL), "a silent connection was never closed");
@@ -1406,8 +1411,9 @@ END_TEST
 
 START_TEST(test_server_closes_slow_request_at_request_deadline)
 {
-    tune.handshake_timeout_ms = 2000;
-    tune.request_timeout_ms = 600;
+    tune.handshake_timeout_ms = 3000;
+    tune.request_timeout_ms = 4000; /* the header below takes 10 s to trickle in */
+    tune.connection_timeout_s = 60;
     struct child ch = start_server();
     /* A complete handshake (no client certificate), then a header a byte at a time. */
     char url[300], resolve[300];
