@@ -25,6 +25,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -297,6 +298,8 @@ static char *pem(const char *base, const char *name)
 
 /* Connection discipline for the next start_servers (zero: server.h's defaults). */
 static struct server_options tune;
+/* When > 0: the child may open only this many more descriptors once its servers listen. */
+static int tune_spare_fds;
 
 /*
  * Forks a child that runs one server per host in hosts[] (NULL-ended) on one loop, each serving
@@ -346,6 +349,14 @@ static struct child start_servers(const char *const *hosts, const char *client_c
         free(ca);
         close(fds[1]);
         uv_signal_init(&loop, &cl.term);
+        if (tune_spare_fds > 0) {
+            int probe = open("/dev/null", O_RDONLY);
+            close(probe);
+            struct rlimit rl;
+            getrlimit(RLIMIT_NOFILE, &rl);
+            rl.rlim_cur = (rlim_t)(probe + tune_spare_fds);
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
         cl.term.data = &cl;
         uv_signal_start(&cl.term, child_on_term, SIGTERM);
         uv_run(&loop, UV_RUN_DEFAULT);
@@ -1347,7 +1358,11 @@ END_TEST
 
 /* ---- case "guard": the server stays reachable (issue 19) ---- */
 
-static void guard_setup(void) { memset(&tune, 0, sizeof(tune)); }
+static void guard_setup(void)
+{
+    memset(&tune, 0, sizeof(tune));
+    tune_spare_fds = 0;
+}
 
 /* A TCP connection to 127.0.0.1:port from `source` (another loopback address). */
 static int tcp_from(const char *source, uint16_t port)
@@ -1469,6 +1484,37 @@ START_TEST(test_server_accepts_after_bursts_that_fill_the_cap)
     }
     char *body = get_ok(ch.port[0], HOST1, "/v1/readiness");
     free(body);
+    stop_child(&ch);
+}
+END_TEST
+
+/*
+ * The wedge itself: MHD stops watching its listen socket when it runs out of descriptors
+ * (EMFILE) and puts it back only at the start of a run, after the connections holding them
+ * have gone. With nothing left to time out, no run came: the server never accepted again.
+ */
+START_TEST(test_server_accepts_again_after_running_out_of_descriptors)
+{
+    tune_spare_fds = 2;
+    tune.connection_timeout_s = 60;
+    tune.handshake_timeout_ms = 30000;
+    tune.request_timeout_ms = 30000;
+    struct child ch = start_server();
+    int fds[6];
+    for (int i = 0; i < 6; i++)
+        fds[i] = tcp_from("127.0.0.2", ch.port[0]);
+    pause_ms(300); /* two accepted, the third accept fails with EMFILE */
+    for (int i = 0; i < 6; i++)
+        close(fds[i]);
+    /* The server freed the two; it must accept again without any other prompt. */
+    struct fetch f = {.path = "/v1/readiness", .certdir = certs};
+    long long end = now_ms() + DEADLINE_MS;
+    do {
+        fetch_release(&f);
+        do_fetch(ch.port[0], &f);
+    } while (f.code != 200 && now_ms() < end && (pause_ms(100), 1));
+    ck_assert_msg(f.code == 200, "the server stopped accepting: %s", f.error);
+    fetch_release(&f);
     stop_child(&ch);
 }
 END_TEST
@@ -1763,6 +1809,7 @@ static Suite *collector_suite(void)
     tcase_add_test(guard, test_server_closes_silent_connection_at_handshake_deadline);
     tcase_add_test(guard, test_server_closes_slow_request_at_request_deadline);
     tcase_add_test(guard, test_server_accepts_after_bursts_that_fill_the_cap);
+    tcase_add_test(guard, test_server_accepts_again_after_running_out_of_descriptors);
     tcase_add_test(guard, test_server_evicts_a_silent_connection_for_a_newcomer);
     tcase_add_test(guard, test_server_allow_list_closes_other_addresses_at_accept);
     tcase_add_test(guard, test_server_400_for_nul_in_target_and_conflicting_content_length);
