@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <uv.h>
 
@@ -58,6 +59,11 @@
 #define CONFIG_MAX_BYTES (64 * 1024)
 #define DEFAULT_CLIENT_CN "tlsgate-orchestrator"
 #define ERR_SIZE 1024
+#define DEFAULT_CERT_WARN_DAYS 14
+#define MAX_CERT_WARN_DAYS 365
+#ifndef TLSGATE_VERSION
+#define TLSGATE_VERSION "unknown"
+#endif
 
 /* Where the facts come from; the name is the report's `source`. */
 enum source { SOURCE_REGFILE, SOURCE_FACTS, SOURCE_REGISTRY };
@@ -74,6 +80,9 @@ struct options {
     char *host;
     long interval;          /* 0 = not given */
     char *client_cn;
+    char *orchestrators[CFG_ALLOW_MAX]; /* config "orchestrators": who may connect at all */
+    size_t norchestrators;
+    long cert_warn_days;    /* config "cert_warn_days"; 0 = the default */
 };
 
 #ifdef _WIN32
@@ -89,6 +98,7 @@ struct collector {
     uv_timer_t refresh;
     uv_signal_t signals[NSIGNALS];
     uv_async_t control;     /* collector_request_stop / _refresh from other threads */
+    uv_timer_t expiry;      /* daily: is our own certificate about to expire? */
     struct server *server;
     struct options opt;
     char *host;             /* the identity served (from the certificate or --host) */
@@ -202,13 +212,20 @@ static void usage(FILE *f)
           "                      (default: %ProgramData%\\tlsgate\\collector.json, when it\n"
           "                      exists)\n"
 #endif
+          "                      \"orchestrators\": [addresses] (config only): only these\n"
+          "                      may connect (others are closed at accept) and they have\n"
+          "                      reserved connection slots; \"cert_warn_days\" (config only,\n"
+          "                      default 14): /v1/health says degraded this long before the\n"
+          "                      certificate expires\n"
+          "  --version           the version\n"
           "  -h, --help          this text\n"
           "\n"
 #ifdef _WIN32
           "Ctrl+C, Ctrl+Break or closing the console stop.\n"
           "As a Windows service: tlsgate-collector service --help.\n"
 #else
-          "Signals: SIGHUP re-reads the inputs now; SIGTERM/SIGINT stop.\n"
+          "Signals: SIGHUP re-reads the inputs and the certificate and key now (a bad new\n"
+          "pair keeps the old one); SIGTERM/SIGINT stop.\n"
 #endif
           "Exit: 0 stopped, 2 usage, 3 bad input (facts, .reg, certificate, key, CA, config),\n"
           "4 system error (cannot listen).\n",
@@ -220,6 +237,9 @@ static void usage(FILE *f)
 /* Reads a whole file of at most `cap` bytes, NUL-terminated. 0, -E2BIG or -errno. */
 static int read_capped(const char *path, size_t cap, char **out, size_t *len)
 {
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return -EISDIR;
     FILE *f = fopen(path, "rb");
     if (!f)
         return -errno;
@@ -277,14 +297,33 @@ static int load_config(const char *path, struct options *o)
     size_t len = 0;
     int rc = read_capped(path, CONFIG_MAX_BYTES, &text, &len);
     if (rc < 0) {
-        fail("%s: %s", path, rc == -E2BIG ? "config over 65536 bytes" : strerror(-rc));
+        fail("%s: %s", path,
+             rc == -E2BIG    ? "config over 65536 bytes"
+             : rc == -EISDIR ? "a folder, not a config file"
+                             : strerror(-rc));
         return EXIT_INPUT;
     }
     json_error_t je;
+    /* A NUL byte ends what jansson reads ("end of file expected near end of file"): name it. */
+    const char *nul = memchr(text, '\0', len);
+    if (nul) {
+        int line = 1, col = 1;
+        for (const char *p = text; p < nul; p++, col++)
+            if (*p == '\n') {
+                line++;
+                col = 0;
+            }
+        fail("%s:%d:%d: a NUL byte: not a JSON text file", path, line, col);
+        free(text);
+        return EXIT_INPUT;
+    }
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     free(text);
     if (!root) {
-        fail("%s:%d:%d: %s", path, je.line, je.column, je.text);
+        /* FILE:LINE:COL, both from 1, whatever jansson has for position (-1 or 0 when it has
+         * none, e.g. an empty file). */
+        fail("%s:%d:%d: %s", path, je.line > 0 ? je.line : 1, je.column > 0 ? je.column : 1,
+             je.text);
         return EXIT_INPUT;
     }
     int ret = 0;
@@ -361,6 +400,40 @@ static int load_config(const char *path, struct options *o)
                 }
             }
             json_decref(list);
+        } else if (strcmp(k, "orchestrators") == 0) {
+            size_t i;
+            json_t *item;
+            if (!json_is_array(v) || json_array_size(v) > CFG_ALLOW_MAX) {
+                fail("%s: orchestrators: must be an array of at most %d addresses", path,
+                     CFG_ALLOW_MAX);
+                ret = EXIT_INPUT;
+                goto out;
+            }
+            json_array_foreach(v, i, item) {
+                if (!json_is_string(item) || cfg_check_address(json_string_value(item)) < 0) {
+                    fail("%s: orchestrators[%zu]: not an IPv4 or IPv6 address (optionally "
+                         "/prefix)",
+                         path, i);
+                    ret = EXIT_INPUT;
+                    goto out;
+                }
+            }
+            json_array_foreach(v, i, item) {
+                o->orchestrators[o->norchestrators] = strdup(json_string_value(item));
+                if (!o->orchestrators[o->norchestrators++]) {
+                    ret = EXIT_SYSTEM;
+                    goto out;
+                }
+            }
+        } else if (strcmp(k, "cert_warn_days") == 0) {
+            if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+                json_integer_value(v) > MAX_CERT_WARN_DAYS) {
+                fail("%s: cert_warn_days: must be an integer from 1 to %d", path,
+                     MAX_CERT_WARN_DAYS);
+                ret = EXIT_INPUT;
+                goto out;
+            }
+            o->cert_warn_days = (long)json_integer_value(v);
         } else if (strcmp(k, "firewall_allow") == 0) {
             /* Read by `service install` (the Windows Firewall rule); checked here too, so a
              * config that the installer would refuse never runs either. */
@@ -383,7 +456,7 @@ static int load_config(const char *path, struct options *o)
             }
         } else {
             fail("%s: unknown key \"%s\" (known: listen, cert, key, ca, regfile, facts, host, "
-                 "interval, client_cn, firewall_allow)",
+                 "interval, client_cn, orchestrators, cert_warn_days, firewall_allow)",
                  path, k);
             ret = EXIT_INPUT;
             goto out;
@@ -405,13 +478,16 @@ static void options_release(struct options *o)
     free(o->facts);
     free(o->host);
     free(o->client_cn);
+    for (size_t i = 0; i < o->norchestrators; i++)
+        free(o->orchestrators[i]);
     memset(o, 0, sizeof(*o));
 }
 
-/* Parses argv (then the config file for what argv left unset). 0, -1 for --help, or EXIT_*. */
+/* Parses argv (then the config file for what argv left unset). 0, -1 for --help, -2 for
+ * --version, or EXIT_*. */
 static int parse_options(int argc, char **argv, struct options *o)
 {
-    enum { OPT_CLIENT_CN = 256 };
+    enum { OPT_CLIENT_CN = 256, OPT_VERSION };
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, 'l'},
         {"cert", required_argument, NULL, 'c'},
@@ -425,6 +501,7 @@ static int parse_options(int argc, char **argv, struct options *o)
         {"client-cn", required_argument, NULL, OPT_CLIENT_CN},
         {"config", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, OPT_VERSION},
         {NULL, 0, NULL, 0},
     };
     const char *config = NULL;
@@ -458,6 +535,7 @@ static int parse_options(int argc, char **argv, struct options *o)
             }
             break;
         case 'h': return -1;
+        case OPT_VERSION: return -2;
         case ':':
             fail("%s needs a value (see --help)", argv[optind - 1]);
             return EXIT_USAGE;
@@ -532,6 +610,8 @@ static int parse_options(int argc, char **argv, struct options *o)
         o->interval = DEFAULT_INTERVAL;
     if (!o->client_cn && set_string(&o->client_cn, DEFAULT_CLIENT_CN) < 0)
         return EXIT_SYSTEM;
+    if (!o->cert_warn_days)
+        o->cert_warn_days = DEFAULT_CERT_WARN_DAYS;
     return 0;
 }
 
@@ -633,6 +713,25 @@ static bool cert_names(gnutls_x509_crt_t crt, const char *host, char *first, siz
     return match;
 }
 
+/* A private key others can read is no longer private: refused, with the fix. Windows: the
+ * mode bits stat() shows there say nothing about the ACL that decides who can read the file
+ * (the service installer writes that ACL, winsvc.c), so the check is POSIX-only. */
+static int check_key_mode(const char *path)
+{
+#ifndef _WIN32
+    struct stat st;
+    if (stat(path, &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO))) {
+        fail("%s: the private key is open to group or others (mode %04o); make it private: "
+             "chmod 600 %s",
+             path, (unsigned)(st.st_mode & 07777), path);
+        return EXIT_INPUT;
+    }
+#else
+    (void)path;
+#endif
+    return 0;
+}
+
 /*
  * Loads and checks the certificate, key and CA: each parses, the key belongs to the certificate,
  * every CA entry is a CA, and the host name is the certificate's. 0 or EXIT_INPUT (message out).
@@ -645,8 +744,8 @@ static int load_identity(const struct options *o, struct identity *id)
     gnutls_x509_privkey_t key = NULL;
     int ret = EXIT_INPUT, rc;
 
-    if (read_pem(o->cert, &id->cert_pem, &cert_d) || read_pem(o->key, &id->key_pem, &key_d) ||
-        read_pem(o->ca, &id->ca_pem, &ca_d))
+    if (read_pem(o->cert, &id->cert_pem, &cert_d) || check_key_mode(o->key) ||
+        read_pem(o->key, &id->key_pem, &key_d) || read_pem(o->ca, &id->ca_pem, &ca_d))
         return EXIT_INPUT;
 
     rc = gnutls_x509_crt_list_import2(&chain, &nchain, &cert_d, GNUTLS_X509_FMT_PEM, 0);
@@ -871,6 +970,7 @@ static void stop(struct collector *c)
     log_lifecycle("stopping");
     server_close(c->server, on_server_closed, c);
     uv_close((uv_handle_t *)&c->refresh, NULL);
+    uv_close((uv_handle_t *)&c->expiry, NULL);
     uv_close((uv_handle_t *)&c->control, NULL);
     for (int i = 0; i < NSIGNALS; i++)
         uv_close((uv_handle_t *)&c->signals[i], NULL);
@@ -883,6 +983,39 @@ static void refresh_now(struct collector *c, const char *why)
     schedule_refresh(c);
 }
 
+static void check_cert_expiry(struct collector *c);
+
+/*
+ * Certificate rotation without a restart: the certificate and key files are read again and
+ * checked as at start (PEM, the key is the certificate's and private, the host name is still
+ * ours); the server presents the new pair from the next handshake on. Anything wrong keeps
+ * the old pair, and the log says why. The CA is not reloaded (libmicrohttpd holds it for the
+ * daemon's life); a new CA needs a restart.
+ */
+static void reload_identity(struct collector *c, const char *why)
+{
+    struct identity id = {0};
+    struct options o = c->opt;
+    o.host = c->host; /* the new certificate must still name the host we serve */
+    if (load_identity(&o, &id) != 0) {
+        log_line(COLLECTOR_LOG_WARNING, "%s: keeping the old certificate and key (the new "
+                 "pair is refused, see above)", why);
+        identity_release(&id);
+        return;
+    }
+    char err[ERR_SIZE] = "";
+    int rc = server_reload_identity(c->server, id.cert_pem, id.key_pem, err, sizeof(err));
+    identity_release(&id);
+    if (rc < 0) {
+        log_line(COLLECTOR_LOG_WARNING, "%s: keeping the old certificate and key: %s", why,
+                 err[0] ? err : strerror(-rc));
+        return;
+    }
+    log_line(COLLECTOR_LOG_INFO, "%s: certificate and key reloaded from %s and %s", why,
+             c->opt.cert, c->opt.key);
+    check_cert_expiry(c);
+}
+
 static void on_control(uv_async_t *h)
 {
     struct collector *c = h->data;
@@ -890,10 +1023,13 @@ static void on_control(uv_async_t *h)
     bool stop_it = control_stop, refresh_it = control_refresh;
     control_stop = control_refresh = false;
     uv_mutex_unlock(&control_lock);
-    if (stop_it)
+    if (stop_it) {
         stop(c);
-    else if (refresh_it && !c->stopping)
+    } else if (refresh_it && !c->stopping) {
+        /* What SIGHUP does on POSIX: the inputs, and the certificate and key. */
+        reload_identity(c, "refresh requested");
         refresh_now(c, "refresh requested");
+    }
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -901,6 +1037,7 @@ static void on_signal(uv_signal_t *h, int signum)
     struct collector *c = h->data;
 #ifndef _WIN32
     if (signum == SIGHUP) {
+        reload_identity(c, "SIGHUP");
         refresh_now(c, "SIGHUP");
         return;
     }
@@ -937,6 +1074,29 @@ static int start_controls(struct collector *c)
     uv_mutex_unlock(&control_lock);
     return 0;
 }
+
+/* Logs a warning when our certificate has expired or expires within cert_warn_days: at start,
+ * after a reload, and daily. /v1/health says the same (server.c). */
+static void check_cert_expiry(struct collector *c)
+{
+    long long exp = server_cert_expires(c->server), now = (long long)time(NULL);
+    char when[32] = "?";
+    struct tm tm;
+    if (platform_gmtime((time_t)exp, &tm) == 0)
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (now >= exp)
+        log_line(COLLECTOR_LOG_WARNING,
+                 "the certificate in %s expired on %s: the orchestrator refuses this collector; "
+                 "install a new one and send SIGHUP (or restart)",
+                 c->opt.cert, when);
+    else if (now >= exp - 86400LL * c->opt.cert_warn_days)
+        log_line(COLLECTOR_LOG_WARNING,
+                 "the certificate in %s expires on %s (in %lld days); install a new one and "
+                 "send SIGHUP (or restart)",
+                 c->opt.cert, when, (exp - now) / 86400);
+}
+
+static void on_expiry_timer(uv_timer_t *t) { check_cert_expiry(t->data); }
 
 static int run(struct collector *c)
 {
@@ -985,6 +1145,9 @@ static int run(struct collector *c)
         .client_cn = c->opt.client_cn,
         .log = on_server_log,
         .log_arg = c,
+        .orchestrators = (const char *const *)c->opt.orchestrators,
+        .norchestrators = c->opt.norchestrators,
+        .cert_warn_days = (unsigned)c->opt.cert_warn_days,
     };
     rc = server_start(&c->loop, &so, &c->server, err, sizeof(err));
     identity_release(&id); /* the server holds its own copies */
@@ -1011,6 +1174,8 @@ static int run(struct collector *c)
 
     uv_timer_init(&c->loop, &c->refresh);
     c->refresh.data = c;
+    uv_timer_init(&c->loop, &c->expiry);
+    c->expiry.data = c;
     rc = start_controls(c);
     if (rc < 0) {
         fail("cannot install the signal handlers: %s", uv_strerror(rc));
@@ -1021,6 +1186,8 @@ static int run(struct collector *c)
         goto out;
     }
     schedule_refresh(c);
+    check_cert_expiry(c);
+    uv_timer_start(&c->expiry, on_expiry_timer, 86400 * 1000ULL, 86400 * 1000ULL);
 
     printf("tlsgate-collector: serving %s on https://%s%s%s:%u (source %s, interval %ld s)\n",
            c->host, strchr(addr, ':') ? "[" : "", addr, strchr(addr, ':') ? "]" : "",
@@ -1065,8 +1232,11 @@ int collector_main(int argc, char **argv)
     memset(&c, 0, sizeof(c));
     optind = 1;
     int ret = parse_options(argc, argv, &c.opt);
-    if (ret == -1) {
-        usage(stdout);
+    if (ret == -1 || ret == -2) {
+        if (ret == -1)
+            usage(stdout);
+        else
+            printf("tlsgate-collector %s\n", TLSGATE_VERSION);
         options_release(&c.opt);
         return 0;
     }

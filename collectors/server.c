@@ -26,6 +26,15 @@
  *   loop thread (report, last refresh, last error, counters) is read and written under `lock`
  *   on both platforms. One uv_timer_t stays as the server's handle so server_close keeps its
  *   contract (memory freed and `done` called from the loop, after the close).
+ * - Connection discipline (issue 19): MHD's idle timeout restarts with every byte and its cap
+ *   is first come, first served, so a few dozen strangers could keep the orchestrator out.
+ *   Every connection is tracked from NOTIFY_STARTED to NOTIFY_CLOSED (struct conn); a GnuTLS
+ *   handshake hook marks the ClientHello and the client's Finished; a sweep after every run
+ *   shuts down (shutdown(), never close(): the socket stays MHD's) what is past its deadline;
+ *   the accept policy evicts to make room. The timer is armed for the nearest deadline.
+ * - The certificate and key are served through MHD's certificate callback, not MHD's in-memory
+ *   options, so SIGHUP can swap them (server_reload_identity). This, the trust CA and the
+ *   priority string in server_start are the whole TLS setup.
  * - Windows sockets: SO_EXCLUSIVEADDRUSE, not SO_REUSEADDR (which there lets another process
  *   bind the same port), and WSAStartup is called here, not left to MHD's or libuv's.
  */
@@ -41,7 +50,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #endif
+#include <assert.h>
 #include <errno.h>
+#include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <jansson.h>
@@ -60,7 +71,58 @@
 #define SERVER_DEFAULT_PER_IP 16
 #define SERVER_DEFAULT_TIMEOUT_S 10
 #define SERVER_DEFAULT_MEMORY (32 * 1024)
+#define SERVER_DEFAULT_HANDSHAKE_MS 5000
+#define SERVER_DEFAULT_REQUEST_MS 10000
+#define SERVER_DEFAULT_CERT_WARN_DAYS 14
 #define SERVER_CN_MAX 256
+#define SERVER_CHAIN_MAX 8
+/* Slots above connection_limit that only orchestrator addresses may use. */
+#define SERVER_RESERVED_SLOTS 8
+/* A connection younger than this is never evicted to make room (the newest arrival must get
+ * the time to finish its handshake, or evictions would chase each other forever). */
+#define SERVER_EVICT_GRACE_MS 500
+/* ...except one that has not sent a whole ClientHello this long after accept. */
+#define SERVER_SILENT_GRACE_MS 50
+
+/* One accepted connection, from MHD's NOTIFY_STARTED to NOTIFY_CLOSED (its socket_context).
+ * The list is oldest first; it is what the accept policy counts and the sweep walks. */
+struct conn {
+    struct conn *prev, *next;
+    struct server *s;
+    struct MHD_Connection *mc;
+    MHD_socket fd;
+    struct sockaddr_storage addr;
+    uint64_t started_ms;
+    bool trusted;       /* from an orchestrators address */
+    bool hello;         /* a whole ClientHello arrived */
+    bool handshaken;    /* the client's Finished arrived: the TLS handshake is complete */
+    bool authenticated; /* sent a request with a verified client certificate */
+    bool closing;       /* shut down by us (evicted or past a deadline); MHD frees it next */
+    /* The current request's target as it arrived (on_uri, before MHD splits and unescapes it
+     * in place): where it starts in MHD's read buffer, its length up to the first NUL, and
+     * whether it holds an escaped NUL ("%00"). */
+    const char *raw_target;
+    size_t raw_target_len;
+    bool target_pct00;
+};
+
+/* An orchestrators entry: an address and a prefix length. */
+struct net {
+    int family;
+    unsigned char addr[16];
+    unsigned prefix;
+};
+
+/* The certificate and key served (through MHD's certificate callback, so SIGHUP can swap
+ * them). A replaced identity is kept until the server stops: a handshake in flight may still
+ * hold its pointers. */
+struct identity {
+    gnutls_pcert_st pcerts[SERVER_CHAIN_MAX];
+    unsigned npcerts;
+    gnutls_privkey_t key;
+    long long expires; /* epoch seconds of the leaf certificate's notAfter */
+    struct identity *retired;
+};
 
 struct server {
     struct MHD_Daemon *mhd;
@@ -73,7 +135,7 @@ struct server {
     void *done_arg;
     char *host;
     char *client_cn;
-    char *cert_pem, *key_pem, *ca_pem; /* MHD keeps pointers to these while it runs */
+    char *ca_pem;                       /* MHD keeps a pointer to it while it runs */
     uv_mutex_t lock;                    /* guards the four fields below and stats */
     struct MHD_Response *report;        /* NULL until the first server_set_report */
     size_t report_bytes;
@@ -86,6 +148,14 @@ struct server {
     size_t start_errsize;
     void (*log)(void *arg, int level, const char *line); /* afterwards here, if set */
     void *log_arg;
+    bool closed_in_run; /* a connection ended during the last MHD_run (POSIX glue) */
+    /* Connections, the accept policy and the deadlines (guarded by lock). */
+    struct conn *conns_head, *conns_tail;
+    unsigned cap, per_ip_limit, handshake_ms, request_ms;
+    struct net *nets; /* the orchestrators allow-list; none: anyone may connect */
+    size_t nnets;
+    struct identity *identity; /* guarded by lock; read by the certificate callback */
+    long long cert_warn_s;
 };
 
 static void set_err(char *err, size_t errsize, const char *fmt, ...) PLATFORM_PRINTF(3, 4);
@@ -97,6 +167,17 @@ static void set_err(char *err, size_t errsize, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errsize, fmt, ap);
     va_end(ap);
+}
+
+static int ascii_lower(int ch) { return ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch; }
+
+static int strcasecmp_ascii(const char *a, const char *b)
+{
+    while (*a && ascii_lower((unsigned char)*a) == ascii_lower((unsigned char)*b)) {
+        a++;
+        b++;
+    }
+    return ascii_lower((unsigned char)*a) - ascii_lower((unsigned char)*b);
 }
 
 static void chomp(char *line)
@@ -138,6 +219,8 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- the loop glue (POSIX): MHD's epoll fd on a uv_poll_t, its timeout on a uv_timer_t ---- */
 
+static uint64_t sweep(struct server *s);
+
 #ifndef _WIN32
 static void on_timer(uv_timer_t *t);
 
@@ -145,14 +228,26 @@ static void run_mhd(struct server *s)
 {
     if (!s->mhd)
         return;
+    s->closed_in_run = false;
     MHD_run(s->mhd);
+    /* The next wake-up: the nearest of our deadlines and MHD's own timeout. Never "none"
+     * while work is pending. */
+    uint64_t t = sweep(s);
     MHD_UNSIGNED_LONG_LONG ms;
-    if (MHD_get_timeout(s->mhd, &ms) == MHD_YES) {
-        /* MHD's timeout can be far away (an idle connection's 10 s); an hour is plenty. */
-        uint64_t t = ms > 3600 * 1000ULL ? 3600 * 1000ULL : (uint64_t)ms;
-        uv_timer_start(&s->timer, on_timer, t, 0);
-    } else {
+    if (s->closed_in_run) {
+        /* MHD puts its listen socket back into its epoll set at the start of a run, and frees
+         * closed connections at the end: after a run that left the connection cap, the listen
+         * socket stays out until the next run, and with no connection left nothing would
+         * schedule one (the wedge of issue 19). So run again at once. */
+        t = 0;
+    } else if (MHD_get_timeout(s->mhd, &ms) == MHD_YES && ms < t) {
+        t = ms;
+    }
+    if (t == UINT64_MAX) {
         uv_timer_stop(&s->timer);
+    } else {
+        /* MHD's timeout can be far away (an idle connection's 10 s); an hour is plenty. */
+        uv_timer_start(&s->timer, on_timer, t > 3600 * 1000ULL ? 3600 * 1000ULL : t, 0);
     }
 }
 
@@ -171,6 +266,8 @@ static void on_poll(uv_poll_t *p, int status, int events)
 #ifdef _WIN32
 /* MHD's own thread, polling with WSAPoll: no FD_SETSIZE (64 under mingw) to outgrow. */
 #define SERVER_MHD_FLAGS MHD_USE_POLL_INTERNAL_THREAD
+
+static void on_sweep_timer(uv_timer_t *t) { sweep(t->data); }
 #endif
 
 /* Started/stopped by the glue at the end of the file. */
@@ -189,6 +286,10 @@ static enum MHD_Result queue_static(struct MHD_Connection *c, unsigned code, con
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     if (allow)
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
+    /* A refused or malformed request ends its connection: its slot goes back to the pool. */
+    if (code == MHD_HTTP_BAD_REQUEST || code == MHD_HTTP_UNAUTHORIZED ||
+        code == MHD_HTTP_FORBIDDEN)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(c, code, r);
     MHD_destroy_response(r);
     return ret;
@@ -244,6 +345,83 @@ static unsigned check_client(struct server *s, struct MHD_Connection *c)
     return 0;
 }
 
+struct clen_state {
+    const char *first;
+    bool conflict;
+};
+
+static enum MHD_Result on_header_value(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
+{
+    struct clen_state *st = cls;
+    (void)kind;
+    if (!key || strcasecmp_ascii(key, MHD_HTTP_HEADER_CONTENT_LENGTH) != 0)
+        return MHD_YES;
+    if (!value)
+        value = "";
+    if (!st->first)
+        st->first = value;
+    else if (strcmp(st->first, value) != 0)
+        st->conflict = true;
+    return MHD_YES;
+}
+
+/* MHD's URI log callback: runs once per request, after the request line is split into method,
+ * target and version (each NUL-terminated in MHD's read buffer) and before anything else
+ * touches the target. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c)
+{
+    (void)cls;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct conn *k = ci ? ci->socket_context : NULL;
+    if (k) {
+        k->raw_target = uri;
+        k->raw_target_len = uri ? strlen(uri) : 0;
+        k->target_pct00 = uri && strstr(uri, "%00") != NULL;
+    }
+    return NULL;
+}
+
+bool server_request_malformed(struct MHD_Connection *c, const char *version)
+{
+    /* Every client we serve speaks HTTP/1.x. */
+    if (!version || strncmp(version, "HTTP/1.", 7) != 0)
+        return true;
+    /* A NUL in the target: MHD cuts the target at it ("/v1/health\0junk" would be served as
+     * "/v1/health"). The version follows the target in the same buffer, after the one NUL MHD
+     * put in the space between them: a target whose text ends before that is cut short. */
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    const struct conn *k = ci ? ci->socket_context : NULL;
+    if (k && k->raw_target) {
+        if (k->target_pct00)
+            return true;
+        if (version > k->raw_target && (size_t)(version - 1 - k->raw_target) > k->raw_target_len)
+            return true;
+    }
+    /* Two Content-Length headers that disagree: which one a proxy in front believes is how
+     * requests get smuggled (RFC 9112 6.3). */
+    struct clen_state st = {NULL, false};
+    MHD_get_connection_values(c, MHD_HEADER_KIND, on_header_value, &st);
+    return st.conflict;
+}
+
+/* The request on `c` carried a verified client certificate: its connection leaves the
+ * deadlines and can no longer be evicted. */
+static void mark_authenticated(struct server *s, struct MHD_Connection *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct conn *k = ci ? ci->socket_context : NULL;
+    if (!k)
+        return;
+    uv_mutex_lock(&s->lock);
+    k->authenticated = true;
+    k->handshaken = true;
+    uv_mutex_unlock(&s->lock);
+}
+
 /* Called with s->lock held. */
 static enum MHD_Result answer_health(struct server *s, struct MHD_Connection *c)
 {
@@ -253,10 +431,25 @@ static enum MHD_Result answer_health(struct server *s, struct MHD_Connection *c)
         if (platform_gmtime((time_t)s->last_refresh, &tm) == 0)
             strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
     }
-    const char *status = !s->report ? "starting" : s->last_error ? "degraded" : "ok";
-    json_t *j = json_pack("{s:s, s:s, s:s?, s:s?, s:I}", "status", status, "host", s->host,
-                          "last_refresh", when[0] ? when : NULL, "last_error", s->last_error,
-                          "report_bytes", (json_int_t)s->report_bytes);
+    /* Our own certificate: a collector about to become unreachable says so while it can. */
+    char expires[32] = "", warning[96] = "";
+    long long now = (long long)time(NULL), exp = s->identity->expires;
+    struct tm tm;
+    if (exp > 0 && platform_gmtime((time_t)exp, &tm) == 0)
+        strftime(expires, sizeof(expires), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (exp > 0 && now >= exp)
+        snprintf(warning, sizeof(warning), "the certificate expired on %s", expires);
+    else if (exp > 0 && now >= exp - s->cert_warn_s)
+        snprintf(warning, sizeof(warning), "the certificate expires on %s (in %lld days)",
+                 expires, (exp - now) / 86400);
+    const char *status = !s->report                      ? "starting"
+                         : s->last_error || warning[0] ? "degraded"
+                                                       : "ok";
+    json_t *j = json_pack("{s:s, s:s, s:s?, s:s?, s:I, s:s?, s:s?}", "status", status, "host",
+                          s->host, "last_refresh", when[0] ? when : NULL, "last_error",
+                          s->last_error, "report_bytes", (json_int_t)s->report_bytes,
+                          "certificate_expires", expires[0] ? expires : NULL,
+                          "certificate_warning", warning[0] ? warning : NULL);
     char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!body)
@@ -280,12 +473,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                   void **con_cls)
 {
     struct server *s = cls;
-    (void)version;
     (void)upload_data;
     (void)upload_data_size;
     (void)con_cls;
 
+    /* Syntax before identity: a 400 tells nothing about who may read. */
+    if (server_request_malformed(c, version))
+        return queue_static(c, MHD_HTTP_BAD_REQUEST, "{\"error\":\"malformed request\"}", NULL);
+
     unsigned refused = check_client(s, c);
+    if (!refused)
+        mark_authenticated(s, c);
     if (refused) {
         uv_mutex_lock(&s->lock);
         s->stats.refused++;
@@ -325,6 +523,438 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     return ret;
 }
 
+/* ---- connections: the accept policy, the deadlines, eviction ---- */
+
+static uint64_t mono_ms(void) { return uv_hrtime() / 1000000; }
+
+/* "ADDR" or "ADDR/PREFIX" into n; 0 or -EINVAL. */
+static int parse_net(const char *text, struct net *n)
+{
+    char buf[64];
+    size_t len = strlen(text);
+    if (len == 0 || len >= sizeof(buf))
+        return -EINVAL;
+    memcpy(buf, text, len + 1);
+    char *slash = strchr(buf, '/');
+    long prefix = -1;
+    if (slash) {
+        *slash = '\0';
+        char *end;
+        errno = 0;
+        prefix = strtol(slash + 1, &end, 10);
+        if (errno || end == slash + 1 || *end || prefix < 0)
+            return -EINVAL;
+    }
+    memset(n, 0, sizeof(*n));
+    if (inet_pton(AF_INET, buf, n->addr) == 1) {
+        n->family = AF_INET;
+        n->prefix = prefix < 0 ? 32 : (unsigned)prefix;
+        return n->prefix <= 32 ? 0 : -EINVAL;
+    }
+    if (inet_pton(AF_INET6, buf, n->addr) == 1) {
+        n->family = AF_INET6;
+        n->prefix = prefix < 0 ? 128 : (unsigned)prefix;
+        return n->prefix <= 128 ? 0 : -EINVAL;
+    }
+    return -EINVAL;
+}
+
+static bool net_match(const struct net *n, const struct sockaddr *sa)
+{
+    const unsigned char *a;
+    if (sa->sa_family != n->family)
+        return false;
+    if (sa->sa_family == AF_INET)
+        a = (const unsigned char *)&((const struct sockaddr_in *)sa)->sin_addr;
+    else
+        a = (const unsigned char *)&((const struct sockaddr_in6 *)sa)->sin6_addr;
+    unsigned full = n->prefix / 8, rest = n->prefix % 8;
+    if (memcmp(a, n->addr, full) != 0)
+        return false;
+    if (rest == 0)
+        return true;
+    unsigned char mask = (unsigned char)(0xff << (8 - rest));
+    return (a[full] & mask) == (n->addr[full] & mask);
+}
+
+static bool same_host(const struct sockaddr *a, const struct sockaddr *b)
+{
+    if (a->sa_family != b->sa_family)
+        return false;
+    if (a->sa_family == AF_INET)
+        return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
+                      &((const struct sockaddr_in *)b)->sin_addr, sizeof(struct in_addr)) == 0;
+    if (a->sa_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+                      &((const struct sockaddr_in6 *)b)->sin6_addr,
+                      sizeof(struct in6_addr)) == 0;
+    return false;
+}
+
+static bool is_trusted(const struct server *s, const struct sockaddr *sa)
+{
+    for (size_t i = 0; i < s->nnets; i++)
+        if (net_match(&s->nets[i], sa))
+            return true;
+    return false;
+}
+
+#ifdef _WIN32
+#define SHUT_BOTH SD_BOTH
+#else
+#define SHUT_BOTH SHUT_RDWR
+#endif
+
+/* Ends a connection MHD still owns: shutdown() (never close(): the socket stays MHD's) makes
+ * its next read fail, and MHD frees it on its next run. Called with s->lock held. */
+static void conn_shut(struct conn *k)
+{
+    if (k->closing)
+        return;
+    k->closing = true;
+    shutdown(k->fd, SHUT_BOTH);
+}
+
+/* True while the peer has sent nothing, or only part of a ClientHello. Called with s->lock
+ * held, on the thread that drives the session (POSIX: the loop's; Windows: MHD's). */
+static bool conn_silent(const struct conn *k)
+{
+    if (k->hello)
+        return false;
+    /* Bytes waiting in the socket that GnuTLS has not read yet (a ClientHello that arrived
+     * with the connection) are not silence. The socket is non-blocking. */
+    char b;
+    return recv(k->fd, &b, 1, MSG_PEEK) <= 0;
+}
+
+/* GnuTLS calls this after each handshake message: it is how we know the handshake's progress
+ * (gnutls_handshake_get_last_in is not kept up to date by TLS 1.3 server sessions). */
+static int on_handshake_message(gnutls_session_t session, unsigned int htype, unsigned when,
+                                unsigned int incoming, const gnutls_datum_t *msg)
+{
+    (void)when;
+    (void)msg;
+    if (!incoming ||
+        (htype != GNUTLS_HANDSHAKE_CLIENT_HELLO && htype != GNUTLS_HANDSHAKE_FINISHED))
+        return 0;
+    struct MHD_Connection *mc = gnutls_session_get_ptr(session);
+    const union MHD_ConnectionInfo *ci =
+        mc ? MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT) : NULL;
+    struct conn *k = ci ? ci->socket_context : NULL;
+    if (!k)
+        return 0;
+    uv_mutex_lock(&k->s->lock);
+    k->hello = true;
+    if (htype == GNUTLS_HANDSHAKE_FINISHED)
+        k->handshaken = true;
+    uv_mutex_unlock(&k->s->lock);
+    return 0;
+}
+
+/* Connections not shut down yet; *same counts those from addr's host (when addr is set).
+ * Called with s->lock held. */
+static unsigned count_live(const struct server *s, const struct sockaddr *addr, unsigned *same)
+{
+    unsigned live = 0;
+    for (const struct conn *k = s->conns_head; k; k = k->next) {
+        if (k->closing)
+            continue;
+        live++;
+        if (addr && same_host((const struct sockaddr *)&k->addr, addr))
+            (*same)++;
+    }
+    return live;
+}
+
+/* The connection to evict for a newcomer: the oldest that has not sent a whole ClientHello
+ * (past its grace), else the oldest that has not authenticated (past its grace); never an
+ * orchestrator address or an authenticated one. NULL when none. Called with s->lock held. */
+static struct conn *pick_victim(struct server *s, uint64_t now)
+{
+    struct conn *victim = NULL;
+    for (struct conn *k = s->conns_head; k; k = k->next) {
+        if (k->closing || k->authenticated || k->trusted)
+            continue;
+        uint64_t age = now - k->started_ms;
+        /* An honest client sends its ClientHello right after connecting. */
+        if (age >= SERVER_SILENT_GRACE_MS && conn_silent(k))
+            return k;
+        if (!victim && age >= SERVER_EVICT_GRACE_MS)
+            victim = k;
+    }
+    return victim;
+}
+
+/*
+ * MHD's accept policy callback, after MHD's own (hard) limit: who may take a slot.
+ * - with an orchestrators list, any other address is closed here, before a byte of TLS;
+ * - a stranger gets at most per_ip_limit connections per address and `cap` in all; when the
+ *   cap is full the oldest connection that has not sent a ClientHello (past 50 ms), else the
+ *   oldest that has not authenticated (past 500 ms), is evicted to make room; while none is
+ *   past its grace the newcomer is taken over the cap (up to cap + cap/2, then refused) and
+ *   the sweep evicts back down to the cap;
+ * - an orchestrator address may also use SERVER_RESERVED_SLOTS slots above the cap, and is
+ *   never evicted by a stranger.
+ */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    struct server *s = cls;
+    (void)addrlen;
+    bool trusted = is_trusted(s, addr);
+    if (s->nnets > 0 && !trusted) {
+        uv_mutex_lock(&s->lock);
+        s->stats.denied++;
+        uv_mutex_unlock(&s->lock);
+        return MHD_NO;
+    }
+    unsigned same = 0;
+    uv_mutex_lock(&s->lock);
+    unsigned live = count_live(s, addr, &same);
+    unsigned cap = s->cap + (trusted ? SERVER_RESERVED_SLOTS : 0);
+    enum MHD_Result ok = MHD_YES;
+    if (!trusted && same >= s->per_ip_limit) {
+        ok = MHD_NO;
+    } else if (live >= cap) {
+        /* Full: make room, or take the newcomer over the cap while every candidate is still
+         * in its grace (the sweep evicts down to the cap when the grace ends); refuse only
+         * at cap + cap/2. */
+        struct conn *victim = pick_victim(s, mono_ms());
+        if (victim) {
+            conn_shut(victim);
+            s->stats.evicted++;
+        } else if (live >= cap + s->cap / 2) {
+            ok = MHD_NO;
+        }
+    }
+    if (ok == MHD_NO)
+        s->stats.denied++;
+    uv_mutex_unlock(&s->lock);
+    return ok;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    struct server *s = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *fd =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const union MHD_ConnectionInfo *addr =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        struct conn *k = calloc(1, sizeof(*k));
+        if (!k || !fd || !addr || !addr->client_addr) {
+            /* Untracked, it would escape the deadlines: end it now. */
+            free(k);
+            if (fd)
+                shutdown(fd->connect_fd, SHUT_BOTH);
+            *socket_context = NULL;
+            return;
+        }
+        k->s = s;
+        k->mc = c;
+        k->fd = fd->connect_fd;
+        memcpy(&k->addr, addr->client_addr,
+               addr->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                        : sizeof(struct sockaddr_in));
+        k->started_ms = mono_ms();
+        k->trusted = is_trusted(s, addr->client_addr);
+        const union MHD_ConnectionInfo *tls =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+        if (tls && tls->tls_session)
+            gnutls_handshake_set_hook_function(tls->tls_session, GNUTLS_HANDSHAKE_ANY,
+                                               GNUTLS_HOOK_POST, on_handshake_message);
+        uv_mutex_lock(&s->lock);
+        k->prev = s->conns_tail;
+        if (s->conns_tail)
+            s->conns_tail->next = k;
+        else
+            s->conns_head = k;
+        s->conns_tail = k;
+        uv_mutex_unlock(&s->lock);
+        *socket_context = k;
+        return;
+    }
+    /* NOTIFY_CLOSED: MHD calls it before it closes the socket, so a sweep holding the lock
+     * never shuts down a number the kernel has handed to someone else. */
+    s->closed_in_run = true;
+    struct conn *k = *socket_context;
+    if (!k)
+        return;
+    uv_mutex_lock(&s->lock);
+    if (k->prev)
+        k->prev->next = k->next;
+    else
+        s->conns_head = k->next;
+    if (k->next)
+        k->next->prev = k->prev;
+    else
+        s->conns_tail = k->prev;
+    uv_mutex_unlock(&s->lock);
+    free(k);
+    *socket_context = NULL;
+}
+
+/*
+ * The deadlines, independent of activity (MHD's own timeout restarts with every byte): a
+ * connection that has not completed its TLS handshake handshake_ms after accept, or has not
+ * sent a request with a verified client certificate request_ms after accept, is shut down.
+ * Returns the milliseconds until the next deadline, or UINT64_MAX when none is pending.
+ */
+static uint64_t sweep(struct server *s)
+{
+    uint64_t now = mono_ms(), next = UINT64_MAX;
+    uv_mutex_lock(&s->lock);
+    for (struct conn *k = s->conns_head; k; k = k->next) {
+        if (k->closing || k->authenticated)
+            continue;
+        uint64_t age = now - k->started_ms;
+        if (!k->handshaken && age >= s->handshake_ms) {
+            conn_shut(k);
+            s->stats.timed_out++;
+            continue;
+        }
+        if (age >= s->request_ms) {
+            conn_shut(k);
+            s->stats.timed_out++;
+            continue;
+        }
+        uint64_t due = (k->handshaken ? s->request_ms : s->handshake_ms) - age;
+        if (due < next)
+            next = due;
+    }
+    /* Over the cap (newcomers taken while everyone was in their grace): back down to it. */
+    unsigned live = count_live(s, NULL, NULL);
+    for (; live > s->cap; live--) {
+        struct conn *victim = pick_victim(s, now);
+        if (!victim)
+            break;
+        conn_shut(victim);
+        s->stats.evicted++;
+    }
+    if (live > s->cap && next > SERVER_SILENT_GRACE_MS)
+        next = SERVER_SILENT_GRACE_MS;
+    uv_mutex_unlock(&s->lock);
+    return next;
+}
+
+/* ---- the identity: certificate and key, served through MHD's certificate callback ---- */
+
+static void identity_free(struct identity *id)
+{
+    while (id) {
+        struct identity *next = id->retired;
+        for (unsigned i = 0; i < id->npcerts; i++)
+            gnutls_pcert_deinit(&id->pcerts[i]);
+        if (id->key)
+            gnutls_privkey_deinit(id->key);
+        free(id);
+        id = next;
+    }
+}
+
+/* The certificate chain and the key, checked to belong together. 0 or -EINVAL/-ENOMEM. */
+static int identity_new(const char *cert_pem, const char *key_pem, struct identity **out,
+                        char *err, size_t errsize)
+{
+    *out = NULL;
+    struct identity *id = calloc(1, sizeof(*id));
+    if (!id)
+        return -ENOMEM;
+    gnutls_datum_t cd = {(unsigned char *)cert_pem, (unsigned)strlen(cert_pem)};
+    gnutls_datum_t kd = {(unsigned char *)key_pem, (unsigned)strlen(key_pem)};
+    gnutls_pubkey_t pub = NULL;
+    gnutls_x509_crt_t crt = NULL;
+    unsigned n = SERVER_CHAIN_MAX;
+    int rc = gnutls_pcert_list_import_x509_raw(id->pcerts, &n, &cd, GNUTLS_X509_FMT_PEM, 0);
+    if (rc < 0 || n == 0) {
+        set_err(err, errsize, "the certificate is not a PEM certificate (chain of at most %d): %s",
+                SERVER_CHAIN_MAX, rc < 0 ? gnutls_strerror(rc) : "none found");
+        goto fail;
+    }
+    id->npcerts = n;
+    if (gnutls_privkey_init(&id->key) < 0)
+        goto fail;
+    rc = gnutls_privkey_import_x509_raw(id->key, &kd, GNUTLS_X509_FMT_PEM, NULL, 0);
+    if (rc < 0) {
+        set_err(err, errsize, "the key is not an unencrypted PEM private key: %s",
+                gnutls_strerror(rc));
+        goto fail;
+    }
+    unsigned char a[64], b[64];
+    size_t alen = sizeof(a), blen = sizeof(b);
+    if (gnutls_pubkey_init(&pub) < 0 || gnutls_pubkey_import_privkey(pub, id->key, 0, 0) < 0 ||
+        gnutls_pubkey_get_key_id(pub, 0, a, &alen) < 0 ||
+        gnutls_pubkey_get_key_id(id->pcerts[0].pubkey, 0, b, &blen) < 0 || alen != blen ||
+        memcmp(a, b, alen) != 0) {
+        set_err(err, errsize, "the key and the certificate do not match");
+        goto fail;
+    }
+    if (gnutls_x509_crt_init(&crt) < 0 ||
+        gnutls_x509_crt_import(crt, &id->pcerts[0].cert, GNUTLS_X509_FMT_DER) < 0) {
+        set_err(err, errsize, "the certificate cannot be read back");
+        goto fail;
+    }
+    id->expires = (long long)gnutls_x509_crt_get_expiration_time(crt);
+    gnutls_x509_crt_deinit(crt);
+    gnutls_pubkey_deinit(pub);
+    *out = id;
+    return 0;
+fail:
+    if (crt)
+        gnutls_x509_crt_deinit(crt);
+    if (pub)
+        gnutls_pubkey_deinit(pub);
+    identity_free(id);
+    return -EINVAL;
+}
+
+/* GnuTLS asks, during each handshake, what to present: the identity current at that moment. */
+static int on_cert(gnutls_session_t session, const gnutls_datum_t *req_ca_rdn, int nreqs,
+                   const gnutls_pk_algorithm_t *pk_algos, int pk_algos_length,
+                   gnutls_pcert_st **pcert, unsigned int *pcert_length, gnutls_privkey_t *privkey)
+{
+    (void)req_ca_rdn;
+    (void)nreqs;
+    (void)pk_algos;
+    (void)pk_algos_length;
+    struct MHD_Connection *mc = gnutls_session_get_ptr(session);
+    const union MHD_ConnectionInfo *ci =
+        mc ? MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT) : NULL;
+    struct conn *k = ci ? ci->socket_context : NULL;
+    if (!k)
+        return -1;
+    struct server *s = k->s;
+    uv_mutex_lock(&s->lock);
+    struct identity *id = s->identity;
+    uv_mutex_unlock(&s->lock);
+    *pcert = id->pcerts;
+    *pcert_length = id->npcerts;
+    *privkey = id->key;
+    return 0;
+}
+
+int server_reload_identity(struct server *s, const char *cert_pem, const char *key_pem, char *err,
+                           size_t errsize)
+{
+    struct identity *id;
+    int rc = identity_new(cert_pem, key_pem, &id, err, errsize);
+    if (rc < 0)
+        return rc;
+    uv_mutex_lock(&s->lock);
+    id->retired = s->identity;
+    s->identity = id;
+    uv_mutex_unlock(&s->lock);
+    return 0;
+}
+
+long long server_cert_expires(const struct server *s)
+{
+    uv_mutex_lock((uv_mutex_t *)&s->lock);
+    long long t = s->identity->expires;
+    uv_mutex_unlock((uv_mutex_t *)&s->lock);
+    return t;
+}
+
 /* ---- lifecycle ---- */
 
 static void server_free(struct server *s)
@@ -333,12 +963,11 @@ static void server_free(struct server *s)
         MHD_destroy_response(s->report);
     free(s->host);
     free(s->client_cn);
-    free(s->cert_pem);
-    if (s->key_pem) {
-        platform_secure_zero(s->key_pem, strlen(s->key_pem));
-        free(s->key_pem);
-    }
     free(s->ca_pem);
+    free(s->nets);
+    identity_free(s->identity);
+    /* MHD frees every connection (NOTIFY_CLOSED) before MHD_stop_daemon returns. */
+    assert(!s->conns_head);
     free(s->last_error);
     uv_mutex_destroy(&s->lock);
     uv_mutex_destroy(&s->log_lock);
@@ -517,6 +1146,7 @@ int server_start(uv_loop_t *loop, const struct server_options *o, struct server 
         return -EIO;
     }
 #endif
+    int rc;
     struct server *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
@@ -531,15 +1161,40 @@ int server_start(uv_loop_t *loop, const struct server_options *o, struct server 
     }
     s->host = strdup(o->host);
     s->client_cn = o->client_cn ? strdup(o->client_cn) : NULL;
-    s->cert_pem = strdup(o->cert_pem);
-    s->key_pem = strdup(o->key_pem);
     s->ca_pem = strdup(o->ca_pem);
     s->log = o->log;
     s->log_arg = o->log_arg;
-    if (!s->host || (o->client_cn && !s->client_cn) || !s->cert_pem || !s->key_pem ||
-        !s->ca_pem) {
+    s->cap = o->connection_limit ? o->connection_limit : SERVER_DEFAULT_CONNECTIONS;
+    s->per_ip_limit = o->per_ip_limit ? o->per_ip_limit : SERVER_DEFAULT_PER_IP;
+    s->handshake_ms = o->handshake_timeout_ms ? o->handshake_timeout_ms
+                                              : SERVER_DEFAULT_HANDSHAKE_MS;
+    s->request_ms = o->request_timeout_ms ? o->request_timeout_ms : SERVER_DEFAULT_REQUEST_MS;
+    if (s->request_ms < s->handshake_ms)
+        s->request_ms = s->handshake_ms;
+    s->cert_warn_s =
+        86400LL * (o->cert_warn_days ? o->cert_warn_days : SERVER_DEFAULT_CERT_WARN_DAYS);
+    s->nets = o->norchestrators ? calloc(o->norchestrators, sizeof(*s->nets)) : NULL;
+    if (!s->host || (o->client_cn && !s->client_cn) || !s->ca_pem ||
+        (o->norchestrators && !s->nets)) {
         server_free(s);
         return -ENOMEM;
+    }
+    for (size_t i = 0; i < o->norchestrators; i++) {
+        if (parse_net(o->orchestrators[i], &s->nets[i]) < 0) {
+            set_err(err, errsize, "orchestrators: '%s' is not an IPv4 or IPv6 address (optionally "
+                    "/prefix)", o->orchestrators[i]);
+            server_free(s);
+            return -EINVAL;
+        }
+    }
+    s->nnets = o->norchestrators;
+    char why[256];
+    rc = identity_new(o->cert_pem, o->key_pem, &s->identity, why, sizeof(why));
+    if (rc < 0) {
+        set_err(err, errsize, "%s: cannot start the HTTPS server (bad certificate, key or CA?): %s",
+                o->host, rc == -ENOMEM ? "out of memory" : why);
+        server_free(s);
+        return rc;
     }
 
     /* MHD accepts a trust PEM without a certificate in it; every client would then be refused
@@ -551,7 +1206,7 @@ int server_start(uv_loop_t *loop, const struct server_options *o, struct server 
     }
 
     MHD_socket fd = BAD_SOCKET;
-    int rc = listen_on(o->address, o->port, &s->port, &fd, err, errsize);
+    rc = listen_on(o->address, o->port, &s->port, &fd, err, errsize);
     if (rc < 0) {
         server_free(s);
         return rc;
@@ -562,17 +1217,19 @@ int server_start(uv_loop_t *loop, const struct server_options *o, struct server 
     s->start_errsize = errsize;
     uv_mutex_unlock(&s->log_lock);
     s->mhd = MHD_start_daemon(
-        SERVER_MHD_FLAGS | MHD_USE_TLS | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, s,
+        SERVER_MHD_FLAGS | MHD_USE_TLS | MHD_USE_ERROR_LOG, 0, on_accept, s, on_request, s,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, /* first, or MHD logs the others itself */
         MHD_OPTION_LISTEN_SOCKET, fd,
-        MHD_OPTION_HTTPS_MEM_CERT, s->cert_pem,
-        MHD_OPTION_HTTPS_MEM_KEY, s->key_pem,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
+        /* The TLS setup, all of it: identity by callback (SIGHUP swaps it), the CA that signs
+         * clients, the protocol versions. */
+        MHD_OPTION_HTTPS_CERT_CALLBACK, on_cert,
         MHD_OPTION_HTTPS_MEM_TRUST, s->ca_pem,
         MHD_OPTION_HTTPS_PRIORITIES, SERVER_TLS_PRIORITIES,
-        MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)(o->connection_limit ? o->connection_limit : SERVER_DEFAULT_CONNECTIONS),
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-        (unsigned)(o->per_ip_limit ? o->per_ip_limit : SERVER_DEFAULT_PER_IP),
+        /* MHD's hard limit: our cap (on_accept), the orchestrators' reserve, and room for the
+         * connections already shut down that MHD has not freed yet. Per address: on_accept. */
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)(2 * s->cap + SERVER_RESERVED_SLOTS),
         MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)(o->connection_timeout_s ? o->connection_timeout_s : SERVER_DEFAULT_TIMEOUT_S),
         MHD_OPTION_CONNECTION_MEMORY_LIMIT,
@@ -722,15 +1379,19 @@ static int glue_start(uv_loop_t *loop, struct server *s, char *err, size_t errsi
 {
     (void)err;
     (void)errsize;
-    /* MHD's thread runs already; the timer is never started, it only anchors the close. */
+    /* MHD's thread runs already; the timer sweeps the deadlines (shutdown() of a socket MHD's
+     * thread polls is safe: the record, and so the socket, lives until NOTIFY_CLOSED, which
+     * takes the lock) and anchors the close. */
     uv_timer_init(loop, &s->timer);
     s->timer.data = s;
     s->open_handles = 1;
+    uv_timer_start(&s->timer, on_sweep_timer, 250, 250);
     return 0;
 }
 
 static void glue_close(struct server *s)
 {
+    uv_timer_stop(&s->timer);
     MHD_stop_daemon(s->mhd); /* joins MHD's thread: no handler runs after this */
     s->mhd = NULL;
     uv_close((uv_handle_t *)&s->timer, on_handle_closed);

@@ -10,6 +10,16 @@
  * own polling thread (WSAPoll) and the calls below may race it safely (the shared state is
  * under a mutex); the behaviour and limits are the same.
  *
+ * Connection discipline (issue 19: a collector nobody can knock offline): every connection has
+ * deadlines from accept, independent of activity, for its TLS handshake and for a complete
+ * request with a verified client certificate; a stranger gets at most per_ip_limit connections
+ * per address and connection_limit in all; when they are full a newcomer evicts the oldest
+ * connection that has sent no ClientHello (older than 50 ms), else the oldest that has not
+ * authenticated (older than 500 ms), or is taken over the cap (up to half as many again) until
+ * one is. An authenticated connection is never evicted.
+ * With an orchestrators allow-list, other addresses are closed at accept and the orchestrators
+ * have reserved slots. Refusals (400/401/403) close their connection.
+ *
  * Every request is refused unless its client certificate verifies against the CA given here,
  * for TLS client authentication, and (when `client_cn` is set) names that client. MHD only
  * *requests* a client certificate; the access handler is where the check happens.
@@ -17,8 +27,12 @@
  *   GET /v1/readiness  200 application/json: the report set by server_set_report (503 before)
  *   GET /v1/health     200 application/json: {status, host, last_refresh, last_error,
  *                      report_bytes}; never touches the facts
+ *                      + certificate_expires, and certificate_warning ("degraded") when
+ *                      the certificate expires within cert_warn_days or has expired
  *   other paths 404; other methods on these paths 405 with Allow; HEAD is answered like GET.
- *   No request bodies (413). Headers over the connection memory limit: 431 or a closed
+ *   A request whose version is not HTTP/1.x, whose target holds a NUL (raw or %00), or with
+ *   Content-Length headers that disagree: 400, before the client check. No request
+ *   bodies (413). Headers over the connection memory limit: 431 or a closed
  *   connection, and the server keeps serving.
  *
  * The caller must ignore SIGPIPE on POSIX (the server tells MHD that the application handles it).
@@ -26,6 +40,7 @@
 #ifndef TLSGATE_SERVER_H
 #define TLSGATE_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -54,8 +69,20 @@ struct server_options {
     /* 0 for the defaults below. */
     unsigned connection_limit;     /* 64 */
     unsigned per_ip_limit;         /* 16 */
-    unsigned connection_timeout_s; /* 10 */
+    unsigned connection_timeout_s; /* 10: idle (MHD's, restarts with every byte) */
     size_t connection_memory;      /* 32 KiB: the cap on one request's headers */
+    /* Deadlines counted from accept, whatever the peer sends (issue 19): the TLS handshake
+     * complete within handshake_timeout_ms (5000), a request with a verified client
+     * certificate within request_timeout_ms (10000); else the connection is closed. */
+    unsigned handshake_timeout_ms;
+    unsigned request_timeout_ms;
+    /* The orchestrators' addresses ("127.0.0.1", "::1", "192.0.2.0/24"). When given, a
+     * connection from any other address is closed at accept. They also get
+     * SERVER_RESERVED_SLOTS (8) slots above connection_limit and are never evicted. Copied. */
+    const char *const *orchestrators;
+    size_t norchestrators;
+    /* /v1/health says "degraded" from this many days before the certificate expires (14). */
+    unsigned cert_warn_days;
 };
 
 /*
@@ -81,10 +108,32 @@ void server_set_error(struct server *s, const char *message);
 
 /* Counters since start, for tests and the simulator's statistics. */
 struct server_stats {
-    unsigned long served;  /* 200 answers */
-    unsigned long refused; /* 401/403 answers: no or unverified client certificate */
+    unsigned long served;    /* 200 answers */
+    unsigned long refused;   /* 401/403 answers: no or unverified client certificate */
+    unsigned long denied;    /* closed at accept: not an orchestrator, per-address cap, full */
+    unsigned long evicted;   /* closed to make room for a newcomer */
+    unsigned long timed_out; /* closed at the handshake or the request deadline */
 };
 void server_get_stats(const struct server *s, struct server_stats *st);
+
+/*
+ * Serves a new certificate and key from the next handshake on (rotation without a restart).
+ * The pair is checked first (PEM, the key belongs to the certificate); on -EINVAL (reason in
+ * err) the old pair stays. Handshakes in flight finish with the old one.
+ */
+int server_reload_identity(struct server *s, const char *cert_pem, const char *key_pem, char *err,
+                           size_t errsize);
+
+/* The served certificate's notAfter, epoch seconds. */
+long long server_cert_expires(const struct server *s);
+
+/*
+ * The request checks that do not depend on who asks (server.c's on_request runs them first; a
+ * fuzz target can too): true when `version` is not HTTP/1.x, the target held a NUL (raw or
+ * %00; seen by the server's URI callback) or the request's Content-Length headers disagree.
+ */
+struct MHD_Connection;
+bool server_request_malformed(struct MHD_Connection *c, const char *version);
 
 /*
  * Stops accepting, ends every connection and closes the libuv handles. The memory is freed

@@ -23,6 +23,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -187,6 +191,11 @@ static void child_on_term(uv_signal_t *h, int signum)
 
 static char *pem(const char *base, const char *name) { return read_text(tu_path(base, name)); }
 
+/* Connection discipline for the next start_servers (zero: server.h's defaults). */
+static struct server_options tune;
+/* When > 0: the child may open only this many more descriptors once its servers listen. */
+static int tune_spare_fds;
+
 /*
  * Forks a child that runs one server per host in hosts[] (NULL-ended) on one loop, each serving
  * the report `{"host":"<host>"}`, and waits for their ports on a pipe. client_cn as in server.h.
@@ -218,6 +227,13 @@ static struct child start_servers(const char *const *hosts, const char *client_c
                 .key_pem = key,
                 .ca_pem = ca,
                 .client_cn = client_cn,
+                .connection_limit = tune.connection_limit,
+                .per_ip_limit = tune.per_ip_limit,
+                .connection_timeout_s = tune.connection_timeout_s,
+                .handshake_timeout_ms = tune.handshake_timeout_ms,
+                .request_timeout_ms = tune.request_timeout_ms,
+                .orchestrators = tune.orchestrators,
+                .norchestrators = tune.norchestrators,
             };
             if (server_start(&loop, &o, &cl.srv[cl.n], err, sizeof(err)) != 0) {
                 fprintf(stderr, "server_start: %s\n", err);
@@ -235,6 +251,14 @@ static struct child start_servers(const char *const *hosts, const char *client_c
         free(ca);
         close(fds[1]);
         uv_signal_init(&loop, &cl.term);
+        if (tune_spare_fds > 0) {
+            int probe = open("/dev/null", O_RDONLY);
+            close(probe);
+            struct rlimit rl;
+            getrlimit(RLIMIT_NOFILE, &rl);
+            rl.rlim_cur = (rlim_t)(probe + tune_spare_fds);
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
         cl.term.data = &cl;
         uv_signal_start(&cl.term, child_on_term, SIGTERM);
         uv_run(&loop, UV_RUN_DEFAULT);
@@ -921,6 +945,7 @@ START_TEST(test_collector_config_paths_are_relative_to_the_config)
     char *cert = strdup(tu_path(etc, "host.pem")), *key = strdup(tu_path(etc, "host.key"));
     copy_file(tu_path(certs, HOST1 ".pem"), cert);
     copy_file(tu_path(certs, HOST1 ".key"), key);
+    ck_assert_int_eq(chmod(key, 0600), 0); /* a private key others can read is refused */
     copy_file(tu_path(certs, "ca.pem"), tu_path(etc, "fleet-ca.pem"));
     copy_file(facts_example(), tu_path(etc, "facts.json"));
     free(cert);
@@ -1204,6 +1229,435 @@ START_TEST(test_gen_certs_rsa_option)
 }
 END_TEST
 
+
+/* ---- case "guard": the server stays reachable (issue 19) ---- */
+
+static void guard_setup(void)
+{
+    memset(&tune, 0, sizeof(tune));
+    tune_spare_fds = 0;
+}
+
+/* A TCP connection to 127.0.0.1:port from `source` (another loopback address). */
+static int tcp_from(const char *source, uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    inet_pton(AF_INET, source, &a.sin_addr);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&to, sizeof(to)), 0);
+    return fd;
+}
+
+/* True when the server ends the connection (EOF or reset) before DEADLINE_MS. While waiting,
+ * `drip` (when set) is sent one byte at a time every 100 ms: activity that restarts MHD's own
+ * idle timeout and must not restart our deadlines. */
+static bool closed_by_server(int fd, const char *drip)
+{
+    long long end = now_ms() + DEADLINE_MS;
+    size_t at = 0;
+    while (now_ms() < end) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 100) > 0) {
+            char b[256];
+            ssize_t n = recv(fd, b, sizeof(b), 0);
+            if (n <= 0)
+                return true;
+        }
+        if (drip && drip[at] && send(fd, drip + at, 1, MSG_NOSIGNAL) < 0)
+            return true;
+        if (drip && drip[at])
+            at++;
+    }
+    return false;
+}
+
+START_TEST(test_server_closes_silent_connection_at_handshake_deadline)
+{
+    /* Deadlines well under the wait (15 s), an idle timeout well over it: only the deadline
+     * can end these connections in time. Not shorter: the last GET must still get through
+     * a sanitizer build's slow handshake. */
+    tune.handshake_timeout_ms = 2000;
+    tune.request_timeout_ms = 4000;
+    tune.connection_timeout_s = 60;
+    struct child ch = start_server();
+    int fd = tcp_from("127.0.0.2", ch.port[0]);
+    ck_assert_msg(closed_by_server(fd, NULL), "a silent connection was never closed");
+    close(fd);
+    /* Half a TLS record header each 100 ms is activity, not a handshake. */
+    fd = tcp_from("127.0.0.2", ch.port[0]);
+    ck_assert_msg(closed_by_server(fd, "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\x00\x00"),
+                  "a trickled ClientHello was never closed");
+    close(fd);
+    char *body = get_ok(ch.port[0], HOST1, "/v1/readiness");
+    free(body);
+    stop_child(&ch);
+}
+END_TEST
+
+START_TEST(test_server_closes_slow_request_at_request_deadline)
+{
+    tune.handshake_timeout_ms = 3000;
+    tune.request_timeout_ms = 4000; /* the header below takes 10 s to trickle in */
+    tune.connection_timeout_s = 60;
+    struct child ch = start_server();
+    /* A complete handshake (no client certificate), then a header a byte at a time. */
+    char url[300], resolve[300];
+    snprintf(url, sizeof(url), "https://%s:%u/", HOST1, (unsigned)ch.port[0]);
+    snprintf(resolve, sizeof(resolve), "%s:%u:127.0.0.1", HOST1, (unsigned)ch.port[0]);
+    struct curl_slist *res = curl_slist_append(NULL, resolve);
+    CURL *h = curl_easy_init();
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_RESOLVE, res);
+    curl_easy_setopt(h, CURLOPT_CAINFO, tu_path(certs, "ca.pem"));
+    curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
+    ck_assert_int_eq(curl_easy_perform(h), CURLE_OK);
+    const char *req = "GET /v1/readiness HTTP/1.1\r\nHost: " HOST1 "\r\nX-Slow: aaaaaaaaaaaaaaaa"
+                      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    bool closed = false;
+    long long end = now_ms() + DEADLINE_MS;
+    for (size_t i = 0; req[i] && !closed && now_ms() < end; i++) {
+        size_t sent = 0;
+        CURLcode rc = curl_easy_send(h, req + i, 1, &sent);
+        if (rc != CURLE_OK && rc != CURLE_AGAIN)
+            closed = true;
+        char b[64];
+        size_t n = 0;
+        rc = curl_easy_recv(h, b, sizeof(b), &n);
+        if (rc != CURLE_AGAIN && (rc != CURLE_OK || n == 0))
+            closed = true;
+        pause_ms(100);
+    }
+    curl_easy_cleanup(h);
+    curl_slist_free_all(res);
+    ck_assert_msg(closed, "a request sent a byte every 100 ms was never cut off");
+    char *body = get_ok(ch.port[0], HOST1, "/v1/readiness");
+    free(body);
+    stop_child(&ch);
+}
+END_TEST
+
+/* The wedge: bursts that fill the cap and leave again must not stop the accepting. */
+START_TEST(test_server_accepts_after_bursts_that_fill_the_cap)
+{
+    tune.connection_limit = 4;
+    tune.per_ip_limit = 4;
+    struct child ch = start_server();
+    const char *from[] = {"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"};
+    for (int round = 0; round < 6; round++) {
+        int fds[16];
+        for (int i = 0; i < 16; i++)
+            fds[i] = tcp_from(from[i % 4], ch.port[0]);
+        pause_ms(150); /* the server accepts (and evicts) them */
+        for (int i = 0; i < 16; i++)
+            close(fds[i]);
+        pause_ms(50);
+    }
+    char *body = get_ok(ch.port[0], HOST1, "/v1/readiness");
+    free(body);
+    stop_child(&ch);
+}
+END_TEST
+
+/*
+ * The wedge itself: MHD stops watching its listen socket when it runs out of descriptors
+ * (EMFILE) and puts it back only at the start of a run, after the connections holding them
+ * have gone. With nothing left to time out, no run came: the server never accepted again.
+ */
+START_TEST(test_server_accepts_again_after_running_out_of_descriptors)
+{
+    tune_spare_fds = 2;
+    tune.connection_timeout_s = 60;
+    tune.handshake_timeout_ms = 30000;
+    tune.request_timeout_ms = 30000;
+    struct child ch = start_server();
+    int fds[6];
+    for (int i = 0; i < 6; i++)
+        fds[i] = tcp_from("127.0.0.2", ch.port[0]);
+    pause_ms(300); /* two accepted, the third accept fails with EMFILE */
+    for (int i = 0; i < 6; i++)
+        close(fds[i]);
+    /* The server freed the two; it must accept again without any other prompt. */
+    struct tu_fetch f = {.path = "/v1/readiness", .certdir = certs};
+    long long end = now_ms() + DEADLINE_MS;
+    do {
+        fetch_release(&f);
+        do_fetch(ch.port[0], &f);
+    } while (f.code != 200 && now_ms() < end && (pause_ms(100), 1));
+    ck_assert_msg(f.code == 200, "the server stopped accepting: %s", f.error);
+    fetch_release(&f);
+    stop_child(&ch);
+}
+END_TEST
+
+START_TEST(test_server_evicts_a_silent_connection_for_a_newcomer)
+{
+    tune.connection_limit = 4;
+    tune.per_ip_limit = 4;
+    struct child ch = start_server();
+    int fds[4];
+    for (int i = 0; i < 4; i++)
+        fds[i] = tcp_from("127.0.0.2", ch.port[0]);
+    pause_ms(100); /* older than the 20 ms grace of a silent connection */
+    char *body = get_ok(ch.port[0], HOST1, "/v1/readiness");
+    free(body);
+    int closed = 0;
+    for (int i = 0; i < 4; i++) {
+        struct pollfd pfd = {.fd = fds[i], .events = POLLIN};
+        char b;
+        if (poll(&pfd, 1, 0) > 0 && recv(fds[i], &b, 1, 0) <= 0)
+            closed++;
+        close(fds[i]);
+    }
+    ck_assert_int_eq(closed, 1);
+    stop_child(&ch);
+}
+END_TEST
+
+START_TEST(test_server_allow_list_closes_other_addresses_at_accept)
+{
+    const char *allow[] = {"127.0.0.2", "::1/128"};
+    tune.orchestrators = allow;
+    tune.norchestrators = 2;
+    struct child ch = start_server();
+    struct tu_fetch f = {.path = "/v1/readiness", .certdir = certs, .source = "127.0.0.1"};
+    do_fetch(ch.port[0], &f);
+    ck_assert_msg(f.rc != CURLE_OK, "a client from 127.0.0.1 got in (HTTP %ld)", f.code);
+    fetch_release(&f);
+    struct tu_fetch g = {.path = "/v1/readiness", .certdir = certs, .source = "127.0.0.2"};
+    do_fetch(ch.port[0], &g);
+    ck_assert_msg(g.rc == CURLE_OK, "%s", g.error);
+    ck_assert_int_eq(g.code, 200);
+    fetch_release(&g);
+    stop_child(&ch);
+
+    /* A prefix matches the whole network; a bad entry is refused at start. */
+    const char *net[] = {"127.0.0.0/8"};
+    tune.orchestrators = net;
+    tune.norchestrators = 1;
+    ch = start_server();
+    char *body = get_ok(ch.port[0], HOST1, "/v1/readiness");
+    free(body);
+    stop_child(&ch);
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    char *cert = pem(certs, HOST1 ".pem"), *key = pem(certs, HOST1 ".key"),
+         *ca = pem(certs, "ca.pem");
+    const char *bad[] = {"127.0.0.1/33"};
+    struct server_options o = {.host = HOST1, .address = "127.0.0.1", .cert_pem = cert,
+                               .key_pem = key, .ca_pem = ca, .orchestrators = bad,
+                               .norchestrators = 1};
+    struct server *s;
+    char err[512];
+    ck_assert_int_eq(server_start(&loop, &o, &s, err, sizeof(err)), -EINVAL);
+    ck_assert_msg(strstr(err, "127.0.0.1/33") != NULL, "%s", err);
+    free(cert);
+    free(key);
+    free(ca);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
+START_TEST(test_server_400_for_nul_in_target_and_conflicting_content_length)
+{
+    struct child ch = start_server();
+    static const char nul[] = "GET /v1/health\0/x HTTP/1.1\r\nHost: " HOST1 "\r\n\r\n";
+    ck_assert_int_eq(raw_request(ch.port[0], nul, sizeof(nul) - 1), 400);
+    const char *pct = "GET /v1/health%00/x HTTP/1.1\r\nHost: " HOST1 "\r\n\r\n";
+    ck_assert_int_eq(raw_request(ch.port[0], pct, strlen(pct)), 400);
+    /* An ordinary target with a query is not cut short. */
+    const char *query = "GET /v1/health?x=1 HTTP/1.1\r\nHost: " HOST1 "\r\n\r\n";
+    ck_assert_int_eq(raw_request(ch.port[0], query, strlen(query)), 200);
+    const char *two = "GET /v1/health HTTP/1.1\r\nHost: " HOST1 "\r\nContent-Length: 0\r\n"
+                      "Content-Length: 5\r\n\r\n";
+    ck_assert_int_eq(raw_request(ch.port[0], two, strlen(two)), 400);
+    /* The same value twice says one thing: not an error. */
+    const char *same = "GET /v1/health HTTP/1.1\r\nHost: " HOST1 "\r\nContent-Length: 0\r\n"
+                       "Content-Length: 0\r\n\r\n";
+    ck_assert_int_eq(raw_request(ch.port[0], same, strlen(same)), 200);
+    stop_child(&ch);
+}
+END_TEST
+
+/* ---- case "identity": the collector's certificate over time (issue 19, issue 14) ---- */
+
+static void gen_certs(const char *out, const char *const *names);
+
+/* A folder with the fleet's CA and a fresh HOST1 pair valid `days` days. */
+static const char *host1_pair(const char *name, int days)
+{
+    static char d[4096];
+    snprintf(d, sizeof(d), "%s/%s", dir, name);
+    ck_assert_int_eq(mkdir(d, 0700), 0);
+    char *ca = read_text(tu_path(certs, "ca.pem")), *cakey = read_text(tu_path(certs, "ca.key"));
+    tu_write_file(tu_path(d, "ca.pem"), ca, strlen(ca));
+    tu_write_file(tu_path(d, "ca.key"), cakey, strlen(cakey));
+    free(ca);
+    free(cakey);
+    char tool[4096], n[16];
+    snprintf(tool, sizeof(tool), "%s", tu_source_path("tools/gen-certs"));
+    snprintf(n, sizeof(n), "%d", days);
+    char *argv[] = {tool, "--days", n, d, HOST1, NULL};
+    char *out = NULL, *err = NULL;
+    ck_assert_msg(tu_run(argv, NULL, &out, &err) == 0, "gen-certs: %s", err ? err : "");
+    free(out);
+    free(err);
+    return d;
+}
+
+static void install_pair(const char *from, const char *to)
+{
+    char *c = read_text(tu_path(from, HOST1 ".pem")), *k = read_text(tu_path(from, HOST1 ".key"));
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s/%s.pem", to, HOST1);
+    tu_write_file(tmp, c, strlen(c));
+    snprintf(tmp, sizeof(tmp), "%s/%s.key", to, HOST1);
+    tu_write_file(tmp, k, strlen(k));
+    chmod(tmp, 0600);
+    free(c);
+    free(k);
+}
+
+/* Polls /v1/health until certificate_expires differs from `not`; returns the health object. */
+static json_t *wait_cert_change(uint16_t port, const char *not)
+{
+    long long end = now_ms() + DEADLINE_MS;
+    for (;;) {
+        json_t *h = get_json(port, HOST1, "/v1/health");
+        const char *e = json_string_value(json_object_get(h, "certificate_expires"));
+        if (e && strcmp(e, not) != 0)
+            return h;
+        json_decref(h);
+        ck_assert_msg(now_ms() < end, "the certificate did not change in time");
+        pause_ms(20);
+    }
+}
+
+START_TEST(test_collector_reloads_certificate_on_sighup_and_warns_before_expiry)
+{
+    /* Start with a long-lived pair in a folder of its own. */
+    const char *live = tu_path(dir, "live");
+    ck_assert_int_eq(mkdir(live, 0700), 0);
+    char livedir[3000];
+    snprintf(livedir, sizeof(livedir), "%.2900s", live);
+    install_pair(certs, livedir);
+    char cert[4096], key[4096];
+    snprintf(cert, sizeof(cert), "%s/%s.pem", livedir, HOST1);
+    snprintf(key, sizeof(key), "%s/%s.key", livedir, HOST1);
+    const char *args[] = {"--listen", "127.0.0.1:0", "--cert", cert, "--key", key,
+                          "--ca", tu_path(certs, "ca.pem"), "--facts", facts_example(), NULL};
+    struct proc p = start_collector_with(true, args);
+    json_t *h = get_json(p.port, HOST1, "/v1/health");
+    ck_assert_str_eq(json_string_value(json_object_get(h, "status")), "ok");
+    ck_assert(json_is_null(json_object_get(h, "certificate_warning")) ||
+              !json_object_get(h, "certificate_warning"));
+    char first[64];
+    snprintf(first, sizeof(first), "%s",
+             json_string_value(json_object_get(h, "certificate_expires")));
+    json_decref(h);
+
+    /* Rotate to a pair that expires in 5 days: served without a restart, health degraded. */
+    install_pair(host1_pair("short", 5), livedir);
+    ck_assert_int_eq(kill(p.pid, SIGHUP), 0);
+    h = wait_cert_change(p.port, first);
+    ck_assert_str_eq(json_string_value(json_object_get(h, "status")), "degraded");
+    const char *warn = json_string_value(json_object_get(h, "certificate_warning"));
+    ck_assert_msg(warn && strstr(warn, "expires on "), "%s", warn ? warn : "null");
+    char second[64];
+    snprintf(second, sizeof(second), "%s",
+             json_string_value(json_object_get(h, "certificate_expires")));
+    json_decref(h);
+
+    /* A bad pair (HOST2's key): the 5-day pair stays, the log says why. */
+    char *k2 = read_text(tu_path(certs, HOST2 ".key"));
+    tu_write_file(key, k2, strlen(k2));
+    free(k2);
+    ck_assert_int_eq(kill(p.pid, SIGHUP), 0);
+    long long end = now_ms() + DEADLINE_MS;
+    char *err = NULL;
+    for (;;) {
+        free(err);
+        err = read_text(p.errpath);
+        if (strstr(err, "keeping the old certificate and key"))
+            break;
+        ck_assert_msg(now_ms() < end, "no word about the refused pair: %s", err);
+        pause_ms(20);
+    }
+    ck_assert_msg(strstr(err, "does not belong to the certificate"), "%s", err);
+    ck_assert_msg(strstr(err, "expires on "), "the expiry was not logged: %s", err);
+    free(err);
+    h = get_json(p.port, HOST1, "/v1/health");
+    ck_assert_str_eq(json_string_value(json_object_get(h, "certificate_expires")), second);
+    json_decref(h);
+    stop_collector(&p);
+}
+END_TEST
+
+START_TEST(test_collector_refuses_private_key_open_to_others)
+{
+    char key[4096];
+    snprintf(key, sizeof(key), "%s/open.key", dir);
+    char *k = read_text(tu_path(certs, HOST1 ".key"));
+    tu_write_file(key, k, strlen(k));
+    free(k);
+    ck_assert_int_eq(chmod(key, 0644), 0);
+    const char *args[] = {"--listen", "127.0.0.1:0", "--cert", tu_path(certs, HOST1 ".pem"),
+                          "--key", key, "--ca", tu_path(certs, "ca.pem"), "--facts",
+                          facts_example(), NULL};
+    char *err = NULL;
+    ck_assert_int_eq(run_collector(args, &err), 3);
+    ck_assert_msg(strstr(err, "open.key: the private key is open to group or others (mode 0644)"),
+                  "%s", err);
+    ck_assert_msg(strstr(err, "chmod 600 "), "%s", err);
+    free(err);
+}
+END_TEST
+
+START_TEST(test_collector_version_and_clean_config_errors)
+{
+    char *out = NULL, *err = NULL;
+    char *argv[] = {(char *)collector_bin(), "--version", NULL};
+    ck_assert_int_eq(tu_run(argv, NULL, &out, &err), 0);
+    ck_assert_msg(strncmp(out, "tlsgate-collector ", 18) == 0 && strchr(out + 18, '.'), "%s",
+                  out);
+    free(out);
+    free(err);
+
+    const char *cfg = tu_path(dir, "c.json");
+    char path[4096];
+    snprintf(path, sizeof(path), "%s", cfg);
+    struct {
+        const char *text;
+        size_t len;
+        const char *want;
+    } cases[] = {
+        {"", 0, ":1:1: '[' or '{' expected near end of file"},
+        {"{\n  \"listen\": 1,,\n}", 19, ":2:15: string or '}' expected near ','"},
+        {"{\"a\":1}\0{", 9, ":1:8: a NUL byte: not a JSON text file"},
+        {"{\"orchestrators\": [\"nowhere\"]}", 30, ": orchestrators[0]: not an IPv4"},
+        {"{\"cert_warn_days\": 0}", 21, ": cert_warn_days: must be an integer from 1 to 365"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        tu_write_file(path, cases[i].text, cases[i].len);
+        const char *args[] = {"--config", path, NULL};
+        ck_assert_int_eq(run_collector(args, &err), 3);
+        char want[4200];
+        snprintf(want, sizeof(want), "%s%s", path, cases[i].want);
+        ck_assert_msg(strstr(err, want) != NULL, "case %zu: want %s in: %s", i, want, err);
+        ck_assert_msg(!strstr(err, ":-1:") && !strstr(err, ":0:"), "case %zu: %s", i, err);
+        free(err);
+    }
+    const char *args[] = {"--config", dir, NULL};
+    ck_assert_int_eq(run_collector(args, &err), 3);
+    ck_assert_msg(strstr(err, "a folder, not a config file"), "%s", err);
+    free(err);
+}
+END_TEST
+
 static Suite *collector_suite(void)
 {
     Suite *s = suite_create("collector");
@@ -1222,6 +1676,18 @@ static Suite *collector_suite(void)
     tcase_add_test(srv, test_one_loop_serves_several_identities);
     tcase_add_test(srv, test_server_start_refuses_bad_tls_material_and_address);
     suite_add_tcase(s, srv);
+
+    TCase *guard = tcase_create("guard");
+    tcase_set_timeout(guard, 60);
+    tcase_add_checked_fixture(guard, guard_setup, NULL);
+    tcase_add_test(guard, test_server_closes_silent_connection_at_handshake_deadline);
+    tcase_add_test(guard, test_server_closes_slow_request_at_request_deadline);
+    tcase_add_test(guard, test_server_accepts_after_bursts_that_fill_the_cap);
+    tcase_add_test(guard, test_server_accepts_again_after_running_out_of_descriptors);
+    tcase_add_test(guard, test_server_evicts_a_silent_connection_for_a_newcomer);
+    tcase_add_test(guard, test_server_allow_list_closes_other_addresses_at_accept);
+    tcase_add_test(guard, test_server_400_for_nul_in_target_and_conflicting_content_length);
+    suite_add_tcase(s, guard);
 
     TCase *col = tcase_create("collector");
     tcase_set_timeout(col, 60);
@@ -1242,6 +1708,9 @@ static Suite *collector_suite(void)
     tcase_add_test(col, test_collector_sigterm_exits_zero);
     tcase_add_test(col, test_collector_sighup_keeps_old_report_on_broken_facts);
     tcase_add_test(col, test_collector_refreshes_on_interval);
+    tcase_add_test(col, test_collector_reloads_certificate_on_sighup_and_warns_before_expiry);
+    tcase_add_test(col, test_collector_refuses_private_key_open_to_others);
+    tcase_add_test(col, test_collector_version_and_clean_config_errors);
     suite_add_tcase(s, col);
 
     TCase *gc = tcase_create("gen-certs");

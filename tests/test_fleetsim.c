@@ -12,6 +12,8 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,6 +235,28 @@ START_TEST(test_bad_options_are_refused)
     ck_assert_ptr_nonnull(strstr(err, "--base-port: '70000' is not a whole number from 1024 to "
                                       "65535"));
     free(err);
+    /* A range that runs past 65535 is refused; one whose ports are in use names the port. */
+    char *argv4[] = {(char *)tu_build_path("tools/fleetsim"), "--certs", "/x", "--fixtures",
+                     "/y", "--control", "/z", "--base-port", "65500", NULL};
+    ck_assert_int_eq(tu_run(argv4, NULL, NULL, &err), 2);
+    ck_assert_ptr_nonnull(strstr(err, "the range ends past 65535"));
+    free(err);
+    int busy = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(busy, (struct sockaddr *)&a, sizeof(a)), 0);
+    ck_assert_int_eq(listen(busy, 1), 0);
+    socklen_t alen = sizeof(a);
+    getsockname(busy, (struct sockaddr *)&a, &alen);
+    unsigned port = ntohs(a.sin_port);
+    char base[16], want[64];
+    snprintf(base, sizeof(base), "%u", port > 1100 ? port - 50 : port);
+    snprintf(want, sizeof(want), "port %u on 127.0.0.1 is taken", port);
+    char *argv5[] = {(char *)tu_build_path("tools/fleetsim"), "--certs", "/x", "--fixtures",
+                     "/y", "--control", "/z", "--base-port", base, NULL};
+    ck_assert_int_eq(tu_run(argv5, NULL, NULL, &err), 2);
+    ck_assert_msg(strstr(err, want) != NULL, "%s", err);
+    free(err);
+    close(busy);
 }
 END_TEST
 

@@ -404,6 +404,8 @@ void tu_fetch_run(uint16_t port, struct tu_fetch *f)
     ck_assert_ptr_nonnull(h);
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_RESOLVE, res);
+    if (f->source)
+        curl_easy_setopt(h, CURLOPT_INTERFACE, f->source);
     curl_easy_setopt(h, CURLOPT_CAINFO, f->ca);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);

@@ -101,6 +101,7 @@ struct tu_fetch {
     int plain;           /* http:// instead of https:// */
     size_t max_bytes;    /* a longer body fails the transfer (0: 1 MiB) */
     long timeout_ms;     /* whole transfer (0: 15 s) */
+    const char *source;  /* local address to connect from (CURLOPT_INTERFACE); NULL: any */
     /* results */
     CURLcode rc;
     long code;

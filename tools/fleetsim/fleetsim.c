@@ -21,7 +21,9 @@
  * `fleetsim ctl SOCKET COMMAND...` sends one and prints the answer.
  */
 #include <errno.h>
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <signal.h>
@@ -926,6 +928,30 @@ static long number_arg(const char *option, const char *text, long min, long max)
     return v;
 }
 
+/* The first port of base..base+n-1 on address that cannot be bound now (errno says why), or 0
+ * when all are free. A socket is bound and closed per port, as the servers will bind them. */
+static int range_taken(const char *address, uint16_t base, int n)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    inet_pton(AF_INET, address, &a.sin_addr);
+    for (int i = 0; i < n; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return base + i;
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        a.sin_port = htons((uint16_t)(base + i));
+        int rc = bind(fd, (struct sockaddr *)&a, sizeof(a));
+        int e = errno;
+        close(fd);
+        if (rc < 0) {
+            errno = e;
+            return base + i;
+        }
+    }
+    return 0;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -1014,8 +1040,15 @@ int main(int argc, char **argv)
                 servers, p.nsites);
         return 2;
     }
-    /* Listening ports must stay below the kernel's ephemeral range, where outgoing
-     * connections (the daemon's, curl's) take their local ports. */
+    /* Any range the caller gives is fine as long as it fits and is free right now (checked
+     * below, port by port). Inside the kernel's ephemeral range an outgoing connection may
+     * take one of the ports later: said, not refused. */
+    if ((long)p.base_port + p.hosts - 1 > 65535) {
+        fprintf(stderr, "fleetsim: ports %u-%ld: the range ends past 65535; lower --base-port or "
+                        "--hosts\n",
+                p.base_port, (long)p.base_port + p.hosts - 1);
+        return 2;
+    }
     long ephemeral = 32768;
     FILE *pr = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
     if (pr) {
@@ -1023,10 +1056,16 @@ int main(int argc, char **argv)
             ephemeral = 32768;
         fclose(pr);
     }
-    if (p.base_port < 1024 || (long)p.base_port + p.hosts > ephemeral) {
-        fprintf(stderr, "fleetsim: ports %u-%ld: must be within 1024-%ld (below the ephemeral "
-                        "port range); lower --base-port or --hosts\n",
-                p.base_port, (long)p.base_port + p.hosts - 1, ephemeral - 1);
+    if ((long)p.base_port + p.hosts > ephemeral)
+        fprintf(stderr, "fleetsim: note: ports %u-%ld reach into the ephemeral range (from %ld): "
+                        "an outgoing connection may take one of them while the fleet runs\n",
+                p.base_port, (long)p.base_port + p.hosts - 1, ephemeral);
+    int taken = range_taken(fleet.address, p.base_port, p.hosts);
+    if (taken > 0) {
+        fprintf(stderr, "fleetsim: port %d on %s is taken (%s); the fleet needs ports %u-%ld "
+                        "free: choose another --base-port\n",
+                taken, fleet.address, strerror(errno), p.base_port,
+                (long)p.base_port + p.hosts - 1);
         return 2;
     }
 
