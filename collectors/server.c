@@ -86,6 +86,7 @@ struct server {
     size_t start_errsize;
     void (*log)(void *arg, int level, const char *line); /* afterwards here, if set */
     void *log_arg;
+    gnutls_datum_t ticket_key; /* TLS session tickets (on_connection); made at start */
 };
 
 static void set_err(char *err, size_t errsize, const char *fmt, ...) PLATFORM_PRINTF(3, 4);
@@ -340,6 +341,10 @@ static void server_free(struct server *s)
     }
     free(s->ca_pem);
     free(s->last_error);
+    if (s->ticket_key.data) {
+        platform_secure_zero(s->ticket_key.data, s->ticket_key.size);
+        gnutls_free(s->ticket_key.data);
+    }
     uv_mutex_destroy(&s->lock);
     uv_mutex_destroy(&s->log_lock);
     free(s);
@@ -500,6 +505,32 @@ static int count_certificates(const char *pem)
 }
 
 
+/*
+ * TLS session resumption (issue 16). MHD 0.9.75 has no option for it, but it calls
+ * NOTIFY_CONNECTION(STARTED) after gnutls_init and before the handshake (daemon.c,
+ * new_connection_process_), so the session can be given the server's ticket key there: TLS 1.3
+ * tickets and TLS 1.2 session tickets (RFC 5077), no server-side session store. The key is made
+ * at start and lives only in memory: a restarted collector (a re-issued certificate) resumes
+ * nothing issued before. A ticket is good for SERVER_TICKET_LIFETIME_S. A resumed session
+ * carries the client certificate it was made with; check_client verifies it again on every
+ * request, against the CA of this run.
+ */
+#define SERVER_TICKET_LIFETIME_S 14400
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    (void)socket_context;
+    struct server *s = cls;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+    if (code != MHD_CONNECTION_NOTIFY_STARTED || !ci || !ci->tls_session || !s->ticket_key.data)
+        return;
+    /* Without tickets the handshake simply stays a full one. */
+    if (gnutls_session_ticket_enable_server(ci->tls_session, &s->ticket_key) == 0)
+        gnutls_db_set_cache_expiration(ci->tls_session, SERVER_TICKET_LIFETIME_S);
+}
+
 int server_start(uv_loop_t *loop, const struct server_options *o, struct server **out, char *err,
                  size_t errsize)
 {
@@ -557,6 +588,8 @@ int server_start(uv_loop_t *loop, const struct server_options *o, struct server 
         return rc;
     }
 
+    if (gnutls_session_ticket_key_generate(&s->ticket_key) != 0)
+        s->ticket_key.data = NULL; /* no resumption: every handshake a full one */
     uv_mutex_lock(&s->log_lock);
     s->start_err = err;
     s->start_errsize = errsize;
@@ -565,6 +598,7 @@ int server_start(uv_loop_t *loop, const struct server_options *o, struct server 
         SERVER_MHD_FLAGS | MHD_USE_TLS | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, s,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, /* first, or MHD logs the others itself */
         MHD_OPTION_LISTEN_SOCKET, fd,
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_HTTPS_MEM_CERT, s->cert_pem,
         MHD_OPTION_HTTPS_MEM_KEY, s->key_pem,
         MHD_OPTION_HTTPS_MEM_TRUST, s->ca_pem,

@@ -45,6 +45,7 @@
 #include "ingest.h"
 #include "poll.h"
 #include "store.h"
+#include "tlsctx.h"
 
 struct tlsctx;
 struct rules_catalog;
@@ -114,7 +115,8 @@ struct xfer {
     char *buf;
     size_t len, cap;
     bool over_cap;
-    struct tlsctx *tls; /* a reference, held while the transfer may still connect */
+    struct tlsctx *tls;      /* a reference, held while the transfer may still connect */
+    struct tlsctx_peer peer; /* name and collector, for the TLS session cache */
     char errbuf[CURL_ERROR_SIZE];
 };
 
