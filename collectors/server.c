@@ -121,6 +121,10 @@ struct identity {
     unsigned npcerts;
     gnutls_privkey_t key;
     long long expires; /* epoch seconds of the leaf certificate's notAfter */
+    /* The TLS session ticket key (on_connection), one per identity: a ticket issued under a
+     * replaced certificate cannot be resumed, the client gets a full handshake with the new one.
+     * NULL data: no resumption. */
+    gnutls_datum_t ticket_key;
     struct identity *retired;
 };
 
@@ -130,21 +134,21 @@ struct server {
     uv_poll_t poll;
 #endif
     uv_timer_t timer;
-    int open_handles;         /* handles not yet closed; memory is freed at 0 */
+    int open_handles; /* handles not yet closed; memory is freed at 0 */
     void (*done)(void *arg);
     void *done_arg;
     char *host;
     char *client_cn;
-    char *ca_pem;                       /* MHD keeps a pointer to it while it runs */
-    uv_mutex_t lock;                    /* guards the four fields below and stats */
-    struct MHD_Response *report;        /* NULL until the first server_set_report */
+    char *ca_pem;                /* MHD keeps a pointer to it while it runs */
+    uv_mutex_t lock;             /* guards the four fields below and stats */
+    struct MHD_Response *report; /* NULL until the first server_set_report */
     size_t report_bytes;
-    long long last_refresh;             /* epoch seconds; 0 = never */
-    char *last_error;                   /* NULL = the last refresh succeeded */
+    long long last_refresh; /* epoch seconds; 0 = never */
+    char *last_error;       /* NULL = the last refresh succeeded */
     uint16_t port;
     struct server_stats stats;
-    uv_mutex_t log_lock;                /* guards start_err against MHD's thread */
-    char *start_err;                    /* MHD's log goes here during server_start only */
+    uv_mutex_t log_lock; /* guards start_err against MHD's thread */
+    char *start_err;     /* MHD's log goes here during server_start only */
     size_t start_errsize;
     void (*log)(void *arg, int level, const char *line); /* afterwards here, if set */
     void *log_arg;
@@ -287,8 +291,7 @@ static enum MHD_Result queue_static(struct MHD_Connection *c, unsigned code, con
     if (allow)
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, allow);
     /* A refused or malformed request ends its connection: its slot goes back to the pool. */
-    if (code == MHD_HTTP_BAD_REQUEST || code == MHD_HTTP_UNAUTHORIZED ||
-        code == MHD_HTTP_FORBIDDEN)
+    if (code == MHD_HTTP_BAD_REQUEST || code == MHD_HTTP_UNAUTHORIZED || code == MHD_HTTP_FORBIDDEN)
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(c, code, r);
     MHD_destroy_response(r);
@@ -440,16 +443,14 @@ static enum MHD_Result answer_health(struct server *s, struct MHD_Connection *c)
     if (exp > 0 && now >= exp)
         snprintf(warning, sizeof(warning), "the certificate expired on %s", expires);
     else if (exp > 0 && now >= exp - s->cert_warn_s)
-        snprintf(warning, sizeof(warning), "the certificate expires on %s (in %lld days)",
-                 expires, (exp - now) / 86400);
-    const char *status = !s->report                      ? "starting"
-                         : s->last_error || warning[0] ? "degraded"
-                                                       : "ok";
-    json_t *j = json_pack("{s:s, s:s, s:s?, s:s?, s:I, s:s?, s:s?}", "status", status, "host",
-                          s->host, "last_refresh", when[0] ? when : NULL, "last_error",
-                          s->last_error, "report_bytes", (json_int_t)s->report_bytes,
-                          "certificate_expires", expires[0] ? expires : NULL,
-                          "certificate_warning", warning[0] ? warning : NULL);
+        snprintf(warning, sizeof(warning), "the certificate expires on %s (in %lld days)", expires,
+                 (exp - now) / 86400);
+    const char *status = !s->report ? "starting" : s->last_error || warning[0] ? "degraded" : "ok";
+    json_t *j =
+        json_pack("{s:s, s:s, s:s?, s:s?, s:I, s:s?, s:s?}", "status", status, "host", s->host,
+                  "last_refresh", when[0] ? when : NULL, "last_error", s->last_error,
+                  "report_bytes", (json_int_t)s->report_bytes, "certificate_expires",
+                  expires[0] ? expires : NULL, "certificate_warning", warning[0] ? warning : NULL);
     char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!body)
@@ -468,9 +469,8 @@ static enum MHD_Result answer_health(struct server *s, struct MHD_Connection *c)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     struct server *s = cls;
     (void)upload_data;
@@ -513,8 +513,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     if (!readiness) {
         ret = answer_health(s, c);
     } else if (!s->report) {
-        ret = queue_static(c, MHD_HTTP_SERVICE_UNAVAILABLE, "{\"error\":\"no report yet\"}",
-                           NULL);
+        ret = queue_static(c, MHD_HTTP_SERVICE_UNAVAILABLE, "{\"error\":\"no report yet\"}", NULL);
     } else {
         s->stats.served++;
         ret = MHD_queue_response(c, MHD_HTTP_OK, s->report);
@@ -586,8 +585,7 @@ static bool same_host(const struct sockaddr *a, const struct sockaddr *b)
                       &((const struct sockaddr_in *)b)->sin_addr, sizeof(struct in_addr)) == 0;
     if (a->sa_family == AF_INET6)
         return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
-                      &((const struct sockaddr_in6 *)b)->sin6_addr,
-                      sizeof(struct in6_addr)) == 0;
+                      &((const struct sockaddr_in6 *)b)->sin6_addr, sizeof(struct in6_addr)) == 0;
     return false;
 }
 
@@ -634,8 +632,7 @@ static int on_handshake_message(gnutls_session_t session, unsigned int htype, un
 {
     (void)when;
     (void)msg;
-    if (!incoming ||
-        (htype != GNUTLS_HANDSHAKE_CLIENT_HELLO && htype != GNUTLS_HANDSHAKE_FINISHED))
+    if (!incoming || (htype != GNUTLS_HANDSHAKE_CLIENT_HELLO && htype != GNUTLS_HANDSHAKE_FINISHED))
         return 0;
     struct MHD_Connection *mc = gnutls_session_get_ptr(session);
     const union MHD_ConnectionInfo *ci =
@@ -732,6 +729,27 @@ static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen
     return ok;
 }
 
+/*
+ * TLS session resumption (issue 16). MHD 0.9.75 has no option for it, but it calls
+ * NOTIFY_CONNECTION(STARTED) after gnutls_init and before the handshake (daemon.c,
+ * new_connection_process_), so the session can be given the server's ticket key there: TLS 1.3
+ * tickets and TLS 1.2 session tickets (RFC 5077), no server-side session store. The key is made
+ * with each identity and lives only in memory: a restarted collector, or a certificate replaced
+ * by SIGHUP (server_reload_identity), resumes nothing issued before. A ticket is good for
+ * SERVER_TICKET_LIFETIME_S. A resumed session
+ * carries the client certificate it was made with; check_client verifies it again on every
+ * request, against the CA of this run.
+ */
+#define SERVER_TICKET_LIFETIME_S 14400
+
+/* Gives a new session the current identity's ticket key (called under s->lock). Without it the
+ * handshake simply stays a full one. */
+static void enable_tickets(const struct identity *id, gnutls_session_t session)
+{
+    if (id->ticket_key.data && gnutls_session_ticket_enable_server(session, &id->ticket_key) == 0)
+        gnutls_db_set_cache_expiration(session, SERVER_TICKET_LIFETIME_S);
+}
+
 static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
@@ -764,6 +782,8 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
             gnutls_handshake_set_hook_function(tls->tls_session, GNUTLS_HANDSHAKE_ANY,
                                                GNUTLS_HOOK_POST, on_handshake_message);
         uv_mutex_lock(&s->lock);
+        if (tls && tls->tls_session)
+            enable_tickets(s->identity, tls->tls_session);
         k->prev = s->conns_tail;
         if (s->conns_tail)
             s->conns_tail->next = k;
@@ -847,19 +867,25 @@ static void identity_free(struct identity *id)
             gnutls_pcert_deinit(&id->pcerts[i]);
         if (id->key)
             gnutls_privkey_deinit(id->key);
+        if (id->ticket_key.data) {
+            platform_secure_zero(id->ticket_key.data, id->ticket_key.size);
+            gnutls_free(id->ticket_key.data);
+        }
         free(id);
         id = next;
     }
 }
 
 /* The certificate chain and the key, checked to belong together. 0 or -EINVAL/-ENOMEM. */
-static int identity_new(const char *cert_pem, const char *key_pem, struct identity **out,
-                        char *err, size_t errsize)
+static int identity_new(const char *cert_pem, const char *key_pem, struct identity **out, char *err,
+                        size_t errsize)
 {
     *out = NULL;
     struct identity *id = calloc(1, sizeof(*id));
     if (!id)
         return -ENOMEM;
+    if (gnutls_session_ticket_key_generate(&id->ticket_key) != 0)
+        id->ticket_key.data = NULL; /* no resumption: every handshake a full one */
     gnutls_datum_t cd = {(unsigned char *)cert_pem, (unsigned)strlen(cert_pem)};
     gnutls_datum_t kd = {(unsigned char *)key_pem, (unsigned)strlen(key_pem)};
     gnutls_pubkey_t pub = NULL;
@@ -985,9 +1011,7 @@ static int socket_error(const char **text)
 {
     int e = WSAGetLastError();
     switch (e) {
-    case WSAEADDRINUSE:
-        *text = "the port is in use by another program";
-        return EADDRINUSE;
+    case WSAEADDRINUSE: *text = "the port is in use by another program"; return EADDRINUSE;
     case WSAEACCES:
         *text = "access denied (the port is reserved, or held exclusively by another program)";
         return EACCES;
@@ -1128,7 +1152,6 @@ static int count_certificates(const char *pem)
     return (int)n;
 }
 
-
 int server_start(uv_loop_t *loop, const struct server_options *o, struct server **out, char *err,
                  size_t errsize)
 {
@@ -1166,8 +1189,8 @@ int server_start(uv_loop_t *loop, const struct server_options *o, struct server 
     s->log_arg = o->log_arg;
     s->cap = o->connection_limit ? o->connection_limit : SERVER_DEFAULT_CONNECTIONS;
     s->per_ip_limit = o->per_ip_limit ? o->per_ip_limit : SERVER_DEFAULT_PER_IP;
-    s->handshake_ms = o->handshake_timeout_ms ? o->handshake_timeout_ms
-                                              : SERVER_DEFAULT_HANDSHAKE_MS;
+    s->handshake_ms =
+        o->handshake_timeout_ms ? o->handshake_timeout_ms : SERVER_DEFAULT_HANDSHAKE_MS;
     s->request_ms = o->request_timeout_ms ? o->request_timeout_ms : SERVER_DEFAULT_REQUEST_MS;
     if (s->request_ms < s->handshake_ms)
         s->request_ms = s->handshake_ms;
@@ -1181,8 +1204,10 @@ int server_start(uv_loop_t *loop, const struct server_options *o, struct server 
     }
     for (size_t i = 0; i < o->norchestrators; i++) {
         if (parse_net(o->orchestrators[i], &s->nets[i]) < 0) {
-            set_err(err, errsize, "orchestrators: '%s' is not an IPv4 or IPv6 address (optionally "
-                    "/prefix)", o->orchestrators[i]);
+            set_err(err, errsize,
+                    "orchestrators: '%s' is not an IPv4 or IPv6 address (optionally "
+                    "/prefix)",
+                    o->orchestrators[i]);
             server_free(s);
             return -EINVAL;
         }
@@ -1219,13 +1244,11 @@ int server_start(uv_loop_t *loop, const struct server_options *o, struct server 
     s->mhd = MHD_start_daemon(
         SERVER_MHD_FLAGS | MHD_USE_TLS | MHD_USE_ERROR_LOG, 0, on_accept, s, on_request, s,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, /* first, or MHD logs the others itself */
-        MHD_OPTION_LISTEN_SOCKET, fd,
-        MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
         /* The TLS setup, all of it: identity by callback (SIGHUP swaps it), the CA that signs
          * clients, the protocol versions. */
-        MHD_OPTION_HTTPS_CERT_CALLBACK, on_cert,
-        MHD_OPTION_HTTPS_MEM_TRUST, s->ca_pem,
+        MHD_OPTION_HTTPS_CERT_CALLBACK, on_cert, MHD_OPTION_HTTPS_MEM_TRUST, s->ca_pem,
         MHD_OPTION_HTTPS_PRIORITIES, SERVER_TLS_PRIORITIES,
         /* MHD's hard limit: our cap (on_accept), the orchestrators' reserve, and room for the
          * connections already shut down that MHD has not freed yet. Per address: on_accept. */

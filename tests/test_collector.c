@@ -10,12 +10,14 @@
  * Readiness is waited for on a condition with a deadline (a port number arriving on a pipe, a
  * health answer changing), never with a fixed sleep.
  */
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -23,8 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -1229,7 +1229,6 @@ START_TEST(test_gen_certs_rsa_option)
 }
 END_TEST
 
-
 /* ---- case "guard": the server stays reachable (issue 19) ---- */
 
 static void guard_setup(void)
@@ -1257,9 +1256,9 @@ static int tcp_from(const char *source, uint16_t port)
  * idle timeout and must not restart our deadlines. */
 static bool closed_by_server(int fd, const char *drip)
 {
-    long long end = now_ms() + DEADLINE_MS;
+    long long end = tu_now_ms() + DEADLINE_MS;
     size_t at = 0;
-    while (now_ms() < end) {
+    while (tu_now_ms() < end) {
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         if (poll(&pfd, 1, 100) > 0) {
             char b[256];
@@ -1318,8 +1317,8 @@ START_TEST(test_server_closes_slow_request_at_request_deadline)
     const char *req = "GET /v1/readiness HTTP/1.1\r\nHost: " HOST1 "\r\nX-Slow: aaaaaaaaaaaaaaaa"
                       "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     bool closed = false;
-    long long end = now_ms() + DEADLINE_MS;
-    for (size_t i = 0; req[i] && !closed && now_ms() < end; i++) {
+    long long end = tu_now_ms() + DEADLINE_MS;
+    for (size_t i = 0; req[i] && !closed && tu_now_ms() < end; i++) {
         size_t sent = 0;
         CURLcode rc = curl_easy_send(h, req + i, 1, &sent);
         if (rc != CURLE_OK && rc != CURLE_AGAIN)
@@ -1382,13 +1381,13 @@ START_TEST(test_server_accepts_again_after_running_out_of_descriptors)
         close(fds[i]);
     /* The server freed the two; it must accept again without any other prompt. */
     struct tu_fetch f = {.path = "/v1/readiness", .certdir = certs};
-    long long end = now_ms() + DEADLINE_MS;
+    long long end = tu_now_ms() + DEADLINE_MS;
     do {
-        fetch_release(&f);
+        tu_fetch_release(&f);
         do_fetch(ch.port[0], &f);
-    } while (f.code != 200 && now_ms() < end && (pause_ms(100), 1));
+    } while (f.code != 200 && tu_now_ms() < end && (pause_ms(100), 1));
     ck_assert_msg(f.code == 200, "the server stopped accepting: %s", f.error);
-    fetch_release(&f);
+    tu_fetch_release(&f);
     stop_child(&ch);
 }
 END_TEST
@@ -1426,12 +1425,12 @@ START_TEST(test_server_allow_list_closes_other_addresses_at_accept)
     struct tu_fetch f = {.path = "/v1/readiness", .certdir = certs, .source = "127.0.0.1"};
     do_fetch(ch.port[0], &f);
     ck_assert_msg(f.rc != CURLE_OK, "a client from 127.0.0.1 got in (HTTP %ld)", f.code);
-    fetch_release(&f);
+    tu_fetch_release(&f);
     struct tu_fetch g = {.path = "/v1/readiness", .certdir = certs, .source = "127.0.0.2"};
     do_fetch(ch.port[0], &g);
     ck_assert_msg(g.rc == CURLE_OK, "%s", g.error);
     ck_assert_int_eq(g.code, 200);
-    fetch_release(&g);
+    tu_fetch_release(&g);
     stop_child(&ch);
 
     /* A prefix matches the whole network; a bad entry is refused at start. */
@@ -1448,8 +1447,12 @@ START_TEST(test_server_allow_list_closes_other_addresses_at_accept)
     char *cert = pem(certs, HOST1 ".pem"), *key = pem(certs, HOST1 ".key"),
          *ca = pem(certs, "ca.pem");
     const char *bad[] = {"127.0.0.1/33"};
-    struct server_options o = {.host = HOST1, .address = "127.0.0.1", .cert_pem = cert,
-                               .key_pem = key, .ca_pem = ca, .orchestrators = bad,
+    struct server_options o = {.host = HOST1,
+                               .address = "127.0.0.1",
+                               .cert_pem = cert,
+                               .key_pem = key,
+                               .ca_pem = ca,
+                               .orchestrators = bad,
                                .norchestrators = 1};
     struct server *s;
     char err[512];
@@ -1484,8 +1487,6 @@ START_TEST(test_server_400_for_nul_in_target_and_conflicting_content_length)
 END_TEST
 
 /* ---- case "identity": the collector's certificate over time (issue 19, issue 14) ---- */
-
-static void gen_certs(const char *out, const char *const *names);
 
 /* A folder with the fleet's CA and a fresh HOST1 pair valid `days` days. */
 static const char *host1_pair(const char *name, int days)
@@ -1523,16 +1524,16 @@ static void install_pair(const char *from, const char *to)
 }
 
 /* Polls /v1/health until certificate_expires differs from `not`; returns the health object. */
-static json_t *wait_cert_change(uint16_t port, const char *not)
+static json_t *wait_cert_change(uint16_t port, const char * not )
 {
-    long long end = now_ms() + DEADLINE_MS;
+    long long end = tu_now_ms() + DEADLINE_MS;
     for (;;) {
         json_t *h = get_json(port, HOST1, "/v1/health");
         const char *e = json_string_value(json_object_get(h, "certificate_expires"));
-        if (e && strcmp(e, not) != 0)
+        if (e && strcmp(e, not ) != 0)
             return h;
         json_decref(h);
-        ck_assert_msg(now_ms() < end, "the certificate did not change in time");
+        ck_assert_msg(tu_now_ms() < end, "the certificate did not change in time");
         pause_ms(20);
     }
 }
@@ -1548,8 +1549,9 @@ START_TEST(test_collector_reloads_certificate_on_sighup_and_warns_before_expiry)
     char cert[4096], key[4096];
     snprintf(cert, sizeof(cert), "%s/%s.pem", livedir, HOST1);
     snprintf(key, sizeof(key), "%s/%s.key", livedir, HOST1);
-    const char *args[] = {"--listen", "127.0.0.1:0", "--cert", cert, "--key", key,
-                          "--ca", tu_path(certs, "ca.pem"), "--facts", facts_example(), NULL};
+    const char *args[] = {
+        "--listen", "127.0.0.1:0",   "--cert", cert, "--key", key, "--ca", tu_path(certs, "ca.pem"),
+        "--facts",  facts_example(), NULL};
     struct proc p = start_collector_with(true, args);
     json_t *h = get_json(p.port, HOST1, "/v1/health");
     ck_assert_str_eq(json_string_value(json_object_get(h, "status")), "ok");
@@ -1577,14 +1579,14 @@ START_TEST(test_collector_reloads_certificate_on_sighup_and_warns_before_expiry)
     tu_write_file(key, k2, strlen(k2));
     free(k2);
     ck_assert_int_eq(kill(p.pid, SIGHUP), 0);
-    long long end = now_ms() + DEADLINE_MS;
+    long long end = tu_now_ms() + DEADLINE_MS;
     char *err = NULL;
     for (;;) {
         free(err);
         err = read_text(p.errpath);
         if (strstr(err, "keeping the old certificate and key"))
             break;
-        ck_assert_msg(now_ms() < end, "no word about the refused pair: %s", err);
+        ck_assert_msg(tu_now_ms() < end, "no word about the refused pair: %s", err);
         pause_ms(20);
     }
     ck_assert_msg(strstr(err, "does not belong to the certificate"), "%s", err);
@@ -1605,9 +1607,12 @@ START_TEST(test_collector_refuses_private_key_open_to_others)
     tu_write_file(key, k, strlen(k));
     free(k);
     ck_assert_int_eq(chmod(key, 0644), 0);
-    const char *args[] = {"--listen", "127.0.0.1:0", "--cert", tu_path(certs, HOST1 ".pem"),
-                          "--key", key, "--ca", tu_path(certs, "ca.pem"), "--facts",
-                          facts_example(), NULL};
+    const char *args[] = {"--listen", "127.0.0.1:0",
+                          "--cert",   tu_path(certs, HOST1 ".pem"),
+                          "--key",    key,
+                          "--ca",     tu_path(certs, "ca.pem"),
+                          "--facts",  facts_example(),
+                          NULL};
     char *err = NULL;
     ck_assert_int_eq(run_collector(args, &err), 3);
     ck_assert_msg(strstr(err, "open.key: the private key is open to group or others (mode 0644)"),
@@ -1622,8 +1627,7 @@ START_TEST(test_collector_version_and_clean_config_errors)
     char *out = NULL, *err = NULL;
     char *argv[] = {(char *)collector_bin(), "--version", NULL};
     ck_assert_int_eq(tu_run(argv, NULL, &out, &err), 0);
-    ck_assert_msg(strncmp(out, "tlsgate-collector ", 18) == 0 && strchr(out + 18, '.'), "%s",
-                  out);
+    ck_assert_msg(strncmp(out, "tlsgate-collector ", 18) == 0 && strchr(out + 18, '.'), "%s", out);
     free(out);
     free(err);
 

@@ -276,6 +276,26 @@ START_TEST(test_ingest_is_all_or_nothing)
 }
 END_TEST
 
+START_TEST(test_ingest_stores_the_received_bytes_not_a_reserialisation)
+{
+    long long a = add_host("cl-w10-0001.corp.contoso.com", "P01", ROLE_CLIENT);
+    json_t *r = fixture("win10-22h2");
+    /* The bytes as a collector might send them: indented, keys in its own order. */
+    char *sent = json_dumps(r, JSON_INDENT(2) | JSON_SORT_KEYS);
+    struct ingest ig;
+    ck_assert_int_eq(ingest_init(&ig, st, cat), 0);
+    ck_assert_int_eq(ingest_one_body(&ig, a, ROLE_CLIENT, r, sent, strlen(sent), T0), 0);
+    ingest_release(&ig);
+    char *stored = query_text("SELECT body FROM report WHERE host_id = %lld", a);
+    ck_assert_str_eq(stored, sent);
+    ck_assert_int_eq(query_int("SELECT warnings FROM report WHERE host_id = %lld", a), 1);
+    ck_assert_int_gt(query_int("SELECT count(*) FROM verdict WHERE host_id = %lld", a), 0);
+    free(stored);
+    free(sent);
+    json_decref(r);
+}
+END_TEST
+
 START_TEST(test_ingest_inside_caller_transaction_batches)
 {
     long long a = add_host("cl-w7-0001.corp.contoso.com", "P01", ROLE_CLIENT);
@@ -953,6 +973,7 @@ static Suite *ingest_suite(void)
     tcase_add_test(t, test_report_without_collected_at_is_refused);
     tcase_add_test(t, test_ingest_is_all_or_nothing);
     tcase_add_test(t, test_ingest_inside_caller_transaction_batches);
+    tcase_add_test(t, test_ingest_stores_the_received_bytes_not_a_reserialisation);
     tcase_add_test(t, test_reevaluate_rewrites_only_changes_and_drops_gone_rules);
     tcase_add_test(t, test_reevaluate_recomputes_legacy_disabled);
     tcase_add_test(t, test_rules_reads_lists_what_evaluation_looks_at);

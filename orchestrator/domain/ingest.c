@@ -56,7 +56,10 @@ int ingest_init(struct ingest *ig, struct store *s, const struct rules_catalog *
         (rc = store_prepare(s,
                             "INSERT INTO verdict (host_id, rule, pass, severity, reason) "
                             "VALUES (?, ?, ?, ?, ?)",
-                            &ig->put_verdict))) {
+                            &ig->put_verdict)) ||
+        (rc = store_prepare(s, "SAVEPOINT ingest", &ig->savepoint)) ||
+        (rc = store_prepare(s, "RELEASE ingest", &ig->release)) ||
+        (rc = store_prepare(s, "ROLLBACK TO ingest", &ig->rollback_to))) {
         ingest_release(ig);
         return rc;
     }
@@ -69,6 +72,9 @@ void ingest_release(struct ingest *ig)
     sqlite3_finalize(ig->put_report);
     sqlite3_finalize(ig->del_verdicts);
     sqlite3_finalize(ig->put_verdict);
+    sqlite3_finalize(ig->savepoint);
+    sqlite3_finalize(ig->release);
+    sqlite3_finalize(ig->rollback_to);
     free(ig->verdicts);
     memset(ig, 0, sizeof(*ig));
 }
@@ -101,11 +107,17 @@ static int step_done(struct store *s, sqlite3_stmt *st, const char *what)
     return store_sqlite_fail(s, what);
 }
 
+/* `replace`: the host had a report, so it may have verdict rows to delete first. A host without
+ * one has none: verdicts are written only here and by re-evaluation, both with a report, and
+ * reports are deleted only with their host (ON DELETE CASCADE), which deletes its verdicts. */
 static int write_verdicts(struct ingest *ig, long long host_id, const struct rules_verdict *v,
-                          size_t n)
+                          size_t n, bool replace)
 {
-    sqlite3_bind_int64(ig->del_verdicts, 1, host_id);
-    int rc = step_done(ig->store, ig->del_verdicts, "delete verdicts");
+    int rc = 0;
+    if (replace) {
+        sqlite3_bind_int64(ig->del_verdicts, 1, host_id);
+        rc = step_done(ig->store, ig->del_verdicts, "delete verdicts");
+    }
     for (size_t i = 0; !rc && i < n; i++) {
         sqlite3_stmt *st = ig->put_verdict;
         sqlite3_bind_int64(st, 1, host_id);
@@ -129,6 +141,12 @@ static int host_fail(struct store *s, int code, long long host_id)
 int ingest_one(struct ingest *ig, long long host_id, unsigned roles, json_t *report,
                long long received_at)
 {
+    return ingest_one_body(ig, host_id, roles, report, NULL, 0, received_at);
+}
+
+int ingest_one_body(struct ingest *ig, long long host_id, unsigned roles, json_t *report,
+                    const char *received, size_t received_len, long long received_at)
+{
     struct store *s = ig->store;
     long long collected_at;
     if (parse_collected_at(report, &collected_at))
@@ -140,14 +158,17 @@ int ingest_one(struct ingest *ig, long long host_id, unsigned roles, json_t *rep
                             &warnings);
     if (rc)
         return store_fail(s, rc < 0 ? rc : -EIO, "host %lld: evaluation failed (%d)", host_id, rc);
-    char *body = json_dumps(report, JSON_COMPACT);
-    if (!body)
+    /* The bytes received when the caller has them (they parsed into `report`); else the
+     * report serialised. Either way the stored body parses to the same report. */
+    char *body = received ? NULL : json_dumps(report, JSON_COMPACT);
+    if (!received && !body)
         return store_fail(s, -ENOMEM, "host %lld: out of memory", host_id);
 
     /* On its own, take the write lock first: a read that later upgrades can fail at once
      * (SQLITE_BUSY_SNAPSHOT) when another writer committed in between. */
     bool own = sqlite3_get_autocommit(store_db(s));
-    if ((own && (rc = store_begin(s, true))) || (rc = store_exec(s, "SAVEPOINT ingest"))) {
+    if ((own && (rc = store_begin(s, true))) ||
+        (rc = step_done(s, ig->savepoint, "begin savepoint"))) {
         host_fail(s, rc, host_id);
         if (own)
             store_rollback(s);
@@ -176,7 +197,10 @@ int ingest_one(struct ingest *ig, long long host_id, unsigned roles, json_t *rep
     sqlite3_bind_int64(st, 1, host_id);
     sqlite3_bind_int64(st, 2, collected_at);
     sqlite3_bind_int64(st, 3, received_at);
-    sqlite3_bind_text(st, 4, body, -1, SQLITE_STATIC);
+    if (received)
+        sqlite3_bind_text64(st, 4, received, received_len, SQLITE_STATIC, SQLITE_UTF8);
+    else
+        sqlite3_bind_text(st, 4, body, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 5, rules_version(ig->catalog), -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 6, blockers);
     sqlite3_bind_int(st, 7, warnings);
@@ -185,9 +209,9 @@ int ingest_one(struct ingest *ig, long long host_id, unsigned roles, json_t *rep
     sqlite3_clear_bindings(st);
     if (rc == -ENOENT)
         store_fail(s, 0, "no host with id %lld in the inventory", host_id);
-    if (rc || (rc = write_verdicts(ig, host_id, col.out, col.n)))
+    if (rc || (rc = write_verdicts(ig, host_id, col.out, col.n, stored >= 0)))
         goto fail;
-    if ((rc = store_exec(s, "RELEASE ingest")))
+    if ((rc = step_done(s, ig->release, "release savepoint")))
         goto fail;
     if (own && (rc = store_commit(s))) {
         host_fail(s, rc, host_id);
@@ -200,7 +224,10 @@ int ingest_one(struct ingest *ig, long long host_id, unsigned roles, json_t *rep
 
 fail:
     host_fail(s, rc, host_id);
-    sqlite3_exec(store_db(s), "ROLLBACK TO ingest; RELEASE ingest", NULL, NULL, NULL);
+    sqlite3_step(ig->rollback_to);
+    sqlite3_reset(ig->rollback_to);
+    sqlite3_step(ig->release);
+    sqlite3_reset(ig->release);
     if (own)
         store_rollback(s);
     free(body);

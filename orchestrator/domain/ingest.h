@@ -36,6 +36,7 @@ struct ingest {
     sqlite3_stmt *put_report;
     sqlite3_stmt *del_verdicts;
     sqlite3_stmt *put_verdict;
+    sqlite3_stmt *savepoint, *release, *rollback_to; /* the per-report SAVEPOINT */
     struct rules_verdict *verdicts; /* room for one evaluation (rules_count of the catalog) */
 };
 
@@ -56,6 +57,12 @@ void ingest_release(struct ingest *ig);
  */
 int ingest_one(struct ingest *ig, long long host_id, unsigned roles, json_t *report,
                long long received_at);
+
+/* The same, storing `body` (`len` bytes, the report exactly as received and parsed into
+ * `report`) instead of serialising `report` again: the daemon's path. `body` NULL: as
+ * ingest_one. */
+int ingest_one_body(struct ingest *ig, long long host_id, unsigned roles, json_t *report,
+                    const char *body, size_t len, long long received_at);
 
 /* The same without a kept context: prepares, stores, finalizes. For one-off callers. */
 int ingest_report(struct store *s, const struct rules_catalog *c, long long host_id,

@@ -165,7 +165,9 @@ int poll_new(uv_loop_t *loop, struct store *store, const struct config *cfg,
     if (rc)
         return rc;
     struct tlsctx *tls;
-    if ((rc = tlsctx_load(cfg->tls_ca, cfg->tls_cert, cfg->tls_key, &tls, err, errsize)))
+    if (opt->tls)
+        tls = tlsctx_ref(opt->tls);
+    else if ((rc = tlsctx_load(cfg->tls_ca, cfg->tls_cert, cfg->tls_key, &tls, err, errsize)))
         return rc;
     struct poll *p = calloc(1, sizeof(*p));
     if (!p || copy_config(&p->cfg, cfg)) {

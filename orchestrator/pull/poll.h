@@ -35,6 +35,7 @@
 #include "config.h"
 
 struct store;
+struct tlsctx;
 struct poll;
 
 /* How far in the future a report's collected_at may be (clock skew between hosts). */
@@ -74,6 +75,10 @@ struct poll_options {
     /* Called once after poll_stop when every handle is closed; the loop may then end. */
     void (*on_stopped)(struct poll *p, void *data);
     void *data;
+    /* TLS material (tlsctx.h) to use instead of loading cfg's files, or NULL. The poller takes
+     * its own reference. A program that polls several rounds with one tlsctx keeps its TLS
+     * sessions from one round to the next, as the daemon does (tools/bench/pull-driver.c). */
+    struct tlsctx *tls;
 };
 
 struct poll_stats {

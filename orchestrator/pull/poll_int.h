@@ -45,6 +45,7 @@
 #include "ingest.h"
 #include "poll.h"
 #include "store.h"
+#include "tlsctx.h"
 
 struct tlsctx;
 struct rules_catalog;
@@ -117,6 +118,7 @@ struct xfer {
     bool over_cap;
     long long cert_not_after; /* of the collector's certificate (CURLINFO_CERTINFO); 0 unknown */
     struct tlsctx *tls;       /* a reference, held while the transfer may still connect */
+    struct tlsctx_peer peer;  /* name and collector, for the TLS session cache */
     char errbuf[CURL_ERROR_SIZE];
 };
 

@@ -16,6 +16,38 @@
 
 struct tlsctx;
 
+/*
+ * TLS session resumption, one session per collector for the whole fleet (libcurl's own cache,
+ * even shared, holds 8). The cache lives in the tlsctx, so it lives and dies with the CA that
+ * checked its sessions: a reload (SIGHUP) resumes nothing made before it. Rules:
+ *   - a session is stored only from a handshake whose chain verified against the fleet CA and
+ *     whose certificate names the host (X509_check_host), keyed by inventory name and address;
+ *   - it is offered only to that name at that address, and never when older than
+ *     TLSCTX_SESSION_MAX_AGE_S (the collector's tickets expire at the same age);
+ *   - a transfer that fails forgets the host's session (tlsctx_forget);
+ *   - resumption never replaces the host-name check: libcurl checks the name against the
+ *     certificate the session carries, exactly as after a full handshake;
+ *   - a collector restarted with a re-issued certificate has a new ticket key, refuses the
+ *     old ticket, and the handshake is a full one against the new certificate.
+ */
+#define TLSCTX_SESSION_MAX_AGE_S 14400
+/* Hosts whose session is kept at most (about 3 KiB each with the peer certificate). */
+#define TLSCTX_SESSIONS_MAX (2 * 1024 * 1024)
+
+/* What a transfer gives tlsctx_apply: the collector's inventory name (the name its certificate
+ * must carry) and address. The struct and both strings must outlive the easy handle. */
+struct tlsctx_peer {
+    const char *name;
+    const char *address;
+    struct tlsctx *t; /* set by tlsctx_apply */
+};
+
+struct tlsctx_stats {
+    size_t sessions; /* hosts with a session kept */
+    size_t offered;  /* handshakes that offered a kept session */
+    size_t resumed;  /* handshakes the collector resumed */
+};
+
 /* Reads and checks the PEM files: a CA with at least one certificate, a certificate (and any
  * chain after it), its private key (unencrypted) matching the certificate. Returns 0 and *out,
  * or -EINVAL / -ENOMEM with "FILE: why" in err. */
@@ -26,10 +58,16 @@ int tlsctx_load(const char *ca, const char *cert, const char *key, struct tlsctx
 struct tlsctx *tlsctx_ref(struct tlsctx *t);
 void tlsctx_unref(struct tlsctx *t);
 
-/* Points an easy handle at `t`: no CA file of libcurl's own, the client certificate, key and
- * trust store from `t` installed in each connection's SSL_CTX, and `t`'s own TLS session cache
- * (CURLOPT_SHARE), so sessions are never resumed across material. The caller holds a
- * reference to `t` for as long as the handle lives and cleans the handle up before dropping it. */
-void tlsctx_apply(struct tlsctx *t, CURL *easy);
+/* Points an easy handle at `t` for `peer`: no CA file of libcurl's own, the client certificate,
+ * key and trust store from `t` installed in each connection's SSL_CTX, libcurl's session cache
+ * off and `t`'s per-host cache on (above). The caller holds a reference to `t` for as long as
+ * the handle lives and cleans the handle up before dropping it; each connection's SSL_CTX holds
+ * its own reference (it may outlive the handle in libcurl's connection cache). */
+void tlsctx_apply(struct tlsctx *t, CURL *easy, struct tlsctx_peer *peer);
+
+/* Drops the session kept for that name and address (after a failed transfer). */
+void tlsctx_forget(struct tlsctx *t, const char *name, const char *address);
+
+void tlsctx_get_stats(const struct tlsctx *t, struct tlsctx_stats *out);
 
 #endif

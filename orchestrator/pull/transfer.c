@@ -302,6 +302,7 @@ static void drain_messages(struct poll *p)
         if (code != CURLE_OK) {
             describe_failure(x, code, why, sizeof(why));
             error = why;
+            tlsctx_forget(x->tls, x->name, x->collector); /* the next try: a full handshake */
         } else {
             long status = 0;
             curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
@@ -358,7 +359,9 @@ int poll__xfer_start(struct poll *p, struct host *h, char *err, size_t errsize)
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
     x->tls = tlsctx_ref(p->tls);
-    tlsctx_apply(x->tls, e);
+    x->peer.name = x->name;
+    x->peer.address = x->collector;
+    tlsctx_apply(x->tls, e, &x->peer);
     curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, p->cfg.connect_timeout * 1000L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, p->cfg.timeout * 1000L);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);

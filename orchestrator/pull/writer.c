@@ -179,7 +179,7 @@ static int write_result(struct poll *p, struct result *r, sqlite3_stmt *host_q,
     if (r->body) {
         json_t *report = check_report(r, now);
         if (report) {
-            int rc = ingest_one(&p->ingest, r->host_id, roles, report, now);
+            int rc = ingest_one_body(&p->ingest, r->host_id, roles, report, r->body, r->len, now);
             json_decref(report);
             if (rc == -EBUSY || rc == -EIO || rc == -ENOMEM)
                 return rc; /* the message, naming the host, is on the store */

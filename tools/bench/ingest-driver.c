@@ -1,7 +1,7 @@
 /*
  * ingest-driver: the tlsgate side of tools/bench/ingest. Creates N client hosts in a fresh
- * database, then stores one report per host through ingest_one (rules evaluated, verdicts
- * written), batched 1,000 per transaction as the daemon batches them, and prints
+ * database, then stores one report per host through ingest_one_body as the daemon does (rules
+ * evaluated, verdicts written, the received bytes stored), batched 1,000 per transaction as the daemon batches them, and prints
  * "ingest N reports S seconds". The reports are built from the facts fixtures given.
  *
  * usage: ingest-driver DB N FACTS.json...
@@ -56,10 +56,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "ingest-driver: %s\n", store_errmsg(s));
         return 4;
     }
-    /* One prepared report per fixture; the body is re-stamped per host only by host id. */
+    /* One prepared report per fixture, with its bytes as the daemon receives them (it stores
+     * those bytes, not a new serialisation). */
     json_t **reports = calloc((size_t)nfacts, sizeof(*reports));
-    for (int i = 0; i < nfacts; i++)
+    char **bodies = calloc((size_t)nfacts, sizeof(*bodies));
+    for (int i = 0; i < nfacts; i++) {
         reports[i] = facts_build_report(facts[i], "bench.example", 1795000000, "bench", 900);
+        bodies[i] = json_dumps(reports[i], JSON_COMPACT);
+    }
 
     struct ingest ig;
     if (ingest_init(&ig, s, cat)) {
@@ -70,7 +74,8 @@ int main(int argc, char **argv)
     for (long i = 1; i <= n; i++) {
         if ((i - 1) % 1000 == 0 && store_begin(s, false))
             return 4;
-        if (ingest_one(&ig, i, 1, reports[i % nfacts], 1795000000)) {
+        if (ingest_one_body(&ig, i, 1, reports[i % nfacts], bodies[i % nfacts],
+                            strlen(bodies[i % nfacts]), 1795000000)) {
             fprintf(stderr, "ingest-driver: %s\n", store_errmsg(s));
             return 4;
         }
@@ -86,8 +91,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < nfacts; i++) {
         json_decref(reports[i]);
         json_decref(facts[i]);
+        free(bodies[i]);
     }
     free(reports);
+    free(bodies);
     free(facts);
     store_close(s);
     return 0;

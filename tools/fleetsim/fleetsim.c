@@ -50,6 +50,10 @@
 #define MAX_FIXTURES 64
 #define MAX_SITES 64
 #define MAX_PROCS 16
+/* Descriptors per simulated host (its listener and MHD's epoll fd) and those a worker keeps for
+ * connections in flight and itself; --procs defaults to what RLIMIT_NOFILE allows. */
+#define FDS_PER_HOST 2
+#define FDS_RESERVE 1024
 #define CMD_MAX 512
 
 /* ---------------------------------------------------------------------------------------- */
@@ -964,8 +968,10 @@ static void usage(FILE *f)
         "Simulates a fleet of collectors on 127.0.0.1, ports BASE-PORT and up, one certificate\n"
         "per host signed by DIR/ca.pem + DIR/ca.key (tools/gen-certs). Writes the matching\n"
         "inventory CSV, prints 'fleetsim: ready N hosts' when every host is serving, and runs\n"
-        "until SIGTERM/SIGINT. A fixture is NAME.reg, a folder NAME of .reg files or NAME.json\n"
-        "in the --fixtures folders (searched in order); A+B layers B's exports over A's.\n"
+        "until SIGTERM/SIGINT. --procs defaults to as few worker processes as the descriptor\n"
+        "limit (ulimit -n) allows, at least 2. A fixture is NAME.reg, a folder NAME of .reg\n"
+        "files or NAME.json in the --fixtures folders (searched in order); A+B layers B's\n"
+        "exports over A's.\n"
         "Control commands: fixture HOST NAME, fixture-all FROM TO,\n"
         "stop HOST, start HOST, misbehave HOST silent|slow|wrong-cert, behave HOST, status.\n");
 }
@@ -981,7 +987,7 @@ int main(int argc, char **argv)
                       "win81:10,win10-22h2:55,win11-23h2:20";
     const char *server_fx = "server2019-site-server", *db_fx = "server2016-sql2016sp2-express",
                *console_fx = "win10-22h2";
-    int procs = 2;
+    int procs = 0; /* 0: chosen from the descriptor limit below */
     fleet.address = "127.0.0.1";
     fleet.interval = 60;
     static const struct option opts[] = {
@@ -1020,7 +1026,7 @@ int main(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
-    if (!certs || !fleet.nfixtures_dirs || !control || optind != argc || procs < 1 ||
+    if (!certs || !fleet.nfixtures_dirs || !control || optind != argc || procs < 0 ||
         procs > MAX_PROCS || fleet.interval < 1 || p.mps < 0 || p.dps < 0) {
         usage(stderr);
         return 2;
@@ -1108,6 +1114,21 @@ int main(int argc, char **argv)
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    /* Without --procs: as few workers as the limit allows (at least 2, one per core of the
+     * smallest machine we run on); a worker needs about FDS_PER_HOST per identity. */
+    long fd_limit = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (long)rl.rlim_cur : 1024;
+    int needed = (int)(((long)p.hosts * FDS_PER_HOST + fd_limit - FDS_RESERVE - 1) /
+                       (fd_limit > 2 * FDS_RESERVE ? fd_limit - FDS_RESERVE : 1));
+    if (procs == 0)
+        procs = needed < 2 ? 2 : needed;
+    if (procs > MAX_PROCS || needed > procs) {
+        fprintf(stderr,
+                "fleetsim: %d hosts need %d workers at %d descriptors each under the limit of "
+                "%ld (ulimit -n); %s\n",
+                p.hosts, needed, FDS_PER_HOST, fd_limit,
+                needed > MAX_PROCS ? "raise the limit or lower --hosts" : "raise --procs");
+        return 2;
     }
     signal(SIGPIPE, SIG_IGN);
 
