@@ -79,9 +79,9 @@ static int print_blocking(const struct gate_failing *f, void *arg)
             fputs(",\"list\":[", stdout);
         } else {
             printf("    %ld %s: %s: %s\n", f->hosts, f->hosts == 1 ? "dependent" : "dependents",
-                   f->rule, f->reason ? f->reason : "");
+                   TEXTCLEAN(f->rule), TEXTCLEAN(f->reason));
             if (rule)
-                printf("      remedy: %s\n", rule->remedy);
+                printf("      remedy: %s\n", TEXTCLEAN(rule->remedy));
         }
         c->groups++;
         c->shown = 0;
@@ -95,7 +95,8 @@ static int print_blocking(const struct gate_failing *f, void *arg)
         jsonout_string(stdout, f->reason);
         fputc('}', stdout);
     } else {
-        printf("      %s  %s  %s\n", f->host, gate_state_name(f->state), f->reason);
+        printf("      %s  %s  %s\n", TEXTCLEAN(f->host), gate_state_name(f->state),
+               TEXTCLEAN(f->reason));
     }
     c->shown++;
     return 0;
@@ -121,8 +122,8 @@ static int print_waived(const struct gate_waived *w, void *arg)
             fputs(",\"until\":null}", stdout);
         }
     } else {
-        printf("    %s  %s  waived %s: %s\n", w->host, gate_state_name(w->state), until,
-               w->reason);
+        printf("    %s  %s  waived %s: %s\n", TEXTCLEAN(w->host), gate_state_name(w->state),
+               until, TEXTCLEAN(w->reason));
     }
     c->waived_shown++;
     return 0;
@@ -154,9 +155,9 @@ static int print_own_failures(struct check *c, const struct gate_server *g)
                 fputs("null", stdout);
             fputc('}', stdout);
         } else {
-            printf("    %s: %s\n", rule, reason);
+            printf("    %s: %s\n", TEXTCLEAN(rule), TEXTCLEAN(reason));
             if (info)
-                printf("      remedy: %s\n", info->remedy);
+                printf("      remedy: %s\n", TEXTCLEAN(info->remedy));
         }
         n++;
     }
@@ -195,10 +196,11 @@ static int check_server(struct check *c, const struct gate_server *g)
         json_server_fields(g);
         fputs(",\"own_failures\":[", stdout);
     } else {
-        printf("%s (site %s, phase %s): gate %s\n", g->name, g->site, phase_name(g->phase),
+        printf("%s (site %s, phase %s): gate %s\n", TEXTCLEAN(g->name), TEXTCLEAN(g->site),
+               phase_name(g->phase),
                g->open ? "OPEN" : "BLOCKED");
         if (!in_enforce)
-            printf("  site %s is in %s, not enforce: what if it were, today:\n", g->site,
+            printf("  site %s is in %s, not enforce: what if it were, today:\n", TEXTCLEAN(g->site),
                    phase_name(g->phase));
         printf("  server itself: %s%s%s\n", gate_state_name(g->state),
                g->waived ? " (waived; a server's own waiver does not open its gate)" : "",
@@ -283,7 +285,8 @@ static int list_server(const struct gate_server *g, void *arg)
         if (!l->rows)
             printf("%-32s %-4s %-9s %-8s %-9s %10s %9s %7s %6s %s\n", "SERVER", "SITE", "PHASE",
                    "GATE", "STATE", "DEPENDENTS", "BLOCKING", "WAIVED", "LEGACY", "ROLES");
-        printf("%-32s %-4s %-9s %-8s %-9s %10ld %9ld %7ld %6s %s%s%s\n", g->name, g->site,
+        printf("%-32s %-4s %-9s %-8s %-9s %10ld %9ld %7ld %6s %s%s%s\n", TEXTCLEAN(g->name),
+               TEXTCLEAN(g->site),
                phase_name(g->phase), g->open ? "open" : "blocked", gate_state_name(g->state),
                g->dependents, g->blocking, g->waived_dependents,
                g->legacy_disabled ? "off" : "on", roles, g->waived ? " (waived)" : "",

@@ -108,7 +108,8 @@ static int rules_check(struct cli *cli, int argc, char **argv)
     int code = load_file(argv[2], &c, &text);
     if (code)
         return code;
-    printf("%s: catalog %s, %zu rules: valid\n", argv[2], rules_version(c), rules_count(c));
+    printf("%s: catalog %s, %zu rules: valid\n", TEXTCLEAN(argv[2]), TEXTCLEAN(rules_version(c)),
+           rules_count(c));
     rules_free(c);
     free(text);
     return EXIT_OK;
@@ -182,7 +183,8 @@ static int rules_load_cmd(struct cli *cli, int argc, char **argv)
         free(text);
         return EXIT_SYSTEM;
     }
-    printf("catalog %s loaded: %zu rules, %lld reports re-evaluated in %.1f s", rules_version(c),
+    printf("catalog %s loaded: %zu rules, %lld reports re-evaluated in %.1f s",
+           TEXTCLEAN(rules_version(c)),
            rules_count(c), count, now_seconds() - t0);
     if (bad)
         printf(" (%lld stored reports unreadable, left as they were)", bad);
@@ -260,15 +262,15 @@ static int rules_show(struct cli *cli, int argc, char **argv)
         }
         printf("\n]}\n");
     } else {
-        printf("catalog %s (%s), %zu rules\n", rules_version(c),
+        printf("catalog %s (%s), %zu rules\n", TEXTCLEAN(rules_version(c)),
                from_store ? "stored" : "built-in", rules_count(c));
         for (size_t i = 0; i < rules_count(c); i++) {
             const struct rules_info *r = rules_at(c, i);
-            printf("\n%s  [%s, %s]  roles: ", r->id, rules_severity_name(r->severity),
-                   r->component);
+            printf("\n%s  [%s, %s]  roles: ", TEXTCLEAN(r->id), rules_severity_name(r->severity),
+                   TEXTCLEAN(r->component));
             print_roles(stdout, r->roles, false);
-            printf("\n  fails when: %s\n  remedy: %s\n  reference: %s\n", r->title, r->remedy,
-                   r->reference);
+            printf("\n  fails when: %s\n  remedy: %s\n  reference: %s\n", TEXTCLEAN(r->title),
+                   TEXTCLEAN(r->remedy), TEXTCLEAN(r->reference));
         }
     }
     rules_free(c);
@@ -391,7 +393,7 @@ static int rules_blockers(struct cli *cli, int argc, char **argv)
         } else {
             char who[128];
             count_phrase(who, sizeof(who), clients, systems, consoles, hosts);
-            printf("%s: %s  [%s, %s]\n", who, title, rule, sev);
+            printf("%s: %s  [%s, %s]\n", who, TEXTCLEAN(title), TEXTCLEAN(rule), sev);
         }
         rows++;
     }
@@ -439,9 +441,9 @@ static int print_eval_verdict(void *ctx, const struct rules_verdict *v)
         return json_array_append_new(o->verdicts, row) ? -ENOMEM : 0;
     }
     printf("  %-4s %-7s %s\n       %s\n", v->pass ? "ok" : "FAIL",
-           rules_severity_name(v->severity), v->rule, v->reason);
+           rules_severity_name(v->severity), TEXTCLEAN(v->rule), TEXTCLEAN(v->reason));
     if (!v->pass && info)
-        printf("       remedy: %s\n", info->remedy);
+        printf("       remedy: %s\n", TEXTCLEAN(info->remedy));
     return 0;
 }
 
@@ -555,7 +557,7 @@ static int rules_eval(struct cli *cli, int argc, char **argv)
         json_t *build = json_object_get(os, "build");
         printf("%s%s: %s, build ", facts_file ? facts_file : files[0],
                nfiles > 1 ? " (and the files layered over it)" : "",
-               name ? name : "product name not reported");
+               name ? TEXTCLEAN(name) : "product name not reported");
         if (json_is_integer(build))
             printf("%lld", (long long)json_integer_value(build));
         else
