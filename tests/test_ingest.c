@@ -243,6 +243,23 @@ START_TEST(test_older_report_is_stale_and_changes_nothing)
 }
 END_TEST
 
+/* Found by tests/fuzz/fuzz_report.c: "no stored report" was the time -1, so a first report
+ * collected before 1970 (a host whose clock is wrong) was refused as older than it. Any time
+ * report_validate accepts is stored when nothing is; a later report replaces it. */
+START_TEST(test_first_report_before_1970_is_stored)
+{
+    long long id = add_host("cl-w7-0003.corp.contoso.com", "P01", ROLE_CLIENT);
+    json_t *r = fixture("win7-ready");
+    set_time(r, "1013-11-25T12:00:00Z");
+    ck_assert_msg(ingest(id, ROLE_CLIENT, r) == 0, "%s", store_errmsg(st));
+    ck_assert_int_lt(query_int("SELECT collected_at FROM report WHERE host_id = %lld", id), 0);
+    set_time(r, "2026-11-25T12:00:00Z");
+    ck_assert_int_eq(ingest(id, ROLE_CLIENT, r), 0);
+    ck_assert_int_eq(query_int("SELECT collected_at FROM report WHERE host_id = %lld", id), T0);
+    json_decref(r);
+}
+END_TEST
+
 START_TEST(test_report_without_collected_at_is_refused)
 {
     long long id = add_host("cl-w7-0003.corp.contoso.com", "P01", ROLE_CLIENT);
@@ -932,6 +949,7 @@ static Suite *ingest_suite(void)
     tcase_add_test(t, test_legacy_disabled_follows_os_defaults_and_disabled_by_default);
     tcase_add_test(t, test_older_report_is_stale_and_changes_nothing);
     tcase_add_test(t, test_report_without_collected_at_is_refused);
+    tcase_add_test(t, test_first_report_before_1970_is_stored);
     tcase_add_test(t, test_ingest_is_all_or_nothing);
     tcase_add_test(t, test_ingest_inside_caller_transaction_batches);
     tcase_add_test(t, test_reevaluate_rewrites_only_changes_and_drops_gone_rules);
