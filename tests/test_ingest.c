@@ -814,7 +814,7 @@ START_TEST(test_rules_load_reevaluates_every_stored_report)
     json_t *shown = json_loads(out, 0, &je);
     ck_assert_msg(shown != NULL, "%s", je.text);
     ck_assert_str_eq(json_string_value(json_object_get(shown, "version")), "2026.12.1");
-    ck_assert_str_eq(json_string_value(json_object_get(shown, "source")), "stored");
+    ck_assert_str_eq(json_string_value(json_object_get(shown, "catalog")), "tlsgate-rules");
     ck_assert_uint_eq(json_array_size(json_object_get(shown, "rules")), 35);
     json_decref(shown);
     free(out);
@@ -823,6 +823,41 @@ START_TEST(test_rules_load_reevaluates_every_stored_report)
     ck_assert_int_eq(rules_load_active(st, &active), 0);
     ck_assert_str_eq(rules_version(active), "2026.12.1");
     rules_free(active);
+}
+END_TEST
+
+/* `rules show --json` prints a catalog that `rules check` and `rules load` take back, the same
+ * rules and version, built-in or stored; and loading it changes no verdict. */
+START_TEST(test_rules_show_json_round_trips_through_rules_load)
+{
+    estate();
+    const char *shown = tu_path(dir, "shown.json");
+    long long verdicts = query_int("SELECT count(*) FROM verdict WHERE pass = 0");
+    for (int round = 0; round < 2; round++) {
+        char *out, *errout;
+        ck_assert_int_eq(run(&out, &errout, "--json", "rules", "show", NULL), 0);
+        tu_write_file(shown, out, strlen(out));
+        free(out);
+        free(errout);
+        ck_assert_int_eq(run(&out, &errout, "rules", "check", shown, NULL), 0);
+        ck_assert_msg(strstr(out, "catalog 2026.12.0, 36 rules: valid") != NULL, "%s", out);
+        free(out);
+        free(errout);
+        /* round 0 loads the built-in catalog's text, round 1 shows and loads the stored one */
+        ck_assert_int_eq(run(&out, &errout, "rules", "load", shown, NULL), 0);
+        free(out);
+        free(errout);
+        ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE pass = 0"), verdicts);
+    }
+    size_t len;
+    char *text = tu_read_file(shown, &len);
+    struct rules_catalog *c;
+    char err[1024];
+    ck_assert_msg(rules_load(text, len, "shown.json", &c, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(rules_version(c), "2026.12.0");
+    ck_assert_uint_eq(rules_count(c), 36);
+    rules_free(c);
+    free(text);
 }
 END_TEST
 
@@ -962,6 +997,7 @@ static Suite *ingest_suite(void)
     tcase_add_test(t, test_rules_check_accepts_default_and_refuses_bad_file);
     tcase_add_test(t, test_rules_load_reevaluates_every_stored_report);
     tcase_add_test(t, test_host_show_lists_failures_first_with_remedies);
+    tcase_add_test(t, test_rules_show_json_round_trips_through_rules_load);
     tcase_add_test(t, test_rules_blockers_groups_failures_by_rule_per_site);
     suite_add_tcase(s, t);
     return s;

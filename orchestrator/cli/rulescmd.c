@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "embedded.h"
 #include "facts.h"
 #include "ingest.h"
 #include "inventory.h"
@@ -33,7 +34,8 @@ static void rules_usage(FILE *out)
             "usage: tlsgate rules check FILE      validate a catalog file\n"
             "       tlsgate rules load FILE       make it the active catalog and re-evaluate\n"
             "                                     every stored report (one transaction)\n"
-            "       tlsgate rules show [--json]   the active catalog\n"
+            "       tlsgate rules show [--json]   the active catalog (--json: the catalog\n"
+            "                                     file itself, which rules load takes back)\n"
             "       tlsgate rules blockers [--site S] [--json]\n"
             "                                     failing rules, grouped, with the number of\n"
             "                                     clients / site systems / consoles they hold\n"
@@ -234,34 +236,32 @@ static int rules_show(struct cli *cli, int argc, char **argv)
         return code;
     char *stored = NULL;
     bool from_store = store_meta_get(s, "catalog", &stored) == 0;
-    free(stored);
     struct rules_catalog *c;
     if (rules_load_active(s, &c)) {
+        free(stored);
         cli_error("%s", store_errmsg(s));
         return EXIT_SYSTEM;
     }
     if (cli->json) {
-        printf("{\"version\": ");
-        jsonout_string(stdout, rules_version(c));
-        printf(", \"source\": \"%s\", \"rules\": [", from_store ? "stored" : "built-in");
-        for (size_t i = 0; i < rules_count(c); i++) {
-            const struct rules_info *r = rules_at(c, i);
-            printf("%s\n  {\"id\": ", i ? "," : "");
-            jsonout_string(stdout, r->id);
-            printf(", \"component\": ");
-            jsonout_string(stdout, r->component);
-            printf(", \"title\": ");
-            jsonout_string(stdout, r->title);
-            printf(", \"severity\": \"%s\", \"roles\": ", rules_severity_name(r->severity));
-            print_roles(stdout, r->roles, true);
-            printf(", \"remedy\": ");
-            jsonout_string(stdout, r->remedy);
-            printf(", \"reference\": ");
-            jsonout_string(stdout, r->reference);
-            printf("}");
+        /* The catalog itself, as `rules load` takes it: show, edit, load is a round trip. */
+        const char *text = stored;
+        for (const struct embedded_file *f = schema_catalogs; !text && f->name; f++)
+            if (!strcmp(f->name, "rules.json"))
+                text = f->data;
+        json_error_t je;
+        json_t *doc = text ? json_loads(text, JSON_REJECT_DUPLICATES, &je) : NULL;
+        char *out = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+        json_decref(doc);
+        free(stored);
+        if (!out) {
+            rules_free(c);
+            cli_error("rules show: the active catalog cannot be printed (out of memory)");
+            return EXIT_SYSTEM;
         }
-        printf("\n]}\n");
+        printf("%s\n", out);
+        free(out);
     } else {
+        free(stored);
         printf("catalog %s (%s), %zu rules\n", TEXTCLEAN(rules_version(c)),
                from_store ? "stored" : "built-in", rules_count(c));
         for (size_t i = 0; i < rules_count(c); i++) {
