@@ -43,8 +43,9 @@
 
 #define HOST "fuzz.example.test"
 #define REPORT "{\"schema\":\"tlsgate.report/1\",\"host\":\"" HOST "\",\"fuzz\":true}"
-/* How long the server may take to answer and close once the client is done. */
-#define CLOSE_DEADLINE_MS 5000
+/* How long the server may take to answer and close once the client is done: below the 10 s
+ * idle timeout, so a server that closes only when idle (not on the client's end) is caught. */
+#define CLOSE_DEADLINE_MS 8000
 #define ANSWER_MAX (1024 * 1024)
 
 static uv_loop_t loop;
