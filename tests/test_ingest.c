@@ -234,6 +234,23 @@ START_TEST(test_older_report_is_stale_and_changes_nothing)
 }
 END_TEST
 
+/* Found by tests/fuzz/fuzz_report.c: "no stored report" was the time -1, so a first report
+ * collected before 1970 (a host whose clock is wrong) was refused as older than it. Any time
+ * report_validate accepts is stored when nothing is; a later report replaces it. */
+START_TEST(test_first_report_before_1970_is_stored)
+{
+    long long id = add_host("cl-w7-0003.corp.contoso.com", "P01", ROLE_CLIENT);
+    json_t *r = fixture("win7-ready");
+    set_time(r, "1013-11-25T12:00:00Z");
+    ck_assert_msg(ingest(id, ROLE_CLIENT, r) == 0, "%s", store_errmsg(st));
+    ck_assert_int_lt(query_int("SELECT collected_at FROM report WHERE host_id = %lld", id), 0);
+    set_time(r, "2026-11-25T12:00:00Z");
+    ck_assert_int_eq(ingest(id, ROLE_CLIENT, r), 0);
+    ck_assert_int_eq(query_int("SELECT collected_at FROM report WHERE host_id = %lld", id), T0);
+    json_decref(r);
+}
+END_TEST
+
 START_TEST(test_report_without_collected_at_is_refused)
 {
     long long id = add_host("cl-w7-0003.corp.contoso.com", "P01", ROLE_CLIENT);
@@ -837,7 +854,7 @@ START_TEST(test_rules_load_reevaluates_every_stored_report)
     json_t *shown = json_loads(out, 0, &je);
     ck_assert_msg(shown != NULL, "%s", je.text);
     ck_assert_str_eq(json_string_value(json_object_get(shown, "version")), "2026.12.1");
-    ck_assert_str_eq(json_string_value(json_object_get(shown, "source")), "stored");
+    ck_assert_str_eq(json_string_value(json_object_get(shown, "catalog")), "tlsgate-rules");
     ck_assert_uint_eq(json_array_size(json_object_get(shown, "rules")), 35);
     json_decref(shown);
     free(out);
@@ -846,6 +863,41 @@ START_TEST(test_rules_load_reevaluates_every_stored_report)
     ck_assert_int_eq(rules_load_active(st, &active), 0);
     ck_assert_str_eq(rules_version(active), "2026.12.1");
     rules_free(active);
+}
+END_TEST
+
+/* `rules show --json` prints a catalog that `rules check` and `rules load` take back, the same
+ * rules and version, built-in or stored; and loading it changes no verdict. */
+START_TEST(test_rules_show_json_round_trips_through_rules_load)
+{
+    estate();
+    const char *shown = tu_path(dir, "shown.json");
+    long long verdicts = query_int("SELECT count(*) FROM verdict WHERE pass = 0");
+    for (int round = 0; round < 2; round++) {
+        char *out, *errout;
+        ck_assert_int_eq(run(&out, &errout, "--json", "rules", "show", NULL), 0);
+        tu_write_file(shown, out, strlen(out));
+        free(out);
+        free(errout);
+        ck_assert_int_eq(run(&out, &errout, "rules", "check", shown, NULL), 0);
+        ck_assert_msg(strstr(out, "catalog 2026.12.0, 36 rules: valid") != NULL, "%s", out);
+        free(out);
+        free(errout);
+        /* round 0 loads the built-in catalog's text, round 1 shows and loads the stored one */
+        ck_assert_int_eq(run(&out, &errout, "rules", "load", shown, NULL), 0);
+        free(out);
+        free(errout);
+        ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE pass = 0"), verdicts);
+    }
+    size_t len;
+    char *text = tu_read_file(shown, &len);
+    struct rules_catalog *c;
+    char err[1024];
+    ck_assert_msg(rules_load(text, len, "shown.json", &c, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_str_eq(rules_version(c), "2026.12.0");
+    ck_assert_uint_eq(rules_count(c), 36);
+    rules_free(c);
+    free(text);
 }
 END_TEST
 
@@ -971,6 +1023,7 @@ static Suite *ingest_suite(void)
     tcase_add_test(t, test_legacy_disabled_follows_os_defaults_and_disabled_by_default);
     tcase_add_test(t, test_older_report_is_stale_and_changes_nothing);
     tcase_add_test(t, test_report_without_collected_at_is_refused);
+    tcase_add_test(t, test_first_report_before_1970_is_stored);
     tcase_add_test(t, test_ingest_is_all_or_nothing);
     tcase_add_test(t, test_ingest_inside_caller_transaction_batches);
     tcase_add_test(t, test_ingest_stores_the_received_bytes_not_a_reserialisation);
@@ -984,6 +1037,7 @@ static Suite *ingest_suite(void)
     tcase_add_test(t, test_rules_check_accepts_default_and_refuses_bad_file);
     tcase_add_test(t, test_rules_load_reevaluates_every_stored_report);
     tcase_add_test(t, test_host_show_lists_failures_first_with_remedies);
+    tcase_add_test(t, test_rules_show_json_round_trips_through_rules_load);
     tcase_add_test(t, test_rules_blockers_groups_failures_by_rule_per_site);
     suite_add_tcase(s, t);
     return s;

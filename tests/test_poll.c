@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/poll.h> /* not <poll.h>: orchestrator/pull/poll.h shadows it */
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -587,6 +588,39 @@ START_TEST(test_collect_refuses_a_key_that_is_not_the_certificates)
                   "%s", err);
     free(out);
     free(err);
+}
+END_TEST
+
+/* A key that group or others can read is refused before any connection, and the message says
+ * how to fix the mode; once it is 0600 the same files work. */
+START_TEST(test_collect_refuses_a_key_others_can_read)
+{
+    char key[4096], buf[8192];
+    snprintf(key, sizeof(key), "%s/open.key", certs);
+    size_t len;
+    char *pem = tu_read_file(tu_path(certs, "orchestrator.key"), &len);
+    ck_assert_ptr_nonnull(pem);
+    tu_write_file(key, pem, len);
+    free(pem);
+    ck_assert_int_eq(chmod(key, 0640), 0);
+    snprintf(buf, sizeof(buf),
+             "{\"tls\": {\"ca\": \"%s/ca.pem\", \"cert\": \"%s/orchestrator.pem\", "
+             "\"key\": \"%s\"}}",
+             certs, certs, key);
+    tu_write_file(config_path, buf, strlen(buf));
+    char *out = NULL, *err = NULL;
+    ck_assert_int_eq(collect(&out, &err, NULL), 3);
+    ck_assert_msg(strstr(err, "open.key: private key is readable or writable by group or others "
+                              "(mode 0640)") != NULL && strstr(err, "chmod 600") != NULL,
+                  "%s", err);
+    free(out);
+    free(err);
+    ck_assert_int_eq(chmod(key, 0600), 0);
+    out = err = NULL;
+    ck_assert_int_ne(collect(&out, &err, NULL), 3);
+    free(out);
+    free(err);
+    unlink(key);
 }
 END_TEST
 
@@ -1257,6 +1291,7 @@ static Suite *poll_suite(void)
     tcase_add_test(tc, test_misbehaving_collectors_are_each_recorded_with_a_reason);
     tcase_add_test(tc, test_collector_certificate_from_another_ca_is_refused);
     tcase_add_test(tc, test_collect_refuses_a_key_that_is_not_the_certificates);
+    tcase_add_test(tc, test_collect_refuses_a_key_others_can_read);
     tcase_add_test(tc, test_reasons_quoting_a_report_carry_no_control_characters);
     tcase_add_test(tc, test_busy_store_keeps_the_batch_and_retries_it);
     tcase_add_test(tc, test_collect_on_a_terminal_draws_a_progress_line);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "store.h"
 #include "testutil.h"
@@ -141,6 +142,33 @@ START_TEST(test_audit_rows_cannot_be_changed)
 }
 END_TEST
 
+/* `tlsgate init` makes the database, and SQLite its -wal and -shm files, for the owner only,
+ * whatever the umask (here the permissive 022 of most shells). */
+START_TEST(test_init_creates_files_for_the_owner_only)
+{
+    const char *db = tu_path(dir, "private.db");
+    mode_t old = umask(022);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "init", NULL), 0);
+    umask(old);
+    struct stat st;
+    ck_assert_int_eq(stat(db, &st), 0);
+    ck_assert_msg((st.st_mode & 0777) == 0600, "database mode %o", st.st_mode & 0777);
+    /* The WAL and shared-memory files exist while a connection writes. */
+    struct store *s;
+    char err[512];
+    ck_assert_int_eq(store_open(db, false, &s, err, sizeof(err)), 0);
+    ck_assert_int_eq(store_exec(s, "BEGIN; INSERT INTO audit (at, user, command, outcome) "
+                                   "VALUES (1, 'u', 'c', 'ok'); COMMIT"), 0);
+    char side[600];
+    for (int i = 0; i < 2; i++) {
+        snprintf(side, sizeof(side), "%s-%s", db, i ? "shm" : "wal");
+        ck_assert_msg(stat(side, &st) == 0, "%s missing", side);
+        ck_assert_msg((st.st_mode & 0077) == 0, "%s mode %o", side, st.st_mode & 0777);
+    }
+    store_close(s);
+}
+END_TEST
+
 int main(void)
 {
     Suite *suite = suite_create("store");
@@ -152,6 +180,7 @@ int main(void)
     tcase_add_test(tc, test_missing_database_is_not_created_by_other_commands);
     tcase_add_test(tc, test_foreign_file_is_refused);
     tcase_add_test(tc, test_audit_rows_cannot_be_changed);
+    tcase_add_test(tc, test_init_creates_files_for_the_owner_only);
     suite_add_tcase(suite, tc);
     return tu_run_suite(suite);
 }

@@ -28,7 +28,8 @@ static int print_row(const struct store_audit_row *row, void *arg)
         fputc('}', stdout);
     } else {
         /* Text from the command line is data: print it, never interpret it. */
-        printf("%s  %-12s  %-40s  %s\n", when, row->user, row->outcome, row->command);
+        printf("%s  %-12s  %-40s  %s\n", when, TEXTCLEAN(row->user), TEXTCLEAN(row->outcome),
+               TEXTCLEAN(row->command));
     }
     p->n++;
     return 0;

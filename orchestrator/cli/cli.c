@@ -18,11 +18,14 @@
 
 void cli_error(const char *fmt, ...)
 {
+    /* Messages quote inputs (file contents, names, report values): one line, cleaned. */
+    char msg[STORE_ERROR_SIZE + 512];
     va_list ap;
     fputs(journal_stderr() ? "<3>tlsgate: " : "tlsgate: ", stderr); /* journal.h */
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    textclean_fputs(msg, stderr);
     fputc('\n', stderr);
 }
 

@@ -15,7 +15,8 @@
 #include <stdio.h>
 
 #include "config.h"
-#include "jsonout.h" /* every command prints; these are the shared helpers */
+#include "jsonout.h"   /* every command prints; these are the shared helpers */
+#include "textclean.h" /* outside text on a terminal: TEXTCLEAN() at every human print */
 #include "utc.h"
 
 enum {

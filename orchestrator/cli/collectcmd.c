@@ -63,13 +63,13 @@ static void on_outcome(struct poll *p, const struct poll_outcome *o, void *data)
         return;
     if (!r->tty) {
         if (o->ok)
-            printf("ok %s\n", o->host);
+            printf("ok %s\n", TEXTCLEAN(o->host));
         else
-            printf("failed %s: %s\n", o->host, o->error);
+            printf("failed %s: %s\n", TEXTCLEAN(o->host), TEXTCLEAN(o->error));
         return;
     }
     if (!o->ok) {
-        printf("\r\033[Kfailed %s: %s\n", o->host, o->error);
+        printf("\r\033[Kfailed %s: %s\n", TEXTCLEAN(o->host), TEXTCLEAN(o->error));
     }
     uint64_t now = uv_hrtime();
     if (now - r->drawn_ns >= PROGRESS_EVERY_NS || !o->ok) {
@@ -154,7 +154,7 @@ int cmd_collect(struct cli *cli, int argc, char **argv)
         printf("collect: %zu hosts, %zu ok, %zu failed in %.1f s (%.1f hosts/s)\n", r.run.total,
                r.ok, r.failed, secs, secs > 0 ? (double)done / secs : 0.0);
         for (size_t i = 0; i < r.nfailures; i++)
-            printf("  failed %s\n", r.failures[i]);
+            printf("  failed %s\n", TEXTCLEAN(r.failures[i]));
         if (r.failed > r.nfailures)
             printf("  ... and %zu more failed hosts\n", r.failed - r.nfailures);
     }

@@ -80,9 +80,9 @@ static int print_blocking(const struct gate_failing *f, void *arg)
             fputs(",\"list\":[", stdout);
         } else {
             printf("    %ld %s: %s: %s\n", f->hosts, f->hosts == 1 ? "dependent" : "dependents",
-                   f->rule, f->reason ? f->reason : "");
+                   TEXTCLEAN(f->rule), TEXTCLEAN(f->reason));
             if (rule)
-                printf("      remedy: %s\n", rule->remedy);
+                printf("      remedy: %s\n", TEXTCLEAN(rule->remedy));
         }
         c->groups++;
         c->shown = 0;
@@ -96,7 +96,8 @@ static int print_blocking(const struct gate_failing *f, void *arg)
         jsonout_string(stdout, f->reason);
         fputc('}', stdout);
     } else {
-        printf("      %s  %s  %s\n", f->host, gate_state_name(f->state), f->reason);
+        printf("      %s  %s  %s\n", TEXTCLEAN(f->host), gate_state_name(f->state),
+               TEXTCLEAN(f->reason));
     }
     c->shown++;
     return 0;
@@ -122,7 +123,8 @@ static int print_waived(const struct gate_waived *w, void *arg)
             fputs(",\"until\":null}", stdout);
         }
     } else {
-        printf("    %s  %s  waived %s: %s\n", w->host, gate_state_name(w->state), until, w->reason);
+        printf("    %s  %s  waived %s: %s\n", TEXTCLEAN(w->host), gate_state_name(w->state),
+               until, TEXTCLEAN(w->reason));
     }
     c->waived_shown++;
     return 0;
@@ -145,9 +147,9 @@ static int print_own_failure(const struct ingest_verdict_row *v, void *arg)
             fputs("null", stdout);
         fputc('}', stdout);
     } else {
-        printf("    %s: %s\n", v->rule, v->reason);
+        printf("    %s: %s\n", TEXTCLEAN(v->rule), TEXTCLEAN(v->reason));
         if (info)
-            printf("      remedy: %s\n", info->remedy);
+            printf("      remedy: %s\n", TEXTCLEAN(info->remedy));
     }
     c->own_shown++;
     return 0;
@@ -182,10 +184,11 @@ static int check_server(struct check *c, const struct gate_server *g)
         fputc('{', stdout);
         json_server_fields(g);
     } else {
-        printf("%s (site %s, phase %s): gate %s\n", g->name, g->site, phase_name(g->phase),
+        printf("%s (site %s, phase %s): gate %s\n", TEXTCLEAN(g->name), TEXTCLEAN(g->site),
+               phase_name(g->phase),
                g->open ? "OPEN" : "BLOCKED");
         if (!in_enforce)
-            printf("  site %s is in %s, not enforce: what if it were, today:\n", g->site,
+            printf("  site %s is in %s, not enforce: what if it were, today:\n", TEXTCLEAN(g->site),
                    phase_name(g->phase));
         printf("  server itself: %s%s%s\n", gate_state_name(g->state),
                g->waived ? " (waived; a server's own waiver does not open its gate)" : "",

@@ -85,7 +85,7 @@ static int host_read(struct cli *cli, struct store *s, const char *name, struct 
 /*
  * One fact as text in `buf`. Each fact of a printf gets its own buffer (FACT_BUFS of them): one
  * buffer passed twice prints the last value in both places. A string comes from the report, so
- * control characters become '?' (no terminal escapes or forged lines from a collector).
+ * it is cleaned (textclean.h: no terminal escapes or forged lines from a collector).
  */
 #define FACT_BUFS 8
 static const char *fact_text(json_t *v, char *buf, size_t size, bool hex)
@@ -95,10 +95,7 @@ static const char *fact_text(json_t *v, char *buf, size_t size, bool hex)
     if (json_is_integer(v)) {
         snprintf(buf, size, hex ? "0x%llX" : "%lld", (long long)json_integer_value(v));
     } else if (json_is_string(v)) {
-        snprintf(buf, size, "%s", json_string_value(v));
-        for (char *p = buf; *p; p++)
-            if ((unsigned char)*p < 0x20 || *p == 0x7f)
-                *p = '?';
+        textclean(json_string_value(v), buf, size);
     } else if (json_is_boolean(v))
         snprintf(buf, size, "%s", json_is_true(v) ? "on" : "off");
     else
@@ -140,7 +137,7 @@ static void print_facts(json_t *r)
                 printf(" ...");
                 break;
             }
-            printf(" %s", json_is_string(kb) ? json_string_value(kb) : "?");
+            printf(" %s", json_is_string(kb) ? TEXTCLEAN(json_string_value(kb)) : "?");
         }
         printf("\n");
     } else {
@@ -159,7 +156,7 @@ static void print_facts(json_t *r)
                 break;
             }
             /* the names are "KB" and digits: report validation checked them */
-            printf(" %s (CurrentState %s)", kb, F(0, st, true));
+            printf(" %s (CurrentState %s)", TEXTCLEAN(kb), F(0, st, true));
         }
         printf("\n");
     }
@@ -250,11 +247,12 @@ static int print_verdict(const struct ingest_verdict_row *v, void *arg)
             printf("null");
         printf("}");
     } else {
-        printf("  %-4s %-7s %s\n       %s\n", v->pass ? "ok" : "FAIL", v->severity, v->rule,
-               v->reason);
+        printf("  %-4s %-7s %s\n       %s\n", v->pass ? "ok" : "FAIL", v->severity,
+               TEXTCLEAN(v->rule), TEXTCLEAN(v->reason));
         if (!v->pass)
             printf("       remedy: %s\n",
-                   remedy ? remedy : "(rule not in the active catalog: run `tlsgate rules show`)");
+                   remedy ? TEXTCLEAN(remedy)
+                          : "(rule not in the active catalog: run `tlsgate rules show`)");
     }
     o->n++;
     return 0;
@@ -419,8 +417,9 @@ static int host_show(struct cli *cli, const char *name)
             printf("null");
         }
     } else {
-        printf("%s\n  site %s, roles %s, collector %s%s%s\n", h.name, h.site, roles, h.collector,
-               h.os && *h.os ? ", inventory os " : "", h.os ? h.os : "");
+        printf("%s\n  site %s, roles %s, collector %s%s%s\n", TEXTCLEAN(h.name),
+               TEXTCLEAN(h.site), roles, TEXTCLEAN(h.collector),
+               h.os && *h.os ? ", inventory os " : "", TEXTCLEAN(h.os));
         printf("state: %s", h.state);
         if (h.reported)
             printf(" (%d blocker%s, %d warning%s failing; legacy protocols %s)\n"
@@ -428,14 +427,14 @@ static int host_show(struct cli *cli, const char *name)
                    h.blockers, h.blockers == 1 ? "" : "s", h.warnings, h.warnings == 1 ? "" : "s",
                    h.legacy_disabled ? "disabled server-side" : "not all disabled",
                    utc_iso8601(h.collected_at, t1, sizeof(t1)),
-                   utc_iso8601(h.received_at, t2, sizeof(t2)), h.catalog_version);
+                   utc_iso8601(h.received_at, t2, sizeof(t2)), TEXTCLEAN(h.catalog_version));
         else
             printf(" (never reported)\n");
         if (waiver.active)
             printf("waived %s%s by %s: %s (does not block)\n",
                    waiver.until_at ? "until " : "until unwaived",
-                   waiver.until_at ? utc_iso8601(waiver.until_at, t1, sizeof(t1)) : "", waiver.by,
-                   waiver.reason);
+                   waiver.until_at ? utc_iso8601(waiver.until_at, t1, sizeof(t1)) : "",
+                   TEXTCLEAN(waiver.by), TEXTCLEAN(waiver.reason));
     }
     rc = pollstatus_get(s, h.name, utc_now() - cli->config.stale_after, print_pull, &cli->json);
     if (!rc)

@@ -168,12 +168,12 @@ static int inventory_import(struct cli *cli, const char *path, const struct impo
         return EXIT_SYSTEM;
     }
     if (im.edges)
-        printf("%s: %ld explicit edges imported\n", path, im.rows);
+        printf("%s: %ld explicit edges imported\n", TEXTCLEAN(path), im.rows);
     else
-        printf("%s: %ld hosts imported (%lld new, %lld updated)\n", path, im.rows, after - before,
-               (long long)im.rows - (after - before));
+        printf("%s: %ld hosts imported (%lld new, %lld updated)\n", TEXTCLEAN(path), im.rows,
+               after - before, (long long)im.rows - (after - before));
     if (im.reevaluated)
-        printf("%s: %lld stored reports re-evaluated for changed roles\n", path,
+        printf("%s: %lld stored reports re-evaluated for changed roles\n", TEXTCLEAN(path),
                im.reevaluated);
     if (im.removed)
         printf("%s: %ld hosts of site %s not in the file removed (audited)\n", path, im.removed,
@@ -295,7 +295,8 @@ static int print_dep(void *ctx, const char *host, const char *channel, bool deri
         jsonout_string(stdout, channel);
         printf(", \"kind\": \"%s\"}", derived ? "derived" : "explicit");
     } else {
-        printf("  %-40s %-14s %s\n", host, channel, derived ? "derived" : "explicit");
+        printf("  %-40s %-14s %s\n", TEXTCLEAN(host), TEXTCLEAN(channel),
+               derived ? "derived" : "explicit");
     }
     o->n++;
     return 0;
@@ -331,11 +332,11 @@ static int inventory_deps(struct cli *cli, const char *name)
             rc = inv_deps_each(s, &h, true, print_dep, &down);
         fputs(down.n ? "\n  ]}\n" : "]}\n", stdout);
     } else {
-        printf("%s depends on:\n", h.name);
+        printf("%s depends on:\n", TEXTCLEAN(h.name));
         rc = inv_deps_each(s, &h, false, print_dep, &up);
         if (!up.n)
             printf("  (nothing)\n");
-        printf("depend on %s:\n", h.name);
+        printf("depend on %s:\n", TEXTCLEAN(h.name));
         if (!rc)
             rc = inv_deps_each(s, &h, true, print_dep, &down);
         if (!down.n)
@@ -392,7 +393,8 @@ static int inventory_show(struct cli *cli, const char *name)
         printf("name:        %s\nsite:        %s\nroles:       %s\ncollector:   %s\n"
                "os:          %s\nstate:       %s\nlast report: %s\nadded:       %s\n"
                "updated:     %s\ndepends on:  %ld\ndependents:  %ld\n",
-               h.name, h.site, roles, h.collector, h.os, h.state,
+               TEXTCLEAN(h.name), TEXTCLEAN(h.site), roles, TEXTCLEAN(h.collector),
+               TEXTCLEAN(h.os), h.state,
                h.collected_at ? reported : "never", added, updated, up.n, down.n);
     }
     return EXIT_OK;

@@ -72,9 +72,10 @@ static int print_failing(const struct gate_failing *f, void *arg)
             fputs(",\"list\":[", p->out);
         } else {
             fprintf(p->out, "  %ld %s: %s: %s\n", f->hosts,
-                    phase_criterion_noun(p->phase, f->hosts), f->rule, f->reason ? f->reason : "");
+                    phase_criterion_noun(p->phase, f->hosts), TEXTCLEAN(f->rule),
+                    TEXTCLEAN(f->reason));
             if (remedy)
-                fprintf(p->out, "    remedy: %s\n", remedy);
+                fprintf(p->out, "    remedy: %s\n", TEXTCLEAN(remedy));
         }
         p->groups++;
         p->shown = 0;
@@ -88,7 +89,8 @@ static int print_failing(const struct gate_failing *f, void *arg)
         jsonout_string(p->out, f->reason);
         fputc('}', p->out);
     } else {
-        fprintf(p->out, "    %s  %s  %s\n", f->host, gate_state_name(f->state), f->reason);
+        fprintf(p->out, "    %s  %s  %s\n", TEXTCLEAN(f->host), gate_state_name(f->state),
+                TEXTCLEAN(f->reason));
     }
     p->shown++;
     return 0;
@@ -114,7 +116,8 @@ static int print_orphan_name(const struct gate_server *srv, void *arg)
     } else {
         printf("  ORPHAN RISK: %s reports legacy protocols disabled while its gate is blocked "
                "(%ld blocking dependents%s)\n",
-               srv->name, srv->blocking, srv->state == GATE_READY ? "" : ", itself not ready");
+               TEXTCLEAN(srv->name), srv->blocking,
+               srv->state == GATE_READY ? "" : ", itself not ready");
     }
     return 0;
 }
@@ -143,7 +146,8 @@ static int print_site_status(const struct gate_site *g, void *arg)
         printf(",\"exit_blocking\":%ld,\"wire_alarm\":%ld,\"orphan_risk\":[", g->exit_blocking,
                g->wire_alarm);
     } else {
-        printf("%s: %s since %s by %s\n", g->code, phase_name(g->phase), when, g->entered_by);
+        printf("%s: %s since %s by %s\n", TEXTCLEAN(g->code), phase_name(g->phase), when,
+               TEXTCLEAN(g->entered_by));
         printf("  hosts %ld: ready %ld, not_ready %ld, unknown %ld, waived %ld\n", g->hosts,
                g->ready, g->not_ready, g->unknown, g->waived);
         printf("  servers %ld: gate open %ld, orphan risk %ld\n", g->servers, g->servers_gate_open,

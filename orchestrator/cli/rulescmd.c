@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "embedded.h"
 #include "facts.h"
 #include "ingest.h"
 #include "ingest_reads.h"
@@ -32,7 +33,8 @@
     "Usage: tlsgate rules check FILE      validate a catalog file\n"                               \
     "       tlsgate rules load FILE       make it the active catalog and re-evaluate\n"            \
     "                                     every stored report (one transaction)\n"                 \
-    "       tlsgate rules show [--json]   the active catalog\n"                                    \
+    "       tlsgate rules show [--json]   the active catalog (--json: the catalog\n"               \
+    "                                     file itself, which rules load takes back)\n"            \
     "       tlsgate rules blockers [--site S] [--json]\n"                                          \
     "                                     failing rules, grouped, with the number of\n"            \
     "                                     clients / site systems / consoles they hold\n"           \
@@ -65,7 +67,9 @@ static const struct cli_spec rules_load_spec = {
 static const struct cli_spec rules_show_spec = {
     .name = "rules show",
     .word = "show",
-    .usage = "Usage: tlsgate rules show [--json]\n\nThe active catalog, rule by rule.\n",
+    .usage = "Usage: tlsgate rules show [--json]\n\n"
+             "The active catalog, rule by rule; with --json the catalog file itself, which\n"
+             "`rules check` and `rules load` take back (show, edit, load is a round trip).\n",
     .json = true,
 };
 static const struct cli_option rules_blockers_options[] = {{"site", "S"}, {NULL}};
@@ -155,7 +159,8 @@ static int rules_check(struct cli *cli, const struct cli_args *a)
     int code = load_file(path, &c, &text);
     if (code)
         return code;
-    printf("%s: catalog %s, %zu rules: valid\n", path, rules_version(c), rules_count(c));
+    printf("%s: catalog %s, %zu rules: valid\n", TEXTCLEAN(path), TEXTCLEAN(rules_version(c)),
+           rules_count(c));
     rules_free(c);
     free(text);
     return EXIT_OK;
@@ -226,7 +231,8 @@ static int rules_load_cmd(struct cli *cli, const struct cli_args *a)
         free(text);
         return EXIT_SYSTEM;
     }
-    printf("catalog %s loaded: %zu rules, %lld reports re-evaluated in %.1f s", rules_version(c),
+    printf("catalog %s loaded: %zu rules, %lld reports re-evaluated in %.1f s",
+           TEXTCLEAN(rules_version(c)),
            rules_count(c), count, now_seconds() - t0);
     if (bad)
         printf(" (%lld stored reports unreadable, left as they were)", bad);
@@ -272,43 +278,41 @@ static int rules_show(struct cli *cli, const struct cli_args *a)
         return code;
     char *stored = NULL;
     bool from_store = store_meta_get(s, "catalog", &stored) == 0;
-    free(stored);
     struct rules_catalog *c;
     if (rules_load_active(s, &c)) {
+        free(stored);
         cli_error("%s", store_errmsg(s));
         return EXIT_SYSTEM;
     }
     if (cli->json) {
-        printf("{\"version\": ");
-        jsonout_string(stdout, rules_version(c));
-        printf(", \"source\": \"%s\", \"rules\": [", from_store ? "stored" : "built-in");
-        for (size_t i = 0; i < rules_count(c); i++) {
-            const struct rules_info *r = rules_at(c, i);
-            printf("%s\n  {\"id\": ", i ? "," : "");
-            jsonout_string(stdout, r->id);
-            printf(", \"component\": ");
-            jsonout_string(stdout, r->component);
-            printf(", \"title\": ");
-            jsonout_string(stdout, r->title);
-            printf(", \"severity\": \"%s\", \"roles\": ", rules_severity_name(r->severity));
-            print_roles(stdout, r->roles, true);
-            printf(", \"remedy\": ");
-            jsonout_string(stdout, r->remedy);
-            printf(", \"reference\": ");
-            jsonout_string(stdout, r->reference);
-            printf("}");
+        /* The catalog itself, as `rules load` takes it: show, edit, load is a round trip. */
+        const char *text = stored;
+        for (const struct embedded_file *f = schema_catalogs; !text && f->name; f++)
+            if (!strcmp(f->name, "rules.json"))
+                text = f->data;
+        json_error_t je;
+        json_t *doc = text ? json_loads(text, JSON_REJECT_DUPLICATES, &je) : NULL;
+        char *out = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+        json_decref(doc);
+        free(stored);
+        if (!out) {
+            rules_free(c);
+            cli_error("rules show: the active catalog cannot be printed (out of memory)");
+            return EXIT_SYSTEM;
         }
-        printf("\n]}\n");
+        printf("%s\n", out);
+        free(out);
     } else {
-        printf("catalog %s (%s), %zu rules\n", rules_version(c), from_store ? "stored" : "built-in",
-               rules_count(c));
+        free(stored);
+        printf("catalog %s (%s), %zu rules\n", TEXTCLEAN(rules_version(c)),
+               from_store ? "stored" : "built-in", rules_count(c));
         for (size_t i = 0; i < rules_count(c); i++) {
             const struct rules_info *r = rules_at(c, i);
-            printf("\n%s  [%s, %s]  roles: ", r->id, rules_severity_name(r->severity),
-                   r->component);
+            printf("\n%s  [%s, %s]  roles: ", TEXTCLEAN(r->id), rules_severity_name(r->severity),
+                   TEXTCLEAN(r->component));
             print_roles(stdout, r->roles, false);
-            printf("\n  fails when: %s\n  remedy: %s\n  reference: %s\n", r->title, r->remedy,
-                   r->reference);
+            printf("\n  fails when: %s\n  remedy: %s\n  reference: %s\n", TEXTCLEAN(r->title),
+                   TEXTCLEAN(r->remedy), TEXTCLEAN(r->reference));
         }
     }
     rules_free(c);
@@ -362,7 +366,7 @@ static int print_rule_failures(const struct ingest_rule_failures *f, void *arg)
     } else {
         char who[128];
         count_phrase(who, sizeof(who), f->clients, f->site_systems, f->consoles, f->hosts);
-        printf("%s: %s  [%s, %s]\n", who, title, f->rule, f->severity);
+        printf("%s: %s  [%s, %s]\n", who, TEXTCLEAN(title), TEXTCLEAN(f->rule), f->severity);
     }
     o->rows++;
     return 0;
@@ -437,10 +441,10 @@ static int print_eval_verdict(void *ctx, const struct rules_verdict *v)
         json_object_set_new(row, "reference", jsonout_text(info ? info->reference : ""));
         return json_array_append_new(o->verdicts, row) ? -ENOMEM : 0;
     }
-    printf("  %-4s %-7s %s\n       %s\n", v->pass ? "ok" : "FAIL", rules_severity_name(v->severity),
-           v->rule, v->reason);
+    printf("  %-4s %-7s %s\n       %s\n", v->pass ? "ok" : "FAIL",
+           rules_severity_name(v->severity), TEXTCLEAN(v->rule), TEXTCLEAN(v->reason));
     if (!v->pass && info)
-        printf("       remedy: %s\n", info->remedy);
+        printf("       remedy: %s\n", TEXTCLEAN(info->remedy));
     return 0;
 }
 
@@ -538,7 +542,7 @@ static int rules_eval(struct cli *cli, const struct cli_args *args)
         json_t *build = json_object_get(os, "build");
         printf("%s%s: %s, build ", facts_file ? facts_file : files[0],
                nfiles > 1 ? " (and the files layered over it)" : "",
-               name ? name : "product name not reported");
+               name ? TEXTCLEAN(name) : "product name not reported");
         if (json_is_integer(build))
             printf("%lld", (long long)json_integer_value(build));
         else

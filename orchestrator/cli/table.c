@@ -8,6 +8,7 @@
  * the widest columns give up room first, down to their minimum, and a value longer than its
  * column is cut with "…", so every column starts where its title does whatever the host
  * names. $TLSGATE_TTY=1 (or 0) forces the terminal mode on (off), for tests and pagers.
+ * Every cell goes through textclean (base/textclean.h) first.
  */
 #include "cli.h"
 
@@ -135,7 +136,12 @@ void cli_table_row(struct cli_table *t, const char *const cells[])
         }
         if (i)
             fputc(' ', t->out);
-        put_cell(t, i, cells[i] ? cells[i] : "", width, last);
+        /* Cells are outside text (host names, OS captions): no terminal escape gets through. */
+        char clean[TEXTCLEAN_MAX];
+        const char *cell = cells[i] ? cells[i] : "";
+        if (textclean_needed(cell))
+            cell = textclean(cell, clean, sizeof(clean));
+        put_cell(t, i, cell, width, last);
         used += t->width[i] + 1;
     }
     fputc('\n', t->out);

@@ -150,7 +150,7 @@ int cmd_waive(struct cli *cli, int argc, char **argv)
                                 "until", until ? json_string(iso) : json_null(), "reason",
                                 jsonout_text(reason)));
     } else {
-        printf("%s waived %s\n", h.name,
+        printf("%s waived %s\n", TEXTCLEAN(h.name),
                until ? outcome + strlen("ok: waived ") : "until unwaived");
     }
     return EXIT_OK;
@@ -177,7 +177,7 @@ int cmd_unwaive(struct cli *cli, int argc, char **argv)
         jsonout_print(stdout, json_pack("{s:o, s:b, s:b}", "host", jsonout_text(h.name), "waived",
                                         0, "had_waiver", had));
     } else {
-        printf("%s %s\n", h.name, had ? "unwaived" : "had no waiver");
+        printf("%s %s\n", TEXTCLEAN(h.name), had ? "unwaived" : "had no waiver");
     }
     return EXIT_OK;
 }

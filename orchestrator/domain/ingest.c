@@ -178,13 +178,14 @@ int ingest_one_body(struct ingest *ig, long long host_id, unsigned roles, json_t
     sqlite3_stmt *st = ig->get_collected;
     sqlite3_bind_int64(st, 1, host_id);
     int step = sqlite3_step(st);
-    long long stored = step == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    bool has_stored = step == SQLITE_ROW; /* no sentinel: any epoch second is a valid time */
+    long long stored = has_stored ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_reset(st);
     if (step != SQLITE_ROW && step != SQLITE_DONE) {
         rc = store_sqlite_fail(s, "read stored report");
         goto fail;
     }
-    if (stored > collected_at) {
+    if (has_stored && stored > collected_at) {
         char a[32], b[32];
         report_format_time(collected_at, a, sizeof(a));
         report_format_time(stored, b, sizeof(b));

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "utc.h"
 
@@ -244,6 +245,17 @@ int tlsctx_load(const char *ca, const char *cert, const char *key, struct tlsctx
     fclose(f);
     if (!(f = fopen(key, "r"))) {
         snprintf(err, errsize, "%s: %s", key, strerror(errno));
+        rc = -EINVAL;
+        goto out;
+    }
+    /* The key is the orchestrator's identity to every collector: one other user able to read
+     * it can pull any host's report. Checked on the open file, so no rename can swap it. */
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077)) {
+        snprintf(err, errsize,
+                 "%s: private key is readable or writable by group or others (mode %04o); "
+                 "restrict it to its owner: chmod 600 %s",
+                 key, (unsigned)(st.st_mode & 07777), key);
         rc = -EINVAL;
         goto out;
     }

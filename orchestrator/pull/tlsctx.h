@@ -50,7 +50,8 @@ struct tlsctx_stats {
 
 /* Reads and checks the PEM files: a CA with at least one certificate, a certificate (and any
  * chain after it), its private key (unencrypted) matching the certificate. Returns 0 and *out,
- * or -EINVAL / -ENOMEM with "FILE: why" in err. */
+ * or -EINVAL / -ENOMEM with "FILE: why" in err. A key file that group or others may read or
+ * write is refused (-EINVAL, the message says to chmod 600 it). */
 int tlsctx_load(const char *ca, const char *cert, const char *key, struct tlsctx **out, char *err,
                 size_t errsize);
 /* Reference counting: tlsctx_load returns one reference; each transfer holds one more while it

@@ -6,6 +6,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -251,6 +252,19 @@ static int open_mode(const char *path, enum open_mode mode, struct store **out, 
     if (!create && stat(path, &st) != 0) {
         rc = store_fail(s, -ENOENT, "%s: no such database: run `tlsgate init` first", path);
         goto fail;
+    }
+
+    /* A new database is the owner's only: the file is made 0600 here (SQLite would make it
+     * 0644 less the umask), and SQLite gives its -wal and -shm files the mode of the database
+     * file. Reports name every host and what it lacks: an attacker's map of the estate. */
+    if (create && stat(path, &st) != 0 && errno == ENOENT) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST) {
+            rc = store_fail(s, -errno, "%s: cannot create: %s", path, strerror(errno));
+            goto fail;
+        }
+        if (fd >= 0)
+            close(fd);
     }
 
     int flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX;

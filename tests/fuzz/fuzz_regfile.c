@@ -1,7 +1,7 @@
 /*
  * fuzz_regfile.c — libFuzzer target for the regfile parser (regview_open_buffer) and the view it
- * builds. Not part of the meson build: tools/fuzz-regfile compiles it with clang
- * -fsanitize=fuzzer,address,undefined and seeds it from tests/fixtures/reg/.
+ * builds. Built and run by tools/fuzz (clang, libFuzzer, ASan + UBSan), seeded from
+ * tests/fixtures/reg/ and tests/fuzz/corpus/regfile/.
  *
  * Every input must either give a view that can be walked completely (every key listed, every
  * value read through every getter) or be refused with a message that names the input and a line.
