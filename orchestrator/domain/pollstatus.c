@@ -248,3 +248,31 @@ void pollstatus_summary_text(const struct pollstatus_summary *sum, char *buf, si
         used += (size_t)w;
     }
 }
+
+struct site_counts {
+    pollstatus_site_count_fn fn;
+    void *arg;
+};
+
+static int site_count_row(sqlite3_stmt *st, void *arg)
+{
+    struct site_counts *c = arg;
+    return c->fn((const char *)sqlite3_column_text(st, 0), (long)sqlite3_column_int64(st, 1),
+                 c->arg);
+}
+
+int pollstatus_certs_expiring(struct store *s, long long before, pollstatus_site_count_fn fn,
+                              void *arg)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s,
+                           "SELECT h.site, count(*) FROM poll p JOIN host h ON h.id = p.host_id"
+                           " WHERE p.cert_not_after > 0 AND p.cert_not_after < ?1"
+                           " GROUP BY h.site ORDER BY h.site",
+                           &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, before);
+    struct site_counts c = {fn, arg};
+    return store_each(s, st, "count expiring collector certificates", site_count_row, &c);
+}

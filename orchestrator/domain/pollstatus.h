@@ -84,6 +84,13 @@ int pollstatus_get(struct store *s, const char *name, long long cutoff, pollstat
 int pollstatus_each(struct store *s, const char *site, bool failing, long long cutoff,
                     pollstatus_fn fn, void *arg);
 
+/* Per site, the hosts whose collector certificate (as the last handshake showed it) expires
+ * before `before` (expired ones included; unknown expiry not counted): fn(site, count, arg) for
+ * every site that has one, in site order. */
+typedef int (*pollstatus_site_count_fn)(const char *site, long count, void *arg);
+int pollstatus_certs_expiring(struct store *s, long long before, pollstatus_site_count_fn fn,
+                              void *arg);
+
 /* Counts for the summary of `poll status`. */
 struct pollstatus_summary {
     long hosts, ok, failing, never;

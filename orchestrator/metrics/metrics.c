@@ -14,6 +14,7 @@
 
 #include "gate.h"
 #include "metrics_int.h"
+#include "pollstatus.h"
 #include "utc.h"
 
 /* ---- outcomes ---- */
@@ -106,7 +107,17 @@ static int site_seen(const struct gate_site *g, void *arg)
     s->servers = g->servers;
     s->servers_gate_open = g->servers_gate_open;
     s->orphan_risk = g->orphan_risk;
+    s->certs_expiring = 0;
     m->job_nsites++;
+    return 0;
+}
+
+static int site_certs(const char *site, long count, void *arg)
+{
+    struct metrics *m = arg;
+    for (size_t i = 0; i < m->job_nsites; i++)
+        if (!strcmp(m->job_sites[i].code, site))
+            m->job_sites[i].certs_expiring = count;
     return 0;
 }
 
@@ -118,6 +129,8 @@ static void on_refresh_work(uv_work_t *w)
     int rc = store_begin(m->store, false);
     if (!rc)
         rc = gate_sites(m->store, NULL, &t, site_seen, m);
+    if (!rc)
+        rc = pollstatus_certs_expiring(m->store, m->job_now + METRICS_CERT_WINDOW_S, site_certs, m);
     if (rc)
         snprintf(m->job_err, sizeof(m->job_err), "%s",
                  rc == -ENOMEM ? "out of memory" : store_errmsg(m->store));
@@ -336,6 +349,10 @@ char *metrics_render(struct metrics *m, size_t *len)
          "Servers that report the legacy protocols disabled while their gate is blocked, by "
          "site.");
     PER_SITE(&pg, "tlsgate_servers_orphan_risk", orphan_risk);
+    head(&pg, "tlsgate_collector_certificates_expiring", "gauge",
+         "Hosts whose collector certificate, as the last handshake showed it, has expired or "
+         "expires within 14 days, by site.");
+    PER_SITE(&pg, "tlsgate_collector_certificates_expiring", certs_expiring);
     head(&pg, "tlsgate_site_phase", "gauge",
          "The phase each site is in (1 for its phase, 0 for the others).");
     for (size_t i = 0; i < m->nsites; i++) {

@@ -25,7 +25,11 @@ struct metrics_site {
     enum phase_id phase;
     long hosts, ready, not_ready, unknown, waived;
     long servers, servers_gate_open, orphan_risk;
+    long certs_expiring; /* collector certificates expiring within METRICS_CERT_WINDOW_S */
 };
+
+/* How far ahead tlsgate_collector_certificates_expiring looks (expired ones count too). */
+#define METRICS_CERT_WINDOW_S (14 * 86400LL)
 
 struct metrics {
     uv_loop_t *loop;
