@@ -30,8 +30,7 @@ static const struct cli_spec db_backup_spec = {
     .word = "backup",
     .usage = "Usage: tlsgate [--db FILE] db backup FILE [--force]\n\n" DB_ABOUT,
     .options = db_backup_options,
-    .min_args = 1,
-    .max_args = 1,
+    .max_args = 1, /* FILE: checked by cmd_db with its own message */
 };
 const struct cli_spec *const db_specs[] = {&db_migrate_spec, &db_backup_spec, NULL};
 
@@ -113,8 +112,8 @@ int cmd_db(struct cli *cli, int argc, char **argv)
         return parsed;
     if (spec == &db_migrate_spec)
         return db_migrate(cli);
-    if (!*a.argv[0]) {
-        cli_error("db backup: FILE is empty (see `tlsgate db backup --help`)");
+    if (!a.argc || !*a.argv[0]) {
+        cli_error("db backup: FILE is missing (see `tlsgate db backup --help`)");
         return EXIT_USAGE;
     }
     return db_backup(cli, a.argv[0], cli_given(spec, &a, "force"));

@@ -307,8 +307,8 @@ static int print_pull(const struct pollstatus_host *h, void *arg)
     char why[STORE_ERROR_SIZE + 128];
     pollstatus_why_unknown(h, why, sizeof(why));
     if (json) {
-        printf(", \"pull\": {\"reachable\": %s", *pollstatus_reachable(h)
-                                                       ? pollstatus_reachable(h) : "null");
+        printf(", \"pull\": {\"reachable\": %s",
+               *pollstatus_reachable(h) ? pollstatus_reachable(h) : "null");
         pull_time(true, "last_attempt", h->last_attempt_at, NULL);
         pull_time(true, "last_success", h->last_success_at, NULL);
         printf(", \"failures\": %d", h->failures);
@@ -342,8 +342,8 @@ static int print_pull(const struct pollstatus_host *h, void *arg)
     printf("\n");
     if (h->cert_not_after) {
         printf("  collector certificate: ");
-        pull_time(false, h->cert_not_after < utc_now() ? "EXPIRED" : "expires",
-                  h->cert_not_after, "");
+        pull_time(false, h->cert_not_after < utc_now() ? "EXPIRED" : "expires", h->cert_not_after,
+                  "");
         printf(" (as last seen at a handshake)\n");
     }
     const char *label = pollstatus_kind_label(h->kind);
