@@ -112,6 +112,12 @@ def main():
     run("waive", "ws2.p01.example", "--reason", "lab")
 
     facts = os.path.join(root, "tests", "fixtures", "facts", "win7-ready.json")
+    # An IIS log of today (older days fall out of the evidence window): a TLS 1.0 client.
+    iis_log = os.path.join(tmp, "u_ex.log")
+    with open(iis_log, "w") as f:
+        f.write("#Fields: date time s-ip c-ip sc-status crypt-protocol\n"
+                "%s 10:00:01 127.0.0.1 127.0.0.99 200 40\n" % time.strftime("%Y-%m-%d",
+                                                                            time.gmtime()))
     samples = {
         "inventory list": ["inventory", "list"],
         "inventory show": ["inventory", "show", "ws1.p01.example"],
@@ -129,6 +135,14 @@ def main():
         "unwaive": ["unwaive", "ws2.p01.example"],
         "audit": ["audit"],
         "collect": ["collect", "--host", "ws1.p01.example"],
+        "poll status": ["poll", "status"],
+        "probe": ["probe", "mp1.p01.example"],
+        "probe show": ["probe", "show"],
+        "probe ports": ["probe", "ports", "mp1.p01.example", "443", "1433/tds"],
+        "evidence import": ["evidence", "import", "--server", "mp1.p01.example", iis_log],
+        "evidence list": ["evidence", "list"],
+        "evidence waive": ["evidence", "waive", "127.0.0.99", "--reason", "lab"],
+        "evidence unwaive": ["evidence", "unwaive", "127.0.0.99"],
     }
     # rollback needs a phase to leave
     run("phase", "advance", "--site", "P01")

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -138,7 +139,7 @@ struct form {
     int nopts;
 };
 
-/* The forms of `tlsgate CMD --help`: every line "usage: tlsgate ... CMD ..." or
+/* The forms of `tlsgate CMD --help`: every line "Usage: tlsgate ... CMD ..." or
  * "       tlsgate ... CMD ...". The subcommand is the lower-case word right after CMD; the
  * options are the --words of the line. */
 static int forms_of(const char *cmd, struct form forms[16])
@@ -150,7 +151,7 @@ static int forms_of(const char *cmd, struct form forms[16])
     int n = 0;
     for (char *line = strtok(out, "\n"); line && n < 16; line = strtok(NULL, "\n")) {
         char *t = line;
-        if (!strncmp(t, "usage:", 6))
+        if (!strncasecmp(t, "usage:", 6))
             t += 6;
         while (*t == ' ')
             t++;

@@ -665,7 +665,7 @@ START_TEST(test_db_usage_errors)
     assert_has(out, "unknown subcommand 'restore'");
     free(out);
     out = expect(0, "db", "--help", NULL);
-    assert_has(out, "usage: tlsgate [--db FILE] db migrate");
+    assert_has(out, "Usage: tlsgate [--db FILE] db migrate");
     free(out);
     out = expect(3, "db", "backup", tu_path(dir, "no/such/folder/x.db"), NULL);
     assert_has(out, "cannot create a file in its folder");

@@ -12,8 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "journal.h"
 #include "inventory.h"
+#include "journal.h"
 #include "store.h"
 
 void cli_error(const char *fmt, ...)

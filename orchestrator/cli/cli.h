@@ -113,11 +113,23 @@ int cli_parse_sub(struct cli *cli, const char *command, const char *usage,
 
 /* Every command and subcommand, for `tlsgate --commands` (main.c): the command's specs, NULL
  * ended; a command without subcommands has one spec with word NULL. */
-extern const struct cli_spec *const init_specs[], *const inventory_specs[], *const host_specs[],
-    *const rules_specs[], *const gate_specs[], *const phase_specs[], *const waive_specs[],
-    *const unwaive_specs[], *const audit_specs[], *const export_specs[], *const report_specs[],
-    *const collect_specs[], *const daemon_specs[], *const poll_specs[], *const db_specs[],
-    *const probe_specs[], *const evidence_specs[];
+extern const struct cli_spec *const init_specs[],
+    *const inventory_specs[],
+        *const host_specs[],
+            *const rules_specs[],
+                *const gate_specs[],
+                    *const phase_specs[],
+                        *const waive_specs[],
+                            *const unwaive_specs[],
+                                *const audit_specs[],
+                                    *const export_specs[],
+                                        *const report_specs[],
+                                            *const collect_specs[],
+                                                *const daemon_specs[],
+                                                    *const poll_specs[],
+                                                        *const db_specs[],
+                                                            *const probe_specs[],
+                                                                *const evidence_specs[];
 
 /*
  * TABLES — the one table printer (table.c). Column widths are fixed by the command so rows

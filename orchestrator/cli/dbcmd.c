@@ -9,20 +9,30 @@
 #include "cli.h"
 #include "store.h"
 
-static void db_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: tlsgate [--db FILE] db migrate\n"
-            "       tlsgate [--db FILE] db backup FILE [--force]\n\n"
-            "migrate  brings a database written by an older tlsgate to this version. It first\n"
-            "         copies the file (SQLite online backup, owner-only) to DB.bak-VERSION-TIME\n"
-            "         next to it, then migrates, both under one write lock. Every other command\n"
-            "         refuses an older database (exit 4) until this has run.\n"
-            "backup   writes a consistent copy of the database to FILE while the daemon keeps\n"
-            "         running (online backup in steps, the lock released between them), to a\n"
-            "         temporary name in FILE's folder renamed when complete. An existing FILE\n"
-            "         is refused unless --force.\n");
-}
+#define DB_ABOUT                                                                                   \
+    "migrate  brings a database written by an older tlsgate to this version. It first\n"           \
+    "         copies the file (SQLite online backup, owner-only) to DB.bak-VERSION-TIME\n"         \
+    "         next to it, then migrates, both under one write lock. Every other command\n"         \
+    "         refuses an older database (exit 4) until this has run.\n"                            \
+    "backup   writes a consistent copy of the database to FILE while the daemon keeps\n"           \
+    "         running (online backup in steps, the lock released between them), to a\n"            \
+    "         temporary name in FILE's folder renamed when complete. An existing FILE\n"           \
+    "         is refused unless --force.\n"
+
+static const struct cli_spec db_migrate_spec = {
+    .name = "db migrate",
+    .word = "migrate",
+    .usage = "Usage: tlsgate [--db FILE] db migrate\n\n" DB_ABOUT,
+};
+static const struct cli_option db_backup_options[] = {{"force", NULL}, {NULL}};
+static const struct cli_spec db_backup_spec = {
+    .name = "db backup",
+    .word = "backup",
+    .usage = "Usage: tlsgate [--db FILE] db backup FILE [--force]\n\n" DB_ABOUT,
+    .options = db_backup_options,
+    .max_args = 1, /* FILE: checked by cmd_db with its own message */
+};
+const struct cli_spec *const db_specs[] = {&db_migrate_spec, &db_backup_spec, NULL};
 
 /* A FILE that exists, sits in no folder or is no file name is bad input; the rest is system. */
 static int exit_of(int rc)
@@ -73,27 +83,8 @@ static int db_migrate(struct cli *cli)
     return EXIT_OK;
 }
 
-static int db_backup(struct cli *cli, int argc, char **argv)
+static int db_backup(struct cli *cli, const char *file, bool force)
 {
-    const char *file = NULL;
-    bool force = false;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--force")) {
-            force = true;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            cli_error("db backup: unknown option '%s' (see `tlsgate db --help`)", argv[i]);
-            return EXIT_USAGE;
-        } else if (file) {
-            cli_error("db backup: one FILE only ('%s' and '%s')", file, argv[i]);
-            return EXIT_USAGE;
-        } else {
-            file = argv[i];
-        }
-    }
-    if (!file || !*file) {
-        cli_error("db backup: FILE is missing (see `tlsgate db --help`)");
-        return EXIT_USAGE;
-    }
     struct store *s;
     int code = db_open(cli, &s);
     if (code)
@@ -111,28 +102,19 @@ static int db_backup(struct cli *cli, int argc, char **argv)
 
 int cmd_db(struct cli *cli, int argc, char **argv)
 {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        db_usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : EXIT_OK;
-    }
-    for (int i = 2; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            db_usage(stdout);
-            return EXIT_OK;
-        }
-    if (cli->json) {
-        cli_error("db: --json does not apply (db changes or copies the file)");
+    const struct cli_spec *spec;
+    struct cli_args a;
+    int parsed = cli_parse_sub(cli, "db",
+                               "Usage: tlsgate [--db FILE] db migrate\n"
+                               "       tlsgate [--db FILE] db backup FILE [--force]\n\n" DB_ABOUT,
+                               db_specs, argc, argv, &spec, &a);
+    if (parsed != CLI_RUN)
+        return parsed;
+    if (spec == &db_migrate_spec)
+        return db_migrate(cli);
+    if (!a.argc || !*a.argv[0]) {
+        cli_error("db backup: FILE is missing (see `tlsgate db backup --help`)");
         return EXIT_USAGE;
     }
-    if (!strcmp(argv[1], "migrate")) {
-        if (argc > 2) {
-            cli_error("db migrate: unexpected argument '%s'", argv[2]);
-            return EXIT_USAGE;
-        }
-        return db_migrate(cli);
-    }
-    if (!strcmp(argv[1], "backup"))
-        return db_backup(cli, argc, argv);
-    cli_error("db: unknown subcommand '%s' (migrate, backup)", argv[1]);
-    return EXIT_USAGE;
+    return db_backup(cli, a.argv[0], cli_given(spec, &a, "force"));
 }

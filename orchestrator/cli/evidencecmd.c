@@ -6,8 +6,6 @@
  *   tlsgate evidence list [--server S] [--legacy] [--uninventoried] [--csv] [--json]
  *   tlsgate evidence waive ADDRESS --reason R [--until YYYY-MM-DD]
  *   tlsgate evidence unwaive ADDRESS
- *
- * Parsing is local and simple on purpose (the option parser of the CLI is being rewritten).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -22,26 +20,66 @@
 #include "store.h"
 #include "wire.h"
 
-static void usage(FILE *out)
-{
-    fprintf(
-        out,
-        "usage: tlsgate evidence import [--server S] FILE...\n"
-        "       tlsgate evidence list [--server S] [--legacy] [--uninventoried] [--csv]\n"
-        "       tlsgate evidence waive ADDRESS --reason R [--until YYYY-MM-DD]\n"
-        "       tlsgate evidence unwaive ADDRESS\n"
-        "\n"
-        "import reads IIS W3C logs (any field order, from #Fields:; needs date, time, c-ip\n"
-        "and the crypt-protocol custom field) and SCHANNEL event exports (wevtutil qe System\n"
-        "/q:\"*[System[(EventID=36880)]]\" /f:xml), plain or gzip, and keeps per server,\n"
-        "client address, protocol and day the first and last time and the count. The server\n"
-        "is --server, else the log's s-computername / s-ip / <Computer>, matched to the\n"
-        "inventory. Hostile lines are skipped and counted. All files or none are stored.\n"
-        "A legacy handshake (SSL 3.0, TLS 1.0, 1.1) seen within the config's evidence_window\n"
-        "(default 30 days) blocks that server's gate, named by client address: \"uninventoried\n"
-        "client\" when no inventory host has that collector address. `evidence waive`\n"
-        "stops one address from blocking (audited); list shows everything kept.\n");
-}
+#define EVIDENCE_SYNOPSIS                                                                          \
+    "Usage: tlsgate evidence import [--server S] [--json] FILE...\n"                               \
+    "       tlsgate evidence list [--server S] [--legacy] [--uninventoried] [--csv] [--json]\n"    \
+    "       tlsgate evidence waive ADDRESS --reason R [--until YYYY-MM-DD] [--json]\n"             \
+    "       tlsgate evidence unwaive ADDRESS [--json]\n"
+#define EVIDENCE_ABOUT                                                                             \
+    "\n"                                                                                           \
+    "import reads IIS W3C logs (any field order, from #Fields:; needs date, time, c-ip\n"          \
+    "and the crypt-protocol custom field) and SCHANNEL event exports (wevtutil qe System\n"        \
+    "/q:\"*[System[(EventID=36880)]]\" /f:xml), plain or gzip, and keeps per server,\n"            \
+    "client address, protocol and day the first and last time and the count. The server\n"         \
+    "is --server, else the log's s-computername / s-ip / <Computer>, matched to the\n"             \
+    "inventory. Hostile lines are skipped and counted. All files or none are stored.\n"            \
+    "A legacy handshake (SSL 3.0, TLS 1.0, 1.1) seen within the config's evidence_window\n"        \
+    "(default 30 days) blocks that server's gate, named by client address: \"uninventoried\n"      \
+    "client\" when no inventory host has that collector address. `evidence waive`\n"               \
+    "stops one address from blocking (audited); list shows everything kept.\n"
+
+static const struct cli_option evidence_import_options[] = {{"server", "S"}, {NULL}};
+static const struct cli_spec evidence_import_spec = {
+    .name = "evidence import",
+    .word = "import",
+    .usage = "Usage: tlsgate evidence import [--server S] [--json] FILE...\n" EVIDENCE_ABOUT,
+    .options = evidence_import_options,
+    .min_args = 1,
+    .max_args = -1,
+    .json = true,
+};
+static const struct cli_option evidence_list_options[] = {
+    {"server", "S"}, {"legacy", NULL}, {"uninventoried", NULL}, {"csv", NULL}, {NULL}};
+static const struct cli_spec evidence_list_spec = {
+    .name = "evidence list",
+    .word = "list",
+    .usage = "Usage: tlsgate evidence list [--server S] [--legacy] [--uninventoried] [--csv] "
+             "[--json]\n" EVIDENCE_ABOUT,
+    .options = evidence_list_options,
+    .json = true,
+};
+static const struct cli_option evidence_waive_options[] = {
+    {"reason", "R"}, {"until", "YYYY-MM-DD"}, {NULL}};
+static const struct cli_spec evidence_waive_spec = {
+    .name = "evidence waive",
+    .word = "waive",
+    .usage = "Usage: tlsgate evidence waive ADDRESS --reason R [--until YYYY-MM-DD] "
+             "[--json]\n" EVIDENCE_ABOUT,
+    .options = evidence_waive_options,
+    .min_args = 1,
+    .max_args = 1,
+    .json = true,
+};
+static const struct cli_spec evidence_unwaive_spec = {
+    .name = "evidence unwaive",
+    .word = "unwaive",
+    .usage = "Usage: tlsgate evidence unwaive ADDRESS [--json]\n" EVIDENCE_ABOUT,
+    .min_args = 1,
+    .max_args = 1,
+    .json = true,
+};
+const struct cli_spec *const evidence_specs[] = {
+    &evidence_import_spec, &evidence_list_spec, &evidence_waive_spec, &evidence_unwaive_spec, NULL};
 
 static int store_fail_exit(struct store *s, int rc)
 {
@@ -85,29 +123,9 @@ static int import_record(const struct evidence_record *r, void *arg)
     return wire_evidence_add(im->s, name, r->client, r->proto, r->first, r->last, r->count);
 }
 
-static int evidence_import(struct cli *cli, int argc, char **argv)
+/* files: the FILE arguments (at least one). */
+static int evidence_import(struct cli *cli, const char *server, int nfiles, char **files)
 {
-    const char *server = NULL;
-    int nfiles = 0;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--server")) {
-            if (i + 1 >= argc || !*argv[i + 1]) {
-                cli_error("evidence import: --server needs a value");
-                return EXIT_USAGE;
-            }
-            server = argv[++i];
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            cli_error("evidence import: unexpected option '%s' (see `tlsgate evidence --help`)",
-                      argv[i]);
-            return EXIT_USAGE;
-        } else {
-            nfiles++;
-        }
-    }
-    if (!nfiles) {
-        cli_error("evidence import: usage: tlsgate evidence import [--server S] FILE...");
-        return EXIT_USAGE;
-    }
     int code;
     struct store *s = cli_store(cli, false, &code);
     if (!s)
@@ -127,15 +145,11 @@ static int evidence_import(struct cli *cli, int argc, char **argv)
         return store_fail_exit(s, rc);
     }
     long long handshakes = 0, skipped = 0, plain = 0;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--server")) {
-            i++;
-            continue;
-        }
+    for (int i = 0; i < nfiles; i++) {
         struct evidence_stats st;
         char err[STORE_ERROR_SIZE];
         err[0] = '\0';
-        rc = evidence_read_file(argv[i], server, import_record, im, &st, err, sizeof(err));
+        rc = evidence_read_file(files[i], server, import_record, im, &st, err, sizeof(err));
         if (rc) {
             if (err[0])
                 cli_error("%s", err);
@@ -149,7 +163,7 @@ static int evidence_import(struct cli *cli, int argc, char **argv)
         skipped += st.skipped;
         plain += st.plain;
         if (!cli->json) {
-            printf("%s: %s, %ld lines, %ld handshakes, %ld without TLS, %ld other events", argv[i],
+            printf("%s: %s, %ld lines, %ld handshakes, %ld without TLS, %ld other events", files[i],
                    st.format, st.lines, st.handshakes, st.plain, st.ignored);
             if (st.skipped) {
                 printf(", %ld skipped (line", st.skipped);
@@ -228,25 +242,13 @@ static int list_row(const struct wire_evidence_row *r, void *arg)
     return 0;
 }
 
-static int evidence_list(struct cli *cli, int argc, char **argv)
+static int evidence_list(struct cli *cli, const struct cli_spec *spec, const struct cli_args *a)
 {
     struct wire_evidence_filter f = {.now = utc_now()};
-    bool csv = false;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--server") && i + 1 < argc && *argv[i + 1])
-            f.server = argv[++i];
-        else if (!strcmp(argv[i], "--legacy"))
-            f.legacy_only = true;
-        else if (!strcmp(argv[i], "--uninventoried"))
-            f.uninventoried_only = true;
-        else if (!strcmp(argv[i], "--csv"))
-            csv = true;
-        else {
-            cli_error("evidence list: unexpected argument '%s' (see `tlsgate evidence --help`)",
-                      argv[i]);
-            return EXIT_USAGE;
-        }
-    }
+    f.server = cli_value(spec, a, "server");
+    f.legacy_only = cli_given(spec, a, "legacy");
+    f.uninventoried_only = cli_given(spec, a, "uninventoried");
+    bool csv = cli_given(spec, a, "csv");
     int code;
     struct store *s = cli_store(cli, false, &code);
     if (!s)
@@ -290,32 +292,16 @@ static bool valid_client(const char *a)
            inet_pton(AF_INET6, a, buf) == 1;
 }
 
-static int evidence_waive(struct cli *cli, int argc, char **argv, bool waive)
+static int evidence_waive(struct cli *cli, const char *client, const char *reason,
+                          const char *until, bool waive)
 {
-    const char *client = NULL, *reason = NULL, *until = NULL;
-    for (int i = 2; i < argc; i++) {
-        if (waive && (!strcmp(argv[i], "--reason") || !strcmp(argv[i], "--until"))) {
-            if (i + 1 >= argc || !*argv[i + 1]) {
-                cli_error("evidence waive: %s needs a value", argv[i]);
-                return EXIT_USAGE;
-            }
-            *(argv[i][2] == 'r' ? &reason : &until) = argv[i + 1];
-            i++;
-        } else if (argv[i][0] != '-' && !client) {
-            client = argv[i];
-        } else {
-            cli_error("evidence %s: unexpected argument '%s'", argv[1], argv[i]);
-            return EXIT_USAGE;
-        }
-    }
-    if (!client || (waive && !reason)) {
-        cli_error(waive ? "evidence waive: usage: tlsgate evidence waive ADDRESS --reason R "
-                          "[--until YYYY-MM-DD]"
-                        : "evidence unwaive: usage: tlsgate evidence unwaive ADDRESS");
+    const char *word = waive ? "waive" : "unwaive";
+    if (waive && !reason) {
+        cli_error("evidence waive: --reason is required (see `tlsgate evidence waive --help`)");
         return EXIT_USAGE;
     }
     if (!valid_client(client)) {
-        cli_error("evidence %s: '%s' is not an IP address (or \"unknown\")", argv[1], client);
+        cli_error("evidence %s: '%s' is not an IP address (or \"unknown\")", word, client);
         return EXIT_USAGE;
     }
     if (reason && strlen(reason) > 500) {
@@ -355,18 +341,16 @@ static int evidence_waive(struct cli *cli, int argc, char **argv, bool waive)
 
 int cmd_evidence(struct cli *cli, int argc, char **argv)
 {
-    if (argc < 2 || !strcmp(argv[1], "--help")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? EXIT_USAGE : EXIT_OK;
-    }
-    if (!strcmp(argv[1], "import"))
-        return evidence_import(cli, argc, argv);
-    if (!strcmp(argv[1], "list"))
-        return evidence_list(cli, argc, argv);
-    if (!strcmp(argv[1], "waive"))
-        return evidence_waive(cli, argc, argv, true);
-    if (!strcmp(argv[1], "unwaive"))
-        return evidence_waive(cli, argc, argv, false);
-    cli_error("evidence: unknown subcommand '%s' (import, list, waive, unwaive)", argv[1]);
-    return EXIT_USAGE;
+    const struct cli_spec *spec;
+    struct cli_args a;
+    int parsed = cli_parse_sub(cli, "evidence", EVIDENCE_SYNOPSIS EVIDENCE_ABOUT, evidence_specs,
+                               argc, argv, &spec, &a);
+    if (parsed != CLI_RUN)
+        return parsed;
+    if (spec == &evidence_import_spec)
+        return evidence_import(cli, cli_value(spec, &a, "server"), a.argc, a.argv);
+    if (spec == &evidence_list_spec)
+        return evidence_list(cli, spec, &a);
+    return evidence_waive(cli, a.argv[0], cli_value(spec, &a, "reason"),
+                          cli_value(spec, &a, "until"), spec == &evidence_waive_spec);
 }

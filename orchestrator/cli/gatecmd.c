@@ -123,8 +123,8 @@ static int print_waived(const struct gate_waived *w, void *arg)
             fputs(",\"until\":null}", stdout);
         }
     } else {
-        printf("    %s  %s  waived %s: %s\n", TEXTCLEAN(w->host), gate_state_name(w->state),
-               until, TEXTCLEAN(w->reason));
+        printf("    %s  %s  waived %s: %s\n", TEXTCLEAN(w->host), gate_state_name(w->state), until,
+               TEXTCLEAN(w->reason));
     }
     c->waived_shown++;
     return 0;
@@ -185,8 +185,7 @@ static int check_server(struct check *c, const struct gate_server *g)
         json_server_fields(g);
     } else {
         printf("%s (site %s, phase %s): gate %s\n", TEXTCLEAN(g->name), TEXTCLEAN(g->site),
-               phase_name(g->phase),
-               g->open ? "OPEN" : "BLOCKED");
+               phase_name(g->phase), g->open ? "OPEN" : "BLOCKED");
         if (!in_enforce)
             printf("  site %s is in %s, not enforce: what if it were, today:\n", TEXTCLEAN(g->site),
                    phase_name(g->phase));

@@ -305,8 +305,8 @@ static int print_pull(const struct pollstatus_host *h, void *arg)
     char why[STORE_ERROR_SIZE + 128];
     pollstatus_why_unknown(h, why, sizeof(why));
     if (json) {
-        printf(", \"pull\": {\"reachable\": %s", *pollstatus_reachable(h)
-                                                       ? pollstatus_reachable(h) : "null");
+        printf(", \"pull\": {\"reachable\": %s",
+               *pollstatus_reachable(h) ? pollstatus_reachable(h) : "null");
         pull_time(true, "last_attempt", h->last_attempt_at, NULL);
         pull_time(true, "last_success", h->last_success_at, NULL);
         printf(", \"failures\": %d", h->failures);
@@ -340,8 +340,8 @@ static int print_pull(const struct pollstatus_host *h, void *arg)
     printf("\n");
     if (h->cert_not_after) {
         printf("  collector certificate: ");
-        pull_time(false, h->cert_not_after < utc_now() ? "EXPIRED" : "expires",
-                  h->cert_not_after, "");
+        pull_time(false, h->cert_not_after < utc_now() ? "EXPIRED" : "expires", h->cert_not_after,
+                  "");
         printf(" (as last seen at a handshake)\n");
     }
     const char *label = pollstatus_kind_label(h->kind);
@@ -417,9 +417,9 @@ static int host_show(struct cli *cli, const char *name)
             printf("null");
         }
     } else {
-        printf("%s\n  site %s, roles %s, collector %s%s%s\n", TEXTCLEAN(h.name),
-               TEXTCLEAN(h.site), roles, TEXTCLEAN(h.collector),
-               h.os && *h.os ? ", inventory os " : "", TEXTCLEAN(h.os));
+        printf("%s\n  site %s, roles %s, collector %s%s%s\n", TEXTCLEAN(h.name), TEXTCLEAN(h.site),
+               roles, TEXTCLEAN(h.collector), h.os && *h.os ? ", inventory os " : "",
+               TEXTCLEAN(h.os));
         printf("state: %s", h.state);
         if (h.reported)
             printf(" (%d blocker%s, %d warning%s failing; legacy protocols %s)\n"

@@ -118,8 +118,7 @@ static int inventory_import(struct cli *cli, const char *path, const struct impo
     char why[300];
     snprintf(why, sizeof(why), "not in %s (--prune --site %s)", path,
              o->prune_site ? o->prune_site : "");
-    if (!rc && (o->dry_run || im.removed) &&
-        (rc = invlife_diff(cli, o->dry_run, why, diff)))
+    if (!rc && (o->dry_run || im.removed) && (rc = invlife_diff(cli, o->dry_run, why, diff)))
         snprintf(im.err, sizeof(im.err), "%s", store_errmsg(s));
     if (im.note[0])
         fprintf(stderr, "tlsgate: note: %s\n", im.note);
@@ -130,8 +129,8 @@ static int inventory_import(struct cli *cli, const char *path, const struct impo
             printf("%s: dry run: %ld explicit edges are valid; nothing was changed\n", path,
                    im.rows);
         else
-            printf("%s: dry run: %ld added, %ld changed, %ld removed; nothing was changed\n",
-                   path, diff[0], diff[1], diff[2]);
+            printf("%s: dry run: %ld added, %ld changed, %ld removed; nothing was changed\n", path,
+                   diff[0], diff[1], diff[2]);
         return EXIT_OK;
     }
     /* ---- */
@@ -393,9 +392,8 @@ static int inventory_show(struct cli *cli, const char *name)
         printf("name:        %s\nsite:        %s\nroles:       %s\ncollector:   %s\n"
                "os:          %s\nstate:       %s\nlast report: %s\nadded:       %s\n"
                "updated:     %s\ndepends on:  %ld\ndependents:  %ld\n",
-               TEXTCLEAN(h.name), TEXTCLEAN(h.site), roles, TEXTCLEAN(h.collector),
-               TEXTCLEAN(h.os), h.state,
-               h.collected_at ? reported : "never", added, updated, up.n, down.n);
+               TEXTCLEAN(h.name), TEXTCLEAN(h.site), roles, TEXTCLEAN(h.collector), TEXTCLEAN(h.os),
+               h.state, h.collected_at ? reported : "never", added, updated, up.n, down.n);
     }
     return EXIT_OK;
 }
@@ -413,9 +411,9 @@ static int inventory_show(struct cli *cli, const char *name)
     "        and changes nothing. --prune --site S removes the hosts of site S that\n"             \
     "        FILE does not list (audited, one row per host).\n"                                    \
     "remove: removes hosts with their reports, verdicts, poll state, waiver and edges, so\n"       \
-    "        they no longer block any gate (audited, one row per host with what it was).\n"       \
+    "        they no longer block any gate (audited, one row per host with what it was).\n"        \
     "        Every HOST must exist, or nothing is removed (exit 3); --dry-run prints what\n"       \
-    "        would go and changes nothing. The daemon notices on its own (no SIGHUP).\n"          \
+    "        would go and changes nothing. The daemon notices on its own (no SIGHUP).\n"           \
     "deps:   the servers HOST depends on and the hosts that depend on it, derived from\n"          \
     "        roles within the site and from explicit edges, with the channel.\n"
 
@@ -424,7 +422,8 @@ static const struct cli_option inventory_import_options[] = {
 static const struct cli_spec inventory_import_spec = {
     .name = "inventory import",
     .word = "import",
-    .usage = "Usage: tlsgate inventory import FILE [--dry-run] [--prune --site S]\n\n" INVENTORY_ABOUT,
+    .usage =
+        "Usage: tlsgate inventory import FILE [--dry-run] [--prune --site S]\n\n" INVENTORY_ABOUT,
     .options = inventory_import_options,
     .min_args = 1,
     .max_args = 1,
@@ -465,9 +464,9 @@ static const struct cli_spec inventory_deps_spec = {
     .max_args = 1,
     .json = true,
 };
-const struct cli_spec *const inventory_specs[] = {
-    &inventory_import_spec, &inventory_remove_spec, &inventory_list_spec,
-    &inventory_show_spec,   &inventory_deps_spec,   NULL};
+const struct cli_spec *const inventory_specs[] = {&inventory_import_spec, &inventory_remove_spec,
+                                                  &inventory_list_spec,   &inventory_show_spec,
+                                                  &inventory_deps_spec,   NULL};
 
 int cmd_inventory(struct cli *cli, int argc, char **argv)
 {

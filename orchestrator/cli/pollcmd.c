@@ -11,20 +11,6 @@
 #include "pollstatus.h"
 #include "store.h"
 
-static void poll_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: tlsgate [--db FILE] [--config FILE] poll status [--site S] [--failing] "
-            "[--json]\n\n"
-            "Why hosts are unknown or stale, from the daemon's side: per host its state, last\n"
-            "attempt, last success, failures in a row, next attempt and last error, then a\n"
-            "summary of the failing hosts by kind (\"412 hosts: connection refused; 37:\n"
-            "certificate expired\").\n\n"
-            "  --site S    only the hosts of site S\n"
-            "  --failing   only hosts whose last pull failed (the summary still counts all)\n"
-            "  --json      one JSON object: {\"hosts\": [...], \"summary\": {...}}\n");
-}
-
 struct status_walk {
     struct cli *cli;
     bool failing;
@@ -134,36 +120,32 @@ static int poll_status(struct cli *cli, const char *site, bool failing)
     return EXIT_OK;
 }
 
+#define POLL_USAGE                                                                                 \
+    "Usage: tlsgate [--db FILE] [--config FILE] poll status [--site S] [--failing] [--json]\n\n"   \
+    "Why hosts are unknown or stale, from the daemon's side: per host its state, last\n"           \
+    "attempt, last success, failures in a row, next attempt and last error, then a\n"              \
+    "summary of the failing hosts by kind (\"412 hosts: connection refused; 37:\n"                 \
+    "certificate expired\").\n\n"                                                                  \
+    "  --site S    only the hosts of site S\n"                                                     \
+    "  --failing   only hosts whose last pull failed (the summary still counts all)\n"             \
+    "  --json      one JSON object: {\"hosts\": [...], \"summary\": {...}}\n"
+
+static const struct cli_option poll_status_options[] = {{"site", "S"}, {"failing", NULL}, {NULL}};
+static const struct cli_spec poll_status_spec = {
+    .name = "poll status",
+    .word = "status",
+    .usage = POLL_USAGE,
+    .options = poll_status_options,
+    .json = true,
+};
+const struct cli_spec *const poll_specs[] = {&poll_status_spec, NULL};
+
 int cmd_poll(struct cli *cli, int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            poll_usage(stdout);
-            return EXIT_OK;
-        }
-    if (argc < 2 || strcmp(argv[1], "status")) {
-        if (argc >= 2)
-            cli_error("poll: unknown subcommand '%s' (status)", argv[1]);
-        poll_usage(stderr);
-        return EXIT_USAGE;
-    }
-    const char *site = NULL;
-    bool failing = false;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "--failing")) {
-            failing = true;
-        } else if (!strcmp(argv[i], "--site")) {
-            if (i + 1 >= argc || !*argv[i + 1]) {
-                cli_error("poll status: --site needs a site code");
-                return EXIT_USAGE;
-            }
-            site = argv[++i];
-        } else if (!strncmp(argv[i], "--site=", 7) && argv[i][7]) {
-            site = argv[i] + 7;
-        } else {
-            cli_error("poll status: unexpected argument '%s' (see `tlsgate poll --help`)", argv[i]);
-            return EXIT_USAGE;
-        }
-    }
-    return poll_status(cli, site, failing);
+    const struct cli_spec *spec;
+    struct cli_args a;
+    int parsed = cli_parse_sub(cli, "poll", POLL_USAGE, poll_specs, argc, argv, &spec, &a);
+    if (parsed != CLI_RUN)
+        return parsed;
+    return poll_status(cli, cli_value(spec, &a, "site"), cli_given(spec, &a, "failing"));
 }

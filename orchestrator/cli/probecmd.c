@@ -6,7 +6,8 @@
  *   tlsgate probe show [HOST]
  *   tlsgate probe ports HOST [PORT[/tds]...]
  *
- * Parsing is local and simple on purpose (the option parser of the CLI is being rewritten).
+ * `probe` itself has no subcommand word: argv[1] other than `show` / `ports` is a HOST or an
+ * option of the probe run (cli.h "OPTIONS").
  */
 #include <errno.h>
 #include <signal.h>
@@ -19,29 +20,55 @@
 #include "store.h"
 #include "wire.h"
 
-static void usage(FILE *out)
-{
-    fprintf(out,
-            "usage: tlsgate probe [--site S] [--concurrency N] [--timeout SEC] [HOST...]\n"
-            "       tlsgate probe show [HOST]\n"
-            "       tlsgate probe ports HOST [PORT[/tds]...]\n"
-            "\n"
-            "Tries a handshake capped at SSL 3.0, TLS 1.0, 1.1, 1.2 and 1.3 on every TLS port of\n"
-            "every site system (or of the HOSTs named): 443 for management, distribution and\n"
-            "reporting points and the SMS Provider, 8531 for the software update point, 1433\n"
-            "(TLS inside TDS PRELOGIN) for the site database, at the address of the host's\n"
-            "collector. Each is stored as accepted, refused or untested (could not test).\n"
-            "A self-test against a built-in server first proves which protocols this prober can\n"
-            "speak; one it cannot is `untested` everywhere, never `refused`.\n"
-            "`probe ports` replaces the ports of one host (no PORT: back to those of its roles);\n"
-            "`probe show` prints the stored outcomes.\n"
-            "\n"
-            "options:\n"
-            "  --site S         only the site systems of site S\n"
-            "  --concurrency N  handshakes in flight at most (default 16, 1..256)\n"
-            "  --timeout SEC    per handshake, connect included (default: the config's\n"
-            "                   connect_timeout for the connect, timeout for the whole)\n");
-}
+#define PROBE_SYNOPSIS                                                                             \
+    "Usage: tlsgate probe [--site S] [--concurrency N] [--timeout SEC] [--json] [HOST...]\n"       \
+    "       tlsgate probe show [HOST] [--json]\n"                                                  \
+    "       tlsgate probe ports HOST [PORT[/tds]...] [--json]\n"
+#define PROBE_ABOUT                                                                                \
+    "\n"                                                                                           \
+    "Tries a handshake capped at SSL 3.0, TLS 1.0, 1.1, 1.2 and 1.3 on every TLS port of\n"        \
+    "every site system (or of the HOSTs named): 443 for management, distribution and\n"            \
+    "reporting points and the SMS Provider, 8531 for the software update point, 1433\n"            \
+    "(TLS inside TDS PRELOGIN) for the site database, at the address of the host's\n"              \
+    "collector. Each is stored as accepted, refused or untested (could not test).\n"               \
+    "A self-test against a built-in server first proves which protocols this prober can\n"         \
+    "speak; one it cannot is `untested` everywhere, never `refused`.\n"                            \
+    "`probe ports` replaces the ports of one host (no PORT: back to those of its roles);\n"        \
+    "`probe show` prints the stored outcomes.\n"                                                   \
+    "\n"                                                                                           \
+    "options:\n"                                                                                   \
+    "  --site S         only the site systems of site S\n"                                         \
+    "  --concurrency N  handshakes in flight at most (default 16, 1..256)\n"                       \
+    "  --timeout SEC    per handshake, connect included (default: the config's\n"                  \
+    "                   connect_timeout for the connect, timeout for the whole)\n"
+
+static const struct cli_option probe_options[] = {
+    {"site", "S"}, {"concurrency", "N"}, {"timeout", "SEC"}, {NULL}};
+static const struct cli_spec probe_spec = {
+    .name = "probe",
+    .usage = PROBE_SYNOPSIS PROBE_ABOUT,
+    .options = probe_options,
+    .max_args = -1,
+    .json = true,
+};
+static const struct cli_spec probe_show_spec = {
+    .name = "probe show",
+    .word = "show",
+    .usage = "Usage: tlsgate probe show [HOST] [--json]\n" PROBE_ABOUT,
+    .max_args = 1,
+    .json = true,
+};
+static const struct cli_spec probe_ports_spec = {
+    .name = "probe ports",
+    .word = "ports",
+    .usage = "Usage: tlsgate probe ports HOST [PORT[/tds]...] [--json]\n" PROBE_ABOUT,
+    .min_args = 1,
+    .max_args = -1,
+    .json = true,
+};
+const struct cli_spec *const probe_specs[] = {&probe_spec, &probe_show_spec, &probe_ports_spec,
+                                              NULL};
+static const struct cli_spec *const probe_subs[] = {&probe_show_spec, &probe_ports_spec, NULL};
 
 static int store_fail_exit(struct store *s, int rc)
 {
@@ -85,18 +112,8 @@ static int show_row(const struct wire_probe_row *r, void *arg)
     return 0;
 }
 
-static int probe_show(struct cli *cli, int argc, char **argv)
+static int probe_show(struct cli *cli, const char *host)
 {
-    const char *host = NULL;
-    for (int i = 2; i < argc; i++) {
-        if (argv[i][0] != '-' && !host) {
-            host = argv[i];
-        } else {
-            cli_error("probe show: unexpected argument '%s' (usage: tlsgate probe show [HOST])",
-                      argv[i]);
-            return EXIT_USAGE;
-        }
-    }
     int code;
     struct store *s = cli_store(cli, false, &code);
     if (!s)
@@ -120,15 +137,12 @@ static int probe_show(struct cli *cli, int argc, char **argv)
 
 /* ---- probe ports ---------------------------------------------------------------------- */
 
+/* argv: HOST [PORT[/tds]...] */
 static int probe_ports(struct cli *cli, int argc, char **argv)
 {
-    if (argc < 3 || argv[2][0] == '-') {
-        cli_error("probe ports: usage: tlsgate probe ports HOST [PORT[/tds]...]");
-        return EXIT_USAGE;
-    }
     struct wire_port ports[WIRE_PORTS_MAX];
     size_t n = 0;
-    for (int i = 3; i < argc; i++) {
+    for (int i = 1; i < argc; i++) {
         char *end;
         long port = strtol(argv[i], &end, 10);
         bool tds = !strcmp(end, "/tds");
@@ -148,7 +162,7 @@ static int probe_ports(struct cli *cli, int argc, char **argv)
         return code;
     struct inv_host h;
     int rc = store_begin(s, true);
-    if (rc || (rc = inv_host_get(s, argv[2], 0, &h)) || (rc = wire_ports_set(s, h.id, ports, n)))
+    if (rc || (rc = inv_host_get(s, argv[0], 0, &h)) || (rc = wire_ports_set(s, h.id, ports, n)))
         return store_fail_exit(s, rc);
     char outcome[160];
     snprintf(outcome, sizeof(outcome), "ok: %zu probe port%s set%s", n, n == 1 ? "" : "s",
@@ -300,44 +314,30 @@ static void print_selftest(const struct probe_selftest *st, bool json)
 
 int cmd_probe(struct cli *cli, int argc, char **argv)
 {
-    if (argc >= 2 && !strcmp(argv[1], "show"))
-        return probe_show(cli, argc, argv);
-    if (argc >= 2 && !strcmp(argv[1], "ports"))
-        return probe_ports(cli, argc, argv);
-    const char *site = NULL;
+    struct cli_args a;
+    if (argc >= 2 && (!strcmp(argv[1], "show") || !strcmp(argv[1], "ports"))) {
+        const struct cli_spec *spec;
+        int parsed = cli_parse_sub(cli, "probe", PROBE_SYNOPSIS PROBE_ABOUT, probe_subs, argc, argv,
+                                   &spec, &a);
+        if (parsed != CLI_RUN)
+            return parsed;
+        if (spec == &probe_show_spec)
+            return probe_show(cli, a.argc ? a.argv[0] : NULL);
+        return probe_ports(cli, a.argc, a.argv);
+    }
+    int code = cli_parse(cli, &probe_spec, argc, argv, &a);
+    if (code != CLI_RUN)
+        return code;
+    const char *site = cli_value(&probe_spec, &a, "site");
+    const char *conc = cli_value(&probe_spec, &a, "concurrency");
+    const char *tmo = cli_value(&probe_spec, &a, "timeout");
     long concurrency = 16, timeout = 0;
-    int nhosts = 0;
-    char **hosts = calloc((size_t)argc, sizeof(*hosts));
-    if (!hosts) {
-        cli_error("probe: out of memory");
-        return EXIT_SYSTEM;
-    }
-    int code = EXIT_USAGE;
-    for (int i = 1; i < argc; i++) {
-        const char *o = argv[i];
-        if (!strcmp(o, "--help")) {
-            usage(stdout);
-            free(hosts);
-            return EXIT_OK;
-        }
-        if (!strcmp(o, "--site") || !strcmp(o, "--concurrency") || !strcmp(o, "--timeout")) {
-            if (i + 1 >= argc || !*argv[i + 1]) {
-                cli_error("probe: %s needs a value", o);
-                goto out;
-            }
-            const char *v = argv[++i];
-            if (o[2] == 's')
-                site = v;
-            else if (parse_long(o, v, 1, o[2] == 'c' ? 256 : 3600,
-                                o[2] == 'c' ? &concurrency : &timeout))
-                goto out;
-        } else if (o[0] != '-') {
-            hosts[nhosts++] = argv[i];
-        } else {
-            cli_error("probe: unexpected argument '%s' (see `tlsgate probe --help`)", o);
-            goto out;
-        }
-    }
+    int nhosts = a.argc;
+    char **hosts = a.argv;
+    if ((conc && parse_long("--concurrency", conc, 1, 256, &concurrency)) ||
+        (tmo && parse_long("--timeout", tmo, 1, 3600, &timeout)))
+        return EXIT_USAGE;
+    code = EXIT_USAGE;
     if (site && nhosts) {
         cli_error("probe: give --site or HOSTs, not both");
         goto out;
@@ -460,6 +460,5 @@ int cmd_probe(struct cli *cli, int argc, char **argv)
     plan_release(&plan);
     code = EXIT_OK;
 out:
-    free(hosts);
     return code;
 }

@@ -12,63 +12,36 @@
 #include "report_html.h"
 #include "store.h"
 
-static void usage(FILE *out)
-{
-    fprintf(out,
-            "usage: tlsgate [--db FILE] [--config FILE] report html --out FILE [--site S]\n\n"
-            "Writes the status page: one self-contained HTML file (inline CSS and SVG, no\n"
-            "script, nothing loaded from anywhere), readable in a browser and printable. Per\n"
-            "site: servers at orphan risk first, the phase, host counts, the burn-down of\n"
-            "not-ready and unknown hosts (from the history that the daemon and `collect`\n"
-            "record), gates open vs blocked, top blocking rules, hosts failing to be pulled and\n"
-            "waivers expiring within 14 days. FILE appears whole or not at all.\n\n"
-            "options:\n"
-            "  --out FILE   the page to write (required)\n"
-            "  --site S     only that site\n\n"
-            "exit codes: 0 written, 2 usage, 3 no such site, 4 database or output error\n");
-}
+#define REPORT_USAGE                                                                               \
+    "Usage: tlsgate [--db FILE] [--config FILE] report html --out FILE [--site S]\n\n"             \
+    "Writes the status page: one self-contained HTML file (inline CSS and SVG, no\n"               \
+    "script, nothing loaded from anywhere), readable in a browser and printable. Per\n"            \
+    "site: servers at orphan risk first, the phase, host counts, the burn-down of\n"               \
+    "not-ready and unknown hosts (from the history that the daemon and `collect`\n"                \
+    "record), gates open vs blocked, top blocking rules, hosts failing to be pulled and\n"         \
+    "waivers expiring within 14 days. FILE appears whole or not at all.\n\n"                       \
+    "options:\n"                                                                                   \
+    "  --out FILE   the page to write (required)\n"                                                \
+    "  --site S     only that site\n\n"                                                            \
+    "exit codes: 0 written, 2 usage, 3 no such site, 4 database or output error\n"
+
+static const struct cli_option report_html_options[] = {{"out", "FILE"}, {"site", "S"}, {NULL}};
+static const struct cli_spec report_html_spec = {
+    .name = "report html",
+    .word = "html",
+    .usage = REPORT_USAGE,
+    .options = report_html_options,
+};
+const struct cli_spec *const report_specs[] = {&report_html_spec, NULL};
 
 int cmd_report(struct cli *cli, int argc, char **argv)
 {
-    const char *out = NULL, *site = NULL;
-    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        usage(stdout);
-        return EXIT_OK;
-    }
-    if (argc < 2 || strcmp(argv[1], "html")) {
-        cli_error("report: the format must be 'html' (usage: report html --out FILE [--site S])");
-        return EXIT_USAGE;
-    }
-    for (int i = 2; i < argc; i++) {
-        const char *opt = argv[i];
-        const char **slot = NULL;
-        size_t len = 0;
-        if (!strcmp(opt, "--help") || !strcmp(opt, "-h")) {
-            usage(stdout);
-            return EXIT_OK;
-        }
-        if (!strncmp(opt, "--out", 5) && (opt[5] == '\0' || opt[5] == '='))
-            slot = &out, len = 5;
-        else if (!strncmp(opt, "--site", 6) && (opt[6] == '\0' || opt[6] == '='))
-            slot = &site, len = 6;
-        if (!slot) {
-            cli_error("report html: unknown option '%s' (valid: --out FILE, --site S)", opt);
-            return EXIT_USAGE;
-        }
-        const char *value = opt[len] == '=' ? opt + len + 1 : NULL;
-        if (!value) {
-            if (i + 1 >= argc) {
-                cli_error("report html: %s needs a value", opt);
-                return EXIT_USAGE;
-            }
-            value = argv[++i];
-        }
-        if (!*value) {
-            cli_error("report html: %.6s needs a non-empty value", opt);
-            return EXIT_USAGE;
-        }
-        *slot = value;
-    }
+    const struct cli_spec *spec;
+    struct cli_args a;
+    int parsed = cli_parse_sub(cli, "report", REPORT_USAGE, report_specs, argc, argv, &spec, &a);
+    if (parsed != CLI_RUN)
+        return parsed;
+    const char *out = cli_value(spec, &a, "out"), *site = cli_value(spec, &a, "site");
     if (!out) {
         cli_error("report html: --out FILE is required");
         return EXIT_USAGE;

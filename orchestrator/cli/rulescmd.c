@@ -34,7 +34,7 @@
     "       tlsgate rules load FILE       make it the active catalog and re-evaluate\n"            \
     "                                     every stored report (one transaction)\n"                 \
     "       tlsgate rules show [--json]   the active catalog (--json: the catalog\n"               \
-    "                                     file itself, which rules load takes back)\n"            \
+    "                                     file itself, which rules load takes back)\n"             \
     "       tlsgate rules blockers [--site S] [--json]\n"                                          \
     "                                     failing rules, grouped, with the number of\n"            \
     "                                     clients / site systems / consoles they hold\n"           \
@@ -232,8 +232,7 @@ static int rules_load_cmd(struct cli *cli, const struct cli_args *a)
         return EXIT_SYSTEM;
     }
     printf("catalog %s loaded: %zu rules, %lld reports re-evaluated in %.1f s",
-           TEXTCLEAN(rules_version(c)),
-           rules_count(c), count, now_seconds() - t0);
+           TEXTCLEAN(rules_version(c)), rules_count(c), count, now_seconds() - t0);
     if (bad)
         printf(" (%lld stored reports unreadable, left as they were)", bad);
     printf("\n");
@@ -441,8 +440,8 @@ static int print_eval_verdict(void *ctx, const struct rules_verdict *v)
         json_object_set_new(row, "reference", jsonout_text(info ? info->reference : ""));
         return json_array_append_new(o->verdicts, row) ? -ENOMEM : 0;
     }
-    printf("  %-4s %-7s %s\n       %s\n", v->pass ? "ok" : "FAIL",
-           rules_severity_name(v->severity), TEXTCLEAN(v->rule), TEXTCLEAN(v->reason));
+    printf("  %-4s %-7s %s\n       %s\n", v->pass ? "ok" : "FAIL", rules_severity_name(v->severity),
+           TEXTCLEAN(v->rule), TEXTCLEAN(v->reason));
     if (!v->pass && info)
         printf("       remedy: %s\n", TEXTCLEAN(info->remedy));
     return 0;

@@ -23,12 +23,12 @@ const char *const export_view_names[EXPORT_VIEW_COUNT] = {
 };
 
 static const char *const hosts_columns[] = {
-    "name",   "site",        "roles",  "os",        "state",      "blockers",
+    "name",     "site",        "roles",  "os",        "state",      "blockers",
     "warnings", "last_report", "waived", "reachable", "last_error", NULL,
     /* reachable and last_error came later: appended, never inserted (dashboards index columns) */
 };
 static const char *const poll_columns[] = {
-    "name",         "site",       "state",          "reachable", "last_attempt", "last_success",
+    "name",     "site",         "state",      "reachable",  "last_attempt",   "last_success",
     "failures", "next_attempt", "error_kind", "last_error", "cert_not_after", NULL,
 };
 static const char *const servers_columns[] = {
@@ -224,8 +224,8 @@ static int summary_csv_row(const struct gate_site *g, void *arg)
 /* ---- the history views: history.h's rows, written out ---- */
 
 static const char *const history_columns[] = {
-    "site",    "at",        "phase",        "hosts",       "ready",        "not_ready", "unknown",
-    "waived",  "servers",   "gate_open",    "gate_blocked", "orphan_risk", "pull_failing", NULL,
+    "site",   "at",      "phase",     "hosts",        "ready",       "not_ready",    "unknown",
+    "waived", "servers", "gate_open", "gate_blocked", "orphan_risk", "pull_failing", NULL,
 };
 static const char *const history_rules_columns[] = {"site", "at", "rule", "hosts", NULL};
 static const char *const pull_failures_columns[] = {
@@ -291,11 +291,15 @@ int export_csv(struct store *s, enum export_view v, const char *site, const stru
                struct csv_writer *w)
 {
     static const char *const *const columns[EXPORT_VIEW_COUNT] = {
-        [EXPORT_HOSTS] = hosts_columns,       [EXPORT_SERVERS] = servers_columns,
-        [EXPORT_BLOCKERS] = blockers_columns, [EXPORT_PHASES] = phases_columns,
-        [EXPORT_SUMMARY] = summary_columns,   [EXPORT_HISTORY] = history_columns,
+        [EXPORT_HOSTS] = hosts_columns,
+        [EXPORT_SERVERS] = servers_columns,
+        [EXPORT_BLOCKERS] = blockers_columns,
+        [EXPORT_PHASES] = phases_columns,
+        [EXPORT_SUMMARY] = summary_columns,
+        [EXPORT_HISTORY] = history_columns,
         [EXPORT_HISTORY_RULES] = history_rules_columns,
-        [EXPORT_PULL_FAILURES] = pull_failures_columns, [EXPORT_POLL] = poll_columns,
+        [EXPORT_PULL_FAILURES] = pull_failures_columns,
+        [EXPORT_POLL] = poll_columns,
     };
     struct export_ctx x = {.w = w};
     int rc = csv_header(w, columns[v]);
@@ -309,8 +313,7 @@ int export_csv(struct store *s, enum export_view v, const char *site, const stru
     case EXPORT_SUMMARY: return gate_sites(s, site, t, summary_csv_row, &x);
     case EXPORT_HISTORY: return history_points(s, site, history_csv_row, &x);
     case EXPORT_HISTORY_RULES: return history_rules(s, site, history_rules_csv_row, &x);
-    case EXPORT_PULL_FAILURES:
-        return history_pull_failures(s, site, 0, pull_failures_csv_row, &x);
+    case EXPORT_PULL_FAILURES: return history_pull_failures(s, site, 0, pull_failures_csv_row, &x);
     case EXPORT_POLL: return pollstatus_each(s, site, false, t->cutoff, poll_csv_row, &x);
     }
     return store_fail(s, -EINVAL, "export: no such view (%d)", (int)v);

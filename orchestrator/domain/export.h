@@ -52,8 +52,8 @@ struct export_host {
     bool reported;     /* a report is stored: the next three mean something */
     long long collected_at;
     long long blockers, warnings;
-    bool waived; /* an active waiver at t->now */
-    bool pulled; /* the daemon has tried it: the next two mean something */
+    bool waived;            /* an active waiver at t->now */
+    bool pulled;            /* the daemon has tried it: the next two mean something */
     long long failures;     /* failed pulls in a row (0: the last pull stored a report) */
     const char *last_error; /* the last failure's text, kind first (pollstatus.h); NULL: none */
 };

@@ -651,12 +651,12 @@ static int fail_table_reset(struct store *s)
 #define UNKNOWN_RULE_SQL                                                                           \
     "CASE WHEN x.collected_at IS NULL THEN '" GATE_RULE_NO_REPORT "' ELSE '" GATE_RULE_STALE "' END"
 /* ... and, when the daemon fails to pull it, why (the text of pollstatus_why_unknown). */
-#define UNKNOWN_REASON_SQL                                                                        \
-    "(CASE WHEN x.collected_at IS NULL THEN 'never reported' ELSE 'last report ' ||"              \
-    " strftime('%Y-%m-%dT%H:%M:%SZ', x.collected_at, 'unixepoch') ||"                             \
-    " ' is older than stale_after' END || coalesce((SELECT '; pull failing (' || pl.failures ||" \
-    " ' in a row, last ' || strftime('%Y-%m-%dT%H:%M:%SZ', pl.last_attempt_at, 'unixepoch') ||"  \
-    " '): ' || pl.last_error FROM main.poll pl WHERE pl.host_id = x.id AND pl.failures > 0"       \
+#define UNKNOWN_REASON_SQL                                                                         \
+    "(CASE WHEN x.collected_at IS NULL THEN 'never reported' ELSE 'last report ' ||"               \
+    " strftime('%Y-%m-%dT%H:%M:%SZ', x.collected_at, 'unixepoch') ||"                              \
+    " ' is older than stale_after' END || coalesce((SELECT '; pull failing (' || pl.failures ||"   \
+    " ' in a row, last ' || strftime('%Y-%m-%dT%H:%M:%SZ', pl.last_attempt_at, 'unixepoch') ||"    \
+    " '): ' || pl.last_error FROM main.poll pl WHERE pl.host_id = x.id AND pl.failures > 0"        \
     " AND pl.last_error IS NOT NULL), ''))"
 
 static int fail_table_fill(struct store *s, const char *site, const struct gate_time *t,
@@ -855,8 +855,8 @@ static int wire_failing(struct store *s, const struct gate_server *server,
     };
     if ((rc = fn(&w.g, arg)))
         return rc;
-    return wire_legacy_blockers(s, server->name, t->evidence_since, t->now, NULL,
-                                wire_failing_row, &w);
+    return wire_legacy_blockers(s, server->name, t->evidence_since, t->now, NULL, wire_failing_row,
+                                &w);
 }
 
 int gate_failing_for_server(struct store *s, const struct gate_server *server,
