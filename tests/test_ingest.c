@@ -243,10 +243,10 @@ START_TEST(test_first_report_before_1970_is_stored)
     json_t *r = fixture("win7-ready");
     set_time(r, "1013-11-25T12:00:00Z");
     ck_assert_msg(ingest(id, ROLE_CLIENT, r) == 0, "%s", store_errmsg(st));
-    ck_assert_int_lt(query_int("SELECT collected_at FROM report WHERE host_id = %lld", id), 0);
+    ck_assert_int_lt(fx_int(st, "SELECT collected_at FROM report WHERE host_id = %lld", id), 0);
     set_time(r, "2026-11-25T12:00:00Z");
     ck_assert_int_eq(ingest(id, ROLE_CLIENT, r), 0);
-    ck_assert_int_eq(query_int("SELECT collected_at FROM report WHERE host_id = %lld", id), T0);
+    ck_assert_int_eq(fx_int(st, "SELECT collected_at FROM report WHERE host_id = %lld", id), T0);
     json_decref(r);
 }
 END_TEST
@@ -305,8 +305,8 @@ START_TEST(test_ingest_stores_the_received_bytes_not_a_reserialisation)
     ingest_release(&ig);
     char *stored = query_text("SELECT body FROM report WHERE host_id = %lld", a);
     ck_assert_str_eq(stored, sent);
-    ck_assert_int_eq(query_int("SELECT warnings FROM report WHERE host_id = %lld", a), 1);
-    ck_assert_int_gt(query_int("SELECT count(*) FROM verdict WHERE host_id = %lld", a), 0);
+    ck_assert_int_eq(fx_int(st, "SELECT warnings FROM report WHERE host_id = %lld", a), 1);
+    ck_assert_int_gt(fx_int(st, "SELECT count(*) FROM verdict WHERE host_id = %lld", a), 0);
     free(stored);
     free(sent);
     json_decref(r);
@@ -872,7 +872,7 @@ START_TEST(test_rules_show_json_round_trips_through_rules_load)
 {
     estate();
     const char *shown = tu_path(dir, "shown.json");
-    long long verdicts = query_int("SELECT count(*) FROM verdict WHERE pass = 0");
+    long long verdicts = fx_int(st, "SELECT count(*) FROM verdict WHERE pass = 0");
     for (int round = 0; round < 2; round++) {
         char *out, *errout;
         ck_assert_int_eq(run(&out, &errout, "--json", "rules", "show", NULL), 0);
@@ -887,7 +887,7 @@ START_TEST(test_rules_show_json_round_trips_through_rules_load)
         ck_assert_int_eq(run(&out, &errout, "rules", "load", shown, NULL), 0);
         free(out);
         free(errout);
-        ck_assert_int_eq(query_int("SELECT count(*) FROM verdict WHERE pass = 0"), verdicts);
+        ck_assert_int_eq(fx_int(st, "SELECT count(*) FROM verdict WHERE pass = 0"), verdicts);
     }
     size_t len;
     char *text = tu_read_file(shown, &len);
