@@ -3,17 +3,17 @@
  * certificates issued in-process from a gen-certs CA, real TLS on 127.0.0.1, real control
  * commands changing what a host serves.
  */
+#include <arpa/inet.h>
 #include <curl/curl.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#include <sched.h>
-#include <stddef.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <netinet/in.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,8 +80,13 @@ static CURLcode fetch(const char *host, int port, struct body *b)
 
 static char *ctl(const char *a, const char *b, const char *c)
 {
-    char *argv[] = {(char *)tu_build_path("tools/fleetsim"), "ctl", ctl_path, (char *)a,
-                    (char *)b, (char *)c, NULL};
+    char *argv[] = {(char *)tu_build_path("tools/fleetsim"),
+                    "ctl",
+                    ctl_path,
+                    (char *)a,
+                    (char *)b,
+                    (char *)c,
+                    NULL};
     char *out;
     tu_run(argv, NULL, &out, NULL);
     return out;
@@ -90,8 +95,7 @@ static char *ctl(const char *a, const char *b, const char *c)
 /* Starts 40 hosts in two sites; the port base moves on if another test holds the ports. */
 static int start_sim(void)
 {
-    char *gen[] = {(char *)tu_source_path("tools/gen-certs"), (char *)tu_path(dir, "certs"),
-                   NULL};
+    char *gen[] = {(char *)tu_source_path("tools/gen-certs"), (char *)tu_path(dir, "certs"), NULL};
     ck_assert_int_eq(tu_run(gen, NULL, NULL, NULL), 0);
     snprintf(ctl_path, sizeof(ctl_path), "%s", tu_path(dir, "ctl.sock"));
     for (int attempt = 0; attempt < 8; attempt++) {
@@ -154,8 +158,10 @@ START_TEST(test_fleet_serves_one_identity_per_host_and_writes_inventory)
     char *inv = tu_read_file(tu_path(dir, "inv.csv"), NULL);
     ck_assert_ptr_nonnull(inv);
     char expect[200];
-    snprintf(expect, sizeof(expect), "cm-mp-aa1-01.sim.contoso.com,AA1,management_point,"
-                                     "127.0.0.1:%d,Windows Server 2019 Datacenter\n", base + 2);
+    snprintf(expect, sizeof(expect),
+             "cm-mp-aa1-01.sim.contoso.com,AA1,management_point,"
+             "127.0.0.1:%d,Windows Server 2019 Datacenter\n",
+             base + 2);
     ck_assert_msg(strstr(inv, expect), "no '%s' in %s", expect, inv);
     ck_assert_ptr_nonnull(strstr(inv, "name,site,roles,collector,os\n"));
     free(inv);
@@ -165,7 +171,8 @@ START_TEST(test_fleet_serves_one_identity_per_host_and_writes_inventory)
     ck_assert_ptr_nonnull(strstr(b.buf, "\"host\":\"cm-mp-aa1-01.sim.contoso.com\""));
     ck_assert_ptr_nonnull(strstr(b.buf, "\"build\":17763"));
     /* The certificate names the host: asking for it under another name fails verification. */
-    ck_assert_int_eq(fetch("cm-sql-aa1.sim.contoso.com", base + 2, &b), CURLE_PEER_FAILED_VERIFICATION);
+    ck_assert_int_eq(fetch("cm-sql-aa1.sim.contoso.com", base + 2, &b),
+                     CURLE_PEER_FAILED_VERIFICATION);
     char *status = ctl("status", NULL, NULL);
     ck_assert_str_eq(status, "hosts 40 served 1 refused 0\n");
     free(status);
@@ -216,28 +223,57 @@ END_TEST
 
 START_TEST(test_bad_options_are_refused)
 {
-    char *argv[] = {(char *)tu_build_path("tools/fleetsim"), "--certs", "/nonexistent",
-                    "--fixtures", (char *)tu_source_path("tests/fixtures/reg"), "--control",
-                    (char *)tu_path(dir, "c.sock"), NULL};
+    char *argv[] = {(char *)tu_build_path("tools/fleetsim"),
+                    "--certs",
+                    "/nonexistent",
+                    "--fixtures",
+                    (char *)tu_source_path("tests/fixtures/reg"),
+                    "--control",
+                    (char *)tu_path(dir, "c.sock"),
+                    NULL};
     char *err;
     ck_assert_int_eq(tu_run(argv, NULL, NULL, &err), 3);
     ck_assert_ptr_nonnull(strstr(err, "/nonexistent/ca.pem"));
     free(err);
-    char *argv2[] = {(char *)tu_build_path("tools/fleetsim"), "--certs", "/x", "--fixtures",
-                     "/y", "--control", "/z", "--hosts", "5", NULL};
+    char *argv2[] = {(char *)tu_build_path("tools/fleetsim"),
+                     "--certs",
+                     "/x",
+                     "--fixtures",
+                     "/y",
+                     "--control",
+                     "/z",
+                     "--hosts",
+                     "5",
+                     NULL};
     ck_assert_int_eq(tu_run(argv2, NULL, NULL, &err), 2);
     ck_assert_ptr_nonnull(strstr(err, "--hosts must be at least"));
     free(err);
     /* A port past 65535 is refused, not wrapped round to a low port. */
-    char *argv3[] = {(char *)tu_build_path("tools/fleetsim"), "--certs", "/x", "--fixtures",
-                     "/y", "--control", "/z", "--base-port", "70000", NULL};
+    char *argv3[] = {(char *)tu_build_path("tools/fleetsim"),
+                     "--certs",
+                     "/x",
+                     "--fixtures",
+                     "/y",
+                     "--control",
+                     "/z",
+                     "--base-port",
+                     "70000",
+                     NULL};
     ck_assert_int_eq(tu_run(argv3, NULL, NULL, &err), 2);
     ck_assert_ptr_nonnull(strstr(err, "--base-port: '70000' is not a whole number from 1024 to "
                                       "65535"));
     free(err);
     /* A range that runs past 65535 is refused; one whose ports are in use names the port. */
-    char *argv4[] = {(char *)tu_build_path("tools/fleetsim"), "--certs", "/x", "--fixtures",
-                     "/y", "--control", "/z", "--base-port", "65500", NULL};
+    char *argv4[] = {(char *)tu_build_path("tools/fleetsim"),
+                     "--certs",
+                     "/x",
+                     "--fixtures",
+                     "/y",
+                     "--control",
+                     "/z",
+                     "--base-port",
+                     "65500",
+                     NULL};
     ck_assert_int_eq(tu_run(argv4, NULL, NULL, &err), 2);
     ck_assert_ptr_nonnull(strstr(err, "the range ends past 65535"));
     free(err);
@@ -249,10 +285,18 @@ START_TEST(test_bad_options_are_refused)
     getsockname(busy, (struct sockaddr *)&a, &alen);
     unsigned port = ntohs(a.sin_port);
     char base[16], want[64];
-    snprintf(base, sizeof(base), "%u", port > 1100 ? port - 50 : port);
+    snprintf(base, sizeof(base), "%u", port); /* the first port it checks: no other can be named */
     snprintf(want, sizeof(want), "port %u on 127.0.0.1 is taken", port);
-    char *argv5[] = {(char *)tu_build_path("tools/fleetsim"), "--certs", "/x", "--fixtures",
-                     "/y", "--control", "/z", "--base-port", base, NULL};
+    char *argv5[] = {(char *)tu_build_path("tools/fleetsim"),
+                     "--certs",
+                     "/x",
+                     "--fixtures",
+                     "/y",
+                     "--control",
+                     "/z",
+                     "--base-port",
+                     base,
+                     NULL};
     ck_assert_int_eq(tu_run(argv5, NULL, NULL, &err), 2);
     ck_assert_msg(strstr(err, want) != NULL, "%s", err);
     free(err);
@@ -269,16 +313,25 @@ START_TEST(test_ctl_refuses_a_command_longer_than_a_line)
     a[sizeof(a) - 1] = '\0';
     memset(b, 'b', sizeof(b) - 1);
     b[sizeof(b) - 1] = '\0';
-    char *argv[] = {(char *)tu_build_path("tools/fleetsim"), "ctl",
-                    (char *)tu_path(dir, "absent.sock"), "fixture", a, b, NULL};
+    char *argv[] = {(char *)tu_build_path("tools/fleetsim"),
+                    "ctl",
+                    (char *)tu_path(dir, "absent.sock"),
+                    "fixture",
+                    a,
+                    b,
+                    NULL};
     char *err;
     ck_assert_int_eq(tu_run(argv, NULL, NULL, &err), 2);
     ck_assert_str_eq(err, "fleetsim ctl: the command is longer than 511 bytes\n");
     free(err);
     /* Just under the line: sent (here to no simulator, so the connect fails: exit 4). */
     a[505] = '\0';
-    char *argv2[] = {(char *)tu_build_path("tools/fleetsim"), "ctl",
-                     (char *)tu_path(dir, "absent.sock"), "stop", a, NULL};
+    char *argv2[] = {(char *)tu_build_path("tools/fleetsim"),
+                     "ctl",
+                     (char *)tu_path(dir, "absent.sock"),
+                     "stop",
+                     a,
+                     NULL};
     ck_assert_int_eq(tu_run(argv2, NULL, NULL, &err), 4);
     ck_assert_ptr_nonnull(strstr(err, "absent.sock"));
     free(err);
@@ -307,8 +360,7 @@ static int connect_unix(const char *path)
  */
 START_TEST(test_control_socket_listens_before_ready_is_printed)
 {
-    char *gen[] = {(char *)tu_source_path("tools/gen-certs"), (char *)tu_path(dir, "certs"),
-                   NULL};
+    char *gen[] = {(char *)tu_source_path("tools/gen-certs"), (char *)tu_path(dir, "certs"), NULL};
     ck_assert_int_eq(tu_run(gen, NULL, NULL, NULL), 0);
     snprintf(ctl_path, sizeof(ctl_path), "%s", tu_path(dir, "ctl.sock"));
     int out[2];
@@ -394,8 +446,8 @@ static int refuse_forks(void)
     enum { NCALLS = sizeof(calls) / sizeof(calls[0]) };
     struct sock_filter f[NCALLS + 3];
     unsigned n = 0;
-    f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS,
-                                          offsetof(struct seccomp_data, nr));
+    f[n++] =
+        (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
     for (unsigned i = 0; i < NCALLS; i++) /* a match jumps to the ERRNO return */
         f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)calls[i],
                                               (unsigned char)(NCALLS - i), 0);
@@ -415,8 +467,7 @@ static int refuse_forks(void)
  */
 START_TEST(test_failed_worker_fork_is_named_and_signals_no_one_else)
 {
-    char *gen[] = {(char *)tu_source_path("tools/gen-certs"), (char *)tu_path(dir, "certs"),
-                   NULL};
+    char *gen[] = {(char *)tu_source_path("tools/gen-certs"), (char *)tu_path(dir, "certs"), NULL};
     ck_assert_int_eq(tu_run(gen, NULL, NULL, NULL), 0);
     char errpath[4200];
     snprintf(errpath, sizeof(errpath), "%s", tu_path(dir, "stderr"));
@@ -424,7 +475,7 @@ START_TEST(test_failed_worker_fork_is_named_and_signals_no_one_else)
     ck_assert_int_ge(outer, 0);
     if (outer == 0) {
         if (unshare(CLONE_NEWPID) != 0 && unshare(CLONE_NEWUSER | CLONE_NEWPID) != 0)
-            _exit(120); /* no PID namespace: do not run it unconfined */
+            _exit(120);       /* no PID namespace: do not run it unconfined */
         pid_t inner = fork(); /* PID 1 of the new namespace */
         if (inner == 0) {
             int fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);

@@ -611,7 +611,8 @@ START_TEST(test_collect_refuses_a_key_others_can_read)
     char *out = NULL, *err = NULL;
     ck_assert_int_eq(collect(&out, &err, NULL), 3);
     ck_assert_msg(strstr(err, "open.key: private key is readable or writable by group or others "
-                              "(mode 0640)") != NULL && strstr(err, "chmod 600") != NULL,
+                              "(mode 0640)") != NULL &&
+                      strstr(err, "chmod 600") != NULL,
                   "%s", err);
     free(out);
     free(err);

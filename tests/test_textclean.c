@@ -168,7 +168,7 @@ START_TEST(test_commands_print_no_terminal_escape)
     run_clean("unwaive", 0, "unwaive", "cl1.example.test", NULL);
     run_clean("audit", 0, "audit", NULL);
     /* An error quoting bad input is cleaned too. */
-    run_clean("error", 2, "waive", "cl1.example.test", "--reason", "x", "--until", "2026\x1b[2J",
+    run_clean("error", 3, "waive", "cl1.example.test", "--reason", "x", "--until", "2026\x1b[2J",
               NULL);
     free_db();
 }

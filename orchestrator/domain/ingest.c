@@ -210,7 +210,7 @@ int ingest_one_body(struct ingest *ig, long long host_id, unsigned roles, json_t
     sqlite3_clear_bindings(st);
     if (rc == -ENOENT)
         store_fail(s, 0, "no host with id %lld in the inventory", host_id);
-    if (rc || (rc = write_verdicts(ig, host_id, col.out, col.n, stored >= 0)))
+    if (rc || (rc = write_verdicts(ig, host_id, col.out, col.n, has_stored)))
         goto fail;
     if ((rc = step_done(s, ig->release, "release savepoint")))
         goto fail;
