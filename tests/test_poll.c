@@ -207,72 +207,6 @@ static void make_unpatched(json_t *r)
 
 /* ---------------------------------------------------------------- processes */
 
-struct peer {
-    pid_t pid;
-    int in_fd; /* closing it ends the peer */
-    int ports[32];
-    int nports;
-};
-
-/* Starts peer.py with the given specs ("MODE,NAME[,FILE]": NAME's cert and key) and reads
- * back its ports. */
-static void peer_start(struct peer *pr, const char *const specs[])
-{
-    char *argv[40];
-    int n = 0;
-    argv[n++] = "python3";
-    argv[n++] = (char *)tu_source_path("tests/daemon/peer.py");
-    argv[n++] = "--ca";
-    argv[n++] = strdup(cert_file("ca", "pem"));
-    for (int i = 0; specs[i]; i++) {
-        char mode[32], name[128], file[2048] = "";
-        ck_assert_int_ge(sscanf(specs[i], "%31[^,],%127[^,],%2047s", mode, name, file), 2);
-        char *spec;
-        ck_assert_int_ge(asprintf(&spec, "%s,%s,%s%s%s", mode, cert_file(name, "pem"),
-                                  cert_file(name, "key"), file[0] ? "," : "", file),
-                         0);
-        argv[n++] = spec;
-    }
-    argv[n] = NULL;
-    int in[2], out[2];
-    ck_assert_int_eq(pipe(in), 0);
-    ck_assert_int_eq(pipe(out), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        close(in[1]);
-        close(out[0]);
-        execvp("python3", argv);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    pr->pid = pid;
-    pr->in_fd = in[1];
-    char line[512];
-    size_t len = 0;
-    while (len < sizeof(line) - 1 && !memchr(line, '\n', len)) {
-        ck_assert_msg(tu_wait_readable(out[0], 20000), "peer.py did not report its ports");
-        ssize_t r = read(out[0], line + len, sizeof(line) - 1 - len);
-        ck_assert_msg(r > 0, "peer.py exited before listening");
-        len += (size_t)r;
-    }
-    line[len] = '\0';
-    close(out[0]);
-    pr->nports = 0;
-    for (char *tok = strtok(line, " \n"); tok && pr->nports < 32; tok = strtok(NULL, " \n"))
-        pr->ports[pr->nports++] = atoi(tok);
-}
-
-static void peer_stop(struct peer *pr)
-{
-    close(pr->in_fd);
-    kill(pr->pid, SIGKILL);
-    waitpid(pr->pid, NULL, 0);
-}
-
 /* Starts the real tlsgate-collector for `name` serving the .reg fixture `fixture` (layered
  * over `base` when not NULL, as the facts suite does) on a free loopback port; returns its pid
  * and sets *port from the line it prints. */
@@ -323,22 +257,7 @@ static char *state_of(const char *host)
  * or truncated first), stdin and stdout on /dev/null. */
 static pid_t tlsgate_start(const char *command, const char *log_name, bool truncate)
 {
-    char *tlsgate = strdup(tu_build_path("orchestrator/tlsgate"));
-    char *log = strdup(tu_path(dir, log_name));
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | (truncate ? O_TRUNC : O_APPEND), 0600);
-        int devnull = open("/dev/null", O_RDWR);
-        dup2(devnull, 0);
-        dup2(devnull, 1);
-        dup2(fd, 2);
-        execl(tlsgate, "tlsgate", "--db", db, "--config", config_path, command, (char *)NULL);
-        _exit(127);
-    }
-    free(tlsgate);
-    free(log);
-    return pid;
+    return tu_tlsgate_start(db, config_path, command, tu_path(dir, log_name), truncate);
 }
 
 /* Starts `tlsgate --db DB --config CONFIG daemon` with stderr appended to DIR/log_name. */
@@ -460,8 +379,8 @@ START_TEST(test_collect_stores_reports_and_poll_state)
     snprintf(s1, sizeof(s1), "good,ready.test,%s", ready);
     snprintf(s2, sizeof(s2), "good,unpatched.test,%s", unpatched);
     const char *specs[] = {s1, s2, NULL};
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     add_host("ready.test", 1, pr.ports[0]);
     add_host("UNPATCHED.test", 1, pr.ports[1]);
     add_host("never.test", 1, tu_closed_port());
@@ -536,7 +455,7 @@ START_TEST(test_collect_stores_reports_and_poll_state)
                                "h.id = p.host_id WHERE h.name = ?",
                                "never.test"),
                      before);
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
 }
 END_TEST
 
@@ -660,8 +579,8 @@ START_TEST(test_misbehaving_collectors_are_each_recorded_with_a_reason)
                            ss,
                            "status,status.test",
                            NULL};
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     ck_assert_int_eq(pr.nports, 10);
     const char *names[] = {"good.test",    "silent.test",    "slow.test",  "huge.test",
                            "badjson.test", "wrongcert.test", "other.test", "future.test",
@@ -715,7 +634,7 @@ START_TEST(test_misbehaving_collectors_are_each_recorded_with_a_reason)
                                "WHERE h.name = ?",
                                "good.test"),
                      3);
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
 }
 END_TEST
 
@@ -733,8 +652,8 @@ START_TEST(test_reasons_quoting_a_report_carry_no_control_characters)
     char sf[4200];
     snprintf(sf, sizeof(sf), "good,good.test,%s", forged);
     const char *specs[] = {sf, NULL};
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     add_host("good.test", 1, pr.ports[0]);
     char *out = NULL, *err = NULL;
     int rc = collect(&out, &err, NULL);
@@ -749,7 +668,7 @@ START_TEST(test_reasons_quoting_a_report_carry_no_control_characters)
     ck_assert_ptr_null(strchr(out, 0x1b));
     free(out);
     free(err);
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
 }
 END_TEST
 
@@ -759,8 +678,8 @@ START_TEST(test_busy_store_keeps_the_batch_and_retries_it)
     char sg[4200];
     snprintf(sg, sizeof(sg), "late,good.test,%s", good);
     const char *specs[] = {sg, NULL};
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     add_host("good.test", 1, pr.ports[0]);
     write_config("\"log_level\": \"debug\"");
 
@@ -781,7 +700,7 @@ START_TEST(test_busy_store_keeps_the_batch_and_retries_it)
     /* Written once the lock was gone: nothing was dropped. */
     ck_assert_int_eq(reports_of("good.test"), 1);
     ck_assert_ptr_null(last_error("good.test"));
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
 }
 END_TEST
 
@@ -791,8 +710,8 @@ START_TEST(test_collect_on_a_terminal_draws_a_progress_line)
     char sg[4200];
     snprintf(sg, sizeof(sg), "good,good.test,%s", good);
     const char *specs[] = {sg, NULL};
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     add_host("good.test", 1, pr.ports[0]);
     add_host("down.test", 1, tu_closed_port());
     int master;
@@ -825,15 +744,15 @@ START_TEST(test_collect_on_a_terminal_draws_a_progress_line)
     ck_assert_msg(strstr(out, "collect: 2 hosts, 1 ok, 1 failed") != NULL, "%s", out);
     /* Plain "ok HOST" lines are for pipes, not terminals. */
     ck_assert_msg(strstr(out, "ok good.test") == NULL, "%s", out);
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
 }
 END_TEST
 
 START_TEST(test_collect_interrupted_says_so_and_exits_4)
 {
     const char *specs[] = {"silent,silent.test", NULL};
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     add_host("silent.test", 1, pr.ports[0]);
     write_config("\"connect_timeout\": 60, \"timeout\": 120, \"log_level\": \"debug\"");
     const char *log_path = tu_path(dir, "collect.log");
@@ -846,7 +765,7 @@ START_TEST(test_collect_interrupted_says_so_and_exits_4)
                   rc, log);
     ck_assert_ptr_nonnull(strstr(log, "host=silent.test transfer abandoned at shutdown"));
     free(log);
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
 }
 END_TEST
 
@@ -897,8 +816,8 @@ START_TEST(test_daemon_sigterm_abandons_hung_transfers_and_exits_zero)
     char sg[4200];
     snprintf(sg, sizeof(sg), "good,good.test,%s", good);
     const char *specs[] = {sg, "silent,silent.test", "slow,slow.test", NULL};
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     add_host("good.test", 1, pr.ports[0]);
     add_host("silent.test", 1, pr.ports[1]);
     add_host("slow.test", 1, pr.ports[2]);
@@ -918,7 +837,7 @@ START_TEST(test_daemon_sigterm_abandons_hung_transfers_and_exits_zero)
     /* Log lines carry time, level, host and event. */
     ck_assert_ptr_nonnull(strstr(log, "debug host=good.test report stored"));
     free(log);
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
 }
 END_TEST
 
@@ -928,8 +847,8 @@ START_TEST(test_daemon_second_sigterm_keeps_the_grace_bound)
     char sg[4200];
     snprintf(sg, sizeof(sg), "good,good.test,%s", good);
     const char *specs[] = {sg, "silent,silent.test", NULL};
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     add_host("good.test", 1, pr.ports[0]);
     add_host("silent.test", 1, pr.ports[1]);
     /* Transfer timeouts far beyond the wait below: only the grace timer can end silent.test. */
@@ -949,7 +868,7 @@ START_TEST(test_daemon_second_sigterm_keeps_the_grace_bound)
     ck_assert_msg(rc == 0, "daemon exit %d\n%s", rc, log);
     ck_assert_ptr_nonnull(strstr(log, "host=silent.test transfer abandoned at shutdown"));
     free(log);
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
 }
 END_TEST
 
@@ -980,8 +899,8 @@ START_TEST(test_daemon_sighup_polls_new_hosts_and_drops_removed)
     snprintf(sa, sizeof(sa), "good,fleet00.test,%s", a);
     snprintf(sb, sizeof(sb), "good,fleet01.test,%s", b);
     const char *specs[] = {sa, sb, NULL};
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     add_host("fleet00.test", 1, pr.ports[0]);
     pid_t d = daemon_start("daemon.log");
     assert_daemon(tu_wait_db_int(db, "SELECT count(*) FROM report", NULL, 1, 20000),
@@ -1010,7 +929,7 @@ START_TEST(test_daemon_sighup_polls_new_hosts_and_drops_removed)
     ck_assert_ptr_nonnull(strstr(log, "SIGHUP: settings and inventory reloaded"));
     ck_assert_ptr_nonnull(strstr(log, "inventory: 1 hosts scheduled"));
     free(log);
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
 }
 END_TEST
 
@@ -1026,8 +945,8 @@ START_TEST(test_daemon_sighup_with_a_new_ca_does_not_resume_old_sessions)
     char sg[4200];
     snprintf(sg, sizeof(sg), "good,good.test,%s", good);
     const char *specs[] = {sg, NULL};
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     add_host("good.test", 1, pr.ports[0]);
     write_config("\"interval\": 1, \"jitter\": 0");
     pid_t d = daemon_start("daemon.log");
@@ -1051,7 +970,7 @@ START_TEST(test_daemon_sighup_with_a_new_ca_does_not_resume_old_sessions)
                   "the collector was still trusted under the new CA");
     kill(d, SIGTERM);
     ck_assert_int_eq(tu_wait_exit(d, 30000), 0);
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
     tu_rmtree(other);
     free(other);
 }
@@ -1063,8 +982,8 @@ START_TEST(test_daemon_judges_by_a_catalog_loaded_while_it_runs)
     char sa[4200];
     snprintf(sa, sizeof(sa), "good,fleet00.test,%s", a);
     const char *specs[] = {sa, NULL};
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     add_host("fleet00.test", 1, pr.ports[0]);
     write_config("\"interval\": 1, \"jitter\": 0");
     pid_t d = daemon_start("daemon.log");
@@ -1097,7 +1016,7 @@ START_TEST(test_daemon_judges_by_a_catalog_loaded_while_it_runs)
     char *log = tu_read_file(tu_path(dir, "daemon.log"), NULL);
     ck_assert_ptr_nonnull(strstr(log, "rule catalog 2099.12.7 now in use"));
     free(log);
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
 }
 END_TEST
 
@@ -1177,8 +1096,8 @@ START_TEST(test_daemon_killed_mid_round_restarts_with_a_whole_store)
         specs[i] = specs_buf[i];
     }
     specs[20] = NULL;
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     for (int i = 0; i < 20; i++) {
         char name[32];
         snprintf(name, sizeof(name), "fleet%02d.test", i);
@@ -1206,7 +1125,7 @@ START_TEST(test_daemon_killed_mid_round_restarts_with_a_whole_store)
     ck_assert_int_eq(
         tu_db_int(db, "SELECT count(*) FROM poll WHERE last_success_at IS NOT NULL", NULL), 20);
     assert_store_consistent();
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
 }
 END_TEST
 
@@ -1223,8 +1142,8 @@ START_TEST(test_cli_writers_during_daemon_writes_never_see_locked)
         specs[i] = specs_buf[i];
     }
     specs[20] = NULL;
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     for (int i = 0; i < 20; i++) {
         char name[32];
         snprintf(name, sizeof(name), "fleet%02d.test", i);
@@ -1270,7 +1189,7 @@ START_TEST(test_cli_writers_during_daemon_writes_never_see_locked)
     ck_assert_ptr_null(strstr(log, "locked"));
     free(log);
     assert_store_consistent();
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
 }
 END_TEST
 
