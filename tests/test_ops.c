@@ -775,24 +775,15 @@ START_TEST(test_daemon_notices_an_inventory_change_without_sighup)
 
     char *log = strdup(tu_path(dir, "daemon.log"));
     pid_t pid = tu_tlsgate_start(db, config_path, "daemon", log, true);
-    struct timespec step = {0, 20 * 1000 * 1000};
-    int waited = 0;
-    while (tu_db_int(db, "SELECT count(*) FROM poll", NULL) < 1) {
-        ck_assert_msg(waited < 20000, "daemon did not pull: %s", tu_read_file(log, NULL));
-        nanosleep(&step, NULL);
-        waited += 20;
-    }
+    ck_assert_msg(tu_wait_db_int(db, "SELECT count(*) FROM poll", NULL, 1, 20000),
+                  "daemon did not pull: %s", tu_read_file(log, NULL));
     /* An import while it runs: the new host is pulled without a SIGHUP. */
     char csv[256];
     snprintf(csv, sizeof(csv), "name,site,collector\ngood.test,S01,127.0.0.1:%d\n", pr.ports[0]);
     char *out = expect(0, "inventory", "import", write_file("new.csv", csv), NULL);
     free(out);
-    waited = 0;
-    while (tu_db_int(db, "SELECT count(*) FROM report", NULL) < 1) {
-        ck_assert_msg(waited < 20000, "new host not pulled: %s", tu_read_file(log, NULL));
-        nanosleep(&step, NULL);
-        waited += 20;
-    }
+    ck_assert_msg(tu_wait_db_int(db, "SELECT count(*) FROM report", NULL, 1, 20000),
+                  "new host not pulled: %s", tu_read_file(log, NULL));
     char *text = tu_read_file(log, NULL);
     assert_has(text, "inventory changed (an import or removal): reloading");
     assert_has(text, "inventory: 2 hosts scheduled");
@@ -800,17 +791,8 @@ START_TEST(test_daemon_notices_an_inventory_change_without_sighup)
     /* A removal is noticed the same way. */
     out = expect(0, "inventory", "remove", "down.test", NULL);
     free(out);
-    waited = 0;
-    for (;;) {
-        text = tu_read_file(log, NULL);
-        bool seen = text && strstr(text, "inventory: 1 hosts scheduled");
-        free(text);
-        if (seen)
-            break;
-        ck_assert_msg(waited < 20000, "removal not noticed: %s", tu_read_file(log, NULL));
-        nanosleep(&step, NULL);
-        waited += 20;
-    }
+    ck_assert_msg(tu_wait_file_contains(log, "inventory: 1 hosts scheduled", 20000),
+                  "removal not noticed: %s", tu_read_file(log, NULL));
     kill(pid, SIGTERM);
     ck_assert_int_eq(tu_wait_exit(pid, 20000), 0);
     free(log);

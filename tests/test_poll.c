@@ -263,6 +263,17 @@ static pid_t tlsgate_start(const char *command, const char *log_name, bool trunc
 /* Starts `tlsgate --db DB --config CONFIG daemon` with stderr appended to DIR/log_name. */
 static pid_t daemon_start(const char *log_name) { return tlsgate_start("daemon", log_name, false); }
 
+/* Stops the daemon with SIGTERM and asserts it exits 0 within 30 s; returns DIR/daemon.log
+ * (malloc'd). */
+static char *daemon_stop(pid_t d)
+{
+    kill(d, SIGTERM);
+    int rc = tu_wait_exit(d, 30000);
+    char *log = tu_read_file(tu_path(dir, "daemon.log"), NULL);
+    ck_assert_msg(rc == 0, "daemon exit %d\n%s", rc, log);
+    return log;
+}
+
 /* Fails the test with the daemon's log when `ok` is false. */
 static void assert_daemon(bool ok, const char *what)
 {
@@ -530,7 +541,8 @@ START_TEST(test_collect_refuses_a_key_others_can_read)
     char *out = NULL, *err = NULL;
     ck_assert_int_eq(collect(&out, &err, NULL), 3);
     ck_assert_msg(strstr(err, "open.key: private key is readable or writable by group or others "
-                              "(mode 0640)") != NULL && strstr(err, "chmod 600") != NULL,
+                              "(mode 0640)") != NULL &&
+                      strstr(err, "chmod 600") != NULL,
                   "%s", err);
     free(out);
     free(err);
@@ -827,10 +839,7 @@ START_TEST(test_daemon_sigterm_abandons_hung_transfers_and_exits_zero)
     pid_t d = daemon_start("daemon.log");
     assert_daemon(tu_wait_db_int(db, "SELECT count(*) FROM report", NULL, 1, 20000),
                   "no report stored");
-    kill(d, SIGTERM);
-    int rc = tu_wait_exit(d, 30000);
-    char *log = tu_read_file(tu_path(dir, "daemon.log"), NULL);
-    ck_assert_msg(rc == 0, "daemon exit %d\n%s", rc, log);
+    char *log = daemon_stop(d);
     ck_assert_ptr_nonnull(strstr(log, "transfer abandoned at shutdown"));
     ck_assert_ptr_nonnull(strstr(log, "daemon stopped"));
     ck_assert_ptr_null(strstr(log, "did not close cleanly"));
@@ -922,10 +931,7 @@ START_TEST(test_daemon_sighup_polls_new_hosts_and_drops_removed)
                                  "WHERE h.name = ?",
                                  "fleet01.test", 1, 20000),
                   "new host not polled after SIGHUP");
-    kill(d, SIGTERM);
-    int rc = tu_wait_exit(d, 30000);
-    char *log = tu_read_file(tu_path(dir, "daemon.log"), NULL);
-    ck_assert_msg(rc == 0, "daemon exit %d\n%s", rc, log);
+    char *log = daemon_stop(d);
     ck_assert_ptr_nonnull(strstr(log, "SIGHUP: settings and inventory reloaded"));
     ck_assert_ptr_nonnull(strstr(log, "inventory: 1 hosts scheduled"));
     free(log);
@@ -1182,10 +1188,7 @@ START_TEST(test_cli_writers_during_daemon_writes_never_see_locked)
             ck_assert_int_eq(tu_wait_exit(kids[k], 60000), 0);
     }
     ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM host WHERE name LIKE 'extra%'", NULL), 3);
-    kill(d, SIGTERM);
-    int rc = tu_wait_exit(d, 30000);
-    char *log = tu_read_file(tu_path(dir, "daemon.log"), NULL);
-    ck_assert_msg(rc == 0, "daemon exit %d\n%s", rc, log);
+    char *log = daemon_stop(d);
     ck_assert_ptr_null(strstr(log, "locked"));
     free(log);
     assert_store_consistent();
