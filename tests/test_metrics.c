@@ -38,17 +38,6 @@ static int scrape_port;
 
 /* ------------------------------------------------------------------ processes and sockets */
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    socklen_t l = sizeof(a);
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void setup(void)
 {
     dir = tu_tmpdir();
@@ -515,7 +504,7 @@ START_TEST(scrape_parses_and_agrees_with_the_database)
                                 "decommissioned next week", NULL),
                      0);
 
-    scrape_port = free_port();
+    scrape_port = tu_closed_port();
     char addr[64];
     snprintf(addr, sizeof(addr), "\"127.0.0.1:%d\"", scrape_port);
     write_config(addr, "\"interval\": 3600, \"jitter\": 0, \"concurrency\": 64");
@@ -598,7 +587,7 @@ END_TEST
  * once the idle ones go the endpoint answers again. */
 START_TEST(connections_are_bounded)
 {
-    scrape_port = free_port();
+    scrape_port = tu_closed_port();
     char addr[64];
     snprintf(addr, sizeof(addr), "\"127.0.0.1:%d\"", scrape_port);
     write_config(addr, "\"interval\": 3600");
