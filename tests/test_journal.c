@@ -3,14 +3,11 @@
  * the real tlsgate daemon and a failing command, stderr redirected to a file whose device and
  * inode are put in $JOURNAL_STREAM as systemd does, then the same without (plain lines).
  */
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>

@@ -8,18 +8,14 @@
  * Real processes on loopback: the tlsgate binary, collectors played by tests/daemon/peer.py with
  * certificates from tools/gen-certs, real database files. Waits are on conditions with deadlines.
  */
-#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/poll.h> /* not <poll.h>: orchestrator/pull/poll.h shadows it */
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
