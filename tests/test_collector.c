@@ -73,6 +73,14 @@ static void do_fetch(uint16_t port, struct tu_fetch *f)
     tu_fetch_run(port, f);
 }
 
+/* The HTTP status `f` gets from the server on `port` (0 when the transfer failed). */
+static long fetch_status(uint16_t port, struct tu_fetch f)
+{
+    do_fetch(port, &f);
+    tu_fetch_release(&f);
+    return f.code;
+}
+
 /*
  * Sends `len` raw bytes as the request over a mutual-TLS connection (curl CONNECT_ONLY, so
  * libcurl's own 1 MiB request cap does not apply) and returns the status code of the answer,
@@ -315,10 +323,7 @@ START_TEST(test_server_refuses_client_without_certificate)
     ck_assert_ptr_null(strstr(f.out, HOST1));
     tu_fetch_release(&f);
     /* Unknown paths are refused the same way: no 404 leaks what exists. */
-    struct tu_fetch g = {.path = "/nowhere"};
-    do_fetch(ch.port[0], &g);
-    ck_assert_int_eq(g.code, 401);
-    tu_fetch_release(&g);
+    ck_assert_int_eq(fetch_status(ch.port[0], (struct tu_fetch){.path = "/nowhere"}), 401);
     stop_child(&ch);
 }
 END_TEST
@@ -333,10 +338,8 @@ START_TEST(test_server_refuses_certificate_from_another_ca)
     ck_assert_int_eq(f.code, 403);
     ck_assert_ptr_null(f.out ? strstr(f.out, HOST1) : NULL);
     tu_fetch_release(&f);
-    struct tu_fetch h = {.path = "/v1/health", .certdir = other};
-    do_fetch(ch.port[0], &h);
-    ck_assert_int_eq(h.code, 403);
-    tu_fetch_release(&h);
+    ck_assert_int_eq(
+        fetch_status(ch.port[0], (struct tu_fetch){.path = "/v1/health", .certdir = other}), 403);
     stop_child(&ch);
 }
 END_TEST
@@ -359,14 +362,13 @@ START_TEST(test_server_without_client_cn_accepts_any_fleet_client)
 {
     const char *hosts[] = {HOST1, NULL};
     struct child ch = start_servers(hosts, NULL);
-    struct tu_fetch f = {.path = "/v1/readiness", .certdir = certs, .certname = HOST2};
-    do_fetch(ch.port[0], &f);
-    ck_assert_int_eq(f.code, 200);
-    tu_fetch_release(&f);
-    struct tu_fetch g = {.path = "/v1/readiness", .certdir = other};
-    do_fetch(ch.port[0], &g);
-    ck_assert_int_eq(g.code, 403);
-    tu_fetch_release(&g);
+    ck_assert_int_eq(fetch_status(ch.port[0], (struct tu_fetch){.path = "/v1/readiness",
+                                                                .certdir = certs,
+                                                                .certname = HOST2}),
+                     200);
+    ck_assert_int_eq(
+        fetch_status(ch.port[0], (struct tu_fetch){.path = "/v1/readiness", .certdir = other}),
+        403);
     stop_child(&ch);
 }
 END_TEST
@@ -431,10 +433,8 @@ END_TEST
 START_TEST(test_server_routes_404_405_and_refuses_bodies)
 {
     struct child ch = start_server();
-    struct tu_fetch f = {.path = "/v1/other", .certdir = certs};
-    do_fetch(ch.port[0], &f);
-    ck_assert_int_eq(f.code, 404);
-    tu_fetch_release(&f);
+    ck_assert_int_eq(
+        fetch_status(ch.port[0], (struct tu_fetch){.path = "/v1/other", .certdir = certs}), 404);
 
     struct tu_fetch p = {.path = "/v1/readiness", .certdir = certs, .method = "POST", .body = "x"};
     do_fetch(ch.port[0], &p);
@@ -442,15 +442,16 @@ START_TEST(test_server_routes_404_405_and_refuses_bodies)
     ck_assert_str_eq(p.allow, " GET, HEAD");
     tu_fetch_release(&p);
 
-    struct tu_fetch d = {.path = "/v1/health", .certdir = certs, .method = "DELETE"};
-    do_fetch(ch.port[0], &d);
-    ck_assert_int_eq(d.code, 405);
-    tu_fetch_release(&d);
+    ck_assert_int_eq(
+        fetch_status(ch.port[0],
+                     (struct tu_fetch){.path = "/v1/health", .certdir = certs, .method = "DELETE"}),
+        405);
 
-    struct tu_fetch g = {.path = "/v1/readiness", .certdir = certs, .method = "GET", .body = "x=1"};
-    do_fetch(ch.port[0], &g);
-    ck_assert_int_eq(g.code, 413);
-    tu_fetch_release(&g);
+    ck_assert_int_eq(fetch_status(ch.port[0], (struct tu_fetch){.path = "/v1/readiness",
+                                                                .certdir = certs,
+                                                                .method = "GET",
+                                                                .body = "x=1"}),
+                     413);
 
     struct tu_fetch h = {.path = "/v1/readiness", .certdir = certs, .method = "HEAD"};
     do_fetch(ch.port[0], &h);
@@ -624,14 +625,9 @@ START_TEST(test_collector_refuses_unverified_clients)
 {
     const char *extra[] = {"--facts", facts_example(), NULL};
     struct proc p = start_collector(extra);
-    struct tu_fetch none = {.path = "/v1/readiness"};
-    do_fetch(p.port, &none);
-    ck_assert_int_eq(none.code, 401);
-    tu_fetch_release(&none);
-    struct tu_fetch foreign = {.path = "/v1/readiness", .certdir = other};
-    do_fetch(p.port, &foreign);
-    ck_assert_int_eq(foreign.code, 403);
-    tu_fetch_release(&foreign);
+    ck_assert_int_eq(fetch_status(p.port, (struct tu_fetch){.path = "/v1/readiness"}), 401);
+    ck_assert_int_eq(
+        fetch_status(p.port, (struct tu_fetch){.path = "/v1/readiness", .certdir = other}), 403);
     struct tu_fetch old = {.path = "/v1/readiness",
                            .certdir = certs,
                            .sslversion = CURL_SSLVERSION_TLSv1_1 | CURL_SSLVERSION_MAX_TLSv1_1,

@@ -98,42 +98,14 @@ static int start_sim(void)
     char *gen[] = {(char *)tu_source_path("tools/gen-certs"), (char *)tu_path(dir, "certs"), NULL};
     ck_assert_int_eq(tu_run(gen, NULL, NULL, NULL), 0);
     snprintf(ctl_path, sizeof(ctl_path), "%s", tu_path(dir, "ctl.sock"));
-    for (int attempt = 0; attempt < 8; attempt++) {
-        int base = 10000 + (int)((getpid() * 7 + attempt * 997) % 400) * 50;
-        char base_s[16];
-        snprintf(base_s, sizeof(base_s), "%d", base);
-        const char *log = tu_path(dir, "sim.log");
-        unlink(log);
-        sim = fork();
-        ck_assert_int_ge(sim, 0);
-        if (sim == 0) {
-            freopen(log, "w", stdout);
-            dup2(fileno(stdout), 2);
-            execl(tu_build_path("tools/fleetsim"), "fleetsim", "--certs", tu_path(dir, "certs"),
-                  "--fixtures", tu_source_path("tests/fixtures/reg"), "--hosts", "40", "--sites",
-                  "AA1,BB2", "--mps", "1", "--dps", "1", "--procs", "2", "--base-port", base_s,
-                  "--inventory", tu_path(dir, "inv.csv"), "--control", ctl_path, (char *)NULL);
-            _exit(127);
-        }
-        time_t deadline = time(NULL) + 60;
-        while (time(NULL) < deadline) {
-            char *text = tu_read_file(log, NULL);
-            int ready = text && strstr(text, "fleetsim: ready 40 hosts");
-            free(text);
-            if (ready)
-                return base;
-            int status;
-            if (waitpid(sim, &status, WNOHANG) == sim)
-                break; /* ports taken: try another base */
-            usleep(20000);
-        }
-        if (kill(sim, 0) == 0) {
-            kill(sim, SIGKILL);
-            waitpid(sim, NULL, 0);
-        }
-    }
-    ck_abort_msg("fleetsim did not start");
-    return -1;
+    const char *args[] = {"--certs", tu_path(dir, "certs"), "--fixtures",
+                          tu_source_path("tests/fixtures/reg"), "--hosts", "40", "--sites",
+                          "AA1,BB2", "--mps", "1", "--dps", "1", "--procs", "2", "--inventory",
+                          tu_path(dir, "inv.csv"), "--control", ctl_path, NULL};
+    int base;
+    sim = tu_fleetsim_start(args, tu_path(dir, "sim.log"), "fleetsim: ready 40 hosts", 10000, 400,
+                            &base);
+    return base;
 }
 
 static void setup(void)

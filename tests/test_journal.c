@@ -3,14 +3,11 @@
  * the real tlsgate daemon and a failing command, stderr redirected to a file whose device and
  * inode are put in $JOURNAL_STREAM as systemd does, then the same without (plain lines).
  */
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -23,18 +20,6 @@
 static char *dir;
 static char db[4096];
 static char config_path[4096];
-
-/* A loopback port where nothing listens: bound, then released. */
-static int closed_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    socklen_t l = sizeof(a);
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 static void setup(void)
 {
@@ -58,7 +43,7 @@ static void setup(void)
     struct store *s = fx_open(db);
     fx_site(s, "S01", "inventory");
     char collector[64];
-    snprintf(collector, sizeof(collector), "127.0.0.1:%d", closed_port());
+    snprintf(collector, sizeof(collector), "127.0.0.1:%d", tu_closed_port());
     fx_host_bare(s, "down.test", "S01", ROLE_CLIENT, collector);
     store_close(s);
 }

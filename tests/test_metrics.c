@@ -38,17 +38,6 @@ static int scrape_port;
 
 /* ------------------------------------------------------------------ processes and sockets */
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    socklen_t l = sizeof(a);
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 static void setup(void)
 {
     dir = tu_tmpdir();
@@ -97,43 +86,31 @@ static void write_config(const char *metrics, const char *extra)
 /* 40 hosts in sites AA1 and BB2; servers report the legacy protocols disabled. */
 static void start_sim(void)
 {
-    for (int attempt = 0; attempt < 8; attempt++) {
-        int base = 20000 + (int)((getpid() * 7 + attempt * 997) % 200) * 50;
-        char base_s[16];
-        snprintf(base_s, sizeof(base_s), "%d", base);
-        const char *log = tu_path(dir, "sim.log");
-        unlink(log);
-        sim = fork();
-        ck_assert_int_ge(sim, 0);
-        if (sim == 0) {
-            freopen(log, "w", stdout);
-            dup2(fileno(stdout), 2);
-            execl(tu_build_path("tools/fleetsim"), "fleetsim", "--certs", tu_path(dir, "certs"),
-                  "--fixtures", tu_source_path("tests/fixtures/reg"), "--fixtures",
-                  tu_source_path("tools/fleetsim/fixtures"), "--server-fixture",
-                  "server2019-site-server+legacy-disabled", "--hosts", "40", "--sites", "AA1,BB2",
-                  "--mps", "1", "--dps", "1", "--procs", "1", "--base-port", base_s, "--inventory",
-                  tu_path(dir, "inv.csv"), "--control", ctl_path, (char *)NULL);
-            _exit(127);
-        }
-        for (int waited = 0; waited < 60000; waited += 20) {
-            char *text = tu_read_file(log, NULL);
-            int ready = text && strstr(text, "fleetsim: ready 40 hosts");
-            free(text);
-            if (ready)
-                return;
-            int status;
-            if (waitpid(sim, &status, WNOHANG) == sim)
-                break; /* ports taken: try another base */
-            usleep(20000);
-        }
-        if (kill(sim, 0) == 0) {
-            kill(sim, SIGKILL);
-            waitpid(sim, NULL, 0);
-        }
-    }
-    sim = -1;
-    ck_abort_msg("fleetsim did not start");
+    const char *args[] = {"--certs",
+                          tu_path(dir, "certs"),
+                          "--fixtures",
+                          tu_source_path("tests/fixtures/reg"),
+                          "--fixtures",
+                          tu_source_path("tools/fleetsim/fixtures"),
+                          "--server-fixture",
+                          "server2019-site-server+legacy-disabled",
+                          "--hosts",
+                          "40",
+                          "--sites",
+                          "AA1,BB2",
+                          "--mps",
+                          "1",
+                          "--dps",
+                          "1",
+                          "--procs",
+                          "1",
+                          "--inventory",
+                          tu_path(dir, "inv.csv"),
+                          "--control",
+                          ctl_path,
+                          NULL};
+    sim = tu_fleetsim_start(args, tu_path(dir, "sim.log"), "fleetsim: ready 40 hosts", 20000, 200,
+                            NULL);
 }
 
 static void ctl(const char *a, const char *b, const char *c)
@@ -153,22 +130,7 @@ static void ctl(const char *a, const char *b, const char *c)
 
 static pid_t start_daemon(void)
 {
-    char *tlsgate = strdup(tu_build_path("orchestrator/tlsgate"));
-    char *log = strdup(tu_path(dir, "daemon.log"));
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-        int devnull = open("/dev/null", O_RDWR);
-        dup2(devnull, 0);
-        dup2(devnull, 1);
-        dup2(fd, 2);
-        execl(tlsgate, "tlsgate", "--db", db, "--config", config_path, "daemon", (char *)NULL);
-        _exit(127);
-    }
-    free(tlsgate);
-    free(log);
-    return pid;
+    return tu_tlsgate_start(db, config_path, "daemon", tu_path(dir, "daemon.log"), false);
 }
 
 static void fail_with_log(const char *what)
@@ -542,7 +504,7 @@ START_TEST(scrape_parses_and_agrees_with_the_database)
                                 "decommissioned next week", NULL),
                      0);
 
-    scrape_port = free_port();
+    scrape_port = tu_closed_port();
     char addr[64];
     snprintf(addr, sizeof(addr), "\"127.0.0.1:%d\"", scrape_port);
     write_config(addr, "\"interval\": 3600, \"jitter\": 0, \"concurrency\": 64");
@@ -625,7 +587,7 @@ END_TEST
  * once the idle ones go the endpoint answers again. */
 START_TEST(connections_are_bounded)
 {
-    scrape_port = free_port();
+    scrape_port = tu_closed_port();
     char addr[64];
     snprintf(addr, sizeof(addr), "\"127.0.0.1:%d\"", scrape_port);
     write_config(addr, "\"interval\": 3600");

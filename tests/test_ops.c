@@ -8,18 +8,14 @@
  * Real processes on loopback: the tlsgate binary, collectors played by tests/daemon/peer.py with
  * certificates from tools/gen-certs, real database files. Waits are on conditions with deadlines.
  */
-#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/poll.h> /* not <poll.h>: orchestrator/pull/poll.h shadows it */
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -62,15 +58,6 @@ static void drop_certs(void)
 {
     tu_rmtree(certs);
     free(certs);
-}
-
-static const char *cert_file(const char *name, const char *ext)
-{
-    static char bufs[8][4096];
-    static int next;
-    char *b = bufs[next++ % 8];
-    snprintf(b, sizeof(bufs[0]), "%s/%s.%s", certs, name, ext);
-    return b;
 }
 
 static void write_config(const char *extra)
@@ -128,18 +115,6 @@ static void add_host(const char *name, const char *site, unsigned roles, int por
     store_close(s);
 }
 
-/* A loopback port where nothing listens: bound, then released. */
-static int closed_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    socklen_t l = sizeof(a);
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 /* The example report for `host`, collected a minute ago, written to DIR/FILE. */
 static const char *write_report(const char *file, const char *host)
 {
@@ -157,77 +132,6 @@ static const char *write_report(const char *file, const char *host)
     ck_assert_int_eq(json_dump_file(r, path, JSON_COMPACT), 0);
     json_decref(r);
     return path;
-}
-
-struct peer {
-    pid_t pid;
-    int in_fd;
-    int ports[16];
-    int nports;
-};
-
-static bool wait_fd_readable(int fd, int ms)
-{
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    return poll(&p, 1, ms) == 1;
-}
-
-/* peer.py with specs "MODE,CERTNAME[,FILE]"; reads back its ports. */
-static void peer_start(struct peer *pr, const char *const specs[])
-{
-    char *argv[24];
-    int n = 0;
-    argv[n++] = "python3";
-    argv[n++] = (char *)tu_source_path("tests/daemon/peer.py");
-    argv[n++] = "--ca";
-    argv[n++] = strdup(cert_file("ca", "pem"));
-    for (int i = 0; specs[i]; i++) {
-        char mode[32], name[128], file[2048] = "";
-        ck_assert_int_ge(sscanf(specs[i], "%31[^,],%127[^,],%2047s", mode, name, file), 2);
-        char *spec;
-        ck_assert_int_ge(asprintf(&spec, "%s,%s,%s%s%s", mode, cert_file(name, "pem"),
-                                  cert_file(name, "key"), file[0] ? "," : "", file),
-                         0);
-        argv[n++] = spec;
-    }
-    argv[n] = NULL;
-    int in[2], out[2];
-    ck_assert_int_eq(pipe(in), 0);
-    ck_assert_int_eq(pipe(out), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        close(in[1]);
-        close(out[0]);
-        execvp("python3", argv);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    pr->pid = pid;
-    pr->in_fd = in[1];
-    char line[512];
-    size_t len = 0;
-    while (len < sizeof(line) - 1 && !memchr(line, '\n', len)) {
-        ck_assert_msg(wait_fd_readable(out[0], 20000), "peer.py did not report its ports");
-        ssize_t r = read(out[0], line + len, sizeof(line) - 1 - len);
-        ck_assert_msg(r > 0, "peer.py exited before listening");
-        len += (size_t)r;
-    }
-    line[len] = '\0';
-    close(out[0]);
-    pr->nports = 0;
-    for (char *tok = strtok(line, " \n"); tok && pr->nports < 16; tok = strtok(NULL, " \n"))
-        pr->ports[pr->nports++] = atoi(tok);
-}
-
-static void peer_stop(struct peer *pr)
-{
-    close(pr->in_fd);
-    kill(pr->pid, SIGKILL);
-    waitpid(pr->pid, NULL, 0);
 }
 
 static void assert_has(const char *text, const char *needle)
@@ -308,15 +212,15 @@ START_TEST(test_failing_pulls_are_explained_everywhere_the_state_is_shown)
     /* wrong.test is answered with other.test's certificate. */
     snprintf(sw, sizeof(sw), "good,other.test,%s", good);
     const char *specs[] = {sg, sw, "huge,huge.test", "badjson,badjson.test", NULL};
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     ck_assert_int_eq(pr.nports, 4);
     add_host("good.test", "S01", MP, pr.ports[0]);
     add_host("wrong.test", "S01", ROLE_CLIENT, pr.ports[1]);
     add_host("huge.test", "S01", ROLE_CLIENT, pr.ports[2]);
     add_host("badjson.test", "S01", ROLE_CLIENT, pr.ports[3]);
-    add_host("down.test", "S01", ROLE_CLIENT, closed_port());
-    add_host("later.test", "S02", ROLE_CLIENT, closed_port());
+    add_host("down.test", "S01", ROLE_CLIENT, tu_closed_port());
+    add_host("later.test", "S02", ROLE_CLIENT, tu_closed_port());
 
     char *out = expect(0, "--config", config_path, "collect", NULL);
     free(out);
@@ -431,7 +335,7 @@ START_TEST(test_failing_pulls_are_explained_everywhere_the_state_is_shown)
     out = expect(3, "--config", config_path, "poll", "status", "--site", "ZZZ", NULL);
     assert_has(out, "no such site: ZZZ");
     free(out);
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
 }
 END_TEST
 
@@ -584,29 +488,17 @@ START_TEST(test_db_backup_while_the_daemon_pulls_is_consistent)
         snprintf(specs_buf[i], sizeof(specs_buf[i]), "good,%s,%s", name, reports[i]);
         specs[i] = specs_buf[i];
     }
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     for (int i = 0; i < 4; i++) {
         char name[32];
         snprintf(name, sizeof(name), "fleet%02d.test", i);
         add_host(name, "S01", ROLE_CLIENT, pr.ports[i]);
     }
-    add_host("down.test", "S01", ROLE_CLIENT, closed_port());
+    add_host("down.test", "S01", ROLE_CLIENT, tu_closed_port());
 
-    char *tlsgate = strdup(tu_build_path("orchestrator/tlsgate"));
     char *log = strdup(tu_path(dir, "daemon.log"));
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int devnull = open("/dev/null", O_RDWR);
-        dup2(devnull, 0);
-        dup2(devnull, 1);
-        dup2(fd, 2);
-        execl(tlsgate, "tlsgate", "--db", db, "--config", config_path, "daemon", (char *)NULL);
-        _exit(127);
-    }
-    free(tlsgate);
+    pid_t pid = tu_tlsgate_start(db, config_path, "daemon", log, true);
     /* Wait until the daemon has stored every report and is pulling again (interval 1 s). */
     struct timespec step = {0, 20 * 1000 * 1000};
     int waited = 0;
@@ -651,7 +543,7 @@ START_TEST(test_db_backup_while_the_daemon_pulls_is_consistent)
     kill(pid, SIGTERM);
     ck_assert_int_eq(tu_wait_exit(pid, 20000), 0);
     free(log);
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
 }
 END_TEST
 
@@ -873,42 +765,21 @@ START_TEST(test_daemon_notices_an_inventory_change_without_sighup)
     char sg[4200];
     snprintf(sg, sizeof(sg), "good,good.test,%s", good);
     const char *specs[] = {sg, NULL};
-    struct peer pr;
-    peer_start(&pr, specs);
-    add_host("down.test", "S01", ROLE_CLIENT, closed_port());
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
+    add_host("down.test", "S01", ROLE_CLIENT, tu_closed_port());
 
-    char *tlsgate = strdup(tu_build_path("orchestrator/tlsgate"));
     char *log = strdup(tu_path(dir, "daemon.log"));
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int devnull = open("/dev/null", O_RDWR);
-        dup2(devnull, 0);
-        dup2(devnull, 1);
-        dup2(fd, 2);
-        execl(tlsgate, "tlsgate", "--db", db, "--config", config_path, "daemon", (char *)NULL);
-        _exit(127);
-    }
-    free(tlsgate);
-    struct timespec step = {0, 20 * 1000 * 1000};
-    int waited = 0;
-    while (tu_db_int(db, "SELECT count(*) FROM poll", NULL) < 1) {
-        ck_assert_msg(waited < 20000, "daemon did not pull: %s", tu_read_file(log, NULL));
-        nanosleep(&step, NULL);
-        waited += 20;
-    }
+    pid_t pid = tu_tlsgate_start(db, config_path, "daemon", log, true);
+    ck_assert_msg(tu_wait_db_int(db, "SELECT count(*) FROM poll", NULL, 1, 20000),
+                  "daemon did not pull: %s", tu_read_file(log, NULL));
     /* An import while it runs: the new host is pulled without a SIGHUP. */
     char csv[256];
     snprintf(csv, sizeof(csv), "name,site,collector\ngood.test,S01,127.0.0.1:%d\n", pr.ports[0]);
     char *out = expect(0, "inventory", "import", write_file("new.csv", csv), NULL);
     free(out);
-    waited = 0;
-    while (tu_db_int(db, "SELECT count(*) FROM report", NULL) < 1) {
-        ck_assert_msg(waited < 20000, "new host not pulled: %s", tu_read_file(log, NULL));
-        nanosleep(&step, NULL);
-        waited += 20;
-    }
+    ck_assert_msg(tu_wait_db_int(db, "SELECT count(*) FROM report", NULL, 1, 20000),
+                  "new host not pulled: %s", tu_read_file(log, NULL));
     char *text = tu_read_file(log, NULL);
     assert_has(text, "inventory changed (an import or removal): reloading");
     assert_has(text, "inventory: 2 hosts scheduled");
@@ -916,21 +787,12 @@ START_TEST(test_daemon_notices_an_inventory_change_without_sighup)
     /* A removal is noticed the same way. */
     out = expect(0, "inventory", "remove", "down.test", NULL);
     free(out);
-    waited = 0;
-    for (;;) {
-        text = tu_read_file(log, NULL);
-        bool seen = text && strstr(text, "inventory: 1 hosts scheduled");
-        free(text);
-        if (seen)
-            break;
-        ck_assert_msg(waited < 20000, "removal not noticed: %s", tu_read_file(log, NULL));
-        nanosleep(&step, NULL);
-        waited += 20;
-    }
+    ck_assert_msg(tu_wait_file_contains(log, "inventory: 1 hosts scheduled", 20000),
+                  "removal not noticed: %s", tu_read_file(log, NULL));
     kill(pid, SIGTERM);
     ck_assert_int_eq(tu_wait_exit(pid, 20000), 0);
     free(log);
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
 }
 END_TEST
 

@@ -207,72 +207,6 @@ static void make_unpatched(json_t *r)
 
 /* ---------------------------------------------------------------- processes */
 
-struct peer {
-    pid_t pid;
-    int in_fd; /* closing it ends the peer */
-    int ports[32];
-    int nports;
-};
-
-/* Starts peer.py with the given specs ("MODE,NAME[,FILE]": NAME's cert and key) and reads
- * back its ports. */
-static void peer_start(struct peer *pr, const char *const specs[])
-{
-    char *argv[40];
-    int n = 0;
-    argv[n++] = "python3";
-    argv[n++] = (char *)tu_source_path("tests/daemon/peer.py");
-    argv[n++] = "--ca";
-    argv[n++] = strdup(cert_file("ca", "pem"));
-    for (int i = 0; specs[i]; i++) {
-        char mode[32], name[128], file[2048] = "";
-        ck_assert_int_ge(sscanf(specs[i], "%31[^,],%127[^,],%2047s", mode, name, file), 2);
-        char *spec;
-        ck_assert_int_ge(asprintf(&spec, "%s,%s,%s%s%s", mode, cert_file(name, "pem"),
-                                  cert_file(name, "key"), file[0] ? "," : "", file),
-                         0);
-        argv[n++] = spec;
-    }
-    argv[n] = NULL;
-    int in[2], out[2];
-    ck_assert_int_eq(pipe(in), 0);
-    ck_assert_int_eq(pipe(out), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        close(in[1]);
-        close(out[0]);
-        execvp("python3", argv);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    pr->pid = pid;
-    pr->in_fd = in[1];
-    char line[512];
-    size_t len = 0;
-    while (len < sizeof(line) - 1 && !memchr(line, '\n', len)) {
-        ck_assert_msg(tu_wait_readable(out[0], 20000), "peer.py did not report its ports");
-        ssize_t r = read(out[0], line + len, sizeof(line) - 1 - len);
-        ck_assert_msg(r > 0, "peer.py exited before listening");
-        len += (size_t)r;
-    }
-    line[len] = '\0';
-    close(out[0]);
-    pr->nports = 0;
-    for (char *tok = strtok(line, " \n"); tok && pr->nports < 32; tok = strtok(NULL, " \n"))
-        pr->ports[pr->nports++] = atoi(tok);
-}
-
-static void peer_stop(struct peer *pr)
-{
-    close(pr->in_fd);
-    kill(pr->pid, SIGKILL);
-    waitpid(pr->pid, NULL, 0);
-}
-
 /* Starts the real tlsgate-collector for `name` serving the .reg fixture `fixture` (layered
  * over `base` when not NULL, as the facts suite does) on a free loopback port; returns its pid
  * and sets *port from the line it prints. */
@@ -323,26 +257,22 @@ static char *state_of(const char *host)
  * or truncated first), stdin and stdout on /dev/null. */
 static pid_t tlsgate_start(const char *command, const char *log_name, bool truncate)
 {
-    char *tlsgate = strdup(tu_build_path("orchestrator/tlsgate"));
-    char *log = strdup(tu_path(dir, log_name));
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | (truncate ? O_TRUNC : O_APPEND), 0600);
-        int devnull = open("/dev/null", O_RDWR);
-        dup2(devnull, 0);
-        dup2(devnull, 1);
-        dup2(fd, 2);
-        execl(tlsgate, "tlsgate", "--db", db, "--config", config_path, command, (char *)NULL);
-        _exit(127);
-    }
-    free(tlsgate);
-    free(log);
-    return pid;
+    return tu_tlsgate_start(db, config_path, command, tu_path(dir, log_name), truncate);
 }
 
 /* Starts `tlsgate --db DB --config CONFIG daemon` with stderr appended to DIR/log_name. */
 static pid_t daemon_start(const char *log_name) { return tlsgate_start("daemon", log_name, false); }
+
+/* Stops the daemon with SIGTERM and asserts it exits 0 within 30 s; returns DIR/daemon.log
+ * (malloc'd). */
+static char *daemon_stop(pid_t d)
+{
+    kill(d, SIGTERM);
+    int rc = tu_wait_exit(d, 30000);
+    char *log = tu_read_file(tu_path(dir, "daemon.log"), NULL);
+    ck_assert_msg(rc == 0, "daemon exit %d\n%s", rc, log);
+    return log;
+}
 
 /* Fails the test with the daemon's log when `ok` is false. */
 static void assert_daemon(bool ok, const char *what)
@@ -460,8 +390,8 @@ START_TEST(test_collect_stores_reports_and_poll_state)
     snprintf(s1, sizeof(s1), "good,ready.test,%s", ready);
     snprintf(s2, sizeof(s2), "good,unpatched.test,%s", unpatched);
     const char *specs[] = {s1, s2, NULL};
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     add_host("ready.test", 1, pr.ports[0]);
     add_host("UNPATCHED.test", 1, pr.ports[1]);
     add_host("never.test", 1, tu_closed_port());
@@ -536,7 +466,7 @@ START_TEST(test_collect_stores_reports_and_poll_state)
                                "h.id = p.host_id WHERE h.name = ?",
                                "never.test"),
                      before);
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
 }
 END_TEST
 
@@ -661,8 +591,8 @@ START_TEST(test_misbehaving_collectors_are_each_recorded_with_a_reason)
                            ss,
                            "status,status.test",
                            NULL};
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     ck_assert_int_eq(pr.nports, 10);
     const char *names[] = {"good.test",    "silent.test",    "slow.test",  "huge.test",
                            "badjson.test", "wrongcert.test", "other.test", "future.test",
@@ -716,7 +646,7 @@ START_TEST(test_misbehaving_collectors_are_each_recorded_with_a_reason)
                                "WHERE h.name = ?",
                                "good.test"),
                      3);
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
 }
 END_TEST
 
@@ -734,8 +664,8 @@ START_TEST(test_reasons_quoting_a_report_carry_no_control_characters)
     char sf[4200];
     snprintf(sf, sizeof(sf), "good,good.test,%s", forged);
     const char *specs[] = {sf, NULL};
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     add_host("good.test", 1, pr.ports[0]);
     char *out = NULL, *err = NULL;
     int rc = collect(&out, &err, NULL);
@@ -750,7 +680,7 @@ START_TEST(test_reasons_quoting_a_report_carry_no_control_characters)
     ck_assert_ptr_null(strchr(out, 0x1b));
     free(out);
     free(err);
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
 }
 END_TEST
 
@@ -760,8 +690,8 @@ START_TEST(test_busy_store_keeps_the_batch_and_retries_it)
     char sg[4200];
     snprintf(sg, sizeof(sg), "late,good.test,%s", good);
     const char *specs[] = {sg, NULL};
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     add_host("good.test", 1, pr.ports[0]);
     write_config("\"log_level\": \"debug\"");
 
@@ -782,7 +712,7 @@ START_TEST(test_busy_store_keeps_the_batch_and_retries_it)
     /* Written once the lock was gone: nothing was dropped. */
     ck_assert_int_eq(reports_of("good.test"), 1);
     ck_assert_ptr_null(last_error("good.test"));
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
 }
 END_TEST
 
@@ -792,8 +722,8 @@ START_TEST(test_collect_on_a_terminal_draws_a_progress_line)
     char sg[4200];
     snprintf(sg, sizeof(sg), "good,good.test,%s", good);
     const char *specs[] = {sg, NULL};
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     add_host("good.test", 1, pr.ports[0]);
     add_host("down.test", 1, tu_closed_port());
     int master;
@@ -826,15 +756,15 @@ START_TEST(test_collect_on_a_terminal_draws_a_progress_line)
     ck_assert_msg(strstr(out, "collect: 2 hosts, 1 ok, 1 failed") != NULL, "%s", out);
     /* Plain "ok HOST" lines are for pipes, not terminals. */
     ck_assert_msg(strstr(out, "ok good.test") == NULL, "%s", out);
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
 }
 END_TEST
 
 START_TEST(test_collect_interrupted_says_so_and_exits_4)
 {
     const char *specs[] = {"silent,silent.test", NULL};
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     add_host("silent.test", 1, pr.ports[0]);
     write_config("\"connect_timeout\": 60, \"timeout\": 120, \"log_level\": \"debug\"");
     const char *log_path = tu_path(dir, "collect.log");
@@ -847,7 +777,7 @@ START_TEST(test_collect_interrupted_says_so_and_exits_4)
                   rc, log);
     ck_assert_ptr_nonnull(strstr(log, "host=silent.test transfer abandoned at shutdown"));
     free(log);
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
 }
 END_TEST
 
@@ -898,8 +828,8 @@ START_TEST(test_daemon_sigterm_abandons_hung_transfers_and_exits_zero)
     char sg[4200];
     snprintf(sg, sizeof(sg), "good,good.test,%s", good);
     const char *specs[] = {sg, "silent,silent.test", "slow,slow.test", NULL};
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     add_host("good.test", 1, pr.ports[0]);
     add_host("silent.test", 1, pr.ports[1]);
     add_host("slow.test", 1, pr.ports[2]);
@@ -909,17 +839,14 @@ START_TEST(test_daemon_sigterm_abandons_hung_transfers_and_exits_zero)
     pid_t d = daemon_start("daemon.log");
     assert_daemon(tu_wait_db_int(db, "SELECT count(*) FROM report", NULL, 1, 20000),
                   "no report stored");
-    kill(d, SIGTERM);
-    int rc = tu_wait_exit(d, 30000);
-    char *log = tu_read_file(tu_path(dir, "daemon.log"), NULL);
-    ck_assert_msg(rc == 0, "daemon exit %d\n%s", rc, log);
+    char *log = daemon_stop(d);
     ck_assert_ptr_nonnull(strstr(log, "transfer abandoned at shutdown"));
     ck_assert_ptr_nonnull(strstr(log, "daemon stopped"));
     ck_assert_ptr_null(strstr(log, "did not close cleanly"));
     /* Log lines carry time, level, host and event. */
     ck_assert_ptr_nonnull(strstr(log, "debug host=good.test report stored"));
     free(log);
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
 }
 END_TEST
 
@@ -929,8 +856,8 @@ START_TEST(test_daemon_second_sigterm_keeps_the_grace_bound)
     char sg[4200];
     snprintf(sg, sizeof(sg), "good,good.test,%s", good);
     const char *specs[] = {sg, "silent,silent.test", NULL};
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     add_host("good.test", 1, pr.ports[0]);
     add_host("silent.test", 1, pr.ports[1]);
     /* Transfer timeouts far beyond the wait below: only the grace timer can end silent.test. */
@@ -950,7 +877,7 @@ START_TEST(test_daemon_second_sigterm_keeps_the_grace_bound)
     ck_assert_msg(rc == 0, "daemon exit %d\n%s", rc, log);
     ck_assert_ptr_nonnull(strstr(log, "host=silent.test transfer abandoned at shutdown"));
     free(log);
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
 }
 END_TEST
 
@@ -981,8 +908,8 @@ START_TEST(test_daemon_sighup_polls_new_hosts_and_drops_removed)
     snprintf(sa, sizeof(sa), "good,fleet00.test,%s", a);
     snprintf(sb, sizeof(sb), "good,fleet01.test,%s", b);
     const char *specs[] = {sa, sb, NULL};
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     add_host("fleet00.test", 1, pr.ports[0]);
     pid_t d = daemon_start("daemon.log");
     assert_daemon(tu_wait_db_int(db, "SELECT count(*) FROM report", NULL, 1, 20000),
@@ -1004,14 +931,11 @@ START_TEST(test_daemon_sighup_polls_new_hosts_and_drops_removed)
                                  "WHERE h.name = ?",
                                  "fleet01.test", 1, 20000),
                   "new host not polled after SIGHUP");
-    kill(d, SIGTERM);
-    int rc = tu_wait_exit(d, 30000);
-    char *log = tu_read_file(tu_path(dir, "daemon.log"), NULL);
-    ck_assert_msg(rc == 0, "daemon exit %d\n%s", rc, log);
+    char *log = daemon_stop(d);
     ck_assert_ptr_nonnull(strstr(log, "SIGHUP: settings and inventory reloaded"));
     ck_assert_ptr_nonnull(strstr(log, "inventory: 1 hosts scheduled"));
     free(log);
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
 }
 END_TEST
 
@@ -1027,8 +951,8 @@ START_TEST(test_daemon_sighup_with_a_new_ca_does_not_resume_old_sessions)
     char sg[4200];
     snprintf(sg, sizeof(sg), "good,good.test,%s", good);
     const char *specs[] = {sg, NULL};
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     add_host("good.test", 1, pr.ports[0]);
     write_config("\"interval\": 1, \"jitter\": 0");
     pid_t d = daemon_start("daemon.log");
@@ -1052,7 +976,7 @@ START_TEST(test_daemon_sighup_with_a_new_ca_does_not_resume_old_sessions)
                   "the collector was still trusted under the new CA");
     kill(d, SIGTERM);
     ck_assert_int_eq(tu_wait_exit(d, 30000), 0);
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
     tu_rmtree(other);
     free(other);
 }
@@ -1064,8 +988,8 @@ START_TEST(test_daemon_judges_by_a_catalog_loaded_while_it_runs)
     char sa[4200];
     snprintf(sa, sizeof(sa), "good,fleet00.test,%s", a);
     const char *specs[] = {sa, NULL};
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     add_host("fleet00.test", 1, pr.ports[0]);
     write_config("\"interval\": 1, \"jitter\": 0");
     pid_t d = daemon_start("daemon.log");
@@ -1098,7 +1022,7 @@ START_TEST(test_daemon_judges_by_a_catalog_loaded_while_it_runs)
     char *log = tu_read_file(tu_path(dir, "daemon.log"), NULL);
     ck_assert_ptr_nonnull(strstr(log, "rule catalog 2099.12.7 now in use"));
     free(log);
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
 }
 END_TEST
 
@@ -1178,8 +1102,8 @@ START_TEST(test_daemon_killed_mid_round_restarts_with_a_whole_store)
         specs[i] = specs_buf[i];
     }
     specs[20] = NULL;
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     for (int i = 0; i < 20; i++) {
         char name[32];
         snprintf(name, sizeof(name), "fleet%02d.test", i);
@@ -1207,7 +1131,7 @@ START_TEST(test_daemon_killed_mid_round_restarts_with_a_whole_store)
     ck_assert_int_eq(
         tu_db_int(db, "SELECT count(*) FROM poll WHERE last_success_at IS NOT NULL", NULL), 20);
     assert_store_consistent();
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
 }
 END_TEST
 
@@ -1224,8 +1148,8 @@ START_TEST(test_cli_writers_during_daemon_writes_never_see_locked)
         specs[i] = specs_buf[i];
     }
     specs[20] = NULL;
-    struct peer pr;
-    peer_start(&pr, specs);
+    struct tu_peer pr;
+    tu_peer_start(&pr, certs, specs);
     for (int i = 0; i < 20; i++) {
         char name[32];
         snprintf(name, sizeof(name), "fleet%02d.test", i);
@@ -1264,14 +1188,11 @@ START_TEST(test_cli_writers_during_daemon_writes_never_see_locked)
             ck_assert_int_eq(tu_wait_exit(kids[k], 60000), 0);
     }
     ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM host WHERE name LIKE 'extra%'", NULL), 3);
-    kill(d, SIGTERM);
-    int rc = tu_wait_exit(d, 30000);
-    char *log = tu_read_file(tu_path(dir, "daemon.log"), NULL);
-    ck_assert_msg(rc == 0, "daemon exit %d\n%s", rc, log);
+    char *log = daemon_stop(d);
     ck_assert_ptr_null(strstr(log, "locked"));
     free(log);
     assert_store_consistent();
-    peer_stop(&pr);
+    tu_peer_stop(&pr);
 }
 END_TEST
 

@@ -9,6 +9,7 @@
 #include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -182,6 +183,25 @@ int tu_tlsgate_env(const char *db, char *const env[], char **out, char **err, ..
     int rc = tu_tlsgatev(db, env, out, err, ap);
     va_end(ap);
     return rc;
+}
+
+pid_t tu_tlsgate_start(const char *db, const char *config, const char *command, const char *logpath,
+                       bool truncate)
+{
+    char *tlsgate = strdup(tu_build_path("orchestrator/tlsgate"));
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int fd = open(logpath, O_WRONLY | O_CREAT | (truncate ? O_TRUNC : O_APPEND), 0600);
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(devnull, 0);
+        dup2(devnull, 1);
+        dup2(fd, 2);
+        execl(tlsgate, "tlsgate", "--db", db, "--config", config, command, (char *)NULL);
+        _exit(127);
+    }
+    free(tlsgate);
+    return pid;
 }
 
 static long long monotonic_ms(void)
@@ -364,6 +384,116 @@ pid_t tu_collector_start(const char *const *args, const char *errpath, long ms, 
     *port = (uint16_t)atoi(at + strlen("https://127.0.0.1:"));
     ck_assert_int_gt(*port, 0);
     return pid;
+}
+
+void tu_peer_start(struct tu_peer *pr, const char *certdir, const char *const specs[])
+{
+    enum { MAX_SPECS = 32 };
+    char *argv[MAX_SPECS + 5];
+    int n = 0;
+    argv[n++] = "python3";
+    argv[n++] = (char *)tu_source_path("tests/daemon/peer.py");
+    argv[n++] = "--ca";
+    ck_assert_int_ge(asprintf(&argv[n++], "%s/ca.pem", certdir), 0);
+    int first_spec = n;
+    for (int i = 0; specs[i]; i++) {
+        ck_assert_msg(i < MAX_SPECS, "more than %d peer specs", MAX_SPECS);
+        char mode[32], name[128], file[2048] = "";
+        ck_assert_int_ge(sscanf(specs[i], "%31[^,],%127[^,],%2047s", mode, name, file), 2);
+        ck_assert_int_ge(asprintf(&argv[n++], "%s,%s/%s.pem,%s/%s.key%s%s", mode, certdir, name,
+                                  certdir, name, file[0] ? "," : "", file),
+                         0);
+    }
+    argv[n] = NULL;
+    int in[2], out[2];
+    ck_assert_int_eq(pipe(in), 0);
+    ck_assert_int_eq(pipe(out), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[1]);
+        close(out[0]);
+        execvp("python3", argv);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    free(argv[first_spec - 1]);
+    for (int i = first_spec; i < n; i++)
+        free(argv[i]);
+    pr->pid = pid;
+    pr->in_fd = in[1];
+    char line[512];
+    size_t len = 0;
+    while (len < sizeof(line) - 1 && !memchr(line, '\n', len)) {
+        ck_assert_msg(tu_wait_readable(out[0], 20000), "peer.py did not report its ports");
+        ssize_t r = read(out[0], line + len, sizeof(line) - 1 - len);
+        ck_assert_msg(r > 0, "peer.py exited before listening");
+        len += (size_t)r;
+    }
+    line[len] = '\0';
+    close(out[0]);
+    pr->nports = 0;
+    for (char *tok = strtok(line, " \n"); tok && pr->nports < 32; tok = strtok(NULL, " \n"))
+        pr->ports[pr->nports++] = atoi(tok);
+}
+
+void tu_peer_stop(struct tu_peer *pr)
+{
+    close(pr->in_fd);
+    kill(pr->pid, SIGKILL);
+    waitpid(pr->pid, NULL, 0);
+}
+
+pid_t tu_fleetsim_start(const char *const *args, const char *logpath, const char *ready,
+                        int base_min, int slots, int *base)
+{
+    char *argv[64];
+    int n = 0;
+    argv[n++] = (char *)tu_build_path("tools/fleetsim");
+    for (int i = 0; args[i]; i++) {
+        ck_assert_msg(n < 60, "too many fleetsim arguments");
+        argv[n++] = (char *)args[i];
+    }
+    argv[n++] = "--base-port";
+    char base_s[16];
+    argv[n++] = base_s;
+    argv[n] = NULL;
+    for (int attempt = 0; attempt < 8; attempt++) {
+        int b = base_min + (int)((getpid() * 7 + attempt * 997) % slots) * 50;
+        snprintf(base_s, sizeof(base_s), "%d", b);
+        unlink(logpath);
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            freopen(logpath, "w", stdout);
+            dup2(fileno(stdout), 2);
+            execv(argv[0], argv);
+            _exit(127);
+        }
+        long long deadline = tu_now_ms() + 60000;
+        while (tu_now_ms() < deadline) {
+            char *text = tu_read_file(logpath, NULL);
+            bool up = text && strstr(text, ready);
+            free(text);
+            if (up) {
+                if (base)
+                    *base = b;
+                return pid;
+            }
+            if (waitpid(pid, NULL, WNOHANG) == pid)
+                break; /* ports taken: try another base */
+            usleep(20000);
+        }
+        if (kill(pid, 0) == 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+        }
+    }
+    ck_abort_msg("fleetsim did not start (log: %s)", logpath);
+    return -1;
 }
 
 static size_t fetch_body(char *p, size_t size, size_t n, void *arg)

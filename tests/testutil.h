@@ -47,6 +47,11 @@ int tu_tlsgate(const char *db, char **out, char **err, ...);
 int tu_tlsgate_env(const char *db, char *const env[], char **out, char **err, ...);
 int tu_tlsgatev(const char *db, char *const env[], char **out, char **err, va_list ap);
 
+/* Starts `tlsgate --db DB --config CONFIG COMMAND` (e.g. "daemon") in the background, stdin and
+ * stdout on /dev/null, stderr into `logpath` (truncated first, or appended to). Returns its pid. */
+pid_t tu_tlsgate_start(const char *db, const char *config, const char *command, const char *logpath,
+                       bool truncate);
+
 /* Waits for child `pid` to exit within `ms` (a deadline on the monotonic clock, checked every
  * 10 ms); returns its exit code, 128+signal, or -1 when it is still running. */
 int tu_wait_exit(pid_t pid, long ms);
@@ -84,6 +89,32 @@ int tu_gen_certs(const char *out, const char *const *names);
  * sanitizer build (detect_leaks=1).
  */
 pid_t tu_collector_start(const char *const *args, const char *errpath, long ms, uint16_t *port);
+
+/* A tests/daemon/peer.py process: TLS servers on loopback, one per spec, until in_fd closes. */
+struct tu_peer {
+    pid_t pid;
+    int in_fd; /* closing it ends the peer */
+    int ports[32];
+    int nports;
+};
+
+/* Starts peer.py with `specs` (NULL-ended, at most 32, each "MODE,NAME[,FILE]": the server
+ * presents certdir/NAME.pem with certdir/NAME.key; clients must chain to certdir/ca.pem) and
+ * reads back the ports it listens on, in spec order; ck_abort when it does not report them
+ * within 20 s. */
+void tu_peer_start(struct tu_peer *pr, const char *certdir, const char *const specs[]);
+/* Ends the peer and reaps it. */
+void tu_peer_stop(struct tu_peer *pr);
+
+/*
+ * Starts tools/fleetsim with `args` (NULL-ended, without argv[0] and without --base-port), its
+ * stdout and stderr into `logpath`, and waits up to 60 s for the log to hold `ready` (e.g.
+ * "fleetsim: ready 40 hosts"). The port base is base_min + 50 * k for a k below `slots` picked
+ * from the pid; when fleetsim exits early (its ports taken) the next base is tried, 8 tries in
+ * all. Returns its pid and sets *base (may be NULL); ck_abort when no try got ready.
+ */
+pid_t tu_fleetsim_start(const char *const *args, const char *logpath, const char *ready,
+                        int base_min, int slots, int *base);
 
 /* ---- a libcurl client with a fleet's trust ---- */
 
