@@ -98,10 +98,16 @@ static int start_sim(void)
     char *gen[] = {(char *)tu_source_path("tools/gen-certs"), (char *)tu_path(dir, "certs"), NULL};
     ck_assert_int_eq(tu_run(gen, NULL, NULL, NULL), 0);
     snprintf(ctl_path, sizeof(ctl_path), "%s", tu_path(dir, "ctl.sock"));
-    const char *args[] = {"--certs", tu_path(dir, "certs"), "--fixtures",
-                          tu_source_path("tests/fixtures/reg"), "--hosts", "40", "--sites",
-                          "AA1,BB2", "--mps", "1", "--dps", "1", "--procs", "2", "--inventory",
-                          tu_path(dir, "inv.csv"), "--control", ctl_path, NULL};
+    const char *args[] = {"--certs",     tu_path(dir, "certs"),
+                          "--fixtures",  tu_source_path("tests/fixtures/reg"),
+                          "--hosts",     "40",
+                          "--sites",     "AA1,BB2",
+                          "--mps",       "1",
+                          "--dps",       "1",
+                          "--procs",     "2",
+                          "--inventory", tu_path(dir, "inv.csv"),
+                          "--control",   ctl_path,
+                          NULL};
     int base;
     sim = tu_fleetsim_start(args, tu_path(dir, "sim.log"), "fleetsim: ready 40 hosts", 10000, 400,
                             &base);
