@@ -76,7 +76,7 @@ struct server_options {
      * certificate within request_timeout_ms (10000); else the connection is closed. */
     unsigned handshake_timeout_ms;
     unsigned request_timeout_ms;
-    /* The orchestrators' addresses ("127.0.0.1", "::1", "192.0.2.0/24"). When given, a
+    /* The orchestrators' addresses ("127.0.0.1", "::1", "127.0.0.0/8"). When given, a
      * connection from any other address is closed at accept. They also get
      * SERVER_RESERVED_SLOTS (8) slots above connection_limit and are never evicted. Copied. */
     const char *const *orchestrators;
