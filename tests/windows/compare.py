@@ -3,7 +3,8 @@
 
   compare.py same GOT.json WANT.json
       two `tlsgate host show --json` outputs are identical once what differs by nature is set
-      aside: when and where it was collected (collector address, times) and the fact source.
+      aside: when and where it was collected (collector address, times, the pull's times) and
+      the fact source.
   compare.py fixture SHOW.json FACTS.json REFERENCE.json
       the report stored in SHOW.json came from the live registry, its facts equal FACTS.json
       (a tests/fixtures/facts file), and SHOW.json is `same` as REFERENCE.json.
@@ -24,6 +25,10 @@ def normalised(show):
     show = dict(show)
     for k in ("collector", "last_report", "received_at"):
         show.pop(k, None)
+    pull = show.get("pull")
+    if isinstance(pull, dict):  # when the daemon's side happened, not what it found
+        show["pull"] = {k: v for k, v in pull.items()
+                        if k not in ("last_attempt", "last_success", "next_attempt")}
     rep = show.get("report")
     if isinstance(rep, str):
         rep = json.loads(rep)
