@@ -24,6 +24,7 @@ void config_init(struct config *c)
     c->stale_after = 86400;
     c->backoff_max = 3600;
     c->evidence_window = 30L * 86400;
+    c->cert_warn_days = 14;
     c->log_level = LOG_INFO;
 }
 
@@ -135,6 +136,7 @@ static const struct int_key int_keys[] = {
     {"stale_after", offsetof(struct config, stale_after), 1, 366L * 86400},
     {"backoff_max", offsetof(struct config, backoff_max), 1, 31 * 86400},
     {"evidence_window", offsetof(struct config, evidence_window), 1, 400L * 86400},
+    {"cert_warn_days", offsetof(struct config, cert_warn_days), 0, 3650},
 };
 
 int config_load(struct config *c, const char *path, char *err, size_t errsize)
@@ -221,6 +223,16 @@ int config_load(struct config *c, const char *path, char *err, size_t errsize)
             snprintf(c->metrics, sizeof(c->metrics), "%s", text);
             continue;
         }
+        if (!strcmp(key, "cert_change")) {
+            const char *s = json_string_value(v);
+            if (!s || (strcmp(s, "warn") && strcmp(s, "hold"))) {
+                snprintf(err, errsize, "%s: cert_change: must be \"warn\" or \"hold\"", path);
+                rc = -EINVAL;
+                goto out;
+            }
+            c->cert_change_hold = !strcmp(s, "hold");
+            continue;
+        }
         const struct int_key *k = NULL;
         for (size_t i = 0; i < sizeof(int_keys) / sizeof(int_keys[0]); i++)
             if (!strcmp(key, int_keys[i].name))
@@ -229,7 +241,7 @@ int config_load(struct config *c, const char *path, char *err, size_t errsize)
             snprintf(err, errsize,
                      "%s: %s: unknown key (known: tls, interval, jitter, concurrency, "
                      "connect_timeout, timeout, stale_after, backoff_max, evidence_window, "
-                     "log_level, report_html, metrics)",
+                     "cert_warn_days, cert_change, log_level, report_html, metrics)",
                      path, key);
             rc = -EINVAL;
             goto out;

@@ -23,6 +23,13 @@ struct config {
     long backoff_max;        /* seconds, upper bound of a failing host's retry delay (3600) */
     long evidence_window;    /* seconds: a legacy handshake logged this recently blocks its
                                 server's gate (30 days, domain/wire.h) */
+    long cert_warn_days;     /* the daemon warns once a day about each collector certificate
+                                that expires within this many days (14; 0 never) */
+    /* A collector presenting another certificate than last time, not issued by enrollment, on
+     * a host with no enrolled identity (the estate's own PKI): 0 = warn and accept (default),
+     * 1 = hold its reports as an enrolled host's are, until `tlsgate enroll accept HOST`
+     * (config "cert_change": "warn" | "hold"). */
+    int cert_change_hold;
     enum log_level log_level;
     /* The status page the daemon rewrites after each round ("" none); an array, not a pointer,
      * so copies of the struct (the pull engine's worker keeps one) need no allocation. */

@@ -32,6 +32,8 @@ static const struct {
     [PK_FUTURE] = {"future", "report from the future"},
     [PK_OLDER] = {"older", "older than stored report"},
     [PK_NOT_STORED] = {"not_stored", "report not stored"},
+    [PK_CERT_REVOKED] = {"cert_revoked", "certificate revoked"},
+    [PK_CERT_CHANGED] = {"cert_changed", "certificate changed"},
     [PK_OTHER] = {"other", "other error"},
 };
 
@@ -73,6 +75,11 @@ enum pollstatus_kind pollstatus_classify(const char *e)
         return PK_OLDER;
     if (starts(e, "report not stored"))
         return PK_NOT_STORED;
+    /* pull/writer.c's refusals of a collector's certificate (issue 12). */
+    if (starts(e, "certificate revoked:"))
+        return PK_CERT_REVOKED;
+    if (starts(e, "certificate changed:"))
+        return PK_CERT_CHANGED;
     /* Rows written before the labels: libcurl's own words. */
     if (strstr(e, "Connection refused"))
         return PK_REFUSED;

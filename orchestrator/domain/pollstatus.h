@@ -35,6 +35,8 @@ enum pollstatus_kind {
     PK_FUTURE,         /* collected_at too far in the future */
     PK_OLDER,          /* older than the stored report */
     PK_NOT_STORED,     /* accepted but not stored (the reason follows) */
+    PK_CERT_REVOKED,   /* the collector presented a revoked certificate: report refused */
+    PK_CERT_CHANGED,   /* another certificate, not through enrollment: report held */
     PK_OTHER,          /* anything else */
     PK_COUNT
 };

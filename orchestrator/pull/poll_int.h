@@ -82,6 +82,7 @@ struct host {
     long long next_at;
     enum host_state state;
     bool in_round; /* round mode: selected and not yet finished */
+    bool fresh;    /* the next transfer opens a new connection (its certificate was refused) */
 };
 
 /* One finished transfer on its way to the store. */
@@ -93,9 +94,14 @@ struct result {
     size_t len;
     char error[STORE_ERROR_SIZE]; /* the transfer's failure; then the writer's verdict */
     bool ok;
-    long long cert_not_after; /* the collector's certificate; 0 when not seen this time */
-    int failures;             /* in a row, this one included */
+    struct tlsctx_cert cert; /* the collector's certificate; fingerprint "" when not seen */
+    int failures;            /* in a row, this one included */
     long long next_at;
+    /* The writer's findings about the certificate (writer.c, check_cert), logged on the loop. */
+    bool cert_refused; /* revoked or held: the session is dropped, the next pull reconnects */
+    bool cert_changed; /* a certificate other than the previous one, not through enrollment */
+    bool expiry_warn;  /* the daemon's once-a-day warning is due (cert_warn_days) */
+    char old_fingerprint[TLSCTX_FINGERPRINT_SIZE]; /* with cert_changed; "" none before */
 };
 
 struct batch {
@@ -116,9 +122,10 @@ struct xfer {
     char *buf;
     size_t len, cap;
     bool over_cap;
-    long long cert_not_after; /* of the collector's certificate (CURLINFO_CERTINFO); 0 unknown */
-    struct tlsctx *tls;       /* a reference, held while the transfer may still connect */
-    struct tlsctx_peer peer;  /* name and collector, for the TLS session cache */
+    struct tlsctx_cert cert; /* the collector's (tlsctx_peer_cert, at the first header) */
+    bool cert_read;
+    struct tlsctx *tls;      /* a reference, held while the transfer may still connect */
+    struct tlsctx_peer peer; /* name and collector, for the TLS session cache */
     char errbuf[CURL_ERROR_SIZE];
 };
 

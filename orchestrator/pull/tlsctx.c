@@ -4,7 +4,9 @@
 #include "tlsctx.h"
 
 #include <errno.h>
+#include <openssl/bn.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -15,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "utc.h"
 
@@ -364,3 +367,55 @@ void tlsctx_forget(struct tlsctx *t, const char *name, const char *address)
 }
 
 void tlsctx_get_stats(const struct tlsctx *t, struct tlsctx_stats *out) { *out = t->stats; }
+
+int tlsctx_peer_cert(CURL *easy, struct tlsctx_cert *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct curl_tlssessioninfo *tsi = NULL;
+    if (curl_easy_getinfo(easy, CURLINFO_TLS_SSL_PTR, &tsi) != CURLE_OK || !tsi ||
+        tsi->backend != CURLSSLBACKEND_OPENSSL || !tsi->internals)
+        return -ENOENT;
+    /* The session's peer: after a resumption OpenSSL restores it from the SSL_SESSION. */
+    X509 *c = SSL_get0_peer_certificate(tsi->internals);
+    if (!c)
+        return -ENOENT;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (X509_digest(c, EVP_sha256(), md, &mdlen) != 1 || mdlen != 32) {
+        ERR_clear_error();
+        return -ENOMEM;
+    }
+    static const char hex[] = "0123456789abcdef";
+    for (unsigned i = 0; i < mdlen; i++) {
+        out->fingerprint[2 * i] = hex[md[i] >> 4];
+        out->fingerprint[2 * i + 1] = hex[md[i] & 15];
+    }
+    out->fingerprint[2 * mdlen] = '\0';
+
+    BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(c), NULL);
+    char *sh = bn ? BN_bn2hex(bn) : NULL;
+    if (sh) {
+        size_t i = 0;
+        for (; sh[i] && i + 1 < sizeof(out->serial); i++)
+            out->serial[i] = (char)(sh[i] >= 'A' && sh[i] <= 'F' ? sh[i] - 'A' + 'a' : sh[i]);
+        out->serial[i] = '\0';
+    }
+    OPENSSL_free(sh);
+    BN_free(bn);
+
+    /* RFC 4514 with control and non-ASCII bytes escaped: the text goes to logs and tables. */
+    BIO *b = BIO_new(BIO_s_mem());
+    if (b && X509_NAME_print_ex(b, X509_get_issuer_name(c), 0, XN_FLAG_RFC2253) >= 0) {
+        int n = BIO_read(b, out->issuer, (int)sizeof(out->issuer) - 1);
+        out->issuer[n > 0 ? n : 0] = '\0';
+    }
+    BIO_free(b);
+
+    struct tm tm;
+    if (ASN1_TIME_to_tm(X509_get0_notBefore(c), &tm) == 1)
+        out->not_before = (long long)timegm(&tm);
+    if (ASN1_TIME_to_tm(X509_get0_notAfter(c), &tm) == 1)
+        out->not_after = (long long)timegm(&tm);
+    ERR_clear_error();
+    return 0;
+}

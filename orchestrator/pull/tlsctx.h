@@ -66,6 +66,25 @@ void tlsctx_unref(struct tlsctx *t);
  * its own reference (it may outlive the handle in libcurl's connection cache). */
 void tlsctx_apply(struct tlsctx *t, CURL *easy, struct tlsctx_peer *peer);
 
+/* What a collector presented: the first certificate of its chain, read from the connection's
+ * SSL (CURLINFO_TLS_SSL_PTR), so a resumed session (OpenSSL keeps the peer certificate in the
+ * SSL_SESSION) and a reused connection yield the same certificate as a full handshake. */
+#define TLSCTX_FINGERPRINT_SIZE 65 /* lower-case hex SHA-256 of the DER, and its NUL */
+#define TLSCTX_SERIAL_SIZE 67      /* hex, at most 32 bytes (RFC 5280 allows 20), a sign */
+#define TLSCTX_ISSUER_SIZE 512     /* the issuer's DN, RFC 4514 (escaped), cut to fit */
+struct tlsctx_cert {
+    char fingerprint[TLSCTX_FINGERPRINT_SIZE]; /* "" when nothing was read */
+    char serial[TLSCTX_SERIAL_SIZE];
+    char issuer[TLSCTX_ISSUER_SIZE];
+    long long not_before, not_after; /* epoch seconds */
+};
+
+/* Reads the peer certificate of the connection `easy` is using now. Call it while the transfer
+ * runs (from a header or body callback): once the transfer is done libcurl no longer gives the
+ * connection. 0, or -ENOENT (no TLS connection, no peer certificate), -ENOMEM; `out` is zeroed
+ * first. */
+int tlsctx_peer_cert(CURL *easy, struct tlsctx_cert *out);
+
 /* Drops the session kept for that name and address (after a failed transfer). */
 void tlsctx_forget(struct tlsctx *t, const char *name, const char *address);
 

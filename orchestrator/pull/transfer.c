@@ -149,6 +149,19 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userp)
     return n;
 }
 
+/* The first header line (the status line) comes after the handshake, on the connection the
+ * transfer uses: the moment to read the collector's certificate (tlsctx_peer_cert). */
+static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
+{
+    (void)data;
+    struct xfer *x = userp;
+    if (!x->cert_read) {
+        x->cert_read = true;
+        tlsctx_peer_cert(x->easy, &x->cert);
+    }
+    return size * nmemb;
+}
+
 static void xfer_unlink(struct poll *p, struct xfer *x)
 {
     if (x->prev)
@@ -201,7 +214,7 @@ static void xfer_finish(struct poll *p, struct xfer *x, const char *error)
     r->name = x->name;
     x->name = NULL;
     r->attempted_at = x->attempted_at;
-    r->cert_not_after = x->cert_not_after;
+    r->cert = x->cert;
     if (error) {
         snprintf(r->error, sizeof(r->error), "%s", error);
         poll__scrub(r->error);
@@ -267,25 +280,6 @@ static void describe_failure(struct xfer *x, CURLcode code, char *out, size_t si
                  x->collector, why);
 }
 
-/* notAfter of the collector's own certificate (the chain's first) from libcurl's certinfo
- * ("Expire date:Mar  7 12:00:00 2029 GMT" with OpenSSL); 0 when this transfer did no handshake
- * (a reused connection) or the text is not understood. */
-static long long peer_not_after(CURL *easy)
-{
-    struct curl_certinfo *ci = NULL;
-    if (curl_easy_getinfo(easy, CURLINFO_CERTINFO, &ci) != CURLE_OK || !ci || ci->num_of_certs < 1)
-        return 0;
-    static const char key[] = "Expire date:";
-    for (struct curl_slist *l = ci->certinfo[0]; l; l = l->next) {
-        if (strncmp(l->data, key, sizeof(key) - 1))
-            continue;
-        struct tm tm = {0};
-        const char *end = strptime(l->data + sizeof(key) - 1, "%b %d %H:%M:%S %Y GMT", &tm);
-        return end ? (long long)timegm(&tm) : 0;
-    }
-    return 0;
-}
-
 static void drain_messages(struct poll *p)
 {
     CURLMsg *m;
@@ -318,7 +312,6 @@ static void drain_messages(struct poll *p)
         xfer_unlink(p, x);
         /* The outcome is logged once it is stored (after_flush); this is the raw event. */
         poll_log(LOG_DEBUG, x->name, "%s", error ? error : "fetched");
-        x->cert_not_after = peer_not_after(easy);
         xfer_finish(p, x, error);
     }
     if (p->filling.count)
@@ -368,7 +361,12 @@ int poll__xfer_start(struct poll *p, struct host *h, char *err, size_t errsize)
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
-    curl_easy_setopt(e, CURLOPT_CERTINFO, 1L); /* the collector certificate's expiry */
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
+    if (h->fresh) { /* the last certificate was refused: no cached connection, no session */
+        curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+        h->fresh = false;
+    }
     curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)x);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "tlsgate/" TLSGATE_VERSION);
     CURLMcode mc = curl_multi_add_handle(p->multi, e);

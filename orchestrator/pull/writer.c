@@ -15,6 +15,7 @@
 #include "ingest.h"
 #include "invimport.h"
 #include "poll_int.h"
+#include "pollstatus.h"
 #include "report.h"
 #include "rules.h"
 #include "store.h"
@@ -161,10 +162,140 @@ static json_t *check_report(struct result *r, long long now)
     return report;
 }
 
-/* Writes one result inside the batch transaction. -EBUSY/-EIO abort the batch. */
-static int write_result(struct poll *p, struct result *r, sqlite3_stmt *host_q,
-                        sqlite3_stmt *fail_q, sqlite3_stmt *upsert, long long now)
+/* The statements of one batch (job_flush), prepared once per batch. */
+struct flush_stmts {
+    sqlite3_stmt *host_q, *poll_q, *upsert;
+    sqlite3_stmt *ident_q, *enrolled_q, *seen_ins;
+};
+
+/* What the poll row said before this result. */
+struct poll_before {
+    int failures;
+    char fingerprint[TLSCTX_FINGERPRINT_SIZE]; /* "" none recorded */
+    long long changed_at, warned_at;           /* 0: NULL */
+};
+
+static int read_poll_before(struct poll *p, struct flush_stmts *q, long long host_id,
+                            struct poll_before *b)
 {
+    memset(b, 0, sizeof(*b));
+    sqlite3_reset(q->poll_q);
+    sqlite3_bind_int64(q->poll_q, 1, host_id);
+    int step = sqlite3_step(q->poll_q);
+    if (step == SQLITE_ROW) {
+        b->failures = sqlite3_column_int(q->poll_q, 0);
+        const char *fp = (const char *)sqlite3_column_text(q->poll_q, 1);
+        if (fp)
+            snprintf(b->fingerprint, sizeof(b->fingerprint), "%s", fp);
+        b->changed_at = sqlite3_column_int64(q->poll_q, 2);
+        b->warned_at = sqlite3_column_int64(q->poll_q, 3);
+    } else if (step != SQLITE_DONE) {
+        sqlite3_reset(q->poll_q);
+        return store_sqlite_fail(p->store, "read poll state");
+    }
+    sqlite3_reset(q->poll_q);
+    return 0;
+}
+
+/*
+ * The presented certificate against the identity table (schema/008_identity.sql), before the
+ * report is looked at. Checked at every pull, a resumed session and a reused connection
+ * included (the certificate comes from the connection's SSL, tlsctx_peer_cert):
+ *   - revoked (identity.revoked_at set): refused, "certificate revoked: ...";
+ *   - changed: another fingerprint than poll.cert_fingerprint that is not an 'enroll' identity
+ *     of this name (a renewal through enrollment is no change); on a host that has an 'enroll'
+ *     identity, any certificate from outside enrollment, even at the first pull.
+ *     poll.cert_changed_at is set (once; `tlsgate enroll accept` clears it) and the change is
+ *     logged. While it is set and the certificate presented is not an enrolled one, the report
+ *     is HELD ("certificate changed: ...") on a host with an 'enroll' identity (revoked or
+ *     expired ones count: fail closed), and with cert_change "hold" on any host;
+ *   - never seen: an identity row (source 'seen') unless one with that fingerprint exists.
+ * Sets r->error and r->cert_refused when the report must not be ingested; *changed_at the value
+ * for poll.cert_changed_at when it is newly set (0 otherwise). 0 or -EBUSY/-EIO.
+ */
+static int check_cert(struct poll *p, struct flush_stmts *q, struct result *r,
+                      const struct poll_before *before, long long now, long long *changed_at)
+{
+    const struct tlsctx_cert *c = &r->cert;
+    *changed_at = 0;
+    bool found = false, revoked = false, enrolled_cert = false;
+    long long revoked_at = 0;
+    sqlite3_reset(q->ident_q);
+    sqlite3_bind_text(q->ident_q, 1, c->fingerprint, -1, SQLITE_STATIC);
+    int step = sqlite3_step(q->ident_q);
+    if (step == SQLITE_ROW) {
+        found = true;
+        const char *name = (const char *)sqlite3_column_text(q->ident_q, 0);
+        const char *source = (const char *)sqlite3_column_text(q->ident_q, 1);
+        revoked = sqlite3_column_type(q->ident_q, 2) != SQLITE_NULL;
+        revoked_at = sqlite3_column_int64(q->ident_q, 2);
+        enrolled_cert = name && source && !strcmp(source, "enroll") && !strcasecmp(name, r->name);
+    } else if (step != SQLITE_DONE) {
+        sqlite3_reset(q->ident_q);
+        return store_sqlite_fail(p->store, "read identity");
+    }
+    sqlite3_reset(q->ident_q);
+
+    if (!found) {
+        sqlite3_reset(q->seen_ins);
+        sqlite3_bind_text(q->seen_ins, 1, c->fingerprint, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q->seen_ins, 2, r->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q->seen_ins, 3, c->serial, -1, SQLITE_STATIC);
+        sqlite3_bind_text(q->seen_ins, 4, c->issuer, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(q->seen_ins, 5, c->not_before);
+        sqlite3_bind_int64(q->seen_ins, 6, c->not_after);
+        sqlite3_bind_int64(q->seen_ins, 7, now);
+        step = sqlite3_step(q->seen_ins);
+        sqlite3_reset(q->seen_ins);
+        if (step != SQLITE_DONE)
+            return store_sqlite_fail(p->store, "record a certificate seen");
+    }
+
+    if (revoked) {
+        char t[UTC_ISO8601_SIZE + 8];
+        snprintf(r->error, sizeof(r->error),
+                 "%s: fingerprint %s (serial %s, issuer %s) revoked at %s; report not stored",
+                 pollstatus_kind_label(PK_CERT_REVOKED), c->fingerprint, c->serial, c->issuer,
+                 utc_iso8601(revoked_at, t, sizeof(t)));
+        r->cert_refused = true;
+        return 0;
+    }
+    if (enrolled_cert)
+        return 0; /* issued here for this name: a renewal is no change, and never held */
+
+    sqlite3_reset(q->enrolled_q);
+    sqlite3_bind_text(q->enrolled_q, 1, r->name, -1, SQLITE_STATIC);
+    step = sqlite3_step(q->enrolled_q);
+    sqlite3_reset(q->enrolled_q);
+    if (step != SQLITE_ROW && step != SQLITE_DONE)
+        return store_sqlite_fail(p->store, "read identity");
+    bool enrolled_host = step == SQLITE_ROW;
+
+    bool changed =
+        before->fingerprint[0] ? strcmp(before->fingerprint, c->fingerprint) != 0 : enrolled_host;
+    if (changed) {
+        r->cert_changed = true;
+        snprintf(r->old_fingerprint, sizeof(r->old_fingerprint), "%s", before->fingerprint);
+        if (!before->changed_at)
+            *changed_at = now;
+    }
+    bool pending = changed || before->changed_at;
+    if (pending && (enrolled_host || p->job_cfg.cert_change_hold)) {
+        snprintf(r->error, sizeof(r->error),
+                 "%s: fingerprint %s (issuer %s) replaces %s, not through enrollment; held until "
+                 "`tlsgate enroll accept %s`",
+                 pollstatus_kind_label(PK_CERT_CHANGED), c->fingerprint, c->issuer,
+                 before->fingerprint[0] ? before->fingerprint : "no certificate seen before",
+                 r->name);
+        r->cert_refused = true;
+    }
+    return 0;
+}
+
+/* Writes one result inside the batch transaction. -EBUSY/-EIO abort the batch. */
+static int write_result(struct poll *p, struct result *r, struct flush_stmts *q, long long now)
+{
+    sqlite3_stmt *host_q = q->host_q, *upsert = q->upsert;
     sqlite3_reset(host_q);
     sqlite3_bind_int64(host_q, 1, r->host_id);
     int step = sqlite3_step(host_q);
@@ -176,7 +307,14 @@ static int write_result(struct poll *p, struct result *r, sqlite3_stmt *host_q,
     sqlite3_reset(host_q);
 
     r->ok = false;
-    if (r->body) {
+    struct poll_before before;
+    int rc = read_poll_before(p, q, r->host_id, &before);
+    if (rc)
+        return rc;
+    long long changed_at = 0;
+    if (r->cert.fingerprint[0] && (rc = check_cert(p, q, r, &before, now, &changed_at)))
+        return rc;
+    if (r->body && !r->cert_refused) {
         json_t *report = check_report(r, now);
         if (report) {
             int rc = ingest_one_body(&p->ingest, r->host_id, roles, report, r->body, r->len, now);
@@ -194,19 +332,16 @@ static int write_result(struct poll *p, struct result *r, sqlite3_stmt *host_q,
     }
 
     poll__scrub(r->error);
-    int failures = 0;
-    if (!r->ok) {
-        sqlite3_reset(fail_q);
-        sqlite3_bind_int64(fail_q, 1, r->host_id);
-        step = sqlite3_step(fail_q);
-        if (step == SQLITE_ROW)
-            failures = sqlite3_column_int(fail_q, 0);
-        else if (step != SQLITE_DONE)
-            return store_sqlite_fail(p->store, "read poll state");
-        sqlite3_reset(fail_q);
-        failures++;
-    }
+    int failures = r->ok ? 0 : before.failures + 1;
     r->failures = failures;
+    /* The daemon's expiry warning: once a day per host inside cert_warn_days. */
+    long long warned_at = 0;
+    if (!p->opt.round && r->cert.not_after && p->job_cfg.cert_warn_days > 0 &&
+        r->cert.not_after - now <= p->job_cfg.cert_warn_days * 86400LL &&
+        (!before.warned_at || now - before.warned_at >= 86400)) {
+        r->expiry_warn = true;
+        warned_at = now;
+    }
     r->next_at = poll_next_at(&p->job_cfg, r->name, failures, now);
 
     sqlite3_reset(upsert);
@@ -221,10 +356,23 @@ static int write_result(struct poll *p, struct result *r, sqlite3_stmt *host_q,
     }
     sqlite3_bind_int(upsert, 5, failures);
     sqlite3_bind_int64(upsert, 6, r->next_at);
-    if (r->cert_not_after)
-        sqlite3_bind_int64(upsert, 7, r->cert_not_after);
-    else
+    if (r->cert.fingerprint[0]) {
+        sqlite3_bind_int64(upsert, 7, r->cert.not_after);
+        sqlite3_bind_text(upsert, 8, r->cert.fingerprint, -1, SQLITE_STATIC);
+        sqlite3_bind_text(upsert, 9, r->cert.issuer, -1, SQLITE_STATIC);
+    } else {
         sqlite3_bind_null(upsert, 7);
+        sqlite3_bind_null(upsert, 8);
+        sqlite3_bind_null(upsert, 9);
+    }
+    if (changed_at)
+        sqlite3_bind_int64(upsert, 10, changed_at);
+    else
+        sqlite3_bind_null(upsert, 10);
+    if (warned_at)
+        sqlite3_bind_int64(upsert, 11, warned_at);
+    else
+        sqlite3_bind_null(upsert, 11);
     step = sqlite3_step(upsert);
     sqlite3_reset(upsert);
     if (step != SQLITE_DONE)
@@ -256,34 +404,55 @@ static int job_flush(struct poll *p)
 {
     struct batch *b = &p->writing;
     long long now = utc_now();
-    sqlite3_stmt *host_q = NULL, *fail_q = NULL, *upsert = NULL;
+    struct flush_stmts q = {0};
     int rc = store_begin(p->store, true);
     if (rc)
         goto out;
     if ((rc = refresh_catalog(p)) ||
-        (rc = store_prepare(p->store, "SELECT roles FROM host WHERE id = ?", &host_q)) ||
-        (rc = store_prepare(p->store, "SELECT failures FROM poll WHERE host_id = ?", &fail_q)) ||
+        (rc = store_prepare(p->store, "SELECT roles FROM host WHERE id = ?", &q.host_q)) ||
+        (rc = store_prepare(p->store,
+                            "SELECT failures, cert_fingerprint, cert_changed_at, "
+                            "expiry_warned_at FROM poll WHERE host_id = ?",
+                            &q.poll_q)) ||
+        (rc = store_prepare(p->store,
+                            "SELECT name, source, revoked_at FROM identity WHERE fingerprint = ?",
+                            &q.ident_q)) ||
+        (rc = store_prepare(p->store,
+                            "SELECT 1 FROM identity WHERE name = ?1 AND source = 'enroll' LIMIT 1",
+                            &q.enrolled_q)) ||
+        (rc = store_prepare(p->store,
+                            "INSERT OR IGNORE INTO identity (fingerprint, name, source, serial, "
+                            "issuer, not_before, not_after, first_seen) "
+                            "VALUES (?1, ?2, 'seen', ?3, ?4, ?5, ?6, ?7)",
+                            &q.seen_ins)) ||
         (rc = store_prepare(p->store,
                             "INSERT INTO poll (host_id, last_attempt_at, last_success_at, "
-                            "last_error, failures, next_at, cert_not_after) "
-                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+                            "last_error, failures, next_at, cert_not_after, cert_fingerprint, "
+                            "cert_issuer, cert_changed_at, expiry_warned_at) "
+                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) "
                             "ON CONFLICT (host_id) DO UPDATE SET "
                             "last_attempt_at = ?2, "
                             "last_success_at = coalesce(?3, last_success_at), "
                             "last_error = ?4, failures = ?5, next_at = ?6, "
-                            "cert_not_after = coalesce(?7, cert_not_after)",
-                            &upsert)))
+                            "cert_not_after = coalesce(?7, cert_not_after), "
+                            "cert_fingerprint = coalesce(?8, cert_fingerprint), "
+                            "cert_issuer = coalesce(?9, cert_issuer), "
+                            "cert_changed_at = coalesce(cert_changed_at, ?10), "
+                            "expiry_warned_at = coalesce(?11, expiry_warned_at)",
+                            &q.upsert)))
         goto out;
     for (size_t i = 0; i < b->count; i++) {
         struct result *r = &b->items[i];
         char transfer_error[sizeof(r->error)];
         memcpy(transfer_error, r->error, sizeof(transfer_error));
-        int w = write_result(p, r, host_q, fail_q, upsert, now);
+        int w = write_result(p, r, &q, now);
         if (w < 0) {
             rc = w;
             /* The batch is retried whole: restore what the transfer said. */
-            for (size_t j = 0; j <= i; j++)
-                b->items[j].ok = false;
+            for (size_t j = 0; j <= i; j++) {
+                struct result *rj = &b->items[j];
+                rj->ok = rj->cert_refused = rj->cert_changed = rj->expiry_warn = false;
+            }
             memcpy(r->error, transfer_error, sizeof(r->error));
             goto out;
         }
@@ -292,9 +461,12 @@ static int job_flush(struct poll *p)
     }
     rc = store_commit(p->store);
 out:
-    sqlite3_finalize(host_q);
-    sqlite3_finalize(fail_q);
-    sqlite3_finalize(upsert);
+    sqlite3_finalize(q.host_q);
+    sqlite3_finalize(q.poll_q);
+    sqlite3_finalize(q.ident_q);
+    sqlite3_finalize(q.enrolled_q);
+    sqlite3_finalize(q.seen_ins);
+    sqlite3_finalize(q.upsert);
     if (rc) {
         snprintf(p->job_err, sizeof(p->job_err), "%s", store_errmsg(p->store));
         store_rollback(p->store);
@@ -321,6 +493,28 @@ static void after_flush(struct poll *p)
             p->stat_ok++;
         else
             p->stat_failed++;
+        if (r->next_at >= 0 && r->cert_changed)
+            poll_log(LOG_WARN, r->name,
+                     "collector certificate changed, not through enrollment: fingerprint %s "
+                     "(issuer %s) replaces %s; see `tlsgate host show %s`",
+                     r->cert.fingerprint, r->cert.issuer,
+                     r->old_fingerprint[0] ? r->old_fingerprint : "none seen before", r->name);
+        if (r->next_at >= 0 && r->expiry_warn) {
+            char t[UTC_ISO8601_SIZE + 8];
+            long long left = r->cert.not_after - utc_now();
+            poll_log(LOG_WARN, r->name,
+                     "collector certificate %s %s (%s%lld days; cert_warn_days %ld): "
+                     "fingerprint %s, issuer %s",
+                     left < 0 ? "expired" : "expires", utc_iso8601(r->cert.not_after, t, sizeof(t)),
+                     left < 0 ? "-" : "in ", (left < 0 ? -left : left) / 86400,
+                     p->cfg.cert_warn_days, r->cert.fingerprint, r->cert.issuer);
+        }
+        if (r->cert_refused && h) {
+            /* Neither a kept session nor a cached connection may outlive a revocation or a
+             * held change: the next pull makes a full handshake on a new connection. */
+            tlsctx_forget(p->tls, h->name, h->collector);
+            h->fresh = true;
+        }
         if (r->next_at >= 0) {
             if (r->ok)
                 poll_log(LOG_DEBUG, r->name, "report stored");
