@@ -101,16 +101,19 @@ static void make_known_db(void)
 }
 
 static const char known_hosts_csv[] =
-    "name,site,roles,os,state,blockers,warnings,last_report,waived,reachable,last_error\r\n"
-    "CL-A.p01.example,P01,client,Windows 10 Enterprise,ready,0,1,2025-11-24T15:00:00Z,false,,\r\n"
-    "cl-b.p01.example,P01,client,Windows 7 Enterprise,not_ready,2,0,2025-11-24T15:50:00Z,false,,\r\n"
-    "cl-c.p01.example,P01,client,Windows 7,unknown,0,0,2025-11-23T15:00:00Z,false,,\r\n"
-    "cl-d.p01.example,P01,client,,unknown,,,,true,,\r\n"
+    "name,site,roles,os,state,blockers,warnings,last_report,waived,reachable,last_error,"
+    "cert_not_after,cert_fingerprint,cert_issuer,cert_changed_at\r\n"
+    "CL-A.p01.example,P01,client,Windows 10 Enterprise,ready,0,1,"
+    "2025-11-24T15:00:00Z,false,,,,,,\r\n"
+    "cl-b.p01.example,P01,client,Windows 7 Enterprise,not_ready,2,0,"
+    "2025-11-24T15:50:00Z,false,,,,,,\r\n"
+    "cl-c.p01.example,P01,client,Windows 7,unknown,0,0,2025-11-23T15:00:00Z,false,,,,,,\r\n"
+    "cl-d.p01.example,P01,client,,unknown,,,,true,,,,,,\r\n"
     "mp1.p01.example,P01,management_point;distribution_point,Windows Server 2019,ready,0,0,"
-    "2025-11-24T15:59:00Z,false,,\r\n"
-    "cl-e.p02.example,P02,client,Windows 11,ready,0,0,2025-11-24T15:58:00Z,true,,\r\n"
+    "2025-11-24T15:59:00Z,false,,,,,,\r\n"
+    "cl-e.p02.example,P02,client,Windows 11,ready,0,0,2025-11-24T15:58:00Z,true,,,,,,\r\n"
     "sql.p02.example,P02,site_database,Windows Server 2016,ready,0,0,2025-11-24T15:59:30Z,"
-    "false,,\r\n";
+    "false,,,,,,\r\n";
 
 static const char known_phases_csv[] = "site,phase,entered_at,entered_by\r\n"
                                        "P01,clients,2025-11-13T02:13:20Z,alice\r\n"
@@ -193,11 +196,11 @@ START_TEST(test_hosts_view_site_filter)
 {
     make_known_db();
     assert_export("name,site,roles,os,state,blockers,warnings,last_report,waived,reachable,"
-                  "last_error\r\n"
+                  "last_error,cert_not_after,cert_fingerprint,cert_issuer,cert_changed_at\r\n"
                   "cl-e.p02.example,P02,client,Windows 11,ready,0,0,2025-11-24T15:58:00Z,true,,"
-                  "\r\n"
+                  ",,,,\r\n"
                   "sql.p02.example,P02,site_database,Windows Server 2016,ready,0,0,"
-                  "2025-11-24T15:59:30Z,false,,\r\n",
+                  "2025-11-24T15:59:30Z,false,,,,,,\r\n",
                   "--site", "p02", "--view=hosts", NULL);
 }
 END_TEST
@@ -212,7 +215,7 @@ START_TEST(test_hosts_view_uses_configured_stale_after)
     /* cl-c's 25-hour-old report counts again: no blocker, so ready. */
     ck_assert_ptr_nonnull(
         strstr(out, "\r\ncl-c.p01.example,P01,client,Windows 7,ready,0,0,2025-11-23T15:00:00Z,"
-                    "false,,\r\n"));
+                    "false,,,,,,\r\n"));
     free(out);
     free(err);
 }
@@ -654,20 +657,22 @@ START_TEST(test_hostile_cells_round_trip_through_python_csv)
     memcpy(sorted, hostile, sizeof(hostile));
     qsort(sorted, HOSTILE_COUNT, sizeof(sorted[0]), by_name_nocase);
     json_t *rows = json_array();
-    json_array_append_new(rows, json_pack("[sssssssssss]", "name", "site", "roles", "os",
+    json_array_append_new(rows, json_pack("[sssssssssssssss]", "name", "site", "roles", "os",
                                           "state", "blockers", "warnings", "last_report", "waived",
-                                          "reachable", "last_error"));
+                                          "reachable", "last_error", "cert_not_after",
+                                          "cert_fingerprint", "cert_issuer", "cert_changed_at"));
     for (size_t i = 0; i < HOSTILE_COUNT; i++) {
         size_t k = 0;
         while (hostile[k] != sorted[i])
             k++;
         char name[256], os[256];
-        json_array_append_new(rows, json_pack("[sssssssssss]",
+        json_array_append_new(rows, json_pack("[sssssssssssssss]",
                                               guarded(sorted[i], name, sizeof(name)),
                                               "S01", "client",
                                               guarded(hostile[(k + 1) % HOSTILE_COUNT], os,
                                                       sizeof(os)),
-                                              "unknown", "", "", "", "false", "", ""));
+                                              "unknown", "", "", "", "false", "", "", "", "",
+                                              "", ""));
     }
     const char *csv_path = tu_path(dir, "hosts.csv");
     char *out, *err;

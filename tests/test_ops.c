@@ -316,9 +316,12 @@ START_TEST(test_failing_pulls_are_explained_everywhere_the_state_is_shown)
     out = expect(0, "--config", config_path, "export", "csv", "--view", "hosts", "--site", "S01",
                  NULL);
     assert_has(out, "name,site,roles,os,state,blockers,warnings,last_report,waived,reachable,"
-                    "last_error\r\n");
+                    "last_error,cert_not_after,cert_fingerprint,cert_issuer,cert_changed_at\r\n");
     assert_has(out, "good.test,S01,management_point,,ready,0,");
-    assert_has(out, ",false,true,\r\n"); /* good.test: not waived, reachable, no error */
+    /* good.test: not waived, reachable, no error, its certificate's expiry, fingerprint and
+     * issuer (gen-certs' CA), not changed */
+    assert_has(out, ",false,true,,20");
+    assert_has(out, ",CN=tlsgate fleet CA,\r\n");
     assert_has(out, "\r\nhuge.test,S01,client,,unknown,,,,false,false,report over 262144 bytes");
     free(out);
     out = expect(0, "--config", config_path, "export", "csv", "--view", "poll", NULL);

@@ -299,6 +299,14 @@ static void pull_time(bool json, const char *key, long long t, const char *none)
     }
 }
 
+static void jsonout_string_or_null(const char *s)
+{
+    if (s)
+        jsonout_string(stdout, s);
+    else
+        printf("null");
+}
+
 static int print_pull(const struct pollstatus_host *h, void *arg)
 {
     bool json = *(const bool *)arg;
@@ -312,6 +320,11 @@ static int print_pull(const struct pollstatus_host *h, void *arg)
         printf(", \"failures\": %d", h->failures);
         pull_time(true, "next_attempt", h->next_at, NULL);
         pull_time(true, "cert_not_after", h->cert_not_after, NULL);
+        printf(", \"cert_fingerprint\": ");
+        jsonout_string_or_null(h->cert_fingerprint);
+        printf(", \"cert_issuer\": ");
+        jsonout_string_or_null(h->cert_issuer);
+        pull_time(true, "cert_changed_at", h->cert_changed_at, NULL);
         printf(", \"error_kind\": ");
         if (h->last_error)
             jsonout_string(stdout, pollstatus_kind_id(h->kind));
@@ -343,6 +356,14 @@ static int print_pull(const struct pollstatus_host *h, void *arg)
         pull_time(false, h->cert_not_after < utc_now() ? "EXPIRED" : "expires", h->cert_not_after,
                   "");
         printf(" (as last seen at a handshake)\n");
+    }
+    if (h->cert_fingerprint)
+        printf("  certificate sha256 %s\n  issuer %s\n", h->cert_fingerprint,
+               h->cert_issuer ? h->cert_issuer : "?");
+    if (h->cert_changed_at) {
+        printf("  certificate CHANGED ");
+        pull_time(false, "at", h->cert_changed_at, "");
+        printf(", not through enrollment: check it, then `tlsgate enroll accept %s`\n", h->name);
     }
     const char *label = pollstatus_kind_label(h->kind);
     if (h->last_error && !strncmp(h->last_error, label, strlen(label)))

@@ -33,13 +33,34 @@ static void json_time(const char *key, long long t)
         printf("null");
 }
 
+static void jsonout_string_or_null(const char *s)
+{
+    if (s)
+        jsonout_string(stdout, s);
+    else
+        printf("null");
+}
+
+/* "EXPIRY" of the collector's certificate, " CHANGED" after it while a change waits for
+ * `tlsgate enroll accept`; "-" never seen. */
+static const char *cert_cell(const struct pollstatus_host *h, char *buf, size_t size)
+{
+    char t[32];
+    if (!h->cert_not_after && !h->cert_changed_at)
+        return "-";
+    snprintf(buf, size, "%s%s",
+             h->cert_not_after ? utc_iso8601(h->cert_not_after, t, sizeof(t)) : "?",
+             h->cert_changed_at ? " CHANGED" : "");
+    return buf;
+}
+
 static int status_row(const struct pollstatus_host *h, void *arg)
 {
     struct status_walk *w = arg;
     pollstatus_count(&w->sum, h);
     if (w->failing && !(h->last_attempt_at && h->failures > 0))
         return 0;
-    char a[32], b[32], c[32];
+    char a[32], b[32], c[32], d[48];
     if (w->cli->json) {
         printf("%s{\"name\":", w->printed ? "," : "");
         jsonout_string(stdout, h->name);
@@ -54,6 +75,11 @@ static int status_row(const struct pollstatus_host *h, void *arg)
         printf(",\"failures\":%d", h->failures);
         json_time("next_attempt", h->next_at);
         json_time("cert_not_after", h->cert_not_after);
+        printf(",\"cert_fingerprint\":");
+        jsonout_string_or_null(h->cert_fingerprint);
+        printf(",\"cert_issuer\":");
+        jsonout_string_or_null(h->cert_issuer);
+        json_time("cert_changed_at", h->cert_changed_at);
         printf(",\"error_kind\":");
         if (h->last_error)
             jsonout_string(stdout, pollstatus_kind_id(h->kind));
@@ -67,12 +93,14 @@ static int status_row(const struct pollstatus_host *h, void *arg)
         printf("}");
     } else {
         if (!w->printed)
-            printf("%-40s %-4s %-9s %-20s %-20s %8s %-20s %s\n", "NAME", "SITE", "STATE",
-                   "LAST SUCCESS", "LAST ATTEMPT", "FAILURES", "NEXT ATTEMPT", "LAST ERROR");
-        printf("%-40s %-4s %-9s %-20s %-20s %8d %-20s %s\n", h->name, h->site, h->state,
+            printf("%-40s %-4s %-9s %-20s %-20s %8s %-20s %-28s %s\n", "NAME", "SITE", "STATE",
+                   "LAST SUCCESS", "LAST ATTEMPT", "FAILURES", "NEXT ATTEMPT", "CERT EXPIRES",
+                   "LAST ERROR");
+        printf("%-40s %-4s %-9s %-20s %-20s %8d %-20s %-28s %s\n", h->name, h->site, h->state,
                when(h->last_success_at, a, sizeof(a), "never"),
                when(h->last_attempt_at, b, sizeof(b), "never"), h->failures,
-               when(h->next_at, c, sizeof(c), "-"), h->last_error ? h->last_error : "");
+               when(h->next_at, c, sizeof(c), "-"), cert_cell(h, d, sizeof(d)),
+               h->last_error ? h->last_error : "");
     }
     w->printed++;
     return 0;
@@ -123,7 +151,9 @@ static int poll_status(struct cli *cli, const char *site, bool failing)
 #define POLL_USAGE                                                                                 \
     "Usage: tlsgate [--db FILE] [--config FILE] poll status [--site S] [--failing] [--json]\n\n"   \
     "Why hosts are unknown or stale, from the daemon's side: per host its state, last\n"           \
-    "attempt, last success, failures in a row, next attempt and last error, then a\n"              \
+    "attempt, last success, failures in a row, next attempt, the collector certificate's\n"        \
+    "expiry (\"CHANGED\" after it: another certificate came not through enrollment and\n"          \
+    "waits for `tlsgate enroll accept HOST`) and last error, then a\n"                             \
     "summary of the failing hosts by kind (\"412 hosts: connection refused; 37:\n"                 \
     "certificate expired\").\n\n"                                                                  \
     "  --site S    only the hosts of site S\n"                                                     \

@@ -22,11 +22,15 @@ const char *const export_view_names[EXPORT_VIEW_COUNT] = {
     "history", "history-rules", "pull-failures", "poll",
 };
 
+/* reachable, last_error and the cert_ columns came later: appended, never inserted (dashboards
+ * index columns) */
+/* clang-format off */
 static const char *const hosts_columns[] = {
-    "name",     "site",        "roles",  "os",        "state",      "blockers",
-    "warnings", "last_report", "waived", "reachable", "last_error", NULL,
-    /* reachable and last_error came later: appended, never inserted (dashboards index columns) */
+    "name", "site", "roles", "os", "state", "blockers", "warnings", "last_report", "waived",
+    "reachable", "last_error", "cert_not_after", "cert_fingerprint", "cert_issuer",
+    "cert_changed_at", NULL,
 };
+/* clang-format on */
 static const char *const poll_columns[] = {
     "name",     "site",         "state",      "reachable",  "last_attempt",   "last_success",
     "failures", "next_attempt", "error_kind", "last_error", "cert_not_after", NULL,
@@ -73,7 +77,8 @@ static int time_cell(struct csv_writer *w, bool set, long long at)
     "SELECT h.name, h.site, h.roles, h.collector, h.os, " HOSTSTATE_SQL("r", "?1") ","             \
     " r.host_id IS NOT NULL, r.collected_at, r.blockers, r.warnings, "                             \
     GATE_WAIVER_ACTIVE_SQL("w", "?2") ","                                                          \
-    " p.last_attempt_at IS NOT NULL, coalesce(p.failures, 0), p.last_error FROM host h"            \
+    " p.last_attempt_at IS NOT NULL, coalesce(p.failures, 0), p.last_error,"                       \
+    " p.cert_not_after, p.cert_fingerprint, p.cert_issuer, p.cert_changed_at FROM host h"          \
     " LEFT JOIN report r ON r.host_id = h.id LEFT JOIN waiver w ON w.host_id = h.id"               \
     " LEFT JOIN poll p ON p.host_id = h.id " where " ORDER BY h.site, h.name"
 /* clang-format on */
@@ -101,6 +106,10 @@ static int host_row(sqlite3_stmt *st, void *arg)
         .pulled = sqlite3_column_int(st, 11) != 0,
         .failures = sqlite3_column_int64(st, 12),
         .last_error = (const char *)sqlite3_column_text(st, 13),
+        .cert_not_after = sqlite3_column_int64(st, 14),
+        .cert_fingerprint = (const char *)sqlite3_column_text(st, 15),
+        .cert_issuer = (const char *)sqlite3_column_text(st, 16),
+        .cert_changed_at = sqlite3_column_int64(st, 17),
     };
     return hw->fn(&h, hw->arg);
 }
@@ -145,6 +154,10 @@ static int hosts_csv_row(const struct export_host *h, void *arg)
     else
         csv_cell(w, NULL, 0);
     csv_cell_str(w, h->last_error);
+    time_cell(w, h->cert_not_after != 0, h->cert_not_after);
+    csv_cell_str(w, h->cert_fingerprint);
+    csv_cell_str(w, h->cert_issuer);
+    time_cell(w, h->cert_changed_at != 0, h->cert_changed_at);
     return csv_end_row(w);
 }
 

@@ -56,6 +56,11 @@ struct export_host {
     bool pulled;            /* the daemon has tried it: the next two mean something */
     long long failures;     /* failed pulls in a row (0: the last pull stored a report) */
     const char *last_error; /* the last failure's text, kind first (pollstatus.h); NULL: none */
+    /* The collector's certificate as the last handshake showed it (pull/writer.c); 0 / NULL
+     * when never seen. cert_changed_at: another certificate came not through enrollment and
+     * no one has accepted it yet (`tlsgate enroll accept`). */
+    long long cert_not_after, cert_changed_at;
+    const char *cert_fingerprint, *cert_issuer;
 };
 typedef int (*export_host_fn)(const struct export_host *h, void *arg);
 

@@ -132,7 +132,7 @@ void pollstatus_why_unknown(const struct pollstatus_host *h, char *buf, size_t s
         "r",                                                                                             \
         "?1") ", r.collected_at,"                                                                        \
               " p.last_attempt_at, p.last_success_at, p.next_at, coalesce(p.failures, 0), p.last_error," \
-              " p.cert_not_after"                                                                        \
+              " p.cert_not_after, p.cert_fingerprint, p.cert_issuer, p.cert_changed_at"                  \
               " FROM host h LEFT JOIN report r ON r.host_id = h.id"                                      \
               " LEFT JOIN poll p ON p.host_id = h.id " where
 
@@ -159,6 +159,9 @@ static int walk_row(sqlite3_stmt *st, void *arg)
         .last_error = error,
         .kind = pollstatus_classify(error),
         .cert_not_after = sqlite3_column_int64(st, 10),
+        .cert_fingerprint = (const char *)sqlite3_column_text(st, 11),
+        .cert_issuer = (const char *)sqlite3_column_text(st, 12),
+        .cert_changed_at = sqlite3_column_int64(st, 13),
     };
     w->rows++;
     return w->fn(&h, w->arg);

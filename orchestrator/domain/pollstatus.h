@@ -61,7 +61,11 @@ struct pollstatus_host {
     long long next_at;         /* 0: not scheduled yet */
     int failures;              /* failed attempts in a row */
     long long cert_not_after;  /* the collector certificate's expiry, as last seen; 0 unknown */
-    const char *last_error;    /* NULL when the last attempt succeeded (or none was made) */
+    /* Its SHA-256 fingerprint and issuer DN (NULL: never seen), and when a certificate other
+     * than the previous one came not through enrollment (0: none, or accepted since). */
+    const char *cert_fingerprint, *cert_issuer;
+    long long cert_changed_at;
+    const char *last_error; /* NULL when the last attempt succeeded (or none was made) */
     enum pollstatus_kind kind;
 };
 
