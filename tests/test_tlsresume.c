@@ -7,11 +7,13 @@
  * What is pinned: a second connection to the same host resumes; a resumed session still fails
  * when the host name does not match the certificate it carries; a collector restarted with a
  * re-issued certificate is not resumed (a full handshake checks the new certificate); a session
- * older than TLSCTX_SESSION_MAX_AGE_S is not offered.
+ * older than TLSCTX_SESSION_MAX_AGE_S is not offered; a resumed handshake yields the same
+ * collector certificate (tlsctx_peer_cert) as the full one.
  */
 #include <check.h>
 #include <curl/curl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,9 +122,30 @@ static size_t discard(char *data, size_t size, size_t nmemb, void *userp)
     return size * nmemb;
 }
 
+/* The collector's certificate as the pull engine reads it: at the first header line. */
+struct header_cert {
+    CURL *easy;
+    struct tlsctx_cert *cert;
+    int rc;
+    bool read;
+};
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *userp)
+{
+    (void)data;
+    struct header_cert *h = userp;
+    if (!h->read) {
+        h->read = true;
+        h->rc = tlsctx_peer_cert(h->easy, h->cert);
+    }
+    return size * nmemb;
+}
+
 /* GET https://URL_HOST:PORT/v1/readiness on a new connection, the session keyed by KEY_NAME
- * (the inventory name a transfer would give). Returns libcurl's result. */
-static CURLcode fetch(struct tlsctx *t, const char *url_host, const char *key_name, unsigned port)
+ * (the inventory name a transfer would give), the peer certificate into *cert when not NULL.
+ * Returns libcurl's result. */
+static CURLcode fetch_cert(struct tlsctx *t, const char *url_host, const char *key_name,
+                           unsigned port, struct tlsctx_cert *cert)
 {
     char url[300], resolve[300], address[64];
     snprintf(url, sizeof(url), "https://%s:%u/v1/readiness", url_host, port);
@@ -139,6 +162,11 @@ static CURLcode fetch(struct tlsctx *t, const char *url_host, const char *key_na
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
     curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)DEADLINE_MS);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+    struct header_cert hc = {.easy = e, .cert = cert, .rc = -1};
+    if (cert) {
+        curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(e, CURLOPT_HEADERDATA, &hc);
+    }
     tlsctx_apply(t, e, &peer);
     CURLcode rc = curl_easy_perform(e);
     long status = 0;
@@ -147,7 +175,14 @@ static CURLcode fetch(struct tlsctx *t, const char *url_host, const char *key_na
     curl_slist_free_all(res);
     if (rc == CURLE_OK)
         ck_assert_int_eq(status, 200);
+    if (cert && rc == CURLE_OK)
+        ck_assert_int_eq(hc.rc, 0);
     return rc;
+}
+
+static CURLcode fetch(struct tlsctx *t, const char *url_host, const char *key_name, unsigned port)
+{
+    return fetch_cert(t, url_host, key_name, port, NULL);
 }
 
 static struct tlsctx *load_tls(void)
@@ -181,6 +216,40 @@ START_TEST(test_second_connection_to_a_host_resumes_its_session)
         ck_assert_uint_eq(stats(t).resumed, (size_t)i);
     }
     ck_assert_uint_eq(stats(t).sessions, 1);
+    tlsctx_unref(t);
+    stop_collector(&p);
+}
+END_TEST
+
+/* The puller checks the presented certificate at every pull (revocation, change: issue 12):
+ * a resumed handshake must give the same certificate as the full one (OpenSSL keeps the peer
+ * certificate in the SSL_SESSION). */
+START_TEST(test_resumed_session_yields_the_collector_certificate)
+{
+    struct proc p = start_collector("127.0.0.1:0");
+    struct tlsctx *t = load_tls();
+    struct tlsctx_cert full, resumed;
+    ck_assert_int_eq(fetch_cert(t, HOST1, HOST1, p.port, &full), CURLE_OK);
+    ck_assert_int_eq(fetch_cert(t, HOST1, HOST1, p.port, &resumed), CURLE_OK);
+    ck_assert_uint_eq(stats(t).resumed, 1);
+    ck_assert_uint_eq(strlen(full.fingerprint), 64);
+    ck_assert_str_eq(resumed.fingerprint, full.fingerprint);
+    ck_assert_str_eq(resumed.serial, full.serial);
+    ck_assert_str_eq(resumed.issuer, "CN=tlsgate fleet CA");
+    ck_assert_str_eq(full.issuer, "CN=tlsgate fleet CA");
+    ck_assert_int_gt(full.not_after, full.not_before);
+    ck_assert_int_eq(resumed.not_after, full.not_after);
+    /* After a re-issue: a full handshake, and the new certificate. */
+    unsigned port = p.port;
+    stop_collector(&p);
+    gen_certs();
+    char listen[64];
+    snprintf(listen, sizeof(listen), "127.0.0.1:%u", port);
+    p = start_collector(listen);
+    struct tlsctx_cert next;
+    ck_assert_int_eq(fetch_cert(t, HOST1, HOST1, p.port, &next), CURLE_OK);
+    ck_assert_uint_eq(strlen(next.fingerprint), 64);
+    ck_assert_str_ne(next.fingerprint, full.fingerprint);
     tlsctx_unref(t);
     stop_collector(&p);
 }
@@ -268,6 +337,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_second_connection_to_a_host_resumes_its_session);
+    tcase_add_test(tc, test_resumed_session_yields_the_collector_certificate);
     tcase_add_test(tc, test_resumed_session_still_fails_when_host_name_does_not_match);
     tcase_add_test(tc, test_collector_with_reissued_certificate_is_not_resumed);
     tcase_add_test(tc, test_session_older_than_max_age_is_not_offered);
