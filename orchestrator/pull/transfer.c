@@ -304,6 +304,15 @@ static void drain_messages(struct poll *p)
                 snprintf(why, sizeof(why), "HTTP status %ld from https://%s/v1/readiness", status,
                          x->name);
                 error = why;
+            } else if (!x->cert.fingerprint[0]) {
+                /* Fail closed: a report whose certificate escaped the revocation and change
+                 * checks is not stored (no known path leads here with OpenSSL). */
+                snprintf(why, sizeof(why),
+                         "%s: https://%s/v1/readiness via %s: the collector's certificate could "
+                         "not be read; report not stored",
+                         pollstatus_kind_label(PK_TLS), x->name, x->collector);
+                error = why;
+                tlsctx_forget(x->tls, x->name, x->collector);
             }
         }
         if (error)
