@@ -74,7 +74,8 @@ static int time_cell(struct csv_writer *w, bool set, long long at)
     " r.host_id IS NOT NULL, r.collected_at, r.blockers, r.warnings, "                             \
     GATE_WAIVER_ACTIVE_SQL("w", "?2") ","                                                          \
     " p.last_attempt_at IS NOT NULL, coalesce(p.failures, 0), p.last_error FROM host h"            \
-    " LEFT JOIN report r ON r.host_id = h.id LEFT JOIN waiver w ON w.host_id = h.id"               \
+    " LEFT JOIN report r INDEXED BY report_state ON r.host_id = h.id"                              \
+    " LEFT JOIN waiver w ON w.host_id = h.id"                                                      \
     " LEFT JOIN poll p ON p.host_id = h.id " where " ORDER BY h.site, h.name"
 /* clang-format on */
 
