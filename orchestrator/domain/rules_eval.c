@@ -49,6 +49,101 @@ struct text {
     bool cut;
 };
 
+/* Appends n bytes, as vsnprintf would into the rest of the buffer: what fits, then cut. */
+static void text_put(struct text *t, const char *s, size_t n)
+{
+    size_t room = TEXT_CAP - 1 - t->len;
+    if (n > room) {
+        n = room;
+        t->cut = true;
+    }
+    memcpy(t->buf + t->len, s, n);
+    t->len += n;
+    t->buf[t->len] = '\0';
+}
+
+/* An integer in decimal, or in upper-case hex for %llX. */
+static void text_put_int(struct text *t, unsigned long long u, bool negative, bool hex)
+{
+    char num[24];
+    char *p = num + sizeof(num);
+    unsigned base = hex ? 16 : 10;
+    do {
+        *--p = "0123456789ABCDEF"[u % base];
+        u /= base;
+    } while (u);
+    if (negative)
+        *--p = '-';
+    text_put(t, p, (size_t)(num + sizeof(num) - p));
+}
+
+static unsigned long long magnitude(long long v)
+{
+    return v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+}
+
+/*
+ * Every verdict's reason is built from these fragments, several per rule and report, so ingest
+ * spends its time here: the conversions the reasons use (%s, %.*s, %d, %ld, %lld, %zu, %llX) are
+ * written directly, with the same bytes and the same cut as vsnprintf; a format with anything
+ * else goes to vsnprintf.
+ */
+static bool text_fmt_simple(const char *fmt)
+{
+    for (const char *p = strchr(fmt, '%'); p; p = strchr(p + 1, '%')) {
+        p++;
+        if (*p == 's' || *p == 'd' || !strncmp(p, ".*s", 3) || !strncmp(p, "ld", 2) ||
+            !strncmp(p, "zu", 2) || !strncmp(p, "lld", 3) || !strncmp(p, "llX", 3))
+            continue;
+        return false;
+    }
+    return true;
+}
+
+static void text_vadd(struct text *t, const char *fmt, va_list ap)
+{
+    const char *p = fmt;
+    while (*p && !t->cut) {
+        const char *pct = strchr(p, '%');
+        if (!pct) {
+            text_put(t, p, strlen(p));
+            return;
+        }
+        text_put(t, p, (size_t)(pct - p));
+        p = pct + 1;
+        if (*p == 's') {
+            const char *s = va_arg(ap, const char *);
+            s = s ? s : "(null)";
+            text_put(t, s, strlen(s));
+            p += 1;
+        } else if (*p == '.') { /* %.*s */
+            int prec = va_arg(ap, int);
+            const char *s = va_arg(ap, const char *);
+            s = s ? s : "(null)";
+            text_put(t, s, prec < 0 ? strlen(s) : strnlen(s, (size_t)prec));
+            p += 3;
+        } else if (*p == 'd') {
+            int v = va_arg(ap, int);
+            text_put_int(t, magnitude(v), v < 0, false);
+            p += 1;
+        } else if (*p == 'z') {
+            text_put_int(t, va_arg(ap, size_t), false, false);
+            p += 2;
+        } else if (p[1] == 'd') { /* %ld */
+            long v = va_arg(ap, long);
+            text_put_int(t, magnitude(v), v < 0, false);
+            p += 2;
+        } else if (p[2] == 'd') { /* %lld */
+            long long v = va_arg(ap, long long);
+            text_put_int(t, magnitude(v), v < 0, false);
+            p += 3;
+        } else { /* %llX */
+            text_put_int(t, va_arg(ap, unsigned long long), false, true);
+            p += 3;
+        }
+    }
+}
+
 static void text_add(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void text_add(struct text *t, const char *fmt, ...)
 {
@@ -56,6 +151,11 @@ static void text_add(struct text *t, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
+    if (text_fmt_simple(fmt)) {
+        text_vadd(t, fmt, ap);
+        va_end(ap);
+        return;
+    }
     int n = vsnprintf(t->buf + t->len, TEXT_CAP - t->len, fmt, ap);
     va_end(ap);
     if (n < 0 || (size_t)n >= TEXT_CAP - t->len) {
