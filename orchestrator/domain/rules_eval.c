@@ -298,31 +298,54 @@ const char *rules_os_kind(json_t *report, char *why, size_t whysize)
     return NULL;
 }
 
+/* snprintf(buf, size, "%s", s) without the format machinery: reasons quote values often. */
+static void copy_cut(char *buf, size_t size, const char *s)
+{
+    size_t n = strlen(s);
+    if (n > size - 1)
+        n = size - 1;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+}
+
 static void format_json(const struct fact *f, json_t *v, char *buf, size_t size)
 {
     if (json_is_integer(v)) {
+        /* "%lld", or "0x%llX" for a non-negative hex fact, written directly */
         long long x = json_integer_value(v);
-        if (f->hex && x >= 0)
-            snprintf(buf, size, "0x%llX", x);
-        else
-            snprintf(buf, size, "%lld", x);
+        bool hex = f->hex && x >= 0;
+        char num[24];
+        char *p = num + sizeof(num);
+        *--p = '\0';
+        unsigned long long u = magnitude(x);
+        do {
+            *--p = "0123456789ABCDEF"[u % (hex ? 16 : 10)];
+            u /= hex ? 16 : 10;
+        } while (u);
+        if (hex) {
+            *--p = 'x';
+            *--p = '0';
+        } else if (x < 0) {
+            *--p = '-';
+        }
+        copy_cut(buf, size, p);
     } else if (json_is_real(v)) {
         snprintf(buf, size, "%g", json_real_value(v));
     } else if (json_is_string(v)) {
         clean(json_string_value(v), 80, buf, size);
     } else if (json_is_boolean(v)) {
-        snprintf(buf, size, "%s", json_is_true(v) ? "true" : "false");
+        copy_cut(buf, size, json_is_true(v) ? "true" : "false");
     } else if (json_is_array(v)) {
         snprintf(buf, size, "a list of %zu", json_array_size(v));
     } else {
-        snprintf(buf, size, "(unexpected value)");
+        copy_cut(buf, size, "(unexpected value)");
     }
 }
 
 static void format_val(const struct node *n, const struct val *v, char *buf, size_t size)
 {
     if (v->disp)
-        snprintf(buf, size, "%s", v->disp);
+        copy_cut(buf, size, v->disp);
     else if (v->s)
         clean(v->s, 120, buf, size);
     else
@@ -362,9 +385,6 @@ static enum tri eval_compare(const struct eval *E, const struct node *n, bool ne
     if (!fact_value(E, n, &v))
         return not_reported(E, n);
     bool raw = false;
-    char obs[160], want[128];
-    format_val(n, &v, obs, sizeof(obs));
-    format_json(n->fact, n->value, want, sizeof(want));
     switch (n->fact->type) {
     case F_NUM: {
         double a, b = json_number_value(n->value);
@@ -393,12 +413,18 @@ static enum tri eval_compare(const struct eval *E, const struct node *n, bool ne
     default: return unexpected(E, n, "cannot be compared");
     }
     enum tri r = flip(raw ? T_HOLD : T_FAIL, neg);
+    if (!E->text || E->text->cut)
+        return r; /* nothing more can be said: skip formatting the values */
     const char *dflt = v.j == n->if_absent && n->if_absent ? " (absent: OS default)" : "";
-    if (r == T_HOLD)
+    char obs[160], want[128];
+    format_val(n, &v, obs, sizeof(obs));
+    if (r == T_HOLD) {
         text_add(E->text, "; %s is %s%s", rules__fact_label(n->fact), obs, dflt);
-    else
+    } else {
+        format_json(n->fact, n->value, want, sizeof(want)); /* only a failure says what it needs */
         text_add(E->text, "; %s is %s%s, needs %s%s", rules__fact_label(n->fact), obs, dflt,
                  op_text(n->op, neg), want);
+    }
     return r;
 }
 
