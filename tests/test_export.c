@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include "csv.h"
+#include "utc.h"
 #include "store.h"
 #include "testutil.h"
 
@@ -795,6 +797,57 @@ START_TEST(test_writer_quotes_doubles_and_guards)
 }
 END_TEST
 
+/* The writer's own integer and time formatting against the C library's (snprintf, gmtime_r +
+ * strftime), at the edges and at many pseudo-random points. */
+START_TEST(test_writer_integers_and_times_match_the_c_library)
+{
+    const char *path = tu_path(dir, "n.csv");
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ck_assert_int_ge(fd, 0);
+    static struct csv_writer w;
+    csv_init(&w, fd);
+    static const long long ints[] = {0, 1, -1, 9, 10, -10, 4294967296LL, LLONG_MAX, LLONG_MIN};
+    char want[4096] = "";
+    size_t used = 0;
+    for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+        ck_assert_int_eq(csv_cell_int(&w, ints[i]), 0);
+        used += (size_t)snprintf(want + used, sizeof(want) - used, "%s%s%lld", i ? "," : "",
+                                 ints[i] < 0 ? "'" : "", ints[i]);
+    }
+    ck_assert_int_eq(csv_end_row(&w), 0);
+    ck_assert_int_eq(csv_flush(&w), 0);
+    close(fd);
+    snprintf(want + used, sizeof(want) - used, "\r\n");
+    size_t len;
+    char *got = tu_read_file(path, &len);
+    ck_assert_str_eq(got, want);
+    free(got);
+
+    /* epoch, day edges, 2000-02-29, 2100-02-28/03-01, the fixtures' time, the last second of
+     * 9999 and the first past it, before the epoch */
+    static const long long edges[] = {0, 59, 86399, 86400, 951782400, 951868799, 4107456000LL,
+                                      4107542400LL, 1795608000, 253402300799LL, 253402300800LL,
+                                      -1, -86401};
+    const int nedges = (int)(sizeof(edges) / sizeof(edges[0]));
+    unsigned long long x = 88172645463325252ULL;
+    for (int i = 0; i < 100000 + nedges; i++) {
+        long long t;
+        if (i < nedges) {
+            t = edges[i];
+        } else {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift64 */
+            t = (long long)(x % 253402300800ULL);
+        }
+        char mine[32], lib[32];
+        time_t tt = (time_t)t;
+        struct tm tm;
+        ck_assert_ptr_nonnull(gmtime_r(&tt, &tm));
+        ck_assert_uint_gt(strftime(lib, sizeof(lib), "%Y-%m-%dT%H:%M:%SZ", &tm), 0);
+        ck_assert_str_eq(utc_iso8601(t, mine, sizeof(mine)), lib);
+    }
+}
+END_TEST
+
 START_TEST(test_writer_streams_past_its_buffer)
 {
     /* A quoted cell with quotes in it that straddles several buffer boundaries. */
@@ -877,6 +930,7 @@ int main(void)
     tcase_add_test(csv, test_hostile_reasons_round_trip_in_blockers_view);
     tcase_add_test(csv, test_writer_quotes_doubles_and_guards);
     tcase_add_test(csv, test_writer_streams_past_its_buffer);
+    tcase_add_test(csv, test_writer_integers_and_times_match_the_c_library);
     tcase_add_test(csv, test_writer_reports_first_write_error);
     suite_add_tcase(suite, csv);
 

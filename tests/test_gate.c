@@ -633,6 +633,62 @@ START_TEST(test_gate_aggregate_equals_brute_force_on_random_fleets)
 }
 END_TEST
 
+/* phase advance's one-pass count (gate_phase_exit) against gate_sites' per-role aggregate, in
+ * every phase, and the hosts it lists against its count. */
+struct exit_seen {
+    long calls, exit_blocking, waived;
+    enum phase_id phase;
+    char hosts[120][64];
+    int nhosts;
+};
+
+static int take_exit(const struct gate_site *g, void *arg)
+{
+    struct exit_seen *e = arg;
+    e->calls++;
+    e->exit_blocking = g->exit_blocking;
+    e->waived = g->waived;
+    e->phase = g->phase;
+    return 0;
+}
+
+static int take_exit_host(const struct gate_failing *f, void *arg)
+{
+    struct exit_seen *e = arg;
+    if (!f->host)
+        return 0;
+    for (int i = 0; i < e->nhosts; i++)
+        if (!strcmp(e->hosts[i], f->host))
+            return 0;
+    ck_assert_int_lt(e->nhosts, 120);
+    snprintf(e->hosts[e->nhosts++], sizeof(e->hosts[0]), "%s", f->host);
+    return 0;
+}
+
+START_TEST(test_gate_phase_exit_equals_site_aggregate_in_every_phase)
+{
+    random_fleet(2000u + (unsigned)_i);
+    for (int p = 0; p < PHASE_COUNT; p++) {
+        for (int site = 0; site < 2; site++) {
+            const char *code = site ? "A02" : "A01";
+            fx_sql(s, "UPDATE site SET phase = '%s' WHERE code = '%s'", phase_name(p), code);
+            struct exit_seen agg = {0}, one = {0};
+            ck_assert_int_eq(gate_sites(s, code, &t, take_exit, &agg), 0);
+            ck_assert_int_eq(gate_phase_exit(s, code, &t, 0, take_exit, take_exit_host, &one), 0);
+            ck_assert_int_eq(one.calls, 1);
+            ck_assert_int_eq(one.phase, p);
+            ck_assert_int_eq(one.exit_blocking, agg.exit_blocking);
+            ck_assert_int_eq(one.waived, agg.waived);
+            if (p != PHASE_ENFORCE) /* enforce adds the wire's restart-pending servers */
+                ck_assert_int_eq(one.nhosts, one.exit_blocking);
+        }
+    }
+    struct exit_seen none = {0};
+    ck_assert_int_eq(gate_phase_exit(s, "Z00", &t, 0, take_exit, take_exit_host, &none), -ENOENT);
+    ck_assert_int_eq(none.calls, 0);
+}
+END_TEST
+
 /* The lead's real import: the sample inventory plus an explicit edge, then stored reports. */
 START_TEST(test_gate_on_imported_inventory_with_explicit_edge)
 {
@@ -881,6 +937,7 @@ int main(void)
     tcase_add_test(tc, test_gate_blockers_of_every_site_in_site_server_order_with_cross_site_edge);
     tcase_add_test(tc, test_gate_site_summary_counts);
     tcase_add_loop_test(tc, test_gate_aggregate_equals_brute_force_on_random_fleets, 0, 12);
+    tcase_add_loop_test(tc, test_gate_phase_exit_equals_site_aggregate_in_every_phase, 0, 8);
     tcase_add_test(tc, test_gate_on_imported_inventory_with_explicit_edge);
     tcase_add_test(tc, test_gate_on_ingested_reports_names_rule_and_remedy);
     tcase_add_test(tc, test_gate_check_refuses_unknown_host_non_server_and_bad_usage);

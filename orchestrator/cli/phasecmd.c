@@ -245,11 +245,9 @@ static int audit_and_commit(struct cli *cli, struct store *s, const char *outcom
     return EXIT_OK;
 }
 
-/* Opens the store, begins the move's transaction (IMMEDIATE unless a dry run) and reads the
- * site's phase and counts into *sp. EXIT_OK, or the exit code with the message printed and the
- * transaction rolled back. */
-static int begin_move(struct cli *cli, const char *site, bool immediate, struct store **out,
-                      struct gate_time *t, struct site_phase *sp)
+/* Opens the store and begins the move's transaction (IMMEDIATE unless a dry run). EXIT_OK, or
+ * the exit code with the message printed. */
+static int open_move(struct cli *cli, bool immediate, struct store **out, struct gate_time *t)
 {
     int code;
     struct store *s = cli_store(cli, false, &code);
@@ -257,15 +255,29 @@ static int begin_move(struct cli *cli, const char *site, bool immediate, struct 
         return code;
     *out = s;
     *t = decision_time(cli);
-    if (store_begin(s, immediate))
-        return fail_system(s);
-    int rc = gate_sites(s, site, t, take_site, sp);
+    return store_begin(s, immediate) ? fail_system(s) : EXIT_OK;
+}
+
+/* The exit code of reading the site: -ENOENT is bad input (no such site); the message is
+ * printed and the transaction rolled back. */
+static int site_read_code(struct store *s, int rc)
+{
     if (rc == -ENOENT) {
         cli_error("%s", store_errmsg(s));
         store_rollback(s);
         return EXIT_BADINPUT;
     }
     return rc ? fail_system(s) : EXIT_OK;
+}
+
+/* open_move, then the site's phase and counts into *sp. */
+static int begin_move(struct cli *cli, const char *site, bool immediate, struct store **out,
+                      struct gate_time *t, struct site_phase *sp)
+{
+    int code = open_move(cli, immediate, out, t);
+    if (code)
+        return code;
+    return site_read_code(*out, gate_sites(*out, site, t, take_site, sp));
 }
 
 struct move_args {
@@ -275,16 +287,76 @@ struct move_args {
     bool all;
 };
 
+/*
+ * phase advance reads the site and what fails its exit in one pass (gate_phase_exit): the site
+ * callback prints the refusal's head and loads the remedies, then the failing hosts follow.
+ */
+struct advance_walk {
+    struct cli *cli;
+    struct store *s;
+    const struct move_args *a;
+    struct site_phase sp;
+    struct failing_print p;
+    struct rules_catalog *catalog;
+    bool listing; /* the refusal's head is printed: its tail is owed */
+};
+
+static int advance_site(const struct gate_site *g, void *arg)
+{
+    struct advance_walk *w = arg;
+    take_site(g, &w->sp);
+    const struct site_phase *sp = &w->sp;
+    if (sp->phase == PHASE_COMPLETE || sp->exit_blocking <= 0)
+        return 0;
+    enum phase_id to = sp->phase + 1;
+    w->listing = true;
+    w->p = (struct failing_print){.out = stdout, .json = w->cli->json, .phase = sp->phase};
+    if (w->cli->json) {
+        printf("{\"site\":");
+        jsonout_string(stdout, sp->code);
+        printf(",\"from\":\"%s\",\"to\":\"%s\",\"dry_run\":%s,\"advanced\":false,"
+               "\"blocking\":%ld,\"waived\":%ld,\"groups\":[",
+               phase_name(sp->phase), phase_name(to), w->a->dry_run ? "true" : "false",
+               sp->exit_blocking, sp->waived);
+    } else {
+        printf("site %s: %s -> %s %s: %ld %s fail \"%s\"\n", sp->code, phase_name(sp->phase),
+               phase_name(to), w->a->dry_run ? "would be refused" : "refused", sp->exit_blocking,
+               phase_criterion_noun(sp->phase, sp->exit_blocking), phase_criterion_text(sp->phase));
+        print_waived_note(sp);
+    }
+    int rc = rules_load_active(w->s, &w->catalog);
+    w->p.catalog = w->catalog;
+    return rc;
+}
+
+static int advance_failing(const struct gate_failing *f, void *arg)
+{
+    struct advance_walk *w = arg;
+    return print_failing(f, &w->p);
+}
+
 static int phase_advance(struct cli *cli, const struct move_args *a)
 {
     struct store *s;
     struct gate_time t;
-    struct site_phase sp = {0};
     /* A dry run takes no write lock; it reads one snapshot and changes nothing. */
-    int code = begin_move(cli, a->site, !a->dry_run, &s, &t, &sp);
+    int code = open_move(cli, !a->dry_run, &s, &t);
     if (code)
         return code;
-    int rc;
+    struct advance_walk w = {.cli = cli, .s = s, .a = a};
+    int rc = gate_phase_exit(s, a->site, &t, a->all ? 0 : PHASE_LIST_LIMIT, advance_site,
+                             advance_failing, &w);
+    const struct site_phase sp = w.sp;
+    if (w.listing) {
+        close_group(&w.p);
+        rules_free(w.catalog);
+        if (cli->json)
+            printf("]}\n");
+        if (rc)
+            return fail_system(s);
+    } else if ((code = site_read_code(s, rc))) {
+        return code;
+    }
 
     char outcome[160];
     if (sp.phase == PHASE_COMPLETE) {
@@ -305,33 +377,6 @@ static int phase_advance(struct cli *cli, const struct move_args *a)
     }
     enum phase_id to = sp.phase + 1;
     if (sp.exit_blocking > 0) {
-        struct failing_print p = {.out = stdout, .json = cli->json, .phase = sp.phase};
-        if (cli->json) {
-            printf("{\"site\":");
-            jsonout_string(stdout, sp.code);
-            printf(",\"from\":\"%s\",\"to\":\"%s\",\"dry_run\":%s,\"advanced\":false,"
-                   "\"blocking\":%ld,\"waived\":%ld,\"groups\":[",
-                   phase_name(sp.phase), phase_name(to), a->dry_run ? "true" : "false",
-                   sp.exit_blocking, sp.waived);
-        } else {
-            printf("site %s: %s -> %s %s: %ld %s fail \"%s\"\n", sp.code, phase_name(sp.phase),
-                   phase_name(to), a->dry_run ? "would be refused" : "refused", sp.exit_blocking,
-                   phase_criterion_noun(sp.phase, sp.exit_blocking),
-                   phase_criterion_text(sp.phase));
-            print_waived_note(&sp);
-        }
-        struct rules_catalog *catalog = NULL;
-        rc = rules_load_active(s, &catalog);
-        p.catalog = catalog;
-        if (!rc)
-            rc = gate_failing_for_phase(s, sp.code, sp.phase, &t, a->all ? 0 : PHASE_LIST_LIMIT,
-                                        print_failing, &p);
-        close_group(&p);
-        rules_free(catalog);
-        if (cli->json)
-            printf("]}\n");
-        if (rc)
-            return fail_system(s);
         if (a->dry_run) {
             store_rollback(s);
             return EXIT_BLOCKED;

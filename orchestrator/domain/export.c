@@ -79,7 +79,8 @@ static int time_cell(struct csv_writer *w, bool set, long long at)
     GATE_WAIVER_ACTIVE_SQL("w", "?2") ","                                                          \
     " p.last_attempt_at IS NOT NULL, coalesce(p.failures, 0), p.last_error,"                       \
     " p.cert_not_after, p.cert_fingerprint, p.cert_issuer, p.cert_changed_at FROM host h"          \
-    " LEFT JOIN report r ON r.host_id = h.id LEFT JOIN waiver w ON w.host_id = h.id"               \
+    " LEFT JOIN report r INDEXED BY report_state ON r.host_id = h.id"                              \
+    " LEFT JOIN waiver w ON w.host_id = h.id"                                                      \
     " LEFT JOIN poll p ON p.host_id = h.id " where " ORDER BY h.site, h.name"
 /* clang-format on */
 

@@ -291,6 +291,7 @@ struct site_rows {
     site_each_fn each;
     void *arg;
     bool found;
+    bool lazy; /* `each` loads what it needs of the context itself */
 };
 
 static int site_row(sqlite3_stmt *st, void *arg)
@@ -299,8 +300,8 @@ static int site_row(sqlite3_stmt *st, void *arg)
     struct site_ctx c = {0};
     w->found = true;
     load_site_row(st, &c);
-    int rc = load_masks(w->s, &c, w->t);
-    if (!rc)
+    int rc = w->lazy ? 0 : load_masks(w->s, &c, w->t);
+    if (!rc && !w->lazy)
         rc = load_explicit(w->s, &c, w->t);
     if (!rc)
         rc = w->each(w->s, &c, w->t, w->arg);
@@ -312,8 +313,8 @@ static int site_row(sqlite3_stmt *st, void *arg)
  * Calls `each` for every site (site NULL) or the one named, with its context loaded.
  * -ENOENT (message naming it) when a named site does not exist.
  */
-static int for_each_site(struct store *s, const char *site, const struct gate_time *t,
-                         site_each_fn each, void *arg)
+static int for_each_site_as(struct store *s, const char *site, const struct gate_time *t,
+                            site_each_fn each, void *arg, bool lazy)
 {
     sqlite3_stmt *st;
     int rc = store_prepare(s,
@@ -326,11 +327,17 @@ static int for_each_site(struct store *s, const char *site, const struct gate_ti
         return rc;
     if (site)
         sqlite3_bind_text(st, 1, site, -1, SQLITE_TRANSIENT);
-    struct site_rows w = {s, t, each, arg, false};
+    struct site_rows w = {s, t, each, arg, false, lazy};
     rc = store_each(s, st, "read sites", site_row, &w);
     if (!rc && site && !w.found)
         rc = store_fail(s, -ENOENT, "no such site: %s", site);
     return rc;
+}
+
+static int for_each_site(struct store *s, const char *site, const struct gate_time *t,
+                         site_each_fn each, void *arg)
+{
+    return for_each_site_as(s, site, t, each, arg, false);
 }
 
 /* ---- servers ----------------------------------------------------------------------------- */
@@ -659,8 +666,11 @@ static int fail_table_reset(struct store *s)
     " '): ' || pl.last_error FROM main.poll pl WHERE pl.host_id = x.id AND pl.failures > 0"        \
     " AND pl.last_error IS NOT NULL), ''))"
 
+/* Fills temp.gate_fail for `site`: kind 0 rows for the hosts of the site whose roles meet
+ * `local_mask`, with `remote` also for explicit dependents elsewhere, and with `legacy` the
+ * kind 1 rows. */
 static int fail_table_fill(struct store *s, const char *site, const struct gate_time *t,
-                           bool legacy)
+                           unsigned local_mask, bool remote, bool legacy)
 {
     /* Kind 0 rows for hosts of the site (local) and for explicit dependents elsewhere. */
 #define FILL_KIND0(local, where)                                                                   \
@@ -676,18 +686,21 @@ static int fail_table_fill(struct store *s, const char *site, const struct gate_
     "  AND v.pass = 0 AND v.severity = 'blocker'"                                                  \
     " WHERE x.st <> 'ready'"
     static const char *const fill_kind0[2] = {
-        FILL_KIND0("1", "WHERE h.site = :site"),
+        FILL_KIND0("1", "WHERE h.site = :site AND (h.roles & :fmask) <> 0"),
         FILL_KIND0("0", "WHERE h.id IN (SELECT e.dependent FROM edge e"
                         " JOIN host sv ON sv.id = e.server WHERE sv.site = :site)"
                         " AND h.site <> :site"),
     };
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < (remote ? 2 : 1); i++) {
         sqlite3_stmt *st;
         int rc = store_prepare(s, fill_kind0[i], &st);
         if (rc)
             return rc;
         bind_time(st, t);
         bind_site(st, site);
+        int fmask = sqlite3_bind_parameter_index(st, ":fmask");
+        if (fmask)
+            sqlite3_bind_int64(st, fmask, local_mask);
         rc = store_run(s, st, "list failing hosts");
         if (rc)
             return rc;
@@ -864,7 +877,7 @@ int gate_failing_for_server(struct store *s, const struct gate_server *server,
 {
     int rc = fail_table_reset(s);
     if (!rc)
-        rc = fail_table_fill(s, server->site, t, false);
+        rc = fail_table_fill(s, server->site, t, (1u << ROLE_COUNT) - 1, true, false);
     if (rc)
         return rc;
     struct fail_filter f = {
@@ -873,27 +886,132 @@ int gate_failing_for_server(struct store *s, const struct gate_server *server,
     return rc ? rc : wire_failing(s, server, t, limit, fn, arg);
 }
 
+/* The rows of temp.gate_fail that fail the exit criterion of phase p; false in complete. */
+static bool phase_filter(enum phase_id p, struct fail_filter *f)
+{
+    *f = (struct fail_filter){.kind = 0, .self = 0};
+    switch (p) {
+    case PHASE_INVENTORY:
+        f->mask = (1u << ROLE_COUNT) - 1;
+        f->unknown_only = true;
+        return true;
+    case PHASE_CLIENTS: f->mask = ROLE_CLIENT; return true;
+    case PHASE_SERVERS: f->mask = GATE_SYSTEM_MASK; return true;
+    case PHASE_ENFORCE:
+        f->mask = ROLE_SERVER_MASK;
+        f->kind = 1;
+        return true;
+    case PHASE_COMPLETE: break;
+    }
+    return false;
+}
+
+/* A phase lists local hosts only (self = 0 has no edges), so the fill skips the other sites'
+ * explicit dependents and, outside enforce, the hosts whose roles the phase does not count. */
+static int phase_fill(struct store *s, const char *site, enum phase_id p, const struct gate_time *t,
+                      const struct fail_filter *f)
+{
+    int rc = fail_table_reset(s);
+    bool legacy = p == PHASE_ENFORCE;
+    return rc ? rc : fail_table_fill(s, site, t, legacy ? 0 : f->mask, false, legacy);
+}
+
 int gate_failing_for_phase(struct store *s, const char *site, enum phase_id p,
                            const struct gate_time *t, long limit, gate_failing_fn fn, void *arg)
 {
-    struct fail_filter f = {.kind = 0, .self = 0};
-    switch (p) {
-    case PHASE_INVENTORY:
-        f.mask = (1u << ROLE_COUNT) - 1;
-        f.unknown_only = true;
-        break;
-    case PHASE_CLIENTS: f.mask = ROLE_CLIENT; break;
-    case PHASE_SERVERS: f.mask = GATE_SYSTEM_MASK; break;
-    case PHASE_ENFORCE:
-        f.mask = ROLE_SERVER_MASK;
-        f.kind = 1;
-        break;
-    case PHASE_COMPLETE: return 0;
-    }
-    int rc = fail_table_reset(s);
-    if (!rc)
-        rc = fail_table_fill(s, site, t, p == PHASE_ENFORCE);
+    struct fail_filter f;
+    if (!phase_filter(p, &f))
+        return 0;
+    int rc = phase_fill(s, site, p, t, &f);
     return rc ? rc : list_groups(s, &f, limit, fn, arg);
+}
+
+/* ---- phase advance: the exit count and its listing from one pass ------------------------- */
+
+static int count_row(sqlite3_stmt *st, void *arg)
+{
+    *(long *)arg = (long)sqlite3_column_int64(st, 0);
+    return 0;
+}
+
+/* One count from a statement whose parameters the fail filter, site and time bind. */
+static int count_one(struct store *s, const char *sql, const struct fail_filter *f,
+                     const char *site, const struct gate_time *t, long *n)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, sql, &st);
+    if (rc)
+        return rc;
+    if (f)
+        bind_filter(st, f);
+    bind_time(st, t);
+    bind_site(st, site);
+    *n = 0;
+    return store_each(s, st, "count failing hosts", count_row, n);
+}
+
+struct exit_walk {
+    const struct gate_time *t;
+    long limit;
+    gate_site_fn site_fn;
+    gate_failing_fn failing_fn;
+    void *arg;
+    long exit_blocking; /* enforce and complete: what site_fn was told */
+};
+
+/* enforce and complete: gate_sites' count (the legacy and wire figures), then the listing. */
+static int exit_from_summary(const struct gate_site *g, void *arg)
+{
+    struct exit_walk *w = arg;
+    struct gate_site one = {
+        .code = g->code,
+        .phase = g->phase,
+        .entered_at = g->entered_at,
+        .entered_by = g->entered_by,
+        .waived = g->waived,
+        .exit_blocking = g->exit_blocking,
+    };
+    w->exit_blocking = g->exit_blocking;
+    return w->site_fn(&one, w->arg);
+}
+
+static int phase_exit_site(struct store *s, struct site_ctx *c, const struct gate_time *t,
+                           void *arg)
+{
+    struct exit_walk *w = arg;
+    struct fail_filter f;
+    int rc;
+    if (c->phase == PHASE_ENFORCE || c->phase == PHASE_COMPLETE) {
+        if ((rc = load_masks(s, c, t)) || (rc = load_explicit(s, c, t)))
+            return rc;
+        struct site_walk sw = {exit_from_summary, w};
+        if ((rc = summarize_site(s, c, t, &sw)))
+            return rc;
+        return w->exit_blocking > 0 && w->failing_fn
+                   ? gate_failing_for_phase(s, c->code, c->phase, t, w->limit, w->failing_fn,
+                                            w->arg)
+                   : 0;
+    }
+    /* inventory, clients, servers: the failing hosts are found once, counted, then listed. */
+    phase_filter(c->phase, &f);
+    struct gate_site g = {
+        .code = c->code,
+        .phase = c->phase,
+        .entered_at = c->entered_at,
+        .entered_by = c->entered_by,
+    };
+    if ((rc = phase_fill(s, c->code, c->phase, t, &f)) ||
+        (rc = count_one(s, "SELECT count(DISTINCT id) FROM temp.gate_fail WHERE" FILTER_SQL, &f,
+                        c->code, t, &g.exit_blocking)) ||
+        (rc = count_one(s,
+                        "SELECT count(*) FROM waiver w CROSS JOIN host h ON h.id = w.host_id"
+                        " WHERE h.site = :site AND " WAIVED_SQL,
+                        NULL, c->code, t, &g.waived)) ||
+        (rc = w->site_fn(&g, w->arg)))
+        return rc;
+    return g.exit_blocking > 0 && w->failing_fn
+               ? list_groups(s, &f, w->limit, w->failing_fn, w->arg)
+               : 0;
 }
 
 struct waived_rows {
@@ -1001,7 +1119,7 @@ static int blockers_of_site(struct store *s, struct site_ctx *c, const struct ga
     struct blocker_walk *w = arg;
     int rc = fail_table_reset(s);
     if (!rc)
-        rc = fail_table_fill(s, c->code, t, false);
+        rc = fail_table_fill(s, c->code, t, (1u << ROLE_COUNT) - 1, true, false);
     if (!rc)
         rc = store_prepare(s,
                            "SELECT name, st, rule, reason FROM temp.gate_fail WHERE" FILTER_SQL
@@ -1032,4 +1150,11 @@ int gate_blockers(struct store *s, const char *site, const char *server, const s
         site = server_site;
     }
     return for_each_site(s, site, t, blockers_of_site, &w);
+}
+
+int gate_phase_exit(struct store *s, const char *site, const struct gate_time *t, long limit,
+                    gate_site_fn site_fn, gate_failing_fn failing_fn, void *arg)
+{
+    struct exit_walk w = {t, limit, site_fn, failing_fn, arg, 0};
+    return for_each_site_as(s, site, t, phase_exit_site, &w, true);
 }

@@ -163,6 +163,18 @@ int gate_failing_for_server(struct store *s, const struct gate_server *server,
 int gate_failing_for_phase(struct store *s, const char *site, enum phase_id p,
                            const struct gate_time *t, long limit, gate_failing_fn fn, void *arg);
 
+/*
+ * `phase advance`'s question in one pass over the site's hosts: calls site_fn once with the
+ * site's code, phase, entered_at, entered_by, waived and exit_blocking (the other counts are
+ * 0), the same figures gate_sites gives; then, when site_fn returned 0, exit_blocking > 0 and
+ * failing_fn is not NULL, the failing hosts as gate_failing_for_phase lists them for the site's
+ * phase. In inventory, clients and servers the count is taken from the very rows that are
+ * listed; in enforce and complete it is gate_sites' count. A nonzero return of a callback ends
+ * the walk and is returned. -ENOENT when `site` does not exist.
+ */
+int gate_phase_exit(struct store *s, const char *site, const struct gate_time *t, long limit,
+                    gate_site_fn site_fn, gate_failing_fn failing_fn, void *arg);
+
 /* The dependents of `server` under an active waiver (they do not block; shown as waived),
  * ordered by name, at most `limit` (0: all). */
 struct gate_waived {

@@ -53,10 +53,6 @@ int ingest_init(struct ingest *ig, struct store *s, const struct rules_catalog *
                             "legacy_disabled = excluded.legacy_disabled",
                             &ig->put_report)) ||
         (rc = store_prepare(s, "DELETE FROM verdict WHERE host_id = ?", &ig->del_verdicts)) ||
-        (rc = store_prepare(s,
-                            "INSERT INTO verdict (host_id, rule, pass, severity, reason) "
-                            "VALUES (?, ?, ?, ?, ?)",
-                            &ig->put_verdict)) ||
         (rc = store_prepare(s, "SAVEPOINT ingest", &ig->savepoint)) ||
         (rc = store_prepare(s, "RELEASE ingest", &ig->release)) ||
         (rc = store_prepare(s, "ROLLBACK TO ingest", &ig->rollback_to))) {
@@ -71,7 +67,8 @@ void ingest_release(struct ingest *ig)
     sqlite3_finalize(ig->get_collected);
     sqlite3_finalize(ig->put_report);
     sqlite3_finalize(ig->del_verdicts);
-    sqlite3_finalize(ig->put_verdict);
+    for (size_t k = 0; k < sizeof(ig->put_rows) / sizeof(ig->put_rows[0]); k++)
+        sqlite3_finalize(ig->put_rows[k]);
     sqlite3_finalize(ig->savepoint);
     sqlite3_finalize(ig->release);
     sqlite3_finalize(ig->rollback_to);
@@ -107,6 +104,28 @@ static int step_done(struct store *s, sqlite3_stmt *st, const char *what)
     return store_sqlite_fail(s, what);
 }
 
+/* The statement inserting k (1..16) verdict rows, prepared on first use. */
+static int put_rows_stmt(struct ingest *ig, size_t k, sqlite3_stmt **out)
+{
+    if (ig->put_rows[k - 1]) {
+        *out = ig->put_rows[k - 1];
+        return 0;
+    }
+    static const char head[] =
+        "INSERT INTO verdict (host_id, rule, pass, severity, reason) VALUES (?,?,?,?,?)";
+    char sql[sizeof(head) + 16 * sizeof(",(?,?,?,?,?)")];
+    size_t len = sizeof(head) - 1;
+    memcpy(sql, head, len);
+    for (size_t j = 1; j < k; j++) {
+        memcpy(sql + len, ",(?,?,?,?,?)", 12);
+        len += 12;
+    }
+    sql[len] = '\0';
+    int rc = store_prepare(ig->store, sql, &ig->put_rows[k - 1]);
+    *out = ig->put_rows[k - 1];
+    return rc;
+}
+
 /* `replace`: the host had a report, so it may have verdict rows to delete first. A host without
  * one has none: verdicts are written only here and by re-evaluation, both with a report, and
  * reports are deleted only with their host (ON DELETE CASCADE), which deletes its verdicts. */
@@ -118,14 +137,21 @@ static int write_verdicts(struct ingest *ig, long long host_id, const struct rul
         sqlite3_bind_int64(ig->del_verdicts, 1, host_id);
         rc = step_done(ig->store, ig->del_verdicts, "delete verdicts");
     }
-    for (size_t i = 0; !rc && i < n; i++) {
-        sqlite3_stmt *st = ig->put_verdict;
-        sqlite3_bind_int64(st, 1, host_id);
-        sqlite3_bind_text(st, 2, v[i].rule, -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 3, v[i].pass);
-        sqlite3_bind_text(st, 4, rules_severity_name(v[i].severity), -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 5, v[i].reason, -1, SQLITE_STATIC);
-        rc = step_done(ig->store, st, "write verdict");
+    const size_t max = sizeof(ig->put_rows) / sizeof(ig->put_rows[0]);
+    for (size_t i = 0; !rc && i < n;) {
+        size_t k = n - i < max ? n - i : max;
+        sqlite3_stmt *st;
+        if ((rc = put_rows_stmt(ig, k, &st)))
+            return rc;
+        for (size_t j = 0; j < k; j++, i++) {
+            int at = (int)j * 5;
+            sqlite3_bind_int64(st, at + 1, host_id);
+            sqlite3_bind_text(st, at + 2, v[i].rule, -1, SQLITE_STATIC);
+            sqlite3_bind_int(st, at + 3, v[i].pass);
+            sqlite3_bind_text(st, at + 4, rules_severity_name(v[i].severity), -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, at + 5, v[i].reason, -1, SQLITE_STATIC);
+        }
+        rc = step_done(ig->store, st, "write verdicts");
     }
     return rc;
 }

@@ -35,7 +35,9 @@ struct ingest {
     sqlite3_stmt *get_collected;
     sqlite3_stmt *put_report;
     sqlite3_stmt *del_verdicts;
-    sqlite3_stmt *put_verdict;
+    /* put_rows[k - 1] inserts k verdict rows in one statement (made when first needed), so a
+     * report's verdicts cost one statement, not one each (16 rows at most per statement) */
+    sqlite3_stmt *put_rows[16];
     sqlite3_stmt *savepoint, *release, *rollback_to; /* the per-report SAVEPOINT */
     struct rules_verdict *verdicts; /* room for one evaluation (rules_count of the catalog) */
 };

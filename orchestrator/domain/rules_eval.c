@@ -49,6 +49,101 @@ struct text {
     bool cut;
 };
 
+/* Appends n bytes, as vsnprintf would into the rest of the buffer: what fits, then cut. */
+static void text_put(struct text *t, const char *s, size_t n)
+{
+    size_t room = TEXT_CAP - 1 - t->len;
+    if (n > room) {
+        n = room;
+        t->cut = true;
+    }
+    memcpy(t->buf + t->len, s, n);
+    t->len += n;
+    t->buf[t->len] = '\0';
+}
+
+/* An integer in decimal, or in upper-case hex for %llX. */
+static void text_put_int(struct text *t, unsigned long long u, bool negative, bool hex)
+{
+    char num[24];
+    char *p = num + sizeof(num);
+    unsigned base = hex ? 16 : 10;
+    do {
+        *--p = "0123456789ABCDEF"[u % base];
+        u /= base;
+    } while (u);
+    if (negative)
+        *--p = '-';
+    text_put(t, p, (size_t)(num + sizeof(num) - p));
+}
+
+static unsigned long long magnitude(long long v)
+{
+    return v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+}
+
+/*
+ * Every verdict's reason is built from these fragments, several per rule and report, so ingest
+ * spends its time here: the conversions the reasons use (%s, %.*s, %d, %ld, %lld, %zu, %llX) are
+ * written directly, with the same bytes and the same cut as vsnprintf; a format with anything
+ * else goes to vsnprintf.
+ */
+static bool text_fmt_simple(const char *fmt)
+{
+    for (const char *p = strchr(fmt, '%'); p; p = strchr(p + 1, '%')) {
+        p++;
+        if (*p == 's' || *p == 'd' || !strncmp(p, ".*s", 3) || !strncmp(p, "ld", 2) ||
+            !strncmp(p, "zu", 2) || !strncmp(p, "lld", 3) || !strncmp(p, "llX", 3))
+            continue;
+        return false;
+    }
+    return true;
+}
+
+static void text_vadd(struct text *t, const char *fmt, va_list ap)
+{
+    const char *p = fmt;
+    while (*p && !t->cut) {
+        const char *pct = strchr(p, '%');
+        if (!pct) {
+            text_put(t, p, strlen(p));
+            return;
+        }
+        text_put(t, p, (size_t)(pct - p));
+        p = pct + 1;
+        if (*p == 's') {
+            const char *s = va_arg(ap, const char *);
+            s = s ? s : "(null)";
+            text_put(t, s, strlen(s));
+            p += 1;
+        } else if (*p == '.') { /* %.*s */
+            int prec = va_arg(ap, int);
+            const char *s = va_arg(ap, const char *);
+            s = s ? s : "(null)";
+            text_put(t, s, prec < 0 ? strlen(s) : strnlen(s, (size_t)prec));
+            p += 3;
+        } else if (*p == 'd') {
+            int v = va_arg(ap, int);
+            text_put_int(t, magnitude(v), v < 0, false);
+            p += 1;
+        } else if (*p == 'z') {
+            text_put_int(t, va_arg(ap, size_t), false, false);
+            p += 2;
+        } else if (p[1] == 'd') { /* %ld */
+            long v = va_arg(ap, long);
+            text_put_int(t, magnitude(v), v < 0, false);
+            p += 2;
+        } else if (p[2] == 'd') { /* %lld */
+            long long v = va_arg(ap, long long);
+            text_put_int(t, magnitude(v), v < 0, false);
+            p += 3;
+        } else { /* %llX */
+            text_put_int(t, va_arg(ap, unsigned long long), false, true);
+            p += 3;
+        }
+    }
+}
+
 static void text_add(struct text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void text_add(struct text *t, const char *fmt, ...)
 {
@@ -56,6 +151,11 @@ static void text_add(struct text *t, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
+    if (text_fmt_simple(fmt)) {
+        text_vadd(t, fmt, ap);
+        va_end(ap);
+        return;
+    }
     int n = vsnprintf(t->buf + t->len, TEXT_CAP - t->len, fmt, ap);
     va_end(ap);
     if (n < 0 || (size_t)n >= TEXT_CAP - t->len) {
@@ -198,31 +298,54 @@ const char *rules_os_kind(json_t *report, char *why, size_t whysize)
     return NULL;
 }
 
+/* snprintf(buf, size, "%s", s) without the format machinery: reasons quote values often. */
+static void copy_cut(char *buf, size_t size, const char *s)
+{
+    size_t n = strlen(s);
+    if (n > size - 1)
+        n = size - 1;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+}
+
 static void format_json(const struct fact *f, json_t *v, char *buf, size_t size)
 {
     if (json_is_integer(v)) {
+        /* "%lld", or "0x%llX" for a non-negative hex fact, written directly */
         long long x = json_integer_value(v);
-        if (f->hex && x >= 0)
-            snprintf(buf, size, "0x%llX", x);
-        else
-            snprintf(buf, size, "%lld", x);
+        bool hex = f->hex && x >= 0;
+        char num[24];
+        char *p = num + sizeof(num);
+        *--p = '\0';
+        unsigned long long u = magnitude(x);
+        do {
+            *--p = "0123456789ABCDEF"[u % (hex ? 16 : 10)];
+            u /= hex ? 16 : 10;
+        } while (u);
+        if (hex) {
+            *--p = 'x';
+            *--p = '0';
+        } else if (x < 0) {
+            *--p = '-';
+        }
+        copy_cut(buf, size, p);
     } else if (json_is_real(v)) {
         snprintf(buf, size, "%g", json_real_value(v));
     } else if (json_is_string(v)) {
         clean(json_string_value(v), 80, buf, size);
     } else if (json_is_boolean(v)) {
-        snprintf(buf, size, "%s", json_is_true(v) ? "true" : "false");
+        copy_cut(buf, size, json_is_true(v) ? "true" : "false");
     } else if (json_is_array(v)) {
         snprintf(buf, size, "a list of %zu", json_array_size(v));
     } else {
-        snprintf(buf, size, "(unexpected value)");
+        copy_cut(buf, size, "(unexpected value)");
     }
 }
 
 static void format_val(const struct node *n, const struct val *v, char *buf, size_t size)
 {
     if (v->disp)
-        snprintf(buf, size, "%s", v->disp);
+        copy_cut(buf, size, v->disp);
     else if (v->s)
         clean(v->s, 120, buf, size);
     else
@@ -262,9 +385,6 @@ static enum tri eval_compare(const struct eval *E, const struct node *n, bool ne
     if (!fact_value(E, n, &v))
         return not_reported(E, n);
     bool raw = false;
-    char obs[160], want[128];
-    format_val(n, &v, obs, sizeof(obs));
-    format_json(n->fact, n->value, want, sizeof(want));
     switch (n->fact->type) {
     case F_NUM: {
         double a, b = json_number_value(n->value);
@@ -293,12 +413,18 @@ static enum tri eval_compare(const struct eval *E, const struct node *n, bool ne
     default: return unexpected(E, n, "cannot be compared");
     }
     enum tri r = flip(raw ? T_HOLD : T_FAIL, neg);
+    if (!E->text || E->text->cut)
+        return r; /* nothing more can be said: skip formatting the values */
     const char *dflt = v.j == n->if_absent && n->if_absent ? " (absent: OS default)" : "";
-    if (r == T_HOLD)
+    char obs[160], want[128];
+    format_val(n, &v, obs, sizeof(obs));
+    if (r == T_HOLD) {
         text_add(E->text, "; %s is %s%s", rules__fact_label(n->fact), obs, dflt);
-    else
+    } else {
+        format_json(n->fact, n->value, want, sizeof(want)); /* only a failure says what it needs */
         text_add(E->text, "; %s is %s%s, needs %s%s", rules__fact_label(n->fact), obs, dflt,
                  op_text(n->op, neg), want);
+    }
     return r;
 }
 

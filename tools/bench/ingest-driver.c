@@ -5,8 +5,13 @@
  * "ingest N reports S seconds". The reports are built from the facts fixtures given.
  *
  * usage: ingest-driver DB N FACTS.json...
+ *        ingest-driver DB N --hosts     only creates the database and its N hosts, so that
+ *                                      `--callgrind` counts the ingest alone in a second run
+ *                                      (the floor's hosts are not counted either)
  */
 #include <errno.h>
+#include <sqlite3.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +36,8 @@ int main(int argc, char **argv)
         return 2;
     }
     long n = atol(argv[2]);
-    int nfacts = argc - 3;
+    bool hosts_only = !strcmp(argv[3], "--hosts");
+    int nfacts = hosts_only ? 0 : argc - 3;
     char err[512];
     json_t **facts = calloc((size_t)nfacts, sizeof(*facts));
     for (int i = 0; i < nfacts; i++)
@@ -46,13 +52,32 @@ int main(int argc, char **argv)
     }
     char sql[512];
     snprintf(sql, sizeof(sql),
-             "INSERT INTO site VALUES ('BEN', 'inventory', 0, 'bench');"
+             "INSERT OR IGNORE INTO site VALUES ('BEN', 'inventory', 0, 'bench');"
              "WITH RECURSIVE i(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM i WHERE x < %ld) "
-             "INSERT INTO host (id, name, site, roles, collector, os, added_at, updated_at) "
+             "INSERT OR IGNORE INTO host (id, name, site, roles, collector, os, added_at, "
+             "updated_at) "
              "SELECT x, printf('ws%%07d.bench.example', x), 'BEN', 1, '127.0.0.1:8443', '', 0, 0 "
-             "FROM i", n);
+             "FROM i",
+             n);
+    /* The hosts of an earlier --hosts run are kept: a second run does not insert them again. */
+    sqlite3_int64 have = 0;
+    sqlite3_stmt *q;
+    if (!store_prepare(s, "SELECT count(*) FROM host", &q)) {
+        if (sqlite3_step(q) == SQLITE_ROW)
+            have = sqlite3_column_int64(q, 0);
+        sqlite3_finalize(q);
+    }
+    if (have < n && store_exec(s, sql)) {
+        fprintf(stderr, "ingest-driver: %s\n", store_errmsg(s));
+        return 4;
+    }
+    if (hosts_only) {
+        store_close(s);
+        free(facts);
+        return 0;
+    }
     struct rules_catalog *cat;
-    if (store_exec(s, sql) || rules_load_active(s, &cat)) {
+    if (rules_load_active(s, &cat)) {
         fprintf(stderr, "ingest-driver: %s\n", store_errmsg(s));
         return 4;
     }

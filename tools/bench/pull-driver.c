@@ -4,8 +4,11 @@
  * round mode: a new poller, a new libcurl multi, new connections), all rounds with one tlsctx,
  * so rounds after the first resume the TLS sessions of the one before, as the daemon's rounds
  * do. Prints one line per round:
- *   "round I HOSTS hosts OK ok SECONDS seconds CPU cpu OFFERED offered RESUMED resumed"
- * (CPU: this process's user + system seconds for the round; offered/resumed: TLS sessions).
+ *   "round I HOSTS hosts OK ok SECONDS seconds CPU cpu OFFERED offered RESUMED resumed
+ *    SESSIONS sessions PEAK peak_kib"
+ * (CPU: this process's user + system seconds for the round; offered/resumed: TLS sessions;
+ * sessions: the TLS sessions kept after the round, one per host at most; PEAK: the process's
+ * peak resident set so far, VmHWM, which is what the daemon's memory is after such rounds).
  *
  * usage: pull-driver DB CONFIG ROUNDS
  */
@@ -48,6 +51,21 @@ static void on_round_done(struct poll *p, void *data)
 }
 
 static void on_stopped(struct poll *p, void *data) { (void)p, (void)data; }
+
+/* VmHWM of /proc/self/status in KiB (0 if unreadable): of this program only, unlike
+ * ru_maxrss, which may keep the parent's high-water mark from before exec. */
+static long peak_kib(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kib = 0;
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmHWM: %ld kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
+}
 
 int main(int argc, char **argv)
 {
@@ -99,9 +117,10 @@ int main(int argc, char **argv)
         tlsctx_get_stats(tls, &after);
         uv_loop_close(&loop);
         store_close(s);
-        printf("round %d %zu hosts %zu ok %.3f seconds %.3f cpu %zu offered %zu resumed\n", i,
-               r.ok + r.failed, r.ok, secs, cpu, after.offered - before.offered,
-               after.resumed - before.resumed);
+        printf("round %d %zu hosts %zu ok %.3f seconds %.3f cpu %zu offered %zu resumed %zu "
+               "sessions %ld peak_kib\n",
+               i, r.ok + r.failed, r.ok, secs, cpu, after.offered - before.offered,
+               after.resumed - before.resumed, after.sessions, peak_kib());
         fflush(stdout);
     }
     tlsctx_unref(tls);
