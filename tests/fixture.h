@@ -152,6 +152,26 @@ static inline void fx_edge(struct store *s, const char *dependent, const char *s
            fx_id(s, dependent), fx_id(s, server));
 }
 
+/* The daemon's view of `name` after `failures` failed pulls in a row, the last at `at` with
+ * `error` (poll.last_error, any text: bound, not quoted). */
+static inline void fx_poll_failed(struct store *s, const char *name, const char *error,
+                                  int failures, long long at)
+{
+    sqlite3_stmt *st;
+    ck_assert_msg(store_prepare(s,
+                                "INSERT INTO poll (host_id, last_attempt_at, last_error, failures, "
+                                "next_at) VALUES ((SELECT id FROM host WHERE name = ?1), ?2, ?3, "
+                                "?4, ?2 + 60)",
+                                &st) == 0,
+                  "%s", store_errmsg(s));
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, at);
+    sqlite3_bind_text(st, 3, error, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 4, failures);
+    ck_assert_msg(sqlite3_step(st) == SQLITE_DONE, "%s: %s", name, store_errmsg(s));
+    sqlite3_finalize(st);
+}
+
 /* Runs `tlsgate --db DB ARGS...` (NULL-ended) at clock `now`; out/err may be NULL. */
 static inline int fx_run_at(const char *db, long long now, char **out, char **err, ...)
 {

@@ -91,6 +91,32 @@ enum pollstatus_kind pollstatus_classify(const char *e)
     return PK_OTHER;
 }
 
+const char *pollstatus_kind_group(enum pollstatus_kind k)
+{
+    /* No default: a new kind is a build error here until it has its group. */
+    switch (k) {
+    case PK_REFUSED:
+    case PK_UNREACHABLE:
+    case PK_DNS: return "connect";
+    case PK_TIMEOUT: return "timeout";
+    case PK_TLS_WRONG_HOST:
+    case PK_TLS_EXPIRED:
+    case PK_TLS_UNTRUSTED:
+    case PK_TLS: return "tls";
+    case PK_HTTP: return "http";
+    case PK_TOO_BIG:
+    case PK_INVALID:
+    case PK_WRONG_HOST:
+    case PK_FUTURE:
+    case PK_OLDER:
+    case PK_NOT_STORED: return "report";
+    case PK_NONE:
+    case PK_OTHER:
+    case PK_COUNT: break;
+    }
+    return "other";
+}
+
 const char *pollstatus_reachable(const struct pollstatus_host *h)
 {
     if (!h->last_attempt_at)
