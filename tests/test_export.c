@@ -836,44 +836,29 @@ END_TEST
 int main(void)
 {
     Suite *suite = suite_create("export");
-    TCase *views = tcase_create("views");
-    tcase_add_checked_fixture(views, setup, teardown);
-    tcase_add_test(views, test_hosts_view_exact_bytes);
-    tcase_add_test(views, test_hosts_view_site_filter);
-    tcase_add_test(views, test_hosts_view_uses_configured_stale_after);
-    tcase_add_test(views, test_servers_view_exact_bytes);
-    tcase_add_test(views, test_servers_view_shows_orphan_risk);
-    tcase_add_test(views, test_blockers_view_exact_bytes);
-    tcase_add_test(views, test_phases_view_exact_bytes);
-    tcase_add_test(views, test_summary_view_exact_bytes);
-    tcase_add_test(views, test_bom_prefixes_utf8_mark);
-    tcase_add_test(views, test_unknown_site_is_bad_input);
-    suite_add_tcase(suite, views);
+    tu_tcase(suite, "views", setup, teardown,
+             TU_TESTS(test_hosts_view_exact_bytes, test_hosts_view_site_filter,
+                      test_hosts_view_uses_configured_stale_after, test_servers_view_exact_bytes,
+                      test_servers_view_shows_orphan_risk, test_blockers_view_exact_bytes,
+                      test_phases_view_exact_bytes, test_summary_view_exact_bytes,
+                      test_bom_prefixes_utf8_mark, test_unknown_site_is_bad_input));
 
-    TCase *out = tcase_create("out");
-    tcase_add_checked_fixture(out, setup, teardown);
-    tcase_add_test(out, test_out_writes_file_whole_and_leaves_no_temp);
-    tcase_add_test(out, test_full_disk_on_stdout_is_exit_4);
-    tcase_add_test(out, test_file_size_limit_mid_export_leaves_old_file_and_no_temp);
-    tcase_add_test(out, test_sigterm_mid_export_removes_temp_file);
-    tcase_add_test(out, test_sigkill_mid_export_leaves_no_out_file);
-    suite_add_tcase(suite, out);
+    tu_tcase(suite, "out", setup, teardown,
+             TU_TESTS(test_out_writes_file_whole_and_leaves_no_temp,
+                      test_full_disk_on_stdout_is_exit_4,
+                      test_file_size_limit_mid_export_leaves_old_file_and_no_temp,
+                      test_sigterm_mid_export_removes_temp_file,
+                      test_sigkill_mid_export_leaves_no_out_file));
 
-    TCase *usage = tcase_create("usage");
-    tcase_add_checked_fixture(usage, setup, teardown);
-    tcase_add_test(usage, test_unknown_view_exit_2_lists_views);
-    tcase_add_test(usage, test_unknown_option_exit_2_lists_options);
-    tcase_add_test(usage, test_missing_view_or_value_exit_2);
-    suite_add_tcase(suite, usage);
+    tu_tcase(suite, "usage", setup, teardown,
+             TU_TESTS(test_unknown_view_exit_2_lists_views,
+                      test_unknown_option_exit_2_lists_options, test_missing_view_or_value_exit_2));
 
-    TCase *csv = tcase_create("csv");
-    tcase_add_checked_fixture(csv, setup, teardown);
-    tcase_add_test(csv, test_hostile_cells_round_trip_through_python_csv);
-    tcase_add_test(csv, test_hostile_reasons_round_trip_in_blockers_view);
-    tcase_add_test(csv, test_writer_quotes_doubles_and_guards);
-    tcase_add_test(csv, test_writer_streams_past_its_buffer);
-    tcase_add_test(csv, test_writer_reports_first_write_error);
-    suite_add_tcase(suite, csv);
+    tu_tcase(suite, "csv", setup, teardown,
+             TU_TESTS(test_hostile_cells_round_trip_through_python_csv,
+                      test_hostile_reasons_round_trip_in_blockers_view,
+                      test_writer_quotes_doubles_and_guards, test_writer_streams_past_its_buffer,
+                      test_writer_reports_first_write_error));
 
     return tu_run_suite(suite);
 }

@@ -506,16 +506,15 @@ int main(void)
     tcase_add_loop_test(tc, test_facts_fixture_extracts_exactly_its_expected_facts, 0,
                         sizeof(fixtures) / sizeof(fixtures[0]));
     suite_add_tcase(s, tc);
-    TCase *tr = tcase_create("rules");
-    tcase_add_test(tr, test_facts_absent_registry_is_all_null);
-    tcase_add_test(tr, test_facts_present_empty_packages_key_is_empty_list);
-    tcase_add_test(tr, test_facts_kb_numbers_unique_uppercase_in_numeric_order);
-    tcase_add_test(tr, test_facts_only_installed_cbs_packages_count);
-    tcase_add_test(tr, test_facts_wrong_types_are_null_and_named_in_warnings);
-    tcase_add_test(tr, test_facts_os_version_needs_both_major_and_minor);
-    tcase_add_test(tr, test_facts_snac_falls_back_to_installed_version_and_wsus_without_version);
-    tcase_add_test(tr, test_facts_caps_keep_any_registry_under_the_report_cap);
-    tcase_add_test(tr, test_facts_warning_cuts_long_value_name_between_characters);
-    suite_add_tcase(s, tr);
+    tu_tcase(s, "rules", NULL, NULL,
+             TU_TESTS(test_facts_absent_registry_is_all_null,
+                      test_facts_present_empty_packages_key_is_empty_list,
+                      test_facts_kb_numbers_unique_uppercase_in_numeric_order,
+                      test_facts_only_installed_cbs_packages_count,
+                      test_facts_wrong_types_are_null_and_named_in_warnings,
+                      test_facts_os_version_needs_both_major_and_minor,
+                      test_facts_snac_falls_back_to_installed_version_and_wsus_without_version,
+                      test_facts_caps_keep_any_registry_under_the_report_cap,
+                      test_facts_warning_cuts_long_value_name_between_characters));
     return tu_run_suite(s);
 }

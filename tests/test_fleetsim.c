@@ -486,15 +486,13 @@ END_TEST
 int main(void)
 {
     Suite *suite = suite_create("fleetsim");
-    TCase *tc = tcase_create("fleet");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    TCase *tc = tu_tcase(suite, "fleet", setup, teardown,
+                         TU_TESTS(test_fleet_serves_one_identity_per_host_and_writes_inventory,
+                                  test_control_patches_stops_and_misbehaves_hosts,
+                                  test_bad_options_are_refused,
+                                  test_ctl_refuses_a_command_longer_than_a_line,
+                                  test_control_socket_listens_before_ready_is_printed,
+                                  test_failed_worker_fork_is_named_and_signals_no_one_else));
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_fleet_serves_one_identity_per_host_and_writes_inventory);
-    tcase_add_test(tc, test_control_patches_stops_and_misbehaves_hosts);
-    tcase_add_test(tc, test_bad_options_are_refused);
-    tcase_add_test(tc, test_ctl_refuses_a_command_longer_than_a_line);
-    tcase_add_test(tc, test_control_socket_listens_before_ready_is_printed);
-    tcase_add_test(tc, test_failed_worker_fork_is_named_and_signals_no_one_else);
-    suite_add_tcase(suite, tc);
     return tu_run_suite(suite);
 }

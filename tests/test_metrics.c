@@ -729,14 +729,11 @@ END_TEST
 static Suite *metrics_suite(void)
 {
     Suite *s = suite_create("metrics");
-    TCase *tc = tcase_create("metrics");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    TCase *tc =
+        tu_tcase(s, "metrics", setup, teardown,
+                 TU_TESTS(scrape_parses_and_agrees_with_the_database, connections_are_bounded,
+                          bad_settings_are_refused, outcomes_are_named_from_the_recorded_reason));
     tcase_set_timeout(tc, 280);
-    tcase_add_test(tc, scrape_parses_and_agrees_with_the_database);
-    tcase_add_test(tc, connections_are_bounded);
-    tcase_add_test(tc, bad_settings_are_refused);
-    tcase_add_test(tc, outcomes_are_named_from_the_recorded_reason);
-    suite_add_tcase(s, tc);
     return s;
 }
 

@@ -899,26 +899,23 @@ END_TEST
 static Suite *ops_suite(void)
 {
     Suite *s = suite_create("ops");
-    TCase *unit = tcase_create("unit");
-    tcase_add_test(unit, test_pollstatus_classify_reads_labels_and_older_texts);
-    suite_add_tcase(s, unit);
+    tu_tcase(s, "unit", NULL, NULL,
+             TU_TESTS(test_pollstatus_classify_reads_labels_and_older_texts));
 
-    TCase *tc = tcase_create("processes");
+    TCase *tc =
+        tu_tcase(s, "processes", setup, teardown,
+                 TU_TESTS(test_failing_pulls_are_explained_everywhere_the_state_is_shown,
+                          test_each_error_kind_reads_the_same_in_every_view,
+                          test_commands_refuse_an_older_schema_with_exit_4,
+                          test_db_migrate_backs_up_the_old_file_then_migrates,
+                          test_init_on_an_older_file_backs_it_up_too,
+                          test_db_backup_while_the_daemon_pulls_is_consistent, test_db_usage_errors,
+                          test_import_reads_csv_as_powershell_and_configmgr_write_it,
+                          test_dry_run_prints_the_exact_diff_and_changes_nothing,
+                          test_prune_and_remove_unblock_gates_and_keep_history_in_the_audit_log,
+                          test_daemon_notices_an_inventory_change_without_sighup));
     tcase_add_unchecked_fixture(tc, make_certs, drop_certs);
-    tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_failing_pulls_are_explained_everywhere_the_state_is_shown);
-    tcase_add_test(tc, test_each_error_kind_reads_the_same_in_every_view);
-    tcase_add_test(tc, test_commands_refuse_an_older_schema_with_exit_4);
-    tcase_add_test(tc, test_db_migrate_backs_up_the_old_file_then_migrates);
-    tcase_add_test(tc, test_init_on_an_older_file_backs_it_up_too);
-    tcase_add_test(tc, test_db_backup_while_the_daemon_pulls_is_consistent);
-    tcase_add_test(tc, test_db_usage_errors);
-    tcase_add_test(tc, test_import_reads_csv_as_powershell_and_configmgr_write_it);
-    tcase_add_test(tc, test_dry_run_prints_the_exact_diff_and_changes_nothing);
-    tcase_add_test(tc, test_prune_and_remove_unblock_gates_and_keep_history_in_the_audit_log);
-    tcase_add_test(tc, test_daemon_notices_an_inventory_change_without_sighup);
-    suite_add_tcase(s, tc);
     return s;
 }
 

@@ -466,19 +466,17 @@ END_TEST
 int main(void)
 {
     Suite *suite = suite_create("phase");
-    TCase *tc = tcase_create("phase");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_phase_happy_path_through_all_phases);
-    tcase_add_test(tc, test_phase_win7_client_blocks_clients_to_servers_and_lists_groups);
-    tcase_add_test(tc, test_phase_dry_run_changes_nothing);
-    tcase_add_test(tc, test_phase_out_of_order_and_bad_usage_refused_and_change_nothing);
-    tcase_add_test(tc, test_phase_status_json_unknown_site_prints_nothing);
-    tcase_add_test(tc, test_phase_rollback_out_of_enforce_marks_servers_to_reenable_legacy);
-    tcase_add_test(tc, test_phase_concurrent_advances_cannot_both_succeed);
-    tcase_add_test(tc, test_phase_status_shows_counts_next_step_and_orphan_risk);
-    tcase_add_test(tc, test_phase_servers_exit_counts_consoles_and_waived_systems_pass);
-    tcase_add_test(tc, test_phase_enforce_exit_needs_fresh_legacy_disabled_reports);
-    tcase_add_test(tc, test_phase_failing_listing_agrees_with_counts);
-    suite_add_tcase(suite, tc);
+    tu_tcase(suite, "phase", setup, teardown,
+             TU_TESTS(test_phase_happy_path_through_all_phases,
+                      test_phase_win7_client_blocks_clients_to_servers_and_lists_groups,
+                      test_phase_dry_run_changes_nothing,
+                      test_phase_out_of_order_and_bad_usage_refused_and_change_nothing,
+                      test_phase_status_json_unknown_site_prints_nothing,
+                      test_phase_rollback_out_of_enforce_marks_servers_to_reenable_legacy,
+                      test_phase_concurrent_advances_cannot_both_succeed,
+                      test_phase_status_shows_counts_next_step_and_orphan_risk,
+                      test_phase_servers_exit_counts_consoles_and_waived_systems_pass,
+                      test_phase_enforce_exit_needs_fresh_legacy_disabled_reports,
+                      test_phase_failing_listing_agrees_with_counts));
     return tu_run_suite(suite);
 }

@@ -1199,37 +1199,34 @@ END_TEST
 static Suite *poll_suite(void)
 {
     Suite *s = suite_create("poll");
-    TCase *unit = tcase_create("schedule");
-    tcase_add_test(unit, test_first_poll_is_spread_by_a_stable_per_host_offset);
-    tcase_add_test(unit, test_failures_back_off_exponentially_up_to_backoff_max);
-    suite_add_tcase(s, unit);
+    tu_tcase(s, "schedule", NULL, NULL,
+             TU_TESTS(test_first_poll_is_spread_by_a_stable_per_host_offset,
+                      test_failures_back_off_exponentially_up_to_backoff_max));
 
-    TCase *tc = tcase_create("processes");
+    TCase *tc = tu_tcase(s, "processes", setup, teardown,
+                         TU_TESTS(test_round_over_real_collectors_stores_the_right_states,
+                                  test_collect_stores_reports_and_poll_state,
+                                  test_misbehaving_collectors_are_each_recorded_with_a_reason,
+                                  test_collector_certificate_from_another_ca_is_refused,
+                                  test_collect_refuses_a_key_that_is_not_the_certificates,
+                                  test_collect_refuses_a_key_others_can_read,
+                                  test_reasons_quoting_a_report_carry_no_control_characters,
+                                  test_busy_store_keeps_the_batch_and_retries_it,
+                                  test_collect_on_a_terminal_draws_a_progress_line,
+                                  test_collect_interrupted_says_so_and_exits_4,
+                                  test_collect_refuses_missing_tls_config_with_exit_3,
+                                  test_collect_without_database_exits_4,
+                                  test_daemon_sigterm_abandons_hung_transfers_and_exits_zero,
+                                  test_daemon_second_sigterm_keeps_the_grace_bound,
+                                  test_daemon_exits_4_when_its_first_load_fails,
+                                  test_daemon_sighup_polls_new_hosts_and_drops_removed,
+                                  test_daemon_sighup_with_a_new_ca_does_not_resume_old_sessions,
+                                  test_daemon_judges_by_a_catalog_loaded_while_it_runs,
+                                  test_daemon_logs_orphan_risk_and_its_clearing,
+                                  test_daemon_killed_mid_round_restarts_with_a_whole_store,
+                                  test_cli_writers_during_daemon_writes_never_see_locked));
     tcase_add_unchecked_fixture(tc, make_certs, drop_certs);
-    tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_round_over_real_collectors_stores_the_right_states);
-    tcase_add_test(tc, test_collect_stores_reports_and_poll_state);
-    tcase_add_test(tc, test_misbehaving_collectors_are_each_recorded_with_a_reason);
-    tcase_add_test(tc, test_collector_certificate_from_another_ca_is_refused);
-    tcase_add_test(tc, test_collect_refuses_a_key_that_is_not_the_certificates);
-    tcase_add_test(tc, test_collect_refuses_a_key_others_can_read);
-    tcase_add_test(tc, test_reasons_quoting_a_report_carry_no_control_characters);
-    tcase_add_test(tc, test_busy_store_keeps_the_batch_and_retries_it);
-    tcase_add_test(tc, test_collect_on_a_terminal_draws_a_progress_line);
-    tcase_add_test(tc, test_collect_interrupted_says_so_and_exits_4);
-    tcase_add_test(tc, test_collect_refuses_missing_tls_config_with_exit_3);
-    tcase_add_test(tc, test_collect_without_database_exits_4);
-    tcase_add_test(tc, test_daemon_sigterm_abandons_hung_transfers_and_exits_zero);
-    tcase_add_test(tc, test_daemon_second_sigterm_keeps_the_grace_bound);
-    tcase_add_test(tc, test_daemon_exits_4_when_its_first_load_fails);
-    tcase_add_test(tc, test_daemon_sighup_polls_new_hosts_and_drops_removed);
-    tcase_add_test(tc, test_daemon_sighup_with_a_new_ca_does_not_resume_old_sessions);
-    tcase_add_test(tc, test_daemon_judges_by_a_catalog_loaded_while_it_runs);
-    tcase_add_test(tc, test_daemon_logs_orphan_risk_and_its_clearing);
-    tcase_add_test(tc, test_daemon_killed_mid_round_restarts_with_a_whole_store);
-    tcase_add_test(tc, test_cli_writers_during_daemon_writes_never_see_locked);
-    suite_add_tcase(s, tc);
     return s;
 }
 

@@ -777,45 +777,32 @@ END_TEST
 int main(void)
 {
     Suite *suite = suite_create("regfile");
-    TCase *tc = tcase_create("values");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_strings_decode_escapes_and_unicode);
-    tcase_add_test(tc, test_default_value_is_the_empty_name);
-    tcase_add_test(tc, test_dword_forms_read_as_numbers);
-    tcase_add_test(tc, test_qword_is_little_endian);
-    tcase_add_test(tc, test_expand_sz_and_hex1_read_as_strings);
-    tcase_add_test(tc, test_multi_sz_over_continuation_lines);
-    tcase_add_test(tc, test_binary_none_and_unknown_types_keep_their_bytes);
-    tcase_add_test(tc, test_absent_is_enoent_and_wrong_type_is_einval);
-    tcase_add_test(tc, test_hive_spellings_are_equivalent);
-    tcase_add_test(tc, test_lookup_is_case_insensitive_and_keeps_first_spelling);
-    tcase_add_test(tc, test_list_subkeys_sorted_case_insensitively);
-    tcase_add_test(tc, test_layered_files_override_and_delete);
-    tcase_add_test(tc, test_layer_order_decides);
-    tcase_add_test(tc, test_regedit4_ansi_is_windows_1252);
-    tcase_add_test(tc, test_regedit4_utf8_with_and_without_bom);
-    tcase_add_test(tc, test_utf16_with_lf_line_ends);
-    tcase_add_test(tc, test_mixed_line_ends_count_lines_alike);
-    tcase_add_test(tc, test_continuation_forms);
-    tcase_add_test(tc, test_no_files_is_an_empty_registry);
-    suite_add_tcase(suite, tc);
+    tu_tcase(
+        suite, "values", setup, teardown,
+        TU_TESTS(test_strings_decode_escapes_and_unicode, test_default_value_is_the_empty_name,
+                 test_dword_forms_read_as_numbers, test_qword_is_little_endian,
+                 test_expand_sz_and_hex1_read_as_strings, test_multi_sz_over_continuation_lines,
+                 test_binary_none_and_unknown_types_keep_their_bytes,
+                 test_absent_is_enoent_and_wrong_type_is_einval, test_hive_spellings_are_equivalent,
+                 test_lookup_is_case_insensitive_and_keeps_first_spelling,
+                 test_list_subkeys_sorted_case_insensitively,
+                 test_layered_files_override_and_delete, test_layer_order_decides,
+                 test_regedit4_ansi_is_windows_1252, test_regedit4_utf8_with_and_without_bom,
+                 test_utf16_with_lf_line_ends, test_mixed_line_ends_count_lines_alike,
+                 test_continuation_forms, test_no_files_is_an_empty_registry));
 
-    TCase *bad = tcase_create("refusals");
-    tcase_add_checked_fixture(bad, setup, teardown);
+    TCase *bad =
+        tu_tcase(suite, "refusals", setup, teardown,
+                 TU_TESTS(test_every_malformed_fixture_has_an_expectation,
+                          test_malformed_later_file_discards_the_whole_view,
+                          test_missing_file_is_named, test_deleting_a_hive_root_is_refused,
+                          test_long_unknown_hive_is_cut_between_characters,
+                          test_fault_character_is_shown_whole, test_file_over_64_mib_is_refused,
+                          test_value_over_1_mib_is_refused, test_name_lengths_and_depth_are_capped,
+                          test_keys_and_values_are_capped_across_files,
+                          test_every_allocation_failure_while_parsing_is_enomem_and_no_view,
+                          test_every_allocation_failure_in_a_getter_is_enomem));
     tcase_add_loop_test(bad, test_malformed_fixture_is_refused_with_file_and_line, 0, N_MALFORMED);
-    tcase_add_test(bad, test_every_malformed_fixture_has_an_expectation);
-    tcase_add_test(bad, test_malformed_later_file_discards_the_whole_view);
-    tcase_add_test(bad, test_missing_file_is_named);
-    tcase_add_test(bad, test_deleting_a_hive_root_is_refused);
-    tcase_add_test(bad, test_long_unknown_hive_is_cut_between_characters);
-    tcase_add_test(bad, test_fault_character_is_shown_whole);
-    tcase_add_test(bad, test_file_over_64_mib_is_refused);
-    tcase_add_test(bad, test_value_over_1_mib_is_refused);
-    tcase_add_test(bad, test_name_lengths_and_depth_are_capped);
-    tcase_add_test(bad, test_keys_and_values_are_capped_across_files);
-    tcase_add_test(bad, test_every_allocation_failure_while_parsing_is_enomem_and_no_view);
-    tcase_add_test(bad, test_every_allocation_failure_in_a_getter_is_enomem);
-    suite_add_tcase(suite, bad);
 
     return tu_run_suite(suite);
 }

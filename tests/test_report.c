@@ -598,33 +598,27 @@ END_TEST
 static Suite *report_suite(void)
 {
     Suite *s = suite_create("report");
-    TCase *tc = tcase_create("validate");
-    tcase_add_test(tc, test_report_example_is_accepted);
+    TCase *tc = tu_tcase(
+        s, "validate", NULL, NULL,
+        TU_TESTS(test_report_example_is_accepted, test_report_accepts_null_for_every_leaf_fact,
+                 test_report_host_length_limits, test_report_time_parse_and_format));
     tcase_add_loop_test(tc, test_report_refuses_missing_member_by_path, 0,
                         sizeof(required_paths) / sizeof(required_paths[0]));
     tcase_add_loop_test(tc, test_report_refuses_wrong_type_by_path, 0,
                         sizeof(bad_values) / sizeof(bad_values[0]));
-    tcase_add_test(tc, test_report_accepts_null_for_every_leaf_fact);
     tcase_add_loop_test(tc, test_report_refuses_bad_host, 0, sizeof(bad_hosts) / sizeof(bad_hosts[0]));
-    tcase_add_test(tc, test_report_host_length_limits);
     tcase_add_loop_test(tc, test_report_refuses_bad_time, 0, sizeof(bad_times) / sizeof(bad_times[0]));
-    tcase_add_test(tc, test_report_time_parse_and_format);
-    suite_add_tcase(s, tc);
-    TCase *tp = tcase_create("parse");
-    tcase_add_test(tp, test_report_parse_refuses_oversize);
-    tcase_add_test(tp, test_report_parse_refuses_truncated_json);
-    tcase_add_test(tp, test_report_parse_refuses_duplicate_key);
-    tcase_add_test(tp, test_report_parse_refuses_non_object_and_validates);
-    tcase_add_test(tp, test_report_parse_every_truncation_is_refused);
-    tcase_add_test(tp, test_report_parse_every_byte_mutation_is_handled);
-    suite_add_tcase(s, tp);
-    TCase *tf = tcase_create("facts");
-    tcase_add_checked_fixture(tf, setup, teardown);
+    tu_tcase(s, "parse", NULL, NULL,
+             TU_TESTS(test_report_parse_refuses_oversize, test_report_parse_refuses_truncated_json,
+                      test_report_parse_refuses_duplicate_key,
+                      test_report_parse_refuses_non_object_and_validates,
+                      test_report_parse_every_truncation_is_refused,
+                      test_report_parse_every_byte_mutation_is_handled));
+    TCase *tf = tu_tcase(s, "facts", setup, teardown,
+                         TU_TESTS(test_facts_file_of_facts_only_loads_and_keeps_warnings,
+                                  test_facts_file_refusals_name_file_and_field));
     tcase_add_loop_test(tf, test_built_report_passes_validation_and_round_trips_as_facts_file, 0,
                         sizeof(fixture_files) / sizeof(fixture_files[0]));
-    tcase_add_test(tf, test_facts_file_of_facts_only_loads_and_keeps_warnings);
-    tcase_add_test(tf, test_facts_file_refusals_name_file_and_field);
-    suite_add_tcase(s, tf);
     return s;
 }
 

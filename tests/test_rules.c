@@ -1241,72 +1241,52 @@ END_TEST
 static Suite *rules_suite(void)
 {
     Suite *s = suite_create("rules");
-    TCase *t = tcase_create("fixtures");
-    tcase_add_checked_fixture(t, setup, teardown);
-    tcase_add_test(t, test_win7_unpatched_client_blocks_on_winhttp_and_schannel);
-    tcase_add_test(t, test_win7_dsp_native_only_fails_naming_wow6432node);
-    tcase_add_test(t, test_win7_ready_client_passes_every_rule);
-    tcase_add_test(t, test_win81_client_ready_by_os_defaults_warns_on_strong_crypto);
-    tcase_add_test(t, test_win10_22h2_defaults_ready);
-    tcase_add_test(t, test_win11_client_passes_every_rule);
-    tcase_add_test(t, test_wsus_2012_with_kb4022721_passes);
-    tcase_add_test(t, test_wsus_2012_without_kb4022721_blocks);
-    tcase_add_test(t, test_sql2014_sp1_below_4219_blocks_site_database);
-    tcase_add_test(t, test_sql_express_5026_passes_5025_fails_on_secondary);
-    tcase_add_test(t, test_server2019_site_server_ready);
-    tcase_add_test(t, test_only_applicable_rules_produce_verdicts);
-    tcase_add_test(t, test_collector_fixtures_evaluate_to_exact_verdicts);
-    suite_add_tcase(s, t);
+    tu_tcase(s, "fixtures", setup, teardown,
+             TU_TESTS(test_win7_unpatched_client_blocks_on_winhttp_and_schannel,
+                      test_win7_dsp_native_only_fails_naming_wow6432node,
+                      test_win7_ready_client_passes_every_rule,
+                      test_win81_client_ready_by_os_defaults_warns_on_strong_crypto,
+                      test_win10_22h2_defaults_ready, test_win11_client_passes_every_rule,
+                      test_wsus_2012_with_kb4022721_passes, test_wsus_2012_without_kb4022721_blocks,
+                      test_sql2014_sp1_below_4219_blocks_site_database,
+                      test_sql_express_5026_passes_5025_fails_on_secondary,
+                      test_server2019_site_server_ready,
+                      test_only_applicable_rules_produce_verdicts,
+                      test_collector_fixtures_evaluate_to_exact_verdicts));
 
-    t = tcase_create("boundaries");
-    tcase_add_checked_fixture(t, setup, teardown);
-    tcase_add_test(t, test_dotnet_release_boundary_394802);
-    tcase_add_test(t, test_sql_engine_branch_boundaries);
-    tcase_add_test(t, test_sql_2005_reason_says_no_tls12_build);
-    tcase_add_test(t, test_sql_known_bad_build_warns);
-    tcase_add_test(t, test_sql_engine_without_instances_fails_on_site_database);
-    tcase_add_test(t, test_snac_boundary_ignores_minor);
-    tcase_add_test(t, test_odbc18_boundary_and_known_bad);
-    tcase_add_test(t, test_reasons_neutralise_hostile_strings);
-    tcase_add_test(t, test_dsp_bit_boundary);
-    tcase_add_test(t, test_winhttp_rules_by_build_and_edition);
-    tcase_add_test(t, test_schannel_tls12_defaults_by_build);
-    tcase_add_test(t, test_absent_fact_fails_not_reported);
-    tcase_add_test(t, test_strong_crypto_names_each_failing_value);
-    tcase_add_test(t, test_report_of_an_older_collector_fails_closed_on_new_facts);
-    tcase_add_test(t, test_fips_on_warns);
-    tcase_add_test(t, test_server_2008_sp2_needs_kb4019276_and_vista_cannot);
-    suite_add_tcase(s, t);
+    tu_tcase(s, "boundaries", setup, teardown,
+             TU_TESTS(test_dotnet_release_boundary_394802, test_sql_engine_branch_boundaries,
+                      test_sql_2005_reason_says_no_tls12_build, test_sql_known_bad_build_warns,
+                      test_sql_engine_without_instances_fails_on_site_database,
+                      test_snac_boundary_ignores_minor, test_odbc18_boundary_and_known_bad,
+                      test_reasons_neutralise_hostile_strings, test_dsp_bit_boundary,
+                      test_winhttp_rules_by_build_and_edition,
+                      test_schannel_tls12_defaults_by_build, test_absent_fact_fails_not_reported,
+                      test_strong_crypto_names_each_failing_value,
+                      test_report_of_an_older_collector_fails_closed_on_new_facts,
+                      test_fips_on_warns, test_server_2008_sp2_needs_kb4019276_and_vista_cannot));
 
-    t = tcase_create("eval");
-    tcase_add_test(t, test_rules_eval_reg_file_prints_verdicts_and_exit_code);
-    tcase_add_test(t, test_rules_eval_bad_input_is_named);
-    suite_add_tcase(s, t);
+    tu_tcase(s, "eval", NULL, NULL,
+             TU_TESTS(test_rules_eval_reg_file_prints_verdicts_and_exit_code,
+                      test_rules_eval_bad_input_is_named));
 
-    t = tcase_create("cases");
-    tcase_add_test(t, test_case_dsp_without_tls12_fails_on_every_version_and_view);
-    tcase_add_test(t, test_case_server2008sp2_core_is_a_server_and_winhttp_fails_closed);
-    tcase_add_test(t, test_case_staged_update_is_not_installed);
-    tcase_add_test(t, test_case_win7_enabled_without_disabled_by_default_serves_winhttp);
-    tcase_add_test(t, test_case_win8_and_7600_get_their_own_remedy);
-    tcase_add_test(t, test_case_ssrs2014_needs_the_net35_update);
-    tcase_add_test(t, test_case_wsus_on_server_core_and_without_the_sup_role);
-    tcase_add_test(t, test_case_sql2008r2_sp2_x64_has_no_tls12_build);
-    suite_add_tcase(s, t);
+    tu_tcase(s, "cases", NULL, NULL,
+             TU_TESTS(test_case_dsp_without_tls12_fails_on_every_version_and_view,
+                      test_case_server2008sp2_core_is_a_server_and_winhttp_fails_closed,
+                      test_case_staged_update_is_not_installed,
+                      test_case_win7_enabled_without_disabled_by_default_serves_winhttp,
+                      test_case_win8_and_7600_get_their_own_remedy,
+                      test_case_ssrs2014_needs_the_net35_update,
+                      test_case_wsus_on_server_core_and_without_the_sup_role,
+                      test_case_sql2008r2_sp2_x64_has_no_tls12_build));
 
-    t = tcase_create("catalog");
-    tcase_add_checked_fixture(t, setup, teardown);
-    tcase_add_test(t, test_default_catalog_is_complete);
-    tcase_add_test(t, test_catalog_minimal_rule_loads);
-    tcase_add_test(t, test_catalog_unknown_operator_names_rule);
-    tcase_add_test(t, test_catalog_unknown_fact_names_rule);
-    tcase_add_test(t, test_catalog_missing_remedy_names_rule);
-    tcase_add_test(t, test_catalog_duplicate_id_names_rule);
-    tcase_add_test(t, test_catalog_bad_severity_names_rule);
-    tcase_add_test(t, test_catalog_type_mismatches_are_refused);
-    tcase_add_test(t, test_catalog_structure_errors_are_refused);
-    tcase_add_test(t, test_catalog_over_cap_is_refused);
-    suite_add_tcase(s, t);
+    tu_tcase(s, "catalog", setup, teardown,
+             TU_TESTS(test_default_catalog_is_complete, test_catalog_minimal_rule_loads,
+                      test_catalog_unknown_operator_names_rule,
+                      test_catalog_unknown_fact_names_rule, test_catalog_missing_remedy_names_rule,
+                      test_catalog_duplicate_id_names_rule, test_catalog_bad_severity_names_rule,
+                      test_catalog_type_mismatches_are_refused,
+                      test_catalog_structure_errors_are_refused, test_catalog_over_cap_is_refused));
     return s;
 }
 

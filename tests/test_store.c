@@ -172,15 +172,11 @@ END_TEST
 int main(void)
 {
     Suite *suite = suite_create("store");
-    TCase *tc = tcase_create("migrations");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_migrations_create_every_table_on_empty_file);
-    tcase_add_test(tc, test_migrations_rerun_is_idempotent);
-    tcase_add_test(tc, test_newer_database_is_refused_untouched);
-    tcase_add_test(tc, test_missing_database_is_not_created_by_other_commands);
-    tcase_add_test(tc, test_foreign_file_is_refused);
-    tcase_add_test(tc, test_audit_rows_cannot_be_changed);
-    tcase_add_test(tc, test_init_creates_files_for_the_owner_only);
-    suite_add_tcase(suite, tc);
+    tu_tcase(suite, "migrations", setup, teardown,
+             TU_TESTS(test_migrations_create_every_table_on_empty_file,
+                      test_migrations_rerun_is_idempotent, test_newer_database_is_refused_untouched,
+                      test_missing_database_is_not_created_by_other_commands,
+                      test_foreign_file_is_refused, test_audit_rows_cannot_be_changed,
+                      test_init_creates_files_for_the_owner_only));
     return tu_run_suite(suite);
 }

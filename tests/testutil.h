@@ -17,6 +17,13 @@
  * all passed, 1 otherwise. Check prints its closing "N%: Checks: ..." line. */
 int tu_run_suite(Suite *s);
 
+/* Adds to `s` the test case `name` with the tests of the list (TU_TESTS) and, when setup or
+ * teardown is not NULL, that checked fixture; returns it for timeouts and unchecked fixtures. */
+TCase *tu_tcase(Suite *s, const char *name, void (*setup)(void), void (*teardown)(void),
+                const TTest *const *tests);
+/* The NULL-ended list of tu_tcase: TU_TESTS(test_a, test_b). */
+#define TU_TESTS(...) ((const TTest *const[]){__VA_ARGS__, NULL})
+
 /* A fresh empty folder under $TMPDIR (or /tmp), removed by tu_rmtree. */
 char *tu_tmpdir(void);
 void tu_rmtree(const char *dir);
