@@ -15,17 +15,8 @@
 static char *dir;
 static char db[4096];
 
-static void setup(void)
-{
-    dir = tu_tmpdir();
-    snprintf(db, sizeof(db), "%s", tu_path(dir, "t.db"));
-}
-
-static void teardown(void)
-{
-    tu_rmtree(dir);
-    free(dir);
-}
+static void setup(void) { dir = tu_tmpdir_with_db(db, sizeof(db)); }
+static void teardown(void) { tu_tmpdir_drop(&dir); }
 
 /* Runs tlsgate with `line`'s words (a command and maybe its subcommand) and up to two more. */
 static int run_words(const char *line, const char *extra1, const char *extra2, char **out,

@@ -80,16 +80,7 @@ static CURLcode fetch(const char *host, int port, struct body *b)
 
 static char *ctl(const char *a, const char *b, const char *c)
 {
-    char *argv[] = {(char *)tu_build_path("tools/fleetsim"),
-                    "ctl",
-                    ctl_path,
-                    (char *)a,
-                    (char *)b,
-                    (char *)c,
-                    NULL};
-    char *out;
-    tu_run(argv, NULL, &out, NULL);
-    return out;
+    return tu_fleetsim_ctl(ctl_path, a, b, c);
 }
 
 /* Starts 40 hosts in two sites; the port base moves on if another test holds the ports. */

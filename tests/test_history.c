@@ -25,17 +25,8 @@
 static char *dir;
 static char db[4096];
 
-static void setup(void)
-{
-    dir = tu_tmpdir();
-    snprintf(db, sizeof(db), "%s", tu_path(dir, "t.db"));
-}
-
-static void teardown(void)
-{
-    tu_rmtree(dir);
-    free(dir);
-}
+static void setup(void) { dir = tu_tmpdir_with_db(db, sizeof(db)); }
+static void teardown(void) { tu_tmpdir_drop(&dir); }
 
 /*
  * P01 (clients): mp1 (MP, ready), dp1 (DP, ready, legacy protocols off: orphan risk, its

@@ -23,8 +23,7 @@ static char config_path[4096];
 
 static void setup(void)
 {
-    dir = tu_tmpdir();
-    snprintf(db, sizeof(db), "%s", tu_path(dir, "t.db"));
+    dir = tu_tmpdir_with_db(db, sizeof(db));
     snprintf(config_path, sizeof(config_path), "%s", tu_path(dir, "config.json"));
     char *certs = strdup(tu_path(dir, "certs"));
     char *gen[] = {(char *)tu_source_path("tools/gen-certs"), certs, "down.test", NULL};

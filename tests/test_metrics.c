@@ -40,8 +40,7 @@ static int scrape_port;
 
 static void setup(void)
 {
-    dir = tu_tmpdir();
-    snprintf(db, sizeof(db), "%s", tu_path(dir, "t.db"));
+    dir = tu_tmpdir_with_db(db, sizeof(db));
     snprintf(config_path, sizeof(config_path), "%s", tu_path(dir, "config.json"));
     snprintf(ctl_path, sizeof(ctl_path), "%s", tu_path(dir, "ctl.sock"));
     char *gen[] = {(char *)tu_source_path("tools/gen-certs"), (char *)tu_path(dir, "certs"), NULL};
@@ -115,15 +114,7 @@ static void start_sim(void)
 
 static void ctl(const char *a, const char *b, const char *c)
 {
-    char *argv[] = {(char *)tu_build_path("tools/fleetsim"),
-                    "ctl",
-                    ctl_path,
-                    (char *)a,
-                    (char *)b,
-                    (char *)c,
-                    NULL};
-    char *out = NULL;
-    tu_run(argv, NULL, &out, NULL);
+    char *out = tu_fleetsim_ctl(ctl_path, a, b, c);
     ck_assert_msg(out && !strncmp(out, "ok", 2), "fleetsim ctl %s %s: %s", a, b, out);
     free(out);
 }

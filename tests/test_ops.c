@@ -74,8 +74,7 @@ static void write_config(const char *extra)
 static void setup(void)
 {
     run_env = NULL;
-    dir = tu_tmpdir();
-    snprintf(db, sizeof(db), "%s", tu_path(dir, "t.db"));
+    dir = tu_tmpdir_with_db(db, sizeof(db));
     snprintf(config_path, sizeof(config_path), "%s", tu_path(dir, "config.json"));
     write_config("\"interval\": 3600, \"jitter\": 0");
 }
@@ -307,11 +306,10 @@ START_TEST(test_failing_pulls_are_explained_everywhere_the_state_is_shown)
 {
     init_db();
     const char *good = write_report("good.json", "good.test");
-    char sg[4200], sw[4200];
-    snprintf(sg, sizeof(sg), "good,good.test,%s", good);
     /* wrong.test is answered with other.test's certificate. */
-    snprintf(sw, sizeof(sw), "good,other.test,%s", good);
-    const char *specs[] = {sg, sw, "huge,huge.test", "badjson,badjson.test", NULL};
+    const char *specs[] = {tu_peer_spec("good,good.test", good),
+                           tu_peer_spec("good,other.test", good), "huge,huge.test",
+                           "badjson,badjson.test", NULL};
     struct tu_peer pr;
     tu_peer_start(&pr, certs, specs);
     ck_assert_int_eq(pr.nports, 4);
@@ -862,9 +860,7 @@ START_TEST(test_daemon_notices_an_inventory_change_without_sighup)
 {
     init_db();
     const char *good = write_report("good.json", "good.test");
-    char sg[4200];
-    snprintf(sg, sizeof(sg), "good,good.test,%s", good);
-    const char *specs[] = {sg, NULL};
+    const char *specs[] = {tu_peer_spec("good,good.test", good), NULL};
     struct tu_peer pr;
     tu_peer_start(&pr, certs, specs);
     add_host("down.test", "S01", ROLE_CLIENT, tu_closed_port());

@@ -89,8 +89,7 @@ static void write_config(const char *extra)
 
 static void setup(void)
 {
-    dir = tu_tmpdir();
-    snprintf(db, sizeof(db), "%s", tu_path(dir, "t.db"));
+    dir = tu_tmpdir_with_db(db, sizeof(db));
     snprintf(config_path, sizeof(config_path), "%s", tu_path(dir, "config.json"));
     write_config("\"interval\": 3600, \"jitter\": 0, \"concurrency\": 16");
     char *err = NULL;
@@ -386,10 +385,8 @@ START_TEST(test_collect_stores_reports_and_poll_state)
 {
     const char *ready = write_report("ready.json", "ready.test", 60, NULL);
     const char *unpatched = write_report("unpatched.json", "unpatched.test", 60, make_unpatched);
-    char s1[4200], s2[4200];
-    snprintf(s1, sizeof(s1), "good,ready.test,%s", ready);
-    snprintf(s2, sizeof(s2), "good,unpatched.test,%s", unpatched);
-    const char *specs[] = {s1, s2, NULL};
+    const char *specs[] = {tu_peer_spec("good,ready.test", ready),
+                           tu_peer_spec("good,unpatched.test", unpatched), NULL};
     struct tu_peer pr;
     tu_peer_start(&pr, certs, specs);
     add_host("ready.test", 1, pr.ports[0]);
@@ -571,26 +568,15 @@ START_TEST(test_misbehaving_collectors_are_each_recorded_with_a_reason)
     const char *other = write_report("other.json", "other.test", 60, NULL);
     const char *future = write_report("future.json", "future.test", 60, make_future);
     const char *stale = write_report("stale.json", "stale.test", 60, NULL);
-    char sg[4200], so[4200], sf[4200], ss[4200], sw[4200];
-    snprintf(sg, sizeof(sg), "good,good.test,%s", good);
-    /* wrongcert.test is answered with other.test's certificate. */
-    snprintf(sw, sizeof(sw), "good,other.test,%s", good);
-    /* other.test presents its own certificate but serves good.test's report. */
-    snprintf(so, sizeof(so), "good,other.test,%s", good);
-    snprintf(sf, sizeof(sf), "good,future.test,%s", future);
-    snprintf(ss, sizeof(ss), "good,stale.test,%s", stale);
     (void)other;
-    const char *specs[] = {sg,
-                           "silent,silent.test",
-                           "slow,slow.test",
-                           "huge,huge.test",
-                           "badjson,badjson.test",
-                           sw,
-                           so,
-                           sf,
-                           ss,
-                           "status,status.test",
-                           NULL};
+    const char *specs[] = {tu_peer_spec("good,good.test", good), "silent,silent.test",
+                           "slow,slow.test", "huge,huge.test", "badjson,badjson.test",
+                           /* wrongcert.test is answered with other.test's certificate. */
+                           tu_peer_spec("good,other.test", good),
+                           /* other.test presents its own certificate, good.test's report. */
+                           tu_peer_spec("good,other.test", good),
+                           tu_peer_spec("good,future.test", future),
+                           tu_peer_spec("good,stale.test", stale), "status,status.test", NULL};
     struct tu_peer pr;
     tu_peer_start(&pr, certs, specs);
     ck_assert_int_eq(pr.nports, 10);
@@ -661,9 +647,7 @@ static void make_forging(json_t *r)
 START_TEST(test_reasons_quoting_a_report_carry_no_control_characters)
 {
     const char *forged = write_report("forged.json", "good.test", 60, make_forging);
-    char sf[4200];
-    snprintf(sf, sizeof(sf), "good,good.test,%s", forged);
-    const char *specs[] = {sf, NULL};
+    const char *specs[] = {tu_peer_spec("good,good.test", forged), NULL};
     struct tu_peer pr;
     tu_peer_start(&pr, certs, specs);
     add_host("good.test", 1, pr.ports[0]);
@@ -687,9 +671,7 @@ END_TEST
 START_TEST(test_busy_store_keeps_the_batch_and_retries_it)
 {
     const char *good = write_report("good.json", "good.test", 60, NULL);
-    char sg[4200];
-    snprintf(sg, sizeof(sg), "late,good.test,%s", good);
-    const char *specs[] = {sg, NULL};
+    const char *specs[] = {tu_peer_spec("late,good.test", good), NULL};
     struct tu_peer pr;
     tu_peer_start(&pr, certs, specs);
     add_host("good.test", 1, pr.ports[0]);
@@ -719,9 +701,7 @@ END_TEST
 START_TEST(test_collect_on_a_terminal_draws_a_progress_line)
 {
     const char *good = write_report("good.json", "good.test", 60, NULL);
-    char sg[4200];
-    snprintf(sg, sizeof(sg), "good,good.test,%s", good);
-    const char *specs[] = {sg, NULL};
+    const char *specs[] = {tu_peer_spec("good,good.test", good), NULL};
     struct tu_peer pr;
     tu_peer_start(&pr, certs, specs);
     add_host("good.test", 1, pr.ports[0]);
@@ -825,9 +805,8 @@ END_TEST
 START_TEST(test_daemon_sigterm_abandons_hung_transfers_and_exits_zero)
 {
     const char *good = write_report("good.json", "good.test", 60, NULL);
-    char sg[4200];
-    snprintf(sg, sizeof(sg), "good,good.test,%s", good);
-    const char *specs[] = {sg, "silent,silent.test", "slow,slow.test", NULL};
+    const char *specs[] = {tu_peer_spec("good,good.test", good), "silent,silent.test",
+                           "slow,slow.test", NULL};
     struct tu_peer pr;
     tu_peer_start(&pr, certs, specs);
     add_host("good.test", 1, pr.ports[0]);
@@ -853,9 +832,7 @@ END_TEST
 START_TEST(test_daemon_second_sigterm_keeps_the_grace_bound)
 {
     const char *good = write_report("good.json", "good.test", 60, NULL);
-    char sg[4200];
-    snprintf(sg, sizeof(sg), "good,good.test,%s", good);
-    const char *specs[] = {sg, "silent,silent.test", NULL};
+    const char *specs[] = {tu_peer_spec("good,good.test", good), "silent,silent.test", NULL};
     struct tu_peer pr;
     tu_peer_start(&pr, certs, specs);
     add_host("good.test", 1, pr.ports[0]);
@@ -904,10 +881,8 @@ START_TEST(test_daemon_sighup_polls_new_hosts_and_drops_removed)
 {
     const char *a = write_report("a.json", "fleet00.test", 60, NULL);
     const char *b = write_report("b.json", "fleet01.test", 60, NULL);
-    char sa[4200], sb[4200];
-    snprintf(sa, sizeof(sa), "good,fleet00.test,%s", a);
-    snprintf(sb, sizeof(sb), "good,fleet01.test,%s", b);
-    const char *specs[] = {sa, sb, NULL};
+    const char *specs[] = {tu_peer_spec("good,fleet00.test", a),
+                           tu_peer_spec("good,fleet01.test", b), NULL};
     struct tu_peer pr;
     tu_peer_start(&pr, certs, specs);
     add_host("fleet00.test", 1, pr.ports[0]);
@@ -948,9 +923,7 @@ START_TEST(test_daemon_sighup_with_a_new_ca_does_not_resume_old_sessions)
     char *argv[] = {(char *)tu_source_path("tools/gen-certs"), other, "fleet05.test", NULL};
     ck_assert_int_eq(tu_run(argv, NULL, NULL, NULL), 0);
     const char *good = write_report("good.json", "good.test", 60, NULL);
-    char sg[4200];
-    snprintf(sg, sizeof(sg), "good,good.test,%s", good);
-    const char *specs[] = {sg, NULL};
+    const char *specs[] = {tu_peer_spec("good,good.test", good), NULL};
     struct tu_peer pr;
     tu_peer_start(&pr, certs, specs);
     add_host("good.test", 1, pr.ports[0]);
@@ -985,9 +958,7 @@ END_TEST
 START_TEST(test_daemon_judges_by_a_catalog_loaded_while_it_runs)
 {
     const char *a = write_report("a.json", "fleet00.test", 60, NULL);
-    char sa[4200];
-    snprintf(sa, sizeof(sa), "good,fleet00.test,%s", a);
-    const char *specs[] = {sa, NULL};
+    const char *specs[] = {tu_peer_spec("good,fleet00.test", a), NULL};
     struct tu_peer pr;
     tu_peer_start(&pr, certs, specs);
     add_host("fleet00.test", 1, pr.ports[0]);

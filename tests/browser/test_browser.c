@@ -29,17 +29,8 @@ static char *dir;
 static char db[4096];
 static char chromium[4096];
 
-static void setup(void)
-{
-    dir = tu_tmpdir();
-    snprintf(db, sizeof(db), "%s", tu_path(dir, "t.db"));
-}
-
-static void teardown(void)
-{
-    tu_rmtree(dir);
-    free(dir);
-}
+static void setup(void) { dir = tu_tmpdir_with_db(db, sizeof(db)); }
+static void teardown(void) { tu_tmpdir_drop(&dir); }
 
 static bool find_chromium(void)
 {
