@@ -588,6 +588,18 @@ static int run_collector(const char *const *args, char **err)
     return tu_run(argv, NULL, NULL, err);
 }
 
+/* run_collector on 127.0.0.1:0 with this TLS material and then `extra` (TU_ARGS). */
+static int run_collector_tls(const char *cert, const char *key, const char *ca,
+                             const char *const *extra, char **err)
+{
+    const char *args[64] = {"--listen", "127.0.0.1:0", "--cert", cert, "--key", key, "--ca", ca};
+    int n = 8;
+    for (int i = 0; extra[i] && n < 63; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    return run_collector(args, err);
+}
+
 static const char *facts_example(void) { return tu_source_path("schema/report.example.json"); }
 
 static void setup(void) { dir = tu_tmpdir(); }
@@ -664,14 +676,10 @@ START_TEST(test_collector_refuses_malformed_facts_file)
     const char *path = tu_path(dir, "broken.json");
     const char *text = "{\n  \"os\": {\n    \"build\": 7601,\n  }\n}\n";
     tu_write_file(path, text, strlen(text));
-    const char *args[] = {"--listen", "127.0.0.1:0",
-                          "--cert",   tu_path(certs, HOST1 ".pem"),
-                          "--key",    tu_path(certs, HOST1 ".key"),
-                          "--ca",     tu_path(certs, "ca.pem"),
-                          "--facts",  path,
-                          NULL};
     char *err;
-    ck_assert_int_eq(run_collector(args, &err), 3);
+    ck_assert_int_eq(run_collector_tls(tu_path(certs, HOST1 ".pem"), tu_path(certs, HOST1 ".key"),
+                                       tu_path(certs, "ca.pem"), TU_ARGS("--facts", path), &err),
+                     3);
     char want[4200];
     snprintf(want, sizeof(want), "%s:4", path);
     ck_assert_msg(strstr(err, want) != NULL, "stderr lacks %s: %s", want, err);
@@ -708,15 +716,11 @@ START_TEST(test_collector_refuses_malformed_regfile)
     write_reg_utf16(bad, "Windows Registry Editor Version 5.00\n\n"
                          "[HKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion]\n"
                          "\"UBR\"=dword:zz\n");
-    const char *args[] = {"--listen",  "127.0.0.1:0",
-                          "--cert",    tu_path(certs, HOST1 ".pem"),
-                          "--key",     tu_path(certs, HOST1 ".key"),
-                          "--ca",      tu_path(certs, "ca.pem"),
-                          "--regfile", good,
-                          "--regfile", bad,
-                          NULL};
     char *err;
-    ck_assert_int_eq(run_collector(args, &err), 3);
+    ck_assert_int_eq(run_collector_tls(tu_path(certs, HOST1 ".pem"), tu_path(certs, HOST1 ".key"),
+                                       tu_path(certs, "ca.pem"),
+                                       TU_ARGS("--regfile", good, "--regfile", bad), &err),
+                     3);
     char want[4200];
     snprintf(want, sizeof(want), "%s:4", bad);
     ck_assert_msg(strstr(err, want) != NULL, "stderr lacks %s: %s", want, err);
@@ -783,15 +787,11 @@ END_TEST
 
 START_TEST(test_collector_refuses_host_not_in_certificate)
 {
-    const char *args[] = {"--listen", "127.0.0.1:0",
-                          "--cert",   tu_path(certs, HOST1 ".pem"),
-                          "--key",    tu_path(certs, HOST1 ".key"),
-                          "--ca",     tu_path(certs, "ca.pem"),
-                          "--facts",  facts_example(),
-                          "--host",   HOST2,
-                          NULL};
     char *err;
-    ck_assert_int_eq(run_collector(args, &err), 3);
+    ck_assert_int_eq(run_collector_tls(tu_path(certs, HOST1 ".pem"), tu_path(certs, HOST1 ".key"),
+                                       tu_path(certs, "ca.pem"),
+                                       TU_ARGS("--facts", facts_example(), "--host", HOST2), &err),
+                     3);
     ck_assert_msg(strstr(err, "--host " HOST2 " does not match") != NULL, "%s", err);
     free(err);
 }
@@ -812,46 +812,33 @@ START_TEST(test_collector_refuses_bad_tls_material)
 {
     char *err;
     /* the key of another certificate */
-    const char *mismatch[] = {"--listen", "127.0.0.1:0",
-                              "--cert",   tu_path(certs, HOST1 ".pem"),
-                              "--key",    tu_path(certs, HOST2 ".key"),
-                              "--ca",     tu_path(certs, "ca.pem"),
-                              "--facts",  facts_example(),
-                              NULL};
-    ck_assert_int_eq(run_collector(mismatch, &err), 3);
+    ck_assert_int_eq(run_collector_tls(tu_path(certs, HOST1 ".pem"), tu_path(certs, HOST2 ".key"),
+                                       tu_path(certs, "ca.pem"),
+                                       TU_ARGS("--facts", facts_example()), &err),
+                     3);
     ck_assert_msg(strstr(err, "does not belong to the certificate") != NULL, "%s", err);
     free(err);
     /* a CA file that holds a leaf certificate */
-    const char *notca[] = {"--listen", "127.0.0.1:0",
-                           "--cert",   tu_path(certs, HOST1 ".pem"),
-                           "--key",    tu_path(certs, HOST1 ".key"),
-                           "--ca",     tu_path(certs, HOST2 ".pem"),
-                           "--facts",  facts_example(),
-                           NULL};
-    ck_assert_int_eq(run_collector(notca, &err), 3);
+    ck_assert_int_eq(run_collector_tls(tu_path(certs, HOST1 ".pem"), tu_path(certs, HOST1 ".key"),
+                                       tu_path(certs, HOST2 ".pem"),
+                                       TU_ARGS("--facts", facts_example()), &err),
+                     3);
     ck_assert_msg(strstr(err, "is not a CA") != NULL, "%s", err);
     free(err);
     /* an unreadable certificate */
     const char *missing = tu_path(dir, "missing.pem");
-    const char *nofile[] = {"--listen", "127.0.0.1:0",
-                            "--cert",   missing,
-                            "--key",    tu_path(certs, HOST1 ".key"),
-                            "--ca",     tu_path(certs, "ca.pem"),
-                            "--facts",  facts_example(),
-                            NULL};
-    ck_assert_int_eq(run_collector(nofile, &err), 3);
+    ck_assert_int_eq(run_collector_tls(missing, tu_path(certs, HOST1 ".key"),
+                                       tu_path(certs, "ca.pem"),
+                                       TU_ARGS("--facts", facts_example()), &err),
+                     3);
     ck_assert_msg(strstr(err, missing) != NULL, "%s", err);
     free(err);
     /* a certificate file that is not PEM */
     const char *junk = tu_path(dir, "junk.pem");
     tu_write_file(junk, "not a certificate\n", 18);
-    const char *notpem[] = {"--listen", "127.0.0.1:0",
-                            "--cert",   junk,
-                            "--key",    tu_path(certs, HOST1 ".key"),
-                            "--ca",     tu_path(certs, "ca.pem"),
-                            "--facts",  facts_example(),
-                            NULL};
-    ck_assert_int_eq(run_collector(notpem, &err), 3);
+    ck_assert_int_eq(run_collector_tls(junk, tu_path(certs, HOST1 ".key"), tu_path(certs, "ca.pem"),
+                                       TU_ARGS("--facts", facts_example()), &err),
+                     3);
     ck_assert_msg(strstr(err, "not a PEM certificate") != NULL, "%s", err);
     free(err);
 }
@@ -860,15 +847,12 @@ END_TEST
 START_TEST(test_collector_usage_errors_and_help)
 {
     char *err, *out;
-    const char *both[] = {"--listen", "127.0.0.1:0", "--cert", "a",         "--key", "b", "--ca",
-                          "c",        "--facts",     "f",      "--regfile", "r",     NULL};
-    ck_assert_int_eq(run_collector(both, &err), 2);
+    ck_assert_int_eq(
+        run_collector_tls("a", "b", "c", TU_ARGS("--facts", "f", "--regfile", "r"), &err), 2);
     ck_assert_msg(strstr(err, "exactly one source") != NULL, "%s", err);
     free(err);
     /* The live registry exists only in the Windows build: a clear usage error here. */
-    const char *registry[] = {"--listen", "127.0.0.1:0", "--cert", "a",          "--key",
-                              "b",        "--ca",        "c",      "--registry", NULL};
-    ck_assert_int_eq(run_collector(registry, &err), 2);
+    ck_assert_int_eq(run_collector_tls("a", "b", "c", TU_ARGS("--registry"), &err), 2);
     ck_assert_msg(strstr(err, "--registry reads the Windows registry and exists only in the "
                               "Windows build") != NULL,
                   "%s", err);
@@ -1603,14 +1587,10 @@ START_TEST(test_collector_refuses_private_key_open_to_others)
     tu_write_file(key, k, strlen(k));
     free(k);
     ck_assert_int_eq(chmod(key, 0644), 0);
-    const char *args[] = {"--listen", "127.0.0.1:0",
-                          "--cert",   tu_path(certs, HOST1 ".pem"),
-                          "--key",    key,
-                          "--ca",     tu_path(certs, "ca.pem"),
-                          "--facts",  facts_example(),
-                          NULL};
     char *err = NULL;
-    ck_assert_int_eq(run_collector(args, &err), 3);
+    ck_assert_int_eq(run_collector_tls(tu_path(certs, HOST1 ".pem"), key, tu_path(certs, "ca.pem"),
+                                       TU_ARGS("--facts", facts_example()), &err),
+                     3);
     ck_assert_msg(strstr(err, "open.key: the private key is open to group or others (mode 0644)"),
                   "%s", err);
     ck_assert_msg(strstr(err, "chmod 600 "), "%s", err);
