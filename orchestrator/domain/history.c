@@ -5,6 +5,7 @@
  */
 #include "history.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@ struct point_set {
 static int take_site(const struct gate_site *g, void *arg)
 {
     struct point_set *ps = arg;
+    assert(ps->n <= ps->cap);
     if (ps->n == ps->cap) {
         size_t cap = ps->cap ? ps->cap * 2 : 16;
         struct site_point *grown = realloc(ps->v, cap * sizeof(*grown));
@@ -147,6 +149,7 @@ static int compact(struct store *s, long long before)
 
 int history_record(struct store *s, const struct gate_time *t)
 {
+    assert(s && t);
     struct point_set ps = {0};
     int rc = store_begin(s, true);
     if (rc)

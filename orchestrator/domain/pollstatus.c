@@ -5,6 +5,7 @@
  */
 #include "pollstatus.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -126,6 +127,7 @@ const char *pollstatus_reachable(const struct pollstatus_host *h)
 
 void pollstatus_why_unknown(const struct pollstatus_host *h, char *buf, size_t size)
 {
+    assert(h->state && size > 0);
     if (strcmp(h->state, "unknown") != 0) {
         snprintf(buf, size, "%s", "");
         return;
@@ -179,6 +181,7 @@ static int walk_row(sqlite3_stmt *st, void *arg)
         .kind = pollstatus_classify(error),
         .cert_not_after = sqlite3_column_int64(st, 10),
     };
+    assert(h.name && h.site && h.state); /* NOT NULL columns; HOSTSTATE_SQL always names one */
     w->rows++;
     return w->fn(&h, w->arg);
 }
@@ -231,6 +234,7 @@ int pollstatus_each(struct store *s, const char *site, bool failing, long long c
 
 void pollstatus_count(struct pollstatus_summary *sum, const struct pollstatus_host *h)
 {
+    assert(h->kind >= PK_NONE && h->kind < PK_COUNT);
     sum->hosts++;
     if (!h->last_attempt_at)
         sum->never++;
@@ -260,6 +264,7 @@ size_t pollstatus_summary_kinds(const struct pollstatus_summary *sum,
 
 void pollstatus_summary_text(const struct pollstatus_summary *sum, char *buf, size_t size)
 {
+    assert(size > 0);
     enum pollstatus_kind k[PK_COUNT];
     size_t n = pollstatus_summary_kinds(sum, k), used = 0;
     buf[0] = '\0';

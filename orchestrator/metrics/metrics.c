@@ -5,6 +5,7 @@
  */
 #include "metrics.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -184,7 +185,9 @@ static void round_reset(struct metrics *m)
 
 void metrics_note_outcome(struct metrics *m, struct poll *p, const struct poll_outcome *o)
 {
-    m->pulls[metrics_outcome_of(o->ok, o->error)]++;
+    enum metrics_outcome outcome = metrics_outcome_of(o->ok, o->error);
+    assert(outcome < OUTCOME_COUNT);
+    m->pulls[outcome]++;
     if (m->rounds_untracked)
         return;
     long long id = o->host_id;
