@@ -50,7 +50,8 @@ int main(int argc, char **argv)
              "WITH RECURSIVE i(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM i WHERE x < %ld) "
              "INSERT INTO host (id, name, site, roles, collector, os, added_at, updated_at) "
              "SELECT x, printf('ws%%07d.bench.example', x), 'BEN', 1, '127.0.0.1:8443', '', 0, 0 "
-             "FROM i", n);
+             "FROM i",
+             n);
     struct rules_catalog *cat;
     if (store_exec(s, sql) || rules_load_active(s, &cat)) {
         fprintf(stderr, "ingest-driver: %s\n", store_errmsg(s));
