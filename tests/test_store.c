@@ -134,7 +134,8 @@ START_TEST(test_audit_rows_cannot_be_changed)
     char err[512];
     ck_assert_int_eq(store_open(tu_path(dir, "a.db"), true, &s, err, sizeof(err)), 0);
     ck_assert_int_eq(store_exec(s, "INSERT INTO audit (at, user, command, outcome) "
-                                   "VALUES (1, 'u', 'c', 'ok')"), 0);
+                                   "VALUES (1, 'u', 'c', 'ok')"),
+                     0);
     ck_assert_int_ne(store_exec(s, "UPDATE audit SET outcome = 'x'"), 0);
     ck_assert_int_ne(store_exec(s, "DELETE FROM audit"), 0);
     ck_assert_int_eq(query_int(s, "SELECT count(*) FROM audit WHERE outcome = 'ok'"), 1);
@@ -158,7 +159,8 @@ START_TEST(test_init_creates_files_for_the_owner_only)
     char err[512];
     ck_assert_int_eq(store_open(db, false, &s, err, sizeof(err)), 0);
     ck_assert_int_eq(store_exec(s, "BEGIN; INSERT INTO audit (at, user, command, outcome) "
-                                   "VALUES (1, 'u', 'c', 'ok'); COMMIT"), 0);
+                                   "VALUES (1, 'u', 'c', 'ok'); COMMIT"),
+                     0);
     char side[600];
     for (int i = 0; i < 2; i++) {
         snprintf(side, sizeof(side), "%s-%s", db, i ? "shm" : "wal");
