@@ -30,17 +30,17 @@ void *__real_calloc(size_t n, size_t size);
 void *__real_realloc(void *p, size_t n);
 static long alloc_count, alloc_fail_at;
 
-static int alloc_should_fail(void)
-{
-    return alloc_fail_at && ++alloc_count == alloc_fail_at;
-}
+static int alloc_should_fail(void) { return alloc_fail_at && ++alloc_count == alloc_fail_at; }
 
 void *__wrap_malloc(size_t n) { return alloc_should_fail() ? NULL : __real_malloc(n); }
 void *__wrap_calloc(size_t n, size_t size)
 {
     return alloc_should_fail() ? NULL : __real_calloc(n, size);
 }
-void *__wrap_realloc(void *p, size_t n) { return alloc_should_fail() ? NULL : __real_realloc(p, n); }
+void *__wrap_realloc(void *p, size_t n)
+{
+    return alloc_should_fail() ? NULL : __real_realloc(p, n);
+}
 
 static void fail_allocation(long n)
 {
@@ -234,8 +234,7 @@ START_TEST(test_absent_is_enoent_and_wrong_type_is_einval)
     /* Absent key, absent value, absent hive name. */
     ck_assert_int_eq(regview_get_dword(v, "HKLM\\SOFTWARE\\Nope", "Dword", &d), -ENOENT);
     ck_assert_int_eq(regview_get_dword(v, TYPES, "Nope", &d), -ENOENT);
-    ck_assert_int_eq(regview_get_dword(v, "HKXX\\SOFTWARE\\Tlsgate\\Types", "Dword", &d),
-                     -ENOENT);
+    ck_assert_int_eq(regview_get_dword(v, "HKXX\\SOFTWARE\\Tlsgate\\Types", "Dword", &d), -ENOENT);
     ck_assert_int_eq(regview_list_subkeys(v, "HKLM\\SOFTWARE\\Nope", &m), -ENOENT);
     ck_assert_int_eq(regview_list_values(v, "HKLM\\SOFTWARE\\Nope", &m), -ENOENT);
     /* A path that cannot name a key is absent, not a crash. */
@@ -455,15 +454,13 @@ static const struct malformed_case malformed[] = {
     {"nul-character.reg", 4, "NUL character in the text"},
     {"odd-byte-count.reg", 5, "odd byte count (193) in a UTF-16LE file: the last character is cut"},
     {"qword-not-8-bytes.reg", 4, "hex(b) (REG_QWORD) data is 4 bytes, must be 8"},
-    {"truncated-continuation.reg", 5,
-     "truncated file: hex data continues with ',\\' past the end"},
+    {"truncated-continuation.reg", 5, "truncated file: hex data continues with ',\\' past the end"},
     {"unexpected-text.reg", 4,
      "unexpected text (expected [KEY], \"name\"=value, @=value or ;comment)"},
     {"unknown-hive.reg", 3,
      "unknown hive \"HKEY_LOCAL_MACHIN\" (expected HKEY_LOCAL_MACHINE, HKLM, HKEY_CURRENT_USER, "
      "HKCU, HKEY_CLASSES_ROOT, HKCR, HKEY_USERS, HKU, HKEY_CURRENT_CONFIG or HKCC)"},
-    {"unknown-type.reg", 4,
-     "unknown value type (expected \"string\", dword:, hex:, hex(N): or -)"},
+    {"unknown-type.reg", 4, "unknown value type (expected \"string\", dword:, hex:, hex(N): or -)"},
     {"unpaired-surrogate.reg", 4, "unpaired UTF-16 surrogate 0xD800"},
     {"unterminated-string.reg", 4, "unterminated string (no closing '\"')"},
     {"utf8-bom-invalid.reg", 3, "invalid UTF-8 after a UTF-8 byte order mark"},
@@ -552,7 +549,8 @@ START_TEST(test_fault_character_is_shown_whole)
     ck_assert_str_eq(err, "mem.reg:3: bad dword: '\\x01' is not a hex digit");
     ck_assert_int_eq(open_text("REGEDIT4\n[HKLM\\A]\n\"s\"=\"\\Ж\"\n", &v, err, sizeof(err)),
                      -EINVAL);
-    ck_assert_str_eq(err, "mem.reg:3: bad escape \"\\Ж\" in string (only \\\\ and \\\" are allowed)");
+    ck_assert_str_eq(err,
+                     "mem.reg:3: bad escape \"\\Ж\" in string (only \\\\ and \\\" are allowed)");
 }
 END_TEST
 
@@ -561,8 +559,8 @@ START_TEST(test_long_unknown_hive_is_cut_between_characters)
     struct regview *v;
     char err[512];
     /* 39 ASCII bytes then 'é' (2 bytes): 40 bytes would split it. */
-    ck_assert_int_eq(open_text("REGEDIT4\n[HKEY_LOCAL_MACHINE_IS_NOT_SPELLED_LIKE_é\\A]\n", &v,
-                               err, sizeof(err)),
+    ck_assert_int_eq(open_text("REGEDIT4\n[HKEY_LOCAL_MACHINE_IS_NOT_SPELLED_LIKE_é\\A]\n", &v, err,
+                               sizeof(err)),
                      -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "mem.reg:2: unknown hive \"HKEY_LOCAL_MACHINE_IS_NOT_SPELLED_"
                                       "LIKE_\" (expected"));
