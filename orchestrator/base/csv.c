@@ -110,10 +110,7 @@ int csv_cell(struct csv_writer *w, const char *s, size_t len)
     return w->error;
 }
 
-int csv_cell_str(struct csv_writer *w, const char *s)
-{
-    return csv_cell(w, s, s ? strlen(s) : 0);
-}
+int csv_cell_str(struct csv_writer *w, const char *s) { return csv_cell(w, s, s ? strlen(s) : 0); }
 
 int csv_cell_int(struct csv_writer *w, long long v)
 {
