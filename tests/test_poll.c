@@ -1059,27 +1059,34 @@ static void assert_store_consistent(void)
                      0);
 }
 
-START_TEST(test_daemon_killed_mid_round_restarts_with_a_whole_store)
+/* fleet00.test .. fleet19.test in the inventory, each served by peer.py with its own report
+ * (changed by `odd_change` for the odd ones, when not NULL). */
+static void start_fleet(struct tu_peer *pr, void (*odd_change)(json_t *))
 {
-    /* 20 hosts spread over 20 s (jitter 1 x interval 20): the kill lands mid-round. */
     char specs_buf[20][4200];
     const char *specs[21];
     for (int i = 0; i < 20; i++) {
         char name[32], file[32];
         snprintf(name, sizeof(name), "fleet%02d.test", i);
         snprintf(file, sizeof(file), "fleet%02d.json", i);
-        const char *path = write_report(file, name, 60, i % 2 ? make_unpatched : NULL);
+        const char *path = write_report(file, name, 60, i % 2 ? odd_change : NULL);
         snprintf(specs_buf[i], sizeof(specs_buf[i]), "good,%s,%s", name, path);
         specs[i] = specs_buf[i];
     }
     specs[20] = NULL;
-    struct tu_peer pr;
-    tu_peer_start(&pr, certs, specs);
+    tu_peer_start(pr, certs, specs);
     for (int i = 0; i < 20; i++) {
         char name[32];
         snprintf(name, sizeof(name), "fleet%02d.test", i);
-        add_host(name, 1, pr.ports[i]);
+        add_host(name, 1, pr->ports[i]);
     }
+}
+
+START_TEST(test_daemon_killed_mid_round_restarts_with_a_whole_store)
+{
+    /* 20 hosts spread over 20 s (jitter 1 x interval 20): the kill lands mid-round. */
+    struct tu_peer pr;
+    start_fleet(&pr, make_unpatched);
     write_config("\"interval\": 20, \"jitter\": 1, \"concurrency\": 4");
     pid_t d = daemon_start("daemon.log");
     assert_daemon(tu_wait_db_int(db, "SELECT count(*) FROM report", NULL, 1, 30000),
@@ -1108,24 +1115,8 @@ END_TEST
 
 START_TEST(test_cli_writers_during_daemon_writes_never_see_locked)
 {
-    char specs_buf[20][4200];
-    const char *specs[21];
-    for (int i = 0; i < 20; i++) {
-        char name[32], file[32];
-        snprintf(name, sizeof(name), "fleet%02d.test", i);
-        snprintf(file, sizeof(file), "fleet%02d.json", i);
-        const char *path = write_report(file, name, 60, NULL);
-        snprintf(specs_buf[i], sizeof(specs_buf[i]), "good,%s,%s", name, path);
-        specs[i] = specs_buf[i];
-    }
-    specs[20] = NULL;
     struct tu_peer pr;
-    tu_peer_start(&pr, certs, specs);
-    for (int i = 0; i < 20; i++) {
-        char name[32];
-        snprintf(name, sizeof(name), "fleet%02d.test", i);
-        add_host(name, 1, pr.ports[i]);
-    }
+    start_fleet(&pr, NULL);
     /* interval 1: the daemon writes all the time. */
     write_config("\"interval\": 1, \"jitter\": 0, \"concurrency\": 8");
     pid_t d = daemon_start("daemon.log");
