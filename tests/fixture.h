@@ -284,4 +284,18 @@ static inline int fx_run_at(const char *db, long long now, char **out, char **er
 
 #define fx_run(db, out, err, ...) fx_run_at(db, FX_NOW, out, err, __VA_ARGS__)
 
+/* `tlsgate --json COMMAND SUB --site SITE` for a site that does not exist: exit 3, "no such site"
+ * on stderr, and not half a document on stdout. */
+static inline void fx_json_unknown_site_prints_nothing(const char *db, const char *command,
+                                                       const char *sub, const char *site)
+{
+    char *out, *err, want[128];
+    ck_assert_int_eq(fx_run(db, &out, &err, "--json", command, sub, "--site", site, NULL), 3);
+    ck_assert_str_eq(out, "");
+    snprintf(want, sizeof(want), "no such site: %s", site);
+    ck_assert_msg(strstr(err, want) != NULL, "%s", err);
+    free(out);
+    free(err);
+}
+
 #endif
