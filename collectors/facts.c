@@ -30,12 +30,12 @@
 
 #define K_CURRENT_VERSION "HKLM\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion"
 #define K_ENVIRONMENT "HKLM\\SYSTEM\\CurrentControlSet\\Control\\Session Manager\\Environment"
-#define K_CBS_PACKAGES \
+#define K_CBS_PACKAGES                                                                             \
     "HKLM\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Component Based Servicing\\Packages"
-#define K_SCHANNEL_PROTOCOLS \
+#define K_SCHANNEL_PROTOCOLS                                                                       \
     "HKLM\\SYSTEM\\CurrentControlSet\\Control\\SecurityProviders\\SCHANNEL\\Protocols"
 #define K_WINHTTP "HKLM\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Internet Settings\\WinHttp"
-#define K_WINHTTP_WOW64 \
+#define K_WINHTTP_WOW64                                                                            \
     "HKLM\\SOFTWARE\\Wow6432Node\\Microsoft\\Windows\\CurrentVersion\\Internet Settings\\WinHttp"
 #define K_NDP_V4_FULL "HKLM\\SOFTWARE\\Microsoft\\NET Framework Setup\\NDP\\v4\\Full"
 #define K_SQL_ROOT "HKLM\\SOFTWARE\\Microsoft\\Microsoft SQL Server"
@@ -247,8 +247,7 @@ static json_t *os_arch(struct extraction *x)
         }
     }
     free(s);
-    warn(x, K_ENVIRONMENT, "PROCESSOR_ARCHITECTURE",
-         "not AMD64, x86 or ARM64; reported as null");
+    warn(x, K_ENVIRONMENT, "PROCESSOR_ARCHITECTURE", "not AMD64, x86 or ARM64; reported as null");
     return json_null();
 }
 
@@ -388,7 +387,7 @@ static int cbs_package(struct extraction *x, struct cbs_scan *c, const char *nam
 {
     char key[KEY_MAX];
     if (snprintf(key, sizeof(key), "%s\\%s", K_CBS_PACKAGES, name) >= (int)sizeof(key))
-        return 0; /* no package name is this long; not one of ours */
+        return 0;                 /* no package name is this long; not one of ours */
     uint32_t state = 0xFFFFFFFFu; /* missing CurrentState: not installed */
     int rc = regview_get_dword(x->v, key, "CurrentState", &state);
     if (rc && rc != -ENOENT && rc != -EINVAL)
@@ -478,14 +477,14 @@ static void extract_updates(struct extraction *x, json_t *f)
         if (json_object_size(other) == HOTFIXES_MAX)
             break;
         uint32_t st = c.other_state[i];
-        if (json_object_set_new(other, kb, st == 0xFFFFFFFFu ? json_null()
-                                                             : json_integer((json_int_t)st)))
+        if (json_object_set_new(other, kb,
+                                st == 0xFFFFFFFFu ? json_null() : json_integer((json_int_t)st)))
             rc = -ENOMEM;
     }
     char rollup[64];
     if (c.has_rollup)
-        snprintf(rollup, sizeof(rollup), "%lu.%lu.%lu.%lu", c.rollup[0], c.rollup[1],
-                 c.rollup[2], c.rollup[3]);
+        snprintf(rollup, sizeof(rollup), "%lu.%lu.%lu.%lu", c.rollup[0], c.rollup[1], c.rollup[2],
+                 c.rollup[3]);
     free(c.installed.items);
     free(c.other.items);
     free(c.other_state);
@@ -497,14 +496,15 @@ static void extract_updates(struct extraction *x, json_t *f)
         return;
     }
     put(x, f, "hotfixes", json_deep_copy(inst));
-    put(x, f, "updates", json_pack("{s:o, s:o, s:o}", "installed", inst, "not_installed", other,
-                                   "rollup", c.has_rollup ? json_string(rollup) : json_null()));
+    put(x, f, "updates",
+        json_pack("{s:o, s:o, s:o}", "installed", inst, "not_installed", other, "rollup",
+                  c.has_rollup ? json_string(rollup) : json_null()));
 }
 
 /* ---- schannel, winhttp, dotnet ---------------------------------------------------------- */
 
 static const char *const schannel_names[][2] = {
-    {"ssl2", "SSL 2.0"},   {"ssl3", "SSL 3.0"},   {"tls10", "TLS 1.0"},
+    {"ssl2", "SSL 2.0"},  {"ssl3", "SSL 3.0"},  {"tls10", "TLS 1.0"},
     {"tls11", "TLS 1.1"}, {"tls12", "TLS 1.2"}, {"tls13", "TLS 1.3"},
 };
 
@@ -595,8 +595,8 @@ static json_t *sql_instance(struct extraction *x, const char *list_key, const ch
         } else {
             snprintf(setup, sizeof(setup), "%s\\%s\\Setup", K_SQL_ROOT, id);
             /* SSRS 2017 and later keep their version under MSSQLServer\CurrentVersion. */
-            snprintf(current, sizeof(current), "%s\\%s\\MSSQLServer\\CurrentVersion",
-                     K_SQL_ROOT, id);
+            snprintf(current, sizeof(current), "%s\\%s\\MSSQLServer\\CurrentVersion", K_SQL_ROOT,
+                     id);
         }
     }
     put(x, inst, "id", id ? string_json(x, list_key, name, id) : json_null());
@@ -714,8 +714,8 @@ int facts_extract(struct regview *v, json_t **facts, char *err, size_t errsize)
 /* ---- facts files and whole reports ------------------------------------------------------ */
 
 static const char *const fact_members[] = {
-    "os", "hotfixes", "updates", "schannel", "winhttp", "dotnet", "sql", "wsus", "fips",
-    "extraction_warnings",
+    "os",     "hotfixes", "updates", "schannel", "winhttp",
+    "dotnet", "sql",      "wsus",    "fips",     "extraction_warnings",
 };
 
 /* Reads at most REPORT_MAX_BYTES + 1 bytes, so an oversize file is refused without reading it
@@ -815,7 +815,8 @@ json_t *facts_build_report(json_t *facts, const char *host, long long collected_
     /* Deep copies: the caller keeps its facts and may change them after the report is built. */
     const char *key;
     json_t *v;
-    json_object_foreach(facts, key, v) {
+    json_object_foreach(facts, key, v)
+    {
         if (json_object_set_new(r, key, json_deep_copy(v)) != 0) {
             json_decref(r);
             return NULL;

@@ -19,8 +19,8 @@
  * whole view is freed: a caller never sees half a registry. Everything is bounded: 64 MiB per
  * file, 1 MiB per value, Windows' name lengths and key depth.
  */
-#include "regview.h"
 #include "platform.h"
+#include "regview.h"
 #include "regview_backend.h"
 
 #include <errno.h>
@@ -71,10 +71,10 @@ struct rf_table {
 struct rf_key;
 
 struct rf_value {
-    struct rf_node node;  /* first: the table hands back nodes */
+    struct rf_node node; /* first: the table hands back nodes */
     struct rf_key *key;
-    size_t slot;          /* index in key->values */
-    const char *name;     /* as spelled in the file; "" is the default value */
+    size_t slot;      /* index in key->values */
+    const char *name; /* as spelled in the file; "" is the default value */
     uint32_t type;
     size_t len;
     unsigned char *data;
@@ -133,10 +133,7 @@ static uint64_t rf_hash_feed(uint64_t h, const char *s, size_t len)
 }
 
 /* The table masks the low bits: fold the better-mixed high ones in. */
-static uint64_t rf_hash_end(uint64_t h)
-{
-    return h ^ (h >> 29);
-}
+static uint64_t rf_hash_end(uint64_t h) { return h ^ (h >> 29); }
 
 static uint64_t rf_hash(const void *owner, const char *folded, size_t len)
 {
@@ -320,8 +317,8 @@ static int key_add(struct regfile *rf, struct rf_key *parent, uint64_t hash, con
  * i + 1 of fpath, since folding keeps lengths. `ends` holds the end offset in fpath of each of
  * the `depth` levels.
  */
-static int key_ensure(struct regfile *rf, struct rf_key *root, const char *fpath,
-                      const char *orig, const size_t *ends, size_t depth, struct rf_key **out)
+static int key_ensure(struct regfile *rf, struct rf_key *root, const char *fpath, const char *orig,
+                      const size_t *ends, size_t depth, struct rf_key **out)
 {
     uint64_t hashes[REGVIEW_MAX_DEPTH];
     uint64_t h = rf_hash_start(NULL);
@@ -340,8 +337,8 @@ static int key_ensure(struct regfile *rf, struct rf_key *root, const char *fpath
     for (; d < depth; d++) {
         size_t start = d == 0 ? 1 : ends[d - 1];
         /* orig[start - 1] is the '\\' before the name; the name runs to ends[d] - 1 in orig. */
-        int rc = key_add(rf, k, hashes[d], fpath + start + 1, orig + start, ends[d] - start - 1,
-                         &k);
+        int rc =
+            key_add(rf, k, hashes[d], fpath + start + 1, orig + start, ends[d] - start - 1, &k);
         if (rc < 0)
             return rc;
     }
@@ -463,8 +460,7 @@ static int key_resolve(struct regfile *rf, const char *path, struct rf_key **out
 
 /* ---- backend operations ---- */
 
-static int rf_get_raw(struct regview *v, const char *key, const char *name,
-                      struct regview_raw *raw)
+static int rf_get_raw(struct regview *v, const char *key, const char *name, struct regview_raw *raw)
 {
     struct regfile *rf = (struct regfile *)v;
     struct rf_key *k;
@@ -546,8 +542,7 @@ static struct regfile *regfile_new(size_t max_entries)
 
 /* ---- decoding the file's text ---- */
 
-static void set_err(char *err, size_t errsize, const char *fmt, ...)
-    PLATFORM_PRINTF(3, 4);
+static void set_err(char *err, size_t errsize, const char *fmt, ...) PLATFORM_PRINTF(3, 4);
 
 static void set_err(char *err, size_t errsize, const char *fmt, ...)
 {
@@ -659,9 +654,8 @@ static int decode_text(const char *file, const unsigned char *d, size_t n, char 
     } else if (header_is(s, sn, stride, HEADER_V4)) {
         *v4 = true;
     } else {
-        set_err(err, errsize,
-                "%s:1: not a registry export (expected \"%s\" or \"%s\")", file, HEADER_V5,
-                HEADER_V4);
+        set_err(err, errsize, "%s:1: not a registry export (expected \"%s\" or \"%s\")", file,
+                HEADER_V5, HEADER_V4);
         return -EINVAL;
     }
 
@@ -955,8 +949,7 @@ static int utf8_to_utf16(const unsigned char *s, size_t n, struct rf_buf *out)
  * A hex list from s[i] on ("01,ff,..."), following ",\" continuations onto the next lines.
  * Appends the bytes to b.
  */
-static int parse_hex_list(struct rf_parser *p, const char *s, size_t n, size_t i,
-                          struct rf_buf *b)
+static int parse_hex_list(struct rf_parser *p, const char *s, size_t n, size_t i, struct rf_buf *b)
 {
     bool want_byte = true; /* at the start or after a ',' */
     for (;;) {
@@ -1062,8 +1055,9 @@ static int ansi_to_utf16(struct rf_parser *p, struct rf_buf *b)
 
 static const char *type_name(uint32_t type)
 {
-    return type == REGVIEW_QWORD ? "hex(b) (REG_QWORD)" : type == 4 ? "hex(4) (REG_DWORD)"
-                                                                    : "hex(5) (REG_DWORD_BIG_ENDIAN)";
+    return type == REGVIEW_QWORD ? "hex(b) (REG_QWORD)"
+           : type == 4           ? "hex(4) (REG_DWORD)"
+                                 : "hex(5) (REG_DWORD_BIG_ENDIAN)";
 }
 
 static int parse_value_line(struct rf_parser *p, const char *s, size_t n)
@@ -1183,9 +1177,10 @@ static int parse_key_line(struct rf_parser *p, const char *s, size_t n)
         size_t show = hlen > 40 ? 40 : hlen; /* a long name is cut, not inside a character */
         while (show < hlen && ((unsigned char)path[show] & 0xC0) == 0x80)
             show--;
-        return perr(p, "unknown hive \"%.*s\" (expected HKEY_LOCAL_MACHINE, HKLM, "
-                       "HKEY_CURRENT_USER, HKCU, HKEY_CLASSES_ROOT, HKCR, HKEY_USERS, HKU, "
-                       "HKEY_CURRENT_CONFIG or HKCC)",
+        return perr(p,
+                    "unknown hive \"%.*s\" (expected HKEY_LOCAL_MACHINE, HKLM, "
+                    "HKEY_CURRENT_USER, HKCU, HKEY_CLASSES_ROOT, HKCR, HKEY_USERS, HKU, "
+                    "HKEY_CURRENT_CONFIG or HKCC)",
                     (int)show, path);
     }
     /* Check every level, noting where each ends in the folded path (the hive's digit, then

@@ -21,9 +21,8 @@ static const struct {
     const char *lng;
     const char *shrt;
 } hives[REGVIEW_HIVES] = {
-    {"HKEY_LOCAL_MACHINE", "HKLM"}, {"HKEY_CURRENT_USER", "HKCU"},
-    {"HKEY_CLASSES_ROOT", "HKCR"},  {"HKEY_USERS", "HKU"},
-    {"HKEY_CURRENT_CONFIG", "HKCC"},
+    {"HKEY_LOCAL_MACHINE", "HKLM"}, {"HKEY_CURRENT_USER", "HKCU"},   {"HKEY_CLASSES_ROOT", "HKCR"},
+    {"HKEY_USERS", "HKU"},          {"HKEY_CURRENT_CONFIG", "HKCC"},
 };
 
 /* ASCII-only: hive names are ASCII, and this must not depend on the C locale. */

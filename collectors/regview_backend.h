@@ -27,9 +27,9 @@ enum {
 };
 
 /* Caps that mirror Windows' own limits (characters are UTF-16 code units, as Windows counts). */
-#define REGVIEW_MAX_KEY_NAME 255      /* one component of a key path */
+#define REGVIEW_MAX_KEY_NAME 255 /* one component of a key path */
 #define REGVIEW_MAX_VALUE_NAME 16383
-#define REGVIEW_MAX_DEPTH 512         /* components below the hive */
+#define REGVIEW_MAX_DEPTH 512 /* components below the hive */
 #define REGVIEW_MAX_VALUE_BYTES (1u << 20)
 
 /* The regfile backend holds at most this many keys and values in one view (about 200 bytes

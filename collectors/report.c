@@ -67,9 +67,9 @@ static int fail(const struct path *p, char *err, size_t errsize, const char *fmt
 /* ---- leaf checks ------------------------------------------------------------------------ */
 
 enum leaf {
-    LEAF_STRING,       /* string or null */
-    LEAF_DWORD,        /* integer 0..0xFFFFFFFF or null */
-    LEAF_BOOL,         /* true, false or null */
+    LEAF_STRING, /* string or null */
+    LEAF_DWORD,  /* integer 0..0xFFFFFFFF or null */
+    LEAF_BOOL,   /* true, false or null */
 };
 
 struct member {
@@ -90,7 +90,8 @@ static int check_leaf(json_t *v, enum leaf type, const struct path *p, char *err
         if (!json_is_integer(v))
             return fail(p, err, errsize, "must be an integer or null");
         if (json_integer_value(v) < 0 || json_integer_value(v) > DWORD_MAX)
-            return fail(p, err, errsize, "must be between 0 and 4294967295, not %" JSON_INTEGER_FORMAT,
+            return fail(p, err, errsize,
+                        "must be between 0 and 4294967295, not %" JSON_INTEGER_FORMAT,
                         json_integer_value(v));
         return 0;
     case LEAF_BOOL:
@@ -240,8 +241,7 @@ int report_parse_time(const char *s, long long *t)
         return -EINVAL;
     static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     if (month < 1 || month > 12 || day < 1 ||
-        day > mdays[month - 1] + (month == 2 && is_leap(year)) || hour > 23 || min > 59 ||
-        sec > 59)
+        day > mdays[month - 1] + (month == 2 && is_leap(year)) || hour > 23 || min > 59 || sec > 59)
         return -EINVAL;
     *t = days_from_civil(year, (unsigned)month, (unsigned)day) * 86400 + hour * 3600 + min * 60 +
          sec;
@@ -266,13 +266,13 @@ const char *report_format_time(long long t, char *buf, size_t size)
 /* ---- the fact members ------------------------------------------------------------------- */
 
 static const struct member os_members[] = {
-    {"product_name", LEAF_STRING}, {"version", LEAF_STRING},
-    {"build", LEAF_DWORD},         {"ubr", LEAF_DWORD},
-    {"arch", LEAF_STRING},         {"installation_type", LEAF_STRING},
+    {"product_name", LEAF_STRING}, {"version", LEAF_STRING}, {"build", LEAF_DWORD},
+    {"ubr", LEAF_DWORD},           {"arch", LEAF_STRING},    {"installation_type", LEAF_STRING},
     {"csd_version", LEAF_STRING},
 };
 
-static const char *const schannel_protocols[] = {"ssl2", "ssl3", "tls10", "tls11", "tls12", "tls13"};
+static const char *const schannel_protocols[] = {"ssl2",  "ssl3",  "tls10",
+                                                 "tls11", "tls12", "tls13"};
 static const char *const schannel_sides[] = {"client", "server"};
 static const struct member schannel_members[] = {
     {"enabled", LEAF_DWORD},
@@ -332,8 +332,8 @@ static bool is_kb(const char *s)
 
 /* An optional member (added after tlsgate.report/1 was first published): absent is accepted,
  * so an older collector's report still validates, and the rules read it as "not reported". */
-static int check_optional(json_t *obj, const char *name, enum leaf type, struct path *p,
-                          char *err, size_t errsize)
+static int check_optional(json_t *obj, const char *name, enum leaf type, struct path *p, char *err,
+                          size_t errsize)
 {
     return json_object_get(obj, name) ? check_member(obj, name, type, p, err, errsize) : 0;
 }
@@ -379,7 +379,8 @@ static int check_updates(json_t *facts, struct path *p, char *err, size_t errsiz
                 rc = fail(p, err, errsize, o ? "must be an object" : "missing");
             const char *kb;
             json_t *st;
-            json_object_foreach(rc ? NULL : o, kb, st) {
+            json_object_foreach(rc ? NULL : o, kb, st)
+            {
                 path_push(p, kb, &saved_k);
                 if (!is_kb(kb))
                     rc = fail(p, err, errsize, "must be named \"KB\" followed by digits");
@@ -445,15 +446,15 @@ static int check_dotnet(json_t *facts, struct path *p, char *err, size_t errsize
     if (!rc)
         rc = check_optional(dn, "v35_installed", LEAF_BOOL, p, err, errsize);
     for (size_t i = 0; !rc && i < COUNT(dotnet_keys); i++)
-        rc = check_leaf_object(dn, dotnet_keys[i], dotnet_key_members, COUNT(dotnet_key_members),
-                               p, err, errsize);
+        rc = check_leaf_object(dn, dotnet_keys[i], dotnet_key_members, COUNT(dotnet_key_members), p,
+                               err, errsize);
     path_pop(p, saved);
     return rc;
 }
 
 /* sql[name]: an array of instance objects; `optional` accepts its absence. */
-static int check_instances(json_t *sql, const char *name, bool optional, struct path *p,
-                           char *err, size_t errsize)
+static int check_instances(json_t *sql, const char *name, bool optional, struct path *p, char *err,
+                           size_t errsize)
 {
     size_t saved_list, saved_i;
     json_t *list = json_object_get(sql, name);
@@ -523,8 +524,8 @@ static int check_arch(json_t *facts, char *err, size_t errsize)
         return 0;
     const char *a = json_string_value(arch);
     if (strcmp(a, "x64") && strcmp(a, "x86") && strcmp(a, "arm64")) {
-        snprintf(err, errsize, "os.arch: must be \"x64\", \"x86\", \"arm64\" or null, not \"%.32s\"",
-                 a);
+        snprintf(err, errsize,
+                 "os.arch: must be \"x64\", \"x86\", \"arm64\" or null, not \"%.32s\"", a);
         return -EINVAL;
     }
     return 0;
@@ -636,8 +637,10 @@ int report_validate(json_t *report, char *err, size_t errsize)
         return rc;
     long long t;
     if (report_parse_time(s, &t)) {
-        snprintf(err, errsize, "collected_at: \"%.64s\" is not an RFC 3339 UTC time "
-                 "(YYYY-MM-DDTHH:MM:SSZ)", s);
+        snprintf(err, errsize,
+                 "collected_at: \"%.64s\" is not an RFC 3339 UTC time "
+                 "(YYYY-MM-DDTHH:MM:SSZ)",
+                 s);
         return -EINVAL;
     }
 

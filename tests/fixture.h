@@ -3,11 +3,17 @@
  * sites, hosts, reports, verdicts, waivers and edges written by plain SQL, and running the real
  * `tlsgate` binary on it with a pinned clock ($TLSGATE_NOW). The schema knowledge the tests
  * need (which columns a row must have, what a fresh report looks like) is written here once.
+ *
+ * Two kinds of helpers: the short ones (fx_site, fx_host, fx_fail, ...) format their values into
+ * the SQL and take plain names only; the row builders (fx_site_row, fx_host_row, fx_report_row,
+ * fx_verdict_row, fx_waiver_row) give every column, explicit ids included, and bind their values,
+ * so names with commas, quotes, newlines, a leading '=' or any UTF-8 go in as they are.
  */
 #ifndef TLSGATE_FIXTURE_H
 #define TLSGATE_FIXTURE_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,6 +158,117 @@ static inline void fx_edge(struct store *s, const char *dependent, const char *s
            fx_id(s, dependent), fx_id(s, server));
 }
 
+/* ---- row builders: every column given, values bound ---- */
+
+/* Runs `sql` with its parameters ?1, ?2, ... bound from the arguments, one letter of `types`
+ * each: 't' text (const char *; NULL binds NULL), 'i' an integer (long long), 'n' an integer
+ * that binds NULL when 0. */
+static inline void fx_exec(struct store *s, const char *sql, const char *types, ...)
+{
+    sqlite3_stmt *st;
+    ck_assert_msg(store_prepare(s, sql, &st) == 0, "%s: %s", sql, store_errmsg(s));
+    va_list ap;
+    va_start(ap, types);
+    for (int i = 0; types[i]; i++) {
+        if (types[i] == 't') {
+            const char *v = va_arg(ap, const char *);
+            sqlite3_bind_text(st, i + 1, v, -1, SQLITE_TRANSIENT);
+        } else {
+            long long v = va_arg(ap, long long);
+            ck_assert_msg(types[i] == 'i' || types[i] == 'n', "fx_exec: type '%c'", types[i]);
+            if (types[i] == 'n' && !v)
+                sqlite3_bind_null(st, i + 1);
+            else
+                sqlite3_bind_int64(st, i + 1, v);
+        }
+    }
+    va_end(ap);
+    ck_assert_msg(sqlite3_step(st) == SQLITE_DONE, "%s: %s", sql, store_errmsg(s));
+    sqlite3_finalize(st);
+}
+
+static inline void fx_site_row(struct store *s, const char *code, const char *phase,
+                               long long entered_at, const char *entered_by)
+{
+    fx_exec(s, "INSERT INTO site (code, phase, entered_at, entered_by) VALUES (?1, ?2, ?3, ?4)",
+            "ttit", code, phase, entered_at, entered_by);
+}
+
+/* A host row; id 0 takes the next free id. */
+struct fx_host_spec {
+    long long id;
+    const char *name, *site;
+    unsigned roles;
+    const char *collector, *os;
+};
+
+/* Inserts the host (added and updated at 1); returns its id. */
+static inline long long fx_host_row(struct store *s, const struct fx_host_spec *h)
+{
+    fx_exec(s,
+            "INSERT INTO host (id, name, site, roles, collector, os, added_at, updated_at) "
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, 1)",
+            "nttitt", h->id, h->name, h->site, (long long)h->roles, h->collector,
+            h->os ? h->os : "");
+    return sqlite3_last_insert_rowid(store_db(s));
+}
+
+/* A stored report without body ('{}', catalog 't'): its times and counts. */
+struct fx_report_spec {
+    long long collected_at, received_at;
+    int blockers, warnings;
+    bool legacy_disabled;
+};
+
+static inline void fx_report_row(struct store *s, long long host_id, const struct fx_report_spec *r)
+{
+    fx_exec(s,
+            "INSERT INTO report (host_id, collected_at, received_at, body, catalog_version, "
+            "blockers, warnings, legacy_disabled) VALUES (?1, ?2, ?3, '{}', 't', ?4, ?5, ?6)",
+            "iiiiii", host_id, r->collected_at, r->received_at, (long long)r->blockers,
+            (long long)r->warnings, (long long)r->legacy_disabled);
+}
+
+/* One verdict; the report's blocker and warning counts are the caller's (fx_report_row). */
+static inline void fx_verdict_row(struct store *s, long long host_id, const char *rule, bool pass,
+                                  const char *severity, const char *reason)
+{
+    fx_exec(s,
+            "INSERT INTO verdict (host_id, rule, pass, severity, reason) "
+            "VALUES (?1, ?2, ?3, ?4, ?5)",
+            "ititt", host_id, rule, (long long)pass, severity, reason);
+}
+
+/* until_at 0: until unwaived. */
+static inline void fx_waiver_row(struct store *s, long long host_id, const char *reason,
+                                 long long until_at, long long created_at, const char *created_by)
+{
+    fx_exec(s,
+            "INSERT INTO waiver (host_id, reason, until_at, created_at, created_by) "
+            "VALUES (?1, ?2, ?3, ?4, ?5)",
+            "itnit", host_id, reason, until_at, created_at, created_by);
+}
+
+/* The daemon's view of `name` after `failures` failed pulls in a row, the last at `at` with
+ * `error` (poll.last_error, any text: bound, not quoted). */
+static inline void fx_poll_failed(struct store *s, const char *name, const char *error,
+                                  int failures, long long at)
+{
+    sqlite3_stmt *st;
+    ck_assert_msg(store_prepare(s,
+                                "INSERT INTO poll (host_id, last_attempt_at, last_error, failures, "
+                                "next_at) VALUES ((SELECT id FROM host WHERE name = ?1), ?2, ?3, "
+                                "?4, ?2 + 60)",
+                                &st) == 0,
+                  "%s", store_errmsg(s));
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, at);
+    sqlite3_bind_text(st, 3, error, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 4, failures);
+    ck_assert_msg(sqlite3_step(st) == SQLITE_DONE, "%s: %s", name, store_errmsg(s));
+    sqlite3_finalize(st);
+}
+
 /* Runs `tlsgate --db DB ARGS...` (NULL-ended) at clock `now`; out/err may be NULL. */
 static inline int fx_run_at(const char *db, long long now, char **out, char **err, ...)
 {
@@ -166,5 +283,19 @@ static inline int fx_run_at(const char *db, long long now, char **out, char **er
 }
 
 #define fx_run(db, out, err, ...) fx_run_at(db, FX_NOW, out, err, __VA_ARGS__)
+
+/* `tlsgate --json COMMAND SUB --site SITE` for a site that does not exist: exit 3, "no such site"
+ * on stderr, and not half a document on stdout. */
+static inline void fx_json_unknown_site_prints_nothing(const char *db, const char *command,
+                                                       const char *sub, const char *site)
+{
+    char *out, *err, want[128];
+    ck_assert_int_eq(fx_run(db, &out, &err, "--json", command, sub, "--site", site, NULL), 3);
+    ck_assert_str_eq(out, "");
+    snprintf(want, sizeof(want), "no such site: %s", site);
+    ck_assert_msg(strstr(err, want) != NULL, "%s", err);
+    free(out);
+    free(err);
+}
 
 #endif

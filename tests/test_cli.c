@@ -15,17 +15,8 @@
 static char *dir;
 static char db[4096];
 
-static void setup(void)
-{
-    dir = tu_tmpdir();
-    snprintf(db, sizeof(db), "%s", tu_path(dir, "t.db"));
-}
-
-static void teardown(void)
-{
-    tu_rmtree(dir);
-    free(dir);
-}
+static void setup(void) { dir = tu_tmpdir_with_db(db, sizeof(db)); }
+static void teardown(void) { tu_tmpdir_drop(&dir); }
 
 /* Runs tlsgate with `line`'s words (a command and maybe its subcommand) and up to two more. */
 static int run_words(const char *line, const char *extra1, const char *extra2, char **out,
@@ -238,16 +229,14 @@ END_TEST
 static Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
-    TCase *t = tcase_create("contract");
-    tcase_add_checked_fixture(t, setup, teardown);
+    TCase *t = tu_tcase(s, "contract", setup, teardown,
+                        TU_TESTS(test_every_command_answers_help_with_its_usage,
+                                 test_every_command_refuses_an_unknown_option_with_exit_2,
+                                 test_unknown_option_names_the_closest_one,
+                                 test_bad_dates_are_bad_input_exit_3,
+                                 test_tables_fit_a_narrow_terminal_and_stay_aligned,
+                                 test_tables_off_a_terminal_print_whole_values));
     tcase_set_timeout(t, 120);
-    tcase_add_test(t, test_every_command_answers_help_with_its_usage);
-    tcase_add_test(t, test_every_command_refuses_an_unknown_option_with_exit_2);
-    tcase_add_test(t, test_unknown_option_names_the_closest_one);
-    tcase_add_test(t, test_bad_dates_are_bad_input_exit_3);
-    tcase_add_test(t, test_tables_fit_a_narrow_terminal_and_stay_aligned);
-    tcase_add_test(t, test_tables_off_a_terminal_print_whole_values);
-    suite_add_tcase(s, t);
     return s;
 }
 

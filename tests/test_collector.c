@@ -588,6 +588,18 @@ static int run_collector(const char *const *args, char **err)
     return tu_run(argv, NULL, NULL, err);
 }
 
+/* run_collector on 127.0.0.1:0 with this TLS material and then `extra` (TU_ARGS). */
+static int run_collector_tls(const char *cert, const char *key, const char *ca,
+                             const char *const *extra, char **err)
+{
+    const char *args[64] = {"--listen", "127.0.0.1:0", "--cert", cert, "--key", key, "--ca", ca};
+    int n = 8;
+    for (int i = 0; extra[i] && n < 63; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    return run_collector(args, err);
+}
+
 static const char *facts_example(void) { return tu_source_path("schema/report.example.json"); }
 
 static void setup(void) { dir = tu_tmpdir(); }
@@ -664,14 +676,10 @@ START_TEST(test_collector_refuses_malformed_facts_file)
     const char *path = tu_path(dir, "broken.json");
     const char *text = "{\n  \"os\": {\n    \"build\": 7601,\n  }\n}\n";
     tu_write_file(path, text, strlen(text));
-    const char *args[] = {"--listen", "127.0.0.1:0",
-                          "--cert",   tu_path(certs, HOST1 ".pem"),
-                          "--key",    tu_path(certs, HOST1 ".key"),
-                          "--ca",     tu_path(certs, "ca.pem"),
-                          "--facts",  path,
-                          NULL};
     char *err;
-    ck_assert_int_eq(run_collector(args, &err), 3);
+    ck_assert_int_eq(run_collector_tls(tu_path(certs, HOST1 ".pem"), tu_path(certs, HOST1 ".key"),
+                                       tu_path(certs, "ca.pem"), TU_ARGS("--facts", path), &err),
+                     3);
     char want[4200];
     snprintf(want, sizeof(want), "%s:4", path);
     ck_assert_msg(strstr(err, want) != NULL, "stderr lacks %s: %s", want, err);
@@ -708,15 +716,11 @@ START_TEST(test_collector_refuses_malformed_regfile)
     write_reg_utf16(bad, "Windows Registry Editor Version 5.00\n\n"
                          "[HKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion]\n"
                          "\"UBR\"=dword:zz\n");
-    const char *args[] = {"--listen",  "127.0.0.1:0",
-                          "--cert",    tu_path(certs, HOST1 ".pem"),
-                          "--key",     tu_path(certs, HOST1 ".key"),
-                          "--ca",      tu_path(certs, "ca.pem"),
-                          "--regfile", good,
-                          "--regfile", bad,
-                          NULL};
     char *err;
-    ck_assert_int_eq(run_collector(args, &err), 3);
+    ck_assert_int_eq(run_collector_tls(tu_path(certs, HOST1 ".pem"), tu_path(certs, HOST1 ".key"),
+                                       tu_path(certs, "ca.pem"),
+                                       TU_ARGS("--regfile", good, "--regfile", bad), &err),
+                     3);
     char want[4200];
     snprintf(want, sizeof(want), "%s:4", bad);
     ck_assert_msg(strstr(err, want) != NULL, "stderr lacks %s: %s", want, err);
@@ -783,15 +787,11 @@ END_TEST
 
 START_TEST(test_collector_refuses_host_not_in_certificate)
 {
-    const char *args[] = {"--listen", "127.0.0.1:0",
-                          "--cert",   tu_path(certs, HOST1 ".pem"),
-                          "--key",    tu_path(certs, HOST1 ".key"),
-                          "--ca",     tu_path(certs, "ca.pem"),
-                          "--facts",  facts_example(),
-                          "--host",   HOST2,
-                          NULL};
     char *err;
-    ck_assert_int_eq(run_collector(args, &err), 3);
+    ck_assert_int_eq(run_collector_tls(tu_path(certs, HOST1 ".pem"), tu_path(certs, HOST1 ".key"),
+                                       tu_path(certs, "ca.pem"),
+                                       TU_ARGS("--facts", facts_example(), "--host", HOST2), &err),
+                     3);
     ck_assert_msg(strstr(err, "--host " HOST2 " does not match") != NULL, "%s", err);
     free(err);
 }
@@ -812,46 +812,33 @@ START_TEST(test_collector_refuses_bad_tls_material)
 {
     char *err;
     /* the key of another certificate */
-    const char *mismatch[] = {"--listen", "127.0.0.1:0",
-                              "--cert",   tu_path(certs, HOST1 ".pem"),
-                              "--key",    tu_path(certs, HOST2 ".key"),
-                              "--ca",     tu_path(certs, "ca.pem"),
-                              "--facts",  facts_example(),
-                              NULL};
-    ck_assert_int_eq(run_collector(mismatch, &err), 3);
+    ck_assert_int_eq(run_collector_tls(tu_path(certs, HOST1 ".pem"), tu_path(certs, HOST2 ".key"),
+                                       tu_path(certs, "ca.pem"),
+                                       TU_ARGS("--facts", facts_example()), &err),
+                     3);
     ck_assert_msg(strstr(err, "does not belong to the certificate") != NULL, "%s", err);
     free(err);
     /* a CA file that holds a leaf certificate */
-    const char *notca[] = {"--listen", "127.0.0.1:0",
-                           "--cert",   tu_path(certs, HOST1 ".pem"),
-                           "--key",    tu_path(certs, HOST1 ".key"),
-                           "--ca",     tu_path(certs, HOST2 ".pem"),
-                           "--facts",  facts_example(),
-                           NULL};
-    ck_assert_int_eq(run_collector(notca, &err), 3);
+    ck_assert_int_eq(run_collector_tls(tu_path(certs, HOST1 ".pem"), tu_path(certs, HOST1 ".key"),
+                                       tu_path(certs, HOST2 ".pem"),
+                                       TU_ARGS("--facts", facts_example()), &err),
+                     3);
     ck_assert_msg(strstr(err, "is not a CA") != NULL, "%s", err);
     free(err);
     /* an unreadable certificate */
     const char *missing = tu_path(dir, "missing.pem");
-    const char *nofile[] = {"--listen", "127.0.0.1:0",
-                            "--cert",   missing,
-                            "--key",    tu_path(certs, HOST1 ".key"),
-                            "--ca",     tu_path(certs, "ca.pem"),
-                            "--facts",  facts_example(),
-                            NULL};
-    ck_assert_int_eq(run_collector(nofile, &err), 3);
+    ck_assert_int_eq(run_collector_tls(missing, tu_path(certs, HOST1 ".key"),
+                                       tu_path(certs, "ca.pem"),
+                                       TU_ARGS("--facts", facts_example()), &err),
+                     3);
     ck_assert_msg(strstr(err, missing) != NULL, "%s", err);
     free(err);
     /* a certificate file that is not PEM */
     const char *junk = tu_path(dir, "junk.pem");
     tu_write_file(junk, "not a certificate\n", 18);
-    const char *notpem[] = {"--listen", "127.0.0.1:0",
-                            "--cert",   junk,
-                            "--key",    tu_path(certs, HOST1 ".key"),
-                            "--ca",     tu_path(certs, "ca.pem"),
-                            "--facts",  facts_example(),
-                            NULL};
-    ck_assert_int_eq(run_collector(notpem, &err), 3);
+    ck_assert_int_eq(run_collector_tls(junk, tu_path(certs, HOST1 ".key"), tu_path(certs, "ca.pem"),
+                                       TU_ARGS("--facts", facts_example()), &err),
+                     3);
     ck_assert_msg(strstr(err, "not a PEM certificate") != NULL, "%s", err);
     free(err);
 }
@@ -860,15 +847,12 @@ END_TEST
 START_TEST(test_collector_usage_errors_and_help)
 {
     char *err, *out;
-    const char *both[] = {"--listen", "127.0.0.1:0", "--cert", "a",         "--key", "b", "--ca",
-                          "c",        "--facts",     "f",      "--regfile", "r",     NULL};
-    ck_assert_int_eq(run_collector(both, &err), 2);
+    ck_assert_int_eq(
+        run_collector_tls("a", "b", "c", TU_ARGS("--facts", "f", "--regfile", "r"), &err), 2);
     ck_assert_msg(strstr(err, "exactly one source") != NULL, "%s", err);
     free(err);
     /* The live registry exists only in the Windows build: a clear usage error here. */
-    const char *registry[] = {"--listen", "127.0.0.1:0", "--cert", "a",          "--key",
-                              "b",        "--ca",        "c",      "--registry", NULL};
-    ck_assert_int_eq(run_collector(registry, &err), 2);
+    ck_assert_int_eq(run_collector_tls("a", "b", "c", TU_ARGS("--registry"), &err), 2);
     ck_assert_msg(strstr(err, "--registry reads the Windows registry and exists only in the "
                               "Windows build") != NULL,
                   "%s", err);
@@ -1603,14 +1587,10 @@ START_TEST(test_collector_refuses_private_key_open_to_others)
     tu_write_file(key, k, strlen(k));
     free(k);
     ck_assert_int_eq(chmod(key, 0644), 0);
-    const char *args[] = {"--listen", "127.0.0.1:0",
-                          "--cert",   tu_path(certs, HOST1 ".pem"),
-                          "--key",    key,
-                          "--ca",     tu_path(certs, "ca.pem"),
-                          "--facts",  facts_example(),
-                          NULL};
     char *err = NULL;
-    ck_assert_int_eq(run_collector(args, &err), 3);
+    ck_assert_int_eq(run_collector_tls(tu_path(certs, HOST1 ".pem"), key, tu_path(certs, "ca.pem"),
+                                       TU_ARGS("--facts", facts_example()), &err),
+                     3);
     ck_assert_msg(strstr(err, "open.key: the private key is open to group or others (mode 0644)"),
                   "%s", err);
     ck_assert_msg(strstr(err, "chmod 600 "), "%s", err);
@@ -1661,66 +1641,56 @@ END_TEST
 static Suite *collector_suite(void)
 {
     Suite *s = suite_create("collector");
-    TCase *srv = tcase_create("server");
+    TCase *srv = tu_tcase(s, "server", NULL, NULL,
+                          TU_TESTS(test_server_serves_report_to_orchestrator,
+                                   test_server_refuses_client_without_certificate,
+                                   test_server_refuses_certificate_from_another_ca,
+                                   test_server_refuses_fleet_host_certificate_as_client,
+                                   test_server_without_client_cn_accepts_any_fleet_client,
+                                   test_server_refuses_tls11_client, test_server_refuses_plain_http,
+                                   test_server_refuses_1mib_header_and_keeps_serving,
+                                   test_server_routes_404_405_and_refuses_bodies,
+                                   test_server_health_reports_identity_and_size,
+                                   test_one_loop_serves_several_identities,
+                                   test_server_start_refuses_bad_tls_material_and_address));
     tcase_set_timeout(srv, 60);
-    tcase_add_test(srv, test_server_serves_report_to_orchestrator);
-    tcase_add_test(srv, test_server_refuses_client_without_certificate);
-    tcase_add_test(srv, test_server_refuses_certificate_from_another_ca);
-    tcase_add_test(srv, test_server_refuses_fleet_host_certificate_as_client);
-    tcase_add_test(srv, test_server_without_client_cn_accepts_any_fleet_client);
-    tcase_add_test(srv, test_server_refuses_tls11_client);
-    tcase_add_test(srv, test_server_refuses_plain_http);
-    tcase_add_test(srv, test_server_refuses_1mib_header_and_keeps_serving);
-    tcase_add_test(srv, test_server_routes_404_405_and_refuses_bodies);
-    tcase_add_test(srv, test_server_health_reports_identity_and_size);
-    tcase_add_test(srv, test_one_loop_serves_several_identities);
-    tcase_add_test(srv, test_server_start_refuses_bad_tls_material_and_address);
-    suite_add_tcase(s, srv);
 
-    TCase *guard = tcase_create("guard");
+    TCase *guard =
+        tu_tcase(s, "guard", guard_setup, NULL,
+                 TU_TESTS(test_server_closes_silent_connection_at_handshake_deadline,
+                          test_server_closes_slow_request_at_request_deadline,
+                          test_server_accepts_after_bursts_that_fill_the_cap,
+                          test_server_accepts_again_after_running_out_of_descriptors,
+                          test_server_evicts_a_silent_connection_for_a_newcomer,
+                          test_server_allow_list_closes_other_addresses_at_accept,
+                          test_server_400_for_nul_in_target_and_conflicting_content_length));
     tcase_set_timeout(guard, 60);
-    tcase_add_checked_fixture(guard, guard_setup, NULL);
-    tcase_add_test(guard, test_server_closes_silent_connection_at_handshake_deadline);
-    tcase_add_test(guard, test_server_closes_slow_request_at_request_deadline);
-    tcase_add_test(guard, test_server_accepts_after_bursts_that_fill_the_cap);
-    tcase_add_test(guard, test_server_accepts_again_after_running_out_of_descriptors);
-    tcase_add_test(guard, test_server_evicts_a_silent_connection_for_a_newcomer);
-    tcase_add_test(guard, test_server_allow_list_closes_other_addresses_at_accept);
-    tcase_add_test(guard, test_server_400_for_nul_in_target_and_conflicting_content_length);
-    suite_add_tcase(s, guard);
 
-    TCase *col = tcase_create("collector");
+    TCase *col = tu_tcase(
+        s, "collector", setup, teardown,
+        TU_TESTS(test_collector_serves_valid_report_for_its_host,
+                 test_collector_refuses_unverified_clients, test_collector_survives_1mib_header,
+                 test_collector_refuses_malformed_facts_file,
+                 test_collector_refuses_malformed_regfile,
+                 test_collector_serves_report_from_regfiles,
+                 test_collector_serves_layered_fixture_facts_over_tls,
+                 test_collector_refuses_host_not_in_certificate,
+                 test_collector_accepts_host_in_other_case, test_collector_refuses_bad_tls_material,
+                 test_collector_usage_errors_and_help, test_collector_reads_config_file,
+                 test_collector_config_paths_are_relative_to_the_config,
+                 test_collector_sigterm_exits_zero,
+                 test_collector_sighup_keeps_old_report_on_broken_facts,
+                 test_collector_refreshes_on_interval,
+                 test_collector_reloads_certificate_on_sighup_and_warns_before_expiry,
+                 test_collector_refuses_private_key_open_to_others,
+                 test_collector_version_and_clean_config_errors));
     tcase_set_timeout(col, 60);
-    tcase_add_checked_fixture(col, setup, teardown);
-    tcase_add_test(col, test_collector_serves_valid_report_for_its_host);
-    tcase_add_test(col, test_collector_refuses_unverified_clients);
-    tcase_add_test(col, test_collector_survives_1mib_header);
-    tcase_add_test(col, test_collector_refuses_malformed_facts_file);
-    tcase_add_test(col, test_collector_refuses_malformed_regfile);
-    tcase_add_test(col, test_collector_serves_report_from_regfiles);
-    tcase_add_test(col, test_collector_serves_layered_fixture_facts_over_tls);
-    tcase_add_test(col, test_collector_refuses_host_not_in_certificate);
-    tcase_add_test(col, test_collector_accepts_host_in_other_case);
-    tcase_add_test(col, test_collector_refuses_bad_tls_material);
-    tcase_add_test(col, test_collector_usage_errors_and_help);
-    tcase_add_test(col, test_collector_reads_config_file);
-    tcase_add_test(col, test_collector_config_paths_are_relative_to_the_config);
-    tcase_add_test(col, test_collector_sigterm_exits_zero);
-    tcase_add_test(col, test_collector_sighup_keeps_old_report_on_broken_facts);
-    tcase_add_test(col, test_collector_refreshes_on_interval);
-    tcase_add_test(col, test_collector_reloads_certificate_on_sighup_and_warns_before_expiry);
-    tcase_add_test(col, test_collector_refuses_private_key_open_to_others);
-    tcase_add_test(col, test_collector_version_and_clean_config_errors);
-    suite_add_tcase(s, col);
 
-    TCase *gc = tcase_create("gen-certs");
+    TCase *gc = tu_tcase(
+        s, "gen-certs", setup, teardown,
+        TU_TESTS(test_gen_certs_makes_ca_host_and_orchestrator, test_gen_certs_reuses_existing_ca,
+                 test_gen_certs_refuses_names_that_are_not_host_names, test_gen_certs_rsa_option));
     tcase_set_timeout(gc, 60);
-    tcase_add_checked_fixture(gc, setup, teardown);
-    tcase_add_test(gc, test_gen_certs_makes_ca_host_and_orchestrator);
-    tcase_add_test(gc, test_gen_certs_reuses_existing_ca);
-    tcase_add_test(gc, test_gen_certs_refuses_names_that_are_not_host_names);
-    tcase_add_test(gc, test_gen_certs_rsa_option);
-    suite_add_tcase(s, gc);
     return s;
 }
 

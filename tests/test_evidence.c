@@ -340,16 +340,11 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("evidence");
-    TCase *tc = tcase_create("evidence");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    TCase *tc =
+        tu_tcase(s, "evidence", setup, teardown,
+                 TU_TESTS(iis_reordered_comments_hostile, gzip_and_schannel,
+                          bad_files_change_nothing, uninventoried_blocks_gate_until_waived,
+                          window_bounds_the_blocker, protocol_values, million_rows_memory_flat));
     tcase_set_timeout(tc, 240);
-    tcase_add_test(tc, iis_reordered_comments_hostile);
-    tcase_add_test(tc, gzip_and_schannel);
-    tcase_add_test(tc, bad_files_change_nothing);
-    tcase_add_test(tc, uninventoried_blocks_gate_until_waived);
-    tcase_add_test(tc, window_bounds_the_blocker);
-    tcase_add_test(tc, protocol_values);
-    tcase_add_test(tc, million_rows_memory_flat);
-    suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

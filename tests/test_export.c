@@ -23,9 +23,8 @@
 #include <unistd.h>
 
 #include "csv.h"
+#include "fixture.h"
 #include "utc.h"
-#include "store.h"
-#include "testutil.h"
 
 /* 2025-11-24T16:00:00Z: every test pins the clock here. */
 #define NOW 1764000000LL
@@ -47,19 +46,6 @@ static void teardown(void)
     free(db);
 }
 
-static struct store *open_db(void)
-{
-    struct store *s;
-    char err[512];
-    ck_assert_msg(store_open(db, true, &s, err, sizeof(err)) == 0, "%s", err);
-    return s;
-}
-
-static void exec_ok(struct store *s, const char *sql)
-{
-    ck_assert_msg(store_exec(s, sql) == 0, "%s: %s", sql, store_errmsg(s));
-}
-
 /*
  * The known database: two sites, seven hosts covering every state and waiver case.
  *   P01 (clients): CL-A ready with a warning; cl-b not_ready; cl-c stale (unknown);
@@ -69,36 +55,41 @@ static void exec_ok(struct store *s, const char *sql)
  */
 static void make_known_db(void)
 {
-    struct store *s = open_db();
-    exec_ok(s, "INSERT INTO site VALUES ('P01', 'clients', 1763000000, 'alice'),"
-               " ('P02', 'enforce', 1763500000, 'bob');"
-               "INSERT INTO host (id, name, site, roles, collector, os, added_at, updated_at)"
-               " VALUES"
-               " (1, 'cl-b.p01.example', 'P01', 1, 'cl-b:9443', 'Windows 7 Enterprise', 1, 1),"
-               " (2, 'CL-A.p01.example', 'P01', 1, 'cl-a:9443', 'Windows 10 Enterprise', 1, 1),"
-               " (3, 'cl-c.p01.example', 'P01', 1, 'cl-c:9443', 'Windows 7', 1, 1),"
-               " (4, 'cl-d.p01.example', 'P01', 1, 'cl-d:9443', '', 1, 1),"
-               " (5, 'mp1.p01.example', 'P01', 48, 'mp1:9443', 'Windows Server 2019', 1, 1),"
-               " (6, 'sql.p02.example', 'P02', 8, 'sql:9443', 'Windows Server 2016', 1, 1),"
-               " (7, 'cl-e.p02.example', 'P02', 1, 'cl-e:9443', 'Windows 11', 1, 1);"
-               "INSERT INTO report VALUES"
-               " (1, 1764000000 - 600, 1764000000, '{}', 't', 2, 0, 0),"
-               " (2, 1764000000 - 3600, 1764000000, '{}', 't', 0, 1, 0),"
-               " (3, 1764000000 - 90000, 1764000000, '{}', 't', 0, 0, 0),"
-               " (5, 1764000000 - 60, 1764000000, '{}', 't', 0, 0, 0),"
-               " (6, 1764000000 - 30, 1764000000, '{}', 't', 0, 0, 1),"
-               " (7, 1764000000 - 120, 1764000000, '{}', 't', 0, 0, 0);"
-               "INSERT INTO waiver VALUES"
-               " (4, 'lab machine', NULL, 1, 'alice'),"
-               " (5, 'was broken', 1764000000 - 1, 1, 'alice'),"
-               " (7, 'vendor fix due', 1764000000 + 100, 1, 'bob');"
-               "INSERT INTO verdict VALUES"
-               " (1, 'winhttp.kb3140245', 0, 'blocker', 'KB3140245 is not installed'),"
-               " (1, 'schannel.tls12.client', 0, 'blocker',"
-               "  'Enabled = 0 in \"TLS 1.2\\Client\", disabled'),"
-               " (1, 'dotnet.strong_crypto', 0, 'warning', 'SchUseStrongCrypto is not 1'),"
-               " (2, 'dotnet.strong_crypto', 0, 'warning', 'SchUseStrongCrypto is not 1'),"
-               " (2, 'winhttp.kb3140245', 1, 'blocker', 'ok');");
+    struct store *s = fx_open(db);
+    fx_site_row(s, "P01", "clients", 1763000000, "alice");
+    fx_site_row(s, "P02", "enforce", 1763500000, "bob");
+    static const struct fx_host_spec hosts[] = {
+        {1, "cl-b.p01.example", "P01", ROLE_CLIENT, "cl-b:9443", "Windows 7 Enterprise"},
+        {2, "CL-A.p01.example", "P01", ROLE_CLIENT, "cl-a:9443", "Windows 10 Enterprise"},
+        {3, "cl-c.p01.example", "P01", ROLE_CLIENT, "cl-c:9443", "Windows 7"},
+        {4, "cl-d.p01.example", "P01", ROLE_CLIENT, "cl-d:9443", ""},
+        {5, "mp1.p01.example", "P01", MP | DP, "mp1:9443", "Windows Server 2019"},
+        {6, "sql.p02.example", "P02", ROLE_SITE_DATABASE, "sql:9443", "Windows Server 2016"},
+        {7, "cl-e.p02.example", "P02", ROLE_CLIENT, "cl-e:9443", "Windows 11"},
+    };
+    for (size_t i = 0; i < sizeof(hosts) / sizeof(hosts[0]); i++)
+        fx_host_row(s, &hosts[i]);
+    fx_report_row(
+        s, 1,
+        &(struct fx_report_spec){.collected_at = NOW - 600, .received_at = NOW, .blockers = 2});
+    fx_report_row(
+        s, 2,
+        &(struct fx_report_spec){.collected_at = NOW - 3600, .received_at = NOW, .warnings = 1});
+    fx_report_row(s, 3, &(struct fx_report_spec){.collected_at = NOW - 90000, .received_at = NOW});
+    fx_report_row(s, 5, &(struct fx_report_spec){.collected_at = NOW - 60, .received_at = NOW});
+    fx_report_row(s, 6,
+                  &(struct fx_report_spec){
+                      .collected_at = NOW - 30, .received_at = NOW, .legacy_disabled = true});
+    fx_report_row(s, 7, &(struct fx_report_spec){.collected_at = NOW - 120, .received_at = NOW});
+    fx_waiver_row(s, 4, "lab machine", 0, 1, "alice");
+    fx_waiver_row(s, 5, "was broken", NOW - 1, 1, "alice");
+    fx_waiver_row(s, 7, "vendor fix due", NOW + 100, 1, "bob");
+    fx_verdict_row(s, 1, "winhttp.kb3140245", false, "blocker", "KB3140245 is not installed");
+    fx_verdict_row(s, 1, "schannel.tls12.client", false, "blocker",
+                   "Enabled = 0 in \"TLS 1.2\\Client\", disabled");
+    fx_verdict_row(s, 1, "dotnet.strong_crypto", false, "warning", "SchUseStrongCrypto is not 1");
+    fx_verdict_row(s, 2, "dotnet.strong_crypto", false, "warning", "SchUseStrongCrypto is not 1");
+    fx_verdict_row(s, 2, "winhttp.kb3140245", true, "blocker", "ok");
     store_close(s);
 }
 
@@ -269,9 +260,9 @@ END_TEST
 START_TEST(test_servers_view_shows_orphan_risk)
 {
     make_known_db();
-    struct store *s = open_db();
+    struct store *s = fx_open(db);
     /* mp1 turned the legacy protocols off while cl-b still cannot do TLS 1.2. */
-    exec_ok(s, "UPDATE report SET legacy_disabled = 1 WHERE host_id = 5");
+    fx_legacy_off(s, "mp1.p01.example");
     store_close(s);
     assert_export("name,site,roles,phase,gate,dependents,blocking,legacy_disabled,orphan_risk\r\n"
                   "mp1.p01.example,P01,management_point;distribution_point,clients,blocked,4,2,"
@@ -340,6 +331,9 @@ static int run_limited(const char *stdout_path, rlim_t fsize, char **err, const 
 {
     FILE *fe = tmpfile();
     ck_assert_ptr_nonnull(fe);
+    /* Every check in the child (before exec) writes to Check's own file, which the limit would
+     * refuse: what needs a check is done here. */
+    const char *tlsgate = tu_build_path("orchestrator/tlsgate");
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
@@ -356,7 +350,7 @@ static int run_limited(const char *stdout_path, rlim_t fsize, char **err, const 
         putenv(NOW_ENV);
         char *argv[16];
         int n = 0;
-        argv[n++] = (char *)tu_build_path("orchestrator/tlsgate");
+        argv[n++] = (char *)tlsgate;
         argv[n++] = "--db";
         argv[n++] = db;
         argv[n++] = "export";
@@ -383,16 +377,16 @@ static int run_limited(const char *stdout_path, rlim_t fsize, char **err, const 
 /* Enough hosts that the CSV is far larger than the 64 KiB output buffer. */
 static void make_many_hosts(int count)
 {
-    struct store *s = open_db();
-    exec_ok(s, "INSERT INTO site VALUES ('P01', 'clients', 1763000000, 'alice')");
-    char sql[512];
-    snprintf(sql, sizeof(sql),
-             "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < %d) "
-             "INSERT INTO host (name, site, roles, collector, os, added_at, updated_at) "
-             "SELECT printf('client-%%06d.p01.corp.example', n), 'P01', 1, 'x:1', "
-             "'Windows 10 Enterprise', 1, 1 FROM c",
-             count);
-    exec_ok(s, sql);
+    struct store *s = fx_open(db);
+    fx_site_row(s, "P01", "clients", 1763000000, "alice");
+    ck_assert_int_eq(store_exec(s, "BEGIN"), 0);
+    for (int n = 1; n <= count; n++) {
+        char name[64];
+        snprintf(name, sizeof(name), "client-%06d.p01.corp.example", n);
+        fx_host_row(
+            s, &(struct fx_host_spec){0, name, "P01", ROLE_CLIENT, "x:1", "Windows 10 Enterprise"});
+    }
+    ck_assert_int_eq(store_exec(s, "COMMIT"), 0);
     store_close(s);
 }
 
@@ -459,8 +453,16 @@ static pid_t start_stuck_export(const char *target, sqlite3 **lock)
         dup2(null, 1);
         dup2(null, 2);
         putenv(NOW_ENV);
-        char *argv[] = {(char *)tu_build_path("orchestrator/tlsgate"), "--db", db, "export",
-                        "csv", "--view", "hosts", "--out", (char *)target, NULL};
+        char *argv[] = {(char *)tu_build_path("orchestrator/tlsgate"),
+                        "--db",
+                        db,
+                        "export",
+                        "csv",
+                        "--view",
+                        "hosts",
+                        "--out",
+                        (char *)target,
+                        NULL};
         execv(argv[0], argv);
         _exit(127);
     }
@@ -617,8 +619,13 @@ static void run_roundtrip(const char *csv_path, json_t *expected, const char *fl
 {
     const char *json_path = tu_path(dir, "expected.json");
     ck_assert_int_eq(json_dump_file(expected, json_path, 0), 0);
-    char *argv[] = {"/usr/bin/env", "python3", (char *)tu_source_path("tests/csv_roundtrip.py"),
-                    (char *)csv_path, (char *)json_path, (char *)flag, NULL};
+    char *argv[] = {"/usr/bin/env",
+                    "python3",
+                    (char *)tu_source_path("tests/csv_roundtrip.py"),
+                    (char *)csv_path,
+                    (char *)json_path,
+                    (char *)flag,
+                    NULL};
     char *out, *err;
     int code = tu_run(argv, NULL, &out, &err);
     ck_assert_msg(code == 0, "csv_roundtrip.py exit %d: %s%s", code, out, err);
@@ -628,30 +635,13 @@ static void run_roundtrip(const char *csv_path, json_t *expected, const char *fl
 
 START_TEST(test_hostile_cells_round_trip_through_python_csv)
 {
-    struct store *s = open_db();
-    sqlite3 *raw = store_db(s);
-    sqlite3_stmt *site, *host;
-    ck_assert_int_eq(sqlite3_prepare_v2(raw, "INSERT INTO site VALUES (?1, 'inventory', "
-                                             "1763000000, ?2)", -1, &site, NULL), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_prepare_v2(raw, "INSERT INTO host (name, site, roles, collector, os, "
-                                             "added_at, updated_at) VALUES (?1, 'S01', 1, 'x:1', "
-                                             "?2, 1, 1)", -1, &host, NULL), SQLITE_OK);
-    sqlite3_bind_text(site, 1, "S01", -1, SQLITE_STATIC);
-    sqlite3_bind_text(site, 2, "@evil, \"boss\"\r\n", -1, SQLITE_STATIC);
-    ck_assert_int_eq(sqlite3_step(site), SQLITE_DONE);
-    sqlite3_reset(site);
-    sqlite3_bind_text(site, 1, "=S2", -1, SQLITE_STATIC);
-    sqlite3_bind_text(site, 2, "Zoë", -1, SQLITE_STATIC);
-    ck_assert_int_eq(sqlite3_step(site), SQLITE_DONE);
-    sqlite3_finalize(site);
-    for (size_t i = 0; i < HOSTILE_COUNT; i++) {
-        sqlite3_reset(host);
-        sqlite3_bind_text(host, 1, hostile[i], -1, SQLITE_STATIC);
-        /* the os column carries the next hostile string, so every cell kind is exercised */
-        sqlite3_bind_text(host, 2, hostile[(i + 1) % HOSTILE_COUNT], -1, SQLITE_STATIC);
-        ck_assert_int_eq(sqlite3_step(host), SQLITE_DONE);
-    }
-    sqlite3_finalize(host);
+    struct store *s = fx_open(db);
+    fx_site_row(s, "S01", "inventory", 1763000000, "@evil, \"boss\"\r\n");
+    fx_site_row(s, "=S2", "inventory", 1763000000, "Zoë");
+    /* the os column carries the next hostile string, so every cell kind is exercised */
+    for (size_t i = 0; i < HOSTILE_COUNT; i++)
+        fx_host_row(s, &(struct fx_host_spec){0, hostile[i], "S01", ROLE_CLIENT, "x:1",
+                                              hostile[(i + 1) % HOSTILE_COUNT]});
     store_close(s);
 
     /* hosts: every hostile name and os, in (site, name) order; never reported. */
@@ -685,12 +675,11 @@ START_TEST(test_hostile_cells_round_trip_through_python_csv)
     json_decref(rows);
 
     /* phases: hostile site code and operator name, with the BOM a spreadsheet wants. */
-    rows = json_pack("[[ssss][ssss][ssss]]", "site", "phase", "entered_at", "entered_by",
-                     "'=S2", "inventory", "2025-11-13T02:13:20Z", "Zoë",
-                     "S01", "inventory", "2025-11-13T02:13:20Z", "'@evil, \"boss\"\r\n");
+    rows = json_pack("[[ssss][ssss][ssss]]", "site", "phase", "entered_at", "entered_by", "'=S2",
+                     "inventory", "2025-11-13T02:13:20Z", "Zoë", "S01", "inventory",
+                     "2025-11-13T02:13:20Z", "'@evil, \"boss\"\r\n");
     csv_path = tu_path(dir, "phases.csv");
-    ck_assert_int_eq(export(&out, &err, "--view", "phases", "--bom", "--out", csv_path, NULL),
-                     0);
+    ck_assert_int_eq(export(&out, &err, "--view", "phases", "--bom", "--out", csv_path, NULL), 0);
     free(out);
     free(err);
     run_roundtrip(csv_path, rows, "--bom");
@@ -704,38 +693,19 @@ START_TEST(test_hostile_reasons_round_trip_in_blockers_view)
      * whose failed verdict has a hostile rule id and reason. */
     const char *server = "=mp,\"1\".example";
     const char *rule = "-rule;1,x";
-    struct store *s = open_db();
-    exec_ok(s, "INSERT INTO site VALUES ('S01', 'clients', 1763000000, 'alice')");
-    sqlite3 *raw = store_db(s);
-    sqlite3_stmt *host, *report, *verdict;
-    ck_assert_int_eq(sqlite3_prepare_v2(raw, "INSERT INTO host (name, site, roles, collector, "
-                                             "added_at, updated_at) VALUES (?1, 'S01', ?2, 'x:1', "
-                                             "1, 1)", -1, &host, NULL), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_prepare_v2(raw, "INSERT INTO report VALUES (last_insert_rowid(), "
-                                             "1764000000, 1764000000, '{}', 't', ?1, 0, 0)", -1,
-                                        &report, NULL), SQLITE_OK);
-    ck_assert_int_eq(sqlite3_prepare_v2(raw, "INSERT INTO verdict VALUES (last_insert_rowid(), "
-                                             "?1, 0, 'blocker', ?2)", -1, &verdict, NULL),
-                     SQLITE_OK);
+    struct store *s = fx_open(db);
+    fx_site_row(s, "S01", "clients", 1763000000, "alice");
     for (size_t i = 0; i <= HOSTILE_COUNT; i++) {
         bool is_server = i == HOSTILE_COUNT;
-        sqlite3_reset(host);
-        sqlite3_bind_text(host, 1, is_server ? server : hostile[i], -1, SQLITE_STATIC);
-        sqlite3_bind_int(host, 2, is_server ? 16 : 1);
-        ck_assert_int_eq(sqlite3_step(host), SQLITE_DONE);
-        sqlite3_reset(report);
-        sqlite3_bind_int(report, 1, is_server ? 0 : 1);
-        ck_assert_int_eq(sqlite3_step(report), SQLITE_DONE);
-        if (is_server)
-            continue;
-        sqlite3_reset(verdict);
-        sqlite3_bind_text(verdict, 1, rule, -1, SQLITE_STATIC);
-        sqlite3_bind_text(verdict, 2, hostile[(i + 1) % HOSTILE_COUNT], -1, SQLITE_STATIC);
-        ck_assert_int_eq(sqlite3_step(verdict), SQLITE_DONE);
+        long long id =
+            fx_host_row(s, &(struct fx_host_spec){0, is_server ? server : hostile[i], "S01",
+                                                  is_server ? MP : ROLE_CLIENT, "x:1", NULL});
+        fx_report_row(s, id,
+                      &(struct fx_report_spec){
+                          .collected_at = NOW, .received_at = NOW, .blockers = !is_server});
+        if (!is_server)
+            fx_verdict_row(s, id, rule, false, "blocker", hostile[(i + 1) % HOSTILE_COUNT]);
     }
-    sqlite3_finalize(host);
-    sqlite3_finalize(report);
-    sqlite3_finalize(verdict);
     store_close(s);
 
     const char *sorted[HOSTILE_COUNT];
@@ -748,11 +718,10 @@ START_TEST(test_hostile_reasons_round_trip_in_blockers_view)
         while (hostile[k] != sorted[i])
             k++;
         char a[256], b[256], c[256], d[256];
-        json_array_append_new(rows, json_pack("[ssss]", guarded(server, a, sizeof(a)),
-                                              guarded(sorted[i], b, sizeof(b)),
-                                              guarded(rule, c, sizeof(c)),
-                                              guarded(hostile[(k + 1) % HOSTILE_COUNT], d,
-                                                      sizeof(d))));
+        json_array_append_new(
+            rows, json_pack("[ssss]", guarded(server, a, sizeof(a)),
+                            guarded(sorted[i], b, sizeof(b)), guarded(rule, c, sizeof(c)),
+                            guarded(hostile[(k + 1) % HOSTILE_COUNT], d, sizeof(d))));
     }
     const char *csv_path = tu_path(dir, "blockers.csv");
     char *out, *err;
@@ -787,8 +756,8 @@ static char *write_cells(const char *const *cells, size_t count, size_t per_row,
 
 START_TEST(test_writer_quotes_doubles_and_guards)
 {
-    const char *cells[] = {"plain", "a,b", "say \"hi\"", "cr\rx", "lf\nx", "=1+1", "+1", "-1",
-                           "@A1", "\tt", "\rr", "", NULL, "'q", "a=b", "é"};
+    const char *cells[] = {"plain", "a,b", "say \"hi\"", "cr\rx", "lf\nx", "=1+1", "+1",  "-1",
+                           "@A1",   "\tt", "\rr",        "",      NULL,    "'q",   "a=b", "é"};
     size_t len;
     char *got = write_cells(cells, 16, 16, &len);
     ck_assert_str_eq(got, "plain,\"a,b\",\"say \"\"hi\"\"\",\"cr\rx\",\"lf\nx\",'=1+1,'+1,'-1,"
@@ -894,45 +863,30 @@ END_TEST
 int main(void)
 {
     Suite *suite = suite_create("export");
-    TCase *views = tcase_create("views");
-    tcase_add_checked_fixture(views, setup, teardown);
-    tcase_add_test(views, test_hosts_view_exact_bytes);
-    tcase_add_test(views, test_hosts_view_site_filter);
-    tcase_add_test(views, test_hosts_view_uses_configured_stale_after);
-    tcase_add_test(views, test_servers_view_exact_bytes);
-    tcase_add_test(views, test_servers_view_shows_orphan_risk);
-    tcase_add_test(views, test_blockers_view_exact_bytes);
-    tcase_add_test(views, test_phases_view_exact_bytes);
-    tcase_add_test(views, test_summary_view_exact_bytes);
-    tcase_add_test(views, test_bom_prefixes_utf8_mark);
-    tcase_add_test(views, test_unknown_site_is_bad_input);
-    suite_add_tcase(suite, views);
+    tu_tcase(suite, "views", setup, teardown,
+             TU_TESTS(test_hosts_view_exact_bytes, test_hosts_view_site_filter,
+                      test_hosts_view_uses_configured_stale_after, test_servers_view_exact_bytes,
+                      test_servers_view_shows_orphan_risk, test_blockers_view_exact_bytes,
+                      test_phases_view_exact_bytes, test_summary_view_exact_bytes,
+                      test_bom_prefixes_utf8_mark, test_unknown_site_is_bad_input));
 
-    TCase *out = tcase_create("out");
-    tcase_add_checked_fixture(out, setup, teardown);
-    tcase_add_test(out, test_out_writes_file_whole_and_leaves_no_temp);
-    tcase_add_test(out, test_full_disk_on_stdout_is_exit_4);
-    tcase_add_test(out, test_file_size_limit_mid_export_leaves_old_file_and_no_temp);
-    tcase_add_test(out, test_sigterm_mid_export_removes_temp_file);
-    tcase_add_test(out, test_sigkill_mid_export_leaves_no_out_file);
-    suite_add_tcase(suite, out);
+    tu_tcase(suite, "out", setup, teardown,
+             TU_TESTS(test_out_writes_file_whole_and_leaves_no_temp,
+                      test_full_disk_on_stdout_is_exit_4,
+                      test_file_size_limit_mid_export_leaves_old_file_and_no_temp,
+                      test_sigterm_mid_export_removes_temp_file,
+                      test_sigkill_mid_export_leaves_no_out_file));
 
-    TCase *usage = tcase_create("usage");
-    tcase_add_checked_fixture(usage, setup, teardown);
-    tcase_add_test(usage, test_unknown_view_exit_2_lists_views);
-    tcase_add_test(usage, test_unknown_option_exit_2_lists_options);
-    tcase_add_test(usage, test_missing_view_or_value_exit_2);
-    suite_add_tcase(suite, usage);
+    tu_tcase(suite, "usage", setup, teardown,
+             TU_TESTS(test_unknown_view_exit_2_lists_views,
+                      test_unknown_option_exit_2_lists_options, test_missing_view_or_value_exit_2));
 
-    TCase *csv = tcase_create("csv");
-    tcase_add_checked_fixture(csv, setup, teardown);
-    tcase_add_test(csv, test_hostile_cells_round_trip_through_python_csv);
-    tcase_add_test(csv, test_hostile_reasons_round_trip_in_blockers_view);
-    tcase_add_test(csv, test_writer_quotes_doubles_and_guards);
-    tcase_add_test(csv, test_writer_streams_past_its_buffer);
-    tcase_add_test(csv, test_writer_integers_and_times_match_the_c_library);
-    tcase_add_test(csv, test_writer_reports_first_write_error);
-    suite_add_tcase(suite, csv);
+    tu_tcase(suite, "csv", setup, teardown,
+             TU_TESTS(test_hostile_cells_round_trip_through_python_csv,
+                      test_hostile_reasons_round_trip_in_blockers_view,
+                      test_writer_quotes_doubles_and_guards, test_writer_streams_past_its_buffer,
+                       test_writer_integers_and_times_match_the_c_library,
+                      test_writer_reports_first_write_error));
 
     return tu_run_suite(suite);
 }

@@ -35,12 +35,15 @@ static const struct fixture fixtures[] = {
     {"server2019-site-server", {"server2019-site-server.reg"}},
     {"server2008r2-regedit4-ansi", {"server2008r2-regedit4-ansi.reg"}},
     /* One verdict case each (tests/test_rules.c "cases"), written by regen-facts too. */
-    {"case-server2008r2-legacy-tls11-default-off", {"case-server2008r2-legacy-tls11-default-off.reg"}},
+    {"case-server2008r2-legacy-tls11-default-off",
+     {"case-server2008r2-legacy-tls11-default-off.reg"}},
     {"case-server2008r2-sql2008r2sp2-x64", {"case-server2008r2-sql2008r2sp2-x64.reg"}},
     {"case-server2008sp2-core", {"case-server2008sp2-core.reg"}},
     {"case-server2012r2-core-wsus", {"case-server2012r2-core-wsus.reg"}},
-    {"case-server2012r2-ssrs2014-no-net35-update", {"case-server2012r2-ssrs2014-no-net35-update.reg"}},
-    {"case-server2016-legacy-disabled-by-default", {"case-server2016-legacy-disabled-by-default.reg"}},
+    {"case-server2012r2-ssrs2014-no-net35-update",
+     {"case-server2012r2-ssrs2014-no-net35-update.reg"}},
+    {"case-server2016-legacy-disabled-by-default",
+     {"case-server2016-legacy-disabled-by-default.reg"}},
     {"case-server2019-dsp-wow64-without-tls12", {"case-server2019-dsp-wow64-without-tls12.reg"}},
     {"case-server2019-legacy-off-by-default", {"case-server2019-legacy-off-by-default.reg"}},
     {"case-win10-dsp-without-tls12", {"case-win10-dsp-without-tls12.reg"}},
@@ -195,44 +198,44 @@ START_TEST(test_facts_present_empty_packages_key_is_empty_list)
 }
 END_TEST
 
-
 START_TEST(test_facts_only_installed_cbs_packages_count)
 {
     /* CurrentState: 0x70 installed, 0x80 permanent; staged, install pending, partially
      * installed, superseded, absent and a missing CurrentState are not installed. A KB with one
      * installed package (beside an older superseded one) is installed. */
-    json_t *got = extract_text(
-        "REGEDIT4\r\n\r\n"
-#define PKG "[HKLM\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Component Based Servicing\\Packages\\"
-        PKG "Package_for_KB3140245~31bf3856ad364e35~amd64~~6.1.1.1]\r\n"
-        "\"CurrentState\"=dword:00000040\r\n\r\n"
-        PKG "Package_for_KB3154518~31bf3856ad364e35~amd64~~6.1.1.0]\r\n"
-        "\"CurrentState\"=dword:00000060\r\n\r\n"
-        PKG "Package_for_KB4019276~31bf3856ad364e35~amd64~~6.0.1.0]\r\n"
-        "\"CurrentState\"=dword:00000065\r\n\r\n"
-        PKG "Package_for_KB4022720~31bf3856ad364e35~amd64~~6.3.1.0]\r\n"
-        "\"CurrentState\"=dword:00000050\r\n\r\n"
-        PKG "Package_for_KB2533623~31bf3856ad364e35~amd64~~6.1.1.0]\r\n\r\n"
-        PKG "Package_for_KB976932~31bf3856ad364e35~amd64~~6.1.1.17514]\r\n"
-        "\"CurrentState\"=dword:00000080\r\n\r\n"
-        PKG "Package_for_KB2552343~31bf3856ad364e35~amd64~~6.1.1.0]\r\n"
-        "\"CurrentState\"=dword:00000050\r\n\r\n"
-        PKG "Package_for_KB2552343~31bf3856ad364e35~amd64~~6.1.1.1]\r\n"
-        "\"CurrentState\"=dword:00000070\r\n\r\n"
-        PKG "Package_for_RollupFix~31bf3856ad364e35~amd64~~7601.24544.1.4]\r\n"
-        "\"CurrentState\"=dword:00000070\r\n\r\n"
-        PKG "Package_for_RollupFix~31bf3856ad364e35~amd64~~7601.24548.1.2]\r\n"
-        "\"CurrentState\"=dword:00000040\r\n\r\n"
-        PKG "Package_for_RollupFix~31bf3856ad364e35~amd64~~7601.23964.1.0]\r\n"
-        "\"CurrentState\"=dword:00000050\r\n\r\n"
+    json_t *got = extract_text("REGEDIT4\r\n\r\n"
+#define PKG                                                                                        \
+    "[HKLM\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Component Based Servicing\\Packages\\"
+                               PKG "Package_for_KB3140245~31bf3856ad364e35~amd64~~6.1.1.1]\r\n"
+                               "\"CurrentState\"=dword:00000040\r\n\r\n" PKG
+                               "Package_for_KB3154518~31bf3856ad364e35~amd64~~6.1.1.0]\r\n"
+                               "\"CurrentState\"=dword:00000060\r\n\r\n" PKG
+                               "Package_for_KB4019276~31bf3856ad364e35~amd64~~6.0.1.0]\r\n"
+                               "\"CurrentState\"=dword:00000065\r\n\r\n" PKG
+                               "Package_for_KB4022720~31bf3856ad364e35~amd64~~6.3.1.0]\r\n"
+                               "\"CurrentState\"=dword:00000050\r\n\r\n" PKG
+                               "Package_for_KB2533623~31bf3856ad364e35~amd64~~6.1.1.0]\r\n\r\n" PKG
+                               "Package_for_KB976932~31bf3856ad364e35~amd64~~6.1.1.17514]\r\n"
+                               "\"CurrentState\"=dword:00000080\r\n\r\n" PKG
+                               "Package_for_KB2552343~31bf3856ad364e35~amd64~~6.1.1.0]\r\n"
+                               "\"CurrentState\"=dword:00000050\r\n\r\n" PKG
+                               "Package_for_KB2552343~31bf3856ad364e35~amd64~~6.1.1.1]\r\n"
+                               "\"CurrentState\"=dword:00000070\r\n\r\n" PKG
+                               "Package_for_RollupFix~31bf3856ad364e35~amd64~~7601.24544.1.4]\r\n"
+                               "\"CurrentState\"=dword:00000070\r\n\r\n" PKG
+                               "Package_for_RollupFix~31bf3856ad364e35~amd64~~7601.24548.1.2]\r\n"
+                               "\"CurrentState\"=dword:00000040\r\n\r\n" PKG
+                               "Package_for_RollupFix~31bf3856ad364e35~amd64~~7601.23964.1.0]\r\n"
+                               "\"CurrentState\"=dword:00000050\r\n\r\n"
 #undef PKG
     );
     json_error_t je;
-    json_t *want = json_loads(
-        "{\"installed\": [\"KB976932\", \"KB2552343\"],"
-        " \"not_installed\": {\"KB2533623\": null, \"KB3140245\": 64, \"KB3154518\": 96,"
-        "                     \"KB4019276\": 101, \"KB4022720\": 80},"
-        " \"rollup\": \"7601.24544.1.4\"}", 0, &je);
+    json_t *want =
+        json_loads("{\"installed\": [\"KB976932\", \"KB2552343\"],"
+                   " \"not_installed\": {\"KB2533623\": null, \"KB3140245\": 64, \"KB3154518\": 96,"
+                   "                     \"KB4019276\": 101, \"KB4022720\": 80},"
+                   " \"rollup\": \"7601.24544.1.4\"}",
+                   0, &je);
     ck_assert_ptr_nonnull(want);
     assert_json_equal(json_object_get(got, "updates"), want, "updates");
     assert_json_equal(json_object_get(got, "hotfixes"), json_object_get(want, "installed"),
@@ -248,20 +251,21 @@ START_TEST(test_facts_kb_numbers_unique_uppercase_in_numeric_order)
 {
     json_t *got = extract_text(
         "REGEDIT4\r\n\r\n"
-#define PKG "[HKLM\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Component Based Servicing\\Packages\\"
+#define PKG                                                                                        \
+    "[HKLM\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Component Based Servicing\\Packages\\"
 #define INSTALLED "\"CurrentState\"=dword:00000070\r\n\r\n"
-        PKG "Package_for_KB3140245~31bf3856ad364e35~amd64~~6.1.1.1]\r\n" INSTALLED
-        PKG "Package_for_KB976932~31bf3856ad364e35~amd64~~6.1.1.17514]\r\n" INSTALLED
-        PKG "Package_1_for_KB4019276~31bf3856ad364e35~amd64~~6.0.1.0]\r\n" INSTALLED
-        PKG "Package_2_for_KB4019276~31bf3856ad364e35~amd64~~6.0.1.0]\r\n" INSTALLED
-        PKG "package_for_kb2533623~31bf3856ad364e35~amd64~~6.1.1.0]\r\n" INSTALLED
-        PKG "Package_for_KB0012345~31bf3856ad364e35~amd64~~6.1.1.0]\r\n" INSTALLED
-        PKG "Package_for_KB12345_RTM~31bf3856ad364e35~amd64~~6.1.1.0]\r\n" INSTALLED
-        PKG "Package_for_RollupFix~31bf3856ad364e35~amd64~~19041.3693.1.7]\r\n" INSTALLED
-        PKG "Package_for_KB~31bf3856ad364e35~amd64~~1.0]\r\n" INSTALLED
-        PKG "Package_for_KB1234567890123~31bf3856ad364e35~amd64~~1.0]\r\n" INSTALLED
-        /* A subkey of a package is not a package. */
-        PKG "Package_for_RollupFix~31bf3856ad364e35~amd64~~19041.3693.1.7\\KB5555555]\r\n\r\n"
+        PKG "Package_for_KB3140245~31bf3856ad364e35~amd64~~6.1.1.1]\r\n" INSTALLED PKG
+        "Package_for_KB976932~31bf3856ad364e35~amd64~~6.1.1.17514]\r\n" INSTALLED PKG
+        "Package_1_for_KB4019276~31bf3856ad364e35~amd64~~6.0.1.0]\r\n" INSTALLED PKG
+        "Package_2_for_KB4019276~31bf3856ad364e35~amd64~~6.0.1.0]\r\n" INSTALLED PKG
+        "package_for_kb2533623~31bf3856ad364e35~amd64~~6.1.1.0]\r\n" INSTALLED PKG
+        "Package_for_KB0012345~31bf3856ad364e35~amd64~~6.1.1.0]\r\n" INSTALLED PKG
+        "Package_for_KB12345_RTM~31bf3856ad364e35~amd64~~6.1.1.0]\r\n" INSTALLED PKG
+        "Package_for_RollupFix~31bf3856ad364e35~amd64~~19041.3693.1.7]\r\n" INSTALLED PKG
+        "Package_for_KB~31bf3856ad364e35~amd64~~1.0]\r\n" INSTALLED PKG
+        "Package_for_KB1234567890123~31bf3856ad364e35~amd64~~1.0]\r\n" INSTALLED
+            /* A subkey of a package is not a package. */
+            PKG "Package_for_RollupFix~31bf3856ad364e35~amd64~~19041.3693.1.7\\KB5555555]\r\n\r\n"
 #undef PKG
 #undef INSTALLED
     );
@@ -437,18 +441,20 @@ START_TEST(test_facts_caps_keep_any_registry_under_the_report_cap)
      * are all of the wrong type (70 warnings). */
     size_t cap = 2 * 1024 * 1024, len = 0;
     char *text = malloc(cap);
-    len += (size_t)snprintf(text + len, cap - len,
-                            "REGEDIT4\r\n\r\n[HKLM\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion]"
-                            "\r\n\"ProductName\"=\"");
+    len +=
+        (size_t)snprintf(text + len, cap - len,
+                         "REGEDIT4\r\n\r\n[HKLM\\SOFTWARE\\Microsoft\\Windows NT\\CurrentVersion]"
+                         "\r\n\"ProductName\"=\"");
     memset(text + len, 'A', 300);
     len += 300;
     len += (size_t)snprintf(text + len, cap - len, "\"\r\n\r\n");
     for (int kb = 1; kb <= 5000; kb++)
-        len += (size_t)snprintf(text + len, cap - len,
-                                "[HKLM\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Component Based"
-                                " Servicing\\Packages\\Package_for_KB%d~31bf3856ad364e35~amd64~~6.1.1.0]"
-                                "\r\n\"CurrentState\"=dword:00000070\r\n\r\n",
-                                kb);
+        len += (size_t)snprintf(
+            text + len, cap - len,
+            "[HKLM\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Component Based"
+            " Servicing\\Packages\\Package_for_KB%d~31bf3856ad364e35~amd64~~6.1.1.0]"
+            "\r\n\"CurrentState\"=dword:00000070\r\n\r\n",
+            kb);
     len += (size_t)snprintf(text + len, cap - len,
                             "[HKLM\\SOFTWARE\\Microsoft\\Microsoft SQL Server\\Instance Names\\SQL]"
                             "\r\n");
@@ -506,16 +512,15 @@ int main(void)
     tcase_add_loop_test(tc, test_facts_fixture_extracts_exactly_its_expected_facts, 0,
                         sizeof(fixtures) / sizeof(fixtures[0]));
     suite_add_tcase(s, tc);
-    TCase *tr = tcase_create("rules");
-    tcase_add_test(tr, test_facts_absent_registry_is_all_null);
-    tcase_add_test(tr, test_facts_present_empty_packages_key_is_empty_list);
-    tcase_add_test(tr, test_facts_kb_numbers_unique_uppercase_in_numeric_order);
-    tcase_add_test(tr, test_facts_only_installed_cbs_packages_count);
-    tcase_add_test(tr, test_facts_wrong_types_are_null_and_named_in_warnings);
-    tcase_add_test(tr, test_facts_os_version_needs_both_major_and_minor);
-    tcase_add_test(tr, test_facts_snac_falls_back_to_installed_version_and_wsus_without_version);
-    tcase_add_test(tr, test_facts_caps_keep_any_registry_under_the_report_cap);
-    tcase_add_test(tr, test_facts_warning_cuts_long_value_name_between_characters);
-    suite_add_tcase(s, tr);
+    tu_tcase(s, "rules", NULL, NULL,
+             TU_TESTS(test_facts_absent_registry_is_all_null,
+                      test_facts_present_empty_packages_key_is_empty_list,
+                      test_facts_kb_numbers_unique_uppercase_in_numeric_order,
+                      test_facts_only_installed_cbs_packages_count,
+                      test_facts_wrong_types_are_null_and_named_in_warnings,
+                      test_facts_os_version_needs_both_major_and_minor,
+                      test_facts_snac_falls_back_to_installed_version_and_wsus_without_version,
+                      test_facts_caps_keep_any_registry_under_the_report_cap,
+                      test_facts_warning_cuts_long_value_name_between_characters));
     return tu_run_suite(s);
 }

@@ -80,16 +80,7 @@ static CURLcode fetch(const char *host, int port, struct body *b)
 
 static char *ctl(const char *a, const char *b, const char *c)
 {
-    char *argv[] = {(char *)tu_build_path("tools/fleetsim"),
-                    "ctl",
-                    ctl_path,
-                    (char *)a,
-                    (char *)b,
-                    (char *)c,
-                    NULL};
-    char *out;
-    tu_run(argv, NULL, &out, NULL);
-    return out;
+    return tu_fleetsim_ctl(ctl_path, a, b, c);
 }
 
 /* Starts 40 hosts in two sites; the port base moves on if another test holds the ports. */
@@ -199,6 +190,23 @@ START_TEST(test_control_patches_stops_and_misbehaves_hosts)
 }
 END_TEST
 
+/* fleetsim with placeholder --certs, --fixtures and --control and one more option: its exit
+ * code, stderr in *err (a usage error is found before any of the three is read). */
+static int fleetsim_with(const char *option, const char *value, char **err)
+{
+    char *argv[] = {(char *)tu_build_path("tools/fleetsim"),
+                    "--certs",
+                    "/x",
+                    "--fixtures",
+                    "/y",
+                    "--control",
+                    "/z",
+                    (char *)option,
+                    (char *)value,
+                    NULL};
+    return tu_run(argv, NULL, NULL, err);
+}
+
 START_TEST(test_bad_options_are_refused)
 {
     char *argv[] = {(char *)tu_build_path("tools/fleetsim"),
@@ -213,46 +221,16 @@ START_TEST(test_bad_options_are_refused)
     ck_assert_int_eq(tu_run(argv, NULL, NULL, &err), 3);
     ck_assert_ptr_nonnull(strstr(err, "/nonexistent/ca.pem"));
     free(err);
-    char *argv2[] = {(char *)tu_build_path("tools/fleetsim"),
-                     "--certs",
-                     "/x",
-                     "--fixtures",
-                     "/y",
-                     "--control",
-                     "/z",
-                     "--hosts",
-                     "5",
-                     NULL};
-    ck_assert_int_eq(tu_run(argv2, NULL, NULL, &err), 2);
+    ck_assert_int_eq(fleetsim_with("--hosts", "5", &err), 2);
     ck_assert_ptr_nonnull(strstr(err, "--hosts must be at least"));
     free(err);
     /* A port past 65535 is refused, not wrapped round to a low port. */
-    char *argv3[] = {(char *)tu_build_path("tools/fleetsim"),
-                     "--certs",
-                     "/x",
-                     "--fixtures",
-                     "/y",
-                     "--control",
-                     "/z",
-                     "--base-port",
-                     "70000",
-                     NULL};
-    ck_assert_int_eq(tu_run(argv3, NULL, NULL, &err), 2);
+    ck_assert_int_eq(fleetsim_with("--base-port", "70000", &err), 2);
     ck_assert_ptr_nonnull(strstr(err, "--base-port: '70000' is not a whole number from 1024 to "
                                       "65535"));
     free(err);
     /* A range that runs past 65535 is refused; one whose ports are in use names the port. */
-    char *argv4[] = {(char *)tu_build_path("tools/fleetsim"),
-                     "--certs",
-                     "/x",
-                     "--fixtures",
-                     "/y",
-                     "--control",
-                     "/z",
-                     "--base-port",
-                     "65500",
-                     NULL};
-    ck_assert_int_eq(tu_run(argv4, NULL, NULL, &err), 2);
+    ck_assert_int_eq(fleetsim_with("--base-port", "65500", &err), 2);
     ck_assert_ptr_nonnull(strstr(err, "the range ends past 65535"));
     free(err);
     int busy = socket(AF_INET, SOCK_STREAM, 0);
@@ -265,17 +243,7 @@ START_TEST(test_bad_options_are_refused)
     char base[16], want[64];
     snprintf(base, sizeof(base), "%u", port); /* the first port it checks: no other can be named */
     snprintf(want, sizeof(want), "port %u on 127.0.0.1 is taken", port);
-    char *argv5[] = {(char *)tu_build_path("tools/fleetsim"),
-                     "--certs",
-                     "/x",
-                     "--fixtures",
-                     "/y",
-                     "--control",
-                     "/z",
-                     "--base-port",
-                     base,
-                     NULL};
-    ck_assert_int_eq(tu_run(argv5, NULL, NULL, &err), 2);
+    ck_assert_int_eq(fleetsim_with("--base-port", base, &err), 2);
     ck_assert_msg(strstr(err, want) != NULL, "%s", err);
     free(err);
     close(busy);
@@ -486,15 +454,13 @@ END_TEST
 int main(void)
 {
     Suite *suite = suite_create("fleetsim");
-    TCase *tc = tcase_create("fleet");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    TCase *tc = tu_tcase(suite, "fleet", setup, teardown,
+                         TU_TESTS(test_fleet_serves_one_identity_per_host_and_writes_inventory,
+                                  test_control_patches_stops_and_misbehaves_hosts,
+                                  test_bad_options_are_refused,
+                                  test_ctl_refuses_a_command_longer_than_a_line,
+                                  test_control_socket_listens_before_ready_is_printed,
+                                  test_failed_worker_fork_is_named_and_signals_no_one_else));
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_fleet_serves_one_identity_per_host_and_writes_inventory);
-    tcase_add_test(tc, test_control_patches_stops_and_misbehaves_hosts);
-    tcase_add_test(tc, test_bad_options_are_refused);
-    tcase_add_test(tc, test_ctl_refuses_a_command_longer_than_a_line);
-    tcase_add_test(tc, test_control_socket_listens_before_ready_is_printed);
-    tcase_add_test(tc, test_failed_worker_fork_is_named_and_signals_no_one_else);
-    suite_add_tcase(suite, tc);
     return tu_run_suite(suite);
 }

@@ -10,8 +10,8 @@
 #include <jansson.h>
 
 #include "facts.h"
-#include "gate.h"
 #include "fixture.h"
+#include "gate.h"
 #include "ingest.h"
 #include "rules.h"
 
@@ -135,8 +135,8 @@ START_TEST(test_gate_blocks_on_stale_client)
     ck_assert_ptr_nonnull(strstr(out, "pc1.p01.example  unknown  last report"));
     free(out);
     /* The same report is fresh for a clock one stale period earlier. */
-    ck_assert_int_eq(fx_run_at(db, FX_NOW - 10, NULL, NULL, "gate", "check", "dp1.p01.example",
-                               NULL), 0);
+    ck_assert_int_eq(
+        fx_run_at(db, FX_NOW - 10, NULL, NULL, "gate", "check", "dp1.p01.example", NULL), 0);
 }
 END_TEST
 
@@ -159,11 +159,13 @@ START_TEST(test_gate_waived_client_does_not_block_and_is_shown_waived)
     fx_unreported(s, "pc2.p01.example");
     char *out, *err;
     ck_assert_int_eq(fx_run(db, &out, &err, "waive", "pc1.p01.example", "--reason",
-                            "decommissioned Friday", NULL), 0);
+                            "decommissioned Friday", NULL),
+                     0);
     free(out);
     free(err);
     ck_assert_int_eq(fx_run(db, NULL, NULL, "waive", "pc2.p01.example", "--reason", "lab",
-                            "--until", "2030-01-01", NULL), 0);
+                            "--until", "2030-01-01", NULL),
+                     0);
     struct gate_server g = server("mp1.p01.example");
     ck_assert(g.open);
     ck_assert_int_eq(g.blocking, 0);
@@ -175,8 +177,7 @@ START_TEST(test_gate_waived_client_does_not_block_and_is_shown_waived)
     ck_assert_ptr_nonnull(strstr(out, "pc2.p01.example  unknown  waived until "
                                       "2030-01-01T00:00:00Z: lab"));
     free(out);
-    ck_assert_int_eq(fx_run(db, &out, NULL, "--json", "gate", "check", "mp1.p01.example", NULL),
-                     0);
+    ck_assert_int_eq(fx_run(db, &out, NULL, "--json", "gate", "check", "mp1.p01.example", NULL), 0);
     ck_assert_ptr_nonnull(strstr(out, "\"waived_list\":[{\"host\":\"pc1.p01.example\","
                                       "\"state\":\"not_ready\",\"reason\":\"decommissioned "
                                       "Friday\",\"until\":null}"));
@@ -205,11 +206,11 @@ START_TEST(test_gate_expired_waiver_blocks_again)
     struct gate_server g = server("mp1.p01.example");
     ck_assert(!g.open);
     ck_assert_int_eq(g.waived_dependents, 0);
-    ck_assert_int_eq(fx_run_at(db, FX_NOW + 3599, NULL, NULL, "gate", "check", "mp1.p01.example",
-                               NULL), 0);
+    ck_assert_int_eq(
+        fx_run_at(db, FX_NOW + 3599, NULL, NULL, "gate", "check", "mp1.p01.example", NULL), 0);
     char *out;
-    ck_assert_int_eq(fx_run_at(db, FX_NOW + 3600, &out, NULL, "gate", "check",
-                               "mp1.p01.example", NULL), 1);
+    ck_assert_int_eq(
+        fx_run_at(db, FX_NOW + 3600, &out, NULL, "gate", "check", "mp1.p01.example", NULL), 1);
     ck_assert_ptr_nonnull(strstr(out, "pc1.p01.example  not_ready  KB3140245 missing"));
     free(out);
 }
@@ -310,7 +311,6 @@ START_TEST(test_gate_orphan_risk_server_disabled_legacy_while_blocked)
 }
 END_TEST
 
-
 /* Stores, for `name`, the report the collector builds from tests/fixtures/facts/FIXTURE.json
  * (the facts of a case-*.reg export), through ingest as the daemon stores it. `edit` may change
  * the facts first. */
@@ -327,8 +327,7 @@ static void ingest_facts(const char *name, const char *fixture, void (*edit)(jso
     ck_assert_msg(rules_load_default(&c, err, sizeof(err)) == 0, "%s", err);
     long long id = fx_id(s, name);
     unsigned roles = (unsigned)fx_int(s, "SELECT roles FROM host WHERE id = %lld", id);
-    ck_assert_msg(ingest_report(s, c, id, roles, r, FX_NOW - 30) == 0, "%s",
-                  store_errmsg(s));
+    ck_assert_msg(ingest_report(s, c, id, roles, r, FX_NOW - 30) == 0, "%s", store_errmsg(s));
     rules_free(c);
     json_decref(r);
     json_decref(facts);
@@ -361,7 +360,8 @@ START_TEST(test_gate_orphan_risk_follows_os_defaults_and_disabled_by_default)
     ingest_facts("dp1.p01.example", "case-server2019-legacy-off-by-default", drop_build);
     ck_assert(server("dp1.p01.example").orphan_risk);
     ck_assert_int_eq(fx_int(s, "SELECT legacy_disabled FROM report WHERE host_id = %lld",
-                            fx_id(s, "dp1.p01.example")), 1);
+                            fx_id(s, "dp1.p01.example")),
+                     1);
 }
 END_TEST
 
@@ -436,22 +436,21 @@ START_TEST(test_gate_blockers_one_row_per_failed_rule_in_order)
     fx_unreported(s, "pc3.p01.example");
     struct rows r = {{0}, 0};
     ck_assert_int_eq(gate_blockers(s, "P01", NULL, &t, collect_blocker, &r), 0);
-    ck_assert_str_eq(r.buf,
-                     "dp1.p01.example,pc1.p01.example,unknown,no-report,never reported\n"
-                     "dp1.p01.example,pc2.p01.example,not_ready,schannel-tls12-client,"
-                     "TLS 1.2 client disabled\n"
-                     "dp1.p01.example,pc2.p01.example,not_ready,winhttp-kb3140245,"
-                     "KB3140245 missing\n"
-                     "mp1.p01.example,pc1.p01.example,unknown,no-report,never reported\n"
-                     "mp1.p01.example,pc2.p01.example,not_ready,schannel-tls12-client,"
-                     "TLS 1.2 client disabled\n"
-                     "mp1.p01.example,pc2.p01.example,not_ready,winhttp-kb3140245,"
-                     "KB3140245 missing\n"
-                     "sup1.p01.example,pc1.p01.example,unknown,no-report,never reported\n"
-                     "sup1.p01.example,pc2.p01.example,not_ready,schannel-tls12-client,"
-                     "TLS 1.2 client disabled\n"
-                     "sup1.p01.example,pc2.p01.example,not_ready,winhttp-kb3140245,"
-                     "KB3140245 missing\n");
+    ck_assert_str_eq(r.buf, "dp1.p01.example,pc1.p01.example,unknown,no-report,never reported\n"
+                            "dp1.p01.example,pc2.p01.example,not_ready,schannel-tls12-client,"
+                            "TLS 1.2 client disabled\n"
+                            "dp1.p01.example,pc2.p01.example,not_ready,winhttp-kb3140245,"
+                            "KB3140245 missing\n"
+                            "mp1.p01.example,pc1.p01.example,unknown,no-report,never reported\n"
+                            "mp1.p01.example,pc2.p01.example,not_ready,schannel-tls12-client,"
+                            "TLS 1.2 client disabled\n"
+                            "mp1.p01.example,pc2.p01.example,not_ready,winhttp-kb3140245,"
+                            "KB3140245 missing\n"
+                            "sup1.p01.example,pc1.p01.example,unknown,no-report,never reported\n"
+                            "sup1.p01.example,pc2.p01.example,not_ready,schannel-tls12-client,"
+                            "TLS 1.2 client disabled\n"
+                            "sup1.p01.example,pc2.p01.example,not_ready,winhttp-kb3140245,"
+                            "KB3140245 missing\n");
     memset(&r, 0, sizeof(r));
     ck_assert_int_eq(gate_blockers(s, NULL, "MP1.P01.EXAMPLE", &t, collect_blocker, &r), 0);
     ck_assert_int_eq(r.n, 3);
@@ -469,12 +468,11 @@ START_TEST(test_gate_blockers_of_every_site_in_site_server_order_with_cross_site
     fx_unreported(s, "db1.p01.example");
     struct rows r = {{0}, 0};
     ck_assert_int_eq(gate_blockers(s, NULL, NULL, &t, collect_blocker, &r), 0);
-    ck_assert_str_eq(r.buf,
-                     "dp1.p01.example,pc1.p02.example,not_ready,winhttp-kb3140245,"
-                     "KB3140245 missing\n"
-                     "sup1.p01.example,db1.p01.example,unknown,no-report,never reported\n"
-                     "mp1.p02.example,pc1.p02.example,not_ready,winhttp-kb3140245,"
-                     "KB3140245 missing\n");
+    ck_assert_str_eq(r.buf, "dp1.p01.example,pc1.p02.example,not_ready,winhttp-kb3140245,"
+                            "KB3140245 missing\n"
+                            "sup1.p01.example,db1.p01.example,unknown,no-report,never reported\n"
+                            "mp1.p02.example,pc1.p02.example,not_ready,winhttp-kb3140245,"
+                            "KB3140245 missing\n");
 }
 END_TEST
 
@@ -541,11 +539,20 @@ static void random_fleet(unsigned seed)
     rnd_state = seed;
     fx_site(s, "A01", "enforce");
     fx_site(s, "A02", "servers");
-    static const unsigned role_pool[] = {ROLE_CLIENT, ROLE_CLIENT, ROLE_CLIENT, ROLE_CLIENT,
-                                         MP, DP, SUP, DB, ROLE_SITE_DATABASE,
-                                         ROLE_SMS_PROVIDER, ROLE_CONSOLE,
+    static const unsigned role_pool[] = {ROLE_CLIENT,
+                                         ROLE_CLIENT,
+                                         ROLE_CLIENT,
+                                         ROLE_CLIENT,
+                                         MP,
+                                         DP,
+                                         SUP,
+                                         DB,
+                                         ROLE_SITE_DATABASE,
+                                         ROLE_SMS_PROVIDER,
+                                         ROLE_CONSOLE,
                                          ROLE_REPORTING_POINT | ROLE_SMS_PROVIDER,
-                                         ROLE_CLIENT | ROLE_CONSOLE, MP | DP,
+                                         ROLE_CLIENT | ROLE_CONSOLE,
+                                         MP | DP,
                                          ROLE_CLOUD_MANAGEMENT_GATEWAY};
     nfleet = 60 + (int)rnd(60);
     for (int i = 0; i < nfleet; i++) {
@@ -693,20 +700,21 @@ END_TEST
 START_TEST(test_gate_on_imported_inventory_with_explicit_edge)
 {
     ck_assert_int_eq(fx_run(db, NULL, NULL, "inventory", "import",
-                            tu_source_path("tools/sample-inventory.csv"), NULL), 0);
+                            tu_source_path("tools/sample-inventory.csv"), NULL),
+                     0);
     const char *edges = tu_path(dir, "edges.csv");
     const char *csv = "dependent,server,channel\n"
                       "adm-ws01.corp.contoso.com,cm-ps1-dp01.corp.contoso.com,content-admin\n";
     tu_write_file(edges, csv, strlen(csv));
     ck_assert_int_eq(fx_run(db, NULL, NULL, "inventory", "import", edges, NULL), 0);
-    fx_sql(s, "INSERT INTO report SELECT id, %lld, %lld, '{}', 't', 0, 0, 0 FROM host",
-           FX_NOW - 60, FX_NOW - 60);
+    fx_sql(s, "INSERT INTO report SELECT id, %lld, %lld, '{}', 't', 0, 0, 0 FROM host", FX_NOW - 60,
+           FX_NOW - 60);
     fx_win7_without_kb(s, "ws-w7-001.corp.contoso.com");
     fx_stale(s, "adm-ws01.corp.contoso.com");
 
     char *out;
-    ck_assert_int_eq(fx_run(db, &out, NULL, "gate", "check", "cm-ps1-dp01.corp.contoso.com",
-                            NULL), 1);
+    ck_assert_int_eq(fx_run(db, &out, NULL, "gate", "check", "cm-ps1-dp01.corp.contoso.com", NULL),
+                     1);
     ck_assert_ptr_nonnull(strstr(out, "ws-w7-001.corp.contoso.com  not_ready  KB3140245 missing"));
     ck_assert_ptr_nonnull(strstr(out, "adm-ws01.corp.contoso.com  unknown  last report"));
     free(out);
@@ -735,8 +743,8 @@ static void ingest_fixture(struct rules_catalog *cat, const char *host, const ch
     long long id = fx_id(s, host);
     unsigned roles = (unsigned)fx_int(s, "SELECT roles FROM host WHERE id = %lld", id);
     fx_sql(s, "DELETE FROM report WHERE host_id = %lld", id); /* fx_host's placeholder */
-    ck_assert_msg(ingest_report(s, cat, id, roles, r, FIXTURE_TIME + 5) == 0,
-                  "%s", store_errmsg(s));
+    ck_assert_msg(ingest_report(s, cat, id, roles, r, FIXTURE_TIME + 5) == 0, "%s",
+                  store_errmsg(s));
     json_decref(r);
 }
 
@@ -761,15 +769,17 @@ START_TEST(test_gate_on_ingested_reports_names_rule_and_remedy)
     ck_assert_int_eq(g.blocking, 1);
     char *out;
     ck_assert_int_eq(fx_run_at(db, FIXTURE_TIME + 60, &out, NULL, "gate", "check",
-                               "ps1-2019.corp.contoso.com", NULL), 1);
+                               "ps1-2019.corp.contoso.com", NULL),
+                     1);
     ck_assert_ptr_nonnull(strstr(out, "dependent: winhttp-kb3140245: "));
     ck_assert_ptr_nonnull(strstr(out, "remedy: Install KB3140245"));
     ck_assert_ptr_nonnull(strstr(out, "cl-w7-0002.corp.contoso.com  not_ready  "));
     ck_assert_ptr_null(strstr(out, "cl-w7-0001"));
     free(out);
     /* A day later nothing has reported since: every host is unknown, the MP itself too. */
-    ck_assert_int_eq(fx_run_at(db, FIXTURE_TIME + FX_STALE_AFTER + 61, &out, NULL, "gate",
-                               "check", "ps1-2019.corp.contoso.com", NULL), 1);
+    ck_assert_int_eq(fx_run_at(db, FIXTURE_TIME + FX_STALE_AFTER + 61, &out, NULL, "gate", "check",
+                               "ps1-2019.corp.contoso.com", NULL),
+                     1);
     ck_assert_ptr_nonnull(strstr(out, "server itself: unknown"));
     ck_assert_ptr_nonnull(strstr(out, "2 dependents: " GATE_RULE_STALE));
     free(out);
@@ -802,12 +812,8 @@ END_TEST
 START_TEST(test_gate_list_json_unknown_site_prints_nothing)
 {
     two_sites();
-    char *out, *err;
-    ck_assert_int_eq(fx_run(db, &out, &err, "--json", "gate", "list", "--site", "Q77", NULL), 3);
-    ck_assert_str_eq(out, "");
-    ck_assert_ptr_nonnull(strstr(err, "no such site: Q77"));
-    free(out);
-    free(err);
+    fx_json_unknown_site_prints_nothing(db, "gate", "list", "Q77");
+    char *out;
     ck_assert_int_eq(fx_run(db, &out, NULL, "--json", "gate", "list", "--site", "P01", NULL), 0);
     ck_assert_ptr_nonnull(strstr(out, "{\"servers\":[{"));
     ck_assert_ptr_nonnull(strstr(out, "}]}\n"));
@@ -842,17 +848,20 @@ START_TEST(test_waive_parses_dates_and_refuses_bad_ones)
 {
     two_sites();
     char *out, *err;
-    ck_assert_int_eq(fx_run(db, &out, NULL, "waive", "pc1.p01.example", "--reason", "r",
-                            "--until", "2030-06-01T12:00:00+02:00", NULL), 0);
+    ck_assert_int_eq(fx_run(db, &out, NULL, "waive", "pc1.p01.example", "--reason", "r", "--until",
+                            "2030-06-01T12:00:00+02:00", NULL),
+                     0);
     ck_assert_str_eq(out, "pc1.p01.example waived until 2030-06-01T10:00:00Z\n");
     free(out);
     ck_assert_int_eq(fx_int(s, "SELECT until_at FROM waiver"), 1906538400LL);
-    ck_assert_int_eq(fx_run(db, NULL, &err, "waive", "pc1.p01.example", "--reason", "r",
-                            "--until", "2030-02-30", NULL), 3);
+    ck_assert_int_eq(fx_run(db, NULL, &err, "waive", "pc1.p01.example", "--reason", "r", "--until",
+                            "2030-02-30", NULL),
+                     3);
     ck_assert_ptr_nonnull(strstr(err, "'2030-02-30' is not a date"));
     free(err);
-    ck_assert_int_eq(fx_run(db, NULL, &err, "waive", "pc1.p01.example", "--reason", "r",
-                            "--until", "2020-01-01", NULL), 3);
+    ck_assert_int_eq(fx_run(db, NULL, &err, "waive", "pc1.p01.example", "--reason", "r", "--until",
+                            "2020-01-01", NULL),
+                     3);
     ck_assert_ptr_nonnull(strstr(err, "not in the future"));
     free(err);
     ck_assert_int_eq(fx_run(db, NULL, NULL, "waive", "pc1.p01.example", NULL), 2);
@@ -868,8 +877,8 @@ END_TEST
 START_TEST(test_audit_json_lists_rows_in_order)
 {
     two_sites();
-    ck_assert_int_eq(fx_run(db, NULL, NULL, "waive", "pc1.p01.example", "--reason", "a \"q\"",
-                            NULL), 0);
+    ck_assert_int_eq(
+        fx_run(db, NULL, NULL, "waive", "pc1.p01.example", "--reason", "a \"q\"", NULL), 0);
     ck_assert_int_eq(fx_run(db, NULL, NULL, "unwaive", "pc1.p01.example", NULL), 0);
     char *out;
     ck_assert_int_eq(fx_run(db, &out, NULL, "audit", "--json", NULL), 0);
@@ -893,7 +902,10 @@ START_TEST(test_json_output_stays_utf8_with_latin1_arguments)
 {
     two_sites();
     ck_assert_int_eq(fx_run(db, NULL, NULL, "waive", "pc1.p01.example", "--reason",
-                            "d\xe9" "class\xc3\xa9 \xf0\x9f\x92\xbb", NULL), 0);
+                            "d\xe9"
+                            "class\xc3\xa9 \xf0\x9f\x92\xbb",
+                            NULL),
+                     0);
     char *out;
     ck_assert_int_eq(fx_run(db, &out, NULL, "audit", "--json", NULL), 0);
     json_error_t je;
@@ -901,7 +913,8 @@ START_TEST(test_json_output_stays_utf8_with_latin1_arguments)
     ck_assert_msg(j != NULL, "%s: %s", je.text, out);
     const char *cmd = json_string_value(
         json_object_get(json_array_get(json_object_get(j, "audit"), 0), "command"));
-    ck_assert_ptr_nonnull(strstr(cmd, "--reason d\xef\xbf\xbd" "class\xc3\xa9 \xf0\x9f\x92\xbb"));
+    ck_assert_ptr_nonnull(strstr(cmd, "--reason d\xef\xbf\xbd"
+                                      "class\xc3\xa9 \xf0\x9f\x92\xbb"));
     json_decref(j);
     free(out);
     fx_run(db, &out, NULL, "gate", "check", "mp1.p01.example", "--json", NULL);
@@ -909,7 +922,8 @@ START_TEST(test_json_output_stays_utf8_with_latin1_arguments)
     ck_assert_msg(j != NULL, "%s: %s", je.text, out);
     const char *reason = json_string_value(
         json_object_get(json_array_get(json_object_get(j, "waived_list"), 0), "reason"));
-    ck_assert_str_eq(reason, "d\xef\xbf\xbd" "class\xc3\xa9 \xf0\x9f\x92\xbb");
+    ck_assert_str_eq(reason, "d\xef\xbf\xbd"
+                             "class\xc3\xa9 \xf0\x9f\x92\xbb");
     json_decref(j);
     free(out);
 }
@@ -918,34 +932,29 @@ END_TEST
 int main(void)
 {
     Suite *suite = suite_create("gate");
-    TCase *tc = tcase_create("gate");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_gate_opens_when_site_in_enforce_and_everything_ready);
-    tcase_add_test(tc, test_gate_win7_client_without_kb3140245_blocks_its_sites_mp_dp_sup_only);
-    tcase_add_test(tc, test_gate_blocks_on_stale_client);
-    tcase_add_test(tc, test_gate_blocks_on_never_reported_client);
-    tcase_add_test(tc, test_gate_waived_client_does_not_block_and_is_shown_waived);
-    tcase_add_test(tc, test_gate_expired_waiver_blocks_again);
-    tcase_add_test(tc, test_gate_explicit_edge_dependent_blocks);
-    tcase_add_test(tc, test_gate_server_must_be_ready_itself_waiver_or_not);
-    tcase_add_test(tc, test_gate_closed_outside_enforce_but_answers_what_if);
-    tcase_add_test(tc, test_gate_orphan_risk_server_disabled_legacy_while_blocked);
-    tcase_add_test(tc, test_gate_orphan_risk_when_dependent_goes_stale_after_disable);
-    tcase_add_test(tc, test_gate_orphan_risk_follows_os_defaults_and_disabled_by_default);
-    tcase_add_test(tc, test_enforce_completes_without_keys_the_os_does_not_need);
-    tcase_add_test(tc, test_gate_blockers_one_row_per_failed_rule_in_order);
-    tcase_add_test(tc, test_gate_blockers_of_every_site_in_site_server_order_with_cross_site_edge);
-    tcase_add_test(tc, test_gate_site_summary_counts);
+    TCase *tc = tu_tcase(
+        suite, "gate", setup, teardown,
+        TU_TESTS(test_gate_opens_when_site_in_enforce_and_everything_ready,
+                 test_gate_win7_client_without_kb3140245_blocks_its_sites_mp_dp_sup_only,
+                 test_gate_blocks_on_stale_client, test_gate_blocks_on_never_reported_client,
+                 test_gate_waived_client_does_not_block_and_is_shown_waived,
+                 test_gate_expired_waiver_blocks_again, test_gate_explicit_edge_dependent_blocks,
+                 test_gate_server_must_be_ready_itself_waiver_or_not,
+                 test_gate_closed_outside_enforce_but_answers_what_if,
+                 test_gate_orphan_risk_server_disabled_legacy_while_blocked,
+                 test_gate_orphan_risk_when_dependent_goes_stale_after_disable,
+                 test_gate_orphan_risk_follows_os_defaults_and_disabled_by_default,
+                 test_enforce_completes_without_keys_the_os_does_not_need,
+                 test_gate_blockers_one_row_per_failed_rule_in_order,
+                 test_gate_blockers_of_every_site_in_site_server_order_with_cross_site_edge,
+                 test_gate_site_summary_counts, test_gate_on_imported_inventory_with_explicit_edge,
+                 test_gate_on_ingested_reports_names_rule_and_remedy,
+                 test_gate_check_refuses_unknown_host_non_server_and_bad_usage,
+                 test_gate_list_json_unknown_site_prints_nothing,
+                 test_gate_check_lists_limited_groups_unless_all,
+                 test_waive_parses_dates_and_refuses_bad_ones, test_audit_json_lists_rows_in_order,
+                 test_json_output_stays_utf8_with_latin1_arguments));
     tcase_add_loop_test(tc, test_gate_aggregate_equals_brute_force_on_random_fleets, 0, 12);
     tcase_add_loop_test(tc, test_gate_phase_exit_equals_site_aggregate_in_every_phase, 0, 8);
-    tcase_add_test(tc, test_gate_on_imported_inventory_with_explicit_edge);
-    tcase_add_test(tc, test_gate_on_ingested_reports_names_rule_and_remedy);
-    tcase_add_test(tc, test_gate_check_refuses_unknown_host_non_server_and_bad_usage);
-    tcase_add_test(tc, test_gate_list_json_unknown_site_prints_nothing);
-    tcase_add_test(tc, test_gate_check_lists_limited_groups_unless_all);
-    tcase_add_test(tc, test_waive_parses_dates_and_refuses_bad_ones);
-    tcase_add_test(tc, test_audit_json_lists_rows_in_order);
-    tcase_add_test(tc, test_json_output_stays_utf8_with_latin1_arguments);
-    suite_add_tcase(suite, tc);
     return tu_run_suite(suite);
 }

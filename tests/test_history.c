@@ -25,17 +25,8 @@
 static char *dir;
 static char db[4096];
 
-static void setup(void)
-{
-    dir = tu_tmpdir();
-    snprintf(db, sizeof(db), "%s", tu_path(dir, "t.db"));
-}
-
-static void teardown(void)
-{
-    tu_rmtree(dir);
-    free(dir);
-}
+static void setup(void) { dir = tu_tmpdir_with_db(db, sizeof(db)); }
+static void teardown(void) { tu_tmpdir_drop(&dir); }
 
 /*
  * P01 (clients): mp1 (MP, ready), dp1 (DP, ready, legacy protocols off: orphan risk, its
@@ -581,19 +572,17 @@ END_TEST
 static Suite *suite(void)
 {
     Suite *s = suite_create("history");
-    TCase *tc = tcase_create("history");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    TCase *tc = tu_tcase(s, "history", setup, teardown,
+                         TU_TESTS(test_history_point_and_page_equal_phase_status_gate_list_and_csv,
+                                  test_history_rules_equal_rules_blockers_and_page,
+                                  test_history_keeps_a_week_then_one_point_per_site_and_day,
+                                  test_history_due_once_per_interval,
+                                  test_report_is_self_contained_and_escapes_text,
+                                  test_report_lists_orphan_risk_first_with_its_dependents,
+                                  test_report_cuts_long_lists_with_a_count_and_the_csv_view,
+                                  test_report_failure_leaves_the_old_page,
+                                  test_collect_records_history_and_writes_report_html));
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_history_point_and_page_equal_phase_status_gate_list_and_csv);
-    tcase_add_test(tc, test_history_rules_equal_rules_blockers_and_page);
-    tcase_add_test(tc, test_history_keeps_a_week_then_one_point_per_site_and_day);
-    tcase_add_test(tc, test_history_due_once_per_interval);
-    tcase_add_test(tc, test_report_is_self_contained_and_escapes_text);
-    tcase_add_test(tc, test_report_lists_orphan_risk_first_with_its_dependents);
-    tcase_add_test(tc, test_report_cuts_long_lists_with_a_count_and_the_csv_view);
-    tcase_add_test(tc, test_report_failure_leaves_the_old_page);
-    tcase_add_test(tc, test_collect_records_history_and_writes_report_html);
-    suite_add_tcase(s, tc);
     return s;
 }
 

@@ -1016,30 +1016,25 @@ END_TEST
 static Suite *ingest_suite(void)
 {
     Suite *s = suite_create("ingest");
-    TCase *t = tcase_create("store");
-    tcase_add_checked_fixture(t, setup, teardown);
-    tcase_add_test(t, test_report_fixtures_are_valid_wire_reports);
-    tcase_add_test(t, test_ingest_stores_report_verdicts_and_summary);
-    tcase_add_test(t, test_legacy_disabled_follows_os_defaults_and_disabled_by_default);
-    tcase_add_test(t, test_older_report_is_stale_and_changes_nothing);
-    tcase_add_test(t, test_report_without_collected_at_is_refused);
-    tcase_add_test(t, test_first_report_before_1970_is_stored);
-    tcase_add_test(t, test_ingest_is_all_or_nothing);
-    tcase_add_test(t, test_ingest_inside_caller_transaction_batches);
-    tcase_add_test(t, test_ingest_stores_the_received_bytes_not_a_reserialisation);
-    tcase_add_test(t, test_reevaluate_rewrites_only_changes_and_drops_gone_rules);
-    tcase_add_test(t, test_reevaluate_recomputes_legacy_disabled);
-    tcase_add_test(t, test_rules_reads_lists_what_evaluation_looks_at);
-    tcase_add_test(t, test_reevaluation_matches_evaluating_each_report_on_its_own);
-    suite_add_tcase(s, t);
-    t = tcase_create("commands");
-    tcase_add_checked_fixture(t, setup, teardown);
-    tcase_add_test(t, test_rules_check_accepts_default_and_refuses_bad_file);
-    tcase_add_test(t, test_rules_load_reevaluates_every_stored_report);
-    tcase_add_test(t, test_host_show_lists_failures_first_with_remedies);
-    tcase_add_test(t, test_rules_show_json_round_trips_through_rules_load);
-    tcase_add_test(t, test_rules_blockers_groups_failures_by_rule_per_site);
-    suite_add_tcase(s, t);
+    tu_tcase(s, "store", setup, teardown,
+             TU_TESTS(test_report_fixtures_are_valid_wire_reports,
+                      test_ingest_stores_report_verdicts_and_summary,
+                      test_legacy_disabled_follows_os_defaults_and_disabled_by_default,
+                      test_older_report_is_stale_and_changes_nothing,
+                      test_report_without_collected_at_is_refused,
+                      test_first_report_before_1970_is_stored, test_ingest_is_all_or_nothing,
+                      test_ingest_inside_caller_transaction_batches,
+                      test_ingest_stores_the_received_bytes_not_a_reserialisation,
+                      test_reevaluate_rewrites_only_changes_and_drops_gone_rules,
+                      test_reevaluate_recomputes_legacy_disabled,
+                      test_rules_reads_lists_what_evaluation_looks_at,
+                      test_reevaluation_matches_evaluating_each_report_on_its_own));
+    tu_tcase(s, "commands", setup, teardown,
+             TU_TESTS(test_rules_check_accepts_default_and_refuses_bad_file,
+                      test_rules_load_reevaluates_every_stored_report,
+                      test_host_show_lists_failures_first_with_remedies,
+                      test_rules_show_json_round_trips_through_rules_load,
+                      test_rules_blockers_groups_failures_by_rule_per_site));
     return s;
 }
 

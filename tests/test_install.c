@@ -521,15 +521,13 @@ END_TEST
 static Suite *install_suite(void)
 {
     Suite *s = suite_create("install");
-    TCase *tc = tcase_create("install");
+    TCase *tc = tu_tcase(s, "install", NULL, NULL,
+                         TU_TESTS(install_puts_every_file_where_expected,
+                                  units_verify_and_are_hardened, man_pages_render_and_are_complete,
+                                  completion_offers_the_whole_command_table));
     /* One install for the whole case (unchecked: it runs in the parent, before the forks). */
     tcase_add_unchecked_fixture(tc, install_once, drop_install);
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, install_puts_every_file_where_expected);
-    tcase_add_test(tc, units_verify_and_are_hardened);
-    tcase_add_test(tc, man_pages_render_and_are_complete);
-    tcase_add_test(tc, completion_offers_the_whole_command_table);
-    suite_add_tcase(s, tc);
     return s;
 }
 

@@ -804,32 +804,23 @@ END_TEST
 int main(void)
 {
     Suite *suite = suite_create("inventory");
-    TCase *tc = tcase_create("import");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_import_happy_path_upserts_hosts_and_sites);
-    tcase_add_test(tc, test_import_role_change_reevaluates_stored_report);
-    tcase_add_test(tc, test_refused_import_does_not_reevaluate);
-    tcase_add_test(tc, test_import_refuses_missing_column);
-    tcase_add_test(tc, test_import_refuses_unknown_role);
-    tcase_add_test(tc, test_import_maps_configmgr_role_names_and_new_site_systems);
-    tcase_add_test(tc, test_import_refuses_duplicate_host);
-    tcase_add_test(tc, test_import_refuses_bad_site_code);
-    tcase_add_test(tc, test_import_refuses_bad_port);
-    tcase_add_test(tc, test_import_refuses_empty_name);
-    tcase_add_test(tc, test_import_refuses_os_not_utf8);
-    tcase_add_test(tc, test_import_refuses_overlong_or_junk_collector);
-    tcase_add_test(tc, test_import_refuses_ragged_and_broken_rows);
-    tcase_add_test(tc, test_import_accepts_bom_crlf_and_quoted_fields);
-    tcase_add_test(tc, test_import_keeps_sql_and_formula_lookalikes_verbatim);
-    tcase_add_test(tc, test_import_json_array);
-    tcase_add_test(tc, test_import_json_with_bom_and_utf16_refused_by_name);
-    tcase_add_test(tc, test_explicit_edges_import_and_refusals);
-    tcase_add_test(tc, test_derived_edges_of_sample_site);
-    tcase_add_test(tc, test_unknown_host_and_usage_errors);
-    tcase_add_test(tc, test_list_refuses_unknown_site);
-    tcase_add_test(tc, test_list_and_host_show_show_the_waiver);
-    tcase_add_test(tc, test_import_from_fifo);
-    tcase_add_test(tc, test_import_refuses_folder);
-    suite_add_tcase(suite, tc);
+    tu_tcase(suite, "import", setup, teardown,
+             TU_TESTS(test_import_happy_path_upserts_hosts_and_sites,
+                      test_import_role_change_reevaluates_stored_report,
+                      test_refused_import_does_not_reevaluate, test_import_refuses_missing_column,
+                      test_import_refuses_unknown_role,
+                      test_import_maps_configmgr_role_names_and_new_site_systems,
+                      test_import_refuses_duplicate_host, test_import_refuses_bad_site_code,
+                      test_import_refuses_bad_port, test_import_refuses_empty_name,
+                      test_import_refuses_os_not_utf8,
+                      test_import_refuses_overlong_or_junk_collector,
+                      test_import_refuses_ragged_and_broken_rows,
+                      test_import_accepts_bom_crlf_and_quoted_fields,
+                      test_import_keeps_sql_and_formula_lookalikes_verbatim, test_import_json_array,
+                      test_import_json_with_bom_and_utf16_refused_by_name,
+                      test_explicit_edges_import_and_refusals, test_derived_edges_of_sample_site,
+                      test_unknown_host_and_usage_errors, test_list_refuses_unknown_site,
+                      test_list_and_host_show_show_the_waiver, test_import_from_fifo,
+                      test_import_refuses_folder));
     return tu_run_suite(suite);
 }

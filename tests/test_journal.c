@@ -23,8 +23,7 @@ static char config_path[4096];
 
 static void setup(void)
 {
-    dir = tu_tmpdir();
-    snprintf(db, sizeof(db), "%s", tu_path(dir, "t.db"));
+    dir = tu_tmpdir_with_db(db, sizeof(db));
     snprintf(config_path, sizeof(config_path), "%s", tu_path(dir, "config.json"));
     char *certs = strdup(tu_path(dir, "certs"));
     char *gen[] = {(char *)tu_source_path("tools/gen-certs"), certs, "down.test", NULL};
@@ -241,14 +240,11 @@ END_TEST
 static Suite *journal_suite(void)
 {
     Suite *s = suite_create("journal");
-    TCase *tc = tcase_create("journal");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    TCase *tc = tu_tcase(
+        s, "journal", setup, teardown,
+        TU_TESTS(matches_only_its_own_stream, daemon_lines_carry_priorities_on_the_journal,
+                 daemon_lines_stay_plain_elsewhere, command_errors_are_errors_on_the_journal));
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, matches_only_its_own_stream);
-    tcase_add_test(tc, daemon_lines_carry_priorities_on_the_journal);
-    tcase_add_test(tc, daemon_lines_stay_plain_elsewhere);
-    tcase_add_test(tc, command_errors_are_errors_on_the_journal);
-    suite_add_tcase(s, tc);
     return s;
 }
 

@@ -168,13 +168,9 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("logfile");
-    TCase *tc = tcase_create("logfile");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, rotates_in_order_and_keeps_the_cap);
-    tcase_add_test(tc, reopen_appends);
-    tcase_add_test(tc, a_long_line_goes_alone_into_a_fresh_file);
-    tcase_add_test(tc, a_rename_that_fails_truncates_instead);
-    tcase_add_test(tc, bad_arguments);
-    suite_add_tcase(s, tc);
+    tu_tcase(s, "logfile", setup, teardown,
+             TU_TESTS(rotates_in_order_and_keeps_the_cap, reopen_appends,
+                      a_long_line_goes_alone_into_a_fresh_file,
+                      a_rename_that_fails_truncates_instead, bad_arguments));
     return tu_run_suite(s);
 }

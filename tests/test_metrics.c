@@ -40,8 +40,7 @@ static int scrape_port;
 
 static void setup(void)
 {
-    dir = tu_tmpdir();
-    snprintf(db, sizeof(db), "%s", tu_path(dir, "t.db"));
+    dir = tu_tmpdir_with_db(db, sizeof(db));
     snprintf(config_path, sizeof(config_path), "%s", tu_path(dir, "config.json"));
     snprintf(ctl_path, sizeof(ctl_path), "%s", tu_path(dir, "ctl.sock"));
     char *gen[] = {(char *)tu_source_path("tools/gen-certs"), (char *)tu_path(dir, "certs"), NULL};
@@ -115,15 +114,7 @@ static void start_sim(void)
 
 static void ctl(const char *a, const char *b, const char *c)
 {
-    char *argv[] = {(char *)tu_build_path("tools/fleetsim"),
-                    "ctl",
-                    ctl_path,
-                    (char *)a,
-                    (char *)b,
-                    (char *)c,
-                    NULL};
-    char *out = NULL;
-    tu_run(argv, NULL, &out, NULL);
+    char *out = tu_fleetsim_ctl(ctl_path, a, b, c);
     ck_assert_msg(out && !strncmp(out, "ok", 2), "fleetsim ctl %s %s: %s", a, b, out);
     free(out);
 }
@@ -729,14 +720,11 @@ END_TEST
 static Suite *metrics_suite(void)
 {
     Suite *s = suite_create("metrics");
-    TCase *tc = tcase_create("metrics");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    TCase *tc =
+        tu_tcase(s, "metrics", setup, teardown,
+                 TU_TESTS(scrape_parses_and_agrees_with_the_database, connections_are_bounded,
+                          bad_settings_are_refused, outcomes_are_named_from_the_recorded_reason));
     tcase_set_timeout(tc, 280);
-    tcase_add_test(tc, scrape_parses_and_agrees_with_the_database);
-    tcase_add_test(tc, connections_are_bounded);
-    tcase_add_test(tc, bad_settings_are_refused);
-    tcase_add_test(tc, outcomes_are_named_from_the_recorded_reason);
-    suite_add_tcase(s, tc);
     return s;
 }
 

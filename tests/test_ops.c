@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "fixture.h"
+#include "metrics.h"
 #include "pollstatus.h"
 #include "store.h"
 #include "testutil.h"
@@ -73,8 +74,7 @@ static void write_config(const char *extra)
 static void setup(void)
 {
     run_env = NULL;
-    dir = tu_tmpdir();
-    snprintf(db, sizeof(db), "%s", tu_path(dir, "t.db"));
+    dir = tu_tmpdir_with_db(db, sizeof(db));
     snprintf(config_path, sizeof(config_path), "%s", tu_path(dir, "config.json"));
     write_config("\"interval\": 3600, \"jitter\": 0");
 }
@@ -203,15 +203,113 @@ START_TEST(test_pollstatus_classify_reads_labels_and_older_texts)
 }
 END_TEST
 
+/* One reason per kind, as the pull engine writes it: the kind that `host show` and `poll status`
+ * print, the group of the `pull-failures` view and the status page, the metrics' label. The
+ * three views read the kind from one place (pollstatus_classify), so they always agree. */
+static const struct {
+    const char *error, *kind, *group, *outcome;
+} kind_views[] = {
+    {"connection refused: https://k1.test/v1/readiness via 127.0.0.1:1: Failed to connect to "
+     "127.0.0.1 port 1 after 0 ms: Couldn't connect to server",
+     "refused", "connect", "connect"},
+    {"collector unreachable: https://k2.test/v1/readiness via 127.0.0.1:9: Connection timed out "
+     "after 2001 milliseconds",
+     "unreachable", "connect", "connect"},
+    {"host name not resolved: https://k3.test/v1/readiness via nowhere.test:443: Could not "
+     "resolve host: nowhere.test",
+     "dns", "connect", "connect"},
+    {"timeout: https://k4.test/v1/readiness via 127.0.0.1:9: Operation timed out after 3001 "
+     "milliseconds with 0 bytes received",
+     "timeout", "timeout", "timeout"},
+    {"certificate for another host: https://k5.test/v1/readiness via 127.0.0.1:9: SSL: no "
+     "alternative certificate subject name matches target host name 'k5.test'",
+     "tls_wrong_host", "tls", "tls"},
+    {"certificate expired: https://k6.test/v1/readiness via 127.0.0.1:9: SSL certificate "
+     "problem: certificate has expired",
+     "tls_expired", "tls", "tls"},
+    {"certificate not trusted: https://k7.test/v1/readiness via 127.0.0.1:9: SSL certificate "
+     "problem: unable to get local issuer certificate",
+     "tls_untrusted", "tls", "tls"},
+    {"TLS handshake failed: https://k8.test/v1/readiness via 127.0.0.1:9: OpenSSL "
+     "SSL_connect: SSL_ERROR_SYSCALL",
+     "tls", "tls", "tls"},
+    {"HTTP status 503 from https://k9.test/v1/readiness", "http", "http", "http_status"},
+    {"report over 262144 bytes (transfer aborted)", "too_big", "report", "too_big"},
+    {"invalid report: os.build: must be an integer", "invalid", "report", "invalid_report"},
+    /* A collector's bytes quoted in the reason cannot pass for another kind. */
+    {"report is for host \"Couldn't connect, SSL timed out\", not k12.test", "wrong_host", "report",
+     "wrong_host"},
+    {"collected_at 2030-01-01T00:00:00Z is 99 s in the future (more than the 300 s allowed "
+     "skew)",
+     "future", "report", "future_report"},
+    {"older than stored report", "older", "report", "older_report"},
+    {"report not stored: disk I/O error", "not_stored", "report", "other"},
+    {"https://k16.test/v1/readiness via 127.0.0.1:9: Recv failure: Connection reset by peer",
+     "other", "other", "other"},
+};
+
+START_TEST(test_each_error_kind_reads_the_same_in_every_view)
+{
+    /* Every kind has its row above: a new kind needs its views pinned here too. */
+    for (int k = PK_NONE + 1; k < PK_OTHER + 1; k++) {
+        bool seen = false;
+        for (size_t i = 0; i < sizeof(kind_views) / sizeof(kind_views[0]); i++)
+            seen |= !strcmp(kind_views[i].kind, pollstatus_kind_id((enum pollstatus_kind)k));
+        ck_assert_msg(seen, "kind %s has no row in kind_views", pollstatus_kind_id(k));
+    }
+    init_db();
+    struct store *s = fx_open(db);
+    fx_site(s, "S01", "inventory");
+    char name[32];
+    for (size_t i = 0; i < sizeof(kind_views) / sizeof(kind_views[0]); i++) {
+        snprintf(name, sizeof(name), "k%zu.test", i + 1);
+        fx_host_bare(s, name, "S01", ROLE_CLIENT, "127.0.0.1:9");
+        fx_poll_failed(s, name, kind_views[i].error, 2, FX_NOW - 30);
+    }
+    store_close(s);
+    run_env = pinned_clock;
+    char *csv = expect(0, "export", "csv", "--view", "pull-failures", NULL);
+    for (size_t i = 0; i < sizeof(kind_views) / sizeof(kind_views[0]); i++) {
+        snprintf(name, sizeof(name), "k%zu.test", i + 1);
+        /* host show: the kind of `poll status`, by its id. */
+        char *out = expect(0, "--json", "host", "show", name, NULL);
+        json_error_t je;
+        json_t *doc = json_loads(out, 0, &je);
+        ck_assert_msg(doc != NULL, "host show --json: %s\n%s", je.text, out);
+        json_t *pull = json_object_get(doc, "pull");
+        ck_assert_str_eq(json_string_value(json_object_get(pull, "error_kind")),
+                         kind_views[i].kind);
+        ck_assert_str_eq(json_string_value(json_object_get(pull, "last_error")),
+                         kind_views[i].error);
+        json_decref(doc);
+        free(out);
+        /* pull-failures: host,site,failures,last_attempt,last_success,kind,error */
+        char row[64];
+        snprintf(row, sizeof(row), "\n%s,S01,2,", name);
+        const char *line = strstr(csv, row);
+        ck_assert_msg(line != NULL, "%s not in:\n%s", name, csv);
+        const char *cell = line + 1;
+        for (int c = 0; c < 5; c++)
+            cell = strchr(cell, ',') + 1;
+        ck_assert_msg(!strncmp(cell, kind_views[i].group, strlen(kind_views[i].group)) &&
+                          cell[strlen(kind_views[i].group)] == ',',
+                      "%s: pull-failures says %.20s, want %s", name, cell, kind_views[i].group);
+        /* the metrics' label of tlsgate_pulls_total{outcome} */
+        ck_assert_str_eq(metrics_outcome_name(metrics_outcome_of(false, kind_views[i].error)),
+                         kind_views[i].outcome);
+    }
+    free(csv);
+}
+END_TEST
+
 START_TEST(test_failing_pulls_are_explained_everywhere_the_state_is_shown)
 {
     init_db();
     const char *good = write_report("good.json", "good.test");
-    char sg[4200], sw[4200];
-    snprintf(sg, sizeof(sg), "good,good.test,%s", good);
     /* wrong.test is answered with other.test's certificate. */
-    snprintf(sw, sizeof(sw), "good,other.test,%s", good);
-    const char *specs[] = {sg, sw, "huge,huge.test", "badjson,badjson.test", NULL};
+    const char *specs[] = {tu_peer_spec("good,good.test", good),
+                           tu_peer_spec("good,other.test", good), "huge,huge.test",
+                           "badjson,badjson.test", NULL};
     struct tu_peer pr;
     tu_peer_start(&pr, certs, specs);
     ck_assert_int_eq(pr.nports, 4);
@@ -765,9 +863,7 @@ START_TEST(test_daemon_notices_an_inventory_change_without_sighup)
 {
     init_db();
     const char *good = write_report("good.json", "good.test");
-    char sg[4200];
-    snprintf(sg, sizeof(sg), "good,good.test,%s", good);
-    const char *specs[] = {sg, NULL};
+    const char *specs[] = {tu_peer_spec("good,good.test", good), NULL};
     struct tu_peer pr;
     tu_peer_start(&pr, certs, specs);
     add_host("down.test", "S01", ROLE_CLIENT, tu_closed_port());
@@ -802,25 +898,23 @@ END_TEST
 static Suite *ops_suite(void)
 {
     Suite *s = suite_create("ops");
-    TCase *unit = tcase_create("unit");
-    tcase_add_test(unit, test_pollstatus_classify_reads_labels_and_older_texts);
-    suite_add_tcase(s, unit);
+    tu_tcase(s, "unit", NULL, NULL,
+             TU_TESTS(test_pollstatus_classify_reads_labels_and_older_texts));
 
-    TCase *tc = tcase_create("processes");
+    TCase *tc =
+        tu_tcase(s, "processes", setup, teardown,
+                 TU_TESTS(test_failing_pulls_are_explained_everywhere_the_state_is_shown,
+                          test_each_error_kind_reads_the_same_in_every_view,
+                          test_commands_refuse_an_older_schema_with_exit_4,
+                          test_db_migrate_backs_up_the_old_file_then_migrates,
+                          test_init_on_an_older_file_backs_it_up_too,
+                          test_db_backup_while_the_daemon_pulls_is_consistent, test_db_usage_errors,
+                          test_import_reads_csv_as_powershell_and_configmgr_write_it,
+                          test_dry_run_prints_the_exact_diff_and_changes_nothing,
+                          test_prune_and_remove_unblock_gates_and_keep_history_in_the_audit_log,
+                          test_daemon_notices_an_inventory_change_without_sighup));
     tcase_add_unchecked_fixture(tc, make_certs, drop_certs);
-    tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_failing_pulls_are_explained_everywhere_the_state_is_shown);
-    tcase_add_test(tc, test_commands_refuse_an_older_schema_with_exit_4);
-    tcase_add_test(tc, test_db_migrate_backs_up_the_old_file_then_migrates);
-    tcase_add_test(tc, test_init_on_an_older_file_backs_it_up_too);
-    tcase_add_test(tc, test_db_backup_while_the_daemon_pulls_is_consistent);
-    tcase_add_test(tc, test_db_usage_errors);
-    tcase_add_test(tc, test_import_reads_csv_as_powershell_and_configmgr_write_it);
-    tcase_add_test(tc, test_dry_run_prints_the_exact_diff_and_changes_nothing);
-    tcase_add_test(tc, test_prune_and_remove_unblock_gates_and_keep_history_in_the_audit_log);
-    tcase_add_test(tc, test_daemon_notices_an_inventory_change_without_sighup);
-    suite_add_tcase(s, tc);
     return s;
 }
 

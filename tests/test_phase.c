@@ -10,8 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "gate.h"
 #include "fixture.h"
+#include "gate.h"
 
 static char *dir;
 static const char *db;
@@ -61,11 +61,11 @@ static char *phase_of(const char *site)
     return p;
 }
 
-#define ck_phase(site, expected)                                                                  \
-    do {                                                                                          \
-        char *p_ = phase_of(site);                                                                \
-        ck_assert_str_eq(p_, expected);                                                           \
-        free(p_);                                                                                 \
+#define ck_phase(site, expected)                                                                   \
+    do {                                                                                           \
+        char *p_ = phase_of(site);                                                                 \
+        ck_assert_str_eq(p_, expected);                                                            \
+        free(p_);                                                                                  \
     } while (0)
 
 static int advance(char **out)
@@ -83,9 +83,10 @@ START_TEST(test_phase_happy_path_through_all_phases)
     ck_assert_ptr_nonnull(strstr(out, "1 host: no-report: never reported"));
     free(out);
     fx_host(s, "tmp.p01.example", "P01", ROLE_CLIENT); /* fresh, for the next step */
-    fx_sql(s, "INSERT INTO report SELECT %lld, collected_at, received_at, body, catalog_version,"
-              " 0, 0, 0 FROM report WHERE host_id = %lld", fx_id(s, "pc3.p01.example"),
-           fx_id(s, "pc1.p01.example"));
+    fx_sql(s,
+           "INSERT INTO report SELECT %lld, collected_at, received_at, body, catalog_version,"
+           " 0, 0, 0 FROM report WHERE host_id = %lld",
+           fx_id(s, "pc3.p01.example"), fx_id(s, "pc1.p01.example"));
     ck_assert_int_eq(advance(&out), 0);
     ck_assert_str_eq(out, "site P01: inventory -> clients\n");
     free(out);
@@ -125,16 +126,19 @@ START_TEST(test_phase_happy_path_through_all_phases)
     free(err);
 
     ck_assert_int_eq(fx_int(s, "SELECT count(*) FROM phase_history WHERE site = 'P01'"), 4);
-    ck_assert_int_eq(fx_int(s, "SELECT count(*) FROM phase_history WHERE site = 'P01' AND "
-                               "from_phase = 'enforce' AND to_phase = 'complete' AND "
-                               "by = 'tester' AND at = %lld", FX_NOW), 1);
+    ck_assert_int_eq(fx_int(s,
+                            "SELECT count(*) FROM phase_history WHERE site = 'P01' AND "
+                            "from_phase = 'enforce' AND to_phase = 'complete' AND "
+                            "by = 'tester' AND at = %lld",
+                            FX_NOW),
+                     1);
     ck_assert_int_eq(fx_int(s, "SELECT entered_at FROM site WHERE code = 'P01'"), FX_NOW);
     /* Audit: 4 moves, 1 + 1 + 1 + 4 refusals before them, 1 refusal after. */
     ck_assert_int_eq(fx_int(s, "SELECT count(*) FROM audit WHERE outcome LIKE 'ok: %%'"), 4);
-    ck_assert_int_eq(fx_int(s, "SELECT count(*) FROM audit WHERE outcome LIKE 'refused: %%'"),
-                     8);
+    ck_assert_int_eq(fx_int(s, "SELECT count(*) FROM audit WHERE outcome LIKE 'refused: %%'"), 8);
     ck_assert_int_eq(fx_int(s, "SELECT count(*) FROM audit WHERE outcome = "
-                               "'ok: enforce -> complete' AND user = 'tester'"), 1);
+                               "'ok: enforce -> complete' AND user = 'tester'"),
+                     1);
 }
 END_TEST
 
@@ -175,8 +179,9 @@ START_TEST(test_phase_win7_client_blocks_clients_to_servers_and_lists_groups)
                      1);
     ck_assert_int_eq(fx_int(s, "SELECT count(*) FROM phase_history"), 0);
 
-    ck_assert_int_eq(fx_run(db, &out, NULL, "--json", "phase", "advance", "--site", "P01",
-                            "--dry-run", NULL), 1);
+    ck_assert_int_eq(
+        fx_run(db, &out, NULL, "--json", "phase", "advance", "--site", "P01", "--dry-run", NULL),
+        1);
     ck_assert_ptr_nonnull(strstr(out, "{\"site\":\"P01\",\"from\":\"clients\",\"to\":\"servers\","
                                       "\"dry_run\":true,\"advanced\":false,\"blocking\":3,"
                                       "\"waived\":0,\"groups\":[{\"rule\":"
@@ -189,8 +194,8 @@ START_TEST(test_phase_win7_client_blocks_clients_to_servers_and_lists_groups)
     fx_waive(s, "pc1.p01.example", 0);
     fx_waive(s, "pc3.p01.example", FX_NOW + 10);
     fx_waive(s, "pc2.p01.example", 0);
-    ck_assert_int_eq(fx_run(db, &out, NULL, "phase", "advance", "--site", "P01", "--dry-run",
-                            NULL), 0);
+    ck_assert_int_eq(fx_run(db, &out, NULL, "phase", "advance", "--site", "P01", "--dry-run", NULL),
+                     0);
     ck_assert_str_eq(out, "site P01: clients -> servers would pass (every client is ready or "
                           "waived)\n"
                           "  3 waived hosts of P01 pass by waiver (see `tlsgate gate check`, "
@@ -198,7 +203,8 @@ START_TEST(test_phase_win7_client_blocks_clients_to_servers_and_lists_groups)
     free(out);
     /* ... until the waiver of pc3 expires. */
     ck_assert_int_eq(fx_run_at(db, FX_NOW + 10, NULL, NULL, "phase", "advance", "--site", "P01",
-                               "--dry-run", NULL), 1);
+                               "--dry-run", NULL),
+                     1);
     ck_assert_int_eq(advance(NULL), 0);
     ck_phase("P01", "servers");
 }
@@ -208,13 +214,13 @@ START_TEST(test_phase_dry_run_changes_nothing)
 {
     fleet("inventory");
     char *out;
-    ck_assert_int_eq(fx_run(db, &out, NULL, "phase", "advance", "--site", "P01", "--dry-run",
-                            NULL), 0);
+    ck_assert_int_eq(fx_run(db, &out, NULL, "phase", "advance", "--site", "P01", "--dry-run", NULL),
+                     0);
     ck_assert_str_eq(out, "site P01: inventory -> clients would pass (every host has a fresh "
                           "report)\n");
     free(out);
-    ck_assert_int_eq(fx_run(db, NULL, NULL, "phase", "advance", "--site", "P02", "--dry-run",
-                            NULL), 1);
+    ck_assert_int_eq(fx_run(db, NULL, NULL, "phase", "advance", "--site", "P02", "--dry-run", NULL),
+                     1);
     ck_phase("P01", "inventory");
     ck_phase("P02", "inventory");
     ck_assert_int_eq(fx_int(s, "SELECT count(*) FROM audit"), 0);
@@ -227,19 +233,20 @@ START_TEST(test_phase_out_of_order_and_bad_usage_refused_and_change_nothing)
     fleet("inventory");
     char *err;
     /* Nothing before inventory. */
-    ck_assert_int_eq(fx_run(db, NULL, &err, "phase", "rollback", "--site", "P01", "--reason",
-                            "x", NULL), 1);
+    ck_assert_int_eq(
+        fx_run(db, NULL, &err, "phase", "rollback", "--site", "P01", "--reason", "x", NULL), 1);
     ck_assert_ptr_nonnull(strstr(err, "nothing to roll back"));
     free(err);
     ck_assert_int_eq(fx_run(db, NULL, &err, "phase", "advance", NULL), 2);
     ck_assert_ptr_nonnull(strstr(err, "--site S is required"));
     free(err);
     ck_assert_int_eq(fx_run(db, NULL, NULL, "phase", "advance", "--site", NULL), 2);
-    ck_assert_int_eq(fx_run(db, NULL, NULL, "phase", "advance", "--site", "P01", "--force",
-                            NULL), 2);
+    ck_assert_int_eq(fx_run(db, NULL, NULL, "phase", "advance", "--site", "P01", "--force", NULL),
+                     2);
     ck_assert_int_eq(fx_run(db, NULL, NULL, "phase", "rollback", "--site", "P01", NULL), 2);
     ck_assert_int_eq(fx_run(db, NULL, NULL, "phase", "rollback", "--site", "P01", "--dry-run",
-                            "--reason", "r", NULL), 2);
+                            "--reason", "r", NULL),
+                     2);
     ck_assert_int_eq(fx_run(db, NULL, NULL, "phase", "jump", "--site", "P01", NULL), 2);
     ck_assert_int_eq(fx_run(db, NULL, NULL, "phase", NULL), 2);
     ck_assert_int_eq(fx_run(db, NULL, &err, "phase", "advance", "--site", "ZZ9", NULL), 3);
@@ -252,7 +259,8 @@ START_TEST(test_phase_out_of_order_and_bad_usage_refused_and_change_nothing)
     /* Only the refused rollback is a recorded decision; usage errors are not. */
     ck_assert_int_eq(fx_int(s, "SELECT count(*) FROM audit"), 1);
     ck_assert_int_eq(fx_int(s, "SELECT count(*) FROM audit WHERE outcome = "
-                               "'refused: site is in inventory'"), 1);
+                               "'refused: site is in inventory'"),
+                     1);
 }
 END_TEST
 
@@ -260,15 +268,9 @@ END_TEST
 START_TEST(test_phase_status_json_unknown_site_prints_nothing)
 {
     fleet("inventory");
-    char *out, *err;
-    ck_assert_int_eq(fx_run(db, &out, &err, "--json", "phase", "status", "--site", "ZZ9", NULL),
-                     3);
-    ck_assert_str_eq(out, "");
-    ck_assert_ptr_nonnull(strstr(err, "no such site: ZZ9"));
-    free(out);
-    free(err);
-    ck_assert_int_eq(fx_run(db, &out, NULL, "--json", "phase", "status", "--site", "P01", NULL),
-                     0);
+    fx_json_unknown_site_prints_nothing(db, "phase", "status", "ZZ9");
+    char *out;
+    ck_assert_int_eq(fx_run(db, &out, NULL, "--json", "phase", "status", "--site", "P01", NULL), 0);
     ck_assert_ptr_nonnull(strstr(out, "{\"sites\":[{\"site\":\"P01\""));
     ck_assert_ptr_nonnull(strstr(out, "]}\n"));
     free(out);
@@ -281,16 +283,21 @@ START_TEST(test_phase_rollback_out_of_enforce_marks_servers_to_reenable_legacy)
     fx_legacy_off(s, "mp1.p01.example");
     char *out;
     ck_assert_int_eq(fx_run(db, &out, NULL, "phase", "rollback", "--site", "P01", "--reason",
-                            "pc fleet regression", NULL), 0);
+                            "pc fleet regression", NULL),
+                     0);
     ck_assert_ptr_nonnull(strstr(out, "site P01: enforce -> servers"));
     free(out);
     ck_phase("P01", "servers");
     /* Every server of the site, not the clients, the console or another site's hosts. */
     ck_assert_int_eq(fx_int(s, "SELECT count(*) FROM host WHERE reenable_legacy = 1"), 4);
-    ck_assert_int_eq(fx_int(s, "SELECT count(*) FROM host WHERE reenable_legacy = 1 AND "
-                               "(roles & %d) = 0", ROLE_SERVER_MASK), 0);
+    ck_assert_int_eq(fx_int(s,
+                            "SELECT count(*) FROM host WHERE reenable_legacy = 1 AND "
+                            "(roles & %d) = 0",
+                            ROLE_SERVER_MASK),
+                     0);
     ck_assert_int_eq(fx_int(s, "SELECT count(*) FROM phase_history WHERE reason = "
-                               "'pc fleet regression' AND from_phase = 'enforce'"), 1);
+                               "'pc fleet regression' AND from_phase = 'enforce'"),
+                     1);
     ck_assert_int_eq(fx_run(db, &out, NULL, "gate", "check", "mp1.p01.example", NULL), 1);
     ck_assert_ptr_nonnull(strstr(out, "asked to re-enable legacy protocols"));
     free(out);
@@ -298,14 +305,15 @@ START_TEST(test_phase_rollback_out_of_enforce_marks_servers_to_reenable_legacy)
     ck_assert_int_eq(advance(NULL), 0);
     ck_assert_int_eq(fx_int(s, "SELECT count(*) FROM host WHERE reenable_legacy = 1"), 0);
     /* Rollback from servers does not touch the flags. */
-    ck_assert_int_eq(fx_run(db, NULL, NULL, "phase", "rollback", "--site", "P01", "--reason",
-                            "a", NULL), 0);
-    ck_assert_int_eq(fx_run(db, NULL, NULL, "phase", "rollback", "--site", "P01", "--reason",
-                            "b", NULL), 0);
+    ck_assert_int_eq(
+        fx_run(db, NULL, NULL, "phase", "rollback", "--site", "P01", "--reason", "a", NULL), 0);
+    ck_assert_int_eq(
+        fx_run(db, NULL, NULL, "phase", "rollback", "--site", "P01", "--reason", "b", NULL), 0);
     ck_phase("P01", "clients");
     ck_assert_int_eq(fx_int(s, "SELECT count(*) FROM host WHERE reenable_legacy = 1"), 4);
     ck_assert_int_eq(fx_int(s, "SELECT count(*) FROM audit WHERE outcome LIKE 'ok: enforce -> "
-                               "servers, servers asked to re-enable%%'"), 2);
+                               "servers, servers asked to re-enable%%'"),
+                     2);
 }
 END_TEST
 
@@ -324,8 +332,10 @@ START_TEST(test_phase_concurrent_advances_cannot_both_succeed)
     fx_sql(s, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)"
               " INSERT INTO host (name, site, roles, collector, added_at, updated_at)"
               " SELECT 'bulk' || i || '.p01.example', 'P01', 1, '127.0.0.1:9443', 0, 0 FROM n");
-    fx_sql(s, "INSERT INTO report SELECT id, %lld, 0, '{}', 't', 0, 0, 0 FROM host"
-              " WHERE name LIKE 'bulk%%'", FX_NOW - 60);
+    fx_sql(s,
+           "INSERT INTO report SELECT id, %lld, 0, '{}', 't', 0, 0, 0 FROM host"
+           " WHERE name LIKE 'bulk%%'",
+           FX_NOW - 60);
     pid_t pids[RACERS];
     for (int i = 0; i < RACERS; i++) {
         pids[i] = fork();
@@ -439,8 +449,8 @@ START_TEST(test_phase_failing_listing_agrees_with_counts)
         fx_sql(s, "UPDATE site SET phase = '%s' WHERE code = 'P01'", phase_name(p));
         long counted = -1;
         char *out;
-        fx_run(db, &out, NULL, "--json", "phase", "advance", "--site", "P01", "--dry-run",
-               "--all", NULL);
+        fx_run(db, &out, NULL, "--json", "phase", "advance", "--site", "P01", "--dry-run", "--all",
+               NULL);
         char *b = strstr(out, "\"blocking\":");
         ck_assert_ptr_nonnull(b);
         counted = strtol(b + 11, NULL, 10);
@@ -455,8 +465,8 @@ START_TEST(test_phase_failing_listing_agrees_with_counts)
                     seen = true;
             listed += !seen;
         }
-        ck_assert_msg(listed == counted, "phase %s: listed %ld, counted %ld", phase_name(p),
-                      listed, counted);
+        ck_assert_msg(listed == counted, "phase %s: listed %ld, counted %ld", phase_name(p), listed,
+                      counted);
         free(out);
         (void)t;
     }
@@ -466,19 +476,17 @@ END_TEST
 int main(void)
 {
     Suite *suite = suite_create("phase");
-    TCase *tc = tcase_create("phase");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_phase_happy_path_through_all_phases);
-    tcase_add_test(tc, test_phase_win7_client_blocks_clients_to_servers_and_lists_groups);
-    tcase_add_test(tc, test_phase_dry_run_changes_nothing);
-    tcase_add_test(tc, test_phase_out_of_order_and_bad_usage_refused_and_change_nothing);
-    tcase_add_test(tc, test_phase_status_json_unknown_site_prints_nothing);
-    tcase_add_test(tc, test_phase_rollback_out_of_enforce_marks_servers_to_reenable_legacy);
-    tcase_add_test(tc, test_phase_concurrent_advances_cannot_both_succeed);
-    tcase_add_test(tc, test_phase_status_shows_counts_next_step_and_orphan_risk);
-    tcase_add_test(tc, test_phase_servers_exit_counts_consoles_and_waived_systems_pass);
-    tcase_add_test(tc, test_phase_enforce_exit_needs_fresh_legacy_disabled_reports);
-    tcase_add_test(tc, test_phase_failing_listing_agrees_with_counts);
-    suite_add_tcase(suite, tc);
+    tu_tcase(suite, "phase", setup, teardown,
+             TU_TESTS(test_phase_happy_path_through_all_phases,
+                      test_phase_win7_client_blocks_clients_to_servers_and_lists_groups,
+                      test_phase_dry_run_changes_nothing,
+                      test_phase_out_of_order_and_bad_usage_refused_and_change_nothing,
+                      test_phase_status_json_unknown_site_prints_nothing,
+                      test_phase_rollback_out_of_enforce_marks_servers_to_reenable_legacy,
+                      test_phase_concurrent_advances_cannot_both_succeed,
+                      test_phase_status_shows_counts_next_step_and_orphan_risk,
+                      test_phase_servers_exit_counts_consoles_and_waived_systems_pass,
+                      test_phase_enforce_exit_needs_fresh_legacy_disabled_reports,
+                      test_phase_failing_listing_agrees_with_counts));
     return tu_run_suite(suite);
 }

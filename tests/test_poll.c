@@ -89,8 +89,7 @@ static void write_config(const char *extra)
 
 static void setup(void)
 {
-    dir = tu_tmpdir();
-    snprintf(db, sizeof(db), "%s", tu_path(dir, "t.db"));
+    dir = tu_tmpdir_with_db(db, sizeof(db));
     snprintf(config_path, sizeof(config_path), "%s", tu_path(dir, "config.json"));
     write_config("\"interval\": 3600, \"jitter\": 0, \"concurrency\": 16");
     char *err = NULL;
@@ -386,10 +385,8 @@ START_TEST(test_collect_stores_reports_and_poll_state)
 {
     const char *ready = write_report("ready.json", "ready.test", 60, NULL);
     const char *unpatched = write_report("unpatched.json", "unpatched.test", 60, make_unpatched);
-    char s1[4200], s2[4200];
-    snprintf(s1, sizeof(s1), "good,ready.test,%s", ready);
-    snprintf(s2, sizeof(s2), "good,unpatched.test,%s", unpatched);
-    const char *specs[] = {s1, s2, NULL};
+    const char *specs[] = {tu_peer_spec("good,ready.test", ready),
+                           tu_peer_spec("good,unpatched.test", unpatched), NULL};
     struct tu_peer pr;
     tu_peer_start(&pr, certs, specs);
     add_host("ready.test", 1, pr.ports[0]);
@@ -571,26 +568,15 @@ START_TEST(test_misbehaving_collectors_are_each_recorded_with_a_reason)
     const char *other = write_report("other.json", "other.test", 60, NULL);
     const char *future = write_report("future.json", "future.test", 60, make_future);
     const char *stale = write_report("stale.json", "stale.test", 60, NULL);
-    char sg[4200], so[4200], sf[4200], ss[4200], sw[4200];
-    snprintf(sg, sizeof(sg), "good,good.test,%s", good);
-    /* wrongcert.test is answered with other.test's certificate. */
-    snprintf(sw, sizeof(sw), "good,other.test,%s", good);
-    /* other.test presents its own certificate but serves good.test's report. */
-    snprintf(so, sizeof(so), "good,other.test,%s", good);
-    snprintf(sf, sizeof(sf), "good,future.test,%s", future);
-    snprintf(ss, sizeof(ss), "good,stale.test,%s", stale);
     (void)other;
-    const char *specs[] = {sg,
-                           "silent,silent.test",
-                           "slow,slow.test",
-                           "huge,huge.test",
-                           "badjson,badjson.test",
-                           sw,
-                           so,
-                           sf,
-                           ss,
-                           "status,status.test",
-                           NULL};
+    const char *specs[] = {tu_peer_spec("good,good.test", good), "silent,silent.test",
+                           "slow,slow.test", "huge,huge.test", "badjson,badjson.test",
+                           /* wrongcert.test is answered with other.test's certificate. */
+                           tu_peer_spec("good,other.test", good),
+                           /* other.test presents its own certificate, good.test's report. */
+                           tu_peer_spec("good,other.test", good),
+                           tu_peer_spec("good,future.test", future),
+                           tu_peer_spec("good,stale.test", stale), "status,status.test", NULL};
     struct tu_peer pr;
     tu_peer_start(&pr, certs, specs);
     ck_assert_int_eq(pr.nports, 10);
@@ -661,9 +647,7 @@ static void make_forging(json_t *r)
 START_TEST(test_reasons_quoting_a_report_carry_no_control_characters)
 {
     const char *forged = write_report("forged.json", "good.test", 60, make_forging);
-    char sf[4200];
-    snprintf(sf, sizeof(sf), "good,good.test,%s", forged);
-    const char *specs[] = {sf, NULL};
+    const char *specs[] = {tu_peer_spec("good,good.test", forged), NULL};
     struct tu_peer pr;
     tu_peer_start(&pr, certs, specs);
     add_host("good.test", 1, pr.ports[0]);
@@ -687,9 +671,7 @@ END_TEST
 START_TEST(test_busy_store_keeps_the_batch_and_retries_it)
 {
     const char *good = write_report("good.json", "good.test", 60, NULL);
-    char sg[4200];
-    snprintf(sg, sizeof(sg), "late,good.test,%s", good);
-    const char *specs[] = {sg, NULL};
+    const char *specs[] = {tu_peer_spec("late,good.test", good), NULL};
     struct tu_peer pr;
     tu_peer_start(&pr, certs, specs);
     add_host("good.test", 1, pr.ports[0]);
@@ -719,9 +701,7 @@ END_TEST
 START_TEST(test_collect_on_a_terminal_draws_a_progress_line)
 {
     const char *good = write_report("good.json", "good.test", 60, NULL);
-    char sg[4200];
-    snprintf(sg, sizeof(sg), "good,good.test,%s", good);
-    const char *specs[] = {sg, NULL};
+    const char *specs[] = {tu_peer_spec("good,good.test", good), NULL};
     struct tu_peer pr;
     tu_peer_start(&pr, certs, specs);
     add_host("good.test", 1, pr.ports[0]);
@@ -825,9 +805,8 @@ END_TEST
 START_TEST(test_daemon_sigterm_abandons_hung_transfers_and_exits_zero)
 {
     const char *good = write_report("good.json", "good.test", 60, NULL);
-    char sg[4200];
-    snprintf(sg, sizeof(sg), "good,good.test,%s", good);
-    const char *specs[] = {sg, "silent,silent.test", "slow,slow.test", NULL};
+    const char *specs[] = {tu_peer_spec("good,good.test", good), "silent,silent.test",
+                           "slow,slow.test", NULL};
     struct tu_peer pr;
     tu_peer_start(&pr, certs, specs);
     add_host("good.test", 1, pr.ports[0]);
@@ -853,9 +832,7 @@ END_TEST
 START_TEST(test_daemon_second_sigterm_keeps_the_grace_bound)
 {
     const char *good = write_report("good.json", "good.test", 60, NULL);
-    char sg[4200];
-    snprintf(sg, sizeof(sg), "good,good.test,%s", good);
-    const char *specs[] = {sg, "silent,silent.test", NULL};
+    const char *specs[] = {tu_peer_spec("good,good.test", good), "silent,silent.test", NULL};
     struct tu_peer pr;
     tu_peer_start(&pr, certs, specs);
     add_host("good.test", 1, pr.ports[0]);
@@ -904,10 +881,8 @@ START_TEST(test_daemon_sighup_polls_new_hosts_and_drops_removed)
 {
     const char *a = write_report("a.json", "fleet00.test", 60, NULL);
     const char *b = write_report("b.json", "fleet01.test", 60, NULL);
-    char sa[4200], sb[4200];
-    snprintf(sa, sizeof(sa), "good,fleet00.test,%s", a);
-    snprintf(sb, sizeof(sb), "good,fleet01.test,%s", b);
-    const char *specs[] = {sa, sb, NULL};
+    const char *specs[] = {tu_peer_spec("good,fleet00.test", a),
+                           tu_peer_spec("good,fleet01.test", b), NULL};
     struct tu_peer pr;
     tu_peer_start(&pr, certs, specs);
     add_host("fleet00.test", 1, pr.ports[0]);
@@ -948,9 +923,7 @@ START_TEST(test_daemon_sighup_with_a_new_ca_does_not_resume_old_sessions)
     char *argv[] = {(char *)tu_source_path("tools/gen-certs"), other, "fleet05.test", NULL};
     ck_assert_int_eq(tu_run(argv, NULL, NULL, NULL), 0);
     const char *good = write_report("good.json", "good.test", 60, NULL);
-    char sg[4200];
-    snprintf(sg, sizeof(sg), "good,good.test,%s", good);
-    const char *specs[] = {sg, NULL};
+    const char *specs[] = {tu_peer_spec("good,good.test", good), NULL};
     struct tu_peer pr;
     tu_peer_start(&pr, certs, specs);
     add_host("good.test", 1, pr.ports[0]);
@@ -985,9 +958,7 @@ END_TEST
 START_TEST(test_daemon_judges_by_a_catalog_loaded_while_it_runs)
 {
     const char *a = write_report("a.json", "fleet00.test", 60, NULL);
-    char sa[4200];
-    snprintf(sa, sizeof(sa), "good,fleet00.test,%s", a);
-    const char *specs[] = {sa, NULL};
+    const char *specs[] = {tu_peer_spec("good,fleet00.test", a), NULL};
     struct tu_peer pr;
     tu_peer_start(&pr, certs, specs);
     add_host("fleet00.test", 1, pr.ports[0]);
@@ -1088,27 +1059,34 @@ static void assert_store_consistent(void)
                      0);
 }
 
-START_TEST(test_daemon_killed_mid_round_restarts_with_a_whole_store)
+/* fleet00.test .. fleet19.test in the inventory, each served by peer.py with its own report
+ * (changed by `odd_change` for the odd ones, when not NULL). */
+static void start_fleet(struct tu_peer *pr, void (*odd_change)(json_t *))
 {
-    /* 20 hosts spread over 20 s (jitter 1 x interval 20): the kill lands mid-round. */
     char specs_buf[20][4200];
     const char *specs[21];
     for (int i = 0; i < 20; i++) {
         char name[32], file[32];
         snprintf(name, sizeof(name), "fleet%02d.test", i);
         snprintf(file, sizeof(file), "fleet%02d.json", i);
-        const char *path = write_report(file, name, 60, i % 2 ? make_unpatched : NULL);
+        const char *path = write_report(file, name, 60, i % 2 ? odd_change : NULL);
         snprintf(specs_buf[i], sizeof(specs_buf[i]), "good,%s,%s", name, path);
         specs[i] = specs_buf[i];
     }
     specs[20] = NULL;
-    struct tu_peer pr;
-    tu_peer_start(&pr, certs, specs);
+    tu_peer_start(pr, certs, specs);
     for (int i = 0; i < 20; i++) {
         char name[32];
         snprintf(name, sizeof(name), "fleet%02d.test", i);
-        add_host(name, 1, pr.ports[i]);
+        add_host(name, 1, pr->ports[i]);
     }
+}
+
+START_TEST(test_daemon_killed_mid_round_restarts_with_a_whole_store)
+{
+    /* 20 hosts spread over 20 s (jitter 1 x interval 20): the kill lands mid-round. */
+    struct tu_peer pr;
+    start_fleet(&pr, make_unpatched);
     write_config("\"interval\": 20, \"jitter\": 1, \"concurrency\": 4");
     pid_t d = daemon_start("daemon.log");
     assert_daemon(tu_wait_db_int(db, "SELECT count(*) FROM report", NULL, 1, 30000),
@@ -1137,24 +1115,8 @@ END_TEST
 
 START_TEST(test_cli_writers_during_daemon_writes_never_see_locked)
 {
-    char specs_buf[20][4200];
-    const char *specs[21];
-    for (int i = 0; i < 20; i++) {
-        char name[32], file[32];
-        snprintf(name, sizeof(name), "fleet%02d.test", i);
-        snprintf(file, sizeof(file), "fleet%02d.json", i);
-        const char *path = write_report(file, name, 60, NULL);
-        snprintf(specs_buf[i], sizeof(specs_buf[i]), "good,%s,%s", name, path);
-        specs[i] = specs_buf[i];
-    }
-    specs[20] = NULL;
     struct tu_peer pr;
-    tu_peer_start(&pr, certs, specs);
-    for (int i = 0; i < 20; i++) {
-        char name[32];
-        snprintf(name, sizeof(name), "fleet%02d.test", i);
-        add_host(name, 1, pr.ports[i]);
-    }
+    start_fleet(&pr, NULL);
     /* interval 1: the daemon writes all the time. */
     write_config("\"interval\": 1, \"jitter\": 0, \"concurrency\": 8");
     pid_t d = daemon_start("daemon.log");
@@ -1199,37 +1161,34 @@ END_TEST
 static Suite *poll_suite(void)
 {
     Suite *s = suite_create("poll");
-    TCase *unit = tcase_create("schedule");
-    tcase_add_test(unit, test_first_poll_is_spread_by_a_stable_per_host_offset);
-    tcase_add_test(unit, test_failures_back_off_exponentially_up_to_backoff_max);
-    suite_add_tcase(s, unit);
+    tu_tcase(s, "schedule", NULL, NULL,
+             TU_TESTS(test_first_poll_is_spread_by_a_stable_per_host_offset,
+                      test_failures_back_off_exponentially_up_to_backoff_max));
 
-    TCase *tc = tcase_create("processes");
+    TCase *tc = tu_tcase(s, "processes", setup, teardown,
+                         TU_TESTS(test_round_over_real_collectors_stores_the_right_states,
+                                  test_collect_stores_reports_and_poll_state,
+                                  test_misbehaving_collectors_are_each_recorded_with_a_reason,
+                                  test_collector_certificate_from_another_ca_is_refused,
+                                  test_collect_refuses_a_key_that_is_not_the_certificates,
+                                  test_collect_refuses_a_key_others_can_read,
+                                  test_reasons_quoting_a_report_carry_no_control_characters,
+                                  test_busy_store_keeps_the_batch_and_retries_it,
+                                  test_collect_on_a_terminal_draws_a_progress_line,
+                                  test_collect_interrupted_says_so_and_exits_4,
+                                  test_collect_refuses_missing_tls_config_with_exit_3,
+                                  test_collect_without_database_exits_4,
+                                  test_daemon_sigterm_abandons_hung_transfers_and_exits_zero,
+                                  test_daemon_second_sigterm_keeps_the_grace_bound,
+                                  test_daemon_exits_4_when_its_first_load_fails,
+                                  test_daemon_sighup_polls_new_hosts_and_drops_removed,
+                                  test_daemon_sighup_with_a_new_ca_does_not_resume_old_sessions,
+                                  test_daemon_judges_by_a_catalog_loaded_while_it_runs,
+                                  test_daemon_logs_orphan_risk_and_its_clearing,
+                                  test_daemon_killed_mid_round_restarts_with_a_whole_store,
+                                  test_cli_writers_during_daemon_writes_never_see_locked));
     tcase_add_unchecked_fixture(tc, make_certs, drop_certs);
-    tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_round_over_real_collectors_stores_the_right_states);
-    tcase_add_test(tc, test_collect_stores_reports_and_poll_state);
-    tcase_add_test(tc, test_misbehaving_collectors_are_each_recorded_with_a_reason);
-    tcase_add_test(tc, test_collector_certificate_from_another_ca_is_refused);
-    tcase_add_test(tc, test_collect_refuses_a_key_that_is_not_the_certificates);
-    tcase_add_test(tc, test_collect_refuses_a_key_others_can_read);
-    tcase_add_test(tc, test_reasons_quoting_a_report_carry_no_control_characters);
-    tcase_add_test(tc, test_busy_store_keeps_the_batch_and_retries_it);
-    tcase_add_test(tc, test_collect_on_a_terminal_draws_a_progress_line);
-    tcase_add_test(tc, test_collect_interrupted_says_so_and_exits_4);
-    tcase_add_test(tc, test_collect_refuses_missing_tls_config_with_exit_3);
-    tcase_add_test(tc, test_collect_without_database_exits_4);
-    tcase_add_test(tc, test_daemon_sigterm_abandons_hung_transfers_and_exits_zero);
-    tcase_add_test(tc, test_daemon_second_sigterm_keeps_the_grace_bound);
-    tcase_add_test(tc, test_daemon_exits_4_when_its_first_load_fails);
-    tcase_add_test(tc, test_daemon_sighup_polls_new_hosts_and_drops_removed);
-    tcase_add_test(tc, test_daemon_sighup_with_a_new_ca_does_not_resume_old_sessions);
-    tcase_add_test(tc, test_daemon_judges_by_a_catalog_loaded_while_it_runs);
-    tcase_add_test(tc, test_daemon_logs_orphan_risk_and_its_clearing);
-    tcase_add_test(tc, test_daemon_killed_mid_round_restarts_with_a_whole_store);
-    tcase_add_test(tc, test_cli_writers_during_daemon_writes_never_see_locked);
-    suite_add_tcase(s, tc);
     return s;
 }
 

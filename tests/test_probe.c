@@ -428,18 +428,11 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("probe");
-    TCase *tc = tcase_create("probe");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    TCase *tc = tu_tcase(s, "probe", setup, teardown,
+                         TU_TESTS(selftest_speaks_modern_and_says_why_not, tls10_server,
+                                  tls12_only_server, selftest_failing_makes_untested,
+                                  sql_server_through_tds, tds_port_that_speaks_plain_tls, bad_input,
+                                  closed_port_is_untested, restart_pending_held_in_enforce));
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, selftest_speaks_modern_and_says_why_not);
-    tcase_add_test(tc, tls10_server);
-    tcase_add_test(tc, tls12_only_server);
-    tcase_add_test(tc, selftest_failing_makes_untested);
-    tcase_add_test(tc, sql_server_through_tds);
-    tcase_add_test(tc, tds_port_that_speaks_plain_tls);
-    tcase_add_test(tc, bad_input);
-    tcase_add_test(tc, closed_port_is_untested);
-    tcase_add_test(tc, restart_pending_held_in_enforce);
-    suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

@@ -30,17 +30,17 @@ void *__real_calloc(size_t n, size_t size);
 void *__real_realloc(void *p, size_t n);
 static long alloc_count, alloc_fail_at;
 
-static int alloc_should_fail(void)
-{
-    return alloc_fail_at && ++alloc_count == alloc_fail_at;
-}
+static int alloc_should_fail(void) { return alloc_fail_at && ++alloc_count == alloc_fail_at; }
 
 void *__wrap_malloc(size_t n) { return alloc_should_fail() ? NULL : __real_malloc(n); }
 void *__wrap_calloc(size_t n, size_t size)
 {
     return alloc_should_fail() ? NULL : __real_calloc(n, size);
 }
-void *__wrap_realloc(void *p, size_t n) { return alloc_should_fail() ? NULL : __real_realloc(p, n); }
+void *__wrap_realloc(void *p, size_t n)
+{
+    return alloc_should_fail() ? NULL : __real_realloc(p, n);
+}
 
 static void fail_allocation(long n)
 {
@@ -234,8 +234,7 @@ START_TEST(test_absent_is_enoent_and_wrong_type_is_einval)
     /* Absent key, absent value, absent hive name. */
     ck_assert_int_eq(regview_get_dword(v, "HKLM\\SOFTWARE\\Nope", "Dword", &d), -ENOENT);
     ck_assert_int_eq(regview_get_dword(v, TYPES, "Nope", &d), -ENOENT);
-    ck_assert_int_eq(regview_get_dword(v, "HKXX\\SOFTWARE\\Tlsgate\\Types", "Dword", &d),
-                     -ENOENT);
+    ck_assert_int_eq(regview_get_dword(v, "HKXX\\SOFTWARE\\Tlsgate\\Types", "Dword", &d), -ENOENT);
     ck_assert_int_eq(regview_list_subkeys(v, "HKLM\\SOFTWARE\\Nope", &m), -ENOENT);
     ck_assert_int_eq(regview_list_values(v, "HKLM\\SOFTWARE\\Nope", &m), -ENOENT);
     /* A path that cannot name a key is absent, not a crash. */
@@ -455,15 +454,13 @@ static const struct malformed_case malformed[] = {
     {"nul-character.reg", 4, "NUL character in the text"},
     {"odd-byte-count.reg", 5, "odd byte count (193) in a UTF-16LE file: the last character is cut"},
     {"qword-not-8-bytes.reg", 4, "hex(b) (REG_QWORD) data is 4 bytes, must be 8"},
-    {"truncated-continuation.reg", 5,
-     "truncated file: hex data continues with ',\\' past the end"},
+    {"truncated-continuation.reg", 5, "truncated file: hex data continues with ',\\' past the end"},
     {"unexpected-text.reg", 4,
      "unexpected text (expected [KEY], \"name\"=value, @=value or ;comment)"},
     {"unknown-hive.reg", 3,
      "unknown hive \"HKEY_LOCAL_MACHIN\" (expected HKEY_LOCAL_MACHINE, HKLM, HKEY_CURRENT_USER, "
      "HKCU, HKEY_CLASSES_ROOT, HKCR, HKEY_USERS, HKU, HKEY_CURRENT_CONFIG or HKCC)"},
-    {"unknown-type.reg", 4,
-     "unknown value type (expected \"string\", dword:, hex:, hex(N): or -)"},
+    {"unknown-type.reg", 4, "unknown value type (expected \"string\", dword:, hex:, hex(N): or -)"},
     {"unpaired-surrogate.reg", 4, "unpaired UTF-16 surrogate 0xD800"},
     {"unterminated-string.reg", 4, "unterminated string (no closing '\"')"},
     {"utf8-bom-invalid.reg", 3, "invalid UTF-8 after a UTF-8 byte order mark"},
@@ -552,7 +549,8 @@ START_TEST(test_fault_character_is_shown_whole)
     ck_assert_str_eq(err, "mem.reg:3: bad dword: '\\x01' is not a hex digit");
     ck_assert_int_eq(open_text("REGEDIT4\n[HKLM\\A]\n\"s\"=\"\\Ж\"\n", &v, err, sizeof(err)),
                      -EINVAL);
-    ck_assert_str_eq(err, "mem.reg:3: bad escape \"\\Ж\" in string (only \\\\ and \\\" are allowed)");
+    ck_assert_str_eq(err,
+                     "mem.reg:3: bad escape \"\\Ж\" in string (only \\\\ and \\\" are allowed)");
 }
 END_TEST
 
@@ -561,8 +559,8 @@ START_TEST(test_long_unknown_hive_is_cut_between_characters)
     struct regview *v;
     char err[512];
     /* 39 ASCII bytes then 'é' (2 bytes): 40 bytes would split it. */
-    ck_assert_int_eq(open_text("REGEDIT4\n[HKEY_LOCAL_MACHINE_IS_NOT_SPELLED_LIKE_é\\A]\n", &v,
-                               err, sizeof(err)),
+    ck_assert_int_eq(open_text("REGEDIT4\n[HKEY_LOCAL_MACHINE_IS_NOT_SPELLED_LIKE_é\\A]\n", &v, err,
+                               sizeof(err)),
                      -EINVAL);
     ck_assert_ptr_nonnull(strstr(err, "mem.reg:2: unknown hive \"HKEY_LOCAL_MACHINE_IS_NOT_SPELLED_"
                                       "LIKE_\" (expected"));
@@ -777,45 +775,32 @@ END_TEST
 int main(void)
 {
     Suite *suite = suite_create("regfile");
-    TCase *tc = tcase_create("values");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_strings_decode_escapes_and_unicode);
-    tcase_add_test(tc, test_default_value_is_the_empty_name);
-    tcase_add_test(tc, test_dword_forms_read_as_numbers);
-    tcase_add_test(tc, test_qword_is_little_endian);
-    tcase_add_test(tc, test_expand_sz_and_hex1_read_as_strings);
-    tcase_add_test(tc, test_multi_sz_over_continuation_lines);
-    tcase_add_test(tc, test_binary_none_and_unknown_types_keep_their_bytes);
-    tcase_add_test(tc, test_absent_is_enoent_and_wrong_type_is_einval);
-    tcase_add_test(tc, test_hive_spellings_are_equivalent);
-    tcase_add_test(tc, test_lookup_is_case_insensitive_and_keeps_first_spelling);
-    tcase_add_test(tc, test_list_subkeys_sorted_case_insensitively);
-    tcase_add_test(tc, test_layered_files_override_and_delete);
-    tcase_add_test(tc, test_layer_order_decides);
-    tcase_add_test(tc, test_regedit4_ansi_is_windows_1252);
-    tcase_add_test(tc, test_regedit4_utf8_with_and_without_bom);
-    tcase_add_test(tc, test_utf16_with_lf_line_ends);
-    tcase_add_test(tc, test_mixed_line_ends_count_lines_alike);
-    tcase_add_test(tc, test_continuation_forms);
-    tcase_add_test(tc, test_no_files_is_an_empty_registry);
-    suite_add_tcase(suite, tc);
+    tu_tcase(
+        suite, "values", setup, teardown,
+        TU_TESTS(test_strings_decode_escapes_and_unicode, test_default_value_is_the_empty_name,
+                 test_dword_forms_read_as_numbers, test_qword_is_little_endian,
+                 test_expand_sz_and_hex1_read_as_strings, test_multi_sz_over_continuation_lines,
+                 test_binary_none_and_unknown_types_keep_their_bytes,
+                 test_absent_is_enoent_and_wrong_type_is_einval, test_hive_spellings_are_equivalent,
+                 test_lookup_is_case_insensitive_and_keeps_first_spelling,
+                 test_list_subkeys_sorted_case_insensitively,
+                 test_layered_files_override_and_delete, test_layer_order_decides,
+                 test_regedit4_ansi_is_windows_1252, test_regedit4_utf8_with_and_without_bom,
+                 test_utf16_with_lf_line_ends, test_mixed_line_ends_count_lines_alike,
+                 test_continuation_forms, test_no_files_is_an_empty_registry));
 
-    TCase *bad = tcase_create("refusals");
-    tcase_add_checked_fixture(bad, setup, teardown);
+    TCase *bad =
+        tu_tcase(suite, "refusals", setup, teardown,
+                 TU_TESTS(test_every_malformed_fixture_has_an_expectation,
+                          test_malformed_later_file_discards_the_whole_view,
+                          test_missing_file_is_named, test_deleting_a_hive_root_is_refused,
+                          test_long_unknown_hive_is_cut_between_characters,
+                          test_fault_character_is_shown_whole, test_file_over_64_mib_is_refused,
+                          test_value_over_1_mib_is_refused, test_name_lengths_and_depth_are_capped,
+                          test_keys_and_values_are_capped_across_files,
+                          test_every_allocation_failure_while_parsing_is_enomem_and_no_view,
+                          test_every_allocation_failure_in_a_getter_is_enomem));
     tcase_add_loop_test(bad, test_malformed_fixture_is_refused_with_file_and_line, 0, N_MALFORMED);
-    tcase_add_test(bad, test_every_malformed_fixture_has_an_expectation);
-    tcase_add_test(bad, test_malformed_later_file_discards_the_whole_view);
-    tcase_add_test(bad, test_missing_file_is_named);
-    tcase_add_test(bad, test_deleting_a_hive_root_is_refused);
-    tcase_add_test(bad, test_long_unknown_hive_is_cut_between_characters);
-    tcase_add_test(bad, test_fault_character_is_shown_whole);
-    tcase_add_test(bad, test_file_over_64_mib_is_refused);
-    tcase_add_test(bad, test_value_over_1_mib_is_refused);
-    tcase_add_test(bad, test_name_lengths_and_depth_are_capped);
-    tcase_add_test(bad, test_keys_and_values_are_capped_across_files);
-    tcase_add_test(bad, test_every_allocation_failure_while_parsing_is_enomem_and_no_view);
-    tcase_add_test(bad, test_every_allocation_failure_in_a_getter_is_enomem);
-    suite_add_tcase(suite, bad);
 
     return tu_run_suite(suite);
 }

@@ -17,8 +17,8 @@
 static json_t *load_example(void)
 {
     json_error_t je;
-    json_t *r = json_load_file(tu_source_path("schema/report.example.json"), JSON_REJECT_DUPLICATES,
-                               &je);
+    json_t *r =
+        json_load_file(tu_source_path("schema/report.example.json"), JSON_REJECT_DUPLICATES, &je);
     ck_assert_msg(r != NULL, "report.example.json: %d:%d: %s", je.line, je.column, je.text);
     return r;
 }
@@ -126,16 +126,51 @@ END_TEST
 
 /* Every member the example has is required; removing it names its path. */
 static const char *const required_paths[] = {
-    "schema", "host", "collected_at", "collector", "collector.version", "collector.source",
-    "collector.interval", "os", "os.product_name", "os.version", "os.build", "os.ubr", "os.arch",
-    "os.installation_type", "os.csd_version", "hotfixes", "schannel", "schannel.ssl2",
-    "schannel.ssl3.server", "schannel.tls10.client", "schannel.tls11.server.enabled",
-    "schannel.tls12.client.enabled", "schannel.tls13.server.disabled_by_default", "winhttp",
-    "winhttp.default_secure_protocols", "winhttp.default_secure_protocols_wow64", "dotnet",
-    "dotnet.release", "dotnet.v4", "dotnet.v4_wow64.strong_crypto", "dotnet.v2.system_default_tls",
-    "dotnet.v2_wow64", "sql", "sql.instances", "sql.instances[0].name", "sql.instances[0].id",
-    "sql.instances[0].version", "sql.instances[0].patch_level", "sql.instances[0].edition",
-    "sql.native_client_11", "sql.odbc_17", "sql.odbc_18", "wsus", "wsus.installed", "wsus.version",
+    "schema",
+    "host",
+    "collected_at",
+    "collector",
+    "collector.version",
+    "collector.source",
+    "collector.interval",
+    "os",
+    "os.product_name",
+    "os.version",
+    "os.build",
+    "os.ubr",
+    "os.arch",
+    "os.installation_type",
+    "os.csd_version",
+    "hotfixes",
+    "schannel",
+    "schannel.ssl2",
+    "schannel.ssl3.server",
+    "schannel.tls10.client",
+    "schannel.tls11.server.enabled",
+    "schannel.tls12.client.enabled",
+    "schannel.tls13.server.disabled_by_default",
+    "winhttp",
+    "winhttp.default_secure_protocols",
+    "winhttp.default_secure_protocols_wow64",
+    "dotnet",
+    "dotnet.release",
+    "dotnet.v4",
+    "dotnet.v4_wow64.strong_crypto",
+    "dotnet.v2.system_default_tls",
+    "dotnet.v2_wow64",
+    "sql",
+    "sql.instances",
+    "sql.instances[0].name",
+    "sql.instances[0].id",
+    "sql.instances[0].version",
+    "sql.instances[0].patch_level",
+    "sql.instances[0].edition",
+    "sql.native_client_11",
+    "sql.odbc_17",
+    "sql.odbc_18",
+    "wsus",
+    "wsus.installed",
+    "wsus.version",
     "fips",
 };
 
@@ -154,11 +189,13 @@ struct bad_value {
 
 static const struct bad_value bad_values[] = {
     {"schema", "1", "schema: must be a string"},
-    {"schema", "\"tlsgate.report/2\"", "schema: must be \"tlsgate.report/1\", not \"tlsgate.report/2\""},
+    {"schema", "\"tlsgate.report/2\"",
+     "schema: must be \"tlsgate.report/1\", not \"tlsgate.report/2\""},
     {"host", "null", "host: must be a string"},
     {"collected_at", "1795608000", "collected_at: must be a string"},
     {"collector", "[]", "collector: must be an object"},
-    {"collector.interval", "-1", "collector.interval: must be an integer number of seconds, 0 or more"},
+    {"collector.interval", "-1",
+     "collector.interval: must be an integer number of seconds, 0 or more"},
     {"collector.version", "1", "collector.version: must be a string"},
     {"os", "null", "os: must be an object"},
     {"os.build", "\"7601\"", "os.build: must be an integer or null"},
@@ -174,8 +211,10 @@ static const struct bad_value bad_values[] = {
     {"schannel", "1", "schannel: must be an object"},
     {"schannel.tls12", "null", "schannel.tls12: must be an object"},
     {"schannel.tls12.client", "1", "schannel.tls12.client: must be an object"},
-    {"schannel.tls12.client.enabled", "\"1\"", "schannel.tls12.client.enabled: must be an integer or null"},
-    {"schannel.tls12.client.enabled", "true", "schannel.tls12.client.enabled: must be an integer or null"},
+    {"schannel.tls12.client.enabled", "\"1\"",
+     "schannel.tls12.client.enabled: must be an integer or null"},
+    {"schannel.tls12.client.enabled", "true",
+     "schannel.tls12.client.enabled: must be an integer or null"},
     {"schannel.tls10.server.enabled", "-1",
      "schannel.tls10.server.enabled: must be between 0 and 4294967295, not -1"},
     {"schannel.ssl3.client.disabled_by_default", "4294967296",
@@ -207,10 +246,20 @@ END_TEST
 START_TEST(test_report_accepts_null_for_every_leaf_fact)
 {
     static const char *const leaves[] = {
-        "os.product_name", "os.build", "os.ubr", "os.arch", "hotfixes",
-        "schannel.tls12.client.enabled", "winhttp.default_secure_protocols", "dotnet.release",
-        "dotnet.v4.strong_crypto", "sql.instances[0].version", "sql.native_client_11",
-        "wsus.installed", "wsus.version", "fips",
+        "os.product_name",
+        "os.build",
+        "os.ubr",
+        "os.arch",
+        "hotfixes",
+        "schannel.tls12.client.enabled",
+        "winhttp.default_secure_protocols",
+        "dotnet.release",
+        "dotnet.v4.strong_crypto",
+        "sql.instances[0].version",
+        "sql.native_client_11",
+        "wsus.installed",
+        "wsus.version",
+        "fips",
     };
     for (size_t i = 0; i < sizeof(leaves) / sizeof(leaves[0]); i++)
         assert_accepted(leaves[i], "null");
@@ -226,11 +275,15 @@ END_TEST
 
 static const struct bad_value bad_hosts[] = {
     {"host", "\"\"", "host: \"\" is not a valid host name: must be 1 to 253 characters"},
-    {"host", "\"cl-w7.corp..com\"", "host: \"cl-w7.corp..com\" is not a valid host name: has an empty label"},
-    {"host", "\"cl-w7.corp.com.\"", "host: \"cl-w7.corp.com.\" is not a valid host name: has an empty label"},
+    {"host", "\"cl-w7.corp..com\"",
+     "host: \"cl-w7.corp..com\" is not a valid host name: has an empty label"},
+    {"host", "\"cl-w7.corp.com.\"",
+     "host: \"cl-w7.corp.com.\" is not a valid host name: has an empty label"},
     {"host", "\".corp.com\"", "host: \".corp.com\" is not a valid host name: has an empty label"},
-    {"host", "\"-cl.corp.com\"", "host: \"-cl.corp.com\" is not a valid host name: has a label starting with a hyphen"},
-    {"host", "\"cl-.corp.com\"", "host: \"cl-.corp.com\" is not a valid host name: has a label ending with a hyphen"},
+    {"host", "\"-cl.corp.com\"",
+     "host: \"-cl.corp.com\" is not a valid host name: has a label starting with a hyphen"},
+    {"host", "\"cl-.corp.com\"",
+     "host: \"cl-.corp.com\" is not a valid host name: has a label ending with a hyphen"},
     {"host", "\"cl_w7.corp.com\"",
      "host: \"cl_w7.corp.com\" is not a valid host name: may hold only letters, digits, hyphens and dots"},
     {"host", "\"cl w7.corp.com\"",
@@ -270,18 +323,31 @@ START_TEST(test_report_host_length_limits)
     assert_accepted("host", json);
     snprintf(name, sizeof(name), "%s.%s.%s.%.62s", label63, label63, label63, label63);
     snprintf(json, sizeof(json), "\"%s\"", name);
-    snprintf(want, sizeof(want), "host: \"%.64s\" is not a valid host name: must be 1 to 253 characters",
-             name);
+    snprintf(want, sizeof(want),
+             "host: \"%.64s\" is not a valid host name: must be 1 to 253 characters", name);
     assert_refused("host", json, want);
 }
 END_TEST
 
 static const char *const bad_times[] = {
-    "2026-11-25 12:00:00Z", "2026-11-25T12:00:00", "2026-11-25T12:00:00+00:00",
-    "2026-11-25t12:00:00z", "2026-11-25T12:00Z", "2026-13-01T00:00:00Z", "2026-02-29T00:00:00Z",
-    "2026-04-31T00:00:00Z", "2026-11-25T24:00:00Z", "2026-11-25T12:60:00Z", "2026-11-25T12:00:60Z",
-    "2026-11-25T12:00:00.Z", "2026-11-25T12:00:00.1234567890Z", "26-11-25T12:00:00Z",
-    "2026-11-25T12:00:00Zjunk", "2026-00-10T00:00:00Z", "2026-11-00T00:00:00Z", "",
+    "2026-11-25 12:00:00Z",
+    "2026-11-25T12:00:00",
+    "2026-11-25T12:00:00+00:00",
+    "2026-11-25t12:00:00z",
+    "2026-11-25T12:00Z",
+    "2026-13-01T00:00:00Z",
+    "2026-02-29T00:00:00Z",
+    "2026-04-31T00:00:00Z",
+    "2026-11-25T24:00:00Z",
+    "2026-11-25T12:60:00Z",
+    "2026-11-25T12:00:60Z",
+    "2026-11-25T12:00:00.Z",
+    "2026-11-25T12:00:00.1234567890Z",
+    "26-11-25T12:00:00Z",
+    "2026-11-25T12:00:00Zjunk",
+    "2026-00-10T00:00:00Z",
+    "2026-11-00T00:00:00Z",
+    "",
 };
 
 START_TEST(test_report_refuses_bad_time)
@@ -388,7 +454,6 @@ START_TEST(test_report_parse_refuses_non_object_and_validates)
 }
 END_TEST
 
-
 /* ---- facts files and built reports ------------------------------------------------------ */
 
 static char *dir;
@@ -415,17 +480,23 @@ static json_t *fixture_facts(const char *reg)
 }
 
 static const char *const fixture_files[] = {
-    "win7-sp1-x64-unpatched.reg", "win7-kb3140245-native-only.reg", "win81.reg",
-    "win10-22h2.reg", "win11-23h2.reg", "server2012-wsus.reg",
-    "server2012r2-sql2014sp1-snac.reg", "server2016-sql2016sp2-express.reg",
-    "server2019-site-server.reg", "server2008r2-regedit4-ansi.reg",
+    "win7-sp1-x64-unpatched.reg",
+    "win7-kb3140245-native-only.reg",
+    "win81.reg",
+    "win10-22h2.reg",
+    "win11-23h2.reg",
+    "server2012-wsus.reg",
+    "server2012r2-sql2014sp1-snac.reg",
+    "server2016-sql2016sp2-express.reg",
+    "server2019-site-server.reg",
+    "server2008r2-regedit4-ansi.reg",
 };
 
 START_TEST(test_built_report_passes_validation_and_round_trips_as_facts_file)
 {
     json_t *facts = fixture_facts(fixture_files[_i]);
-    json_t *r = facts_build_report(facts, "cl-w7-0001.corp.contoso.com", 1795608000LL, "regfile",
-                                   900);
+    json_t *r =
+        facts_build_report(facts, "cl-w7-0001.corp.contoso.com", 1795608000LL, "regfile", 900);
     ck_assert_ptr_nonnull(r);
     char err[256] = "";
     ck_assert_msg(report_validate(r, err, sizeof(err)) == 0, "%s: %s", fixture_files[_i], err);
@@ -446,7 +517,8 @@ START_TEST(test_built_report_passes_validation_and_round_trips_as_facts_file)
     tu_write_file(path, text, strlen(text));
     json_t *back = NULL;
     ck_assert_msg(facts_load_file(path, &back, err, sizeof(err)) == 0, "%s", err);
-    ck_assert_msg(json_equal(back, facts), "%s: facts changed in the round trip", fixture_files[_i]);
+    ck_assert_msg(json_equal(back, facts), "%s: facts changed in the round trip",
+                  fixture_files[_i]);
     ck_assert_ptr_null(json_object_get(back, "host"));
     ck_assert_ptr_null(json_object_get(back, "collector"));
 
@@ -472,9 +544,8 @@ START_TEST(test_facts_file_of_facts_only_loads_and_keeps_warnings)
     json_decref(f);
 
     /* A whole report is a facts file too; unknown members are dropped. */
-    ck_assert_int_eq(facts_load_file(tu_source_path("schema/report.example.json"), &f, err,
-                                     sizeof(err)),
-                     0);
+    ck_assert_int_eq(
+        facts_load_file(tu_source_path("schema/report.example.json"), &f, err, sizeof(err)), 0);
     ck_assert_uint_eq(json_object_size(f), 9);
     ck_assert(json_is_false(json_object_get(f, "fips")));
     json_decref(f);
@@ -598,37 +669,30 @@ END_TEST
 static Suite *report_suite(void)
 {
     Suite *s = suite_create("report");
-    TCase *tc = tcase_create("validate");
-    tcase_add_test(tc, test_report_example_is_accepted);
+    TCase *tc = tu_tcase(
+        s, "validate", NULL, NULL,
+        TU_TESTS(test_report_example_is_accepted, test_report_accepts_null_for_every_leaf_fact,
+                 test_report_host_length_limits, test_report_time_parse_and_format));
     tcase_add_loop_test(tc, test_report_refuses_missing_member_by_path, 0,
                         sizeof(required_paths) / sizeof(required_paths[0]));
     tcase_add_loop_test(tc, test_report_refuses_wrong_type_by_path, 0,
                         sizeof(bad_values) / sizeof(bad_values[0]));
-    tcase_add_test(tc, test_report_accepts_null_for_every_leaf_fact);
-    tcase_add_loop_test(tc, test_report_refuses_bad_host, 0, sizeof(bad_hosts) / sizeof(bad_hosts[0]));
-    tcase_add_test(tc, test_report_host_length_limits);
-    tcase_add_loop_test(tc, test_report_refuses_bad_time, 0, sizeof(bad_times) / sizeof(bad_times[0]));
-    tcase_add_test(tc, test_report_time_parse_and_format);
-    suite_add_tcase(s, tc);
-    TCase *tp = tcase_create("parse");
-    tcase_add_test(tp, test_report_parse_refuses_oversize);
-    tcase_add_test(tp, test_report_parse_refuses_truncated_json);
-    tcase_add_test(tp, test_report_parse_refuses_duplicate_key);
-    tcase_add_test(tp, test_report_parse_refuses_non_object_and_validates);
-    tcase_add_test(tp, test_report_parse_every_truncation_is_refused);
-    tcase_add_test(tp, test_report_parse_every_byte_mutation_is_handled);
-    suite_add_tcase(s, tp);
-    TCase *tf = tcase_create("facts");
-    tcase_add_checked_fixture(tf, setup, teardown);
+    tcase_add_loop_test(tc, test_report_refuses_bad_host, 0,
+                        sizeof(bad_hosts) / sizeof(bad_hosts[0]));
+    tcase_add_loop_test(tc, test_report_refuses_bad_time, 0,
+                        sizeof(bad_times) / sizeof(bad_times[0]));
+    tu_tcase(s, "parse", NULL, NULL,
+             TU_TESTS(test_report_parse_refuses_oversize, test_report_parse_refuses_truncated_json,
+                      test_report_parse_refuses_duplicate_key,
+                      test_report_parse_refuses_non_object_and_validates,
+                      test_report_parse_every_truncation_is_refused,
+                      test_report_parse_every_byte_mutation_is_handled));
+    TCase *tf = tu_tcase(s, "facts", setup, teardown,
+                         TU_TESTS(test_facts_file_of_facts_only_loads_and_keeps_warnings,
+                                  test_facts_file_refusals_name_file_and_field));
     tcase_add_loop_test(tf, test_built_report_passes_validation_and_round_trips_as_facts_file, 0,
                         sizeof(fixture_files) / sizeof(fixture_files[0]));
-    tcase_add_test(tf, test_facts_file_of_facts_only_loads_and_keeps_warnings);
-    tcase_add_test(tf, test_facts_file_refusals_name_file_and_field);
-    suite_add_tcase(s, tf);
     return s;
 }
 
-int main(void)
-{
-    return tu_run_suite(report_suite());
-}
+int main(void) { return tu_run_suite(report_suite()); }

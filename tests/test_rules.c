@@ -50,8 +50,7 @@ static int collect(void *ctx, const struct rules_verdict *v)
 static void eval(json_t *report, unsigned roles, struct got *g)
 {
     memset(g, 0, sizeof(*g));
-    ck_assert_int_eq(rules_evaluate(cat, report, roles, collect, g, &g->blockers, &g->warnings),
-                     0);
+    ck_assert_int_eq(rules_evaluate(cat, report, roles, collect, g, &g->blockers, &g->warnings), 0);
 }
 
 /* The verdicts as "rule:pass rule:FAIL ..." in catalog order. */
@@ -74,8 +73,7 @@ static const struct rules_verdict *find(const struct got *g, const char *rule)
     return NULL;
 }
 
-static void expect(const char *name, unsigned roles, const char *line, int blockers,
-                   int warnings)
+static void expect(const char *name, unsigned roles, const char *line, int blockers, int warnings)
 {
     json_t *r = fixture(name);
     struct got g;
@@ -86,8 +84,9 @@ static void expect(const char *name, unsigned roles, const char *line, int block
     json_decref(r);
 }
 
-#define SERVER_V4 "site-system-dotnet:pass site-system-strong-crypto:pass " \
-                  "site-system-strong-crypto-v2:pass "
+#define SERVER_V4                                                                                  \
+    "site-system-dotnet:pass site-system-strong-crypto:pass "                                      \
+    "site-system-strong-crypto-v2:pass "
 
 START_TEST(test_win7_unpatched_client_blocks_on_winhttp_and_schannel)
 {
@@ -188,13 +187,14 @@ START_TEST(test_win11_client_passes_every_rule)
 END_TEST
 
 /* Server 2012 without KB3154519: the .NET 3.5 strong-crypto values have no effect (warning). */
-#define SERVER_V4_NO_R35 "site-system-dotnet:pass site-system-strong-crypto:pass " \
-                         "site-system-strong-crypto-v2:FAIL "
-#define SUP2012(wsus)                                                                          \
-    "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-client-default:pass "     \
-    "schannel-tls12-server:pass "                                                              \
-    "winhttp-kb3140245:pass winhttp-dsp:pass winhttp-dsp-wow64:pass " SERVER_V4_NO_R35         \
-    "sql-native-client:pass sql-odbc18-version:pass sql-odbc18-known-bad:pass "                \
+#define SERVER_V4_NO_R35                                                                           \
+    "site-system-dotnet:pass site-system-strong-crypto:pass "                                      \
+    "site-system-strong-crypto-v2:FAIL "
+#define SUP2012(wsus)                                                                              \
+    "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-client-default:pass "         \
+    "schannel-tls12-server:pass "                                                                  \
+    "winhttp-kb3140245:pass winhttp-dsp:pass winhttp-dsp-wow64:pass " SERVER_V4_NO_R35             \
+    "sql-native-client:pass sql-odbc18-version:pass sql-odbc18-known-bad:pass "                    \
     "wsus-2012-kb4022721:" wsus " fips-policy:pass"
 
 START_TEST(test_wsus_2012_with_kb4022721_passes)
@@ -243,12 +243,12 @@ START_TEST(test_sql2014_sp1_below_4219_blocks_site_database)
 }
 END_TEST
 
-#define SECONDARY(express)                                                                     \
-    "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-client-default:pass "     \
-    "schannel-tls12-server:pass winhttp-dsp-os-default:pass "                                  \
-    "winhttp-dsp-os-default-wow64:pass " SERVER_V4                                             \
-    "sql-engine-tls12:pass sql-engine-known-bad:pass sql-express-secondary:" express " "       \
-    "sql-native-client:pass sql-odbc18-version:pass sql-odbc18-known-bad:pass "                \
+#define SECONDARY(express)                                                                         \
+    "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-client-default:pass "         \
+    "schannel-tls12-server:pass winhttp-dsp-os-default:pass "                                      \
+    "winhttp-dsp-os-default-wow64:pass " SERVER_V4                                                 \
+    "sql-engine-tls12:pass sql-engine-known-bad:pass sql-express-secondary:" express " "           \
+    "sql-native-client:pass sql-odbc18-version:pass sql-odbc18-known-bad:pass "                    \
     "fips-policy:pass"
 
 static void set_instance_version(json_t *r, const char *v)
@@ -284,7 +284,8 @@ START_TEST(test_server2019_site_server_ready)
     expect("server2019-site-server", ROLE_SITE_SERVER,
            "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-client-default:pass "
            "schannel-tls12-server:pass winhttp-dsp-os-default:pass "
-           "winhttp-dsp-os-default-wow64:pass " SERVER_V4 "sql-native-client:pass sql-odbc18-version:pass sql-odbc18-known-bad:pass "
+           "winhttp-dsp-os-default-wow64:pass " SERVER_V4
+           "sql-native-client:pass sql-odbc18-version:pass sql-odbc18-known-bad:pass "
            "fips-policy:pass",
            0, 0);
 }
@@ -302,9 +303,10 @@ START_TEST(test_only_applicable_rules_produce_verdicts)
     /* the site systems added to the vocabulary: .NET, strong crypto and SCHANNEL server rules
      * for each, the SQL client components for those that use them (not the enrollment proxy) */
     static const unsigned added[] = {
-        ROLE_SERVICE_CONNECTION_POINT, ROLE_ENROLLMENT_POINT, ROLE_ENDPOINT_PROTECTION_POINT,
-        ROLE_CERTIFICATE_REGISTRATION_POINT, ROLE_DATA_WAREHOUSE_SERVICE_POINT,
-        ROLE_STATE_MIGRATION_POINT, ROLE_ASSET_INTELLIGENCE_SYNC_POINT};
+        ROLE_SERVICE_CONNECTION_POINT,     ROLE_ENROLLMENT_POINT,
+        ROLE_ENDPOINT_PROTECTION_POINT,    ROLE_CERTIFICATE_REGISTRATION_POINT,
+        ROLE_DATA_WAREHOUSE_SERVICE_POINT, ROLE_STATE_MIGRATION_POINT,
+        ROLE_ASSET_INTELLIGENCE_SYNC_POINT};
     for (size_t i = 0; i < sizeof(added) / sizeof(added[0]); i++) {
         eval(r, added[i], &g);
         ck_assert_ptr_nonnull(find(&g, "site-system-dotnet"));
@@ -357,22 +359,22 @@ START_TEST(test_sql_engine_branch_boundaries)
         const char *patch_level;
         bool pass;
     } cases[] = {
-        {"12.1.4219.0", true},   {"12.1.4218.99", false}, /* 2014 SP1 GDR */
-        {"12.1.4439.1", true},   {"12.1.4439.0", false},  /* 2014 SP1 CU5 */
+        {"12.1.4219.0", true},  {"12.1.4218.99", false}, /* 2014 SP1 GDR */
+        {"12.1.4439.1", true},  {"12.1.4439.0", false},  /* 2014 SP1 CU5 */
         {"12.1.4416.0", false},                          /* SP1 CU1: above the GDR minimum */
-        {"12.0.2271.0", true},   {"12.0.2270.0", false},  /* 2014 RTM GDR */
-        {"12.0.2564.0", true},   {"12.0.2563.0", false},  /* 2014 RTM CU12 */
-        {"12.2.5000.0", true},   {"12.3.6024.0", true},   /* 2014 SP2, SP3 */
-        {"11.3.6216.27", true},  {"11.3.6216.26", false}, /* 2012 SP3 GDR */
-        {"11.3.6518.0", true},   {"11.3.6517.9", false},  /* 2012 SP3 CU */
-        {"11.2.5352.0", true},   {"11.2.5351.0", false},  /* 2012 SP2 GDR */
-        {"11.2.5644.2", true},   {"11.2.5644.1", false},  /* 2012 SP2 CU10 */
-        {"11.4.7001.0", true},   {"11.1.3000.0", false},  /* 2012 SP4; SP1: none */
-        {"10.53.6542.0", true},  {"10.53.6541.0", false}, /* 2008 R2 SP3 */
-        {"10.4.6547.0", true},   {"10.4.6546.0", false},  /* 2008 SP4 */
-        {"10.4.6542.0", false},  /* a 2008 build at 2008 R2's minimum still fails */
-        {"13.0.1601.5", true},   {"16.0.1000.6", true},   /* 2016 RTM, 2022 */
-        {"9.0.5000.0", false},                           /* 2005 */
+        {"12.0.2271.0", true},  {"12.0.2270.0", false},  /* 2014 RTM GDR */
+        {"12.0.2564.0", true},  {"12.0.2563.0", false},  /* 2014 RTM CU12 */
+        {"12.2.5000.0", true},  {"12.3.6024.0", true},   /* 2014 SP2, SP3 */
+        {"11.3.6216.27", true}, {"11.3.6216.26", false}, /* 2012 SP3 GDR */
+        {"11.3.6518.0", true},  {"11.3.6517.9", false},  /* 2012 SP3 CU */
+        {"11.2.5352.0", true},  {"11.2.5351.0", false},  /* 2012 SP2 GDR */
+        {"11.2.5644.2", true},  {"11.2.5644.1", false},  /* 2012 SP2 CU10 */
+        {"11.4.7001.0", true},  {"11.1.3000.0", false},  /* 2012 SP4; SP1: none */
+        {"10.53.6542.0", true}, {"10.53.6541.0", false}, /* 2008 R2 SP3 */
+        {"10.4.6547.0", true},  {"10.4.6546.0", false},  /* 2008 SP4 */
+        {"10.4.6542.0", false}, /* a 2008 build at 2008 R2's minimum still fails */
+        {"13.0.1601.5", true},  {"16.0.1000.6", true}, /* 2016 RTM, 2022 */
+        {"9.0.5000.0", false},                         /* 2005 */
     };
     json_t *r = fixture("server2012r2-sql2014sp1-snac");
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -448,12 +450,12 @@ START_TEST(test_snac_boundary_ignores_minor)
     const struct {
         const char *v;
         bool pass;
-    } cases[] = {{"11.4.7001.0", true}, {"11.0.7001.0", true}, {"11.4.7000.99", false},
+    } cases[] = {{"11.4.7001.0", true},  {"11.0.7001.0", true},   {"11.4.7000.99", false},
                  {"11.3.6538.0", false}, {"10.50.6537.0", false}, {"12.0.0.0", true}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         json_object_set_new(sql, "native_client_11", json_string(cases[i].v));
-        ck_assert_msg(passes(r, ROLE_MANAGEMENT_POINT, "sql-native-client") == cases[i].pass,
-                      "%s", cases[i].v);
+        ck_assert_msg(passes(r, ROLE_MANAGEMENT_POINT, "sql-native-client") == cases[i].pass, "%s",
+                      cases[i].v);
     }
     json_object_set_new(sql, "native_client_11", json_string("eleven"));
     struct got g;
@@ -473,7 +475,7 @@ START_TEST(test_reasons_neutralise_hostile_strings)
     char bad[128];
     memset(bad, 'x', sizeof(bad));
     memcpy(bad, "\x1b[2J\nFAKE", 9);
-    memcpy(bad + 57, "\xc3\xa9", 2); /* e-acute at bytes 57..58: fits */
+    memcpy(bad + 57, "\xc3\xa9", 2);     /* e-acute at bytes 57..58: fits */
     memcpy(bad + 59, "\xe2\x82\xac", 3); /* euro sign at 59..61: cut */
     bad[100] = '\0';
     json_object_set_new(sql, "native_client_11", json_string(bad));
@@ -748,7 +750,8 @@ START_TEST(test_server_2008_sp2_needs_kb4019276_and_vista_cannot)
     const struct rules_verdict *v = find(&g, "os-2008sp2-kb4019276");
     ck_assert_ptr_nonnull(v);
     ck_assert_int_eq(v->pass, 0);
-    ck_assert_ptr_nonnull(strstr(v->reason, "server or client: unknown (ProductType Workstation?)"));
+    ck_assert_ptr_nonnull(
+        strstr(v->reason, "server or client: unknown (ProductType Workstation?)"));
     ck_assert_int_eq(find(&g, "os-tls12-capable")->pass, 0);
     json_decref(r);
 }
@@ -760,10 +763,18 @@ START_TEST(test_default_catalog_is_complete)
 {
     ck_assert_str_eq(rules_version(cat), "2026.12.0");
     ck_assert_uint_eq(rules_count(cat), 36);
-    static const char *const components[] = {
-        "client WinHTTP", "Schannel", ".NET Framework", "strong cryptography", "SQL Server",
-        "SQL client components", "SQL Express on secondary sites", "WSUS",
-        "reporting services point", "CMG", "console", "Software Center"};
+    static const char *const components[] = {"client WinHTTP",
+                                             "Schannel",
+                                             ".NET Framework",
+                                             "strong cryptography",
+                                             "SQL Server",
+                                             "SQL client components",
+                                             "SQL Express on secondary sites",
+                                             "WSUS",
+                                             "reporting services point",
+                                             "CMG",
+                                             "console",
+                                             "Software Center"};
     for (size_t k = 0; k < sizeof(components) / sizeof(components[0]); k++) {
         bool found = false;
         for (size_t i = 0; i < rules_count(cat); i++)
@@ -827,8 +838,8 @@ END_TEST
 START_TEST(test_catalog_unknown_fact_names_rule)
 {
     char err[512];
-    ck_assert_int_eq(load_rule("{\"all\": [{\"ge\": [\"dotnet.relase\", 1]}]}", "blocker",
-                               "set it", NULL, err, sizeof(err)),
+    ck_assert_int_eq(load_rule("{\"all\": [{\"ge\": [\"dotnet.relase\", 1]}]}", "blocker", "set it",
+                               NULL, err, sizeof(err)),
                      -EINVAL);
     ck_assert_str_eq(err, "rules.json: rule winhttp-dsp-wow64: unknown fact \"dotnet.relase\"");
 }
@@ -918,9 +929,9 @@ START_TEST(test_catalog_structure_errors_are_refused)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char err[512];
         struct rules_catalog *c = NULL;
-        ck_assert_int_eq(rules_load(cases[i].text, strlen(cases[i].text), "rules.json", &c, err,
-                                    sizeof(err)),
-                         -EINVAL);
+        ck_assert_int_eq(
+            rules_load(cases[i].text, strlen(cases[i].text), "rules.json", &c, err, sizeof(err)),
+            -EINVAL);
         ck_assert_ptr_null(c);
         ck_assert_str_eq(err, cases[i].message);
     }
@@ -992,42 +1003,46 @@ START_TEST(test_collector_fixtures_evaluate_to_exact_verdicts)
                  "software-center-schannel-default:pass winhttp-dsp-os-default:pass "
                  "winhttp-dsp-os-default-wow64:pass software-center-dotnet:pass "
                  "software-center-strong-crypto:FAIL fips-policy:pass");
-    expect_facts("server2012-wsus", ROLE_SOFTWARE_UPDATE_POINT,
-                 "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-client-default:pass "
-                 "schannel-tls12-server:pass winhttp-kb3140245:FAIL winhttp-dsp:FAIL "
-                 "winhttp-dsp-wow64:FAIL site-system-dotnet:FAIL site-system-strong-crypto:FAIL "
-                 "site-system-strong-crypto-v2:FAIL sql-native-client:FAIL sql-odbc18-version:FAIL "
-                 "wsus-2012-kb4022721:pass fips-policy:pass");
-    expect_facts("server2012r2-sql2014sp1-snac", ROLE_SITE_DATABASE,
-                 "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-client-default:pass "
-                 "schannel-tls12-server:pass winhttp-dsp-os-default:pass "
-                 "winhttp-dsp-os-default-wow64:pass site-system-dotnet:pass "
-                 "site-system-strong-crypto:FAIL site-system-strong-crypto-v2:FAIL "
-                 "sql-engine-tls12:FAIL sql-engine-known-bad:pass sql-native-client:FAIL "
-                 "sql-odbc18-version:FAIL fips-policy:pass");
-    expect_facts("server2016-sql2016sp2-express", ROLE_SECONDARY_SITE_SERVER,
-                 "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-client-default:pass "
-                 "schannel-tls12-server:pass winhttp-dsp-os-default:pass "
-                 "winhttp-dsp-os-default-wow64:pass site-system-dotnet:pass "
-                 "site-system-strong-crypto:pass site-system-strong-crypto-v2:pass "
-                 "sql-engine-tls12:pass sql-engine-known-bad:pass sql-express-secondary:pass "
-                 "sql-native-client:pass sql-odbc18-version:FAIL fips-policy:FAIL");
-    expect_facts("server2019-site-server", ROLE_SITE_SERVER | ROLE_SITE_DATABASE | ROLE_SMS_PROVIDER,
-                 "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-client-default:pass "
-                 "schannel-tls12-server:pass winhttp-dsp-os-default:pass "
-                 "winhttp-dsp-os-default-wow64:pass site-system-dotnet:pass "
-                 "site-system-strong-crypto:pass site-system-strong-crypto-v2:pass "
-                 "sql-engine-tls12:pass sql-engine-known-bad:pass sql-native-client:pass "
-                 "sql-odbc18-version:pass sql-odbc18-known-bad:pass fips-policy:pass");
-    expect_facts("server2008r2-regedit4-ansi", ROLE_SITE_DATABASE,
-                 "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-client-default:pass "
-                 "schannel-tls12-server:pass winhttp-kb3140245:pass winhttp-dsp:pass "
-                 "winhttp-dsp-wow64:pass site-system-dotnet:pass site-system-strong-crypto:pass "
-                 "site-system-strong-crypto-v2:FAIL sql-engine-tls12:pass sql-engine-known-bad:pass "
-                 "sql-native-client:FAIL sql-odbc18-version:FAIL fips-policy:pass");
+    expect_facts(
+        "server2012-wsus", ROLE_SOFTWARE_UPDATE_POINT,
+        "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-client-default:pass "
+        "schannel-tls12-server:pass winhttp-kb3140245:FAIL winhttp-dsp:FAIL "
+        "winhttp-dsp-wow64:FAIL site-system-dotnet:FAIL site-system-strong-crypto:FAIL "
+        "site-system-strong-crypto-v2:FAIL sql-native-client:FAIL sql-odbc18-version:FAIL "
+        "wsus-2012-kb4022721:pass fips-policy:pass");
+    expect_facts(
+        "server2012r2-sql2014sp1-snac", ROLE_SITE_DATABASE,
+        "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-client-default:pass "
+        "schannel-tls12-server:pass winhttp-dsp-os-default:pass "
+        "winhttp-dsp-os-default-wow64:pass site-system-dotnet:pass "
+        "site-system-strong-crypto:FAIL site-system-strong-crypto-v2:FAIL "
+        "sql-engine-tls12:FAIL sql-engine-known-bad:pass sql-native-client:FAIL "
+        "sql-odbc18-version:FAIL fips-policy:pass");
+    expect_facts(
+        "server2016-sql2016sp2-express", ROLE_SECONDARY_SITE_SERVER,
+        "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-client-default:pass "
+        "schannel-tls12-server:pass winhttp-dsp-os-default:pass "
+        "winhttp-dsp-os-default-wow64:pass site-system-dotnet:pass "
+        "site-system-strong-crypto:pass site-system-strong-crypto-v2:pass "
+        "sql-engine-tls12:pass sql-engine-known-bad:pass sql-express-secondary:pass "
+        "sql-native-client:pass sql-odbc18-version:FAIL fips-policy:FAIL");
+    expect_facts(
+        "server2019-site-server", ROLE_SITE_SERVER | ROLE_SITE_DATABASE | ROLE_SMS_PROVIDER,
+        "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-client-default:pass "
+        "schannel-tls12-server:pass winhttp-dsp-os-default:pass "
+        "winhttp-dsp-os-default-wow64:pass site-system-dotnet:pass "
+        "site-system-strong-crypto:pass site-system-strong-crypto-v2:pass "
+        "sql-engine-tls12:pass sql-engine-known-bad:pass sql-native-client:pass "
+        "sql-odbc18-version:pass sql-odbc18-known-bad:pass fips-policy:pass");
+    expect_facts(
+        "server2008r2-regedit4-ansi", ROLE_SITE_DATABASE,
+        "os-tls12-capable:pass schannel-tls12-client:pass schannel-tls12-client-default:pass "
+        "schannel-tls12-server:pass winhttp-kb3140245:pass winhttp-dsp:pass "
+        "winhttp-dsp-wow64:pass site-system-dotnet:pass site-system-strong-crypto:pass "
+        "site-system-strong-crypto-v2:FAIL sql-engine-tls12:pass sql-engine-known-bad:pass "
+        "sql-native-client:FAIL sql-odbc18-version:FAIL fips-policy:pass");
 }
 END_TEST
-
 
 /* ---- tlsgate rules eval: the binary, on .reg fixtures, as an administrator runs it -------- */
 
@@ -1064,7 +1079,8 @@ static const char *eval_verdict(json_t *j, const char *rule, const char **reason
 {
     size_t i;
     json_t *v;
-    json_array_foreach(json_object_get(j, "verdicts"), i, v) {
+    json_array_foreach(json_object_get(j, "verdicts"), i, v)
+    {
         if (!strcmp(json_string_value(json_object_get(v, "rule")), rule)) {
             if (reason)
                 *reason = json_string_value(json_object_get(v, "reason"));
@@ -1090,8 +1106,7 @@ static void expect_eval(const char *roles, const char *file, const char *rule, c
     if (needle)
         ck_assert_msg(reason && strstr(reason, needle), "%s %s: reason \"%s\" lacks \"%s\"", file,
                       rule, reason ? reason : "", needle);
-    ck_assert_int_eq(code, strcmp(json_string_value(json_object_get(j, "state")), "ready") ? 1
-                                                                                            : 0);
+    ck_assert_int_eq(code, strcmp(json_string_value(json_object_get(j, "state")), "ready") ? 1 : 0);
     json_decref(j);
     free(err);
 }
@@ -1110,15 +1125,20 @@ START_TEST(test_rules_eval_reg_file_prints_verdicts_and_exit_code)
     ck_assert_str_eq(eval_verdict(j, "winhttp-kb3140245", &reason), "FAIL");
     ck_assert_ptr_nonnull(strstr(reason, "lack KB3140245"));
     /* the facts are the collector's */
-    ck_assert_int_eq(json_integer_value(json_object_get(json_object_get(json_object_get(j,
-                     "facts"), "os"), "build")), 7601);
+    ck_assert_int_eq(json_integer_value(json_object_get(
+                         json_object_get(json_object_get(j, "facts"), "os"), "build")),
+                     7601);
     json_decref(j);
     free(err);
 
     /* the same in text, and a facts file through --facts */
     char *out = NULL;
-    char *argv[] = {(char *)tu_build_path("orchestrator/tlsgate"), "rules", "eval", "--facts",
-                    (char *)tu_source_path("tests/fixtures/facts/win7-ready.json"), NULL};
+    char *argv[] = {(char *)tu_build_path("orchestrator/tlsgate"),
+                    "rules",
+                    "eval",
+                    "--facts",
+                    (char *)tu_source_path("tests/fixtures/facts/win7-ready.json"),
+                    NULL};
     ck_assert_int_eq(tu_run(argv, NULL, &out, NULL), 0);
     ck_assert_ptr_nonnull(strstr(out, "state: ready"));
     ck_assert_ptr_nonnull(strstr(out, "ok   blocker winhttp-dsp\n"));
@@ -1172,12 +1192,11 @@ START_TEST(test_case_server2008sp2_core_is_a_server_and_winhttp_fails_closed)
     /* no InstallationType on 2008 SP2; ProductType says server: not told to replace its OS */
     expect_eval("management_point", "case-server2008sp2-core.reg", "os-tls12-capable", "pass",
                 NULL);
-    expect_eval("management_point", "case-server2008sp2-core.reg", "os-2008sp2-kb4019276",
-                "pass", "include KB4019276");
+    expect_eval("management_point", "case-server2008sp2-core.reg", "os-2008sp2-kb4019276", "pass",
+                "include KB4019276");
     expect_eval("management_point", "case-server2008sp2-core.reg", "winhttp-2008sp2", "FAIL",
                 "no Microsoft document says that WinHTTP on Windows Server 2008 SP2");
-    expect_eval("management_point", "case-server2008sp2-core.reg", "winhttp-kb3140245", NULL,
-                NULL);
+    expect_eval("management_point", "case-server2008sp2-core.reg", "winhttp-kb3140245", NULL, NULL);
 }
 END_TEST
 
@@ -1215,16 +1234,15 @@ START_TEST(test_case_ssrs2014_needs_the_net35_update)
     expect_eval("reporting_point", "case-server2012r2-ssrs2014-no-net35-update.reg",
                 "reporting-point-ssrs-tls12", "pass", "SQL Server 2014 SP2 and later");
     /* a reporting point that reports no Reporting Services instance fails */
-    expect_eval("reporting_point", "case-win10-dsp-without-tls12.reg",
-                "reporting-point-ssrs-tls12", "FAIL", "no entry in Reporting Services instances");
+    expect_eval("reporting_point", "case-win10-dsp-without-tls12.reg", "reporting-point-ssrs-tls12",
+                "FAIL", "no entry in Reporting Services instances");
 }
 END_TEST
 
 START_TEST(test_case_wsus_on_server_core_and_without_the_sup_role)
 {
-    expect_eval("software_update_point", "case-server2012r2-core-wsus.reg",
-                "wsus-2012r2-kb4022720", "FAIL",
-                "lack KB4022720 (its package is install pending, CurrentState 0x60");
+    expect_eval("software_update_point", "case-server2012r2-core-wsus.reg", "wsus-2012r2-kb4022720",
+                "FAIL", "lack KB4022720 (its package is install pending, CurrentState 0x60");
     expect_eval("distribution_point", "case-server2012r2-core-wsus.reg", "wsus-2012r2-kb4022720",
                 "FAIL", "lack KB4022720");
 }
@@ -1233,84 +1251,62 @@ END_TEST
 START_TEST(test_case_sql2008r2_sp2_x64_has_no_tls12_build)
 {
     expect_eval("site_database", "case-server2008r2-sql2008r2sp2-x64.reg", "sql-engine-tls12",
-                "FAIL", "fix: SQL Server 2008 R2 SP3 and its TLS 1.2 update (10.50.6542.0, "
-                        "KB4057113)");
+                "FAIL",
+                "fix: SQL Server 2008 R2 SP3 and its TLS 1.2 update (10.50.6542.0, "
+                "KB4057113)");
 }
 END_TEST
 
 static Suite *rules_suite(void)
 {
     Suite *s = suite_create("rules");
-    TCase *t = tcase_create("fixtures");
-    tcase_add_checked_fixture(t, setup, teardown);
-    tcase_add_test(t, test_win7_unpatched_client_blocks_on_winhttp_and_schannel);
-    tcase_add_test(t, test_win7_dsp_native_only_fails_naming_wow6432node);
-    tcase_add_test(t, test_win7_ready_client_passes_every_rule);
-    tcase_add_test(t, test_win81_client_ready_by_os_defaults_warns_on_strong_crypto);
-    tcase_add_test(t, test_win10_22h2_defaults_ready);
-    tcase_add_test(t, test_win11_client_passes_every_rule);
-    tcase_add_test(t, test_wsus_2012_with_kb4022721_passes);
-    tcase_add_test(t, test_wsus_2012_without_kb4022721_blocks);
-    tcase_add_test(t, test_sql2014_sp1_below_4219_blocks_site_database);
-    tcase_add_test(t, test_sql_express_5026_passes_5025_fails_on_secondary);
-    tcase_add_test(t, test_server2019_site_server_ready);
-    tcase_add_test(t, test_only_applicable_rules_produce_verdicts);
-    tcase_add_test(t, test_collector_fixtures_evaluate_to_exact_verdicts);
-    suite_add_tcase(s, t);
+    tu_tcase(s, "fixtures", setup, teardown,
+             TU_TESTS(test_win7_unpatched_client_blocks_on_winhttp_and_schannel,
+                      test_win7_dsp_native_only_fails_naming_wow6432node,
+                      test_win7_ready_client_passes_every_rule,
+                      test_win81_client_ready_by_os_defaults_warns_on_strong_crypto,
+                      test_win10_22h2_defaults_ready, test_win11_client_passes_every_rule,
+                      test_wsus_2012_with_kb4022721_passes, test_wsus_2012_without_kb4022721_blocks,
+                      test_sql2014_sp1_below_4219_blocks_site_database,
+                      test_sql_express_5026_passes_5025_fails_on_secondary,
+                      test_server2019_site_server_ready,
+                      test_only_applicable_rules_produce_verdicts,
+                      test_collector_fixtures_evaluate_to_exact_verdicts));
 
-    t = tcase_create("boundaries");
-    tcase_add_checked_fixture(t, setup, teardown);
-    tcase_add_test(t, test_dotnet_release_boundary_394802);
-    tcase_add_test(t, test_sql_engine_branch_boundaries);
-    tcase_add_test(t, test_sql_2005_reason_says_no_tls12_build);
-    tcase_add_test(t, test_sql_known_bad_build_warns);
-    tcase_add_test(t, test_sql_engine_without_instances_fails_on_site_database);
-    tcase_add_test(t, test_snac_boundary_ignores_minor);
-    tcase_add_test(t, test_odbc18_boundary_and_known_bad);
-    tcase_add_test(t, test_reasons_neutralise_hostile_strings);
-    tcase_add_test(t, test_dsp_bit_boundary);
-    tcase_add_test(t, test_winhttp_rules_by_build_and_edition);
-    tcase_add_test(t, test_schannel_tls12_defaults_by_build);
-    tcase_add_test(t, test_absent_fact_fails_not_reported);
-    tcase_add_test(t, test_strong_crypto_names_each_failing_value);
-    tcase_add_test(t, test_report_of_an_older_collector_fails_closed_on_new_facts);
-    tcase_add_test(t, test_fips_on_warns);
-    tcase_add_test(t, test_server_2008_sp2_needs_kb4019276_and_vista_cannot);
-    suite_add_tcase(s, t);
+    tu_tcase(s, "boundaries", setup, teardown,
+             TU_TESTS(test_dotnet_release_boundary_394802, test_sql_engine_branch_boundaries,
+                      test_sql_2005_reason_says_no_tls12_build, test_sql_known_bad_build_warns,
+                      test_sql_engine_without_instances_fails_on_site_database,
+                      test_snac_boundary_ignores_minor, test_odbc18_boundary_and_known_bad,
+                      test_reasons_neutralise_hostile_strings, test_dsp_bit_boundary,
+                      test_winhttp_rules_by_build_and_edition,
+                      test_schannel_tls12_defaults_by_build, test_absent_fact_fails_not_reported,
+                      test_strong_crypto_names_each_failing_value,
+                      test_report_of_an_older_collector_fails_closed_on_new_facts,
+                      test_fips_on_warns, test_server_2008_sp2_needs_kb4019276_and_vista_cannot));
 
-    t = tcase_create("eval");
-    tcase_add_test(t, test_rules_eval_reg_file_prints_verdicts_and_exit_code);
-    tcase_add_test(t, test_rules_eval_bad_input_is_named);
-    suite_add_tcase(s, t);
+    tu_tcase(s, "eval", NULL, NULL,
+             TU_TESTS(test_rules_eval_reg_file_prints_verdicts_and_exit_code,
+                      test_rules_eval_bad_input_is_named));
 
-    t = tcase_create("cases");
-    tcase_add_test(t, test_case_dsp_without_tls12_fails_on_every_version_and_view);
-    tcase_add_test(t, test_case_server2008sp2_core_is_a_server_and_winhttp_fails_closed);
-    tcase_add_test(t, test_case_staged_update_is_not_installed);
-    tcase_add_test(t, test_case_win7_enabled_without_disabled_by_default_serves_winhttp);
-    tcase_add_test(t, test_case_win8_and_7600_get_their_own_remedy);
-    tcase_add_test(t, test_case_ssrs2014_needs_the_net35_update);
-    tcase_add_test(t, test_case_wsus_on_server_core_and_without_the_sup_role);
-    tcase_add_test(t, test_case_sql2008r2_sp2_x64_has_no_tls12_build);
-    suite_add_tcase(s, t);
+    tu_tcase(s, "cases", NULL, NULL,
+             TU_TESTS(test_case_dsp_without_tls12_fails_on_every_version_and_view,
+                      test_case_server2008sp2_core_is_a_server_and_winhttp_fails_closed,
+                      test_case_staged_update_is_not_installed,
+                      test_case_win7_enabled_without_disabled_by_default_serves_winhttp,
+                      test_case_win8_and_7600_get_their_own_remedy,
+                      test_case_ssrs2014_needs_the_net35_update,
+                      test_case_wsus_on_server_core_and_without_the_sup_role,
+                      test_case_sql2008r2_sp2_x64_has_no_tls12_build));
 
-    t = tcase_create("catalog");
-    tcase_add_checked_fixture(t, setup, teardown);
-    tcase_add_test(t, test_default_catalog_is_complete);
-    tcase_add_test(t, test_catalog_minimal_rule_loads);
-    tcase_add_test(t, test_catalog_unknown_operator_names_rule);
-    tcase_add_test(t, test_catalog_unknown_fact_names_rule);
-    tcase_add_test(t, test_catalog_missing_remedy_names_rule);
-    tcase_add_test(t, test_catalog_duplicate_id_names_rule);
-    tcase_add_test(t, test_catalog_bad_severity_names_rule);
-    tcase_add_test(t, test_catalog_type_mismatches_are_refused);
-    tcase_add_test(t, test_catalog_structure_errors_are_refused);
-    tcase_add_test(t, test_catalog_over_cap_is_refused);
-    suite_add_tcase(s, t);
+    tu_tcase(s, "catalog", setup, teardown,
+             TU_TESTS(test_default_catalog_is_complete, test_catalog_minimal_rule_loads,
+                      test_catalog_unknown_operator_names_rule,
+                      test_catalog_unknown_fact_names_rule, test_catalog_missing_remedy_names_rule,
+                      test_catalog_duplicate_id_names_rule, test_catalog_bad_severity_names_rule,
+                      test_catalog_type_mismatches_are_refused,
+                      test_catalog_structure_errors_are_refused, test_catalog_over_cap_is_refused));
     return s;
 }
 
-int main(void)
-{
-    return tu_run_suite(rules_suite());
-}
+int main(void) { return tu_run_suite(rules_suite()); }

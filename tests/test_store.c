@@ -134,7 +134,8 @@ START_TEST(test_audit_rows_cannot_be_changed)
     char err[512];
     ck_assert_int_eq(store_open(tu_path(dir, "a.db"), true, &s, err, sizeof(err)), 0);
     ck_assert_int_eq(store_exec(s, "INSERT INTO audit (at, user, command, outcome) "
-                                   "VALUES (1, 'u', 'c', 'ok')"), 0);
+                                   "VALUES (1, 'u', 'c', 'ok')"),
+                     0);
     ck_assert_int_ne(store_exec(s, "UPDATE audit SET outcome = 'x'"), 0);
     ck_assert_int_ne(store_exec(s, "DELETE FROM audit"), 0);
     ck_assert_int_eq(query_int(s, "SELECT count(*) FROM audit WHERE outcome = 'ok'"), 1);
@@ -158,7 +159,8 @@ START_TEST(test_init_creates_files_for_the_owner_only)
     char err[512];
     ck_assert_int_eq(store_open(db, false, &s, err, sizeof(err)), 0);
     ck_assert_int_eq(store_exec(s, "BEGIN; INSERT INTO audit (at, user, command, outcome) "
-                                   "VALUES (1, 'u', 'c', 'ok'); COMMIT"), 0);
+                                   "VALUES (1, 'u', 'c', 'ok'); COMMIT"),
+                     0);
     char side[600];
     for (int i = 0; i < 2; i++) {
         snprintf(side, sizeof(side), "%s-%s", db, i ? "shm" : "wal");
@@ -172,15 +174,11 @@ END_TEST
 int main(void)
 {
     Suite *suite = suite_create("store");
-    TCase *tc = tcase_create("migrations");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, test_migrations_create_every_table_on_empty_file);
-    tcase_add_test(tc, test_migrations_rerun_is_idempotent);
-    tcase_add_test(tc, test_newer_database_is_refused_untouched);
-    tcase_add_test(tc, test_missing_database_is_not_created_by_other_commands);
-    tcase_add_test(tc, test_foreign_file_is_refused);
-    tcase_add_test(tc, test_audit_rows_cannot_be_changed);
-    tcase_add_test(tc, test_init_creates_files_for_the_owner_only);
-    suite_add_tcase(suite, tc);
+    tu_tcase(suite, "migrations", setup, teardown,
+             TU_TESTS(test_migrations_create_every_table_on_empty_file,
+                      test_migrations_rerun_is_idempotent, test_newer_database_is_refused_untouched,
+                      test_missing_database_is_not_created_by_other_commands,
+                      test_foreign_file_is_refused, test_audit_rows_cannot_be_changed,
+                      test_init_creates_files_for_the_owner_only));
     return tu_run_suite(suite);
 }

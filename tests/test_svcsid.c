@@ -38,9 +38,6 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("svcsid");
-    TCase *tc = tcase_create("svcsid");
-    tcase_add_test(tc, matches_windows);
-    tcase_add_test(tc, refuses_what_it_cannot_compute);
-    suite_add_tcase(s, tc);
+    tu_tcase(s, "svcsid", NULL, NULL, TU_TESTS(matches_windows, refuses_what_it_cannot_compute));
     return tu_run_suite(s);
 }

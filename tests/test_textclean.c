@@ -204,16 +204,13 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("textclean");
-    TCase *tc = tcase_create("helper");
-    tcase_add_test(tc, test_textclean_escapes_controls_visibly);
-    tcase_add_test(tc, test_textclean_escapes_c1_bidi_and_bad_utf8);
-    tcase_add_test(tc, test_textclean_keeps_ordinary_text);
-    tcase_add_test(tc, test_textclean_cuts_on_a_whole_piece);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("commands");
+    tu_tcase(s, "helper", NULL, NULL,
+             TU_TESTS(test_textclean_escapes_controls_visibly,
+                      test_textclean_escapes_c1_bidi_and_bad_utf8,
+                      test_textclean_keeps_ordinary_text, test_textclean_cuts_on_a_whole_piece));
+    TCase *tc =
+        tu_tcase(s, "commands", NULL, NULL,
+                 TU_TESTS(test_commands_print_no_terminal_escape, test_escapes_stay_visible));
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_commands_print_no_terminal_escape);
-    tcase_add_test(tc, test_escapes_stay_visible);
-    suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

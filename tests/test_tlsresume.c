@@ -333,15 +333,13 @@ int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     Suite *s = suite_create("tlsresume");
-    TCase *tc = tcase_create("resume");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    TCase *tc = tu_tcase(s, "resume", setup, teardown,
+                         TU_TESTS(test_second_connection_to_a_host_resumes_its_session,
+                                  test_resumed_session_yields_the_collector_certificate,
+                                  test_resumed_session_still_fails_when_host_name_does_not_match,
+                                  test_collector_with_reissued_certificate_is_not_resumed,
+                                  test_session_older_than_max_age_is_not_offered));
     tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, test_second_connection_to_a_host_resumes_its_session);
-    tcase_add_test(tc, test_resumed_session_yields_the_collector_certificate);
-    tcase_add_test(tc, test_resumed_session_still_fails_when_host_name_does_not_match);
-    tcase_add_test(tc, test_collector_with_reissued_certificate_is_not_resumed);
-    tcase_add_test(tc, test_session_older_than_max_age_is_not_offered);
-    suite_add_tcase(s, tc);
     int failed = tu_run_suite(s);
     curl_global_cleanup();
     return failed;

@@ -4,6 +4,7 @@
 #include "testutil.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -30,6 +31,19 @@ int tu_run_suite(Suite *s)
     return failed ? 1 : 0;
 }
 
+TCase *tu_tcase(Suite *s, const char *name, void (*setup)(void), void (*teardown)(void),
+                const TTest *const *tests)
+{
+    assert(s && name && tests);
+    TCase *tc = tcase_create(name);
+    if (setup || teardown)
+        tcase_add_checked_fixture(tc, setup, teardown);
+    for (; *tests; tests++)
+        tcase_add_test(tc, *tests);
+    suite_add_tcase(s, tc);
+    return tc;
+}
+
 char *tu_tmpdir(void)
 {
     const char *base = getenv("TMPDIR");
@@ -45,6 +59,20 @@ static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW 
     (void)flag;
     (void)ftw;
     return remove(path);
+}
+
+char *tu_tmpdir_with_db(char *db, size_t size)
+{
+    char *dir = tu_tmpdir();
+    ck_assert_int_lt(snprintf(db, size, "%s/t.db", dir), (int)size);
+    return dir;
+}
+
+void tu_tmpdir_drop(char **dir)
+{
+    tu_rmtree(*dir);
+    free(*dir);
+    *dir = NULL;
 }
 
 void tu_rmtree(const char *dir) { nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
@@ -384,6 +412,29 @@ pid_t tu_collector_start(const char *const *args, const char *errpath, long ms, 
     *port = (uint16_t)atoi(at + strlen("https://127.0.0.1:"));
     ck_assert_int_gt(*port, 0);
     return pid;
+}
+
+char *tu_fleetsim_ctl(const char *socket, const char *a, const char *b, const char *c)
+{
+    char *argv[] = {(char *)tu_build_path("tools/fleetsim"),
+                    "ctl",
+                    (char *)socket,
+                    (char *)a,
+                    (char *)b,
+                    (char *)c,
+                    NULL};
+    char *out = NULL;
+    tu_run(argv, NULL, &out, NULL);
+    return out;
+}
+
+const char *tu_peer_spec(const char *mode_name, const char *file)
+{
+    static char buf[8][4200];
+    static unsigned next;
+    char *out = buf[next++ % 8];
+    ck_assert_int_lt(snprintf(out, sizeof(buf[0]), "%s,%s", mode_name, file), (int)sizeof(buf[0]));
+    return out;
 }
 
 void tu_peer_start(struct tu_peer *pr, const char *certdir, const char *const specs[])

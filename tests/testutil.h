@@ -17,9 +17,23 @@
  * all passed, 1 otherwise. Check prints its closing "N%: Checks: ..." line. */
 int tu_run_suite(Suite *s);
 
+/* Adds to `s` the test case `name` with the tests of the list (TU_TESTS) and, when setup or
+ * teardown is not NULL, that checked fixture; returns it for timeouts and unchecked fixtures. */
+TCase *tu_tcase(Suite *s, const char *name, void (*setup)(void), void (*teardown)(void),
+                const TTest *const *tests);
+/* The NULL-ended list of tu_tcase: TU_TESTS(test_a, test_b). */
+#define TU_TESTS(...) ((const TTest *const[]){__VA_ARGS__, NULL})
+/* A NULL-ended list of arguments in place: TU_ARGS("--facts", path). */
+#define TU_ARGS(...) ((const char *const[]){__VA_ARGS__, NULL})
+
 /* A fresh empty folder under $TMPDIR (or /tmp), removed by tu_rmtree. */
 char *tu_tmpdir(void);
 void tu_rmtree(const char *dir);
+
+/* The checked fixture of most suites: a fresh folder (tu_tmpdir) with, in `db`, the path of the
+ * database file "t.db" in it; tu_tmpdir_drop removes the folder and frees *dir. */
+char *tu_tmpdir_with_db(char *db, size_t size);
+void tu_tmpdir_drop(char **dir);
 
 /* "$dir/$name" in a static rotating buffer (8 slots). */
 const char *tu_path(const char *dir, const char *name);
@@ -103,6 +117,12 @@ struct tu_peer {
  * reads back the ports it listens on, in spec order; ck_abort when it does not report them
  * within 20 s. */
 void tu_peer_start(struct tu_peer *pr, const char *certdir, const char *const specs[]);
+/* `fleetsim ctl SOCKET A [B [C]]` (tools/fleetsim): its stdout (malloc'd). */
+char *tu_fleetsim_ctl(const char *socket, const char *a, const char *b, const char *c);
+
+/* The spec "MODE,NAME,FILE" of tu_peer_start from "MODE,NAME" and FILE, in a static rotating
+ * buffer (8 slots): tu_peer_spec("good,a.test", report_path). */
+const char *tu_peer_spec(const char *mode_name, const char *file);
 /* Ends the peer and reaps it. */
 void tu_peer_stop(struct tu_peer *pr);
 

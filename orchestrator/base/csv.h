@@ -20,10 +20,10 @@
 #define CSV_BUFFER_SIZE 65536
 
 struct csv_writer {
-    int fd;                     /* not owned: the caller opens and closes it */
-    int error;                  /* 0, or the first -errno of a failed write */
-    bool row_open;              /* a cell was written since the last csv_end_row */
-    size_t used;                /* bytes waiting in buf */
+    int fd;        /* not owned: the caller opens and closes it */
+    int error;     /* 0, or the first -errno of a failed write */
+    bool row_open; /* a cell was written since the last csv_end_row */
+    size_t used;   /* bytes waiting in buf */
     char buf[CSV_BUFFER_SIZE];
 };
 

@@ -5,12 +5,14 @@
  */
 #include "history.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gate.h"
 #include "phase.h"
+#include "pollstatus.h"
 #include "store.h"
 
 /* ---- recording -------------------------------------------------------------------------- */
@@ -30,6 +32,7 @@ struct point_set {
 static int take_site(const struct gate_site *g, void *arg)
 {
     struct point_set *ps = arg;
+    assert(ps->n <= ps->cap);
     if (ps->n == ps->cap) {
         size_t cap = ps->cap ? ps->cap * 2 : 16;
         struct site_point *grown = realloc(ps->v, cap * sizeof(*grown));
@@ -146,6 +149,7 @@ static int compact(struct store *s, long long before)
 
 int history_record(struct store *s, const struct gate_time *t)
 {
+    assert(s && t);
     struct point_set ps = {0};
     int rc = store_begin(s, true);
     if (rc)
@@ -278,28 +282,6 @@ int history_rules(struct store *s, const char *site, history_rule_fn fn, void *a
 
 /* ---- failing pulls ---------------------------------------------------------------------- */
 
-const char *history_error_kind(const char *e)
-{
-    if (!e || !*e)
-        return "other";
-    /* The writer's own refusals (pull/writer.c, pull/transfer.c) first: they quote the URL. */
-    if (strstr(e, "HTTP status"))
-        return "http";
-    if (!strncmp(e, "invalid report", 14) || !strncmp(e, "report ", 7) ||
-        !strncmp(e, "older than stored report", 24))
-        return "report";
-    /* libcurl's messages, after "URL via ADDRESS: ". */
-    if (strstr(e, "timed out") || strstr(e, "Timeout") || strstr(e, "timeout"))
-        return "timeout";
-    if (strstr(e, "SSL") || strstr(e, "TLS") || strstr(e, "certificate") || strstr(e, "handshake"))
-        return "tls";
-    if (strstr(e, "onnect") || strstr(e, "resolve") || strstr(e, "refused") ||
-        strstr(e, "unreachable") || strstr(e, "reset by peer") || strstr(e, "Recv failure") ||
-        strstr(e, "Send failure") || strstr(e, "Empty reply"))
-        return "connect";
-    return "other";
-}
-
 struct pull_walk {
     history_pull_fn fn;
     void *arg;
@@ -315,7 +297,7 @@ static int pull_row(sqlite3_stmt *st, void *arg)
         .failures = (long)sqlite3_column_int64(st, 2),
         .last_attempt = sqlite3_column_int64(st, 3),
         .last_success = sqlite3_column_int64(st, 4),
-        .kind = history_error_kind(error),
+        .kind = pollstatus_kind_group(pollstatus_classify(error)),
         .error = error ? error : "",
     };
     return w->fn(&f, w->arg);

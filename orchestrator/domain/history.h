@@ -73,17 +73,13 @@ typedef int (*history_rule_fn)(const struct history_rule_count *rc, void *arg);
 /* Every rule count of every point (site NULL) or of one site's, ordered by site, time, rule. */
 int history_rules(struct store *s, const char *site, history_rule_fn fn, void *arg);
 
-/* What kind of failure a poll.last_error is: "connect", "tls", "timeout", "http", "report"
- * (refused: invalid, for another host, too big, older) or "other". */
-const char *history_error_kind(const char *last_error);
-
 struct history_pull_failure {
     const char *site;
     const char *host;
     long failures;          /* in a row */
     long long last_attempt; /* 0: never */
     long long last_success; /* 0: never */
-    const char *kind;       /* history_error_kind(error) */
+    const char *kind;       /* pollstatus_kind_group(pollstatus_classify(error)) */
     const char *error;      /* poll.last_error */
 };
 typedef int (*history_pull_fn)(const struct history_pull_failure *f, void *arg);

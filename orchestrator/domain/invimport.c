@@ -23,8 +23,8 @@
 
 #include "csvread.h"
 #include "ingest.h"
-#include "invimport.h"
 #include "inventory.h"
+#include "invimport.h"
 #include "rules.h"
 #include "store.h"
 
@@ -39,10 +39,10 @@ struct inv_row {
 
 struct importer {
     struct store *store;
-    struct inv_import *out;  /* the caller's: options in, counts and message out */
+    struct inv_import *out; /* the caller's: options in, counts and message out */
     const char *path;
-    char where[96];          /* "LINE" or "element N", for messages */
-    char *err;               /* out->err */
+    char where[96]; /* "LINE" or "element N", for messages */
+    char *err;      /* out->err */
     size_t errsize;
     long long now;
     sqlite3_stmt *site_ins;
@@ -51,8 +51,8 @@ struct importer {
     sqlite3_stmt *host_find;
     sqlite3_stmt *edge_ins;
     long rows;
-    long long reevaluated;   /* stored reports re-evaluated for changed roles */
-    bool edges;              /* the file was an edges file */
+    long long reevaluated; /* stored reports re-evaluated for changed roles */
+    bool edges;            /* the file was an edges file */
 };
 
 static int imp_fail(struct importer *im, const char *field, const char *fmt, ...)
@@ -119,24 +119,28 @@ static int imp_host(struct importer *im, const struct inv_row *row)
     if (!row->name || !*row->name)
         return imp_fail(im, "name", "empty host name");
     if (!inv_valid_fqdn(row->name))
-        return imp_fail(im, "name", "'%.80s' is not a host name (FQDN: letters, digits, "
-                                    "hyphens, dots; labels of 1-63 characters)", row->name);
+        return imp_fail(im, "name",
+                        "'%.80s' is not a host name (FQDN: letters, digits, "
+                        "hyphens, dots; labels of 1-63 characters)",
+                        row->name);
     if (!row->site || !inv_valid_site(row->site))
         return imp_fail(im, "site", "'%.40s' is not a site code (three letters or digits)",
                         row->site ? row->site : "");
     unsigned roles;
     char bad[80];
     if (inv_roles_parse(row->roles ? row->roles : "", &roles, bad, sizeof(bad)))
-        return imp_fail(im, "roles", "unknown role '%s' (known: client, site_server, "
-                                     "secondary_site_server, site_database, management_point, "
-                                     "distribution_point, software_update_point, "
-                                     "reporting_point, sms_provider, cloud_management_gateway, "
-                                     "console, service_connection_point, enrollment_point, "
-                                     "enrollment_proxy_point, endpoint_protection_point, "
-                                     "certificate_registration_point, "
-                                     "data_warehouse_service_point, state_migration_point, "
-                                     "asset_intelligence_synchronization_point, or ConfigMgr's "
-                                     "names such as 'SMS Management Point')", bad);
+        return imp_fail(im, "roles",
+                        "unknown role '%s' (known: client, site_server, "
+                        "secondary_site_server, site_database, management_point, "
+                        "distribution_point, software_update_point, "
+                        "reporting_point, sms_provider, cloud_management_gateway, "
+                        "console, service_connection_point, enrollment_point, "
+                        "enrollment_proxy_point, endpoint_protection_point, "
+                        "certificate_registration_point, "
+                        "data_warehouse_service_point, state_migration_point, "
+                        "asset_intelligence_synchronization_point, or ConfigMgr's "
+                        "names such as 'SMS Management Point')",
+                        bad);
     char collector[300];
     if (row->collector && *row->collector) {
         if (!inv_valid_collector(row->collector))
@@ -188,8 +192,7 @@ static int imp_host(struct importer *im, const struct inv_row *row)
     return 0;
 }
 
-static int imp_find_host(struct importer *im, const char *field, const char *name,
-                         long long *id)
+static int imp_find_host(struct importer *im, const char *field, const char *name, long long *id)
 {
     sqlite3_reset(im->host_find);
     sqlite3_bind_text(im->host_find, 1, name, -1, SQLITE_STATIC);
@@ -260,8 +263,8 @@ static int map_header(struct csvread *r, const char *const *names, int n, int *i
         r->fields[f] = h;
         int found = -1;
         for (int i = 0; i < n; i++)
-            if (!strcasecmp(h, names[i]) || (!strcasecmp(names[i], "site") &&
-                                             !strcasecmp(h, "sitecode")))
+            if (!strcasecmp(h, names[i]) ||
+                (!strcasecmp(names[i], "site") && !strcasecmp(h, "sitecode")))
                 found = i;
         if (found < 0) {
             size_t used = strlen(ignored);
@@ -293,8 +296,10 @@ static int import_csv(struct importer *im, FILE *in)
     rc = csvread_next(&r);
     snprintf(im->where, sizeof(im->where), "%ld", r.line);
     if (rc <= 0) {
-        rc = rc ? imp_fail(im, NULL, "%s", r.err) : imp_fail(im, NULL, "empty file: expected a "
-                                                                       "header row");
+        rc = rc ? imp_fail(im, NULL, "%s", r.err)
+                : imp_fail(im, NULL,
+                           "empty file: expected a "
+                           "header row");
         goto out;
     }
     int host_index[HOST_COLS], edge_index[EDGE_COLS], host_dup, edge_dup;
@@ -323,23 +328,25 @@ static int import_csv(struct importer *im, FILE *in)
         }
         for (int i = 0; i < EDGE_COLS; i++)
             if (edge_index[i] < 0) {
-                rc = imp_fail(im, edge_cols[i], "missing column (an edges file has the header "
-                                                "dependent,server,channel)");
+                rc = imp_fail(im, edge_cols[i],
+                              "missing column (an edges file has the header "
+                              "dependent,server,channel)");
                 goto out;
             }
         edges = true;
         im->edges = true;
         ignored = edge_ignored;
     } else {
-        rc = imp_fail(im, NULL, "unknown header: expected name,site,roles,collector,os "
-                                "(hosts) or dependent,server,channel (explicit edges)%s",
+        rc = imp_fail(im, NULL,
+                      "unknown header: expected name,site,roles,collector,os "
+                      "(hosts) or dependent,server,channel (explicit edges)%s",
                       r.delim != ',' ? " (read with ';' or tab as the delimiter)" : "");
         goto out;
     }
     if (ignored[0])
-        snprintf(im->out->note, sizeof(im->out->note),
-                 "%s: columns ignored (tlsgate reads %s): %s", im->path,
-                 edges ? "dependent,server,channel" : "name,site,roles,collector,os", ignored);
+        snprintf(im->out->note, sizeof(im->out->note), "%s: columns ignored (tlsgate reads %s): %s",
+                 im->path, edges ? "dependent,server,channel" : "name,site,roles,collector,os",
+                 ignored);
     size_t ncols = r.nfields;
     while ((rc = csvread_next(&r)) == 1) {
         snprintf(im->where, sizeof(im->where), "%ld", r.line);
@@ -348,8 +355,8 @@ static int import_csv(struct importer *im, FILE *in)
             goto out;
         }
         if (edges) {
-            rc = imp_edge(im, r.fields[edge_index[COL_DEPENDENT]],
-                          r.fields[edge_index[COL_SERVER]], r.fields[edge_index[COL_CHANNEL]]);
+            rc = imp_edge(im, r.fields[edge_index[COL_DEPENDENT]], r.fields[edge_index[COL_SERVER]],
+                          r.fields[edge_index[COL_CHANNEL]]);
         } else {
             struct inv_row row = {0};
             const char **slots[HOST_COLS] = {&row.name, &row.site, &row.roles, &row.collector,
@@ -382,8 +389,7 @@ static int import_json(struct importer *im, FILE *in)
     json_error_t jerr;
     json_t *root = json_loadf(in, JSON_REJECT_DUPLICATES, &jerr);
     if (!root) {
-        snprintf(im->err, im->errsize, "%s:%d:%d: %s", im->path, jerr.line, jerr.column,
-                 jerr.text);
+        snprintf(im->err, im->errsize, "%s:%d:%d: %s", im->path, jerr.line, jerr.column, jerr.text);
         return -EINVAL;
     }
     int rc = 0;
@@ -394,7 +400,8 @@ static int import_json(struct importer *im, FILE *in)
     }
     size_t i;
     json_t *el;
-    json_array_foreach(root, i, el) {
+    json_array_foreach(root, i, el)
+    {
         snprintf(im->where, sizeof(im->where), " element %zu", i);
         if (!json_is_object(el)) {
             rc = imp_fail(im, NULL, "expected an object");
@@ -404,7 +411,8 @@ static int import_json(struct importer *im, FILE *in)
         char roles[512] = "";
         const char *key;
         json_t *v;
-        json_object_foreach(el, key, v) {
+        json_object_foreach(el, key, v)
+        {
             const char **slot = !strcmp(key, "name")        ? &row.name
                                 : !strcmp(key, "site")      ? &row.site
                                 : !strcmp(key, "collector") ? &row.collector
@@ -413,7 +421,8 @@ static int import_json(struct importer *im, FILE *in)
             if (!strcmp(key, "roles") && json_is_array(v)) {
                 size_t j;
                 json_t *role;
-                json_array_foreach(v, j, role) {
+                json_array_foreach(v, j, role)
+                {
                     if (!json_is_string(role) ||
                         strlen(roles) + json_string_length(role) + 2 > sizeof(roles)) {
                         rc = imp_fail(im, "roles", "must be a string or an array of strings");
@@ -429,8 +438,9 @@ static int import_json(struct importer *im, FILE *in)
             if (!strcmp(key, "roles"))
                 slot = &row.roles;
             if (!slot) {
-                rc = imp_fail(im, key, "unknown member (known: name, site, roles, collector, "
-                                       "os)");
+                rc = imp_fail(im, key,
+                              "unknown member (known: name, site, roles, collector, "
+                              "os)");
                 goto out;
             }
             if (!json_is_string(v) && !json_is_null(v)) {
@@ -524,8 +534,10 @@ int inv_remove(struct store *s, const char *const *names, size_t n, long *remove
     int rc = diff_prepare(s, false);
     sqlite3_stmt *st = NULL;
     if (!rc)
-        rc = store_prepare(s, "INSERT OR IGNORE INTO temp.import_diff SELECT id, '-', name, site,"
-                              " roles, collector, os FROM host WHERE name = ?1", &st);
+        rc = store_prepare(s,
+                           "INSERT OR IGNORE INTO temp.import_diff SELECT id, '-', name, site,"
+                           " roles, collector, os FROM host WHERE name = ?1",
+                           &st);
     for (size_t i = 0; !rc && i < n; i++) {
         sqlite3_reset(st);
         sqlite3_bind_text(st, 1, names[i], -1, SQLITE_TRANSIENT);
@@ -536,21 +548,27 @@ int inv_remove(struct store *s, const char *const *names, size_t n, long *remove
         if (sqlite3_changes(store_db(s)) == 0) {
             /* Named twice is fine; a name that is not in the inventory is not. */
             sqlite3_stmt *q;
-            if ((rc = store_prepare(s, "SELECT 1 FROM temp.import_diff d JOIN host h ON h.id = "
-                                       "d.id WHERE h.name = ?1", &q)))
+            if ((rc = store_prepare(s,
+                                    "SELECT 1 FROM temp.import_diff d JOIN host h ON h.id = "
+                                    "d.id WHERE h.name = ?1",
+                                    &q)))
                 break;
             sqlite3_bind_text(q, 1, names[i], -1, SQLITE_TRANSIENT);
             int step = sqlite3_step(q);
             sqlite3_finalize(q);
             if (step != SQLITE_ROW)
-                rc = store_fail(s, -ENOENT, "no such host: %s (see `tlsgate inventory list`); "
-                                            "nothing was removed", names[i]);
+                rc = store_fail(s, -ENOENT,
+                                "no such host: %s (see `tlsgate inventory list`); "
+                                "nothing was removed",
+                                names[i]);
         }
     }
     sqlite3_finalize(st);
     if (!rc)
-        rc = store_prepare(s, "DELETE FROM host WHERE id IN (SELECT id FROM temp.import_diff"
-                              " WHERE kind = '-')", &st);
+        rc = store_prepare(s,
+                           "DELETE FROM host WHERE id IN (SELECT id FROM temp.import_diff"
+                           " WHERE kind = '-')",
+                           &st);
     if (!rc)
         rc = store_run(s, st, "remove hosts");
     if (!rc)
@@ -644,16 +662,20 @@ static int imp_prune(struct importer *im)
     struct store *s = im->store;
     const char *given = im->out->prune_site;
     if (!inv_valid_site(given)) {
-        snprintf(im->err, im->errsize, "--site '%.40s' is not a site code (three letters or "
-                 "digits)", given);
+        snprintf(im->err, im->errsize,
+                 "--site '%.40s' is not a site code (three letters or "
+                 "digits)",
+                 given);
         return -EINVAL;
     }
     char site[4];
     for (int i = 0; i < 4; i++)
         site[i] = (char)(i < 3 ? toupper((unsigned char)given[i]) : '\0');
     sqlite3_stmt *st;
-    int rc = store_prepare(s, "SELECT count(*) FROM host WHERE site = ?1 AND name IN"
-                              " (SELECT name FROM temp.import_seen)", &st);
+    int rc = store_prepare(s,
+                           "SELECT count(*) FROM host WHERE site = ?1 AND name IN"
+                           " (SELECT name FROM temp.import_seen)",
+                           &st);
     if (rc) {
         snprintf(im->err, im->errsize, "%s", store_errmsg(s));
         return rc;
@@ -664,14 +686,18 @@ static int imp_prune(struct importer *im)
     if (listed < 0)
         return imp_sql_fail(im, "count the site's hosts");
     if (listed == 0) {
-        snprintf(im->err, im->errsize, "%s: no host of site %s in the file: --prune --site %s "
+        snprintf(im->err, im->errsize,
+                 "%s: no host of site %s in the file: --prune --site %s "
                  "would remove every host of the site (to do that, use `tlsgate inventory "
-                 "remove`)", im->path, site, site);
+                 "remove`)",
+                 im->path, site, site);
         return -EINVAL;
     }
-    rc = diff_remove(s, "INSERT OR IGNORE INTO temp.import_diff SELECT id, '-', name, site,"
-                        " roles, collector, os FROM host WHERE site = ?1 AND name NOT IN"
-                        " (SELECT name FROM temp.import_seen)", site, &im->out->removed);
+    rc = diff_remove(s,
+                     "INSERT OR IGNORE INTO temp.import_diff SELECT id, '-', name, site,"
+                     " roles, collector, os FROM host WHERE site = ?1 AND name NOT IN"
+                     " (SELECT name FROM temp.import_seen)",
+                     site, &im->out->removed);
     if (rc)
         snprintf(im->err, im->errsize, "%s", store_errmsg(s));
     return rc;
@@ -690,18 +716,24 @@ static int imp_prepare(struct importer *im)
                             "AFTER UPDATE OF roles ON host WHEN old.roles != new.roles BEGIN "
                             "INSERT OR IGNORE INTO import_roles_changed (id) "
                             "VALUES (new.id); END")) ||
-        (rc = store_prepare(s, "INSERT INTO site (code, entered_at, entered_by) VALUES (?, ?, ?) "
-                               "ON CONFLICT (code) DO NOTHING", &im->site_ins)) ||
-        (rc = store_prepare(s, "INSERT INTO host (name, site, roles, collector, os, added_at, "
-                               "updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) "
-                               "ON CONFLICT (name) DO UPDATE SET name = excluded.name, "
-                               "site = excluded.site, roles = excluded.roles, "
-                               "collector = excluded.collector, os = excluded.os, "
-                               "updated_at = excluded.updated_at", &im->host_upsert)) ||
+        (rc = store_prepare(s,
+                            "INSERT INTO site (code, entered_at, entered_by) VALUES (?, ?, ?) "
+                            "ON CONFLICT (code) DO NOTHING",
+                            &im->site_ins)) ||
+        (rc = store_prepare(s,
+                            "INSERT INTO host (name, site, roles, collector, os, added_at, "
+                            "updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) "
+                            "ON CONFLICT (name) DO UPDATE SET name = excluded.name, "
+                            "site = excluded.site, roles = excluded.roles, "
+                            "collector = excluded.collector, os = excluded.os, "
+                            "updated_at = excluded.updated_at",
+                            &im->host_upsert)) ||
         (rc = store_prepare(s, "INSERT INTO temp.import_seen (name) VALUES (?)", &im->seen_ins)) ||
         (rc = store_prepare(s, "SELECT id FROM host WHERE name = ?", &im->host_find)) ||
-        (rc = store_prepare(s, "INSERT INTO edge (dependent, server, channel) VALUES (?, ?, ?) "
-                               "ON CONFLICT DO NOTHING", &im->edge_ins)))
+        (rc = store_prepare(s,
+                            "INSERT INTO edge (dependent, server, channel) VALUES (?, ?, ?) "
+                            "ON CONFLICT DO NOTHING",
+                            &im->edge_ins)))
         snprintf(im->err, im->errsize, "%s", store_errmsg(s));
     return rc;
 }
@@ -742,8 +774,8 @@ static bool looks_like_json(FILE *in)
 {
     int c;
     long pos = ftell(in);
-    while ((c = getc(in)) != EOF && (c == ' ' || c == '\t' || c == '\r' || c == '\n' ||
-                                     c == 0xEF || c == 0xBB || c == 0xBF))
+    while ((c = getc(in)) != EOF &&
+           (c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == 0xEF || c == 0xBB || c == 0xBF))
         ;
     fseek(in, pos, SEEK_SET);
     return c == '[' || c == '{';
@@ -776,8 +808,10 @@ static int imp_reevaluate(struct importer *im)
 {
     struct store *s = im->store;
     sqlite3_stmt *st = NULL;
-    int rc = store_prepare(s, "SELECT c.id FROM temp.import_roles_changed c "
-                              "JOIN report r ON r.host_id = c.id ORDER BY c.id", &st);
+    int rc = store_prepare(s,
+                           "SELECT c.id FROM temp.import_roles_changed c "
+                           "JOIN report r ON r.host_id = c.id ORDER BY c.id",
+                           &st);
     struct id_list l = {s, NULL, 0, 0};
     if (!rc)
         rc = store_each(s, st, "hosts with changed roles", add_id, &l);
@@ -798,8 +832,12 @@ int inv_import(struct store *s, FILE *in, struct inv_import *out)
 {
     /* The before/after counts and every check read inside the caller's write transaction. */
     assert(!sqlite3_get_autocommit(store_db(s)));
-    struct importer im = {.store = s, .out = out, .path = out->path, .err = out->err,
-                          .errsize = sizeof(out->err), .now = out->now};
+    struct importer im = {.store = s,
+                          .out = out,
+                          .path = out->path,
+                          .err = out->err,
+                          .errsize = sizeof(out->err),
+                          .now = out->now};
     out->err[0] = '\0';
     out->note[0] = '\0';
     out->removed = 0;
@@ -808,8 +846,10 @@ int inv_import(struct store *s, FILE *in, struct inv_import *out)
     bool json = looks_like_json(in);
     int rc;
     if (starts_utf16(in)) {
-        snprintf(im.err, im.errsize, "%s: UTF-16 text: save it as UTF-8 (PowerShell: "
-                 "Out-File -Encoding utf8; Excel: CSV UTF-8)", im.path);
+        snprintf(im.err, im.errsize,
+                 "%s: UTF-16 text: save it as UTF-8 (PowerShell: "
+                 "Out-File -Encoding utf8; Excel: CSV UTF-8)",
+                 im.path);
         rc = -EINVAL;
     } else if (!(rc = imp_prepare(&im))) {
         rc = json ? import_json(&im, in) : import_csv(&im, in);

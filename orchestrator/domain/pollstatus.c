@@ -5,6 +5,7 @@
  */
 #include "pollstatus.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -98,6 +99,32 @@ enum pollstatus_kind pollstatus_classify(const char *e)
     return PK_OTHER;
 }
 
+const char *pollstatus_kind_group(enum pollstatus_kind k)
+{
+    /* No default: a new kind is a build error here until it has its group. */
+    switch (k) {
+    case PK_REFUSED:
+    case PK_UNREACHABLE:
+    case PK_DNS: return "connect";
+    case PK_TIMEOUT: return "timeout";
+    case PK_TLS_WRONG_HOST:
+    case PK_TLS_EXPIRED:
+    case PK_TLS_UNTRUSTED:
+    case PK_TLS: return "tls";
+    case PK_HTTP: return "http";
+    case PK_TOO_BIG:
+    case PK_INVALID:
+    case PK_WRONG_HOST:
+    case PK_FUTURE:
+    case PK_OLDER:
+    case PK_NOT_STORED: return "report";
+    case PK_NONE:
+    case PK_OTHER:
+    case PK_COUNT: break;
+    }
+    return "other";
+}
+
 const char *pollstatus_reachable(const struct pollstatus_host *h)
 {
     if (!h->last_attempt_at)
@@ -107,6 +134,7 @@ const char *pollstatus_reachable(const struct pollstatus_host *h)
 
 void pollstatus_why_unknown(const struct pollstatus_host *h, char *buf, size_t size)
 {
+    assert(h->state && size > 0);
     if (strcmp(h->state, "unknown") != 0) {
         snprintf(buf, size, "%s", "");
         return;
@@ -163,6 +191,7 @@ static int walk_row(sqlite3_stmt *st, void *arg)
         .cert_issuer = (const char *)sqlite3_column_text(st, 12),
         .cert_changed_at = sqlite3_column_int64(st, 13),
     };
+    assert(h.name && h.site && h.state); /* NOT NULL columns; HOSTSTATE_SQL always names one */
     w->rows++;
     return w->fn(&h, w->arg);
 }
@@ -215,6 +244,7 @@ int pollstatus_each(struct store *s, const char *site, bool failing, long long c
 
 void pollstatus_count(struct pollstatus_summary *sum, const struct pollstatus_host *h)
 {
+    assert(h->kind >= PK_NONE && h->kind < PK_COUNT);
     sum->hosts++;
     if (!h->last_attempt_at)
         sum->never++;
@@ -244,6 +274,7 @@ size_t pollstatus_summary_kinds(const struct pollstatus_summary *sum,
 
 void pollstatus_summary_text(const struct pollstatus_summary *sum, char *buf, size_t size)
 {
+    assert(size > 0);
     enum pollstatus_kind k[PK_COUNT];
     size_t n = pollstatus_summary_kinds(sum, k), used = 0;
     buf[0] = '\0';

@@ -7,6 +7,8 @@
  * detects with the label of its kind ("connection refused: https://h/v1/readiness via ...");
  * pollstatus_classify reads the kind back from that label (and from the older unlabelled texts
  * by their libcurl wording), so failures are counted by kind without parsing libcurl's words.
+ * It is the only reader of poll.last_error's kind: the pull-failures view and the status page
+ * (history.c, pollstatus_kind_group) and the metrics' outcome labels (metrics.c) map its kinds.
  * The expiry of the collector's certificate is recorded at each handshake (poll.cert_not_after,
  * schema/005_ops.sql).
  */
@@ -49,6 +51,11 @@ const char *pollstatus_kind_label(enum pollstatus_kind k);
 
 /* The kind of a recorded poll.last_error (NULL: PK_NONE). */
 enum pollstatus_kind pollstatus_classify(const char *error);
+
+/* The coarse group of a kind for the `pull-failures` view and the status page: "connect"
+ * (refused, unreachable, name not resolved), "tls", "timeout", "http", "report" (the collector
+ * answered with a report that was refused or not stored) or "other" (PK_NONE, PK_OTHER). */
+const char *pollstatus_kind_group(enum pollstatus_kind k);
 
 /* One host as the daemon sees it. Strings are borrowed for the callback's duration. */
 struct pollstatus_host {

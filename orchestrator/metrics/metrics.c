@@ -5,6 +5,7 @@
  */
 #include "metrics.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -29,53 +30,33 @@ const char *metrics_outcome_name(enum metrics_outcome o)
     return o < OUTCOME_COUNT ? outcome_names[o] : "other";
 }
 
-/* The poller's reasons (poll.h, pull/transfer.c, pull/writer.c): its own words first (they start
- * the text), then libcurl's, which follow "URL via ADDRESS: " and never quote collector bytes. */
+/* The poller's reasons (poll.h, pull/transfer.c, pull/writer.c) are read by their kind, as
+ * `poll status` and `host show` read them (pollstatus_classify); no words are parsed here. */
 enum metrics_outcome metrics_outcome_of(bool ok, const char *error)
 {
     if (ok)
         return OUTCOME_STORED;
-    if (!error)
-        return OUTCOME_OTHER;
-    static const struct {
-        const char *prefix;
-        enum metrics_outcome o;
-    } own[] = {
-        {"report over ", OUTCOME_TOO_BIG},
-        {"HTTP status ", OUTCOME_HTTP_STATUS},
-        {"invalid report", OUTCOME_INVALID_REPORT},
-        {"report is for host ", OUTCOME_WRONG_HOST},
-        {"collected_at ", OUTCOME_FUTURE_REPORT},
-        {"older than stored report", OUTCOME_OLDER_REPORT},
-        {"report not stored", OUTCOME_OTHER},
-    };
-    for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
-        if (!strncmp(error, own[i].prefix, strlen(own[i].prefix)))
-            return own[i].o;
-    /* libcurl's message comes after "https://NAME/v1/readiness via ADDRESS: ". */
-    const char *why = strstr(error, ": ");
-    why = why ? why + 2 : error;
-    static const struct {
-        const char *word;
-        enum metrics_outcome o;
-    } curl[] = {
-        {"timed out", OUTCOME_TIMEOUT},
-        {"Timeout", OUTCOME_TIMEOUT},
-        {"SSL", OUTCOME_TLS},
-        {"TLS", OUTCOME_TLS},
-        {"certificate", OUTCOME_TLS},
-        {"Failed to connect", OUTCOME_CONNECT},
-        {"Couldn't connect", OUTCOME_CONNECT},
-        {"Connection refused", OUTCOME_CONNECT},
-        {"Could not resolve", OUTCOME_CONNECT},
-        {"Couldn't resolve", OUTCOME_CONNECT},
-        {"Recv failure", OUTCOME_CONNECT},
-        {"Send failure", OUTCOME_CONNECT},
-        {"Empty reply", OUTCOME_CONNECT},
-    };
-    for (size_t i = 0; i < sizeof(curl) / sizeof(curl[0]); i++)
-        if (strstr(why, curl[i].word))
-            return curl[i].o;
+    /* No default: a new kind is a build error here until it has its label. */
+    switch (pollstatus_classify(error)) {
+    case PK_REFUSED:
+    case PK_UNREACHABLE:
+    case PK_DNS: return OUTCOME_CONNECT;
+    case PK_TIMEOUT: return OUTCOME_TIMEOUT;
+    case PK_TLS_WRONG_HOST:
+    case PK_TLS_EXPIRED:
+    case PK_TLS_UNTRUSTED:
+    case PK_TLS: return OUTCOME_TLS;
+    case PK_HTTP: return OUTCOME_HTTP_STATUS;
+    case PK_TOO_BIG: return OUTCOME_TOO_BIG;
+    case PK_INVALID: return OUTCOME_INVALID_REPORT;
+    case PK_WRONG_HOST: return OUTCOME_WRONG_HOST;
+    case PK_FUTURE: return OUTCOME_FUTURE_REPORT;
+    case PK_OLDER: return OUTCOME_OLDER_REPORT;
+    case PK_NONE:
+    case PK_NOT_STORED:
+    case PK_OTHER:
+    case PK_COUNT: break;
+    }
     return OUTCOME_OTHER;
 }
 
@@ -204,7 +185,9 @@ static void round_reset(struct metrics *m)
 
 void metrics_note_outcome(struct metrics *m, struct poll *p, const struct poll_outcome *o)
 {
-    m->pulls[metrics_outcome_of(o->ok, o->error)]++;
+    enum metrics_outcome outcome = metrics_outcome_of(o->ok, o->error);
+    assert(outcome < OUTCOME_COUNT);
+    m->pulls[outcome]++;
     if (m->rounds_untracked)
         return;
     long long id = o->host_id;

@@ -51,7 +51,7 @@ enum metrics_outcome {
     OUTCOME_STORED,         /* report accepted and stored */
     OUTCOME_CONNECT,        /* no connection (refused, unreachable, name not resolved) */
     OUTCOME_TLS,            /* TLS handshake or certificate check failed */
-    OUTCOME_TIMEOUT,        /* connect or transfer timeout */
+    OUTCOME_TIMEOUT,        /* connected, but no whole answer within timeout */
     OUTCOME_HTTP_STATUS,    /* the collector answered, not with 200 */
     OUTCOME_TOO_BIG,        /* report over the 256 KiB cap */
     OUTCOME_INVALID_REPORT, /* not a valid report */
@@ -62,7 +62,8 @@ enum metrics_outcome {
     OUTCOME_COUNT
 };
 
-/* The outcome of a pull from what the poller recorded (poll_outcome.ok and .error). */
+/* The outcome of a pull from what the poller recorded (poll_outcome.ok and .error): the label of
+ * the error's kind (pollstatus_classify, domain/pollstatus.h), the one reader of the reasons. */
 enum metrics_outcome metrics_outcome_of(bool ok, const char *error);
 /* "stored", "connect", ... (snake_case label values). */
 const char *metrics_outcome_name(enum metrics_outcome o);

@@ -29,17 +29,8 @@ static char *dir;
 static char db[4096];
 static char chromium[4096];
 
-static void setup(void)
-{
-    dir = tu_tmpdir();
-    snprintf(db, sizeof(db), "%s", tu_path(dir, "t.db"));
-}
-
-static void teardown(void)
-{
-    tu_rmtree(dir);
-    free(dir);
-}
+static void setup(void) { dir = tu_tmpdir_with_db(db, sizeof(db)); }
+static void teardown(void) { tu_tmpdir_drop(&dir); }
 
 static bool find_chromium(void)
 {
@@ -290,11 +281,9 @@ int main(void)
         return 77;
     }
     Suite *s = suite_create("browser");
-    TCase *tc = tcase_create("browser");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    TCase *tc = tu_tcase(s, "browser", setup, teardown,
+                         TU_TESTS(test_chromium_renders_the_page_with_the_numbers_and_loads_nothing,
+                                  test_netlog_check_catches_a_page_that_loads));
     tcase_set_timeout(tc, 280);
-    tcase_add_test(tc, test_chromium_renders_the_page_with_the_numbers_and_loads_nothing);
-    tcase_add_test(tc, test_netlog_check_catches_a_page_that_loads);
-    suite_add_tcase(s, tc);
     return tu_run_suite(s);
 }

@@ -37,8 +37,8 @@ static void put16(FILE *f, const char *s)
 
 static void key_path(char *buf, size_t n, long i)
 {
-    snprintf(buf, n, "HKEY_LOCAL_MACHINE\\SOFTWARE\\Vendor%03ld\\Product%ld\\Component%ld",
-             i % 500, (i / 500) % 20, i);
+    snprintf(buf, n, "HKEY_LOCAL_MACHINE\\SOFTWARE\\Vendor%03ld\\Product%ld\\Component%ld", i % 500,
+             (i / 500) % 20, i);
 }
 
 int main(int argc, char **argv)
@@ -139,6 +139,7 @@ int main(int argc, char **argv)
     printf("  checksum %llu\n", (unsigned long long)sum);
     regview_free(v);
     free(buf);
-    if (!getenv("KEEP")) remove(path);
+    if (!getenv("KEEP"))
+        remove(path);
     return 0;
 }

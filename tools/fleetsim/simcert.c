@@ -37,8 +37,8 @@ static char *read_pem(const char *path, char *err, size_t errsize)
     return buf;
 }
 
-int simcert_ca_load(const char *cert_path, const char *key_path, struct simcert_ca **out,
-                    char *err, size_t errsize)
+int simcert_ca_load(const char *cert_path, const char *key_path, struct simcert_ca **out, char *err,
+                    size_t errsize)
 {
     *out = NULL;
     struct simcert_ca *ca = calloc(1, sizeof(*ca));
@@ -51,8 +51,8 @@ int simcert_ca_load(const char *cert_path, const char *key_path, struct simcert_
         !(keypem = read_pem(key_path, err, errsize)))
         goto fail;
     gnutls_datum_t d = {(unsigned char *)ca->pem, (unsigned)strlen(ca->pem)};
-    if ((g = gnutls_x509_crt_init(&ca->crt)) || (g = gnutls_x509_crt_import(ca->crt, &d,
-                                                                           GNUTLS_X509_FMT_PEM))) {
+    if ((g = gnutls_x509_crt_init(&ca->crt)) ||
+        (g = gnutls_x509_crt_import(ca->crt, &d, GNUTLS_X509_FMT_PEM))) {
         snprintf(err, errsize, "%s: %s", cert_path, gnutls_strerror(g));
         goto fail;
     }

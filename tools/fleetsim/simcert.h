@@ -11,8 +11,8 @@
 struct simcert_ca;
 
 /* Loads the CA certificate and key (PEM files). Returns 0, or -errno with the reason in err. */
-int simcert_ca_load(const char *cert_path, const char *key_path, struct simcert_ca **out,
-                    char *err, size_t errsize);
+int simcert_ca_load(const char *cert_path, const char *key_path, struct simcert_ca **out, char *err,
+                    size_t errsize);
 void simcert_ca_free(struct simcert_ca *ca);
 
 /* The CA certificate as PEM (owned by the CA). */
