@@ -244,6 +244,12 @@ static const struct {
      "future", "report", "future_report"},
     {"older than stored report", "older", "report", "older_report"},
     {"report not stored: disk I/O error", "not_stored", "report", "other"},
+    {"certificate revoked: fingerprint 00ab (serial 01, issuer CN=fleet) revoked at "
+     "2025-11-24T16:00:00Z; report not stored",
+     "cert_revoked", "identity", "cert_revoked"},
+    {"certificate changed: fingerprint 00ab (issuer CN=fleet) replaces 00cd, not through "
+     "enrollment; held until `tlsgate enroll accept k18.test`",
+     "cert_changed", "identity", "cert_changed"},
     {"https://k16.test/v1/readiness via 127.0.0.1:9: Recv failure: Connection reset by peer",
      "other", "other", "other"},
 };

@@ -118,6 +118,8 @@ const char *pollstatus_kind_group(enum pollstatus_kind k)
     case PK_FUTURE:
     case PK_OLDER:
     case PK_NOT_STORED: return "report";
+    case PK_CERT_REVOKED:
+    case PK_CERT_CHANGED: return "identity";
     case PK_NONE:
     case PK_OTHER:
     case PK_COUNT: break;

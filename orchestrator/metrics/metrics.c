@@ -22,7 +22,8 @@
 
 static const char *const outcome_names[OUTCOME_COUNT] = {
     "stored",         "connect",    "tls",           "timeout",      "http_status", "too_big",
-    "invalid_report", "wrong_host", "future_report", "older_report", "other",
+    "invalid_report", "wrong_host", "future_report", "older_report", "cert_revoked",
+    "cert_changed",   "other",
 };
 
 const char *metrics_outcome_name(enum metrics_outcome o)
@@ -52,6 +53,8 @@ enum metrics_outcome metrics_outcome_of(bool ok, const char *error)
     case PK_WRONG_HOST: return OUTCOME_WRONG_HOST;
     case PK_FUTURE: return OUTCOME_FUTURE_REPORT;
     case PK_OLDER: return OUTCOME_OLDER_REPORT;
+    case PK_CERT_REVOKED: return OUTCOME_CERT_REVOKED;
+    case PK_CERT_CHANGED: return OUTCOME_CERT_CHANGED;
     case PK_NONE:
     case PK_NOT_STORED:
     case PK_OTHER:

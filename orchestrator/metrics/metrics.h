@@ -58,6 +58,8 @@ enum metrics_outcome {
     OUTCOME_WRONG_HOST,     /* a report for another host */
     OUTCOME_FUTURE_REPORT,  /* collected_at too far in the future */
     OUTCOME_OLDER_REPORT,   /* older than the stored report */
+    OUTCOME_CERT_REVOKED,   /* the collector's certificate is revoked (issue 12) */
+    OUTCOME_CERT_CHANGED,   /* held: a certificate change not through enrollment */
     OUTCOME_OTHER,          /* anything else (the reason is in poll.last_error) */
     OUTCOME_COUNT
 };
