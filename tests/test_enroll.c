@@ -13,6 +13,7 @@
 #include <gnutls/x509.h>
 #include <jansson.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -749,6 +750,33 @@ START_TEST(test_enroll_list_expiring)
 }
 END_TEST
 
+START_TEST(test_enroll_busy_store_answers_503_and_stores_nothing)
+{
+    serve_start();
+    char *csr = make_csr("host1.test", "host1");
+    /* Another writer holds the database (the daemon in a long batch, say). */
+    sqlite3 *other;
+    ck_assert_int_eq(sqlite3_open_v2(db, &other, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    struct answer a = enroll("host1.test", "S01", secret1, csr);
+    ck_assert_msg(a.code == 503, "want 503, got %ld: %s", a.code, a.body);
+    ck_assert_int_gt(a.retry_after, 0);
+    ck_assert_int_eq(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    ck_assert_int_eq(count("SELECT count(*) FROM enroll_request", NULL), 0);
+    ck_assert_int_eq(count("SELECT count(*) FROM identity", NULL), 0);
+    /* Asked again once the store is free: issued, one request, one identity. */
+    struct answer b = enroll("host1.test", "S01", secret1, csr);
+    ck_assert_int_eq(b.code, 200);
+    ck_assert_int_eq(count("SELECT count(*) FROM enroll_request", NULL), 1);
+    ck_assert_int_eq(count("SELECT count(*) FROM identity", NULL), 1);
+    answer_release(&a);
+    answer_release(&b);
+    free(csr);
+    serve_stop();
+}
+END_TEST
+
 static Suite *enroll_suite(void)
 {
     Suite *s = suite_create("enroll");
@@ -767,6 +795,7 @@ static Suite *enroll_suite(void)
     tcase_add_test(tc, test_enroll_pending_cap);
     tcase_add_test(tc, test_enroll_ca_key_must_be_private);
     tcase_add_test(tc, test_enroll_list_expiring);
+    tcase_add_test(tc, test_enroll_busy_store_answers_503_and_stores_nothing);
     suite_add_tcase(s, tc);
     return s;
 }
