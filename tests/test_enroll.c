@@ -724,17 +724,17 @@ START_TEST(test_enroll_list_expiring)
     ck_assert_int_eq(a.code, 200);
     answer_release(&a);
     serve_stop();
-    /* What the puller saw at host2 (no enrolled identity): expires in 5 days. */
-    char sql[256];
-    snprintf(sql, sizeof(sql),
-             "INSERT INTO poll (host_id, cert_not_after) SELECT id, strftime('%%s','now') + 5 * "
-             "86400 FROM host WHERE name = 'host2.test'");
-    char *argv[] = {"/usr/bin/env", "sqlite3", db, sql, NULL};
-    if (tu_run(argv, NULL, NULL, NULL) != 0) {
-        /* No sqlite3 shell: this part needs one. */
-        free(csr);
-        return;
-    }
+    /* What the puller saw at host2 (no enrolled identity): expires in 5 days, and a
+     * certificate change not through enrollment. */
+    sqlite3 *h;
+    ck_assert_int_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(h,
+                                  "INSERT INTO poll (host_id, cert_not_after, cert_changed_at)"
+                                  " SELECT id, strftime('%s','now') + 5 * 86400, 1 FROM host"
+                                  " WHERE name = 'host2.test'",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(h);
     char *out = NULL;
     ck_assert_int_eq(
         tu_tlsgate(db, &out, NULL, "--json", "enroll", "list", "--expiring", "14d", NULL), 0);
@@ -746,6 +746,17 @@ START_TEST(test_enroll_list_expiring)
     ck_assert_ptr_nonnull(strstr(out, "host1.test"));
     free(out);
     ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "enroll", "list", "--expiring", "soon", NULL), 2);
+    /* `enroll accept`: the noted change is cleared, once. */
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "--json", "enroll", "accept", "host2.test", NULL),
+                     0);
+    ck_assert_ptr_nonnull(strstr(out, "\"accepted\":true"));
+    free(out);
+    ck_assert_int_eq(count("SELECT count(*) FROM poll WHERE cert_changed_at IS NOT NULL", NULL), 0);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "--json", "enroll", "accept", "host2.test", NULL),
+                     0);
+    ck_assert_ptr_nonnull(strstr(out, "\"accepted\":false"));
+    free(out);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "enroll", "accept", "nobody.test", NULL), 3);
     free(csr);
 }
 END_TEST
