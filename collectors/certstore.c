@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "certstore.h"
@@ -28,6 +27,44 @@ int certstore_thumbprint(const unsigned char *der, size_t der_len, char thumb[CE
     for (int i = 0; i < 20; i++)
         snprintf(thumb + 2 * i, 3, "%02X", md[i]);
     return 0;
+}
+
+/* ASCII case-insensitive prefix (no locale, and no msvcrt tolower import on Windows). */
+bool certstore_prefix(const char *s, const char *prefix)
+{
+    for (; *prefix; s++, prefix++) {
+        char a = *s, b = *prefix;
+        if (a >= 'A' && a <= 'Z')
+            a = (char)(a - 'A' + 'a');
+        if (b >= 'A' && b <= 'Z')
+            b = (char)(b - 'A' + 'a');
+        if (a != b)
+            return false;
+    }
+    return true;
+}
+
+int certstore_check_name(const char *store)
+{
+    const char *name;
+    if (certstore_prefix(store, "LocalMachine\\"))
+        name = store + 13;
+    else if (certstore_prefix(store, "CurrentUser\\"))
+        name = store + 12;
+    else
+        return -1;
+    size_t n = strlen(name);
+    if (n < 1 || n > 64)
+        return -1;
+    for (const char *p = name; *p; p++)
+        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')))
+            return -1;
+    return 0;
+}
+
+static bool ascii_equal(const char *a, const char *b)
+{
+    return strlen(a) == strlen(b) && certstore_prefix(a, b);
 }
 
 static void add_reason(char *reasons, const char *fmt, ...) PLATFORM_PRINTF(2, 3);
@@ -74,7 +111,7 @@ static bool names_host(gnutls_x509_crt_t crt, const char *host, char *shown, siz
         if (!shown[0])
             snprintf(shown, shownsize, "%s", name);
         /* An embedded NUL ("host\0.evil") never matches. */
-        if (strlen(name) == n && strcasecmp(name, host) == 0)
+        if (strlen(name) == n && ascii_equal(name, host))
             match = true;
     }
     if (any_dns)
@@ -84,7 +121,7 @@ static bool names_host(gnutls_x509_crt_t crt, const char *host, char *shown, siz
     if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, cn, &n) < 0)
         return false;
     snprintf(shown, shownsize, "CN=%s", cn);
-    return strlen(cn) == n && strcasecmp(cn, host) == 0;
+    return strlen(cn) == n && ascii_equal(cn, host);
 }
 
 /* serverAuth / clientAuth from the extendedKeyUsage extension. false when it is absent. */

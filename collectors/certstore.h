@@ -54,4 +54,32 @@ int certstore_select(const struct certstore_candidate *cands, size_t n, const ch
 int certstore_thumbprint(const unsigned char *der, size_t der_len,
                          char thumb[CERTSTORE_THUMB_SIZE]);
 
+/* A store name: "LocalMachine\\NAME" or "CurrentUser\\NAME", NAME of 1..64 letters and digits
+ * (My, WebHosting, ...), the location in any case. 0 or -1. The collector checks its config with
+ * it on every platform. */
+int certstore_check_name(const char *store);
+
+/* True when `s` starts with `prefix`, ASCII case-insensitive. */
+bool certstore_prefix(const char *s, const char *prefix);
+
+#ifdef _WIN32
+/*
+ * Windows (certstore-win.c): the identity from a system certificate store, "LocalMachine\\My"
+ * (or "LocalMachine\\NAME", "CurrentUser\\NAME"). Enumerates the store, judges each certificate
+ * by certstore_select (a candidate "has a key" when CryptAcquireCertificatePrivateKey opens it
+ * through CNG for this account, silently), and returns the chosen certificate as PEM and a GnuTLS
+ * key URL ("tlsgate-certstore:STORE;sha1=THUMB") that gnutls_privkey_import_url resolves to a key
+ * that signs through NCryptSignHash: the key never leaves the Windows key store, so
+ * non-exportable keys work. RSA (PKCS#1 v1.5 and PSS, TLS 1.2 and 1.3) and ECDSA P-256/384/521.
+ * Returns 0, or -1 with err naming the store (and every candidate's reasons).
+ */
+int certstore_win_load(const char *store, const char *host, long long now,
+                       void (*log)(void *arg, const char *line), void *log_arg, char **cert_pem,
+                       char **key_url, char *err, size_t errsize);
+
+/* This machine's DNS name (GetComputerNameExW, ComputerNameDnsFullyQualified), lower case, for
+ * choosing a certificate when no --host is given; 0 or -1. */
+int certstore_win_hostname(char *out, size_t size);
+#endif
+
 #endif
