@@ -451,6 +451,15 @@ static enum MHD_Result answer_health(struct server *s, struct MHD_Connection *c)
                   "last_refresh", when[0] ? when : NULL, "last_error", s->last_error,
                   "report_bytes", (json_int_t)s->report_bytes, "certificate_expires",
                   expires[0] ? expires : NULL, "certificate_warning", warning[0] ? warning : NULL);
+    /* The connection counters (server_stats): how the discipline of issue 19 is doing. */
+    json_t *conns =
+        json_pack("{s:I, s:I, s:I, s:I, s:I}", "served", (json_int_t)s->stats.served, "refused",
+                  (json_int_t)s->stats.refused, "denied", (json_int_t)s->stats.denied, "evicted",
+                  (json_int_t)s->stats.evicted, "timed_out", (json_int_t)s->stats.timed_out);
+    if (j && conns)
+        json_object_set_new(j, "connections", conns);
+    else
+        json_decref(conns);
     char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!body)

@@ -28,7 +28,9 @@
  *   GET /v1/health     200 application/json: {status, host, last_refresh, last_error,
  *                      report_bytes}; never touches the facts
  *                      + certificate_expires, and certificate_warning ("degraded") when
- *                      the certificate expires within cert_warn_days or has expired
+ *                      the certificate expires within cert_warn_days or has expired;
+ *                      + connections: {served, refused, denied, evicted, timed_out}
+ *                      (server_stats below)
  *   other paths 404; other methods on these paths 405 with Allow; HEAD is answered like GET.
  *   A request whose version is not HTTP/1.x, whose target holds a NUL (raw or %00), or with
  *   Content-Length headers that disagree: 400, before the client check. No request
