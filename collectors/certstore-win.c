@@ -54,6 +54,11 @@ static HCERTSTORE open_store(const char *store, char *err, size_t errsize)
     DWORD flags = (machine ? CERT_SYSTEM_STORE_LOCAL_MACHINE : CERT_SYSTEM_STORE_CURRENT_USER) |
                   CERT_STORE_READONLY_FLAG | CERT_STORE_OPEN_EXISTING_FLAG;
     HCERTSTORE h = CertOpenStore(CERT_STORE_PROV_SYSTEM_W, 0, 0, flags, wname);
+    if (!h && GetLastError() == ERROR_FILE_NOT_FOUND) {
+        /* Never created (nothing was ever enrolled): an empty store, judged as one. Opened in
+         * memory so that this read-only agent creates nothing in the registry. */
+        h = CertOpenStore(CERT_STORE_PROV_MEMORY, 0, 0, 0, NULL);
+    }
     if (!h) {
         char why[256];
         platform_win_message(GetLastError(), why, sizeof(why));

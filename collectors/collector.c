@@ -39,6 +39,7 @@
 
 #include "certstore.h"
 #include "cfgutil.h"
+#include "keyacl.h"
 #include "collector.h"
 #include "facts.h"
 #include "platform.h"
@@ -813,8 +814,8 @@ static bool cert_names(gnutls_x509_crt_t crt, const char *host, char *first, siz
 }
 
 /* A private key others can read is no longer private: refused, with the fix. Windows: the
- * mode bits stat() shows there say nothing about the ACL that decides who can read the file
- * (the service installer writes that ACL, winsvc.c), so the check is POSIX-only. */
+ * mode bits stat() shows there say nothing; the file's ACL decides (keyacl.h: only SYSTEM,
+ * Administrators and the service may read it). Wine keeps no file ACLs: not checked there. */
 static int check_key_mode(const char *path)
 {
 #ifndef _WIN32
@@ -826,7 +827,11 @@ static int check_key_mode(const char *path)
         return EXIT_INPUT;
     }
 #else
-    (void)path;
+    char why[2048];
+    if (!keyacl_wine() && keyacl_check_file(path, why, sizeof(why)) < 0) {
+        fail("%s", why);
+        return EXIT_INPUT;
+    }
 #endif
     return 0;
 }
