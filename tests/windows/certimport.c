@@ -33,8 +33,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "PFXImportCertStore: error %lu\n", GetLastError());
         return 1;
     }
-    HCERTSTORE my = CertOpenStore(CERT_STORE_PROV_SYSTEM_W, 0, 0,
-                                  CERT_SYSTEM_STORE_LOCAL_MACHINE, L"MY");
+    HCERTSTORE my =
+        CertOpenStore(CERT_STORE_PROV_SYSTEM_W, 0, 0, CERT_SYSTEM_STORE_LOCAL_MACHINE, L"MY");
     if (!my) {
         fprintf(stderr, "CertOpenStore LocalMachine\\My: error %lu\n", GetLastError());
         return 1;
