@@ -222,7 +222,16 @@ static void usage(FILE *f)
           "                      may connect (others are closed at accept) and they have\n"
           "                      reserved connection slots; \"cert_warn_days\" (config only,\n"
           "                      default 14): /v1/health says degraded this long before the\n"
-          "                      certificate expires\n"
+          "                      certificate expires; \"handshake_timeout_ms\" (100-60000,\n"
+          "                      default 5000), \"request_timeout_ms\" (100-300000, default\n"
+          "                      10000), \"connection_limit\" (1-1024, default 64),\n"
+          "                      \"per_ip_limit\" (1-1024, default 16) (config only)\n"
+#ifdef _WIN32
+          "                      \"certificate\": {\"store\": \"LocalMachine\\\\My\"} (config\n"
+          "                      only) instead of cert and key: the store's certificate for\n"
+          "                      this host (SAN, serverAuth, valid, its key usable), key\n"
+          "                      never exported\n"
+#endif
           "  --version           the version\n"
           "  -h, --help          this text\n"
           "\n"
