@@ -6,6 +6,7 @@
  * another host's, no EKU, CN only, RSA for key encipherment only, short- and long-lived).
  * Dates are judged against a `now` the test gives, so expiry needs no forged dates.
  */
+#include <errno.h>
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
 #include <stdio.h>
@@ -14,7 +15,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <gnutls/abstract.h>
+#include <gnutls/urls.h>
+#include <uv.h>
+
 #include "certstore.h"
+#include "server.h"
 #include "testutil.h"
 
 #define HOST "host.example.test"
@@ -322,6 +328,143 @@ START_TEST(a_short_error_buffer_is_cut_not_overrun)
 }
 END_TEST
 
+/* ---- the server's key_url path, which the Windows store feeds (certstore-win.c) ----
+ * A URL scheme of the test's own, "test-extkey:PATH", hands GnuTLS an external key (its public
+ * half unknown to GnuTLS, signing through a callback), as tlsgate-certstore: does over CNG. */
+
+static int ext_sign_hash(gnutls_privkey_t key, gnutls_sign_algorithm_t algo, void *userdata,
+                         unsigned int flags, const gnutls_datum_t *hash, gnutls_datum_t *sig)
+{
+    (void)key;
+    (void)flags;
+    return gnutls_privkey_sign_hash2(userdata, algo, 0, hash, sig);
+}
+
+static int ext_info(gnutls_privkey_t key, unsigned int flags, void *userdata)
+{
+    (void)key;
+    (void)userdata;
+    if (flags & GNUTLS_PRIVKEY_INFO_PK_ALGO)
+        return GNUTLS_PK_ECDSA;
+    if (flags & GNUTLS_PRIVKEY_INFO_PK_ALGO_BITS)
+        return 256;
+    if (flags & GNUTLS_PRIVKEY_INFO_HAVE_SIGN_ALGO)
+        return gnutls_sign_get_pk_algorithm(GNUTLS_FLAGS_TO_SIGN_ALGO(flags)) == GNUTLS_PK_ECDSA;
+    return -1;
+}
+
+static void ext_deinit(gnutls_privkey_t key, void *userdata)
+{
+    (void)key;
+    gnutls_privkey_deinit(userdata);
+}
+
+static int ext_import(gnutls_privkey_t pkey, const char *url, unsigned flags)
+{
+    (void)flags;
+    size_t len;
+    char *pem = tu_read_file(url + strlen("test-extkey:"), &len);
+    if (!pem)
+        return GNUTLS_E_FILE_ERROR;
+    gnutls_privkey_t inner;
+    gnutls_datum_t d = {(unsigned char *)pem, (unsigned)len};
+    int rc = gnutls_privkey_init(&inner);
+    if (rc == 0)
+        rc = gnutls_privkey_import_x509_raw(inner, &d, GNUTLS_X509_FMT_PEM, NULL, 0);
+    free(pem);
+    if (rc == 0)
+        rc = gnutls_privkey_import_ext4(pkey, inner, NULL, ext_sign_hash, NULL, ext_deinit,
+                                        ext_info, 0);
+    return rc;
+}
+
+static const gnutls_custom_url_st ext_scheme = {
+    .name = "test-extkey:", .name_size = 12, .import_key = ext_import};
+
+static uv_loop_t loop;
+static uv_async_t stop_async;
+static struct server *srv;
+
+static void on_closed(void *arg) { (void)arg; }
+static void on_stop(uv_async_t *a)
+{
+    server_close(srv, on_closed, NULL);
+    uv_close((uv_handle_t *)a, NULL);
+}
+static void run_loop(void *arg)
+{
+    (void)arg;
+    uv_run(&loop, UV_RUN_DEFAULT);
+}
+
+/* Starts a server for HOST with the certificate file `cert` and the key by URL. */
+static int start(const char *cert, const char *key_url, char *err, size_t errsize)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, cert);
+    char *cert_pem = tu_read_file(path, NULL);
+    snprintf(path, sizeof(path), "%s/ca.pem", dir);
+    char *ca_pem = tu_read_file(path, NULL);
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    struct server_options o = {.host = HOST,
+                               .address = "127.0.0.1",
+                               .cert_pem = cert_pem,
+                               .key_url = key_url,
+                               .ca_pem = ca_pem,
+                               .client_cn = "tlsgate-orchestrator"};
+    int rc = server_start(&loop, &o, &srv, err, errsize);
+    free(cert_pem);
+    free(ca_pem);
+    return rc;
+}
+
+START_TEST(server_serves_with_a_key_by_url)
+{
+    ck_assert_int_eq(gnutls_register_custom_url(&ext_scheme), 0);
+    char url[4200], err[1024];
+    snprintf(url, sizeof(url), "test-extkey:%s/%s.key", dir, HOST);
+    ck_assert_msg(start(HOST ".pem", url, err, sizeof(err)) == 0, "%s", err);
+    ck_assert_int_eq(server_set_report(srv, "{}", 2, 1764072000), 0);
+    ck_assert_int_eq(uv_async_init(&loop, &stop_async, on_stop), 0);
+    uv_thread_t t;
+    ck_assert_int_eq(uv_thread_create(&t, run_loop, NULL), 0);
+    /* A full mutual-TLS handshake: the server signs with the external key (TLS 1.3 and 1.2). */
+    long versions[] = {0, CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2};
+    for (int i = 0; i < 2; i++) {
+        struct tu_fetch f = {
+            .path = "/v1/health", .host = HOST, .certdir = dir, .sslversion = versions[i]};
+        char ca[4200];
+        snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+        f.ca = ca;
+        tu_fetch_run(server_port(srv), &f);
+        ck_assert_msg(f.code == 200, "pass %d: %ld %s", i, f.code, f.error);
+        ck_assert_ptr_nonnull(strstr(f.out, "\"host\":\"" HOST "\""));
+        tu_fetch_release(&f);
+    }
+    uv_async_send(&stop_async);
+    uv_thread_join(&t);
+    ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
+START_TEST(server_refuses_a_key_by_url_that_is_not_the_certificates)
+{
+    ck_assert_int_eq(gnutls_register_custom_url(&ext_scheme), 0);
+    char url[4200], err[1024];
+    /* Another certificate's key: the test signature does not verify. */
+    snprintf(url, sizeof(url), "test-extkey:%s/machine.key", dir);
+    ck_assert_int_eq(start(HOST ".pem", url, err, sizeof(err)), -EINVAL);
+    ck_assert_msg(strstr(err, "does not sign for the certificate"), "%s", err);
+    ck_assert_ptr_null(srv);
+    uv_loop_close(&loop);
+    /* A key that cannot be opened. */
+    snprintf(url, sizeof(url), "test-extkey:%s/missing.key", dir);
+    ck_assert_int_eq(start(HOST ".pem", url, err, sizeof(err)), -EINVAL);
+    ck_assert_msg(strstr(err, "cannot be opened"), "%s", err);
+    uv_loop_close(&loop);
+}
+END_TEST
+
 int main(void)
 {
     /* Outside a test: no ck_assert (tu_tmpdir) here. */
@@ -340,6 +483,8 @@ int main(void)
     tcase_add_test(tc, dates_and_keys);
     tcase_add_test(tc, fails_closed_with_every_reason);
     tcase_add_test(tc, a_short_error_buffer_is_cut_not_overrun);
+    tcase_add_test(tc, server_serves_with_a_key_by_url);
+    tcase_add_test(tc, server_refuses_a_key_by_url_that_is_not_the_certificates);
     suite_add_tcase(s, tc);
     int rc = tu_run_suite(s);
     tu_rmtree(dir);
