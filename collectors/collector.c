@@ -27,6 +27,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +37,9 @@
 #include <time.h>
 #include <uv.h>
 
+#include "certstore.h"
 #include "cfgutil.h"
+#include "keyacl.h"
 #include "collector.h"
 #include "facts.h"
 #include "platform.h"
@@ -83,6 +86,9 @@ struct options {
     char *orchestrators[CFG_ALLOW_MAX]; /* config "orchestrators": who may connect at all */
     size_t norchestrators;
     long cert_warn_days;    /* config "cert_warn_days"; 0 = the default */
+    char *cert_store;       /* config "certificate": {"store": ...} (Windows), not cert/key */
+    /* config: the server's deadlines and caps (server.h); 0 = the server's default */
+    long handshake_timeout_ms, request_timeout_ms, connection_limit, per_ip_limit;
 };
 
 #ifdef _WIN32
@@ -216,7 +222,16 @@ static void usage(FILE *f)
           "                      may connect (others are closed at accept) and they have\n"
           "                      reserved connection slots; \"cert_warn_days\" (config only,\n"
           "                      default 14): /v1/health says degraded this long before the\n"
-          "                      certificate expires\n"
+          "                      certificate expires; \"handshake_timeout_ms\" (100-60000,\n"
+          "                      default 5000), \"request_timeout_ms\" (100-300000, default\n"
+          "                      10000), \"connection_limit\" (1-1024, default 64),\n"
+          "                      \"per_ip_limit\" (1-1024, default 16) (config only)\n"
+#ifdef _WIN32
+          "                      \"certificate\": {\"store\": \"LocalMachine\\\\My\"} (config\n"
+          "                      only) instead of cert and key: the store's certificate for\n"
+          "                      this host (SAN, serverAuth, valid, its key usable), key\n"
+          "                      never exported\n"
+#endif
           "  --version           the version\n"
           "  -h, --help          this text\n"
           "\n"
@@ -286,6 +301,82 @@ static int parse_interval(const char *s, long *out)
     return 0;
 }
 
+/* FILE:LINE:COL of a top-level key in the config text (its first quoted occurrence), for the
+ * messages of the keys below; FILE alone when it cannot be found. */
+static void key_position(const char *path, const char *text, const char *key, char *out,
+                         size_t size)
+{
+    char quoted[80];
+    snprintf(quoted, sizeof(quoted), "\"%s\"", key);
+    const char *at = text ? strstr(text, quoted) : NULL;
+    if (!at) {
+        snprintf(out, size, "%s", path);
+        return;
+    }
+    int line = 1, col = 1;
+    for (const char *p = text; p < at; p++, col++)
+        if (*p == '\n') {
+            line++;
+            col = 0;
+        }
+    snprintf(out, size, "%s:%d:%d", path, line, col);
+}
+
+/* Bounds of the server keys (issue 19): a deadline below 100 ms would close honest handshakes
+ * on a busy host; above these, a stranger holds a slot too long. */
+static const struct {
+    const char *key;
+    long min, max;
+    size_t offset;
+} server_keys[] = {
+    {"handshake_timeout_ms", 100, 60000, offsetof(struct options, handshake_timeout_ms)},
+    {"request_timeout_ms", 100, 300000, offsetof(struct options, request_timeout_ms)},
+    {"connection_limit", 1, 1024, offsetof(struct options, connection_limit)},
+    {"per_ip_limit", 1, 1024, offsetof(struct options, per_ip_limit)},
+};
+
+/* The keys of issue 12 (the certificate store) and 19 (deadlines, caps). 1 when `k` is none of
+ * them, 0 when taken, EXIT_* with a message (FILE:LINE:COL). */
+static int load_config_identity_keys(const char *path, const char *text, const char *k,
+                                     json_t *v, struct options *o)
+{
+    char at[600];
+    for (size_t i = 0; i < sizeof(server_keys) / sizeof(server_keys[0]); i++) {
+        if (strcmp(k, server_keys[i].key) != 0)
+            continue;
+        if (!json_is_integer(v) || json_integer_value(v) < server_keys[i].min ||
+            json_integer_value(v) > server_keys[i].max) {
+            key_position(path, text, k, at, sizeof(at));
+            fail("%s: %s: must be an integer from %ld to %ld", at, k, server_keys[i].min,
+                 server_keys[i].max);
+            return EXIT_INPUT;
+        }
+        *(long *)((char *)o + server_keys[i].offset) = (long)json_integer_value(v);
+        return 0;
+    }
+    if (strcmp(k, "certificate") != 0)
+        return 1;
+    key_position(path, text, k, at, sizeof(at));
+    json_t *store = json_object_get(v, "store");
+    if (!json_is_object(v) || json_object_size(v) != 1 || !json_is_string(store) ||
+        certstore_check_name(json_string_value(store)) < 0) {
+        fail("%s: certificate: must be {\"store\": \"LocalMachine\\\\My\"} (LocalMachine\\NAME "
+             "or CurrentUser\\NAME)",
+             at);
+        return EXIT_INPUT;
+    }
+#ifndef _WIN32
+    fail("%s: certificate: a Windows certificate store exists only in the Windows build; give "
+         "\"cert\" and \"key\" files",
+         at);
+    return EXIT_INPUT;
+#else
+    if (!o->cert_store && set_string(&o->cert_store, json_string_value(store)) < 0)
+        return EXIT_SYSTEM;
+    return 0;
+#endif
+}
+
 /* Fills every option not already set from the JSON config file; a source kind given on the
  * command line replaces the config's source entirely. A relative path in the file (cert, key,
  * ca, facts, regfile) is relative to the file's folder (cfgutil.h): a Windows service runs in
@@ -318,8 +409,8 @@ static int load_config(const char *path, struct options *o)
         return EXIT_INPUT;
     }
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-    free(text);
     if (!root) {
+        free(text);
         /* FILE:LINE:COL, both from 1, whatever jansson has for position (-1 or 0 when it has
          * none, e.g. an empty file). */
         fail("%s:%d:%d: %s", path, je.line > 0 ? je.line : 1, je.column > 0 ? je.column : 1,
@@ -335,6 +426,13 @@ static int load_config(const char *path, struct options *o)
     const char *k;
     json_t *v;
     json_object_foreach(root, k, v) {
+        int mine = load_config_identity_keys(path, text, k, v, o);
+        if (mine != 1) {
+            if (mine == 0)
+                continue;
+            ret = mine;
+            goto out;
+        }
         char **slot = strcmp(k, "listen") == 0      ? &o->listen
                       : strcmp(k, "cert") == 0      ? &o->cert
                       : strcmp(k, "key") == 0       ? &o->key
@@ -455,8 +553,10 @@ static int load_config(const char *path, struct options *o)
                 }
             }
         } else {
-            fail("%s: unknown key \"%s\" (known: listen, cert, key, ca, regfile, facts, host, "
-                 "interval, client_cn, orchestrators, cert_warn_days, firewall_allow)",
+            fail("%s: unknown key \"%s\" (known: listen, cert, key, ca, certificate, regfile, "
+                 "facts, host, interval, client_cn, orchestrators, cert_warn_days, "
+                 "handshake_timeout_ms, request_timeout_ms, connection_limit, per_ip_limit, "
+                 "firewall_allow)",
                  path, k);
             ret = EXIT_INPUT;
             goto out;
@@ -464,6 +564,7 @@ static int load_config(const char *path, struct options *o)
     }
 out:
     json_decref(root);
+    free(text);
     return ret;
 }
 
@@ -472,6 +573,7 @@ static void options_release(struct options *o)
     free(o->listen);
     free(o->cert);
     free(o->key);
+    free(o->cert_store);
     free(o->ca);
     for (size_t i = 0; i < o->nregfiles; i++)
         free(o->regfiles[i]);
@@ -570,9 +672,14 @@ static int parse_options(int argc, char **argv, struct options *o)
         if (rc)
             return rc;
     }
+    if (o->cert_store && (o->cert || o->key)) {
+        fail("give either a certificate store (config \"certificate\") or --cert and --key, "
+             "not both");
+        return EXIT_USAGE;
+    }
     const char *missing = !o->listen ? "--listen"
-                          : !o->cert ? "--cert"
-                          : !o->key  ? "--key"
+                          : !o->cert && !o->cert_store ? "--cert"
+                          : !o->key && !o->cert_store  ? "--key"
                           : !o->ca   ? "--ca"
                                      : NULL;
     if (missing) {
@@ -650,6 +757,7 @@ static int parse_listen(const char *s, char *addr, size_t addrsize, uint16_t *po
 
 struct identity {
     char *cert_pem, *key_pem, *ca_pem;
+    char *key_url; /* instead of key_pem: the key in a Windows certificate store */
     char *host;
 };
 
@@ -661,6 +769,7 @@ static void identity_release(struct identity *id)
         free(id->key_pem);
     }
     free(id->ca_pem);
+    free(id->key_url);
     free(id->host);
     memset(id, 0, sizeof(*id));
 }
@@ -714,8 +823,8 @@ static bool cert_names(gnutls_x509_crt_t crt, const char *host, char *first, siz
 }
 
 /* A private key others can read is no longer private: refused, with the fix. Windows: the
- * mode bits stat() shows there say nothing about the ACL that decides who can read the file
- * (the service installer writes that ACL, winsvc.c), so the check is POSIX-only. */
+ * mode bits stat() shows there say nothing; the file's ACL decides (keyacl.h: only SYSTEM,
+ * Administrators and the service may read it). Wine keeps no file ACLs: not checked there. */
 static int check_key_mode(const char *path)
 {
 #ifndef _WIN32
@@ -727,9 +836,56 @@ static int check_key_mode(const char *path)
         return EXIT_INPUT;
     }
 #else
-    (void)path;
+    char why[2048];
+    if (!keyacl_wine() && keyacl_check_file(path, why, sizeof(why)) < 0) {
+        fail("%s", why);
+        return EXIT_INPUT;
+    }
 #endif
     return 0;
+}
+
+/* Where the certificate comes from, for messages: the store's name or the certificate file. */
+static const char *cert_source(const struct options *o)
+{
+    return o->cert_store ? o->cert_store : o->cert;
+}
+
+#ifdef _WIN32
+static void on_store_log(void *arg, const char *line)
+{
+    (void)arg;
+    log_line(COLLECTOR_LOG_INFO, "%s", line);
+}
+#endif
+
+/* The certificate and the key's URL from a Windows certificate store (certstore.h), chosen for
+ * --host or else this machine's DNS name. 0 or EXIT_INPUT (message out). */
+static int identity_from_store(const struct options *o, struct identity *id, gnutls_datum_t *cd)
+{
+#ifdef _WIN32
+    char host[256], err[ERR_SIZE * 4];
+    if (o->host)
+        snprintf(host, sizeof(host), "%s", o->host);
+    else if (certstore_win_hostname(host, sizeof(host)) < 0) {
+        fail("%s: this machine has no DNS name to choose a certificate by; give --host",
+             o->cert_store);
+        return EXIT_INPUT;
+    }
+    if (certstore_win_load(o->cert_store, host, (long long)time(NULL), on_store_log, NULL,
+                           &id->cert_pem, &id->key_url, err, sizeof(err)) < 0) {
+        fail("%s", err);
+        return EXIT_INPUT;
+    }
+    cd->data = (unsigned char *)id->cert_pem;
+    cd->size = (unsigned)strlen(id->cert_pem);
+    return 0;
+#else
+    (void)id;
+    (void)cd;
+    fail("%s: certificate stores exist only in the Windows build", o->cert_store);
+    return EXIT_INPUT;
+#endif
 }
 
 /*
@@ -744,15 +900,22 @@ static int load_identity(const struct options *o, struct identity *id)
     gnutls_x509_privkey_t key = NULL;
     int ret = EXIT_INPUT, rc;
 
-    if (read_pem(o->cert, &id->cert_pem, &cert_d) || check_key_mode(o->key) ||
-        read_pem(o->key, &id->key_pem, &key_d) || read_pem(o->ca, &id->ca_pem, &ca_d))
+    if (o->cert_store) {
+        /* The store's key is checked by the server (a test signature), not read here. */
+        if (identity_from_store(o, id, &cert_d) || read_pem(o->ca, &id->ca_pem, &ca_d))
+            return EXIT_INPUT;
+    } else if (read_pem(o->cert, &id->cert_pem, &cert_d) || check_key_mode(o->key) ||
+               read_pem(o->key, &id->key_pem, &key_d) || read_pem(o->ca, &id->ca_pem, &ca_d)) {
         return EXIT_INPUT;
+    }
 
     rc = gnutls_x509_crt_list_import2(&chain, &nchain, &cert_d, GNUTLS_X509_FMT_PEM, 0);
     if (rc < 0 || nchain == 0) {
-        fail("%s: not a PEM certificate: %s", o->cert, gnutls_strerror(rc));
+        fail("%s: not a PEM certificate: %s", cert_source(o), gnutls_strerror(rc));
         goto out;
     }
+    if (o->cert_store)
+        goto key_checked;
     if (gnutls_x509_privkey_init(&key) < 0)
         goto out;
     rc = gnutls_x509_privkey_import2(key, &key_d, GNUTLS_X509_FMT_PEM, NULL, GNUTLS_PKCS_PLAIN);
@@ -768,6 +931,7 @@ static int load_identity(const struct options *o, struct identity *id)
         fail("%s: this key does not belong to the certificate in %s", o->key, o->cert);
         goto out;
     }
+key_checked:
     rc = gnutls_x509_crt_list_import2(&cas, &ncas, &ca_d, GNUTLS_X509_FMT_PEM, 0);
     if (rc < 0 || ncas == 0) {
         fail("%s: not a PEM CA certificate: %s", o->ca, gnutls_strerror(rc));
@@ -786,11 +950,12 @@ static int load_identity(const struct options *o, struct identity *id)
     if (o->host && !match) {
         fail("--host %s does not match the certificate in %s (it is issued to %s); refusing to "
              "serve another host's name",
-             o->host, o->cert, first[0] ? first : "no name");
+             o->host, cert_source(o), first[0] ? first : "no name");
         goto out;
     }
     if (!o->host && !first[0]) {
-        fail("%s: the certificate names no host (no dNSName, no CN); give --host", o->cert);
+        fail("%s: the certificate names no host (no dNSName, no CN); give --host",
+             cert_source(o));
         goto out;
     }
     id->host = strdup(o->host ? o->host : first);
@@ -1004,15 +1169,20 @@ static void reload_identity(struct collector *c, const char *why)
         return;
     }
     char err[ERR_SIZE] = "";
-    int rc = server_reload_identity(c->server, id.cert_pem, id.key_pem, err, sizeof(err));
+    int rc = server_reload_identity_url(c->server, id.cert_pem, id.key_pem, id.key_url, err,
+                                        sizeof(err));
     identity_release(&id);
     if (rc < 0) {
         log_line(COLLECTOR_LOG_WARNING, "%s: keeping the old certificate and key: %s", why,
                  err[0] ? err : strerror(-rc));
         return;
     }
-    log_line(COLLECTOR_LOG_INFO, "%s: certificate and key reloaded from %s and %s", why,
-             c->opt.cert, c->opt.key);
+    if (c->opt.cert_store)
+        log_line(COLLECTOR_LOG_INFO, "%s: certificate and key reloaded from the store %s", why,
+                 c->opt.cert_store);
+    else
+        log_line(COLLECTOR_LOG_INFO, "%s: certificate and key reloaded from %s and %s", why,
+                 c->opt.cert, c->opt.key);
     check_cert_expiry(c);
 }
 
@@ -1088,12 +1258,12 @@ static void check_cert_expiry(struct collector *c)
         log_line(COLLECTOR_LOG_WARNING,
                  "the certificate in %s expired on %s: the orchestrator refuses this collector; "
                  "install a new one and send SIGHUP (or restart)",
-                 c->opt.cert, when);
+                 cert_source(&c->opt), when);
     else if (now >= exp - 86400LL * c->opt.cert_warn_days)
         log_line(COLLECTOR_LOG_WARNING,
                  "the certificate in %s expires on %s (in %lld days); install a new one and "
                  "send SIGHUP (or restart)",
-                 c->opt.cert, when, (exp - now) / 86400);
+                 cert_source(&c->opt), when, (exp - now) / 86400);
 }
 
 static void on_expiry_timer(uv_timer_t *t) { check_cert_expiry(t->data); }
@@ -1141,6 +1311,7 @@ static int run(struct collector *c)
         .port = port,
         .cert_pem = id.cert_pem,
         .key_pem = id.key_pem,
+        .key_url = id.key_url,
         .ca_pem = id.ca_pem,
         .client_cn = c->opt.client_cn,
         .log = on_server_log,
@@ -1148,6 +1319,10 @@ static int run(struct collector *c)
         .orchestrators = (const char *const *)c->opt.orchestrators,
         .norchestrators = c->opt.norchestrators,
         .cert_warn_days = (unsigned)c->opt.cert_warn_days,
+        .handshake_timeout_ms = (unsigned)c->opt.handshake_timeout_ms,
+        .request_timeout_ms = (unsigned)c->opt.request_timeout_ms,
+        .connection_limit = (unsigned)c->opt.connection_limit,
+        .per_ip_limit = (unsigned)c->opt.per_ip_limit,
     };
     rc = server_start(&c->loop, &so, &c->server, err, sizeof(err));
     identity_release(&id); /* the server holds its own copies */

@@ -461,6 +461,15 @@ static enum MHD_Result answer_health(struct server *s, struct MHD_Connection *c)
                   "last_refresh", when[0] ? when : NULL, "last_error", s->last_error,
                   "report_bytes", (json_int_t)s->report_bytes, "certificate_expires",
                   expires[0] ? expires : NULL, "certificate_warning", warning[0] ? warning : NULL);
+    /* The connection counters (server_stats): how the discipline of issue 19 is doing. */
+    json_t *conns =
+        json_pack("{s:I, s:I, s:I, s:I, s:I}", "served", (json_int_t)s->stats.served, "refused",
+                  (json_int_t)s->stats.refused, "denied", (json_int_t)s->stats.denied, "evicted",
+                  (json_int_t)s->stats.evicted, "timed_out", (json_int_t)s->stats.timed_out);
+    if (j && conns)
+        json_object_set_new(j, "connections", conns);
+    else
+        json_decref(conns);
     char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!body)
@@ -1037,9 +1046,37 @@ static void identity_free(struct identity *id)
     }
 }
 
-/* The certificate chain and the key, checked to belong together. 0 or -EINVAL/-ENOMEM. */
-static int identity_new(const char *cert_pem, const char *key_pem, struct identity **out, char *err,
-                        size_t errsize)
+/* A key held elsewhere (key_url: a Windows certificate store, certstore-win.c): imported by
+ * URL, and proven to be the certificate's by signing a test message and verifying it with the
+ * certificate's public key (GnuTLS cannot read the public half of such a key). 0 or -EINVAL. */
+static int key_url_check(struct identity *id, const char *key_url, char *err, size_t errsize)
+{
+    int rc = gnutls_privkey_import_url(id->key, key_url, 0);
+    if (rc < 0) {
+        set_err(err, errsize, "the key %s cannot be opened: %s", key_url, gnutls_strerror(rc));
+        return -EINVAL;
+    }
+    unsigned bits;
+    int pk = gnutls_pubkey_get_pk_algorithm(id->pcerts[0].pubkey, &bits);
+    gnutls_sign_algorithm_t algo = gnutls_pk_to_sign((gnutls_pk_algorithm_t)pk, GNUTLS_DIG_SHA256);
+    static const char probe[] = "tlsgate: does this key belong to the certificate?";
+    gnutls_datum_t data = {(unsigned char *)probe, sizeof(probe) - 1}, sig = {NULL, 0};
+    rc = gnutls_privkey_sign_data2(id->key, algo, 0, &data, &sig);
+    if (rc >= 0)
+        rc = gnutls_pubkey_verify_data2(id->pcerts[0].pubkey, algo, 0, &data, &sig);
+    gnutls_free(sig.data);
+    if (rc < 0) {
+        set_err(err, errsize, "the key %s does not sign for the certificate: %s", key_url,
+                gnutls_strerror(rc));
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* The certificate chain and the key (PEM, or by URL), checked to belong together. 0 or
+ * -EINVAL/-ENOMEM. */
+static int identity_new(const char *cert_pem, const char *key_pem, const char *key_url,
+                        struct identity **out, char *err, size_t errsize)
 {
     *out = NULL;
     struct identity *id = calloc(1, sizeof(*id));
@@ -1048,7 +1085,7 @@ static int identity_new(const char *cert_pem, const char *key_pem, struct identi
     if (gnutls_session_ticket_key_generate(&id->ticket_key) != 0)
         id->ticket_key.data = NULL; /* no resumption: every handshake a full one */
     gnutls_datum_t cd = {(unsigned char *)cert_pem, (unsigned)strlen(cert_pem)};
-    gnutls_datum_t kd = {(unsigned char *)key_pem, (unsigned)strlen(key_pem)};
+    gnutls_datum_t kd = {(unsigned char *)key_pem, key_pem ? (unsigned)strlen(key_pem) : 0};
     gnutls_pubkey_t pub = NULL;
     gnutls_x509_crt_t crt = NULL;
     unsigned n = SERVER_CHAIN_MAX;
@@ -1061,6 +1098,12 @@ static int identity_new(const char *cert_pem, const char *key_pem, struct identi
     id->npcerts = n;
     if (gnutls_privkey_init(&id->key) < 0)
         goto fail;
+    if (key_url) {
+        rc = key_url_check(id, key_url, err, errsize);
+        if (rc < 0)
+            goto fail;
+        goto matched;
+    }
     rc = gnutls_privkey_import_x509_raw(id->key, &kd, GNUTLS_X509_FMT_PEM, NULL, 0);
     if (rc < 0) {
         set_err(err, errsize, "the key is not an unencrypted PEM private key: %s",
@@ -1076,6 +1119,7 @@ static int identity_new(const char *cert_pem, const char *key_pem, struct identi
         set_err(err, errsize, "the key and the certificate do not match");
         goto fail;
     }
+matched:
     if (gnutls_x509_crt_init(&crt) < 0 ||
         gnutls_x509_crt_import(crt, &id->pcerts[0].cert, GNUTLS_X509_FMT_DER) < 0) {
         set_err(err, errsize, "the certificate cannot be read back");
@@ -1123,8 +1167,14 @@ static int on_cert(gnutls_session_t session, const gnutls_datum_t *req_ca_rdn, i
 int server_reload_identity(struct server *s, const char *cert_pem, const char *key_pem, char *err,
                            size_t errsize)
 {
+    return server_reload_identity_url(s, cert_pem, key_pem, NULL, err, errsize);
+}
+
+int server_reload_identity_url(struct server *s, const char *cert_pem, const char *key_pem,
+                               const char *key_url, char *err, size_t errsize)
+{
     struct identity *id;
-    int rc = identity_new(cert_pem, key_pem, &id, err, errsize);
+    int rc = identity_new(cert_pem, key_url ? NULL : key_pem, key_url, &id, err, errsize);
     if (rc < 0)
         return rc;
     uv_mutex_lock(&s->lock);
@@ -1319,7 +1369,7 @@ int server_start(uv_loop_t *loop, const struct server_options *o, struct server 
     *out = NULL;
     if (err && errsize)
         err[0] = '\0';
-    if (!o->host || !o->address || !o->cert_pem || !o->key_pem || !o->ca_pem) {
+    if (!o->host || !o->address || !o->cert_pem || (!o->key_pem && !o->key_url) || !o->ca_pem) {
         set_err(err, errsize, "server: host, address, certificate, key and CA are required");
         return -EINVAL;
     }
@@ -1378,7 +1428,8 @@ int server_start(uv_loop_t *loop, const struct server_options *o, struct server 
     }
     s->nnets = o->norchestrators;
     char why[256];
-    rc = identity_new(o->cert_pem, o->key_pem, &s->identity, why, sizeof(why));
+    rc = identity_new(o->cert_pem, o->key_url ? NULL : o->key_pem, o->key_url, &s->identity, why,
+                      sizeof(why));
     if (rc < 0) {
         set_err(err, errsize, "%s: cannot start the HTTPS server (bad certificate, key or CA?): %s",
                 o->host, rc == -ENOMEM ? "out of memory" : why);

@@ -30,7 +30,9 @@
  *   GET /v1/health     200 application/json: {status, host, last_refresh, last_error,
  *                      report_bytes}; never touches the facts
  *                      + certificate_expires, and certificate_warning ("degraded") when
- *                      the certificate expires within cert_warn_days or has expired
+ *                      the certificate expires within cert_warn_days or has expired;
+ *                      + connections: {served, refused, denied, evicted, timed_out}
+ *                      (server_stats below)
  *   other paths 404; other methods on these paths 405 with Allow; HEAD is answered like GET.
  *   A request whose version is not HTTP/1.x, whose target holds a NUL (raw or %00), or with
  *   Content-Length headers that disagree: 400, before the client check. No request
@@ -91,6 +93,9 @@ struct server_options {
     uint16_t port;        /* 0: the kernel picks one; read it back with server_port */
     const char *cert_pem; /* NUL-terminated PEM; copied */
     const char *key_pem;  /* NUL-terminated PEM, unencrypted; copied */
+    /* Instead of key_pem: a key GnuTLS opens by URL (gnutls_privkey_import_url), such as a
+     * Windows store's (certstore-win.c); checked by a test signature against cert_pem. */
+    const char *key_url;
     const char *ca_pem;   /* NUL-terminated PEM of the CA that signs clients; copied */
     const char *client_cn; /* when set, the client certificate's CN must equal it; copied */
     /* When set, receives libmicrohttpd's messages once the server runs (level 3: debug; they
@@ -160,6 +165,10 @@ void server_get_stats(const struct server *s, struct server_stats *st);
  */
 int server_reload_identity(struct server *s, const char *cert_pem, const char *key_pem, char *err,
                            size_t errsize);
+
+/* The same with the key by URL (server_options.key_url) when key_url is not NULL. */
+int server_reload_identity_url(struct server *s, const char *cert_pem, const char *key_pem,
+                               const char *key_url, char *err, size_t errsize);
 
 /* The served certificate's notAfter, epoch seconds. */
 long long server_cert_expires(const struct server *s);

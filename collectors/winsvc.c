@@ -47,6 +47,7 @@
 
 #include "cfgutil.h"
 #include "collector.h"
+#include "keyacl.h"
 #include "svcsid.h"
 #include "winfw.h"
 #include "winlog.h"
@@ -311,49 +312,14 @@ static DWORD set_dacl(const char *path, const char *sddl_fmt)
 }
 
 /*
- * Checks that only SYSTEM, Administrators and the service are granted anything on `path`.
- * 1 yes, 0 no (who else is named in `why`), -1 cannot read the ACL (why says so).
+ * Checks that nobody but SYSTEM, Administrators and the service can read `path` (keyacl.h, the
+ * same judgement the collector makes at start). 1 yes, 0 no (who else is named in `why`, with
+ * the icacls fix), -1 cannot read the ACL (why says so).
  */
 static int only_trusted_readers(const char *path, char *why, size_t whysize)
 {
-    PACL dacl = NULL;
-    PSECURITY_DESCRIPTOR sd = NULL;
-    DWORD rc = GetNamedSecurityInfoA((char *)path, SE_FILE_OBJECT, DACL_SECURITY_INFORMATION, NULL,
-                                     NULL, &dacl, NULL, &sd);
-    if (rc != ERROR_SUCCESS) {
-        snprintf(why, whysize, "cannot read its ACL: %s", win_text(rc));
-        return -1;
-    }
-    int ok = 1;
-    why[0] = '\0';
-    if (!dacl) {
-        snprintf(why, whysize, "it has no DACL: everyone has full access");
-        ok = 0;
-    }
-    for (DWORD i = 0; ok && dacl && i < dacl->AceCount; i++) {
-        ACE_HEADER *ace;
-        if (!GetAce(dacl, i, (void **)&ace) || ace->AceType != ACCESS_ALLOWED_ACE_TYPE)
-            continue;
-        PSID sid = &((ACCESS_ALLOWED_ACE *)ace)->SidStart;
-        char *text = NULL;
-        if (!ConvertSidToStringSidA(sid, &text))
-            continue;
-        bool trusted = strcmp(text, "S-1-5-18") == 0 || strcmp(text, "S-1-5-32-544") == 0 ||
-                       strcmp(text, service_sid()) == 0;
-        if (!trusted) {
-            char name[256] = "", domain[256] = "";
-            DWORD nn = sizeof(name), dn = sizeof(domain);
-            SID_NAME_USE use;
-            if (!LookupAccountSidA(NULL, sid, name, &nn, domain, &dn, &use))
-                name[0] = domain[0] = '\0';
-            snprintf(why, whysize, "%s%s%s (%s) is also granted access", domain,
-                     domain[0] ? "\\" : "", name[0] ? name : "?", text);
-            ok = 0;
-        }
-        LocalFree(text);
-    }
-    LocalFree(sd);
-    return ok;
+    int rc = keyacl_check_file(path, why, whysize);
+    return rc == 0 ? 1 : rc == -1 ? 0 : -1;
 }
 
 /* The installer's ACL step. 0 or EXIT_SYSTEM with a message. */

@@ -1638,6 +1638,77 @@ START_TEST(test_collector_version_and_clean_config_errors)
 }
 END_TEST
 
+/* Issue 19: the server's deadlines and caps from the collector's config (bounded, errors at
+ * FILE:LINE:COL), and the close they cause counted in /v1/health; issue 12: a certificate store
+ * is refused outside Windows, by name. */
+START_TEST(test_collector_config_deadlines_and_caps)
+{
+    char cfg[4096];
+    snprintf(cfg, sizeof(cfg), "%s", tu_path(dir, "deadlines.json"));
+    json_t *c =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i}", "listen", "127.0.0.1:0", "cert",
+                  tu_path(certs, HOST1 ".pem"), "key", tu_path(certs, HOST1 ".key"), "ca",
+                  tu_path(certs, "ca.pem"), "facts", facts_example(), "handshake_timeout_ms", 300,
+                  "request_timeout_ms", 600, "connection_limit", 8, "per_ip_limit", 2);
+    ck_assert_int_eq(json_dump_file(c, cfg, 0), 0);
+    json_decref(c);
+    const char *extra[] = {"--config", cfg, NULL};
+    struct proc p = start_collector_with(true, extra);
+
+    /* A connection that never says a word is closed at the handshake deadline... */
+    int silent = tcp_from("127.0.0.2", p.port);
+    ck_assert_msg(closed_by_server(silent, NULL), "a silent connection was never closed");
+    close(silent);
+    json_t *h = get_json(p.port, HOST1, "/v1/health");
+    json_t *conns = json_object_get(h, "connections");
+    ck_assert_int_eq(json_integer_value(json_object_get(conns, "timed_out")), 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(conns, "denied")), 0);
+    json_decref(h);
+
+    /* ...and per_ip_limit 2 closes a third connection from one address at accept. */
+    int a = tcp_from("127.0.0.3", p.port), b = tcp_from("127.0.0.3", p.port);
+    int third = tcp_from("127.0.0.3", p.port);
+    ck_assert_msg(closed_by_server(third, NULL), "the third connection was never closed");
+    close(third);
+    close(a);
+    close(b);
+    h = get_json(p.port, HOST1, "/v1/health");
+    conns = json_object_get(h, "connections");
+    ck_assert_int_ge(json_integer_value(json_object_get(conns, "denied")), 1);
+    ck_assert_int_eq(json_integer_value(json_object_get(conns, "timed_out")), 1);
+    json_decref(h);
+    stop_collector(&p);
+
+    /* Out of bounds, wrong types, a store outside Windows: exit 3 naming FILE:LINE:COL. */
+    struct {
+        const char *text, *want;
+    } cases[] = {
+        {"{\n  \"handshake_timeout_ms\": 99\n}", ":2:3: handshake_timeout_ms: must be an "
+                                                 "integer from 100 to 60000"},
+        {"{\"listen\": \"127.0.0.1:0\",\n \"request_timeout_ms\": 300001}",
+         ":2:2: request_timeout_ms: must be an integer from 100 to 300000"},
+        {"{\"connection_limit\": \"64\"}", ":1:2: connection_limit: must be an integer from 1 "
+                                           "to 1024"},
+        {"{\"per_ip_limit\": 0}", ":1:2: per_ip_limit: must be an integer from 1 to 1024"},
+        {"{\"certificate\": {\"store\": \"Nowhere\"}}", ":1:2: certificate: must be "},
+        {"{\"certificate\": {\"store\": \"LocalMachine\\\\My\", \"x\": 1}}",
+         ":1:2: certificate: must be "},
+        {"{\"certificate\": {\"store\": \"LocalMachine\\\\My\"}}",
+         ":1:2: certificate: a Windows certificate store exists only in the Windows build"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        tu_write_file(cfg, cases[i].text, strlen(cases[i].text));
+        const char *args[] = {"--config", cfg, NULL};
+        char *err;
+        ck_assert_int_eq(run_collector(args, &err), 3);
+        char want[4200];
+        snprintf(want, sizeof(want), "%s%s", cfg, cases[i].want);
+        ck_assert_msg(strstr(err, want) != NULL, "case %zu: want %s in: %s", i, want, err);
+        free(err);
+    }
+}
+END_TEST
+
 static Suite *collector_suite(void)
 {
     Suite *s = suite_create("collector");
@@ -1669,6 +1740,7 @@ static Suite *collector_suite(void)
     TCase *col = tu_tcase(
         s, "collector", setup, teardown,
         TU_TESTS(test_collector_serves_valid_report_for_its_host,
+                 test_collector_config_deadlines_and_caps,
                  test_collector_refuses_unverified_clients, test_collector_survives_1mib_header,
                  test_collector_refuses_malformed_facts_file,
                  test_collector_refuses_malformed_regfile,
