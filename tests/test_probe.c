@@ -407,6 +407,16 @@ START_TEST(restart_pending_held_in_enforce)
     set_port("mp1.test", p.port, false);
     ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "probe", "mp1.test", NULL), 0);
     peer_stop(&p);
+    /* The site database was never probed: fail closed until it is. */
+    ck_assert_int_eq(tu_tlsgate(db, &out, &err, "phase", "advance", "--site", "PS1", NULL), 1);
+    ck_assert_ptr_nonnull(strstr(out, "not-probed"));
+    ck_assert_ptr_nonnull(strstr(out, "sql1.test"));
+    free(out);
+    free(err);
+    p = tds_peer("tls1_2", "tls1_2", false);
+    set_port("sql1.test", p.port, true);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "probe", "sql1.test", NULL), 0);
+    peer_stop(&p);
     ck_assert_int_eq(tu_tlsgate(db, &out, &err, "phase", "advance", "--site", "PS1", NULL), 0);
     free(out);
     free(err);

@@ -25,6 +25,10 @@ void config_init(struct config *c)
     c->backoff_max = 3600;
     c->evidence_window = 30L * 86400;
     c->log_level = LOG_INFO;
+    c->probe_interval = 0;
+    c->probe_concurrency = 16;
+    c->probe_timeout = 10;
+    c->probe_max_age = 7L * 86400;
 }
 
 void config_release(struct config *c)
@@ -59,10 +63,12 @@ static int load_tls(struct config *c, const char *path, json_t *tls, char *err, 
     }
     const char *key;
     json_t *v;
-    json_object_foreach(tls, key, v) {
-        char **slot = !strcmp(key, "ca") ? &c->tls_ca
+    json_object_foreach(tls, key, v)
+    {
+        char **slot = !strcmp(key, "ca")     ? &c->tls_ca
                       : !strcmp(key, "cert") ? &c->tls_cert
-                      : !strcmp(key, "key") ? &c->tls_key : NULL;
+                      : !strcmp(key, "key")  ? &c->tls_key
+                                             : NULL;
         if (!slot) {
             snprintf(err, errsize, "%s: tls.%s: unknown key (known: ca, cert, key)", path, key);
             return -EINVAL;
@@ -121,6 +127,79 @@ int config_split_address(const char *text, char *addr, size_t addrsize, unsigned
     return 0;
 }
 
+int config_duration(const char *text, long min, long max, long *out, char *err, size_t errsize)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(text, &end, 10);
+    long unit = 1;
+    if (end != text && *end && !end[1]) {
+        unit = *end == 's' ? 1 : *end == 'm' ? 60 : *end == 'h' ? 3600 : *end == 'd' ? 86400 : 0;
+        end += unit != 0;
+    }
+    if (end == text || *end || errno || !unit || text[0] == '-' || text[0] == '+' ||
+        text[0] == ' ' || n > max / unit || n * unit < min) {
+        snprintf(err, errsize,
+                 "must be a duration from %ld to %ld seconds: a whole number of seconds or a "
+                 "string like \"45s\", \"30m\", \"6h\", \"7d\"",
+                 min, max);
+        return -EINVAL;
+    }
+    *out = n * unit;
+    return 0;
+}
+
+/* "probe": {"interval": "6h", "concurrency": N, "timeout": S, "max_age": "7d"} */
+static int load_probe(struct config *c, const char *path, json_t *probe, char *err, size_t errsize)
+{
+    if (!json_is_object(probe)) {
+        snprintf(err, errsize, "%s: probe: must be an object", path);
+        return -EINVAL;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(probe, key, v)
+    {
+        long *slot = !strcmp(key, "interval")      ? &c->probe_interval
+                     : !strcmp(key, "concurrency") ? &c->probe_concurrency
+                     : !strcmp(key, "timeout")     ? &c->probe_timeout
+                     : !strcmp(key, "max_age")     ? &c->probe_max_age
+                                                   : NULL;
+        if (!slot) {
+            snprintf(err, errsize,
+                     "%s: probe.%s: unknown key (known: interval, concurrency, timeout, max_age)",
+                     path, key);
+            return -EINVAL;
+        }
+        long min = slot == &c->probe_interval ? 0 : 1;
+        long max = slot == &c->probe_concurrency ? 256
+                   : slot == &c->probe_timeout   ? 3600
+                                                 : 366L * 86400;
+        if (slot == &c->probe_concurrency) {
+            if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
+                snprintf(err, errsize,
+                         "%s: probe.concurrency: must be a whole number from 1 to 256", path);
+                return -EINVAL;
+            }
+            *slot = (long)json_integer_value(v);
+            continue;
+        }
+        char text[32], why[160];
+        if (json_is_integer(v))
+            snprintf(text, sizeof(text), "%lld", (long long)json_integer_value(v));
+        else if (json_is_string(v) && json_string_length(v) < sizeof(text))
+            snprintf(text, sizeof(text), "%s", json_string_value(v));
+        else
+            snprintf(text, sizeof(text), "?");
+        if (config_duration(text, min, max, slot, why, sizeof(why))) {
+            snprintf(err, errsize, "%s: probe.%s: %s%s", path, key, why,
+                     min == 0 ? " (0: off)" : "");
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 struct int_key {
     const char *name;
     size_t offset;
@@ -153,9 +232,15 @@ int config_load(struct config *c, const char *path, char *err, size_t errsize)
     }
     const char *key;
     json_t *v;
-    json_object_foreach(root, key, v) {
+    json_object_foreach(root, key, v)
+    {
         if (!strcmp(key, "tls")) {
             if ((rc = load_tls(c, path, v, err, errsize)))
+                goto out;
+            continue;
+        }
+        if (!strcmp(key, "probe")) {
+            if ((rc = load_probe(c, path, v, err, errsize)))
                 goto out;
             continue;
         }
@@ -229,7 +314,7 @@ int config_load(struct config *c, const char *path, char *err, size_t errsize)
             snprintf(err, errsize,
                      "%s: %s: unknown key (known: tls, interval, jitter, concurrency, "
                      "connect_timeout, timeout, stale_after, backoff_max, evidence_window, "
-                     "log_level, report_html, metrics)",
+                     "log_level, report_html, metrics, probe)",
                      path, key);
             rc = -EINVAL;
             goto out;

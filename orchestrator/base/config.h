@@ -11,19 +11,25 @@
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 struct config {
-    char *tls_ca;            /* fleet CA (PEM path) */
-    char *tls_cert;          /* orchestrator client certificate */
-    char *tls_key;           /* its key */
-    long interval;           /* seconds between two polls of one host (900) */
-    double jitter;           /* fraction of interval used to spread hosts (0.1) */
-    long concurrency;        /* transfers in flight at most (64) */
-    long connect_timeout;    /* seconds (5) */
-    long timeout;            /* seconds, whole transfer (15) */
-    long stale_after;        /* seconds after which a report no longer counts (86400) */
-    long backoff_max;        /* seconds, upper bound of a failing host's retry delay (3600) */
-    long evidence_window;    /* seconds: a legacy handshake logged this recently blocks its
+    char *tls_ca;         /* fleet CA (PEM path) */
+    char *tls_cert;       /* orchestrator client certificate */
+    char *tls_key;        /* its key */
+    long interval;        /* seconds between two polls of one host (900) */
+    double jitter;        /* fraction of interval used to spread hosts (0.1) */
+    long concurrency;     /* transfers in flight at most (64) */
+    long connect_timeout; /* seconds (5) */
+    long timeout;         /* seconds, whole transfer (15) */
+    long stale_after;     /* seconds after which a report no longer counts (86400) */
+    long backoff_max;     /* seconds, upper bound of a failing host's retry delay (3600) */
+    long evidence_window; /* seconds: a legacy handshake logged this recently blocks its
                                 server's gate (30 days, domain/wire.h) */
     enum log_level log_level;
+    /* "probe": {...}: the daemon's own TLS probe of the site systems (wire/, issue 18). */
+    long probe_interval;    /* seconds between two probe rounds; 0 (the default): off */
+    long probe_concurrency; /* handshakes in flight at most (16) */
+    long probe_timeout;     /* seconds per handshake, connect included (10) */
+    long probe_max_age;     /* seconds: an older probe no longer lets a site leave `enforce`
+                               (7 days, domain/wire.h WIRE_NOT_PROBED_SELECT) */
     /* The status page the daemon rewrites after each round ("" none); an array, not a pointer,
      * so copies of the struct (the pull engine's worker keeps one) need no allocation. */
     char report_html[PATH_MAX];
@@ -40,6 +46,10 @@ void config_init(struct config *c);
 int config_load(struct config *c, const char *path, char *err, size_t errsize);
 
 void config_release(struct config *c);
+
+/* A duration: a whole number of seconds, or a string "N" + one of s, m, h, d ("6h"). Returns
+ * 0, or -EINVAL with the reason in err (without the key). */
+int config_duration(const char *text, long min, long max, long *out, char *err, size_t errsize);
 
 /* Splits "ADDRESS:PORT" ("127.0.0.1:9464", "[::1]:9464"): a numeric IPv4 or IPv6 address and
  * a port from 1 to 65535. Returns 0, or -EINVAL with the reason in err (without the text). */

@@ -63,12 +63,17 @@ static const char *col_text(sqlite3_stmt *st, int i)
 
 /* ---- probe ---------------------------------------------------------------------------- */
 
+/* Site systems ConfigMgr reaches over HTTPS (IIS or SSRS on 443). */
+#define WIRE_HTTPS_ROLES                                                                           \
+    (ROLE_MANAGEMENT_POINT | ROLE_DISTRIBUTION_POINT | ROLE_REPORTING_POINT | ROLE_SMS_PROVIDER |  \
+     ROLE_ENROLLMENT_POINT | ROLE_ENROLLMENT_PROXY_POINT | ROLE_STATE_MIGRATION_POINT |            \
+     ROLE_CERTIFICATE_REGISTRATION_POINT)
+_Static_assert((WIRE_HTTPS_ROLES | ROLE_SOFTWARE_UPDATE_POINT | ROLE_SITE_DATABASE) == 176632,
+               "WIRE_PORT_ROLES_SQL must equal the roles wire_ports_for_roles gives ports");
+
 size_t wire_ports_for_roles(unsigned roles, struct wire_port *out, size_t max)
 {
-    /* Site systems ConfigMgr reaches over HTTPS (IIS or SSRS on 443). */
-    const unsigned https = ROLE_MANAGEMENT_POINT | ROLE_DISTRIBUTION_POINT | ROLE_REPORTING_POINT |
-                           ROLE_SMS_PROVIDER | ROLE_ENROLLMENT_POINT | ROLE_ENROLLMENT_PROXY_POINT |
-                           ROLE_STATE_MIGRATION_POINT | ROLE_CERTIFICATE_REGISTRATION_POINT;
+    const unsigned https = WIRE_HTTPS_ROLES;
     size_t n = 0;
     if ((roles & https) && n < max)
         out[n++] = (struct wire_port){443, false};
@@ -553,6 +558,26 @@ int wire_restart_pending_count(struct store *s, const char *site, unsigned mask,
         *count = (long)sqlite3_column_int64(st, 0);
     else
         rc = store_sqlite_fail(s, "count restart-pending servers");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int wire_not_probed_count(struct store *s, const char *site, unsigned mask, long long cutoff,
+                          long long since, long long now, long *count)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, "SELECT count(*) FROM (" WIRE_NOT_PROBED_SELECT ")", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, sqlite3_bind_parameter_index(st, ":site"), site, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":mask"), mask);
+    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":cutoff"), cutoff);
+    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":probe_since"), since);
+    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":now"), now);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *count = (long)sqlite3_column_int64(st, 0);
+    else
+        rc = store_sqlite_fail(s, "count site systems not probed");
     sqlite3_finalize(st);
     return rc;
 }
