@@ -213,6 +213,27 @@ int wire_probe_clear(struct store *s, long long host_id)
     return store_run(s, st, "clear probe results");
 }
 
+int wire_probe_oldest(struct store *s, long long *oldest)
+{
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*), min(coalesce((SELECT max(p.at) FROM probe_result p"
+             " WHERE p.host_id = h.id), 0)) FROM host h WHERE h.roles <> 1 AND (h.roles & %d) <> 0"
+             " AND ((h.roles & " WIRE_PORT_ROLES_SQL ") <> 0"
+             " OR EXISTS (SELECT 1 FROM probe_port pp WHERE pp.host_id = h.id))",
+             ROLE_SERVER_MASK);
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, sql, &st);
+    if (rc)
+        return rc;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *oldest = sqlite3_column_int64(st, 0) ? sqlite3_column_int64(st, 1) : -1;
+    else
+        rc = store_sqlite_fail(s, "read the probe schedule");
+    sqlite3_finalize(st);
+    return rc;
+}
+
 int wire_probe_store(struct store *s, long long host_id, const struct wire_port *port,
                      enum wire_proto p, enum wire_result r, const char *error, long long at)
 {

@@ -89,6 +89,11 @@ int wire_ports_set(struct store *s, long long host_id, const struct wire_port *p
  * it no longer serves keeps no old answer). */
 int wire_probe_clear(struct store *s, long long host_id);
 
+/* The oldest "newest probe" among the site systems that have a TLS port to probe, in *oldest
+ * (0 when one was never probed; -1 when there is no such host): when a schedule that probes
+ * every `interval` is due next (oldest + interval). */
+int wire_probe_oldest(struct store *s, long long *oldest);
+
 /* Stores one probe outcome (replacing the previous one of that host, port and protocol). */
 int wire_probe_store(struct store *s, long long host_id, const struct wire_port *port,
                      enum wire_proto p, enum wire_result r, const char *error, long long at);
