@@ -253,10 +253,39 @@ START_TEST(test_servers_view_exact_bytes)
     make_known_db();
     /* mp1 serves P01's four clients: cl-b (not ready) and cl-c (stale) block, cl-d is waived.
      * sql.p02 has no dependents in P02 and its site is in enforce: open. */
-    assert_export("name,site,roles,phase,gate,dependents,blocking,legacy_disabled,orphan_risk\r\n"
+    assert_export("name,site,roles,phase,gate,dependents,blocking,legacy_disabled,orphan_risk,"
+                  "wire_legacy_accepted,last_probe,restart_pending\r\n"
                   "mp1.p01.example,P01,management_point;distribution_point,clients,blocked,4,2,"
-                  "false,false\r\n"
-                  "sql.p02.example,P02,site_database,enforce,open,0,0,true,false\r\n",
+                  "false,false,,,false\r\n"
+                  "sql.p02.example,P02,site_database,enforce,open,0,0,true,false,,,false\r\n",
+                  "--view", "servers", NULL, NULL);
+}
+END_TEST
+
+/* The probe's columns: what the wire accepted (legacy protocols only, in version order), when,
+ * and registry off but wire on. */
+START_TEST(test_servers_view_probe_columns)
+{
+    make_known_db();
+    struct store *s = open_db();
+    exec_ok(s, "INSERT INTO probe_result (host_id, port, tds, protocol, result, error, at)"
+               " SELECT id, 1433, 1, 'tls1.1', 'accepted', '', 1764000000 FROM host"
+               " WHERE name = 'sql.p02.example'");
+    exec_ok(s, "INSERT INTO probe_result (host_id, port, tds, protocol, result, error, at)"
+               " SELECT id, 1433, 1, p, r, '', 1764000060 FROM host,"
+               " (SELECT 'tls1.0' AS p, 'accepted' AS r UNION ALL SELECT 'tls1.2', 'accepted'"
+               "  UNION ALL SELECT 'ssl3', 'untested')"
+               " WHERE name = 'sql.p02.example'");
+    exec_ok(s, "INSERT INTO probe_result (host_id, port, tds, protocol, result, error, at)"
+               " SELECT id, 443, 0, 'tls1.0', 'refused', '', 1764000000 FROM host"
+               " WHERE name = 'mp1.p01.example'");
+    store_close(s);
+    assert_export("name,site,roles,phase,gate,dependents,blocking,legacy_disabled,orphan_risk,"
+                  "wire_legacy_accepted,last_probe,restart_pending\r\n"
+                  "mp1.p01.example,P01,management_point;distribution_point,clients,blocked,4,2,"
+                  "false,false,,2025-11-24T16:00:00Z,false\r\n"
+                  "sql.p02.example,P02,site_database,enforce,open,0,0,true,false,tls1.0;tls1.1,"
+                  "2025-11-24T16:01:00Z,true\r\n",
                   "--view", "servers", NULL, NULL);
 }
 END_TEST
@@ -268,9 +297,10 @@ START_TEST(test_servers_view_shows_orphan_risk)
     /* mp1 turned the legacy protocols off while cl-b still cannot do TLS 1.2. */
     exec_ok(s, "UPDATE report SET legacy_disabled = 1 WHERE host_id = 5");
     store_close(s);
-    assert_export("name,site,roles,phase,gate,dependents,blocking,legacy_disabled,orphan_risk\r\n"
+    assert_export("name,site,roles,phase,gate,dependents,blocking,legacy_disabled,orphan_risk,"
+                  "wire_legacy_accepted,last_probe,restart_pending\r\n"
                   "mp1.p01.example,P01,management_point;distribution_point,clients,blocked,4,2,"
-                  "true,true\r\n",
+                  "true,true,,,false\r\n",
                   "--view", "servers", "--site", "P01");
 }
 END_TEST
@@ -843,6 +873,7 @@ int main(void)
     tcase_add_test(views, test_hosts_view_uses_configured_stale_after);
     tcase_add_test(views, test_servers_view_exact_bytes);
     tcase_add_test(views, test_servers_view_shows_orphan_risk);
+    tcase_add_test(views, test_servers_view_probe_columns);
     tcase_add_test(views, test_blockers_view_exact_bytes);
     tcase_add_test(views, test_phases_view_exact_bytes);
     tcase_add_test(views, test_summary_view_exact_bytes);

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "inventory.h"
@@ -322,6 +323,84 @@ int wire_summary_get(struct store *s, long long host_id, struct wire_summary *w)
     }
     sqlite3_finalize(st);
     return rc;
+}
+
+struct summaries_walk {
+    wire_summary_fn fn;
+    void *arg;
+};
+
+static int summaries_row(sqlite3_stmt *st, void *arg)
+{
+    struct summaries_walk *w = arg;
+    return w->fn(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1), col_text(st, 2), w->arg);
+}
+
+int wire_summaries_each(struct store *s, wire_summary_fn fn, void *arg)
+{
+    /* The protocols in version order: the stored words sort that way. */
+    static const char sql[] =
+        "SELECT host_id, max(at), coalesce((SELECT group_concat(protocol, ';') FROM"
+        " (SELECT DISTINCT q.protocol FROM probe_result q WHERE q.host_id = p.host_id"
+        "  AND q.result = 'accepted' AND q.protocol IN " WIRE_LEGACY_SQL " ORDER BY q.protocol)),"
+        " '') FROM probe_result p GROUP BY host_id ORDER BY host_id";
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, sql, &st);
+    if (rc)
+        return rc;
+    struct summaries_walk w = {fn, arg};
+    return store_each(s, st, "read probe summaries", summaries_row, &w);
+}
+
+static int summaries_keep(long long host_id, long long at, const char *acc, void *arg)
+{
+    struct wire_summaries *ws = arg;
+    if (ws->n == ws->cap) {
+        size_t ncap = ws->cap ? ws->cap * 2 : 64;
+        long long *id = realloc(ws->id, ncap * sizeof(*id));
+        if (id)
+            ws->id = id;
+        long long *t = id ? realloc(ws->at, ncap * sizeof(*t)) : NULL;
+        if (t)
+            ws->at = t;
+        char(*a)[48] = t ? realloc(ws->accepted, ncap * sizeof(*a)) : NULL;
+        if (!a)
+            return -ENOMEM;
+        ws->accepted = a;
+        ws->cap = ncap;
+    }
+    ws->id[ws->n] = host_id;
+    ws->at[ws->n] = at;
+    snprintf(ws->accepted[ws->n], sizeof(ws->accepted[0]), "%s", acc);
+    ws->n++;
+    return 0;
+}
+
+int wire_summaries_load(struct store *s, struct wire_summaries *ws)
+{
+    memset(ws, 0, sizeof(*ws));
+    return wire_summaries_each(s, summaries_keep, ws);
+}
+
+long wire_summaries_find(const struct wire_summaries *ws, long long host_id)
+{
+    size_t lo = 0, hi = ws->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ws->id[mid] < host_id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < ws->n && ws->id[lo] == host_id ? (long)lo : -1;
+}
+
+void wire_summaries_release(struct wire_summaries *ws)
+{
+    free(ws->id);
+    free(ws->at);
+    free(ws->accepted);
+    memset(ws, 0, sizeof(*ws));
 }
 
 /* ---- evidence ------------------------------------------------------------------------- */

@@ -250,4 +250,22 @@ struct wire_summary {
 };
 int wire_summary_get(struct store *s, long long host_id, struct wire_summary *w);
 
+/* The wire summary of every probed host, in one query (the servers CSV and the status page):
+ * fn(host id, newest probe, the legacy protocols accepted as "tls1.0;tls1.1" or "") ordered by
+ * host id. */
+typedef int (*wire_summary_fn)(long long host_id, long long at, const char *legacy_accepted,
+                               void *arg);
+int wire_summaries_each(struct store *s, wire_summary_fn fn, void *arg);
+
+/* What those give, kept in memory for lookups by host id (sorted by id). */
+struct wire_summaries {
+    long long *id, *at;
+    char (*accepted)[48];
+    size_t n, cap;
+};
+int wire_summaries_load(struct store *s, struct wire_summaries *ws); /* -ENOMEM: no message */
+/* The entry of `host_id`, or -1 when never probed. */
+long wire_summaries_find(const struct wire_summaries *ws, long long host_id);
+void wire_summaries_release(struct wire_summaries *ws);
+
 #endif
