@@ -435,6 +435,60 @@ START_TEST(restart_pending_held_in_enforce)
 }
 END_TEST
 
+static struct peer rc4_peer(const char *mode)
+{
+    char *argv[] = {"python3", (char *)tu_source_path("tests/peers/rc4_peer.py"), "--mode",
+                    (char *)mode, NULL};
+    return peer_start(argv);
+}
+
+/* A server that speaks TLS 1.0 only with RC4 (which OpenSSL 3 cannot offer): OpenSSL's
+ * ClientHello meets a handshake_failure alert, so the probe asks again with a hand-built
+ * ClientHello offering RC4 and 3DES; a ServerHello is "accepted", an alert "refused", no answer
+ * "untested" — never a "refused" that only says what the prober could not speak. The peer is a
+ * raw stand-in (tests/peers/rc4_peer.py): no real RC4 server exists on this system. */
+START_TEST(rc4_only_server_is_not_called_disabled)
+{
+    struct probe_selftest st = selftest(0);
+    if (!st.can[WIRE_TLS10] || !st.can[WIRE_TLS11]) {
+        printf("rc4_only_server: this OpenSSL cannot speak TLS 1.0/1.1: skipped\n");
+        return;
+    }
+    struct peer p = rc4_peer("rc4");
+    set_port("mp1.test", p.port, false);
+    char *out = NULL, *err = NULL;
+    int rc = tu_tlsgate(db, &out, &err, "probe", "mp1.test", NULL);
+    peer_stop(&p);
+    ck_assert_msg(rc == 0, "probe: %s", err ? err : "");
+    ck_assert_str_eq(stored("mp1.test", p.port, "tls1.0"), "accepted");
+    ck_assert_msg(strstr(out, "TLS_RSA_WITH_RC4_128_SHA") != NULL, "%s", out);
+    ck_assert_str_eq(stored("mp1.test", p.port, "tls1.1"), "refused"); /* it chose TLS 1.0 */
+    ck_assert_str_eq(stored("mp1.test", p.port, "tls1.2"), "refused");
+    ck_assert_str_eq(stored("mp1.test", p.port, "tls1.3"), "refused");
+    free(out);
+    free(err);
+
+    /* A server that refuses the RC4 hello too: refused, and says both alerts. */
+    p = rc4_peer("never");
+    set_port("mp1.test", p.port, false);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "probe", "mp1.test", NULL), 0);
+    peer_stop(&p);
+    ck_assert_str_eq(stored("mp1.test", p.port, "tls1.0"), "refused");
+    ck_assert_ptr_nonnull(strstr(out, "hand-built"));
+    free(out);
+
+    /* No answer to the RC4 hello: it cannot be told, so untested. */
+    p = rc4_peer("silent");
+    set_port("mp1.test", p.port, false);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "probe", "mp1.test", NULL), 0);
+    peer_stop(&p);
+    ck_assert_str_eq(stored("mp1.test", p.port, "tls1.0"), "untested");
+    ck_assert_str_eq(stored("mp1.test", p.port, "tls1.2"), "refused"); /* not legacy: as before */
+    ck_assert_ptr_nonnull(strstr(out, "OpenSSL 3 cannot speak RC4"));
+    free(out);
+}
+END_TEST
+
 /* A loopback port that completes TCP connections and never answers (listening, never
  * accepting): a handshake there waits for its timeout until the listener is closed. */
 static int stall_listener(int *port)
@@ -591,6 +645,7 @@ int main(void)
     tcase_add_test(tc, bad_input);
     tcase_add_test(tc, closed_port_is_untested);
     tcase_add_test(tc, restart_pending_held_in_enforce);
+    tcase_add_test(tc, rc4_only_server_is_not_called_disabled);
     tcase_add_test(tc, daemon_probes_on_its_own_schedule);
     tcase_add_test(tc, daemon_probe_config_errors);
     suite_add_tcase(s, tc);
