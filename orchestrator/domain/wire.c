@@ -468,10 +468,12 @@ int wire_evidence_prune(struct store *s, long long before)
     return store_run(s, st, "prune evidence");
 }
 
-/* The inventory host whose collector address is client `c` (an IPv6 one is in brackets). */
+/* The inventory host whose collector address is client `c` (an IPv6 one is in brackets), else
+ * the one the administrator's resolver names for it (evidence_name, 011_probe). */
 #define CLIENT_HOST_SQL(c)                                                                         \
-    "(SELECT min(hc.name) FROM host hc WHERE rtrim(hc.collector, '0123456789') IN (" c             \
-    " || ':', '[' || " c " || ']:'))"
+    "coalesce((SELECT min(hc.name) FROM host hc WHERE rtrim(hc.collector, '0123456789') IN (" c    \
+    " || ':', '[' || " c " || ']:')), (SELECT hn.name FROM evidence_name en JOIN host hn"          \
+    " ON hn.id = en.host_id WHERE en.address = " c "))"
 #define EVIDENCE_WAIVED_SQL(c, now)                                                                \
     "EXISTS (SELECT 1 FROM evidence_waiver ew WHERE ew.client = " c                                \
     " AND (ew.until_at IS NULL OR ew.until_at > " now "))"
@@ -680,4 +682,25 @@ int wire_not_probed_count(struct store *s, const char *site, unsigned mask, long
         rc = store_sqlite_fail(s, "count site systems not probed");
     sqlite3_finalize(st);
     return rc;
+}
+
+int wire_names_clear(struct store *s) { return store_exec(s, "DELETE FROM evidence_name"); }
+
+int wire_name_add(struct store *s, const char *address, const char *host)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s,
+                           "INSERT INTO evidence_name (address, host_id) SELECT ?1, id FROM host"
+                           " WHERE name = ?2 ON CONFLICT (address) DO UPDATE SET"
+                           " host_id = excluded.host_id",
+                           &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, address, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, host, -1, SQLITE_TRANSIENT);
+    if ((rc = store_run(s, st, "write evidence name")))
+        return rc;
+    if (sqlite3_changes(store_db(s)) == 0)
+        return store_fail(s, -ENOENT, "no such host: %s (see `tlsgate inventory list`)", host);
+    return 0;
 }

@@ -147,6 +147,13 @@ typedef int (*wire_evidence_fn)(const struct wire_evidence_row *r, void *arg);
 int wire_evidence_each(struct store *s, const struct wire_evidence_filter *f, wire_evidence_fn fn,
                        void *arg);
 
+/* The administrator's address resolver (evidence_name): a client address that belongs to an
+ * inventory host without being its collector address. wire_names_clear empties it (a file
+ * replaces it whole); wire_name_add maps `address` to inventory host `host` (-ENOENT with the
+ * message when no such host). In the caller's transaction. */
+int wire_names_clear(struct store *s);
+int wire_name_add(struct store *s, const char *address, const char *host);
+
 /* Per-address waiver (audit is the caller's). */
 int wire_waiver_set(struct store *s, const char *client, const char *reason, long long until_at,
                     long long now, const char *user);
