@@ -142,6 +142,16 @@ static inline void fx_legacy_off(struct store *s, const char *name)
     fx_sql(s, "UPDATE report SET legacy_disabled = 1 WHERE host_id = %lld", fx_id(s, name));
 }
 
+/* A probe of the host's port 443 at `at` that found TLS 1.0 `result` ("refused", "accepted" or
+ * "untested"): what `tlsgate probe` stores (domain/wire.h), without a server to probe. */
+static inline void fx_probed(struct store *s, const char *name, const char *result, long long at)
+{
+    fx_sql(s,
+           "INSERT OR REPLACE INTO probe_result (host_id, port, tds, protocol, result, error, at)"
+           " VALUES (%lld, 443, 0, 'tls1.0', '%s', '', %lld)",
+           fx_id(s, name), result, at);
+}
+
 /* until 0: no end. */
 static inline void fx_waive(struct store *s, const char *name, long long until)
 {

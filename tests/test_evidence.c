@@ -235,6 +235,60 @@ START_TEST(uninventoried_blocks_gate_until_waived)
 }
 END_TEST
 
+/* The administrator's resolver: an address that is no collector address, mapped to an inventory
+ * host by `evidence names FILE`, is that host, not an "uninventoried client"; a bad file names
+ * its line and changes nothing; a new file replaces the old one whole. */
+START_TEST(names_resolve_addresses_beyond_collectors)
+{
+    const char *path = write_file("u_ex270114.log", iis_log);
+    ck_assert_int_eq(
+        fx_run(db, NULL, NULL, "evidence", "import", "--server", "mp1.corp.test", path, NULL), 0);
+    char *out = NULL, *err = NULL;
+    const char *names = write_file("names.csv", "host,address\r\nws17.corp.test,127.0.0.99\r\n");
+    ck_assert_int_eq(fx_run(db, &out, &err, "evidence", "names", names, NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "1 address mapped"));
+    free(out);
+    free(err);
+    ck_assert_int_eq(fx_run(db, &out, NULL, "gate", "check", "mp1.corp.test", NULL), 1);
+    ck_assert_ptr_nonnull(strstr(out, "127.0.0.99 (ws17.corp.test): tls1.0 handshake seen 2"));
+    ck_assert_ptr_null(strstr(out, "127.0.0.99 (uninventoried client)"));
+    free(out);
+    ck_assert_int_eq(fx_run(db, &out, NULL, "evidence", "list", "--uninventoried", "--csv", NULL),
+                     0);
+    ck_assert_ptr_null(strstr(out, "127.0.0.99"));
+    ck_assert_ptr_nonnull(strstr(out, "::1"));
+    free(out);
+
+    /* An unknown host, or a bad address: exit 3 naming file and line; the mapping stays. */
+    const char *bad = write_file("bad.csv", "address,host\n127.0.0.5,ws17.corp.test\n"
+                                            "127.0.0.6,nosuch.corp.test\n");
+    ck_assert_int_eq(fx_run(db, NULL, &err, "evidence", "names", bad, NULL), 3);
+    ck_assert_msg(strstr(err, "bad.csv:3: no such host: nosuch.corp.test") != NULL, "%s", err);
+    free(err);
+    bad = write_file("bad2.csv", "address,host\nnot-an-ip,ws17.corp.test\n");
+    ck_assert_int_eq(fx_run(db, NULL, &err, "evidence", "names", bad, NULL), 3);
+    ck_assert_ptr_nonnull(strstr(err, "bad2.csv:2: address 'not-an-ip'"));
+    free(err);
+    bad = write_file("bad3.csv", "ip,name\n127.0.0.5,ws17.corp.test\n");
+    ck_assert_int_eq(fx_run(db, NULL, &err, "evidence", "names", bad, NULL), 3);
+    ck_assert_ptr_nonnull(strstr(err, "address and host"));
+    free(err);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM evidence_name", NULL), 1);
+
+    /* Replaced whole: 127.0.0.99 is an uninventoried client again. */
+    names = write_file("names2.csv", "address,host\n127.0.0.5,ws17.corp.test\n");
+    ck_assert_int_eq(fx_run(db, NULL, NULL, "evidence", "names", names, NULL), 0);
+    ck_assert_int_eq(fx_run(db, &out, NULL, "gate", "check", "mp1.corp.test", NULL), 1);
+    ck_assert_ptr_nonnull(strstr(out, "127.0.0.99 (uninventoried client)"));
+    free(out);
+    ck_assert_int_eq(tu_db_int(db,
+                               "SELECT count(*) FROM audit WHERE command LIKE"
+                               " '%evidence names%' AND outcome LIKE 'ok: %'",
+                               NULL),
+                     2);
+}
+END_TEST
+
 START_TEST(window_bounds_the_blocker)
 {
     const char *path = write_file("u_ex270114.log", iis_log);
@@ -340,11 +394,11 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("evidence");
-    TCase *tc =
-        tu_tcase(s, "evidence", setup, teardown,
-                 TU_TESTS(iis_reordered_comments_hostile, gzip_and_schannel,
-                          bad_files_change_nothing, uninventoried_blocks_gate_until_waived,
-                          window_bounds_the_blocker, protocol_values, million_rows_memory_flat));
+    TCase *tc = tu_tcase(
+        s, "evidence", setup, teardown,
+        TU_TESTS(iis_reordered_comments_hostile, gzip_and_schannel, bad_files_change_nothing,
+                 uninventoried_blocks_gate_until_waived, names_resolve_addresses_beyond_collectors,
+                 window_bounds_the_blocker, protocol_values, million_rows_memory_flat));
     tcase_set_timeout(tc, 240);
     return tu_run_suite(s);
 }

@@ -249,10 +249,39 @@ START_TEST(test_servers_view_exact_bytes)
     make_known_db();
     /* mp1 serves P01's four clients: cl-b (not ready) and cl-c (stale) block, cl-d is waived.
      * sql.p02 has no dependents in P02 and its site is in enforce: open. */
-    assert_export("name,site,roles,phase,gate,dependents,blocking,legacy_disabled,orphan_risk\r\n"
+    assert_export("name,site,roles,phase,gate,dependents,blocking,legacy_disabled,orphan_risk,"
+                  "wire_legacy_accepted,last_probe,restart_pending\r\n"
                   "mp1.p01.example,P01,management_point;distribution_point,clients,blocked,4,2,"
-                  "false,false\r\n"
-                  "sql.p02.example,P02,site_database,enforce,open,0,0,true,false\r\n",
+                  "false,false,,,false\r\n"
+                  "sql.p02.example,P02,site_database,enforce,open,0,0,true,false,,,false\r\n",
+                  "--view", "servers", NULL, NULL);
+}
+END_TEST
+
+/* The probe's columns: what the wire accepted (legacy protocols only, in version order), when,
+ * and registry off but wire on. */
+START_TEST(test_servers_view_probe_columns)
+{
+    make_known_db();
+    struct store *s = open_db();
+    exec_ok(s, "INSERT INTO probe_result (host_id, port, tds, protocol, result, error, at)"
+               " SELECT id, 1433, 1, 'tls1.1', 'accepted', '', 1764000000 FROM host"
+               " WHERE name = 'sql.p02.example'");
+    exec_ok(s, "INSERT INTO probe_result (host_id, port, tds, protocol, result, error, at)"
+               " SELECT id, 1433, 1, p, r, '', 1764000060 FROM host,"
+               " (SELECT 'tls1.0' AS p, 'accepted' AS r UNION ALL SELECT 'tls1.2', 'accepted'"
+               "  UNION ALL SELECT 'ssl3', 'untested')"
+               " WHERE name = 'sql.p02.example'");
+    exec_ok(s, "INSERT INTO probe_result (host_id, port, tds, protocol, result, error, at)"
+               " SELECT id, 443, 0, 'tls1.0', 'refused', '', 1764000000 FROM host"
+               " WHERE name = 'mp1.p01.example'");
+    store_close(s);
+    assert_export("name,site,roles,phase,gate,dependents,blocking,legacy_disabled,orphan_risk,"
+                  "wire_legacy_accepted,last_probe,restart_pending\r\n"
+                  "mp1.p01.example,P01,management_point;distribution_point,clients,blocked,4,2,"
+                  "false,false,,2025-11-24T16:00:00Z,false\r\n"
+                  "sql.p02.example,P02,site_database,enforce,open,0,0,true,false,tls1.0;tls1.1,"
+                  "2025-11-24T16:01:00Z,true\r\n",
                   "--view", "servers", NULL, NULL);
 }
 END_TEST
@@ -264,9 +293,10 @@ START_TEST(test_servers_view_shows_orphan_risk)
     /* mp1 turned the legacy protocols off while cl-b still cannot do TLS 1.2. */
     fx_legacy_off(s, "mp1.p01.example");
     store_close(s);
-    assert_export("name,site,roles,phase,gate,dependents,blocking,legacy_disabled,orphan_risk\r\n"
+    assert_export("name,site,roles,phase,gate,dependents,blocking,legacy_disabled,orphan_risk,"
+                  "wire_legacy_accepted,last_probe,restart_pending\r\n"
                   "mp1.p01.example,P01,management_point;distribution_point,clients,blocked,4,2,"
-                  "true,true\r\n",
+                  "true,true,,,false\r\n",
                   "--view", "servers", "--site", "P01");
 }
 END_TEST
@@ -658,13 +688,10 @@ START_TEST(test_hostile_cells_round_trip_through_python_csv)
         while (hostile[k] != sorted[i])
             k++;
         char name[256], os[256];
-        json_array_append_new(rows, json_pack("[sssssssssssssss]",
-                                              guarded(sorted[i], name, sizeof(name)),
-                                              "S01", "client",
-                                              guarded(hostile[(k + 1) % HOSTILE_COUNT], os,
-                                                      sizeof(os)),
-                                              "unknown", "", "", "", "false", "", "", "", "",
-                                              "", ""));
+        json_array_append_new(
+            rows, json_pack("[sssssssssssssss]", guarded(sorted[i], name, sizeof(name)), "S01",
+                            "client", guarded(hostile[(k + 1) % HOSTILE_COUNT], os, sizeof(os)),
+                            "unknown", "", "", "", "false", "", "", "", "", "", ""));
     }
     const char *csv_path = tu_path(dir, "hosts.csv");
     char *out, *err;
@@ -794,9 +821,19 @@ START_TEST(test_writer_integers_and_times_match_the_c_library)
 
     /* epoch, day edges, 2000-02-29, 2100-02-28/03-01, the fixtures' time, the last second of
      * 9999 and the first past it, before the epoch */
-    static const long long edges[] = {0, 59, 86399, 86400, 951782400, 951868799, 4107456000LL,
-                                      4107542400LL, 1795608000, 253402300799LL, 253402300800LL,
-                                      -1, -86401};
+    static const long long edges[] = {0,
+                                      59,
+                                      86399,
+                                      86400,
+                                      951782400,
+                                      951868799,
+                                      4107456000LL,
+                                      4107542400LL,
+                                      1795608000,
+                                      253402300799LL,
+                                      253402300800LL,
+                                      -1,
+                                      -86401};
     const int nedges = (int)(sizeof(edges) / sizeof(edges[0]));
     unsigned long long x = 88172645463325252ULL;
     for (int i = 0; i < 100000 + nedges; i++) {
@@ -866,9 +903,10 @@ int main(void)
     tu_tcase(suite, "views", setup, teardown,
              TU_TESTS(test_hosts_view_exact_bytes, test_hosts_view_site_filter,
                       test_hosts_view_uses_configured_stale_after, test_servers_view_exact_bytes,
-                      test_servers_view_shows_orphan_risk, test_blockers_view_exact_bytes,
-                      test_phases_view_exact_bytes, test_summary_view_exact_bytes,
-                      test_bom_prefixes_utf8_mark, test_unknown_site_is_bad_input));
+                      test_servers_view_shows_orphan_risk, test_servers_view_probe_columns,
+                      test_blockers_view_exact_bytes, test_phases_view_exact_bytes,
+                      test_summary_view_exact_bytes, test_bom_prefixes_utf8_mark,
+                      test_unknown_site_is_bad_input));
 
     tu_tcase(suite, "out", setup, teardown,
              TU_TESTS(test_out_writes_file_whole_and_leaves_no_temp,
@@ -885,7 +923,7 @@ int main(void)
              TU_TESTS(test_hostile_cells_round_trip_through_python_csv,
                       test_hostile_reasons_round_trip_in_blockers_view,
                       test_writer_quotes_doubles_and_guards, test_writer_streams_past_its_buffer,
-                       test_writer_integers_and_times_match_the_c_library,
+                      test_writer_integers_and_times_match_the_c_library,
                       test_writer_reports_first_write_error));
 
     return tu_run_suite(suite);

@@ -378,6 +378,8 @@ START_TEST(test_enforce_completes_without_keys_the_os_does_not_need)
     fx_sql(s, "UPDATE report SET blockers = 0 WHERE host_id IN (%lld, %lld)",
            fx_id(s, "mp1.p09.example"), fx_id(s, "dp1.p09.example"));
     fx_sql(s, "DELETE FROM verdict");
+    fx_probed(s, "mp1.p09.example", "refused", FX_NOW - 60);
+    fx_probed(s, "dp1.p09.example", "refused", FX_NOW - 60);
     char *out;
     int code = fx_run(db, &out, NULL, "phase", "advance", "--site", "P09", "--dry-run", NULL);
     ck_assert_msg(code == 0, "%s", out);

@@ -459,6 +459,49 @@ START_TEST(test_report_lists_orphan_risk_first_with_its_dependents)
 }
 END_TEST
 
+/* The wire section: servers probed and never probed, those accepting a legacy protocol, restart
+ * pending first; the same as the servers CSV's probe columns. */
+START_TEST(test_report_shows_the_wire_probe)
+{
+    make_fleet();
+    struct store *s = fx_open(db);
+    fx_probed(s, "sql.p02.test", "accepted", FX_NOW - 120);
+    fx_probed(s, "mp2.p02.test", "refused", FX_NOW - 120);
+    fx_probed(s, "mp1.p01.test", "accepted", FX_NOW - 60); /* registry still on: no restart */
+    store_close(s);
+    char *html = page();
+    const char *p01 = strstr(html, "id=\"site-P01\""), *p02 = strstr(html, "id=\"site-P02\"");
+    ck_assert_ptr_nonnull(p01);
+    ck_assert_ptr_nonnull(p02);
+    const char *w1 = strstr(p01, "<h3>Wire:"), *w2 = strstr(p02, "<h3>Wire:");
+    ck_assert_ptr_nonnull(w1);
+    ck_assert_ptr_nonnull(w2);
+    ck_assert_int_eq(html_count(w1, p02, "wire_probed"), 1);
+    ck_assert_int_eq(html_count(w1, p02, "wire_never_probed"), 1);
+    ck_assert_int_eq(html_count(w1, p02, "wire_legacy_accepted"), 1);
+    ck_assert_int_eq(html_count(w1, p02, "wire_restart_pending"), 0);
+    ck_assert_int_eq(html_count(w2, NULL, "wire_probed"), 2);
+    ck_assert_int_eq(html_count(w2, NULL, "wire_never_probed"), 0);
+    ck_assert_int_eq(html_count(w2, NULL, "wire_restart_pending"), 1);
+    const char *row = strstr(w2, "<tr data-server=\"sql.p02.test\">");
+    ck_assert_ptr_nonnull(row);
+    const char *row_end = strstr(row, "</tr>");
+    char *cut = strndup(row, (size_t)(row_end - row));
+    ck_assert_ptr_nonnull(strstr(cut, "tls1.0"));
+    ck_assert_ptr_nonnull(strstr(cut, "RESTART PENDING"));
+    free(cut);
+    ck_assert_ptr_null(strstr(w2, "data-server=\"mp2.p02.test\""));
+    /* The CSV says the same. */
+    char *csv = export_view("servers");
+    const char *line = strstr(csv, "\nsql.p02.test,");
+    ck_assert_ptr_nonnull(line);
+    ck_assert_msg(!strncmp(strstr(line, ",tls1.0,"), ",tls1.0,2027-01-15T07:58:00Z,true\r\n", 35),
+                  "%s", csv);
+    free(csv);
+    free(html);
+}
+END_TEST
+
 START_TEST(test_report_cuts_long_lists_with_a_count_and_the_csv_view)
 {
     struct store *s = fx_open(db);
@@ -579,6 +622,7 @@ static Suite *suite(void)
                                   test_history_due_once_per_interval,
                                   test_report_is_self_contained_and_escapes_text,
                                   test_report_lists_orphan_risk_first_with_its_dependents,
+                                  test_report_shows_the_wire_probe,
                                   test_report_cuts_long_lists_with_a_count_and_the_csv_view,
                                   test_report_failure_leaves_the_old_page,
                                   test_collect_records_history_and_writes_report_html));

@@ -118,6 +118,13 @@ START_TEST(test_phase_happy_path_through_all_phases)
         free(out);
         fx_legacy_off(s, servers[i]);
     }
+    /* ... and the wire agrees: fail closed while no probe says so. */
+    ck_assert_int_eq(advance(&out), 1);
+    ck_assert_ptr_nonnull(strstr(out, "4 servers fail"));
+    ck_assert_ptr_nonnull(strstr(out, "not-probed"));
+    free(out);
+    for (int i = 0; i < 4; i++)
+        fx_probed(s, servers[i], "refused", FX_NOW - 60);
     ck_assert_int_eq(advance(NULL), 0);
     ck_phase("P01", "complete");
     char *err;
@@ -133,9 +140,9 @@ START_TEST(test_phase_happy_path_through_all_phases)
                             FX_NOW),
                      1);
     ck_assert_int_eq(fx_int(s, "SELECT entered_at FROM site WHERE code = 'P01'"), FX_NOW);
-    /* Audit: 4 moves, 1 + 1 + 1 + 4 refusals before them, 1 refusal after. */
+    /* Audit: 4 moves, 1 + 1 + 1 + 5 refusals before them, 1 refusal after. */
     ck_assert_int_eq(fx_int(s, "SELECT count(*) FROM audit WHERE outcome LIKE 'ok: %%'"), 4);
-    ck_assert_int_eq(fx_int(s, "SELECT count(*) FROM audit WHERE outcome LIKE 'refused: %%'"), 8);
+    ck_assert_int_eq(fx_int(s, "SELECT count(*) FROM audit WHERE outcome LIKE 'refused: %%'"), 9);
     ck_assert_int_eq(fx_int(s, "SELECT count(*) FROM audit WHERE outcome = "
                                "'ok: enforce -> complete' AND user = 'tester'"),
                      1);
@@ -421,12 +428,81 @@ START_TEST(test_phase_enforce_exit_needs_fresh_legacy_disabled_reports)
     fx_legacy_off(s, "dp1.p01.example");
     fx_legacy_off(s, "sup1.p01.example");
     fx_stale(s, "sup1.p01.example"); /* it said so, but too long ago */
+    const char *servers[] = {"db1.p01.example", "mp1.p01.example", "dp1.p01.example",
+                             "sup1.p01.example"};
+    for (int i = 0; i < 4; i++)
+        fx_probed(s, servers[i], "refused", FX_NOW - 60);
     char *out;
     ck_assert_int_eq(advance(&out), 1);
     ck_assert_ptr_nonnull(strstr(out, "1 server fail"));
     ck_assert_ptr_nonnull(strstr(out, "1 server: stale-report:"));
     free(out);
     fx_fix(s, "sup1.p01.example");
+    ck_assert_int_eq(advance(NULL), 0);
+    ck_phase("P01", "complete");
+}
+END_TEST
+
+/* Fail closed: the registry says the legacy protocols are off, but nothing on the wire says
+ * so. A site system never probed, probed without a verdict (could not test), or probed longer
+ * ago than probe.max_age holds the site in enforce with the remedy; a waiver lifts it as for the
+ * other blockers (there is no --force); a server without a TLS port has nothing to probe. */
+START_TEST(test_phase_enforce_exit_fails_closed_without_a_recent_probe)
+{
+    fleet("enforce");
+    const char *servers[] = {"db1.p01.example", "mp1.p01.example", "dp1.p01.example",
+                             "sup1.p01.example"};
+    for (int i = 0; i < 4; i++)
+        fx_legacy_off(s, servers[i]);
+    fx_host(s, "ss1.p01.example", "P01", ROLE_SITE_SERVER); /* no TLS port of its own */
+    fx_legacy_off(s, "ss1.p01.example");
+    fx_probed(s, "db1.p01.example", "refused", FX_NOW - 60);
+    fx_probed(s, "mp1.p01.example", "untested", FX_NOW - 60);
+    fx_probed(s, "dp1.p01.example", "refused", FX_NOW - 8 * 86400);
+    char *out;
+    ck_assert_int_eq(advance(&out), 1);
+    ck_assert_msg(strstr(out, "3 servers fail") != NULL, "%s", out);
+    ck_assert_ptr_nonnull(strstr(out, "3 servers: not-probed:"));
+    ck_assert_ptr_nonnull(strstr(out, "sup1.p01.example"));
+    ck_assert_ptr_nonnull(strstr(out, "never probed"));
+    ck_assert_ptr_nonnull(strstr(out, "could not test TLS 1.0 or 1.1 on any port"));
+    ck_assert_ptr_nonnull(strstr(out, "older than the config's probe max_age"));
+    ck_assert_ptr_nonnull(strstr(out, "run `tlsgate probe --site P01`"));
+    ck_assert_ptr_null(strstr(out, "ss1.p01.example"));
+    ck_assert_ptr_null(strstr(out, "db1.p01.example"));
+    free(out);
+    ck_phase("P01", "enforce");
+    char *err;
+    ck_assert_int_eq(fx_run(db, &out, &err, "--json", "phase", "status", "--site", "P01", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "\"exit_blocking\":3"));
+    free(out);
+    free(err);
+
+    /* A longer max_age accepts the 8-day-old probe. */
+    char *cfg = strdup(tu_path(dir, "c.json"));
+    FILE *f = fopen(cfg, "w");
+    fputs("{\"probe\": {\"max_age\": \"9d\"}}", f);
+    fclose(f);
+    ck_assert_int_eq(fx_run(db, &out, NULL, "--config", cfg, "phase", "advance", "--site", "P01",
+                            "--dry-run", NULL),
+                     1);
+    ck_assert_ptr_nonnull(strstr(out, "2 servers fail"));
+    ck_assert_ptr_null(strstr(out, "older than"));
+    free(out);
+    /* A bad max_age is bad input naming the key. */
+    f = fopen(cfg, "w");
+    fputs("{\"probe\": {\"max_age\": \"9 weeks\"}}", f);
+    fclose(f);
+    ck_assert_int_eq(fx_run(db, NULL, &err, "--config", cfg, "phase", "status", NULL), 3);
+    ck_assert_ptr_nonnull(strstr(err, "probe.max_age"));
+    free(err);
+    free(cfg);
+
+    /* Probed now (and a waiver for the one whose port cannot be reached): it completes. */
+    fx_probed(s, "dp1.p01.example", "refused", FX_NOW - 60);
+    fx_probed(s, "sup1.p01.example", "refused", FX_NOW - 60);
+    ck_assert_int_eq(advance(NULL), 1);
+    fx_waive(s, "mp1.p01.example", 0);
     ck_assert_int_eq(advance(NULL), 0);
     ck_phase("P01", "complete");
 }
@@ -487,6 +563,7 @@ int main(void)
                       test_phase_status_shows_counts_next_step_and_orphan_risk,
                       test_phase_servers_exit_counts_consoles_and_waived_systems_pass,
                       test_phase_enforce_exit_needs_fresh_legacy_disabled_reports,
+                      test_phase_enforce_exit_fails_closed_without_a_recent_probe,
                       test_phase_failing_listing_agrees_with_counts));
     return tu_run_suite(suite);
 }

@@ -407,6 +407,16 @@ START_TEST(restart_pending_held_in_enforce)
     set_port("mp1.test", p.port, false);
     ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "probe", "mp1.test", NULL), 0);
     peer_stop(&p);
+    /* The site database was never probed: fail closed until it is. */
+    ck_assert_int_eq(tu_tlsgate(db, &out, &err, "phase", "advance", "--site", "PS1", NULL), 1);
+    ck_assert_ptr_nonnull(strstr(out, "not-probed"));
+    ck_assert_ptr_nonnull(strstr(out, "sql1.test"));
+    free(out);
+    free(err);
+    p = tds_peer("tls1_2", "tls1_2", false);
+    set_port("sql1.test", p.port, true);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "probe", "sql1.test", NULL), 0);
+    peer_stop(&p);
     ck_assert_int_eq(tu_tlsgate(db, &out, &err, "phase", "advance", "--site", "PS1", NULL), 0);
     free(out);
     free(err);
@@ -425,14 +435,211 @@ START_TEST(restart_pending_held_in_enforce)
 }
 END_TEST
 
+static struct peer rc4_peer(const char *mode)
+{
+    char *argv[] = {"python3", (char *)tu_source_path("tests/peers/rc4_peer.py"), "--mode",
+                    (char *)mode, NULL};
+    return peer_start(argv);
+}
+
+/* A server that speaks TLS 1.0 only with RC4 (which OpenSSL 3 cannot offer): OpenSSL's
+ * ClientHello meets a handshake_failure alert, so the probe asks again with a hand-built
+ * ClientHello offering RC4 and 3DES; a ServerHello is "accepted", an alert "refused", no answer
+ * "untested" — never a "refused" that only says what the prober could not speak. The peer is a
+ * raw stand-in (tests/peers/rc4_peer.py): no real RC4 server exists on this system. */
+START_TEST(rc4_only_server_is_not_called_disabled)
+{
+    struct probe_selftest st = selftest(0);
+    if (!st.can[WIRE_TLS10] || !st.can[WIRE_TLS11]) {
+        printf("rc4_only_server: this OpenSSL cannot speak TLS 1.0/1.1: skipped\n");
+        return;
+    }
+    struct peer p = rc4_peer("rc4");
+    set_port("mp1.test", p.port, false);
+    char *out = NULL, *err = NULL;
+    int rc = tu_tlsgate(db, &out, &err, "probe", "mp1.test", NULL);
+    peer_stop(&p);
+    ck_assert_msg(rc == 0, "probe: %s", err ? err : "");
+    ck_assert_str_eq(stored("mp1.test", p.port, "tls1.0"), "accepted");
+    ck_assert_msg(strstr(out, "TLS_RSA_WITH_RC4_128_SHA") != NULL, "%s", out);
+    ck_assert_str_eq(stored("mp1.test", p.port, "tls1.1"), "refused"); /* it chose TLS 1.0 */
+    ck_assert_str_eq(stored("mp1.test", p.port, "tls1.2"), "refused");
+    ck_assert_str_eq(stored("mp1.test", p.port, "tls1.3"), "refused");
+    free(out);
+    free(err);
+
+    /* A server that refuses the RC4 hello too: refused, and says both alerts. */
+    p = rc4_peer("never");
+    set_port("mp1.test", p.port, false);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "probe", "mp1.test", NULL), 0);
+    peer_stop(&p);
+    ck_assert_str_eq(stored("mp1.test", p.port, "tls1.0"), "refused");
+    ck_assert_ptr_nonnull(strstr(out, "hand-built"));
+    free(out);
+
+    /* No answer to the RC4 hello: it cannot be told, so untested. */
+    p = rc4_peer("silent");
+    set_port("mp1.test", p.port, false);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "probe", "mp1.test", NULL), 0);
+    peer_stop(&p);
+    ck_assert_str_eq(stored("mp1.test", p.port, "tls1.0"), "untested");
+    ck_assert_str_eq(stored("mp1.test", p.port, "tls1.2"), "refused"); /* not legacy: as before */
+    ck_assert_ptr_nonnull(strstr(out, "OpenSSL 3 cannot speak RC4"));
+    free(out);
+}
+END_TEST
+
+/* A loopback port that completes TCP connections and never answers (listening, never
+ * accepting): a handshake there waits for its timeout until the listener is closed. */
+static int stall_listener(int *port)
+{
+    /* CLOEXEC: the daemon started after it must not keep it open. */
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(sa);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(listen(fd, 64), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    *port = ntohs(sa.sin_port);
+    return fd;
+}
+
+static char *read_log(const char *path)
+{
+    size_t len = 0;
+    char *log = tu_read_file(path, &len);
+    return log ? log : strdup("");
+}
+
+/* The daemon probes on its own schedule (config "probe"), on its own thread: real s_server and
+ * TDS peers, the same stored outcomes as `tlsgate probe`, a log line per round and per host
+ * accepting a legacy protocol, counters on the metrics page; and a probe stuck on a port that
+ * never answers does not hold up the pulls. */
+START_TEST(daemon_probes_on_its_own_schedule)
+{
+    struct probe_selftest st = selftest(0);
+    struct peer tls10 = s_server("-tls1");
+    struct peer sql = tds_peer("tls1_2", "tls1_2", false);
+    int stall_port;
+    int stall_fd = stall_listener(&stall_port);
+    char p1[16], p2[16];
+    snprintf(p1, sizeof(p1), "%d", tls10.port);
+    snprintf(p2, sizeof(p2), "%d", stall_port);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "probe", "ports", "mp1.test", p1, p2, NULL), 0);
+    set_port("sql1.test", sql.port, true);
+
+    int metrics_port = tu_closed_port();
+    char *config = strdup(tu_path(dir, "daemon.json"));
+    char *log = strdup(tu_path(dir, "daemon.log"));
+    char buf[2048];
+    snprintf(buf, sizeof(buf),
+             "{\"tls\": {\"ca\": \"%s\", \"cert\": \"%s\", \"key\": \"%s\"}, \"jitter\": 0,"
+             " \"connect_timeout\": 2, \"timeout\": 2, \"metrics\": \"127.0.0.1:%d\","
+             " \"probe\": {\"interval\": \"6h\", \"concurrency\": 4, \"timeout\": 60}}",
+             tu_path(certs, "ca.pem"), tu_path(certs, "orchestrator.pem"),
+             tu_path(certs, "orchestrator.key"), metrics_port);
+    tu_write_file(config, buf, strlen(buf));
+    pid_t pid = tu_tlsgate_start(db, config, "daemon", log, true);
+
+    /* Both hosts pulled (and failing: no collector) while the probe waits on the silent port. */
+    bool pulled = tu_wait_db_int(db, "SELECT count(*) FROM poll WHERE last_attempt_at IS NOT NULL",
+                                 NULL, 2, 30000);
+    char *text = read_log(log);
+    ck_assert_msg(pulled, "no pull while probing:\n%s", text);
+    ck_assert_msg(strstr(text, "probe: every 21600 s") != NULL, "%s", text);
+    ck_assert_ptr_null(strstr(text, "probe round done"));
+    ck_assert_int_eq(tu_db_int(db,
+                               "SELECT count(*) FROM probe_result p JOIN host h ON h.id = p.host_id"
+                               " WHERE h.name = 'mp1.test'",
+                               NULL),
+                     0);
+    free(text);
+    close(stall_fd); /* the stuck handshakes end (reset): the round finishes */
+    if (!tu_wait_file_contains(log, "probe round done", 60000)) {
+        text = read_log(log);
+        ck_abort_msg("no probe round:\n%.3000s", text);
+    }
+    ck_assert_str_eq(stored("sql1.test", sql.port, "tls1.2"), "accepted");
+    ck_assert_str_eq(stored("sql1.test", sql.port, "tls1.3"), "refused");
+    /* The silent port: handshakes reset when its listener closed (refused, as SCHANNEL's reset
+     * of a disabled protocol) or connections refused after (untested); never accepted. */
+    snprintf(buf, sizeof(buf), "%d", stall_port);
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM probe_result WHERE port = ?1", buf), 5);
+    ck_assert_int_eq(tu_db_int(db,
+                               "SELECT count(*) FROM probe_result WHERE port = ?1"
+                               " AND result = 'accepted'",
+                               buf),
+                     0);
+    ck_assert_str_eq(stored("mp1.test", tls10.port, "tls1.2"), "refused");
+    ck_assert_str_eq(stored("mp1.test", tls10.port, "tls1.0"),
+                     st.can[WIRE_TLS10] ? "accepted" : "untested");
+    text = read_log(log);
+    ck_assert_ptr_nonnull(strstr(text, "probe round done: 2 site systems, 15 handshakes stored"));
+    if (st.can[WIRE_TLS10]) {
+        char want[96];
+        snprintf(want, sizeof(want),
+                 "host=mp1.test probe: legacy protocol accepted on the wire: "
+                 "tls1.0 on %d",
+                 tls10.port);
+        ck_assert_msg(strstr(text, want) != NULL, "%s", text);
+    }
+    free(text);
+
+    struct tu_fetch f = {.path = "/metrics", .host = "127.0.0.1", .plain = 1};
+    tu_fetch_run((uint16_t)metrics_port, &f);
+    ck_assert_int_eq(f.code, 200);
+    ck_assert_ptr_nonnull(strstr(f.out, "\ntlsgate_probe_rounds_total 1\n"));
+    ck_assert_ptr_nonnull(strstr(f.out, "tlsgate_probe_handshakes_total{result=\"untested\"}"));
+    snprintf(buf, sizeof(buf), "\ntlsgate_probe_legacy_accepted_total %d\n",
+             st.can[WIRE_TLS10] ? 1 : 0);
+    ck_assert_msg(strstr(f.out, buf) != NULL, "%s", f.out);
+    tu_fetch_release(&f);
+
+    /* Not due again for 6 hours: a stop ends it at once and cleanly. */
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(tu_wait_exit(pid, 20000), 0);
+    peer_stop(&tls10);
+    peer_stop(&sql);
+    text = read_log(log);
+    const char *first = strstr(text, "probe round ");
+    ck_assert_msg(first && !strstr(first + 1, "probe round "), "not one round:\n%s", text);
+    free(text);
+    free(config);
+    free(log);
+}
+END_TEST
+
+/* A bad "probe" config is bad input naming the key; the daemon does not start. */
+START_TEST(daemon_probe_config_errors)
+{
+    const char *bad[] = {"{\"probe\": {\"interval\": \"6 hours\"}}",
+                         "{\"probe\": {\"concurrency\": 0}}", "{\"probe\": {\"timeout\": \"2w\"}}",
+                         "{\"probe\": {\"every\": 5}}", "{\"probe\": 5}"};
+    const char *key[] = {"probe.interval", "probe.concurrency", "probe.timeout", "probe.every",
+                         "probe"};
+    char *config = strdup(tu_path(dir, "bad.json"));
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        tu_write_file(config, bad[i], strlen(bad[i]));
+        char *err = NULL;
+        int rc = tu_tlsgate(db, NULL, &err, "--config", config, "daemon", NULL);
+        ck_assert_msg(rc == 3, "%s: exit %d", bad[i], rc);
+        ck_assert_msg(err && strstr(err, key[i]), "%s: %s", bad[i], err ? err : "");
+        free(err);
+    }
+    free(config);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("probe");
-    TCase *tc = tu_tcase(s, "probe", setup, teardown,
-                         TU_TESTS(selftest_speaks_modern_and_says_why_not, tls10_server,
-                                  tls12_only_server, selftest_failing_makes_untested,
-                                  sql_server_through_tds, tds_port_that_speaks_plain_tls, bad_input,
-                                  closed_port_is_untested, restart_pending_held_in_enforce));
+    TCase *tc =
+        tu_tcase(s, "probe", setup, teardown,
+                 TU_TESTS(selftest_speaks_modern_and_says_why_not, tls10_server, tls12_only_server,
+                          selftest_failing_makes_untested, sql_server_through_tds,
+                          tds_port_that_speaks_plain_tls, bad_input, closed_port_is_untested,
+                          restart_pending_held_in_enforce, rc4_only_server_is_not_called_disabled,
+                          daemon_probes_on_its_own_schedule, daemon_probe_config_errors));
     tcase_set_timeout(tc, 120);
     return tu_run_suite(s);
 }

@@ -33,6 +33,10 @@ void config_init(struct config *c)
     c->enroll.rate_burst = 10;
     c->enroll.connection_limit = 256;
     c->enroll.per_ip_limit = 16;
+    c->probe_interval = 0;
+    c->probe_concurrency = 16;
+    c->probe_timeout = 10;
+    c->probe_max_age = 7L * 86400;
 }
 
 void config_release(struct config *c)
@@ -131,74 +135,8 @@ int config_split_address(const char *text, char *addr, size_t addrsize, unsigned
     return 0;
 }
 
-/* The "enroll" object (config.h, struct config_enroll). */
-static int load_enroll(struct config *c, const char *path, json_t *obj, char *err, size_t errsize)
-{
-    if (!json_is_object(obj)) {
-        snprintf(err, errsize, "%s: enroll: must be an object", path);
-        return -EINVAL;
-    }
-    static const char known[] = "ca_cert, ca_key, cert, key, listen, lifetime_days, pending_max, "
-                                "rate_per_minute, rate_burst, connection_limit, per_ip_limit";
-    struct config_enroll *e = &c->enroll;
-    const char *key;
-    json_t *v;
-    json_object_foreach(obj, key, v)
-    {
-        char *slot = !strcmp(key, "ca_cert")  ? e->ca_cert
-                     : !strcmp(key, "ca_key") ? e->ca_key
-                     : !strcmp(key, "cert")   ? e->cert
-                     : !strcmp(key, "key")    ? e->key
-                                              : NULL;
-        if (slot) {
-            char *full = json_is_string(v) && json_string_length(v) > 0
-                             ? resolve_path(path, json_string_value(v))
-                             : NULL;
-            if (!full || strlen(full) >= PATH_MAX) {
-                snprintf(err, errsize, "%s: enroll.%s: must be a non-empty string (a file path)",
-                         path, key);
-                free(full);
-                return -EINVAL;
-            }
-            memcpy(slot, full, strlen(full) + 1);
-            free(full);
-            continue;
-        }
-        if (!strcmp(key, "listen")) {
-            char addr[64], why[160];
-            unsigned port;
-            const char *text = json_string_value(v);
-            if (!text || strlen(text) >= sizeof(e->listen) ||
-                config_split_address(text, addr, sizeof(addr), &port, why, sizeof(why))) {
-                snprintf(err, errsize, "%s: enroll.listen: %s", path,
-                         !text ? "must be a string \"ADDRESS:PORT\" (e.g. \"127.0.0.1:8443\")"
-                         : strlen(text) >= sizeof(e->listen) ? "too long"
-                                                             : why);
-                return -EINVAL;
-            }
-            snprintf(e->listen, sizeof(e->listen), "%s", text);
-            continue;
-        }
-        long *num = !strcmp(key, "lifetime_days")      ? &e->lifetime_days
-                    : !strcmp(key, "pending_max")      ? &e->pending_max
-                    : !strcmp(key, "rate_per_minute")  ? &e->rate_per_minute
-                    : !strcmp(key, "rate_burst")       ? &e->rate_burst
-                    : !strcmp(key, "connection_limit") ? &e->connection_limit
-                    : !strcmp(key, "per_ip_limit")     ? &e->per_ip_limit
-                                                       : NULL;
-        if (!num) {
-            snprintf(err, errsize, "%s: enroll.%s: unknown key (known: %s)", path, key, known);
-            return -EINVAL;
-        }
-        long max = num == &e->lifetime_days                                 ? 3650
-                   : num == &e->connection_limit || num == &e->per_ip_limit ? 65536
-                                                                            : 1000000;
-        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > max) {
-            snprintf(err, errsize, "%s: enroll.%s: must be a whole number from 1 to %ld", path, key,
-                     max);
-            return -EINVAL;
-        }
-        *num = (long)json_integer_value(v);
+                     "cert_warn_days, cert_change, log_level, report_html, metrics, enroll, "
+                     "probe)",
     }
     return 0;
 }
@@ -245,6 +183,11 @@ int config_load(struct config *c, const char *path, char *err, size_t errsize)
         }
         if (!strcmp(key, "enroll")) {
             if ((rc = load_enroll(c, path, v, err, errsize)))
+                goto out;
+            continue;
+        }
+        if (!strcmp(key, "probe")) {
+            if ((rc = load_probe(c, path, v, err, errsize)))
                 goto out;
             continue;
         }
@@ -328,7 +271,8 @@ int config_load(struct config *c, const char *path, char *err, size_t errsize)
             snprintf(err, errsize,
                      "%s: %s: unknown key (known: tls, interval, jitter, concurrency, "
                      "connect_timeout, timeout, stale_after, backoff_max, evidence_window, "
-                     "cert_warn_days, cert_change, log_level, report_html, metrics, enroll)",
+                     "cert_warn_days, cert_change, log_level, report_html, metrics, enroll, "
+                     "probe)",
                      path, key);
             rc = -EINVAL;
             goto out;

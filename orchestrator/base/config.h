@@ -31,6 +31,12 @@ struct config {
      * (config "cert_change": "warn" | "hold"). */
     int cert_change_hold;
     enum log_level log_level;
+    /* "probe": {...}: the daemon's own TLS probe of the site systems (wire/, issue 18). */
+    long probe_interval;    /* seconds between two probe rounds; 0 (the default): off */
+    long probe_concurrency; /* handshakes in flight at most (16) */
+    long probe_timeout;     /* seconds per handshake, connect included (10) */
+    long probe_max_age;     /* seconds: an older probe no longer lets a site leave `enforce`
+                               (7 days, domain/wire.h WIRE_NOT_PROBED_SELECT) */
     /* The status page the daemon rewrites after each round ("" none); an array, not a pointer,
      * so copies of the struct (the pull engine's worker keeps one) need no allocation. */
     char report_html[PATH_MAX];
@@ -63,6 +69,10 @@ void config_init(struct config *c);
 int config_load(struct config *c, const char *path, char *err, size_t errsize);
 
 void config_release(struct config *c);
+
+/* A duration: a whole number of seconds, or a string "N" + one of s, m, h, d ("6h"). Returns
+ * 0, or -EINVAL with the reason in err (without the key). */
+int config_duration(const char *text, long min, long max, long *out, char *err, size_t errsize);
 
 /* Splits "ADDRESS:PORT" ("127.0.0.1:9464", "[::1]:9464"): a numeric IPv4 or IPv6 address and
  * a port from 1 to 65535. Returns 0, or -EINVAL with the reason in err (without the text). */

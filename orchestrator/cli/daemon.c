@@ -5,22 +5,65 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "metrics.h"
 #include "poll.h"
+#include "probesched.h"
 #include "pullrun.h"
 
 /* How long in-flight transfers may run after SIGTERM/SIGINT before they are abandoned. */
 #define DAEMON_GRACE_MS 5000
 
-/* The run and its optional metrics endpoint (metrics.h); the pullrun first (pullrun.h). */
+/* The run, its optional metrics endpoint (metrics.h) and its optional probe thread
+ * (probesched.h); the pullrun first (pullrun.h). */
 struct daemon_run {
     struct pullrun r;
     struct metrics *metrics;
+    struct probesched *probe;
 };
+
+static void probe_counts(void *arg, struct metrics_probe *out)
+{
+    struct probesched_stats st;
+    probesched_get_stats(arg, &st);
+    *out = (struct metrics_probe){.rounds = st.rounds,
+                                  .accepted = st.handshakes[WIRE_ACCEPTED],
+                                  .refused = st.handshakes[WIRE_REFUSED],
+                                  .untested = st.handshakes[WIRE_UNTESTED],
+                                  .legacy_accepted = st.legacy_accepted};
+}
+
+/* Starts the probe thread when the config asks for it ("probe": {"interval": ...}). */
+static int start_probe(struct daemon_run *d, struct cli *cli)
+{
+    const struct config *c = &cli->config;
+    if (c->probe_interval <= 0)
+        return 0;
+    struct probesched_options o = {
+        .db_path = cli->db_path,
+        .interval_s = c->probe_interval,
+        .probe = {.connect_timeout_ms = c->probe_timeout * 1000L,
+                  .timeout_ms = c->probe_timeout * 1000L,
+                  .concurrency = (int)c->probe_concurrency},
+        .log = poll_log,
+    };
+    const char *deny = getenv("TLSGATE_PROBE_SELFTEST_DENY");
+    char err[STORE_ERROR_SIZE];
+    if (deny && probe_parse_protocols(deny, &o.selftest_deny, err, sizeof(err))) {
+        cli_error("daemon: $TLSGATE_PROBE_SELFTEST_DENY: '%s' is not one of ssl3, tls1.0, tls1.1, "
+                  "tls1.2, tls1.3",
+                  err);
+        return -EINVAL;
+    }
+    int rc = probesched_start(&o, &d->probe, err, sizeof(err));
+    if (rc)
+        cli_error("daemon: %s", err);
+    return rc;
+}
 
 static void on_outcome(struct poll *p, const struct poll_outcome *o, void *data)
 {
@@ -46,7 +89,9 @@ static const struct cli_spec daemon_spec = {
              "Logs go to stderr: time, level, host, event (with a syslog priority\n"
              "first when stderr is the systemd journal). With \"metrics\":\n"
              "\"ADDRESS:PORT\" in the config, serves Prometheus metrics at\n"
-             "http://ADDRESS:PORT/metrics (read at start).\n",
+             "http://ADDRESS:PORT/metrics (read at start). With \"probe\": {\"interval\":\n"
+             "\"6h\", ...} it also probes the site systems' TLS ports on its own thread, as\n"
+             "`tlsgate probe` does (read at start).\n",
 };
 const struct cli_spec *const daemon_specs[] = {&daemon_spec, NULL};
 
@@ -74,8 +119,20 @@ int cmd_daemon(struct cli *cli, int argc, char **argv)
             return rc == -EINVAL ? EXIT_BADINPUT : EXIT_SYSTEM;
         }
     }
+    /* The probe writes from its own thread; SIGPIPE from a closing peer must not kill us
+     * (pullrun ignores it already, probe.h asks it). */
+    if (start_probe(&d, cli)) {
+        metrics_close(d.metrics);
+        d.metrics = NULL;
+        poll_stop(d.r.poll, 0);
+        pullrun_finish(rp);
+        return EXIT_SYSTEM;
+    }
+    if (d.metrics && d.probe)
+        metrics_watch_probe(d.metrics, probe_counts, d.probe);
     poll_log(LOG_INFO, NULL, "daemon started (pid %ld, database %s)", (long)getpid(), cli->db_path);
     code = pullrun_finish(rp);
+    probesched_stop(d.probe);
     if (d.r.store_error[0]) {
         cli_error("daemon: cannot start: %s", d.r.store_error);
         return EXIT_SYSTEM;

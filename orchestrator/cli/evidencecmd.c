@@ -9,12 +9,15 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "csv.h"
+#include "csvread.h"
 #include "evidence.h"
 #include "inventory.h"
 #include "store.h"
@@ -24,7 +27,8 @@
     "Usage: tlsgate evidence import [--server S] [--json] FILE...\n"                               \
     "       tlsgate evidence list [--server S] [--legacy] [--uninventoried] [--csv] [--json]\n"    \
     "       tlsgate evidence waive ADDRESS --reason R [--until YYYY-MM-DD] [--json]\n"             \
-    "       tlsgate evidence unwaive ADDRESS [--json]\n"
+    "       tlsgate evidence unwaive ADDRESS [--json]\n"                                           \
+    "       tlsgate evidence names FILE\n"
 #define EVIDENCE_ABOUT                                                                             \
     "\n"                                                                                           \
     "import reads IIS W3C logs (any field order, from #Fields:; needs date, time, c-ip\n"          \
@@ -36,7 +40,10 @@
     "A legacy handshake (SSL 3.0, TLS 1.0, 1.1) seen within the config's evidence_window\n"        \
     "(default 30 days) blocks that server's gate, named by client address: \"uninventoried\n"      \
     "client\" when no inventory host has that collector address. `evidence waive`\n"               \
-    "stops one address from blocking (audited); list shows everything kept.\n"
+    "stops one address from blocking (audited); list shows everything kept.\n"                     \
+    "`evidence names FILE` replaces the address resolver: a CSV with the header\n"                 \
+    "address,host mapping client addresses that are no collector address to inventory\n"           \
+    "hosts (a second interface, NAT); all rows or none are stored (audited).\n"
 
 static const struct cli_option evidence_import_options[] = {{"server", "S"}, {NULL}};
 static const struct cli_spec evidence_import_spec = {
@@ -78,8 +85,16 @@ static const struct cli_spec evidence_unwaive_spec = {
     .max_args = 1,
     .json = true,
 };
-const struct cli_spec *const evidence_specs[] = {
-    &evidence_import_spec, &evidence_list_spec, &evidence_waive_spec, &evidence_unwaive_spec, NULL};
+static const struct cli_spec evidence_names_spec = {
+    .name = "evidence names",
+    .word = "names",
+    .usage = "Usage: tlsgate evidence names FILE\n" EVIDENCE_ABOUT,
+    .min_args = 1,
+    .max_args = 1,
+};
+const struct cli_spec *const evidence_specs[] = {&evidence_import_spec, &evidence_list_spec,
+                                                 &evidence_waive_spec,  &evidence_unwaive_spec,
+                                                 &evidence_names_spec,  NULL};
 
 static int store_fail_exit(struct store *s, int rc)
 {
@@ -339,6 +354,81 @@ static int evidence_waive(struct cli *cli, const char *client, const char *reaso
     return EXIT_OK;
 }
 
+/* ---- names --------------------------------------------------------------------------- */
+
+/* `evidence names FILE`: the CSV (address,host; any column order, from the header) replaces
+ * the resolver in one transaction; the first bad row is reported with its line and nothing is
+ * changed. */
+static int evidence_names(struct cli *cli, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        cli_error("evidence names: %s: %s", path, strerror(errno));
+        return EXIT_BADINPUT;
+    }
+    struct csvread r;
+    if (csvread_init(&r, f) || csvread_detect(&r)) {
+        fclose(f);
+        cli_error("evidence names: %s: cannot read it", path);
+        return EXIT_SYSTEM;
+    }
+    int code = EXIT_BADINPUT, col_addr = -1, col_host = -1, rc = csvread_next(&r);
+    for (size_t i = 0; rc == 1 && i < r.nfields; i++) {
+        if (!strcasecmp(r.fields[i], "address"))
+            col_addr = (int)i;
+        else if (!strcasecmp(r.fields[i], "host"))
+            col_host = (int)i;
+    }
+    struct store *s = NULL;
+    long rows = 0;
+    if (rc != 1 || col_addr < 0 || col_host < 0) {
+        cli_error("evidence names: %s:%ld: %s", path, r.line,
+                  rc < 0 ? r.err : "the header must name the columns address and host");
+        goto out;
+    }
+    if (!(s = cli_store(cli, false, &code)))
+        goto out;
+    if ((rc = store_begin(s, true)) || (rc = wire_names_clear(s))) {
+        code = store_fail_exit(s, rc);
+        goto out;
+    }
+    while ((rc = csvread_next(&r)) == 1) {
+        const char *addr = (size_t)col_addr < r.nfields ? r.fields[col_addr] : "";
+        const char *host = (size_t)col_host < r.nfields ? r.fields[col_host] : "";
+        if (!valid_client(addr) || !strcmp(addr, "unknown")) {
+            cli_error("evidence names: %s:%ld: address '%s' is not an IP address", path, r.line,
+                      addr);
+            store_rollback(s);
+            goto out;
+        }
+        if ((rc = wire_name_add(s, addr, host))) {
+            cli_error("evidence names: %s:%ld: %s", path, r.line, store_errmsg(s));
+            store_rollback(s);
+            code = rc == -ENOENT ? EXIT_BADINPUT : EXIT_SYSTEM;
+            goto out;
+        }
+        rows++;
+    }
+    if (rc < 0) {
+        cli_error("evidence names: %s:%ld: %s", path, r.line, r.err);
+        store_rollback(s);
+        goto out;
+    }
+    char outcome[96];
+    snprintf(outcome, sizeof(outcome), "ok: %ld address%s mapped to inventory hosts", rows,
+             rows == 1 ? "" : "es");
+    if ((rc = cli_audit(cli, outcome)) || (rc = store_commit(s))) {
+        code = store_fail_exit(s, rc);
+        goto out;
+    }
+    printf("%s\n", outcome + 4);
+    code = EXIT_OK;
+out:
+    csvread_release(&r);
+    fclose(f);
+    return code;
+}
+
 int cmd_evidence(struct cli *cli, int argc, char **argv)
 {
     const struct cli_spec *spec;
@@ -351,6 +441,8 @@ int cmd_evidence(struct cli *cli, int argc, char **argv)
         return evidence_import(cli, cli_value(spec, &a, "server"), a.argc, a.argv);
     if (spec == &evidence_list_spec)
         return evidence_list(cli, spec, &a);
+    if (spec == &evidence_names_spec)
+        return evidence_names(cli, a.argv[0]);
     return evidence_waive(cli, a.argv[0], cli_value(spec, &a, "reason"),
                           cli_value(spec, &a, "until"), spec == &evidence_waive_spec);
 }

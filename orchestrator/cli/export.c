@@ -161,7 +161,8 @@ static int out_commit(struct export_out *o)
     "views:\n"                                                                                     \
     "  hosts     name,site,roles,os,state,blockers,warnings,last_report,waived,reachable,\n"       \
     "            last_error\n"                                                                     \
-    "  servers   name,site,roles,phase,gate,dependents,blocking,legacy_disabled,orphan_risk\n"     \
+    "  servers   name,site,roles,phase,gate,dependents,blocking,legacy_disabled,orphan_risk,\n"    \
+    "            wire_legacy_accepted,last_probe,restart_pending\n"                                \
     "  blockers  server,dependent,rule,reason\n"                                                   \
     "  phases    site,phase,entered_at,entered_by\n"                                               \
     "  summary   site,phase,hosts,ready,not_ready,unknown,waived,servers_gate_open\n"              \
@@ -271,6 +272,7 @@ int cmd_export(struct cli *cli, int argc, char **argv)
     csv_init(&w, out.fd);
     struct gate_time t = gate_time_make(utc_now(), cli->config.stale_after);
     t.evidence_since = t.now - cli->config.evidence_window;
+    t.probe_since = t.now - cli->config.probe_max_age;
 
     rc = store_begin(s, false);
     if (!rc && a.bom)

@@ -240,6 +240,7 @@ static int gate_check(struct cli *cli, const char *server, bool all)
         return code;
     struct gate_time t = gate_time_make(utc_now(), cli->config.stale_after);
     t.evidence_since = t.now - cli->config.evidence_window;
+    t.probe_since = t.now - cli->config.probe_max_age;
     struct check c = {cli, s, &t, NULL, all ? 0 : GATE_LIST_LIMIT, false, 0, 0, 0, 0, 0};
     struct kept_server k = {0};
     struct rules_catalog *catalog = NULL;
@@ -316,6 +317,7 @@ static int gate_list(struct cli *cli, const char *site)
         return code;
     struct gate_time t = gate_time_make(utc_now(), cli->config.stale_after);
     t.evidence_since = t.now - cli->config.evidence_window;
+    t.probe_since = t.now - cli->config.probe_max_age;
     struct list l = {.json = cli->json};
     int rc = store_begin(s, false);
     if (!rc)

@@ -18,6 +18,7 @@
 #include "inventory.h"
 #include "probe.h"
 #include "store.h"
+#include "sweep.h"
 #include "wire.h"
 
 #define PROBE_SYNOPSIS                                                                             \
@@ -222,61 +223,6 @@ int cli_print_wire(struct cli *cli, struct store *s, long long id, const char *n
 
 /* ---- probe ---------------------------------------------------------------------------- */
 
-struct plan {
-    struct probe_job *jobs;
-    long long *host_ids;
-    size_t n, cap;
-    long hosts;
-    bool oom;
-};
-
-static const enum wire_proto probed[] = {WIRE_SSL3, WIRE_TLS10, WIRE_TLS11, WIRE_TLS12, WIRE_TLS13};
-#define NPROBED (sizeof(probed) / sizeof(probed[0]))
-
-static int plan_target(const struct wire_target *t, void *arg)
-{
-    struct plan *p = arg;
-    p->hosts++;
-    for (size_t i = 0; i < t->nports; i++) {
-        for (size_t k = 0; k < NPROBED; k++) {
-            if (p->n == p->cap) {
-                size_t ncap = p->cap ? p->cap * 2 : 64;
-                struct probe_job *j = realloc(p->jobs, ncap * sizeof(*j));
-                if (j)
-                    p->jobs = j;
-                long long *ids = j ? realloc(p->host_ids, ncap * sizeof(*ids)) : NULL;
-                if (!j || !ids) {
-                    p->oom = true;
-                    return -ENOMEM;
-                }
-                p->host_ids = ids;
-                p->cap = ncap;
-            }
-            char *address = strdup(t->address), *sni = strdup(t->name);
-            if (!address || !sni) {
-                free(address);
-                free(sni);
-                p->oom = true;
-                return -ENOMEM;
-            }
-            p->jobs[p->n] = (struct probe_job){
-                .address = address, .sni = sni, .port = t->ports[i], .proto = probed[k]};
-            p->host_ids[p->n++] = t->host_id;
-        }
-    }
-    return 0;
-}
-
-static void plan_release(struct plan *p)
-{
-    for (size_t i = 0; i < p->n; i++) {
-        free((char *)p->jobs[i].address);
-        free((char *)p->jobs[i].sni);
-    }
-    free(p->jobs);
-    free(p->host_ids);
-}
-
 static int parse_long(const char *opt, const char *v, long min, long max, long *out)
 {
     char *end;
@@ -293,23 +239,25 @@ static void print_selftest(const struct probe_selftest *st, bool json)
 {
     if (json) {
         fputs("\"selftest\":{", stdout);
-        for (size_t k = 0; k < NPROBED; k++) {
-            printf("%s\"%s\":{\"can_test\":%s,\"why\":", k ? "," : "", wire_proto_name(probed[k]),
-                   st->can[probed[k]] ? "true" : "false");
-            jsonout_string(stdout, st->can[probed[k]] ? "" : st->why[probed[k]]);
+        for (size_t k = 0; k < SWEEP_NPROTOCOLS; k++) {
+            printf("%s\"%s\":{\"can_test\":%s,\"why\":", k ? "," : "",
+                   wire_proto_name(sweep_protocols[k]),
+                   st->can[sweep_protocols[k]] ? "true" : "false");
+            jsonout_string(stdout, st->can[sweep_protocols[k]] ? "" : st->why[sweep_protocols[k]]);
             fputs("}", stdout);
         }
         fputs("}", stdout);
         return;
     }
     printf("self-test (built-in server on 127.0.0.1):");
-    for (size_t k = 0; k < NPROBED; k++)
-        printf(" %s %s%s", wire_proto_label(probed[k]), st->can[probed[k]] ? "ok" : "CANNOT",
-               k + 1 < NPROBED ? "," : "\n");
-    for (size_t k = 0; k < NPROBED; k++)
-        if (!st->can[probed[k]])
-            printf("  %s: could not test anywhere: %s\n", wire_proto_label(probed[k]),
-                   st->why[probed[k]]);
+    for (size_t k = 0; k < SWEEP_NPROTOCOLS; k++)
+        printf(" %s %s%s", wire_proto_label(sweep_protocols[k]),
+               st->can[sweep_protocols[k]] ? "ok" : "CANNOT",
+               k + 1 < SWEEP_NPROTOCOLS ? "," : "\n");
+    for (size_t k = 0; k < SWEEP_NPROTOCOLS; k++)
+        if (!st->can[sweep_protocols[k]])
+            printf("  %s: could not test anywhere: %s\n", wire_proto_label(sweep_protocols[k]),
+                   st->why[sweep_protocols[k]]);
 }
 
 int cmd_probe(struct cli *cli, int argc, char **argv)
@@ -355,18 +303,18 @@ int cmd_probe(struct cli *cli, int argc, char **argv)
     struct store *s = cli_store(cli, false, &code);
     if (!s)
         goto out;
-    struct plan plan = {0};
+    struct sweep plan = {0};
     int rc = 0;
     if (nhosts)
         for (int i = 0; !rc && i < nhosts; i++)
-            rc = wire_targets(s, NULL, hosts[i], plan_target, &plan);
+            rc = sweep_plan(s, NULL, hosts[i], &plan);
     else
-        rc = wire_targets(s, site, NULL, plan_target, &plan);
+        rc = sweep_plan(s, site, NULL, &plan);
     if (rc) {
-        if (plan.oom)
+        if (rc == -ENOMEM)
             cli_error("probe: out of memory");
-        code = plan.oom ? EXIT_SYSTEM : store_fail_exit(s, rc);
-        plan_release(&plan);
+        code = rc == -ENOMEM ? EXIT_SYSTEM : store_fail_exit(s, rc);
+        sweep_release(&plan);
         goto out;
     }
 
@@ -376,7 +324,7 @@ int cmd_probe(struct cli *cli, int argc, char **argv)
     char err[STORE_ERROR_SIZE];
     if ((rc = probe_selftest(&st, deny, err, sizeof(err)))) {
         cli_error("%s", err);
-        plan_release(&plan);
+        sweep_release(&plan);
         code = EXIT_SYSTEM;
         goto out;
     }
@@ -387,30 +335,22 @@ int cmd_probe(struct cli *cli, int argc, char **argv)
     };
     if ((rc = probe_run(plan.jobs, plan.n, &st, &opts))) {
         cli_error("probe: %s", strerror(-rc));
-        plan_release(&plan);
+        sweep_release(&plan);
         code = EXIT_SYSTEM;
         goto out;
     }
 
     long accepted_legacy = 0, untested = 0;
     rc = store_begin(s, true);
-    for (size_t i = 0; !rc && i < plan.n; i++) {
-        const struct probe_job *j = &plan.jobs[i];
-        if (i == 0 || plan.host_ids[i] != plan.host_ids[i - 1])
-            rc = wire_probe_clear(s, plan.host_ids[i]);
-        if (!rc)
-            rc = wire_probe_store(s, plan.host_ids[i], &j->port, j->proto, j->result, j->error,
-                                  j->at);
-        accepted_legacy += j->result == WIRE_ACCEPTED && WIRE_PROTO_LEGACY(j->proto);
-        untested += j->result == WIRE_UNTESTED;
-    }
+    if (!rc)
+        rc = sweep_store(s, &plan, 0, plan.n, &accepted_legacy, &untested);
     char outcome[160];
     snprintf(outcome, sizeof(outcome),
              "ok: %ld host%s, %zu handshakes, %ld legacy accepted, %ld untested", plan.hosts,
              plan.hosts == 1 ? "" : "s", plan.n, accepted_legacy, untested);
     if (rc || (rc = cli_audit(cli, outcome)) || (rc = store_commit(s))) {
         code = store_fail_exit(s, rc);
-        plan_release(&plan);
+        sweep_release(&plan);
         goto out;
     }
 
@@ -457,7 +397,7 @@ int cmd_probe(struct cli *cli, int argc, char **argv)
         printf("%ld host%s probed: %ld legacy handshake%s accepted, %ld untested\n", plan.hosts,
                plan.hosts == 1 ? "" : "s", accepted_legacy, accepted_legacy == 1 ? "" : "s",
                untested);
-    plan_release(&plan);
+    sweep_release(&plan);
     code = EXIT_OK;
 out:
     return code;

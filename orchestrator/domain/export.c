@@ -16,6 +16,7 @@
 #include "pollstatus.h"
 #include "store.h"
 #include "utc.h"
+#include "wire.h"
 
 const char *const export_view_names[EXPORT_VIEW_COUNT] = {
     "hosts",   "servers",       "blockers",      "phases", "summary",
@@ -36,8 +37,21 @@ static const char *const poll_columns[] = {
     "failures", "next_attempt", "error_kind", "last_error", "cert_not_after", NULL,
 };
 static const char *const servers_columns[] = {
-    "name",       "site",     "roles",           "phase",       "gate",
-    "dependents", "blocking", "legacy_disabled", "orphan_risk", NULL,
+    "name",
+    "site",
+    "roles",
+    "phase",
+    "gate",
+    "dependents",
+    "blocking",
+    "legacy_disabled",
+    "orphan_risk",
+    /* the wire probe's (domain/wire.h), appended: the legacy protocols it found accepted
+     * ("tls1.0;tls1.1"), its time (empty: never probed), registry off but wire on */
+    "wire_legacy_accepted",
+    "last_probe",
+    "restart_pending",
+    NULL,
 };
 static const char *const blockers_columns[] = {"server", "dependent", "rule", "reason", NULL};
 static const char *const phases_columns[] = {"site", "phase", "entered_at", "entered_by", NULL};
@@ -49,7 +63,8 @@ static const char *const summary_columns[] = {
  * clients above all: each set is formatted once per run). */
 struct export_ctx {
     struct csv_writer *w;
-    unsigned roles_mask; /* 0: none formatted yet */
+    struct wire_summaries *wire; /* the servers view's probe summaries */
+    unsigned roles_mask;         /* 0: none formatted yet */
     char roles[512];
 };
 
@@ -206,7 +221,25 @@ static int servers_csv_row(const struct gate_server *g, void *arg)
     csv_cell_int(w, g->blocking);
     csv_cell_bool(w, g->legacy_disabled);
     csv_cell_bool(w, g->orphan_risk);
+    long k = wire_summaries_find(x->wire, g->id);
+    csv_cell_str(w, k >= 0 ? x->wire->accepted[k] : "");
+    time_cell(w, k >= 0, k >= 0 ? x->wire->at[k] : 0);
+    csv_cell_bool(w, k >= 0 && x->wire->accepted[k][0] && g->legacy_disabled);
     return csv_end_row(w);
+}
+
+static int servers_csv(struct store *s, const char *site, const struct gate_time *t,
+                       struct export_ctx *x)
+{
+    struct wire_summaries ws;
+    int rc = wire_summaries_load(s, &ws);
+    if (rc == -ENOMEM)
+        rc = store_fail(s, rc, "export: out of memory");
+    x->wire = &ws;
+    if (!rc)
+        rc = gate_servers(s, site, t, servers_csv_row, x);
+    wire_summaries_release(&ws);
+    return rc;
 }
 
 static int blockers_csv_row(const struct gate_blocker *b, void *arg)
@@ -321,7 +354,7 @@ int export_csv(struct store *s, enum export_view v, const char *site, const stru
         return rc;
     switch (v) {
     case EXPORT_HOSTS: return export_hosts_each(s, site, t, hosts_csv_row, &x);
-    case EXPORT_SERVERS: return gate_servers(s, site, t, servers_csv_row, &x);
+    case EXPORT_SERVERS: return servers_csv(s, site, t, &x);
     case EXPORT_BLOCKERS: return gate_blockers(s, site, NULL, t, blockers_csv_row, &x);
     case EXPORT_PHASES: return phases_each(s, site, &x);
     case EXPORT_SUMMARY: return gate_sites(s, site, t, summary_csv_row, &x);

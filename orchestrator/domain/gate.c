@@ -35,7 +35,8 @@ _Static_assert(ROLE_SERVER_MASK == 523262, "SERVER_MASK_SQL must equal ROLE_SERV
 
 struct gate_time gate_time_make(long long now, long stale_after)
 {
-    struct gate_time t = {now, now - stale_after, now - WIRE_WINDOW_DEFAULT};
+    struct gate_time t = {now, now - stale_after, now - WIRE_WINDOW_DEFAULT,
+                          now - WIRE_PROBE_MAX_AGE_DEFAULT};
     return t;
 }
 
@@ -621,6 +622,12 @@ static int summarize_site(struct store *s, struct site_ctx *c, const struct gate
             g.exit_blocking += n;
         else
             g.wire_alarm = n;
+        /* enforce: fail closed, a server the wire has not been asked about holds it too. */
+        if (!rc && c->phase == PHASE_ENFORCE) {
+            rc = wire_not_probed_count(s, c->code, ROLE_SERVER_MASK, t->cutoff, t->probe_since,
+                                       t->now, &n);
+            g.exit_blocking += n;
+        }
     }
     if (!rc)
         rc = walk_servers(s, c, t, count_server, &g);
@@ -738,7 +745,21 @@ static int fail_table_fill(struct store *s, const char *site, const struct gate_
     bind_site(st, site);
     sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":mask"), ROLE_SERVER_MASK);
     sqlite3_bind_int(st, sqlite3_bind_parameter_index(st, ":any"), 0);
-    return store_run(s, st, "list restart-pending servers");
+    if ((rc = store_run(s, st, "list restart-pending servers")))
+        return rc;
+    /* No recent probe verdict: not probed (wire.h), fail closed. */
+    rc = store_prepare(s,
+                       "INSERT INTO temp.gate_fail (id, name, roles, local, kind, st, rule, reason)"
+                       " SELECT x.id, x.name, x.roles, 1, 1, 'ready', '" WIRE_RULE_NOT_PROBED "',"
+                       " x.reason FROM (" WIRE_NOT_PROBED_SELECT ") x",
+                       &st);
+    if (rc)
+        return rc;
+    bind_time(st, t);
+    bind_site(st, site);
+    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":mask"), ROLE_SERVER_MASK);
+    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":probe_since"), t->probe_since);
+    return store_run(s, st, "list site systems not probed");
 }
 
 /*

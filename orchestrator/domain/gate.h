@@ -54,6 +54,9 @@ struct gate_time {
     long long evidence_since; /* now - evidence_window: a legacy handshake logged since then
                                  blocks its server (wire.h); gate_time_make sets the default
                                  window, a command sets the configured one */
+    long long probe_since;    /* now - probe max_age: a site system without a probe verdict on
+                                 the legacy protocols since then fails the `enforce` exit
+                                 (wire.h, WIRE_NOT_PROBED_SELECT); default 7 days */
 };
 struct gate_time gate_time_make(long long now, long stale_after);
 

@@ -47,7 +47,9 @@ const char *phase_criterion_text(enum phase_id p)
     case PHASE_INVENTORY: return "every host has a fresh report";
     case PHASE_CLIENTS: return "every client is ready or waived";
     case PHASE_SERVERS: return "every site system and console is ready or waived";
-    case PHASE_ENFORCE: return "every server reports SSL 3.0, TLS 1.0 and TLS 1.1 disabled";
+    case PHASE_ENFORCE:
+        return "every server reports SSL 3.0, TLS 1.0 and TLS 1.1 disabled and a recent probe "
+               "agrees";
     case PHASE_COMPLETE: break;
     }
     return "none: the site is complete";

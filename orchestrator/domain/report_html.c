@@ -24,6 +24,7 @@
 #include "rules.h"
 #include "store.h"
 #include "utc.h"
+#include "wire.h"
 
 /* Most points drawn per series: more are thinned evenly (the last one always stays). */
 #define CHART_POINTS_MAX 400
@@ -348,11 +349,24 @@ struct server_copy {
     long dependents, blocking;
 };
 
+/* A server whose last probe found a legacy protocol accepted (the wire section). */
+struct wire_copy {
+    char *name;
+    char accepted[48];
+    long long at;
+    bool restart_pending; /* its report says the legacy protocols are off */
+};
+
 struct server_pick {
     const char *site;
     struct server_copy risk[REPORT_HTML_TOP], blocked[REPORT_HTML_TOP];
     size_t nrisk, nblocked;
     long risk_total, blocked_total;
+    /* The wire probe (domain/wire.h): the page's summaries, and this site's counts. */
+    const struct wire_summaries *wire;
+    long wire_probed, wire_never, wire_legacy, wire_restart;
+    struct wire_copy legacy[REPORT_HTML_TOP];
+    size_t nlegacy;
 };
 
 static int copy_server(struct server_copy *c, const struct gate_server *g)
@@ -387,9 +401,43 @@ static int keep_blocked(struct server_pick *p, const struct gate_server *g)
     return copy_server(&p->blocked[at], g);
 }
 
+/* Counts the server's probe and keeps it when the wire accepted a legacy protocol (restart
+ * pending first, then the name order the gate walks in). */
+static int pick_wire(struct server_pick *p, const struct gate_server *g)
+{
+    long k = wire_summaries_find(p->wire, g->id);
+    if (k < 0) {
+        p->wire_never++;
+        return 0;
+    }
+    p->wire_probed++;
+    if (!p->wire->accepted[k][0])
+        return 0;
+    bool restart = g->legacy_disabled;
+    p->wire_legacy++;
+    p->wire_restart += restart;
+    size_t at = p->nlegacy;
+    while (at > 0 && restart && !p->legacy[at - 1].restart_pending)
+        at--;
+    if (at >= REPORT_HTML_TOP)
+        return 0;
+    if (p->nlegacy == REPORT_HTML_TOP)
+        free(p->legacy[--p->nlegacy].name);
+    memmove(&p->legacy[at + 1], &p->legacy[at], (p->nlegacy - at) * sizeof(p->legacy[0]));
+    p->nlegacy++;
+    struct wire_copy *c = &p->legacy[at];
+    c->at = p->wire->at[k];
+    c->restart_pending = restart;
+    memcpy(c->accepted, p->wire->accepted[k], sizeof(c->accepted));
+    return (c->name = strdup(g->name)) ? 0 : -ENOMEM;
+}
+
 static int pick_server(const struct gate_server *g, void *arg)
 {
     struct server_pick *p = arg;
+    int wrc = pick_wire(p, g);
+    if (wrc)
+        return wrc;
     if (g->orphan_risk) {
         p->risk_total++;
         if (p->nrisk < REPORT_HTML_TOP) {
@@ -408,6 +456,8 @@ static void pick_free(struct server_pick *p)
         free(p->risk[i].name);
     for (size_t i = 0; i < p->nblocked; i++)
         free(p->blocked[i].name);
+    for (size_t i = 0; i < p->nlegacy; i++)
+        free(p->legacy[i].name);
 }
 
 struct dependents_out {
@@ -565,6 +615,45 @@ static void gates_section(FILE *o, const struct site_row *r, const struct server
     char where[160];
     snprintf(where, sizeof(where), "tlsgate export csv --view servers --site %s", r->code);
     more_line(o, p->blocked_total - (long)p->nblocked, "blocked servers", where);
+}
+
+/* ---- the wire probe --------------------------------------------------------------------- */
+
+static void wire_section(FILE *o, const struct site_row *r, const struct server_pick *p)
+{
+    fputs("<h3>Wire: what the servers' TLS ports accept</h3>\n", o);
+    fprintf(o,
+            "<p><strong data-k=\"wire_probed\">%ld</strong> of %ld servers probed "
+            "(<code>tlsgate probe --site %s</code>), <strong data-k=\"wire_never_probed\">%ld"
+            "</strong> never. <strong data-k=\"wire_legacy_accepted\">%ld</strong> accept SSL "
+            "3.0, TLS 1.0 or 1.1 on the wire, <strong data-k=\"wire_restart_pending\">%ld"
+            "</strong> of them <span class=\"label\">RESTART PENDING</span> (the registry says "
+            "off; SCHANNEL reads it at boot).</p>\n",
+            p->wire_probed, p->wire_probed + p->wire_never, r->code, p->wire_never, p->wire_legacy,
+            p->wire_restart);
+    if (!p->nlegacy)
+        return;
+    fputs("<table data-list=\"wire-legacy\">\n<caption>Servers whose last probe found a legacy "
+          "protocol accepted, restart pending first</caption>\n<thead><tr><th scope=\"col\">"
+          "Server</th><th scope=\"col\">Accepted</th><th scope=\"col\">Last probe</th>"
+          "<th scope=\"col\">Registry</th></tr></thead>\n<tbody>\n",
+          o);
+    for (size_t i = 0; i < p->nlegacy; i++) {
+        const struct wire_copy *c = &p->legacy[i];
+        char when[UTC_ISO8601_SIZE];
+        fputs("<tr data-server=\"", o);
+        esc(o, c->name);
+        fputs("\"><th scope=\"row\">", o);
+        esc(o, c->name);
+        fputs("</th><td>", o);
+        esc(o, c->accepted);
+        fprintf(o, "</td><td>%s</td><td>%s</td></tr>\n", iso(c->at, when),
+                c->restart_pending ? "<strong>off — RESTART PENDING</strong>" : "on");
+    }
+    fputs("</tbody></table>\n", o);
+    char where[160];
+    snprintf(where, sizeof(where), "tlsgate export csv --view servers --site %s", r->code);
+    more_line(o, p->wire_legacy - (long)p->nlegacy, "servers accepting legacy protocols", where);
 }
 
 /* ---- phase and counts ------------------------------------------------------------------- */
@@ -1012,7 +1101,7 @@ static int expiring_waivers(struct store *s, FILE *o, const struct site_row *r,
 /* ---- one site --------------------------------------------------------------------------- */
 
 static int site_section(struct store *s, FILE *o, struct site_row *r, const struct gate_time *t,
-                        const struct rules_catalog *cat)
+                        const struct rules_catalog *cat, const struct wire_summaries *wire)
 {
     char when[UTC_ISO8601_SIZE];
     fputs("<section class=\"site\" id=\"site-", o);
@@ -1027,7 +1116,7 @@ static int site_section(struct store *s, FILE *o, struct site_row *r, const stru
     esc(o, r->code);
     fprintf(o, "</h2>\n<p class=\"asof\">Data as of %s (UTC).</p>\n", iso(t->now, when));
 
-    struct server_pick p = {.site = r->code};
+    struct server_pick p = {.site = r->code, .wire = wire};
     int rc = gate_servers(s, r->code, t, pick_server, &p);
     if (rc == -ENOMEM)
         rc = store_fail(s, rc, "status page: out of memory");
@@ -1040,6 +1129,8 @@ static int site_section(struct store *s, FILE *o, struct site_row *r, const stru
     }
     if (!rc)
         gates_section(o, r, &p);
+    if (!rc)
+        wire_section(o, r, &p);
     if (!rc)
         rules_section(o, r, cat);
     if (!rc)
@@ -1055,6 +1146,7 @@ int report_html_write(struct store *s, FILE *o, const char *site, const struct g
 {
     struct sites ss = {0};
     struct rules_catalog *cat = NULL;
+    struct wire_summaries wire = {0};
     int rc = store_begin(s, false);
     if (rc)
         return rc;
@@ -1067,17 +1159,20 @@ int report_html_write(struct store *s, FILE *o, const char *site, const struct g
         rc = load_rules(s, &ss, site);
     if (!rc)
         rc = rules_load_active(s, &cat);
+    if (!rc && (rc = wire_summaries_load(s, &wire)) == -ENOMEM)
+        rc = store_fail(s, rc, "status page: out of memory");
     if (!rc) {
         page_head(o, t, (long)(t->now - t->cutoff));
         overview(o, &ss);
         for (size_t i = 0; i < ss.n && !rc; i++)
-            rc = site_section(s, o, &ss.v[i], t, cat);
+            rc = site_section(s, o, &ss.v[i], t, cat, &wire);
         if (!rc)
             page_tail(o);
     }
     store_rollback(s); /* a read: nothing to keep */
     rules_free(cat);
     sites_free(&ss);
+    wire_summaries_release(&wire);
     return rc;
 }
 

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "inventory.h"
@@ -63,12 +64,17 @@ static const char *col_text(sqlite3_stmt *st, int i)
 
 /* ---- probe ---------------------------------------------------------------------------- */
 
+/* Site systems ConfigMgr reaches over HTTPS (IIS or SSRS on 443). */
+#define WIRE_HTTPS_ROLES                                                                           \
+    (ROLE_MANAGEMENT_POINT | ROLE_DISTRIBUTION_POINT | ROLE_REPORTING_POINT | ROLE_SMS_PROVIDER |  \
+     ROLE_ENROLLMENT_POINT | ROLE_ENROLLMENT_PROXY_POINT | ROLE_STATE_MIGRATION_POINT |            \
+     ROLE_CERTIFICATE_REGISTRATION_POINT)
+_Static_assert((WIRE_HTTPS_ROLES | ROLE_SOFTWARE_UPDATE_POINT | ROLE_SITE_DATABASE) == 176632,
+               "WIRE_PORT_ROLES_SQL must equal the roles wire_ports_for_roles gives ports");
+
 size_t wire_ports_for_roles(unsigned roles, struct wire_port *out, size_t max)
 {
-    /* Site systems ConfigMgr reaches over HTTPS (IIS or SSRS on 443). */
-    const unsigned https = ROLE_MANAGEMENT_POINT | ROLE_DISTRIBUTION_POINT | ROLE_REPORTING_POINT |
-                           ROLE_SMS_PROVIDER | ROLE_ENROLLMENT_POINT | ROLE_ENROLLMENT_PROXY_POINT |
-                           ROLE_STATE_MIGRATION_POINT | ROLE_CERTIFICATE_REGISTRATION_POINT;
+    const unsigned https = WIRE_HTTPS_ROLES;
     size_t n = 0;
     if ((roles & https) && n < max)
         out[n++] = (struct wire_port){443, false};
@@ -208,6 +214,27 @@ int wire_probe_clear(struct store *s, long long host_id)
     return store_run(s, st, "clear probe results");
 }
 
+int wire_probe_oldest(struct store *s, long long *oldest)
+{
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*), min(coalesce((SELECT max(p.at) FROM probe_result p"
+             " WHERE p.host_id = h.id), 0)) FROM host h WHERE h.roles <> 1 AND (h.roles & %d) <> 0"
+             " AND ((h.roles & " WIRE_PORT_ROLES_SQL ") <> 0"
+             " OR EXISTS (SELECT 1 FROM probe_port pp WHERE pp.host_id = h.id))",
+             ROLE_SERVER_MASK);
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, sql, &st);
+    if (rc)
+        return rc;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *oldest = sqlite3_column_int64(st, 0) ? sqlite3_column_int64(st, 1) : -1;
+    else
+        rc = store_sqlite_fail(s, "read the probe schedule");
+    sqlite3_finalize(st);
+    return rc;
+}
+
 int wire_probe_store(struct store *s, long long host_id, const struct wire_port *port,
                      enum wire_proto p, enum wire_result r, const char *error, long long at)
 {
@@ -298,6 +325,84 @@ int wire_summary_get(struct store *s, long long host_id, struct wire_summary *w)
     return rc;
 }
 
+struct summaries_walk {
+    wire_summary_fn fn;
+    void *arg;
+};
+
+static int summaries_row(sqlite3_stmt *st, void *arg)
+{
+    struct summaries_walk *w = arg;
+    return w->fn(sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1), col_text(st, 2), w->arg);
+}
+
+int wire_summaries_each(struct store *s, wire_summary_fn fn, void *arg)
+{
+    /* The protocols in version order: the stored words sort that way. */
+    static const char sql[] =
+        "SELECT host_id, max(at), coalesce((SELECT group_concat(protocol, ';') FROM"
+        " (SELECT DISTINCT q.protocol FROM probe_result q WHERE q.host_id = p.host_id"
+        "  AND q.result = 'accepted' AND q.protocol IN " WIRE_LEGACY_SQL " ORDER BY q.protocol)),"
+        " '') FROM probe_result p GROUP BY host_id ORDER BY host_id";
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, sql, &st);
+    if (rc)
+        return rc;
+    struct summaries_walk w = {fn, arg};
+    return store_each(s, st, "read probe summaries", summaries_row, &w);
+}
+
+static int summaries_keep(long long host_id, long long at, const char *acc, void *arg)
+{
+    struct wire_summaries *ws = arg;
+    if (ws->n == ws->cap) {
+        size_t ncap = ws->cap ? ws->cap * 2 : 64;
+        long long *id = realloc(ws->id, ncap * sizeof(*id));
+        if (id)
+            ws->id = id;
+        long long *t = id ? realloc(ws->at, ncap * sizeof(*t)) : NULL;
+        if (t)
+            ws->at = t;
+        char(*a)[48] = t ? realloc(ws->accepted, ncap * sizeof(*a)) : NULL;
+        if (!a)
+            return -ENOMEM;
+        ws->accepted = a;
+        ws->cap = ncap;
+    }
+    ws->id[ws->n] = host_id;
+    ws->at[ws->n] = at;
+    snprintf(ws->accepted[ws->n], sizeof(ws->accepted[0]), "%s", acc);
+    ws->n++;
+    return 0;
+}
+
+int wire_summaries_load(struct store *s, struct wire_summaries *ws)
+{
+    memset(ws, 0, sizeof(*ws));
+    return wire_summaries_each(s, summaries_keep, ws);
+}
+
+long wire_summaries_find(const struct wire_summaries *ws, long long host_id)
+{
+    size_t lo = 0, hi = ws->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ws->id[mid] < host_id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < ws->n && ws->id[lo] == host_id ? (long)lo : -1;
+}
+
+void wire_summaries_release(struct wire_summaries *ws)
+{
+    free(ws->id);
+    free(ws->at);
+    free(ws->accepted);
+    memset(ws, 0, sizeof(*ws));
+}
+
 /* ---- evidence ------------------------------------------------------------------------- */
 
 int wire_evidence_add(struct store *s, const char *server, const char *client, enum wire_proto p,
@@ -363,10 +468,12 @@ int wire_evidence_prune(struct store *s, long long before)
     return store_run(s, st, "prune evidence");
 }
 
-/* The inventory host whose collector address is client `c` (an IPv6 one is in brackets). */
+/* The inventory host whose collector address is client `c` (an IPv6 one is in brackets), else
+ * the one the administrator's resolver names for it (evidence_name, 011_probe). */
 #define CLIENT_HOST_SQL(c)                                                                         \
-    "(SELECT min(hc.name) FROM host hc WHERE rtrim(hc.collector, '0123456789') IN (" c             \
-    " || ':', '[' || " c " || ']:'))"
+    "coalesce((SELECT min(hc.name) FROM host hc WHERE rtrim(hc.collector, '0123456789') IN (" c    \
+    " || ':', '[' || " c " || ']:')), (SELECT hn.name FROM evidence_name en JOIN host hn"          \
+    " ON hn.id = en.host_id WHERE en.address = " c "))"
 #define EVIDENCE_WAIVED_SQL(c, now)                                                                \
     "EXISTS (SELECT 1 FROM evidence_waiver ew WHERE ew.client = " c                                \
     " AND (ew.until_at IS NULL OR ew.until_at > " now "))"
@@ -555,4 +662,45 @@ int wire_restart_pending_count(struct store *s, const char *site, unsigned mask,
         rc = store_sqlite_fail(s, "count restart-pending servers");
     sqlite3_finalize(st);
     return rc;
+}
+
+int wire_not_probed_count(struct store *s, const char *site, unsigned mask, long long cutoff,
+                          long long since, long long now, long *count)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, "SELECT count(*) FROM (" WIRE_NOT_PROBED_SELECT ")", &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, sqlite3_bind_parameter_index(st, ":site"), site, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":mask"), mask);
+    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":cutoff"), cutoff);
+    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":probe_since"), since);
+    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":now"), now);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *count = (long)sqlite3_column_int64(st, 0);
+    else
+        rc = store_sqlite_fail(s, "count site systems not probed");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int wire_names_clear(struct store *s) { return store_exec(s, "DELETE FROM evidence_name"); }
+
+int wire_name_add(struct store *s, const char *address, const char *host)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s,
+                           "INSERT INTO evidence_name (address, host_id) SELECT ?1, id FROM host"
+                           " WHERE name = ?2 ON CONFLICT (address) DO UPDATE SET"
+                           " host_id = excluded.host_id",
+                           &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, address, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, host, -1, SQLITE_TRANSIENT);
+    if ((rc = store_run(s, st, "write evidence name")))
+        return rc;
+    if (sqlite3_changes(store_db(s)) == 0)
+        return store_fail(s, -ENOENT, "no such host: %s (see `tlsgate inventory list`)", host);
+    return 0;
 }

@@ -17,6 +17,9 @@
  *     while its last probe found one of them accepted: SCHANNEL reads its settings at boot, so
  *     the server has not restarted since the change. It fails the `enforce` exit. A protocol the
  *     prober could not test never counts either way.
+ *   - not probed (fail closed): a site system with a TLS port whose fresh report says the legacy
+ *     protocols are disabled, but no probe since now - probe max_age gave a verdict on one of
+ *     them (never probed, could not test, too old). It fails the `enforce` exit too.
  *   - alarm: a legacy protocol accepted on the wire by a server of a site in `complete`.
  *
  * Functions return 0 or a negative errno-style code with the message on the store, or the first
@@ -86,6 +89,11 @@ int wire_ports_set(struct store *s, long long host_id, const struct wire_port *p
  * it no longer serves keeps no old answer). */
 int wire_probe_clear(struct store *s, long long host_id);
 
+/* The oldest "newest probe" among the site systems that have a TLS port to probe, in *oldest
+ * (0 when one was never probed; -1 when there is no such host): when a schedule that probes
+ * every `interval` is due next (oldest + interval). */
+int wire_probe_oldest(struct store *s, long long *oldest);
+
 /* Stores one probe outcome (replacing the previous one of that host, port and protocol). */
 int wire_probe_store(struct store *s, long long host_id, const struct wire_port *port,
                      enum wire_proto p, enum wire_result r, const char *error, long long at);
@@ -139,6 +147,13 @@ typedef int (*wire_evidence_fn)(const struct wire_evidence_row *r, void *arg);
 int wire_evidence_each(struct store *s, const struct wire_evidence_filter *f, wire_evidence_fn fn,
                        void *arg);
 
+/* The administrator's address resolver (evidence_name): a client address that belongs to an
+ * inventory host without being its collector address. wire_names_clear empties it (a file
+ * replaces it whole); wire_name_add maps `address` to inventory host `host` (-ENOENT with the
+ * message when no such host). In the caller's transaction. */
+int wire_names_clear(struct store *s);
+int wire_name_add(struct store *s, const char *address, const char *host);
+
 /* Per-address waiver (audit is the caller's). */
 int wire_waiver_set(struct store *s, const char *client, const char *reason, long long until_at,
                     long long now, const char *user);
@@ -149,6 +164,11 @@ int wire_waiver_clear(struct store *s, const char *client, bool *had);
 /* Rule ids of the blockers this module adds. */
 #define WIRE_RULE_LEGACY_SEEN "legacy-handshake"
 #define WIRE_RULE_RESTART "restart-pending"
+#define WIRE_RULE_NOT_PROBED "not-probed"
+
+/* Default of config probe.max_age: a probe older than this no longer shows what the wire
+ * accepts (7 days). */
+#define WIRE_PROBE_MAX_AGE_DEFAULT (7L * 86400)
 
 /* The legacy-handshake blockers of server `server` (a name): one call per client address not
  * waived, ordered by address; *count gets their number. fn may be NULL (count only). `reason`
@@ -190,6 +210,43 @@ int wire_legacy_counts(struct store *s, const char *site, long long since, long 
 int wire_restart_pending_count(struct store *s, const char *site, unsigned mask, long long cutoff,
                                long long now, bool any, long *count);
 
+/*
+ * Not probed, as an SQL SELECT gate.c embeds (fail closed at the `enforce` exit): the site
+ * systems of :site that have a TLS port to probe (a role of WIRE_PORT_ROLES_SQL or a probe_port
+ * override), not waived at :now, whose fresh report (collected_at >= :cutoff) says the legacy
+ * protocols are disabled, and for which no probe since :probe_since gave a verdict (accepted or
+ * refused) on a legacy protocol: never probed, only "could not test", or probed too long ago.
+ * A server with a legacy protocol accepted is restart pending instead (above), and one whose
+ * report is stale or says legacy on is listed for that: each server fails the exit once.
+ * Columns: id, name, roles, reason (with the remedy: `tlsgate probe --site S`).
+ */
+#define WIRE_PORT_ROLES_SQL "176632" /* 443 / 8531 / 1433 roles (wire_ports_for_roles) */
+#define WIRE_NOT_PROBED_SELECT                                                                     \
+    "SELECT h.id, h.name, h.roles,"                                                                \
+    " CASE WHEN pr.last IS NULL THEN 'never probed: nothing shows that the wire refuses SSL 3.0,"  \
+    " TLS 1.0 and 1.1'"                                                                            \
+    "  WHEN pr.last >= :probe_since THEN 'the probe at ' ||"                                       \
+    " strftime('%Y-%m-%dT%H:%M:%SZ', pr.last, 'unixepoch') || ' could not test TLS 1.0 or 1.1 on"  \
+    " any port (`tlsgate probe show ' || h.name || '`; its ports: `tlsgate probe ports`)'"         \
+    "  ELSE 'the last probe, at ' || strftime('%Y-%m-%dT%H:%M:%SZ', pr.last, 'unixepoch') ||"      \
+    " ', is older than the config''s probe max_age' END"                                           \
+    " || ': run `tlsgate probe --site ' || h.site || '`' AS reason"                                \
+    " FROM host h JOIN report r ON r.host_id = h.id LEFT JOIN waiver w ON w.host_id = h.id"        \
+    " LEFT JOIN (SELECT host_id, max(at) AS last, max(CASE WHEN result <> 'untested' AND"          \
+    "  protocol IN " WIRE_LEGACY_SQL " THEN at END) AS judged,"                                    \
+    "  max(result = 'accepted' AND protocol IN " WIRE_LEGACY_SQL ") AS legacy"                     \
+    "  FROM probe_result GROUP BY host_id) pr ON pr.host_id = h.id"                                \
+    " WHERE h.site = :site AND h.roles <> 1 AND (h.roles & :mask) <> 0"                            \
+    "  AND ((h.roles & " WIRE_PORT_ROLES_SQL ") <> 0"                                              \
+    "   OR EXISTS (SELECT 1 FROM probe_port pp WHERE pp.host_id = h.id))"                          \
+    "  AND r.collected_at >= :cutoff AND r.legacy_disabled = 1"                                    \
+    "  AND coalesce(pr.legacy, 0) = 0 AND (pr.judged IS NULL OR pr.judged < :probe_since)"         \
+    "  AND NOT (w.host_id IS NOT NULL AND (w.until_at IS NULL OR w.until_at > :now))"
+
+/* How many site systems of `site` the SELECT above gives (`since` as :probe_since). */
+int wire_not_probed_count(struct store *s, const char *site, unsigned mask, long long cutoff,
+                          long long since, long long now, long *count);
+
 /* The wire summary of one host: probed at all, a legacy protocol accepted (and which, where,
  * when, in `detail`). */
 struct wire_summary {
@@ -199,5 +256,23 @@ struct wire_summary {
     char detail[256];
 };
 int wire_summary_get(struct store *s, long long host_id, struct wire_summary *w);
+
+/* The wire summary of every probed host, in one query (the servers CSV and the status page):
+ * fn(host id, newest probe, the legacy protocols accepted as "tls1.0;tls1.1" or "") ordered by
+ * host id. */
+typedef int (*wire_summary_fn)(long long host_id, long long at, const char *legacy_accepted,
+                               void *arg);
+int wire_summaries_each(struct store *s, wire_summary_fn fn, void *arg);
+
+/* What those give, kept in memory for lookups by host id (sorted by id). */
+struct wire_summaries {
+    long long *id, *at;
+    char (*accepted)[48];
+    size_t n, cap;
+};
+int wire_summaries_load(struct store *s, struct wire_summaries *ws); /* -ENOMEM: no message */
+/* The entry of `host_id`, or -1 when never probed. */
+long wire_summaries_find(const struct wire_summaries *ws, long long host_id);
+void wire_summaries_release(struct wire_summaries *ws);
 
 #endif

@@ -296,6 +296,12 @@ static const char *label(const char *v, char *buf, size_t size)
     for (size_t i = 0; i < m->nsites; i++)                                                         \
     put(pg, name "{site=\"%s\"} %ld\n", label(m->sites[i].code, lb, sizeof(lb)), m->sites[i].field)
 
+void metrics_watch_probe(struct metrics *m, metrics_probe_fn fn, void *arg)
+{
+    m->probe_fn = fn;
+    m->probe_arg = arg;
+}
+
 char *metrics_render(struct metrics *m, size_t *len)
 {
     struct page pg = {.cap = 8192};
@@ -378,6 +384,22 @@ char *metrics_render(struct metrics *m, size_t *len)
              "When the last round completed (Unix time; absent before the first).");
         if (m->rounds)
             put(&pg, "tlsgate_last_successful_round_timestamp_seconds %lld\n", m->last_round_at);
+    }
+
+    if (m->probe_fn) {
+        struct metrics_probe pr = {0};
+        m->probe_fn(m->probe_arg, &pr);
+        head(&pg, "tlsgate_probe_rounds_total", "counter",
+             "Wire probe rounds (config probe.interval) completed since the daemon started.");
+        put(&pg, "tlsgate_probe_rounds_total %llu\n", pr.rounds);
+        head(&pg, "tlsgate_probe_handshakes_total", "counter",
+             "Capped handshakes the daemon's probe stored, by result.");
+        put(&pg, "tlsgate_probe_handshakes_total{result=\"accepted\"} %llu\n", pr.accepted);
+        put(&pg, "tlsgate_probe_handshakes_total{result=\"refused\"} %llu\n", pr.refused);
+        put(&pg, "tlsgate_probe_handshakes_total{result=\"untested\"} %llu\n", pr.untested);
+        head(&pg, "tlsgate_probe_legacy_accepted_total", "counter",
+             "Of those, handshakes at SSL 3.0, TLS 1.0 or TLS 1.1 a server accepted.");
+        put(&pg, "tlsgate_probe_legacy_accepted_total %llu\n", pr.legacy_accepted);
     }
 
     /* The poller now. */

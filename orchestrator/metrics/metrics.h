@@ -11,7 +11,9 @@
  *   - pulls by outcome, rounds, round duration, last successful round: counted on the loop from
  *     the poller's stored outcomes (poll_options.on_outcome, the hook cli/daemon.c sets);
  *   - hosts scheduled / overdue, transfers in flight, results waiting: the poller's live state
- *     (poll_get_stats, poll_overdue), read at scrape time on the loop.
+ *     (poll_get_stats, poll_overdue), read at scrape time on the loop;
+ *   - the daemon's own wire probe (rounds, handshakes by result), when it runs: its counters,
+ *     read at scrape time through the function the daemon gives (metrics_watch_probe).
  *
  * A round is one pass over the inventory: it starts when the daemon starts or the previous round
  * ends, and ends when every scheduled host has had an attempt stored since (a failed pull is an
@@ -85,6 +87,17 @@ unsigned metrics_port(const struct metrics *m);
 
 /* poll_options.on_outcome's work: counts the outcome, tracks the round. Loop thread. */
 void metrics_note_outcome(struct metrics *m, struct poll *p, const struct poll_outcome *o);
+
+/* The daemon's own wire probe (wire/probesched.h), when it runs: counters since start. */
+struct metrics_probe {
+    unsigned long long rounds;
+    unsigned long long accepted, refused, untested; /* handshakes by result */
+    unsigned long long legacy_accepted;             /* accepted at SSL 3.0 / TLS 1.0 / 1.1 */
+};
+/* Fills *out; called on the loop at scrape time, so it must be cheap and thread-safe. */
+typedef void (*metrics_probe_fn)(void *arg, struct metrics_probe *out);
+/* Serves tlsgate_probe_* from `fn` (NULL: not served). Loop thread. */
+void metrics_watch_probe(struct metrics *m, metrics_probe_fn fn, void *arg);
 
 /* Stops serving and frees everything once its handles are closed and a running refresh has
  * ended (the loop keeps running until then). Call before the poller is freed. */

@@ -47,6 +47,10 @@ struct metrics {
     size_t seen_bytes, nseen;
     bool rounds_untracked; /* a host id beyond METRICS_MAX_HOST_ID */
 
+    /* The wire probe's counters, when the daemon runs it (metrics_watch_probe). */
+    metrics_probe_fn probe_fn;
+    void *probe_arg;
+
     /* The last per-site answer (loop). */
     struct metrics_site *sites;
     size_t nsites;

@@ -27,6 +27,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/provider.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -359,9 +360,155 @@ static void job_set(struct probe_job *j, enum wire_result r, const char *fmt, co
     snprintf(j->error, sizeof(j->error), "%.*s", (int)sizeof(j->error) - 1, text);
 }
 
-/* The handshake over a connected socket; fills j->result and j->error. */
-static void handshake(struct probe_job *j, struct conn *c)
+/* ---- the hand-built ClientHello (suites OpenSSL 3 cannot offer) ----------------------- */
+
+/*
+ * Debian's OpenSSL 3 offers no RC4, 3DES, DES or export suite (built without weak SSL ciphers;
+ * the legacy provider below does not bring them back to libssl), so a server that accepts
+ * a legacy protocol only with such a suite answers OpenSSL's ClientHello with a handshake_failure
+ * alert, and "refused" would claim "disabled" when the prober just could not speak its suites.
+ * After that alert the probe sends this ClientHello, built byte by byte (no TLS library), for the
+ * same protocol: a ServerHello of that version is "accepted", an alert (or another version) is
+ * "refused", anything else is "untested". It is never finished: only the ServerHello is read.
+ */
+static const struct {
+    unsigned short id;
+    const char *name;
+} raw_suites[] = {
+    {0x0005, "TLS_RSA_WITH_RC4_128_SHA"},
+    {0x0004, "TLS_RSA_WITH_RC4_128_MD5"},
+    {0xc011, "TLS_ECDHE_RSA_WITH_RC4_128_SHA"},
+    {0xc007, "TLS_ECDHE_ECDSA_WITH_RC4_128_SHA"},
+    {0x000a, "TLS_RSA_WITH_3DES_EDE_CBC_SHA"},
+    {0xc012, "TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA"},
+    {0x0016, "TLS_DHE_RSA_WITH_3DES_EDE_CBC_SHA"},
+    {0x0009, "TLS_RSA_WITH_DES_CBC_SHA"},
+    {0x0003, "TLS_RSA_EXPORT_WITH_RC4_40_MD5"},
+    {0x00ff, NULL}, /* TLS_EMPTY_RENEGOTIATION_INFO_SCSV */
+};
+#define RAW_NSUITES (sizeof(raw_suites) / sizeof(raw_suites[0]))
+
+static unsigned raw_version(enum wire_proto p)
 {
+    return p == WIRE_SSL3 ? 0x0300 : p == WIRE_TLS10 ? 0x0301 : p == WIRE_TLS11 ? 0x0302 : 0x0303;
+}
+
+static void put16(unsigned char *b, size_t v)
+{
+    b[0] = (unsigned char)(v >> 8);
+    b[1] = (unsigned char)v;
+}
+
+/* The record holding the ClientHello; returns its length (out has 512 bytes). */
+static size_t raw_client_hello(enum wire_proto p, const char *sni, unsigned char *out)
+{
+    unsigned char *h = out + 9; /* record header 5, handshake header 4 */
+    size_t n = 0;
+    put16(h + n, raw_version(p));
+    n += 2;
+    if (RAND_bytes(h + n, 32) != 1)
+        memset(h + n, 0x5a, 32);
+    n += 32;
+    h[n++] = 0; /* no session id */
+    put16(h + n, RAW_NSUITES * 2);
+    n += 2;
+    for (size_t i = 0; i < RAW_NSUITES; i++, n += 2)
+        put16(h + n, raw_suites[i].id);
+    h[n++] = 1; /* compression methods: null */
+    h[n++] = 0;
+    if (p != WIRE_SSL3) {
+        size_t ext = n;
+        n += 2;
+        size_t sl = sni ? strlen(sni) : 0;
+        if (sl && sl < 256) {
+            put16(h + n, 0x0000); /* server_name */
+            put16(h + n + 2, sl + 5);
+            put16(h + n + 4, sl + 3);
+            h[n + 6] = 0; /* host_name */
+            put16(h + n + 7, sl);
+            memcpy(h + n + 9, sni, sl);
+            n += 9 + sl;
+        }
+        static const unsigned char ecc[] = {
+            0x00, 0x0a, 0x00, 0x06, 0x00, 0x04, 0x00, 0x17, 0x00, 0x18, /* P-256, P-384 */
+            0x00, 0x0b, 0x00, 0x02, 0x01, 0x00,                         /* uncompressed points */
+        };
+        memcpy(h + n, ecc, sizeof(ecc));
+        n += sizeof(ecc);
+        put16(h + ext, n - ext - 2);
+    }
+    out[5] = 1; /* client_hello */
+    out[6] = 0;
+    put16(out + 7, n);
+    out[0] = 0x16; /* handshake */
+    put16(out + 1, p == WIRE_SSL3 ? 0x0300 : 0x0301);
+    put16(out + 3, n + 4);
+    return n + 9;
+}
+
+static const char *raw_suite_name(unsigned id)
+{
+    for (size_t i = 0; i < RAW_NSUITES; i++)
+        if (raw_suites[i].id == id && raw_suites[i].name)
+            return raw_suites[i].name;
+    return "a suite it was not offered";
+}
+
+/* Sends the hand-built ClientHello on a connected socket and judges the first record back. */
+static void raw_handshake(struct probe_job *j, struct conn *c)
+{
+    unsigned char hello[512], rec[5], body[512];
+    size_t len = raw_client_hello(j->proto, j->sni, hello);
+    char why[PROBE_ERROR_SIZE];
+    int rc = send_all(c, hello, len);
+    if (!rc)
+        rc = recv_exact(c, rec, sizeof(rec));
+    size_t rlen = rc ? 0 : ((size_t)rec[3] << 8) | rec[4];
+    if (!rc && rec[0] == 0x15 && rlen == 2 && !(rc = recv_exact(c, body, 2))) {
+        snprintf(why, sizeof(why),
+                 "alert %u to OpenSSL's ClientHello and alert %u to a hand-built one offering "
+                 "RC4, 3DES and DES suites",
+                 40u, body[1]);
+        job_set(j, WIRE_REFUSED, "%s", why);
+        return;
+    }
+    if (!rc && rec[0] == 0x16 && rlen >= 40) {
+        size_t take = rlen < sizeof(body) ? rlen : sizeof(body);
+        rc = recv_exact(c, body, take);
+        unsigned version = ((unsigned)body[4] << 8) | body[5];
+        size_t sid = body[38];
+        if (!rc && body[0] == 2 && 39 + sid + 2 <= take) {
+            unsigned suite = ((unsigned)body[39 + sid] << 8) | body[40 + sid];
+            if (version == raw_version(j->proto)) {
+                snprintf(why, sizeof(why),
+                         "only with a suite OpenSSL cannot offer: %s (0x%04x), to a hand-built "
+                         "ClientHello",
+                         raw_suite_name(suite), suite);
+                job_set(j, WIRE_ACCEPTED, "%s", why);
+            } else {
+                snprintf(why, sizeof(why),
+                         "server chose version 0x%04x to a hand-built ClientHello offering RC4 "
+                         "and 3DES",
+                         version);
+                job_set(j, WIRE_REFUSED, "%s", why);
+            }
+            return;
+        }
+    }
+    snprintf(why, sizeof(why),
+             "handshake_failure alert to OpenSSL's ClientHello, and %s to a hand-built one "
+             "offering RC4 and 3DES (OpenSSL 3 cannot speak RC4)",
+             rc == -ETIMEDOUT                    ? "no answer in time"
+             : rc == -EPIPE || rc == -ECONNRESET ? "the connection closed"
+                                                 : "neither a ServerHello nor an alert");
+    job_set(j, WIRE_UNTESTED, "could not test: %s", why);
+}
+
+/* The handshake over a connected socket; fills j->result and j->error. Returns true when the
+ * server answered with a handshake_failure alert (no suite in common, maybe RC4-only). */
+static bool handshake(struct probe_job *j, struct conn *c)
+{
+    bool no_suite = false;
     SSL_CTX *ctx = capped_ctx(j->proto, false);
     SSL *ssl = ctx ? SSL_new(ctx) : NULL;
     BIO *rbio = BIO_new(BIO_s_mem()), *wbio = BIO_new(BIO_s_mem());
@@ -405,6 +552,7 @@ static void handshake(struct probe_job *j, struct conn *c)
             break;
         }
         /* An alert from the server, or a ServerHello of another version. */
+        no_suite = ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_SSLV3_ALERT_HANDSHAKE_FAILURE;
         if (ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_UNSUPPORTED_PROTOCOL ||
             ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_WRONG_SSL_VERSION) {
             ERR_clear_error();
@@ -419,6 +567,7 @@ out:
     SSL_free(ssl);
     SSL_CTX_free(ctx);
     ERR_clear_error();
+    return no_suite && j->result == WIRE_REFUSED;
 }
 
 static void run_job(struct probe_job *j, const struct probe_opts *o)
@@ -449,7 +598,20 @@ static void run_job(struct probe_job *j, const struct probe_opts *o)
             return;
         }
     }
-    handshake(j, &c);
+    bool no_suite = handshake(j, &c);
+    close(fd);
+    /* A legacy protocol refused for want of a common suite: ask again with the suites OpenSSL
+     * cannot offer (above). Not through TDS: SQL Server's legacy suites are OpenSSL's too. */
+    if (!no_suite || c.tds || !WIRE_PROTO_LEGACY(j->proto))
+        return;
+    struct conn c2 = {.fd = -1, .deadline = c.deadline};
+    fd = tcp_connect(j->address, j->port.port, c.deadline, err, sizeof(err));
+    if (fd < 0) {
+        job_set(j, WIRE_UNTESTED, "could not test (second ClientHello): %s", err);
+        return;
+    }
+    c2.fd = fd;
+    raw_handshake(j, &c2);
     close(fd);
 }
 
