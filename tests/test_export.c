@@ -263,18 +263,18 @@ END_TEST
 START_TEST(test_servers_view_probe_columns)
 {
     make_known_db();
-    struct store *s = open_db();
-    exec_ok(s, "INSERT INTO probe_result (host_id, port, tds, protocol, result, error, at)"
-               " SELECT id, 1433, 1, 'tls1.1', 'accepted', '', 1764000000 FROM host"
-               " WHERE name = 'sql.p02.example'");
-    exec_ok(s, "INSERT INTO probe_result (host_id, port, tds, protocol, result, error, at)"
-               " SELECT id, 1433, 1, p, r, '', 1764000060 FROM host,"
-               " (SELECT 'tls1.0' AS p, 'accepted' AS r UNION ALL SELECT 'tls1.2', 'accepted'"
-               "  UNION ALL SELECT 'ssl3', 'untested')"
-               " WHERE name = 'sql.p02.example'");
-    exec_ok(s, "INSERT INTO probe_result (host_id, port, tds, protocol, result, error, at)"
-               " SELECT id, 443, 0, 'tls1.0', 'refused', '', 1764000000 FROM host"
-               " WHERE name = 'mp1.p01.example'");
+    struct store *s = fx_open(db);
+    fx_sql(s, "INSERT INTO probe_result (host_id, port, tds, protocol, result, error, at)"
+              " SELECT id, 1433, 1, 'tls1.1', 'accepted', '', 1764000000 FROM host"
+              " WHERE name = 'sql.p02.example'");
+    fx_sql(s, "INSERT INTO probe_result (host_id, port, tds, protocol, result, error, at)"
+              " SELECT id, 1433, 1, p, r, '', 1764000060 FROM host,"
+              " (SELECT 'tls1.0' AS p, 'accepted' AS r UNION ALL SELECT 'tls1.2', 'accepted'"
+              "  UNION ALL SELECT 'ssl3', 'untested')"
+              " WHERE name = 'sql.p02.example'");
+    fx_sql(s, "INSERT INTO probe_result (host_id, port, tds, protocol, result, error, at)"
+              " SELECT id, 443, 0, 'tls1.0', 'refused', '', 1764000000 FROM host"
+              " WHERE name = 'mp1.p01.example'");
     store_close(s);
     assert_export("name,site,roles,phase,gate,dependents,blocking,legacy_disabled,orphan_risk,"
                   "wire_legacy_accepted,last_probe,restart_pending\r\n"

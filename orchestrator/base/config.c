@@ -135,8 +135,147 @@ int config_split_address(const char *text, char *addr, size_t addrsize, unsigned
     return 0;
 }
 
-                     "cert_warn_days, cert_change, log_level, report_html, metrics, enroll, "
-                     "probe)",
+/* The "enroll" object (config.h, struct config_enroll). */
+static int load_enroll(struct config *c, const char *path, json_t *obj, char *err, size_t errsize)
+{
+    if (!json_is_object(obj)) {
+        snprintf(err, errsize, "%s: enroll: must be an object", path);
+        return -EINVAL;
+    }
+    static const char known[] = "ca_cert, ca_key, cert, key, listen, lifetime_days, pending_max, "
+                                "rate_per_minute, rate_burst, connection_limit, per_ip_limit";
+    struct config_enroll *e = &c->enroll;
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        char *slot = !strcmp(key, "ca_cert")  ? e->ca_cert
+                     : !strcmp(key, "ca_key") ? e->ca_key
+                     : !strcmp(key, "cert")   ? e->cert
+                     : !strcmp(key, "key")    ? e->key
+                                              : NULL;
+        if (slot) {
+            char *full = json_is_string(v) && json_string_length(v) > 0
+                             ? resolve_path(path, json_string_value(v))
+                             : NULL;
+            if (!full || strlen(full) >= PATH_MAX) {
+                snprintf(err, errsize, "%s: enroll.%s: must be a non-empty string (a file path)",
+                         path, key);
+                free(full);
+                return -EINVAL;
+            }
+            memcpy(slot, full, strlen(full) + 1);
+            free(full);
+            continue;
+        }
+        if (!strcmp(key, "listen")) {
+            char addr[64], why[160];
+            unsigned port;
+            const char *text = json_string_value(v);
+            if (!text || strlen(text) >= sizeof(e->listen) ||
+                config_split_address(text, addr, sizeof(addr), &port, why, sizeof(why))) {
+                snprintf(err, errsize, "%s: enroll.listen: %s", path,
+                         !text ? "must be a string \"ADDRESS:PORT\" (e.g. \"127.0.0.1:8443\")"
+                         : strlen(text) >= sizeof(e->listen) ? "too long"
+                                                             : why);
+                return -EINVAL;
+            }
+            snprintf(e->listen, sizeof(e->listen), "%s", text);
+            continue;
+        }
+        long *num = !strcmp(key, "lifetime_days")      ? &e->lifetime_days
+                    : !strcmp(key, "pending_max")      ? &e->pending_max
+                    : !strcmp(key, "rate_per_minute")  ? &e->rate_per_minute
+                    : !strcmp(key, "rate_burst")       ? &e->rate_burst
+                    : !strcmp(key, "connection_limit") ? &e->connection_limit
+                    : !strcmp(key, "per_ip_limit")     ? &e->per_ip_limit
+                                                       : NULL;
+        if (!num) {
+            snprintf(err, errsize, "%s: enroll.%s: unknown key (known: %s)", path, key, known);
+            return -EINVAL;
+        }
+        long max = num == &e->lifetime_days                                 ? 3650
+                   : num == &e->connection_limit || num == &e->per_ip_limit ? 65536
+                                                                            : 1000000;
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > max) {
+            snprintf(err, errsize, "%s: enroll.%s: must be a whole number from 1 to %ld", path, key,
+                     max);
+            return -EINVAL;
+        }
+        *num = (long)json_integer_value(v);
+    }
+    return 0;
+}
+
+int config_duration(const char *text, long min, long max, long *out, char *err, size_t errsize)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(text, &end, 10);
+    long unit = 1;
+    if (end != text && *end && !end[1]) {
+        unit = *end == 's' ? 1 : *end == 'm' ? 60 : *end == 'h' ? 3600 : *end == 'd' ? 86400 : 0;
+        end += unit != 0;
+    }
+    if (end == text || *end || errno || !unit || text[0] == '-' || text[0] == '+' ||
+        text[0] == ' ' || n > max / unit || n * unit < min) {
+        snprintf(err, errsize,
+                 "must be a duration from %ld to %ld seconds: a whole number of seconds or a "
+                 "string like \"45s\", \"30m\", \"6h\", \"7d\"",
+                 min, max);
+        return -EINVAL;
+    }
+    *out = n * unit;
+    return 0;
+}
+
+/* "probe": {"interval": "6h", "concurrency": N, "timeout": S, "max_age": "7d"} */
+static int load_probe(struct config *c, const char *path, json_t *probe, char *err, size_t errsize)
+{
+    if (!json_is_object(probe)) {
+        snprintf(err, errsize, "%s: probe: must be an object", path);
+        return -EINVAL;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(probe, key, v)
+    {
+        long *slot = !strcmp(key, "interval")      ? &c->probe_interval
+                     : !strcmp(key, "concurrency") ? &c->probe_concurrency
+                     : !strcmp(key, "timeout")     ? &c->probe_timeout
+                     : !strcmp(key, "max_age")     ? &c->probe_max_age
+                                                   : NULL;
+        if (!slot) {
+            snprintf(err, errsize,
+                     "%s: probe.%s: unknown key (known: interval, concurrency, timeout, max_age)",
+                     path, key);
+            return -EINVAL;
+        }
+        long min = slot == &c->probe_interval ? 0 : 1;
+        long max = slot == &c->probe_concurrency ? 256
+                   : slot == &c->probe_timeout   ? 3600
+                                                 : 366L * 86400;
+        if (slot == &c->probe_concurrency) {
+            if (!json_is_integer(v) || json_integer_value(v) < min || json_integer_value(v) > max) {
+                snprintf(err, errsize,
+                         "%s: probe.concurrency: must be a whole number from 1 to 256", path);
+                return -EINVAL;
+            }
+            *slot = (long)json_integer_value(v);
+            continue;
+        }
+        char text[32], why[160];
+        if (json_is_integer(v))
+            snprintf(text, sizeof(text), "%lld", (long long)json_integer_value(v));
+        else if (json_is_string(v) && json_string_length(v) < sizeof(text))
+            snprintf(text, sizeof(text), "%s", json_string_value(v));
+        else
+            snprintf(text, sizeof(text), "?");
+        if (config_duration(text, min, max, slot, why, sizeof(why))) {
+            snprintf(err, errsize, "%s: probe.%s: %s%s", path, key, why,
+                     min == 0 ? " (0: off)" : "");
+            return -EINVAL;
+        }
     }
     return 0;
 }
