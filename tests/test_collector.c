@@ -1739,23 +1739,22 @@ static Suite *collector_suite(void)
 
     TCase *col = tu_tcase(
         s, "collector", setup, teardown,
-        TU_TESTS(test_collector_serves_valid_report_for_its_host,
-                 test_collector_config_deadlines_and_caps,
-                 test_collector_refuses_unverified_clients, test_collector_survives_1mib_header,
-                 test_collector_refuses_malformed_facts_file,
-                 test_collector_refuses_malformed_regfile,
-                 test_collector_serves_report_from_regfiles,
-                 test_collector_serves_layered_fixture_facts_over_tls,
-                 test_collector_refuses_host_not_in_certificate,
-                 test_collector_accepts_host_in_other_case, test_collector_refuses_bad_tls_material,
-                 test_collector_usage_errors_and_help, test_collector_reads_config_file,
-                 test_collector_config_paths_are_relative_to_the_config,
-                 test_collector_sigterm_exits_zero,
-                 test_collector_sighup_keeps_old_report_on_broken_facts,
-                 test_collector_refreshes_on_interval,
-                 test_collector_reloads_certificate_on_sighup_and_warns_before_expiry,
-                 test_collector_refuses_private_key_open_to_others,
-                 test_collector_version_and_clean_config_errors));
+        TU_TESTS(
+            test_collector_serves_valid_report_for_its_host,
+            test_collector_config_deadlines_and_caps, test_collector_refuses_unverified_clients,
+            test_collector_survives_1mib_header, test_collector_refuses_malformed_facts_file,
+            test_collector_refuses_malformed_regfile, test_collector_serves_report_from_regfiles,
+            test_collector_serves_layered_fixture_facts_over_tls,
+            test_collector_refuses_host_not_in_certificate,
+            test_collector_accepts_host_in_other_case, test_collector_refuses_bad_tls_material,
+            test_collector_usage_errors_and_help, test_collector_reads_config_file,
+            test_collector_config_paths_are_relative_to_the_config,
+            test_collector_sigterm_exits_zero,
+            test_collector_sighup_keeps_old_report_on_broken_facts,
+            test_collector_refreshes_on_interval,
+            test_collector_reloads_certificate_on_sighup_and_warns_before_expiry,
+            test_collector_refuses_private_key_open_to_others,
+            test_collector_version_and_clean_config_errors));
     tcase_set_timeout(col, 60);
 
     TCase *gc = tu_tcase(

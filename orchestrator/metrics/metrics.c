@@ -21,9 +21,9 @@
 /* ---- outcomes ---- */
 
 static const char *const outcome_names[OUTCOME_COUNT] = {
-    "stored",         "connect",    "tls",           "timeout",      "http_status", "too_big",
-    "invalid_report", "wrong_host", "future_report", "older_report", "cert_revoked",
-    "cert_changed",   "other",
+    "stored",       "connect",        "tls",        "timeout",       "http_status",
+    "too_big",      "invalid_report", "wrong_host", "future_report", "older_report",
+    "cert_revoked", "cert_changed",   "other",
 };
 
 const char *metrics_outcome_name(enum metrics_outcome o)
