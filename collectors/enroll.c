@@ -65,9 +65,8 @@ int enroll_key_generate(char **key_pem, char *err, size_t errsize)
         ERR("cannot make a key: %s", gnutls_strerror(rc));
         return -ENOMEM;
     }
-    rc = gnutls_x509_privkey_generate2(key, GNUTLS_PK_ECDSA,
-                                       GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1), 0, NULL,
-                                       0);
+    rc = gnutls_x509_privkey_generate2(
+        key, GNUTLS_PK_ECDSA, GNUTLS_CURVE_TO_BITS(GNUTLS_ECC_CURVE_SECP256R1), 0, NULL, 0);
     gnutls_datum_t d = {NULL, 0};
     if (rc == 0)
         rc = gnutls_x509_privkey_export2_pkcs8(key, GNUTLS_X509_FMT_PEM, NULL, GNUTLS_PKCS_PLAIN,
@@ -120,8 +119,7 @@ int enroll_csr_make(const char *key_pem, const char *name, char **csr_pem, char 
         (rc = gnutls_x509_crq_set_dn_by_oid(crq, GNUTLS_OID_X520_COMMON_NAME, 0, name,
                                             (unsigned)strlen(name))) >= 0 &&
         (rc = gnutls_x509_crq_set_subject_alt_name(crq, GNUTLS_SAN_DNSNAME, name,
-                                                   (unsigned)strlen(name), GNUTLS_FSAN_SET)) >=
-            0 &&
+                                                   (unsigned)strlen(name), GNUTLS_FSAN_SET)) >= 0 &&
         (rc = gnutls_x509_crq_set_key(crq, key)) >= 0 &&
         (rc = gnutls_x509_crq_sign2(crq, key, GNUTLS_DIG_SHA256, 0)) >= 0)
         rc = gnutls_x509_crq_export2(crq, GNUTLS_X509_FMT_PEM, &d);
@@ -135,6 +133,11 @@ int enroll_csr_make(const char *key_pem, const char *name, char **csr_pem, char 
     if (*csr_pem) {
         memcpy(*csr_pem, d.data, d.size);
         (*csr_pem)[d.size] = '\0';
+        /* GnuTLS writes the old "NEW CERTIFICATE REQUEST" label; the protocol (RFC 7468) says
+         * "CERTIFICATE REQUEST". */
+        char *p;
+        while ((p = strstr(*csr_pem, "NEW CERTIFICATE REQUEST")))
+            memmove(p, p + 4, strlen(p + 4) + 1);
     }
     gnutls_free(d.data);
     return *csr_pem ? 0 : -ENOMEM;
@@ -181,7 +184,7 @@ int enroll_url_parse(const char *url, struct enroll_url *u, char *err, size_t er
         char *end;
         errno = 0;
         long port = strtol(p, &end, 10);
-        if (errno || end == p || port < 1 || port > 65535 || (*end && strcmp(end, "/") != 0)) {
+        if (errno || end == p || port < 1 || port > 65535 || (*end && *end != '/')) {
             ERR("%s: the port must be a number from 1 to 65535, and nothing may follow it", url);
             return -EINVAL;
         }
@@ -471,15 +474,15 @@ static int parse_reply(struct enroll_http *h, char *buf, size_t len, bool eof, c
     bool dup;
     const char *te = find_header(buf, end + 2, "Transfer-Encoding", &vlen, &dup);
     if (te) {
-        snprintf(why, whysize, "Transfer-Encoding is not supported (a Content-Length body is "
-                               "expected)");
+        snprintf(why, whysize,
+                 "Transfer-Encoding is not supported (a Content-Length body is "
+                 "expected)");
         return -EBADMSG;
     }
     const char *cl = find_header(buf, end + 2, "Content-Length", &vlen, &dup);
     long long clen = 0;
-    if (!cl || dup || !parse_digits(cl, vlen, (long long)len + (long long)h->max_bytes, &clen)) {
-        snprintf(why, whysize, cl ? "a bad or conflicting Content-Length"
-                                  : "no Content-Length");
+    if (!cl || dup || !parse_digits(cl, vlen, 999999999999LL, &clen)) {
+        snprintf(why, whysize, cl ? "a bad or conflicting Content-Length" : "no Content-Length");
         return -EBADMSG;
     }
     h->retry_after = -1;
@@ -566,8 +569,7 @@ int enroll_http_post(struct enroll_http *h, char *err, size_t errsize)
         gnutls_datum_t kd = {(unsigned char *)h->key_pem, (unsigned)strlen(h->key_pem)};
         rc = gnutls_certificate_set_x509_key_mem(cred, &cd, &kd, GNUTLS_X509_FMT_PEM);
         if (rc < 0) {
-            ERR("%s: the client certificate and key are unusable: %s", h->url,
-                gnutls_strerror(rc));
+            ERR("%s: the client certificate and key are unusable: %s", h->url, gnutls_strerror(rc));
             ret = -EINVAL;
             goto out;
         }
@@ -672,8 +674,7 @@ int enroll_http_post(struct enroll_http *h, char *err, size_t errsize)
             eof = true;
         else if (r < 0) {
             if (c.timed_out) {
-                ERR("%s: no complete answer within the deadline (%zu bytes arrived)", h->url,
-                    len);
+                ERR("%s: no complete answer within the deadline (%zu bytes arrived)", h->url, len);
                 ret = -ETIMEDOUT;
             } else {
                 ERR("%s: reading the answer failed: %s", h->url, gnutls_strerror((int)r));
@@ -820,9 +821,10 @@ void enroll_submit(const struct enroll_params *p, const char *new_key_pem, bool 
     json_t *ans = json_loadb(h.reply, h.reply_len, 0, &je);
     const char *server_error = json_string_value(json_object_get(ans, "error"));
     char said[300];
-    snprintf(said, sizeof(said), "%s", server_error ? server_error
-                                       : ans        ? "no reason given"
-                                                    : "the answer is not JSON");
+    snprintf(said, sizeof(said), "%s",
+             server_error ? server_error
+             : ans        ? "no reason given"
+                          : "the answer is not JSON");
     for (char *q = said; *q; q++)
         if ((unsigned char)*q < 0x20 || *q == 0x7f)
             *q = '?'; /* the server's text goes into logs: no control characters */
@@ -832,13 +834,13 @@ void enroll_submit(const struct enroll_params *p, const char *new_key_pem, bool 
         r->ca_pem = dup_string(ans, "ca");
         json_t *na = json_object_get(ans, "not_after");
         r->not_after = json_is_integer(na) ? (long long)json_integer_value(na) : 0;
-        const char *bad = !ans                                             ? "not JSON"
-                          : !json_is_string(json_object_get(ans, "status")) ||
-                                  strcmp(json_string_value(json_object_get(ans, "status")),
-                                         "issued") != 0
-                              ? "status is not \"issued\""
-                          : !r->cert_pem ? "no certificate"
-                                         : check_issued(r->cert_pem, p->name, new_key_pem);
+        const char *bad =
+            !ans ? "not JSON"
+            : !json_is_string(json_object_get(ans, "status")) ||
+                    strcmp(json_string_value(json_object_get(ans, "status")), "issued") != 0
+                ? "status is not \"issued\""
+            : !r->cert_pem ? "no certificate"
+                           : check_issued(r->cert_pem, p->name, new_key_pem);
         if (bad) {
             enroll_result_release(r);
             snprintf(r->message, sizeof(r->message), "%s%s: 200 with an unusable answer: %s",
@@ -873,13 +875,12 @@ void enroll_submit(const struct enroll_params *p, const char *new_key_pem, bool 
     case 429:
     case 503:
         r->outcome = ENROLL_RETRY;
-        snprintf(r->message, sizeof(r->message), "%s%s: the server is busy (%d): %s", p->url,
-                 path, h.status, said);
+        snprintf(r->message, sizeof(r->message), "%s%s: the server is busy (%d): %s", p->url, path,
+                 h.status, said);
         break;
     default:
         r->outcome = h.status >= 500 ? ENROLL_RETRY : ENROLL_FAILED;
-        snprintf(r->message, sizeof(r->message), "%s%s: HTTP %d: %s", p->url, path, h.status,
-                 said);
+        snprintf(r->message, sizeof(r->message), "%s%s: HTTP %d: %s", p->url, path, h.status, said);
         break;
     }
     json_decref(ans);
@@ -950,13 +951,12 @@ int enroll_read_secret(const char *path, char **secret, char *err, size_t errsiz
         ERR("%s: the site secret file holds a NUL byte", path);
         return -EINVAL;
     }
-    while (len > 0 && (s[len - 1] == ' ' || s[len - 1] == '\t' || s[len - 1] == '\r' ||
-                       s[len - 1] == '\n'))
+    while (len > 0 &&
+           (s[len - 1] == ' ' || s[len - 1] == '\t' || s[len - 1] == '\r' || s[len - 1] == '\n'))
         s[--len] = '\0';
     int ret = 0;
     if (len == 0) {
-        ERR("%s: the site secret file is empty (`tlsgate enroll secret --site S` makes one)",
-            path);
+        ERR("%s: the site secret file is empty (`tlsgate enroll secret --site S` makes one)", path);
         ret = -EINVAL;
     }
     for (size_t i = 0; i < len && !ret; i++)
@@ -982,8 +982,8 @@ static int replace_file(const char *from, const char *to)
 #endif
 }
 
-int enroll_write_atomic(const char *path, const char *data, size_t len, bool private_key,
-                        char *err, size_t errsize)
+int enroll_write_atomic(const char *path, const char *data, size_t len, bool private_key, char *err,
+                        size_t errsize)
 {
     char tmp[4096];
     if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {

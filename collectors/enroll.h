@@ -50,19 +50,19 @@ struct enroll_url {
 int enroll_url_parse(const char *url, struct enroll_url *u, char *err, size_t errsize);
 
 struct enroll_http {
-    const char *url;                 /* https://HOST:PORT */
-    const char *path;                /* "/v1/enroll" */
-    const char *ca_pem;              /* the server's certificate must chain to it */
-    const char *cert_pem, *key_pem;  /* a client certificate (renewal), or NULL */
-    const char *body;                /* JSON */
+    const char *url;                /* https://HOST:PORT */
+    const char *path;               /* "/v1/enroll" */
+    const char *ca_pem;             /* the server's certificate must chain to it */
+    const char *cert_pem, *key_pem; /* a client certificate (renewal), or NULL */
+    const char *body;               /* JSON */
     size_t body_len;
-    long timeout_ms;                 /* 0: ENROLL_TIMEOUT_MS */
-    size_t max_bytes;                /* 0: ENROLL_REPLY_MAX */
+    long timeout_ms;  /* 0: ENROLL_TIMEOUT_MS */
+    size_t max_bytes; /* 0: ENROLL_REPLY_MAX */
     /* results */
-    int status;                      /* HTTP status */
-    char *reply;                     /* the body, NUL-terminated, malloc'd */
+    int status;  /* HTTP status */
+    char *reply; /* the body, NUL-terminated, malloc'd */
     size_t reply_len;
-    long retry_after;                /* Retry-After header in seconds, -1 when none */
+    long retry_after; /* Retry-After header in seconds, -1 when none */
 };
 
 /*
@@ -88,24 +88,24 @@ enum enroll_outcome {
 
 struct enroll_params {
     const char *url;
-    const char *ca_pem;      /* the CA bundle that verifies the enrollment server */
-    const char *name;        /* this host's name (CN and SAN of the request) */
-    const char *site;        /* enroll only */
-    const char *secret;      /* enroll only */
-    const char *cert_pem;    /* renew only: the current certificate and its key */
+    const char *ca_pem;   /* the CA bundle that verifies the enrollment server */
+    const char *name;     /* this host's name (CN and SAN of the request) */
+    const char *site;     /* enroll only */
+    const char *secret;   /* enroll only */
+    const char *cert_pem; /* renew only: the current certificate and its key */
     const char *key_pem;
-    long timeout_ms;         /* 0: ENROLL_TIMEOUT_MS */
+    long timeout_ms; /* 0: ENROLL_TIMEOUT_MS */
 };
 
 struct enroll_result {
     enum enroll_outcome outcome;
-    int http_status;         /* 0 when no answer came */
-    char *cert_pem;          /* ISSUED */
-    char *ca_pem;            /* ISSUED, when the server sent it */
-    long long not_after;     /* ISSUED */
-    long long request;       /* PENDING */
-    long retry_after;        /* PENDING, RETRY: seconds the server asked for, else -1 */
-    char message[768];       /* what happened, naming the URL and the server's answer */
+    int http_status;     /* 0 when no answer came */
+    char *cert_pem;      /* ISSUED */
+    char *ca_pem;        /* ISSUED, when the server sent it */
+    long long not_after; /* ISSUED */
+    long long request;   /* PENDING */
+    long retry_after;    /* PENDING, RETRY: seconds the server asked for, else -1 */
+    char message[768];   /* what happened, naming the URL and the server's answer */
 };
 
 /*
@@ -141,8 +141,8 @@ int enroll_read_secret(const char *path, char **secret, char *err, size_t errsiz
  * (replacing it on Windows too). private_key: the file is created mode 0600 (POSIX; on Windows
  * it inherits its folder's ACL, which the service installer restricts). 0 or -errno + err.
  */
-int enroll_write_atomic(const char *path, const char *data, size_t len, bool private_key,
-                        char *err, size_t errsize);
+int enroll_write_atomic(const char *path, const char *data, size_t len, bool private_key, char *err,
+                        size_t errsize);
 
 /*
  * Installs a new key and certificate: both are written completely as KEY.new and CERT.new
