@@ -799,6 +799,120 @@ START_TEST(test_collector_renewal_refused_keeps_old_pair_and_says_so_in_health)
 }
 END_TEST
 
+/* ---- the fleet simulator enrolls its identities ---- */
+
+START_TEST(test_fleetsim_identities_enroll_then_serve)
+{
+    struct peer p;
+    const char *specs[] = {"issue,localhost", NULL};
+    peer_start(&p, specs, NULL, NULL);
+    tu_write_file(tu_path(dir, "s.secret"), "sim-secret\n", 11);
+    char url[64];
+    snprintf(url, sizeof(url), "https://localhost:%d", p.ports[0]);
+    char secret[1100];
+    snprintf(secret, sizeof(secret), "AA1=%s", tu_path(dir, "s.secret"));
+    const char *args[] = {"--certs",
+                          certs,
+                          "--fixtures",
+                          tu_source_path("tests/fixtures/reg"),
+                          "--hosts",
+                          "24",
+                          "--sites",
+                          "AA1",
+                          "--mps",
+                          "1",
+                          "--dps",
+                          "1",
+                          "--procs",
+                          "2",
+                          "--control",
+                          tu_path(dir, "ctl.sock"),
+                          "--enroll",
+                          url,
+                          "--secret-file",
+                          secret,
+                          "--enroll-concurrency",
+                          "4",
+                          NULL};
+    int base;
+    pid_t sim = tu_fleetsim_start(args, tu_path(dir, "sim.log"), "fleetsim: ready 24 hosts", 12000,
+                                  400, &base);
+    /* Every identity asked once, with its own key, and serves the certificate it got. */
+    char *log = read_text(p.log);
+    int enrolled = 0;
+    for (char *q = log; (q = strstr(q, "issue /v1/enroll - 200")); q++)
+        enrolled++;
+    ck_assert_int_eq(enrolled, 24);
+    free(log);
+    struct tu_fetch f = {.path = "/v1/readiness",
+                         .host = "cm-site-aa1.sim.contoso.com",
+                         .ca = tu_path(certs, "ca.pem"),
+                         .certdir = certs};
+    tu_fetch_run((uint16_t)base, &f);
+    ck_assert_msg(f.code == 200, "%ld %s", f.code, f.error);
+    ck_assert_ptr_nonnull(strstr(f.out, "cm-site-aa1.sim.contoso.com"));
+    tu_fetch_release(&f);
+    kill(sim, SIGTERM);
+    ck_assert_int_eq(tu_wait_exit(sim, DEADLINE_MS), 0);
+    peer_stop(&p);
+}
+END_TEST
+
+START_TEST(test_fleetsim_refused_enrollment_names_host_and_exits_3)
+{
+    struct peer p;
+    const char *specs[] = {"refuse,localhost", NULL};
+    peer_start(&p, specs, NULL, NULL);
+    tu_write_file(tu_path(dir, "s.secret"), "sim-secret\n", 11);
+    char url[64];
+    snprintf(url, sizeof(url), "https://localhost:%d", p.ports[0]);
+    char *argv[] = {(char *)tu_build_path("tools/fleetsim"),
+                    "--certs",
+                    certs,
+                    "--fixtures",
+                    (char *)tu_source_path("tests/fixtures/reg"),
+                    "--hosts",
+                    "8",
+                    "--sites",
+                    "AA1",
+                    "--mps",
+                    "1",
+                    "--dps",
+                    "1",
+                    "--procs",
+                    "1",
+                    "--base-port",
+                    "23400",
+                    "--control",
+                    (char *)tu_path(dir, "ctl.sock"),
+                    "--enroll",
+                    url,
+                    "--secret-file",
+                    (char *)tu_path(dir, "s.secret"),
+                    NULL};
+    /* A free port range: another suite may hold one, so the next is tried (8 tries). */
+    char *out = NULL, *err = NULL, base[16];
+    int rc = -1;
+    for (int k = 0; k < 8; k++) {
+        snprintf(base, sizeof(base), "%d", 23000 + 50 * (int)((getpid() + k) % 40));
+        argv[16] = base;
+        free(out);
+        free(err);
+        out = err = NULL;
+        rc = tu_run(argv, NULL, &out, &err);
+        if (!(rc == 2 && strstr(err, "is taken")))
+            break;
+    }
+    ck_assert_msg(rc == 3, "exit %d: %s", rc, err);
+    ck_assert_msg(strstr(err, "sim.contoso.com: enrollment refused") &&
+                      strstr(err, "the site secret is wrong or retired"),
+                  "%s", err);
+    free(out);
+    free(err);
+    peer_stop(&p);
+}
+END_TEST
+
 static void setup(void) { dir = tu_tmpdir(); }
 static void teardown(void)
 {
@@ -838,6 +952,13 @@ static Suite *enrollcli_suite(void)
     tcase_add_test(t, test_collector_waits_while_pending_and_says_for_what);
     tcase_add_test(t, test_collector_renews_past_the_renew_point_and_serves_new_pair);
     tcase_add_test(t, test_collector_renewal_refused_keeps_old_pair_and_says_so_in_health);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("fleetsim");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_set_timeout(t, 120);
+    tcase_add_test(t, test_fleetsim_identities_enroll_then_serve);
+    tcase_add_test(t, test_fleetsim_refused_enrollment_names_host_and_exits_3);
     suite_add_tcase(s, t);
     return s;
 }
