@@ -160,6 +160,16 @@ struct server {
     size_t nnets;
     struct identity *identity; /* guarded by lock; read by the certificate callback */
     long long cert_warn_s;
+    server_handler_fn handler; /* an application instead of the report; NULL: the collector */
+    void *handler_arg;
+    size_t body_max;
+};
+
+/* A handler request's body while it arrives (MHD's per-request con_cls), freed when MHD
+ * completes the request (on_completed). */
+struct app_request {
+    size_t len;
+    char body[];
 };
 
 static void set_err(char *err, size_t errsize, const char *fmt, ...) PLATFORM_PRINTF(3, 4);
@@ -468,18 +478,169 @@ static enum MHD_Result answer_health(struct server *s, struct MHD_Connection *c)
     return ret;
 }
 
+/* Queues a handler's reply (its body is taken). Refusals end their connection, as above. */
+static enum MHD_Result queue_reply(struct MHD_Connection *c, struct server_reply *rep)
+{
+    char *body = rep->body ? rep->body : strdup("{}");
+    rep->body = NULL;
+    if (!body)
+        return MHD_NO;
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer_with_free_callback(strlen(body), body, free);
+    if (!r) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (rep->retry_after) {
+        char when[24];
+        snprintf(when, sizeof(when), "%u", rep->retry_after);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, when);
+    }
+    if (rep->status == MHD_HTTP_BAD_REQUEST || rep->status == MHD_HTTP_UNAUTHORIZED ||
+        rep->status == MHD_HTTP_FORBIDDEN || rep->status == MHD_HTTP_CONTENT_TOO_LARGE)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ret = MHD_queue_response(c, rep->status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* The client's numeric address into buf ("" when unknown); returns buf. */
+static const char *peer_address(struct MHD_Connection *c, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    const union MHD_ConnectionInfo *ai =
+        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ai && ai->client_addr) {
+        const struct sockaddr *sa = ai->client_addr;
+        if (sa->sa_family == AF_INET)
+            inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)size);
+        else if (sa->sa_family == AF_INET6)
+            inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf,
+                      (socklen_t)size);
+    }
+    return buf;
+}
+
+/*
+ * A request for the application (server_options.handler). MHD calls this once when the
+ * headers are in (the body's size is checked then, before a byte of it is read), once per
+ * piece of body, and once at the end, when the handler runs.
+ */
+static enum MHD_Result app_request(struct server *s, struct MHD_Connection *c, const char *url,
+                                   const char *method, const char *upload_data,
+                                   size_t *upload_data_size, void **con_cls)
+{
+    struct app_request *r = *con_cls;
+    if (!r) {
+        const char *clen = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+        if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Transfer-Encoding"))
+            return queue_static(c, MHD_HTTP_LENGTH_REQUIRED,
+                                "{\"error\":\"a request body needs a Content-Length\"}", NULL);
+        unsigned long long want = 0;
+        if (clen) {
+            char *end;
+            errno = 0;
+            want = strtoull(clen, &end, 10);
+            if (errno || end == clen || *end || clen[0] == '-' || clen[0] == '+')
+                return queue_static(c, MHD_HTTP_BAD_REQUEST,
+                                    "{\"error\":\"malformed Content-Length\"}", NULL);
+        }
+        if (want > s->body_max) {
+            /* Refused before a byte of it is read; the application still hears of it. */
+            static char empty[] = "";
+            struct server_request req = {.method = method, .path = url, .body = empty};
+            char peer[64];
+            req.peer = peer_address(c, peer, sizeof(peer));
+            req.body_refused = want;
+            struct server_reply rep = {0, NULL, 0};
+            s->handler(s->handler_arg, &req, &rep);
+            rep.status = MHD_HTTP_CONTENT_TOO_LARGE;
+            if (!rep.body) {
+                char body[96];
+                snprintf(body, sizeof(body), "{\"error\":\"the body is larger than %zu bytes\"}",
+                         s->body_max);
+                rep.body = strdup(body);
+            }
+            return queue_reply(c, &rep);
+        }
+        r = malloc(sizeof(*r) + (size_t)want + 1);
+        if (!r)
+            return MHD_NO;
+        r->len = 0;
+        *con_cls = r;
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        /* MHD never hands more than Content-Length, which fits the buffer. */
+        size_t n = *upload_data_size;
+        if (r->len + n > s->body_max)
+            return MHD_NO;
+        memcpy(r->body + r->len, upload_data, n);
+        r->len += n;
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    r->body[r->len] = '\0';
+
+    char peer[64];
+    peer_address(c, peer, sizeof(peer));
+    struct server_request req = {
+        .method = method,
+        .path = url,
+        .body = r->body,
+        .body_len = r->len,
+        .peer = peer,
+    };
+    if (check_client(s, c) == 0) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(c, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+        unsigned n = 0;
+        const gnutls_datum_t *chain =
+            ci && ci->tls_session ? gnutls_certificate_get_peers(ci->tls_session, &n) : NULL;
+        if (chain && n > 0) {
+            req.client_verified = true;
+            req.client_der = chain[0].data;
+            req.client_der_len = chain[0].size;
+            mark_authenticated(s, c);
+        }
+    }
+    struct server_reply rep = {0, NULL, 0};
+    s->handler(s->handler_arg, &req, &rep);
+    if (rep.status == 0)
+        rep.status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+    uv_mutex_lock(&s->lock);
+    if (rep.status < 300)
+        s->stats.served++;
+    else if (rep.status == MHD_HTTP_UNAUTHORIZED || rep.status == MHD_HTTP_FORBIDDEN)
+        s->stats.refused++;
+    uv_mutex_unlock(&s->lock);
+    return queue_reply(c, &rep);
+}
+
+/* MHD is done with a request: a handler request's body goes. */
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)c;
+    (void)toe;
+    free(*con_cls);
+    *con_cls = NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
 {
     struct server *s = cls;
-    (void)upload_data;
-    (void)upload_data_size;
-    (void)con_cls;
 
     /* Syntax before identity: a 400 tells nothing about who may read. */
-    if (server_request_malformed(c, version))
+    if (!*con_cls && server_request_malformed(c, version))
         return queue_static(c, MHD_HTTP_BAD_REQUEST, "{\"error\":\"malformed request\"}", NULL);
+    if (s->handler)
+        return app_request(s, c, url, method, upload_data, upload_data_size, con_cls);
 
     unsigned refused = check_client(s, c);
     if (!refused)
@@ -1187,6 +1348,9 @@ int server_start(uv_loop_t *loop, const struct server_options *o, struct server 
     s->ca_pem = strdup(o->ca_pem);
     s->log = o->log;
     s->log_arg = o->log_arg;
+    s->handler = o->handler;
+    s->handler_arg = o->handler_arg;
+    s->body_max = o->body_max ? o->body_max : SERVER_BODY_MAX_DEFAULT;
     s->cap = o->connection_limit ? o->connection_limit : SERVER_DEFAULT_CONNECTIONS;
     s->per_ip_limit = o->per_ip_limit ? o->per_ip_limit : SERVER_DEFAULT_PER_IP;
     s->handshake_ms =
@@ -1245,7 +1409,7 @@ int server_start(uv_loop_t *loop, const struct server_options *o, struct server 
         SERVER_MHD_FLAGS | MHD_USE_TLS | MHD_USE_ERROR_LOG, 0, on_accept, s, on_request, s,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, s, /* first, or MHD logs the others itself */
         MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s,
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
         /* The TLS setup, all of it: identity by callback (SIGHUP swaps it), the CA that signs
          * clients, the protocol versions. */
         MHD_OPTION_HTTPS_CERT_CALLBACK, on_cert, MHD_OPTION_HTTPS_MEM_TRUST, s->ca_pem,

@@ -47,6 +47,35 @@
 
 struct server;
 
+/*
+ * An application served instead of the readiness report (server_options.handler; the
+ * enrollment endpoint of `tlsgate enroll serve` is one). The same connection discipline and
+ * syntax checks run first; then every request, whatever its path and method, goes to the
+ * handler with its body and what the client certificate proved. The client certificate is
+ * OPTIONAL then: the handler decides what needs one.
+ */
+struct server_request {
+    const char *method, *path;
+    const char *body; /* NUL-terminated; "" when none */
+    size_t body_len;
+    const char *peer;     /* the client's numeric address */
+    bool client_verified; /* a certificate that verifies against ca_pem for client auth */
+    const unsigned char *client_der; /* that certificate (DER) when verified, else NULL */
+    size_t client_der_len;
+    /* Not 0: the request announced a body of this many bytes, over body_max; the body was
+     * not read and the answer is 413 whatever the handler sets (it may audit it). */
+    unsigned long long body_refused;
+};
+struct server_reply {
+    unsigned status;          /* HTTP status */
+    char *body;               /* malloc'd JSON (application/json); the server frees it */
+    unsigned retry_after;     /* seconds, sent as Retry-After when not 0 */
+};
+typedef void (*server_handler_fn)(void *arg, const struct server_request *req,
+                                  struct server_reply *rep);
+/* A handler's request body is at most this many bytes unless body_max says otherwise. */
+#define SERVER_BODY_MAX_DEFAULT (16 * 1024)
+
 /* GnuTLS priority string: TLS 1.2 and 1.3 only (-VERS-ALL first, GnuTLS #1054). */
 #define SERVER_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 /* A PEM file (certificate, key or CA bundle) is at most this many bytes. */
@@ -83,6 +112,12 @@ struct server_options {
     size_t norchestrators;
     /* /v1/health says "degraded" from this many days before the certificate expires (14). */
     unsigned cert_warn_days;
+    /* When set, an application instead of the report (struct server_request above): called on
+     * the loop's thread (MHD's own on Windows) once a request is complete. A body needs a
+     * Content-Length (else 411) of at most body_max bytes (else 413, before it is read). */
+    server_handler_fn handler;
+    void *handler_arg;
+    size_t body_max; /* 0: SERVER_BODY_MAX_DEFAULT */
 };
 
 /*

@@ -25,6 +25,11 @@ void config_init(struct config *c)
     c->backoff_max = 3600;
     c->evidence_window = 30L * 86400;
     c->log_level = LOG_INFO;
+    snprintf(c->enroll.listen, sizeof(c->enroll.listen), "127.0.0.1:8443");
+    c->enroll.lifetime_days = 60;
+    c->enroll.pending_max = 1000;
+    c->enroll.rate_per_minute = 30;
+    c->enroll.rate_burst = 10;
 }
 
 void config_release(struct config *c)
@@ -59,10 +64,12 @@ static int load_tls(struct config *c, const char *path, json_t *tls, char *err, 
     }
     const char *key;
     json_t *v;
-    json_object_foreach(tls, key, v) {
-        char **slot = !strcmp(key, "ca") ? &c->tls_ca
+    json_object_foreach(tls, key, v)
+    {
+        char **slot = !strcmp(key, "ca")     ? &c->tls_ca
                       : !strcmp(key, "cert") ? &c->tls_cert
-                      : !strcmp(key, "key") ? &c->tls_key : NULL;
+                      : !strcmp(key, "key")  ? &c->tls_key
+                                             : NULL;
         if (!slot) {
             snprintf(err, errsize, "%s: tls.%s: unknown key (known: ca, cert, key)", path, key);
             return -EINVAL;
@@ -121,6 +128,74 @@ int config_split_address(const char *text, char *addr, size_t addrsize, unsigned
     return 0;
 }
 
+/* The "enroll" object (config.h, struct config_enroll). */
+static int load_enroll(struct config *c, const char *path, json_t *obj, char *err, size_t errsize)
+{
+    if (!json_is_object(obj)) {
+        snprintf(err, errsize, "%s: enroll: must be an object", path);
+        return -EINVAL;
+    }
+    static const char known[] = "ca_cert, ca_key, cert, key, listen, lifetime_days, pending_max, "
+                                "rate_per_minute, rate_burst";
+    struct config_enroll *e = &c->enroll;
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        char *slot = !strcmp(key, "ca_cert")  ? e->ca_cert
+                     : !strcmp(key, "ca_key") ? e->ca_key
+                     : !strcmp(key, "cert")   ? e->cert
+                     : !strcmp(key, "key")    ? e->key
+                                              : NULL;
+        if (slot) {
+            char *full = json_is_string(v) && json_string_length(v) > 0
+                             ? resolve_path(path, json_string_value(v))
+                             : NULL;
+            if (!full || strlen(full) >= PATH_MAX) {
+                snprintf(err, errsize, "%s: enroll.%s: must be a non-empty string (a file path)",
+                         path, key);
+                free(full);
+                return -EINVAL;
+            }
+            memcpy(slot, full, strlen(full) + 1);
+            free(full);
+            continue;
+        }
+        if (!strcmp(key, "listen")) {
+            char addr[64], why[160];
+            unsigned port;
+            const char *text = json_string_value(v);
+            if (!text || strlen(text) >= sizeof(e->listen) ||
+                config_split_address(text, addr, sizeof(addr), &port, why, sizeof(why))) {
+                snprintf(err, errsize, "%s: enroll.listen: %s", path,
+                         !text ? "must be a string \"ADDRESS:PORT\" (e.g. \"127.0.0.1:8443\")"
+                         : strlen(text) >= sizeof(e->listen) ? "too long"
+                                                             : why);
+                return -EINVAL;
+            }
+            snprintf(e->listen, sizeof(e->listen), "%s", text);
+            continue;
+        }
+        long *num = !strcmp(key, "lifetime_days")     ? &e->lifetime_days
+                    : !strcmp(key, "pending_max")     ? &e->pending_max
+                    : !strcmp(key, "rate_per_minute") ? &e->rate_per_minute
+                    : !strcmp(key, "rate_burst")      ? &e->rate_burst
+                                                      : NULL;
+        if (!num) {
+            snprintf(err, errsize, "%s: enroll.%s: unknown key (known: %s)", path, key, known);
+            return -EINVAL;
+        }
+        long max = num == &e->lifetime_days ? 3650 : 1000000;
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > max) {
+            snprintf(err, errsize, "%s: enroll.%s: must be a whole number from 1 to %ld", path, key,
+                     max);
+            return -EINVAL;
+        }
+        *num = (long)json_integer_value(v);
+    }
+    return 0;
+}
+
 struct int_key {
     const char *name;
     size_t offset;
@@ -153,9 +228,15 @@ int config_load(struct config *c, const char *path, char *err, size_t errsize)
     }
     const char *key;
     json_t *v;
-    json_object_foreach(root, key, v) {
+    json_object_foreach(root, key, v)
+    {
         if (!strcmp(key, "tls")) {
             if ((rc = load_tls(c, path, v, err, errsize)))
+                goto out;
+            continue;
+        }
+        if (!strcmp(key, "enroll")) {
+            if ((rc = load_enroll(c, path, v, err, errsize)))
                 goto out;
             continue;
         }
@@ -229,7 +310,7 @@ int config_load(struct config *c, const char *path, char *err, size_t errsize)
             snprintf(err, errsize,
                      "%s: %s: unknown key (known: tls, interval, jitter, concurrency, "
                      "connect_timeout, timeout, stale_after, backoff_max, evidence_window, "
-                     "log_level, report_html, metrics)",
+                     "log_level, report_html, metrics, enroll)",
                      path, key);
             rc = -EINVAL;
             goto out;

@@ -129,7 +129,8 @@ extern const struct cli_spec *const init_specs[],
                                                     *const poll_specs[],
                                                         *const db_specs[],
                                                             *const probe_specs[],
-                                                                *const evidence_specs[];
+                                                                *const evidence_specs[],
+                                                                    *const enroll_specs[];
 
 /*
  * TABLES — the one table printer (table.c). Column widths are fixed by the command so rows
@@ -179,6 +180,7 @@ int cmd_collect(struct cli *cli, int argc, char **argv);
 int cmd_daemon(struct cli *cli, int argc, char **argv);
 int cmd_probe(struct cli *cli, int argc, char **argv);
 int cmd_evidence(struct cli *cli, int argc, char **argv);
+int cmd_enroll(struct cli *cli, int argc, char **argv);
 
 /* The wire lines of `host show` and `gate check` (probecmd.c): the last probe of host `id`
  * (restart pending when `legacy_disabled` and it found a legacy protocol accepted) and the

@@ -44,6 +44,8 @@ static const struct command commands[] = {
      probe_specs},
     {"evidence", cmd_evidence, "import / list the handshakes servers logged (IIS, SCHANNEL)",
      evidence_specs},
+    {"enroll", cmd_enroll, "collector identities: CA, site secrets, requests, revocation, serve",
+     enroll_specs},
 };
 
 static void usage(FILE *out)

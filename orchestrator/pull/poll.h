@@ -132,6 +132,11 @@ long long poll_first_at(const struct config *cfg, const char *name, long long no
  * now + d/2 + fraction x d/2 with d = min(backoff_max, BASE x 2^(n-1)). */
 long long poll_next_at(const struct config *cfg, const char *name, int failures, long long now);
 
+/* `tlsgate enroll accept HOST` (issue 12): a person accepts the certificate change the puller
+ * noted for host `host_id` (clears poll.cert_changed_at). *had: a change was noted. 0 or a store
+ * code. Inside the caller's write transaction. */
+int poll_accept_cert_change(struct store *s, long long host_id, bool *had);
+
 /* Log lines to stderr: "TIME LEVEL host=HOST EVENT" (host part omitted when NULL). */
 void poll_log(enum log_level level, const char *host, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

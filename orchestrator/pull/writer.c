@@ -493,3 +493,18 @@ static void on_retry_timer(uv_timer_t *t)
     if (p->job == JOB_NONE && p->writing.count)
         start_job(p, JOB_FLUSH);
 }
+
+int poll_accept_cert_change(struct store *s, long long host_id, bool *had)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s,
+                           "UPDATE poll SET cert_changed_at = NULL WHERE host_id = ? AND"
+                           " cert_changed_at IS NOT NULL",
+                           &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_int64(st, 1, host_id);
+    rc = store_run(s, st, "accept certificate change");
+    *had = !rc && sqlite3_changes(store_db(s)) > 0;
+    return rc;
+}
