@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -913,6 +914,311 @@ START_TEST(test_fleetsim_refused_enrollment_names_host_and_exits_3)
 }
 END_TEST
 
+/* ---- end to end: the real orchestrator (`tlsgate enroll serve`, collect) ---- */
+
+/* An orchestrator in dir: database, config (the test CA signs identities; the endpoint
+ * presents certs/localhost on a port of its own), inventory `inv`, a secret for site AA1 in
+ * dir/aa1.secret. */
+struct orch {
+    char db[1024], config[1024], log[1024];
+    int port;
+    pid_t serve;
+};
+
+static void orch_init(struct orch *o, const char *inv)
+{
+    snprintf(o->db, sizeof(o->db), "%s", tu_path(dir, "tlsgate.db"));
+    snprintf(o->config, sizeof(o->config), "%s", tu_path(dir, "tlsgate.json"));
+    snprintf(o->log, sizeof(o->log), "%s", tu_path(dir, "serve.log"));
+    o->port = tu_closed_port();
+    char *cfg;
+    ck_assert_int_ge(
+        asprintf(&cfg,
+                 "{\"tls\": {\"ca\": \"%s/ca.pem\", \"cert\": \"%s/orchestrator.pem\", \"key\": "
+                 "\"%s/orchestrator.key\"}, \"concurrency\": 32, \"enroll\": {\"ca_cert\": "
+                 "\"%s/ca.pem\", \"ca_key\": \"%s/ca.key\", \"cert\": \"%s/localhost.pem\", "
+                 "\"key\": \"%s/localhost.key\", \"listen\": \"127.0.0.1:%d\", "
+                 "\"rate_per_minute\": 100000, \"rate_burst\": 100000}}",
+                 certs, certs, certs, certs, certs, certs, certs, o->port),
+        0);
+    tu_write_file(o->config, cfg, strlen(cfg));
+    free(cfg);
+    char *out = NULL, *err = NULL;
+    ck_assert_msg(tu_tlsgate(o->db, NULL, &err, "init", NULL) == 0, "%s", err);
+    free(err);
+    err = NULL;
+    ck_assert_msg(tu_tlsgate(o->db, NULL, &err, "inventory", "import", inv, NULL) == 0, "%s", err);
+    free(err);
+    err = NULL;
+    ck_assert_msg(
+        tu_tlsgate(o->db, &out, &err, "enroll", "secret", "--site", "AA1", "--json", NULL) == 0,
+        "%s", err);
+    json_t *j = json_loads(out, 0, NULL);
+    const char *secret = json_string_value(json_object_get(j, "secret"));
+    ck_assert_ptr_nonnull(secret);
+    tu_write_file(tu_path(dir, "aa1.secret"), secret, strlen(secret));
+    json_decref(j);
+    free(out);
+    free(err);
+}
+
+static void orch_serve(struct orch *o)
+{
+    /* tu_tlsgate_start runs a one-word command; `enroll serve` has two. The old log goes
+     * first, so its "listening" line cannot be taken for the new server's. */
+    remove(o->log);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        FILE *e = freopen(o->log, "w", stderr);
+        (void)e;
+        execl(tu_build_path("orchestrator/tlsgate"), "tlsgate", "--db", o->db, "--config",
+              o->config, "enroll", "serve", (char *)NULL);
+        _exit(127);
+    }
+    o->serve = pid;
+    ck_assert_msg(tu_wait_file_contains(o->log, "listening on https://", DEADLINE_MS),
+                  "enroll serve did not start");
+}
+
+static void orch_stop(struct orch *o)
+{
+    kill(o->serve, SIGTERM);
+    ck_assert_int_eq(tu_wait_exit(o->serve, DEADLINE_MS), 0);
+}
+
+START_TEST(test_e2e_fleet_enrolls_with_a_secret_only_and_is_pulled)
+{
+    enum { HOSTS = 200 };
+    char *gen[] = {(char *)tu_build_path("tools/fleetsim"),
+                   "--certs",
+                   certs,
+                   "--fixtures",
+                   (char *)tu_source_path("tests/fixtures/reg"),
+                   "--hosts",
+                   "200",
+                   "--sites",
+                   "AA1",
+                   "--mps",
+                   "1",
+                   "--dps",
+                   "1",
+                   "--control",
+                   (char *)tu_path(dir, "ctl.sock"),
+                   "--inventory",
+                   (char *)tu_path(dir, "inv.csv"),
+                   "--inventory-only",
+                   NULL};
+    char *err = NULL;
+    ck_assert_msg(tu_run(gen, NULL, NULL, &err) == 0, "%s", err);
+    free(err);
+    /* The ports fleetsim picks below must match the inventory: so the inventory is rewritten
+     * by the real run (same plan, its own base port) before collect. */
+    struct orch o;
+    orch_init(&o, tu_path(dir, "inv.csv"));
+    orch_serve(&o);
+    char url[64], secret[1100];
+    snprintf(url, sizeof(url), "https://localhost:%d", o.port);
+    snprintf(secret, sizeof(secret), "%s", tu_path(dir, "aa1.secret"));
+    const char *args[] = {"--certs",
+                          certs,
+                          "--fixtures",
+                          tu_source_path("tests/fixtures/reg"),
+                          "--hosts",
+                          "200",
+                          "--sites",
+                          "AA1",
+                          "--mps",
+                          "1",
+                          "--dps",
+                          "1",
+                          "--procs",
+                          "2",
+                          "--control",
+                          tu_path(dir, "ctl.sock"),
+                          "--inventory",
+                          tu_path(dir, "inv2.csv"),
+                          "--enroll",
+                          url,
+                          "--secret-file",
+                          secret,
+                          "--enroll-concurrency",
+                          "8",
+                          NULL};
+    int base;
+    pid_t sim = tu_fleetsim_start(args, tu_path(dir, "sim.log"), "fleetsim: ready 200 hosts", 12000,
+                                  300, &base);
+    /* Every identity was issued by the orchestrator, one request each, audited. */
+    ck_assert_int_eq(tu_db_int(o.db,
+                               "SELECT count(*) FROM enroll_request WHERE kind = 'enroll' AND "
+                               "state = 'issued'",
+                               NULL),
+                     HOSTS);
+    ck_assert_int_eq(tu_db_int(o.db, "SELECT count(DISTINCT name) FROM identity", NULL), HOSTS);
+    /* The collectors' addresses (their ports) as this run placed them, then one pull round. */
+    err = NULL;
+    ck_assert_msg(
+        tu_tlsgate(o.db, NULL, &err, "inventory", "import", tu_path(dir, "inv2.csv"), NULL) == 0,
+        "%s", err);
+    free(err);
+    err = NULL;
+    char *out = NULL;
+    int rc = tu_tlsgate(o.db, &out, &err, "--config", o.config, "collect", NULL);
+    ck_assert_msg(rc == 0 || rc == 1, "collect: %d %s", rc, err);
+    ck_assert_int_eq(tu_db_int(o.db, "SELECT count(DISTINCT host_id) FROM report", NULL), HOSTS);
+    free(out);
+    free(err);
+    kill(sim, SIGTERM);
+    tu_wait_exit(sim, DEADLINE_MS);
+    orch_stop(&o);
+}
+END_TEST
+
+/* An inventory of one collector, pc1.e2e.test in AA1 on 127.0.0.1:port. */
+static const char *one_host_inventory(int port)
+{
+    char line[256];
+    int n =
+        snprintf(line, sizeof(line),
+                 "name,site,roles,collector,os\npc1.e2e.test,AA1,,127.0.0.1:%d,Windows 10\n", port);
+    tu_write_file(tu_path(dir, "inv1.csv"), line, (size_t)n);
+    return tu_path(dir, "inv1.csv");
+}
+
+/* dir/collector.json for pc1.e2e.test on `port`, enrolling at the orchestrator. */
+static const char *e2e_collector_config(const struct orch *o, int port, const char *sub)
+{
+    char *d;
+    ck_assert_int_ge(asprintf(&d, "%s/%s", dir, sub), 0);
+    mkdir(d, 0700);
+    char *cfg, *path;
+    ck_assert_int_ge(
+        asprintf(&cfg,
+                 "{\"listen\": \"127.0.0.1:%d\", \"cert\": \"host.pem\", \"key\": \"host.key\", "
+                 "\"ca\": \"%s/ca.pem\", \"facts\": \"%s\", \"host\": \"pc1.e2e.test\", "
+                 "\"enroll\": {\"url\": \"https://localhost:%d\", \"site\": \"AA1\", "
+                 "\"secret_file\": \"%s/aa1.secret\"}}",
+                 port, certs, tu_source_path("schema/report.example.json"), o->port, dir),
+        0);
+    ck_assert_int_ge(asprintf(&path, "%s/collector.json", d), 0);
+    tu_write_file(path, cfg, strlen(cfg));
+    free(cfg);
+    free(d);
+    static char keep[4][1024];
+    static int k;
+    char *slot = keep[k++ % 4];
+    snprintf(slot, 1024, "%s", path);
+    free(path);
+    return slot;
+}
+
+START_TEST(test_e2e_collector_renews_and_keeps_being_pulled_then_revoked_renewal_refused)
+{
+    int cport = tu_closed_port();
+    struct orch o;
+    orch_init(&o, one_host_inventory(cport));
+    orch_serve(&o);
+    const char *cfg = e2e_collector_config(&o, cport, "c1");
+    /* Started with a secret only and a clock 40 days on: enrolls, then renews at once. */
+    char now[32];
+    snprintf(now, sizeof(now), "%lld", (long long)time(NULL) + 40 * 86400);
+    setenv("TLSGATE_NOW", now, 1);
+    const char *args[] = {"--config", cfg, NULL};
+    uint16_t port;
+    const char *clog = tu_path(dir, "c1.err");
+    pid_t pid = tu_collector_start(args, clog, DEADLINE_MS, &port);
+    unsetenv("TLSGATE_NOW");
+    ck_assert(tu_wait_file_contains(clog, "renewal: certificate and key reloaded", DEADLINE_MS));
+    ck_assert_int_eq(tu_db_int(o.db,
+                               "SELECT count(*) FROM enroll_request WHERE name = ?1 AND kind = "
+                               "'renew' AND state = 'issued'",
+                               "pc1.e2e.test"),
+                     1);
+    ck_assert_int_eq(
+        tu_db_int(o.db, "SELECT count(*) FROM identity WHERE name = ?1", "pc1.e2e.test"), 2);
+    /* The daemon's pull finds the collector serving its renewed certificate. */
+    char *out = NULL, *err = NULL;
+    int rc = tu_tlsgate(o.db, &out, &err, "--config", o.config, "collect", NULL);
+    ck_assert_msg(rc == 0 || rc == 1, "collect: %d %s", rc, err);
+    ck_assert_int_eq(tu_db_int(o.db, "SELECT count(*) FROM report", NULL), 1);
+    free(out);
+    free(err);
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(tu_wait_exit(pid, DEADLINE_MS), 0);
+
+    /* Revoked: the next renewal is refused; the collector says so and keeps its pair. */
+    out = err = NULL;
+    ck_assert_msg(tu_tlsgate(o.db, &out, &err, "enroll", "revoke", "pc1.e2e.test", "--reason",
+                             "test", NULL) == 0,
+                  "%s", err);
+    free(out);
+    free(err);
+    char *cert_before = read_text(tu_path(dir, "c1/host.pem"));
+    setenv("TLSGATE_NOW", now, 1);
+    const char *clog2 = tu_path(dir, "c1b.err");
+    pid = tu_collector_start(args, clog2, DEADLINE_MS, &port);
+    unsetenv("TLSGATE_NOW");
+    ck_assert(tu_wait_file_contains(clog2, "certificate renewal failed", DEADLINE_MS));
+    ck_assert(tu_wait_file_contains(clog2, "403", 1000));
+    char *cert_after = read_text(tu_path(dir, "c1/host.pem"));
+    ck_assert_str_eq(cert_before, cert_after);
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(tu_wait_exit(pid, DEADLINE_MS), 0);
+    free(cert_before);
+    free(cert_after);
+    orch_stop(&o);
+}
+END_TEST
+
+START_TEST(test_e2e_pending_enrollment_survives_an_enroll_server_restart)
+{
+    int cport = tu_closed_port();
+    struct orch o;
+    orch_init(&o, one_host_inventory(cport));
+    orch_serve(&o);
+    /* The first collector of pc1 is issued at once. */
+    char *out = NULL, *err = NULL;
+    ck_assert_msg(run_enroll(e2e_collector_config(&o, cport, "first"), &out, &err) == 0, "%s", err);
+    free(out);
+    free(err);
+    /* A second one for the same name (a new key: a reinstall, or an impostor) must wait. */
+    const char *cfg = e2e_collector_config(&o, cport, "second");
+    out = err = NULL;
+    int rc = run_enroll(cfg, &out, &err);
+    ck_assert_msg(rc == 1, "exit %d: %s", rc, err);
+    ck_assert_msg(strstr(out, "tlsgate enroll approve"), "%s", out);
+    long long id =
+        tu_db_int(o.db, "SELECT id FROM enroll_request WHERE state = 'pending' AND name = ?1",
+                  "pc1.e2e.test");
+    free(out);
+    free(err);
+    /* The enrollment server restarts while the request waits. */
+    orch_stop(&o);
+    orch_serve(&o);
+    out = err = NULL;
+    rc = run_enroll(cfg, &out, &err);
+    ck_assert_msg(rc == 1, "exit %d: %s", rc, err); /* same key: the same request */
+    ck_assert_int_eq(
+        tu_db_int(o.db, "SELECT count(*) FROM enroll_request WHERE name = ?1", "pc1.e2e.test"), 2);
+    free(out);
+    free(err);
+    char ids[32];
+    snprintf(ids, sizeof(ids), "%lld", id);
+    out = err = NULL;
+    ck_assert_msg(tu_tlsgate(o.db, &out, &err, "enroll", "approve", ids, NULL) == 0, "%s", err);
+    free(out);
+    free(err);
+    out = err = NULL;
+    ck_assert_msg(run_enroll(cfg, &out, &err) == 0, "%s", err);
+    ck_assert_msg(strstr(out, "enrolled pc1.e2e.test"), "%s", out);
+    free(out);
+    free(err);
+    struct stat st;
+    ck_assert_int_eq(stat(tu_path(dir, "second/host.pem"), &st), 0);
+    orch_stop(&o);
+}
+END_TEST
+
 static void setup(void) { dir = tu_tmpdir(); }
 static void teardown(void)
 {
@@ -959,6 +1265,15 @@ static Suite *enrollcli_suite(void)
     tcase_set_timeout(t, 120);
     tcase_add_test(t, test_fleetsim_identities_enroll_then_serve);
     tcase_add_test(t, test_fleetsim_refused_enrollment_names_host_and_exits_3);
+    suite_add_tcase(s, t);
+
+    t = tcase_create("e2e");
+    tcase_add_checked_fixture(t, setup, teardown);
+    tcase_set_timeout(t, 240);
+    tcase_add_test(t, test_e2e_fleet_enrolls_with_a_secret_only_and_is_pulled);
+    tcase_add_test(t,
+                   test_e2e_collector_renews_and_keeps_being_pulled_then_revoked_renewal_refused);
+    tcase_add_test(t, test_e2e_pending_enrollment_survives_an_enroll_server_restart);
     suite_add_tcase(s, t);
     return s;
 }
