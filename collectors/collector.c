@@ -1317,6 +1317,25 @@ static int enroll_key(const struct options *o, char **key_pem)
         }
         return 0;
     }
+    /* The key's folder ("identity/host.key"): made private when it does not exist yet. */
+    char folder[4096];
+    snprintf(folder, sizeof(folder), "%s", o->key);
+    char *sep = strrchr(folder, '/');
+#ifdef _WIN32
+    char *bsep = strrchr(folder, '\\');
+    if (bsep && (!sep || bsep > sep))
+        sep = bsep;
+#endif
+    if (sep && sep != folder) {
+        *sep = '\0';
+        uv_fs_t req;
+        int mk = uv_fs_mkdir(NULL, &req, folder, 0700, NULL);
+        uv_fs_req_cleanup(&req);
+        if (mk < 0 && mk != UV_EEXIST) {
+            fail("enroll: %s: cannot make the key's folder: %s", folder, uv_strerror(mk));
+            return EXIT_SYSTEM;
+        }
+    }
     if (enroll_key_generate(key_pem, err, sizeof(err)) < 0 ||
         enroll_write_atomic(o->key, *key_pem, strlen(*key_pem), true, err, sizeof(err)) < 0) {
         fail("enroll: %s", err);

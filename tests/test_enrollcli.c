@@ -479,6 +479,9 @@ END_TEST
 
 /* ---- the collector ---- */
 
+/* Where write_config puts the identity (relative to the config's folder). */
+static const char *cert_rel = "host.pem", *key_rel = "host.key";
+
 /* Writes DIR/collector.json enrolling as `host` at `url`; extra is more JSON members. */
 static const char *write_config(const char *host, const char *url, const char *extra)
 {
@@ -486,11 +489,12 @@ static const char *write_config(const char *host, const char *url, const char *e
     tu_write_file(tu_path(dir, "site.secret"), "S01-secret-1234\n", 16);
     char *text;
     ck_assert_int_ge(asprintf(&text,
-                              "{\"listen\": \"127.0.0.1:0\", \"cert\": \"host.pem\", \"key\": "
-                              "\"host.key\", \"ca\": \"%s/ca.pem\", \"facts\": \"%s\", "
+                              "{\"listen\": \"127.0.0.1:0\", \"cert\": \"%s\", \"key\": "
+                              "\"%s\", \"ca\": \"%s/ca.pem\", \"facts\": \"%s\", "
                               "\"host\": \"%s\", \"interval\": 3600, \"enroll\": {\"url\": "
                               "\"%s\", \"site\": \"S01\", \"secret_file\": \"site.secret\"}%s}",
-                              certs, tu_source_path("schema/report.example.json"), host, url,
+                              cert_rel, key_rel, certs,
+                              tu_source_path("schema/report.example.json"), host, url,
                               extra ? extra : ""),
                      0);
     tu_write_file(cfg, text, strlen(text));
@@ -658,15 +662,22 @@ START_TEST(test_collector_enrolls_at_start_then_serves)
     struct peer p;
     const char *specs[] = {"issue,localhost", NULL};
     peer_start(&p, specs, NULL, NULL);
+    cert_rel = "identity/host.pem";
+    key_rel = "identity/host.key"; /* a folder that does not exist yet: made private */
     const char *cfg = write_config("pc4.enroll.test", url_of("localhost", p.ports[0]), NULL);
     const char *args[] = {"--config", cfg, NULL};
     uint16_t port;
     pid_t pid = tu_collector_start(args, tu_path(dir, "collector.err"), DEADLINE_MS, &port);
     char error[600], expires[64], want[64];
     health(port, "pc4.enroll.test", expires, sizeof(expires), error, sizeof(error));
-    cert_expiry_text(tu_path(dir, "host.pem"), want, sizeof(want));
+    cert_expiry_text(tu_path(dir, "identity/host.pem"), want, sizeof(want));
     ck_assert_str_eq(expires, want);
     ck_assert_str_eq(error, "");
+    struct stat st;
+    ck_assert_int_eq(stat(tu_path(dir, "identity"), &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0700);
+    ck_assert_int_eq(stat(tu_path(dir, "identity/host.key"), &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
     ck_assert_int_eq(kill(pid, SIGTERM), 0);
     ck_assert_int_eq(tu_wait_exit(pid, DEADLINE_MS), 0);
     ck_assert(tu_wait_file_contains(p.log, "issue /v1/enroll - 200", 1000));
