@@ -23,6 +23,8 @@
  * Every request is refused unless its client certificate verifies against the CA given here,
  * for TLS client authentication, and (when `client_cn` is set) names that client. MHD only
  * *requests* a client certificate; the access handler is where the check happens.
+ * (With an application handler set, server_options.handler, the client certificate is optional
+ * and the handler decides; the connection discipline and the syntax checks stay the same.)
  *
  *   GET /v1/readiness  200 application/json: the report set by server_set_report (503 before)
  *   GET /v1/health     200 application/json: {status, host, last_refresh, last_error,

@@ -110,6 +110,17 @@ def main():
     con.commit()
     con.close()
     run("waive", "ws2.p01.example", "--reason", "lab")
+    # Enrollment: an identity issued to ws1, two requests waiting (approved, denied below).
+    con = sqlite3.connect(db)
+    con.execute("INSERT INTO identity (fingerprint, name, source, serial, issuer, not_before,"
+                " not_after, first_seen) VALUES ('ab12', 'ws1.p01.example', 'enroll', '01',"
+                " 'CN=test CA', ?, ?, ?)", (now - 60, now + 86400, now))
+    for spki in ("cd34", "ef56"):
+        con.execute("INSERT INTO enroll_request (name, site, kind, state, spki, csr, peer,"
+                    " created_at) VALUES ('ws1.p01.example', 'P01', 'enroll', 'pending', ?,"
+                    " 'csr', '127.0.0.1', ?)", (spki, now))
+    con.commit()
+    con.close()
 
     facts = os.path.join(root, "tests", "fixtures", "facts", "win7-ready.json")
     # An IIS log of today (older days fall out of the evidence window): a TLS 1.0 client.
@@ -143,6 +154,13 @@ def main():
         "evidence list": ["evidence", "list"],
         "evidence waive": ["evidence", "waive", "127.0.0.99", "--reason", "lab"],
         "evidence unwaive": ["evidence", "unwaive", "127.0.0.99"],
+        "enroll secret": ["enroll", "secret", "--site", "P01"],
+        "enroll list": ["enroll", "list"],
+        "enroll pending": ["enroll", "pending"],
+        "enroll approve": ["enroll", "approve", "1"],
+        "enroll deny": ["enroll", "deny", "2", "--reason", "unknown key"],
+        "enroll revoke": ["enroll", "revoke", "ws1.p01.example", "--reason", "test"],
+        "enroll accept": ["enroll", "accept", "ws1.p01.example"],
     }
     # rollback needs a phase to leave
     run("phase", "advance", "--site", "P01")

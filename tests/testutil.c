@@ -520,6 +520,8 @@ static size_t fetch_header(char *p, size_t size, size_t n, void *arg)
         while (m > 0 && (f->allow[m - 1] == '\r' || f->allow[m - 1] == '\n'))
             f->allow[--m] = '\0';
     }
+    if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0)
+        f->retry_after = strtol(p + 12, NULL, 10);
     return len;
 }
 
@@ -532,6 +534,7 @@ void tu_fetch_run(uint16_t port, struct tu_fetch *f)
     struct curl_slist *res = curl_slist_append(NULL, resolve);
     CURL *h = curl_easy_init();
     ck_assert_ptr_nonnull(h);
+    f->retry_after = -1;
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_RESOLVE, res);
     if (f->source)

@@ -138,7 +138,8 @@ struct tu_fetch {
     long code;
     char *out; /* the body, NUL-terminated (malloc'd; tu_fetch_release) */
     size_t len;
-    char allow[128]; /* the Allow: header */
+    char allow[128];  /* the Allow: header */
+    long retry_after; /* the Retry-After: header in seconds, -1 when none */
     char error[CURL_ERROR_SIZE];
 };
 void tu_fetch_run(uint16_t port, struct tu_fetch *f);

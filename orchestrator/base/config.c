@@ -30,6 +30,8 @@ void config_init(struct config *c)
     c->enroll.pending_max = 1000;
     c->enroll.rate_per_minute = 30;
     c->enroll.rate_burst = 10;
+    c->enroll.connection_limit = 256;
+    c->enroll.per_ip_limit = 16;
 }
 
 void config_release(struct config *c)
@@ -136,7 +138,7 @@ static int load_enroll(struct config *c, const char *path, json_t *obj, char *er
         return -EINVAL;
     }
     static const char known[] = "ca_cert, ca_key, cert, key, listen, lifetime_days, pending_max, "
-                                "rate_per_minute, rate_burst";
+                                "rate_per_minute, rate_burst, connection_limit, per_ip_limit";
     struct config_enroll *e = &c->enroll;
     const char *key;
     json_t *v;
@@ -176,16 +178,20 @@ static int load_enroll(struct config *c, const char *path, json_t *obj, char *er
             snprintf(e->listen, sizeof(e->listen), "%s", text);
             continue;
         }
-        long *num = !strcmp(key, "lifetime_days")     ? &e->lifetime_days
-                    : !strcmp(key, "pending_max")     ? &e->pending_max
-                    : !strcmp(key, "rate_per_minute") ? &e->rate_per_minute
-                    : !strcmp(key, "rate_burst")      ? &e->rate_burst
-                                                      : NULL;
+        long *num = !strcmp(key, "lifetime_days")      ? &e->lifetime_days
+                    : !strcmp(key, "pending_max")      ? &e->pending_max
+                    : !strcmp(key, "rate_per_minute")  ? &e->rate_per_minute
+                    : !strcmp(key, "rate_burst")       ? &e->rate_burst
+                    : !strcmp(key, "connection_limit") ? &e->connection_limit
+                    : !strcmp(key, "per_ip_limit")     ? &e->per_ip_limit
+                                                       : NULL;
         if (!num) {
             snprintf(err, errsize, "%s: enroll.%s: unknown key (known: %s)", path, key, known);
             return -EINVAL;
         }
-        long max = num == &e->lifetime_days ? 3650 : 1000000;
+        long max = num == &e->lifetime_days                                 ? 3650
+                   : num == &e->connection_limit || num == &e->per_ip_limit ? 65536
+                                                                            : 1000000;
         if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > max) {
             snprintf(err, errsize, "%s: enroll.%s: must be a whole number from 1 to %ld", path, key,
                      max);

@@ -43,6 +43,8 @@ struct config {
         long pending_max;       /* requests waiting for a person, at most (1000) */
         long rate_per_minute;   /* requests one client address may make per minute (30) */
         long rate_burst;        /* ...and at once, after a quiet while (10) */
+        long connection_limit;  /* connections at once (256) */
+        long per_ip_limit;      /* ...from one address (16) */
     } enroll;
 };
 

@@ -44,7 +44,8 @@
     "of that site is issued at once; any other request for it waits for `enroll approve`.\n"       \
     "Renewal is over mutual TLS with the current certificate, no secret needed. The config's\n"    \
     "\"enroll\" object names the CA (ca_cert, ca_key), the endpoint (listen, cert, key) and\n"     \
-    "the limits (lifetime_days, pending_max, rate_per_minute, rate_burst): tlsgate.json(5).\n"
+    "the limits (lifetime_days, pending_max, rate_per_minute, rate_burst, connection_limit,\n"     \
+    "per_ip_limit): tlsgate.json(5).\n"
 
 static const struct cli_option ca_options[] = {
     {"out", "DIR"}, {"days", "N"}, {"cn", "NAME"}, {NULL}};
@@ -555,6 +556,8 @@ static int enroll_serve(struct cli *cli)
         .pending_max = c->pending_max,
         .rate_per_minute = c->rate_per_minute,
         .rate_burst = c->rate_burst,
+        .connection_limit = (unsigned)c->connection_limit,
+        .per_ip_limit = (unsigned)c->per_ip_limit,
     };
     int rc = enroll_server_start(&v.loop, s, &o, &v.server, err, sizeof(err));
     if (rc) {

@@ -367,6 +367,13 @@ int ca_sign(struct ca *ca, const struct ca_csr *csr, const char *name, long long
     int rc = -EIO;
     serial[0] = 0; /* a positive 128-bit integer */
     unsigned nl = (unsigned)strlen(name);
+    /* Never beyond the CA itself: a chain with an expired CA does not verify. */
+    long long until = now + lifetime_days * 86400LL;
+    long long ca_until = (long long)gnutls_x509_crt_get_expiration_time(ca->crt);
+    if (ca_until > 0 && until > ca_until)
+        until = ca_until;
+    if (until <= now)
+        return fail(err, errsize, -EIO, "the fleet CA has expired: it cannot sign");
     if (gnutls_rnd(GNUTLS_RND_NONCE, serial + 1, 16) < 0 || gnutls_x509_crt_init(&crt) < 0 ||
         gnutls_x509_crt_set_version(crt, 3) < 0 ||
         gnutls_x509_crt_set_serial(crt, serial, sizeof(serial)) < 0 ||
@@ -378,7 +385,7 @@ int ca_sign(struct ca *ca, const struct ca_csr *csr, const char *name, long long
         gnutls_x509_crt_set_key_usage(crt, usage) < 0 ||
         gnutls_x509_crt_set_basic_constraints(crt, 0, -1) < 0 ||
         gnutls_x509_crt_set_activation_time(crt, (time_t)(now - CA_BACKDATE_S)) < 0 ||
-        gnutls_x509_crt_set_expiration_time(crt, (time_t)(now + lifetime_days * 86400LL)) < 0 ||
+        gnutls_x509_crt_set_expiration_time(crt, (time_t)until) < 0 ||
         gnutls_x509_crt_set_pubkey(crt, csr->pub) < 0 || key_id(csr->pub, id, &idlen) < 0 ||
         gnutls_x509_crt_set_subject_key_id(crt, id, idlen) < 0) {
         fail(err, errsize, rc, "%s: GnuTLS could not build the certificate", name);

@@ -312,6 +312,8 @@ int enroll_server_start(uv_loop_t *loop, struct store *s, const struct enroll_op
         .handler = on_request,
         .handler_arg = e,
         .body_max = ENROLL_BODY_MAX,
+        .connection_limit = o->connection_limit,
+        .per_ip_limit = o->per_ip_limit,
     };
     int rc = server_start(loop, &so, &e->server, err, errsize);
     if (rc) {

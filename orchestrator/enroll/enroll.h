@@ -49,6 +49,7 @@ struct enroll_options {
     long pending_max;
     long rate_per_minute;
     long rate_burst;
+    unsigned connection_limit, per_ip_limit; /* 0: server.h's defaults */
 };
 
 /* Starts serving on `loop` with `s` (borrowed; the serve's own connection). 0 and *out, or
