@@ -39,9 +39,10 @@
 
 #include "certstore.h"
 #include "cfgutil.h"
-#include "keyacl.h"
 #include "collector.h"
+#include "enroll.h"
 #include "facts.h"
+#include "keyacl.h"
 #include "platform.h"
 #include "regview.h"
 #include "report.h"
@@ -72,23 +73,35 @@
 enum source { SOURCE_REGFILE, SOURCE_FACTS, SOURCE_REGISTRY };
 static const char *const source_names[] = {"regfile", "facts", "registry"};
 
+/* The config's "enroll" object (load_enroll_config): where and how this collector gets its
+ * certificate from a tlsgate orchestrator. Unset (url NULL) when the identity comes from files
+ * issued by another PKI. */
+struct enroll_options {
+    char *url;             /* https://NAME:PORT of `tlsgate enroll serve` */
+    char *site;            /* the site code the secret belongs to */
+    char *secret_file;     /* the site's enrollment secret (needed for the first enrollment only) */
+    double renew_fraction; /* renew once this much of the lifetime has passed; 0 = default */
+};
+
 struct options {
     char *listen;
     char *cert, *key, *ca;
     char *regfiles[MAX_REGFILES];
     size_t nregfiles;
     char *facts;
-    bool registry;          /* --registry (Windows): the live registry */
-    enum source source;     /* set once the options are complete */
+    bool registry;      /* --registry (Windows): the live registry */
+    enum source source; /* set once the options are complete */
     char *host;
-    long interval;          /* 0 = not given */
+    long interval; /* 0 = not given */
     char *client_cn;
     char *orchestrators[CFG_ALLOW_MAX]; /* config "orchestrators": who may connect at all */
     size_t norchestrators;
-    long cert_warn_days;    /* config "cert_warn_days"; 0 = the default */
-    char *cert_store;       /* config "certificate": {"store": ...} (Windows), not cert/key */
+    long cert_warn_days; /* config "cert_warn_days"; 0 = the default */
+    char *cert_store;    /* config "certificate": {"store": ...} (Windows), not cert/key */
     /* config: the server's deadlines and caps (server.h); 0 = the server's default */
     long handshake_timeout_ms, request_timeout_ms, connection_limit, per_ip_limit;
+    struct enroll_options enroll;
+    bool enroll_command; /* `tlsgate-collector enroll`: enroll once and exit */
 };
 
 #ifdef _WIN32
@@ -103,13 +116,20 @@ struct collector {
     uv_loop_t loop;
     uv_timer_t refresh;
     uv_signal_t signals[NSIGNALS];
-    uv_async_t control;     /* collector_request_stop / _refresh from other threads */
-    uv_timer_t expiry;      /* daily: is our own certificate about to expire? */
+    uv_async_t control; /* collector_request_stop / _refresh from other threads */
+    uv_timer_t expiry;  /* daily: is our own certificate about to expire? */
     struct server *server;
     struct options opt;
-    char *host;             /* the identity served (from the certificate or --host) */
-    uint64_t rng;           /* xorshift64 state for the jitter */
+    char *host;   /* the identity served (from the certificate or --host) */
+    uint64_t rng; /* xorshift64 state for the jitter */
     bool stopping;
+    /* Renewal (enrollment only): a timer that wakes at the renew point, the job on libuv's
+     * thread pool while a request is in flight, and the last failure (kept in /v1/health until
+     * a renewal succeeds). */
+    uv_timer_t renew;
+    struct renew_job *renew_job;
+    unsigned renew_failures;
+    char renew_error[SERVER_ERROR_MAX_BYTES];
 };
 
 /* ---- logging: one sink for every line (collector.h) ---- */
@@ -186,6 +206,7 @@ static void usage(FILE *f)
 #endif
           "                         [--host FQDN] [--interval SECONDS] [--client-cn NAME]\n"
           "                         [--config FILE]\n"
+          "       tlsgate-collector enroll --config FILE [--host FQDN]\n"
           "\n"
           "Serves this host's TLS 1.2 readiness report over HTTPS (TLS 1.2/1.3) with mutual TLS:\n"
           "  GET /v1/readiness   the cached report (JSON)\n"
@@ -207,8 +228,8 @@ static void usage(FILE *f)
           "  --host FQDN         the host name reported; defaults to the certificate's first\n"
           "                      dNSName (else its CN) and must match the certificate\n"
           "  --interval SECONDS  refresh period, jittered by +-10% (default 900)\n"
-          "  --client-cn NAME    the CN a client certificate must carry (default "
-          DEFAULT_CLIENT_CN ")\n"
+          "  --client-cn NAME    the CN a client certificate must carry (default " DEFAULT_CLIENT_CN
+          ")\n"
           "  --config FILE       JSON object with the same names (\"listen\", \"cert\", \"key\",\n"
           "                      \"ca\", \"regfile\": [..], \"facts\", \"host\", \"interval\",\n"
           "                      \"client_cn\", \"firewall_allow\": [addresses] for\n"
@@ -232,6 +253,16 @@ static void usage(FILE *f)
           "                      this host (SAN, serverAuth, valid, its key usable), key\n"
           "                      never exported\n"
 #endif
+          "                      \"enroll\" (config only): {\"url\": \"https://NAME:PORT\",\n"
+          "                      \"site\": \"S01\", \"secret_file\": FILE, \"renew_fraction\":\n"
+          "                      0.5}: the certificate comes from the orchestrator's\n"
+          "                      enrollment; at start without --cert's file the collector\n"
+          "                      makes its key (--key, mode 0600), asks with the site secret,\n"
+          "                      waits while a person must approve, then serves; it renews\n"
+          "                      over mutual TLS once renew_fraction of the lifetime passed\n"
+          "  enroll              enroll once and exit: 0 issued (or a certificate is there),\n"
+          "                      1 pending (a person must `tlsgate enroll approve ID`),\n"
+          "                      3 refused (the server's reason) or bad input, 4 unreachable\n"
           "  --version           the version\n"
           "  -h, --help          this text\n"
           "\n"
@@ -337,8 +368,8 @@ static const struct {
 
 /* The keys of issue 12 (the certificate store) and 19 (deadlines, caps). 1 when `k` is none of
  * them, 0 when taken, EXIT_* with a message (FILE:LINE:COL). */
-static int load_config_identity_keys(const char *path, const char *text, const char *k,
-                                     json_t *v, struct options *o)
+static int load_config_identity_keys(const char *path, const char *text, const char *k, json_t *v,
+                                     struct options *o)
 {
     char at[600];
     for (size_t i = 0; i < sizeof(server_keys) / sizeof(server_keys[0]); i++) {
@@ -375,6 +406,80 @@ static int load_config_identity_keys(const char *path, const char *text, const c
         return EXIT_SYSTEM;
     return 0;
 #endif
+}
+
+/* ---- enrollment: config (issue 12) ---- */
+
+/* The config's "enroll" object: {"url", "site", "secret_file", "renew_fraction"}. url and site
+ * are required; secret_file is needed for the first enrollment (a renewal uses the current
+ * certificate), relative to the config's folder. 0 or EXIT_* with a message. */
+static int load_enroll_config(const char *path, json_t *v, struct enroll_options *e)
+{
+    if (!json_is_object(v)) {
+        fail("%s: enroll: must be an object {\"url\", \"site\", \"secret_file\", "
+             "\"renew_fraction\"}",
+             path);
+        return EXIT_INPUT;
+    }
+    const char *k;
+    json_t *item;
+    json_object_foreach(v, k, item)
+    {
+        char **slot = strcmp(k, "url") == 0           ? &e->url
+                      : strcmp(k, "site") == 0        ? &e->site
+                      : strcmp(k, "secret_file") == 0 ? &e->secret_file
+                                                      : NULL;
+        if (slot) {
+            if (!json_is_string(item) || !json_string_value(item)[0]) {
+                fail("%s: enroll.%s: must be a non-empty string", path, k);
+                return EXIT_INPUT;
+            }
+            free(*slot);
+            *slot = slot == &e->secret_file ? cfg_resolve(path, json_string_value(item))
+                                            : strdup(json_string_value(item));
+            if (!*slot)
+                return EXIT_SYSTEM;
+        } else if (strcmp(k, "renew_fraction") == 0) {
+            double f = json_is_number(item) ? json_number_value(item) : -1;
+            if (!(f >= 0.05 && f <= 0.95)) {
+                fail("%s: enroll.renew_fraction: must be a number from 0.05 to 0.95 (the part "
+                     "of the certificate's lifetime after which it is renewed)",
+                     path);
+                return EXIT_INPUT;
+            }
+            e->renew_fraction = f;
+        } else {
+            fail("%s: enroll: unknown key \"%s\" (known: url, site, secret_file, "
+                 "renew_fraction)",
+                 path, k);
+            return EXIT_INPUT;
+        }
+    }
+    char err[ERR_SIZE];
+    struct enroll_url u;
+    if (!e->url || !e->site) {
+        fail("%s: enroll: \"%s\" is required", path, !e->url ? "url" : "site");
+        return EXIT_INPUT;
+    }
+    if (enroll_url_parse(e->url, &u, err, sizeof(err)) < 0) {
+        fail("%s: enroll.url: %s", path, err);
+        return EXIT_INPUT;
+    }
+    if (strlen(e->site) != 3) {
+        fail("%s: enroll.site: '%s' is not a three-character site code", path, e->site);
+        return EXIT_INPUT;
+    }
+    if (!e->renew_fraction)
+        e->renew_fraction = ENROLL_RENEW_FRACTION;
+    return 0;
+}
+
+static void enroll_options_release(struct enroll_options *e)
+{
+    free(e->url);
+    free(e->site);
+    free(e->secret_file);
+    memset(e, 0, sizeof(*e));
 }
 
 /* Fills every option not already set from the JSON config file; a source kind given on the
@@ -425,7 +530,8 @@ static int load_config(const char *path, struct options *o)
     }
     const char *k;
     json_t *v;
-    json_object_foreach(root, k, v) {
+    json_object_foreach(root, k, v)
+    {
         int mine = load_config_identity_keys(path, text, k, v, o);
         if (mine != 1) {
             if (mine == 0)
@@ -449,8 +555,8 @@ static int load_config(const char *path, struct options *o)
             }
             if (slot == &o->facts && cli_source)
                 continue;
-            bool is_path = slot == &o->cert || slot == &o->key || slot == &o->ca ||
-                           slot == &o->facts;
+            bool is_path =
+                slot == &o->cert || slot == &o->key || slot == &o->ca || slot == &o->facts;
             if (!*slot) {
                 *slot = is_path ? cfg_resolve(path, json_string_value(v))
                                 : strdup(json_string_value(v));
@@ -479,7 +585,8 @@ static int load_config(const char *path, struct options *o)
                 ret = EXIT_INPUT;
                 goto out;
             }
-            json_array_foreach(list, i, item) {
+            json_array_foreach(list, i, item)
+            {
                 if (!json_is_string(item)) {
                     fail("%s: regfile[%zu]: must be a string", path, i);
                     json_decref(list);
@@ -488,7 +595,8 @@ static int load_config(const char *path, struct options *o)
                 }
             }
             if (!cli_source) {
-                json_array_foreach(list, i, item) {
+                json_array_foreach(list, i, item)
+                {
                     o->regfiles[o->nregfiles] = cfg_resolve(path, json_string_value(item));
                     if (!o->regfiles[o->nregfiles++]) {
                         json_decref(list);
@@ -507,7 +615,8 @@ static int load_config(const char *path, struct options *o)
                 ret = EXIT_INPUT;
                 goto out;
             }
-            json_array_foreach(v, i, item) {
+            json_array_foreach(v, i, item)
+            {
                 if (!json_is_string(item) || cfg_check_address(json_string_value(item)) < 0) {
                     fail("%s: orchestrators[%zu]: not an IPv4 or IPv6 address (optionally "
                          "/prefix)",
@@ -516,7 +625,8 @@ static int load_config(const char *path, struct options *o)
                     goto out;
                 }
             }
-            json_array_foreach(v, i, item) {
+            json_array_foreach(v, i, item)
+            {
                 o->orchestrators[o->norchestrators] = strdup(json_string_value(item));
                 if (!o->orchestrators[o->norchestrators++]) {
                     ret = EXIT_SYSTEM;
@@ -532,6 +642,10 @@ static int load_config(const char *path, struct options *o)
                 goto out;
             }
             o->cert_warn_days = (long)json_integer_value(v);
+        } else if (strcmp(k, "enroll") == 0) {
+            ret = load_enroll_config(path, v, &o->enroll);
+            if (ret)
+                goto out;
         } else if (strcmp(k, "firewall_allow") == 0) {
             /* Read by `service install` (the Windows Firewall rule); checked here too, so a
              * config that the installer would refuse never runs either. */
@@ -543,7 +657,8 @@ static int load_config(const char *path, struct options *o)
                 ret = EXIT_INPUT;
                 goto out;
             }
-            json_array_foreach(v, i, item) {
+            json_array_foreach(v, i, item)
+            {
                 if (!json_is_string(item) || cfg_check_address(json_string_value(item)) < 0) {
                     fail("%s: firewall_allow[%zu]: not an IPv4 or IPv6 address (optionally "
                          "/prefix)",
@@ -556,7 +671,7 @@ static int load_config(const char *path, struct options *o)
             fail("%s: unknown key \"%s\" (known: listen, cert, key, ca, certificate, regfile, "
                  "facts, host, interval, client_cn, orchestrators, cert_warn_days, "
                  "handshake_timeout_ms, request_timeout_ms, connection_limit, per_ip_limit, "
-                 "firewall_allow)",
+                 "firewall_allow, enroll)",
                  path, k);
             ret = EXIT_INPUT;
             goto out;
@@ -582,6 +697,7 @@ static void options_release(struct options *o)
     free(o->client_cn);
     for (size_t i = 0; i < o->norchestrators; i++)
         free(o->orchestrators[i]);
+    enroll_options_release(&o->enroll);
     memset(o, 0, sizeof(*o));
 }
 
@@ -638,9 +754,7 @@ static int parse_options(int argc, char **argv, struct options *o)
             break;
         case 'h': return -1;
         case OPT_VERSION: return -2;
-        case ':':
-            fail("%s needs a value (see --help)", argv[optind - 1]);
-            return EXIT_USAGE;
+        case ':': fail("%s needs a value (see --help)", argv[optind - 1]); return EXIT_USAGE;
         default:
             /* A short option inside a cluster ("-xh") leaves optind on the cluster or before it:
              * name the letter getopt refused, not whatever argv[optind - 1] holds. */
@@ -677,21 +791,36 @@ static int parse_options(int argc, char **argv, struct options *o)
              "not both");
         return EXIT_USAGE;
     }
-    const char *missing = !o->listen ? "--listen"
-                          : !o->cert && !o->cert_store ? "--cert"
-                          : !o->key && !o->cert_store  ? "--key"
-                          : !o->ca   ? "--ca"
-                                     : NULL;
+    if (o->cert_store && o->enroll.url) {
+        fail("give either a certificate store (config \"certificate\") or \"enroll\", not "
+             "both: an enrolled identity lives in --cert and --key files");
+        return EXIT_USAGE;
+    }
+    const char *missing = !o->listen && !o->enroll_command ? "--listen"
+                          : !o->cert && !o->cert_store     ? "--cert"
+                          : !o->key && !o->cert_store      ? "--key"
+                          : !o->ca                         ? "--ca"
+                                                           : NULL;
     if (missing) {
 #ifdef _WIN32
         if (!config) {
-            fail("%s is required, and there is no %s\\tlsgate\\" WINSVC_CONFIG_NAME
-                 " (see --help)", missing, "%ProgramData%");
+            fail("%s is required, and there is no %s\\tlsgate\\" WINSVC_CONFIG_NAME " (see --help)",
+                 missing, "%ProgramData%");
             return EXIT_USAGE;
         }
 #endif
         fail("%s is required (see --help)", missing);
         return EXIT_USAGE;
+    }
+    if (o->enroll_command) {
+        /* `enroll` needs the enrollment settings and the paths it writes, nothing else. */
+        if (!o->enroll.url) {
+            fail("enroll: %s has no \"enroll\" object ({\"url\", \"site\", "
+                 "\"secret_file\"}); see --help",
+                 config ? config : "the command line (give --config FILE)");
+            return EXIT_USAGE;
+        }
+        return 0;
     }
     int nsources = (o->nregfiles > 0) + (o->facts != NULL) + o->registry;
 #ifdef _WIN32
@@ -779,8 +908,7 @@ static int read_pem(const char *path, char **out, gnutls_datum_t *d)
     size_t len = 0;
     int rc = read_capped(path, SERVER_PEM_MAX_BYTES, out, &len);
     if (rc < 0) {
-        fail("%s: %s", path,
-             rc == -E2BIG ? "over 65536 bytes, not a PEM file" : strerror(-rc));
+        fail("%s: %s", path, rc == -E2BIG ? "over 65536 bytes, not a PEM file" : strerror(-rc));
         return EXIT_INPUT;
     }
     d->data = (unsigned char *)*out;
@@ -954,8 +1082,7 @@ key_checked:
         goto out;
     }
     if (!o->host && !first[0]) {
-        fail("%s: the certificate names no host (no dNSName, no CN); give --host",
-             cert_source(o));
+        fail("%s: the certificate names no host (no dNSName, no CN); give --host", cert_source(o));
         goto out;
     }
     id->host = strdup(o->host ? o->host : first);
@@ -999,8 +1126,7 @@ static int build_report(const struct collector *c, long long now, char **json, s
     }
     if (rc < 0)
         return rc;
-    json_t *report = facts_build_report(facts, c->host, now,
-                                        source_names[o->source], o->interval);
+    json_t *report = facts_build_report(facts, c->host, now, source_names[o->source], o->interval);
     json_decref(facts);
     if (!report) {
         snprintf(err, errsize, "out of memory building the report");
@@ -1048,6 +1174,8 @@ static int refresh(struct collector *c)
         free(json);
         if (rc < 0)
             snprintf(err, sizeof(err), "cannot store the report: %s", strerror(-rc));
+        else if (c->renew_error[0])
+            server_set_error(c->server, c->renew_error); /* renewal still failing: still said */
     }
     if (rc < 0) {
         server_set_error(c->server, err);
@@ -1124,6 +1252,8 @@ static void on_server_closed(void *arg)
     c->server = NULL;
 }
 
+static void renew_stop(struct collector *c);
+
 static void stop(struct collector *c)
 {
     if (c->stopping)
@@ -1136,6 +1266,7 @@ static void stop(struct collector *c)
     server_close(c->server, on_server_closed, c);
     uv_close((uv_handle_t *)&c->refresh, NULL);
     uv_close((uv_handle_t *)&c->expiry, NULL);
+    renew_stop(c);
     uv_close((uv_handle_t *)&c->control, NULL);
     for (int i = 0; i < NSIGNALS; i++)
         uv_close((uv_handle_t *)&c->signals[i], NULL);
@@ -1163,8 +1294,10 @@ static void reload_identity(struct collector *c, const char *why)
     struct options o = c->opt;
     o.host = c->host; /* the new certificate must still name the host we serve */
     if (load_identity(&o, &id) != 0) {
-        log_line(COLLECTOR_LOG_WARNING, "%s: keeping the old certificate and key (the new "
-                 "pair is refused, see above)", why);
+        log_line(COLLECTOR_LOG_WARNING,
+                 "%s: keeping the old certificate and key (the new "
+                 "pair is refused, see above)",
+                 why);
         identity_release(&id);
         return;
     }
@@ -1268,10 +1401,446 @@ static void check_cert_expiry(struct collector *c)
 
 static void on_expiry_timer(uv_timer_t *t) { check_cert_expiry(t->data); }
 
+/* ---- enrollment: the first certificate, and renewal (issue 12; enroll.h) ---- */
+
+/*
+ * With "enroll" in the config the collector gets its identity from the orchestrator:
+ * - at start, without a certificate yet, it makes its key (written 0600 before anything is
+ *   sent; kept across attempts and restarts, so asking again finds the same pending request),
+ *   asks with the site secret and waits while a person has to approve, with backoff; then
+ *   serves. `tlsgate-collector enroll` asks once and exits.
+ * - while it runs, the renew timer wakes at not_before + renew_fraction * lifetime; the request
+ *   (a new key, mutual TLS with the current pair) runs on libuv's thread pool so serving never
+ *   waits for it; the new pair is installed (enroll_pair_install) and served from the next
+ *   handshake (server_reload_identity). A failure keeps the old pair, says so in /v1/health
+ *   last_error and the log, and tries again with backoff.
+ */
+#define ENROLL_BACKOFF_BASE 15  /* seconds before the first retry */
+#define ENROLL_BACKOFF_MAX 3600 /* retries at least hourly */
+#define RENEW_MIN_SPACING 3600  /* a renewed certificate is not renewed again within an hour */
+#define RENEW_CHECK_MAX 86400   /* the renew timer re-reads the clock at least daily */
+
+/* The clock renewal decisions ask. TLSGATE_NOW (epoch seconds) pins it, as for the
+ * orchestrator: tests move a collector past its renew point without waiting. */
+static long long enroll_clock(void)
+{
+    const char *pinned = getenv("TLSGATE_NOW");
+    if (pinned && *pinned) {
+        char *end;
+        long long t = strtoll(pinned, &end, 10);
+        if (*end == '\0')
+            return t;
+    }
+    return (long long)time(NULL);
+}
+
+/* The name this collector enrolls under: --host / "host", else the machine's own FQDN. */
+static int enroll_name(const struct options *o, char *out, size_t size)
+{
+    if (o->host) {
+        snprintf(out, size, "%s", o->host);
+        return 0;
+    }
+    if (enroll_host_name(out, size) < 0) {
+        fail("enroll: cannot read this machine's host name; give \"host\" in the config");
+        return EXIT_SYSTEM;
+    }
+    return 0;
+}
+
+/* Waits `seconds` unless a stop is asked meanwhile (collector_request_stop); true on a stop. */
+static bool enroll_wait(long seconds)
+{
+    for (long long ms = seconds * 1000LL; ms > 0; ms -= 200) {
+        uv_mutex_lock(&control_lock);
+        bool stop_it = control_stop;
+        uv_mutex_unlock(&control_lock);
+        if (stop_it)
+            return true;
+        uv_sleep(ms > 200 ? 200 : (unsigned)ms);
+    }
+    return false;
+}
+
+static void when_text(long long t, char *buf, size_t size)
+{
+    struct tm tm;
+    snprintf(buf, size, "?");
+    if (platform_gmtime((time_t)t, &tm) == 0)
+        strftime(buf, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* Reads the key file when there is one (the key of an earlier attempt), else makes a key and
+ * writes it (mode 0600) before anything is sent. 0 and *key_pem, or EXIT_*. */
+static int enroll_key(const struct options *o, char **key_pem)
+{
+    char err[ERR_SIZE];
+    struct stat st;
+    if (stat(o->key, &st) == 0) {
+        size_t len;
+        if (check_key_mode(o->key))
+            return EXIT_INPUT;
+        int rc = read_capped(o->key, SERVER_PEM_MAX_BYTES, key_pem, &len);
+        char *csr = NULL;
+        if (rc == 0 && enroll_csr_make(*key_pem, "check.invalid", &csr, err, sizeof(err)) < 0)
+            rc = -EINVAL;
+        free(csr);
+        if (rc < 0) {
+            fail("%s: %s; remove it and a new key is made", o->key,
+                 rc == -EINVAL ? "not an unencrypted PEM private key" : strerror(-rc));
+            if (*key_pem)
+                platform_secure_zero(*key_pem, strlen(*key_pem));
+            free(*key_pem);
+            *key_pem = NULL;
+            return EXIT_INPUT;
+        }
+        return 0;
+    }
+    /* The key's folder ("identity/host.key"): made private when it does not exist yet. */
+    char folder[4096];
+    snprintf(folder, sizeof(folder), "%s", o->key);
+    char *sep = strrchr(folder, '/');
+#ifdef _WIN32
+    char *bsep = strrchr(folder, '\\');
+    if (bsep && (!sep || bsep > sep))
+        sep = bsep;
+#endif
+    if (sep && sep != folder) {
+        *sep = '\0';
+        uv_fs_t req;
+        int mk = uv_fs_mkdir(NULL, &req, folder, 0700, NULL);
+        uv_fs_req_cleanup(&req);
+        if (mk < 0 && mk != UV_EEXIST) {
+            fail("enroll: %s: cannot make the key's folder: %s", folder, uv_strerror(mk));
+            return EXIT_SYSTEM;
+        }
+    }
+    if (enroll_key_generate(key_pem, err, sizeof(err)) < 0 ||
+        enroll_write_atomic(o->key, *key_pem, strlen(*key_pem), true, err, sizeof(err)) < 0) {
+        fail("enroll: %s", err);
+        return EXIT_SYSTEM;
+    }
+    return 0;
+}
+
+/*
+ * The first certificate. `once` (`tlsgate-collector enroll`): one request, and an existing
+ * certificate means nothing to do. Otherwise (start-up) it waits while the request is pending or
+ * the server cannot be reached. Returns 0 (a certificate is in place), ENROLL_EXIT_PENDING
+ * (once only), EXIT_* with a message, or -1 when a stop was asked while waiting.
+ */
+#define ENROLL_EXIT_PENDING 1
+static int enroll_first(struct collector *c, bool once)
+{
+    const struct options *o = &c->opt;
+    const struct enroll_options *e = &o->enroll;
+    char err[ERR_SIZE] = "";
+    int rc = enroll_pair_recover(o->cert, o->key, err, sizeof(err));
+    if (rc < 0) {
+        fail("%s", err);
+        return EXIT_SYSTEM;
+    }
+    if (rc == 1)
+        log_line(COLLECTOR_LOG_INFO, "finished an interrupted renewal: %s is the new certificate",
+                 o->cert);
+    struct stat st;
+    if (stat(o->cert, &st) == 0) {
+        if (once)
+            printf("tlsgate-collector: %s already holds a certificate; remove it (and %s) to "
+                   "enroll again\n",
+                   o->cert, o->key);
+        return 0;
+    }
+    char name[256];
+    if ((rc = enroll_name(o, name, sizeof(name))) != 0)
+        return rc;
+    if (!e->secret_file) {
+        fail("enroll: \"secret_file\" is needed for the first enrollment (there is no %s yet)",
+             o->cert);
+        return EXIT_INPUT;
+    }
+    char *secret = NULL, *ca_pem = NULL, *key_pem = NULL;
+    int ret = EXIT_INPUT;
+    if (enroll_read_secret(e->secret_file, &secret, err, sizeof(err)) < 0) {
+        fail("%s", err);
+        goto out;
+    }
+    gnutls_datum_t ca_d;
+    if (read_pem(o->ca, &ca_pem, &ca_d))
+        goto out;
+    if ((ret = enroll_key(o, &key_pem)) != 0)
+        goto out;
+    struct enroll_params p = {
+        .url = e->url, .ca_pem = ca_pem, .name = name, .site = e->site, .secret = secret};
+    uint64_t rng = c->rng;
+    for (unsigned attempt = 0;; attempt++) {
+        struct enroll_result r;
+        enroll_submit(&p, key_pem, false, &r);
+        long delay = 0;
+        switch (r.outcome) {
+        case ENROLL_ISSUED: {
+            if (enroll_write_atomic(o->cert, r.cert_pem, strlen(r.cert_pem), false, err,
+                                    sizeof(err)) < 0) {
+                fail("enroll: %s", err);
+                ret = EXIT_SYSTEM;
+            } else {
+                char when[32];
+                when_text(r.not_after, when, sizeof(when));
+                log_line(COLLECTOR_LOG_INFO,
+                         "enrolled %s at %s: certificate in %s, valid until "
+                         "%s",
+                         name, e->url, o->cert, when);
+                if (once)
+                    printf("tlsgate-collector: enrolled %s: %s valid until %s\n", name, o->cert,
+                           when);
+                ret = 0;
+            }
+            enroll_result_release(&r);
+            goto out;
+        }
+        case ENROLL_REFUSED:
+            fail("enrollment of %s refused: %s", name, r.message);
+            ret = EXIT_INPUT;
+            goto out;
+        case ENROLL_FAILED:
+            if (r.http_status)
+                fail("enrollment of %s failed: %s", name, r.message);
+            else
+                fail("enrollment of %s failed: %s (CA bundle %s)", name, r.message, o->ca);
+            ret = EXIT_INPUT;
+            goto out;
+        case ENROLL_PENDING:
+            if (once) {
+                printf("tlsgate-collector: pending: %s\n", r.message);
+                ret = ENROLL_EXIT_PENDING;
+                goto out;
+            }
+            break;
+        case ENROLL_RETRY:
+            if (once) {
+                fail("enrollment of %s: %s; try again later", name, r.message);
+                ret = EXIT_SYSTEM;
+                goto out;
+            }
+            break;
+        }
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        delay = enroll_backoff(attempt, ENROLL_BACKOFF_BASE, ENROLL_BACKOFF_MAX, rng);
+        if (r.retry_after > delay)
+            delay = r.retry_after > ENROLL_BACKOFF_MAX ? ENROLL_BACKOFF_MAX : r.retry_after;
+        log_line(COLLECTOR_LOG_WARNING, "enrollment: %s; %s again in %ld s", r.message,
+                 r.outcome == ENROLL_PENDING ? "asking" : "trying", delay);
+        if (enroll_wait(delay)) {
+            ret = -1;
+            goto out;
+        }
+    }
+out:
+    if (secret) {
+        platform_secure_zero(secret, strlen(secret));
+        free(secret);
+    }
+    if (key_pem) {
+        platform_secure_zero(key_pem, strlen(key_pem));
+        free(key_pem);
+    }
+    free(ca_pem);
+    return ret;
+}
+
+/* A renewal in flight on libuv's thread pool; the loop thread only touches it in renew_done. */
+struct renew_job {
+    uv_work_t req;
+    struct collector *c;
+    struct enroll_params p;
+    char *url, *ca_pem, *cert_pem, *key_pem, *name;
+    const char *cert_path, *key_path;
+    struct enroll_result r;
+    int install_rc;
+    char install_err[ERR_SIZE];
+};
+
+static void renew_job_free(struct renew_job *j)
+{
+    if (j->key_pem) {
+        platform_secure_zero(j->key_pem, strlen(j->key_pem));
+        free(j->key_pem);
+    }
+    free(j->url);
+    free(j->ca_pem);
+    free(j->cert_pem);
+    free(j->name);
+    enroll_result_release(&j->r);
+    free(j);
+}
+
+static void renew_work(uv_work_t *req)
+{
+    struct renew_job *j = req->data;
+    char err[ERR_SIZE];
+    char *new_key = NULL;
+    if (enroll_key_generate(&new_key, err, sizeof(err)) < 0) {
+        memset(&j->r, 0, sizeof(j->r));
+        j->r.outcome = ENROLL_FAILED;
+        snprintf(j->r.message, sizeof(j->r.message), "%.700s", err);
+        return;
+    }
+    enroll_submit(&j->p, new_key, true, &j->r);
+    if (j->r.outcome == ENROLL_ISSUED)
+        j->install_rc = enroll_pair_install(j->cert_path, j->key_path, j->r.cert_pem, new_key,
+                                            j->install_err, sizeof(j->install_err));
+    platform_secure_zero(new_key, strlen(new_key));
+    free(new_key);
+}
+
+static void on_renew_timer(uv_timer_t *t);
+
+/* Arms the renew timer for the renew point of the certificate in the cert file, at least
+ * `min_delay` seconds from now, at most a day (the timer then looks again). */
+static void renew_schedule(struct collector *c, long long min_delay)
+{
+    char *pem = NULL;
+    size_t len;
+    long long nb, na, delay = RENEW_CHECK_MAX;
+    if (read_capped(c->opt.cert, SERVER_PEM_MAX_BYTES, &pem, &len) == 0 &&
+        enroll_cert_times(pem, &nb, &na) == 0)
+        delay = enroll_renew_at(nb, na, c->opt.enroll.renew_fraction) - enroll_clock();
+    free(pem);
+    if (delay < min_delay)
+        delay = min_delay;
+    if (delay < 0)
+        delay = 0;
+    if (delay > RENEW_CHECK_MAX)
+        delay = RENEW_CHECK_MAX;
+    uv_timer_start(&c->renew, on_renew_timer, (uint64_t)delay * 1000, 0);
+}
+
+static void renew_failed(struct collector *c, const char *why)
+{
+    char when[32];
+    when_text(server_cert_expires(c->server), when, sizeof(when));
+    uint64_t rnd = next_random(c);
+    long delay = enroll_backoff(c->renew_failures++, ENROLL_BACKOFF_BASE, ENROLL_BACKOFF_MAX, rnd);
+    snprintf(c->renew_error, sizeof(c->renew_error),
+             "certificate renewal failed: %s; still serving the certificate valid until %s; "
+             "next try in %ld s",
+             why, when, delay);
+    server_set_error(c->server, c->renew_error);
+    log_line(COLLECTOR_LOG_WARNING, "%s", c->renew_error);
+    uv_timer_start(&c->renew, on_renew_timer, (uint64_t)delay * 1000, 0);
+}
+
+static void renew_done(uv_work_t *req, int status)
+{
+    struct renew_job *j = req->data;
+    struct collector *c = j->c;
+    c->renew_job = NULL;
+    if (status < 0 || c->stopping) {
+        renew_job_free(j);
+        return;
+    }
+    if (j->r.outcome != ENROLL_ISSUED) {
+        renew_failed(c, j->r.message);
+    } else if (j->install_rc < 0) {
+        renew_failed(c, j->install_err);
+    } else {
+        long long expected = j->r.not_after;
+        reload_identity(c, "renewal");
+        if (server_cert_expires(c->server) != expected) {
+            renew_failed(c, "the renewed pair was written but could not be served (see above)");
+        } else {
+            c->renew_failures = 0;
+            c->renew_error[0] = '\0';
+            refresh(c); /* a fresh report also clears the failure from /v1/health */
+            renew_schedule(c, RENEW_MIN_SPACING);
+        }
+    }
+    renew_job_free(j);
+}
+
+static void on_renew_timer(uv_timer_t *t)
+{
+    struct collector *c = t->data;
+    if (c->renew_job || c->stopping)
+        return;
+    const struct options *o = &c->opt;
+    struct renew_job *j = calloc(1, sizeof(*j));
+    if (!j) {
+        renew_failed(c, "out of memory");
+        return;
+    }
+    size_t len;
+    long long nb, na;
+    if (read_capped(o->cert, SERVER_PEM_MAX_BYTES, &j->cert_pem, &len) < 0 ||
+        enroll_cert_times(j->cert_pem, &nb, &na) < 0) {
+        renew_job_free(j);
+        char why[ERR_SIZE];
+        snprintf(why, sizeof(why), "%s: cannot read the current certificate", o->cert);
+        renew_failed(c, why);
+        return;
+    }
+    if (enroll_clock() < enroll_renew_at(nb, na, o->enroll.renew_fraction)) {
+        renew_job_free(j); /* not yet: the timer was armed early, or the file changed */
+        renew_schedule(c, 0);
+        return;
+    }
+    j->c = c;
+    j->cert_path = o->cert;
+    j->key_path = o->key;
+    j->url = strdup(o->enroll.url);
+    j->name = strdup(c->host);
+    if (!j->url || !j->name || read_capped(o->key, SERVER_PEM_MAX_BYTES, &j->key_pem, &len) < 0 ||
+        read_capped(o->ca, SERVER_PEM_MAX_BYTES, &j->ca_pem, &len) < 0) {
+        renew_job_free(j);
+        char why[ERR_SIZE];
+        snprintf(why, sizeof(why), "cannot read %s or %s", o->key, o->ca);
+        renew_failed(c, why);
+        return;
+    }
+    j->p = (struct enroll_params){.url = j->url,
+                                  .ca_pem = j->ca_pem,
+                                  .name = j->name,
+                                  .cert_pem = j->cert_pem,
+                                  .key_pem = j->key_pem};
+    j->req.data = j;
+    log_line(COLLECTOR_LOG_INFO, "renewing the certificate of %s at %s", c->host, o->enroll.url);
+    int rc = uv_queue_work(&c->loop, &j->req, renew_work, renew_done);
+    if (rc < 0) {
+        renew_job_free(j);
+        renew_failed(c, uv_strerror(rc));
+        return;
+    }
+    c->renew_job = j;
+}
+
+/* Closes the renew timer; a request in flight ends at its deadline, then is dropped. */
+static void renew_stop(struct collector *c)
+{
+    uv_close((uv_handle_t *)&c->renew, NULL);
+    if (c->renew_job)
+        uv_cancel((uv_req_t *)&c->renew_job->req);
+}
+
+/* Starts the renew timer when the identity comes from enrollment. */
+static void renew_start(struct collector *c)
+{
+    uv_timer_init(&c->loop, &c->renew);
+    c->renew.data = c;
+    if (c->opt.enroll.url)
+        renew_schedule(c, 0);
+}
+
 static int run(struct collector *c)
 {
     struct identity id = {0};
-    int ret = load_identity(&c->opt, &id);
+    /* Enrollment: the first certificate before anything else (a stop while waiting is 0). */
+    int ret = c->opt.enroll.url ? enroll_first(c, false) : 0;
+    if (ret < 0) {
+        ret = 0;
+        goto out;
+    }
+    if (!ret)
+        ret = load_identity(&c->opt, &id);
     if (ret)
         goto out;
     c->host = id.host;
@@ -1351,6 +1920,7 @@ static int run(struct collector *c)
     c->refresh.data = c;
     uv_timer_init(&c->loop, &c->expiry);
     c->expiry.data = c;
+    renew_start(c);
     rc = start_controls(c);
     if (rc < 0) {
         fail("cannot install the signal handlers: %s", uv_strerror(rc));
@@ -1406,6 +1976,12 @@ int collector_main(int argc, char **argv)
     struct collector c;
     memset(&c, 0, sizeof(c));
     optind = 1;
+    /* `tlsgate-collector enroll --config FILE`: enroll once and exit (enroll_first). */
+    if (argc > 1 && strcmp(argv[1], "enroll") == 0) {
+        c.opt.enroll_command = true;
+        argc--;
+        argv++;
+    }
     int ret = parse_options(argc, argv, &c.opt);
     if (ret == -1 || ret == -2) {
         if (ret == -1)
@@ -1417,7 +1993,13 @@ int collector_main(int argc, char **argv)
     }
     if (ret == 0) {
         c.rng = random_seed();
-        ret = run(&c);
+        if (c.opt.enroll_command) {
+            ret = enroll_first(&c, true);
+            if (ret < 0)
+                ret = 0;
+        } else {
+            ret = run(&c);
+        }
     }
     options_release(&c.opt);
     free(c.host);

@@ -172,6 +172,10 @@ struct svc_config {
     uint16_t port;
     char *allow[CFG_ALLOW_MAX];
     size_t nallow;
+    /* "enroll" in the config: the service makes and renews its own key and certificate, so
+     * it may write the key's folder (identity_dir, not the data folder itself). */
+    bool enroll;
+    char identity_dir[WINLOG_PATH_MAX];
 };
 
 static void svc_config_release(struct svc_config *c)
@@ -241,8 +245,17 @@ static int svc_config_load(const char *cmd, const char *path, struct svc_config 
         say_error(cmd, "%s: key: not a usable path", c->path);
         goto out;
     }
+    c->enroll = json_is_object(json_object_get(root, "enroll"));
+    if (c->enroll) {
+        snprintf(c->identity_dir, sizeof(c->identity_dir), "%s", c->key);
+        char *slash = strrchr(c->identity_dir, '\\');
+        if (slash)
+            *slash = '\0';
+    }
     DWORD attr = GetFileAttributesA(c->key);
-    if (attr == INVALID_FILE_ATTRIBUTES || (attr & FILE_ATTRIBUTE_DIRECTORY)) {
+    if (c->enroll && attr == INVALID_FILE_ATTRIBUTES) {
+        /* Not there yet: the collector makes it when it enrolls. */
+    } else if (attr == INVALID_FILE_ATTRIBUTES || (attr & FILE_ATTRIBUTE_DIRECTORY)) {
         say_error(cmd, "%s: key: %s is not a file: %s", c->path, c->key, win_text(GetLastError()));
         goto out;
     }
@@ -330,8 +343,16 @@ static int install_acls(const struct svc_config *c, bool wine)
         say_error("install", "cannot find %%ProgramData%% (no ProgramData variable)");
         return EXIT_SYSTEM;
     }
-    const char *dirs[2] = {data, logs};
-    for (int i = 0; i < 2; i++) {
+    if (c->enroll && (_stricmp(c->identity_dir, data) == 0 || !path_within(c->key, data))) {
+        say_error("install",
+                  "%s: with \"enroll\", keep \"cert\" and \"key\" in a folder of their own "
+                  "under %s (\"identity\\\\host.pem\", \"identity\\\\host.key\"): the "
+                  "service writes there, and must not be able to rewrite its config",
+                  c->path, data);
+        return EXIT_INPUT;
+    }
+    const char *dirs[3] = {data, logs, c->enroll ? c->identity_dir : NULL};
+    for (int i = 0; i < 3 && dirs[i]; i++) {
         if (!CreateDirectoryA(dirs[i], NULL) && GetLastError() != ERROR_ALREADY_EXISTS) {
             say_error("install", "cannot create %s: %s", dirs[i], win_text(GetLastError()));
             return EXIT_SYSTEM;
@@ -347,8 +368,20 @@ static int install_acls(const struct svc_config *c, bool wine)
          "SYSTEM, Administrators: full; the service: modify"},
         {c->key, "D:P(A;;FA;;;SY)(A;;FA;;;BA)(A;;FR;;;%s)",
          "SYSTEM, Administrators: full; the service: read; nobody else"},
+        /* enroll: the service writes its key and certificate (KEY.tmp, KEY.new, renames over
+         * KEY), and a key it makes inherits this: private to SYSTEM, Administrators and it. */
+        {c->identity_dir, "D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;BA)(A;OICI;0x1301bf;;;%s)",
+         "SYSTEM, Administrators: full; the service: modify (enrollment)"},
     };
-    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+    if (c->enroll) {
+        steps[2] = steps[3];
+        steps[3].path = GetFileAttributesA(c->key) != INVALID_FILE_ATTRIBUTES ? c->key : NULL;
+        steps[3].sddl = "D:P(A;;FA;;;SY)(A;;FA;;;BA)(A;;0x1301bf;;;%s)";
+        steps[3].what = "SYSTEM, Administrators: full; the service: modify (renewal); nobody else";
+    } else {
+        steps[3].path = NULL;
+    }
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]) && steps[i].path; i++) {
         DWORD rc = set_dacl(steps[i].path, steps[i].sddl);
         if (rc != ERROR_SUCCESS) {
             say_error("install", "cannot set the ACL of %s: %s", steps[i].path, win_text(rc));
@@ -359,6 +392,12 @@ static int install_acls(const struct svc_config *c, bool wine)
     if (!path_within(c->path, data))
         printf("acl: the config's folder is not under %s: its ACL was left as it is\n", data);
     char why[512];
+    if (c->enroll && GetFileAttributesA(c->key) == INVALID_FILE_ATTRIBUTES) {
+        printf("acl: %s does not exist yet: the collector makes it when it enrolls, inheriting "
+               "its folder's ACL\n",
+               c->key);
+        return 0;
+    }
     int ok = only_trusted_readers(c->key, why, sizeof(why));
     if (ok != 1) {
         if (wine) {

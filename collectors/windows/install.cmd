@@ -7,11 +7,15 @@ rem   x86_64\tlsgate-collector.exe (+ LICENSES\)   for 64-bit Windows
 rem   i686\tlsgate-collector.exe   (+ LICENSES\)   for 32-bit Windows
 rem   collector.json                              the config (paths relative to it)
 rem   ca.pem                                      the fleet CA
+rem   site.secret                                 the site's enrollment secret, when the
+rem                                               config's "enroll" gets the certificate
 rem   certs\FQDN.pem, certs\FQDN.key               optional, pilots only (see README)
 rem It picks the exe for the OS (also from a 32-bit cmd on 64-bit Windows), copies it to
 rem %ProgramFiles%\tlsgate, the config and the CA to %ProgramData%\tlsgate, takes the host's
 rem certificate from %ProgramData%\tlsgate\host.pem/host.key (pre-staged) or from the package's
-rem certs\ folder, then runs "tlsgate-collector service install" and "service start".
+rem certs\ folder - or, with site.secret in the package, copies the secret and lets the
+rem collector enroll (it makes its own key) - then runs "tlsgate-collector service install"
+rem and "service start".
 rem Exit codes: 0 installed and serving (no reboot is ever needed), 1 the package or this host
 rem lacks something (message says what), 2/3/4 tlsgate-collector's own (usage, bad config or
 rem certificate, system error). Everything is also appended to
@@ -108,6 +112,15 @@ if errorlevel 1 (
     echo error: cannot copy ca.pem to %DATA%
     exit /b 1
 )
+if exist "%PKG%site.secret" (
+    copy /y "%PKG%site.secret" "%DATA%\site.secret" >nul
+    if errorlevel 1 (
+        echo error: cannot copy site.secret to %DATA%
+        exit /b 1
+    )
+    echo enrollment: the collector makes its own key and enrolls as %FQDN% at start
+    goto :install
+)
 if exist "%PKG%certs\%FQDN%.pem" (
     echo certificate and key from the package: certs\%FQDN%.pem
     copy /y "%PKG%certs\%FQDN%.pem" "%DATA%\host.pem" >nul
@@ -122,6 +135,7 @@ if not exist "%DATA%\host.key" (
     exit /b 1
 )
 
+:install
 "%EXE%" service install --config "%DATA%\collector.json"
 set "RC=%ERRORLEVEL%"
 if not "%RC%"=="0" (

@@ -19,6 +19,14 @@
  *   behave HOST                 back to normal
  *   status                      "hosts N served N refused N"
  * `fleetsim ctl SOCKET COMMAND...` sends one and prints the answer.
+ *
+ * With --enroll URL the identities are not issued here: each simulated host makes its own key
+ * and enrolls at the orchestrator's enrollment endpoint with its site's secret, exactly as a
+ * tlsgate-collector does (collectors/enroll.h), on libuv's thread pool of each worker
+ * (--enroll-concurrency requests at once per worker); a host serves once its certificate
+ * arrives, and "ready" is printed when every host serves. A refused host stops the simulator
+ * (exit 3, naming the host and the server's reason); a pending or busy answer is asked again
+ * until --enroll-timeout.
  */
 #include <errno.h>
 #include <arpa/inet.h>
@@ -42,6 +50,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "enroll.h"
 #include "facts.h"
 #include "regview.h"
 #include "server.h"
@@ -93,6 +102,14 @@ struct fleet {
     uv_loop_t *loop;
     uv_timer_t refresh;
     unsigned long served_closed, refused_closed;
+    /* --enroll: the endpoint, the secret per site ("" = every site), the deadline */
+    const char *enroll_url;
+    struct {
+        char site[4];
+        char *secret;
+    } secrets[MAX_SITES + 1];
+    int nsecrets;
+    long enroll_timeout;
 };
 
 static struct fleet fleet;
@@ -723,6 +740,113 @@ static void worker_signal(uv_signal_t *sig, int signum)
     uv_stop(sig->loop);
 }
 
+/* ---- --enroll: every identity of this worker enrolls, on the loop's thread pool ---- */
+
+struct enroll_job {
+    uv_work_t req;
+    struct host *host;
+    char *key_pem;
+    struct enroll_result r;
+};
+
+static int enroll_pending_jobs;
+static char enroll_error[1200];
+
+static const char *secret_for(const char *site)
+{
+    for (int i = 0; i < fleet.nsecrets; i++)
+        if (!fleet.secrets[i].site[0] || !strcasecmp(fleet.secrets[i].site, site))
+            return fleet.secrets[i].secret;
+    return NULL;
+}
+
+/* On a pool thread: a key, then ask until issued, refused or the deadline. */
+static void enroll_work(uv_work_t *req)
+{
+    struct enroll_job *j = req->data;
+    char err[512];
+    memset(&j->r, 0, sizeof(j->r));
+    if (enroll_key_generate(&j->key_pem, err, sizeof(err)) < 0) {
+        j->r.outcome = ENROLL_FAILED;
+        snprintf(j->r.message, sizeof(j->r.message), "%s", err);
+        return;
+    }
+    struct enroll_params p = {.url = fleet.enroll_url,
+                              .ca_pem = simcert_ca_pem(fleet.ca),
+                              .name = j->host->name,
+                              .site = j->host->site,
+                              .secret = secret_for(j->host->site)};
+    uint64_t deadline = uv_hrtime() + (uint64_t)fleet.enroll_timeout * 1000000000u;
+    for (unsigned attempt = 0;; attempt++) {
+        enroll_submit(&p, j->key_pem, false, &j->r);
+        if (j->r.outcome != ENROLL_PENDING && j->r.outcome != ENROLL_RETRY)
+            return;
+        if (uv_hrtime() >= deadline)
+            return;
+        long wait = enroll_backoff(attempt, 1, 10, uv_hrtime());
+        if (j->r.retry_after > 0 && j->r.retry_after < 30)
+            wait = j->r.retry_after;
+        enroll_result_release(&j->r);
+        uv_sleep((unsigned)wait * 1000);
+    }
+}
+
+static void enroll_done(uv_work_t *req, int status)
+{
+    struct enroll_job *j = req->data;
+    struct host *h = j->host;
+    enroll_pending_jobs--;
+    char err[512] = "";
+    if (status == 0 && j->r.outcome == ENROLL_ISSUED) {
+        h->cert_pem = j->r.cert_pem;
+        h->key_pem = j->key_pem;
+        j->r.cert_pem = NULL;
+        j->key_pem = NULL;
+        if (host_set_mode(h, MODE_OK, err, sizeof(err)) && !enroll_error[0])
+            snprintf(enroll_error, sizeof(enroll_error), "%s", err);
+    } else if (!enroll_error[0]) {
+        snprintf(enroll_error, sizeof(enroll_error), "%s: enrollment %s: %s", h->name,
+                 j->r.outcome == ENROLL_REFUSED   ? "refused"
+                 : j->r.outcome == ENROLL_PENDING ? "still pending at --enroll-timeout"
+                                                  : "failed",
+                 j->r.message);
+    }
+    enroll_result_release(&j->r);
+    if (j->key_pem) {
+        memset(j->key_pem, 0, strlen(j->key_pem));
+        free(j->key_pem);
+    }
+    free(j);
+    if (enroll_pending_jobs == 0)
+        uv_stop(fleet.loop);
+}
+
+/* Enrolls this worker's hosts; each serves as soon as it has its certificate. 0 or -1 with
+ * enroll_error set. */
+static int enroll_hosts(int index, int procs)
+{
+    for (int i = 0; i < fleet.nhosts; i++) {
+        if (i % procs != index)
+            continue;
+        struct enroll_job *j = calloc(1, sizeof(*j));
+        if (!j) {
+            snprintf(enroll_error, sizeof(enroll_error), "out of memory");
+            return -1;
+        }
+        j->host = &fleet.hosts[i];
+        j->req.data = j;
+        if (uv_queue_work(fleet.loop, &j->req, enroll_work, enroll_done) < 0) {
+            free(j);
+            snprintf(enroll_error, sizeof(enroll_error), "cannot queue the enrollments");
+            return -1;
+        }
+        enroll_pending_jobs++;
+    }
+    if (enroll_pending_jobs)
+        uv_run(fleet.loop, UV_RUN_DEFAULT); /* until the last one is done (enroll_done) */
+    return enroll_error[0] ? -1 : 0;
+}
+
 static int run_worker(int index, int procs, int cmd_fd, int answer_fd)
 {
     uv_loop_t loop;
@@ -730,7 +854,15 @@ static int run_worker(int index, int procs, int cmd_fd, int answer_fd)
     fleet.loop = &loop;
     char err[512] = "";
     int started = 0;
-    for (int i = 0; i < fleet.nhosts; i++) {
+    if (fleet.enroll_url) {
+        if (enroll_hosts(index, procs) < 0) {
+            dprintf(answer_fd, "error: %s\n", enroll_error);
+            return 1;
+        }
+        for (int i = index; i < fleet.nhosts; i += procs)
+            started++;
+    }
+    for (int i = 0; i < fleet.nhosts && !fleet.enroll_url; i++) {
         struct host *h = &fleet.hosts[i];
         if (i % procs != index)
             continue;
@@ -963,6 +1095,8 @@ static void usage(FILE *f)
         "                [--mps N] [--dps N] [--procs N] [--base-port PORT] [--domain D]\n"
         "                [--inventory FILE] [--interval SECONDS] [--mix FIXTURE:WEIGHT,...]\n"
         "                [--server-fixture F] [--db-fixture F] [--console-fixture F]\n"
+        "                [--enroll URL --secret-file [SITE=]FILE... [--site S]\n"
+        "                 [--enroll-concurrency N] [--enroll-timeout SECONDS]] [--inventory-only]\n"
         "       fleetsim ctl SOCKET COMMAND [ARGS]\n"
         "\n"
         "Simulates a fleet of collectors on 127.0.0.1, ports BASE-PORT and up, one certificate\n"
@@ -973,7 +1107,14 @@ static void usage(FILE *f)
         "files or NAME.json in the --fixtures folders (searched in order); A+B layers B's\n"
         "exports over A's.\n"
         "Control commands: fixture HOST NAME, fixture-all FROM TO,\n"
-        "stop HOST, start HOST, misbehave HOST silent|slow|wrong-cert, behave HOST, status.\n");
+        "stop HOST, start HOST, misbehave HOST silent|slow|wrong-cert, behave HOST, status.\n"
+        "--enroll https://NAME:PORT: each host makes its own key and enrolls there (tlsgate\n"
+        "enroll serve) with its site's secret (--secret-file FILE for every site, or\n"
+        "SITE=FILE per site), verifying the server against DIR/ca.pem; at most\n"
+        "--enroll-concurrency (8) requests at once per worker; pending or busy answers are\n"
+        "asked again until --enroll-timeout (300 s); a refusal ends the simulator (exit 3).\n"
+        "--site S is --sites S. --inventory-only writes --inventory and exits (import it\n"
+        "before the fleet enrolls: only inventory names are enrolled).\n");
 }
 
 int main(int argc, char **argv)
@@ -996,7 +1137,13 @@ int main(int argc, char **argv)
         {"domain", 1, 0, 'd'}, {"inventory", 1, 0, 'i'}, {"control", 1, 0, 'k'},
         {"interval", 1, 0, 't'}, {"mix", 1, 0, 'm'}, {"mps", 1, 0, 'M'}, {"dps", 1, 0, 'D'},
         {"server-fixture", 1, 0, 'S'}, {"db-fixture", 1, 0, 'B'}, {"console-fixture", 1, 0, 'C'},
-        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+        {"enroll", 1, 0, 'E'}, {"secret-file", 1, 0, 'F'}, {"site", 1, 0, 's'},
+        {"enroll-concurrency", 1, 0, 'N'}, {"enroll-timeout", 1, 0, 'T'},
+        {"inventory-only", 0, 0, 'I'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    long enroll_concurrency = 8;
+    bool inventory_only = false;
+    char err0[512];
+    fleet.enroll_timeout = 300;
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
@@ -1022,6 +1169,31 @@ int main(int argc, char **argv)
         case 'S': server_fx = optarg; break;
         case 'B': db_fx = optarg; break;
         case 'C': console_fx = optarg; break;
+        case 'E': fleet.enroll_url = optarg; break;
+        case 'F': {
+            if (fleet.nsecrets == MAX_SITES + 1) {
+                fprintf(stderr, "fleetsim: --secret-file at most %d times\n", MAX_SITES + 1);
+                return 2;
+            }
+            const char *eq = strchr(optarg, '=');
+            const char *file = optarg;
+            fleet.secrets[fleet.nsecrets].site[0] = '\0';
+            if (eq && eq - optarg == 3) {
+                memcpy(fleet.secrets[fleet.nsecrets].site, optarg, 3);
+                fleet.secrets[fleet.nsecrets].site[3] = '\0';
+                file = eq + 1;
+            }
+            if (enroll_read_secret(file, &fleet.secrets[fleet.nsecrets].secret, err0,
+                                   sizeof(err0)) < 0) {
+                fprintf(stderr, "fleetsim: --secret-file: %s\n", err0);
+                return 3;
+            }
+            fleet.nsecrets++;
+            break;
+        }
+        case 'N': enroll_concurrency = number_arg("enroll-concurrency", optarg, 1, 128); break;
+        case 'T': fleet.enroll_timeout = number_arg("enroll-timeout", optarg, 1, 86400); break;
+        case 'I': inventory_only = true; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -1039,6 +1211,24 @@ int main(int argc, char **argv)
             return 2;
         }
         snprintf(p.sites[p.nsites++], 4, "%s", t);
+    }
+    if (fleet.enroll_url) {
+        struct enroll_url u;
+        if (enroll_url_parse(fleet.enroll_url, &u, err0, sizeof(err0)) < 0) {
+            fprintf(stderr, "fleetsim: --enroll: %s\n", err0);
+            return 2;
+        }
+        for (int i = 0; i < p.nsites; i++)
+            if (!secret_for(p.sites[i])) {
+                fprintf(stderr, "fleetsim: --enroll: no --secret-file for site %s\n",
+                        p.sites[i]);
+                return 2;
+            }
+        /* The thread pool bounds the requests in flight; each worker is its own process and
+         * reads this when its pool starts. */
+        char n[16];
+        snprintf(n, sizeof(n), "%ld", enroll_concurrency);
+        setenv("UV_THREADPOOL_SIZE", n, 1);
     }
     int servers = p.nsites * (5 + p.mps + p.dps);
     if (p.nsites == 0 || p.hosts < servers) {
@@ -1066,7 +1256,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "fleetsim: note: ports %u-%ld reach into the ephemeral range (from %ld): "
                         "an outgoing connection may take one of them while the fleet runs\n",
                 p.base_port, (long)p.base_port + p.hosts - 1, ephemeral);
-    int taken = range_taken(fleet.address, p.base_port, p.hosts);
+    int taken = inventory_only ? 0 : range_taken(fleet.address, p.base_port, p.hosts);
     if (taken > 0) {
         fprintf(stderr, "fleetsim: port %d on %s is taken (%s); the fleet needs ports %u-%ld "
                         "free: choose another --base-port\n",
@@ -1107,6 +1297,14 @@ int main(int argc, char **argv)
     if (inventory && write_inventory(inventory)) {
         fprintf(stderr, "fleetsim: %s: %s\n", inventory, strerror(errno));
         return 4;
+    }
+    if (inventory_only) {
+        if (!inventory) {
+            fprintf(stderr, "fleetsim: --inventory-only needs --inventory FILE\n");
+            return 2;
+        }
+        printf("fleetsim: inventory of %d hosts in %s\n", fleet.nhosts, inventory);
+        return 0;
     }
 
     /* Enough descriptors for every listener, epoll fd and connection. */
@@ -1171,7 +1369,7 @@ int main(int argc, char **argv)
         int n;
         if (!fgets(line, sizeof(line), workers[w].answers) || sscanf(line, "ready %d", &n) != 1) {
             fprintf(stderr, "fleetsim: worker %d: %s", w, line[0] ? line : "died\n");
-            code = 4;
+            code = strstr(line, "enrollment refused") ? 3 : 4;
             break;
         }
         ready += n;
