@@ -88,12 +88,13 @@ static void when(long long t, char *out, size_t size)
         snprintf(out, size, "%lld", t);
 }
 
-/* Does `host` name this certificate (RFC 6125: dNSNames, the CN only when there is none)?
- * `shown` gets a name to show in the log (the first dNSName, else the CN). */
-static bool names_host(gnutls_x509_crt_t crt, const char *host, char *shown, size_t shownsize)
+bool certstore_names_host(gnutls_x509_crt_t crt, const char *host, char *first, size_t firstsize,
+                          bool *from_cn)
 {
     bool any_dns = false, match = false;
-    shown[0] = '\0';
+    first[0] = '\0';
+    if (from_cn)
+        *from_cn = false;
     for (unsigned i = 0;; i++) {
         char name[256];
         size_t n = sizeof(name) - 1;
@@ -107,11 +108,11 @@ static bool names_host(gnutls_x509_crt_t crt, const char *host, char *shown, siz
         if (type != GNUTLS_SAN_DNSNAME)
             continue;
         name[n] = '\0';
+        if (!any_dns)
+            snprintf(first, firstsize, "%s", name);
         any_dns = true;
-        if (!shown[0])
-            snprintf(shown, shownsize, "%s", name);
         /* An embedded NUL ("host\0.evil") never matches. */
-        if (strlen(name) == n && ascii_equal(name, host))
+        if (host && strlen(name) == n && ascii_equal(name, host))
             match = true;
     }
     if (any_dns)
@@ -120,8 +121,10 @@ static bool names_host(gnutls_x509_crt_t crt, const char *host, char *shown, siz
     size_t n = sizeof(cn);
     if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, cn, &n) < 0)
         return false;
-    snprintf(shown, shownsize, "CN=%s", cn);
-    return strlen(cn) == n && ascii_equal(cn, host);
+    snprintf(first, firstsize, "%s", cn);
+    if (from_cn)
+        *from_cn = true;
+    return host && strlen(cn) == n && ascii_equal(cn, host);
 }
 
 /* serverAuth / clientAuth from the extendedKeyUsage extension. false when it is absent. */
@@ -172,7 +175,11 @@ static void judge(const struct certstore_candidate *c, const char *host, long lo
         gnutls_x509_crt_deinit(crt);
         return;
     }
-    if (!names_host(crt, host, j->shown, sizeof(j->shown)))
+    char first[sizeof(j->shown) - 3];
+    bool from_cn;
+    bool named = certstore_names_host(crt, host, first, sizeof(first), &from_cn);
+    snprintf(j->shown, sizeof(j->shown), "%s%s", from_cn ? "CN=" : "", first);
+    if (!named)
         add_reason(j->reasons, "issued to %s, not %s", j->shown[0] ? j->shown : "no name", host);
 
     bool server, client;

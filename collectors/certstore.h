@@ -31,6 +31,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <gnutls/x509.h>
+
 struct certstore_candidate {
     const unsigned char *der; /* the certificate, DER */
     size_t der_len;
@@ -58,6 +60,16 @@ int certstore_thumbprint(const unsigned char *der, size_t der_len,
  * (My, WebHosting, ...), the location in any case. 0 or -1. The collector checks its config with
  * it on every platform. */
 int certstore_check_name(const char *store);
+
+/*
+ * Does `host` name this certificate? RFC 6125: its dNSNames, ASCII case-insensitive, the CN only
+ * when it has none; a name with an embedded NUL never matches. `first` gets the first dNSName,
+ * else the CN (*from_cn true then; from_cn may be NULL), "" when it names nothing. `host` may be
+ * NULL: then only `first` is filled and the answer is false. The collector checks its own
+ * certificate with it, and the store's candidates are judged with it.
+ */
+bool certstore_names_host(gnutls_x509_crt_t crt, const char *host, char *first, size_t firstsize,
+                          bool *from_cn);
 
 /* True when `s` starts with `prefix`, ASCII case-insensitive. */
 bool certstore_prefix(const char *s, const char *prefix);

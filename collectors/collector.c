@@ -916,40 +916,6 @@ static int read_pem(const char *path, char **out, gnutls_datum_t *d)
     return 0;
 }
 
-/* True when `host` equals one of the certificate's dNSNames (or its CN when it has none). */
-static bool cert_names(gnutls_x509_crt_t crt, const char *host, char *first, size_t firstsize)
-{
-    bool match = false, any_dns = false;
-    first[0] = '\0';
-    for (unsigned i = 0;; i++) {
-        char name[256];
-        size_t n = sizeof(name) - 1;
-        int type = gnutls_x509_crt_get_subject_alt_name(crt, i, name, &n, NULL);
-        if (type == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
-            break;
-        if (type == GNUTLS_E_SHORT_MEMORY_BUFFER)
-            continue;
-        if (type < 0)
-            break;
-        if (type != GNUTLS_SAN_DNSNAME)
-            continue;
-        name[n] = '\0';
-        if (!any_dns)
-            snprintf(first, firstsize, "%s", name);
-        any_dns = true;
-        if (host && strcasecmp(host, name) == 0)
-            match = true;
-    }
-    if (!any_dns) {
-        size_t n = firstsize;
-        if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, first, &n) < 0)
-            first[0] = '\0';
-        if (host && first[0] && strcasecmp(host, first) == 0)
-            match = true;
-    }
-    return match;
-}
-
 /* A private key others can read is no longer private: refused, with the fix. Windows: the
  * mode bits stat() shows there say nothing; the file's ACL decides (keyacl.h: only SYSTEM,
  * Administrators and the service may read it). Wine keeps no file ACLs: not checked there. */
@@ -1074,7 +1040,7 @@ key_checked:
     }
 
     char first[256];
-    bool match = cert_names(chain[0], o->host, first, sizeof(first));
+    bool match = certstore_names_host(chain[0], o->host, first, sizeof(first), NULL);
     if (o->host && !match) {
         fail("--host %s does not match the certificate in %s (it is issued to %s); refusing to "
              "serve another host's name",

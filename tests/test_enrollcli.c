@@ -66,36 +66,7 @@ static void peer_start(struct peer *p, const char *const specs[], const char *ex
     for (int i = 0; specs[i] && n < 30; i++)
         argv[n++] = (char *)specs[i];
     argv[n] = NULL;
-    int in[2], out[2];
-    ck_assert_int_eq(pipe(in), 0);
-    ck_assert_int_eq(pipe(out), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        close(in[1]);
-        close(out[0]);
-        execvp("python3", argv);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    p->pid = pid;
-    p->in_fd = in[1];
-    char line[512];
-    size_t len = 0;
-    while (len < sizeof(line) - 1 && !memchr(line, '\n', len)) {
-        ck_assert_msg(tu_wait_readable(out[0], 20000), "peer.py did not report its ports");
-        ssize_t r = read(out[0], line + len, sizeof(line) - 1 - len);
-        ck_assert_msg(r > 0, "peer.py exited before listening");
-        len += (size_t)r;
-    }
-    line[len] = '\0';
-    close(out[0]);
-    p->n = 0;
-    for (char *tok = strtok(line, " \n"); tok && p->n < 16; tok = strtok(NULL, " \n"))
-        p->ports[p->n++] = atoi(tok);
+    p->n = tu_python_peer(argv, &p->pid, &p->in_fd, p->ports, 16);
 }
 
 static void peer_stop(struct peer *p)

@@ -437,6 +437,41 @@ const char *tu_peer_spec(const char *mode_name, const char *file)
     return out;
 }
 
+int tu_python_peer(char *const argv[], pid_t *pid, int *in_fd, int ports[], int max)
+{
+    int in[2], out[2];
+    ck_assert_int_eq(pipe(in), 0);
+    ck_assert_int_eq(pipe(out), 0);
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        close(in[1]);
+        close(out[0]);
+        execvp("python3", argv);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    *pid = child;
+    *in_fd = in[1];
+    char line[512];
+    size_t len = 0;
+    while (len < sizeof(line) - 1 && !memchr(line, '\n', len)) {
+        ck_assert_msg(tu_wait_readable(out[0], 20000), "%s did not report its ports", argv[1]);
+        ssize_t r = read(out[0], line + len, sizeof(line) - 1 - len);
+        ck_assert_msg(r > 0, "%s exited before listening", argv[1]);
+        len += (size_t)r;
+    }
+    line[len] = '\0';
+    close(out[0]);
+    int n = 0;
+    for (char *tok = strtok(line, " \n"); tok && n < max; tok = strtok(NULL, " \n"))
+        ports[n++] = atoi(tok);
+    return n;
+}
+
 void tu_peer_start(struct tu_peer *pr, const char *certdir, const char *const specs[])
 {
     enum { MAX_SPECS = 32 };
@@ -456,39 +491,10 @@ void tu_peer_start(struct tu_peer *pr, const char *certdir, const char *const sp
                          0);
     }
     argv[n] = NULL;
-    int in[2], out[2];
-    ck_assert_int_eq(pipe(in), 0);
-    ck_assert_int_eq(pipe(out), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        close(in[1]);
-        close(out[0]);
-        execvp("python3", argv);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
+    pr->nports = tu_python_peer(argv, &pr->pid, &pr->in_fd, pr->ports, 32);
     free(argv[first_spec - 1]);
     for (int i = first_spec; i < n; i++)
         free(argv[i]);
-    pr->pid = pid;
-    pr->in_fd = in[1];
-    char line[512];
-    size_t len = 0;
-    while (len < sizeof(line) - 1 && !memchr(line, '\n', len)) {
-        ck_assert_msg(tu_wait_readable(out[0], 20000), "peer.py did not report its ports");
-        ssize_t r = read(out[0], line + len, sizeof(line) - 1 - len);
-        ck_assert_msg(r > 0, "peer.py exited before listening");
-        len += (size_t)r;
-    }
-    line[len] = '\0';
-    close(out[0]);
-    pr->nports = 0;
-    for (char *tok = strtok(line, " \n"); tok && pr->nports < 32; tok = strtok(NULL, " \n"))
-        pr->ports[pr->nports++] = atoi(tok);
 }
 
 void tu_peer_stop(struct tu_peer *pr)

@@ -126,6 +126,11 @@ const char *tu_peer_spec(const char *mode_name, const char *file);
 /* Ends the peer and reaps it. */
 void tu_peer_stop(struct tu_peer *pr);
 
+/* Runs `argv` (argv[0] "python3", argv[1] the script) with a pipe on its stdin (*in_fd: closing
+ * it ends the peer) and reads the first line it prints: the ports it listens on, at most `max`
+ * into `ports`. Returns how many; ck_abort when it exits or says nothing within 20 s. */
+int tu_python_peer(char *const argv[], pid_t *pid, int *in_fd, int ports[], int max);
+
 /*
  * Starts tools/fleetsim with `args` (NULL-ended, without argv[0] and without --base-port), its
  * stdout and stderr into `logpath`, and waits up to 60 s for the log to hold `ready` (e.g.
