@@ -435,6 +435,23 @@ static void mark_authenticated(struct server *s, struct MHD_Connection *c)
     uv_mutex_unlock(&s->lock);
 }
 
+/* A JSON answer that takes `body` (malloc'd; freed here on failure, NULL gives NULL), not to be
+ * cached. */
+static struct MHD_Response *json_response(char *body)
+{
+    if (!body)
+        return NULL;
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer_with_free_callback(strlen(body), body, free);
+    if (!r) {
+        free(body);
+        return NULL;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    return r;
+}
+
 /* Called with s->lock held. */
 static enum MHD_Result answer_health(struct server *s, struct MHD_Connection *c)
 {
@@ -472,16 +489,9 @@ static enum MHD_Result answer_health(struct server *s, struct MHD_Connection *c)
         json_decref(conns);
     char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
-    if (!body)
+    struct MHD_Response *r = json_response(body);
+    if (!r)
         return MHD_NO;
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer_with_free_callback(strlen(body), body, free);
-    if (!r) {
-        free(body);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
     MHD_destroy_response(r);
     return ret;
@@ -492,16 +502,9 @@ static enum MHD_Result queue_reply(struct MHD_Connection *c, struct server_reply
 {
     char *body = rep->body ? rep->body : strdup("{}");
     rep->body = NULL;
-    if (!body)
+    struct MHD_Response *r = json_response(body);
+    if (!r)
         return MHD_NO;
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer_with_free_callback(strlen(body), body, free);
-    if (!r) {
-        free(body);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     if (rep->retry_after) {
         char when[24];
         snprintf(when, sizeof(when), "%u", rep->retry_after);
