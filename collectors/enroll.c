@@ -236,14 +236,15 @@ static int conn_wait(struct conn *c, short events)
     }
 }
 
-static ssize_t conn_pull(gnutls_transport_ptr_t p, void *buf, size_t n)
+/* One recv or send with the connection's deadline: waits while the socket would block. */
+static ssize_t conn_io(struct conn *c, void *buf, size_t n, bool out)
 {
-    struct conn *c = p;
     for (;;) {
 #ifdef _WIN32
-        int r = recv(c->fd, buf, n > INT32_MAX ? INT32_MAX : (int)n, 0);
+        int len = n > INT32_MAX ? INT32_MAX : (int)n;
+        int r = out ? send(c->fd, buf, len, 0) : recv(c->fd, buf, len, 0);
 #else
-        ssize_t r = recv(c->fd, buf, n, 0);
+        ssize_t r = out ? send(c->fd, buf, n, MSG_NOSIGNAL) : recv(c->fd, buf, n, 0);
 #endif
         if (r >= 0)
             return r;
@@ -257,39 +258,21 @@ static ssize_t conn_pull(gnutls_transport_ptr_t p, void *buf, size_t n)
             gnutls_transport_set_errno(c->session, EIO);
             return -1;
         }
-        if (conn_wait(c, POLLIN) <= 0) {
+        if (conn_wait(c, out ? POLLOUT : POLLIN) <= 0) {
             gnutls_transport_set_errno(c->session, c->timed_out ? ETIMEDOUT : EIO);
             return -1;
         }
     }
 }
 
+static ssize_t conn_pull(gnutls_transport_ptr_t p, void *buf, size_t n)
+{
+    return conn_io(p, buf, n, false);
+}
+
 static ssize_t conn_push(gnutls_transport_ptr_t p, const void *buf, size_t n)
 {
-    struct conn *c = p;
-    for (;;) {
-#ifdef _WIN32
-        int r = send(c->fd, buf, n > INT32_MAX ? INT32_MAX : (int)n, 0);
-#else
-        ssize_t r = send(c->fd, buf, n, MSG_NOSIGNAL);
-#endif
-        if (r >= 0)
-            return r;
-        int e = sock_error();
-#ifndef _WIN32
-        if (e == EINTR)
-            continue;
-#endif
-        if (!sock_would_block(e)) {
-            c->sys_err = e;
-            gnutls_transport_set_errno(c->session, EIO);
-            return -1;
-        }
-        if (conn_wait(c, POLLOUT) <= 0) {
-            gnutls_transport_set_errno(c->session, c->timed_out ? ETIMEDOUT : EIO);
-            return -1;
-        }
-    }
+    return conn_io(p, (void *)buf, n, true);
 }
 
 /* GnuTLS asks whether data arrives within ms (TLS 1.3 post-handshake messages, timeouts). */
