@@ -673,6 +673,23 @@ static int fail_table_reset(struct store *s)
     " '): ' || pl.last_error FROM main.poll pl WHERE pl.host_id = x.id AND pl.failures > 0"        \
     " AND pl.last_error IS NOT NULL), ''))"
 
+/* Runs one of the wire blockers' INSERTs (wire.h's selects) for the site systems of `site`,
+ * binding the parameters it names (:mask, :any, :probe_since; the others are left NULL). */
+static int list_wire_blockers(struct store *s, const struct gate_time *t, const char *site,
+                              const char *sql, const char *what)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, sql, &st);
+    if (rc)
+        return rc;
+    bind_time(st, t);
+    bind_site(st, site);
+    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":mask"), ROLE_SERVER_MASK);
+    sqlite3_bind_int(st, sqlite3_bind_parameter_index(st, ":any"), 0);
+    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":probe_since"), t->probe_since);
+    return store_run(s, st, what);
+}
+
 /* Fills temp.gate_fail for `site`: kind 0 rows for the hosts of the site whose roles meet
  * `local_mask`, with `remote` also for explicit dependents elsewhere, and with `legacy` the
  * kind 1 rows. */
@@ -734,32 +751,20 @@ static int fail_table_fill(struct store *s, const char *site, const struct gate_
     if ((rc = store_run(s, st, "list legacy servers")))
         return rc;
     /* Registry off, wire on: restart pending (wire.h). */
-    rc = store_prepare(s,
-                       "INSERT INTO temp.gate_fail (id, name, roles, local, kind, st, rule, reason)"
-                       " SELECT x.id, x.name, x.roles, 1, 1, 'ready', '" WIRE_RULE_RESTART "',"
-                       " x.reason FROM (" WIRE_RESTART_PENDING_SELECT ") x",
-                       &st);
-    if (rc)
-        return rc;
-    bind_time(st, t);
-    bind_site(st, site);
-    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":mask"), ROLE_SERVER_MASK);
-    sqlite3_bind_int(st, sqlite3_bind_parameter_index(st, ":any"), 0);
-    if ((rc = store_run(s, st, "list restart-pending servers")))
+    if ((rc = list_wire_blockers(
+             s, t, site,
+             "INSERT INTO temp.gate_fail (id, name, roles, local, kind, st,"
+             " rule, reason) SELECT x.id, x.name, x.roles, 1, 1, 'ready', '" WIRE_RULE_RESTART
+             "', x.reason FROM (" WIRE_RESTART_PENDING_SELECT ") x",
+             "list restart-pending servers")))
         return rc;
     /* No recent probe verdict: not probed (wire.h), fail closed. */
-    rc = store_prepare(s,
-                       "INSERT INTO temp.gate_fail (id, name, roles, local, kind, st, rule, reason)"
-                       " SELECT x.id, x.name, x.roles, 1, 1, 'ready', '" WIRE_RULE_NOT_PROBED "',"
-                       " x.reason FROM (" WIRE_NOT_PROBED_SELECT ") x",
-                       &st);
-    if (rc)
-        return rc;
-    bind_time(st, t);
-    bind_site(st, site);
-    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":mask"), ROLE_SERVER_MASK);
-    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":probe_since"), t->probe_since);
-    return store_run(s, st, "list site systems not probed");
+    return list_wire_blockers(
+        s, t, site,
+        "INSERT INTO temp.gate_fail (id, name, roles, local, kind, st, rule,"
+        " reason) SELECT x.id, x.name, x.roles, 1, 1, 'ready', '" WIRE_RULE_NOT_PROBED
+        "', x.reason FROM (" WIRE_NOT_PROBED_SELECT ") x",
+        "list site systems not probed");
 }
 
 /*
