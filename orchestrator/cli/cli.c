@@ -54,6 +54,14 @@ struct store *cli_store_read(struct cli *cli, int *code)
     return s;
 }
 
+struct gate_time cli_gate_time(const struct cli *cli)
+{
+    struct gate_time t = gate_time_make(utc_now(), cli->config.stale_after);
+    t.evidence_since = t.now - cli->config.evidence_window;
+    t.probe_since = t.now - cli->config.probe_max_age;
+    return t;
+}
+
 const char *cli_user(void)
 {
     static char name[64];

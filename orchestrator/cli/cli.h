@@ -15,6 +15,7 @@
 #include <stdio.h>
 
 #include "config.h"
+#include "gate.h"      /* struct gate_time: the moment every decision of a command is taken at */
 #include "jsonout.h"   /* every command prints; these are the shared helpers */
 #include "textclean.h" /* outside text on a terminal: TEXTCLEAN() at every human print */
 #include "utc.h"
@@ -46,6 +47,10 @@ struct store *cli_store(struct cli *cli, bool create, int *code);
  * state of the database even while the daemon writes; the caller ends it with store_rollback.
  * Prints the error and returns NULL on failure; *code gets the exit code. */
 struct store *cli_store_read(struct cli *cli, int *code);
+
+/* Now, with the configured stale_after, evidence window and probe max_age: the time every
+ * command that decides (gate, phase, report, export) decides at. */
+struct gate_time cli_gate_time(const struct cli *cli);
 
 /* Prints "tlsgate: " + message + newline to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -22,14 +22,6 @@
 /* Hosts listed per rule group by default; --all lists every one. */
 #define PHASE_LIST_LIMIT 20
 
-static struct gate_time decision_time(const struct cli *cli)
-{
-    struct gate_time t = gate_time_make(utc_now(), cli->config.stale_after);
-    t.evidence_since = t.now - cli->config.evidence_window;
-    t.probe_since = t.now - cli->config.probe_max_age;
-    return t;
-}
-
 /* ---- printing the failing hosts ---------------------------------------------------------- */
 
 struct failing_print {
@@ -182,7 +174,7 @@ static int phase_status(struct cli *cli, const char *site)
     struct store *s = cli_store(cli, false, &code);
     if (!s)
         return code;
-    struct gate_time t = decision_time(cli);
+    struct gate_time t = cli_gate_time(cli);
     struct status_print p = {cli, s, &t, 0};
     /* One read transaction: every figure comes from the same snapshot. */
     int rc = store_begin(s, false);
@@ -255,7 +247,7 @@ static int open_move(struct cli *cli, bool immediate, struct store **out, struct
     if (!s)
         return code;
     *out = s;
-    *t = decision_time(cli);
+    *t = cli_gate_time(cli);
     return store_begin(s, immediate) ? fail_system(s) : EXIT_OK;
 }
 
