@@ -505,10 +505,7 @@ static int decide(struct store *s, long long id, bool approve, long long now, co
     sqlite3_bind_text(st, 2, approve ? "issued" : "denied", -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, now);
     sqlite3_bind_text(st, 4, by, -1, SQLITE_STATIC);
-    if (reason)
-        sqlite3_bind_text(st, 5, reason, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, 5);
+    sqlite3_bind_text(st, 5, reason, -1, SQLITE_STATIC); /* NULL: no reason */
     return store_run(s, st, approve ? "approve request" : "deny request");
 }
 
@@ -545,10 +542,7 @@ int identity_revoke(struct store *s, const char *name, long long now, const char
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, now);
     sqlite3_bind_text(st, 3, by, -1, SQLITE_STATIC);
-    if (reason)
-        sqlite3_bind_text(st, 4, reason, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, 4);
+    sqlite3_bind_text(st, 4, reason, -1, SQLITE_STATIC); /* NULL: no reason */
     if ((rc = store_run(s, st, "revoke identities")))
         return rc;
     *identities = sqlite3_changes(store_db(s));
@@ -563,10 +557,7 @@ int identity_revoke(struct store *s, const char *name, long long now, const char
     sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, now);
     sqlite3_bind_text(st, 3, by, -1, SQLITE_STATIC);
-    if (reason)
-        sqlite3_bind_text(st, 4, reason, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, 4);
+    sqlite3_bind_text(st, 4, reason, -1, SQLITE_STATIC); /* NULL: no reason */
     if ((rc = store_run(s, st, "deny requests")))
         return rc;
     *requests = sqlite3_changes(store_db(s));

@@ -24,10 +24,7 @@ int waiver_set(struct store *s, long long host_id, const char *reason, long long
         return rc;
     sqlite3_bind_int64(st, 1, host_id);
     sqlite3_bind_text(st, 2, reason, -1, SQLITE_STATIC);
-    if (until_at)
-        sqlite3_bind_int64(st, 3, until_at);
-    else
-        sqlite3_bind_null(st, 3);
+    store_bind_opt_int64(st, 3, until_at);
     sqlite3_bind_int64(st, 4, now);
     sqlite3_bind_text(st, 5, user, -1, SQLITE_STATIC);
     rc = store_run(s, st, "write waiver");

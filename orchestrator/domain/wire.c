@@ -544,10 +544,7 @@ int wire_waiver_set(struct store *s, const char *client, const char *reason, lon
         return rc;
     sqlite3_bind_text(st, 1, client, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, reason, -1, SQLITE_STATIC);
-    if (until_at)
-        sqlite3_bind_int64(st, 3, until_at);
-    else
-        sqlite3_bind_null(st, 3);
+    store_bind_opt_int64(st, 3, until_at);
     sqlite3_bind_int64(st, 4, now);
     sqlite3_bind_text(st, 5, user, -1, SQLITE_STATIC);
     return store_run(s, st, "write evidence waiver");

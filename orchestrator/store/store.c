@@ -82,6 +82,14 @@ int store_each(struct store *s, sqlite3_stmt *st, const char *what, store_row_fn
     return rc;
 }
 
+void store_bind_opt_int64(sqlite3_stmt *st, int i, long long v)
+{
+    if (v)
+        sqlite3_bind_int64(st, i, v);
+    else
+        sqlite3_bind_null(st, i);
+}
+
 int store_run(struct store *s, sqlite3_stmt *st, const char *what)
 {
     int rc = st && sqlite3_step(st) != SQLITE_DONE ? store_sqlite_fail(s, what) : 0;

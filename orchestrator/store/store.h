@@ -108,6 +108,10 @@ int store_exec(struct store *s, const char *sql);
 /* Prepares `sql`; on failure records the error and returns it. */
 int store_prepare(struct store *s, const char *sql, sqlite3_stmt **stmt);
 
+/* Binds `v` to parameter i, or NULL when v is 0 (an optional time: "no end", "never"). For an
+ * optional text, sqlite3_bind_text with a NULL pointer already binds NULL. */
+void store_bind_opt_int64(sqlite3_stmt *st, int i, long long v);
+
 /*
  * The life of a prepared statement, written once: store_each steps `st` to its end and calls
  * fn(st, arg) on every row; a non-zero return from fn stops the walk and is returned. store_run
