@@ -1,11 +1,14 @@
 /*
  * platform.h — the few spots where the collector's C differs between POSIX and Windows
- * (mingw-w64), kept in one place so the modules read the same on both.
+ * (mingw-w64), kept in one place so the modules read the same on both, and the message
+ * formatter they share.
  */
 #ifndef TLSGATE_PLATFORM_H
 #define TLSGATE_PLATFORM_H
 
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -19,6 +22,20 @@
 #else
 #define PLATFORM_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
 #endif
+
+/* Formats a message into the caller's (err, errsize) buffer; nothing when there is none. With
+ * PLATFORM_PRINTF, so mingw checks the format as C99's. */
+static inline void platform_set_err(char *err, size_t errsize, const char *fmt, ...)
+    PLATFORM_PRINTF(3, 4);
+static inline void platform_set_err(char *err, size_t errsize, const char *fmt, ...)
+{
+    if (!err || errsize == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errsize, fmt, ap);
+    va_end(ap);
+}
 
 /* Clears secrets (key PEM) so the compiler cannot drop the stores. */
 static inline void platform_secure_zero(void *p, size_t n)

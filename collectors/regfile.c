@@ -542,18 +542,6 @@ static struct regfile *regfile_new(size_t max_entries)
 
 /* ---- decoding the file's text ---- */
 
-static void set_err(char *err, size_t errsize, const char *fmt, ...) PLATFORM_PRINTF(3, 4);
-
-static void set_err(char *err, size_t errsize, const char *fmt, ...)
-{
-    if (!err || errsize == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errsize, fmt, ap);
-    va_end(ap);
-}
-
 /* Does the first line of `d` (stride 1: bytes, 2: UTF-16LE units) read `hdr`, followed only by
  * spaces or tabs? */
 static bool header_is(const unsigned char *d, size_t n, size_t stride, const char *hdr)
@@ -654,15 +642,15 @@ static int decode_text(const char *file, const unsigned char *d, size_t n, char 
     } else if (header_is(s, sn, stride, HEADER_V4)) {
         *v4 = true;
     } else {
-        set_err(err, errsize, "%s:1: not a registry export (expected \"%s\" or \"%s\")", file,
-                HEADER_V5, HEADER_V4);
+        platform_set_err(err, errsize, "%s:1: not a registry export (expected \"%s\" or \"%s\")",
+                         file, HEADER_V5, HEADER_V4);
         return -EINVAL;
     }
 
     /* UTF-16: a unit becomes at most 3 bytes (a pair, 4). 8-bit: a byte at most 3 (cp1252). */
     char *out = malloc((utf16 ? sn / 2 : sn) * 3 + 1);
     if (!out) {
-        set_err(err, errsize, "%s: out of memory", file);
+        platform_set_err(err, errsize, "%s: out of memory", file);
         return -ENOMEM;
     }
     size_t w = 0;
@@ -678,21 +666,22 @@ static int decode_text(const char *file, const unsigned char *d, size_t n, char 
                 }
             }
             if (u >= 0xD800 && u <= 0xDFFF) {
-                set_err(err, errsize, "%s:%lu: unpaired UTF-16 surrogate 0x%04X", file, lc.line,
-                        (unsigned)u);
+                platform_set_err(err, errsize, "%s:%lu: unpaired UTF-16 surrogate 0x%04X", file,
+                                 lc.line, (unsigned)u);
                 goto fail;
             }
             if (u == 0) {
-                set_err(err, errsize, "%s:%lu: NUL character in the text", file, lc.line);
+                platform_set_err(err, errsize, "%s:%lu: NUL character in the text", file, lc.line);
                 goto fail;
             }
             count_char(&lc, u);
             w += regview_utf8_put(u, out + w);
         }
         if (sn % 2) {
-            set_err(err, errsize,
-                    "%s:%lu: odd byte count (%zu) in a UTF-16LE file: the last character is cut",
-                    file, lc.line, n);
+            platform_set_err(
+                err, errsize,
+                "%s:%lu: odd byte count (%zu) in a UTF-16LE file: the last character is cut", file,
+                lc.line, n);
             goto fail;
         }
     } else {
@@ -705,8 +694,9 @@ static int decode_text(const char *file, const unsigned char *d, size_t n, char 
             if (!len) {
                 is_utf8 = false;
                 if (bom8) {
-                    set_err(err, errsize, "%s:%lu: invalid UTF-8 after a UTF-8 byte order mark",
-                            file, lc.line);
+                    platform_set_err(err, errsize,
+                                     "%s:%lu: invalid UTF-8 after a UTF-8 byte order mark", file,
+                                     lc.line);
                     goto fail;
                 }
                 break;
@@ -721,7 +711,7 @@ static int decode_text(const char *file, const unsigned char *d, size_t n, char 
             if (!is_utf8)
                 cp = cp1252(s[i]);
             if (cp == 0) {
-                set_err(err, errsize, "%s:%lu: NUL byte in the text", file, lc.line);
+                platform_set_err(err, errsize, "%s:%lu: NUL byte in the text", file, lc.line);
                 goto fail;
             }
             count_char(&lc, cp);
@@ -772,7 +762,7 @@ static int perr(struct rf_parser *p, const char *fmt, ...)
 
 static int pnomem(struct rf_parser *p)
 {
-    set_err(p->err, p->errsize, "%s: out of memory", p->file);
+    platform_set_err(p->err, p->errsize, "%s: out of memory", p->file);
     return -ENOMEM;
 }
 
@@ -1238,8 +1228,8 @@ static int parse_into(struct regfile *rf, const char *file, const unsigned char 
                       char *err, size_t errsize)
 {
     if (len > REGFILE_MAX_FILE_BYTES) {
-        set_err(err, errsize, "%s: %zu bytes, over the %zu-byte cap of a .reg file", file, len,
-                REGFILE_MAX_FILE_BYTES);
+        platform_set_err(err, errsize, "%s: %zu bytes, over the %zu-byte cap of a .reg file", file,
+                         len, REGFILE_MAX_FILE_BYTES);
         return -E2BIG;
     }
     struct rf_parser p = {.rf = rf, .file = file, .err = err, .errsize = errsize};
@@ -1273,7 +1263,7 @@ static int read_file(const char *path, unsigned char **out, size_t *outlen, char
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_BINARY);
     if (fd < 0) {
         int e = errno;
-        set_err(err, errsize, "%s: cannot open: %s", path, strerror(e));
+        platform_set_err(err, errsize, "%s: cannot open: %s", path, strerror(e));
         return -e;
     }
     struct stat st;
@@ -1281,8 +1271,8 @@ static int read_file(const char *path, unsigned char **out, size_t *outlen, char
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
         if ((unsigned long long)st.st_size > REGFILE_MAX_FILE_BYTES) {
             close(fd);
-            set_err(err, errsize, "%s: %llu bytes, over the %zu-byte cap of a .reg file", path,
-                    (unsigned long long)st.st_size, REGFILE_MAX_FILE_BYTES);
+            platform_set_err(err, errsize, "%s: %llu bytes, over the %zu-byte cap of a .reg file",
+                             path, (unsigned long long)st.st_size, REGFILE_MAX_FILE_BYTES);
             return -E2BIG;
         }
         cap = (size_t)st.st_size + 1;
@@ -1308,7 +1298,7 @@ static int read_file(const char *path, unsigned char **out, size_t *outlen, char
             continue;
         if (r < 0) {
             rc = -errno;
-            set_err(err, errsize, "%s: cannot read: %s", path, strerror(errno));
+            platform_set_err(err, errsize, "%s: cannot read: %s", path, strerror(errno));
         } else if (r == 0) {
             break;
         } else {
@@ -1317,10 +1307,10 @@ static int read_file(const char *path, unsigned char **out, size_t *outlen, char
     }
     close(fd);
     if (rc == -ENOMEM)
-        set_err(err, errsize, "%s: out of memory", path);
+        platform_set_err(err, errsize, "%s: out of memory", path);
     if (rc == 0 && len > REGFILE_MAX_FILE_BYTES) {
-        set_err(err, errsize, "%s: more than %zu bytes, over the cap of a .reg file", path,
-                REGFILE_MAX_FILE_BYTES);
+        platform_set_err(err, errsize, "%s: more than %zu bytes, over the cap of a .reg file", path,
+                         REGFILE_MAX_FILE_BYTES);
         rc = -E2BIG;
     }
     if (rc < 0) {
@@ -1350,7 +1340,7 @@ int regfile_open(const char *const *names, const void *const *datas, const size_
     *out = NULL;
     struct regfile *rf = regfile_new(max_entries);
     if (!rf) {
-        set_err(err, errsize, "out of memory");
+        platform_set_err(err, errsize, "out of memory");
         return -ENOMEM;
     }
     for (size_t i = 0; i < n; i++) {

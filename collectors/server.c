@@ -172,17 +172,6 @@ struct app_request {
     char body[];
 };
 
-static void set_err(char *err, size_t errsize, const char *fmt, ...) PLATFORM_PRINTF(3, 4);
-static void set_err(char *err, size_t errsize, const char *fmt, ...)
-{
-    if (!err || errsize == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errsize, fmt, ap);
-    va_end(ap);
-}
-
 static int ascii_lower(int ch) { return ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch; }
 
 static int strcasecmp_ascii(const char *a, const char *b)
@@ -1056,7 +1045,8 @@ static int key_url_check(struct identity *id, const char *key_url, char *err, si
 {
     int rc = gnutls_privkey_import_url(id->key, key_url, 0);
     if (rc < 0) {
-        set_err(err, errsize, "the key %s cannot be opened: %s", key_url, gnutls_strerror(rc));
+        platform_set_err(err, errsize, "the key %s cannot be opened: %s", key_url,
+                         gnutls_strerror(rc));
         return -EINVAL;
     }
     unsigned bits;
@@ -1069,8 +1059,8 @@ static int key_url_check(struct identity *id, const char *key_url, char *err, si
         rc = gnutls_pubkey_verify_data2(id->pcerts[0].pubkey, algo, 0, &data, &sig);
     gnutls_free(sig.data);
     if (rc < 0) {
-        set_err(err, errsize, "the key %s does not sign for the certificate: %s", key_url,
-                gnutls_strerror(rc));
+        platform_set_err(err, errsize, "the key %s does not sign for the certificate: %s", key_url,
+                         gnutls_strerror(rc));
         return -EINVAL;
     }
     return 0;
@@ -1094,8 +1084,9 @@ static int identity_new(const char *cert_pem, const char *key_pem, const char *k
     unsigned n = SERVER_CHAIN_MAX;
     int rc = gnutls_pcert_list_import_x509_raw(id->pcerts, &n, &cd, GNUTLS_X509_FMT_PEM, 0);
     if (rc < 0 || n == 0) {
-        set_err(err, errsize, "the certificate is not a PEM certificate (chain of at most %d): %s",
-                SERVER_CHAIN_MAX, rc < 0 ? gnutls_strerror(rc) : "none found");
+        platform_set_err(err, errsize,
+                         "the certificate is not a PEM certificate (chain of at most %d): %s",
+                         SERVER_CHAIN_MAX, rc < 0 ? gnutls_strerror(rc) : "none found");
         goto fail;
     }
     id->npcerts = n;
@@ -1109,8 +1100,8 @@ static int identity_new(const char *cert_pem, const char *key_pem, const char *k
     }
     rc = gnutls_privkey_import_x509_raw(id->key, &kd, GNUTLS_X509_FMT_PEM, NULL, 0);
     if (rc < 0) {
-        set_err(err, errsize, "the key is not an unencrypted PEM private key: %s",
-                gnutls_strerror(rc));
+        platform_set_err(err, errsize, "the key is not an unencrypted PEM private key: %s",
+                         gnutls_strerror(rc));
         goto fail;
     }
     unsigned char a[64], b[64];
@@ -1119,13 +1110,13 @@ static int identity_new(const char *cert_pem, const char *key_pem, const char *k
         gnutls_pubkey_get_key_id(pub, 0, a, &alen) < 0 ||
         gnutls_pubkey_get_key_id(id->pcerts[0].pubkey, 0, b, &blen) < 0 || alen != blen ||
         memcmp(a, b, alen) != 0) {
-        set_err(err, errsize, "the key and the certificate do not match");
+        platform_set_err(err, errsize, "the key and the certificate do not match");
         goto fail;
     }
 matched:
     if (gnutls_x509_crt_init(&crt) < 0 ||
         gnutls_x509_crt_import(crt, &id->pcerts[0].cert, GNUTLS_X509_FMT_DER) < 0) {
-        set_err(err, errsize, "the certificate cannot be read back");
+        platform_set_err(err, errsize, "the certificate cannot be read back");
         goto fail;
     }
     id->expires = (long long)gnutls_x509_crt_get_expiration_time(crt);
@@ -1312,19 +1303,19 @@ static int listen_on(const char *address, uint16_t port, uint16_t *bound, MHD_so
         in6->sin6_port = htons(port);
         len = sizeof(*in6);
     } else {
-        set_err(err, errsize, "%s: not a numeric IPv4 or IPv6 address", address);
+        platform_set_err(err, errsize, "%s: not a numeric IPv4 or IPv6 address", address);
         return -EINVAL;
     }
     const char *why;
     MHD_socket fd = socket(ss.ss_family, SOCK_STREAM, 0);
     if (fd == BAD_SOCKET) {
         int e = socket_error(&why);
-        set_err(err, errsize, "socket: %s", why);
+        platform_set_err(err, errsize, "socket: %s", why);
         return -e;
     }
     if (prepare_socket(fd) < 0) {
         int e = socket_error(&why);
-        set_err(err, errsize, "socket options: %s", why);
+        platform_set_err(err, errsize, "socket options: %s", why);
         close_socket(fd);
         return -e;
     }
@@ -1333,7 +1324,8 @@ static int listen_on(const char *address, uint16_t port, uint16_t *bound, MHD_so
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, (const void *)&one, sizeof(one));
     if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 128) < 0) {
         int e = socket_error(&why);
-        set_err(err, errsize, "cannot listen on %s port %u: %s", address, (unsigned)port, why);
+        platform_set_err(err, errsize, "cannot listen on %s port %u: %s", address, (unsigned)port,
+                         why);
         close_socket(fd);
         return -e;
     }
@@ -1341,7 +1333,7 @@ static int listen_on(const char *address, uint16_t port, uint16_t *bound, MHD_so
     socklen_t gotlen = sizeof(got);
     if (getsockname(fd, (struct sockaddr *)&got, &gotlen) < 0) {
         int e = socket_error(&why);
-        set_err(err, errsize, "getsockname: %s", why);
+        platform_set_err(err, errsize, "getsockname: %s", why);
         close_socket(fd);
         return -e;
     }
@@ -1373,13 +1365,14 @@ int server_start(uv_loop_t *loop, const struct server_options *o, struct server 
     if (err && errsize)
         err[0] = '\0';
     if (!o->host || !o->address || !o->cert_pem || (!o->key_pem && !o->key_url) || !o->ca_pem) {
-        set_err(err, errsize, "server: host, address, certificate, key and CA are required");
+        platform_set_err(err, errsize,
+                         "server: host, address, certificate, key and CA are required");
         return -EINVAL;
     }
 #ifdef _WIN32
     uv_once(&wsa_once, wsa_init);
     if (wsa_status != 0) {
-        set_err(err, errsize, "WSAStartup failed (error %d)", wsa_status);
+        platform_set_err(err, errsize, "WSAStartup failed (error %d)", wsa_status);
         return -EIO;
     }
 #endif
@@ -1421,10 +1414,10 @@ int server_start(uv_loop_t *loop, const struct server_options *o, struct server 
     }
     for (size_t i = 0; i < o->norchestrators; i++) {
         if (parse_net(o->orchestrators[i], &s->nets[i]) < 0) {
-            set_err(err, errsize,
-                    "orchestrators: '%s' is not an IPv4 or IPv6 address (optionally "
-                    "/prefix)",
-                    o->orchestrators[i]);
+            platform_set_err(err, errsize,
+                             "orchestrators: '%s' is not an IPv4 or IPv6 address (optionally "
+                             "/prefix)",
+                             o->orchestrators[i]);
             server_free(s);
             return -EINVAL;
         }
@@ -1434,8 +1427,9 @@ int server_start(uv_loop_t *loop, const struct server_options *o, struct server 
     rc = identity_new(o->cert_pem, o->key_url ? NULL : o->key_pem, o->key_url, &s->identity, why,
                       sizeof(why));
     if (rc < 0) {
-        set_err(err, errsize, "%s: cannot start the HTTPS server (bad certificate, key or CA?): %s",
-                o->host, rc == -ENOMEM ? "out of memory" : why);
+        platform_set_err(err, errsize,
+                         "%s: cannot start the HTTPS server (bad certificate, key or CA?): %s",
+                         o->host, rc == -ENOMEM ? "out of memory" : why);
         server_free(s);
         return rc;
     }
@@ -1443,7 +1437,7 @@ int server_start(uv_loop_t *loop, const struct server_options *o, struct server 
     /* MHD accepts a trust PEM without a certificate in it; every client would then be refused
      * with no word why. */
     if (count_certificates(s->ca_pem) <= 0) {
-        set_err(err, errsize, "%s: the CA PEM holds no certificate", o->host);
+        platform_set_err(err, errsize, "%s: the CA PEM holds no certificate", o->host);
         server_free(s);
         return -EINVAL;
     }
@@ -1488,8 +1482,9 @@ int server_start(uv_loop_t *loop, const struct server_options *o, struct server 
             close_socket(fd);
         char why[512];
         snprintf(why, sizeof(why), "%s", err && err[0] ? err : "no reason given");
-        set_err(err, errsize, "%s: cannot start the HTTPS server (bad certificate, key or CA?): %s",
-                o->host, why);
+        platform_set_err(err, errsize,
+                         "%s: cannot start the HTTPS server (bad certificate, key or CA?): %s",
+                         o->host, why);
         server_free(s);
         return -EINVAL;
     }
@@ -1592,8 +1587,8 @@ static int glue_start(uv_loop_t *loop, struct server *s, char *err, size_t errsi
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
     int rc = di ? uv_poll_init(loop, &s->poll, di->epoll_fd) : UV_EINVAL;
     if (rc < 0) {
-        set_err(err, errsize, "%s: cannot poll the server's epoll fd: %s", s->host,
-                uv_strerror(rc));
+        platform_set_err(err, errsize, "%s: cannot poll the server's epoll fd: %s", s->host,
+                         uv_strerror(rc));
         return rc;
     }
     uv_timer_init(loop, &s->timer);
