@@ -132,6 +132,19 @@ static void bind_site(sqlite3_stmt *st, const char *site)
         sqlite3_bind_text(st, i, site, -1, SQLITE_TRANSIENT);
 }
 
+/* Prepares `sql` with the parameters of the moment and the site bound (:cutoff, :now, :site,
+ * those it names). */
+static int prepare_at(struct store *s, const char *sql, const struct gate_time *t, const char *site,
+                      sqlite3_stmt **st)
+{
+    int rc = store_prepare(s, sql, st);
+    if (!rc) {
+        bind_time(*st, t);
+        bind_site(*st, site);
+    }
+    return rc;
+}
+
 static struct mask_count *mask_slot(struct site_ctx *c, unsigned roles, size_t *cap)
 {
     for (size_t i = 0; i < c->nmasks; i++)
@@ -216,11 +229,9 @@ static int load_masks(struct store *s, struct site_ctx *c, const struct gate_tim
     struct mask_load l = {s, c, 0, false};
     for (int pass = 0; pass < 2; pass++) {
         sqlite3_stmt *st;
-        int rc = store_prepare(s, pass ? waived_sql : hosts_sql, &st);
+        int rc = prepare_at(s, pass ? waived_sql : hosts_sql, t, c->code, &st);
         if (rc)
             return rc;
-        bind_time(st, t);
-        bind_site(st, c->code);
         l.waived_pass = pass == 1;
         if ((rc = store_each(s, st, "count hosts by role", mask_row, &l)))
             return rc;
@@ -266,11 +277,9 @@ static int load_explicit(struct store *s, struct site_ctx *c, const struct gate_
         " LEFT JOIN waiver w ON w.host_id = h.id"
         " WHERE sv.site = :site ORDER BY e.server";
     sqlite3_stmt *st;
-    int rc = store_prepare(s, sql, &st);
+    int rc = prepare_at(s, sql, t, c->code, &st);
     if (rc)
         return rc;
-    bind_time(st, t);
-    bind_site(st, c->code);
     struct explicit_load l = {s, c, 0};
     return store_each(s, st, "read explicit edges", explicit_row, &l);
 }
@@ -472,14 +481,12 @@ static int walk_servers(struct store *s, const struct site_ctx *c, const struct 
     if (rc == -ENOMEM)
         rc = store_fail(s, rc, "site %s: out of memory", c->code);
     if (!rc)
-        rc = store_prepare(s, sql, &st);
+        rc = prepare_at(s, sql, t, c->code, &st);
     if (rc) {
         free(wire.id);
         free(wire.n);
         return rc;
     }
-    bind_time(st, t);
-    bind_site(st, c->code);
     struct server_rows w = {c, &wire, fn, arg};
     rc = store_each(s, st, "read servers", server_row, &w);
     free(wire.id);
@@ -679,11 +686,9 @@ static int list_wire_blockers(struct store *s, const struct gate_time *t, const 
                               const char *sql, const char *what)
 {
     sqlite3_stmt *st;
-    int rc = store_prepare(s, sql, &st);
+    int rc = prepare_at(s, sql, t, site, &st);
     if (rc)
         return rc;
-    bind_time(st, t);
-    bind_site(st, site);
     sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":mask"), ROLE_SERVER_MASK);
     sqlite3_bind_int(st, sqlite3_bind_parameter_index(st, ":any"), 0);
     sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":probe_since"), t->probe_since);
@@ -717,11 +722,9 @@ static int fail_table_fill(struct store *s, const char *site, const struct gate_
     };
     for (int i = 0; i < (remote ? 2 : 1); i++) {
         sqlite3_stmt *st;
-        int rc = store_prepare(s, fill_kind0[i], &st);
+        int rc = prepare_at(s, fill_kind0[i], t, site, &st);
         if (rc)
             return rc;
-        bind_time(st, t);
-        bind_site(st, site);
         int fmask = sqlite3_bind_parameter_index(st, ":fmask");
         if (fmask)
             sqlite3_bind_int64(st, fmask, local_mask);
@@ -743,11 +746,9 @@ static int fail_table_fill(struct store *s, const char *site, const struct gate_
         "       AND (h.roles & " SERVER_MASK_SQL ") <> 0 AND NOT " WAIVED_SQL ") x"
         " WHERE x.st = 'unknown' OR x.legacy = 0";
     sqlite3_stmt *st;
-    int rc = store_prepare(s, sql, &st);
+    int rc = prepare_at(s, sql, t, site, &st);
     if (rc)
         return rc;
-    bind_time(st, t);
-    bind_site(st, site);
     if ((rc = store_run(s, st, "list legacy servers")))
         return rc;
     /* Registry off, wire on: restart pending (wire.h). */
@@ -965,13 +966,11 @@ static int count_one(struct store *s, const char *sql, const struct fail_filter 
                      const char *site, const struct gate_time *t, long *n)
 {
     sqlite3_stmt *st;
-    int rc = store_prepare(s, sql, &st);
+    int rc = prepare_at(s, sql, t, site, &st);
     if (rc)
         return rc;
     if (f)
         bind_filter(st, f);
-    bind_time(st, t);
-    bind_site(st, site);
     *n = 0;
     return store_each(s, st, "count failing hosts", count_row, n);
 }
@@ -1069,11 +1068,9 @@ int gate_waived_for_server(struct store *s, const struct gate_server *server,
         "  OR h.id IN (SELECT dependent FROM edge WHERE server = :self))"
         " ORDER BY h.name LIMIT :limit";
     sqlite3_stmt *st;
-    int rc = store_prepare(s, sql, &st);
+    int rc = prepare_at(s, sql, t, server->site, &st);
     if (rc)
         return rc;
-    bind_time(st, t);
-    bind_site(st, server->site);
     sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":self"), server->id);
     sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":mask"),
                        gate_dependent_roles(server->roles));
