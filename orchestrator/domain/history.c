@@ -185,15 +185,7 @@ int history_last_at(struct store *s, long long *at)
     sqlite3_stmt *st;
     *at = 0;
     int rc = store_prepare(s, "SELECT max(at) FROM history", &st);
-    if (rc)
-        return rc;
-    int step = sqlite3_step(st);
-    if (step == SQLITE_ROW)
-        *at = sqlite3_column_int64(st, 0);
-    else
-        rc = store_sqlite_fail(s, "read history");
-    sqlite3_finalize(st);
-    return rc;
+    return rc ? rc : store_one_int(s, st, "read history", at);
 }
 
 int history_due(struct store *s, long long now, long interval, bool *due)

@@ -155,13 +155,7 @@ static int query_int(struct store *s, const char *sql, const char *p1, const cha
     sqlite3_bind_text(st, 1, p1, -1, SQLITE_STATIC);
     if (p2)
         sqlite3_bind_text(st, 2, p2, -1, SQLITE_STATIC);
-    int step = sqlite3_step(st);
-    if (step == SQLITE_ROW)
-        *out = sqlite3_column_int64(st, 0);
-    else if (step != SQLITE_DONE)
-        rc = store_sqlite_fail(s, "read enrollment state");
-    sqlite3_finalize(st);
-    return rc;
+    return store_one_int(s, st, "read enrollment state", out);
 }
 
 static int audit(struct store *s, const struct identity_ask *a, const char *outcome)

@@ -256,11 +256,9 @@ static int query_count(struct store *s, const char *sql, const char *site, long 
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, site, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        *out = (long)sqlite3_column_int64(st, 0);
-    else
-        rc = store_sqlite_fail(s, "count");
-    sqlite3_finalize(st);
+    long long n;
+    rc = store_one_int(s, st, "count", &n);
+    *out = (long)n;
     return rc;
 }
 

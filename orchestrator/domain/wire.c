@@ -641,44 +641,40 @@ int wire_legacy_counts(struct store *s, const char *site, long long since, long 
     return store_each(s, st, "count legacy handshakes", count_row, &w);
 }
 
-int wire_restart_pending_count(struct store *s, const char *site, unsigned mask, long long cutoff,
-                               long long now, bool any, long *count)
+/* The count(*) of one of the WIRE_*_SELECT lists for a site: binds the parameters it names
+ * (binding a name the list does not use is a no-op). */
+static int count_select(struct store *s, const char *sql, const char *site, unsigned mask,
+                        long long cutoff, long long probe_since, long long now, bool any,
+                        const char *what, long *count)
 {
     sqlite3_stmt *st;
-    int rc = store_prepare(s, "SELECT count(*) FROM (" WIRE_RESTART_PENDING_SELECT ")", &st);
+    int rc = store_prepare(s, sql, &st);
     if (rc)
         return rc;
     sqlite3_bind_text(st, sqlite3_bind_parameter_index(st, ":site"), site, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":mask"), mask);
     sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":cutoff"), cutoff);
+    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":probe_since"), probe_since);
     sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":now"), now);
     sqlite3_bind_int(st, sqlite3_bind_parameter_index(st, ":any"), any);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        *count = (long)sqlite3_column_int64(st, 0);
-    else
-        rc = store_sqlite_fail(s, "count restart-pending servers");
-    sqlite3_finalize(st);
+    long long n;
+    rc = store_one_int(s, st, what, &n);
+    *count = (long)n;
     return rc;
+}
+
+int wire_restart_pending_count(struct store *s, const char *site, unsigned mask, long long cutoff,
+                               long long now, bool any, long *count)
+{
+    return count_select(s, "SELECT count(*) FROM (" WIRE_RESTART_PENDING_SELECT ")", site, mask,
+                        cutoff, 0, now, any, "count restart-pending servers", count);
 }
 
 int wire_not_probed_count(struct store *s, const char *site, unsigned mask, long long cutoff,
                           long long since, long long now, long *count)
 {
-    sqlite3_stmt *st;
-    int rc = store_prepare(s, "SELECT count(*) FROM (" WIRE_NOT_PROBED_SELECT ")", &st);
-    if (rc)
-        return rc;
-    sqlite3_bind_text(st, sqlite3_bind_parameter_index(st, ":site"), site, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":mask"), mask);
-    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":cutoff"), cutoff);
-    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":probe_since"), since);
-    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":now"), now);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        *count = (long)sqlite3_column_int64(st, 0);
-    else
-        rc = store_sqlite_fail(s, "count site systems not probed");
-    sqlite3_finalize(st);
-    return rc;
+    return count_select(s, "SELECT count(*) FROM (" WIRE_NOT_PROBED_SELECT ")", site, mask, cutoff,
+                        since, now, false, "count site systems not probed", count);
 }
 
 int wire_names_clear(struct store *s) { return store_exec(s, "DELETE FROM evidence_name"); }

@@ -97,6 +97,18 @@ int store_run(struct store *s, sqlite3_stmt *st, const char *what)
     return rc;
 }
 
+int store_one_int(struct store *s, sqlite3_stmt *st, const char *what, long long *out)
+{
+    *out = 0;
+    int step = st ? sqlite3_step(st) : SQLITE_DONE, rc = 0;
+    if (step == SQLITE_ROW)
+        *out = sqlite3_column_int64(st, 0);
+    else if (step != SQLITE_DONE)
+        rc = store_sqlite_fail(s, what);
+    sqlite3_finalize(st);
+    return rc;
+}
+
 int store_begin(struct store *s, bool immediate)
 {
     return store_exec(s, immediate ? "BEGIN IMMEDIATE" : "BEGIN");

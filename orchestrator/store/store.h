@@ -122,6 +122,9 @@ void store_bind_opt_int64(sqlite3_stmt *st, int i, long long v);
 typedef int (*store_row_fn)(sqlite3_stmt *st, void *arg);
 int store_each(struct store *s, sqlite3_stmt *st, const char *what, store_row_fn fn, void *arg);
 int store_run(struct store *s, sqlite3_stmt *st, const char *what);
+/* Steps `st` once for its one integer (a count(*), a max(...)): *out gets the first column of the
+ * first row, 0 when there is no row. Finalizes `st` like store_run; returns 0 or the code. */
+int store_one_int(struct store *s, sqlite3_stmt *st, const char *what, long long *out);
 /* store_each for a statement the caller runs again (bound anew each time): the same walk, but
  * `st` is reset at the end (its bindings stay) instead of finalized; the caller finalizes it. */
 int store_each_keep(struct store *s, sqlite3_stmt *st, const char *what, store_row_fn fn,
