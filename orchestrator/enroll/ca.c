@@ -37,14 +37,12 @@ static int fail(char *err, size_t errsize, int code, const char *fmt, ...)
     return code;
 }
 
+/* Lowercase hex of n bytes into out (2n + 1 bytes, NUL-terminated). */
 static void hex(const unsigned char *b, size_t n, char *out)
 {
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[b[i] >> 4];
-        out[2 * i + 1] = digits[b[i] & 15];
-    }
-    out[2 * n] = '\0';
+    gnutls_datum_t d = {(unsigned char *)b, (unsigned)n};
+    size_t size = 2 * n + 1;
+    gnutls_hex_encode(&d, out, &size); /* cannot fail: out holds 2n + 1 */
 }
 
 void ca_sha256_hex(const void *data, size_t len, char out[CA_HEX_SHA256])
