@@ -90,3 +90,9 @@ int jsonout_print(FILE *out, json_t *doc)
     json_decref(doc);
     return rc;
 }
+
+void jsonout_member(FILE *out, const char *before, const char *s)
+{
+    fputs(before, out);
+    jsonout_string(out, s);
+}

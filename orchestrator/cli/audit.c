@@ -21,10 +21,8 @@ static int print_row(const struct store_audit_row *row, void *arg)
     if (p->json) {
         printf("%s{\"id\":%lld,\"at\":\"%s\",\"user\":", p->n ? "," : "", row->id, when);
         jsonout_string(stdout, row->user);
-        fputs(",\"command\":", stdout);
-        jsonout_string(stdout, row->command);
-        fputs(",\"outcome\":", stdout);
-        jsonout_string(stdout, row->outcome);
+        jsonout_member(stdout, ",\"command\":", row->command);
+        jsonout_member(stdout, ",\"outcome\":", row->outcome);
         fputc('}', stdout);
     } else {
         /* Text from the command line is data: print it, never interpret it. */

@@ -234,8 +234,7 @@ static int list_row(const struct wire_evidence_row *r, void *arg)
     } else if (l->json) {
         printf("%s{\"server\":", l->n ? "," : "");
         jsonout_string(stdout, r->server);
-        fputs(",\"client\":", stdout);
-        jsonout_string(stdout, r->client);
+        jsonout_member(stdout, ",\"client\":", r->client);
         fputs(",\"client_host\":", stdout);
         if (r->client_host)
             jsonout_string(stdout, r->client_host);

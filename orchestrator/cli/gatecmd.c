@@ -25,10 +25,8 @@ static int report_failure(struct store *s, int rc)
 
 static void json_server_fields(const struct gate_server *g)
 {
-    fputs("\"name\":", stdout);
-    jsonout_string(stdout, g->name);
-    fputs(",\"site\":", stdout);
-    jsonout_string(stdout, g->site);
+    jsonout_member(stdout, "\"name\":", g->name);
+    jsonout_member(stdout, ",\"site\":", g->site);
     fputs(",\"roles\":", stdout);
     cli_json_roles(stdout, g->roles);
     printf(",\"phase\":\"%s\",\"gate\":\"%s\",\"state\":\"%s\",\"waived\":%s,"
@@ -70,8 +68,7 @@ static int print_blocking(const struct gate_failing *f, void *arg)
         const struct rules_info *rule = c->catalog ? rules_find(c->catalog, f->rule) : NULL;
         close_group(c);
         if (json) {
-            fputs(c->groups ? ",{\"rule\":" : "{\"rule\":", stdout);
-            jsonout_string(stdout, f->rule);
+            jsonout_member(stdout, c->groups ? ",{\"rule\":" : "{\"rule\":", f->rule);
             printf(",\"hosts\":%ld,\"remedy\":", f->hosts);
             if (rule)
                 jsonout_string(stdout, rule->remedy);
@@ -90,8 +87,7 @@ static int print_blocking(const struct gate_failing *f, void *arg)
         return 0;
     }
     if (json) {
-        fputs(c->shown ? ",{\"host\":" : "{\"host\":", stdout);
-        jsonout_string(stdout, f->host);
+        jsonout_member(stdout, c->shown ? ",{\"host\":" : "{\"host\":", f->host);
         printf(",\"state\":\"%s\",\"reason\":", gate_state_name(f->state));
         jsonout_string(stdout, f->reason);
         fputc('}', stdout);
@@ -112,8 +108,7 @@ static int print_waived(const struct gate_waived *w, void *arg)
         snprintf(until, sizeof(until), "until %s", utc_iso8601(w->until_at, iso, sizeof(iso)));
     }
     if (c->cli->json) {
-        fputs(c->waived_shown ? ",{\"host\":" : "{\"host\":", stdout);
-        jsonout_string(stdout, w->host);
+        jsonout_member(stdout, c->waived_shown ? ",{\"host\":" : "{\"host\":", w->host);
         printf(",\"state\":\"%s\",\"reason\":", gate_state_name(w->state));
         jsonout_string(stdout, w->reason);
         if (w->until_at) {
@@ -136,10 +131,8 @@ static int print_own_failure(const struct ingest_verdict_row *v, void *arg)
     struct check *c = arg;
     const struct rules_info *info = c->catalog ? rules_find(c->catalog, v->rule) : NULL;
     if (c->cli->json) {
-        fputs(c->own_shown ? ",{\"rule\":" : "{\"rule\":", stdout);
-        jsonout_string(stdout, v->rule);
-        fputs(",\"reason\":", stdout);
-        jsonout_string(stdout, v->reason);
+        jsonout_member(stdout, c->own_shown ? ",{\"rule\":" : "{\"rule\":", v->rule);
+        jsonout_member(stdout, ",\"reason\":", v->reason);
         fputs(",\"remedy\":", stdout);
         if (info)
             jsonout_string(stdout, info->remedy);

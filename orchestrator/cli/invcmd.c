@@ -216,18 +216,13 @@ static int list_host(const struct export_host *h, void *arg)
     char roles[256];
     inv_roles_format(h->roles, roles, sizeof(roles));
     if (o->json) {
-        fputs(o->n ? ",\n {\"name\": " : "\n {\"name\": ", stdout);
-        jsonout_string(stdout, h->name);
-        fputs(", \"site\": ", stdout);
-        jsonout_string(stdout, h->site);
+        jsonout_member(stdout, o->n ? ",\n {\"name\": " : "\n {\"name\": ", h->name);
+        jsonout_member(stdout, ", \"site\": ", h->site);
         fputs(", \"roles\": ", stdout);
         cli_json_roles(stdout, h->roles);
-        fputs(", \"collector\": ", stdout);
-        jsonout_string(stdout, h->collector);
-        fputs(", \"os\": ", stdout);
-        jsonout_string(stdout, h->os);
-        fputs(", \"state\": ", stdout);
-        jsonout_string(stdout, h->state);
+        jsonout_member(stdout, ", \"collector\": ", h->collector);
+        jsonout_member(stdout, ", \"os\": ", h->os);
+        jsonout_member(stdout, ", \"state\": ", h->state);
         printf(", \"waived\": %s}", h->waived ? "true" : "false");
     } else {
         char collector[INV_COLLECTOR_SIZE + 16];
@@ -288,10 +283,8 @@ static int print_dep(void *ctx, const char *host, const char *channel, bool deri
 {
     struct dep_out *o = ctx;
     if (o->json) {
-        fputs(o->n ? ",\n    {\"host\": " : "\n    {\"host\": ", stdout);
-        jsonout_string(stdout, host);
-        fputs(", \"channel\": ", stdout);
-        jsonout_string(stdout, channel);
+        jsonout_member(stdout, o->n ? ",\n    {\"host\": " : "\n    {\"host\": ", host);
+        jsonout_member(stdout, ", \"channel\": ", channel);
         printf(", \"kind\": \"%s\"}", derived ? "derived" : "explicit");
     } else {
         printf("  %-40s %-14s %s\n", TEXTCLEAN(host), TEXTCLEAN(channel),
@@ -322,8 +315,7 @@ static int inventory_deps(struct cli *cli, const char *name)
     struct dep_out up = {.json = cli->json}, down = {.json = cli->json};
     int rc;
     if (cli->json) {
-        fputs("{\"host\": ", stdout);
-        jsonout_string(stdout, h.name);
+        jsonout_member(stdout, "{\"host\": ", h.name);
         fputs(",\n  \"depends_on\": [", stdout);
         rc = inv_deps_each(s, &h, false, print_dep, &up);
         fputs(up.n ? "\n  ],\n  \"dependents\": [" : "],\n  \"dependents\": [", stdout);
@@ -370,16 +362,12 @@ static int inventory_show(struct cli *cli, const char *name)
     if (h.collected_at)
         utc_iso8601(h.collected_at, reported, sizeof(reported));
     if (cli->json) {
-        fputs("{\"name\": ", stdout);
-        jsonout_string(stdout, h.name);
-        fputs(", \"site\": ", stdout);
-        jsonout_string(stdout, h.site);
+        jsonout_member(stdout, "{\"name\": ", h.name);
+        jsonout_member(stdout, ", \"site\": ", h.site);
         fputs(", \"roles\": ", stdout);
         cli_json_roles(stdout, h.roles);
-        fputs(", \"collector\": ", stdout);
-        jsonout_string(stdout, h.collector);
-        fputs(", \"os\": ", stdout);
-        jsonout_string(stdout, h.os);
+        jsonout_member(stdout, ", \"collector\": ", h.collector);
+        jsonout_member(stdout, ", \"os\": ", h.os);
         printf(", \"state\": \"%s\", \"last_report\": ", h.state);
         if (h.collected_at)
             printf("\"%s\"", reported);

@@ -104,8 +104,7 @@ static int print_orphan_name(const struct gate_server *srv, void *arg)
     if (!srv->orphan_risk)
         return 0;
     if (p->cli->json) {
-        fputs(p->sites++ ? "," : "", stdout);
-        jsonout_string(stdout, srv->name);
+        jsonout_member(stdout, p->sites++ ? "," : "", srv->name);
     } else {
         printf("  ORPHAN RISK: %s reports legacy protocols disabled while its gate is blocked "
                "(%ld blocking dependents%s)\n",
@@ -123,8 +122,7 @@ static int print_site_status(const struct gate_site *g, void *arg)
     enum phase_id next = g->phase + 1;
     if (p->cli->json) {
         /* The document opens with its first site: an unknown --site prints nothing. */
-        fputs(p->sites++ ? ",{\"site\":" : "{\"sites\":[{\"site\":", stdout);
-        jsonout_string(stdout, g->code);
+        jsonout_member(stdout, p->sites++ ? ",{\"site\":" : "{\"sites\":[{\"site\":", g->code);
         printf(",\"phase\":\"%s\",\"entered_at\":\"%s\",\"entered_by\":", phase_name(g->phase),
                when);
         jsonout_string(stdout, g->entered_by);

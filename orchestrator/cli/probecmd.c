@@ -200,8 +200,7 @@ int cli_print_wire(struct cli *cli, struct store *s, long long id, const char *n
             printf("\"%s\"", when);
         else
             fputs("null", stdout);
-        fputs(",\"legacy_accepted\":", stdout);
-        jsonout_string(stdout, w.detail);
+        jsonout_member(stdout, ",\"legacy_accepted\":", w.detail);
         printf(",\"restart_pending\":%s,\"legacy_clients\":%ld}", restart ? "true" : "false", seen);
         return 0;
     }
@@ -370,8 +369,7 @@ int cmd_probe(struct cli *cli, int argc, char **argv)
         if (cli->json) {
             printf("%s{\"host\":", i ? "," : "");
             jsonout_string(stdout, j->sni);
-            fputs(",\"address\":", stdout);
-            jsonout_string(stdout, j->address);
+            jsonout_member(stdout, ",\"address\":", j->address);
             printf(",\"port\":%d,\"tds\":%s,\"protocol\":\"%s\",\"result\":\"%s\",\"error\":",
                    j->port.port, j->port.tds ? "true" : "false", wire_proto_name(j->proto),
                    wire_result_name(j->result));
