@@ -61,6 +61,13 @@ static void esc(FILE *o, const char *s)
     }
 }
 
+/* `before` as is (markup), then `s` escaped by esc(). */
+static void put_esc(FILE *o, const char *before, const char *s)
+{
+    fputs(before, o);
+    esc(o, s);
+}
+
 /* 12345 -> "12,345" (for people; data-k attributes and cells keep plain digits elsewhere). */
 static const char *thousands(long long v, char *buf, size_t size)
 {
@@ -289,10 +296,8 @@ static void overview(FILE *o, const struct sites *ss)
         fputs("</p>\n<ul>", o);
         for (size_t i = 0; i < ss->n; i++)
             if (ss->v[i].orphan_risk) {
-                fputs("<li><a href=\"#site-", o);
-                esc(o, ss->v[i].code);
-                fputs("\">Site ", o);
-                esc(o, ss->v[i].code);
+                put_esc(o, "<li><a href=\"#site-", ss->v[i].code);
+                put_esc(o, "\">Site ", ss->v[i].code);
                 fprintf(o, "</a>: %ld</li>", ss->v[i].orphan_risk);
             }
         fputs("</ul></div>\n", o);
@@ -311,12 +316,9 @@ static void overview(FILE *o, const struct sites *ss)
           o);
     for (size_t i = 0; i < ss->n; i++) {
         const struct site_row *r = &ss->v[i];
-        fputs("<tr data-site=\"", o);
-        esc(o, r->code);
-        fputs("\"><th scope=\"row\"><a href=\"#site-", o);
-        esc(o, r->code);
-        fputs("\">", o);
-        esc(o, r->code);
+        put_esc(o, "<tr data-site=\"", r->code);
+        put_esc(o, "\"><th scope=\"row\"><a href=\"#site-", r->code);
+        put_esc(o, "\">", r->code);
         fprintf(o, "</a></th><td data-k=\"phase\">%s</td>", phase_name(r->phase));
         count_cell(o, "hosts", r->hosts);
         count_cell(o, "ready", r->ready);
@@ -518,12 +520,9 @@ static int orphan_section(struct store *s, FILE *o, const struct site_row *r, st
         const struct server_copy *c = &p->risk[i];
         char roles[256];
         inv_roles_format(c->roles, roles, sizeof(roles));
-        fputs("<tr data-server=\"", o);
-        esc(o, c->name);
-        fputs("\"><th scope=\"row\"><span class=\"label\">ORPHAN RISK</span> ", o);
-        esc(o, c->name);
-        fputs("</th><td>", o);
-        esc(o, roles);
+        put_esc(o, "<tr data-server=\"", c->name);
+        put_esc(o, "\"><th scope=\"row\"><span class=\"label\">ORPHAN RISK</span> ", c->name);
+        put_esc(o, "</th><td>", roles);
         fputs("</td><td>", o);
         if (c->state != GATE_READY)
             fprintf(o, "the server itself is %s; ", gate_state_name(c->state));
@@ -537,8 +536,7 @@ static int orphan_section(struct store *s, FILE *o, const struct site_row *r, st
                                 .state = c->state};
         struct dependents_out d = {o, 0, 0};
         if (c->blocking && i >= ORPHAN_DETAILED_MAX) {
-            fputs("see <code>tlsgate gate check ", o);
-            esc(o, c->name);
+            put_esc(o, "see <code>tlsgate gate check ", c->name);
             fputs("</code>", o);
         } else if (c->blocking) {
             fputs("<ul>", o);
@@ -597,10 +595,8 @@ static void gates_section(FILE *o, const struct site_row *r, const struct server
         const struct server_copy *c = &p->blocked[i];
         char roles[256];
         inv_roles_format(c->roles, roles, sizeof(roles));
-        fputs("<tr><th scope=\"row\">", o);
-        esc(o, c->name);
-        fputs("</th><td>", o);
-        esc(o, roles);
+        put_esc(o, "<tr><th scope=\"row\">", c->name);
+        put_esc(o, "</th><td>", roles);
         fprintf(o,
                 "</td><td>%s</td><td class=\"num\">%ld</td><td class=\"num\">%ld</td><td>%s"
                 "</td></tr>\n",
@@ -639,12 +635,9 @@ static void wire_section(FILE *o, const struct site_row *r, const struct server_
     for (size_t i = 0; i < p->nlegacy; i++) {
         const struct wire_copy *c = &p->legacy[i];
         char when[UTC_ISO8601_SIZE];
-        fputs("<tr data-server=\"", o);
-        esc(o, c->name);
-        fputs("\"><th scope=\"row\">", o);
-        esc(o, c->name);
-        fputs("</th><td>", o);
-        esc(o, c->accepted);
+        put_esc(o, "<tr data-server=\"", c->name);
+        put_esc(o, "\"><th scope=\"row\">", c->name);
+        put_esc(o, "</th><td>", c->accepted);
         fprintf(o, "</td><td>%s</td><td>%s</td></tr>\n", iso(c->at, when),
                 c->restart_pending ? "<strong>off — RESTART PENDING</strong>" : "on");
     }
@@ -663,8 +656,7 @@ static void phase_section(FILE *o, const struct site_row *r)
             (int)r->phase + 1, PHASE_COUNT, phase_name(r->phase));
     if (r->entered_at > 0)
         fprintf(o, "%s ", iso(r->entered_at, when));
-    fputs("by ", o);
-    esc(o, r->entered_by);
+    put_esc(o, "by ", r->entered_by);
     fputs(".</p>\n<ol class=\"phases\" aria-label=\"Phases of the site\">", o);
     for (int i = 0; i < PHASE_COUNT; i++) {
         const char *cls = i < (int)r->phase ? "done" : i == (int)r->phase ? "current" : "todo";
@@ -695,8 +687,7 @@ static void phase_section(FILE *o, const struct site_row *r)
 
 static void counts_table(FILE *o, const struct site_row *r)
 {
-    fputs("<h3>Hosts</h3>\n<table id=\"counts-", o);
-    esc(o, r->code);
+    put_esc(o, "<h3>Hosts</h3>\n<table id=\"counts-", r->code);
     fputs("\" data-list=\"counts\">\n<thead><tr><th scope=\"col\">Hosts</th>"
           "<th scope=\"col\">Ready</th><th scope=\"col\">Not ready</th>"
           "<th scope=\"col\">Unknown (no fresh report)</th><th scope=\"col\">Waived</th>"
@@ -812,14 +803,10 @@ static int burndown(struct store *s, FILE *o, const struct site_row *r)
           "aria-labelledby=\"chart-t-",
           o);
     esc(o, r->code);
-    fputs(" chart-d-", o);
-    esc(o, r->code);
-    fputs("\"><title id=\"chart-t-", o);
-    esc(o, r->code);
-    fputs("\">Site ", o);
-    esc(o, r->code);
-    fputs(": hosts not ready and unknown over time</title><desc id=\"chart-d-", o);
-    esc(o, r->code);
+    put_esc(o, " chart-d-", r->code);
+    put_esc(o, "\"><title id=\"chart-t-", r->code);
+    put_esc(o, "\">Site ", r->code);
+    put_esc(o, ": hosts not ready and unknown over time</title><desc id=\"chart-d-", r->code);
     fprintf(o,
             "\">From %s to %s (%zu points): not ready went from %s to %s, unknown from %s to "
             "%s.</desc>\n",
@@ -972,20 +959,15 @@ static void rules_section(FILE *o, struct site_row *r, const struct rules_catalo
     for (size_t i = 0; i < shown; i++) {
         const struct rule_stat *rs = &r->rules[i];
         const struct rules_info *info = rules_find(cat, rs->rule);
-        fputs("<tr data-rule=\"", o);
-        esc(o, rs->rule);
-        fputs("\"><th scope=\"row\"><code>", o);
-        esc(o, rs->rule);
-        fputs("</code><br>", o);
-        esc(o, info ? info->title : "(rule not in the active catalog)");
+        put_esc(o, "<tr data-rule=\"", rs->rule);
+        put_esc(o, "\"><th scope=\"row\"><code>", rs->rule);
+        put_esc(o, "</code><br>", info ? info->title : "(rule not in the active catalog)");
         fprintf(o, "</th><td data-k=\"hosts\">%ld</td><td class=\"text\"><ul>", rs->hosts);
         for (int k = 0; k < rs->nreasons; k++) {
-            fputs("<li>", o);
-            esc(o, rs->reason[k]);
+            put_esc(o, "<li>", rs->reason[k]);
             fprintf(o, " <small>(%s)</small></li>", thousands(rs->reason_hosts[k], n, sizeof(n)));
         }
-        fputs("</ul></td><td class=\"text\">", o);
-        esc(o, info ? info->remedy : "");
+        put_esc(o, "</ul></td><td class=\"text\">", info ? info->remedy : "");
         fputs("</td></tr>\n", o);
     }
     fputs("</tbody></table>\n", o);
@@ -1012,8 +994,7 @@ static int pull_row(const struct history_pull_failure *f, void *arg)
               "<th scope=\"col\">Last attempt</th><th scope=\"col\">Last success</th>"
               "<th scope=\"col\">Error</th></tr></thead>\n<tbody>\n",
               o);
-    fputs("<tr><th scope=\"row\">", o);
-    esc(o, f->host);
+    put_esc(o, "<tr><th scope=\"row\">", f->host);
     fprintf(o,
             "</th><td data-kind=\"%s\">%s</td><td class=\"num\">%ld</td><td>%s</td><td>%s"
             "</td><td class=\"text\">",
@@ -1068,12 +1049,10 @@ static int expiring_waivers(struct store *s, FILE *o, const struct site_row *r,
                   "</th><th scope=\"col\">Until</th><th scope=\"col\">Reason</th>"
                   "<th scope=\"col\">By</th></tr></thead>\n<tbody>\n",
                   o);
-        fputs("<tr><th scope=\"row\">", o);
-        esc(o, (const char *)sqlite3_column_text(st, 0));
+        put_esc(o, "<tr><th scope=\"row\">", (const char *)sqlite3_column_text(st, 0));
         fprintf(o, "</th><td>%s</td><td class=\"text\">", iso(sqlite3_column_int64(st, 1), when));
         esc(o, (const char *)sqlite3_column_text(st, 2));
-        fputs("</td><td>", o);
-        esc(o, (const char *)sqlite3_column_text(st, 3));
+        put_esc(o, "</td><td>", (const char *)sqlite3_column_text(st, 3));
         fputs("</td></tr>\n", o);
     }
     rc = step == SQLITE_DONE ? 0 : store_sqlite_fail(s, "read waivers");
@@ -1102,16 +1081,12 @@ static int site_section(struct store *s, FILE *o, struct site_row *r, const stru
                         const struct rules_catalog *cat, const struct wire_summaries *wire)
 {
     char when[UTC_ISO8601_SIZE];
-    fputs("<section class=\"site\" id=\"site-", o);
-    esc(o, r->code);
-    fputs("\" data-site=\"", o);
-    esc(o, r->code);
+    put_esc(o, "<section class=\"site\" id=\"site-", r->code);
+    put_esc(o, "\" data-site=\"", r->code);
     fprintf(o, "\" data-phase=\"%s\" aria-labelledby=\"h-", phase_name(r->phase));
     esc(o, r->code);
-    fputs("\">\n<h2 id=\"h-", o);
-    esc(o, r->code);
-    fputs("\">Site ", o);
-    esc(o, r->code);
+    put_esc(o, "\">\n<h2 id=\"h-", r->code);
+    put_esc(o, "\">Site ", r->code);
     fprintf(o, "</h2>\n<p class=\"asof\">Data as of %s (UTC).</p>\n", iso(t->now, when));
 
     struct server_pick p = {.site = r->code, .wire = wire};
