@@ -512,6 +512,25 @@ int identity_deny(struct store *s, long long id, long long now, const char *by, 
     return decide(s, id, false, now, by, reason, name);
 }
 
+/* Runs one of revocation's UPDATEs (?1 name, ?2 now, ?3 by, ?4 reason or NULL); *changed gets
+ * how many rows it changed. */
+static int revoke_update(struct store *s, const char *sql, const char *name, long long now,
+                         const char *by, const char *reason, const char *what, int *changed)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, sql, &st);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now);
+    sqlite3_bind_text(st, 3, by, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, reason, -1, SQLITE_STATIC); /* NULL: no reason */
+    if ((rc = store_run(s, st, what)))
+        return rc;
+    *changed = sqlite3_changes(store_db(s));
+    return 0;
+}
+
 int identity_revoke(struct store *s, const char *name, long long now, const char *by,
                     const char *reason, int *identities, int *requests)
 {
@@ -525,35 +544,18 @@ int identity_revoke(struct store *s, const char *name, long long now, const char
         return rc;
     if (!known)
         return store_fail(s, -ENOENT, "%s: no identity and no request under this name", name);
-    sqlite3_stmt *st;
-    if ((rc = store_prepare(s,
+    if ((rc = revoke_update(s,
                             "UPDATE identity SET revoked_at = ?2, revoked_by = ?3,"
                             " revoke_reason = ?4 WHERE name = ?1 AND revoked_at IS NULL",
-                            &st)))
+                            name, now, by, reason, "revoke identities", identities)))
         return rc;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, now);
-    sqlite3_bind_text(st, 3, by, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, reason, -1, SQLITE_STATIC); /* NULL: no reason */
-    if ((rc = store_run(s, st, "revoke identities")))
-        return rc;
-    *identities = sqlite3_changes(store_db(s));
     /* What was not delivered yet never will be: a pending or approved-but-unsigned request. */
-    if ((rc = store_prepare(s,
-                            "UPDATE enroll_request SET state = 'denied', decided_at = ?2,"
-                            " decided_by = ?3, reason = 'revoked' || coalesce(': ' || ?4, '')"
-                            " WHERE name = ?1 AND (state = 'pending' OR (state = 'issued' AND"
-                            " certificate IS NULL))",
-                            &st)))
-        return rc;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, now);
-    sqlite3_bind_text(st, 3, by, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 4, reason, -1, SQLITE_STATIC); /* NULL: no reason */
-    if ((rc = store_run(s, st, "deny requests")))
-        return rc;
-    *requests = sqlite3_changes(store_db(s));
-    return 0;
+    return revoke_update(s,
+                         "UPDATE enroll_request SET state = 'denied', decided_at = ?2,"
+                         " decided_by = ?3, reason = 'revoked' || coalesce(': ' || ?4, '')"
+                         " WHERE name = ?1 AND (state = 'pending' OR (state = 'issued' AND"
+                         " certificate IS NULL))",
+                         name, now, by, reason, "deny requests", requests);
 }
 
 struct each_walk {
