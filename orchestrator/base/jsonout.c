@@ -94,5 +94,8 @@ int jsonout_print(FILE *out, json_t *doc)
 void jsonout_member(FILE *out, const char *before, const char *s)
 {
     fputs(before, out);
-    jsonout_string(out, s);
+    if (s)
+        jsonout_string(out, s);
+    else
+        fputs("null", out);
 }

@@ -28,7 +28,7 @@ int jsonout_print(FILE *out, json_t *doc);
 void jsonout_string(FILE *out, const char *s);
 
 /* Writes `before` as is (the JSON that leads to the value: `, "site": `), then `s` as
- * jsonout_string does: one member of a hand-written row. */
+ * jsonout_string does, or `null` when s is NULL: one member of a hand-written row. */
 void jsonout_member(FILE *out, const char *before, const char *s);
 
 #endif

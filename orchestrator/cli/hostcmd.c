@@ -233,18 +233,9 @@ static int print_verdict(const struct ingest_verdict_row *v, void *arg)
         jsonout_string(stdout, v->rule);
         printf(", \"pass\": %s, \"severity\": ", v->pass ? "true" : "false");
         jsonout_string(stdout, v->severity);
-        printf(", \"component\": ");
-        if (info)
-            jsonout_string(stdout, info->component);
-        else
-            printf("null");
-        printf(", \"reason\": ");
-        jsonout_string(stdout, v->reason);
-        printf(", \"remedy\": ");
-        if (remedy)
-            jsonout_string(stdout, remedy);
-        else
-            printf("null");
+        jsonout_member(stdout, ", \"component\": ", info ? info->component : NULL);
+        jsonout_member(stdout, ", \"reason\": ", v->reason);
+        jsonout_member(stdout, ", \"remedy\": ", remedy);
         printf("}");
     } else {
         printf("  %-4s %-7s %s\n       %s\n", v->pass ? "ok" : "FAIL", v->severity,
@@ -299,14 +290,6 @@ static void pull_time(bool json, const char *key, long long t, const char *none)
     }
 }
 
-static void jsonout_string_or_null(const char *s)
-{
-    if (s)
-        jsonout_string(stdout, s);
-    else
-        printf("null");
-}
-
 static int print_pull(const struct pollstatus_host *h, void *arg)
 {
     bool json = *(const bool *)arg;
@@ -320,26 +303,13 @@ static int print_pull(const struct pollstatus_host *h, void *arg)
         printf(", \"failures\": %d", h->failures);
         pull_time(true, "next_attempt", h->next_at, NULL);
         pull_time(true, "cert_not_after", h->cert_not_after, NULL);
-        printf(", \"cert_fingerprint\": ");
-        jsonout_string_or_null(h->cert_fingerprint);
-        printf(", \"cert_issuer\": ");
-        jsonout_string_or_null(h->cert_issuer);
+        jsonout_member(stdout, ", \"cert_fingerprint\": ", h->cert_fingerprint);
+        jsonout_member(stdout, ", \"cert_issuer\": ", h->cert_issuer);
         pull_time(true, "cert_changed_at", h->cert_changed_at, NULL);
-        printf(", \"error_kind\": ");
-        if (h->last_error)
-            jsonout_string(stdout, pollstatus_kind_id(h->kind));
-        else
-            printf("null");
-        printf(", \"last_error\": ");
-        if (h->last_error)
-            jsonout_string(stdout, h->last_error);
-        else
-            printf("null");
-        printf("}, \"unknown_reason\": ");
-        if (why[0])
-            jsonout_string(stdout, why);
-        else
-            printf("null");
+        jsonout_member(stdout,
+                       ", \"error_kind\": ", h->last_error ? pollstatus_kind_id(h->kind) : NULL);
+        jsonout_member(stdout, ", \"last_error\": ", h->last_error);
+        jsonout_member(stdout, "}, \"unknown_reason\": ", why[0] ? why : NULL);
         return 0;
     }
     if (why[0])
@@ -400,8 +370,7 @@ static int host_show(struct cli *cli, const char *name)
     char roles[256], t1[32], t2[32];
     inv_roles_format(h.roles, roles, sizeof(roles));
     if (cli->json) {
-        printf("{\"name\": ");
-        jsonout_string(stdout, h.name);
+        jsonout_member(stdout, "{\"name\": ", h.name);
         json_opt_string("site", h.site);
         printf(", \"roles\": ");
         cli_json_roles(stdout, h.roles);
@@ -420,8 +389,7 @@ static int host_show(struct cli *cli, const char *name)
             printf(", \"blockers\": null, \"warnings\": null, \"legacy_disabled\": null");
         printf(", \"waiver\": ");
         if (waiver.active) {
-            printf("{\"reason\": ");
-            jsonout_string(stdout, waiver.reason);
+            jsonout_member(stdout, "{\"reason\": ", waiver.reason);
             json_opt_string("until",
                             waiver.until_at ? utc_iso8601(waiver.until_at, t1, sizeof(t1)) : NULL);
             json_opt_string("by", waiver.by);

@@ -303,8 +303,7 @@ static int advance_site(const struct gate_site *g, void *arg)
     w->listing = true;
     w->p = (struct failing_print){.out = stdout, .json = w->cli->json, .phase = sp->phase};
     if (w->cli->json) {
-        printf("{\"site\":");
-        jsonout_string(stdout, sp->code);
+        jsonout_member(stdout, "{\"site\":", sp->code);
         printf(",\"from\":\"%s\",\"to\":\"%s\",\"dry_run\":%s,\"advanced\":false,"
                "\"blocking\":%ld,\"waived\":%ld,\"groups\":[",
                phase_name(sp->phase), phase_name(to), w->a->dry_run ? "true" : "false",
@@ -353,8 +352,7 @@ static int phase_advance(struct cli *cli, const struct move_args *a)
     if (sp.phase == PHASE_COMPLETE) {
         cli_error("site %s is already complete: there is no phase after it", sp.code);
         if (cli->json) {
-            printf("{\"site\":");
-            jsonout_string(stdout, sp.code);
+            jsonout_member(stdout, "{\"site\":", sp.code);
             printf(",\"from\":\"complete\",\"to\":null,\"dry_run\":%s,\"advanced\":false,"
                    "\"blocking\":0,\"waived\":%ld,\"groups\":[]}\n",
                    a->dry_run ? "true" : "false", sp.waived);
@@ -378,8 +376,7 @@ static int phase_advance(struct cli *cli, const struct move_args *a)
     }
 
     if (cli->json) {
-        printf("{\"site\":");
-        jsonout_string(stdout, sp.code);
+        jsonout_member(stdout, "{\"site\":", sp.code);
         printf(",\"from\":\"%s\",\"to\":\"%s\",\"dry_run\":%s,\"advanced\":%s,\"blocking\":0,"
                "\"waived\":%ld,\"groups\":[]}\n",
                phase_name(sp.phase), phase_name(to), a->dry_run ? "true" : "false",

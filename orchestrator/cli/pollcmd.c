@@ -33,14 +33,6 @@ static void json_time(const char *key, long long t)
         printf("null");
 }
 
-static void jsonout_string_or_null(const char *s)
-{
-    if (s)
-        jsonout_string(stdout, s);
-    else
-        printf("null");
-}
-
 /* "EXPIRY" of the collector's certificate, " CHANGED" after it while a change waits for
  * `tlsgate enroll accept`; "-" never seen. */
 static const char *cert_cell(const struct pollstatus_host *h, char *buf, size_t size)
@@ -64,8 +56,7 @@ static int status_row(const struct pollstatus_host *h, void *arg)
     if (w->cli->json) {
         printf("%s{\"name\":", w->printed ? "," : "");
         jsonout_string(stdout, h->name);
-        printf(",\"site\":");
-        jsonout_string(stdout, h->site);
+        jsonout_member(stdout, ",\"site\":", h->site);
         printf(",\"state\":\"%s\"", h->state);
         const char *r = pollstatus_reachable(h);
         printf(",\"reachable\":%s", *r ? r : "null");
@@ -75,21 +66,12 @@ static int status_row(const struct pollstatus_host *h, void *arg)
         printf(",\"failures\":%d", h->failures);
         json_time("next_attempt", h->next_at);
         json_time("cert_not_after", h->cert_not_after);
-        printf(",\"cert_fingerprint\":");
-        jsonout_string_or_null(h->cert_fingerprint);
-        printf(",\"cert_issuer\":");
-        jsonout_string_or_null(h->cert_issuer);
+        jsonout_member(stdout, ",\"cert_fingerprint\":", h->cert_fingerprint);
+        jsonout_member(stdout, ",\"cert_issuer\":", h->cert_issuer);
         json_time("cert_changed_at", h->cert_changed_at);
-        printf(",\"error_kind\":");
-        if (h->last_error)
-            jsonout_string(stdout, pollstatus_kind_id(h->kind));
-        else
-            printf("null");
-        printf(",\"last_error\":");
-        if (h->last_error)
-            jsonout_string(stdout, h->last_error);
-        else
-            printf("null");
+        jsonout_member(stdout,
+                       ",\"error_kind\":", h->last_error ? pollstatus_kind_id(h->kind) : NULL);
+        jsonout_member(stdout, ",\"last_error\":", h->last_error);
         printf("}");
     } else {
         if (!w->printed)

@@ -353,10 +353,8 @@ static int print_rule_failures(const struct ingest_rule_failures *f, void *arg)
     if (o->json) {
         printf("%s\n  {\"rule\": ", o->rows ? "," : "");
         jsonout_string(stdout, f->rule);
-        printf(", \"severity\": ");
-        jsonout_string(stdout, f->severity);
-        printf(", \"title\": ");
-        jsonout_string(stdout, title);
+        jsonout_member(stdout, ", \"severity\": ", f->severity);
+        jsonout_member(stdout, ", \"title\": ", title);
         printf(", \"hosts\": %lld, \"clients\": %lld, \"site_systems\": %lld, "
                "\"consoles\": %lld, \"remedy\": ",
                f->hosts, f->clients, f->site_systems, f->consoles);
@@ -389,13 +387,8 @@ static int rules_blockers(struct cli *cli, const struct cli_args *a)
         return EXIT_SYSTEM;
     }
     if (cli->json) {
-        printf("{\"site\": ");
-        if (site)
-            jsonout_string(stdout, site);
-        else
-            printf("null");
-        printf(", \"catalog\": ");
-        jsonout_string(stdout, rules_version(c));
+        jsonout_member(stdout, "{\"site\": ", site);
+        jsonout_member(stdout, ", \"catalog\": ", rules_version(c));
         printf(", \"rules\": [");
     }
     struct blockers_out o = {cli->json, c, 0};
