@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
 #include "hoststate.h"
 #include "inventory.h"
 #include "store.h"
@@ -150,14 +151,8 @@ static struct mask_count *mask_slot(struct site_ctx *c, unsigned roles, size_t *
     for (size_t i = 0; i < c->nmasks; i++)
         if (c->masks[i].roles == roles)
             return &c->masks[i];
-    if (c->nmasks == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 16;
-        struct mask_count *m = realloc(c->masks, ncap * sizeof(*m));
-        if (!m)
-            return NULL;
-        c->masks = m;
-        *cap = ncap;
-    }
+    if (grow_room(&c->masks, c->nmasks, cap, sizeof(*c->masks), 16))
+        return NULL;
     struct mask_count *m = &c->masks[c->nmasks++];
     memset(m, 0, sizeof(*m));
     m->roles = roles;
@@ -249,14 +244,8 @@ static int explicit_row(sqlite3_stmt *st, void *arg)
 {
     struct explicit_load *l = arg;
     struct site_ctx *c = l->c;
-    if (c->ndeps == l->cap) {
-        size_t ncap = l->cap ? l->cap * 2 : 64;
-        struct explicit_dep *d = realloc(c->deps, ncap * sizeof(*d));
-        if (!d)
-            return store_fail(l->s, -ENOMEM, "site %s: out of memory", c->code);
-        c->deps = d;
-        l->cap = ncap;
-    }
+    if (grow_room(&c->deps, c->ndeps, &l->cap, sizeof(*c->deps), 64))
+        return store_fail(l->s, -ENOMEM, "site %s: out of memory", c->code);
     struct explicit_dep *d = &c->deps[c->ndeps++];
     d->server = sqlite3_column_int64(st, 0);
     d->dependent = sqlite3_column_int64(st, 1);
@@ -424,14 +413,9 @@ static int keep_wire_count(long long server_id, long count, void *arg)
 {
     struct wire_counts *w = arg;
     if (w->len == w->cap) {
-        size_t ncap = w->cap ? w->cap * 2 : 16;
-        long long *id = realloc(w->id, ncap * sizeof(*id));
-        if (id)
-            w->id = id;
-        long *n = id ? realloc(w->n, ncap * sizeof(*n)) : NULL;
-        if (!n)
+        size_t ncap = grow_cap(w->cap, 16);
+        if (grow_to(&w->id, ncap, sizeof(*w->id)) || grow_to(&w->n, ncap, sizeof(*w->n)))
             return -ENOMEM;
-        w->n = n;
         w->cap = ncap;
     }
     w->id[w->len] = server_id;

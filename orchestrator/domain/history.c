@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "gate.h"
+#include "grow.h"
 #include "phase.h"
 #include "pollstatus.h"
 #include "store.h"
@@ -33,14 +34,8 @@ static int take_site(const struct gate_site *g, void *arg)
 {
     struct point_set *ps = arg;
     assert(ps->n <= ps->cap);
-    if (ps->n == ps->cap) {
-        size_t cap = ps->cap ? ps->cap * 2 : 16;
-        struct site_point *grown = realloc(ps->v, cap * sizeof(*grown));
-        if (!grown)
-            return -ENOMEM;
-        ps->v = grown;
-        ps->cap = cap;
-    }
+    if (grow_room(&ps->v, ps->n, &ps->cap, sizeof(*ps->v), 16))
+        return -ENOMEM;
     struct site_point *p = &ps->v[ps->n];
     if (!(p->code = strdup(g->code)))
         return -ENOMEM;

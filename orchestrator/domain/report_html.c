@@ -18,6 +18,7 @@
 #include "atomicfile.h"
 #include "config.h"
 #include "gate.h"
+#include "grow.h"
 #include "history.h"
 #include "inventory.h"
 #include "phase.h"
@@ -210,14 +211,8 @@ struct sites {
 static int take_site(const struct gate_site *g, void *arg)
 {
     struct sites *ss = arg;
-    if (ss->n == ss->cap) {
-        size_t cap = ss->cap ? ss->cap * 2 : 16;
-        struct site_row *grown = realloc(ss->v, cap * sizeof(*grown));
-        if (!grown)
-            return -ENOMEM;
-        ss->v = grown;
-        ss->cap = cap;
-    }
+    if (grow_room(&ss->v, ss->n, &ss->cap, sizeof(*ss->v), 16))
+        return -ENOMEM;
     struct site_row *r = &ss->v[ss->n];
     memset(r, 0, sizeof(*r));
     r->code = strdup(g->code);
@@ -714,17 +709,10 @@ static int take_point(const struct history_point *pt, void *arg)
 {
     struct series *sr = arg;
     if (sr->n == sr->cap) {
-        size_t cap = sr->cap ? sr->cap * 2 : 64;
-        long long *at = realloc(sr->at, cap * sizeof(*at));
-        if (at)
-            sr->at = at;
-        long *nr = realloc(sr->not_ready, cap * sizeof(*nr));
-        if (nr)
-            sr->not_ready = nr;
-        long *un = realloc(sr->unknown, cap * sizeof(*un));
-        if (un)
-            sr->unknown = un;
-        if (!at || !nr || !un)
+        size_t cap = grow_cap(sr->cap, 64);
+        if (grow_to(&sr->at, cap, sizeof(*sr->at)) ||
+            grow_to(&sr->not_ready, cap, sizeof(*sr->not_ready)) ||
+            grow_to(&sr->unknown, cap, sizeof(*sr->unknown)))
             return -ENOMEM;
         sr->cap = cap;
     }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grow.h"
 #include "inventory.h"
 #include "store.h"
 
@@ -356,17 +357,10 @@ static int summaries_keep(long long host_id, long long at, const char *acc, void
 {
     struct wire_summaries *ws = arg;
     if (ws->n == ws->cap) {
-        size_t ncap = ws->cap ? ws->cap * 2 : 64;
-        long long *id = realloc(ws->id, ncap * sizeof(*id));
-        if (id)
-            ws->id = id;
-        long long *t = id ? realloc(ws->at, ncap * sizeof(*t)) : NULL;
-        if (t)
-            ws->at = t;
-        char(*a)[48] = t ? realloc(ws->accepted, ncap * sizeof(*a)) : NULL;
-        if (!a)
+        size_t ncap = grow_cap(ws->cap, 64);
+        if (grow_to(&ws->id, ncap, sizeof(*ws->id)) || grow_to(&ws->at, ncap, sizeof(*ws->at)) ||
+            grow_to(&ws->accepted, ncap, sizeof(*ws->accepted)))
             return -ENOMEM;
-        ws->accepted = a;
         ws->cap = ncap;
     }
     ws->id[ws->n] = host_id;
