@@ -1,5 +1,6 @@
 /*
- * cfgutil.c — config paths relative to the config file, and firewall_allow addresses
+ * cfgutil.c — config paths relative to the config file, and the address lists (orchestrators,
+ * firewall_allow)
  * (see cfgutil.h).
  */
 #include "cfgutil.h"
@@ -87,4 +88,22 @@ int cfg_check_address(const char *s)
     if (inet_pton(AF_INET6, addr, buf) == 1)
         return prefix <= 128 ? 0 : -EINVAL;
     return -EINVAL;
+}
+
+int cfg_check_address_list(const json_t *v, const char *key, char *err, size_t errsize)
+{
+    if (!json_is_array(v) || json_array_size(v) > CFG_ALLOW_MAX) {
+        snprintf(err, errsize, "%s: must be an array of at most %d addresses", key, CFG_ALLOW_MAX);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < json_array_size(v); i++) {
+        const json_t *item = json_array_get(v, i);
+        if (!json_is_string(item) || cfg_check_address(json_string_value(item)) < 0) {
+            /* %lu, not %zu: the Windows C library's printf (mingw) has no z. */
+            snprintf(err, errsize, "%s[%lu]: not an IPv4 or IPv6 address (optionally /prefix)", key,
+                     (unsigned long)i);
+            return -EINVAL;
+        }
+    }
+    return 0;
 }

@@ -11,7 +11,9 @@
 #ifndef TLSGATE_CFGUTIL_H
 #define TLSGATE_CFGUTIL_H
 
+#include <jansson.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 /* At most this many firewall_allow entries, each at most CFG_ADDRESS_MAX - 1 characters. */
 #define CFG_ALLOW_MAX 64
@@ -26,5 +28,10 @@ char *cfg_resolve(const char *config_path, const char *value);
 
 /* 0 when `s` is an IPv4 or IPv6 address with an optional /prefix (0..32, 0..128), else -EINVAL. */
 int cfg_check_address(const char *s);
+
+/* 0 when `v`, the value of the config key `key` ("orchestrators", "firewall_allow"), is an array
+ * of at most CFG_ALLOW_MAX strings that cfg_check_address takes; else -EINVAL and the message
+ * naming the key (and the entry) in err, for the caller to prefix with the file's name. */
+int cfg_check_address_list(const json_t *v, const char *key, char *err, size_t errsize);
 
 #endif

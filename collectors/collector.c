@@ -607,24 +607,14 @@ static int load_config(const char *path, struct options *o)
             }
             json_decref(list);
         } else if (strcmp(k, "orchestrators") == 0) {
-            size_t i;
-            json_t *item;
-            if (!json_is_array(v) || json_array_size(v) > CFG_ALLOW_MAX) {
-                fail("%s: orchestrators: must be an array of at most %d addresses", path,
-                     CFG_ALLOW_MAX);
+            char why[128];
+            if (cfg_check_address_list(v, "orchestrators", why, sizeof(why))) {
+                fail("%s: %s", path, why);
                 ret = EXIT_INPUT;
                 goto out;
             }
-            json_array_foreach(v, i, item)
-            {
-                if (!json_is_string(item) || cfg_check_address(json_string_value(item)) < 0) {
-                    fail("%s: orchestrators[%zu]: not an IPv4 or IPv6 address (optionally "
-                         "/prefix)",
-                         path, i);
-                    ret = EXIT_INPUT;
-                    goto out;
-                }
-            }
+            size_t i;
+            json_t *item;
             json_array_foreach(v, i, item)
             {
                 o->orchestrators[o->norchestrators] = strdup(json_string_value(item));
@@ -649,23 +639,11 @@ static int load_config(const char *path, struct options *o)
         } else if (strcmp(k, "firewall_allow") == 0) {
             /* Read by `service install` (the Windows Firewall rule); checked here too, so a
              * config that the installer would refuse never runs either. */
-            size_t i;
-            json_t *item;
-            if (!json_is_array(v) || json_array_size(v) > CFG_ALLOW_MAX) {
-                fail("%s: firewall_allow: must be an array of at most %d addresses", path,
-                     CFG_ALLOW_MAX);
+            char why[128];
+            if (cfg_check_address_list(v, "firewall_allow", why, sizeof(why))) {
+                fail("%s: %s", path, why);
                 ret = EXIT_INPUT;
                 goto out;
-            }
-            json_array_foreach(v, i, item)
-            {
-                if (!json_is_string(item) || cfg_check_address(json_string_value(item)) < 0) {
-                    fail("%s: firewall_allow[%zu]: not an IPv4 or IPv6 address (optionally "
-                         "/prefix)",
-                         path, i);
-                    ret = EXIT_INPUT;
-                    goto out;
-                }
             }
         } else {
             fail("%s: unknown key \"%s\" (known: listen, cert, key, ca, certificate, regfile, "

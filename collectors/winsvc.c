@@ -263,20 +263,13 @@ static int svc_config_load(const char *cmd, const char *path, struct svc_config 
     if (allow) {
         size_t i;
         json_t *item;
-        if (!json_is_array(allow) || json_array_size(allow) > CFG_ALLOW_MAX) {
-            say_error(cmd, "%s: firewall_allow: must be an array of at most %d addresses", c->path,
-                      CFG_ALLOW_MAX);
+        char why[128];
+        if (cfg_check_address_list(allow, "firewall_allow", why, sizeof(why))) {
+            say_error(cmd, "%s: %s", c->path, why);
             goto out;
         }
         json_array_foreach(allow, i, item)
         {
-            if (!json_is_string(item) || cfg_check_address(json_string_value(item)) < 0) {
-                say_error(cmd,
-                          "%s: firewall_allow[%zu]: not an IPv4 or IPv6 address "
-                          "(optionally /prefix)",
-                          c->path, i);
-                goto out;
-            }
             c->allow[c->nallow] = strdup(json_string_value(item));
             if (!c->allow[c->nallow++]) {
                 ret = EXIT_SYSTEM;
