@@ -379,6 +379,25 @@ static bool num_of(json_t *j, double *out)
     return true;
 }
 
+/* Whether `c`, the fact's order against the rule's value (<0, 0, >0), satisfies the comparison
+ * `op`: one table for the numeric and the version operators. */
+static bool order_holds(enum op op, int c)
+{
+    switch (op) {
+    case OP_EQ:
+    case OP_VER_EQ: return c == 0;
+    case OP_NE:
+    case OP_VER_NE: return c != 0;
+    case OP_LT:
+    case OP_VER_LT: return c < 0;
+    case OP_LE:
+    case OP_VER_LE: return c <= 0;
+    case OP_GT:
+    case OP_VER_GT: return c > 0;
+    default: return c >= 0; /* OP_GE, OP_VER_GE */
+    }
+}
+
 static enum tri eval_compare(const struct eval *E, const struct node *n, bool neg)
 {
     struct val v;
@@ -390,14 +409,7 @@ static enum tri eval_compare(const struct eval *E, const struct node *n, bool ne
         double a, b = json_number_value(n->value);
         if (!num_of(v.j, &a))
             return unexpected(E, n, "is not a number");
-        switch (n->op) {
-        case OP_EQ: raw = a == b; break;
-        case OP_NE: raw = a != b; break;
-        case OP_LT: raw = a < b; break;
-        case OP_LE: raw = a <= b; break;
-        case OP_GT: raw = a > b; break;
-        default: raw = a >= b; break;
-        }
+        raw = order_holds(n->op, (a > b) - (a < b));
         break;
     }
     case F_STR:
@@ -469,15 +481,7 @@ static enum tri eval_version(const struct eval *E, const struct node *n, bool ne
             text_add(E->text, "; %s is %s (not listed)", rules__fact_label(n->fact), obs);
         return r;
     }
-    int c = rules__version_cmp(&a, &n->ver);
-    switch (n->op) {
-    case OP_VER_EQ: raw = c == 0; break;
-    case OP_VER_NE: raw = c != 0; break;
-    case OP_VER_LT: raw = c < 0; break;
-    case OP_VER_LE: raw = c <= 0; break;
-    case OP_VER_GT: raw = c > 0; break;
-    default: raw = c >= 0; break;
-    }
+    raw = order_holds(n->op, rules__version_cmp(&a, &n->ver));
     enum tri r = flip(raw ? T_HOLD : T_FAIL, neg);
     if (r == T_HOLD)
         text_add(E->text, "; %s is %s", rules__fact_label(n->fact), obs);
