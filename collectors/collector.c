@@ -871,10 +871,7 @@ struct identity {
 static void identity_release(struct identity *id)
 {
     free(id->cert_pem);
-    if (id->key_pem) {
-        platform_secure_zero(id->key_pem, strlen(id->key_pem));
-        free(id->key_pem);
-    }
+    platform_free_secret(id->key_pem);
     free(id->ca_pem);
     free(id->key_url);
     free(id->host);
@@ -1432,9 +1429,7 @@ static int enroll_key(const struct options *o, char **key_pem)
         if (rc < 0) {
             fail("%s: %s; remove it and a new key is made", o->key,
                  rc == -EINVAL ? "not an unencrypted PEM private key" : strerror(-rc));
-            if (*key_pem)
-                platform_secure_zero(*key_pem, strlen(*key_pem));
-            free(*key_pem);
+            platform_free_secret(*key_pem);
             *key_pem = NULL;
             return EXIT_INPUT;
         }
@@ -1580,14 +1575,8 @@ static int enroll_first(struct collector *c, bool once)
         }
     }
 out:
-    if (secret) {
-        platform_secure_zero(secret, strlen(secret));
-        free(secret);
-    }
-    if (key_pem) {
-        platform_secure_zero(key_pem, strlen(key_pem));
-        free(key_pem);
-    }
+    platform_free_secret(secret);
+    platform_free_secret(key_pem);
     free(ca_pem);
     return ret;
 }
@@ -1606,10 +1595,7 @@ struct renew_job {
 
 static void renew_job_free(struct renew_job *j)
 {
-    if (j->key_pem) {
-        platform_secure_zero(j->key_pem, strlen(j->key_pem));
-        free(j->key_pem);
-    }
+    platform_free_secret(j->key_pem);
     free(j->url);
     free(j->ca_pem);
     free(j->cert_pem);
@@ -1633,8 +1619,7 @@ static void renew_work(uv_work_t *req)
     if (j->r.outcome == ENROLL_ISSUED)
         j->install_rc = enroll_pair_install(j->cert_path, j->key_path, j->r.cert_pem, new_key,
                                             j->install_err, sizeof(j->install_err));
-    platform_secure_zero(new_key, strlen(new_key));
-    free(new_key);
+    platform_free_secret(new_key);
 }
 
 static void on_renew_timer(uv_timer_t *t);

@@ -788,8 +788,7 @@ void enroll_submit(const struct enroll_params *p, const char *new_key_pem, bool 
         .timeout_ms = p->timeout_ms,
     };
     int rc = enroll_http_post(&h, err, sizeof(err));
-    platform_secure_zero(body, strlen(body)); /* it held the site secret */
-    free(body);
+    platform_free_secret(body); /* it held the site secret */
     if (rc < 0) {
         /* The network, the deadline, a busy server: later. A server we cannot trust or an
          * answer that is not HTTP: a configuration to fix (still retried by a running
@@ -1080,10 +1079,7 @@ static bool pair_matches(const char *cert_file, const char *key_file)
         gnutls_x509_crt_deinit(crt);
     }
     free(cert);
-    if (key) {
-        platform_secure_zero(key, strlen(key));
-        free(key);
-    }
+    platform_free_secret(key);
     return ok;
 }
 

@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -45,6 +46,15 @@ static inline void platform_secure_zero(void *p, size_t n)
 #else
     explicit_bzero(p, n);
 #endif
+}
+
+/* Clears a secret string (a key PEM, a site secret), then frees it; NULL is accepted. */
+static inline void platform_free_secret(char *s)
+{
+    if (s) {
+        platform_secure_zero(s, strlen(s));
+        free(s);
+    }
 }
 
 /* gmtime_r (POSIX) / gmtime_s (Windows): 0 or -1. */
