@@ -118,10 +118,7 @@ static void serve_stop(void)
 
 static void teardown(void)
 {
-    if (server > 0) {
-        kill(server, SIGKILL);
-        waitpid(server, NULL, 0);
-    }
+    tu_kill_reap(server, SIGKILL);
     tu_rmtree(dir);
     free(dir);
 }

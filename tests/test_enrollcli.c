@@ -1273,17 +1273,6 @@ static char *make_tmpdir(void)
     return t;
 }
 
-static void remove_tree(const char *path)
-{
-    pid_t pid = fork();
-    if (pid == 0) {
-        execlp("rm", "rm", "-rf", "--", path, (char *)NULL);
-        _exit(127);
-    }
-    if (pid > 0)
-        waitpid(pid, NULL, 0);
-}
-
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -1294,8 +1283,8 @@ int main(void)
     if (tu_gen_certs(certs, names) != 0 || tu_gen_certs(other, other_names) != 0)
         return 1;
     int failed = tu_run_suite(enrollcli_suite());
-    remove_tree(certs);
-    remove_tree(other);
+    tu_rmtree(certs);
+    tu_rmtree(other);
     free(certs);
     free(other);
     curl_global_cleanup();

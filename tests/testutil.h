@@ -38,6 +38,9 @@ void tu_tmpdir_drop(char **dir);
 /* "$dir/$name" in a static rotating buffer (8 slots). */
 const char *tu_path(const char *dir, const char *name);
 
+/* "$dir/$name.$ext" in the same rotating buffer: tu_cert_path(certs, "ca", "pem"). */
+const char *tu_cert_path(const char *dir, const char *name, const char *ext);
+
 /* Writes `data` to `path`; ck_abort on failure. */
 void tu_write_file(const char *path, const char *data, size_t len);
 /* Reads the whole file (NUL-terminated, malloc'd); NULL if missing. */
@@ -66,6 +69,9 @@ int tu_tlsgatev(const char *db, char *const env[], char **out, char **err, va_li
 pid_t tu_tlsgate_start(const char *db, const char *config, const char *command, const char *logpath,
                        bool truncate);
 
+/* Sends `sig` to `pid` and reaps it; nothing when pid <= 0 (never started or already reaped). */
+void tu_kill_reap(pid_t pid, int sig);
+
 /* Waits for child `pid` to exit within `ms` (a deadline on the monotonic clock, checked every
  * 10 ms); returns its exit code, 128+signal, or -1 when it is still running. */
 int tu_wait_exit(pid_t pid, long ms);
@@ -90,6 +96,16 @@ bool tu_wait_file_contains(const char *path, const char *needle, long ms);
 
 /* A loopback port where nothing listens: bound, then released. */
 int tu_closed_port(void);
+
+/* A loopback TCP socket that listens (backlog `backlog`) and never accepts: connections complete
+ * and then wait. Close-on-exec, so a process started after it does not hold it. Returns the fd
+ * and sets *port. */
+int tu_loopback_listener(int backlog, int *port);
+
+/* Starts argv (argv[0] looked up on $PATH) with a pipe on its stdin (*in_fd, ours to write and
+ * close) and one on its stdout (*out_fd, ours to read); stderr inherited, or /dev/null when
+ * `quiet`. Returns its pid; ck_abort when fork fails. */
+pid_t tu_spawn_piped(char *const argv[], int *in_fd, int *out_fd, bool quiet);
 
 /* Runs tools/gen-certs OUT NAME... (names NULL-ended), its stdout discarded. Returns 0, or -1
  * with the reason on stderr. Usable outside a test (a suite's main makes certificates once). */
