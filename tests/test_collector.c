@@ -1792,10 +1792,8 @@ int main(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
     make_certs();
     int failed = tu_run_suite(collector_suite());
-    tu_rmtree(certs);
-    tu_rmtree(other);
-    free(certs);
-    free(other);
+    tu_tmpdir_drop(&certs);
+    tu_tmpdir_drop(&other);
     curl_global_cleanup();
     return failed;
 }

@@ -1283,10 +1283,8 @@ int main(void)
     if (tu_gen_certs(certs, names) != 0 || tu_gen_certs(other, other_names) != 0)
         return 1;
     int failed = tu_run_suite(enrollcli_suite());
-    tu_rmtree(certs);
-    tu_rmtree(other);
-    free(certs);
-    free(other);
+    tu_tmpdir_drop(&certs);
+    tu_tmpdir_drop(&other);
     curl_global_cleanup();
     return failed;
 }

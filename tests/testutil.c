@@ -93,6 +93,17 @@ const char *tu_cert_path(const char *dir, const char *name, const char *ext)
     return tu_path(dir, file);
 }
 
+void tu_assert_has_at(const char *file, int line, bool want, const char *text, ...)
+{
+    ck_assert_msg(text != NULL, "%s:%d: no text to look in", file, line);
+    va_list ap;
+    va_start(ap, text);
+    for (const char *needle; (needle = va_arg(ap, const char *));)
+        ck_assert_msg((strstr(text, needle) != NULL) == want, "%s:%d: %s \"%s\" in: %s", file, line,
+                      want ? "no" : "unexpected", needle, text);
+    va_end(ap);
+}
+
 void tu_write_file(const char *path, const char *data, size_t len)
 {
     FILE *f = fopen(path, "wb");

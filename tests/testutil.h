@@ -46,6 +46,13 @@ void tu_write_file(const char *path, const char *data, size_t len);
 /* Reads the whole file (NUL-terminated, malloc'd); NULL if missing. */
 char *tu_read_file(const char *path, size_t *len);
 
+/* ck_abort unless `text` contains every needle (tu_assert_has) or none of them (tu_assert_lacks);
+ * the message gives the caller's file:line, the needle at fault and the text. */
+#define tu_assert_has(text, ...) tu_assert_has_at(__FILE__, __LINE__, true, text, __VA_ARGS__, NULL)
+#define tu_assert_lacks(text, ...)                                                                 \
+    tu_assert_has_at(__FILE__, __LINE__, false, text, __VA_ARGS__, NULL)
+void tu_assert_has_at(const char *file, int line, bool want, const char *text, ...);
+
 /* Path of a built binary ("orchestrator/tlsgate") or a source file ("tools/sample-inventory.csv"). */
 const char *tu_build_path(const char *rel);
 const char *tu_source_path(const char *rel);
