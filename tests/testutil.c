@@ -552,6 +552,31 @@ void tu_peer_stop(struct tu_peer *pr)
     tu_kill_reap(pr->pid, SIGKILL);
 }
 
+char *const *tu_sim_args(struct tu_sim_args *a, bool binary, const char *certdir, int hosts,
+                         const char *sites, const char *control, ...)
+{
+    snprintf(a->hosts, sizeof(a->hosts), "%d", hosts);
+    snprintf(a->binary, sizeof(a->binary), "%s", tu_build_path("tools/fleetsim"));
+    snprintf(a->fixtures, sizeof(a->fixtures), "%s", tu_source_path("tests/fixtures/reg"));
+    const char *fixed[] = {"--certs", certdir,   "--fixtures", a->fixtures, "--hosts",
+                           a->hosts,  "--sites", sites,        "--mps",     "1",
+                           "--dps",   "1",       "--control",  control};
+    int n = 0;
+    if (binary)
+        a->argv[n++] = a->binary;
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        a->argv[n++] = (char *)fixed[i];
+    va_list ap;
+    va_start(ap, control);
+    for (const char *arg; (arg = va_arg(ap, const char *));) {
+        ck_assert_msg(n < 47, "too many fleetsim arguments");
+        a->argv[n++] = (char *)arg;
+    }
+    va_end(ap);
+    a->argv[n] = NULL;
+    return a->argv;
+}
+
 pid_t tu_fleetsim_start(const char *const *args, const char *logpath, const char *ready,
                         int base_min, int slots, int *base)
 {

@@ -140,6 +140,17 @@ struct tu_peer {
  * reads back the ports it listens on, in spec order; ck_abort when it does not report them
  * within 20 s. */
 void tu_peer_start(struct tu_peer *pr, const char *certdir, const char *const specs[]);
+/* The arguments of a tools/fleetsim run: `--certs CERTDIR --fixtures tests/fixtures/reg --hosts
+ * HOSTS --sites SITES --mps 1 --dps 1 --control CONTROL`, then the NULL-ended `more` (at most
+ * 24). With `binary`, argv[0] is the fleetsim binary (for tu_run); without, there is no argv[0]
+ * (for tu_fleetsim_start). Returns a->argv, NULL-ended. */
+struct tu_sim_args {
+    char *argv[48];
+    char hosts[16], binary[4096], fixtures[4096]; /* copies: tu_*_path buffers rotate */
+};
+char *const *tu_sim_args(struct tu_sim_args *a, bool binary, const char *certdir, int hosts,
+                         const char *sites, const char *control, ...);
+
 /* `fleetsim ctl SOCKET A [B [C]]` (tools/fleetsim): its stdout (malloc'd). */
 char *tu_fleetsim_ctl(const char *socket, const char *a, const char *b, const char *c);
 
