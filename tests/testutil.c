@@ -104,6 +104,21 @@ void tu_assert_has_at(const char *file, int line, bool want, const char *text, .
     va_end(ap);
 }
 
+long tu_data_k(const char *from, const char *until, const char *key, bool value_attr)
+{
+    char pat[128];
+    snprintf(pat, sizeof(pat), "data-k=\"%s\"", key);
+    const char *p = strstr(from, pat);
+    ck_assert_msg(p && (!until || p < until), "no %s", pat);
+    p += strlen(pat);
+    const char *end = strchr(p, '>');
+    ck_assert_msg(end != NULL, "%s: the tag does not end", pat);
+    const char *v = strstr(p, "data-value=\"");
+    if (value_attr && v && v < end)
+        return strtol(v + strlen("data-value=\""), NULL, 10);
+    return strtol(end + 1, NULL, 10);
+}
+
 void tu_write_file(const char *path, const char *data, size_t len)
 {
     FILE *f = fopen(path, "wb");

@@ -53,6 +53,11 @@ char *tu_read_file(const char *path, size_t *len);
     tu_assert_has_at(__FILE__, __LINE__, false, text, __VA_ARGS__, NULL)
 void tu_assert_has_at(const char *file, int line, bool want, const char *text, ...);
 
+/* The integer of the first element data-k="key" in the HTML between `from` and `until` (NULL:
+ * the end): its data-value attribute when `value_attr` and it has one, else the text right after
+ * the tag's '>'. ck_abort when there is no such element. */
+long tu_data_k(const char *from, const char *until, const char *key, bool value_attr);
+
 /* Path of a built binary ("orchestrator/tlsgate") or a source file ("tools/sample-inventory.csv"). */
 const char *tu_build_path(const char *rel);
 const char *tu_source_path(const char *rel);
