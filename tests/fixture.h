@@ -96,6 +96,21 @@ static inline long long fx_host(struct store *s, const char *name, const char *s
     return id;
 }
 
+/* The site servers of P01 in the gate's and phase's fleets, each with a fresh report:
+ * db1.p01.example (site server and database), mp1, dp1 and sup1 (.p01.example). */
+static inline void fx_p01_servers(struct store *s)
+{
+    static const struct {
+        const char *name;
+        unsigned roles;
+    } servers[] = {{"db1.p01.example", DB},
+                   {"mp1.p01.example", MP},
+                   {"dp1.p01.example", DP},
+                   {"sup1.p01.example", SUP}};
+    for (size_t i = 0; i < sizeof(servers) / sizeof(servers[0]); i++)
+        fx_host(s, servers[i].name, "P01", servers[i].roles);
+}
+
 static inline long long fx_id(struct store *s, const char *name)
 {
     return fx_int(s, "SELECT id FROM host WHERE name = '%s'", name);

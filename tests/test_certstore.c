@@ -191,12 +191,9 @@ START_TEST(machine_cert_wins_over_the_rest)
     ck_assert_int_eq(pick(&s, now_s(), names), 4);
     /* One line per candidate, each naming its thumbprint. */
     ck_assert_uint_eq(count_lines(s.log, "LocalMachine\\My: certificate "), 8);
-    ck_assert_ptr_nonnull(strstr(s.log, "chosen for " HOST));
-    ck_assert_ptr_nonnull(strstr(s.log, "clientAuth only"));
-    ck_assert_ptr_nonnull(strstr(s.log, "issued to other.example.test, not " HOST));
-    ck_assert_ptr_nonnull(strstr(s.log, "no extendedKeyUsage"));
-    ck_assert_ptr_nonnull(strstr(s.log, "keyUsage lacks digitalSignature"));
-    ck_assert_ptr_nonnull(strstr(s.log, "extendedKeyUsage lacks serverAuth"));
+    tu_assert_has(s.log, "chosen for " HOST, "clientAuth only",
+                  "issued to other.example.test, not " HOST, "no extendedKeyUsage",
+                  "keyUsage lacks digitalSignature", "extendedKeyUsage lacks serverAuth");
     /* serverAuth only is eligible, yet the one with clientAuth too wins though it expires
      * sooner. */
     ck_assert_ptr_nonnull(strstr(s.log, "eligible, not chosen (clientAuth too:"));
@@ -280,13 +277,9 @@ START_TEST(fails_closed_with_every_reason)
     struct store s;
     const char *names[] = {"workstation", "other", "noeku!", "anyeku", NULL};
     ck_assert_int_eq(pick(&s, now_s(), names), -1);
-    ck_assert_ptr_nonnull(strstr(s.err, "LocalMachine\\My: no certificate to serve as " HOST));
-    ck_assert_ptr_nonnull(strstr(s.err, "4 in the store"));
-    ck_assert_ptr_nonnull(strstr(s.err, "clientAuth only"));
-    ck_assert_ptr_nonnull(strstr(s.err, "not " HOST));
-    ck_assert_ptr_nonnull(strstr(s.err, "no extendedKeyUsage"));
-    ck_assert_ptr_nonnull(strstr(s.err, "no private key"));
-    ck_assert_ptr_nonnull(strstr(s.err, "lacks serverAuth"));
+    tu_assert_has(s.err, "LocalMachine\\My: no certificate to serve as " HOST, "4 in the store",
+                  "clientAuth only", "not " HOST, "no extendedKeyUsage", "no private key",
+                  "lacks serverAuth");
     ck_assert_uint_eq(count_lines(s.log, "rejected: "), 4);
     release(&s);
 

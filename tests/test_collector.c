@@ -1787,26 +1787,13 @@ static void make_certs(void)
         exit(1);
 }
 
-static void remove_tree(const char *path)
-{
-    pid_t pid = fork();
-    if (pid == 0) {
-        execlp("rm", "rm", "-rf", "--", path, (char *)NULL);
-        _exit(127);
-    }
-    if (pid > 0)
-        waitpid(pid, NULL, 0);
-}
-
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     make_certs();
     int failed = tu_run_suite(collector_suite());
-    remove_tree(certs);
-    remove_tree(other);
-    free(certs);
-    free(other);
+    tu_tmpdir_drop(&certs);
+    tu_tmpdir_drop(&other);
     curl_global_cleanup();
     return failed;
 }

@@ -118,10 +118,7 @@ static void serve_stop(void)
 
 static void teardown(void)
 {
-    if (server > 0) {
-        kill(server, SIGKILL);
-        waitpid(server, NULL, 0);
-    }
+    tu_kill_reap(server, SIGKILL);
     tu_rmtree(dir);
     free(dir);
 }
@@ -337,44 +334,66 @@ START_TEST(test_enroll_first_enrollment_issues)
 }
 END_TEST
 
+/* host1.test enrolled with a first key ("first", answer a: 200) and then asking with a second
+ * ("second", answer b: 202, its request `id`): where the approval tests start. */
+struct second_key {
+    char *csr1, *csr2;
+    struct answer a, b;
+    json_int_t id;
+    char idtext[32]; /* id as the commands take it */
+};
+
+static void second_key_pending(struct second_key *k)
+{
+    k->csr1 = make_csr("host1.test", "first");
+    k->csr2 = make_csr("host1.test", "second");
+    k->a = enroll("host1.test", "S01", secret1, k->csr1);
+    ck_assert_msg(k->a.code == 200, "want 200, got %ld: %s", k->a.code, k->a.body);
+    k->b = enroll("host1.test", "S01", secret1, k->csr2);
+    ck_assert_msg(k->b.code == 202, "want 202, got %ld: %s", k->b.code, k->b.body);
+    k->id = json_integer_value(json_object_get(k->b.doc, "request"));
+    snprintf(k->idtext, sizeof(k->idtext), "%lld", (long long)k->id);
+}
+
+static void second_key_release(struct second_key *k)
+{
+    answer_release(&k->a);
+    answer_release(&k->b);
+    free(k->csr1);
+    free(k->csr2);
+}
+
 START_TEST(test_enroll_second_key_waits_then_approved_to_same_key)
 {
     serve_start();
-    char *csr1 = make_csr("host1.test", "first"), *csr2 = make_csr("host1.test", "second");
-    struct answer a = enroll("host1.test", "S01", secret1, csr1);
-    char fp1[65], fp2[65];
-    check_issued(&a, "host1.test", "first", fp1);
     /* A second key for an enrolled name: a leaked secret does not take it over. */
-    struct answer b = enroll("host1.test", "S01", secret1, csr2);
-    ck_assert_msg(b.code == 202, "want 202, got %ld: %s", b.code, b.body);
-    ck_assert_str_eq(status_of(&b), "pending");
-    json_int_t id = json_integer_value(json_object_get(b.doc, "request"));
-    ck_assert_int_gt(id, 0);
-    ck_assert(json_is_integer(json_object_get(b.doc, "retry_after")));
+    struct second_key k;
+    second_key_pending(&k);
+    char fp1[65], fp2[65];
+    check_issued(&k.a, "host1.test", "first", fp1);
+    ck_assert_str_eq(status_of(&k.b), "pending");
+    ck_assert_int_gt(k.id, 0);
+    ck_assert(json_is_integer(json_object_get(k.b.doc, "retry_after")));
     /* Asking again with the same key finds the same request: no new row. */
-    struct answer c = enroll("host1.test", "S01", secret1, csr2);
+    struct answer c = enroll("host1.test", "S01", secret1, k.csr2);
     ck_assert_int_eq(c.code, 202);
-    ck_assert_int_eq(json_integer_value(json_object_get(c.doc, "request")), id);
+    ck_assert_int_eq(json_integer_value(json_object_get(c.doc, "request")), k.id);
     ck_assert_int_eq(count("SELECT count(*) FROM enroll_request WHERE state = 'pending'", NULL), 1);
-    char *out = NULL, idtext[32];
+    char *out = NULL;
     ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "--json", "enroll", "pending", NULL), 0);
     ck_assert_ptr_nonnull(strstr(out, "\"name\":\"host1.test\""));
     free(out);
-    snprintf(idtext, sizeof(idtext), "%lld", (long long)id);
-    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "enroll", "approve", idtext, NULL), 0);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "enroll", "approve", k.idtext, NULL), 0);
     /* Approving twice is bad input: it is decided already. */
-    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "enroll", "approve", idtext, NULL), 3);
-    struct answer d = enroll("host1.test", "S01", secret1, csr2);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "enroll", "approve", k.idtext, NULL), 3);
+    struct answer d = enroll("host1.test", "S01", secret1, k.csr2);
     check_issued(&d, "host1.test", "second", fp2);
     ck_assert_str_ne(fp1, fp2);
     ck_assert_int_eq(count("SELECT count(*) FROM identity WHERE name = 'host1.test'", NULL), 2);
     ck_assert_int_eq(audit_rows("ok: request % approved"), 1);
-    answer_release(&a);
-    answer_release(&b);
     answer_release(&c);
     answer_release(&d);
-    free(csr1);
-    free(csr2);
+    second_key_release(&k);
     serve_stop();
 }
 END_TEST
@@ -382,25 +401,16 @@ END_TEST
 START_TEST(test_enroll_denied_request_is_refused)
 {
     serve_start();
-    char *csr1 = make_csr("host1.test", "first"), *csr2 = make_csr("host1.test", "second");
-    struct answer a = enroll("host1.test", "S01", secret1, csr1);
-    ck_assert_int_eq(a.code, 200);
-    struct answer b = enroll("host1.test", "S01", secret1, csr2);
-    ck_assert_int_eq(b.code, 202);
-    char idtext[32];
-    snprintf(idtext, sizeof(idtext), "%lld",
-             (long long)json_integer_value(json_object_get(b.doc, "request")));
+    struct second_key k;
+    second_key_pending(&k);
     ck_assert_int_eq(
-        tu_tlsgate(db, NULL, NULL, "enroll", "deny", idtext, "--reason", "unknown key", NULL), 0);
-    struct answer c = enroll("host1.test", "S01", secret1, csr2);
+        tu_tlsgate(db, NULL, NULL, "enroll", "deny", k.idtext, "--reason", "unknown key", NULL), 0);
+    struct answer c = enroll("host1.test", "S01", secret1, k.csr2);
     ck_assert_msg(c.code == 403, "want 403, got %ld: %s", c.code, c.body);
     ck_assert_ptr_nonnull(strstr(c.body, "denied"));
     ck_assert_int_eq(count("SELECT count(*) FROM identity", NULL), 1);
-    answer_release(&a);
-    answer_release(&b);
     answer_release(&c);
-    free(csr1);
-    free(csr2);
+    second_key_release(&k);
     serve_stop();
 }
 END_TEST
@@ -600,27 +610,18 @@ END_TEST
 START_TEST(test_enroll_restart_between_request_and_approval)
 {
     serve_start();
-    char *csr1 = make_csr("host1.test", "first"), *csr2 = make_csr("host1.test", "second");
-    struct answer a = enroll("host1.test", "S01", secret1, csr1);
-    ck_assert_int_eq(a.code, 200);
-    struct answer b = enroll("host1.test", "S01", secret1, csr2);
-    ck_assert_int_eq(b.code, 202);
-    json_int_t id = json_integer_value(json_object_get(b.doc, "request"));
+    struct second_key k;
+    second_key_pending(&k);
     serve_stop();
-    char idtext[32];
-    snprintf(idtext, sizeof(idtext), "%lld", (long long)id);
-    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "enroll", "approve", idtext, NULL), 0);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "enroll", "approve", k.idtext, NULL), 0);
     serve_start();
-    struct answer c = enroll("host1.test", "S01", secret1, csr2);
+    struct answer c = enroll("host1.test", "S01", secret1, k.csr2);
     char fp[65];
     check_issued(&c, "host1.test", "second", fp);
     ck_assert_int_eq(count("SELECT count(*) FROM enroll_request", NULL), 2);
-    ck_assert_int_eq(count("SELECT request_id FROM identity WHERE fingerprint = ?1", fp), id);
-    answer_release(&a);
-    answer_release(&b);
+    ck_assert_int_eq(count("SELECT request_id FROM identity WHERE fingerprint = ?1", fp), k.id);
     answer_release(&c);
-    free(csr1);
-    free(csr2);
+    second_key_release(&k);
     serve_stop();
 }
 END_TEST

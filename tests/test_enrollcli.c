@@ -238,6 +238,14 @@ START_TEST(test_enroll_secret_file_trimmed_and_checked)
 END_TEST
 
 /* A certificate for `key_pem` signed by the test CA (openssl, as a CA would). */
+/* The file at `path` holds exactly `want`. */
+static void assert_text(const char *path, const char *want)
+{
+    char *got = read_text(path);
+    ck_assert_msg(got && !strcmp(got, want), "%s holds: %s", path, got ? got : "(missing)");
+    free(got);
+}
+
 static char *issue_for(const char *key_pem, const char *name)
 {
     char err[512], *csr = NULL;
@@ -269,9 +277,7 @@ START_TEST(test_enroll_pair_install_is_atomic_and_recovers_an_interrupted_one)
     struct stat st;
     ck_assert_int_eq(stat(key, &st), 0);
     ck_assert_int_eq(st.st_mode & 0777, 0600);
-    char *got = read_text(key);
-    ck_assert_str_eq(got, k1);
-    free(got);
+    assert_text(key, k1);
     ck_assert_int_ne(stat(tu_path(dir, "host.key.new"), &st), 0);
     ck_assert_int_ne(stat(tu_path(dir, "host.pem.new"), &st), 0);
     ck_assert_int_ne(stat(tu_path(dir, "host.key.new.tmp"), &st), 0);
@@ -281,27 +287,21 @@ START_TEST(test_enroll_pair_install_is_atomic_and_recovers_an_interrupted_one)
     tu_write_file(key, k2, strlen(k2));
     tu_write_file(tu_path(dir, "host.pem.new"), c2, strlen(c2));
     ck_assert_int_eq(enroll_pair_recover(cert, key, err, sizeof(err)), 1);
-    got = read_text(cert);
-    ck_assert_str_eq(got, c2);
-    free(got);
+    assert_text(cert, c2);
     ck_assert_int_ne(stat(tu_path(dir, "host.pem.new"), &st), 0);
 
     /* Interrupted before the first rename: the old pair stays, the leftovers go. */
     tu_write_file(tu_path(dir, "host.key.new"), k1, strlen(k1));
     tu_write_file(tu_path(dir, "host.pem.new"), c1, strlen(c1));
     ck_assert_int_eq(enroll_pair_recover(cert, key, err, sizeof(err)), 0);
-    got = read_text(cert);
-    ck_assert_str_eq(got, c2);
-    free(got);
+    assert_text(cert, c2);
     ck_assert_int_ne(stat(tu_path(dir, "host.key.new"), &st), 0);
     ck_assert_int_ne(stat(tu_path(dir, "host.pem.new"), &st), 0);
 
     /* A CERT.new that is not for KEY's key is dropped, not installed. */
     tu_write_file(tu_path(dir, "host.pem.new"), c1, strlen(c1));
     ck_assert_int_eq(enroll_pair_recover(cert, key, err, sizeof(err)), 0);
-    got = read_text(cert);
-    ck_assert_str_eq(got, c2);
-    free(got);
+    assert_text(cert, c2);
     free(k1);
     free(k2);
     free(c1);
@@ -314,8 +314,7 @@ END_TEST
 START_TEST(test_enroll_submit_gets_a_certificate_for_its_own_key)
 {
     struct peer p;
-    const char *specs[] = {"issue,localhost", NULL};
-    peer_start(&p, specs, NULL, NULL);
+    peer_start(&p, TU_ARGS("issue,localhost"), NULL, NULL);
     char err[512], *key;
     ck_assert_int_eq(enroll_key_generate(&key, err, sizeof(err)), 0);
     char *ca = read_text(tu_path(certs, "ca.pem"));
@@ -345,8 +344,7 @@ END_TEST
 START_TEST(test_enroll_submit_reports_pending_refused_and_busy)
 {
     struct peer p;
-    const char *specs[] = {"pending,localhost", "refuse,localhost", "busy,localhost", NULL};
-    peer_start(&p, specs, NULL, NULL);
+    peer_start(&p, TU_ARGS("pending,localhost", "refuse,localhost", "busy,localhost"), NULL, NULL);
     char err[512], *key;
     ck_assert_int_eq(enroll_key_generate(&key, err, sizeof(err)), 0);
     char *ca = read_text(tu_path(certs, "ca.pem"));
@@ -378,12 +376,24 @@ START_TEST(test_enroll_submit_reports_pending_refused_and_busy)
 }
 END_TEST
 
+/* post() to url fails with `want` (a -errno) within timeout_ms, its message holding `needle`
+ * (when not NULL). */
+static void post_fails(const char *url, long timeout_ms, int want, const char *needle)
+{
+    struct enroll_http h;
+    char err[512];
+    int rc = post(url, tu_path(certs, "ca.pem"), timeout_ms, &h, err, sizeof(err));
+    ck_assert_msg(rc == want, "%s: %d, want %d: %s", url, rc, want, err);
+    ck_assert_msg(!needle || strstr(err, needle), "%s: no '%s' in: %s", url, needle, err);
+}
+
 START_TEST(test_enroll_client_refuses_hostile_answers)
 {
     struct peer p;
-    const char *specs[] = {"huge,localhost", "truncated,localhost", "nolength,localhost",
-                           "slow,localhost", "silent,localhost",    NULL};
-    peer_start(&p, specs, NULL, NULL);
+    peer_start(&p,
+               TU_ARGS("huge,localhost", "truncated,localhost", "nolength,localhost",
+                       "slow,localhost", "silent,localhost"),
+               NULL, NULL);
     const char *ca = tu_path(certs, "ca.pem");
     struct enroll_http h;
     char err[512];
@@ -393,25 +403,15 @@ START_TEST(test_enroll_client_refuses_hostile_answers)
     ck_assert_msg(strstr(err, "cap") && strstr(err, "localhost"), "%s", err);
     ck_assert_ptr_null(h.reply);
 
-    ck_assert_int_eq(post(url_of("localhost", p.ports[1]), ca, 10000, &h, err, sizeof(err)),
-                     -EBADMSG);
-    ck_assert_msg(strstr(err, "truncated"), "%s", err);
+    post_fails(url_of("localhost", p.ports[1]), 10000, -EBADMSG, "truncated");
 
-    ck_assert_int_eq(post(url_of("localhost", p.ports[2]), ca, 10000, &h, err, sizeof(err)),
-                     -EBADMSG);
-    ck_assert_msg(strstr(err, "Content-Length"), "%s", err);
+    post_fails(url_of("localhost", p.ports[2]), 10000, -EBADMSG, "Content-Length");
 
     /* A trickle and a peer that never speaks end at the deadline, not when the peer wants. */
-    ck_assert_int_eq(post(url_of("localhost", p.ports[3]), ca, 1500, &h, err, sizeof(err)),
-                     -ETIMEDOUT);
-    ck_assert_msg(strstr(err, "deadline"), "%s", err);
-    ck_assert_int_eq(post(url_of("localhost", p.ports[4]), ca, 1500, &h, err, sizeof(err)),
-                     -ETIMEDOUT);
-    ck_assert_msg(strstr(err, "deadline"), "%s", err);
+    post_fails(url_of("localhost", p.ports[3]), 1500, -ETIMEDOUT, "deadline");
+    post_fails(url_of("localhost", p.ports[4]), 1500, -ETIMEDOUT, "deadline");
 
-    ck_assert_int_eq(post(url_of("127.0.0.1", tu_closed_port()), ca, 5000, &h, err, sizeof(err)),
-                     -ECONNREFUSED);
-    ck_assert_msg(strstr(err, "cannot connect"), "%s", err);
+    post_fails(url_of("127.0.0.1", tu_closed_port()), 5000, -ECONNREFUSED, "cannot connect");
     peer_stop(&p);
 }
 END_TEST
@@ -427,17 +427,12 @@ START_TEST(test_enroll_client_refuses_wrong_server_certificate_and_name)
     struct enroll_http h;
     char err[512];
 
-    ck_assert_int_eq(post(url_of("localhost", p.ports[0]), ca, 10000, &h, err, sizeof(err)),
-                     -EACCES);
-    ck_assert_msg(strstr(err, "not for localhost"), "%s", err);
+    post_fails(url_of("localhost", p.ports[0]), 10000, -EACCES, "not for localhost");
 
-    ck_assert_int_eq(post(url_of("localhost", p.ports[1]), ca, 10000, &h, err, sizeof(err)),
-                     -EACCES);
-    ck_assert_msg(strstr(err, "not trusted"), "%s", err);
+    post_fails(url_of("localhost", p.ports[1]), 10000, -EACCES, "not trusted");
 
     /* The IP address is not the certificate's name either. */
-    ck_assert_int_eq(post(url_of("127.0.0.1", p.ports[2]), ca, 10000, &h, err, sizeof(err)),
-                     -EACCES);
+    post_fails(url_of("127.0.0.1", p.ports[2]), 10000, -EACCES, NULL);
 
     /* The same peer, asked by its name, is fine. */
     ck_assert_int_eq(post(url_of("localhost", p.ports[2]), ca, 10000, &h, err, sizeof(err)), 0);
@@ -480,11 +475,52 @@ static int run_enroll(const char *cfg, char **out, char **err)
     return tu_run(argv, NULL, out, err);
 }
 
+/* `tlsgate-collector enroll` on cfg that must succeed (its stderr in the message). */
+static void enroll_ok(const char *cfg)
+{
+    char *out = NULL, *err = NULL;
+    ck_assert_msg(run_enroll(cfg, &out, &err) == 0, "%s", err);
+    free(out);
+    free(err);
+}
+
+/* The collector's clock ($TLSGATE_NOW) `days` ahead of now. */
+static void clock_ahead_days(int days)
+{
+    char now[32];
+    snprintf(now, sizeof(now), "%lld", (long long)time(NULL) + days * 86400LL);
+    setenv("TLSGATE_NOW", now, 1);
+}
+
+/* The collector running on cfg, its stderr in dir/collector.err; sets *port. */
+static pid_t collector_on(const char *cfg, uint16_t *port)
+{
+    const char *args[] = {"--config", cfg, NULL};
+    return tu_collector_start(args, tu_path(dir, "collector.err"), DEADLINE_MS, port);
+}
+
+/* SIGTERM, and the process exits 0 within the deadline. */
+static void stop_clean(pid_t pid)
+{
+    ck_assert_int_eq(kill(pid, SIGTERM), 0);
+    ck_assert_int_eq(tu_wait_exit(pid, DEADLINE_MS), 0);
+}
+
+/* How many times `needle` stands in the file at `path`. */
+static int count_in_file(const char *path, const char *needle)
+{
+    char *text = read_text(path);
+    int n = 0;
+    for (const char *q = text; (q = strstr(q, needle)); q++)
+        n++;
+    free(text);
+    return n;
+}
+
 START_TEST(test_collector_enroll_command_issues_and_writes_private_key)
 {
     struct peer p;
-    const char *specs[] = {"issue,localhost", NULL};
-    peer_start(&p, specs, NULL, NULL);
+    peer_start(&p, TU_ARGS("issue,localhost"), NULL, NULL);
     const char *cfg = write_config("pc1.enroll.test", url_of("localhost", p.ports[0]), NULL);
     char *out = NULL, *err = NULL;
     ck_assert_msg(run_enroll(cfg, &out, &err) == 0, "%s", err);
@@ -517,8 +553,7 @@ END_TEST
 START_TEST(test_collector_enroll_command_pending_keeps_key_refused_exits_3)
 {
     struct peer p;
-    const char *specs[] = {"pending,localhost", "refuse,localhost", NULL};
-    peer_start(&p, specs, NULL, NULL);
+    peer_start(&p, TU_ARGS("pending,localhost", "refuse,localhost"), NULL, NULL);
     const char *cfg = write_config("pc2.enroll.test", url_of("localhost", p.ports[0]), NULL);
     char *out = NULL, *err = NULL;
     ck_assert_int_eq(run_enroll(cfg, &out, &err), 1);
@@ -631,14 +666,12 @@ static void cert_expiry_text(const char *path, char *out, size_t size)
 START_TEST(test_collector_enrolls_at_start_then_serves)
 {
     struct peer p;
-    const char *specs[] = {"issue,localhost", NULL};
-    peer_start(&p, specs, NULL, NULL);
+    peer_start(&p, TU_ARGS("issue,localhost"), NULL, NULL);
     cert_rel = "identity/host.pem";
     key_rel = "identity/host.key"; /* a folder that does not exist yet: made private */
     const char *cfg = write_config("pc4.enroll.test", url_of("localhost", p.ports[0]), NULL);
-    const char *args[] = {"--config", cfg, NULL};
     uint16_t port;
-    pid_t pid = tu_collector_start(args, tu_path(dir, "collector.err"), DEADLINE_MS, &port);
+    pid_t pid = collector_on(cfg, &port);
     char error[600], expires[64], want[64];
     health(port, "pc4.enroll.test", expires, sizeof(expires), error, sizeof(error));
     cert_expiry_text(tu_path(dir, "identity/host.pem"), want, sizeof(want));
@@ -649,8 +682,7 @@ START_TEST(test_collector_enrolls_at_start_then_serves)
     ck_assert_int_eq(st.st_mode & 0777, 0700);
     ck_assert_int_eq(stat(tu_path(dir, "identity/host.key"), &st), 0);
     ck_assert_int_eq(st.st_mode & 0777, 0600);
-    ck_assert_int_eq(kill(pid, SIGTERM), 0);
-    ck_assert_int_eq(tu_wait_exit(pid, DEADLINE_MS), 0);
+    stop_clean(pid);
     ck_assert(tu_wait_file_contains(p.log, "issue /v1/enroll - 200", 1000));
     peer_stop(&p);
 }
@@ -659,8 +691,7 @@ END_TEST
 START_TEST(test_collector_waits_while_pending_and_says_for_what)
 {
     struct peer p;
-    const char *specs[] = {"pending,localhost", NULL};
-    peer_start(&p, specs, NULL, NULL);
+    peer_start(&p, TU_ARGS("pending,localhost"), NULL, NULL);
     const char *cfg = write_config("pc5.enroll.test", url_of("localhost", p.ports[0]), NULL);
     char *argv[] = {(char *)tu_build_path("collectors/tlsgate-collector"), "--config", (char *)cfg,
                     NULL};
@@ -688,24 +719,17 @@ END_TEST
 START_TEST(test_collector_renews_past_the_renew_point_and_serves_new_pair)
 {
     struct peer p;
-    const char *specs[] = {"issue,localhost", NULL};
-    peer_start(&p, specs, "--renew-days", "90");
+    peer_start(&p, TU_ARGS("issue,localhost"), "--renew-days", "90");
     const char *cfg = write_config("pc6.enroll.test", url_of("localhost", p.ports[0]), NULL);
-    char *out = NULL, *err = NULL;
-    ck_assert_msg(run_enroll(cfg, &out, &err) == 0, "%s", err);
-    free(out);
-    free(err);
+    enroll_ok(cfg);
     char *key_before = read_text(tu_path(dir, "host.key"));
     char first[64];
     cert_expiry_text(tu_path(dir, "host.pem"), first, sizeof(first));
 
     /* A clock 40 days ahead: past the renew point (30 of 60 days) of the new certificate. */
-    char now[32];
-    snprintf(now, sizeof(now), "%lld", (long long)time(NULL) + 40 * 86400);
-    setenv("TLSGATE_NOW", now, 1);
-    const char *args[] = {"--config", cfg, NULL};
+    clock_ahead_days(40);
     uint16_t port;
-    pid_t pid = tu_collector_start(args, tu_path(dir, "collector.err"), DEADLINE_MS, &port);
+    pid_t pid = collector_on(cfg, &port);
     ck_assert(tu_wait_file_contains(p.log, "issue /v1/renew pc6.enroll.test 200", DEADLINE_MS));
     ck_assert(tu_wait_file_contains(tu_path(dir, "collector.err"),
                                     "renewal: certificate and key "
@@ -724,14 +748,8 @@ START_TEST(test_collector_renews_past_the_renew_point_and_serves_new_pair)
     ck_assert_str_ne(expires, first);
     ck_assert_str_eq(error, "");
     /* Renewed once, not again and again under the same clock. */
-    ck_assert_int_eq(kill(pid, SIGTERM), 0);
-    ck_assert_int_eq(tu_wait_exit(pid, DEADLINE_MS), 0);
-    char *log = read_text(p.log);
-    int renewals = 0;
-    for (char *s = log; (s = strstr(s, "/v1/renew")); s++)
-        renewals++;
-    ck_assert_int_eq(renewals, 1);
-    free(log);
+    stop_clean(pid);
+    ck_assert_int_eq(count_in_file(p.log, "/v1/renew"), 1);
     free(key_before);
     free(key_after);
     peer_stop(&p);
@@ -741,21 +759,14 @@ END_TEST
 START_TEST(test_collector_renewal_refused_keeps_old_pair_and_says_so_in_health)
 {
     struct peer p;
-    const char *specs[] = {"issue,localhost", "refuse,localhost", NULL};
-    peer_start(&p, specs, NULL, NULL);
+    peer_start(&p, TU_ARGS("issue,localhost", "refuse,localhost"), NULL, NULL);
     const char *cfg = write_config("pc7.enroll.test", url_of("localhost", p.ports[0]), NULL);
-    char *out = NULL, *err = NULL;
-    ck_assert_msg(run_enroll(cfg, &out, &err) == 0, "%s", err);
-    free(out);
-    free(err);
+    enroll_ok(cfg);
     char *cert_before = read_text(tu_path(dir, "host.pem"));
     cfg = write_config("pc7.enroll.test", url_of("localhost", p.ports[1]), NULL);
-    char now[32];
-    snprintf(now, sizeof(now), "%lld", (long long)time(NULL) + 40 * 86400);
-    setenv("TLSGATE_NOW", now, 1);
-    const char *args[] = {"--config", cfg, NULL};
+    clock_ahead_days(40);
     uint16_t port;
-    pid_t pid = tu_collector_start(args, tu_path(dir, "collector.err"), DEADLINE_MS, &port);
+    pid_t pid = collector_on(cfg, &port);
     ck_assert(tu_wait_file_contains(tu_path(dir, "collector.err"), "certificate renewal failed",
                                     DEADLINE_MS));
     char error[600], expires[64];
@@ -774,8 +785,7 @@ START_TEST(test_collector_renewal_refused_keeps_old_pair_and_says_so_in_health)
     tu_fetch_release(&f);
     char *cert_after = read_text(tu_path(dir, "host.pem"));
     ck_assert_str_eq(cert_before, cert_after);
-    ck_assert_int_eq(kill(pid, SIGTERM), 0);
-    ck_assert_int_eq(tu_wait_exit(pid, DEADLINE_MS), 0);
+    stop_clean(pid);
     free(cert_before);
     free(cert_after);
     peer_stop(&p);
@@ -784,49 +794,30 @@ END_TEST
 
 /* ---- the fleet simulator enrolls its identities ---- */
 
+/* The site secret fleetsim sends (dir/s.secret) and the URL of the peer's first port. */
+static void sim_secret_and_url(const struct peer *p, char *url, size_t size)
+{
+    tu_write_file(tu_path(dir, "s.secret"), "sim-secret\n", 11);
+    snprintf(url, size, "https://localhost:%d", p->ports[0]);
+}
+
 START_TEST(test_fleetsim_identities_enroll_then_serve)
 {
     struct peer p;
-    const char *specs[] = {"issue,localhost", NULL};
-    peer_start(&p, specs, NULL, NULL);
-    tu_write_file(tu_path(dir, "s.secret"), "sim-secret\n", 11);
+    peer_start(&p, TU_ARGS("issue,localhost"), NULL, NULL);
     char url[64];
-    snprintf(url, sizeof(url), "https://localhost:%d", p.ports[0]);
+    sim_secret_and_url(&p, url, sizeof(url));
     char secret[1100];
     snprintf(secret, sizeof(secret), "AA1=%s", tu_path(dir, "s.secret"));
-    const char *args[] = {"--certs",
-                          certs,
-                          "--fixtures",
-                          tu_source_path("tests/fixtures/reg"),
-                          "--hosts",
-                          "24",
-                          "--sites",
-                          "AA1",
-                          "--mps",
-                          "1",
-                          "--dps",
-                          "1",
-                          "--procs",
-                          "2",
-                          "--control",
-                          tu_path(dir, "ctl.sock"),
-                          "--enroll",
-                          url,
-                          "--secret-file",
-                          secret,
-                          "--enroll-concurrency",
-                          "4",
-                          NULL};
+    struct tu_sim_args a;
+    char *const *args =
+        tu_sim_args(&a, false, certs, 24, "AA1", tu_path(dir, "ctl.sock"), "--procs", "2",
+                    "--enroll", url, "--secret-file", secret, "--enroll-concurrency", "4", NULL);
     int base;
-    pid_t sim = tu_fleetsim_start(args, tu_path(dir, "sim.log"), "fleetsim: ready 24 hosts", 12000,
-                                  400, &base);
+    pid_t sim = tu_fleetsim_start((const char *const *)args, tu_path(dir, "sim.log"),
+                                  "fleetsim: ready 24 hosts", 12000, 400, &base);
     /* Every identity asked once, with its own key, and serves the certificate it got. */
-    char *log = read_text(p.log);
-    int enrolled = 0;
-    for (char *q = log; (q = strstr(q, "issue /v1/enroll - 200")); q++)
-        enrolled++;
-    ck_assert_int_eq(enrolled, 24);
-    free(log);
+    ck_assert_int_eq(count_in_file(p.log, "issue /v1/enroll - 200"), 24);
     struct tu_fetch f = {.path = "/v1/readiness",
                          .host = "cm-site-aa1.sim.contoso.com",
                          .ca = tu_path(certs, "ca.pem"),
@@ -844,41 +835,19 @@ END_TEST
 START_TEST(test_fleetsim_refused_enrollment_names_host_and_exits_3)
 {
     struct peer p;
-    const char *specs[] = {"refuse,localhost", NULL};
-    peer_start(&p, specs, NULL, NULL);
-    tu_write_file(tu_path(dir, "s.secret"), "sim-secret\n", 11);
+    peer_start(&p, TU_ARGS("refuse,localhost"), NULL, NULL);
     char url[64];
-    snprintf(url, sizeof(url), "https://localhost:%d", p.ports[0]);
-    char *argv[] = {(char *)tu_build_path("tools/fleetsim"),
-                    "--certs",
-                    certs,
-                    "--fixtures",
-                    (char *)tu_source_path("tests/fixtures/reg"),
-                    "--hosts",
-                    "8",
-                    "--sites",
-                    "AA1",
-                    "--mps",
-                    "1",
-                    "--dps",
-                    "1",
-                    "--procs",
-                    "1",
-                    "--base-port",
-                    "23400",
-                    "--control",
-                    (char *)tu_path(dir, "ctl.sock"),
-                    "--enroll",
-                    url,
-                    "--secret-file",
-                    (char *)tu_path(dir, "s.secret"),
-                    NULL};
+    sim_secret_and_url(&p, url, sizeof(url));
+    char base[16];
+    struct tu_sim_args a;
+    char *const *argv = tu_sim_args(&a, true, certs, 8, "AA1", tu_path(dir, "ctl.sock"), "--procs",
+                                    "1", "--base-port", base, "--enroll", url, "--secret-file",
+                                    tu_path(dir, "s.secret"), NULL);
     /* A free port range: another suite may hold one, so the next is tried (8 tries). */
-    char *out = NULL, *err = NULL, base[16];
+    char *out = NULL, *err = NULL;
     int rc = -1;
     for (int k = 0; k < 8; k++) {
         snprintf(base, sizeof(base), "%d", 23000 + 50 * (int)((getpid() + k) % 40));
-        argv[16] = base;
         free(out);
         free(err);
         out = err = NULL;
@@ -972,25 +941,10 @@ static void orch_stop(struct orch *o)
 START_TEST(test_e2e_fleet_enrolls_with_a_secret_only_and_is_pulled)
 {
     enum { HOSTS = 200 };
-    char *gen[] = {(char *)tu_build_path("tools/fleetsim"),
-                   "--certs",
-                   certs,
-                   "--fixtures",
-                   (char *)tu_source_path("tests/fixtures/reg"),
-                   "--hosts",
-                   "200",
-                   "--sites",
-                   "AA1",
-                   "--mps",
-                   "1",
-                   "--dps",
-                   "1",
-                   "--control",
-                   (char *)tu_path(dir, "ctl.sock"),
-                   "--inventory",
-                   (char *)tu_path(dir, "inv.csv"),
-                   "--inventory-only",
-                   NULL};
+    struct tu_sim_args a;
+    char *const *gen =
+        tu_sim_args(&a, true, certs, HOSTS, "AA1", tu_path(dir, "ctl.sock"), "--inventory",
+                    tu_path(dir, "inv.csv"), "--inventory-only", NULL);
     char *err = NULL;
     ck_assert_msg(tu_run(gen, NULL, NULL, &err) == 0, "%s", err);
     free(err);
@@ -1002,34 +956,13 @@ START_TEST(test_e2e_fleet_enrolls_with_a_secret_only_and_is_pulled)
     char url[64], secret[1100];
     snprintf(url, sizeof(url), "https://localhost:%d", o.port);
     snprintf(secret, sizeof(secret), "%s", tu_path(dir, "aa1.secret"));
-    const char *args[] = {"--certs",
-                          certs,
-                          "--fixtures",
-                          tu_source_path("tests/fixtures/reg"),
-                          "--hosts",
-                          "200",
-                          "--sites",
-                          "AA1",
-                          "--mps",
-                          "1",
-                          "--dps",
-                          "1",
-                          "--procs",
-                          "2",
-                          "--control",
-                          tu_path(dir, "ctl.sock"),
-                          "--inventory",
-                          tu_path(dir, "inv2.csv"),
-                          "--enroll",
-                          url,
-                          "--secret-file",
-                          secret,
-                          "--enroll-concurrency",
-                          "8",
-                          NULL};
+    char *const *args =
+        tu_sim_args(&a, false, certs, HOSTS, "AA1", tu_path(dir, "ctl.sock"), "--procs", "2",
+                    "--inventory", tu_path(dir, "inv2.csv"), "--enroll", url, "--secret-file",
+                    secret, "--enroll-concurrency", "8", NULL);
     int base;
-    pid_t sim = tu_fleetsim_start(args, tu_path(dir, "sim.log"), "fleetsim: ready 200 hosts", 12000,
-                                  300, &base);
+    pid_t sim = tu_fleetsim_start((const char *const *)args, tu_path(dir, "sim.log"),
+                                  "fleetsim: ready 200 hosts", 12000, 300, &base);
     /* Every identity was issued by the orchestrator, one request each, audited. */
     ck_assert_int_eq(tu_db_int(o.db,
                                "SELECT count(*) FROM enroll_request WHERE kind = 'enroll' AND "
@@ -1102,9 +1035,7 @@ START_TEST(test_e2e_collector_renews_and_keeps_being_pulled_then_revoked_renewal
     orch_serve(&o);
     const char *cfg = e2e_collector_config(&o, cport, "c1");
     /* Started with a secret only and a clock 40 days on: enrolls, then renews at once. */
-    char now[32];
-    snprintf(now, sizeof(now), "%lld", (long long)time(NULL) + 40 * 86400);
-    setenv("TLSGATE_NOW", now, 1);
+    clock_ahead_days(40);
     const char *args[] = {"--config", cfg, NULL};
     uint16_t port;
     const char *clog = tu_path(dir, "c1.err");
@@ -1136,7 +1067,7 @@ START_TEST(test_e2e_collector_renews_and_keeps_being_pulled_then_revoked_renewal
     free(out);
     free(err);
     char *cert_before = read_text(tu_path(dir, "c1/host.pem"));
-    setenv("TLSGATE_NOW", now, 1);
+    clock_ahead_days(40);
     const char *clog2 = tu_path(dir, "c1b.err");
     pid = tu_collector_start(args, clog2, DEADLINE_MS, &port);
     unsetenv("TLSGATE_NOW");
@@ -1211,52 +1142,39 @@ static void teardown(void)
 static Suite *enrollcli_suite(void)
 {
     Suite *s = suite_create("enrollcli");
-    TCase *t = tcase_create("units");
-    tcase_add_checked_fixture(t, setup, teardown);
-    tcase_add_test(t, test_enroll_key_is_p256_and_csr_names_host_and_is_self_signed);
-    tcase_add_test(t, test_enroll_url_accepts_https_host_port_only);
-    tcase_add_test(t, test_enroll_renew_point_is_fraction_of_lifetime);
-    tcase_add_test(t, test_enroll_backoff_doubles_within_bounds_and_spreads);
-    tcase_add_test(t, test_enroll_secret_file_trimmed_and_checked);
-    tcase_add_test(t, test_enroll_pair_install_is_atomic_and_recovers_an_interrupted_one);
-    suite_add_tcase(s, t);
-
-    t = tcase_create("client");
-    tcase_add_checked_fixture(t, setup, teardown);
+    TCase *t =
+        tu_tcase(s, "units", setup, teardown,
+                 TU_TESTS(test_enroll_key_is_p256_and_csr_names_host_and_is_self_signed,
+                          test_enroll_url_accepts_https_host_port_only,
+                          test_enroll_renew_point_is_fraction_of_lifetime,
+                          test_enroll_backoff_doubles_within_bounds_and_spreads,
+                          test_enroll_secret_file_trimmed_and_checked,
+                          test_enroll_pair_install_is_atomic_and_recovers_an_interrupted_one));
+    t = tu_tcase(s, "client", setup, teardown,
+                 TU_TESTS(test_enroll_submit_gets_a_certificate_for_its_own_key,
+                          test_enroll_submit_reports_pending_refused_and_busy,
+                          test_enroll_client_refuses_hostile_answers,
+                          test_enroll_client_refuses_wrong_server_certificate_and_name));
     tcase_set_timeout(t, 60);
-    tcase_add_test(t, test_enroll_submit_gets_a_certificate_for_its_own_key);
-    tcase_add_test(t, test_enroll_submit_reports_pending_refused_and_busy);
-    tcase_add_test(t, test_enroll_client_refuses_hostile_answers);
-    tcase_add_test(t, test_enroll_client_refuses_wrong_server_certificate_and_name);
-    suite_add_tcase(s, t);
-
-    t = tcase_create("collector");
-    tcase_add_checked_fixture(t, setup, teardown);
+    t = tu_tcase(s, "collector", setup, teardown,
+                 TU_TESTS(test_collector_enroll_command_issues_and_writes_private_key,
+                          test_collector_enroll_command_pending_keeps_key_refused_exits_3,
+                          test_collector_enroll_config_errors_name_the_key,
+                          test_collector_enrolls_at_start_then_serves,
+                          test_collector_waits_while_pending_and_says_for_what,
+                          test_collector_renews_past_the_renew_point_and_serves_new_pair,
+                          test_collector_renewal_refused_keeps_old_pair_and_says_so_in_health));
     tcase_set_timeout(t, 90);
-    tcase_add_test(t, test_collector_enroll_command_issues_and_writes_private_key);
-    tcase_add_test(t, test_collector_enroll_command_pending_keeps_key_refused_exits_3);
-    tcase_add_test(t, test_collector_enroll_config_errors_name_the_key);
-    tcase_add_test(t, test_collector_enrolls_at_start_then_serves);
-    tcase_add_test(t, test_collector_waits_while_pending_and_says_for_what);
-    tcase_add_test(t, test_collector_renews_past_the_renew_point_and_serves_new_pair);
-    tcase_add_test(t, test_collector_renewal_refused_keeps_old_pair_and_says_so_in_health);
-    suite_add_tcase(s, t);
-
-    t = tcase_create("fleetsim");
-    tcase_add_checked_fixture(t, setup, teardown);
+    t = tu_tcase(s, "fleetsim", setup, teardown,
+                 TU_TESTS(test_fleetsim_identities_enroll_then_serve,
+                          test_fleetsim_refused_enrollment_names_host_and_exits_3));
     tcase_set_timeout(t, 120);
-    tcase_add_test(t, test_fleetsim_identities_enroll_then_serve);
-    tcase_add_test(t, test_fleetsim_refused_enrollment_names_host_and_exits_3);
-    suite_add_tcase(s, t);
-
-    t = tcase_create("e2e");
-    tcase_add_checked_fixture(t, setup, teardown);
+    t = tu_tcase(
+        s, "e2e", setup, teardown,
+        TU_TESTS(test_e2e_fleet_enrolls_with_a_secret_only_and_is_pulled,
+                 test_e2e_collector_renews_and_keeps_being_pulled_then_revoked_renewal_refused,
+                 test_e2e_pending_enrollment_survives_an_enroll_server_restart));
     tcase_set_timeout(t, 240);
-    tcase_add_test(t, test_e2e_fleet_enrolls_with_a_secret_only_and_is_pulled);
-    tcase_add_test(t,
-                   test_e2e_collector_renews_and_keeps_being_pulled_then_revoked_renewal_refused);
-    tcase_add_test(t, test_e2e_pending_enrollment_survives_an_enroll_server_restart);
-    suite_add_tcase(s, t);
     return s;
 }
 
@@ -1273,17 +1191,6 @@ static char *make_tmpdir(void)
     return t;
 }
 
-static void remove_tree(const char *path)
-{
-    pid_t pid = fork();
-    if (pid == 0) {
-        execlp("rm", "rm", "-rf", "--", path, (char *)NULL);
-        _exit(127);
-    }
-    if (pid > 0)
-        waitpid(pid, NULL, 0);
-}
-
 int main(void)
 {
     curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -1294,10 +1201,8 @@ int main(void)
     if (tu_gen_certs(certs, names) != 0 || tu_gen_certs(other, other_names) != 0)
         return 1;
     int failed = tu_run_suite(enrollcli_suite());
-    remove_tree(certs);
-    remove_tree(other);
-    free(certs);
-    free(other);
+    tu_tmpdir_drop(&certs);
+    tu_tmpdir_drop(&other);
     curl_global_cleanup();
     return failed;
 }

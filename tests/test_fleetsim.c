@@ -113,10 +113,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    if (sim > 0) {
-        kill(sim, SIGTERM);
-        waitpid(sim, NULL, 0);
-    }
+    tu_kill_reap(sim, SIGTERM);
     tu_rmtree(dir);
     free(dir);
 }
@@ -233,16 +230,11 @@ START_TEST(test_bad_options_are_refused)
     ck_assert_int_eq(fleetsim_with("--base-port", "65500", &err), 2);
     ck_assert_ptr_nonnull(strstr(err, "the range ends past 65535"));
     free(err);
-    int busy = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ck_assert_int_eq(bind(busy, (struct sockaddr *)&a, sizeof(a)), 0);
-    ck_assert_int_eq(listen(busy, 1), 0);
-    socklen_t alen = sizeof(a);
-    getsockname(busy, (struct sockaddr *)&a, &alen);
-    unsigned port = ntohs(a.sin_port);
+    int port;
+    int busy = tu_loopback_listener(1, &port);
     char base[16], want[64];
-    snprintf(base, sizeof(base), "%u", port); /* the first port it checks: no other can be named */
-    snprintf(want, sizeof(want), "port %u on 127.0.0.1 is taken", port);
+    snprintf(base, sizeof(base), "%d", port); /* the first port it checks: no other can be named */
+    snprintf(want, sizeof(want), "port %d on 127.0.0.1 is taken", port);
     ck_assert_int_eq(fleetsim_with("--base-port", base, &err), 2);
     ck_assert_msg(strstr(err, want) != NULL, "%s", err);
     free(err);

@@ -116,17 +116,7 @@ static char *page(void)
 /* The integer of the first data-k="key" after `from` and before `until` (NULL: the end). */
 static long html_count(const char *from, const char *until, const char *key)
 {
-    char pat[64];
-    snprintf(pat, sizeof(pat), "data-k=\"%s\"", key);
-    const char *p = strstr(from, pat);
-    ck_assert_msg(p && (!until || p < until), "no %s", pat);
-    p += strlen(pat);
-    const char *v = strstr(p, "data-value=\"");
-    if (v && v < strchr(p, '>'))
-        return strtol(v + 12, NULL, 10);
-    p = strchr(p, '>');
-    ck_assert_ptr_nonnull(p);
-    return strtol(p + 1, NULL, 10);
+    return tu_data_k(from, until, key, true);
 }
 
 /* The CSV view's row of `site` (after the header), as columns; `cols` gets up to n cells. */
@@ -411,11 +401,8 @@ START_TEST(test_report_is_self_contained_and_escapes_text)
     ck_assert_ptr_nonnull(
         strstr(html, "&lt;b&gt;&quot;vendor&quot;&lt;/b&gt; &amp; &#39;patch&#39; &lt;img "));
     /* Accessible: headings, header cells with scope, charts with a text alternative. */
-    ck_assert_ptr_nonnull(strstr(html, "<h1>"));
-    ck_assert_ptr_nonnull(strstr(html, "<th scope=\"col\">"));
-    ck_assert_ptr_nonnull(strstr(html, "<th scope=\"row\">"));
-    ck_assert_ptr_nonnull(strstr(html, "@media print"));
-    ck_assert_ptr_nonnull(strstr(html, "id=\"data-as-of\" datetime=\"2027-01-15T08:00:00Z\""));
+    tu_assert_has(html, "<h1>", "<th scope=\"col\">", "<th scope=\"row\">", "@media print",
+                  "id=\"data-as-of\" datetime=\"2027-01-15T08:00:00Z\"");
     free(html);
 }
 END_TEST
@@ -439,9 +426,7 @@ START_TEST(test_report_lists_orphan_risk_first_with_its_dependents)
     ck_assert_ptr_nonnull(strstr(row, "ORPHAN RISK"));
     /* Its blocking dependents: c2..c6 (c7 is waived), by rule. */
     char *cut = strndup(row, (size_t)(row_end - row));
-    ck_assert_ptr_nonnull(strstr(cut, "winhttp-kb3140245"));
-    ck_assert_ptr_nonnull(strstr(cut, "c2.p01.test (not_ready)"));
-    ck_assert_ptr_nonnull(strstr(cut, "c6.p01.test (unknown)"));
+    tu_assert_has(cut, "winhttp-kb3140245", "c2.p01.test (not_ready)", "c6.p01.test (unknown)");
     ck_assert_ptr_null(strstr(cut, "c7.p01.test"));
     ck_assert_int_eq(html_count(row, row_end, "blocking"), 5);
     free(cut);
@@ -452,9 +437,8 @@ START_TEST(test_report_lists_orphan_risk_first_with_its_dependents)
     /* P02 has none, and says so. */
     ck_assert_ptr_nonnull(strstr(strstr(html, "id=\"site-P02\""), "No server at orphan risk"));
     /* Failing pulls with their kind; the expiring waiver. */
-    ck_assert_ptr_nonnull(strstr(sec, "data-kind=\"connect\""));
-    ck_assert_ptr_nonnull(strstr(sec, "data-kind=\"tls\""));
-    ck_assert_ptr_nonnull(strstr(sec, "<table data-list=\"expiring-waivers\">"));
+    tu_assert_has(sec, "data-kind=\"connect\"", "data-kind=\"tls\"",
+                  "<table data-list=\"expiring-waivers\">");
     free(html);
 }
 END_TEST
@@ -576,11 +560,8 @@ END_TEST
 
 START_TEST(test_collect_records_history_and_writes_report_html)
 {
-    char *certs = strdup(tu_path(dir, "certs"));
-    char *argv[] = {(char *)tu_source_path("tools/gen-certs"), certs, "gone.test", NULL};
-    char *err = NULL;
-    ck_assert_msg(tu_run(argv, NULL, NULL, &err) == 0, "gen-certs: %s", err);
-    free(err);
+    ck_assert_msg(tu_gen_certs(tu_path(dir, "certs"), TU_ARGS("gone.test")) == 0,
+                  "gen-certs failed");
     char config[2048];
     snprintf(config, sizeof(config),
              "{\"tls\": {\"ca\": \"certs/ca.pem\", \"cert\": \"certs/orchestrator.pem\", "
@@ -593,8 +574,7 @@ START_TEST(test_collect_records_history_and_writes_report_html)
     /* Port 1 on loopback: nothing listens, the pull fails with a refused connection. */
     fx_host_bare(s, "gone.test", "S01", ROLE_CLIENT, "127.0.0.1:1");
     store_close(s);
-    err = NULL;
-    char *out = NULL;
+    char *out = NULL, *err = NULL;
     int rc = fx_run(db, &out, &err, "--config", tu_path(dir, "tlsgate.json"), "collect", NULL);
     ck_assert_msg(rc == 0, "collect: %d %s %s", rc, out, err);
     free(out);
@@ -608,7 +588,6 @@ START_TEST(test_collect_records_history_and_writes_report_html)
     ck_assert_int_eq(html_count(row, strstr(row, "</tr>"), "pull_failing"), 1);
     ck_assert_ptr_nonnull(strstr(html, "data-kind=\"connect\""));
     free(html);
-    free(certs);
 }
 END_TEST
 

@@ -11,6 +11,7 @@
  */
 #include <ctype.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,6 +51,24 @@ static const char *joined(int which, const char *rel)
     char *b = bufs[next++ % 8];
     snprintf(b, sizeof(bufs[0]), "%s/%s", dirs[which], rel);
     return b;
+}
+
+/* The next "--word" of a --help text at or after *pos into `opt` (a bare "--" is skipped);
+ * moves *pos past it. false when there is none. */
+static bool next_option(const char **pos, char *opt, size_t size)
+{
+    for (const char *o = *pos; (o = strstr(o, "--"));) {
+        int len = 2;
+        while (isalnum((unsigned char)o[len]) || o[len] == '-')
+            len++;
+        *pos = o + len;
+        if (len > 2) {
+            snprintf(opt, size, "%.*s", len, o);
+            return true;
+        }
+        o += len;
+    }
+    return false;
 }
 
 static void install_once(void)
@@ -109,6 +128,16 @@ static void assert_file(const char *abs, bool executable)
     ck_assert_msg(S_ISREG(st.st_mode) && st.st_size > 0, "not a file: %s", abs);
     if (executable)
         ck_assert_msg(st.st_mode & S_IXUSR, "not executable: %s", abs);
+}
+
+/* assert_file for each of the NULL-ended names under install folder `which`. */
+static void assert_files(int which, bool executable, ...)
+{
+    va_list ap;
+    va_start(ap, executable);
+    for (const char *rel; (rel = va_arg(ap, const char *));)
+        assert_file(joined(which, rel), executable);
+    va_end(ap);
 }
 
 /* ------------------------------------------------------------------ the command table */
@@ -224,19 +253,16 @@ static bool offers(const char *reply, const char *word)
 
 START_TEST(install_puts_every_file_where_expected)
 {
-    assert_file(joined(BIN, "tlsgate"), true);
-    assert_file(joined(BIN, "tlsgate-collector"), true);
-    assert_file(joined(LIB, "systemd/system/tlsgate.service"), false);
-    assert_file(joined(LIB, "systemd/system/tlsgate-collector.service"), false);
-    assert_file(joined(LIB, "sysusers.d/tlsgate.conf"), false);
-    assert_file(joined(LIB, "tmpfiles.d/tlsgate.conf"), false);
-    assert_file(joined(SYSCONF, "tlsgate/tlsgate.json.example"), false);
-    assert_file(joined(SYSCONF, "tlsgate/collector.json.example"), false);
-    assert_file(joined(DATA, "bash-completion/completions/tlsgate"), false);
-    assert_file(joined(DATA, "bash-completion/completions/tlsgate-collector"), false);
-    assert_file(joined(MAN, "man1/tlsgate.1"), false);
-    assert_file(joined(MAN, "man8/tlsgate-collector.8"), false);
-    assert_file(joined(MAN, "man5/tlsgate.json.5"), false);
+    assert_files(BIN, true, "tlsgate", "tlsgate-collector", NULL);
+    assert_files(LIB, false, "systemd/system/tlsgate.service",
+                 "systemd/system/tlsgate-collector.service", "sysusers.d/tlsgate.conf",
+                 "tmpfiles.d/tlsgate.conf", NULL);
+    assert_files(SYSCONF, false, "tlsgate/tlsgate.json.example", "tlsgate/collector.json.example",
+                 NULL);
+    assert_files(DATA, false, "bash-completion/completions/tlsgate",
+                 "bash-completion/completions/tlsgate-collector", NULL);
+    assert_files(MAN, false, "man1/tlsgate.1", "man8/tlsgate-collector.8", "man5/tlsgate.json.5",
+                 NULL);
 
     /* The units run the installed binaries. */
     char *unit = tu_read_file(in_dest(joined(LIB, "systemd/system/tlsgate.service")), NULL);
@@ -408,18 +434,9 @@ START_TEST(man_pages_render_and_are_complete)
     char *cargv[] = {(char *)tu_build_path("collectors/tlsgate-collector"), "--help", NULL};
     ck_assert_int_eq(tu_run(cargv, NULL, &out, NULL), 0);
     int seen = 0;
-    for (char *o = out; (o = strstr(o, "--"));) {
-        int len = 2;
-        while (isalnum((unsigned char)o[len]) || o[len] == '-')
-            len++;
-        char opt[40];
-        snprintf(opt, sizeof(opt), "%.*s", len, o);
-        if (len > 2) {
-            ck_assert_msg(strstr(text[1], opt), "tlsgate-collector.8 lacks %s", opt);
-            seen++;
-        }
-        o += len;
-    }
+    char opt[40];
+    for (const char *o = out; next_option(&o, opt, sizeof(opt)); seen++)
+        ck_assert_msg(strstr(text[1], opt), "tlsgate-collector.8 lacks %s", opt);
     ck_assert_int_gt(seen, 8);
     free(out);
     /* tlsgate.json(5): every key the config knows (the list its unknown-key error gives). */
@@ -503,16 +520,9 @@ START_TEST(completion_offers_the_whole_command_table)
     char *cargv[] = {(char *)tu_build_path("collectors/tlsgate-collector"), "--help", NULL};
     ck_assert_int_eq(tu_run(cargv, NULL, &out, NULL), 0);
     reply = complete("tlsgate-collector --");
-    for (char *o = out; (o = strstr(o, "--"));) {
-        int len = 2;
-        while (isalnum((unsigned char)o[len]) || o[len] == '-')
-            len++;
-        char opt[40];
-        snprintf(opt, sizeof(opt), "%.*s", len, o);
-        if (len > 2)
-            ck_assert_msg(offers(reply, opt), "'tlsgate-collector --' does not offer %s", opt);
-        o += len;
-    }
+    char opt[40];
+    for (const char *o = out; next_option(&o, opt, sizeof(opt));)
+        ck_assert_msg(offers(reply, opt), "'tlsgate-collector --' does not offer %s", opt);
     free(reply);
     free(out);
 }

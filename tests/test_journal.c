@@ -26,10 +26,7 @@ static void setup(void)
     dir = tu_tmpdir_with_db(db, sizeof(db));
     snprintf(config_path, sizeof(config_path), "%s", tu_path(dir, "config.json"));
     char *certs = strdup(tu_path(dir, "certs"));
-    char *gen[] = {(char *)tu_source_path("tools/gen-certs"), certs, "down.test", NULL};
-    char *err = NULL;
-    ck_assert_msg(tu_run(gen, NULL, NULL, &err) == 0, "gen-certs: %s", err);
-    free(err);
+    ck_assert_msg(tu_gen_certs(certs, TU_ARGS("down.test")) == 0, "gen-certs failed");
     char buf[8192];
     snprintf(buf, sizeof(buf),
              "{\"tls\": {\"ca\": \"%s/ca.pem\", \"cert\": \"%s/orchestrator.pem\", "

@@ -45,17 +45,30 @@ static int line_numbers(const char *path, int *nums, int max)
     return n;
 }
 
-START_TEST(rotates_in_order_and_keeps_the_cap)
+/* logfile_open that must succeed. */
+static struct logfile *open_ok(const char *path, size_t cap, unsigned keep)
 {
-    const char *log = tu_path(dir, "collector.log");
     struct logfile *lf;
-    ck_assert_int_eq(logfile_open(log, 1024, 3, &lf), 0);
+    ck_assert_int_eq(logfile_open(path, cap, keep, &lf), 0);
+    return lf;
+}
+
+/* Writes lines "line 0000 ..." to "line N-1 ..." (46 bytes each), the file never over 1024. */
+static void write_numbered(struct logfile *lf, int n)
+{
     char line[128];
-    for (int i = 0; i < 200; i++) {
+    for (int i = 0; i < n; i++) {
         snprintf(line, sizeof(line), "line %04d 2026-12-02T09:00:00Z info some text", i);
         ck_assert_int_eq(logfile_write(lf, line), 0);
         ck_assert(logfile_size(lf) <= 1024);
     }
+}
+
+START_TEST(rotates_in_order_and_keeps_the_cap)
+{
+    const char *log = tu_path(dir, "collector.log");
+    struct logfile *lf = open_ok(log, 1024, 3);
+    write_numbered(lf, 200);
     logfile_close(lf);
 
     /* Oldest first: .3, .2, .1, then the live file; every file under the cap. */
@@ -82,12 +95,11 @@ END_TEST
 START_TEST(reopen_appends)
 {
     const char *log = tu_path(dir, "a.log");
-    struct logfile *lf;
-    ck_assert_int_eq(logfile_open(log, 4096, 2, &lf), 0);
+    struct logfile *lf = open_ok(log, 4096, 2);
     ck_assert_int_eq(logfile_write(lf, "line 1 first"), 0);
     ck_assert_int_eq(logfile_write(lf, "line 2 second"), 0);
     logfile_close(lf);
-    ck_assert_int_eq(logfile_open(log, 4096, 2, &lf), 0);
+    lf = open_ok(log, 4096, 2);
     ck_assert_uint_eq(logfile_size(lf), strlen("line 1 first\nline 2 second\n"));
     ck_assert_int_eq(logfile_write(lf, "line 3 third"), 0);
     logfile_close(lf);
@@ -101,8 +113,7 @@ END_TEST
 START_TEST(a_long_line_goes_alone_into_a_fresh_file)
 {
     const char *log = tu_path(dir, "b.log");
-    struct logfile *lf;
-    ck_assert_int_eq(logfile_open(log, 1024, 2, &lf), 0);
+    struct logfile *lf = open_ok(log, 1024, 2);
     ck_assert_int_eq(logfile_write(lf, "line 1 short"), 0);
     char big[3001];
     memset(big, 'x', sizeof(big) - 1);
@@ -116,7 +127,7 @@ START_TEST(a_long_line_goes_alone_into_a_fresh_file)
     char *huge = malloc(LOGFILE_LINE_MAX * 2);
     memset(huge, 'y', LOGFILE_LINE_MAX * 2 - 1);
     huge[LOGFILE_LINE_MAX * 2 - 1] = '\0';
-    ck_assert_int_eq(logfile_open(log, 1024, 2, &lf), 0);
+    lf = open_ok(log, 1024, 2);
     ck_assert_int_eq(logfile_write(lf, huge), 0);
     logfile_close(lf);
     free(huge);
@@ -134,14 +145,8 @@ START_TEST(a_rename_that_fails_truncates_instead)
     snprintf(sub, sizeof(sub), "%s/c.log.1/keep", dir);
     tu_write_file(sub, "x", 1);
 
-    struct logfile *lf;
-    ck_assert_int_eq(logfile_open(log, 1024, 1, &lf), 0);
-    char line[128];
-    for (int i = 0; i < 100; i++) {
-        snprintf(line, sizeof(line), "line %04d 2026-12-02T09:00:00Z info some text", i);
-        ck_assert_int_eq(logfile_write(lf, line), 0);
-        ck_assert(logfile_size(lf) <= 1024);
-    }
+    struct logfile *lf = open_ok(log, 1024, 1);
+    write_numbered(lf, 100);
     ck_assert_uint_gt(logfile_truncations(lf), 0);
     logfile_close(lf);
     ck_assert(file_size(log) <= 1024);

@@ -51,20 +51,14 @@ static void setup(void)
 
 static void stop(pid_t *pid)
 {
-    if (*pid > 0) {
-        kill(*pid, SIGKILL);
-        waitpid(*pid, NULL, 0);
-        *pid = -1;
-    }
+    tu_kill_reap(*pid, SIGKILL);
+    *pid = -1;
 }
 
 static void teardown(void)
 {
     stop(&daemon_pid);
-    if (sim > 0) {
-        kill(sim, SIGTERM);
-        waitpid(sim, NULL, 0);
-    }
+    tu_kill_reap(sim, SIGTERM);
     tu_rmtree(dir);
     free(dir);
 }
@@ -650,14 +644,10 @@ START_TEST(bad_settings_are_refused)
     write_config("\"[::1]:9464\"", NULL);
     ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "--config", config_path, "audit", NULL), 0);
 
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    ck_assert_int_eq(listen(fd, 1), 0);
-    socklen_t l = sizeof(a);
-    getsockname(fd, (struct sockaddr *)&a, &l);
+    int taken;
+    int fd = tu_loopback_listener(1, &taken);
     char addr[64];
-    snprintf(addr, sizeof(addr), "\"127.0.0.1:%d\"", ntohs(a.sin_port));
+    snprintf(addr, sizeof(addr), "\"127.0.0.1:%d\"", taken);
     write_config(addr, NULL);
     char *err = NULL;
     int rc = tu_run((char *[]){(char *)tu_build_path("orchestrator/tlsgate"), "--db", db,
@@ -666,7 +656,7 @@ START_TEST(bad_settings_are_refused)
     close(fd);
     ck_assert_int_eq(rc, 4);
     char port[16];
-    snprintf(port, sizeof(port), "port %d", ntohs(a.sin_port));
+    snprintf(port, sizeof(port), "port %d", taken);
     ck_assert_msg(err && strstr(err, port) && strstr(err, "in use"), "%s", err);
     free(err);
 }

@@ -87,14 +87,8 @@ static void teardown(void)
 
 /* ---------------------------------------------------------------- helpers */
 
-static int run(char **out, char **err, ...)
-{
-    va_list ap;
-    va_start(ap, err);
-    int rc = tu_tlsgatev(db, NULL, out, err, ap);
-    va_end(ap);
-    return rc;
-}
+/* `tlsgate --db DB ARGS...` (NULL-ended) on this test's database. */
+#define run(out, err, ...) tu_tlsgate(db, out, err, __VA_ARGS__)
 
 static void init_db(void)
 {

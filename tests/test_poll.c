@@ -65,15 +65,6 @@ static void drop_certs(void)
     free(certs);
 }
 
-static const char *cert_file(const char *name, const char *ext)
-{
-    static char bufs[8][4096];
-    static int next;
-    char *b = bufs[next++ % 8];
-    snprintf(b, sizeof(bufs[0]), "%s/%s.%s", certs, name, ext);
-    return b;
-}
-
 /* Writes the config: short timeouts keep the suite fast, unless `extra` sets its own. */
 static void write_config(const char *extra)
 {
@@ -216,8 +207,9 @@ static pid_t collector_start(const char *name, const char *base, const char *fix
     char *regpath = strdup(tu_source_path(reg));
     snprintf(reg, sizeof(reg), "tests/fixtures/reg/%s.reg", base ? base : fixture);
     char *basepath = strdup(tu_source_path(reg));
-    char *cert = strdup(cert_file(name, "pem")), *key = strdup(cert_file(name, "key"));
-    char *ca = strdup(cert_file("ca", "pem"));
+    char *cert = strdup(tu_cert_path(certs, name, "pem")),
+         *key = strdup(tu_cert_path(certs, name, "key"));
+    char *ca = strdup(tu_cert_path(certs, "ca", "pem"));
     const char *args[] = {"--listen", "127.0.0.1:0", "--cert", cert,        "--key", key, "--ca",
                           ca,         "--regfile",   basepath, "--regfile", regpath, NULL};
     uint16_t p;
@@ -476,7 +468,7 @@ START_TEST(test_collector_certificate_from_another_ca_is_refused)
     ck_assert_int_eq(tu_run(argv, NULL, NULL, NULL), 0);
     /* The collector itself trusts the fleet CA (so it would answer the daemon), but presents a
      * server certificate from the other CA. */
-    char *fleet_ca = tu_read_file(cert_file("ca", "pem"), NULL);
+    char *fleet_ca = tu_read_file(tu_cert_path(certs, "ca", "pem"), NULL);
     tu_write_file(tu_path(other, "ca.pem"), fleet_ca, strlen(fleet_ca));
     free(fleet_ca);
     char *fleet_certs = certs;

@@ -43,27 +43,12 @@ struct peer {
 
 static struct peer peer_start(char *const argv[])
 {
-    int out[2], in[2];
-    ck_assert_int_eq(pipe(out), 0);
-    ck_assert_int_eq(pipe(in), 0);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        int devnull = open("/dev/null", O_WRONLY);
-        if (devnull >= 0)
-            dup2(devnull, 2); /* s_server reports each refused handshake: expected here */
-        close(in[1]);
-        close(out[0]);
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    FILE *f = fdopen(out[0], "r");
+    int in, out;
+    /* stderr quiet: s_server reports each refused handshake, expected here */
+    pid_t pid = tu_spawn_piped(argv, &in, &out, true);
+    FILE *f = fdopen(out, "r");
     char line[256];
-    struct peer p = {pid, 0, in[1], f};
+    struct peer p = {pid, 0, in, f};
     while (fgets(line, sizeof(line), f)) {
         const char *a = strstr(line, "ACCEPT 127.0.0.1:");
         if (a) {
@@ -350,13 +335,7 @@ END_TEST
 START_TEST(closed_port_is_untested)
 {
     /* A port nobody listens on (bound, then closed: the kernel refuses connections). */
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    close(fd);
-    int port = ntohs(sa.sin_port);
+    int port = tu_closed_port();
     set_port("mp1.test", port, false);
     ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "probe", "mp1.test", NULL), 0);
     ck_assert_str_eq(stored("mp1.test", port, "tls1.0"), "untested");
@@ -493,15 +472,8 @@ END_TEST
  * accepting): a handshake there waits for its timeout until the listener is closed. */
 static int stall_listener(int *port)
 {
-    /* CLOEXEC: the daemon started after it must not keep it open. */
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(sa);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    ck_assert_int_eq(listen(fd, 64), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-    *port = ntohs(sa.sin_port);
-    return fd;
+    /* CLOEXEC (tu_loopback_listener): the daemon started after it must not keep it open. */
+    return tu_loopback_listener(64, port);
 }
 
 static char *read_log(const char *path)

@@ -71,22 +71,13 @@ static void teardown(void)
 
 /* ---------------------------------------------------------------- helpers */
 
-static const char *cert_path(const char *name, const char *ext)
-{
-    static char b[4][4096];
-    static int next;
-    char *p = b[next++ % 4];
-    snprintf(p, sizeof(b[0]), "%s/%s.%s", certs, name, ext);
-    return p;
-}
-
 /* The real collector for HOST on `listen` ("127.0.0.1:0" or a port to reuse). */
 static pid_t collector_start(const char *listen, uint16_t *port)
 {
     char cert[4096], key[4096], ca[4096], reg[4096];
-    snprintf(cert, sizeof(cert), "%s", cert_path(HOST, "pem"));
-    snprintf(key, sizeof(key), "%s", cert_path(HOST, "key"));
-    snprintf(ca, sizeof(ca), "%s", cert_path("ca", "pem"));
+    snprintf(cert, sizeof(cert), "%s", tu_cert_path(certs, HOST, "pem"));
+    snprintf(key, sizeof(key), "%s", tu_cert_path(certs, HOST, "key"));
+    snprintf(ca, sizeof(ca), "%s", tu_cert_path(certs, "ca", "pem"));
     snprintf(reg, sizeof(reg), "%s", tu_source_path("tests/fixtures/reg/win10-22h2.reg"));
     const char *args[] = {"--listen", listen, "--cert",    cert, "--key", key,
                           "--ca",     ca,     "--regfile", reg,  NULL};
@@ -169,7 +160,7 @@ static char *openssl_x509(const char *file, const char *option)
 /* The SHA-256 fingerprint of HOST's certificate file, lower-case hex without colons. */
 static char *expected_fingerprint(void)
 {
-    char *f = openssl_x509(cert_path(HOST, "pem"), "-fingerprint");
+    char *f = openssl_x509(tu_cert_path(certs, HOST, "pem"), "-fingerprint");
     char *o = f;
     for (char *i = f; *i; i++)
         if (*i != ':')
@@ -181,7 +172,7 @@ static char *expected_fingerprint(void)
 
 static long long expected_not_after(void)
 {
-    char *d = openssl_x509(cert_path(HOST, "pem"), "-enddate");
+    char *d = openssl_x509(tu_cert_path(certs, HOST, "pem"), "-enddate");
     struct tm tm = {0};
     ck_assert_ptr_nonnull(strptime(d, "%b %d %H:%M:%S %Y GMT", &tm));
     free(d);
@@ -284,7 +275,7 @@ START_TEST(test_pull_records_fingerprint_issuer_serial_and_expiry_of_the_certifi
     snprintf(want, sizeof(want), "%s %s seen", fp, HOST);
     ck_assert_str_eq(got, want);
     free(got);
-    char *serial = openssl_x509(cert_path(HOST, "pem"), "-serial");
+    char *serial = openssl_x509(tu_cert_path(certs, HOST, "pem"), "-serial");
     for (char *i = serial; *i; i++)
         *i = (char)(*i >= 'A' && *i <= 'F' ? *i - 'A' + 'a' : *i);
     while (serial[0] == '0' && serial[1]) /* BN_bn2hex drops leading zero bytes */

@@ -86,6 +86,39 @@ const char *tu_path(const char *dir, const char *name)
     return b;
 }
 
+const char *tu_cert_path(const char *dir, const char *name, const char *ext)
+{
+    char file[512];
+    snprintf(file, sizeof(file), "%s.%s", name, ext);
+    return tu_path(dir, file);
+}
+
+void tu_assert_has_at(const char *file, int line, bool want, const char *text, ...)
+{
+    ck_assert_msg(text != NULL, "%s:%d: no text to look in", file, line);
+    va_list ap;
+    va_start(ap, text);
+    for (const char *needle; (needle = va_arg(ap, const char *));)
+        ck_assert_msg((strstr(text, needle) != NULL) == want, "%s:%d: %s \"%s\" in: %s", file, line,
+                      want ? "no" : "unexpected", needle, text);
+    va_end(ap);
+}
+
+long tu_data_k(const char *from, const char *until, const char *key, bool value_attr)
+{
+    char pat[128];
+    snprintf(pat, sizeof(pat), "data-k=\"%s\"", key);
+    const char *p = strstr(from, pat);
+    ck_assert_msg(p && (!until || p < until), "no %s", pat);
+    p += strlen(pat);
+    const char *end = strchr(p, '>');
+    ck_assert_msg(end != NULL, "%s: the tag does not end", pat);
+    const char *v = strstr(p, "data-value=\"");
+    if (value_attr && v && v < end)
+        return strtol(v + strlen("data-value=\""), NULL, 10);
+    return strtol(end + 1, NULL, 10);
+}
+
 void tu_write_file(const char *path, const char *data, size_t len)
 {
     FILE *f = fopen(path, "wb");
@@ -310,16 +343,29 @@ bool tu_wait_file_contains(const char *path, const char *needle, long ms)
     }
 }
 
-int tu_closed_port(void)
+/* A TCP socket bound to an ephemeral loopback port (listening when backlog > 0); sets *port. */
+static int loopback_socket(int backlog, int *port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    if (backlog > 0)
+        ck_assert_int_eq(listen(fd, backlog), 0);
     socklen_t l = sizeof(a);
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    close(fd);
-    return ntohs(a.sin_port);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
 }
+
+int tu_closed_port(void)
+{
+    int port;
+    close(loopback_socket(0, &port));
+    return port;
+}
+
+int tu_loopback_listener(int backlog, int *port) { return loopback_socket(backlog, port); }
 
 int tu_gen_certs(const char *out, const char *const *names)
 {
@@ -437,7 +483,7 @@ const char *tu_peer_spec(const char *mode_name, const char *file)
     return out;
 }
 
-int tu_python_peer(char *const argv[], pid_t *pid, int *in_fd, int ports[], int max)
+pid_t tu_spawn_piped(char *const argv[], int *in_fd, int *out_fd, bool quiet)
 {
     int in[2], out[2];
     ck_assert_int_eq(pipe(in), 0);
@@ -447,25 +493,43 @@ int tu_python_peer(char *const argv[], pid_t *pid, int *in_fd, int ports[], int 
     if (child == 0) {
         dup2(in[0], 0);
         dup2(out[1], 1);
+        int devnull = quiet ? open("/dev/null", O_WRONLY) : -1;
+        if (devnull >= 0)
+            dup2(devnull, 2);
         close(in[1]);
         close(out[0]);
-        execvp("python3", argv);
+        execvp(argv[0], argv);
         _exit(127);
     }
     close(in[0]);
     close(out[1]);
-    *pid = child;
     *in_fd = in[1];
+    *out_fd = out[0];
+    return child;
+}
+
+void tu_kill_reap(pid_t pid, int sig)
+{
+    if (pid <= 0)
+        return;
+    kill(pid, sig);
+    waitpid(pid, NULL, 0);
+}
+
+int tu_python_peer(char *const argv[], pid_t *pid, int *in_fd, int ports[], int max)
+{
+    int out;
+    *pid = tu_spawn_piped(argv, in_fd, &out, false);
     char line[512];
     size_t len = 0;
     while (len < sizeof(line) - 1 && !memchr(line, '\n', len)) {
-        ck_assert_msg(tu_wait_readable(out[0], 20000), "%s did not report its ports", argv[1]);
-        ssize_t r = read(out[0], line + len, sizeof(line) - 1 - len);
+        ck_assert_msg(tu_wait_readable(out, 20000), "%s did not report its ports", argv[1]);
+        ssize_t r = read(out, line + len, sizeof(line) - 1 - len);
         ck_assert_msg(r > 0, "%s exited before listening", argv[1]);
         len += (size_t)r;
     }
     line[len] = '\0';
-    close(out[0]);
+    close(out);
     int n = 0;
     for (char *tok = strtok(line, " \n"); tok && n < max; tok = strtok(NULL, " \n"))
         ports[n++] = atoi(tok);
@@ -500,8 +564,32 @@ void tu_peer_start(struct tu_peer *pr, const char *certdir, const char *const sp
 void tu_peer_stop(struct tu_peer *pr)
 {
     close(pr->in_fd);
-    kill(pr->pid, SIGKILL);
-    waitpid(pr->pid, NULL, 0);
+    tu_kill_reap(pr->pid, SIGKILL);
+}
+
+char *const *tu_sim_args(struct tu_sim_args *a, bool binary, const char *certdir, int hosts,
+                         const char *sites, const char *control, ...)
+{
+    snprintf(a->hosts, sizeof(a->hosts), "%d", hosts);
+    snprintf(a->binary, sizeof(a->binary), "%s", tu_build_path("tools/fleetsim"));
+    snprintf(a->fixtures, sizeof(a->fixtures), "%s", tu_source_path("tests/fixtures/reg"));
+    const char *fixed[] = {"--certs", certdir,   "--fixtures", a->fixtures, "--hosts",
+                           a->hosts,  "--sites", sites,        "--mps",     "1",
+                           "--dps",   "1",       "--control",  control};
+    int n = 0;
+    if (binary)
+        a->argv[n++] = a->binary;
+    for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+        a->argv[n++] = (char *)fixed[i];
+    va_list ap;
+    va_start(ap, control);
+    for (const char *arg; (arg = va_arg(ap, const char *));) {
+        ck_assert_msg(n < 47, "too many fleetsim arguments");
+        a->argv[n++] = (char *)arg;
+    }
+    va_end(ap);
+    a->argv[n] = NULL;
+    return a->argv;
 }
 
 pid_t tu_fleetsim_start(const char *const *args, const char *logpath, const char *ready,

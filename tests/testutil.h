@@ -38,10 +38,25 @@ void tu_tmpdir_drop(char **dir);
 /* "$dir/$name" in a static rotating buffer (8 slots). */
 const char *tu_path(const char *dir, const char *name);
 
+/* "$dir/$name.$ext" in the same rotating buffer: tu_cert_path(certs, "ca", "pem"). */
+const char *tu_cert_path(const char *dir, const char *name, const char *ext);
+
 /* Writes `data` to `path`; ck_abort on failure. */
 void tu_write_file(const char *path, const char *data, size_t len);
 /* Reads the whole file (NUL-terminated, malloc'd); NULL if missing. */
 char *tu_read_file(const char *path, size_t *len);
+
+/* ck_abort unless `text` contains every needle (tu_assert_has) or none of them (tu_assert_lacks);
+ * the message gives the caller's file:line, the needle at fault and the text. */
+#define tu_assert_has(text, ...) tu_assert_has_at(__FILE__, __LINE__, true, text, __VA_ARGS__, NULL)
+#define tu_assert_lacks(text, ...)                                                                 \
+    tu_assert_has_at(__FILE__, __LINE__, false, text, __VA_ARGS__, NULL)
+void tu_assert_has_at(const char *file, int line, bool want, const char *text, ...);
+
+/* The integer of the first element data-k="key" in the HTML between `from` and `until` (NULL:
+ * the end): its data-value attribute when `value_attr` and it has one, else the text right after
+ * the tag's '>'. ck_abort when there is no such element. */
+long tu_data_k(const char *from, const char *until, const char *key, bool value_attr);
 
 /* Path of a built binary ("orchestrator/tlsgate") or a source file ("tools/sample-inventory.csv"). */
 const char *tu_build_path(const char *rel);
@@ -65,6 +80,9 @@ int tu_tlsgatev(const char *db, char *const env[], char **out, char **err, va_li
  * stdout on /dev/null, stderr into `logpath` (truncated first, or appended to). Returns its pid. */
 pid_t tu_tlsgate_start(const char *db, const char *config, const char *command, const char *logpath,
                        bool truncate);
+
+/* Sends `sig` to `pid` and reaps it; nothing when pid <= 0 (never started or already reaped). */
+void tu_kill_reap(pid_t pid, int sig);
 
 /* Waits for child `pid` to exit within `ms` (a deadline on the monotonic clock, checked every
  * 10 ms); returns its exit code, 128+signal, or -1 when it is still running. */
@@ -90,6 +108,16 @@ bool tu_wait_file_contains(const char *path, const char *needle, long ms);
 
 /* A loopback port where nothing listens: bound, then released. */
 int tu_closed_port(void);
+
+/* A loopback TCP socket that listens (backlog `backlog`) and never accepts: connections complete
+ * and then wait. Close-on-exec, so a process started after it does not hold it. Returns the fd
+ * and sets *port. */
+int tu_loopback_listener(int backlog, int *port);
+
+/* Starts argv (argv[0] looked up on $PATH) with a pipe on its stdin (*in_fd, ours to write and
+ * close) and one on its stdout (*out_fd, ours to read); stderr inherited, or /dev/null when
+ * `quiet`. Returns its pid; ck_abort when fork fails. */
+pid_t tu_spawn_piped(char *const argv[], int *in_fd, int *out_fd, bool quiet);
 
 /* Runs tools/gen-certs OUT NAME... (names NULL-ended), its stdout discarded. Returns 0, or -1
  * with the reason on stderr. Usable outside a test (a suite's main makes certificates once). */
@@ -117,6 +145,17 @@ struct tu_peer {
  * reads back the ports it listens on, in spec order; ck_abort when it does not report them
  * within 20 s. */
 void tu_peer_start(struct tu_peer *pr, const char *certdir, const char *const specs[]);
+/* The arguments of a tools/fleetsim run: `--certs CERTDIR --fixtures tests/fixtures/reg --hosts
+ * HOSTS --sites SITES --mps 1 --dps 1 --control CONTROL`, then the NULL-ended `more` (at most
+ * 24). With `binary`, argv[0] is the fleetsim binary (for tu_run); without, there is no argv[0]
+ * (for tu_fleetsim_start). Returns a->argv, NULL-ended. */
+struct tu_sim_args {
+    char *argv[48];
+    char hosts[16], binary[4096], fixtures[4096]; /* copies: tu_*_path buffers rotate */
+};
+char *const *tu_sim_args(struct tu_sim_args *a, bool binary, const char *certdir, int hosts,
+                         const char *sites, const char *control, ...);
+
 /* `fleetsim ctl SOCKET A [B [C]]` (tools/fleetsim): its stdout (malloc'd). */
 char *tu_fleetsim_ctl(const char *socket, const char *a, const char *b, const char *c);
 

@@ -170,13 +170,10 @@ static int netlog_violations(const char *path, char *why, size_t whysize)
     return bad;
 }
 
+/* The number the rendered DOM shows in the element data-k="key" (its text, not an attribute). */
 static long dom_count(const char *from, const char *until, const char *key)
 {
-    char pat[64];
-    snprintf(pat, sizeof(pat), "data-k=\"%s\">", key);
-    const char *p = strstr(from, pat);
-    ck_assert_msg(p && (!until || p < until), "DOM has no %s", pat);
-    return strtol(p + strlen(pat), NULL, 10);
+    return tu_data_k(from, until, key, false);
 }
 
 START_TEST(test_chromium_renders_the_page_with_the_numbers_and_loads_nothing)

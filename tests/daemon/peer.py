@@ -23,6 +23,9 @@ import sys
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "peers"))
+from peerlib import tls_accept  # noqa: E402
+
 
 def read_request(conn):
     data = b""
@@ -43,10 +46,8 @@ def respond(conn, status, body, content_type="application/json"):
 
 
 def serve_tls(mode, conn, ctx, body):
-    try:
-        tls = ctx.wrap_socket(conn, server_side=True)
-    except (ssl.SSLError, OSError):
-        conn.close()
+    tls = tls_accept(ctx, conn)
+    if tls is None:
         return
     try:
         if read_request(tls) is None:

@@ -33,6 +33,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "peers"))
+from peerlib import tls_accept  # noqa: E402
+
 LOG_LOCK = threading.Lock()
 
 
@@ -122,10 +125,8 @@ def serve(args, mode, conn, ctx):
     if mode == "silent":
         time.sleep(3600)
         return
-    try:
-        tls = ctx.wrap_socket(conn, server_side=True)
-    except (ssl.SSLError, OSError):
-        conn.close()
+    tls = tls_accept(ctx, conn)
+    if tls is None:
         return
     try:
         path, body = read_request(tls)

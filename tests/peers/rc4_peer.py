@@ -19,23 +19,12 @@ stdin closes.
 """
 import argparse
 import os
-import socket
 import struct
-import sys
-import threading
+
+from peerlib import recv_exact, serve_loopback
 
 RC4_SUITES = {0x0004, 0x0005}
 ALERT_HANDSHAKE_FAILURE = b"\x15\x03\x01\x00\x02\x02\x28"
-
-
-def recv_exact(sock, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise EOFError
-        buf += chunk
-    return buf
 
 
 def client_hello(sock):
@@ -74,19 +63,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mode", choices=["rc4", "never", "silent"], required=True)
     args = ap.parse_args()
-    ls = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(64)
-    print("ACCEPT 127.0.0.1:%d" % ls.getsockname()[1], flush=True)
-
-    def watch_stdin():
-        sys.stdin.read()
-        os._exit(0)
-
-    threading.Thread(target=watch_stdin, daemon=True).start()
-    while True:
-        conn, _ = ls.accept()
-        threading.Thread(target=serve, args=(conn, args.mode), daemon=True).start()
+    serve_loopback(lambda conn: serve(conn, args.mode), backlog=64)
 
 
 if __name__ == "__main__":

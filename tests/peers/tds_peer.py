@@ -11,12 +11,11 @@ Prints "ACCEPT 127.0.0.1:PORT" once listening (loopback only), serves until kill
 stdin closes.
 """
 import argparse
-import socket
 import ssl
 import struct
-import sys
-import threading
 import warnings
+
+from peerlib import recv_exact, serve_loopback
 
 VERSIONS = {
     "tls1": ssl.TLSVersion.TLSv1,
@@ -24,16 +23,6 @@ VERSIONS = {
     "tls1_2": ssl.TLSVersion.TLSv1_2,
     "tls1_3": ssl.TLSVersion.TLSv1_3,
 }
-
-
-def recv_exact(sock, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise EOFError
-        buf += chunk
-    return buf
 
 
 def read_packet(sock):
@@ -112,25 +101,7 @@ def main():
     ctx.minimum_version = VERSIONS[args.min]
     ctx.maximum_version = VERSIONS[args.max]
     ctx.load_cert_chain(args.cert, args.key)
-    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("127.0.0.1", args.port))
-    srv.listen(16)
-    print("ACCEPT 127.0.0.1:%d" % srv.getsockname()[1], flush=True)
-
-    def watch_stdin():
-        sys.stdin.read()
-        srv.close()
-        import os
-        os._exit(0)
-
-    threading.Thread(target=watch_stdin, daemon=True).start()
-    while True:
-        try:
-            conn, _ = srv.accept()
-        except OSError:
-            return
-        threading.Thread(target=handle, args=(conn, ctx, args.not_sup), daemon=True).start()
+    serve_loopback(lambda conn: handle(conn, ctx, args.not_sup), port=args.port)
 
 
 if __name__ == "__main__":
