@@ -440,6 +440,27 @@ START_TEST(test_unreadable_folder_is_in_health_and_the_report_is_still_served)
 }
 END_TEST
 
+/* A database with HOST as a management point at 127.0.0.1:port, and the orchestrator's
+ * config (with `extra` config keys) at `config`. */
+static void orchestrator_setup(uint16_t port, char *db, char *config, const char *extra)
+{
+    char inv[4200], text[16384];
+    snprintf(db, 4200, "%s", tu_path(dir, "t.db"));
+    snprintf(config, 4200, "%s", tu_path(dir, "config.json"));
+    snprintf(inv, sizeof(inv), "%s", tu_path(dir, "inv.csv"));
+    snprintf(text, sizeof(text),
+             "{\"tls\": {\"ca\": \"%s\", \"cert\": \"%s\", \"key\": \"%s\"}, "
+             "\"connect_timeout\": 5, \"timeout\": 10%s}",
+             cert("ca", "pem"), cert("orchestrator", "pem"), cert("orchestrator", "key"), extra);
+    tu_write_file(config, text, strlen(text));
+    snprintf(text, sizeof(text),
+             "name,site,roles,collector,os\n%s,PS1,management_point,127.0.0.1:%u,\n", HOST,
+             (unsigned)port);
+    tu_write_file(inv, text, strlen(text));
+    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "init", NULL), 0);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "inventory", "import", inv, NULL), 0);
+}
+
 /* `gate check SERVER --json`: whether a legacy-handshake blocker names `client`. */
 static bool gate_names(const char *db, const char *config, const char *client)
 {
@@ -482,22 +503,8 @@ START_TEST(test_collect_stores_the_summary_and_a_legacy_client_blocks_the_gate_u
     fetch_ok(port, "/v1/evidence", &f); /* the first scan is done */
     tu_fetch_release(&f);
 
-    char db[4200], config[4200], inv[4200], text[16384];
-    snprintf(db, sizeof(db), "%s", tu_path(dir, "t.db"));
-    snprintf(config, sizeof(config), "%s", tu_path(dir, "config.json"));
-    snprintf(inv, sizeof(inv), "%s", tu_path(dir, "inv.csv"));
-    snprintf(text, sizeof(text),
-             "{\"tls\": {\"ca\": \"%s\", \"cert\": \"%s\", \"key\": \"%s\"}, "
-             "\"connect_timeout\": 5, \"timeout\": 10}",
-             cert("ca", "pem"), cert("orchestrator", "pem"), cert("orchestrator", "key"));
-    tu_write_file(config, text, strlen(text));
-    snprintf(text, sizeof(text),
-             "name,site,roles,collector,os\n%s,PS1,management_point,127.0.0.1:%u,\n", HOST,
-             (unsigned)port);
-    tu_write_file(inv, text, strlen(text));
-    char *out = NULL, *err = NULL;
-    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "init", NULL), 0);
-    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "inventory", "import", inv, NULL), 0);
+    char db[4200], config[4200], *out = NULL, *err = NULL;
+    orchestrator_setup(port, db, config, "");
     ck_assert_msg(!gate_names(db, config, "127.0.0.99"), "a blocker before any evidence");
 
     int rc = tu_tlsgate(db, &out, &err, "--config", config, "collect", "--json", NULL);
@@ -543,19 +550,8 @@ START_TEST(test_collect_treats_a_collector_without_evidence_as_no_error)
                           ca,         "--regfile",   reg,      NULL};
     uint16_t port;
     pid_t pid = tu_collector_start(args, tu_path(dir, "collector.err"), DEADLINE_MS, &port);
-    char db[4200], config[4200], inv[4200], text[16384];
-    snprintf(db, sizeof(db), "%s", tu_path(dir, "t.db"));
-    snprintf(config, sizeof(config), "%s", tu_path(dir, "config.json"));
-    snprintf(inv, sizeof(inv), "%s", tu_path(dir, "inv.csv"));
-    snprintf(text, sizeof(text), "{\"tls\": {\"ca\": \"%s\", \"cert\": \"%s\", \"key\": \"%s\"}}",
-             cert("ca", "pem"), cert("orchestrator", "pem"), cert("orchestrator", "key"));
-    tu_write_file(config, text, strlen(text));
-    snprintf(text, sizeof(text),
-             "name,site,roles,collector,os\n%s,PS1,management_point,127.0.0.1:%u,\n", HOST,
-             (unsigned)port);
-    tu_write_file(inv, text, strlen(text));
-    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "init", NULL), 0);
-    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "inventory", "import", inv, NULL), 0);
+    char db[4200], config[4200];
+    orchestrator_setup(port, db, config, "");
     char *out = NULL;
     ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "--config", config, "collect", "--json", NULL), 0);
     json_t *j = json_loads(out, 0, NULL);
@@ -565,6 +561,36 @@ START_TEST(test_collect_treats_a_collector_without_evidence_as_no_error)
     ck_assert_int_eq(json_integer_value(json_object_get(j, "ok")), 1);
     json_decref(j);
     free(out);
+    stop(pid);
+}
+END_TEST
+
+START_TEST(test_daemon_pulls_the_summary_after_the_reports)
+{
+    snprintf(certs, sizeof(certs), "%.1000s", tu_path(dir, "certs"));
+    ck_assert_int_eq(tu_gen_certs(certs, TU_ARGS(HOST)), 0);
+    const char *p = log_path();
+    append(p, header);
+    request(p, "10:00:00", 443, "127.0.0.99", "40");
+    char ev[1200];
+    snprintf(ev, sizeof(ev), "{\"iis_logs\": \"%s\"}", logs);
+    uint16_t port;
+    pid_t pid = collector_start(ev, &port);
+    struct tu_fetch f;
+    fetch_ok(port, "/v1/evidence", &f);
+    tu_fetch_release(&f);
+    char db[4200], config[4200];
+    orchestrator_setup(port, db, config, ", \"interval\": 1, \"jitter\": 0");
+    pid_t daemon = tu_tlsgate_start(db, config, "daemon", tu_path(dir, "daemon.log"), true);
+    bool seen = tu_wait_db_int(db,
+                               "SELECT count(*) FROM evidence WHERE client = '127.0.0.99' AND "
+                               "protocol = 'tls1.0' AND server = ?",
+                               HOST, 1, DEADLINE_MS);
+    kill(daemon, SIGTERM);
+    ck_assert_int_eq(tu_wait_exit(daemon, DEADLINE_MS), 0);
+    ck_assert_msg(seen, "the daemon stored no evidence: %s",
+                  tu_read_file(tu_path(dir, "daemon.log"), NULL));
+    ck_assert(tu_wait_file_contains(tu_path(dir, "daemon.log"), "evidence summary stored", 1000));
     stop(pid);
 }
 END_TEST
@@ -581,7 +607,8 @@ int main(void)
                  test_collector_serves_evidence_with_mutual_tls_only,
                  test_unreadable_folder_is_in_health_and_the_report_is_still_served,
                  test_collect_stores_the_summary_and_a_legacy_client_blocks_the_gate_until_waived,
-                 test_collect_treats_a_collector_without_evidence_as_no_error));
+                 test_collect_treats_a_collector_without_evidence_as_no_error,
+                 test_daemon_pulls_the_summary_after_the_reports));
     tcase_set_timeout(tc, 180);
     return tu_run_suite(s);
 }

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <sqlite3.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -354,4 +355,116 @@ int evpull_run(struct store *s, const struct config *cfg, const char *host, long
     targets_release(&ts);
     tlsctx_unref(t);
     return rc;
+}
+
+/* ---- the daemon's schedule -------------------------------------------------------------- */
+
+struct evpull_sched {
+    uv_timer_t timer;
+    uv_work_t work;
+    char *db_path;
+    struct config cfg; /* tls paths: the copies below (a SIGHUP may replace the daemon's) */
+    char *ca, *cert, *key;
+    long long since, started;
+    bool busy, stopping, timer_closed;
+};
+
+static void sched_free_if_done(struct evpull_sched *e)
+{
+    if (e->stopping && e->timer_closed && !e->busy) {
+        free(e->db_path);
+        free(e->ca);
+        free(e->cert);
+        free(e->key);
+        free(e);
+    }
+}
+
+static void sched_work(uv_work_t *w)
+{
+    struct evpull_sched *e = w->data;
+    struct store *s;
+    char err[STORE_ERROR_SIZE];
+    if (store_open(e->db_path, false, &s, err, sizeof(err))) {
+        poll_log(LOG_WARN, NULL, "evidence summaries: %s", err);
+        return;
+    }
+    struct evpull_stats st;
+    if (evpull_run(s, &e->cfg, NULL, e->since, &st, err, sizeof(err)))
+        poll_log(LOG_WARN, NULL, "evidence summaries: %s", err); /* tried again next time */
+    else
+        e->since = e->started;
+    if (st.servers)
+        poll_log(LOG_INFO, NULL,
+                 "evidence summaries: %zu site systems asked, %zu stored (%lld rows), %zu "
+                 "without /v1/evidence, %zu failed",
+                 st.servers, st.stored, st.rows, st.absent, st.failed);
+    store_close(s);
+}
+
+static void sched_done(uv_work_t *w, int status)
+{
+    (void)status;
+    struct evpull_sched *e = w->data;
+    e->busy = false;
+    sched_free_if_done(e);
+}
+
+static void sched_tick(uv_timer_t *t)
+{
+    struct evpull_sched *e = t->data;
+    if (e->busy || e->stopping)
+        return;
+    e->started = utc_now();
+    e->work.data = e;
+    if (uv_queue_work(t->loop, &e->work, sched_work, sched_done) == 0)
+        e->busy = true;
+}
+
+int evpull_sched_start(uv_loop_t *loop, const char *db_path, const struct config *cfg,
+                       struct evpull_sched **out, char *err, size_t errsize)
+{
+    struct evpull_sched *e = calloc(1, sizeof(*e));
+    if (e) {
+        e->db_path = strdup(db_path);
+        e->ca = strdup(cfg->tls_ca ? cfg->tls_ca : "");
+        e->cert = strdup(cfg->tls_cert ? cfg->tls_cert : "");
+        e->key = strdup(cfg->tls_key ? cfg->tls_key : "");
+    }
+    if (!e || !e->db_path || !e->ca || !e->cert || !e->key) {
+        if (e) {
+            e->stopping = e->timer_closed = true;
+            sched_free_if_done(e);
+        }
+        snprintf(err, errsize, "out of memory");
+        return -ENOMEM;
+    }
+    e->cfg = (struct config){.tls_ca = e->ca,
+                             .tls_cert = e->cert,
+                             .tls_key = e->key,
+                             .connect_timeout = cfg->connect_timeout,
+                             .timeout = cfg->timeout,
+                             .interval = cfg->interval};
+    long period = cfg->interval > 0 ? cfg->interval : 900;
+    e->since = utc_now() - period;
+    uv_timer_init(loop, &e->timer);
+    e->timer.data = e;
+    uv_timer_start(&e->timer, sched_tick, (uint64_t)period * 1000, (uint64_t)period * 1000);
+    *out = e;
+    return 0;
+}
+
+static void sched_timer_closed(uv_handle_t *h)
+{
+    struct evpull_sched *e = h->data;
+    e->timer_closed = true;
+    sched_free_if_done(e);
+}
+
+void evpull_sched_stop(struct evpull_sched *e)
+{
+    if (!e)
+        return;
+    e->stopping = true;
+    uv_close((uv_handle_t *)&e->timer, sched_timer_closed);
 }

@@ -19,6 +19,7 @@
 #define TLSGATE_EVPULL_H
 
 #include <stddef.h>
+#include <uv.h>
 
 #include "config.h"
 
@@ -43,6 +44,19 @@ struct evpull_stats {
  */
 int evpull_run(struct store *s, const struct config *cfg, const char *host, long long since,
                struct evpull_stats *st, char *err, size_t errsize);
+
+/*
+ * The daemon's schedule: every config interval (as read at start) a job on libuv's
+ * thread pool opens its own connection to `db_path` and runs evpull_run for the site systems
+ * pulled successfully since the previous job started (the first job: since the daemon started,
+ * minus one interval). One job at a time; log lines through poll_log. evpull_sched_stop closes
+ * the timer (the loop then ends once a job in flight has finished: each server is bounded by
+ * the config's timeouts) and frees the rest when the job is done.
+ */
+struct evpull_sched;
+int evpull_sched_start(uv_loop_t *loop, const char *db_path, const struct config *cfg,
+                       struct evpull_sched **out, char *err, size_t errsize);
+void evpull_sched_stop(struct evpull_sched *e); /* NULL: no-op */
 
 /*
  * Checks one summary body from `name` and calls nothing else: 0 and *nrows (rows it would
