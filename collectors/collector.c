@@ -221,6 +221,7 @@ static void usage(FILE *f)
           "Serves this host's TLS 1.2 readiness report over HTTPS (TLS 1.2/1.3) with mutual TLS:\n"
           "  GET /v1/readiness   the cached report (JSON)\n"
           "  GET /v1/health      {status, host, last_refresh, last_error, report_bytes}\n"
+          "  GET /v1/evidence    the IIS log summary (config \"evidence\", else 404)\n"
           "Only a client certificate signed by --ca, issued for TLS client authentication and\n"
           "with CN equal to --client-cn (default " DEFAULT_CLIENT_CN ") may read.\n"
           "\n"
@@ -262,6 +263,14 @@ static void usage(FILE *f)
           "                      only) instead of cert and key: the store's certificate for\n"
           "                      this host (SAN, serverAuth, valid, its key usable), key\n"
           "                      never exported\n"
+#endif
+          "                      \"evidence\" (config only, off when absent):\n"
+          "                      {\"iis_logs\": FOLDER, \"max_clients\": 10000,\n"
+          "                      \"window_days\": 30}: summarise the IIS W3C logs\n"
+          "                      (W3SVC*/u_ex*.log, read incrementally) per client address,\n"
+          "                      port, protocol and day, at most max_clients rows\n"
+#ifdef _WIN32
+          "                      (iis_logs default: %SystemDrive%\\inetpub\\logs\\LogFiles)\n"
 #endif
           "                      \"enroll\" (config only): {\"url\": \"https://NAME:PORT\",\n"
           "                      \"site\": \"S01\", \"secret_file\": FILE, \"renew_fraction\":\n"
