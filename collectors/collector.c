@@ -42,6 +42,7 @@
 #include "collector.h"
 #include "enroll.h"
 #include "facts.h"
+#include "iissum.h"
 #include "keyacl.h"
 #include "platform.h"
 #include "regview.h"
@@ -101,6 +102,10 @@ struct options {
     /* config: the server's deadlines and caps (server.h); 0 = the server's default */
     long handshake_timeout_ms, request_timeout_ms, connection_limit, per_ip_limit;
     struct enroll_options enroll;
+    /* config "evidence": the IIS log summary at /v1/evidence (iissum.h); off unless given */
+    bool evidence;
+    char *iis_logs; /* the folder; NULL: the Windows default (evidence_default_dir) */
+    long max_clients, window_days;
     bool enroll_command; /* `tlsgate-collector enroll`: enroll once and exit */
 };
 
@@ -130,6 +135,11 @@ struct collector {
     struct renew_job *renew_job;
     unsigned renew_failures;
     char renew_error[SERVER_ERROR_MAX_BYTES];
+    /* The IIS log summary (config "evidence"): scanned on libuv's thread pool with each
+     * refresh, one scan at a time; evidence_stop ends a scan early at stop. */
+    struct iissum *iissum;
+    struct evidence_job *evidence_job;
+    volatile int evidence_stop;
 };
 
 /* ---- logging: one sink for every line (collector.h) ---- */
@@ -211,6 +221,7 @@ static void usage(FILE *f)
           "Serves this host's TLS 1.2 readiness report over HTTPS (TLS 1.2/1.3) with mutual TLS:\n"
           "  GET /v1/readiness   the cached report (JSON)\n"
           "  GET /v1/health      {status, host, last_refresh, last_error, report_bytes}\n"
+          "  GET /v1/evidence    the IIS log summary (config \"evidence\", else 404)\n"
           "Only a client certificate signed by --ca, issued for TLS client authentication and\n"
           "with CN equal to --client-cn (default " DEFAULT_CLIENT_CN ") may read.\n"
           "\n"
@@ -252,6 +263,14 @@ static void usage(FILE *f)
           "                      only) instead of cert and key: the store's certificate for\n"
           "                      this host (SAN, serverAuth, valid, its key usable), key\n"
           "                      never exported\n"
+#endif
+          "                      \"evidence\" (config only, off when absent):\n"
+          "                      {\"iis_logs\": FOLDER, \"max_clients\": 10000,\n"
+          "                      \"window_days\": 30}: summarise the IIS W3C logs\n"
+          "                      (W3SVC*/u_ex*.log, read incrementally) per client address,\n"
+          "                      port, protocol and day, at most max_clients rows\n"
+#ifdef _WIN32
+          "                      (iis_logs default: %SystemDrive%\\inetpub\\logs\\LogFiles)\n"
 #endif
           "                      \"enroll\" (config only): {\"url\": \"https://NAME:PORT\",\n"
           "                      \"site\": \"S01\", \"secret_file\": FILE, \"renew_fraction\":\n"
@@ -486,6 +505,52 @@ static void enroll_options_release(struct enroll_options *e)
  * command line replaces the config's source entirely. A relative path in the file (cert, key,
  * ca, facts, regfile) is relative to the file's folder (cfgutil.h): a Windows service runs in
  * System32. 0 or EXIT_* with a message. */
+/* The config's "evidence" object: {"iis_logs": DIR, "max_clients": N, "window_days": D}. */
+static int load_evidence_config(const char *path, json_t *v, struct options *o)
+{
+    if (!json_is_object(v)) {
+        fail("%s: evidence: must be an object {\"iis_logs\": FOLDER, \"max_clients\": N, "
+             "\"window_days\": D}",
+             path);
+        return EXIT_INPUT;
+    }
+    const char *k;
+    json_t *item;
+    json_object_foreach(v, k, item)
+    {
+        if (strcmp(k, "iis_logs") == 0) {
+            if (!json_is_string(item) || !json_string_length(item)) {
+                fail("%s: evidence.iis_logs: must be a folder name", path);
+                return EXIT_INPUT;
+            }
+            free(o->iis_logs);
+            if (!(o->iis_logs = cfg_resolve(path, json_string_value(item))))
+                return EXIT_SYSTEM;
+        } else if (strcmp(k, "max_clients") == 0 || strcmp(k, "window_days") == 0) {
+            bool rows = k[0] == 'm';
+            long max = rows ? IISSUM_MAX_ROWS_LIMIT : IISSUM_WINDOW_DAYS_LIMIT;
+            if (!json_is_integer(item) || json_integer_value(item) < 1 ||
+                json_integer_value(item) > max) {
+                fail("%s: evidence.%s: must be an integer from 1 to %ld", path, k, max);
+                return EXIT_INPUT;
+            }
+            *(rows ? &o->max_clients : &o->window_days) = (long)json_integer_value(item);
+        } else {
+            fail("%s: evidence: unknown key \"%s\" (known: iis_logs, max_clients, window_days)",
+                 path, k);
+            return EXIT_INPUT;
+        }
+    }
+#ifndef _WIN32
+    if (!o->iis_logs) {
+        fail("%s: evidence.iis_logs: the IIS log folder is required", path);
+        return EXIT_INPUT;
+    }
+#endif
+    o->evidence = true;
+    return 0;
+}
+
 static int load_config(const char *path, struct options *o)
 {
     bool cli_source = o->nregfiles > 0 || o->facts || o->registry;
@@ -636,6 +701,10 @@ static int load_config(const char *path, struct options *o)
             ret = load_enroll_config(path, v, &o->enroll);
             if (ret)
                 goto out;
+        } else if (strcmp(k, "evidence") == 0) {
+            ret = load_evidence_config(path, v, o);
+            if (ret)
+                goto out;
         } else if (strcmp(k, "firewall_allow") == 0) {
             /* Read by `service install` (the Windows Firewall rule); checked here too, so a
              * config that the installer would refuse never runs either. */
@@ -649,7 +718,7 @@ static int load_config(const char *path, struct options *o)
             fail("%s: unknown key \"%s\" (known: listen, cert, key, ca, certificate, regfile, "
                  "facts, host, interval, client_cn, orchestrators, cert_warn_days, "
                  "handshake_timeout_ms, request_timeout_ms, connection_limit, per_ip_limit, "
-                 "firewall_allow, enroll)",
+                 "firewall_allow, enroll, evidence)",
                  path, k);
             ret = EXIT_INPUT;
             goto out;
@@ -676,6 +745,7 @@ static void options_release(struct options *o)
     for (size_t i = 0; i < o->norchestrators; i++)
         free(o->orchestrators[i]);
     enroll_options_release(&o->enroll);
+    free(o->iis_logs);
     memset(o, 0, sizeof(*o));
 }
 
@@ -1102,9 +1172,82 @@ static int build_report(const struct collector *c, long long now, char **json, s
     return 0;
 }
 
+/* ---- the IIS log summary (config "evidence", iissum.h) ---- */
+
+struct evidence_job {
+    uv_work_t req;
+    struct collector *c;
+    long long now;
+    int rc;
+    char err[ERR_SIZE];
+    char *json;
+    size_t len;
+};
+
+/* The folder IIS writes its logs to by default: %SystemDrive%\inetpub\logs\LogFiles. */
+static char *evidence_default_dir(void)
+{
+    const char *drive = getenv("SystemDrive");
+    char buf[300];
+    snprintf(buf, sizeof(buf), "%s\\inetpub\\logs\\LogFiles",
+             drive && drive[0] && strlen(drive) < 200 ? drive : "C:");
+    return strdup(buf);
+}
+
+/* On the thread pool: the scan (only new lines) and the JSON of the whole summary. */
+static void evidence_work(uv_work_t *req)
+{
+    struct evidence_job *j = req->data;
+    j->rc = iissum_scan(j->c->iissum, j->now, j->err, sizeof(j->err));
+    j->json = iissum_json(j->c->iissum, j->c->host, j->now, &j->len);
+}
+
+static void evidence_done(uv_work_t *req, int status)
+{
+    struct evidence_job *j = req->data;
+    struct collector *c = j->c;
+    c->evidence_job = NULL;
+    if (status == 0 && !c->stopping && c->server) {
+        if (!j->json)
+            snprintf(j->err, sizeof(j->err), "evidence: out of memory for the summary");
+        else if (j->len > IISSUM_JSON_MAX)
+            snprintf(j->err, sizeof(j->err), "evidence: the summary is %zu bytes, over %u", j->len,
+                     IISSUM_JSON_MAX);
+        else if (server_set_evidence(c->server, j->json, j->len) < 0)
+            snprintf(j->err, sizeof(j->err), "evidence: out of memory for the summary");
+        else
+            j->json = NULL; /* the server has it */
+        bool failed = j->rc < 0 || j->err[0];
+        server_set_evidence_error(c->server, failed ? j->err : NULL);
+        if (failed)
+            log_line(COLLECTOR_LOG_WARNING, "evidence: %s (the report is still served)", j->err);
+    }
+    free(j->json);
+    free(j);
+}
+
+/* Starts a scan of the IIS logs unless one runs (or evidence is off). */
+static void evidence_scan_start(struct collector *c)
+{
+    if (!c->iissum || c->evidence_job || c->stopping)
+        return;
+    struct evidence_job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return;
+    j->c = c;
+    j->now = (long long)time(NULL);
+    j->req.data = j;
+    if (uv_queue_work(&c->loop, &j->req, evidence_work, evidence_done) < 0) {
+        free(j);
+        return;
+    }
+    c->evidence_job = j;
+}
+
 /* Builds the report and hands it to the server; on failure the server keeps the old one. */
 static int refresh(struct collector *c)
 {
+    evidence_scan_start(c);
     char err[ERR_SIZE] = "";
     char *json;
     size_t len;
@@ -1205,6 +1348,9 @@ static void stop(struct collector *c)
     uv_mutex_unlock(&control_lock);
     log_lifecycle("stopping");
     server_close(c->server, on_server_closed, c);
+    c->evidence_stop = 1; /* a scan in flight ends at its next check */
+    if (c->evidence_job)
+        uv_cancel((uv_req_t *)&c->evidence_job->req);
     uv_close((uv_handle_t *)&c->refresh, NULL);
     uv_close((uv_handle_t *)&c->expiry, NULL);
     renew_stop(c);
@@ -1821,6 +1967,7 @@ static int run(struct collector *c)
         .request_timeout_ms = (unsigned)c->opt.request_timeout_ms,
         .connection_limit = (unsigned)c->opt.connection_limit,
         .per_ip_limit = (unsigned)c->opt.per_ip_limit,
+        .evidence = c->opt.evidence,
     };
     rc = server_start(&c->loop, &so, &c->server, err, sizeof(err));
     identity_release(&id); /* the server holds its own copies */
@@ -1859,6 +2006,20 @@ static int run(struct collector *c)
         ret = EXIT_SYSTEM;
         goto out;
     }
+    if (c->opt.evidence) {
+        char *dir = c->opt.iis_logs ? strdup(c->opt.iis_logs) : evidence_default_dir();
+        struct iissum_options io = {.dir = dir,
+                                    .max_rows = (size_t)c->opt.max_clients,
+                                    .window_days = (int)c->opt.window_days,
+                                    .stop = &c->evidence_stop};
+        rc = dir ? iissum_new(&io, &c->iissum) : -ENOMEM;
+        if (rc == 0)
+            log_line(COLLECTOR_LOG_INFO, "evidence: summarising the IIS logs under %s", dir);
+        else
+            fail("evidence: %s", strerror(-rc));
+        free(dir);
+        evidence_scan_start(c);
+    }
     schedule_refresh(c);
     check_cert_expiry(c);
     uv_timer_start(&c->expiry, on_expiry_timer, 86400 * 1000ULL, 86400 * 1000ULL);
@@ -1872,6 +2033,8 @@ static int run(struct collector *c)
                   (unsigned)server_port(c->server), source_names[c->opt.source], c->opt.interval);
 
     uv_run(&c->loop, UV_RUN_DEFAULT);
+    iissum_free(c->iissum); /* no scan runs once the loop has ended */
+    c->iissum = NULL;
     rc = uv_loop_close(&c->loop);
     if (rc != 0) {
         fail("event loop still has handles at exit: %s", uv_strerror(rc));

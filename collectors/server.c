@@ -143,8 +143,11 @@ struct server {
     uv_mutex_t lock;             /* guards the four fields below and stats */
     struct MHD_Response *report; /* NULL until the first server_set_report */
     size_t report_bytes;
-    long long last_refresh; /* epoch seconds; 0 = never */
-    char *last_error;       /* NULL = the last refresh succeeded */
+    long long last_refresh;        /* epoch seconds; 0 = never */
+    char *last_error;              /* NULL = the last refresh succeeded */
+    bool evidence_on;              /* options.evidence: /v1/evidence is served (503 until set) */
+    struct MHD_Response *evidence; /* the IIS log summary (server_set_evidence), or NULL */
+    char *evidence_error;          /* why the last scan of the IIS logs failed, or NULL */
     uint16_t port;
     struct server_stats stats;
     uv_mutex_t log_lock; /* guards start_err against MHD's thread */
@@ -461,12 +464,14 @@ static enum MHD_Result answer_health(struct server *s, struct MHD_Connection *c)
     else if (exp > 0 && now >= exp - s->cert_warn_s)
         snprintf(warning, sizeof(warning), "the certificate expires on %s (in %lld days)", expires,
                  (exp - now) / 86400);
-    const char *status = !s->report ? "starting" : s->last_error || warning[0] ? "degraded" : "ok";
-    json_t *j =
-        json_pack("{s:s, s:s, s:s?, s:s?, s:I, s:s?, s:s?}", "status", status, "host", s->host,
-                  "last_refresh", when[0] ? when : NULL, "last_error", s->last_error,
-                  "report_bytes", (json_int_t)s->report_bytes, "certificate_expires",
-                  expires[0] ? expires : NULL, "certificate_warning", warning[0] ? warning : NULL);
+    const char *status = !s->report                                         ? "starting"
+                         : s->last_error || warning[0] || s->evidence_error ? "degraded"
+                                                                            : "ok";
+    json_t *j = json_pack("{s:s, s:s, s:s?, s:s?, s:I, s:s?, s:s?, s:s?}", "status", status, "host",
+                          s->host, "last_refresh", when[0] ? when : NULL, "last_error",
+                          s->last_error, "report_bytes", (json_int_t)s->report_bytes,
+                          "certificate_expires", expires[0] ? expires : NULL, "certificate_warning",
+                          warning[0] ? warning : NULL, "evidence_error", s->evidence_error);
     /* The connection counters (server_stats): how the discipline of issue 19 is doing. */
     json_t *conns =
         json_pack("{s:I, s:I, s:I, s:I, s:I}", "served", (json_int_t)s->stats.served, "refused",
@@ -658,7 +663,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     }
 
     bool readiness = strcmp(url, "/v1/readiness") == 0;
-    if (!readiness && strcmp(url, "/v1/health") != 0)
+    bool evidence = s->evidence_on && strcmp(url, "/v1/evidence") == 0;
+    if (!readiness && !evidence && strcmp(url, "/v1/health") != 0)
         return queue_static(c, MHD_HTTP_NOT_FOUND, "{\"error\":\"not found\"}", NULL);
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
         return queue_static(c, MHD_HTTP_METHOD_NOT_ALLOWED, "{\"error\":\"method not allowed\"}",
@@ -672,7 +678,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
     enum MHD_Result ret;
     uv_mutex_lock(&s->lock);
-    if (!readiness) {
+    if (evidence) {
+        if (!s->evidence) {
+            ret = queue_static(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+                               "{\"error\":\"no evidence summary yet\"}", NULL);
+        } else {
+            s->stats.served++;
+            ret = MHD_queue_response(c, MHD_HTTP_OK, s->evidence);
+        }
+    } else if (!readiness) {
         ret = answer_health(s, c);
     } else if (!s->report) {
         ret = queue_static(c, MHD_HTTP_SERVICE_UNAVAILABLE, "{\"error\":\"no report yet\"}", NULL);
@@ -1192,6 +1206,9 @@ static void server_free(struct server *s)
 {
     if (s->report)
         MHD_destroy_response(s->report);
+    if (s->evidence)
+        MHD_destroy_response(s->evidence);
+    free(s->evidence_error);
     free(s->host);
     free(s->client_cn);
     free(s->ca_pem);
@@ -1395,6 +1412,7 @@ int server_start(uv_loop_t *loop, const struct server_options *o, struct server 
     s->log = o->log;
     s->log_arg = o->log_arg;
     s->handler = o->handler;
+    s->evidence_on = o->evidence;
     s->handler_arg = o->handler_arg;
     s->body_max = o->body_max ? o->body_max : SERVER_BODY_MAX_DEFAULT;
     s->cap = o->connection_limit ? o->connection_limit : SERVER_DEFAULT_CONNECTIONS;
@@ -1534,18 +1552,59 @@ int server_set_report(struct server *s, const char *json, size_t len, long long 
     return 0;
 }
 
-void server_set_error(struct server *s, const char *message)
+int server_set_evidence(struct server *s, char *json, size_t len)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer_with_free_callback(len, json, free);
+    if (!r) {
+        free(json);
+        return -ENOMEM;
+    }
+    if (MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json") != MHD_YES ||
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") != MHD_YES) {
+        MHD_destroy_response(r);
+        return -ENOMEM;
+    }
+    uv_mutex_lock(&s->lock);
+    struct MHD_Response *old = s->evidence; /* responses in flight hold their own reference */
+    s->evidence = r;
+    uv_mutex_unlock(&s->lock);
+    if (old)
+        MHD_destroy_response(old);
+    return 0;
+}
+
+/* A message made safe for the health JSON (printable ASCII, capped); NULL when out of memory. */
+static char *clean_message(const char *message)
 {
     size_t n = strnlen(message, SERVER_ERROR_MAX_BYTES);
     char *m = malloc(n + 1);
     if (!m)
-        return; /* the old message stays: still true that the refresh is failing */
-    /* Messages can quote file contents; health JSON must stay valid UTF-8 whatever they hold. */
+        return NULL;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)message[i];
         m[i] = ch < 0x20 || ch >= 0x7f ? '?' : (char)ch;
     }
     m[n] = '\0';
+    return m;
+}
+
+void server_set_evidence_error(struct server *s, const char *message)
+{
+    char *m = message ? clean_message(message) : NULL;
+    if (message && !m)
+        return;
+    uv_mutex_lock(&s->lock);
+    char *old = s->evidence_error;
+    s->evidence_error = m;
+    uv_mutex_unlock(&s->lock);
+    free(old);
+}
+
+void server_set_error(struct server *s, const char *message)
+{
+    char *m = clean_message(message);
+    if (!m)
+        return; /* the old message stays: still true that the refresh is failing */
     uv_mutex_lock(&s->lock);
     char *old = s->last_error;
     s->last_error = m;

@@ -27,8 +27,11 @@
  * and the handler decides; the connection discipline and the syntax checks stay the same.)
  *
  *   GET /v1/readiness  200 application/json: the report set by server_set_report (503 before)
+ *   GET /v1/evidence   200 application/json: the IIS log summary set by server_set_evidence
+ *                      (iissum.h; 503 before); 404 unless server_options.evidence
  *   GET /v1/health     200 application/json: {status, host, last_refresh, last_error,
  *                      report_bytes}; never touches the facts
+ *                      + evidence_error when the last scan of the IIS logs failed ("degraded")
  *                      + certificate_expires, and certificate_warning ("degraded") when
  *                      the certificate expires within cert_warn_days or has expired;
  *                      + connections: {served, refused, denied, evicted, timed_out}
@@ -71,9 +74,9 @@ struct server_request {
     unsigned long long body_refused;
 };
 struct server_reply {
-    unsigned status;          /* HTTP status */
-    char *body;               /* malloc'd JSON (application/json); the server frees it */
-    unsigned retry_after;     /* seconds, sent as Retry-After when not 0 */
+    unsigned status;      /* HTTP status */
+    char *body;           /* malloc'd JSON (application/json); the server frees it */
+    unsigned retry_after; /* seconds, sent as Retry-After when not 0 */
 };
 typedef void (*server_handler_fn)(void *arg, const struct server_request *req,
                                   struct server_reply *rep);
@@ -96,7 +99,7 @@ struct server_options {
     /* Instead of key_pem: a key GnuTLS opens by URL (gnutls_privkey_import_url), such as a
      * Windows store's (certstore-win.c); checked by a test signature against cert_pem. */
     const char *key_url;
-    const char *ca_pem;   /* NUL-terminated PEM of the CA that signs clients; copied */
+    const char *ca_pem;    /* NUL-terminated PEM of the CA that signs clients; copied */
     const char *client_cn; /* when set, the client certificate's CN must equal it; copied */
     /* When set, receives libmicrohttpd's messages once the server runs (level 3: debug; they
      * are mostly failed handshakes). May be called from MHD's thread on Windows. */
@@ -125,6 +128,7 @@ struct server_options {
     server_handler_fn handler;
     void *handler_arg;
     size_t body_max; /* 0: SERVER_BODY_MAX_DEFAULT */
+    bool evidence;   /* serve /v1/evidence (the collector's config "evidence") */
 };
 
 /*
@@ -144,6 +148,13 @@ uint16_t server_port(const struct server *s);
  * in flight keep the bytes they started with. Returns 0, -E2BIG over REPORT_MAX_BYTES, -ENOMEM.
  */
 int server_set_report(struct server *s, const char *json, size_t len, long long refreshed_at);
+
+/* Replaces the summary served at /v1/evidence with `json` (len bytes), which the server takes
+ * (freed with free() once no response uses it, also on failure). 0 or -ENOMEM. */
+int server_set_evidence(struct server *s, char *json, size_t len);
+
+/* Why the last scan of the IIS logs failed (said in /v1/health), or NULL when it succeeded. */
+void server_set_evidence_error(struct server *s, const char *message);
 
 /* Records a failed refresh: the last good report keeps being served and /v1/health says why. */
 void server_set_error(struct server *s, const char *message);

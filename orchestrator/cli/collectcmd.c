@@ -3,6 +3,7 @@
  * with a progress line on a terminal and one line per host otherwise, then a summary. The
  * poller (poll.h) does the work, run by pullrun.h; this file owns what the user sees.
  */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "evpull.h"
 #include "poll.h"
 #include "pullrun.h"
 
@@ -28,6 +30,7 @@ struct collect_run {
     bool json; /* one document at the end, nothing per host */
     uint64_t started_ns, drawn_ns;
     size_t ok, failed;
+    struct evpull_stats evidence;
     char *failures[SUMMARY_FAILURES_MAX];
     size_t nfailures;
 };
@@ -115,9 +118,14 @@ static void print_json_summary(const struct collect_run *r, double secs)
         json_array_append_new(failures, json_pack("{s:s%, s:o}", "host", line, hostlen, "error",
                                                   jsonout_text(sep ? sep + 2 : "")));
     }
-    jsonout_print(stdout, json_pack("{s:I, s:I, s:I, s:f, s:o}", "hosts", (json_int_t)r->run.total,
-                                    "ok", (json_int_t)r->ok, "failed", (json_int_t)r->failed,
-                                    "seconds", secs, "failures", failures));
+    const struct evpull_stats *e = &r->evidence;
+    json_t *evidence = json_pack("{s:I, s:I, s:I, s:I, s:I}", "servers", (json_int_t)e->servers,
+                                 "stored", (json_int_t)e->stored, "absent", (json_int_t)e->absent,
+                                 "failed", (json_int_t)e->failed, "rows", (json_int_t)e->rows);
+    jsonout_print(stdout,
+                  json_pack("{s:I, s:I, s:I, s:f, s:o, s:o}", "hosts", (json_int_t)r->run.total,
+                            "ok", (json_int_t)r->ok, "failed", (json_int_t)r->failed, "seconds",
+                            secs, "failures", failures, "evidence", evidence));
 }
 
 int cmd_collect(struct cli *cli, int argc, char **argv)
@@ -143,7 +151,19 @@ int cmd_collect(struct cli *cli, int argc, char **argv)
     if (pullrun_start(&r.run, &opt, &code))
         return code;
     r.started_ns = uv_hrtime();
+    long long round_started = utc_now();
     code = pullrun_finish(&r.run);
+    /* Then the IIS log summaries of the site systems this round pulled (pull/evpull.h). */
+    if (code == EXIT_OK && !r.run.store_error[0] && !r.run.interrupted && r.ok > 0) {
+        int scode;
+        struct store *s = cli_store(cli, false, &scode);
+        char err[STORE_ERROR_SIZE] = "";
+        int erc =
+            s ? evpull_run(s, &cli->config, host, round_started, &r.evidence, err, sizeof(err))
+              : -EIO;
+        if (erc && s)
+            snprintf(r.run.store_error, sizeof(r.run.store_error), "evidence: %s", err);
+    }
     double secs = (double)(uv_hrtime() - r.started_ns) / 1e9;
     size_t done = r.ok + r.failed;
     if (r.tty)
@@ -157,6 +177,12 @@ int cmd_collect(struct cli *cli, int argc, char **argv)
             printf("  failed %s\n", TEXTCLEAN(r.failures[i]));
         if (r.failed > r.nfailures)
             printf("  ... and %zu more failed hosts\n", r.failed - r.nfailures);
+        const struct evpull_stats *e = &r.evidence;
+        if (e->servers)
+            printf("evidence: %zu site systems asked, %zu summaries stored (%lld rows), %zu "
+                   "without /v1/evidence, %zu failed%s%s\n",
+                   e->servers, e->stored, e->rows, e->absent, e->failed,
+                   e->first_error[0] ? ": " : "", TEXTCLEAN(e->first_error));
     }
     for (size_t i = 0; i < r.nfailures; i++)
         free(r.failures[i]);

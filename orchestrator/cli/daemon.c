@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "evpull.h"
 #include "metrics.h"
 #include "poll.h"
 #include "probesched.h"
@@ -24,6 +25,7 @@ struct daemon_run {
     struct pullrun r;
     struct metrics *metrics;
     struct probesched *probe;
+    struct evpull_sched *evidence; /* the site systems' IIS log summaries (evpull.h) */
 };
 
 static void probe_counts(void *arg, struct metrics_probe *out)
@@ -75,6 +77,8 @@ static void on_outcome(struct poll *p, const struct poll_outcome *o, void *data)
 static void on_stopped(struct poll *p, void *data)
 {
     struct daemon_run *d = data;
+    evpull_sched_stop(d->evidence); /* its timer closes before the loop ends */
+    d->evidence = NULL;
     pullrun_on_stopped(p, &d->r);
     metrics_close(d->metrics); /* its handles close before the loop ends */
     d->metrics = NULL;
@@ -91,7 +95,9 @@ static const struct cli_spec daemon_spec = {
              "\"ADDRESS:PORT\" in the config, serves Prometheus metrics at\n"
              "http://ADDRESS:PORT/metrics (read at start). With \"probe\": {\"interval\":\n"
              "\"6h\", ...} it also probes the site systems' TLS ports on its own thread, as\n"
-             "`tlsgate probe` does (read at start).\n",
+             "`tlsgate probe` does (read at start). Every interval it also asks the site\n"
+             "systems pulled since for their IIS log summary (GET /v1/evidence; a 404 is\n"
+             "no error) and stores it as `tlsgate evidence import` would.\n",
 };
 const struct cli_spec *const daemon_specs[] = {&daemon_spec, NULL};
 
@@ -128,6 +134,10 @@ int cmd_daemon(struct cli *cli, int argc, char **argv)
         pullrun_finish(rp);
         return EXIT_SYSTEM;
     }
+    /* After the reports, the site systems' IIS log summaries (GET /v1/evidence). */
+    char eerr[STORE_ERROR_SIZE];
+    if (evpull_sched_start(&d.r.loop, cli->db_path, &cli->config, &d.evidence, eerr, sizeof(eerr)))
+        poll_log(LOG_ERROR, NULL, "evidence summaries are not pulled: %s", eerr);
     if (d.metrics && d.probe)
         metrics_watch_probe(d.metrics, probe_counts, d.probe);
     poll_log(LOG_INFO, NULL, "daemon started (pid %ld, database %s)", (long)getpid(), cli->db_path);

@@ -399,18 +399,22 @@ void wire_summaries_release(struct wire_summaries *ws)
 
 /* ---- evidence ------------------------------------------------------------------------- */
 
-int wire_evidence_add(struct store *s, const char *server, const char *client, enum wire_proto p,
-                      long long first, long long last, long long count)
+/* wire_evidence_add (counts add up) and wire_evidence_merge (the larger count stays). */
+static int evidence_write(struct store *s, bool merge, const char *server, const char *client,
+                          enum wire_proto p, long long first, long long last, long long count)
 {
+#define EVIDENCE_UPSERT(count_expr)                                                                \
+    "INSERT INTO evidence (server, client, protocol, day, first_seen, last_seen, count)"           \
+    " VALUES (?1, ?2, ?3, ?4 - (?4 % 86400), ?4, ?5, ?6)"                                          \
+    " ON CONFLICT (server, client, protocol, day) DO UPDATE SET"                                   \
+    " first_seen = min(first_seen, excluded.first_seen),"                                          \
+    " last_seen = max(last_seen, excluded.last_seen), count = " count_expr
     sqlite3_stmt *st;
     int rc = store_prepare(s,
-                           "INSERT INTO evidence (server, client, protocol, day, first_seen,"
-                           " last_seen, count) VALUES (?1, ?2, ?3, ?4 - (?4 % 86400), ?4, ?5, ?6)"
-                           " ON CONFLICT (server, client, protocol, day) DO UPDATE SET"
-                           " first_seen = min(first_seen, excluded.first_seen),"
-                           " last_seen = max(last_seen, excluded.last_seen),"
-                           " count = count + excluded.count",
+                           merge ? EVIDENCE_UPSERT("max(count, excluded.count)")
+                                 : EVIDENCE_UPSERT("count + excluded.count"),
                            &st);
+#undef EVIDENCE_UPSERT
     if (rc)
         return rc;
     sqlite3_bind_text(st, 1, server, -1, SQLITE_STATIC);
@@ -420,6 +424,18 @@ int wire_evidence_add(struct store *s, const char *server, const char *client, e
     sqlite3_bind_int64(st, 5, last);
     sqlite3_bind_int64(st, 6, count);
     return store_run(s, st, "write evidence");
+}
+
+int wire_evidence_add(struct store *s, const char *server, const char *client, enum wire_proto p,
+                      long long first, long long last, long long count)
+{
+    return evidence_write(s, false, server, client, p, first, last, count);
+}
+
+int wire_evidence_merge(struct store *s, const char *server, const char *client, enum wire_proto p,
+                        long long first, long long last, long long count)
+{
+    return evidence_write(s, true, server, client, p, first, last, count);
 }
 
 int wire_server_resolve(struct store *s, const char *text, char *name, size_t size)

@@ -120,6 +120,14 @@ int wire_probe_each(struct store *s, const char *host, wire_probe_fn fn, void *a
 int wire_evidence_add(struct store *s, const char *server, const char *client, enum wire_proto p,
                       long long first, long long last, long long count);
 
+/* A collector's summary row (GET /v1/evidence, pull/evpull.c): `count` handshakes of one UTC
+ * day as the collector counts them so far. Its counts only grow while the day is in its window,
+ * so the row keeps the larger count rather than adding: pulling the same summary twice (or a
+ * restarted collector reading its logs again) stores the same row. In the caller's
+ * transaction. */
+int wire_evidence_merge(struct store *s, const char *server, const char *client, enum wire_proto p,
+                        long long first, long long last, long long count);
+
 /* The inventory name of the server a log names: the host of that name, else the one whose
  * first label it is (a NetBIOS name, as s-computername and <Computer> may give), else the one
  * whose collector address it is (s-ip); else the text as given (it then gates nothing). */

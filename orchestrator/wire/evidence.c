@@ -6,7 +6,6 @@
  */
 #include "evidence.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +18,12 @@
 #include <unistd.h>
 
 #include "utc.h"
+#include "w3c.h"
+
+/* w3c.h names the protocols in wire_proto's order: the reader hands them over as they are. */
+_Static_assert(W3C_SSL2 == (int)WIRE_SSL2 && W3C_TLS10 == (int)WIRE_TLS10 &&
+                   W3C_TLS13 == (int)WIRE_TLS13 && W3C_PROTO_COUNT == WIRE_PROTO_COUNT,
+               "w3c_proto and wire_proto differ");
 
 /* ---- input: plain or through gzip -dc --------------------------------------------------- */
 
@@ -210,13 +215,6 @@ static void skip_line(struct evidence_stats *st, long line, const char *fmt, con
     st->skipped++;
 }
 
-static bool valid_address(const char *a)
-{
-    unsigned char buf[16];
-    return strlen(a) < AGG_CLIENT &&
-           (inet_pton(AF_INET, a, buf) == 1 || inet_pton(AF_INET6, a, buf) == 1);
-}
-
 /* A server name from a log: letters, digits, '-', '.', '_' (NetBIOS names have '_'). */
 static bool valid_server(const char *s)
 {
@@ -231,130 +229,33 @@ static bool valid_server(const char *s)
 
 int evidence_iis_protocol(const char *text, enum wire_proto *p)
 {
-    /* Server-side and client-side dwProtocol values (tls12-facts.md 6.3). */
-    static const struct {
-        unsigned long v;
-        enum wire_proto p;
-    } map[] = {{0x4, WIRE_SSL2},    {0x8, WIRE_SSL2},     {0x10, WIRE_SSL3},
-               {0x20, WIRE_SSL3},   {0x40, WIRE_TLS10},   {0x80, WIRE_TLS10},
-               {0x100, WIRE_TLS11}, {0x200, WIRE_TLS11},  {0x400, WIRE_TLS12},
-               {0x800, WIRE_TLS12}, {0x1000, WIRE_TLS13}, {0x2000, WIRE_TLS13}};
-    const char *t = text;
-    if (t[0] == '0' && (t[1] == 'x' || t[1] == 'X'))
-        t += 2;
-    if (!*t || strlen(t) > 8)
-        return -EINVAL;
-    for (int base = 16; base >= 10; base -= 6) {
-        if (text != t && base == 10)
-            break; /* "0x..." is hexadecimal only */
-        char *end;
-        unsigned long v = strtoul(t, &end, base);
-        if (*end)
-            continue;
-        for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
-            if (map[i].v == v) {
-                *p = map[i].p;
-                return 0;
-            }
-    }
-    return -EINVAL;
+    enum w3c_proto w;
+    int rc = w3c_protocol(text, &w);
+    if (!rc)
+        *p = (enum wire_proto)w;
+    return rc;
 }
 
 /* ---- IIS W3C ---------------------------------------------------------------------------- */
 
-#define IIS_MAX_FIELDS 64
-
-struct iis {
-    int date, time, cip, proto, computer, sip; /* column indexes, -1 when absent */
-    int nfields;
-};
-
-static void iis_fields(struct iis *m, char *line)
-{
-    *m = (struct iis){-1, -1, -1, -1, -1, -1, 0};
-    char *save = NULL;
-    for (char *tok = strtok_r(line, " \t\r\n", &save); tok && m->nfields < IIS_MAX_FIELDS;
-         tok = strtok_r(NULL, " \t\r\n", &save), m->nfields++) {
-        int *slot = !strcasecmp(tok, "date")             ? &m->date
-                    : !strcasecmp(tok, "time")           ? &m->time
-                    : !strcasecmp(tok, "c-ip")           ? &m->cip
-                    : !strcasecmp(tok, "crypt-protocol") ? &m->proto
-                    : !strcasecmp(tok, "s-computername") ? &m->computer
-                    : !strcasecmp(tok, "s-ip")           ? &m->sip
-                                                         : NULL;
-        if (slot)
-            *slot = m->nfields;
-    }
-}
-
-static int iis_line(struct agg *a, struct iis *m, char *line, long n, const char *server,
+static int iis_line(struct agg *a, struct w3c_map *m, char *line, long n, const char *server,
                     struct evidence_stats *st)
 {
-    if (line[0] == '#') {
-        if (!strncasecmp(line, "#Fields:", 8))
-            iis_fields(m, line + 8);
-        return 0;
+    struct w3c_entry e;
+    switch (w3c_line(m, line, !server, &e)) {
+    case W3C_COMMENT:
+    case W3C_EMPTY: return 0;
+    case W3C_PLAIN: st->plain++; return 0;
+    case W3C_BAD: skip_line(st, n, "%s", e.why); return 0;
+    case W3C_ENTRY: break;
     }
-    if (m->nfields == 0) {
-        skip_line(st, n, "%s", "a log line before any #Fields: line");
-        return 0;
-    }
-    if (m->date < 0 || m->time < 0 || m->cip < 0 || m->proto < 0 ||
-        (!server && m->computer < 0 && m->sip < 0)) {
-        skip_line(st, n, "%s",
-                  "#Fields: lacks date, time, c-ip or crypt-protocol (IIS logs the protocol "
-                  "only when the crypt-protocol custom field is configured), or a server");
-        return 0;
-    }
-    char *f[IIS_MAX_FIELDS];
-    int nf = 0;
-    char *save = NULL;
-    for (char *tok = strtok_r(line, " \t\r\n", &save); tok;
-         tok = strtok_r(NULL, " \t\r\n", &save)) {
-        if (nf == IIS_MAX_FIELDS) {
-            nf = -1;
-            break;
-        }
-        f[nf++] = tok;
-    }
-    if (nf == 0)
-        return 0; /* an empty line */
-    if (nf != m->nfields) {
-        skip_line(st, n, "%s", "the number of fields differs from #Fields:");
-        return 0;
-    }
-    const char *proto = f[m->proto];
-    if (!strcmp(proto, "-")) {
-        st->plain++;
-        return 0;
-    }
-    enum wire_proto p;
-    if (evidence_iis_protocol(proto, &p)) {
-        skip_line(st, n, "crypt-protocol '%.40s' is not a known protocol value", proto);
-        return 0;
-    }
-    char stamp[32];
-    long long at;
-    if (strlen(f[m->date]) != 10 || strlen(f[m->time]) < 8) {
-        skip_line(st, n, "%s", "bad date or time");
-        return 0;
-    }
-    snprintf(stamp, sizeof(stamp), "%.10sT%.8sZ", f[m->date], f[m->time]);
-    if (utc_parse_time(stamp, &at)) {
-        skip_line(st, n, "%s", "bad date or time");
-        return 0;
-    }
-    if (!valid_address(f[m->cip])) {
-        skip_line(st, n, "c-ip '%.60s' is not an IP address", f[m->cip]);
-        return 0;
-    }
-    const char *srv = server ? server : m->computer >= 0 ? f[m->computer] : f[m->sip];
+    const char *srv = server ? server : e.server;
     if (!valid_server(srv)) {
         skip_line(st, n, "server '%.60s' is not a host name or address", srv);
         return 0;
     }
     st->handshakes++;
-    return agg_add(a, srv, f[m->cip], p, at);
+    return agg_add(a, srv, e.client, (enum wire_proto)e.proto, e.at);
 }
 
 /* ---- SCHANNEL events (wevtutil /f:xml) -------------------------------------------------- */
@@ -488,7 +389,8 @@ int evidence_read_file(const char *path, const char *server, evidence_fn fn, voi
         rc = -ENOMEM;
         goto out;
     }
-    struct iis map = {-1, -1, -1, -1, -1, -1, 0};
+    struct w3c_map map;
+    w3c_map_init(&map);
     size_t evlen = 0;
     long evline = 0;
     bool in_event = false, ev_overlong = false;
