@@ -226,6 +226,27 @@ START_TEST(test_tables_off_a_terminal_print_whole_values)
 }
 END_TEST
 
+/* The front binary (cli/main.c "FRONT") starts without the network stack: none of the
+ * libraries only tlsgate-net needs is in its ELF NEEDED list, and tlsgate-net has them all. */
+START_TEST(test_front_binary_links_no_network_library)
+{
+    static const char *const net_libs[] = {"libcurl",   "libssl", "libcrypto",
+                                           "libgnutls", "libuv",  "libmicrohttpd"};
+    const char *bins[] = {tu_build_path("orchestrator/tlsgate"),
+                          tu_build_path("orchestrator/tlsgate-net")};
+    for (int b = 0; b < 2; b++) {
+        char *argv[] = {"/usr/bin/env", "readelf", "-d", (char *)bins[b], NULL};
+        char *out;
+        ck_assert_int_eq(tu_run(argv, NULL, &out, NULL), 0);
+        ck_assert_ptr_nonnull(strstr(out, "libsqlite3"));
+        for (size_t i = 0; i < sizeof(net_libs) / sizeof(net_libs[0]); i++)
+            ck_assert_msg(!strstr(out, net_libs[i]) == !b, "%s %s %s", bins[b],
+                          b ? "lacks" : "links", net_libs[i]);
+        free(out);
+    }
+}
+END_TEST
+
 static Suite *cli_suite(void)
 {
     Suite *s = suite_create("cli");
@@ -235,7 +256,8 @@ static Suite *cli_suite(void)
                                  test_unknown_option_names_the_closest_one,
                                  test_bad_dates_are_bad_input_exit_3,
                                  test_tables_fit_a_narrow_terminal_and_stay_aligned,
-                                 test_tables_off_a_terminal_print_whole_values));
+                                 test_tables_off_a_terminal_print_whole_values,
+                                 test_front_binary_links_no_network_library));
     tcase_set_timeout(t, 120);
     return s;
 }

@@ -640,15 +640,19 @@ int gate_sites(struct store *s, const char *site, const struct gate_time *t, gat
  *   kind 1: a site system without a fresh report of legacy protocols disabled, not waived
  *           (the `enforce` exit).
  *   local 0 marks explicit dependents from other sites (they only count through their edges).
+ *   name is NULL in the rows of a phase's fill (phase_fill): reading it there would read the
+ *   host row of every failing host (hosts of one site are spread over the whole table: one page
+ *   each), and a phase lists only the first few per group by name, from host_by_site.
  */
 static int fail_table_reset(struct store *s)
 {
     return store_exec(s, "CREATE TEMP TABLE IF NOT EXISTS gate_fail ("
-                         " id INTEGER NOT NULL, name TEXT NOT NULL COLLATE NOCASE,"
+                         " id INTEGER NOT NULL, name TEXT COLLATE NOCASE,"
                          " roles INTEGER NOT NULL, local INTEGER NOT NULL, kind INTEGER NOT NULL,"
                          " st TEXT NOT NULL, rule TEXT NOT NULL, reason TEXT NOT NULL);"
                          "CREATE INDEX IF NOT EXISTS temp.gate_fail_order"
                          " ON gate_fail (kind, name, rule);"
+                         "CREATE INDEX IF NOT EXISTS temp.gate_fail_host ON gate_fail (id, rule);"
                          "DELETE FROM temp.gate_fail;");
 }
 
@@ -681,14 +685,14 @@ static int list_wire_blockers(struct store *s, const struct gate_time *t, const 
 
 /* Fills temp.gate_fail for `site`: kind 0 rows for the hosts of the site whose roles meet
  * `local_mask`, with `remote` also for explicit dependents elsewhere, and with `legacy` the
- * kind 1 rows. */
+ * kind 1 rows. Without `remote` the kind 0 rows have no name (the table's comment). */
 static int fail_table_fill(struct store *s, const char *site, const struct gate_time *t,
                            unsigned local_mask, bool remote, bool legacy)
 {
     /* Kind 0 rows for hosts of the site (local) and for explicit dependents elsewhere. */
-#define FILL_KIND0(local, where)                                                                   \
+#define FILL_KIND0(name, local, where)                                                             \
     "INSERT INTO temp.gate_fail (id, name, roles, local, kind, st, rule, reason)"                  \
-    " SELECT x.id, x.name, x.roles, " local ", 0, x.st,"                                           \
+    " SELECT x.id, " name ", x.roles, " local ", 0, x.st,"                                         \
     " CASE WHEN x.st = 'unknown' THEN " UNKNOWN_RULE_SQL                                           \
     "      ELSE coalesce(v.rule, '" GATE_RULE_NOT_READY "') END,"                                  \
     " CASE WHEN x.st = 'unknown' THEN " UNKNOWN_REASON_SQL                                         \
@@ -698,15 +702,17 @@ static int fail_table_fill(struct store *s, const char *site, const struct gate_
     " LEFT JOIN verdict v ON x.st = 'not_ready' AND v.host_id = x.id"                              \
     "  AND v.pass = 0 AND v.severity = 'blocker'"                                                  \
     " WHERE x.st <> 'ready'"
-    static const char *const fill_kind0[2] = {
-        FILL_KIND0("1", "WHERE h.site = :site AND (h.roles & :fmask) <> 0"),
-        FILL_KIND0("0", "WHERE h.id IN (SELECT e.dependent FROM edge e"
-                        " JOIN host sv ON sv.id = e.server WHERE sv.site = :site)"
-                        " AND h.site <> :site"),
+    static const char *const fill_kind0[3] = {
+        FILL_KIND0("x.name", "1", "WHERE h.site = :site AND (h.roles & :fmask) <> 0"),
+        FILL_KIND0("x.name", "0",
+                   "WHERE h.id IN (SELECT e.dependent FROM edge e"
+                   " JOIN host sv ON sv.id = e.server WHERE sv.site = :site)"
+                   " AND h.site <> :site"),
+        FILL_KIND0("NULL", "1", "WHERE h.site = :site AND (h.roles & :fmask) <> 0"),
     };
     for (int i = 0; i < (remote ? 2 : 1); i++) {
         sqlite3_stmt *st;
-        int rc = prepare_at(s, fill_kind0[i], t, site, &st);
+        int rc = prepare_at(s, fill_kind0[remote ? i : 2], t, site, &st);
         if (rc)
             return rc;
         int fmask = sqlite3_bind_parameter_index(st, ":fmask");
@@ -812,8 +818,14 @@ static int group_row(sqlite3_stmt *st, void *arg)
     return store_each_keep(w->s, w->hosts, "list failing hosts", group_host_row, w);
 }
 
-static int list_groups(struct store *s, const struct fail_filter *f, long limit, gate_failing_fn fn,
-                       void *arg)
+/*
+ * Lists the groups of the rows `f` takes, each with its first `limit` hosts by name (0: all).
+ * With `site` (a phase: its rows are all local to the site and have no name) the names come from
+ * host_by_site, walked in name order until the group has its `limit` hosts: the index holds the
+ * name, the host rows are not read. Each (host, rule) has one row, so no DISTINCT is needed.
+ */
+static int list_groups(struct store *s, const char *site, const struct fail_filter *f, long limit,
+                       gate_failing_fn fn, void *arg)
 {
     sqlite3_stmt *groups, *hosts;
     int rc = store_prepare(
@@ -823,16 +835,24 @@ static int list_groups(struct store *s, const struct fail_filter *f, long limit,
         &groups);
     if (rc)
         return rc;
-    rc = store_prepare(s,
-                       "SELECT DISTINCT name, st, reason FROM temp.gate_fail WHERE" FILTER_SQL
-                       "AND rule = :rule ORDER BY name LIMIT :limit",
-                       &hosts);
+    rc =
+        store_prepare(s,
+                      site ? "SELECT h.name, f.st, f.reason FROM main.host h INDEXED BY"
+                             " host_by_site CROSS JOIN temp.gate_fail f ON f.id = h.id"
+                             " WHERE h.site = :site AND f.rule = :rule AND f.kind = :kind"
+                             " AND f.local AND (f.roles & :mask) <> 0"
+                             " AND (:unknown_only = 0 OR f.st = 'unknown')"
+                             " ORDER BY h.name LIMIT :limit"
+                           : "SELECT DISTINCT name, st, reason FROM temp.gate_fail WHERE" FILTER_SQL
+                             "AND rule = :rule ORDER BY name LIMIT :limit",
+                      &hosts);
     if (rc) {
         sqlite3_finalize(groups);
         return rc;
     }
     bind_filter(groups, f);
     bind_filter(hosts, f);
+    bind_site(hosts, site);
     sqlite3_bind_int64(hosts, sqlite3_bind_parameter_index(hosts, ":limit"),
                        limit > 0 ? limit : -1);
     struct group_walk w = {s, hosts, fn, arg, NULL};
@@ -893,7 +913,7 @@ int gate_failing_for_server(struct store *s, const struct gate_server *server,
         return rc;
     struct fail_filter f = {
         .kind = 0, .mask = gate_dependent_roles(server->roles), .self = server->id};
-    rc = list_groups(s, &f, limit, fn, arg);
+    rc = list_groups(s, NULL, &f, limit, fn, arg);
     return rc ? rc : wire_failing(s, server, t, limit, fn, arg);
 }
 
@@ -934,7 +954,7 @@ int gate_failing_for_phase(struct store *s, const char *site, enum phase_id p,
     if (!phase_filter(p, &f))
         return 0;
     int rc = phase_fill(s, site, p, t, &f);
-    return rc ? rc : list_groups(s, &f, limit, fn, arg);
+    return rc ? rc : list_groups(s, site, &f, limit, fn, arg);
 }
 
 /* ---- phase advance: the exit count and its listing from one pass ------------------------- */
@@ -1019,7 +1039,7 @@ static int phase_exit_site(struct store *s, struct site_ctx *c, const struct gat
         (rc = w->site_fn(&g, w->arg)))
         return rc;
     return g.exit_blocking > 0 && w->failing_fn
-               ? list_groups(s, &f, w->limit, w->failing_fn, w->arg)
+               ? list_groups(s, c->code, &f, w->limit, w->failing_fn, w->arg)
                : 0;
 }
 
