@@ -609,6 +609,110 @@ START_TEST(daemon_probes_on_its_own_schedule)
 }
 END_TEST
 
+/* The daemon's config for a test: the fleet CA of `certs`, fast pulls that fail (no collector
+ * listens), then `extra` (", \"key\": ..."). */
+static char *daemon_config(const char *name, const char *extra)
+{
+    char *config = strdup(tu_path(dir, name));
+    char buf[2048];
+    snprintf(buf, sizeof(buf),
+             "{\"tls\": {\"ca\": \"%s\", \"cert\": \"%s\", \"key\": \"%s\"}, \"jitter\": 0,"
+             " \"connect_timeout\": 2, \"timeout\": 2%s}",
+             tu_path(certs, "ca.pem"), tu_path(certs, "orchestrator.pem"),
+             tu_path(certs, "orchestrator.key"), extra);
+    tu_write_file(config, buf, strlen(buf));
+    return config;
+}
+
+/* Scrapes the metrics page until it contains `want`; the page, or NULL after `ms`. */
+static char *metrics_wait(int port, const char *want, long ms)
+{
+    for (long waited = 0;; waited += 100) {
+        struct tu_fetch f = {.path = "/metrics", .host = "127.0.0.1", .plain = 1};
+        tu_fetch_run((uint16_t)port, &f);
+        if (f.code == 200 && f.out && strstr(f.out, want)) {
+            char *page = strdup(f.out);
+            tu_fetch_release(&f);
+            return page;
+        }
+        tu_fetch_release(&f);
+        if (waited >= ms)
+            return NULL;
+        struct timespec ts = {0, 100000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* A site in enforce whose servers report the legacy protocols off, and a probe of both that
+ * refused TLS 1.0 and 1.1 `age` seconds ago. */
+static void enforce_probed_ago(long long age)
+{
+    long long now = (long long)time(NULL);
+    struct store *s = fx_open(db);
+    fx_sql(s, "UPDATE site SET phase = 'enforce'");
+    fx_sql(s,
+           "INSERT INTO report (host_id, collected_at, received_at, body, catalog_version, "
+           "blockers, warnings, legacy_disabled) SELECT id, %lld, %lld, '{}', 'test', 0, 0, 1 "
+           "FROM host",
+           now - 60, now - 60);
+    fx_sql(s,
+           "INSERT INTO probe_result (host_id, port, protocol, result, at) SELECT h.id, 443,"
+           " v.p, 'refused', %lld FROM host h, (SELECT 'tls1.0' AS p UNION ALL SELECT 'tls1.1') v",
+           now - age);
+    store_close(s);
+}
+
+/* probe.max_age is one setting for every consumer: with "1h", a probe 2 hours old is stale in
+ * the daemon's metrics and on its status page as it is in `phase status`, while the default
+ * (7 days) still counts it. */
+START_TEST(daemon_honours_probe_max_age)
+{
+    enforce_probed_ago(7200);
+    /* The default window: the same probe is recent enough. */
+    char *out = NULL;
+    const char *page = tu_path(dir, "default.html");
+    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "report", "html", "--out", page, NULL), 0);
+    size_t len = 0;
+    char *html = tu_read_file(page, &len);
+    ck_assert_ptr_nonnull(strstr(html, "data-k=\"wire_stale\">0<"));
+    ck_assert_ptr_null(strstr(html, "NOT PROBED"));
+    free(html);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "phase", "status", NULL), 0);
+    ck_assert_msg(strstr(out, "blocked by") == NULL, "%s", out);
+    free(out);
+
+    int metrics_port = tu_closed_port();
+    char extra[512];
+    char *status = strdup(tu_path(dir, "status.html"));
+    snprintf(extra, sizeof(extra),
+             ", \"metrics\": \"127.0.0.1:%d\", \"report_html\": \"%s\","
+             " \"probe\": {\"max_age\": \"1h\"}",
+             metrics_port, status);
+    char *config = daemon_config("maxage.json", extra);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "--config", config, "phase", "status", NULL), 0);
+    ck_assert_msg(strstr(out, ": blocked by 2 ") != NULL, "%s", out);
+    free(out);
+    char *log = strdup(tu_path(dir, "maxage.log"));
+    pid_t pid = tu_tlsgate_start(db, config, "daemon", log, true);
+    char *metrics =
+        metrics_wait(metrics_port, "tlsgate_site_wire_not_probed{site=\"PS1\"} 2\n", 20000);
+    ck_assert_msg(metrics != NULL, "metrics never showed the stale probe as not probed");
+    ck_assert_ptr_nonnull(strstr(metrics, "tlsgate_site_wire_alarm{site=\"PS1\"} 0\n"));
+    free(metrics);
+    ck_assert_msg(tu_wait_file_contains(status, "data-k=\"wire_stale\"", 30000), "no status page");
+    html = tu_read_file(status, &len);
+    ck_assert_msg(strstr(html, "data-k=\"wire_stale\">2<") != NULL, "%s", html);
+    ck_assert_ptr_nonnull(strstr(html, "data-k=\"wire_not_probed\" data-value=\"2\""));
+    ck_assert_ptr_nonnull(strstr(html, "2 NOT PROBED"));
+    free(html);
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(tu_wait_exit(pid, 20000), 0);
+    free(config);
+    free(status);
+    free(log);
+}
+END_TEST
+
 /* A bad "probe" config is bad input naming the key; the daemon does not start. */
 START_TEST(daemon_probe_config_errors)
 {
@@ -639,7 +743,8 @@ int main(void)
                           selftest_failing_makes_untested, sql_server_through_tds,
                           tds_port_that_speaks_plain_tls, bad_input, closed_port_is_untested,
                           restart_pending_held_in_enforce, rc4_only_server_is_not_called_disabled,
-                          daemon_probes_on_its_own_schedule, daemon_probe_config_errors));
+                          daemon_probes_on_its_own_schedule, daemon_probe_config_errors,
+                          daemon_honours_probe_max_age));
     tcase_set_timeout(tc, 120);
     return tu_run_suite(s);
 }

@@ -270,9 +270,7 @@ int cmd_export(struct cli *cli, int argc, char **argv)
 
     static struct csv_writer w; /* 64 KiB: not for the stack */
     csv_init(&w, out.fd);
-    struct gate_time t = gate_time_make(utc_now(), cli->config.stale_after);
-    t.evidence_since = t.now - cli->config.evidence_window;
-    t.probe_since = t.now - cli->config.probe_max_age;
+    struct gate_time t = gate_time_config(utc_now(), &cli->config);
 
     rc = store_begin(s, false);
     if (!rc && a.bom)

@@ -238,9 +238,7 @@ static int gate_check(struct cli *cli, const char *server, bool all)
     struct store *s = cli_store(cli, false, &code);
     if (!s)
         return code;
-    struct gate_time t = gate_time_make(utc_now(), cli->config.stale_after);
-    t.evidence_since = t.now - cli->config.evidence_window;
-    t.probe_since = t.now - cli->config.probe_max_age;
+    struct gate_time t = gate_time_config(utc_now(), &cli->config);
     struct check c = {cli, s, &t, NULL, all ? 0 : GATE_LIST_LIMIT, false, 0, 0, 0, 0, 0};
     struct kept_server k = {0};
     struct rules_catalog *catalog = NULL;
@@ -315,9 +313,7 @@ static int gate_list(struct cli *cli, const char *site)
     struct store *s = cli_store(cli, false, &code);
     if (!s)
         return code;
-    struct gate_time t = gate_time_make(utc_now(), cli->config.stale_after);
-    t.evidence_since = t.now - cli->config.evidence_window;
-    t.probe_since = t.now - cli->config.probe_max_age;
+    struct gate_time t = gate_time_config(utc_now(), &cli->config);
     struct list l = {.json = cli->json};
     int rc = store_begin(s, false);
     if (!rc)

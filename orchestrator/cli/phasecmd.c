@@ -24,9 +24,7 @@
 
 static struct gate_time decision_time(const struct cli *cli)
 {
-    struct gate_time t = gate_time_make(utc_now(), cli->config.stale_after);
-    t.evidence_since = t.now - cli->config.evidence_window;
-    t.probe_since = t.now - cli->config.probe_max_age;
+    struct gate_time t = gate_time_config(utc_now(), &cli->config);
     return t;
 }
 

@@ -50,9 +50,7 @@ int cmd_report(struct cli *cli, int argc, char **argv)
     struct store *s = cli_store(cli, false, &code);
     if (!s)
         return code;
-    struct gate_time t = gate_time_make(utc_now(), cli->config.stale_after);
-    t.evidence_since = t.now - cli->config.evidence_window;
-    t.probe_since = t.now - cli->config.probe_max_age;
+    struct gate_time t = gate_time_config(utc_now(), &cli->config);
     int rc = report_html_write_file(s, out, site, &t);
     if (rc == -ENOENT && site) {
         cli_error("report html: --site '%s': no such site in %s", site, store_path(s));
