@@ -101,21 +101,28 @@ static struct peer s_server(const char *version_opt)
     return peer_start(argv);
 }
 
+/* The TDS peer accepting `min`..`max`; `not_sup`: no TLS at all; `rc4` (or NULL): an RC4-only
+ * server of that mode (rc4_peer.py's modes, inside TDS packets). */
+static struct peer tds_peer_rc4(const char *min, const char *max, bool not_sup, const char *rc4)
+{
+    char *argv[16] = {"python3", (char *)tu_source_path("tests/peers/tds_peer.py"),
+                      "--cert",  (char *)tu_path(certs, "peer.test.pem"),
+                      "--key",   (char *)tu_path(certs, "peer.test.key"),
+                      "--min",   (char *)min,
+                      "--max",   (char *)max};
+    int n = 10;
+    if (not_sup)
+        argv[n++] = "--not-sup";
+    if (rc4) {
+        argv[n++] = "--rc4";
+        argv[n++] = (char *)rc4;
+    }
+    return peer_start(argv);
+}
+
 static struct peer tds_peer(const char *min, const char *max, bool not_sup)
 {
-    char *argv[] = {"python3",
-                    (char *)tu_source_path("tests/peers/tds_peer.py"),
-                    "--cert",
-                    (char *)tu_path(certs, "peer.test.pem"),
-                    "--key",
-                    (char *)tu_path(certs, "peer.test.key"),
-                    "--min",
-                    (char *)min,
-                    "--max",
-                    (char *)max,
-                    not_sup ? "--not-sup" : NULL,
-                    NULL};
-    return peer_start(argv);
+    return tds_peer_rc4(min, max, not_sup, NULL);
 }
 
 /* A database with one management point and one site database, both at 127.0.0.1. */
@@ -489,6 +496,51 @@ START_TEST(rc4_only_server_is_not_called_disabled)
 }
 END_TEST
 
+/* The same fallback through TDS: a SQL Server that speaks TLS 1.0 only with RC4 alerts to
+ * OpenSSL's ClientHello inside the TDS packets; the hand-built ClientHello goes in TDS packets
+ * too (after a new PRELOGIN) and its ServerHello says "accepted", an alert "refused", bytes that
+ * are no TLS record "untested". */
+START_TEST(rc4_only_sql_server_through_tds)
+{
+    struct probe_selftest st = selftest(0);
+    if (!st.can[WIRE_TLS10] || !st.can[WIRE_TLS11]) {
+        printf("rc4_only_sql_server: this OpenSSL cannot speak TLS 1.0/1.1: skipped\n");
+        return;
+    }
+    struct peer p = tds_peer_rc4("tls1_2", "tls1_2", false, "rc4");
+    set_port("sql1.test", p.port, true);
+    char *out = NULL, *err = NULL;
+    int rc = tu_tlsgate(db, &out, &err, "probe", "sql1.test", NULL);
+    peer_stop(&p);
+    ck_assert_msg(rc == 0, "probe: %s", err ? err : "");
+    ck_assert_msg(!strcmp(stored("sql1.test", p.port, "tls1.0"), "accepted"), "%s", out);
+    ck_assert_msg(strstr(out, "TLS_RSA_WITH_RC4_128_SHA") != NULL, "%s", out);
+    ck_assert_str_eq(stored("sql1.test", p.port, "tls1.1"), "refused"); /* it chose TLS 1.0 */
+    ck_assert_str_eq(stored("sql1.test", p.port, "tls1.2"), "refused");
+    free(out);
+    free(err);
+
+    /* It alerts to the hand-built ClientHello too: refused, saying both alerts. */
+    p = tds_peer_rc4("tls1_2", "tls1_2", false, "never");
+    set_port("sql1.test", p.port, true);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "probe", "sql1.test", NULL), 0);
+    peer_stop(&p);
+    ck_assert_str_eq(stored("sql1.test", p.port, "tls1.0"), "refused");
+    ck_assert_msg(strstr(out, "hand-built") != NULL, "%s", out);
+    free(out);
+
+    /* Garbage in the TDS packet instead of a TLS record: it cannot be told. */
+    p = tds_peer_rc4("tls1_2", "tls1_2", false, "garbage");
+    set_port("sql1.test", p.port, true);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "probe", "sql1.test", NULL), 0);
+    peer_stop(&p);
+    ck_assert_str_eq(stored("sql1.test", p.port, "tls1.0"), "untested");
+    ck_assert_str_eq(stored("sql1.test", p.port, "tls1.1"), "untested");
+    ck_assert_msg(strstr(out, "neither a ServerHello nor an alert") != NULL, "%s", out);
+    free(out);
+}
+END_TEST
+
 /* A loopback port that completes TCP connections and never answers (listening, never
  * accepting): a handshake there waits for its timeout until the listener is closed. */
 static int stall_listener(int *port)
@@ -743,8 +795,8 @@ int main(void)
                           selftest_failing_makes_untested, sql_server_through_tds,
                           tds_port_that_speaks_plain_tls, bad_input, closed_port_is_untested,
                           restart_pending_held_in_enforce, rc4_only_server_is_not_called_disabled,
-                          daemon_probes_on_its_own_schedule, daemon_probe_config_errors,
-                          daemon_honours_probe_max_age));
+                          rc4_only_sql_server_through_tds, daemon_probes_on_its_own_schedule,
+                          daemon_probe_config_errors, daemon_honours_probe_max_age));
     tcase_set_timeout(tc, 120);
     return tu_run_suite(s);
 }
