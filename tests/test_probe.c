@@ -765,6 +765,95 @@ START_TEST(daemon_honours_probe_max_age)
 }
 END_TEST
 
+static int count_in(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *at = text; (at = strstr(at, needle)); at += strlen(needle))
+        n++;
+    return n;
+}
+
+/* Waits until the log holds `needle` at least `n` times. */
+static bool log_wait_count(const char *log, const char *needle, int n, long ms)
+{
+    for (long waited = 0;; waited += 100) {
+        char *text = read_log(log);
+        int have = count_in(text, needle);
+        free(text);
+        if (have >= n)
+            return true;
+        if (waited >= ms)
+            return false;
+        struct timespec ts = {0, 100000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void rewrite_config(const char *config, const char *extra)
+{
+    char *again = daemon_config("next.json", extra);
+    ck_assert_int_eq(rename(again, config), 0);
+    free(again);
+}
+
+/* SIGHUP reloads the "probe" settings as it does the rest: a daemon started with the probe off
+ * starts probing, a config with a bad probe setting is refused and the probe keeps its settings,
+ * a shorter interval takes effect at once, interval 0 turns it off. A real daemon, a real TLS
+ * 1.2 server. */
+START_TEST(daemon_reloads_probe_on_sighup)
+{
+    struct peer tls12 = s_server("-tls1_2");
+    set_port("mp1.test", tls12.port, false);
+    set_port("sql1.test", tu_closed_port(), true);
+    char *config = daemon_config("hup.json", "");
+    char *log = strdup(tu_path(dir, "hup.log"));
+    pid_t pid = tu_tlsgate_start(db, config, "daemon", log, true);
+    ck_assert(tu_wait_file_contains(log, "daemon started", 20000));
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM probe_result", NULL), 0);
+
+    /* Probe off -> on. */
+    rewrite_config(config,
+                   ", \"probe\": {\"interval\": \"1h\", \"concurrency\": 2, \"timeout\": 5}");
+    kill(pid, SIGHUP);
+    bool round = log_wait_count(log, "probe round done", 1, 60000);
+    char *text = read_log(log);
+    ck_assert_msg(round, "no probe round after SIGHUP:\n%s", text);
+    ck_assert_msg(strstr(text, "probe: every 3600 s, 2 handshakes at once, 5000 ms each") != NULL,
+                  "%s", text);
+    free(text);
+    ck_assert_str_eq(stored("mp1.test", tls12.port, "tls1.2"), "accepted");
+
+    /* A bad probe setting: the whole reload is refused, naming the key; the probe keeps 1h. */
+    rewrite_config(config, ", \"probe\": {\"interval\": \"soon\"}");
+    kill(pid, SIGHUP);
+    ck_assert(tu_wait_file_contains(log, "SIGHUP: keeping the old settings", 20000));
+    text = read_log(log);
+    ck_assert_msg(strstr(text, "probe.interval") != NULL, "%s", text);
+    ck_assert_int_eq(count_in(text, "probe: every"), 1);
+    ck_assert_int_eq(count_in(text, "probe round done"), 1);
+    free(text);
+
+    /* A 1 s interval: due again at once (the 1h one would wait an hour). */
+    rewrite_config(config, ", \"probe\": {\"interval\": 1, \"concurrency\": 2, \"timeout\": 5}");
+    kill(pid, SIGHUP);
+    round = log_wait_count(log, "probe round done", 2, 60000);
+    text = read_log(log);
+    ck_assert_msg(round, "the new interval was not taken:\n%s", text);
+    ck_assert_ptr_nonnull(strstr(text, "probe: every 1 s, 2 handshakes at once"));
+    free(text);
+
+    /* Off again. */
+    rewrite_config(config, ", \"probe\": {\"interval\": 0}");
+    kill(pid, SIGHUP);
+    ck_assert(log_wait_count(log, "probe: off (probe.interval 0)", 1, 20000));
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(tu_wait_exit(pid, 20000), 0);
+    peer_stop(&tls12);
+    free(config);
+    free(log);
+}
+END_TEST
+
 /* A bad "probe" config is bad input naming the key; the daemon does not start. */
 START_TEST(daemon_probe_config_errors)
 {
@@ -796,7 +885,8 @@ int main(void)
                           tds_port_that_speaks_plain_tls, bad_input, closed_port_is_untested,
                           restart_pending_held_in_enforce, rc4_only_server_is_not_called_disabled,
                           rc4_only_sql_server_through_tds, daemon_probes_on_its_own_schedule,
-                          daemon_probe_config_errors, daemon_honours_probe_max_age));
+                          daemon_probe_config_errors, daemon_honours_probe_max_age,
+                          daemon_reloads_probe_on_sighup));
     tcase_set_timeout(tc, 120);
     return tu_run_suite(s);
 }

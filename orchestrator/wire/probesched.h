@@ -34,7 +34,7 @@ struct probesched;
 
 struct probesched_options {
     const char *db_path; /* copied */
-    long interval_s;     /* > 0 */
+    long interval_s;     /* > 0 to start (probesched_reconfigure may set 0: off) */
     struct probe_opts probe;
     unsigned selftest_deny; /* probe_selftest's deny mask (tests) */
     void (*log)(enum log_level level, const char *host, const char *fmt, ...)
@@ -52,6 +52,11 @@ struct probesched_stats {
 /* Starts the thread. Returns 0, or -errno with the message in err. */
 int probesched_start(const struct probesched_options *o, struct probesched **out, char *err,
                      size_t errsize);
+
+/* New settings (the daemon's SIGHUP): a round under way finishes with the old ones, a waiting
+ * thread wakes at once and the next due time follows the new interval; interval_s 0 turns the
+ * probe off (the thread waits for new settings). Logs the settings it takes. Any thread. */
+void probesched_reconfigure(struct probesched *p, long interval_s, const struct probe_opts *probe);
 
 /* Asks the thread to stop, waits for it (at most one slice) and frees everything. NULL: no-op. */
 void probesched_stop(struct probesched *p);
