@@ -854,6 +854,79 @@ START_TEST(daemon_reloads_probe_on_sighup)
 }
 END_TEST
 
+/* "wire on after complete is an alarm" everywhere the daemon speaks: a log line per site
+ * system (when its probe thread starts and after each round), the metric, the status page; and
+ * `phase status`. The probe that found it was `tlsgate probe`'s, against a real TLS 1.0 server. */
+START_TEST(daemon_alarm_when_complete_site_accepts_legacy)
+{
+    struct probe_selftest st = selftest(0);
+    if (!st.can[WIRE_TLS10]) {
+        printf("daemon_alarm: this OpenSSL cannot speak TLS 1.0: skipped\n");
+        return;
+    }
+    struct store *s = fx_open(db);
+    fx_sql(s, "UPDATE site SET phase = 'complete'");
+    store_close(s);
+    struct peer tls10 = s_server("-tls1");
+    set_port("mp1.test", tls10.port, false);
+    set_port("sql1.test", tu_closed_port(), true);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "probe", "--site", "PS1", NULL), 0);
+    peer_stop(&tls10);
+
+    int metrics_port = tu_closed_port();
+    char *status = strdup(tu_path(dir, "alarm.html"));
+    char extra[512];
+    snprintf(extra, sizeof(extra),
+             ", \"metrics\": \"127.0.0.1:%d\", \"report_html\": \"%s\","
+             " \"probe\": {\"interval\": \"6h\"}",
+             metrics_port, status);
+    char *config = daemon_config("alarm.json", extra);
+    char *log = strdup(tu_path(dir, "alarm.log"));
+    pid_t pid = tu_tlsgate_start(db, config, "daemon", log, true);
+    bool logged = tu_wait_file_contains(log, "ALARM (site PS1 is complete)", 20000);
+    char *text = read_log(log);
+    ck_assert_msg(logged, "no alarm line:\n%s", text);
+    char want[160];
+    ck_assert_msg(strstr(text, "host=mp1.test ALARM (site PS1 is complete): the probe at ") != NULL,
+                  "%s", text);
+    snprintf(want, sizeof(want), "found tls1.0 on %d accepted after `complete`", tls10.port);
+    ck_assert_msg(strstr(text, want) != NULL, "%s", text);
+    ck_assert_ptr_null(strstr(text, "host=sql1.test ALARM"));
+    free(text);
+    char *metrics = metrics_wait(metrics_port, "tlsgate_site_wire_alarm{site=\"PS1\"} 1\n", 20000);
+    ck_assert_msg(metrics != NULL, "the alarm is not on the metrics page");
+    free(metrics);
+    ck_assert_msg(tu_wait_file_contains(status, "data-k=\"wire_alarm\"", 30000),
+                  "no alarm on the status page");
+    size_t len = 0;
+    char *html = tu_read_file(status, &len);
+    ck_assert_ptr_nonnull(strstr(html, "data-k=\"wire_alarm\" data-value=\"1\""));
+    ck_assert_ptr_nonnull(strstr(html, "ALARM: 1 site system still accepts"));
+    free(html);
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(tu_wait_exit(pid, 20000), 0);
+    char *out = NULL;
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "phase", "status", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "ALARM: 1 site system still accepts"));
+    free(out);
+
+    /* Waived (the owner knows, with a date): no alarm line at the next start. */
+    ck_assert_int_eq(
+        tu_tlsgate(db, NULL, NULL, "waive", "mp1.test", "--reason", "vendor appliance", NULL), 0);
+    unlink(log);
+    pid = tu_tlsgate_start(db, config, "daemon", log, true);
+    ck_assert(tu_wait_file_contains(log, "probe: every", 20000));
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(tu_wait_exit(pid, 20000), 0);
+    text = read_log(log);
+    ck_assert_msg(strstr(text, "ALARM") == NULL, "%s", text);
+    free(text);
+    free(config);
+    free(status);
+    free(log);
+}
+END_TEST
+
 /* A bad "probe" config is bad input naming the key; the daemon does not start. */
 START_TEST(daemon_probe_config_errors)
 {
@@ -878,15 +951,15 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("probe");
-    TCase *tc =
-        tu_tcase(s, "probe", setup, teardown,
-                 TU_TESTS(selftest_speaks_modern_and_says_why_not, tls10_server, tls12_only_server,
-                          selftest_failing_makes_untested, sql_server_through_tds,
-                          tds_port_that_speaks_plain_tls, bad_input, closed_port_is_untested,
-                          restart_pending_held_in_enforce, rc4_only_server_is_not_called_disabled,
-                          rc4_only_sql_server_through_tds, daemon_probes_on_its_own_schedule,
-                          daemon_probe_config_errors, daemon_honours_probe_max_age,
-                          daemon_reloads_probe_on_sighup));
+    TCase *tc = tu_tcase(
+        s, "probe", setup, teardown,
+        TU_TESTS(selftest_speaks_modern_and_says_why_not, tls10_server, tls12_only_server,
+                 selftest_failing_makes_untested, sql_server_through_tds,
+                 tds_port_that_speaks_plain_tls, bad_input, closed_port_is_untested,
+                 restart_pending_held_in_enforce, rc4_only_server_is_not_called_disabled,
+                 rc4_only_sql_server_through_tds, daemon_probes_on_its_own_schedule,
+                 daemon_probe_config_errors, daemon_honours_probe_max_age,
+                 daemon_reloads_probe_on_sighup, daemon_alarm_when_complete_site_accepts_legacy));
     tcase_set_timeout(tc, 120);
     return tu_run_suite(s);
 }

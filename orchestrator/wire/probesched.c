@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "inventory.h"
 #include "store.h"
 #include "sweep.h"
 #include "utc.h"
@@ -118,6 +119,25 @@ static void note_slice(struct probesched *p, const struct sweep *w, size_t from,
     }
 }
 
+static int alarm_line(const char *site, const char *host, const char *reason, void *arg)
+{
+    struct probesched *p = arg;
+    p->o.log(LOG_ERROR, host, "ALARM (site %s is complete): %s", site, reason);
+    return 0;
+}
+
+/* Logs the alarm: each site system of a site in `complete` whose last probe (this thread's or
+ * `tlsgate probe`'s) found a legacy protocol accepted. */
+static void log_alarms(struct probesched *p, struct store *s)
+{
+    int rc = store_begin(s, false);
+    if (!rc)
+        rc = wire_alarms_each(s, ROLE_SERVER_MASK, utc_now(), alarm_line, p);
+    if (rc)
+        p->o.log(LOG_ERROR, NULL, "probe: cannot read the wire alarms: %s", store_errmsg(s));
+    store_rollback(s);
+}
+
 /* One round over every site system. Returns 0, or the error (logged) of a plan, a self-test
  * or a slice that could not be stored. */
 static int run_round(struct probesched *p, struct store *s, const struct probe_opts *po)
@@ -174,12 +194,15 @@ static int run_round(struct probesched *p, struct store *s, const struct probe_o
         p->st.last_round_at = utc_now();
         pthread_mutex_unlock(&p->mu);
     }
+    bool finished = from >= w.n;
     p->o.log(LOG_INFO, NULL,
              "probe round %s: %ld site system%s, %zu handshakes stored, %ld legacy accepted, %ld "
              "untested (%lld s)",
              from >= w.n ? "done" : "stopped", w.hosts, w.hosts == 1 ? "" : "s", done, accepted,
              untested, utc_now() - started);
     sweep_release(&w);
+    if (finished)
+        log_alarms(p, s);
     return failed;
 }
 
@@ -192,6 +215,7 @@ static void *thread_main(void *arg)
         p->o.log(LOG_ERROR, NULL, "probe: cannot open the database: %s", err);
         return NULL;
     }
+    log_alarms(p, s); /* what is stored already, before the first round is due */
     unsigned logged = ~0u;
     while (!stopping(p)) {
         long interval;

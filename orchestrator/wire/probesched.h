@@ -16,7 +16,9 @@
  * "untested" everywhere. $TLSGATE_PROBE_SELFTEST_DENY is honoured as by `tlsgate probe`.
  *
  * Log lines go through the caller's `log` (the daemon's poll_log): one per round, one per host
- * found accepting a legacy protocol. Counters are read with probesched_get_stats.
+ * found accepting a legacy protocol, and the alarm (wire_alarms_each): one line per site system
+ * of a site in `complete` that accepts one, when the thread starts and after each round.
+ * Counters are read with probesched_get_stats. SIGHUP's new settings: probesched_reconfigure.
  */
 #ifndef TLSGATE_PROBESCHED_H
 #define TLSGATE_PROBESCHED_H
