@@ -86,21 +86,28 @@ static struct peer s_server(const char *version_opt)
     return peer_start(argv);
 }
 
+/* The TDS peer accepting `min`..`max`; `not_sup`: no TLS at all; `rc4` (or NULL): an RC4-only
+ * server of that mode (rc4_peer.py's modes, inside TDS packets). */
+static struct peer tds_peer_rc4(const char *min, const char *max, bool not_sup, const char *rc4)
+{
+    char *argv[16] = {"python3", (char *)tu_source_path("tests/peers/tds_peer.py"),
+                      "--cert",  (char *)tu_path(certs, "peer.test.pem"),
+                      "--key",   (char *)tu_path(certs, "peer.test.key"),
+                      "--min",   (char *)min,
+                      "--max",   (char *)max};
+    int n = 10;
+    if (not_sup)
+        argv[n++] = "--not-sup";
+    if (rc4) {
+        argv[n++] = "--rc4";
+        argv[n++] = (char *)rc4;
+    }
+    return peer_start(argv);
+}
+
 static struct peer tds_peer(const char *min, const char *max, bool not_sup)
 {
-    char *argv[] = {"python3",
-                    (char *)tu_source_path("tests/peers/tds_peer.py"),
-                    "--cert",
-                    (char *)tu_path(certs, "peer.test.pem"),
-                    "--key",
-                    (char *)tu_path(certs, "peer.test.key"),
-                    "--min",
-                    (char *)min,
-                    "--max",
-                    (char *)max,
-                    not_sup ? "--not-sup" : NULL,
-                    NULL};
-    return peer_start(argv);
+    return tds_peer_rc4(min, max, not_sup, NULL);
 }
 
 /* A database with one management point and one site database, both at 127.0.0.1. */
@@ -468,6 +475,51 @@ START_TEST(rc4_only_server_is_not_called_disabled)
 }
 END_TEST
 
+/* The same fallback through TDS: a SQL Server that speaks TLS 1.0 only with RC4 alerts to
+ * OpenSSL's ClientHello inside the TDS packets; the hand-built ClientHello goes in TDS packets
+ * too (after a new PRELOGIN) and its ServerHello says "accepted", an alert "refused", bytes that
+ * are no TLS record "untested". */
+START_TEST(rc4_only_sql_server_through_tds)
+{
+    struct probe_selftest st = selftest(0);
+    if (!st.can[WIRE_TLS10] || !st.can[WIRE_TLS11]) {
+        printf("rc4_only_sql_server: this OpenSSL cannot speak TLS 1.0/1.1: skipped\n");
+        return;
+    }
+    struct peer p = tds_peer_rc4("tls1_2", "tls1_2", false, "rc4");
+    set_port("sql1.test", p.port, true);
+    char *out = NULL, *err = NULL;
+    int rc = tu_tlsgate(db, &out, &err, "probe", "sql1.test", NULL);
+    peer_stop(&p);
+    ck_assert_msg(rc == 0, "probe: %s", err ? err : "");
+    ck_assert_msg(!strcmp(stored("sql1.test", p.port, "tls1.0"), "accepted"), "%s", out);
+    ck_assert_msg(strstr(out, "TLS_RSA_WITH_RC4_128_SHA") != NULL, "%s", out);
+    ck_assert_str_eq(stored("sql1.test", p.port, "tls1.1"), "refused"); /* it chose TLS 1.0 */
+    ck_assert_str_eq(stored("sql1.test", p.port, "tls1.2"), "refused");
+    free(out);
+    free(err);
+
+    /* It alerts to the hand-built ClientHello too: refused, saying both alerts. */
+    p = tds_peer_rc4("tls1_2", "tls1_2", false, "never");
+    set_port("sql1.test", p.port, true);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "probe", "sql1.test", NULL), 0);
+    peer_stop(&p);
+    ck_assert_str_eq(stored("sql1.test", p.port, "tls1.0"), "refused");
+    ck_assert_msg(strstr(out, "hand-built") != NULL, "%s", out);
+    free(out);
+
+    /* Garbage in the TDS packet instead of a TLS record: it cannot be told. */
+    p = tds_peer_rc4("tls1_2", "tls1_2", false, "garbage");
+    set_port("sql1.test", p.port, true);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "probe", "sql1.test", NULL), 0);
+    peer_stop(&p);
+    ck_assert_str_eq(stored("sql1.test", p.port, "tls1.0"), "untested");
+    ck_assert_str_eq(stored("sql1.test", p.port, "tls1.1"), "untested");
+    ck_assert_msg(strstr(out, "neither a ServerHello nor an alert") != NULL, "%s", out);
+    free(out);
+}
+END_TEST
+
 /* A loopback port that completes TCP connections and never answers (listening, never
  * accepting): a handshake there waits for its timeout until the listener is closed. */
 static int stall_listener(int *port)
@@ -581,6 +633,272 @@ START_TEST(daemon_probes_on_its_own_schedule)
 }
 END_TEST
 
+/* The daemon's config for a test: the fleet CA of `certs`, fast pulls that fail (no collector
+ * listens), then `extra` (", \"key\": ..."). */
+static char *daemon_config(const char *name, const char *extra)
+{
+    char *config = strdup(tu_path(dir, name));
+    char buf[2048];
+    snprintf(buf, sizeof(buf),
+             "{\"tls\": {\"ca\": \"%s\", \"cert\": \"%s\", \"key\": \"%s\"}, \"jitter\": 0,"
+             " \"connect_timeout\": 2, \"timeout\": 2%s}",
+             tu_path(certs, "ca.pem"), tu_path(certs, "orchestrator.pem"),
+             tu_path(certs, "orchestrator.key"), extra);
+    tu_write_file(config, buf, strlen(buf));
+    return config;
+}
+
+/* Scrapes the metrics page until it contains `want`; the page, or NULL after `ms`. */
+static char *metrics_wait(int port, const char *want, long ms)
+{
+    for (long waited = 0;; waited += 100) {
+        struct tu_fetch f = {.path = "/metrics", .host = "127.0.0.1", .plain = 1};
+        tu_fetch_run((uint16_t)port, &f);
+        if (f.code == 200 && f.out && strstr(f.out, want)) {
+            char *page = strdup(f.out);
+            tu_fetch_release(&f);
+            return page;
+        }
+        tu_fetch_release(&f);
+        if (waited >= ms)
+            return NULL;
+        struct timespec ts = {0, 100000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* A site in enforce whose servers report the legacy protocols off, and a probe of both that
+ * refused TLS 1.0 and 1.1 `age` seconds ago. */
+static void enforce_probed_ago(long long age)
+{
+    long long now = (long long)time(NULL);
+    struct store *s = fx_open(db);
+    fx_sql(s, "UPDATE site SET phase = 'enforce'");
+    fx_sql(s,
+           "INSERT INTO report (host_id, collected_at, received_at, body, catalog_version, "
+           "blockers, warnings, legacy_disabled) SELECT id, %lld, %lld, '{}', 'test', 0, 0, 1 "
+           "FROM host",
+           now - 60, now - 60);
+    fx_sql(s,
+           "INSERT INTO probe_result (host_id, port, protocol, result, at) SELECT h.id, 443,"
+           " v.p, 'refused', %lld FROM host h, (SELECT 'tls1.0' AS p UNION ALL SELECT 'tls1.1') v",
+           now - age);
+    store_close(s);
+}
+
+/* probe.max_age is one setting for every consumer: with "1h", a probe 2 hours old is stale in
+ * the daemon's metrics and on its status page as it is in `phase status`, while the default
+ * (7 days) still counts it. */
+START_TEST(daemon_honours_probe_max_age)
+{
+    enforce_probed_ago(7200);
+    /* The default window: the same probe is recent enough. */
+    char *out = NULL;
+    const char *page = tu_path(dir, "default.html");
+    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "report", "html", "--out", page, NULL), 0);
+    size_t len = 0;
+    char *html = tu_read_file(page, &len);
+    ck_assert_ptr_nonnull(strstr(html, "data-k=\"wire_stale\">0<"));
+    ck_assert_ptr_null(strstr(html, "NOT PROBED"));
+    free(html);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "phase", "status", NULL), 0);
+    ck_assert_msg(strstr(out, "blocked by") == NULL, "%s", out);
+    free(out);
+
+    int metrics_port = tu_closed_port();
+    char extra[512];
+    char *status = strdup(tu_path(dir, "status.html"));
+    snprintf(extra, sizeof(extra),
+             ", \"metrics\": \"127.0.0.1:%d\", \"report_html\": \"%s\","
+             " \"probe\": {\"max_age\": \"1h\"}",
+             metrics_port, status);
+    char *config = daemon_config("maxage.json", extra);
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "--config", config, "phase", "status", NULL), 0);
+    ck_assert_msg(strstr(out, ": blocked by 2 ") != NULL, "%s", out);
+    free(out);
+    char *log = strdup(tu_path(dir, "maxage.log"));
+    pid_t pid = tu_tlsgate_start(db, config, "daemon", log, true);
+    char *metrics =
+        metrics_wait(metrics_port, "tlsgate_site_wire_not_probed{site=\"PS1\"} 2\n", 20000);
+    ck_assert_msg(metrics != NULL, "metrics never showed the stale probe as not probed");
+    ck_assert_ptr_nonnull(strstr(metrics, "tlsgate_site_wire_alarm{site=\"PS1\"} 0\n"));
+    free(metrics);
+    ck_assert_msg(tu_wait_file_contains(status, "data-k=\"wire_stale\"", 30000), "no status page");
+    html = tu_read_file(status, &len);
+    ck_assert_msg(strstr(html, "data-k=\"wire_stale\">2<") != NULL, "%s", html);
+    ck_assert_ptr_nonnull(strstr(html, "data-k=\"wire_not_probed\" data-value=\"2\""));
+    ck_assert_ptr_nonnull(strstr(html, "2 NOT PROBED"));
+    free(html);
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(tu_wait_exit(pid, 20000), 0);
+    free(config);
+    free(status);
+    free(log);
+}
+END_TEST
+
+static int count_in(const char *text, const char *needle)
+{
+    int n = 0;
+    for (const char *at = text; (at = strstr(at, needle)); at += strlen(needle))
+        n++;
+    return n;
+}
+
+/* Waits until the log holds `needle` at least `n` times. */
+static bool log_wait_count(const char *log, const char *needle, int n, long ms)
+{
+    for (long waited = 0;; waited += 100) {
+        char *text = read_log(log);
+        int have = count_in(text, needle);
+        free(text);
+        if (have >= n)
+            return true;
+        if (waited >= ms)
+            return false;
+        struct timespec ts = {0, 100000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void rewrite_config(const char *config, const char *extra)
+{
+    char *again = daemon_config("next.json", extra);
+    ck_assert_int_eq(rename(again, config), 0);
+    free(again);
+}
+
+/* SIGHUP reloads the "probe" settings as it does the rest: a daemon started with the probe off
+ * starts probing, a config with a bad probe setting is refused and the probe keeps its settings,
+ * a shorter interval takes effect at once, interval 0 turns it off. A real daemon, a real TLS
+ * 1.2 server. */
+START_TEST(daemon_reloads_probe_on_sighup)
+{
+    struct peer tls12 = s_server("-tls1_2");
+    set_port("mp1.test", tls12.port, false);
+    set_port("sql1.test", tu_closed_port(), true);
+    char *config = daemon_config("hup.json", "");
+    char *log = strdup(tu_path(dir, "hup.log"));
+    pid_t pid = tu_tlsgate_start(db, config, "daemon", log, true);
+    ck_assert(tu_wait_file_contains(log, "daemon started", 20000));
+    ck_assert_int_eq(tu_db_int(db, "SELECT count(*) FROM probe_result", NULL), 0);
+
+    /* Probe off -> on. */
+    rewrite_config(config,
+                   ", \"probe\": {\"interval\": \"1h\", \"concurrency\": 2, \"timeout\": 5}");
+    kill(pid, SIGHUP);
+    bool round = log_wait_count(log, "probe round done", 1, 60000);
+    char *text = read_log(log);
+    ck_assert_msg(round, "no probe round after SIGHUP:\n%s", text);
+    ck_assert_msg(strstr(text, "probe: every 3600 s, 2 handshakes at once, 5000 ms each") != NULL,
+                  "%s", text);
+    free(text);
+    ck_assert_str_eq(stored("mp1.test", tls12.port, "tls1.2"), "accepted");
+
+    /* A bad probe setting: the whole reload is refused, naming the key; the probe keeps 1h. */
+    rewrite_config(config, ", \"probe\": {\"interval\": \"soon\"}");
+    kill(pid, SIGHUP);
+    ck_assert(tu_wait_file_contains(log, "SIGHUP: keeping the old settings", 20000));
+    text = read_log(log);
+    ck_assert_msg(strstr(text, "probe.interval") != NULL, "%s", text);
+    ck_assert_int_eq(count_in(text, "probe: every"), 1);
+    ck_assert_int_eq(count_in(text, "probe round done"), 1);
+    free(text);
+
+    /* A 1 s interval: due again at once (the 1h one would wait an hour). */
+    rewrite_config(config, ", \"probe\": {\"interval\": 1, \"concurrency\": 2, \"timeout\": 5}");
+    kill(pid, SIGHUP);
+    round = log_wait_count(log, "probe round done", 2, 60000);
+    text = read_log(log);
+    ck_assert_msg(round, "the new interval was not taken:\n%s", text);
+    ck_assert_ptr_nonnull(strstr(text, "probe: every 1 s, 2 handshakes at once"));
+    free(text);
+
+    /* Off again. */
+    rewrite_config(config, ", \"probe\": {\"interval\": 0}");
+    kill(pid, SIGHUP);
+    ck_assert(log_wait_count(log, "probe: off (probe.interval 0)", 1, 20000));
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(tu_wait_exit(pid, 20000), 0);
+    peer_stop(&tls12);
+    free(config);
+    free(log);
+}
+END_TEST
+
+/* "wire on after complete is an alarm" everywhere the daemon speaks: a log line per site
+ * system (when its probe thread starts and after each round), the metric, the status page; and
+ * `phase status`. The probe that found it was `tlsgate probe`'s, against a real TLS 1.0 server. */
+START_TEST(daemon_alarm_when_complete_site_accepts_legacy)
+{
+    struct probe_selftest st = selftest(0);
+    if (!st.can[WIRE_TLS10]) {
+        printf("daemon_alarm: this OpenSSL cannot speak TLS 1.0: skipped\n");
+        return;
+    }
+    struct store *s = fx_open(db);
+    fx_sql(s, "UPDATE site SET phase = 'complete'");
+    store_close(s);
+    struct peer tls10 = s_server("-tls1");
+    set_port("mp1.test", tls10.port, false);
+    set_port("sql1.test", tu_closed_port(), true);
+    ck_assert_int_eq(tu_tlsgate(db, NULL, NULL, "probe", "--site", "PS1", NULL), 0);
+    peer_stop(&tls10);
+
+    int metrics_port = tu_closed_port();
+    char *status = strdup(tu_path(dir, "alarm.html"));
+    char extra[512];
+    snprintf(extra, sizeof(extra),
+             ", \"metrics\": \"127.0.0.1:%d\", \"report_html\": \"%s\","
+             " \"probe\": {\"interval\": \"6h\"}",
+             metrics_port, status);
+    char *config = daemon_config("alarm.json", extra);
+    char *log = strdup(tu_path(dir, "alarm.log"));
+    pid_t pid = tu_tlsgate_start(db, config, "daemon", log, true);
+    bool logged = tu_wait_file_contains(log, "ALARM (site PS1 is complete)", 20000);
+    char *text = read_log(log);
+    ck_assert_msg(logged, "no alarm line:\n%s", text);
+    char want[160];
+    ck_assert_msg(strstr(text, "host=mp1.test ALARM (site PS1 is complete): the probe at ") != NULL,
+                  "%s", text);
+    snprintf(want, sizeof(want), "found tls1.0 on %d accepted after `complete`", tls10.port);
+    ck_assert_msg(strstr(text, want) != NULL, "%s", text);
+    ck_assert_ptr_null(strstr(text, "host=sql1.test ALARM"));
+    free(text);
+    char *metrics = metrics_wait(metrics_port, "tlsgate_site_wire_alarm{site=\"PS1\"} 1\n", 20000);
+    ck_assert_msg(metrics != NULL, "the alarm is not on the metrics page");
+    free(metrics);
+    ck_assert_msg(tu_wait_file_contains(status, "data-k=\"wire_alarm\"", 30000),
+                  "no alarm on the status page");
+    size_t len = 0;
+    char *html = tu_read_file(status, &len);
+    ck_assert_ptr_nonnull(strstr(html, "data-k=\"wire_alarm\" data-value=\"1\""));
+    ck_assert_ptr_nonnull(strstr(html, "ALARM: 1 site system still accepts"));
+    free(html);
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(tu_wait_exit(pid, 20000), 0);
+    char *out = NULL;
+    ck_assert_int_eq(tu_tlsgate(db, &out, NULL, "phase", "status", NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out, "ALARM: 1 site system still accepts"));
+    free(out);
+
+    /* Waived (the owner knows, with a date): no alarm line at the next start. */
+    ck_assert_int_eq(
+        tu_tlsgate(db, NULL, NULL, "waive", "mp1.test", "--reason", "vendor appliance", NULL), 0);
+    unlink(log);
+    pid = tu_tlsgate_start(db, config, "daemon", log, true);
+    ck_assert(tu_wait_file_contains(log, "probe: every", 20000));
+    kill(pid, SIGTERM);
+    ck_assert_int_eq(tu_wait_exit(pid, 20000), 0);
+    text = read_log(log);
+    ck_assert_msg(strstr(text, "ALARM") == NULL, "%s", text);
+    free(text);
+    free(config);
+    free(status);
+    free(log);
+}
+END_TEST
+
 /* A bad "probe" config is bad input naming the key; the daemon does not start. */
 START_TEST(daemon_probe_config_errors)
 {
@@ -605,13 +923,15 @@ END_TEST
 int main(void)
 {
     Suite *s = suite_create("probe");
-    TCase *tc =
-        tu_tcase(s, "probe", setup, teardown,
-                 TU_TESTS(selftest_speaks_modern_and_says_why_not, tls10_server, tls12_only_server,
-                          selftest_failing_makes_untested, sql_server_through_tds,
-                          tds_port_that_speaks_plain_tls, bad_input, closed_port_is_untested,
-                          restart_pending_held_in_enforce, rc4_only_server_is_not_called_disabled,
-                          daemon_probes_on_its_own_schedule, daemon_probe_config_errors));
+    TCase *tc = tu_tcase(
+        s, "probe", setup, teardown,
+        TU_TESTS(selftest_speaks_modern_and_says_why_not, tls10_server, tls12_only_server,
+                 selftest_failing_makes_untested, sql_server_through_tds,
+                 tds_port_that_speaks_plain_tls, bad_input, closed_port_is_untested,
+                 restart_pending_held_in_enforce, rc4_only_server_is_not_called_disabled,
+                 rc4_only_sql_server_through_tds, daemon_probes_on_its_own_schedule,
+                 daemon_probe_config_errors, daemon_honours_probe_max_age,
+                 daemon_reloads_probe_on_sighup, daemon_alarm_when_complete_site_accepts_legacy));
     tcase_set_timeout(tc, 120);
     return tu_run_suite(s);
 }

@@ -56,10 +56,7 @@ struct store *cli_store_read(struct cli *cli, int *code)
 
 struct gate_time cli_gate_time(const struct cli *cli)
 {
-    struct gate_time t = gate_time_make(utc_now(), cli->config.stale_after);
-    t.evidence_since = t.now - cli->config.evidence_window;
-    t.probe_since = t.now - cli->config.probe_max_age;
-    return t;
+    return gate_time_config(utc_now(), &cli->config);
 }
 
 const char *cli_user(void)

@@ -39,6 +39,14 @@ static void probe_counts(void *arg, struct metrics_probe *out)
                                   .legacy_accepted = st.legacy_accepted};
 }
 
+/* The probe thread's settings from the config ("probe": {...}). */
+static struct probe_opts probe_opts_of(const struct config *c)
+{
+    return (struct probe_opts){.connect_timeout_ms = c->probe_timeout * 1000L,
+                               .timeout_ms = c->probe_timeout * 1000L,
+                               .concurrency = (int)c->probe_concurrency};
+}
+
 /* Starts the probe thread when the config asks for it ("probe": {"interval": ...}). */
 static int start_probe(struct daemon_run *d, struct cli *cli)
 {
@@ -48,9 +56,7 @@ static int start_probe(struct daemon_run *d, struct cli *cli)
     struct probesched_options o = {
         .db_path = cli->db_path,
         .interval_s = c->probe_interval,
-        .probe = {.connect_timeout_ms = c->probe_timeout * 1000L,
-                  .timeout_ms = c->probe_timeout * 1000L,
-                  .concurrency = (int)c->probe_concurrency},
+        .probe = probe_opts_of(c),
         .log = poll_log,
     };
     const char *deny = getenv("TLSGATE_PROBE_SELFTEST_DENY");
@@ -64,7 +70,24 @@ static int start_probe(struct daemon_run *d, struct cli *cli)
     int rc = probesched_start(&o, &d->probe, err, sizeof(err));
     if (rc)
         cli_error("daemon: %s", err);
+    if (!rc && d->metrics)
+        metrics_watch_probe(d->metrics, probe_counts, d->probe);
     return rc;
+}
+
+/* SIGHUP reloaded the settings (pullrun.h): the probe takes the new "probe" ones — started when
+ * it was off, reconfigured (or turned off) when it runs. A refused reload never gets here, so
+ * the probe keeps its settings then. */
+static void on_reload(struct pullrun *r)
+{
+    struct daemon_run *d = (struct daemon_run *)r; /* r is its first member */
+    const struct config *c = &r->cli->config;
+    if (d->probe) {
+        struct probe_opts po = probe_opts_of(c);
+        probesched_reconfigure(d->probe, c->probe_interval, &po);
+    } else if (c->probe_interval > 0 && start_probe(d, r->cli)) {
+        poll_log(LOG_ERROR, NULL, "SIGHUP: the probe could not start (above)");
+    }
 }
 
 static void on_outcome(struct poll *p, const struct poll_outcome *o, void *data)
@@ -95,9 +118,9 @@ static const struct cli_spec daemon_spec = {
              "\"ADDRESS:PORT\" in the config, serves Prometheus metrics at\n"
              "http://ADDRESS:PORT/metrics (read at start). With \"probe\": {\"interval\":\n"
              "\"6h\", ...} it also probes the site systems' TLS ports on its own thread, as\n"
-             "`tlsgate probe` does (read at start). Every interval it also asks the site\n"
-             "systems pulled since for their IIS log summary (GET /v1/evidence; a 404 is\n"
-             "no error) and stores it as `tlsgate evidence import` would.\n",
+             "`tlsgate probe` does (SIGHUP reloads it too). Every interval it also asks the\n"
+             "site systems pulled since for their IIS log summary (GET /v1/evidence; a 404\n"
+             "is no error) and stores it as `tlsgate evidence import` would.\n",
 };
 const struct cli_spec *const daemon_specs[] = {&daemon_spec, NULL};
 
@@ -108,7 +131,7 @@ int cmd_daemon(struct cli *cli, int argc, char **argv)
     if (parsed != CLI_RUN)
         return parsed;
     poll_log_set_level(cli->config.log_level);
-    struct daemon_run d = {.r = {.cli = cli, .grace_ms = DAEMON_GRACE_MS}};
+    struct daemon_run d = {.r = {.cli = cli, .grace_ms = DAEMON_GRACE_MS, .on_reload = on_reload}};
     struct pullrun *rp = &d.r;
     struct poll_options opt = {.on_outcome = on_outcome, .on_stopped = on_stopped, .data = &d};
     int code = EXIT_OK;
@@ -138,8 +161,6 @@ int cmd_daemon(struct cli *cli, int argc, char **argv)
     char eerr[STORE_ERROR_SIZE];
     if (evpull_sched_start(&d.r.loop, cli->db_path, &cli->config, &d.evidence, eerr, sizeof(eerr)))
         poll_log(LOG_ERROR, NULL, "evidence summaries are not pulled: %s", eerr);
-    if (d.metrics && d.probe)
-        metrics_watch_probe(d.metrics, probe_counts, d.probe);
     poll_log(LOG_INFO, NULL, "daemon started (pid %ld, database %s)", (long)getpid(), cli->db_path);
     code = pullrun_finish(rp);
     probesched_stop(d.probe);

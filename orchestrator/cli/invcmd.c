@@ -244,7 +244,7 @@ static int inventory_list(struct cli *cli, const char *site)
     /* An unknown site is bad input, not a site without hosts. */
     if (site && (code = check_site(s, "inventory list", site)))
         return code;
-    struct gate_time t = gate_time_make(utc_now(), cli->config.stale_after);
+    struct gate_time t = cli_gate_time(cli);
     struct list_out o = {.json = cli->json};
     if (cli->json)
         fputs("[", stdout);

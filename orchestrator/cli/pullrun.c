@@ -61,6 +61,8 @@ static void on_hup(uv_signal_t *s, int signum)
         poll_log(LOG_INFO, NULL, "SIGHUP: settings and inventory reloaded");
         config_release(&r->cli->config);
         r->cli->config = next;
+        if (r->on_reload)
+            r->on_reload(r);
     } else {
         config_release(&next);
     }

@@ -30,6 +30,9 @@ struct pullrun {
     bool interrupted;  /* stopped by SIGTERM/SIGINT */
     unsigned grace_ms; /* in-flight transfers' time after SIGTERM/SIGINT */
     size_t total;      /* hosts scheduled, the most seen */
+    /* Called on the loop after SIGHUP reloaded the settings (r->cli->config is the new one);
+     * not after a refused reload. NULL: none. The daemon reloads its probe here. */
+    void (*on_reload)(struct pullrun *r);
     char store_error[PULLRUN_ERROR_SIZE];
 };
 

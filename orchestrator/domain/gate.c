@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "grow.h"
+#include "config.h"
 #include "hoststate.h"
 #include "inventory.h"
 #include "store.h"
@@ -38,6 +39,14 @@ struct gate_time gate_time_make(long long now, long stale_after)
 {
     struct gate_time t = {now, now - stale_after, now - WIRE_WINDOW_DEFAULT,
                           now - WIRE_PROBE_MAX_AGE_DEFAULT};
+    return t;
+}
+
+struct gate_time gate_time_config(long long now, const struct config *c)
+{
+    struct gate_time t = gate_time_make(now, c->stale_after);
+    t.evidence_since = now - c->evidence_window;
+    t.probe_since = now - c->probe_max_age;
     return t;
 }
 
@@ -616,8 +625,8 @@ static int summarize_site(struct store *s, struct site_ctx *c, const struct gate
         /* enforce: fail closed, a server the wire has not been asked about holds it too. */
         if (!rc && c->phase == PHASE_ENFORCE) {
             rc = wire_not_probed_count(s, c->code, ROLE_SERVER_MASK, t->cutoff, t->probe_since,
-                                       t->now, &n);
-            g.exit_blocking += n;
+                                       t->now, &g.wire_not_probed);
+            g.exit_blocking += g.wire_not_probed;
         }
     }
     if (!rc)

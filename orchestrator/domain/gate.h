@@ -40,6 +40,7 @@
 
 #include "phase.h"
 
+struct config;
 struct store;
 
 /* The one definition of an active waiver, for queries that join `waiver w` themselves (e.g. the
@@ -58,7 +59,12 @@ struct gate_time {
                                  the legacy protocols since then fails the `enforce` exit
                                  (wire.h, WIRE_NOT_PROBED_SELECT); default 7 days */
 };
+/* The default windows (30 days of evidence, 7 days of probe age): tests and fixtures. */
 struct gate_time gate_time_make(long long now, long stale_after);
+/* The windows of the config (stale_after, evidence_window, probe.max_age): the one place they
+ * are resolved. Every command, the metrics refresh, the daemon's round and its status page ask
+ * it, so they all judge with the same settings. */
+struct gate_time gate_time_config(long long now, const struct config *c);
 
 enum gate_host_state { GATE_UNKNOWN, GATE_NOT_READY, GATE_READY };
 /* "unknown", "not_ready", "ready" (the words of HOSTSTATE_SQL and the CSV contract). */
@@ -80,10 +86,12 @@ struct gate_site {
     long waived;                    /* hosts with an active waiver */
     long servers;                   /* hosts with a ROLE_SERVER_MASK role */
     long servers_gate_open;
-    long orphan_risk;   /* servers flagged as orphan risk */
-    long wire_alarm;    /* complete only: site systems whose last probe found a legacy protocol
+    long orphan_risk;     /* servers flagged as orphan risk */
+    long wire_alarm;      /* complete only: site systems whose last probe found a legacy protocol
                            accepted (wire.h) */
-    long exit_blocking; /* hosts failing the exit criterion of `phase` (phase.h;
+    long wire_not_probed; /* enforce only: site systems held as not probed (never, could not
+                             test, or older than probe.max_age; wire.h), in exit_blocking */
+    long exit_blocking;   /* hosts failing the exit criterion of `phase` (phase.h;
                                        0 in complete) */
 };
 

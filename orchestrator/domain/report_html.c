@@ -200,6 +200,7 @@ struct site_row {
     char *entered_by;
     long hosts, ready, not_ready, unknown, waived, servers, gate_open, orphan_risk;
     long exit_blocking;
+    long wire_alarm, wire_not_probed; /* gate_site's */
     long pull_failing;
 };
 
@@ -231,6 +232,8 @@ static int take_site(const struct gate_site *g, void *arg)
     r->gate_open = g->servers_gate_open;
     r->orphan_risk = g->orphan_risk;
     r->exit_blocking = g->exit_blocking;
+    r->wire_alarm = g->wire_alarm;
+    r->wire_not_probed = g->wire_not_probed;
     return 0;
 }
 
@@ -359,7 +362,8 @@ struct server_pick {
     long risk_total, blocked_total;
     /* The wire probe (domain/wire.h): the page's summaries, and this site's counts. */
     const struct wire_summaries *wire;
-    long wire_probed, wire_never, wire_legacy, wire_restart;
+    long long probe_since; /* an older probe is stale (config probe.max_age) */
+    long wire_probed, wire_never, wire_stale, wire_legacy, wire_restart;
     struct wire_copy legacy[REPORT_HTML_TOP];
     size_t nlegacy;
 };
@@ -406,6 +410,7 @@ static int pick_wire(struct server_pick *p, const struct gate_server *g)
         return 0;
     }
     p->wire_probed++;
+    p->wire_stale += p->wire->at[k] < p->probe_since;
     if (!p->wire->accepted[k][0])
         return 0;
     bool restart = g->legacy_disabled;
@@ -614,12 +619,28 @@ static void wire_section(FILE *o, const struct site_row *r, const struct server_
     fprintf(o,
             "<p><strong data-k=\"wire_probed\">%ld</strong> of %ld servers probed "
             "(<code>tlsgate probe --site %s</code>), <strong data-k=\"wire_never_probed\">%ld"
-            "</strong> never. <strong data-k=\"wire_legacy_accepted\">%ld</strong> accept SSL "
-            "3.0, TLS 1.0 or 1.1 on the wire, <strong data-k=\"wire_restart_pending\">%ld"
-            "</strong> of them <span class=\"label\">RESTART PENDING</span> (the registry says "
-            "off; SCHANNEL reads it at boot).</p>\n",
-            p->wire_probed, p->wire_probed + p->wire_never, r->code, p->wire_never, p->wire_legacy,
-            p->wire_restart);
+            "</strong> never, <strong data-k=\"wire_stale\">%ld</strong> stale (last probe older "
+            "than the config's probe.max_age). <strong data-k=\"wire_legacy_accepted\">%ld"
+            "</strong> accept SSL 3.0, TLS 1.0 or 1.1 on the wire, <strong "
+            "data-k=\"wire_restart_pending\">%ld</strong> of them <span class=\"label\">RESTART "
+            "PENDING</span> (the registry says off; SCHANNEL reads it at boot).</p>\n",
+            p->wire_probed, p->wire_probed + p->wire_never, r->code, p->wire_never, p->wire_stale,
+            p->wire_legacy, p->wire_restart);
+    if (r->phase == PHASE_ENFORCE && r->wire_not_probed)
+        fprintf(o,
+                "<p data-k=\"wire_not_probed\" data-value=\"%ld\"><strong>%ld NOT PROBED</strong>: "
+                "site systems that hold the site in <code>enforce</code> because no recent probe "
+                "shows the wire refusing the legacy protocols (never probed, could not test, or "
+                "stale): <code>tlsgate probe --site %s</code>.</p>\n",
+                r->wire_not_probed, r->wire_not_probed, r->code);
+    if (r->phase == PHASE_COMPLETE && r->wire_alarm)
+        fprintf(o,
+                "<p class=\"danger\" role=\"alert\" data-k=\"wire_alarm\" data-value=\"%ld\">"
+                "<strong>ALARM: %ld site system%s still accept%s SSL 3.0, TLS 1.0 or TLS 1.1 on "
+                "the wire</strong> after <code>complete</code> (listed below): disable them again "
+                "and restart, then <code>tlsgate probe --site %s</code>.</p>\n",
+                r->wire_alarm, r->wire_alarm, r->wire_alarm == 1 ? "" : "s",
+                r->wire_alarm == 1 ? "s" : "", r->code);
     if (!p->nlegacy)
         return;
     fputs("<table data-list=\"wire-legacy\">\n<caption>Servers whose last probe found a legacy "
@@ -1077,7 +1098,7 @@ static int site_section(struct store *s, FILE *o, struct site_row *r, const stru
     put_esc(o, "\">Site ", r->code);
     fprintf(o, "</h2>\n<p class=\"asof\">Data as of %s (UTC).</p>\n", iso(t->now, when));
 
-    struct server_pick p = {.site = r->code, .wire = wire};
+    struct server_pick p = {.site = r->code, .wire = wire, .probe_since = t->probe_since};
     int rc = gate_servers(s, r->code, t, pick_server, &p);
     if (rc == -ENOMEM)
         rc = store_fail(s, rc, "status page: out of memory");
@@ -1164,7 +1185,7 @@ int report_html_round(struct store *s, const struct config *cfg, long long now, 
     int rc = force ? 0 : history_due(s, now, cfg->interval, &due);
     if (rc || !due)
         return rc;
-    struct gate_time t = gate_time_make(now, cfg->stale_after);
+    struct gate_time t = gate_time_config(now, cfg);
     if ((rc = history_record(s, &t)))
         return rc;
     if (cfg->report_html[0] && (rc = report_html_write_file(s, cfg->report_html, NULL, &t)))

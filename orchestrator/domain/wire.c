@@ -678,6 +678,37 @@ int wire_restart_pending_count(struct store *s, const char *site, unsigned mask,
 {
     return count_select(s, "SELECT count(*) FROM (" WIRE_RESTART_PENDING_SELECT ")", site, mask,
                         cutoff, 0, now, any, "count restart-pending servers", count);
+int wire_alarms_each(struct store *s, unsigned mask, long long now, wire_alarm_fn fn, void *arg)
+{
+    sqlite3_stmt *sites, *st;
+    int rc =
+        store_prepare(s, "SELECT code FROM site WHERE phase = 'complete' ORDER BY code", &sites);
+    if (rc)
+        return rc;
+    if ((rc = store_prepare(s, WIRE_RESTART_PENDING_SELECT " ORDER BY h.name", &st))) {
+        sqlite3_finalize(sites);
+        return rc;
+    }
+    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":mask"), mask);
+    sqlite3_bind_int64(st, sqlite3_bind_parameter_index(st, ":now"), now);
+    sqlite3_bind_int(st, sqlite3_bind_parameter_index(st, ":any"), 1);
+    int r;
+    while (!rc && (r = sqlite3_step(sites)) == SQLITE_ROW) {
+        const char *site = (const char *)sqlite3_column_text(sites, 0);
+        sqlite3_bind_text(st, sqlite3_bind_parameter_index(st, ":site"), site, -1, SQLITE_STATIC);
+        int h;
+        while (!rc && (h = sqlite3_step(st)) == SQLITE_ROW)
+            rc = fn(site, (const char *)sqlite3_column_text(st, 1),
+                    (const char *)sqlite3_column_text(st, 3), arg);
+        if (!rc && h != SQLITE_DONE)
+            rc = store_sqlite_fail(s, "list the wire alarms");
+        sqlite3_reset(st);
+    }
+    if (!rc && r != SQLITE_DONE)
+        rc = store_sqlite_fail(s, "list the sites in complete");
+    sqlite3_finalize(st);
+    sqlite3_finalize(sites);
+    return rc;
 }
 
 int wire_not_probed_count(struct store *s, const char *site, unsigned mask, long long cutoff,

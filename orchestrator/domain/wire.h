@@ -200,11 +200,15 @@ int wire_legacy_counts(struct store *s, const char *site, long long since, long 
  */
 #define WIRE_RESTART_PENDING_SELECT                                                                \
     "SELECT h.id, h.name, h.roles,"                                                                \
-    " 'registry says SSL 3.0, TLS 1.0 and 1.1 are off, but the probe at ' ||"                      \
+    " CASE WHEN :any THEN 'the probe at ' ||"                                                      \
+    " strftime('%Y-%m-%dT%H:%M:%SZ', max(p.at), 'unixepoch') || ' found ' ||"                      \
+    " group_concat(DISTINCT p.protocol || ' on ' || p.port) || ' accepted after `complete`:"       \
+    " disable them again, restart the server, then run `tlsgate probe ' || h.name || '`'"          \
+    " ELSE 'registry says SSL 3.0, TLS 1.0 and 1.1 are off, but the probe at ' ||"                 \
     " strftime('%Y-%m-%dT%H:%M:%SZ', max(p.at), 'unixepoch') || ' found ' ||"                      \
     " group_concat(DISTINCT p.protocol || ' on ' || p.port) || ' accepted: restart the server"     \
     " (SCHANNEL reads its protocol settings at boot), then run `tlsgate probe ' || h.name ||"      \
-    " '`' AS reason"                                                                               \
+    " '`' END AS reason"                                                                           \
     " FROM host h LEFT JOIN report r ON r.host_id = h.id"                                          \
     " JOIN probe_result p ON p.host_id = h.id AND p.result = 'accepted'"                           \
     "  AND p.protocol IN " WIRE_LEGACY_SQL " LEFT JOIN waiver w ON w.host_id = h.id"               \
@@ -217,6 +221,12 @@ int wire_legacy_counts(struct store *s, const char *site, long long since, long 
  * as :any). */
 int wire_restart_pending_count(struct store *s, const char *site, unsigned mask, long long cutoff,
                                long long now, bool any, long *count);
+
+/* The alarm, host by host: for each site in `complete` (by code) and each of its site systems
+ * the SELECT above gives with :any = 1 (by name), fn(site, host, reason). The daemon's probe
+ * logs these. */
+typedef int (*wire_alarm_fn)(const char *site, const char *host, const char *reason, void *arg);
+int wire_alarms_each(struct store *s, unsigned mask, long long now, wire_alarm_fn fn, void *arg);
 
 /*
  * Not probed, as an SQL SELECT gate.c embeds (fail closed at the `enforce` exit): the site

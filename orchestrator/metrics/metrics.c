@@ -91,6 +91,8 @@ static int site_seen(const struct gate_site *g, void *arg)
     s->servers = g->servers;
     s->servers_gate_open = g->servers_gate_open;
     s->orphan_risk = g->orphan_risk;
+    s->wire_alarm = g->wire_alarm;
+    s->wire_not_probed = g->wire_not_probed;
     s->certs_expiring = 0;
     m->job_nsites++;
     return 0;
@@ -108,13 +110,13 @@ static int site_certs(const char *site, long count, void *arg)
 static void on_refresh_work(uv_work_t *w)
 {
     struct metrics *m = w->data;
-    struct gate_time t = gate_time_make(m->job_now, m->job_stale_after);
+    const struct gate_time *t = &m->job_time;
     /* One read transaction: every site's counts from the same snapshot. */
     int rc = store_begin(m->store, false);
     if (!rc)
-        rc = gate_sites(m->store, NULL, &t, site_seen, m);
+        rc = gate_sites(m->store, NULL, t, site_seen, m);
     if (!rc)
-        rc = pollstatus_certs_expiring(m->store, m->job_now + METRICS_CERT_WINDOW_S, site_certs, m);
+        rc = pollstatus_certs_expiring(m->store, t->now + METRICS_CERT_WINDOW_S, site_certs, m);
     if (rc)
         snprintf(m->job_err, sizeof(m->job_err), "%s",
                  rc == -ENOMEM ? "out of memory" : store_errmsg(m->store));
@@ -140,7 +142,7 @@ static void after_refresh_work(uv_work_t *w, int status)
         sites_free(m->sites, m->nsites);
         m->sites = m->job_sites;
         m->nsites = m->job_nsites;
-        m->refreshed_at = m->job_now;
+        m->refreshed_at = m->job_time.now;
         m->refresh_seconds = (double)(uv_hrtime() - m->job_started_ns) / 1e9;
     }
     m->job_sites = NULL;
@@ -162,9 +164,9 @@ static void start_refresh(struct metrics *m)
         return;
     }
     m->refresh_wanted = false;
-    m->job_now = utc_now();
+    /* The windows are resolved here, on the loop, where SIGHUP replaces the config. */
+    m->job_time = gate_time_config(utc_now(), m->cfg);
     m->job_started_ns = uv_hrtime();
-    m->job_stale_after = m->cfg->stale_after;
     m->job_err[0] = '\0';
     m->job_rc = 0;
     m->work.data = m;
@@ -341,6 +343,14 @@ char *metrics_render(struct metrics *m, size_t *len)
          "Servers that report the legacy protocols disabled while their gate is blocked, by "
          "site.");
     PER_SITE(&pg, "tlsgate_servers_orphan_risk", orphan_risk);
+    head(&pg, "tlsgate_site_wire_not_probed", "gauge",
+         "Sites in enforce: site systems held there as not probed (never, could not test TLS "
+         "1.0/1.1, or their last probe older than the config's probe.max_age), by site.");
+    PER_SITE(&pg, "tlsgate_site_wire_not_probed", wire_not_probed);
+    head(&pg, "tlsgate_site_wire_alarm", "gauge",
+         "ALARM. Sites in complete: site systems whose last probe found SSL 3.0, TLS 1.0 or "
+         "1.1 accepted on the wire, by site.");
+    PER_SITE(&pg, "tlsgate_site_wire_alarm", wire_alarm);
     head(&pg, "tlsgate_collector_certificates_expiring", "gauge",
          "Hosts whose collector certificate, as the last handshake showed it, has expired or "
          "expires within 14 days, by site.");

@@ -74,8 +74,9 @@ const char *metrics_outcome_name(enum metrics_outcome o);
 
 /*
  * Starts the endpoint on `loop`, listening on cfg->metrics, reading `db_path` for the per-site
- * numbers and `poll` for the live ones. `cfg` is read again at each refresh (stale_after), so it
- * must outlive the endpoint (the CLI's config, which SIGHUP updates in place). The first refresh
+ * numbers and `poll` for the live ones. `cfg` is read again at each refresh (its windows,
+ * gate_time_config), so it must outlive the endpoint (the CLI's config, which SIGHUP updates in
+ * place). The first refresh
  * starts at once. Returns 0, -EINVAL (a bad address), -EADDRINUSE and the like (cannot listen),
  * or -EIO (the database), with the message in err.
  */

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "gate.h"
 #include "metrics.h"
 #include "phase.h"
 #include "store.h"
@@ -25,6 +26,7 @@ struct metrics_site {
     enum phase_id phase;
     long hosts, ready, not_ready, unknown, waived;
     long servers, servers_gate_open, orphan_risk;
+    long wire_alarm, wire_not_probed; /* gate_site's */
     long certs_expiring; /* collector certificates expiring within METRICS_CERT_WINDOW_S */
 };
 
@@ -61,9 +63,8 @@ struct metrics {
     /* The refresh job: the worker fills job_sites; after_work swaps them in. */
     uv_work_t work;
     bool job_running, refresh_wanted;
-    long job_stale_after;
-    long long job_now;
-    uint64_t job_started_ns; /* uv_hrtime when the job was queued */
+    struct gate_time job_time; /* gate_time_config at queue time */
+    uint64_t job_started_ns;   /* uv_hrtime when the job was queued */
     struct metrics_site *job_sites;
     size_t job_nsites;
     int job_rc;

@@ -49,8 +49,7 @@ static int orphan_cmp(const void *a, const void *b)
 /* The gate's own answer (gate.h), read in one snapshot, for every server of every site. */
 int poll__orphans_scan(struct poll *p)
 {
-    struct gate_time t = gate_time_make(utc_now(), p->job_cfg.stale_after);
-    t.evidence_since = t.now - p->job_cfg.evidence_window;
+    struct gate_time t = gate_time_config(utc_now(), &p->job_cfg);
     int rc = store_begin(p->store, false);
     if (!rc)
         rc = gate_servers(p->store, NULL, &t, orphan_seen, p);

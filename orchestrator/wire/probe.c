@@ -117,6 +117,10 @@ struct conn {
     bool tds;
     long long deadline;
     unsigned char packet_id;
+    /* The hand-built ClientHello's answer through TDS (raw_recv): the packet payload read and
+     * not yet taken (malloc'd; conn_release). */
+    unsigned char *pending;
+    size_t pending_len, pending_off;
 };
 
 static int send_all(struct conn *c, const unsigned char *buf, size_t len)
@@ -309,6 +313,50 @@ static int recv_tls(struct conn *c, BIO *rbio)
     return 0;
 }
 
+/* The hand-built ClientHello's bytes, as they are or in TDS packets (as send_tls does). */
+static int raw_send(struct conn *c, const unsigned char *buf, size_t len)
+{
+    return c->tds ? tds_send(c, TDS_PRELOGIN, buf, len) : send_all(c, buf, len);
+}
+
+/* Exactly `len` bytes of the answer, taken from the socket or from the payloads of the TDS
+ * packets that carry it: 0, -EPIPE, -ETIMEDOUT, -EPROTO (not a TDS packet), -errno. */
+static int raw_recv(struct conn *c, unsigned char *buf, size_t len)
+{
+    if (!c->tds)
+        return recv_exact(c, buf, len);
+    while (len) {
+        if (c->pending_off == c->pending_len) {
+            unsigned char type;
+            free(c->pending);
+            c->pending = NULL;
+            c->pending_len = c->pending_off = 0;
+            int rc = tds_recv(c, &type, &c->pending, &c->pending_len);
+            if (rc) {
+                c->pending_len = 0;
+                return rc;
+            }
+            continue;
+        }
+        size_t take = c->pending_len - c->pending_off;
+        take = take < len ? take : len;
+        memcpy(buf, c->pending + c->pending_off, take);
+        c->pending_off += take;
+        buf += take;
+        len -= take;
+    }
+    return 0;
+}
+
+static void conn_release(struct conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    free(c->pending);
+    c->pending = NULL;
+}
+
 /* ---- one job -------------------------------------------------------------------------- */
 
 static int tcp_connect(const char *address, int port, long long deadline, char *err, size_t errsize)
@@ -454,17 +502,18 @@ static const char *raw_suite_name(unsigned id)
     return "a suite it was not offered";
 }
 
-/* Sends the hand-built ClientHello on a connected socket and judges the first record back. */
+/* Sends the hand-built ClientHello on a connected socket (after PRELOGIN on a TDS port) and
+ * judges the first record back. */
 static void raw_handshake(struct probe_job *j, struct conn *c)
 {
     unsigned char hello[512], rec[5], body[512];
     size_t len = raw_client_hello(j->proto, j->sni, hello);
     char why[PROBE_ERROR_SIZE];
-    int rc = send_all(c, hello, len);
+    int rc = raw_send(c, hello, len);
     if (!rc)
-        rc = recv_exact(c, rec, sizeof(rec));
+        rc = raw_recv(c, rec, sizeof(rec));
     size_t rlen = rc ? 0 : ((size_t)rec[3] << 8) | rec[4];
-    if (!rc && rec[0] == 0x15 && rlen == 2 && !(rc = recv_exact(c, body, 2))) {
+    if (!rc && rec[0] == 0x15 && rlen == 2 && !(rc = raw_recv(c, body, 2))) {
         snprintf(why, sizeof(why),
                  "alert %u to OpenSSL's ClientHello and alert %u to a hand-built one offering "
                  "RC4, 3DES and DES suites",
@@ -474,7 +523,7 @@ static void raw_handshake(struct probe_job *j, struct conn *c)
     }
     if (!rc && rec[0] == 0x16 && rlen >= 40) {
         size_t take = rlen < sizeof(body) ? rlen : sizeof(body);
-        rc = recv_exact(c, body, take);
+        rc = raw_recv(c, body, take);
         unsigned version = ((unsigned)body[4] << 8) | body[5];
         size_t sid = body[38];
         if (!rc && body[0] == 2 && 39 + sid + 2 <= take) {
@@ -570,49 +619,51 @@ out:
     return no_suite && j->result == WIRE_REFUSED;
 }
 
+/* Connects for job `j` (and exchanges PRELOGIN on a TDS port): 0, or -1 with the job set to
+ * untested and why (`what` names the attempt). */
+static int job_connect(struct probe_job *j, struct conn *c, long long cdeadline, const char *what)
+{
+    char err[PROBE_ERROR_SIZE];
+    c->fd = tcp_connect(j->address, j->port.port, cdeadline < c->deadline ? cdeadline : c->deadline,
+                        err, sizeof(err));
+    if (c->fd < 0) {
+        job_set(j, WIRE_UNTESTED, what, err);
+        return -1;
+    }
+    if (!c->tds)
+        return 0;
+    err[0] = '\0';
+    int rc = tds_prelogin(c, err, sizeof(err));
+    if (!rc)
+        return 0;
+    if (!err[0])
+        snprintf(err, sizeof(err), "TDS PRELOGIN: %s",
+                 rc == -ETIMEDOUT ? "timed out"
+                 : rc == -EPIPE   ? "the server closed the connection"
+                                  : strerror(-rc));
+    job_set(j, WIRE_UNTESTED, what, err);
+    conn_release(c);
+    return -1;
+}
+
 static void run_job(struct probe_job *j, const struct probe_opts *o)
 {
     j->at = utc_now();
     long long start = mono_ms();
     struct conn c = {.fd = -1, .tds = j->port.tds, .deadline = start + o->timeout_ms};
-    char err[PROBE_ERROR_SIZE];
-    long long cdeadline = start + o->connect_timeout_ms;
-    int fd = tcp_connect(j->address, j->port.port, cdeadline < c.deadline ? cdeadline : c.deadline,
-                         err, sizeof(err));
-    if (fd < 0) {
-        job_set(j, WIRE_UNTESTED, "could not test: %s", err);
+    if (job_connect(j, &c, start + o->connect_timeout_ms, "could not test: %s"))
         return;
-    }
-    c.fd = fd;
-    if (c.tds) {
-        err[0] = '\0';
-        int rc = tds_prelogin(&c, err, sizeof(err));
-        if (rc) {
-            if (!err[0])
-                snprintf(err, sizeof(err), "TDS PRELOGIN: %s",
-                         rc == -ETIMEDOUT ? "timed out"
-                         : rc == -EPIPE   ? "the server closed the connection"
-                                          : strerror(-rc));
-            job_set(j, WIRE_UNTESTED, "could not test: %s", err);
-            close(fd);
-            return;
-        }
-    }
     bool no_suite = handshake(j, &c);
-    close(fd);
+    conn_release(&c);
     /* A legacy protocol refused for want of a common suite: ask again with the suites OpenSSL
-     * cannot offer (above). Not through TDS: SQL Server's legacy suites are OpenSSL's too. */
-    if (!no_suite || c.tds || !WIRE_PROTO_LEGACY(j->proto))
+     * cannot offer (above), on a new connection, through TDS too on a SQL Server port. */
+    if (!no_suite || !WIRE_PROTO_LEGACY(j->proto))
         return;
-    struct conn c2 = {.fd = -1, .deadline = c.deadline};
-    fd = tcp_connect(j->address, j->port.port, c.deadline, err, sizeof(err));
-    if (fd < 0) {
-        job_set(j, WIRE_UNTESTED, "could not test (second ClientHello): %s", err);
+    struct conn c2 = {.fd = -1, .tds = j->port.tds, .deadline = c.deadline};
+    if (job_connect(j, &c2, c.deadline, "could not test (second ClientHello): %s"))
         return;
-    }
-    c2.fd = fd;
     raw_handshake(j, &c2);
-    close(fd);
+    conn_release(&c2);
 }
 
 struct pool {

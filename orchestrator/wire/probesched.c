@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "inventory.h"
 #include "store.h"
 #include "sweep.h"
 #include "utc.h"
@@ -29,8 +30,20 @@ struct probesched {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stop;                  /* under mu */
+    unsigned generation;        /* under mu: bumped by each probesched_reconfigure */
     struct probesched_stats st; /* under mu */
 };
+
+/* The settings now (o.interval_s and o.probe may change under mu) and their generation. */
+static unsigned settings(struct probesched *p, long *interval_s, struct probe_opts *probe)
+{
+    pthread_mutex_lock(&p->mu);
+    *interval_s = p->o.interval_s;
+    *probe = p->o.probe;
+    unsigned g = p->generation;
+    pthread_mutex_unlock(&p->mu);
+    return g;
+}
 
 static bool stopping(struct probesched *p)
 {
@@ -40,14 +53,16 @@ static bool stopping(struct probesched *p)
     return stop;
 }
 
-/* Waits `seconds` on the monotonic clock, or until a stop is asked; true when asked. */
-static bool wait_or_stop(struct probesched *p, long long seconds)
+/* Waits `seconds` on the monotonic clock, or until a stop is asked or the settings change from
+ * `generation`; true when a stop is asked. */
+static bool wait_or_stop(struct probesched *p, long long seconds, unsigned generation)
 {
     struct timespec until;
     clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += (time_t)seconds;
     pthread_mutex_lock(&p->mu);
-    while (!p->stop && pthread_cond_timedwait(&p->cv, &p->mu, &until) != ETIMEDOUT)
+    while (!p->stop && p->generation == generation &&
+           pthread_cond_timedwait(&p->cv, &p->mu, &until) != ETIMEDOUT)
         ;
     bool stop = p->stop;
     pthread_mutex_unlock(&p->mu);
@@ -104,9 +119,28 @@ static void note_slice(struct probesched *p, const struct sweep *w, size_t from,
     }
 }
 
+static int alarm_line(const char *site, const char *host, const char *reason, void *arg)
+{
+    struct probesched *p = arg;
+    p->o.log(LOG_ERROR, host, "ALARM (site %s is complete): %s", site, reason);
+    return 0;
+}
+
+/* Logs the alarm: each site system of a site in `complete` whose last probe (this thread's or
+ * `tlsgate probe`'s) found a legacy protocol accepted. */
+static void log_alarms(struct probesched *p, struct store *s)
+{
+    int rc = store_begin(s, false);
+    if (!rc)
+        rc = wire_alarms_each(s, ROLE_SERVER_MASK, utc_now(), alarm_line, p);
+    if (rc)
+        p->o.log(LOG_ERROR, NULL, "probe: cannot read the wire alarms: %s", store_errmsg(s));
+    store_rollback(s);
+}
+
 /* One round over every site system. Returns 0, or the error (logged) of a plan, a self-test
  * or a slice that could not be stored. */
-static int run_round(struct probesched *p, struct store *s)
+static int run_round(struct probesched *p, struct store *s, const struct probe_opts *po)
 {
     struct sweep w = {0};
     int rc = sweep_plan(s, NULL, NULL, &w);
@@ -128,13 +162,13 @@ static int run_round(struct probesched *p, struct store *s)
             p->o.log(LOG_DEBUG, NULL, "probe: %s could not be tested: %s",
                      wire_proto_label(sweep_protocols[k]), st.why[sweep_protocols[k]]);
     long long started = utc_now();
-    size_t slice = (size_t)p->o.probe.concurrency;
+    size_t slice = (size_t)po->concurrency;
     size_t from = 0, done = 0;
     long accepted = 0, untested = 0;
     int failed = 0;
     while (from < w.n && !stopping(p)) {
         size_t to = sweep_slice_end(&w, from, slice);
-        rc = probe_run(w.jobs + from, to - from, &st, &p->o.probe);
+        rc = probe_run(w.jobs + from, to - from, &st, po);
         if (!rc)
             rc = store_slice(p, s, &w, from, to);
         if (rc) {
@@ -160,12 +194,15 @@ static int run_round(struct probesched *p, struct store *s)
         p->st.last_round_at = utc_now();
         pthread_mutex_unlock(&p->mu);
     }
+    bool finished = from >= w.n;
     p->o.log(LOG_INFO, NULL,
              "probe round %s: %ld site system%s, %zu handshakes stored, %ld legacy accepted, %ld "
              "untested (%lld s)",
              from >= w.n ? "done" : "stopped", w.hosts, w.hosts == 1 ? "" : "s", done, accepted,
              untested, utc_now() - started);
     sweep_release(&w);
+    if (finished)
+        log_alarms(p, s);
     return failed;
 }
 
@@ -178,23 +215,36 @@ static void *thread_main(void *arg)
         p->o.log(LOG_ERROR, NULL, "probe: cannot open the database: %s", err);
         return NULL;
     }
-    p->o.log(LOG_INFO, NULL, "probe: every %ld s, %d handshakes at once, %ld ms each",
-             p->o.interval_s, p->o.probe.concurrency, p->o.probe.timeout_ms);
+    log_alarms(p, s); /* what is stored already, before the first round is due */
+    unsigned logged = ~0u;
     while (!stopping(p)) {
+        long interval;
+        struct probe_opts po;
+        unsigned generation = settings(p, &interval, &po);
+        if (generation != logged) {
+            if (interval > 0)
+                p->o.log(LOG_INFO, NULL, "probe: every %ld s, %d handshakes at once, %ld ms each",
+                         interval, po.concurrency, po.timeout_ms);
+            else
+                p->o.log(LOG_INFO, NULL, "probe: off (probe.interval 0)");
+            logged = generation;
+        }
         long long oldest;
         long long wait = PROBESCHED_CHECK_S;
-        if (wire_probe_oldest(s, &oldest)) {
+        if (interval <= 0) {
+            /* Off until the settings change: nothing to look at. */
+        } else if (wire_probe_oldest(s, &oldest)) {
             p->o.log(LOG_ERROR, NULL, "probe: cannot read the schedule: %s", store_errmsg(s));
         } else if (oldest >= 0) {
-            long long due = oldest + p->o.interval_s, now = utc_now();
+            long long due = oldest + interval, now = utc_now();
             /* After a round the next due time follows from what it stored; after a failed one
              * the thread waits before it tries again. */
-            if (due <= now && !run_round(p, s))
+            if (due <= now && !run_round(p, s, &po))
                 continue;
             if (due > now && due - now < wait)
                 wait = due - now;
         }
-        if (wait_or_stop(p, wait))
+        if (wait_or_stop(p, wait, generation))
             break;
     }
     store_close(s);
@@ -244,6 +294,16 @@ void probesched_stop(struct probesched *p)
     pthread_mutex_destroy(&p->mu);
     free(p->db_path);
     free(p);
+}
+
+void probesched_reconfigure(struct probesched *p, long interval_s, const struct probe_opts *probe)
+{
+    pthread_mutex_lock(&p->mu);
+    p->o.interval_s = interval_s;
+    p->o.probe = *probe;
+    p->generation++;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
 }
 
 void probesched_get_stats(struct probesched *p, struct probesched_stats *st)

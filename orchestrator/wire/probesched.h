@@ -16,7 +16,9 @@
  * "untested" everywhere. $TLSGATE_PROBE_SELFTEST_DENY is honoured as by `tlsgate probe`.
  *
  * Log lines go through the caller's `log` (the daemon's poll_log): one per round, one per host
- * found accepting a legacy protocol. Counters are read with probesched_get_stats.
+ * found accepting a legacy protocol, and the alarm (wire_alarms_each): one line per site system
+ * of a site in `complete` that accepts one, when the thread starts and after each round.
+ * Counters are read with probesched_get_stats. SIGHUP's new settings: probesched_reconfigure.
  */
 #ifndef TLSGATE_PROBESCHED_H
 #define TLSGATE_PROBESCHED_H
@@ -34,7 +36,7 @@ struct probesched;
 
 struct probesched_options {
     const char *db_path; /* copied */
-    long interval_s;     /* > 0 */
+    long interval_s;     /* > 0 to start (probesched_reconfigure may set 0: off) */
     struct probe_opts probe;
     unsigned selftest_deny; /* probe_selftest's deny mask (tests) */
     void (*log)(enum log_level level, const char *host, const char *fmt, ...)
@@ -52,6 +54,11 @@ struct probesched_stats {
 /* Starts the thread. Returns 0, or -errno with the message in err. */
 int probesched_start(const struct probesched_options *o, struct probesched **out, char *err,
                      size_t errsize);
+
+/* New settings (the daemon's SIGHUP): a round under way finishes with the old ones, a waiting
+ * thread wakes at once and the next due time follows the new interval; interval_s 0 turns the
+ * probe off (the thread waits for new settings). Logs the settings it takes. Any thread. */
+void probesched_reconfigure(struct probesched *p, long interval_s, const struct probe_opts *probe);
 
 /* Asks the thread to stop, waits for it (at most one slice) and frees everything. NULL: no-op. */
 void probesched_stop(struct probesched *p);

@@ -10,10 +10,12 @@ up to its ServerHello, which is all the probe reads:
       rc4     a ServerHello for TLS 1.0 (or the client's version when lower) choosing
               TLS_RSA_WITH_RC4_128_SHA, then the connection closes;
       never   a handshake_failure alert as well (a server that really refuses);
-      silent  the connection closes without an answer (neither accepted nor refused).
+      silent  the connection closes without an answer (neither accepted nor refused);
+      garbage bytes that are no TLS record (neither accepted nor refused).
+tds_peer.py --rc4 MODE imports answer() to do the same inside TDS packets.
 It never completes a handshake: the probe needs only to know whether the version was taken.
 
-Usage: rc4_peer.py --mode rc4|never|silent
+Usage: rc4_peer.py --mode rc4|never|silent|garbage
 Prints "ACCEPT 127.0.0.1:PORT" once listening (loopback only), serves until killed or until its
 stdin closes.
 """
@@ -27,11 +29,11 @@ RC4_SUITES = {0x0004, 0x0005}
 ALERT_HANDSHAKE_FAILURE = b"\x15\x03\x01\x00\x02\x02\x28"
 
 
-def client_hello(sock):
-    """(client_version, suites) of the ClientHello in the first record."""
-    typ, _ver, length = struct.unpack(">BHH", recv_exact(sock, 5))
-    body = recv_exact(sock, length)
-    if typ != 0x16 or body[0] != 1:
+def parse_client_hello(record):
+    """(client_version, suites) of the ClientHello in one whole record (header included)."""
+    typ, _ver, length = struct.unpack(">BHH", record[:5])
+    body = record[5:5 + length]
+    if typ != 0x16 or len(body) != length or body[0] != 1:
         raise ValueError("not a ClientHello")
     version = struct.unpack(">H", body[4:6])[0]
     at = 6 + 32
@@ -47,21 +49,37 @@ def server_hello(version):
     return b"\x16" + struct.pack(">HH", 0x0301, len(hs)) + hs
 
 
+# Not a TLS record: neither a ServerHello nor an alert (mode "garbage").
+GARBAGE = b"HTTP/1.0 400 Bad Request\r\n\r\n"
+
+
+def answer(record, mode):
+    """What an RC4-only server of `mode` sends back to the ClientHello `record` (b"": nothing).
+    Modes: rc4, never, silent (above) and garbage (bytes that are no TLS record)."""
+    version, suites = parse_client_hello(record)
+    if not suites & RC4_SUITES or mode == "never":
+        return ALERT_HANDSHAKE_FAILURE
+    if mode == "rc4":
+        return server_hello(min(version, 0x0301))
+    if mode == "garbage":
+        return GARBAGE
+    return b""
+
+
 def serve(conn, mode):
     with conn:
         try:
-            version, suites = client_hello(conn)
+            header = recv_exact(conn, 5)
+            reply = answer(header + recv_exact(conn, struct.unpack(">H", header[3:5])[0]), mode)
         except (EOFError, ValueError, struct.error, OSError):
             return
-        if not suites & RC4_SUITES or mode == "never":
-            conn.sendall(ALERT_HANDSHAKE_FAILURE)
-        elif mode == "rc4":
-            conn.sendall(server_hello(min(version, 0x0301)))
+        if reply:
+            conn.sendall(reply)
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--mode", choices=["rc4", "never", "silent"], required=True)
+    ap.add_argument("--mode", choices=["rc4", "never", "silent", "garbage"], required=True)
     args = ap.parse_args()
     serve_loopback(lambda conn: serve(conn, args.mode), backlog=64)
 

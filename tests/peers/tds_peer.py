@@ -5,8 +5,12 @@ It answers a TDS PRELOGIN packet (MS-TDS 2.2.6.5) with its own PRELOGIN answer a
 TLS handshake carried inside TDS packets of type 0x12, as SQL Server does before LOGIN7, using
 Python's ssl module over memory BIOs. It accepts only the protocol versions it is told to.
 
-Usage: tds_peer.py --cert PEM --key PEM [--min V] [--max V] [--not-sup] [--port N]
+Usage: tds_peer.py --cert PEM --key PEM [--min V] [--max V] [--not-sup] [--rc4 MODE] [--port N]
   V is tls1, tls1_1, tls1_2 or tls1_3; --not-sup answers ENCRYPT_NOT_SUP (no TLS at all).
+  --rc4 MODE: a SQL Server that speaks the legacy protocols only with RC4 (which OpenSSL 3, and so
+  Python's ssl, cannot speak): the ClientHello carried in the TDS packets is answered by
+  rc4_peer.answer() (rc4: a ServerHello choosing RC4; never: an alert; silent: nothing; garbage:
+  bytes that are no TLS record), also inside a TDS packet.
 Prints "ACCEPT 127.0.0.1:PORT" once listening (loopback only), serves until killed or until its
 stdin closes.
 """
@@ -15,6 +19,7 @@ import ssl
 import struct
 import warnings
 
+import rc4_peer  # next to this file, like peerlib
 from peerlib import recv_exact, serve_loopback
 
 VERSIONS = {
@@ -54,7 +59,20 @@ def prelogin_answer(encryption):
     return table + b"\xff" + body
 
 
-def handle(conn, ctx, not_sup):
+def handle_rc4(conn, mode):
+    """The ClientHello from the TDS packets' payloads, answered as an RC4-only server."""
+    record = b""
+    while len(record) < 5 or len(record) < 5 + struct.unpack(">H", record[3:5])[0]:
+        ptype, payload = read_packet(conn)
+        if ptype != 0x12:
+            return
+        record += payload
+    reply = rc4_peer.answer(record, mode)
+    if reply:
+        send_packet(conn, 0x12, reply)
+
+
+def handle(conn, ctx, not_sup, rc4):
     try:
         conn.settimeout(10)
         ptype, _ = read_packet(conn)
@@ -62,6 +80,9 @@ def handle(conn, ctx, not_sup):
             return
         send_packet(conn, 0x04, prelogin_answer(0x02 if not_sup else 0x01))
         if not_sup:
+            return
+        if rc4:
+            handle_rc4(conn, rc4)
             return
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         tls = ctx.wrap_bio(incoming, outgoing, server_side=True)
@@ -80,7 +101,7 @@ def handle(conn, ctx, not_sup):
         pending = outgoing.read()  # the last flight, or the alert of a refusal
         if pending:
             send_packet(conn, 0x12, pending)
-    except (OSError, EOFError, ValueError):
+    except (OSError, EOFError, ValueError, struct.error):
         pass
     finally:
         conn.close()
@@ -93,6 +114,7 @@ def main():
     ap.add_argument("--min", default="tls1_2", choices=VERSIONS)
     ap.add_argument("--max", default="tls1_3", choices=VERSIONS)
     ap.add_argument("--not-sup", action="store_true")
+    ap.add_argument("--rc4", choices=["rc4", "never", "silent", "garbage"])
     ap.add_argument("--port", type=int, default=0)
     args = ap.parse_args()
     warnings.simplefilter("ignore", DeprecationWarning)  # TLS 1.0/1.1 on purpose
@@ -101,7 +123,7 @@ def main():
     ctx.minimum_version = VERSIONS[args.min]
     ctx.maximum_version = VERSIONS[args.max]
     ctx.load_cert_chain(args.cert, args.key)
-    serve_loopback(lambda conn: handle(conn, ctx, args.not_sup), port=args.port)
+    serve_loopback(lambda conn: handle(conn, ctx, args.not_sup, args.rc4), port=args.port)
 
 
 if __name__ == "__main__":
