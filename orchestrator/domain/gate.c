@@ -22,8 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "grow.h"
 #include "config.h"
+#include "grow.h"
 #include "hoststate.h"
 #include "inventory.h"
 #include "store.h"

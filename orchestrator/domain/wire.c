@@ -678,6 +678,8 @@ int wire_restart_pending_count(struct store *s, const char *site, unsigned mask,
 {
     return count_select(s, "SELECT count(*) FROM (" WIRE_RESTART_PENDING_SELECT ")", site, mask,
                         cutoff, 0, now, any, "count restart-pending servers", count);
+}
+
 int wire_alarms_each(struct store *s, unsigned mask, long long now, wire_alarm_fn fn, void *arg)
 {
     sqlite3_stmt *sites, *st;
